@@ -1,0 +1,264 @@
+// The thunder._core extension module: symbols, traces, passes, executors, capture and the runtime.
+#include <nanobind/nanobind.h>
+#include <nanobind/stl/function.h>
+#include <nanobind/stl/pair.h>
+#include <nanobind/stl/shared_ptr.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
+
+#include "bindings/capture.h"
+#include "core/error.h"
+#include "executors/executor.h"
+#include "executors/pipeline.h"
+#include "ir/printer.h"
+#include "ops/registry.h"
+#include "runtime/compiled_function.h"
+#include "runtime/objects.h"
+#include "transforms/cse.h"
+#include "transforms/dce.h"
+#include "transforms/decompose.h"
+#include "transforms/functionalize.h"
+
+namespace nb = nanobind;
+using namespace nb::literals;
+
+namespace thunder {
+namespace {
+
+using bindings::CaptureSession;
+using bindings::ProxyHandle;
+using runtime::CacheEntry;
+using runtime::CompiledFunction;
+using runtime::Guard;
+using runtime::InputSource;
+using runtime::Program;
+
+struct PyTrace {
+  std::shared_ptr<const Trace> t;
+};
+
+nb::object arg_to_python(const Value& v) {
+  if (v.is_tensor()) return nb::cast(ProxyHandle{v.as_tensor()});
+  if (v.is_seq()) {
+    const Seq& s = v.as_seq();
+    if (s.kind == Seq::Kind::kDict) {
+      nb::dict d;
+      for (size_t i = 0; i < s.items.size(); ++i) d[runtime::constant_object(s.keys[i])] = arg_to_python(s.items[i]);
+      return d;
+    }
+    nb::list l;
+    for (const Value& i : s.items) l.append(arg_to_python(i));
+    if (s.kind == Seq::Kind::kTuple) return nb::tuple(l);
+    return l;
+  }
+  return runtime::constant_object(v);
+}
+
+nb::dict bsym_dict(const BoundSymbol& b) {
+  nb::dict d;
+  d["name"] = b.sym->qualname();
+  d["symbol"] = b.sym->name;
+  d["module"] = b.sym->module;
+  d["source"] = b.source;
+  nb::list args;
+  for (const Value& a : b.args) args.append(arg_to_python(a));
+  d["args"] = args;
+  d["output"] = arg_to_python(b.output);
+  nb::list subs;
+  for (const BSymRef& s : b.subsymbols) subs.append(bsym_dict(*s));
+  d["subsymbols"] = subs;
+  return d;
+}
+
+}  // namespace
+}  // namespace thunder
+
+NB_MODULE(_core, m) {
+  using namespace thunder;
+  ensure_builtin_ops();
+  nb::set_leak_warnings(false);
+
+  nb::exception<Error>(m, "ThunderError", PyExc_RuntimeError);
+  nb::register_exception_translator([](const std::exception_ptr& p, void*) {
+    try {
+      std::rethrow_exception(p);
+    } catch (const TypeError& e) {
+      PyErr_SetString(PyExc_TypeError, e.what());
+    } catch (const ValueError& e) {
+      PyErr_SetString(PyExc_ValueError, e.what());
+    } catch (const IndexError& e) {
+      PyErr_SetString(PyExc_IndexError, e.what());
+    } catch (const NotImplementedError& e) {
+      PyErr_SetString(PyExc_NotImplementedError, e.what());
+    }
+  });
+
+  m.def("set_torch_objects", [](nb::object tensor_type, nb::list dtypes, nb::object device_ctor,
+                                nb::object is_grad_enabled) {
+    auto& t = runtime::torch_objects();
+    t.tensor_type = tensor_type;
+    for (nb::handle pair : dtypes) {
+      nb::tuple p = nb::cast<nb::tuple>(pair);
+      auto d = dtype_from_name(nb::cast<std::string>(p[0]));
+      if (d) t.dtypes[static_cast<int>(*d)] = nb::borrow(p[1]);
+    }
+    t.device_ctor = device_ctor;
+    t.is_grad_enabled = is_grad_enabled;
+  });
+
+  nb::class_<Symbol>(m, "Symbol")
+      .def_ro("name", &Symbol::name)
+      .def_ro("module", &Symbol::module)
+      .def_prop_ro("qualname", &Symbol::qualname)
+      .def_ro("torch_names", &Symbol::torch_names)
+      .def_ro("torch_impl", &Symbol::torch_impl)
+      .def_prop_ro("is_prim", &Symbol::is_prim)
+      .def_prop_ro("is_inplace", [](const Symbol& s) { return s.has_tag(kTagInplace); })
+      .def_prop_ro("is_view", [](const Symbol& s) { return s.has_tag(kTagView); })
+      .def_prop_ro("is_opaque", [](const Symbol& s) { return s.kind == SymbolKind::kOpaque; })
+      .def_prop_ro("signature", [](const Symbol& s) {
+        std::string r;
+        bool kw = false;
+        for (const Param& p : s.signature.params()) {
+          if (!r.empty()) r += ", ";
+          if (p.varargs) {
+            r += "*";
+            kw = true;
+          } else if (p.kw_only && !kw) {
+            r += "*, ";
+            kw = true;
+          }
+          r += p.name;
+          if (p.default_value) r += "=" + python_repr(*p.default_value);
+        }
+        return r;
+      })
+      .def("__repr__", [](const Symbol& s) { return "<Symbol " + s.qualname() + ">"; });
+
+  m.def("symbols", [] {
+    std::vector<const Symbol*> out;
+    for (const Symbol* s : SymbolTable::instance().all()) {
+      if (s->kind == SymbolKind::kPrim || s->kind == SymbolKind::kComposite) out.push_back(s);
+    }
+    return out;
+  }, nb::rv_policy::reference);
+  m.def("find_symbol", [](const std::string& module, const std::string& name) {
+    return SymbolTable::instance().find(module, name);
+  }, nb::rv_policy::reference);
+
+  nb::class_<ProxyHandle>(m, "ProxyHandle")
+      .def_prop_ro("name", [](const ProxyHandle& p) { return p.ref->name(); })
+      .def_prop_ro("shape", [](const ProxyHandle& p) {
+        std::vector<int64_t> s;
+        for (Dim d : p.ref->shape()) s.push_back(d.value());
+        return nb::tuple(nb::cast(s));
+      })
+      .def_prop_ro("dtype", [](const ProxyHandle& p) { return runtime::dtype_object(p.ref->dtype()); })
+      .def_prop_ro("device", [](const ProxyHandle& p) { return p.ref->device().str(); })
+      .def_prop_ro("requires_grad", [](const ProxyHandle& p) { return p.ref->requires_grad(); })
+      .def("__repr__", [](const ProxyHandle& p) { return "<proxy " + p.ref->name() + ": " + p.ref->type_string() + ">"; });
+
+  nb::class_<PyTrace>(m, "Trace")
+      .def("python", [](const PyTrace& t, bool subsymbols) { return t.t->python(subsymbols); },
+           "include_subsymbols"_a = true)
+      .def("__str__", [](const PyTrace& t) { return t.t->python(true); })
+      .def("__repr__", [](const PyTrace& t) { return t.t->python(true); })
+      .def_prop_ro("stage", [](const PyTrace& t) { return t.t->stage; })
+      .def_prop_ro("name", [](const PyTrace& t) { return t.t->name; })
+      .def_prop_ro("bound_symbols", [](const PyTrace& t) {
+        nb::list l;
+        for (const BSymRef& b : t.t->bsyms) l.append(bsym_dict(*b));
+        return l;
+      })
+      .def_prop_ro("input_names", [](const PyTrace& t) {
+        std::vector<std::string> out;
+        for (const TensorRef& i : t.t->inputs) out.push_back(i->name());
+        return out;
+      });
+
+  auto pass = [](Trace (*fn)(const Trace&)) {
+    return [fn](const PyTrace& t) { return PyTrace{std::make_shared<Trace>(fn(*t.t))}; };
+  };
+  m.def("dce", pass(dce));
+  m.def("cse", pass(cse));
+  m.def("functionalize", pass(functionalize));
+  m.def("decompose", pass(decompose));
+
+  nb::class_<Executor>(m, "Executor")
+      .def(nb::init<std::string>())
+      .def_prop_ro("name", &Executor::name)
+      .def("register_impl",
+           [](Executor& ex, const Symbol* sym, const std::string& module, const std::string& name,
+              nb::object fn, nb::object checker) {
+             const Symbol* impl = ex.make_impl_symbol(*sym, module, name, runtime::register_object(fn));
+             Checker c;
+             if (!checker.is_none()) {
+               c = [checker](const BoundSymbol& b) {
+                 nb::gil_scoped_acquire gil;
+                 nb::list args;
+                 for (const Value& a : b.args) args.append(arg_to_python(a));
+                 return nb::cast<bool>(checker(*nb::tuple(args)));
+               };
+             }
+             ex.register_impl(sym, impl, std::move(c));
+           },
+           "symbol"_a, "module"_a, "name"_a, "fn"_a, "checker"_a = nb::none())
+      .def("implements", &Executor::implements)
+      .def("implemented", &Executor::implemented, nb::rv_policy::reference);
+
+  m.def("run_pipeline",
+        [](const PyTrace& t, std::vector<const Executor*> executors, bool decompose) {
+          PipelineOptions opts;
+          opts.decompose_to_prims = decompose;
+          PipelineResult r = run_pipeline(*t.t, executors, opts);
+          std::vector<PyTrace> traces;
+          for (Trace& tr : r.traces) traces.push_back(PyTrace{std::make_shared<Trace>(std::move(tr))});
+          return std::make_pair(traces, r.times);
+        },
+        "trace"_a, "executors"_a, "decompose_to_prims"_a = false);
+
+  nb::class_<CaptureSession>(m, "CaptureSession")
+      .def(nb::init<nb::object, nb::handle>())
+      .def("new_input", &CaptureSession::new_input)
+      .def("record", &CaptureSession::record)
+      .def("record_opaque", &CaptureSession::record_opaque)
+      .def("finish", [](CaptureSession& s, nb::handle out) {
+        return PyTrace{std::make_shared<Trace>(s.finish(out))};
+      })
+      .def("opaque_names", &CaptureSession::opaque_names);
+
+  nb::class_<Program>(m, "Program")
+      .def_static("build", [](const PyTrace& t) { return Program::build(*t.t); })
+      .def_prop_ro("num_instructions", &Program::num_instructions);
+
+  nb::class_<Guard>(m, "Guard")
+      .def_static("build", &Guard::build)
+      .def("describe", &Guard::describe);
+
+  nb::class_<CacheEntry>(m, "CacheEntry")
+      .def("__init__", [](CacheEntry* e, const Guard& g, std::shared_ptr<Program> p,
+                          CaptureSession& session, nb::object info) {
+        new (e) CacheEntry();
+        e->guard = g;
+        e->program = std::move(p);
+        e->sources = session.sources();
+        e->info = std::move(info);
+      })
+      .def_prop_ro("info", [](const CacheEntry& e) { return e.info; })
+      .def_prop_ro("calls", [](const CacheEntry& e) { return e.calls; });
+
+  nb::class_<CompiledFunction>(m, "CompiledFunction", nb::dynamic_attr())
+      .def("__init__", [](CompiledFunction* f, nb::object compile, nb::list params, nb::list flags,
+                          int mode) {
+        new (f) CompiledFunction(std::move(compile), std::move(params), std::move(flags),
+                                 static_cast<runtime::CacheMode>(mode));
+      })
+      .def("__call__", &CompiledFunction::call)
+      .def("current_params", &CompiledFunction::current_params)
+      .def("current_flags", &CompiledFunction::current_flags)
+      .def_prop_ro("cache_hits", &CompiledFunction::hits)
+      .def_prop_ro("cache_misses", &CompiledFunction::misses)
+      .def_prop_ro("entries", &CompiledFunction::entries)
+      .def_prop_ro("last_entry", &CompiledFunction::last_entry)
+      .def("clear_cache", &CompiledFunction::clear);
+}

@@ -1,0 +1,203 @@
+// Trace printer: one line per bound symbol, sub-symbols as indented comments beneath it, each line
+// annotated with its outputs' device, dtype and shape:
+//   t3 = ltorch.linear(x, w, b)  # t3: "cpu f32[4, 2048]"
+//     # t3 = prims.linear(x, w, b)  # t3: "cpu f32[4, 2048]"
+#include "ir/printer.h"
+
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "ir/trace.h"
+
+namespace thunder {
+
+namespace {
+
+std::string string_repr(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\'' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  return out + "'";
+}
+
+std::string float_repr(double d) {
+  if (std::isnan(d)) return "float('nan')";
+  if (std::isinf(d)) return d > 0 ? "float('inf')" : "-float('inf')";
+  char buf[40];
+  std::snprintf(buf, sizeof(buf), "%.17g", d);
+  std::string s(buf);
+  // Prefer the shortest representation that round-trips.
+  for (int prec = 1; prec < 17; ++prec) {
+    std::snprintf(buf, sizeof(buf), "%.*g", prec, d);
+    if (std::strtod(buf, nullptr) == d) {
+      s = buf;
+      break;
+    }
+  }
+  if (s.find_first_of(".eE") == std::string::npos) s += ".0";
+  return s;
+}
+
+std::string opt_int(const std::optional<int64_t>& v) { return v ? std::to_string(*v) : "None"; }
+
+std::string outputs_lhs(const Value& out) {
+  if (out.is_tensor()) return out.as_tensor()->name();
+  if (!out.is_seq()) return "_";
+  const Seq& s = out.as_seq();
+  if (s.kind == Seq::Kind::kDict) return "_";
+  std::string r = "(";
+  for (size_t i = 0; i < s.items.size(); ++i) {
+    if (i) r += ", ";
+    r += outputs_lhs(s.items[i]);
+  }
+  if (s.items.size() == 1) r += ",";
+  return r + ")";
+}
+
+bool has_tensor(const Value& v) {
+  bool found = false;
+  v.for_each_tensor([&](const TensorRef&) { found = true; });
+  return found;
+}
+
+std::string type_comment(const Value& out) {
+  std::string c;
+  out.for_each_tensor([&](const TensorRef& t) {
+    if (!c.empty()) c += ", ";
+    c += t->name() + ": \"" + t->type_string() + "\"";
+  });
+  return c;
+}
+
+std::string call_expr(const BoundSymbol& b) {
+  std::string s = b.sym->qualname() + "(";
+  const auto& params = b.sym->signature.params();
+  bool first = true;
+  for (size_t i = 0; i < b.args.size(); ++i) {
+    if (!first) s += ", ";
+    first = false;
+    if (i < params.size() && params[i].kw_only && !params[i].varargs) {
+      s += params[i].name + "=";
+    }
+    s += python_repr(b.args[i]);
+  }
+  return s + ")";
+}
+
+void print_bsym(std::ostringstream& os, const BoundSymbol& b, int indent, bool comment,
+                bool subsymbols) {
+  std::string pad(indent * 2, ' ');
+  os << pad << (comment ? "# " : "");
+  if (has_tensor(b.output) || (b.output.is_seq() && b.output.as_seq().kind != Seq::Kind::kDict &&
+                               !b.output.as_seq().items.empty())) {
+    os << outputs_lhs(b.output) << " = ";
+  }
+  os << call_expr(b);
+  std::string c = type_comment(b.output);
+  if (!c.empty()) os << "  # " << c;
+  os << "\n";
+  if (subsymbols) {
+    for (const BSymRef& s : b.subsymbols) print_bsym(os, *s, indent + 1, true, true);
+  }
+}
+
+void collect_modules(const BoundSymbol& b, std::set<std::string>& mods) {
+  if (!b.sym->module.empty()) mods.insert(b.sym->module);
+  for (const BSymRef& s : b.subsymbols) collect_modules(*s, mods);
+}
+
+}  // namespace
+
+std::string python_repr(const Value& v) {
+  struct Visitor {
+    std::string operator()(const NoneT&) const { return "None"; }
+    std::string operator()(bool b) const { return b ? "True" : "False"; }
+    std::string operator()(int64_t i) const { return std::to_string(i); }
+    std::string operator()(double d) const { return float_repr(d); }
+    std::string operator()(const std::string& s) const { return string_repr(s); }
+    std::string operator()(DType d) const { return std::string("torch.") + dtype_name(d); }
+    std::string operator()(Device d) const { return "torch.device('" + d.str() + "')"; }
+    std::string operator()(const Slice& s) const {
+      return "slice(" + opt_int(s.start) + ", " + opt_int(s.stop) + ", " + opt_int(s.step) + ")";
+    }
+    std::string operator()(const EllipsisT&) const { return "..."; }
+    std::string operator()(const SeqPtr& p) const {
+      const Seq& s = *p;
+      std::string r;
+      if (s.kind == Seq::Kind::kDict) {
+        r = "{";
+        for (size_t i = 0; i < s.items.size(); ++i) {
+          if (i) r += ", ";
+          r += python_repr(s.keys[i]) + ": " + python_repr(s.items[i]);
+        }
+        return r + "}";
+      }
+      bool tuple = s.kind == Seq::Kind::kTuple;
+      r = tuple ? "(" : "[";
+      for (size_t i = 0; i < s.items.size(); ++i) {
+        if (i) r += ", ";
+        r += python_repr(s.items[i]);
+      }
+      if (tuple && s.items.size() == 1) r += ",";
+      return r + (tuple ? ")" : "]");
+    }
+    std::string operator()(const TensorRef& t) const { return t->name(); }
+    std::string operator()(const Opaque& o) const { return o.repr; }
+  };
+  return std::visit(Visitor{}, v.variant());
+}
+
+std::string Trace::python(bool include_subsymbols) const {
+  static const std::map<std::string, std::string> kImports = {
+      {"ltorch", "import thunder.torch as ltorch"},
+      {"prims", "import thunder.prims as prims"},
+      {"torchex", "import thunder.executors.torchex as torchex"},
+      {"torch", "import torch"},
+  };
+  std::set<std::string> mods = {"torch"};
+  for (const BSymRef& b : bsyms) collect_modules(*b, mods);
+  std::ostringstream os;
+  os << "# Constructed by thunder (stage: " << (stage.empty() ? "unnamed" : stage) << ")\n";
+  for (const std::string& m : mods) {
+    auto it = kImports.find(m);
+    if (it != kImports.end()) {
+      os << it->second << "\n";
+    } else {
+      std::string root = m.substr(0, m.find('.'));
+      if (!kImports.count(root)) os << "import " << root << "\n";
+    }
+  }
+  os << "\n\ndef " << name << "(";
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (i) os << ", ";
+    os << inputs[i]->name();
+  }
+  os << "):\n";
+  for (const TensorRef& t : inputs) os << "  # " << t->name() << ": \"" << t->type_string() << "\"\n";
+  for (const BSymRef& b : bsyms) print_bsym(os, *b, 1, false, include_subsymbols);
+  os << "  return " << python_repr(output) << "\n";
+  return os.str();
+}
+
+Trace Trace::with_bsyms(std::vector<BSymRef> new_bsyms, std::string new_stage) const {
+  Trace t;
+  t.name = name;
+  t.inputs = inputs;
+  t.bsyms = std::move(new_bsyms);
+  t.output = output;
+  t.stage = std::move(new_stage);
+  return t;
+}
+
+}  // namespace thunder

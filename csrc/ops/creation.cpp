@@ -1,0 +1,12 @@
+// Torch-level creation ops.
+#include "ops/lang.h"
+#include "ops/registry.h"
+
+namespace thunder {
+
+void register_creation_ops(SymbolTable& table) {
+  std::vector<OpDef> defs = {};
+  register_ops(table, defs);
+}
+
+}  // namespace thunder

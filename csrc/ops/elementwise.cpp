@@ -1,0 +1,375 @@
+// Torch-level elementwise ops: arithmetic, comparisons, math functions, where, clamp and their in-place
+// variants. Each decomposes into a primitive plus the promotions and broadcasts PyTorch applies.
+#include "core/error.h"
+#include "ir/bound_symbol.h"
+#include "ops/lang.h"
+#include "ops/registry.h"
+
+namespace thunder {
+
+namespace {
+
+using lang::Promotion;
+
+template <const Symbol& (*P)(), Promotion K>
+Value unary_op(Builder& b, const BoundArgs& a) {
+  return lang::unary(b, P(), a[0], K);
+}
+
+template <const Symbol& (*P)(), Promotion K>
+Value binary_op(Builder& b, const BoundArgs& a) {
+  return lang::binary(b, P(), a[0], a[1], K);
+}
+
+// add/sub with alpha: a + alpha * b.
+template <const Symbol& (*P)()>
+Value add_like(Builder& b, const BoundArgs& a) {
+  Value other = a[1];
+  const Value& alpha = a[2];
+  if (!(alpha.is_int() && alpha.as_int() == 1)) {
+    if (!alpha.is_number()) throw TypeError(a.symbol().qualname() + ": alpha must be a number");
+    other = lang::binary(b, prims::mul(), other, alpha, Promotion::kDefault);
+  }
+  return lang::binary(b, P(), a[0], other, Promotion::kDefault);
+}
+
+Value rsub_meta(Builder& b, const BoundArgs& a) {
+  Value scaled = a[0];
+  if (!(a[2].is_int() && a[2].as_int() == 1)) {
+    scaled = lang::binary(b, prims::mul(), a[0], a[2], Promotion::kDefault);
+  }
+  return lang::binary(b, prims::sub(), a[1], scaled, Promotion::kDefault);
+}
+
+Value div_meta(Builder& b, const BoundArgs& a) {
+  const Value& mode = a[2];
+  if (mode.is_none()) return lang::binary(b, prims::div(), a[0], a[1], Promotion::kIntToFloat);
+  const std::string& m = mode.as_string();
+  if (m == "trunc") {
+    Value q = lang::binary(b, prims::div(), a[0], a[1], Promotion::kDefault);
+    const TensorRef& t = q.as_tensor();
+    if (is_integer(t->dtype())) return q;  // integer division already truncates
+    return lang::unary(b, prims::trunc(), q, Promotion::kDefault);
+  }
+  if (m == "floor") {
+    DType dt = lang::result_type({a[0], a[1]});
+    if (is_integer(dt)) {
+      // floor(a / b) for integers: truncated quotient minus one where the signs differ and the
+      // division is inexact.
+      Value q = lang::binary(b, prims::div(), a[0], a[1], Promotion::kDefault);
+      Value r = lang::binary(b, prims::fmod(), a[0], a[1], Promotion::kDefault);
+      Value rnz = lang::binary(b, prims::ne(), r, Value(int64_t{0}), Promotion::kAlwaysBool);
+      Value rneg = lang::binary(b, prims::lt(), r, Value(int64_t{0}), Promotion::kAlwaysBool);
+      Value bneg = lang::binary(b, prims::lt(), a[1], Value(int64_t{0}), Promotion::kAlwaysBool);
+      Value differ = lang::binary(b, prims::ne(), rneg, bneg, Promotion::kAlwaysBool);
+      Value fix = lang::binary(b, prims::bitwise_and(), rnz, differ, Promotion::kDefault);
+      Value fix_i = lang::convert_value(b, fix, q.as_tensor()->dtype());
+      return lang::binary(b, prims::sub(), q, fix_i, Promotion::kDefault);
+    }
+    Value q = lang::binary(b, prims::div(), a[0], a[1], Promotion::kDefault);
+    return lang::unary(b, prims::floor(), q, Promotion::kDefault);
+  }
+  throw ValueError("div expected rounding_mode to be one of None, 'trunc', or 'floor' but found '" +
+                   m + "'");
+}
+
+Value floor_divide_meta(Builder& b, const BoundArgs& a) {
+  std::vector<Value> args = {a[0], a[1], Value("floor")};
+  return b.call_bound(ltorch_symbol("div"), std::move(args));
+}
+
+Value sigmoid_meta(Builder& b, const BoundArgs& a) {
+  // 1 / (1 + exp(-x)), computed in the promoted float type.
+  lang::PromotionResult p = lang::elementwise_promotion({a[0]}, Promotion::kIntToFloat);
+  TensorRef x = lang::convert(b, a.tensor(0), p.compute);
+  TensorRef n = lang::call_t(b, prims::neg(), {Value(x)});
+  TensorRef e = lang::call_t(b, prims::exp(), {Value(n)});
+  TensorRef d = lang::call_t(b, prims::add(), {Value(e), Value(1.0)});
+  TensorRef r = lang::call_t(b, prims::reciprocal(), {Value(d)});
+  return lang::convert(b, r, p.result);
+}
+
+Value square_meta(Builder& b, const BoundArgs& a) {
+  return lang::binary(b, prims::mul(), a[0], a[0], Promotion::kDefault);
+}
+
+Value isnan_meta(Builder& b, const BoundArgs& a) {
+  return lang::binary(b, prims::ne(), a[0], a[0], Promotion::kAlwaysBool);
+}
+
+Value isinf_meta(Builder& b, const BoundArgs& a) {
+  const TensorRef& x = a.tensor(0);
+  if (!is_floating(x->dtype())) {
+    return lang::full(b, x->shape(), Value(false), x->device(), DType::kBool);
+  }
+  Value fin = lang::unary(b, prims::isfinite(), a[0], Promotion::kAlwaysBool);
+  Value nan = lang::binary(b, prims::ne(), a[0], a[0], Promotion::kAlwaysBool);
+  Value either = lang::binary(b, prims::bitwise_or(), fin, nan, Promotion::kDefault);
+  return lang::unary(b, prims::bitwise_not(), either, Promotion::kDefault);
+}
+
+Value logical_not_meta(Builder& b, const BoundArgs& a) {
+  return lang::binary(b, prims::eq(), a[0], Value(false), Promotion::kAlwaysBool);
+}
+
+template <const Symbol& (*P)()>
+Value logical_binary(Builder& b, const BoundArgs& a) {
+  Value x = lang::binary(b, prims::ne(), a[0], Value(false), Promotion::kAlwaysBool);
+  Value y = lang::binary(b, prims::ne(), a[1], Value(false), Promotion::kAlwaysBool);
+  return lang::binary(b, P(), x, y, Promotion::kDefault);
+}
+
+Value where_meta(Builder& b, const BoundArgs& a) {
+  const Value& cond = a[0];
+  if (!cond.is_tensor()) throw TypeError("where(): argument 'condition' must be a Tensor");
+  if (cond.as_tensor()->dtype() != DType::kBool) {
+    throw TypeError(std::string("where expected condition to be a boolean tensor, but got a ") +
+                    "tensor with dtype " + dtype_name(cond.as_tensor()->dtype()));
+  }
+  DType dt = lang::result_type({a[1], a[2]});
+  Shape shape = cond.as_tensor()->shape();
+  for (size_t i = 1; i < 3; ++i) {
+    if (a[i].is_tensor()) shape = lang::broadcast_shapes(shape, a[i].as_tensor()->shape());
+  }
+  TensorRef c = lang::expand_to(b, cond.as_tensor(), shape);
+  auto prep = [&](const Value& v) -> Value {
+    Value w = lang::convert_value(b, v, dt);
+    if (w.is_tensor()) w = lang::expand_to(b, w.as_tensor(), shape);
+    return w;
+  };
+  Value x = prep(a[1]), y = prep(a[2]);
+  if (!x.is_tensor() && !y.is_tensor()) {
+    x = lang::full(b, shape, x, cond.as_tensor()->device(), dt);
+  }
+  return lang::call(b, prims::where(), {Value(c), x, y});
+}
+
+Value clamp_meta(Builder& b, const BoundArgs& a) {
+  Value x = a[0];
+  const Value& lo = a[1];
+  const Value& hi = a[2];
+  if (lo.is_none() && hi.is_none()) {
+    throw ValueError("torch.clamp: At least one of 'min' or 'max' must not be None");
+  }
+  // torch.clamp promotes over all three operands; NaN propagates from the input.
+  std::vector<Value> ops = {x};
+  if (!lo.is_none()) ops.push_back(lo);
+  if (!hi.is_none()) ops.push_back(hi);
+  DType dt = lang::result_type(ops);
+  Value r = lang::convert_value(b, x, dt);
+  if (!lo.is_none()) r = lang::binary(b, prims::maximum(), r, lang::convert_value(b, lo, dt), Promotion::kNoOpmath);
+  if (!hi.is_none()) r = lang::binary(b, prims::minimum(), r, lang::convert_value(b, hi, dt), Promotion::kNoOpmath);
+  return r;
+}
+
+Value clamp_min_meta(Builder& b, const BoundArgs& a) {
+  std::vector<Value> args = {a[0], a[1], Value()};
+  return b.call_bound(ltorch_symbol("clamp"), std::move(args));
+}
+
+Value clamp_max_meta(Builder& b, const BoundArgs& a) {
+  std::vector<Value> args = {a[0], Value(), a[1]};
+  return b.call_bound(ltorch_symbol("clamp"), std::move(args));
+}
+
+Value relu_meta(Builder& b, const BoundArgs& a) {
+  const TensorRef& x = a.tensor(0);
+  if (is_bool(x->dtype())) throw TypeError("relu: not implemented for bool tensors");
+  return lang::binary(b, prims::maximum(), a[0], Value(int64_t{0}), Promotion::kNoOpmath);
+}
+
+Value lerp_meta(Builder& b, const BoundArgs& a) {
+  // start + weight * (end - start)
+  Value diff = lang::binary(b, prims::sub(), a[1], a[0], Promotion::kDefault);
+  Value scaled = lang::binary(b, prims::mul(), a[2], diff, Promotion::kDefault);
+  return lang::binary(b, prims::add(), a[0], scaled, Promotion::kDefault);
+}
+
+Value addcmul_meta(Builder& b, const BoundArgs& a) {
+  Value prod = lang::binary(b, prims::mul(), a[1], a[2], Promotion::kDefault);
+  if (!(a[3].is_int() && a[3].as_int() == 1)) {
+    prod = lang::binary(b, prims::mul(), prod, a[3], Promotion::kDefault);
+  }
+  return lang::binary(b, prims::add(), a[0], prod, Promotion::kDefault);
+}
+
+Value addcdiv_meta(Builder& b, const BoundArgs& a) {
+  Value q = lang::binary(b, prims::div(), a[1], a[2], Promotion::kIntToFloat);
+  if (!(a[3].is_int() && a[3].as_int() == 1)) {
+    q = lang::binary(b, prims::mul(), q, a[3], Promotion::kDefault);
+  }
+  return lang::binary(b, prims::add(), a[0], q, Promotion::kDefault);
+}
+
+#define UNARY(name, prim, kind, ...)                                                     \
+  OpDef { #name, "input", unary_op<prims::prim, Promotion::kind>,                          \
+          {"torch." #name, "torch.Tensor." #name __VA_OPT__(, ) __VA_ARGS__}, {},          \
+          kTagElementwise }
+#define UNARY_INPLACE(name)                                                           \
+  OpDef { #name "_", "input", nullptr, {"torch.Tensor." #name "_"}, {}, kTagElementwise, \
+          #name }
+#define BINARY(name, prim, kind, ...)                                                          \
+  OpDef { #name, "input, other", binary_op<prims::prim, Promotion::kind>,                        \
+          {"torch." #name, "torch.Tensor." #name __VA_OPT__(, ) __VA_ARGS__}, {}, kTagElementwise }
+#define BINARY_INPLACE(name, ...)                                                  \
+  OpDef { #name "_", "input, other", nullptr,                                      \
+          {"torch.Tensor." #name "_" __VA_OPT__(, ) __VA_ARGS__}, {}, kTagElementwise, #name }
+
+}  // namespace
+
+void register_elementwise_ops(SymbolTable& table) {
+  std::vector<OpDef> defs = {
+      // Arithmetic.
+      {"add", "input, other, *, alpha=1", add_like<prims::add>,
+       {"torch.add", "torch.Tensor.add", "torch.Tensor.__add__"}, {}, kTagElementwise},
+      {"sub", "input, other, *, alpha=1", add_like<prims::sub>,
+       {"torch.sub", "torch.Tensor.sub", "torch.Tensor.__sub__", "torch.subtract",
+        "torch.Tensor.subtract"}, "torch.sub", kTagElementwise},
+      {"rsub", "input, other, *, alpha=1", rsub_meta, {"torch.rsub"}, {}, kTagElementwise},
+      BINARY(mul, mul, kDefault, "torch.Tensor.__mul__", "torch.multiply", "torch.Tensor.multiply"),
+      {"div", "input, other, *, rounding_mode=None", div_meta,
+       {"torch.div", "torch.Tensor.div", "torch.Tensor.__truediv__", "torch.divide",
+        "torch.Tensor.divide"}, "torch.div", kTagElementwise},
+      BINARY(true_divide, div, kIntToFloat),
+      {"floor_divide", "input, other", floor_divide_meta,
+       {"torch.floor_divide", "torch.Tensor.floor_divide", "torch.Tensor.__floordiv__"}, {},
+       kTagElementwise},
+      BINARY(remainder, remainder, kDefault, "torch.Tensor.__mod__"),
+      BINARY(fmod, fmod, kDefault),
+      {"pow", "input, exponent", binary_op<prims::pow, Promotion::kDefault>,
+       {"torch.pow", "torch.Tensor.pow", "torch.Tensor.__pow__"}, {}, kTagElementwise},
+      BINARY(maximum, maximum, kDefault),
+      BINARY(minimum, minimum, kDefault),
+      BINARY(atan2, atan2, kIntToFloat, "torch.arctan2"),
+      BINARY(bitwise_and, bitwise_and, kDefault, "torch.Tensor.__and__"),
+      BINARY(bitwise_or, bitwise_or, kDefault, "torch.Tensor.__or__"),
+      BINARY(bitwise_xor, bitwise_xor, kDefault, "torch.Tensor.__xor__"),
+      BINARY(bitwise_left_shift, bitwise_left_shift, kDefault, "torch.Tensor.__lshift__"),
+      BINARY(bitwise_right_shift, bitwise_right_shift, kDefault, "torch.Tensor.__rshift__"),
+      {"lerp", "input, end, weight", lerp_meta, {"torch.lerp", "torch.Tensor.lerp"}, {},
+       kTagElementwise},
+      {"addcmul", "input, tensor1, tensor2, *, value=1", addcmul_meta,
+       {"torch.addcmul", "torch.Tensor.addcmul"}, {}, kTagElementwise},
+      {"addcdiv", "input, tensor1, tensor2, *, value=1", addcdiv_meta,
+       {"torch.addcdiv", "torch.Tensor.addcdiv"}, {}, kTagElementwise},
+      // Comparisons and logic.
+      BINARY(eq, eq, kAlwaysBool, "torch.Tensor.__eq__"),
+      BINARY(ne, ne, kAlwaysBool, "torch.Tensor.__ne__", "torch.not_equal"),
+      BINARY(lt, lt, kAlwaysBool, "torch.Tensor.__lt__", "torch.less"),
+      BINARY(le, le, kAlwaysBool, "torch.Tensor.__le__", "torch.less_equal"),
+      BINARY(gt, gt, kAlwaysBool, "torch.Tensor.__gt__", "torch.greater"),
+      BINARY(ge, ge, kAlwaysBool, "torch.Tensor.__ge__", "torch.greater_equal"),
+      {"logical_and", "input, other", logical_binary<prims::bitwise_and>,
+       {"torch.logical_and", "torch.Tensor.logical_and"}, {}, kTagElementwise},
+      {"logical_or", "input, other", logical_binary<prims::bitwise_or>,
+       {"torch.logical_or", "torch.Tensor.logical_or"}, {}, kTagElementwise},
+      {"logical_xor", "input, other", logical_binary<prims::bitwise_xor>,
+       {"torch.logical_xor", "torch.Tensor.logical_xor"}, {}, kTagElementwise},
+      {"logical_not", "input", logical_not_meta, {"torch.logical_not", "torch.Tensor.logical_not"},
+       {}, kTagElementwise},
+      {"where", "condition, input, other", where_meta, {"torch.where", "torch.Tensor.where"}, {},
+       kTagElementwise},
+      {"clamp", "input, min=None, max=None", clamp_meta,
+       {"torch.clamp", "torch.Tensor.clamp", "torch.clip", "torch.Tensor.clip"}, "torch.clamp",
+       kTagElementwise},
+      {"clamp_min", "input, min", clamp_min_meta, {"torch.clamp_min", "torch.Tensor.clamp_min"}, {},
+       kTagElementwise},
+      {"clamp_max", "input, max", clamp_max_meta, {"torch.clamp_max", "torch.Tensor.clamp_max"}, {},
+       kTagElementwise},
+      // Unary math.
+      UNARY(abs, abs, kComplexToFloat, "torch.Tensor.__abs__", "torch.absolute"),
+      UNARY(neg, neg, kDefault, "torch.Tensor.__neg__", "torch.negative"),
+      UNARY(exp, exp, kIntToFloat),
+      UNARY(exp2, exp2, kIntToFloat),
+      UNARY(expm1, expm1, kIntToFloat),
+      UNARY(log, log, kIntToFloat),
+      UNARY(log1p, log1p, kIntToFloat),
+      UNARY(log2, log2, kIntToFloat),
+      UNARY(log10, log10, kIntToFloat),
+      UNARY(sqrt, sqrt, kIntToFloat),
+      UNARY(rsqrt, rsqrt, kIntToFloat),
+      UNARY(sin, sin, kIntToFloat),
+      UNARY(cos, cos, kIntToFloat),
+      UNARY(tan, tan, kIntToFloat),
+      UNARY(tanh, tanh, kIntToFloat, "torch.nn.functional.tanh"),
+      UNARY(sinh, sinh, kIntToFloat),
+      UNARY(cosh, cosh, kIntToFloat),
+      UNARY(asin, asin, kIntToFloat, "torch.arcsin"),
+      UNARY(acos, acos, kIntToFloat, "torch.arccos"),
+      UNARY(atan, atan, kIntToFloat, "torch.arctan"),
+      UNARY(asinh, asinh, kIntToFloat, "torch.arcsinh"),
+      UNARY(acosh, acosh, kIntToFloat, "torch.arccosh"),
+      UNARY(atanh, atanh, kIntToFloat, "torch.arctanh"),
+      UNARY(erf, erf, kIntToFloat, "torch.special.erf"),
+      UNARY(erfc, erfc, kIntToFloat, "torch.special.erfc"),
+      UNARY(erfinv, erfinv, kIntToFloat, "torch.special.erfinv"),
+      UNARY(lgamma, lgamma, kIntToFloat),
+      UNARY(digamma, digamma, kIntToFloat, "torch.special.digamma"),
+      UNARY(reciprocal, reciprocal, kIntToFloat),
+      UNARY(sign, sign, kDefault),
+      UNARY(floor, floor, kDefault),
+      UNARY(ceil, ceil, kDefault),
+      UNARY(round, round, kDefault),
+      UNARY(trunc, trunc, kDefault, "torch.fix"),
+      UNARY(bitwise_not, bitwise_not, kDefault, "torch.Tensor.__invert__"),
+      UNARY(isfinite, isfinite, kAlwaysBool),
+      UNARY(signbit, signbit, kAlwaysBool),
+      {"isnan", "input", isnan_meta, {"torch.isnan", "torch.Tensor.isnan"}, {}, kTagElementwise},
+      {"isinf", "input", isinf_meta, {"torch.isinf", "torch.Tensor.isinf"}, {}, kTagElementwise},
+      {"sigmoid", "input", sigmoid_meta,
+       {"torch.sigmoid", "torch.Tensor.sigmoid", "torch.nn.functional.sigmoid",
+        "torch.special.expit"}, "torch.sigmoid", kTagElementwise},
+      {"square", "input", square_meta, {"torch.square", "torch.Tensor.square"}, {},
+       kTagElementwise},
+      {"relu", "input", relu_meta, {"torch.relu", "torch.Tensor.relu"}, "torch.relu",
+       kTagElementwise},
+  };
+  register_ops(table, defs);
+
+  std::vector<OpDef> inplace = {
+      {"add_", "input, other, *, alpha=1", nullptr, {"torch.Tensor.add_", "torch.Tensor.__iadd__"},
+       "torch.Tensor.add_", kTagElementwise, "add"},
+      {"sub_", "input, other, *, alpha=1", nullptr, {"torch.Tensor.sub_", "torch.Tensor.__isub__"},
+       "torch.Tensor.sub_", kTagElementwise, "sub"},
+      BINARY_INPLACE(mul, "torch.Tensor.__imul__"),
+      {"div_", "input, other, *, rounding_mode=None", nullptr,
+       {"torch.Tensor.div_", "torch.Tensor.__itruediv__"}, "torch.Tensor.div_", kTagElementwise,
+       "div"},
+      BINARY_INPLACE(floor_divide, "torch.Tensor.__ifloordiv__"),
+      BINARY_INPLACE(remainder, "torch.Tensor.__imod__"),
+      {"pow_", "input, exponent", nullptr, {"torch.Tensor.pow_", "torch.Tensor.__ipow__"},
+       "torch.Tensor.pow_", kTagElementwise, "pow"},
+      BINARY_INPLACE(bitwise_and, "torch.Tensor.__iand__"),
+      BINARY_INPLACE(bitwise_or, "torch.Tensor.__ior__"),
+      BINARY_INPLACE(bitwise_xor, "torch.Tensor.__ixor__"),
+      BINARY_INPLACE(maximum),
+      BINARY_INPLACE(minimum),
+      {"clamp_", "input, min=None, max=None", nullptr, {"torch.Tensor.clamp_", "torch.Tensor.clip_"},
+       "torch.Tensor.clamp_", kTagElementwise, "clamp"},
+      {"lerp_", "input, end, weight", nullptr, {"torch.Tensor.lerp_"}, {}, kTagElementwise, "lerp"},
+      {"addcmul_", "input, tensor1, tensor2, *, value=1", nullptr, {"torch.Tensor.addcmul_"}, {},
+       kTagElementwise, "addcmul"},
+      {"addcdiv_", "input, tensor1, tensor2, *, value=1", nullptr, {"torch.Tensor.addcdiv_"}, {},
+       kTagElementwise, "addcdiv"},
+      UNARY_INPLACE(neg),
+      UNARY_INPLACE(exp),
+      UNARY_INPLACE(log),
+      UNARY_INPLACE(sqrt),
+      UNARY_INPLACE(rsqrt),
+      UNARY_INPLACE(sin),
+      UNARY_INPLACE(cos),
+      UNARY_INPLACE(tanh),
+      UNARY_INPLACE(sigmoid),
+      UNARY_INPLACE(abs),
+      UNARY_INPLACE(floor),
+      UNARY_INPLACE(ceil),
+      UNARY_INPLACE(round),
+      UNARY_INPLACE(trunc),
+      UNARY_INPLACE(reciprocal),
+      {"relu_", "input", nullptr, {"torch.Tensor.relu_", "torch.relu_"}, "torch.relu_",
+       kTagElementwise, "relu"},
+  };
+  register_ops(table, inplace);
+}
+
+}  // namespace thunder

@@ -1,0 +1,12 @@
+// Torch-level shape ops.
+#include "ops/lang.h"
+#include "ops/registry.h"
+
+namespace thunder {
+
+void register_shape_ops(SymbolTable& table) {
+  std::vector<OpDef> defs = {};
+  register_ops(table, defs);
+}
+
+}  // namespace thunder

@@ -1,0 +1,132 @@
+// The cached call path.
+#include "runtime/compiled_function.h"
+
+#include <nanobind/stl/shared_ptr.h>
+#include <nanobind/stl/string.h>
+
+#include "core/error.h"
+#include "runtime/objects.h"
+
+namespace thunder::runtime {
+
+namespace {
+PyObject* training_key() {
+  static PyObject* k = PyUnicode_InternFromString("training");
+  return k;
+}
+}  // namespace
+
+CompiledFunction::CompiledFunction(nb::object compile, nb::list param_sources,
+                                   nb::list flag_sources, CacheMode mode)
+    : compile_(std::move(compile)), mode_(mode) {
+  for (nb::handle p : param_sources) {
+    nb::tuple t = nb::cast<nb::tuple>(p);
+    param_sources_.emplace_back(nb::borrow(t[0]), nb::borrow(t[1]));
+  }
+  for (nb::handle f : flag_sources) flag_sources_.push_back(nb::borrow(f));
+}
+
+nb::list CompiledFunction::current_params() const {
+  nb::list out;
+  for (const auto& [dict, key] : param_sources_) {
+    PyObject* v = PyDict_GetItemWithError(dict.ptr(), key.ptr());
+    if (!v) {
+      if (PyErr_Occurred()) throw nb::python_error();
+      throw Error("module parameter or buffer '" + nb::cast<std::string>(nb::str(key)) +
+                  "' was removed after thunder.jit");
+    }
+    out.append(nb::borrow(v));
+  }
+  return out;
+}
+
+nb::list CompiledFunction::current_flags() const {
+  nb::list out;
+  for (const nb::object& d : flag_sources_) {
+    PyObject* v = PyDict_GetItemWithError(d.ptr(), training_key());
+    out.append(nb::bool_(v == Py_True));
+  }
+  return out;
+}
+
+nb::object CompiledFunction::run_entry(CacheEntry& e, const std::vector<PyObject*>& tensors) {
+  PyObject* stack[128];
+  std::vector<PyObject*> big;
+  size_t n = e.sources.size();
+  PyObject** inputs = stack;
+  if (n > 128) {
+    big.resize(n);
+    inputs = big.data();
+  }
+  for (size_t i = 0; i < n; ++i) {
+    const InputSource& s = e.sources[i];
+    if (s.kind == InputSource::Kind::kTensor) {
+      if (s.index >= static_cast<int>(tensors.size())) throw Error("internal: input index out of range");
+      inputs[i] = tensors[s.index];
+    } else {
+      inputs[i] = s.value.ptr();
+    }
+  }
+  ++e.calls;
+  return e.program->run(inputs, n);
+}
+
+nb::object CompiledFunction::call(nb::args args, nb::kwargs kwargs) {
+  PyObject* kw = PyDict_GET_SIZE(kwargs.ptr()) ? kwargs.ptr() : nullptr;
+  // Parameters and flags as they are now.
+  PyObject* pstack[256];
+  std::vector<PyObject*> pbig;
+  size_t np = param_sources_.size();
+  PyObject** params = pstack;
+  if (np > 256) {
+    pbig.resize(np);
+    params = pbig.data();
+  }
+  for (size_t i = 0; i < np; ++i) {
+    PyObject* v = PyDict_GetItemWithError(param_sources_[i].first.ptr(), param_sources_[i].second.ptr());
+    if (!v) {
+      if (PyErr_Occurred()) throw nb::python_error();
+      throw Error("module parameter or buffer '" +
+                  nb::cast<std::string>(nb::str(param_sources_[i].second)) +
+                  "' was removed after thunder.jit");
+    }
+    params[i] = v;
+  }
+  std::vector<bool> flags(flag_sources_.size());
+  for (size_t i = 0; i < flag_sources_.size(); ++i) {
+    flags[i] = PyDict_GetItemWithError(flag_sources_[i].ptr(), training_key()) == Py_True;
+  }
+  bool grad = grad_enabled();
+  std::vector<PyObject*> tensors;
+  tensors.reserve(8 + np);
+
+  if (mode_ == CacheMode::kSameInput && !entries_.empty()) {
+    CacheEntry& e = *entries_.front();
+    e.guard.collect(args.ptr(), kw, params, np, tensors);
+    ++hits_;
+    last_ = entries_.front();
+    return run_entry(e, tensors);
+  }
+  if (mode_ != CacheMode::kNoCaching) {
+    for (auto& e : entries_) {
+      tensors.clear();
+      if (e->guard.check(args.ptr(), kw, params, np, flags, grad, tensors)) {
+        ++hits_;
+        last_ = e;
+        return run_entry(*e, tensors);
+      }
+    }
+  }
+  ++misses_;
+  nb::object made = compile_(args, kwargs);
+  auto entry = nb::cast<std::shared_ptr<CacheEntry>>(made);
+  if (mode_ != CacheMode::kNoCaching) entries_.push_back(entry);
+  last_ = entry;
+  tensors.clear();
+  if (!entry->guard.check(args.ptr(), kw, params, np, flags, grad, tensors)) {
+    throw Error("internal: a freshly compiled entry's guard rejects the call it was compiled for");
+  }
+  return run_entry(*entry, tensors);
+}
+
+}  // namespace thunder::runtime

@@ -1,0 +1,67 @@
+// The callable `thunder.jit` returns. A call checks the cached entries' guards in C++ and runs the first
+// matching entry's program; on a miss it asks the Python front end to capture and compile a new entry.
+#pragma once
+
+#include <nanobind/nanobind.h>
+
+#include <memory>
+#include <vector>
+
+#include "runtime/guard.h"
+#include "runtime/program.h"
+
+namespace thunder::runtime {
+
+namespace nb = nanobind;
+
+// Where each program input comes from on a call.
+struct InputSource {
+  enum class Kind : uint8_t { kTensor, kConstant } kind = Kind::kTensor;
+  int index = 0;      // kTensor: position among the call's tensors (args, kwargs, then parameters)
+  nb::object value;   // kConstant: a tensor the function closes over
+};
+
+struct CacheEntry {
+  Guard guard;
+  std::shared_ptr<Program> program;
+  std::vector<InputSource> sources;
+  nb::object info;  // the front end's record of this entry (traces, timings)
+  int64_t calls = 0;
+};
+
+enum class CacheMode : uint8_t { kConstantValues = 0, kSameInput = 1, kNoCaching = 2 };
+
+class CompiledFunction {
+ public:
+  // `compile` is called as compile(args, kwargs) on a miss and returns a CacheEntry. `param_sources` is
+  // a list of (dict, key) pairs read on every call (a module's _parameters/_buffers entries);
+  // `flag_sources` a list of module __dict__s whose 'training' flag joins the cache key.
+  CompiledFunction(nb::object compile, nb::list param_sources, nb::list flag_sources,
+                   CacheMode mode);
+
+  nb::object call(nb::args args, nb::kwargs kwargs);
+  // Reads the current parameters and flags as the guard sees them (used when compiling).
+  nb::list current_params() const;
+  nb::list current_flags() const;
+
+  int64_t hits() const { return hits_; }
+  int64_t misses() const { return misses_; }
+  CacheMode mode() const { return mode_; }
+  const std::vector<std::shared_ptr<CacheEntry>>& entries() const { return entries_; }
+  std::shared_ptr<CacheEntry> last_entry() const { return last_; }
+  void clear() { entries_.clear(); last_.reset(); }
+
+ private:
+  nb::object run_entry(CacheEntry& e, const std::vector<PyObject*>& tensors);
+
+  nb::object compile_;
+  std::vector<std::pair<nb::object, nb::object>> param_sources_;
+  std::vector<nb::object> flag_sources_;
+  CacheMode mode_;
+  std::vector<std::shared_ptr<CacheEntry>> entries_;
+  std::shared_ptr<CacheEntry> last_;
+  int64_t hits_ = 0;
+  int64_t misses_ = 0;
+};
+
+}  // namespace thunder::runtime

@@ -1,0 +1,246 @@
+// Guard construction and checking with the Python C API (no torch C++ headers are needed).
+#include "runtime/guard.h"
+
+#include <cmath>
+
+#include <nanobind/stl/string.h>
+
+#include "core/error.h"
+#include "runtime/objects.h"
+
+namespace thunder::runtime {
+
+namespace {
+
+struct Names {
+  PyObject* shape = PyUnicode_InternFromString("shape");
+  PyObject* dtype = PyUnicode_InternFromString("dtype");
+  PyObject* requires_grad = PyUnicode_InternFromString("requires_grad");
+  PyObject* get_device = PyUnicode_InternFromString("get_device");
+  PyObject* is_contiguous = PyUnicode_InternFromString("is_contiguous");
+};
+const Names& names() {
+  static Names* n = new Names();
+  return *n;
+}
+
+// Reads the metadata the guard compares. Returns false (with no Python error set) if unreadable.
+bool read_tensor(PyObject* o, Guard::Node& n) {
+  const Names& s = names();
+  nb::object shape = nb::steal(PyObject_GetAttr(o, s.shape));
+  nb::object dtype = nb::steal(PyObject_GetAttr(o, s.dtype));
+  nb::object rg = nb::steal(PyObject_GetAttr(o, s.requires_grad));
+  nb::object dev = nb::steal(PyObject_CallMethodNoArgs(o, s.get_device));
+  nb::object contig = nb::steal(PyObject_CallMethodNoArgs(o, s.is_contiguous));
+  if (!shape || !dtype || !rg || !dev || !contig) {
+    PyErr_Clear();
+    return false;
+  }
+  Py_ssize_t r = PyTuple_GET_SIZE(shape.ptr());
+  n.shape.resize(r);
+  for (Py_ssize_t i = 0; i < r; ++i) n.shape[i] = PyLong_AsLongLong(PyTuple_GET_ITEM(shape.ptr(), i));
+  n.dtype = dtype.ptr();
+  n.requires_grad = rg.ptr() == Py_True;
+  n.device = static_cast<int>(PyLong_AsLong(dev.ptr()));
+  n.contiguous = contig.ptr() == Py_True;
+  return true;
+}
+
+}  // namespace
+
+Guard::Node Guard::build_node(nb::handle h) {
+  PyObject* o = h.ptr();
+  Node n;
+  if (is_tensor(o)) {
+    n.kind = Node::Kind::kTensor;
+    if (!read_tensor(o, n)) throw Error("cannot read a tensor's metadata");
+  } else if (o == Py_None) {
+    n.kind = Node::Kind::kNone;
+  } else if (PyBool_Check(o)) {
+    n.kind = Node::Kind::kBool;
+    n.i = o == Py_True;
+  } else if (PyLong_CheckExact(o)) {
+    n.kind = Node::Kind::kInt;
+    n.i = PyLong_AsLongLong(o);
+    if (PyErr_Occurred()) throw nb::python_error();
+  } else if (PyFloat_CheckExact(o)) {
+    n.kind = Node::Kind::kFloat;
+    n.f = PyFloat_AS_DOUBLE(o);
+  } else if (PyUnicode_CheckExact(o)) {
+    n.kind = Node::Kind::kStr;
+    n.obj = nb::borrow(h);
+  } else if (PyTuple_Check(o) || PyList_Check(o)) {
+    n.kind = PyTuple_Check(o) ? Node::Kind::kTuple : Node::Kind::kList;
+    if (!PyTuple_CheckExact(o) && !PyList_CheckExact(o)) n.obj = nb::borrow(reinterpret_cast<PyObject*>(Py_TYPE(o)));
+    Py_ssize_t len = PySequence_Size(o);
+    for (Py_ssize_t i = 0; i < len; ++i) n.items.push_back(build_node(nb::steal(PySequence_GetItem(o, i))));
+  } else if (PyDict_Check(o)) {
+    n.kind = Node::Kind::kDict;
+    nb::list keys;
+    PyObject *k, *v;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(o, &pos, &k, &v)) {
+      keys.append(nb::borrow(k));
+      n.items.push_back(build_node(nb::borrow(v)));
+    }
+    n.obj = nb::tuple(keys);
+  } else {
+    n.kind = Node::Kind::kIdentity;
+    n.obj = nb::borrow(h);
+  }
+  return n;
+}
+
+bool Guard::check_node(PyObject* o, const Node& n, std::vector<PyObject*>& tensors) {
+  switch (n.kind) {
+    case Node::Kind::kTensor: {
+      if (!is_tensor(o)) return false;
+      const Names& s = names();
+      PyObject* dtype = PyObject_GetAttr(o, s.dtype);
+      if (!dtype) return PyErr_Clear(), false;
+      Py_DECREF(dtype);
+      if (dtype != n.dtype) return false;
+      PyObject* shape = PyObject_GetAttr(o, s.shape);
+      if (!shape) return PyErr_Clear(), false;
+      bool ok = PyTuple_GET_SIZE(shape) == static_cast<Py_ssize_t>(n.shape.size());
+      for (size_t i = 0; ok && i < n.shape.size(); ++i) {
+        ok = PyLong_AsLongLong(PyTuple_GET_ITEM(shape, i)) == n.shape[i];
+      }
+      Py_DECREF(shape);
+      if (!ok) return false;
+      PyObject* rg = PyObject_GetAttr(o, s.requires_grad);
+      if (!rg) return PyErr_Clear(), false;
+      Py_DECREF(rg);
+      if ((rg == Py_True) != n.requires_grad) return false;
+      PyObject* dev = PyObject_CallMethodNoArgs(o, s.get_device);
+      if (!dev) return PyErr_Clear(), false;
+      long d = PyLong_AsLong(dev);
+      Py_DECREF(dev);
+      if (d != n.device) return false;
+      PyObject* contig = PyObject_CallMethodNoArgs(o, s.is_contiguous);
+      if (!contig) return PyErr_Clear(), false;
+      Py_DECREF(contig);
+      if ((contig == Py_True) != n.contiguous) return false;
+      tensors.push_back(o);
+      return true;
+    }
+    case Node::Kind::kNone: return o == Py_None;
+    case Node::Kind::kBool: return PyBool_Check(o) && (o == Py_True) == (n.i != 0);
+    case Node::Kind::kInt: {
+      if (!PyLong_CheckExact(o)) return false;
+      int overflow = 0;
+      long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+      return !overflow && v == n.i;
+    }
+    case Node::Kind::kFloat: {
+      if (!PyFloat_CheckExact(o)) return false;
+      double v = PyFloat_AS_DOUBLE(o);
+      return v == n.f || (std::isnan(v) && std::isnan(n.f));
+    }
+    case Node::Kind::kStr: {
+      if (!PyUnicode_CheckExact(o)) return false;
+      if (o == n.obj.ptr()) return true;
+      return PyUnicode_Compare(o, n.obj.ptr()) == 0;
+    }
+    case Node::Kind::kTuple:
+    case Node::Kind::kList: {
+      bool tuple = n.kind == Node::Kind::kTuple;
+      if (n.obj) {
+        if (reinterpret_cast<PyObject*>(Py_TYPE(o)) != n.obj.ptr()) return false;
+      } else if (tuple ? !PyTuple_CheckExact(o) : !PyList_CheckExact(o)) {
+        return false;
+      }
+      Py_ssize_t len = tuple ? PyTuple_GET_SIZE(o) : PyList_GET_SIZE(o);
+      if (len != static_cast<Py_ssize_t>(n.items.size())) return false;
+      for (Py_ssize_t i = 0; i < len; ++i) {
+        PyObject* item = tuple ? PyTuple_GET_ITEM(o, i) : PyList_GET_ITEM(o, i);
+        if (!check_node(item, n.items[i], tensors)) return false;
+      }
+      return true;
+    }
+    case Node::Kind::kDict: {
+      if (!PyDict_Check(o)) return false;
+      if (PyDict_GET_SIZE(o) != static_cast<Py_ssize_t>(n.items.size())) return false;
+      PyObject *k, *v;
+      Py_ssize_t pos = 0;
+      size_t i = 0;
+      while (PyDict_Next(o, &pos, &k, &v)) {
+        PyObject* expected = PyTuple_GET_ITEM(n.obj.ptr(), i);
+        if (k != expected) {
+          int eq = PyObject_RichCompareBool(k, expected, Py_EQ);
+          if (eq != 1) return PyErr_Clear(), false;
+        }
+        if (!check_node(v, n.items[i], tensors)) return false;
+        ++i;
+      }
+      return true;
+    }
+    case Node::Kind::kIdentity: return o == n.obj.ptr();
+  }
+  return false;
+}
+
+void Guard::collect_node(PyObject* o, const Node& n, std::vector<PyObject*>& tensors) {
+  switch (n.kind) {
+    case Node::Kind::kTensor: tensors.push_back(o); return;
+    case Node::Kind::kTuple:
+    case Node::Kind::kList:
+      for (size_t i = 0; i < n.items.size(); ++i) {
+        collect_node(PySequence_Fast_GET_ITEM(o, i), n.items[i], tensors);
+      }
+      return;
+    case Node::Kind::kDict: {
+      PyObject *k, *v;
+      Py_ssize_t pos = 0;
+      size_t i = 0;
+      while (PyDict_Next(o, &pos, &k, &v) && i < n.items.size()) collect_node(v, n.items[i++], tensors);
+      return;
+    }
+    default: return;
+  }
+}
+
+Guard Guard::build(nb::handle args, nb::handle kwargs, nb::handle params, nb::handle flags,
+                   bool grad) {
+  Guard g;
+  g.args_ = build_node(args);
+  g.kwargs_ = build_node(kwargs);
+  for (nb::handle p : params) {
+    Node n = build_node(p);
+    if (n.kind != Node::Kind::kTensor) throw Error("a module parameter or buffer is not a tensor");
+    g.params_.push_back(std::move(n));
+  }
+  for (nb::handle f : flags) g.flags_.push_back(nb::cast<bool>(f));
+  g.grad_ = grad;
+  return g;
+}
+
+bool Guard::check(PyObject* args, PyObject* kwargs, PyObject* const* params, size_t num_params,
+                  const std::vector<bool>& flags, bool grad, std::vector<PyObject*>& tensors) const {
+  if (grad != grad_ || flags != flags_ || num_params != params_.size()) return false;
+  if (!check_node(args, args_, tensors)) return false;
+  if (kwargs) {
+    if (!check_node(kwargs, kwargs_, tensors)) return false;
+  } else if (!kwargs_.items.empty()) {
+    return false;
+  }
+  for (size_t i = 0; i < num_params; ++i) {
+    if (!check_node(params[i], params_[i], tensors)) return false;
+  }
+  return true;
+}
+
+void Guard::collect(PyObject* args, PyObject* kwargs, PyObject* const* params, size_t num_params,
+                    std::vector<PyObject*>& tensors) const {
+  collect_node(args, args_, tensors);
+  if (kwargs) collect_node(kwargs, kwargs_, tensors);
+  for (size_t i = 0; i < num_params; ++i) tensors.push_back(params[i]);
+}
+
+std::string Guard::describe() const {
+  std::string s = "grad=" + std::string(grad_ ? "on" : "off") + ", " +
+                  std::to_string(params_.size()) + " parameters/buffers";
+  return s;
+}
+
+}  // namespace thunder::runtime

@@ -1,0 +1,61 @@
+// Guards: the conditions under which a compiled program may run on a call's arguments. A guard is a
+// tree mirroring the argument structure; tensors are checked for shape, dtype, device, requires_grad
+// and contiguity, Python numbers and strings by value, other objects by identity. Checking walks the
+// arguments once and collects the tensors the program takes as inputs.
+#pragma once
+
+#include <nanobind/nanobind.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace thunder::runtime {
+
+namespace nb = nanobind;
+
+class Guard {
+ public:
+  // Builds the guard that accepts exactly calls like this one. `params` is a list of tensors (module
+  // parameters and buffers), `flags` a list of bools (module training flags), `grad` the grad mode.
+  static Guard build(nb::handle args, nb::handle kwargs, nb::handle params, nb::handle flags,
+                     bool grad);
+
+  // True when the call matches; appends the tensors of args, kwargs and params, in order, to `tensors`.
+  bool check(PyObject* args, PyObject* kwargs, PyObject* const* params, size_t num_params,
+             const std::vector<bool>& flags, bool grad, std::vector<PyObject*>& tensors) const;
+  // Collects the tensors without checking ("same input" caching).
+  void collect(PyObject* args, PyObject* kwargs, PyObject* const* params, size_t num_params,
+               std::vector<PyObject*>& tensors) const;
+
+  // A readable description (for cache-miss diagnostics).
+  std::string describe() const;
+
+  struct Node {
+    enum class Kind : uint8_t { kTensor, kInt, kFloat, kBool, kStr, kNone, kTuple, kList, kDict, kIdentity };
+    Kind kind = Kind::kNone;
+    // Tensors.
+    std::vector<int64_t> shape;
+    PyObject* dtype = nullptr;  // borrowed: dtypes are immortal singletons
+    int device = -1;            // get_device(): -1 for CPU
+    bool requires_grad = false;
+    bool contiguous = true;
+    // Scalars and identity.
+    int64_t i = 0;
+    double f = 0;
+    nb::object obj;  // kStr: the string; kIdentity: the object; kDict: keys tuple
+    std::vector<Node> items;
+  };
+
+ private:
+  static Node build_node(nb::handle obj);
+  static bool check_node(PyObject* obj, const Node& n, std::vector<PyObject*>& tensors);
+  static void collect_node(PyObject* obj, const Node& n, std::vector<PyObject*>& tensors);
+  Node args_;
+  Node kwargs_;
+  std::vector<Node> params_;
+  std::vector<bool> flags_;
+  bool grad_ = true;
+};
+
+}  // namespace thunder::runtime

@@ -1,0 +1,34 @@
+// The table of Python objects the core refers to by handle (the callables that implement symbols, and
+// objects carried through traces as Opaque values), plus the torch objects the runtime needs.
+#pragma once
+
+#include <nanobind/nanobind.h>
+
+#include <cstdint>
+
+#include "core/device.h"
+#include "core/dtype.h"
+
+namespace thunder::runtime {
+
+namespace nb = nanobind;
+
+int64_t register_object(nb::handle obj);
+nb::handle object(int64_t handle);
+
+// Torch objects, set once when the Python package initialises.
+struct TorchObjects {
+  nb::object tensor_type;             // torch.Tensor
+  nb::object dtypes[kNumDTypes];      // torch.float32 ...
+  nb::object device_ctor;             // torch.device
+  nb::object is_grad_enabled;         // torch.is_grad_enabled
+};
+TorchObjects& torch_objects();
+bool is_tensor(PyObject* obj);
+// DType of a torch.dtype object; false when `obj` is not one.
+bool dtype_of(PyObject* obj, DType* out);
+nb::object dtype_object(DType d);
+nb::object device_object(Device d);
+bool grad_enabled();
+
+}  // namespace thunder::runtime

@@ -1,0 +1,64 @@
+// A Program is a final trace lowered for execution: a flat list of instructions over value slots.
+// Each instruction calls the Python callable of its symbol's implementation (a torch function, an
+// executor's kernel, an opaque torch op) with arguments gathered from slots and constants, and stores
+// the results into slots. Slots are released right after their last use, so intermediates are freed
+// as early as eager mode frees them.
+#pragma once
+
+#include <nanobind/nanobind.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ir/trace.h"
+
+namespace thunder::runtime {
+
+namespace nb = nanobind;
+
+class Program {
+ public:
+  // `impl_of` gives the Python callable running a bound symbol (executor and opaque symbols).
+  static std::shared_ptr<Program> build(const Trace& trace);
+
+  // Runs the program on its inputs (one per trace input, in order) and returns the output object.
+  nb::object run(PyObject* const* inputs, size_t n) const;
+  size_t num_inputs() const { return num_inputs_; }
+  size_t num_instructions() const { return instrs_.size(); }
+
+ private:
+  struct Arg {
+    enum class Kind : uint8_t { kConst, kSlot, kTuple, kList, kDict } kind = Kind::kConst;
+    int slot = -1;
+    nb::object constant;           // kConst; kDict: the keys tuple
+    std::vector<Arg> items;
+  };
+  struct Out {
+    enum class Kind : uint8_t { kIgnore, kSlot, kSeq } kind = Kind::kIgnore;
+    int slot = -1;
+    std::vector<Out> items;
+  };
+  struct Instr {
+    nb::object fn;
+    std::vector<Arg> args;  // positional, then keyword values
+    nb::object kwnames;     // tuple of names for the trailing keyword values, or null
+    size_t num_positional = 0;
+    Out out;
+    std::vector<int> release;  // slots whose last use is this instruction
+    std::string name;           // for error messages
+  };
+
+  static PyObject* materialize(const Arg& a, const std::vector<PyObject*>& slots);
+  static void store(const Out& o, PyObject* value, std::vector<PyObject*>& slots, const std::string& name);
+
+  size_t num_inputs_ = 0;
+  size_t num_slots_ = 0;
+  std::vector<Instr> instrs_;
+  Arg output_;
+};
+
+// A Python object for a constant value (a number, dtype, device, slice, sequence...).
+nb::object constant_object(const Value& v);
+
+}  // namespace thunder::runtime

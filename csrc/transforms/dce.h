@@ -1,0 +1,18 @@
+// Dead-code elimination.
+//
+// Removes bound symbols none of whose outputs reach the trace output or a kept bound symbol. Symbols
+// tagged kTagDontDce or kTagInplace (prims.copy_ write-backs) are always kept. Sub-symbols are left as
+// they are (they document the kept symbol). Requires: a well-formed trace. Guarantees: the same output,
+// computed by a subsequence of the bound symbols.
+//
+//   before: t0 = ltorch.add(x, y); t1 = ltorch.mul(x, y); return t0
+//   after:  t0 = ltorch.add(x, y); return t0
+#pragma once
+
+#include "ir/trace.h"
+
+namespace thunder {
+
+Trace dce(const Trace& trace);
+
+}  // namespace thunder

@@ -1,0 +1,41 @@
+// Functionalization: in-place symbols become their decompositions, plus write-backs into inputs.
+#include "transforms/functionalize.h"
+
+#include <unordered_map>
+
+#include "core/error.h"
+#include "ir/builder.h"
+
+namespace thunder {
+
+Trace functionalize(const Trace& trace) {
+  // The latest version of each tensor, keyed by the tensor it was mutated from (transitively rooted).
+  std::unordered_map<const TensorProxy*, TensorRef> root_of;  // version -> root
+  std::unordered_map<const TensorProxy*, TensorRef> latest;   // root -> latest version
+  std::vector<BSymRef> out;
+  for (const BSymRef& b : trace.bsyms) {
+    if (!b->sym->has_tag(kTagInplace) || b->sym->is_prim()) {
+      out.push_back(b);
+      continue;
+    }
+    const TensorRef& mutated = b->args.at(0).as_tensor();
+    for (const BSymRef& s : b->subsymbols) out.push_back(s);
+    if (!b->output.is_tensor()) {
+      throw Error(b->sym->qualname() + ": an in-place symbol must produce the updated tensor");
+    }
+    auto it = root_of.find(mutated.get());
+    TensorRef root = it == root_of.end() ? mutated : it->second;
+    root_of[b->output.as_tensor().get()] = root;
+    latest[root.get()] = b->output.as_tensor();
+  }
+  Builder builder;
+  for (const TensorRef& in : trace.inputs) {
+    auto it = latest.find(in.get());
+    if (it == latest.end()) continue;
+    builder.call(prims::copy_(), {Value(it->second), Value(in)});
+  }
+  for (BSymRef& b : builder.take()) out.push_back(std::move(b));
+  return trace.with_bsyms(std::move(out), "functionalize");
+}
+
+}  // namespace thunder

@@ -1,0 +1,306 @@
+"""Capture: runs the user's callable once with proxy tensors and records every torch call into the C++
+trace builder (bindings/capture.h). No compiler logic lives here: this module only routes torch calls
+to symbols and converts arguments."""
+
+from __future__ import annotations
+
+import inspect
+import linecache
+import os
+import sys
+
+import torch
+from torch.overrides import TorchFunctionMode
+
+from thunder import _core
+from thunder.core.errors import DataDependentError
+
+_THUNDER_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__))
+
+
+class TensorProxy(torch.Tensor):
+    """A stand-in for a tensor during capture. It has a tensor's metadata and no data."""
+
+    @staticmethod
+    def __new__(cls, handle, shape, dtype, device, requires_grad):
+        t = torch.Tensor._make_wrapper_subclass(
+            cls, shape, dtype=dtype, device=device, requires_grad=requires_grad
+        )
+        t._thunder_ref = handle
+        return t
+
+    def __repr__(self, *, tensor_contents=None):
+        return f"TensorProxy(name={self._thunder_ref.name}, shape={tuple(self.shape)}, dtype={self.dtype})"
+
+    __torch_function__ = torch._C._disabled_torch_function_impl
+
+    @classmethod
+    def __torch_dispatch__(cls, func, types, args=(), kwargs=None):
+        raise NotImplementedError(
+            f"thunder could not intercept {func} while tracing (it was called below the torch "
+            f"function layer); please report this operation"
+        )
+
+
+def _user_frame():
+    """(filename, line number, source line) of the innermost frame outside thunder and torch."""
+    f = sys._getframe(1)
+    while f is not None:
+        fn = f.f_code.co_filename
+        if not (fn.startswith(_THUNDER_DIR) or fn.startswith(_TORCH_DIR) or fn.startswith("<frozen")):
+            return fn, f.f_lineno, linecache.getline(fn, f.f_lineno).strip()
+        f = f.f_back
+    return None, None, None
+
+
+def _where():
+    fn, line, _ = _user_frame()
+    return f"{fn}:{line}" if fn else ""
+
+
+def _with_location(err: Exception) -> Exception:
+    fn, line, code = _user_frame()
+    if fn is None or getattr(err, "_thunder_located", False):
+        return err
+    msg = f"{err}\n  in {fn}:{line}: {code}" if code else f"{err}\n  in {fn}:{line}"
+    new = type(err)(msg) if type(err) in (TypeError, ValueError, IndexError, NotImplementedError, RuntimeError) else err
+    new._thunder_located = True
+    return new
+
+
+def _data_dependent(what: str, advice: str):
+    fn, line, code = _user_frame()
+    where = f" at {fn}:{line}" + (f" (`{code}`)" if code else "") if fn else ""
+    return DataDependentError(
+        f"thunder cannot trace {what}{where}: the result depends on the values in a tensor, which are "
+        f"not known while the program is traced. {advice}"
+    )
+
+
+_BRANCH_ADVICE = (
+    "Replace Python control flow on tensor values with tensor operations (torch.where, masking), "
+    "or compute the condition outside the jitted function and pass it in as a Python value."
+)
+
+# Tensor functions whose results are the tensor's metadata: evaluated on the proxy directly.
+_METADATA = {
+    torch.Tensor.shape.__get__, torch.Tensor.dtype.__get__, torch.Tensor.device.__get__,
+    torch.Tensor.ndim.__get__, torch.Tensor.requires_grad.__get__, torch.Tensor.is_cuda.__get__,
+    torch.Tensor.is_leaf.__get__, torch.Tensor.layout.__get__, torch.Tensor.grad.__get__,
+    torch.Tensor.grad_fn.__get__, torch.Tensor.is_sparse.__get__, torch.Tensor.is_quantized.__get__,
+    torch.Tensor.is_meta.__get__,
+    torch.Tensor.size, torch.Tensor.dim, torch.Tensor.numel, torch.Tensor.nelement,
+    torch.Tensor.ndimension, torch.Tensor.is_floating_point, torch.Tensor.is_complex,
+    torch.Tensor.element_size, torch.Tensor.stride, torch.Tensor.is_contiguous,
+    torch.Tensor.get_device, torch.Tensor.__len__, torch.Tensor.is_signed, torch.Tensor.type,
+    torch.is_floating_point, torch.is_complex, torch.numel, torch.is_tensor,
+    torch.Tensor.__format__, torch.Tensor.storage_offset,
+}
+
+# Functions whose results depend on tensor values.
+_DATA_DEPENDENT = {
+    torch.Tensor.__bool__: ("bool(tensor) (an `if`, `while`, `and`/`or` or `assert` on a tensor)", _BRANCH_ADVICE),
+    torch.Tensor.item: ("tensor.item()", _BRANCH_ADVICE),
+    torch.Tensor.tolist: ("tensor.tolist()", _BRANCH_ADVICE),
+    torch.Tensor.__int__: ("int(tensor)", _BRANCH_ADVICE),
+    torch.Tensor.__float__: ("float(tensor)", _BRANCH_ADVICE),
+    torch.Tensor.__index__: ("using a tensor as a Python index or size", _BRANCH_ADVICE),
+    torch.Tensor.__complex__: ("complex(tensor)", _BRANCH_ADVICE),
+    torch.Tensor.numpy: ("tensor.numpy()", "Convert outside the jitted function."),
+    torch.Tensor.__contains__: ("`value in tensor`", _BRANCH_ADVICE),
+    torch.Tensor.nonzero: ("tensor.nonzero() (its output shape depends on the data)", "Use a mask with torch.where instead."),
+    torch.nonzero: ("torch.nonzero (its output shape depends on the data)", "Use a mask with torch.where instead."),
+    torch.Tensor.data_ptr: ("tensor.data_ptr()", "Read it outside the jitted function."),
+    torch.equal: ("torch.equal (it returns a Python bool computed from values)", _BRANCH_ADVICE),
+    torch.Tensor.equal: ("tensor.equal (it returns a Python bool computed from values)", _BRANCH_ADVICE),
+    torch.unique: ("torch.unique (its output shape depends on the data)", "Compute it outside the jitted function."),
+    torch.Tensor.unique: ("tensor.unique() (its output shape depends on the data)", "Compute it outside the jitted function."),
+    torch.masked_select: ("torch.masked_select (its output shape depends on the data)", "Use torch.where with a mask instead."),
+    torch.Tensor.masked_select: ("tensor.masked_select (its output shape depends on the data)", "Use torch.where with a mask instead."),
+}
+
+# Reflected operators: the symbol of the forward operator with the operands swapped.
+_REFLECTED = {
+    torch.Tensor.__radd__: "add", torch.Tensor.__rsub__: "sub", torch.Tensor.__rmul__: "mul",
+    torch.Tensor.__rtruediv__: "div", torch.Tensor.__rdiv__: "div",
+    torch.Tensor.__rfloordiv__: "floor_divide", torch.Tensor.__rmod__: "remainder",
+    torch.Tensor.__rpow__: "pow", torch.Tensor.__rand__: "bitwise_and",
+    torch.Tensor.__ror__: "bitwise_or", torch.Tensor.__rxor__: "bitwise_xor",
+    torch.Tensor.__rmatmul__: "matmul", torch.Tensor.__rlshift__: "bitwise_left_shift",
+    torch.Tensor.__rrshift__: "bitwise_right_shift",
+}
+
+
+def _resolve(path):
+    obj = torch if path.startswith("torch") else None
+    if obj is None:
+        return None
+    for part in path.split(".")[1:]:
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return None
+    return obj
+
+
+class _Dispatch:
+    """The table from torch callables to symbols, built once from the C++ op tables."""
+
+    def __init__(self):
+        self.by_fn = {}
+        for sym in _core.symbols():
+            if sym.is_prim:
+                continue
+            for path in sym.torch_names:
+                fn = _resolve(path)
+                if fn is not None:
+                    self.by_fn.setdefault(fn, sym)
+        self.reflected = {}
+        for fn, name in _REFLECTED.items():
+            sym = _core.find_symbol("ltorch", name)
+            if sym is not None:
+                self.reflected[fn] = sym
+        self.copy_ = _core.find_symbol("ltorch", "copy_")
+
+
+_dispatch = None
+
+
+def dispatch_table() -> _Dispatch:
+    global _dispatch
+    if _dispatch is None:
+        _dispatch = _Dispatch()
+    return _dispatch
+
+
+def _callable_name(fn):
+    """(module, name) a callable prints as in traces."""
+    name = getattr(fn, "__name__", None) or type(fn).__name__
+    for mod, prefix in ((torch, "torch"), (torch.nn.functional, "torch.nn.functional"),
+                        (torch.Tensor, "torch.Tensor"), (torch.special, "torch.special"),
+                        (torch.linalg, "torch.linalg"), (torch.fft, "torch.fft")):
+        if getattr(mod, name, None) is fn:
+            return prefix, name
+    qual = getattr(fn, "__qualname__", name)
+    module = getattr(fn, "__module__", None) or "torch"
+    if "." in qual:
+        head, _, name = qual.rpartition(".")
+        module = f"{module}.{head}"
+    return module, name
+
+
+def _to_meta(x):
+    if isinstance(x, TensorProxy):
+        return torch.empty(tuple(x.shape), dtype=x.dtype, device="meta")
+    if isinstance(x, (list, tuple)):
+        return type(x)(_to_meta(i) for i in x) if not hasattr(x, "_fields") else type(x)(*(_to_meta(i) for i in x))
+    if isinstance(x, dict):
+        return {k: _to_meta(v) for k, v in x.items()}
+    if isinstance(x, torch.Tensor):
+        return torch.empty(tuple(x.shape), dtype=x.dtype, device="meta")
+    return x
+
+
+def _inplace_flag(func, args, kwargs):
+    """Splits an `inplace=` argument off a call (F.relu(x, inplace=True) ...). Returns
+    (inplace, args, kwargs)."""
+    if "inplace" in kwargs:
+        kwargs = dict(kwargs)
+        return bool(kwargs.pop("inplace")), args, kwargs
+    try:
+        sig = inspect.signature(func)
+    except (TypeError, ValueError):
+        return False, args, kwargs
+    names = list(sig.parameters)
+    if "inplace" in names:
+        i = names.index("inplace")
+        if i < len(args):
+            flag = bool(args[i])
+            return flag, tuple(args[:i]) + tuple(args[i + 1:]), kwargs
+    return False, args, kwargs
+
+
+class CaptureMode(TorchFunctionMode):
+    """Routes every torch call made while it is active into a CaptureSession."""
+
+    def __init__(self, session):
+        super().__init__()
+        self.session = session
+        self.table = dispatch_table()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        sym = self.table.by_fn.get(func)
+        try:
+            if sym is not None:
+                if "inplace" in sym.signature:
+                    return self._record(sym, args, kwargs)
+                inplace, args2, kwargs2 = _inplace_flag(func, args, kwargs) if _takes_inplace(func) else (False, args, kwargs)
+                if inplace:
+                    out = self._record(sym, args2, kwargs2)
+                    return self._record(self.table.copy_, (args2[0] if args2 else kwargs2["input"], out), {})
+                return self._record(sym, args2, kwargs2)
+            sym = self.table.reflected.get(func)
+            if sym is not None:
+                return self._record(sym, (args[1], args[0]) + tuple(args[2:]), kwargs)
+            if func in _METADATA:
+                with torch._C.DisableTorchFunction():
+                    return func(*args, **kwargs)
+            dd = _DATA_DEPENDENT.get(func)
+            if dd is not None:
+                raise _data_dependent(*dd)
+            if func is torch.Tensor.__iter__:
+                return iter(self._record(_core.find_symbol("ltorch", "unbind"), (args[0], 0), {}))
+            if func is torch.Tensor.__hash__:
+                return id(args[0])
+            if func is torch.Tensor.__setstate__ or func is torch.Tensor.__reduce_ex__:
+                raise NotImplementedError("thunder cannot pickle or copy a tensor while tracing")
+            return self._record_opaque(func, args, kwargs)
+        except DataDependentError:
+            raise
+        except (TypeError, ValueError, IndexError, NotImplementedError, RuntimeError) as e:
+            raise _with_location(e) from None
+
+    def _record(self, sym, args, kwargs):
+        return self.session.record(sym, args, kwargs, _where())
+
+    def _record_opaque(self, func, args, kwargs):
+        module, name = _callable_name(func)
+        if name.endswith("_") and not name.endswith("__"):
+            raise NotImplementedError(
+                f"thunder does not support the in-place operation {module}.{name} yet; "
+                f"use its out-of-place form"
+            )
+        try:
+            meta_out = func(*_to_meta(args), **_to_meta(kwargs))
+        except Exception as e:  # the meta kernel refused: thunder cannot know the output
+            raise NotImplementedError(
+                f"thunder cannot trace {module}.{name}: it has no thunder rule and torch's meta "
+                f"kernel failed ({type(e).__name__}: {e})"
+            ) from None
+        return self.session.record_opaque(func, module, name, args, kwargs, meta_out, _where())
+
+
+_INPLACE_FUNCS = None
+
+
+def _takes_inplace(func):
+    global _INPLACE_FUNCS
+    if _INPLACE_FUNCS is None:
+        F = torch.nn.functional
+        _INPLACE_FUNCS = {
+            getattr(F, n) for n in (
+                "relu", "relu6", "leaky_relu", "elu", "selu", "celu", "hardtanh", "silu", "mish",
+                "hardswish", "hardsigmoid", "threshold", "dropout", "dropout1d", "dropout2d",
+                "dropout3d", "alpha_dropout", "rrelu",
+            ) if hasattr(F, n)
+        }
+    return func in _INPLACE_FUNCS
+
+
+def _make_proxy(handle, shape, dtype, device, requires_grad):
+    return TensorProxy(handle, shape, dtype, device, requires_grad)
+
+
+def new_session():
+    return _core.CaptureSession(_make_proxy, TensorProxy)

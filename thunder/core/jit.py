@@ -1,0 +1,426 @@
+"""thunder.jit and thunder.compile: the user-facing entry points, and trace inspection.
+
+A jitted callable is a C++ CompiledFunction (runtime/compiled_function.h): each call checks the cached
+entries' guards in C++ and runs the matching program. On a miss it calls `_Compiler.__call__` below,
+which captures the function with proxies, runs the C++ pipeline and returns a new cache entry.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import inspect
+import time
+
+import torch
+
+from thunder import _core
+from thunder.core import capture
+from thunder.extend import resolve_executors
+
+__all__ = [
+    "jit", "compile", "ThunderModule", "CACHE_OPTIONS", "last_traces", "last_backward_traces",
+    "last_prologue_traces", "compile_stats", "compile_data", "cache_hits", "cache_misses",
+    "cache_option", "last_compile_options",
+]
+
+
+class CACHE_OPTIONS(enum.Enum):
+    CONSTANT_VALUES = "constant values"
+    SAME_INPUT = "same input"
+    NO_CACHING = "no caching"
+    SYMBOLIC_VALUES = "symbolic values"
+
+
+_CACHE_MODE = {
+    CACHE_OPTIONS.CONSTANT_VALUES: 0,
+    CACHE_OPTIONS.SAME_INPUT: 1,
+    CACHE_OPTIONS.NO_CACHING: 2,
+}
+
+
+def _cache_option(cache) -> CACHE_OPTIONS:
+    if cache is None:
+        return CACHE_OPTIONS.CONSTANT_VALUES
+    if isinstance(cache, CACHE_OPTIONS):
+        opt = cache
+    else:
+        try:
+            opt = CACHE_OPTIONS(cache)
+        except ValueError:
+            valid = ", ".join(repr(o.value) for o in CACHE_OPTIONS)
+            raise ValueError(f"unknown cache option {cache!r}; valid options: {valid}") from None
+    if opt is CACHE_OPTIONS.SYMBOLIC_VALUES:
+        raise NotImplementedError(
+            "cache='symbolic values' is not supported yet: shapes and numbers are specialised "
+            "(use 'constant values')"
+        )
+    return opt
+
+
+class PrologueTrace:
+    """The checks a call must pass to reuse a compiled program (evaluated in C++), as Python source."""
+
+    def __init__(self, source: str):
+        self._source = source
+
+    def python(self) -> str:
+        return self._source
+
+    def __str__(self):
+        return self._source
+
+    __repr__ = __str__
+
+
+class CompileStats:
+    """Timings and counters of a jitted callable (Lightning Thunder's CompileStats names)."""
+
+    def __init__(self, cfn):
+        self._cfn = cfn
+
+    @property
+    def calls(self):
+        return self._cfn.cache_hits + self._cfn.cache_misses
+
+    @property
+    def cache_hits(self):
+        return self._cfn.cache_hits
+
+    @property
+    def cache_misses(self):
+        return self._cfn.cache_misses
+
+    def _info(self):
+        e = self._cfn.last_entry
+        if e is None:
+            raise RuntimeError("the function has not been called yet")
+        return e.info
+
+    @property
+    def last_traces(self):
+        return self._info().traces
+
+    @property
+    def last_prologue_traces(self):
+        return [self._info().prologue]
+
+    @property
+    def last_backward_traces(self):
+        return []
+
+    @property
+    def last_trace_tracing_start(self):
+        return self._info().tracing_start_ns
+
+    @property
+    def last_trace_tracing_stop(self):
+        return self._info().tracing_stop_ns
+
+    @property
+    def last_trace_host_start(self):
+        return self._info().compile_start_ns
+
+    @property
+    def last_trace_host_stop(self):
+        return self._info().compile_stop_ns
+
+    @property
+    def last_stage_times(self) -> dict:
+        """Seconds spent in each compilation stage of the last compiled entry."""
+        return dict(self._info().stage_times)
+
+
+class _EntryInfo:
+    __slots__ = ("traces", "prologue", "stage_times", "opaque_ops", "tracing_start_ns",
+                 "tracing_stop_ns", "compile_start_ns", "compile_stop_ns")
+
+
+def _leaf_kind_ok(x):
+    return x is None or isinstance(x, (torch.Tensor, bool, int, float, str, torch.dtype, torch.device))
+
+
+def _describe(path):
+    return path[0] + "".join(f"[{p!r}]" for p in path[1:])
+
+
+class _Compiler:
+    """Captures and compiles one cache entry (called by the C++ CompiledFunction on a miss)."""
+
+    def __init__(self, fn, module, executors, cache, options):
+        self.fn = fn
+        self.module = module
+        self.executors = executors
+        self.cache = cache
+        self.options = options
+        self.decompose = bool(options.get("decompose_to_prims", False))
+        self.cfn = None  # set by jit
+        target = module.forward if module is not None else fn
+        try:
+            self.param_names = list(inspect.signature(target).parameters)
+        except (TypeError, ValueError):
+            self.param_names = []
+        self.params = []  # (qualified name, dict, key) of module parameters and buffers
+
+    def arg_name(self, i):
+        if i < len(self.param_names):
+            p = self.param_names[i]
+            if p not in ("args", "self"):
+                return p
+        return f"arg{i}"
+
+    def proxify(self, x, path, name, session, counter):
+        if isinstance(x, torch.Tensor):
+            proxy = session.new_input(x, name, counter[0])
+            counter[0] += 1
+            return proxy
+        if isinstance(x, (tuple, list)):
+            items = [self.proxify(v, path + [i], f"{name}_{i}", session, counter) for i, v in enumerate(x)]
+            if isinstance(x, list):
+                return items
+            if hasattr(x, "_fields"):
+                return type(x)(*items)
+            return type(x)(items) if type(x) is not tuple else tuple(items)
+        if isinstance(x, dict):
+            return {k: self.proxify(v, path + [k], f"{name}_{k}" if isinstance(k, str) and k.isidentifier() else f"{name}_{i}", session, counter)
+                    for i, (k, v) in enumerate(x.items())}
+        if not _leaf_kind_ok(x):
+            raise TypeError(
+                f"thunder.jit: {_describe(path)} has type {type(x).__qualname__}, which thunder cannot "
+                f"take as an input; pass tensors, numbers, strings, None, dtypes, devices, or "
+                f"tuples, lists and dicts of them"
+            )
+        return x
+
+    def __call__(self, args, kwargs):
+        start = time.perf_counter_ns()
+        session = capture.new_session()
+        counter = [0]
+        pargs = [self.proxify(a, [f"argument {i} ('{self.arg_name(i)}')"], self.arg_name(i), session, counter)
+                 for i, a in enumerate(args)]
+        pkwargs = {k: self.proxify(v, [f"keyword argument '{k}'"], k, session, counter) for k, v in kwargs.items()}
+        params = self.cfn.current_params()
+        flags = self.cfn.current_flags()
+        swapped = []
+        try:
+            for (qualname, d, key), tensor in zip(self.params, params):
+                proxy = session.new_input(tensor, "t_" + qualname.replace(".", "_"), counter[0])
+                counter[0] += 1
+                swapped.append((d, key, tensor))
+                d[key] = proxy
+            with capture.CaptureMode(session):
+                target = self.module if self.module is not None else self.fn
+                result = target(*pargs, **pkwargs)
+        finally:
+            for d, key, tensor in swapped:
+                d[key] = tensor
+        try:
+            trace = session.finish(result)
+        except (TypeError, ValueError, NotImplementedError) as e:
+            raise type(e)(f"thunder.jit: the function's result cannot be returned: {e}") from None
+        traced = time.perf_counter_ns()
+        traces, times = _core.run_pipeline(trace, [e._core for e in self.executors], self.decompose)
+        program = _core.Program.build(traces[-1])
+        guard = _core.Guard.build(tuple(args), dict(kwargs), params, flags, torch.is_grad_enabled())
+        info = _EntryInfo()
+        info.traces = traces
+        info.prologue = PrologueTrace(_prologue_source(trace, args, kwargs, self.params, params))
+        info.stage_times = [("capture", (traced - start) / 1e9)] + list(times)
+        info.opaque_ops = session.opaque_names()
+        info.tracing_start_ns, info.tracing_stop_ns = start, traced
+        info.compile_start_ns, info.compile_stop_ns = start, time.perf_counter_ns()
+        return _core.CacheEntry(guard, program, session, info)
+
+
+def _prologue_source(trace, args, kwargs, param_meta, params):
+    lines = ["# Constructed by thunder (stage: prologue). These checks run in C++ on every call.",
+             "def prologue(*args, **kwargs):"]
+
+    def walk(x, expr):
+        if isinstance(x, torch.Tensor):
+            lines.append(
+                f"  check_tensor_metadata({expr}, {tuple(x.shape)}, '{x.device}', {x.dtype}, "
+                f"requires_grad={x.requires_grad}, contiguous={x.is_contiguous()})"
+            )
+        elif isinstance(x, (tuple, list)):
+            lines.append(f"  check_len({expr}, {len(x)})")
+            for i, v in enumerate(x):
+                walk(v, f"{expr}[{i}]")
+        elif isinstance(x, dict):
+            lines.append(f"  check_keys({expr}, {list(x)!r})")
+            for k, v in x.items():
+                walk(v, f"{expr}[{k!r}]")
+        elif isinstance(x, (bool, int, float, str)) or x is None:
+            lines.append(f"  check_value({expr}, {x!r})")
+        else:
+            lines.append(f"  check_identity({expr})")
+
+    walk(tuple(args), "args")
+    walk(dict(kwargs), "kwargs")
+    for (qualname, _, _), p in zip(param_meta, params):
+        walk(p, f"module.{qualname}")
+    lines.append(f"  check_grad_enabled({torch.is_grad_enabled()})")
+    return "\n".join(lines) + "\n"
+
+
+class ThunderFunction(_core.CompiledFunction):
+    """The callable thunder.jit returns for a function."""
+
+
+class _NoGradFunction(ThunderFunction):
+    def __call__(self, *args, **kwargs):
+        with torch.no_grad():
+            return super().__call__(*args, **kwargs)
+
+
+class ThunderModule(torch.nn.Module):
+    """A jitted nn.Module: parameters, buffers, state_dict, train/eval and to() act on the original."""
+
+    def __init__(self, model, cfn):
+        super().__init__()
+        self._model = model
+        self._cfn = cfn
+
+    def forward(self, *args, **kwargs):
+        return self._cfn(*args, **kwargs)
+
+    def named_parameters(self, prefix="", recurse=True, remove_duplicate=True):
+        return self._model.named_parameters(prefix, recurse, remove_duplicate)
+
+    def named_buffers(self, prefix="", recurse=True, remove_duplicate=True):
+        return self._model.named_buffers(prefix, recurse, remove_duplicate)
+
+    def named_children(self):
+        return self._model.named_children()
+
+    def named_modules(self, memo=None, prefix="", remove_duplicate=True):
+        return self._model.named_modules(memo, prefix, remove_duplicate)
+
+    def state_dict(self, *args, **kwargs):
+        return self._model.state_dict(*args, **kwargs)
+
+    def load_state_dict(self, *args, **kwargs):
+        return self._model.load_state_dict(*args, **kwargs)
+
+    def get_submodule(self, target):
+        return self._model.get_submodule(target)
+
+    def get_parameter(self, target):
+        return self._model.get_parameter(target)
+
+    def get_buffer(self, target):
+        return self._model.get_buffer(target)
+
+    def __getattr__(self, name):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self._modules["_model"], name)
+
+
+def _check_callable(fn):
+    dynamo = getattr(torch, "_dynamo", None)
+    optimized = getattr(getattr(dynamo, "eval_frame", None), "OptimizedModule", None) if dynamo else None
+    if (optimized is not None and isinstance(fn, optimized)) or hasattr(fn, "_torchdynamo_orig_callable"):
+        raise TypeError(
+            "thunder.jit received a torch.compile'd callable. thunder cannot trace a torch.compile "
+            "wrapper; use torch.compile through thunder's 'torchcompile' executor instead: "
+            "thunder.jit(fn, executors=[thunder.extend.get_executor('torchcompile'), "
+            "*thunder.get_always_executors()])"
+        )
+    if not callable(fn):
+        raise TypeError(f"thunder.jit expects a function or an nn.Module, got {type(fn).__name__}")
+
+
+def jit(fn, /, *, langctx=None, executors=None, sharp_edges=None, cache=None,
+        disable_torch_autograd=False, transforms=None, debug_options=None, **compile_options):
+    """Compiles `fn` (a function or an nn.Module). The result takes and returns torch tensors and
+    returns what `fn` returns."""
+    _check_callable(fn)
+    if isinstance(fn, ThunderModule):
+        fn = fn._model
+    if langctx not in (None, "torch"):
+        raise ValueError(f"unknown langctx {langctx!r}; thunder supports 'torch'")
+    if transforms:
+        raise NotImplementedError("thunder.jit(transforms=...) is not supported yet")
+    opt = _cache_option(cache)
+    execs = resolve_executors(executors)
+    module = fn if isinstance(fn, torch.nn.Module) else None
+    compiler = _Compiler(fn, module, execs, opt, compile_options)
+    param_sources, flag_sources = [], []
+    if module is not None:
+        for mname, m in module.named_modules(remove_duplicate=True):
+            flag_sources.append(m.__dict__)
+            for store in (m._parameters, m._buffers):
+                for key, value in store.items():
+                    if value is None:
+                        continue
+                    qual = f"{mname}.{key}" if mname else key
+                    compiler.params.append((qual, store, key))
+                    param_sources.append((store, key))
+    cls = _NoGradFunction if disable_torch_autograd else ThunderFunction
+    cfn = cls(compiler, param_sources, flag_sources, _CACHE_MODE[opt])
+    compiler.cfn = cfn
+    cfn._thunder_options = dict(compile_options, executors=execs, cache=opt)
+    if module is not None:
+        return ThunderModule(module, cfn)
+    try:
+        functools.update_wrapper(cfn, fn)
+    except (AttributeError, TypeError):
+        pass
+    return cfn
+
+
+def compile(fn, recipe="auto", plugins=None, **jit_options):
+    """Compiles `fn` with a recipe (how to jit it) and plugins (extra transforms)."""
+    if recipe not in (None, "auto", "default"):
+        raise ValueError(f"unknown recipe {recipe!r}; available recipes: 'auto', 'default'")
+    if plugins:
+        names = plugins if isinstance(plugins, (list, tuple)) else [plugins]
+        raise ValueError(f"unknown plugin(s) {list(names)!r}; no plugins are available yet")
+    return jit(fn, **jit_options)
+
+
+def _cfn(fn):
+    if isinstance(fn, ThunderModule):
+        return fn._cfn
+    if isinstance(fn, ThunderFunction):
+        return fn
+    raise TypeError(f"expected a function returned by thunder.jit, got {type(fn).__name__}")
+
+
+def compile_stats(fn) -> CompileStats:
+    return CompileStats(_cfn(fn))
+
+
+def compile_data(fn):
+    return _cfn(fn)._thunder_options
+
+
+def last_traces(fn) -> list:
+    """The traces of the last program run: as captured, after each transform, and final."""
+    return compile_stats(fn).last_traces
+
+
+def last_prologue_traces(fn) -> list:
+    return compile_stats(fn).last_prologue_traces
+
+
+def last_backward_traces(fn) -> list:
+    return compile_stats(fn).last_backward_traces
+
+
+def cache_hits(fn) -> int:
+    return _cfn(fn).cache_hits
+
+
+def cache_misses(fn) -> int:
+    return _cfn(fn).cache_misses
+
+
+def cache_option(fn) -> CACHE_OPTIONS:
+    return _cfn(fn)._thunder_options["cache"]
+
+
+def last_compile_options(fn) -> dict:
+    return dict(_cfn(fn)._thunder_options)

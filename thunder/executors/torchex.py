@@ -1,0 +1,264 @@
+"""The torch executor: runs every torch-level symbol with the torch function it mirrors, and every
+primitive with the torch implementation below (used when a program is decomposed to primitives)."""
+
+from __future__ import annotations
+
+import importlib
+import numbers
+
+import torch
+import torch.nn.functional as F
+
+
+def _is_tensor(x):
+    return isinstance(x, torch.Tensor)
+
+
+def _as_tensor_like(x, ref):
+    return x if _is_tensor(x) else torch.tensor(x, dtype=ref.dtype, device=ref.device)
+
+
+def _exact(a):
+    return _is_tensor(a) and not (a.is_floating_point() or a.is_complex())
+
+
+def div(a, b):
+    ref = a if _is_tensor(a) else b
+    if _exact(ref) and not isinstance(a if not _is_tensor(a) else b, float):
+        return torch.div(a, b, rounding_mode="trunc")
+    return torch.true_divide(a, b)
+
+
+def maximum(a, b):
+    ref = a if _is_tensor(a) else b
+    return torch.maximum(_as_tensor_like(a, ref), _as_tensor_like(b, ref))
+
+
+def minimum(a, b):
+    ref = a if _is_tensor(a) else b
+    return torch.minimum(_as_tensor_like(a, ref), _as_tensor_like(b, ref))
+
+
+def atan2(a, b):
+    ref = a if _is_tensor(a) else b
+    return torch.atan2(_as_tensor_like(a, ref), _as_tensor_like(b, ref))
+
+
+def fmod(a, b):
+    if not _is_tensor(a):
+        a = _as_tensor_like(a, b)
+    return torch.fmod(a, b)
+
+
+def remainder(a, b):
+    return torch.remainder(a, b)
+
+
+def convert_element_type(a, dtype):
+    if not _is_tensor(a):
+        return a
+    return a.to(dtype)
+
+
+def broadcast_in_dim(a, shape, broadcast_dimensions):
+    view = [1] * len(shape)
+    for i, d in enumerate(broadcast_dimensions):
+        view[d] = a.shape[i]
+    return a.reshape(view).expand(tuple(shape))
+
+
+def transpose(a, permutation):
+    return torch.permute(a, tuple(permutation))
+
+
+def slice(a, start_indices, end_indices, strides=None):  # noqa: A001 - the primitive's name
+    if strides is None:
+        strides = [1] * a.ndim
+    idx = tuple(
+        builtins_slice(s, e, st) for s, e, st in zip(start_indices, end_indices, strides)
+    )
+    return a[idx]
+
+
+builtins_slice = __builtins__["slice"] if isinstance(__builtins__, dict) else __builtins__.slice
+
+
+def squeeze(a, dims):
+    dims = tuple(dims)
+    if not dims:
+        return a
+    return torch.squeeze(a, dims)
+
+
+def pad(a, padding_value, padding_config):
+    if all(c[2] == 0 for c in padding_config):
+        flat = []
+        for lo, hi, _ in reversed(padding_config):
+            flat += [lo, hi]
+        if a.ndim == 0:
+            return a.clone()
+        return F.pad(a, flat, mode="constant", value=padding_value)
+    # Interior padding: scatter the input into a strided view of a filled tensor, then crop/pad edges.
+    inner_shape = [n + max(n - 1, 0) * c[2] for n, c in zip(a.shape, padding_config)]
+    out = torch.full(inner_shape, padding_value, dtype=a.dtype, device=a.device)
+    idx = tuple(builtins_slice(None, None, c[2] + 1) for c in padding_config)
+    out[idx] = a
+    return pad(out, padding_value, [(lo, hi, 0) for lo, hi, _ in padding_config])
+
+
+def cat(tensors, dim):
+    return torch.cat(list(tensors), dim)
+
+
+def flip(a, dims):
+    return torch.flip(a, tuple(dims))
+
+
+def unfold(a, dim, size, step):
+    return a.unfold(dim, size, step)
+
+
+def take(a, indices, dim):
+    return torch.index_select(a, dim, indices.reshape(-1) if indices.ndim == 0 else indices)
+
+
+def take_along_axis(a, indices, dim):
+    return torch.gather(a, dim, indices)
+
+
+def index_put(a, indices, values, accumulate):
+    return torch.index_put(a, tuple(indices), values, accumulate)
+
+
+def scatter_add(a, dim, index, src):
+    return torch.scatter_add(a, dim, index, src)
+
+
+def _reduce(fn, a, dims):
+    dims = tuple(dims)
+    if not dims:
+        return a.clone()
+    return fn(a, dims)
+
+
+def sum(a, dims):  # noqa: A001
+    return _reduce(torch.sum, a, dims)
+
+
+def amax(a, dims):
+    return _reduce(torch.amax, a, dims)
+
+
+def amin(a, dims):
+    return _reduce(torch.amin, a, dims)
+
+
+def prod(a, dims):
+    out = a
+    for d in sorted(dims, reverse=True):
+        out = torch.prod(out, d)
+    return out if dims else a.clone()
+
+
+def var(a, dims, *, correction):
+    return torch.var(a, tuple(dims), correction=correction)
+
+
+def argmax(a, dim):
+    return torch.argmax(a, dim)
+
+
+def argmin(a, dim):
+    return torch.argmin(a, dim)
+
+
+def full(shape, fill_value, *, device, dtype):
+    return torch.full(tuple(shape), fill_value, device=device, dtype=dtype)
+
+
+def iota(length, *, start, step, device, dtype):
+    return (torch.arange(length, device=device, dtype=torch.int64) * step + start).to(dtype)
+
+
+def uniform(shape, minval, maxval, *, device, dtype):
+    return torch.empty(tuple(shape), device=device, dtype=dtype).uniform_(minval, maxval)
+
+
+def randn(shape, *, device, dtype):
+    return torch.randn(tuple(shape), device=device, dtype=dtype)
+
+
+def linear(a, w, bias):
+    return F.linear(a, w, bias)
+
+
+def convolution(a, weight, bias, stride, padding, dilation, transposed, output_padding, groups):
+    return torch.convolution(
+        a, weight, bias, list(stride), list(padding), list(dilation), transposed,
+        list(output_padding), groups
+    )
+
+
+def copy_(copy_from, copy_to):
+    copy_to.copy_(copy_from)
+    return copy_to
+
+
+# Primitives whose torch function of the same name takes the primitive's arguments.
+_SAME_NAME = {
+    "abs", "neg", "exp", "exp2", "expm1", "log", "log1p", "log2", "log10", "sqrt", "rsqrt", "sin",
+    "cos", "tan", "tanh", "sinh", "cosh", "asin", "acos", "atan", "asinh", "acosh", "atanh", "erf",
+    "erfc", "erfinv", "lgamma", "digamma", "reciprocal", "sign", "floor", "ceil", "round", "trunc",
+    "bitwise_not", "isfinite", "signbit", "real", "imag", "add", "sub", "mul", "pow", "eq", "ne",
+    "lt", "le", "gt", "ge", "bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_left_shift",
+    "bitwise_right_shift", "where", "reshape", "matmul",
+}
+
+
+def resolve(path: str):
+    """The object a dotted path names ("torch.nn.functional.softmax"), or None."""
+    parts = path.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        try:
+            for p in parts[cut:]:
+                obj = getattr(obj, p)
+        except AttributeError:
+            return None
+        return obj
+    return None
+
+
+def prim_impl(name: str):
+    """(module, name, callable) running the primitive `name`."""
+    fn = globals().get(name)
+    if callable(fn) and not isinstance(fn, type) and name not in _SAME_NAME:
+        return "torchex", name, fn
+    fn = getattr(torch, name, None)
+    if fn is None:
+        raise RuntimeError(f"no torch implementation of prims.{name}")
+    return "torch", name, fn
+
+
+def register(executor, symbols):
+    """Registers every symbol torch can run on the torch executor."""
+    for sym in symbols:
+        if sym.is_prim:
+            module, name, fn = prim_impl(sym.name)
+        else:
+            if not sym.torch_impl:
+                continue
+            fn = resolve(sym.torch_impl)
+            if fn is None:
+                continue
+            module, _, name = sym.torch_impl.rpartition(".")
+            if module.startswith("thunder.executors.torchex"):
+                module = "torchex"
+        executor._core.register_impl(sym, module, name, fn)
+
+
+def is_number(x):
+    return isinstance(x, numbers.Number)

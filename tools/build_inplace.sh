@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Builds the C++ core and the extension module into build/dev and places _core.*.so inside thunder/,
+# so the package runs from the source tree. Serialised with a lock: concurrent callers wait.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-.venv/bin/python}
+mkdir -p build
+exec 9>build/.dev.lock
+flock 9
+if [ ! -f build/dev/build.ninja ]; then
+  cmake -S . -B build/dev -G Ninja -DCMAKE_BUILD_TYPE=Release -DPython_EXECUTABLE="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")" \
+    -DTHUNDER_BUILD_TESTS="${THUNDER_BUILD_TESTS:-OFF}" >/dev/null
+fi
+ninja -C build/dev >&2
+cp -f build/dev/csrc/_core*.so thunder/
