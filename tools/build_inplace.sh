@@ -7,7 +7,7 @@ PY=${PYTHON:-.venv/bin/python}
 mkdir -p build
 exec 9>build/.dev.lock
 flock 9
-if [ ! -f build/dev/build.ninja ]; then
+if [ ! -f build/dev/build.ninja ] || ! grep -q "THUNDER_BUILD_TESTS:BOOL=${THUNDER_BUILD_TESTS:-OFF}" build/dev/CMakeCache.txt 2>/dev/null; then
   cmake -S . -B build/dev -G Ninja -DCMAKE_BUILD_TYPE=Release -DPython_EXECUTABLE="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")" \
     -DTHUNDER_BUILD_TESTS="${THUNDER_BUILD_TESTS:-OFF}" >/dev/null
 fi

@@ -1,14 +1,29 @@
 // Recording bound symbols, with decompositions recorded in nested scopes.
 #include "ir/builder.h"
 
+#include <functional>
+
 #include "core/error.h"
 
 namespace thunder {
 
+Builder::Builder(const Trace& trace) {
+  std::function<void(const BoundSymbol&)> visit = [&](const BoundSymbol& b) {
+    b.output.for_each_tensor([&](const TensorRef& t) { names_.insert(t->name()); });
+    for (const BSymRef& s : b.subsymbols) visit(*s);
+  };
+  for (const TensorRef& t : trace.inputs) names_.insert(t->name());
+  for (const BSymRef& b : trace.bsyms) visit(*b);
+}
+
 std::string Builder::unique_name(const std::string& hint) {
-  std::string base = hint.empty() ? "t" : hint;
-  std::string name = hint.empty() ? base + std::to_string(counter_++) : base;
-  while (!names_.insert(name).second) name = base + "_" + std::to_string(counter_++);
+  if (hint.empty()) {
+    std::string name = "t" + std::to_string(counter_++);
+    while (!names_.insert(name).second) name = "t" + std::to_string(counter_++);
+    return name;
+  }
+  std::string name = hint;
+  for (int i = 1; !names_.insert(name).second; ++i) name = hint + "_" + std::to_string(i);
   return name;
 }
 

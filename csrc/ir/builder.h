@@ -14,6 +14,8 @@ namespace thunder {
 class Builder {
  public:
   Builder() = default;
+  // A builder for rewriting `trace`: the names of its proxies are taken, so new proxies get fresh ones.
+  explicit Builder(const Trace& trace);
 
   // A new tensor proxy. `name` empty: a fresh "tN" name; otherwise made unique from `name`.
   TensorRef new_tensor(Shape shape, DType dtype, Device device, bool requires_grad,

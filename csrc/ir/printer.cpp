@@ -82,6 +82,20 @@ std::string type_comment(const Value& out) {
 
 std::string call_expr(const BoundSymbol& b) {
   std::string s = b.sym->qualname() + "(";
+  if (b.sym->kind == SymbolKind::kOpaque && b.args.size() == 2) {
+    // Opaque calls hold (positional tuple, keyword dict): print them as the call that runs.
+    bool first = true;
+    for (const Value& v : b.args[0].items()) {
+      s += (first ? "" : ", ") + python_repr(v);
+      first = false;
+    }
+    const Seq& kw = b.args[1].as_seq();
+    for (size_t i = 0; i < kw.items.size(); ++i) {
+      s += (first ? "" : ", ") + kw.keys[i].as_string() + "=" + python_repr(kw.items[i]);
+      first = false;
+    }
+    return s + ")";
+  }
   const auto& params = b.sym->signature.params();
   bool first = true;
   for (size_t i = 0; i < b.args.size(); ++i) {

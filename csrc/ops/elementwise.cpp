@@ -178,6 +178,26 @@ Value relu_meta(Builder& b, const BoundArgs& a) {
   return lang::binary(b, prims::maximum(), a[0], Value(int64_t{0}), Promotion::kNoOpmath);
 }
 
+// The value `input` holds after input.copy_(src): src converted to input's dtype and broadcast to its
+// shape.
+Value copy_meta(Builder& b, const BoundArgs& a) {
+  const TensorRef& self = a.tensor(0);
+  Value src = a[1];
+  if (!src.is_tensor()) {
+    if (!src.is_number()) throw TypeError("copy_(): argument 'src' must be a Tensor");
+    return lang::full(b, self->shape(), src, self->device(), self->dtype());
+  }
+  TensorRef s = src.as_tensor();
+  Shape shape = lang::broadcast_shapes(self->shape(), s->shape());
+  if (shape != self->shape()) {
+    throw ValueError("copy_: the source of shape " + s->type_string() +
+                     " cannot be broadcast to " + self->type_string());
+  }
+  TensorRef r = lang::expand_to(b, lang::convert(b, s, self->dtype()), self->shape());
+  if (r == s) r = lang::call_t(b, prims::convert_element_type(), {Value(s), Value(s->dtype())});
+  return r;
+}
+
 Value lerp_meta(Builder& b, const BoundArgs& a) {
   // start + weight * (end - start)
   Value diff = lang::binary(b, prims::sub(), a[1], a[0], Promotion::kDefault);
@@ -321,7 +341,10 @@ void register_elementwise_ops(SymbolTable& table) {
         "torch.special.expit"}, "torch.sigmoid", kTagElementwise},
       {"square", "input", square_meta, {"torch.square", "torch.Tensor.square"}, {},
        kTagElementwise},
-      {"relu", "input", relu_meta, {"torch.relu", "torch.Tensor.relu"}, "torch.relu",
+      {"copy", "input, src, non_blocking=False", copy_meta, {}, "thunder.executors.torchex.copy",
+       kTagElementwise},
+      {"relu", "input", relu_meta, {"torch.relu", "torch.Tensor.relu", "torch.nn.functional.relu"},
+       "torch.relu",
        kTagElementwise},
   };
   register_ops(table, defs);
@@ -366,6 +389,8 @@ void register_elementwise_ops(SymbolTable& table) {
       UNARY_INPLACE(round),
       UNARY_INPLACE(trunc),
       UNARY_INPLACE(reciprocal),
+      {"copy_", "input, src, non_blocking=False", nullptr, {"torch.Tensor.copy_"},
+       "thunder.executors.torchex.copy", kTagElementwise, "copy"},
       {"relu_", "input", nullptr, {"torch.Tensor.relu_", "torch.relu_"}, "torch.relu_",
        kTagElementwise, "relu"},
   };

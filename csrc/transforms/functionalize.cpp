@@ -28,7 +28,7 @@ Trace functionalize(const Trace& trace) {
     root_of[b->output.as_tensor().get()] = root;
     latest[root.get()] = b->output.as_tensor();
   }
-  Builder builder;
+  Builder builder(trace);
   for (const TensorRef& in : trace.inputs) {
     auto it = latest.find(in.get());
     if (it == latest.end()) continue;

@@ -266,6 +266,11 @@ class CaptureMode(TorchFunctionMode):
 
     def _record_opaque(self, func, args, kwargs):
         module, name = _callable_name(func)
+        if kwargs.get("out") is not None or (_takes_inplace(func) and _inplace_flag(func, args, kwargs)[0]):
+            raise NotImplementedError(
+                f"thunder does not support {module}.{name} writing into an existing tensor "
+                f"(inplace=True or out=) yet; use its out-of-place form"
+            )
         if name.endswith("_") and not name.endswith("__"):
             raise NotImplementedError(
                 f"thunder does not support the in-place operation {module}.{name} yet; "

@@ -199,6 +199,13 @@ def convolution(a, weight, bias, stride, padding, dilation, transposed, output_p
     )
 
 
+def copy(input, src, non_blocking=False):
+    """The value `input` holds after `input.copy_(src)`, as a new tensor."""
+    out = torch.empty_like(input)
+    out.copy_(src)
+    return out
+
+
 def copy_(copy_from, copy_to):
     copy_to.copy_(copy_from)
     return copy_to

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Runs every test: the C++ unit tests (GoogleTest, through ctest) and the Python tests (pytest).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+THUNDER_BUILD_TESTS=ON scripts/setup.sh
+(cd build/dev && ctest --output-on-failure -j2)
+.venv/bin/python -m pytest tests -q -x -p no:cacheprovider "$@"
