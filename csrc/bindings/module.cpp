@@ -60,6 +60,8 @@ nb::dict bsym_dict(const BoundSymbol& b) {
   d["symbol"] = b.sym->name;
   d["module"] = b.sym->module;
   d["source"] = b.source;
+  d["executor"] = b.sym->kind == SymbolKind::kOpaque ? std::string("torch") : b.sym->executor;
+  d["opaque"] = b.sym->kind == SymbolKind::kOpaque;
   nb::list args;
   for (const Value& a : b.args) args.append(arg_to_python(a));
   d["args"] = args;

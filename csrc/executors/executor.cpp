@@ -42,6 +42,7 @@ const Symbol* Executor::make_impl_symbol(const Symbol& like, std::string module,
   s->tags = like.tags;
   s->callable = callable;
   s->implements = &like;
+  s->executor = name_;
   owned_.push_back(std::move(s));
   return owned_.back().get();
 }

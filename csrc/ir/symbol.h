@@ -87,8 +87,9 @@ struct Symbol {
   const Symbol* functional = nullptr;
   // kOpaque and kExecutor: the bindings' handle of the Python callable that runs it.
   int64_t callable = -1;
-  // kExecutor: the symbol this implements; kFusion: unused.
+  // kExecutor: the symbol this implements, and the name of the executor that runs it.
   const Symbol* implements = nullptr;
+  std::string executor;
 
   bool is_prim() const { return kind == SymbolKind::kPrim; }
   bool has_tag(SymbolTag t) const { return (tags & t) != 0; }
