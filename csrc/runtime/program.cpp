@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "ir/printer.h"
+#include "ops/registry.h"
 #include "runtime/objects.h"
 
 namespace thunder::runtime {
@@ -127,6 +128,7 @@ std::shared_ptr<Program> Program::build(const Trace& trace) {
     }
     Instr ins;
     ins.fn = nb::borrow(object(sym.callable));
+    if (sym.implements == &prims::set_grad_enabled()) p->grad_switch_ = ins.fn;
     ins.name = sym.qualname();
     std::vector<int> used;
     std::vector<std::string> kwnames;
@@ -264,6 +266,23 @@ nb::object Program::run(PyObject* const* inputs, size_t n) const {
     Py_INCREF(inputs[i]);
     slots[i] = inputs[i];
   }
+  // A program that switches grad mode (torch.no_grad() inside the function) restores the caller's
+  // mode if an operation raises.
+  bool grad_at_entry = grad_switch_ ? grad_enabled() : true;
+  struct GradRestore {
+    const nb::object& fn;
+    bool mode;
+    bool armed = true;
+    ~GradRestore() {
+      if (armed && fn) {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyObject* r = PyObject_CallOneArg(fn.ptr(), mode ? Py_True : Py_False);
+        Py_XDECREF(r);
+        PyErr_Restore(type, value, tb);
+      }
+    }
+  } restore{grad_switch_, grad_at_entry};
   PyObject* stack[64];
   for (const Instr& ins : instrs_) {
     size_t nargs = ins.args.size();
@@ -289,6 +308,7 @@ nb::object Program::run(PyObject* const* inputs, size_t n) const {
       slots[s] = nullptr;
     }
   }
+  restore.armed = false;
   return nb::steal(materialize(output_, slots));
 }
 

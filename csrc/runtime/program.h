@@ -52,6 +52,7 @@ class Program {
   static PyObject* materialize(const Arg& a, const std::vector<PyObject*>& slots);
   static void store(const Out& o, PyObject* value, std::vector<PyObject*>& slots, const std::string& name);
 
+  nb::object grad_switch_;  // the callable of a set_grad_enabled instruction, when there is one
   size_t num_inputs_ = 0;
   size_t num_slots_ = 0;
   std::vector<Instr> instrs_;

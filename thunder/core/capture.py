@@ -227,6 +227,22 @@ class CaptureMode(TorchFunctionMode):
         super().__init__()
         self.session = session
         self.table = dispatch_table()
+        self.grad_enabled = torch.is_grad_enabled()
+        self.initial_grad_enabled = self.grad_enabled
+        self._set_grad = _core.find_symbol("prims", "set_grad_enabled")
+
+    def sync_grad_mode(self):
+        """Records a grad-mode switch when the traced function entered or left torch.no_grad()."""
+        mode = torch.is_grad_enabled()
+        if mode != self.grad_enabled:
+            self.grad_enabled = mode
+            self.session.record(self._set_grad, (mode,), {}, _where())
+
+    def __exit__(self, *exc):
+        if self.grad_enabled != self.initial_grad_enabled:
+            self.grad_enabled = self.initial_grad_enabled
+            self.session.record(self._set_grad, (self.initial_grad_enabled,), {}, "")
+        return super().__exit__(*exc)
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -243,6 +259,11 @@ class CaptureMode(TorchFunctionMode):
             sym = self.table.reflected.get(func)
             if sym is not None:
                 return self._record(sym, (args[1], args[0]) + tuple(args[2:]), kwargs)
+            if func is torch._C._set_grad_enabled:
+                # torch.no_grad() / enable_grad() inside the function: switch for real (later ops see
+                # the mode) and record the switch before the next operation.
+                with torch._C.DisableTorchFunction():
+                    return func(*args, **kwargs)
             if func in _METADATA:
                 with torch._C.DisableTorchFunction():
                     return func(*args, **kwargs)
@@ -262,6 +283,7 @@ class CaptureMode(TorchFunctionMode):
             raise _with_location(e) from None
 
     def _record(self, sym, args, kwargs):
+        self.sync_grad_mode()
         return self.session.record(sym, args, kwargs, _where())
 
     def _record_opaque(self, func, args, kwargs):
@@ -283,6 +305,12 @@ class CaptureMode(TorchFunctionMode):
                 f"thunder cannot trace {module}.{name}: it has no thunder rule and torch's meta "
                 f"kernel failed ({type(e).__name__}: {e})"
             ) from None
+        if meta_out is None:
+            raise NotImplementedError(
+                f"thunder cannot trace {module}.{name}: it returns nothing, so it is called for a side "
+                f"effect thunder cannot replay; call it outside the jitted function"
+            )
+        self.sync_grad_mode()
         return self.session.record_opaque(func, module, name, args, kwargs, meta_out, _where())
 
 

@@ -199,6 +199,10 @@ def convolution(a, weight, bias, stride, padding, dilation, transposed, output_p
     )
 
 
+def set_grad_enabled(mode):
+    torch._C._set_grad_enabled(mode)
+
+
 def copy(input, src, non_blocking=False):
     """The value `input` holds after `input.copy_(src)`, as a new tensor."""
     out = torch.empty_like(input)
