@@ -1,12 +1,852 @@
-// Torch-level nn ops.
-#include "ops/lang.h"
-#include "ops/registry.h"
+// Torch-level neural-network ops: matrix products, embedding, activations, softmax, normalization,
+// dropout and attention. Losses live in nn_loss.cpp, convolution, pooling and padding in
+// nn_conv.cpp. Float16/bfloat16 inputs are computed in float32 and converted back, as PyTorch's
+// kernels do.
+#include <cmath>
+#include <limits>
+
+#include "ops/nn_common.h"
 
 namespace thunder {
 
+namespace detail::nn {
+
+TensorRef softmax_along(Builder& b, const TensorRef& x, int64_t dim, bool log) {
+  if (x->shape()[dim].value() == 0)
+    return lang::full(b, x->shape(), Value(0.0), x->device(), x->dtype());
+  TensorRef m = amax_keep(b, x, {dim});
+  TensorRef shifted = bin(b, prims::sub(), Value(x), Value(m));
+  TensorRef e = un(b, prims::exp(), shifted);
+  TensorRef s = sum_keep(b, e, {dim});
+  if (log) return bin(b, prims::sub(), Value(shifted), Value(un(b, prims::log(), s)));
+  return bin(b, prims::div(), Value(e), Value(s));
+}
+
+std::string loss_reduction(const BoundArgs& a, size_t size_average, size_t reduce,
+                           size_t reduction) {
+  if (!a[size_average].is_none() || !a[reduce].is_none()) {
+    // torch.nn._reduction.legacy_get_string
+    bool sa = a[size_average].is_none() ? true : a[size_average].as_bool();
+    bool rd = a[reduce].is_none() ? true : a[reduce].as_bool();
+    if (!rd) return "none";
+    return sa ? "mean" : "sum";
+  }
+  const std::string& r = a[reduction].as_string();
+  if (r != "none" && r != "mean" && r != "sum") {
+    throw ValueError(r + " is not a valid value for reduction");
+  }
+  return r;
+}
+
+}  // namespace detail::nn
+
+namespace {
+
+using namespace detail::nn;
+
+// c10's C++ type names, as in "expected m1 and m2 to have the same dtype, but got: float !=
+// double".
+const char* cpp_type_name(DType d) {
+  switch (d) {
+    case DType::kFloat32:
+      return "float";
+    case DType::kFloat64:
+      return "double";
+    case DType::kBFloat16:
+      return "c10::BFloat16";
+    case DType::kFloat16:
+      return "c10::Half";
+    case DType::kInt64:
+      return "long int";
+    case DType::kInt32:
+      return "int";
+    default:
+      return dtype_name(d);
+  }
+}
+
+void check_same_dtype(const TensorRef& x, const TensorRef& y) {
+  if (x->dtype() != y->dtype()) {
+    throw Error(std::string("expected m1 and m2 to have the same dtype, but got: ") +
+                cpp_type_name(x->dtype()) + " != " + cpp_type_name(y->dtype()));
+  }
+}
+
+void check_matmul_dtype(const TensorRef& x) {
+  if (is_bool(x->dtype())) {
+    throw NotImplementedError("\"addmm_impl_cpu_\" not implemented for 'Bool'");
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Matrix products.
+
+Value linear_meta(Builder& b, const BoundArgs& a) {
+  const TensorRef& x = a.tensor(0);
+  const TensorRef& w = a.tensor(1);
+  if (w->rank() > 2 || w->rank() < 1 || x->rank() < 1) {
+    throw Error("linear: expected the weight to be 1-D or 2-D and the input at least 1-D, got " +
+                x->type_string() + " and " + w->type_string());
+  }
+  check_same_dtype(x, w);
+  check_matmul_dtype(x);
+  int64_t in = x->shape().back().value(), w_in = w->shape().back().value();
+  if (in != w_in) {
+    int64_t rows = x->numel() / std::max<int64_t>(in, 1);
+    throw Error("mat1 and mat2 shapes cannot be multiplied (" + std::to_string(rows) + "x" +
+                std::to_string(in) + " and " + std::to_string(w_in) + "x" +
+                std::to_string(w->rank() == 2 ? w->shape()[0].value() : 1) + ")");
+  }
+  Value bias = a[2];
+  if (bias.is_tensor()) check_same_dtype(x, bias.as_tensor());
+  return lang::call(b, prims::linear(), {Value(x), Value(w), bias});
+}
+
+Value matmul_meta(Builder& b, const BoundArgs& a) {
+  const TensorRef& x = a.tensor(0);
+  const TensorRef& y = a.tensor(1);
+  if (x->rank() == 0 || y->rank() == 0) {
+    throw Error("both arguments to matmul need to be at least 1D, but they are " +
+                std::to_string(x->rank()) + "D and " + std::to_string(y->rank()) + "D");
+  }
+  check_same_dtype(x, y);
+  check_matmul_dtype(x);
+  int64_t k1 = x->shape().back().value();
+  int64_t k2 = y->rank() == 1 ? y->shape()[0].value() : y->shape()[y->rank() - 2].value();
+  if (k1 != k2) {
+    int64_t rows = x->rank() == 1 ? 1 : x->shape()[x->rank() - 2].value();
+    int64_t cols = y->rank() == 1 ? 1 : y->shape().back().value();
+    throw Error("mat1 and mat2 shapes cannot be multiplied (" + std::to_string(rows) + "x" +
+                std::to_string(k1) + " and " + std::to_string(k2) + "x" + std::to_string(cols) +
+                ")");
+  }
+  return lang::call(b, prims::matmul(), {Value(x), Value(y)});
+}
+
+template <int kRank>
+Value mm_like_meta(Builder& b, const BoundArgs& a) {
+  const TensorRef& x = a.tensor(0);
+  const TensorRef& y = a.tensor(1);
+  const char* what = kRank == 2 ? "a matrix" : "a 3D tensor";
+  if (x->rank() != kRank)
+    throw Error(std::string(kRank == 2 ? "self" : "batch1") + " must be " + what);
+  if (y->rank() != kRank)
+    throw Error(std::string(kRank == 2 ? "mat2" : "batch2") + " must be " + what);
+  check_same_dtype(x, y);
+  check_matmul_dtype(x);
+  if (kRank == 3 && x->shape()[0] != y->shape()[0]) {
+    throw Error("Expected size for first two dimensions of batch2 tensor to be: [" +
+                std::to_string(x->shape()[0].value()) + ", " +
+                std::to_string(x->shape()[2].value()) + "] but got: [" +
+                std::to_string(y->shape()[0].value()) + ", " +
+                std::to_string(y->shape()[1].value()) + "].");
+  }
+  if (x->shape()[kRank - 1] != y->shape()[kRank - 2]) {
+    throw Error("mat1 and mat2 shapes cannot be multiplied (" +
+                std::to_string(x->shape()[kRank - 2].value()) + "x" +
+                std::to_string(x->shape()[kRank - 1].value()) + " and " +
+                std::to_string(y->shape()[kRank - 2].value()) + "x" +
+                std::to_string(y->shape()[kRank - 1].value()) + ")");
+  }
+  return lang::call(b, prims::matmul(), {Value(x), Value(y)});
+}
+
+// addmm / baddbmm: beta * input + alpha * (mat1 @ mat2); beta == 0 ignores input (NaN included).
+template <int kRank>
+Value addmm_like_meta(Builder& b, const BoundArgs& a) {
+  std::vector<Value> mm_args = {a[1], a[2]};
+  BoundArgs mm(a.symbol(), mm_args);
+  TensorRef prod = mm_like_meta<kRank>(b, mm).as_tensor();
+  const TensorRef& input = a.tensor(0);
+  check_same_dtype(input, prod);
+  Shape shape;
+  try {
+    shape = lang::broadcast_shapes(input->shape(), prod->shape());
+  } catch (const ValueError&) {
+    shape = input->shape();  // reported below, as torch does, as a RuntimeError
+  }
+  if (shape != prod->shape()) {
+    throw Error("The expanded size of the input " + shape_str(input->shape()) +
+                " must match the product's size " + shape_str(prod->shape()));
+  }
+  const Value& beta = a[3];
+  const Value& alpha = a[4];
+  Value p = Value(prod);
+  if (!(alpha.is_number() && alpha.as_double() == 1.0))
+    p = lang::binary(b, prims::mul(), p, alpha, lang::Promotion::kDefault);
+  if (beta.is_number() && beta.as_double() == 0.0) {
+    return lang::convert(b, p.as_tensor(), prod->dtype());
+  }
+  Value in = Value(input);
+  if (!(beta.is_number() && beta.as_double() == 1.0))
+    in = lang::binary(b, prims::mul(), in, beta, lang::Promotion::kDefault);
+  return lang::binary(b, prims::add(), in, p, lang::Promotion::kDefault);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Embedding.
+
+Value embedding_meta(Builder& b, const BoundArgs& a) {
+  const TensorRef& idx = a.tensor(0);
+  const TensorRef& w = a.tensor(1);
+  if (idx->dtype() != DType::kInt64 && idx->dtype() != DType::kInt32) {
+    throw Error(
+        std::string("Expected tensor for argument #1 'indices' to have one of the following "
+                    "scalar types: Long, Int; but got ") +
+        dtype_name(idx->dtype()) + " instead (while checking arguments for embedding)");
+  }
+  if (w->rank() != 2) throw Error("'weight' must be 2-D");
+  if (!a[3].is_none()) {
+    throw NotImplementedError(
+        "embedding: max_norm renormalizes the weight in place; not supported");
+  }
+  if (!a[2].is_none()) {
+    int64_t n = w->shape()[0].value(), p = a.int_(2);
+    if (p >= n || p < -n) throw ValueError("Padding_idx must be within num_embeddings");
+  }
+  // padding_idx, scale_grad_by_freq and sparse only change the gradient.
+  TensorRef flat = lang::reshape(b, idx, {idx->numel()});
+  TensorRef rows = lang::call_t(b, prims::take(), {Value(w), Value(flat), Value(int64_t{0})});
+  Shape out = idx->shape();
+  out.push_back(w->shape()[1]);
+  return lang::reshape(b, rows, out);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Activations.
+
+Value gelu_meta(Builder& b, const BoundArgs& a) {
+  const TensorRef& x0 = a.tensor(0);
+  require_floating(x0->dtype(), "GeluKernelImpl");
+  const std::string& approx = a[1].as_string();
+  TensorRef x = lang::convert(b, x0, opmath(x0->dtype()));
+  TensorRef inner;
+  if (approx == "none") {
+    // 0.5 * x * (1 + erf(x / sqrt(2)))
+    TensorRef s = bin(b, prims::mul(), Value(x), Value(M_SQRT1_2));
+    inner = un(b, prims::erf(), s);
+  } else if (approx == "tanh") {
+    // 0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x^3)))
+    TensorRef x3 = bin(b, prims::mul(), Value(bin(b, prims::mul(), Value(x), Value(x))), Value(x));
+    TensorRef t =
+        bin(b, prims::add(), Value(x), Value(bin(b, prims::mul(), Value(x3), Value(0.044715))));
+    TensorRef s = bin(b, prims::mul(), Value(t), Value(M_2_SQRTPI * M_SQRT1_2));
+    inner = un(b, prims::tanh(), s);
+  } else {
+    throw Error("approximate argument must be either none or tanh.");
+  }
+  TensorRef one_plus = bin(b, prims::add(), Value(inner), Value(1.0));
+  TensorRef half_x = bin(b, prims::mul(), Value(x), Value(0.5));
+  return lang::convert(b, bin(b, prims::mul(), Value(half_x), Value(one_plus)), x0->dtype());
+}
+
+// x * sigmoid(x) = x / (1 + exp(-x))
+Value silu_meta(Builder& b, const BoundArgs& a) {
+  reject_inplace(a, 1);
+  const TensorRef& x0 = a.tensor(0);
+  require_floating(x0->dtype(), "silu_cpu");
+  TensorRef x = lang::convert(b, x0, opmath(x0->dtype()));
+  TensorRef e = un(b, prims::exp(), un(b, prims::neg(), x));
+  TensorRef d = bin(b, prims::add(), Value(e), Value(1.0));
+  return lang::convert(b, bin(b, prims::div(), Value(x), Value(d)), x0->dtype());
+}
+
+// log(1 + exp(beta * x)) / beta, and x itself where beta * x > threshold.
+TensorRef softplus_core(Builder& b, const TensorRef& x, double beta, double threshold) {
+  TensorRef bx = beta == 1.0 ? x : bin(b, prims::mul(), Value(x), Value(beta));
+  TensorRef sp = un(b, prims::log1p(), un(b, prims::exp(), bx));
+  if (beta != 1.0) sp = bin(b, prims::div(), Value(sp), Value(beta));
+  TensorRef over = cmp(b, prims::gt(), Value(bx), Value(threshold));
+  return where(b, over, x, Value(sp));
+}
+
+Value softplus_meta(Builder& b, const BoundArgs& a) {
+  const TensorRef& x0 = a.tensor(0);
+  require_floating(x0->dtype(), "softplus_cpu");
+  TensorRef x = lang::convert(b, x0, opmath(x0->dtype()));
+  return lang::convert(b, softplus_core(b, x, a.number(1), a.number(2)), x0->dtype());
+}
+
+// x * tanh(softplus(x))
+Value mish_meta(Builder& b, const BoundArgs& a) {
+  reject_inplace(a, 1);
+  const TensorRef& x0 = a.tensor(0);
+  require_floating(x0->dtype(), "mish_cpu");
+  TensorRef x = lang::convert(b, x0, opmath(x0->dtype()));
+  TensorRef t = un(b, prims::tanh(), softplus_core(b, x, 1.0, 20.0));
+  return lang::convert(b, bin(b, prims::mul(), Value(x), Value(t)), x0->dtype());
+}
+
+Value leaky_relu_meta(Builder& b, const BoundArgs& a) {
+  reject_inplace(a, 2);
+  const TensorRef& x0 = a.tensor(0);
+  require_floating(x0->dtype(), "leaky_relu_cpu");
+  TensorRef x = lang::convert(b, x0, opmath(x0->dtype()));
+  TensorRef pos = cmp(b, prims::gt(), Value(x), Value(0.0));
+  TensorRef neg = bin(b, prims::mul(), Value(x), Value(a.number(1)));
+  return lang::convert(b, where(b, pos, x, Value(neg)), x0->dtype());
+}
+
+// x where x > 0, alpha * (exp(x) - 1) elsewhere.
+Value elu_meta(Builder& b, const BoundArgs& a) {
+  reject_inplace(a, 2);
+  const TensorRef& x0 = a.tensor(0);
+  require_floating(x0->dtype(), "elu_cpu");
+  TensorRef x = lang::convert(b, x0, opmath(x0->dtype()));
+  TensorRef pos = cmp(b, prims::gt(), Value(x), Value(0.0));
+  TensorRef neg = bin(b, prims::mul(), Value(un(b, prims::expm1(), x)), Value(a.number(1)));
+  return lang::convert(b, where(b, pos, x, Value(neg)), x0->dtype());
+}
+
+TensorRef clamp_to(Builder& b, const TensorRef& x, double lo, double hi) {
+  Value l = lang::convert_value(b, Value(lo), x->dtype());
+  Value h = lang::convert_value(b, Value(hi), x->dtype());
+  TensorRef r = bin(b, prims::maximum(), Value(x), l);
+  return bin(b, prims::minimum(), Value(r), h);
+}
+
+Value hardtanh_meta(Builder& b, const BoundArgs& a) {
+  reject_inplace(a, 3);
+  const TensorRef& x = a.tensor(0);
+  if (is_bool(x->dtype()))
+    throw NotImplementedError("\"clamp_scalar_cpu\" not implemented for 'Bool'");
+  double lo = a.number(1), hi = a.number(2);
+  if (lo > hi) throw ValueError("min_val cannot be greater than max_val");
+  return clamp_to(b, x, lo, hi);
+}
+
+Value relu6_meta(Builder& b, const BoundArgs& a) {
+  reject_inplace(a, 1);
+  const TensorRef& x = a.tensor(0);
+  if (is_bool(x->dtype()))
+    throw NotImplementedError("\"clamp_scalar_cpu\" not implemented for 'Bool'");
+  return clamp_to(b, x, 0.0, 6.0);
+}
+
+// x * relu6(x + 3) / 6
+Value hardswish_meta(Builder& b, const BoundArgs& a) {
+  reject_inplace(a, 1);
+  const TensorRef& x0 = a.tensor(0);
+  require_floating(x0->dtype(), "hardswish_cpu");
+  TensorRef x = lang::convert(b, x0, opmath(x0->dtype()));
+  TensorRef r = clamp_to(b, bin(b, prims::add(), Value(x), Value(3.0)), 0.0, 6.0);
+  TensorRef y = bin(b, prims::div(), Value(bin(b, prims::mul(), Value(x), Value(r))), Value(6.0));
+  return lang::convert(b, y, x0->dtype());
+}
+
+// relu6(x + 3) / 6
+Value hardsigmoid_meta(Builder& b, const BoundArgs& a) {
+  reject_inplace(a, 1);
+  const TensorRef& x0 = a.tensor(0);
+  require_floating(x0->dtype(), "hardsigmoid_cpu");
+  TensorRef x = lang::convert(b, x0, opmath(x0->dtype()));
+  TensorRef r = clamp_to(b, bin(b, prims::add(), Value(x), Value(3.0)), 0.0, 6.0);
+  return lang::convert(b, bin(b, prims::div(), Value(r), Value(6.0)), x0->dtype());
+}
+
+// F.one_hot(tensor, num_classes): (tensor[..., None] == arange(num_classes)) as int64.
+Value one_hot_meta(Builder& b, const BoundArgs& a) {
+  const TensorRef& t = a.tensor(0);
+  if (t->dtype() != DType::kInt64) {
+    throw Error("one_hot is only applicable to index tensor of type LongTensor.");
+  }
+  int64_t n = a.int_(1);
+  if (n == -1) {
+    throw NotImplementedError(
+        "one_hot: num_classes=-1 takes the class count from the values of "
+        "the input; pass num_classes explicitly");
+  }
+  if (n < 1 && t->numel() > 0) throw Error("Class values must be smaller than num_classes.");
+  TensorRef classes = iota(b, n, 0, t->device(), DType::kInt64);
+  TensorRef idx = lang::unsqueeze(b, t, {t->rank()});
+  TensorRef eq = cmp(b, prims::eq(), Value(idx), Value(classes));
+  return lang::convert(b, eq, DType::kInt64);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Softmax.
+
+template <bool kLog>
+Value softmax_meta(Builder& b, const BoundArgs& a) {
+  TensorRef x = a.tensor(0);
+  std::optional<DType> dtype = a.optional_dtype(3);
+  int64_t rank = x->rank();
+  int64_t dim;
+  if (a[1].is_none()) {
+    // torch.nn.functional._get_softmax_dim: the legacy implicit dim.
+    dim = (rank == 0 || rank == 1 || rank == 3) ? 0 : 1;
+  } else {
+    dim = lang::canonical_dim(a.int_(1), rank);
+  }
+  if (dtype) x = lang::convert(b, x, *dtype);
+  DType result = x->dtype();
+  if (!is_floating(result)) {
+    require_floating(result,
+                     kLog ? "log_softmax_lastdim_kernel_impl" : "softmax_lastdim_kernel_impl");
+  }
+  Shape shape = x->shape();
+  TensorRef xc = lang::convert(b, x, opmath(result));
+  if (rank == 0) xc = lang::reshape(b, xc, {1});
+  TensorRef r = softmax_along(b, xc, dim, kLog);
+  r = lang::reshape(b, r, shape);
+  return lang::convert(b, r, result);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Normalization.
+
+// Checks that `t` (weight or bias) has shape `ns`.
+void check_affine(const BoundArgs& a, size_t i, const Shape& ns, const char* what) {
+  if (a[i].is_none()) return;
+  const TensorRef& t = a.tensor(i);
+  if (t->shape() != ns) {
+    throw Error(std::string("Expected ") + what +
+                " to be of same shape as normalized_shape, but got " + what + " of shape " +
+                shape_str(t->shape()) + " and normalized_shape = " + shape_str(ns));
+  }
+}
+
+// The last len(normalized_shape) dims of x, after checking that they match.
+std::vector<int64_t> normalized_dims(const BoundArgs& a, const TensorRef& x, Shape* ns_out) {
+  std::vector<int64_t> ns = a.ints(1);
+  Shape ns_shape(ns.begin(), ns.end());
+  int64_t k = static_cast<int64_t>(ns.size());
+  bool ok = k <= x->rank();
+  for (int64_t i = 0; ok && i < k; ++i) ok = x->shape()[x->rank() - k + i].value() == ns[i];
+  if (!ok) {
+    throw Error("Given normalized_shape=" + shape_str(ns_shape) +
+                ", expected input with shape [*, " + shape_str(ns_shape).substr(1) +
+                ", but got input of size" + shape_str(x->shape()));
+  }
+  std::vector<int64_t> dims;
+  for (int64_t i = x->rank() - k; i < x->rank(); ++i) dims.push_back(i);
+  *ns_out = ns_shape;
+  return dims;
+}
+
+TensorRef affine(Builder& b, const BoundArgs& a, TensorRef y, size_t wi, size_t bi) {
+  if (!a[wi].is_none())
+    y = bin(b, prims::mul(), Value(y), Value(lang::convert(b, a.tensor(wi), y->dtype())));
+  if (!a[bi].is_none())
+    y = bin(b, prims::add(), Value(y), Value(lang::convert(b, a.tensor(bi), y->dtype())));
+  return y;
+}
+
+Value layer_norm_meta(Builder& b, const BoundArgs& a) {
+  const TensorRef& x0 = a.tensor(0);
+  Shape ns;
+  std::vector<int64_t> dims = normalized_dims(a, x0, &ns);
+  check_affine(a, 2, ns, "weight");
+  check_affine(a, 3, ns, "bias");
+  require_floating(x0->dtype(), "LayerNormKernelImpl");
+  TensorRef x = lang::convert(b, x0, opmath(x0->dtype()));
+  if (dims.empty()) throw Error("layer_norm: normalized_shape must not be empty");
+  TensorRef mean =
+      bin(b, prims::div(), Value(sum_keep(b, x, dims)), Value(static_cast<double>(numel(ns))));
+  TensorRef var = var_keep(b, x, dims);
+  TensorRef rstd = un(b, prims::rsqrt(), bin(b, prims::add(), Value(var), Value(a.number(4))));
+  TensorRef y =
+      bin(b, prims::mul(), Value(bin(b, prims::sub(), Value(x), Value(mean))), Value(rstd));
+  return lang::convert(b, affine(b, a, y, 2, 3), x0->dtype());
+}
+
+Value rms_norm_meta(Builder& b, const BoundArgs& a) {
+  const TensorRef& x0 = a.tensor(0);
+  Shape ns;
+  std::vector<int64_t> dims = normalized_dims(a, x0, &ns);
+  check_affine(a, 2, ns, "weight");
+  require_floating(x0->dtype(), "rms_norm");
+  DType compute = opmath(x0->dtype());
+  double eps = a[3].is_none() ? (compute == DType::kFloat64 ? std::numeric_limits<double>::epsilon()
+                                                            : std::numeric_limits<float>::epsilon())
+                              : a.number(3);
+  TensorRef x = lang::convert(b, x0, compute);
+  if (dims.empty()) throw Error("rms_norm: normalized_shape must not be empty");
+  TensorRef sq = bin(b, prims::mul(), Value(x), Value(x));
+  TensorRef ms =
+      bin(b, prims::div(), Value(sum_keep(b, sq, dims)), Value(static_cast<double>(numel(ns))));
+  TensorRef r = un(b, prims::rsqrt(), bin(b, prims::add(), Value(ms), Value(eps)));
+  TensorRef y = bin(b, prims::mul(), Value(x), Value(r));
+  if (!a[2].is_none()) {
+    const TensorRef& w = a.tensor(2);
+    DType wc = promote_types(compute, w->dtype());
+    y = bin(b, prims::mul(), Value(lang::convert(b, y, wc)), Value(lang::convert(b, w, wc)));
+  }
+  return lang::convert(b, y, x0->dtype());
+}
+
+Value group_norm_meta(Builder& b, const BoundArgs& a) {
+  const TensorRef& x0 = a.tensor(0);
+  int64_t g = a.int_(1);
+  if (x0->rank() < 2) {
+    throw Error("Expected at least 2 dimensions for input tensor but received " +
+                std::to_string(x0->rank()));
+  }
+  int64_t n = x0->shape()[0].value(), c = x0->shape()[1].value();
+  if (g <= 0 || c % g != 0) {
+    throw Error(
+        "Expected number of channels in input to be divisible by num_groups, but got input "
+        "of shape " +
+        shape_str(x0->shape()) + " and num_groups=" + std::to_string(g));
+  }
+  for (size_t i : {size_t{2}, size_t{3}}) {
+    if (!a[i].is_none() && (a.tensor(i)->rank() != 1 || a.tensor(i)->shape()[0].value() != c)) {
+      throw Error(std::string("Expected ") + (i == 2 ? "weight" : "bias") +
+                  " to be a vector of size equal to the number of channels in input, but got " +
+                  (i == 2 ? "weight" : "bias") + " of shape " + shape_str(a.tensor(i)->shape()) +
+                  " and input of shape " + shape_str(x0->shape()));
+    }
+  }
+  require_floating(x0->dtype(), "GroupNormKernelImpl");
+  TensorRef x = lang::convert(b, x0, opmath(x0->dtype()));
+  int64_t per_group = n * g == 0 ? 0 : x->numel() / (n * g);
+  TensorRef xg = lang::reshape(b, x, {n, g, per_group});
+  TensorRef mean =
+      bin(b, prims::div(), Value(sum_keep(b, xg, {2})), Value(static_cast<double>(per_group)));
+  TensorRef var = var_keep(b, xg, {2});
+  TensorRef rstd = un(b, prims::rsqrt(), bin(b, prims::add(), Value(var), Value(a.number(4))));
+  TensorRef y =
+      bin(b, prims::mul(), Value(bin(b, prims::sub(), Value(xg), Value(mean))), Value(rstd));
+  y = lang::reshape(b, y, x->shape());
+  if (!a[2].is_none())
+    y = bin(b, prims::mul(), Value(y),
+            Value(channel_view(b, lang::convert(b, a.tensor(2), y->dtype()), y->rank())));
+  if (!a[3].is_none())
+    y = bin(b, prims::add(), Value(y),
+            Value(channel_view(b, lang::convert(b, a.tensor(3), y->dtype()), y->rank())));
+  return lang::convert(b, y, x0->dtype());
+}
+
+// F.batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps). In
+// training the running statistics are updated in place (recorded as prims.copy_), with the unbiased
+// variance.
+Value batch_norm_meta(Builder& b, const BoundArgs& a) {
+  const TensorRef& x0 = a.tensor(0);
+  if (x0->rank() < 2) {
+    throw ValueError("Expected 2D or 3D input (got " + std::to_string(x0->rank()) + "D input)");
+  }
+  bool training = a.bool_(5);
+  int64_t c = x0->shape()[1].value();
+  int64_t count = c == 0 ? 0 : x0->numel() / c;
+  for (size_t i = 1; i < 5; ++i) {
+    if (!a[i].is_none() && a.tensor(i)->numel() != c) {
+      static const char* names[] = {"", "running_mean", "running_var", "weight", "bias"};
+      throw Error(std::string(names[i]) + " should contain " + std::to_string(c) +
+                  " elements not " + std::to_string(a.tensor(i)->numel()));
+    }
+  }
+  if (training && count == 1) {
+    throw ValueError("Expected more than 1 value per channel when training, got input size " +
+                     shape_str(x0->shape()));
+  }
+  require_floating(x0->dtype(), "batch_norm");
+  DType compute = opmath(x0->dtype());
+  TensorRef x = lang::convert(b, x0, compute);
+  int64_t rank = x->rank();
+  std::vector<int64_t> dims = {0};
+  for (int64_t i = 2; i < rank; ++i) dims.push_back(i);
+  TensorRef mean, var;  // shaped (1, C, 1, ...)
+  if (training) {
+    mean = bin(b, prims::div(), Value(sum_keep(b, x, dims)), Value(static_cast<double>(count)));
+    var = var_keep(b, x, dims);
+    double momentum = a[6].is_none() ? 0.0 : a.number(6);
+    if (a[6].is_none() && (!a[1].is_none() || !a[2].is_none())) {
+      throw NotImplementedError(
+          "batch_norm: momentum=None (a cumulative average) is not supported");
+    }
+    auto update = [&](size_t i, const TensorRef& stat) {
+      if (a[i].is_none()) return;
+      const TensorRef& run = a.tensor(i);
+      TensorRef s = lang::reshape(b, stat, run->shape());
+      TensorRef r = lang::convert(b, run, compute);
+      TensorRef old = bin(b, prims::mul(), Value(r), Value(1.0 - momentum));
+      TensorRef upd =
+          bin(b, prims::add(), Value(old), Value(bin(b, prims::mul(), Value(s), Value(momentum))));
+      lang::call(b, prims::copy_(), {Value(lang::convert(b, upd, run->dtype())), Value(run)});
+    };
+    update(1, mean);
+    double unbias = count > 1 ? static_cast<double>(count) / static_cast<double>(count - 1) : 1.0;
+    update(2, bin(b, prims::mul(), Value(var), Value(unbias)));
+  } else {
+    if (a[1].is_none() || a[2].is_none()) {
+      throw Error("running_mean and running_var must be defined in evaluation mode");
+    }
+    mean = channel_view(b, lang::convert(b, a.tensor(1), compute), rank);
+    var = channel_view(b, lang::convert(b, a.tensor(2), compute), rank);
+  }
+  TensorRef rstd = un(b, prims::rsqrt(), bin(b, prims::add(), Value(var), Value(a.number(7))));
+  TensorRef y =
+      bin(b, prims::mul(), Value(bin(b, prims::sub(), Value(x), Value(mean))), Value(rstd));
+  if (!a[3].is_none())
+    y = bin(b, prims::mul(), Value(y),
+            Value(channel_view(b, lang::convert(b, a.tensor(3), compute), rank)));
+  if (!a[4].is_none())
+    y = bin(b, prims::add(), Value(y),
+            Value(channel_view(b, lang::convert(b, a.tensor(4), compute), rank)));
+  return lang::convert(b, y, x0->dtype());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dropout and attention.
+
+// x * mask / (1 - p) with mask = uniform(0, 1) < 1 - p; `x` is in its compute dtype.
+TensorRef dropout_core(Builder& b, const TensorRef& x, double p) {
+  if (p == 1.0) return bin(b, prims::mul(), Value(x), Value(0.0));
+  TensorRef u = b.call(prims::uniform(), {Value::shape(x->shape()), Value(0.0), Value(1.0)},
+                       {{"device", Value(x->device())}, {"dtype", Value(x->dtype())}})
+                    .as_tensor();
+  TensorRef keep = cmp(b, prims::lt(), Value(u), Value(1.0 - p));
+  TensorRef scaled = bin(b, prims::mul(), Value(x), Value(1.0 / (1.0 - p)));
+  return where(b, keep, scaled, Value(0.0));
+}
+
+void check_p(double p) {
+  if (p < 0.0 || p > 1.0) {
+    throw ValueError("dropout probability has to be between 0 and 1, but got " + std::to_string(p));
+  }
+}
+
+Value dropout_meta(Builder& b, const BoundArgs& a) {
+  const TensorRef& x0 = a.tensor(0);
+  double p = a.number(1);
+  check_p(p);
+  reject_inplace(a, 3);
+  if (!a.bool_(2) || p == 0.0) return a[0];
+  require_floating(x0->dtype(), "dropout");
+  TensorRef x = lang::convert(b, x0, opmath(x0->dtype()));
+  return lang::convert(b, dropout_core(b, x, p), x0->dtype());
+}
+
+// k/v of shape (..., Hk, S, E) repeated to Hq heads, each head `Hq / Hk` times in a row.
+TensorRef repeat_heads(Builder& b, const TensorRef& t, int64_t hq) {
+  int64_t r = t->rank();
+  int64_t hk = t->shape()[r - 3].value();
+  if (hk == hq) return t;
+  TensorRef u = lang::unsqueeze(b, t, {r - 2});
+  Shape expanded = u->shape();
+  expanded[r - 2] = hq / hk;
+  u = lang::expand_to(b, u, expanded);
+  Shape out = t->shape();
+  out[r - 3] = hq;
+  return lang::reshape(b, u, out);
+}
+
+Value sdpa_meta(Builder& b, const BoundArgs& a) {
+  const TensorRef& q0 = a.tensor(0);
+  TensorRef k0 = a.tensor(1);
+  TensorRef v0 = a.tensor(2);
+  const Value& mask = a[3];
+  double dropout_p = a.number(4);
+  bool causal = a.bool_(5);
+  bool gqa = a.bool_(7);
+  if (q0->rank() < 2 || k0->rank() < 2 || v0->rank() < 2) {
+    throw Error("scaled_dot_product_attention: query, key and value must be at least 2-D");
+  }
+  if (q0->dtype() != k0->dtype() || q0->dtype() != v0->dtype()) {
+    throw Error(std::string("Expected query, key, and value to have the same dtype, but got "
+                            "query.dtype: ") +
+                dtype_name(q0->dtype()) + " key.dtype: " + dtype_name(k0->dtype()) +
+                " and value.dtype: " + dtype_name(v0->dtype()) + " instead.");
+  }
+  require_floating(q0->dtype(), "scaled_dot_product_attention");
+  int64_t e = q0->shape().back().value();
+  if (k0->shape().back().value() != e) {
+    throw Error("scaled_dot_product_attention: query and key must have the same embedding size");
+  }
+  if (k0->shape()[k0->rank() - 2] != v0->shape()[v0->rank() - 2]) {
+    throw Error("scaled_dot_product_attention: key and value must have the same sequence length");
+  }
+  if (causal && !mask.is_none()) {
+    throw Error(
+        "_scaled_dot_product_attention: Explicit attn_mask should not be set when "
+        "is_causal=True");
+  }
+  check_p(dropout_p);
+  if (gqa && q0->rank() >= 3 && k0->rank() >= 3) {
+    int64_t hq = q0->shape()[q0->rank() - 3].value();
+    int64_t hk = k0->shape()[k0->rank() - 3].value();
+    int64_t hv = v0->shape()[v0->rank() - 3].value();
+    if (hk == 0 || hv == 0 || hq % hk != 0 || hq % hv != 0) {
+      throw Error(
+          "scaled_dot_product_attention: number of heads in key/value must divide number "
+          "of heads in query");
+    }
+    k0 = repeat_heads(b, k0, hq);
+    v0 = repeat_heads(b, v0, hq);
+  }
+  DType compute = opmath(q0->dtype());
+  double scale = a[6].is_none() ? 1.0 / std::sqrt(static_cast<double>(e)) : a.number(6);
+  TensorRef q = lang::convert(b, q0, compute);
+  TensorRef k = lang::convert(b, k0, compute);
+  TensorRef v = lang::convert(b, v0, compute);
+  std::vector<int64_t> perm;
+  for (int64_t i = 0; i < k->rank(); ++i) perm.push_back(i);
+  std::swap(perm[perm.size() - 1], perm[perm.size() - 2]);
+  TensorRef kt = lang::transpose(b, k, perm);
+  TensorRef scores = lang::call_t(b, prims::matmul(), {Value(q), Value(kt)});
+  scores = bin(b, prims::mul(), Value(scores), Value(scale));
+  int64_t l = q->shape()[q->rank() - 2].value(), s = k->shape()[k->rank() - 2].value();
+  const double kNegInf = -std::numeric_limits<double>::infinity();
+  if (causal) {
+    // Position i attends to positions j <= i.
+    TensorRef rows = lang::unsqueeze(b, iota(b, l, 0, q->device(), DType::kInt64), {1});
+    TensorRef cols = lang::unsqueeze(b, iota(b, s, 0, q->device(), DType::kInt64), {0});
+    TensorRef allowed = cmp(b, prims::ge(), Value(rows), Value(cols));
+    scores = where(b, lang::expand_to(b, allowed, scores->shape()), scores, Value(kNegInf));
+  } else if (mask.is_tensor()) {
+    const TensorRef& m = mask.as_tensor();
+    Shape shape = lang::broadcast_shapes(scores->shape(), m->shape());
+    if (shape != scores->shape()) {
+      throw Error("scaled_dot_product_attention: attn_mask " + shape_str(m->shape()) +
+                  " cannot be broadcast to the attention weights " + shape_str(scores->shape()));
+    }
+    if (m->dtype() == DType::kBool) {
+      scores = where(b, lang::expand_to(b, m, shape), scores, Value(kNegInf));
+    } else {
+      scores = bin(b, prims::add(), Value(scores), Value(lang::convert(b, m, compute)));
+    }
+  }
+  TensorRef attn = softmax_along(b, scores, scores->rank() - 1, false);
+  if (mask.is_tensor()) {
+    // As torch's _safe_softmax: a row that attends to nothing gets weights 0, not NaN.
+    TensorRef m = amax_keep(b, scores, {scores->rank() - 1});
+    attn = where(b, cmp(b, prims::ne(), Value(m), Value(kNegInf)), attn, Value(0.0));
+  }
+  if (dropout_p > 0.0) attn = dropout_core(b, attn, dropout_p);
+  TensorRef out = lang::call_t(b, prims::matmul(), {Value(attn), Value(v)});
+  return lang::convert(b, out, q0->dtype());
+}
+
+}  // namespace
+
 void register_nn_ops(SymbolTable& table) {
-  std::vector<OpDef> defs = {};
+  std::vector<OpDef> defs = {
+      {"linear", "input, weight, bias=None", linear_meta, {"torch.nn.functional.linear"}},
+      {"matmul",
+       "input, other",
+       matmul_meta,
+       {"torch.matmul", "torch.Tensor.matmul", "torch.Tensor.__matmul__"},
+       "torch.matmul"},
+      {"mm", "input, mat2", mm_like_meta<2>, {"torch.mm", "torch.Tensor.mm"}, "torch.mm"},
+      {"bmm", "input, mat2", mm_like_meta<3>, {"torch.bmm", "torch.Tensor.bmm"}, "torch.bmm"},
+      {"addmm",
+       "input, mat1, mat2, *, beta=1, alpha=1",
+       addmm_like_meta<2>,
+       {"torch.addmm", "torch.Tensor.addmm"},
+       "torch.addmm"},
+      {"baddbmm",
+       "input, batch1, batch2, *, beta=1, alpha=1",
+       addmm_like_meta<3>,
+       {"torch.baddbmm", "torch.Tensor.baddbmm"},
+       "torch.baddbmm"},
+      {"embedding",
+       "input, weight, padding_idx=None, max_norm=None, norm_type=2.0, scale_grad_by_freq=False, "
+       "sparse=False",
+       embedding_meta,
+       {"torch.nn.functional.embedding"}},
+      {"gelu",
+       "input, *, approximate='none'",
+       gelu_meta,
+       {"torch.nn.functional.gelu"},
+       {},
+       kTagElementwise},
+      {"silu",
+       "input, inplace=False",
+       silu_meta,
+       {"torch.nn.functional.silu"},
+       {},
+       kTagElementwise},
+      {"mish",
+       "input, inplace=False",
+       mish_meta,
+       {"torch.nn.functional.mish"},
+       {},
+       kTagElementwise},
+      {"softplus",
+       "input, beta=1.0, threshold=20.0",
+       softplus_meta,
+       {"torch.nn.functional.softplus"},
+       {},
+       kTagElementwise},
+      {"leaky_relu",
+       "input, negative_slope=0.01, inplace=False",
+       leaky_relu_meta,
+       {"torch.nn.functional.leaky_relu"},
+       {},
+       kTagElementwise},
+      {"elu",
+       "input, alpha=1.0, inplace=False",
+       elu_meta,
+       {"torch.nn.functional.elu"},
+       {},
+       kTagElementwise},
+      {"hardtanh",
+       "input, min_val=-1.0, max_val=1.0, inplace=False",
+       hardtanh_meta,
+       {"torch.nn.functional.hardtanh"},
+       {},
+       kTagElementwise},
+      {"relu6",
+       "input, inplace=False",
+       relu6_meta,
+       {"torch.nn.functional.relu6"},
+       {},
+       kTagElementwise},
+      {"hardswish",
+       "input, inplace=False",
+       hardswish_meta,
+       {"torch.nn.functional.hardswish"},
+       {},
+       kTagElementwise},
+      {"hardsigmoid",
+       "input, inplace=False",
+       hardsigmoid_meta,
+       {"torch.nn.functional.hardsigmoid"},
+       {},
+       kTagElementwise},
+      {"one_hot", "tensor, num_classes=-1", one_hot_meta, {"torch.nn.functional.one_hot"}},
+      {"softmax",
+       "input, dim=None, _stacklevel=3, dtype=None",
+       softmax_meta<false>,
+       {"torch.nn.functional.softmax", "torch.softmax", "torch.Tensor.softmax",
+        "torch.special.softmax"}},
+      {"log_softmax",
+       "input, dim=None, _stacklevel=3, dtype=None",
+       softmax_meta<true>,
+       {"torch.nn.functional.log_softmax", "torch.log_softmax", "torch.Tensor.log_softmax",
+        "torch.special.log_softmax"}},
+      {"layer_norm",
+       "input, normalized_shape, weight=None, bias=None, eps=1e-05",
+       layer_norm_meta,
+       {"torch.nn.functional.layer_norm"}},
+      {"rms_norm",
+       "input, normalized_shape, weight=None, eps=None",
+       rms_norm_meta,
+       {"torch.nn.functional.rms_norm"}},
+      {"group_norm",
+       "input, num_groups, weight=None, bias=None, eps=1e-05",
+       group_norm_meta,
+       {"torch.nn.functional.group_norm"}},
+      {"batch_norm",
+       "input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, "
+       "eps=1e-05",
+       batch_norm_meta,
+       {"torch.nn.functional.batch_norm"}},
+      {"dropout",
+       "input, p=0.5, training=True, inplace=False",
+       dropout_meta,
+       {"torch.nn.functional.dropout"},
+       {},
+       kTagRandom},
+      {"scaled_dot_product_attention",
+       "query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, *, scale=None, "
+       "enable_gqa=False",
+       sdpa_meta,
+       {"torch.nn.functional.scaled_dot_product_attention"}},
+  };
   register_ops(table, defs);
+  register_nn_loss_ops(table);
+  register_nn_conv_ops(table);
 }
 
 }  // namespace thunder

@@ -57,7 +57,8 @@ def remainder(a, b):
 def convert_element_type(a, dtype):
     if not _is_tensor(a):
         return a
-    return a.to(dtype)
+    # A conversion to the same dtype is recorded only to make a new tensor (clone, copy).
+    return a.to(dtype) if a.dtype != dtype else a.clone()
 
 
 def broadcast_in_dim(a, shape, broadcast_dimensions):
@@ -142,7 +143,8 @@ def _reduce(fn, a, dims):
 
 
 def sum(a, dims):  # noqa: A001
-    return _reduce(torch.sum, a, dims)
+    # The primitive keeps the dtype (torch.sum would promote integers to int64).
+    return _reduce(lambda t, d: torch.sum(t, d, dtype=t.dtype), a, dims)
 
 
 def amax(a, dims):
@@ -156,7 +158,7 @@ def amin(a, dims):
 def prod(a, dims):
     out = a
     for d in sorted(dims, reverse=True):
-        out = torch.prod(out, d)
+        out = torch.prod(out, d, dtype=out.dtype)
     return out if dims else a.clone()
 
 
@@ -177,7 +179,9 @@ def full(shape, fill_value, *, device, dtype):
 
 
 def iota(length, *, start, step, device, dtype):
-    return (torch.arange(length, device=device, dtype=torch.int64) * step + start).to(dtype)
+    # Floating results are computed in float64, as torch.arange accumulates on the CPU.
+    compute = torch.float64 if (dtype.is_floating_point or dtype.is_complex) else torch.int64
+    return (torch.arange(length, device=device, dtype=compute) * step + start).to(dtype)
 
 
 def uniform(shape, minval, maxval, *, device, dtype):
@@ -213,6 +217,35 @@ def copy(input, src, non_blocking=False):
 def copy_(copy_from, copy_to):
     copy_to.copy_(copy_from)
     return copy_to
+
+
+# Torch-level shape/indexing ops whose torch callable cannot take the bound arguments as they are.
+def squeeze_op(input, dim=None):
+    return torch.squeeze(input) if dim is None else torch.squeeze(input, dim)
+
+
+def setitem(input, indices, values):
+    """The value `input` holds after `input[indices] = values`, as a new tensor."""
+    out = input.clone()
+    out[indices] = values
+    return out
+
+
+def setitem_(input, indices, values):
+    input[indices] = values
+    return input
+
+
+def scatter_op(input, dim, index, src, *, reduce=None):
+    if reduce is None:
+        return torch.scatter(input, dim, index, src)
+    return torch.scatter(input, dim, index, src, reduce=reduce)
+
+
+def scatter_op_(input, dim, index, src, *, reduce=None):
+    if reduce is None:
+        return input.scatter_(dim, index, src)
+    return input.scatter_(dim, index, src, reduce=reduce)
 
 
 # Primitives whose torch function of the same name takes the primitive's arguments.
@@ -273,3 +306,95 @@ def register(executor, symbols):
 
 def is_number(x):
     return isinstance(x, numbers.Number)
+
+
+# Torch-level ops whose torch function does not accept the bound arguments of their signature.
+
+
+def ltorch_prod(input, dim=None, keepdim=False, *, dtype=None):
+    if dim is None:
+        return torch.prod(input, dtype=dtype)
+    return torch.prod(input, dim, keepdim, dtype=dtype)
+
+
+def ltorch_max(input, dim=None, keepdim=False):
+    if dim is None:
+        return torch.max(input)
+    if _is_tensor(dim):
+        return torch.max(input, dim)
+    return tuple(torch.max(input, dim, keepdim))
+
+
+def ltorch_min(input, dim=None, keepdim=False):
+    if dim is None:
+        return torch.min(input)
+    if _is_tensor(dim):
+        return torch.min(input, dim)
+    return tuple(torch.min(input, dim, keepdim))
+
+
+def _var_kwargs(dim, unbiased, keepdim, correction):
+    """var/std keywords from thunder's merged signature (a bool in dim's place is `unbiased`)."""
+    if isinstance(dim, bool):
+        dim, unbiased = None, dim
+    if correction is None:
+        correction = 1 if unbiased is None or unbiased else 0
+    return {"dim": dim, "correction": correction, "keepdim": keepdim}
+
+
+def ltorch_var(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    return torch.var(input, **_var_kwargs(dim, unbiased, keepdim, correction))
+
+
+def ltorch_std(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    return torch.std(input, **_var_kwargs(dim, unbiased, keepdim, correction))
+
+
+def ltorch_var_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    return tuple(torch.var_mean(input, **_var_kwargs(dim, unbiased, keepdim, correction)))
+
+
+def ltorch_std_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    return tuple(torch.std_mean(input, **_var_kwargs(dim, unbiased, keepdim, correction)))
+
+
+def ltorch_arange(start=0, end=None, step=1, *, dtype=None, layout=None, device=None,
+                  requires_grad=False, pin_memory=False):
+    if end is None:
+        start, end = 0, start
+    return torch.arange(start, end, step, dtype=dtype, layout=layout, device=device,
+                        requires_grad=requires_grad, pin_memory=pin_memory)
+
+
+def ltorch_eye(n, m=None, *, dtype=None, layout=None, device=None, requires_grad=False,
+               pin_memory=False):
+    return torch.eye(n, n if m is None else m, dtype=dtype, layout=layout, device=device,
+                     requires_grad=requires_grad, pin_memory=pin_memory)
+
+
+def ltorch_randint(low, high=None, size=None, *, generator=None, dtype=None, layout=None,
+                   device=None, requires_grad=False, pin_memory=False):
+    if size is None:
+        low, high, size = 0, low, high
+    return torch.randint(low, high, size, generator=generator, dtype=dtype, layout=layout,
+                         device=device, requires_grad=requires_grad, pin_memory=pin_memory)
+
+
+def ltorch_to(input, dtype_or_device=None, dtype=None, non_blocking=False, copy=False, *,
+              device=None, memory_format=None):
+    """Tensor.to from thunder's merged signature: after a dtype or a tensor, the positionals are
+    (non_blocking, copy)."""
+    first = dtype_or_device
+    if isinstance(first, (torch.dtype, torch.Tensor)):
+        if isinstance(dtype, bool):
+            non_blocking, copy = dtype, non_blocking or copy
+        if _is_tensor(first):
+            dtype, device = first.dtype, first.device
+        else:
+            dtype = first
+    elif first is not None:
+        device = first
+    kwargs = {"device": device, "dtype": dtype, "non_blocking": non_blocking, "copy": copy}
+    if memory_format is not None:
+        kwargs["memory_format"] = memory_format
+    return input.to(**kwargs)

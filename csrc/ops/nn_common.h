@@ -1,0 +1,143 @@
+// Helpers shared by the neural-network op files (nn.cpp, nn_loss.cpp, nn_conv.cpp): opmath dtypes,
+// PyTorch's type names for error messages, and thin wrappers over the primitives for decompositions
+// whose operands already have one dtype.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "ir/bound_symbol.h"
+#include "ops/lang.h"
+#include "ops/registry.h"
+
+namespace thunder {
+
+void register_nn_loss_ops(SymbolTable& table);
+void register_nn_conv_ops(SymbolTable& table);
+
+namespace detail::nn {
+
+// The dtype PyTorch computes in: float32 for float16/bfloat16, the dtype itself otherwise.
+inline DType opmath(DType d) { return is_low_precision(d) ? DType::kFloat32 : d; }
+
+// c10's ScalarType names ("Float", "Long"), as in "... not implemented for 'Long'".
+inline const char* torch_type_name(DType d) {
+  switch (d) {
+    case DType::kBool:
+      return "Bool";
+    case DType::kUInt8:
+      return "Byte";
+    case DType::kInt8:
+      return "Char";
+    case DType::kInt16:
+      return "Short";
+    case DType::kInt32:
+      return "Int";
+    case DType::kInt64:
+      return "Long";
+    case DType::kFloat16:
+      return "Half";
+    case DType::kBFloat16:
+      return "BFloat16";
+    case DType::kFloat32:
+      return "Float";
+    case DType::kFloat64:
+      return "Double";
+    case DType::kComplex64:
+      return "ComplexFloat";
+    case DType::kComplex128:
+      return "ComplexDouble";
+  }
+  return "?";
+}
+
+// PyTorch's NotImplementedError for a kernel without an implementation for `d` unless it is
+// floating.
+inline void require_floating(DType d, const std::string& kernel) {
+  if (!is_floating(d)) {
+    throw NotImplementedError("\"" + kernel + "\" not implemented for '" + torch_type_name(d) +
+                              "'");
+  }
+}
+
+inline void reject_inplace(const BoundArgs& a, size_t i) {
+  if (a[i].is_bool() && a[i].as_bool()) {
+    throw NotImplementedError(a.symbol().qualname() +
+                              ": inplace=True is not supported here; use the in-place variant");
+  }
+}
+
+// Elementwise ops on operands that already share a dtype (numbers allowed); broadcasts tensors.
+inline TensorRef bin(Builder& b, const Symbol& p, const Value& x, const Value& y) {
+  return lang::binary(b, p, x, y, lang::Promotion::kNoOpmath).as_tensor();
+}
+inline TensorRef cmp(Builder& b, const Symbol& p, const Value& x, const Value& y) {
+  return lang::binary(b, p, x, y, lang::Promotion::kAlwaysBool).as_tensor();
+}
+inline TensorRef un(Builder& b, const Symbol& p, const TensorRef& x) {
+  return lang::call_t(b, p, {Value(x)});
+}
+// where(pred, x, y) with pred broadcast to x's shape; y may be a number or a tensor of x's shape.
+inline TensorRef where(Builder& b, const TensorRef& pred, const TensorRef& x, const Value& y) {
+  TensorRef p = lang::expand_to(b, pred, x->shape());
+  Value yy = y.is_tensor() ? Value(lang::expand_to(b, y.as_tensor(), x->shape())) : y;
+  return lang::call_t(b, prims::where(), {Value(p), Value(x), yy});
+}
+
+// Reductions that keep the reduced dims as size 1; the input is already in the compute dtype.
+inline TensorRef sum_keep(Builder& b, const TensorRef& x, const std::vector<int64_t>& dims) {
+  return lang::reduce(b, prims::sum(), x, dims, true, std::nullopt);
+}
+inline TensorRef amax_keep(Builder& b, const TensorRef& x, const std::vector<int64_t>& dims) {
+  return lang::reduce(b, prims::amax(), x, dims, true, std::nullopt);
+}
+// Sum over every dim, to a 0-d tensor.
+inline TensorRef sum_all(Builder& b, const TensorRef& x) {
+  std::vector<int64_t> dims;
+  for (int64_t i = 0; i < x->rank(); ++i) dims.push_back(i);
+  if (dims.empty()) return x;
+  return lang::call_t(b, prims::sum(), {Value(x), Value::ints(dims)});
+}
+// The biased variance (correction 0) over `dims`, kept as size-1 dims.
+inline TensorRef var_keep(Builder& b, const TensorRef& x, const std::vector<int64_t>& dims) {
+  Value v =
+      b.call(prims::var(), {Value(x), Value::ints(dims)}, {{"correction", Value(int64_t{0})}});
+  return lang::keep_dims(b, v.as_tensor(), x->shape(), dims);
+}
+
+// A 1-D tensor (C) viewed as (1, C, 1, ..., 1) of rank `rank`, to broadcast along dim 1.
+inline TensorRef channel_view(Builder& b, const TensorRef& t, int64_t rank) {
+  std::vector<int64_t> shape(rank, 1);
+  shape[1] = t->shape()[0].value();
+  return lang::call_t(b, prims::broadcast_in_dim(),
+                      {Value(t), Value::ints(shape), Value::ints({1})});
+}
+
+inline TensorRef iota(Builder& b, int64_t n, int64_t start, Device device, DType dtype) {
+  return b
+      .call(prims::iota(), {Value(n)},
+            {{"start", Value(start)},
+             {"step", Value(int64_t{1})},
+             {"device", Value(device)},
+             {"dtype", Value(dtype)}})
+      .as_tensor();
+}
+
+inline std::string shape_str(const Shape& s) {
+  std::string r = "[";
+  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i].value());
+  return r + "]";
+}
+
+// softmax / log_softmax of `x` (already in its compute dtype) along a canonical dim.
+TensorRef softmax_along(Builder& b, const TensorRef& x, int64_t dim, bool log);
+
+// The reduction mode from (size_average, reduce, reduction) as torch's _Reduction does it:
+// "none", "mean" or "sum".
+std::string loss_reduction(const BoundArgs& a, size_t size_average, size_t reduce,
+                           size_t reduction);
+
+}  // namespace detail::nn
+}  // namespace thunder

@@ -1,0 +1,293 @@
+// Torch-level loss functions: nll_loss, cross_entropy (class indices and probabilities, label
+// smoothing), mse_loss, l1_loss, binary_cross_entropy_with_logits. Each reduces with torch's
+// 'none' / 'mean' / 'sum' (or the legacy size_average / reduce flags).
+#include <algorithm>
+
+#include "ops/nn_common.h"
+
+namespace thunder {
+
+namespace {
+
+using namespace detail::nn;
+
+TensorRef reduce_loss(Builder& b, const TensorRef& loss, const std::string& reduction) {
+  if (reduction == "none") return loss;
+  TensorRef s = sum_all(b, loss);
+  if (reduction == "sum") {
+    if (s == loss)
+      s = lang::call_t(b, prims::convert_element_type(), {Value(loss), Value(loss->dtype())});
+    return s;
+  }
+  return bin(b, prims::div(), Value(s), Value(static_cast<double>(loss->numel())));
+}
+
+// The class dim of an (N, C, d1, ...) or (C) input.
+int64_t class_dim(const TensorRef& x) { return x->rank() == 1 ? 0 : 1; }
+
+void check_class_target(const TensorRef& x, const TensorRef& t, const char* op) {
+  if (x->rank() < 1) throw Error(std::string(op) + ": input tensor should be 1D or more");
+  Shape expected = x->shape();
+  expected.erase(expected.begin() + class_dim(x));
+  if (t->shape() != expected) {
+    if (x->rank() == 1 || x->rank() == 2) {
+      throw ValueError("Expected input batch_size (" +
+                       std::to_string(x->rank() == 1 ? 1 : x->shape()[0].value()) +
+                       ") to match target batch_size (" +
+                       std::to_string(t->rank() == 0 ? 1 : t->shape()[0].value()) + ").");
+    }
+    throw Error("Expected target size " + shape_str(expected) + ", got " + shape_str(t->shape()));
+  }
+}
+
+// The negative log likelihood of `logp` (compute dtype, classes along class_dim) at the class
+// indices `target`, with per-class weights and ignore_index. Returns the unreduced loss and the
+// per-element weight (zero where ignored), both shaped like the target.
+std::pair<TensorRef, TensorRef> nll_core(Builder& b, const TensorRef& logp, const TensorRef& target,
+                                         const Value& weight, int64_t ignore_index) {
+  int64_t cd = class_dim(logp);
+  TensorRef keep = cmp(b, prims::ne(), Value(target), Value(ignore_index));
+  TensorRef safe = where(b, keep, target, Value(int64_t{0}));
+  TensorRef idx = lang::unsqueeze(b, safe, {cd});
+  TensorRef picked =
+      lang::call_t(b, prims::take_along_axis(), {Value(logp), Value(idx), Value(cd)});
+  picked = lang::reshape(b, picked, target->shape());
+  TensorRef w;
+  if (weight.is_tensor()) {
+    TensorRef wt = lang::convert(b, weight.as_tensor(), logp->dtype());
+    TensorRef flat = lang::reshape(b, safe, {safe->numel()});
+    w = lang::call_t(b, prims::take(), {Value(wt), Value(flat), Value(int64_t{0})});
+    w = lang::reshape(b, w, target->shape());
+    w = where(b, keep, w, Value(0.0));
+  } else {
+    w = lang::convert(b, keep, logp->dtype());
+  }
+  TensorRef loss = un(b, prims::neg(), bin(b, prims::mul(), Value(picked), Value(w)));
+  return {where(b, keep, loss, Value(0.0)), w};
+}
+
+TensorRef reduce_weighted(Builder& b, const TensorRef& loss, const TensorRef& w,
+                          const std::string& reduction) {
+  if (reduction == "none") return loss;
+  TensorRef s = sum_all(b, loss);
+  if (reduction == "sum") return s;
+  return bin(b, prims::div(), Value(s), Value(sum_all(b, w)));
+}
+
+void check_weight(const BoundArgs& a, size_t i, const TensorRef& x) {
+  if (a[i].is_none()) return;
+  const TensorRef& w = a.tensor(i);
+  int64_t c = x->shape()[class_dim(x)].value();
+  if (w->rank() != 1 || w->shape()[0].value() != c) {
+    throw Error("weight tensor should be defined either for all " + std::to_string(c) +
+                " classes or no classes but got weight tensor of shape: " + shape_str(w->shape()));
+  }
+}
+
+void check_index_target(const TensorRef& t) {
+  if (t->dtype() != DType::kInt64 && t->dtype() != DType::kUInt8) {
+    throw Error(std::string("expected target dtype to be Long or Byte, but got ") +
+                torch_type_name(t->dtype()));
+  }
+}
+
+// F.nll_loss(input, target, weight, size_average, ignore_index, reduce, reduction)
+Value nll_loss_meta(Builder& b, const BoundArgs& a) {
+  const TensorRef& x0 = a.tensor(0);
+  const TensorRef& t = a.tensor(1);
+  std::string reduction = loss_reduction(a, 3, 5, 6);
+  check_class_target(x0, t, "nll_loss");
+  check_index_target(t);
+  check_weight(a, 2, x0);
+  require_floating(x0->dtype(), "nll_loss");
+  TensorRef x = lang::convert(b, x0, opmath(x0->dtype()));
+  auto [loss, w] = nll_core(b, x, t, a[2], a.int_(4));
+  return lang::convert(b, reduce_weighted(b, loss, w, reduction), x0->dtype());
+}
+
+// F.cross_entropy(input, target, weight, size_average, ignore_index, reduce, reduction,
+// label_smoothing)
+Value cross_entropy_meta(Builder& b, const BoundArgs& a) {
+  const TensorRef& x0 = a.tensor(0);
+  const TensorRef& t0 = a.tensor(1);
+  std::string reduction = loss_reduction(a, 3, 5, 6);
+  double ls = a.number(7);
+  if (ls < 0.0 || ls > 1.0) {
+    throw Error("label_smoothing must be between 0.0 and 1.0. Got: " + std::to_string(ls));
+  }
+  if (x0->rank() < 1) throw Error("cross_entropy: input tensor should be 1D or more");
+  check_weight(a, 2, x0);
+  require_floating(x0->dtype(), "log_softmax_lastdim_kernel_impl");
+  int64_t cd = class_dim(x0);
+  int64_t c = x0->shape()[cd].value();
+  TensorRef x = lang::convert(b, x0, opmath(x0->dtype()));
+  TensorRef logp = softmax_along(b, x, cd, true);
+  TensorRef wv;  // the class weights shaped to broadcast along the class dim
+  if (!a[2].is_none()) {
+    TensorRef w = lang::convert(b, a.tensor(2), x->dtype());
+    wv = x->rank() == 1 ? w : channel_view(b, w, x->rank());
+  }
+  if (is_floating(t0->dtype())) {
+    // Class probabilities.
+    if (t0->shape() != x0->shape()) {
+      throw Error("Expected target size " + shape_str(x0->shape()) + ", got " +
+                  shape_str(t0->shape()));
+    }
+    DType result = promote_types(x0->dtype(), t0->dtype());
+    x = lang::convert(b, x, opmath(result));
+    logp = lang::convert(b, logp, opmath(result));
+    if (wv) wv = lang::convert(b, wv, opmath(result));
+    TensorRef t = lang::convert(b, t0, opmath(result));
+    if (ls > 0.0) {
+      t = bin(b, prims::add(), Value(bin(b, prims::mul(), Value(t), Value(1.0 - ls))),
+              Value(ls / static_cast<double>(c)));
+    }
+    TensorRef prod = bin(b, prims::mul(), Value(logp), Value(t));
+    if (wv) prod = bin(b, prims::mul(), Value(prod), Value(wv));
+    TensorRef loss =
+        un(b, prims::neg(), lang::reduce(b, prims::sum(), prod, {cd}, false, std::nullopt));
+    TensorRef r;
+    if (reduction == "none") {
+      r = loss;
+    } else if (reduction == "sum") {
+      r = sum_all(b, loss);
+    } else {
+      double n = c == 0 ? 0.0 : static_cast<double>(x->numel() / c);
+      r = bin(b, prims::div(), Value(sum_all(b, loss)), Value(n));
+    }
+    return lang::convert(b, r, result);
+  }
+  check_class_target(x0, t0, "cross_entropy");
+  check_index_target(t0);
+  int64_t ignore_index = a.int_(4);
+  auto [nll, w] = nll_core(b, logp, t0, a[2], ignore_index);
+  TensorRef r = reduce_weighted(b, nll, w, reduction);
+  if (ls > 0.0) {
+    // torch's cross_entropy_loss_label_smoothing
+    TensorRef prod = wv ? bin(b, prims::mul(), Value(logp), Value(wv)) : logp;
+    TensorRef smooth =
+        un(b, prims::neg(), lang::reduce(b, prims::sum(), prod, {cd}, false, std::nullopt));
+    TensorRef keep = cmp(b, prims::ne(), Value(t0), Value(ignore_index));
+    smooth = where(b, keep, smooth, Value(0.0));
+    TensorRef sr;
+    if (reduction == "none") {
+      sr = smooth;
+    } else if (reduction == "sum") {
+      sr = sum_all(b, smooth);
+    } else {
+      TensorRef denom = wv ? w : lang::convert(b, keep, x->dtype());
+      sr = bin(b, prims::div(), Value(sum_all(b, smooth)), Value(sum_all(b, denom)));
+    }
+    r = bin(b, prims::add(), Value(bin(b, prims::mul(), Value(r), Value(1.0 - ls))),
+            Value(bin(b, prims::mul(), Value(sr), Value(ls / static_cast<double>(c)))));
+  }
+  return lang::convert(b, r, x0->dtype());
+}
+
+// Promotes input and target, broadcasting them (torch warns but broadcasts).
+std::pair<TensorRef, TensorRef> loss_operands(Builder& b, const BoundArgs& a, DType* result) {
+  const TensorRef& x = a.tensor(0);
+  const TensorRef& t = a.tensor(1);
+  *result = promote_types(x->dtype(), t->dtype());
+  DType compute = opmath(*result);
+  // torch's broadcasting error (lang::broadcast_shapes raises a ValueError).
+  size_t n = std::max(x->shape().size(), t->shape().size());
+  for (size_t i = 0; i < n; ++i) {
+    int64_t xs = i < x->shape().size() ? x->shape()[x->shape().size() - 1 - i].value() : 1;
+    int64_t ts = i < t->shape().size() ? t->shape()[t->shape().size() - 1 - i].value() : 1;
+    if (xs != ts && xs != 1 && ts != 1) {
+      throw Error("The size of tensor a (" + std::to_string(xs) +
+                  ") must match the size of tensor "
+                  "b (" +
+                  std::to_string(ts) + ") at non-singleton dimension " + std::to_string(n - 1 - i));
+    }
+  }
+  Shape shape = lang::broadcast_shapes(x->shape(), t->shape());
+  return {lang::expand_to(b, lang::convert(b, x, compute), shape),
+          lang::expand_to(b, lang::convert(b, t, compute), shape)};
+}
+
+template <bool kSquare>
+Value pointwise_loss_meta(Builder& b, const BoundArgs& a) {
+  std::string reduction = loss_reduction(a, 2, 3, 4);
+  DType result;
+  auto [x, t] = loss_operands(b, a, &result);
+  require_floating(result, kSquare ? "mse_cpu" : "l1_cpu");
+  TensorRef d = bin(b, prims::sub(), Value(x), Value(t));
+  TensorRef loss = kSquare ? bin(b, prims::mul(), Value(d), Value(d)) : un(b, prims::abs(), d);
+  if (!a[5].is_none()) {
+    loss = bin(b, prims::mul(), Value(loss), Value(lang::convert(b, a.tensor(5), loss->dtype())));
+  }
+  return lang::convert(b, reduce_loss(b, loss, reduction), result);
+}
+
+// F.binary_cross_entropy_with_logits(input, target, weight, size_average, reduce, reduction,
+// pos_weight): (1 - t) * x + (1 + (pos_weight - 1) * t) * (log1p(exp(-|x|)) + max(-x, 0))
+Value bce_logits_meta(Builder& b, const BoundArgs& a) {
+  const TensorRef& x0 = a.tensor(0);
+  const TensorRef& t0 = a.tensor(1);
+  std::string reduction = loss_reduction(a, 3, 4, 5);
+  if (x0->shape() != t0->shape()) {
+    throw ValueError("Target size (torch.Size(" + shape_str(t0->shape()) +
+                     ")) must be the same as input size (torch.Size(" + shape_str(x0->shape()) +
+                     "))");
+  }
+  DType result = promote_types(x0->dtype(), t0->dtype());
+  require_floating(result, "binary_cross_entropy_with_logits");
+  DType compute = opmath(result);
+  TensorRef x = lang::convert(b, x0, compute);
+  TensorRef t = lang::convert(b, t0, compute);
+  TensorRef one_minus_t = bin(b, prims::sub(), Value(1.0), Value(t));
+  TensorRef first = bin(b, prims::mul(), Value(one_minus_t), Value(x));
+  TensorRef nx = un(b, prims::neg(), x);
+  TensorRef soft = bin(b, prims::add(),
+                       Value(un(b, prims::log1p(),
+                                un(b, prims::exp(), un(b, prims::neg(), un(b, prims::abs(), x))))),
+                       Value(bin(b, prims::maximum(), Value(nx), Value(0.0))));
+  if (!a[6].is_none()) {
+    TensorRef pw = lang::convert(b, a.tensor(6), compute);
+    TensorRef lw = bin(
+        b, prims::add(),
+        Value(bin(b, prims::mul(), Value(bin(b, prims::sub(), Value(pw), Value(1.0))), Value(t))),
+        Value(1.0));
+    soft = bin(b, prims::mul(), Value(lw), Value(soft));
+  }
+  TensorRef loss = bin(b, prims::add(), Value(first), Value(soft));
+  if (!a[2].is_none()) {
+    loss = bin(b, prims::mul(), Value(loss), Value(lang::convert(b, a.tensor(2), compute)));
+  }
+  return lang::convert(b, reduce_loss(b, loss, reduction), result);
+}
+
+}  // namespace
+
+void register_nn_loss_ops(SymbolTable& table) {
+  std::vector<OpDef> defs = {
+      {"nll_loss",
+       "input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, "
+       "reduction='mean'",
+       nll_loss_meta,
+       {"torch.nn.functional.nll_loss"}},
+      {"cross_entropy",
+       "input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, "
+       "reduction='mean', label_smoothing=0.0",
+       cross_entropy_meta,
+       {"torch.nn.functional.cross_entropy"}},
+      {"mse_loss",
+       "input, target, size_average=None, reduce=None, reduction='mean', weight=None",
+       pointwise_loss_meta<true>,
+       {"torch.nn.functional.mse_loss"}},
+      {"l1_loss",
+       "input, target, size_average=None, reduce=None, reduction='mean', weight=None",
+       pointwise_loss_meta<false>,
+       {"torch.nn.functional.l1_loss"}},
+      {"binary_cross_entropy_with_logits",
+       "input, target, weight=None, size_average=None, reduce=None, reduction='mean', "
+       "pos_weight=None",
+       bce_logits_meta,
+       {"torch.nn.functional.binary_cross_entropy_with_logits"}},
+  };
+  register_ops(table, defs);
+}
+
+}  // namespace thunder

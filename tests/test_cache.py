@@ -1,0 +1,437 @@
+"""The cache of compiled programs: hits and misses, and recompilation on each guard (tensor metadata,
+Python values, structure, keyword arguments, grad mode, module flags), the cache options, and
+tensors captured by closures."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import thunder
+
+
+def counts(jfn):
+    return thunder.cache_misses(jfn), thunder.cache_hits(jfn)
+
+
+def test_hits_and_misses_same_inputs():
+    def f(a, b):
+        return a * b + 1
+
+    jf = thunder.jit(f)
+    assert counts(jf) == (0, 0)
+    a, b = torch.randn(2, 3), torch.randn(2, 3)
+    torch.testing.assert_close(jf(a, b), f(a, b))
+    assert counts(jf) == (1, 0)
+    for i in range(3):
+        a2, b2 = torch.randn(2, 3), torch.randn(2, 3)  # new values, same metadata
+        torch.testing.assert_close(jf(a2, b2), f(a2, b2))
+        assert counts(jf) == (1, i + 1)
+
+
+def _check_recompiles(fn, first_args, second_args, first_kwargs=None, second_kwargs=None):
+    """fn jitted: the first call compiles, the same call again hits, the second call compiles a new
+    entry, and then both kinds of call hit; every result equals eager."""
+    first_kwargs = first_kwargs or {}
+    second_kwargs = second_kwargs or {}
+    jf = thunder.jit(fn)
+    torch.testing.assert_close(jf(*first_args, **first_kwargs), fn(*first_args, **first_kwargs))
+    torch.testing.assert_close(jf(*first_args, **first_kwargs), fn(*first_args, **first_kwargs))
+    assert counts(jf) == (1, 1)
+    torch.testing.assert_close(jf(*second_args, **second_kwargs), fn(*second_args, **second_kwargs))
+    assert counts(jf) == (2, 1)
+    torch.testing.assert_close(jf(*second_args, **second_kwargs), fn(*second_args, **second_kwargs))
+    torch.testing.assert_close(jf(*first_args, **first_kwargs), fn(*first_args, **first_kwargs))
+    assert counts(jf) == (2, 3)
+    return jf
+
+
+def test_recompile_on_shape():
+    jf = _check_recompiles(lambda x: x.sum(0) * 2, (torch.randn(2, 3),), (torch.randn(4, 3),))
+    assert jf(torch.randn(2, 3)).shape == (3,)
+
+
+def test_recompile_on_rank():
+    _check_recompiles(lambda x: x.sum(0), (torch.randn(2, 3),), (torch.randn(2, 3, 1),))
+
+
+def test_recompile_on_dtype():
+    def f(x):
+        return x + x
+
+    jf = _check_recompiles(f, (torch.ones(2, 2),), (torch.ones(2, 2, dtype=torch.float64),))
+    assert jf(torch.ones(2, 2, dtype=torch.float64)).dtype == torch.float64
+    assert jf(torch.ones(2, 2, dtype=torch.int64)).dtype == torch.int64
+    assert counts(jf)[0] == 3
+
+
+def test_recompile_on_requires_grad():
+    def f(x):
+        return x * 3
+
+    x = torch.randn(3)
+    jf = _check_recompiles(f, (x,), (x.clone().requires_grad_(True),))
+    xr = x.clone().requires_grad_(True)
+    out = jf(xr)
+    assert out.requires_grad
+    out.sum().backward()
+    torch.testing.assert_close(xr.grad, torch.full((3,), 3.0))
+    assert not jf(x).requires_grad
+
+
+def test_recompile_on_contiguity():
+    def f(x):
+        return x.reshape(-1) * 2
+
+    base = torch.arange(6.0).reshape(2, 3)
+    transposed = torch.arange(6.0).reshape(3, 2).t()  # (2, 3), not contiguous
+    assert not transposed.is_contiguous()
+    _check_recompiles(f, (base,), (transposed,))
+
+
+def test_is_contiguous_seen_while_tracing():
+    """The traced function sees the input's real layout: a transposed input is not contiguous."""
+    def f(x):
+        return x * 2 if x.is_contiguous() else x * 3
+
+    base = torch.arange(6.0).reshape(2, 3)
+    transposed = torch.arange(6.0).reshape(3, 2).t()
+    _check_recompiles(f, (base,), (transposed,))
+
+
+def test_view_of_transposed_input_raises_like_eager():
+    def f(x):
+        return x.view(-1)
+
+    transposed = torch.arange(6.0).reshape(3, 2).t()
+    with pytest.raises(RuntimeError):
+        f(transposed)
+    with pytest.raises(RuntimeError):
+        thunder.jit(f)(transposed)
+
+
+def test_transposed_input_values():
+    def f(x, y):
+        return x @ y + x
+
+    x = torch.randn(3, 3)
+    jf = thunder.jit(f)
+    torch.testing.assert_close(jf(x, x), f(x, x))
+    xt = x.t()
+    torch.testing.assert_close(jf(xt, xt), f(xt, xt))
+    assert counts(jf) == (2, 0)
+
+
+@pytest.mark.parametrize("first,second", [(1, 2), (2.0, 3.5), (True, False), (1, 1.0)],
+                         ids=["int", "float", "bool", "int-vs-float"])
+def test_recompile_on_number_value(first, second):
+    def f(x, n):
+        return x * n + (1 if isinstance(n, float) else 0)
+
+    x = torch.randn(3)
+    _check_recompiles(f, (x, first), (x, second))
+
+
+def test_number_used_in_control_flow():
+    def f(x, n):
+        for _ in range(n):
+            x = x * 2
+        return x
+
+    x = torch.ones(2)
+    _check_recompiles(f, (x, 1), (x, 3))
+
+
+def test_recompile_on_string_value():
+    def f(x, mode):
+        if mode == "double":
+            return x * 2
+        return x - 1
+
+    x = torch.randn(3)
+    jf = _check_recompiles(f, (x, "double"), (x, "dec"))
+    torch.testing.assert_close(jf(x, "double"), x * 2)
+    torch.testing.assert_close(jf(x, "dec"), x - 1)
+
+
+def test_recompile_none_vs_tensor():
+    def f(x, bias=None):
+        return x * 2 if bias is None else x * 2 + bias
+
+    x = torch.randn(3)
+    _check_recompiles(f, (x, None), (x, torch.ones(3)))
+
+
+def test_recompile_on_tuple_length():
+    def f(xs):
+        return sum(xs)
+
+    a, b, c = torch.randn(3), torch.randn(3), torch.randn(3)
+    _check_recompiles(f, ((a, b),), ((a, b, c),))
+
+
+def test_recompile_tuple_vs_list():
+    def f(xs):
+        return xs[0] + xs[1] + (1 if isinstance(xs, list) else 0)
+
+    a, b = torch.randn(3), torch.randn(3)
+    _check_recompiles(f, ((a, b),), ([a, b],))
+
+
+def test_recompile_on_nested_structure():
+    def f(d):
+        out = d["a"] * 2
+        for t in d["rest"]:
+            out = out + (t if isinstance(t, torch.Tensor) else t[0] * t[1])
+        return out
+
+    a, b, c = torch.randn(3), torch.randn(3), torch.randn(3)
+    _check_recompiles(f, ({"a": a, "rest": [b]},), ({"a": a, "rest": [(b, c)]},))
+
+
+def test_recompile_on_dict_keys():
+    def f(d):
+        return sum(v * i for i, v in enumerate(d.values()))
+
+    a, b = torch.randn(3), torch.randn(3)
+    _check_recompiles(f, ({"x": a, "y": b},), ({"x": a, "z": b},))
+    # Same keys, another order: the order matters to f.
+    _check_recompiles(f, ({"x": a, "y": b},), ({"y": b, "x": a},))
+
+
+def test_recompile_on_nested_tensor_metadata():
+    def f(pair):
+        return pair[0] + pair[1][0]
+
+    _check_recompiles(f, ((torch.ones(2), [torch.ones(2)]),),
+                      ((torch.ones(2), [torch.ones(2, dtype=torch.float64)]),))
+
+
+def test_recompile_on_keyword_arguments():
+    def f(x, scale=1.0, shift=None):
+        out = x * scale
+        return out if shift is None else out + shift
+
+    x = torch.randn(3)
+    # A keyword given vs. left out.
+    _check_recompiles(f, (x,), (x,), {}, {"scale": 2.0})
+    # Another keyword value.
+    _check_recompiles(f, (x,), (x,), {"scale": 2.0}, {"scale": 3.0})
+    # A different keyword.
+    _check_recompiles(f, (x,), (x,), {"scale": 2.0}, {"shift": torch.ones(3)})
+
+
+def test_keyword_vs_positional():
+    def f(x, y):
+        return x - y
+
+    x, y = torch.randn(3), torch.randn(3)
+    jf = thunder.jit(f)
+    torch.testing.assert_close(jf(x, y), f(x, y))
+    torch.testing.assert_close(jf(x, y=y), f(x, y))
+    torch.testing.assert_close(jf(y=y, x=x), f(x, y))
+    torch.testing.assert_close(jf(y, y=x), f(y, x))
+    assert thunder.cache_misses(jf) >= 2
+    assert thunder.cache_misses(jf) + thunder.cache_hits(jf) == 4
+
+
+def test_recompile_on_grad_mode():
+    def f(x, w):
+        return (x @ w).relu()
+
+    x, w = torch.randn(2, 3), torch.randn(3, 4, requires_grad=True)
+    jf = thunder.jit(f)
+    out = jf(x, w)
+    assert out.requires_grad
+    assert counts(jf) == (1, 0)
+    with torch.no_grad():
+        out_ng = jf(x, w)
+    assert not out_ng.requires_grad
+    torch.testing.assert_close(out_ng, out.detach())
+    assert counts(jf) == (2, 0)
+    with torch.no_grad():
+        jf(x, w)
+    jf(x, w)
+    assert counts(jf) == (2, 2)
+
+
+def test_no_grad_inside_function():
+    def f(x):
+        with torch.no_grad():
+            y = x * 2
+        return x * 3 + y
+
+    x = torch.randn(3, requires_grad=True)
+    jf = thunder.jit(f)
+    out = jf(x)
+    out.sum().backward()
+    torch.testing.assert_close(x.grad, torch.full((3,), 3.0))
+    torch.testing.assert_close(out, f(x))
+    assert torch.is_grad_enabled()
+
+
+def test_recompile_on_module_training_flag():
+    class M(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(4, 4)
+
+        def forward(self, x):
+            y = self.lin(x)
+            return y * 2 if self.lin.training else y - 1
+
+    m = M()
+    jm = thunder.jit(m)
+    x = torch.randn(2, 4)
+    torch.testing.assert_close(jm(x), m(x))
+    m.lin.eval()
+    torch.testing.assert_close(jm(x), m(x))
+    assert counts(jm) == (2, 0)
+    m.lin.train()
+    torch.testing.assert_close(jm(x), m(x))
+    assert counts(jm) == (2, 1)
+
+
+def test_recompile_on_module_attribute_value():
+    class Scale(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.factor = 2.0
+
+        def forward(self, x):
+            return x * self.factor
+
+    m = Scale()
+    jm = thunder.jit(m)
+    x = torch.randn(3)
+    torch.testing.assert_close(jm(x), x * 2)
+    m.factor = 5.0
+    torch.testing.assert_close(jm(x), x * 5)
+    assert thunder.cache_misses(jm) == 2
+
+
+def test_recompile_on_parameter_metadata():
+    lin = torch.nn.Linear(3, 2)
+    jm = thunder.jit(lin)
+    x = torch.randn(4, 3)
+    torch.testing.assert_close(jm(x), lin(x))
+    lin.weight = torch.nn.Parameter(torch.randn(5, 3))
+    lin.bias = torch.nn.Parameter(torch.randn(5))
+    out = jm(x)
+    assert out.shape == (4, 5)
+    torch.testing.assert_close(out, lin(x))
+    assert thunder.cache_misses(jm) == 2
+
+
+def test_cache_same_input():
+    def f(x, n):
+        return x * n
+
+    jf = thunder.jit(f, cache="same input")
+    assert thunder.cache_option(jf) == thunder.CACHE_OPTIONS.SAME_INPUT
+    x = torch.randn(3)
+    torch.testing.assert_close(jf(x, 2), x * 2)
+    for _ in range(3):
+        y = torch.randn(3)
+        torch.testing.assert_close(jf(y, 2), y * 2)
+    assert counts(jf) == (1, 3)
+
+
+def test_cache_no_caching():
+    def f(x):
+        return x.exp()
+
+    jf = thunder.jit(f, cache="no caching")
+    assert thunder.cache_option(jf) == thunder.CACHE_OPTIONS.NO_CACHING
+    x = torch.randn(3)
+    for i in range(3):
+        torch.testing.assert_close(jf(x), x.exp())
+        assert counts(jf) == (i + 1, 0)
+
+
+def test_cache_option_default_and_enum():
+    f = lambda x: x + 1  # noqa: E731
+    assert thunder.cache_option(thunder.jit(f)) == thunder.CACHE_OPTIONS.CONSTANT_VALUES
+    jf = thunder.jit(f, cache=thunder.CACHE_OPTIONS.NO_CACHING)
+    assert thunder.cache_option(jf) is thunder.CACHE_OPTIONS.NO_CACHING
+    jm = thunder.jit(torch.nn.Linear(2, 2), cache="same input")
+    assert thunder.cache_option(jm) is thunder.CACHE_OPTIONS.SAME_INPUT
+    with pytest.raises(ValueError, match="no such cache"):
+        thunder.jit(f, cache="no such cache")
+
+
+GLOBAL_T = torch.ones(3)
+
+
+def test_closure_captured_tensor_by_reference():
+    captured = torch.ones(3)
+
+    def f(x):
+        return x + captured
+
+    jf = thunder.jit(f)
+    x = torch.zeros(3)
+    torch.testing.assert_close(jf(x), torch.ones(3))
+    captured.mul_(5)
+    torch.testing.assert_close(jf(x), torch.full((3,), 5.0))
+    captured.add_(1)
+    torch.testing.assert_close(jf(x), torch.full((3,), 6.0))
+    assert counts(jf) == (1, 2)
+
+
+def test_global_tensor_by_reference():
+    def f(x):
+        return x * GLOBAL_T
+
+    jf = thunder.jit(f)
+    x = torch.full((3,), 2.0)
+    try:
+        GLOBAL_T.fill_(1.0)
+        torch.testing.assert_close(jf(x), x)
+        GLOBAL_T.fill_(3.0)
+        torch.testing.assert_close(jf(x), x * 3)
+        assert thunder.cache_misses(jf) == 1
+    finally:
+        GLOBAL_T.fill_(1.0)
+
+
+def test_module_buffer_mutated_between_calls():
+    class M(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("offset", torch.zeros(3))
+
+        def forward(self, x):
+            return x + self.offset
+
+    m = M()
+    jm = thunder.jit(m)
+    x = torch.randn(3)
+    torch.testing.assert_close(jm(x), x)
+    m.offset.fill_(2.0)
+    torch.testing.assert_close(jm(x), x + 2)
+    assert counts(jm) == (1, 1)
+
+
+def test_separate_jits_have_separate_caches():
+    f = lambda x: x * 2  # noqa: E731
+    j1, j2 = thunder.jit(f), thunder.jit(f)
+    x = torch.randn(2)
+    j1(x)
+    j1(x)
+    assert counts(j1) == (1, 1)
+    assert counts(j2) == (0, 0)
+    j2(x)
+    assert counts(j2) == (1, 0)
+
+
+def test_compile_stats_counters():
+    jf = thunder.jit(lambda x: x - 1)
+    x = torch.randn(2)
+    jf(x)
+    jf(x)
+    jf(torch.randn(3))
+    stats = thunder.compile_stats(jf)
+    assert stats.cache_misses == 2
+    assert stats.cache_hits == 1
+    assert stats.calls == 3
