@@ -437,3 +437,34 @@ def test_examine_fully_supported_module():
     assert report["matches_eager"] is True
     assert report["opaque"] == []
     assert "Every operation has a thunder rule" in buf.getvalue()
+
+
+@pytest.mark.parametrize("fn", [
+    lambda x: torch.max(x, 1).values,
+    lambda x: x.min(dim=0).indices,
+    lambda x: torch.topk(x, 2).indices,
+    lambda x: x.sort(1).values,
+], ids=["max_values", "min_indices", "topk_indices", "sort_values"])
+def test_named_tuple_results_have_their_fields(fn):
+    x = torch.randn(4, 6)
+    torch.testing.assert_close(thunder.jit(fn)(x), fn(x))
+
+
+@pytest.mark.parametrize("fn", [
+    lambda x: x.softmax(1, torch.float64),
+    lambda x: torch.log_softmax(x, 1, torch.float64),
+], ids=["Tensor.softmax", "torch.log_softmax"])
+def test_softmax_positional_dtype(fn):
+    x = torch.randn(4, 6)
+    torch.testing.assert_close(thunder.jit(fn)(x), fn(x))
+
+
+def test_stride_queries_while_tracing_follow_eager():
+    def f(x):
+        y = x.t()
+        if y.is_contiguous():
+            return y * 2
+        return y.contiguous().view(-1) * 3
+
+    x = torch.randn(3, 4)
+    torch.testing.assert_close(thunder.jit(f)(x), f(x))

@@ -322,6 +322,18 @@ def test_inplace_setitem_boolean_mask():
 
     check_inplace(set_mask, torch.randn(5))
     check_inplace(set_mask_tensor, torch.randn(2, 3), torch.randn(2, 3) > 0, torch.tensor(7.0))
+    # A mask over the leading dim, a row value broadcast to every selected row.
+    check_inplace(set_mask_tensor, torch.randn(3, 4), torch.tensor([True, False, True]), torch.randn(4))
+
+
+def test_inplace_setitem_boolean_mask_one_value_per_element_is_refused():
+    def f(x, m, v):
+        x[m] = v  # one value per selected element: how many depends on the mask's values
+        return x
+
+    x, m = torch.randn(4), torch.tensor([True, False, True, False])
+    with pytest.raises(NotImplementedError, match="data-dependent"):
+        thunder.jit(f)(x, m, torch.randn(2))
 
 
 def test_inplace_copy_():

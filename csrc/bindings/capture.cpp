@@ -16,10 +16,6 @@ using runtime::is_tensor;
 
 namespace {
 
-std::string attr_str(nb::handle h, const char* name) {
-  return nb::cast<std::string>(nb::str(h.attr(name)));
-}
-
 Device device_of(nb::handle dev) { return Device::parse(nb::cast<std::string>(nb::str(dev))); }
 
 DType dtype_of_obj(nb::handle dt) {
@@ -49,11 +45,16 @@ TensorRef CaptureSession::input_from_tensor(nb::handle t, const std::string& nam
 
 nb::object CaptureSession::new_input(nb::handle tensor, const std::string& name, int source_index) {
   TensorRef ref = input_from_tensor(tensor, name);
+  // Input proxies carry the real strides, so is_contiguous()/stride() while tracing answer as eager
+  // does (contiguity is guarded).
+  nb::object obj = factory_(ProxyHandle{ref}, tensor.attr("shape"), tensor.attr("dtype"),
+                            tensor.attr("device"), ref->requires_grad(), tensor.attr("stride")());
+  py_of_.emplace(ref.get(), obj);
   runtime::InputSource s;
   s.kind = runtime::InputSource::Kind::kTensor;
   s.index = source_index;
   sources_.push_back(std::move(s));
-  return to_python(Value(ref));
+  return obj;
 }
 
 void CaptureSession::check_not_stale(const TensorRef& t) const {
@@ -278,6 +279,19 @@ nb::object CaptureSession::record_opaque(nb::handle fn, const std::string& modul
   Value out = out_of(meta_out);
   builder_.append(BoundSymbol::make(sym, {pos, kw}, out, {}, source));
   opaque_names_.push_back(sym->qualname());
+  // An output torch makes as a view (diagonal, as_strided, ...) aliases the first tensor argument, so
+  // in-place updates through it are tracked (or refused) like those through thunder's own views.
+  nb::object meta_first = nb::borrow(meta_out);
+  if (PyTuple_Check(meta_out.ptr()) || PyList_Check(meta_out.ptr())) {
+    meta_first = nb::len(meta_out) ? nb::borrow(meta_out[0]) : nb::none();
+  }
+  if (is_tensor(meta_first.ptr()) && nb::cast<bool>(meta_first.attr("_is_view")())) {
+    Value first_in;
+    pos.for_each_tensor([&](const TensorRef& t) {
+      if (!first_in.is_tensor()) first_in = Value(t);
+    });
+    after_view(first_in, out);
+  }
   return to_python(out);
 }
 

@@ -226,7 +226,7 @@ NB_MODULE(_core, m) {
       .def("record_opaque", &CaptureSession::record_opaque)
       .def("finish", [](CaptureSession& s, nb::handle out) {
         return PyTrace{std::make_shared<Trace>(s.finish(out))};
-      })
+      }, nb::arg("out").none())
       .def("opaque_names", &CaptureSession::opaque_names);
 
   nb::class_<Program>(m, "Program")
@@ -239,13 +239,17 @@ NB_MODULE(_core, m) {
 
   nb::class_<CacheEntry>(m, "CacheEntry")
       .def("__init__", [](CacheEntry* e, const Guard& g, std::shared_ptr<Program> p,
-                          CaptureSession& session, nb::object info) {
+                          CaptureSession& session, nb::object info, nb::list attrs) {
         new (e) CacheEntry();
         e->guard = g;
         e->program = std::move(p);
         e->sources = session.sources();
         e->info = std::move(info);
-      })
+        for (nb::handle a : attrs) {
+          nb::tuple t = nb::cast<nb::tuple>(a);
+          e->attr_guards.push_back({nb::borrow(t[0]), nb::borrow(t[1]), nb::borrow(t[2])});
+        }
+      }, "guard"_a, "program"_a, "session"_a, "info"_a, "attributes"_a = nb::list())
       .def_prop_ro("info", [](const CacheEntry& e) { return e.info; })
       .def_prop_ro("calls", [](const CacheEntry& e) { return e.calls; });
 

@@ -99,11 +99,12 @@ std::string call_expr(const BoundSymbol& b) {
   const auto& params = b.sym->signature.params();
   bool first = true;
   for (size_t i = 0; i < b.args.size(); ++i) {
+    bool kw = i < params.size() && params[i].kw_only && !params[i].varargs;
+    // Keyword-only arguments left at their default are not printed: the call means the same.
+    if (kw && params[i].default_value && *params[i].default_value == b.args[i]) continue;
     if (!first) s += ", ";
     first = false;
-    if (i < params.size() && params[i].kw_only && !params[i].varargs) {
-      s += params[i].name + "=";
-    }
+    if (kw) s += params[i].name + "=";
     s += python_repr(b.args[i]);
   }
   return s + ")";

@@ -408,8 +408,58 @@ Value setitem_value(Builder& b, const TensorRef& x, const Value& v, const Shape&
   return lang::expand_to(b, t, region);
 }
 
+// x[mask] = v with a boolean mask over x's leading dims and v broadcastable to the remaining dims:
+// the written positions are known from the mask alone, so this is a select (no data-dependent
+// shape). Returns a null Value when the index is not such a mask.
+Value masked_setitem(Builder& b, const TensorRef& x, const Value& index, const Value& v) {
+  Value m = index;
+  if (m.is_seq() && m.as_seq().kind == Seq::Kind::kTuple && m.items().size() == 1) m = m.items()[0];
+  if (!m.is_tensor() || m.as_tensor()->dtype() != DType::kBool) return Value();
+  const TensorRef& mask = m.as_tensor();
+  int64_t k = mask->rank();
+  if (k > x->rank()) {
+    throw IndexError("too many indices for tensor of dimension " + std::to_string(x->rank()));
+  }
+  for (int64_t i = 0; i < k; ++i) {
+    if (mask->shape()[i].value() != x->shape()[i].value()) {
+      throw IndexError("The shape of the mask " + ints_str(dims_of(mask->shape())) +
+                       " at index " + std::to_string(i) +
+                       " does not match the shape of the indexed tensor " +
+                       ints_str(dims_of(x->shape())) + " at index " + std::to_string(i));
+    }
+  }
+  Shape rest(x->shape().begin() + k, x->shape().end());
+  if (v.is_tensor()) {
+    const Shape& vs = v.as_tensor()->shape();
+    size_t lead = 0;
+    while (lead < vs.size() && vs[lead].value() == 1) ++lead;
+    if (vs.size() - lead > rest.size()) {
+      throw NotImplementedError(
+          "x[mask] = value with one value per selected element depends on how many elements the "
+          "mask selects (data-dependent), which thunder does not support; use "
+          "torch.where(mask, values, x) with values shaped like x");
+    }
+  }
+  std::vector<int64_t> lead_dims(k), rest_dims(rest.size());
+  for (int64_t i = 0; i < k; ++i) lead_dims[i] = i;
+  for (size_t i = 0; i < rest.size(); ++i) rest_dims[i] = k + static_cast<int64_t>(i);
+  Value pred = Value(lang::call_t(
+      b, prims::broadcast_in_dim(),
+      {Value(mask), Value::shape(x->shape()), Value::ints(std::move(lead_dims))}));
+  Value val = setitem_value(b, x, v, rest);
+  if (val.is_tensor()) {
+    val = Value(lang::call_t(b, prims::broadcast_in_dim(),
+                             {val, Value::shape(x->shape()), Value::ints(std::move(rest_dims))}));
+  } else {
+    val = Value(lang::full(b, x->shape(), val, x->device(), x->dtype()));
+  }
+  return lang::call(b, prims::where(), {pred, val, Value(x)});
+}
+
 Value setitem_meta(Builder& b, const BoundArgs& a) {
   const TensorRef& x = a.tensor(0);
+  Value masked = masked_setitem(b, x, a[1], a[2]);
+  if (!masked.is_none()) return masked;
   std::vector<IndexItem> items = classify(b, x, a[1]);
   BasicPlan plan;
   TensorRef region = apply_basic(b, x, items, &plan);

@@ -147,7 +147,13 @@ Value t_meta(Builder& b, const BoundArgs& a) {
   return swap_dims(b, x, 0, 1);
 }
 
-Value contiguous_meta(Builder& b, const BoundArgs& a) { return a.tensor(0); }
+// contiguous(input): always recorded (a copy in primitives), since whether the runtime tensor is
+// already contiguous is a property of strides, which proxies do not carry; torch returns the input
+// itself when it is.
+Value contiguous_meta(Builder& b, const BoundArgs& a) {
+  const TensorRef& x = a.tensor(0);
+  return lang::call_t(b, prims::convert_element_type(), {Value(x), Value(x->dtype())});
+}
 
 // The target shape of expand(sizes): -1 keeps an existing dim; new dims are prepended.
 Shape expand_shape(const TensorRef& x, const std::vector<int64_t>& sizes) {

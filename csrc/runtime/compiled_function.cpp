@@ -26,6 +26,22 @@ CompiledFunction::CompiledFunction(nb::object compile, nb::list param_sources,
   for (nb::handle f : flag_sources) flag_sources_.push_back(nb::borrow(f));
 }
 
+bool CacheEntry::attributes_match() const {
+  for (const AttrGuard& g : attr_guards) {
+    PyObject* v = PyDict_GetItemWithError(g.dict.ptr(), g.key.ptr());
+    if (v == g.value.ptr()) continue;
+    if (!v) {
+      if (PyErr_Occurred()) throw nb::python_error();
+      return false;
+    }
+    if (Py_TYPE(v) != Py_TYPE(g.value.ptr())) return false;
+    int eq = PyObject_RichCompareBool(v, g.value.ptr(), Py_EQ);
+    if (eq < 0) throw nb::python_error();
+    if (!eq) return false;
+  }
+  return true;
+}
+
 nb::list CompiledFunction::current_params() const {
   nb::list out;
   for (const auto& [dict, key] : param_sources_) {
@@ -110,7 +126,8 @@ nb::object CompiledFunction::call(nb::args args, nb::kwargs kwargs) {
   if (mode_ != CacheMode::kNoCaching) {
     for (auto& e : entries_) {
       tensors.clear();
-      if (e->guard.check(args.ptr(), kw, params, np, flags, grad, tensors)) {
+      if (e->guard.check(args.ptr(), kw, params, np, flags, grad, tensors) &&
+          e->attributes_match()) {
         ++hits_;
         last_ = e;
         return run_entry(*e, tensors);

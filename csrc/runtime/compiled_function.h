@@ -27,6 +27,13 @@ struct CacheEntry {
   std::vector<InputSource> sources;
   nb::object info;  // the front end's record of this entry (traces, timings)
   int64_t calls = 0;
+  // Plain module attributes (numbers, strings, None) the program may have read, by value: a change
+  // (`m.scale = 2.0`) recompiles instead of running a stale program.
+  struct AttrGuard {
+    nb::object dict, key, value;
+  };
+  std::vector<AttrGuard> attr_guards;
+  bool attributes_match() const;
 };
 
 enum class CacheMode : uint8_t { kConstantValues = 0, kSameInput = 1, kNoCaching = 2 };

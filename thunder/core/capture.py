@@ -23,9 +23,9 @@ class TensorProxy(torch.Tensor):
     """A stand-in for a tensor during capture. It has a tensor's metadata and no data."""
 
     @staticmethod
-    def __new__(cls, handle, shape, dtype, device, requires_grad):
+    def __new__(cls, handle, shape, dtype, device, requires_grad, strides=None):
         t = torch.Tensor._make_wrapper_subclass(
-            cls, shape, dtype=dtype, device=device, requires_grad=requires_grad
+            cls, shape, strides=strides, dtype=dtype, device=device, requires_grad=requires_grad
         )
         t._thunder_ref = handle
         return t
@@ -64,7 +64,12 @@ def _with_location(err: Exception) -> Exception:
     if fn is None or getattr(err, "_thunder_located", False):
         return err
     msg = f"{err}\n  in {fn}:{line}: {code}" if code else f"{err}\n  in {fn}:{line}"
-    new = type(err)(msg) if type(err) in (TypeError, ValueError, IndexError, NotImplementedError, RuntimeError) else err
+    cls = type(err)
+    if cls.__module__ in ("builtins", "thunder._core") and issubclass(
+            cls, (TypeError, ValueError, IndexError, NotImplementedError, RuntimeError)):
+        new = cls(msg)
+    else:  # an exception type whose constructor thunder does not know: leave it as raised
+        return err
     new._thunder_located = True
     return new
 
@@ -189,9 +194,15 @@ def _callable_name(fn):
     return module, name
 
 
+def _strides(p):
+    """The strides of a proxy as eager would have them (layout-tracked when not contiguous)."""
+    s = getattr(p, "_thunder_strides", None)
+    return s if s is not None else torch.Tensor.stride(p)
+
+
 def _to_meta(x):
     if isinstance(x, TensorProxy):
-        return torch.empty(tuple(x.shape), dtype=x.dtype, device="meta")
+        return torch.empty_strided(tuple(x.shape), _strides(x), dtype=x.dtype, device="meta")
     if isinstance(x, (list, tuple)):
         return type(x)(_to_meta(i) for i in x) if not hasattr(x, "_fields") else type(x)(*(_to_meta(i) for i in x))
     if isinstance(x, dict):
@@ -255,15 +266,29 @@ class CaptureMode(TorchFunctionMode):
                 if inplace:
                     out = self._record(sym, args2, kwargs2)
                     return self._record(self.table.copy_, (args2[0] if args2 else kwargs2["input"], out), {})
-                return self._record(sym, args2, kwargs2)
+                fix = _ARG_FIXES.get(func)
+                if fix is not None:
+                    args2, kwargs2 = fix(args2, kwargs2)
+                out = self._record(sym, args2, kwargs2)
+                named = _RETURN_TYPES.get(func)
+                if named is not None and isinstance(out, tuple):
+                    out = named(out)
+                if func in _LAYOUT_OPS or _any_strided(args2, kwargs2):
+                    _track_layout(out, func, args2, kwargs2)
+                return out
             sym = self.table.reflected.get(func)
             if sym is not None:
-                return self._record(sym, (args[1], args[0]) + tuple(args[2:]), kwargs)
+                out = self._record(sym, (args[1], args[0]) + tuple(args[2:]), kwargs)
+                if _any_strided(args, kwargs):
+                    _track_layout(out, func, args, kwargs)
+                return out
             if func is torch._C._set_grad_enabled:
                 # torch.no_grad() / enable_grad() inside the function: switch for real (later ops see
                 # the mode) and record the switch before the next operation.
                 with torch._C.DisableTorchFunction():
                     return func(*args, **kwargs)
+            if func in _LAYOUT_QUERIES and args and getattr(args[0], "_thunder_strides", None) is not None:
+                return func(_to_meta(args[0]), *args[1:], **kwargs)
             if func in _METADATA:
                 with torch._C.DisableTorchFunction():
                     return func(*args, **kwargs)
@@ -311,7 +336,96 @@ class CaptureMode(TorchFunctionMode):
                 f"effect thunder cannot replay; call it outside the jitted function"
             )
         self.sync_grad_mode()
-        return self.session.record_opaque(func, module, name, args, kwargs, meta_out, _where())
+        out = self.session.record_opaque(func, module, name, args, kwargs, meta_out, _where())
+        named = _RETURN_TYPES.get(func)
+        return named(out) if named is not None and isinstance(out, tuple) else out
+
+
+# Ops whose outputs may not be contiguous even when their inputs are: their strides are worked out
+# on meta tensors, so stride()/is_contiguous() while tracing answer as in eager.
+_LAYOUT_OPS = {
+    f for f in (
+        torch.transpose, torch.Tensor.transpose, torch.permute, torch.Tensor.permute, torch.t,
+        torch.Tensor.t, torch.Tensor.T.__get__, torch.Tensor.mT.__get__, torch.Tensor.mH.__get__,
+        torch.Tensor.H.__get__, torch.swapaxes, torch.Tensor.swapaxes, torch.swapdims,
+        torch.Tensor.swapdims, torch.movedim, torch.Tensor.movedim, torch.moveaxis,
+        torch.Tensor.moveaxis, torch.Tensor.expand, torch.Tensor.expand_as, torch.broadcast_to,
+        torch.Tensor.broadcast_to, torch.Tensor.__getitem__, torch.narrow, torch.Tensor.narrow,
+        torch.select, torch.Tensor.select, torch.diagonal, torch.Tensor.diagonal,
+        torch.Tensor.unfold, torch.split, torch.Tensor.split, torch.chunk, torch.Tensor.chunk,
+        torch.unbind, torch.Tensor.unbind, torch.tensor_split, torch.Tensor.tensor_split,
+        torch.as_strided, torch.Tensor.as_strided,
+    ) if f is not None
+}
+def _dtype_third(args, kwargs):
+    """torch.softmax(x, dim, dtype) and Tensor.softmax(dim, dtype): the third positional is dtype
+    (F.softmax's third is _stacklevel, which the symbol's signature follows)."""
+    if len(args) >= 3:
+        kwargs = dict(kwargs, dtype=args[2])
+        args = tuple(args[:2])
+    return args, kwargs
+
+
+_ARG_FIXES = {f: _dtype_third for f in (torch.softmax, torch.Tensor.softmax, torch.log_softmax,
+                                        torch.Tensor.log_softmax)}
+
+# Ops that return a named tuple in eager (`torch.max(x, 1).values`).
+_RETURN_TYPES = {}
+for _name in ("max", "min", "sort", "topk", "kthvalue", "mode", "median", "nanmedian", "aminmax",
+              "cummax", "cummin", "frexp", "var_mean", "std_mean"):
+    _rt = getattr(torch.return_types, _name, None)
+    if _rt is None:
+        continue
+    for _f in (getattr(torch, _name, None), getattr(torch.Tensor, _name, None)):
+        if _f is not None:
+            _RETURN_TYPES[_f] = _rt
+
+_LAYOUT_QUERIES = {torch.Tensor.stride, torch.Tensor.is_contiguous}
+
+
+def _walk_proxies(x):
+    if isinstance(x, TensorProxy):
+        yield x
+    elif isinstance(x, (list, tuple)):
+        for i in x:
+            yield from _walk_proxies(i)
+    elif isinstance(x, dict):
+        for i in x.values():
+            yield from _walk_proxies(i)
+
+
+def _any_strided(args, kwargs):
+    for p in _walk_proxies((args, kwargs)):
+        if getattr(p, "_thunder_strides", None) is not None or not torch.Tensor.is_contiguous(p):
+            return True
+    return False
+
+
+def _track_layout(out, func, args, kwargs):
+    """Records on `out`'s proxies the strides eager would give them (computed on meta tensors)."""
+    try:
+        with torch._C.DisableTorchFunction():
+            meta = func(*_to_meta(args), **_to_meta(kwargs))
+    except Exception:  # the op has no meta kernel: strides stay unknown (reported contiguous)
+        return
+    outs = list(_walk_proxies(out))
+    metas = [m for m in _walk_meta(meta)]
+    if len(outs) != len(metas):
+        return
+    for p, m in zip(outs, metas):
+        if tuple(p.shape) != tuple(m.shape):
+            continue
+        strides = tuple(m.stride())
+        if strides != torch.Tensor.stride(p):
+            p._thunder_strides = strides
+
+
+def _walk_meta(x):
+    if isinstance(x, torch.Tensor):
+        yield x
+    elif isinstance(x, (list, tuple)):
+        for i in x:
+            yield from _walk_meta(i)
 
 
 _INPLACE_FUNCS = None
@@ -331,8 +445,8 @@ def _takes_inplace(func):
     return func in _INPLACE_FUNCS
 
 
-def _make_proxy(handle, shape, dtype, device, requires_grad):
-    return TensorProxy(handle, shape, dtype, device, requires_grad)
+def _make_proxy(handle, shape, dtype, device, requires_grad, strides=None):
+    return TensorProxy(handle, shape, dtype, device, requires_grad, strides)
 
 
 def new_session():

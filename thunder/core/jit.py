@@ -161,6 +161,7 @@ class _Compiler:
         except (TypeError, ValueError):
             self.param_names = []
         self.params = []  # (qualified name, dict, key) of module parameters and buffers
+        self.module_dicts = []  # the __dict__ of every submodule
 
     def arg_name(self, i):
         if i < len(self.param_names):
@@ -201,6 +202,7 @@ class _Compiler:
         pkwargs = {k: self.proxify(v, [f"keyword argument '{k}'"], k, session, counter) for k, v in kwargs.items()}
         params = self.cfn.current_params()
         flags = self.cfn.current_flags()
+        attributes = _module_attributes(self.module_dicts)
         swapped = []
         try:
             for (qualname, d, key), tensor in zip(self.params, params):
@@ -224,15 +226,28 @@ class _Compiler:
         guard = _core.Guard.build(tuple(args), dict(kwargs), params, flags, torch.is_grad_enabled())
         info = _EntryInfo()
         info.traces = traces
-        info.prologue = PrologueTrace(_prologue_source(trace, args, kwargs, self.params, params))
+        info.prologue = PrologueTrace(_prologue_source(trace, args, kwargs, self.params, params,
+                                                       self.module_dicts))
         info.stage_times = [("capture", (traced - start) / 1e9)] + list(times)
         info.opaque_ops = session.opaque_names()
         info.tracing_start_ns, info.tracing_stop_ns = start, traced
         info.compile_start_ns, info.compile_stop_ns = start, time.perf_counter_ns()
-        return _core.CacheEntry(guard, program, session, info)
+        return _core.CacheEntry(guard, program, session, info, attributes)
 
 
-def _prologue_source(trace, args, kwargs, param_meta, params):
+def _module_attributes(module_dicts):
+    """(dict, name, value) of every plain public attribute (number, string, None) of the modules."""
+    out = []
+    for _, d in module_dicts:
+        for k, v in d.items():
+            if k.startswith("_") or k == "training":
+                continue
+            if v is None or type(v) in (bool, int, float, str):
+                out.append((d, k, v))
+    return out
+
+
+def _prologue_source(trace, args, kwargs, param_meta, params, module_dicts=()):
     lines = ["# Constructed by thunder (stage: prologue). These checks run in C++ on every call.",
              "def prologue(*args, **kwargs):"]
 
@@ -258,7 +273,11 @@ def _prologue_source(trace, args, kwargs, param_meta, params):
     walk(tuple(args), "args")
     walk(dict(kwargs), "kwargs")
     for (qualname, _, _), p in zip(param_meta, params):
-        walk(p, f"module.{qualname}")
+        walk(p, f"module[{qualname!r}]")
+    for mname, d in module_dicts:
+        for k, v in d.items():
+            if not k.startswith("_") and k != "training" and (v is None or type(v) in (bool, int, float, str)):
+                lines.append(f"  check_value(module.get_submodule({mname!r}).{k}, {v!r})")
     lines.append(f"  check_grad_enabled({torch.is_grad_enabled()})")
     return "\n".join(lines) + "\n"
 
@@ -289,12 +308,6 @@ class ThunderModule(torch.nn.Module):
 
     def named_buffers(self, prefix="", recurse=True, remove_duplicate=True):
         return self._model.named_buffers(prefix, recurse, remove_duplicate)
-
-    def named_children(self):
-        return self._model.named_children()
-
-    def named_modules(self, memo=None, prefix="", remove_duplicate=True):
-        return self._model.named_modules(memo, prefix, remove_duplicate)
 
     def state_dict(self, *args, **kwargs):
         return self._model.state_dict(*args, **kwargs)
@@ -351,6 +364,7 @@ def jit(fn, /, *, langctx=None, executors=None, sharp_edges=None, cache=None,
     if module is not None:
         for mname, m in module.named_modules(remove_duplicate=True):
             flag_sources.append(m.__dict__)
+            compiler.module_dicts.append((mname, m.__dict__))
             for store in (m._parameters, m._buffers):
                 for key, value in store.items():
                     if value is None:
