@@ -468,3 +468,19 @@ def test_stride_queries_while_tracing_follow_eager():
 
     x = torch.randn(3, 4)
     torch.testing.assert_close(thunder.jit(f)(x), f(x))
+
+
+def test_unused_random_op_still_advances_the_generator():
+    def f(x):
+        torch.rand(3)  # unused, but eager draws from the generator here
+        return torch.nn.functional.dropout(x, 0.5) * 2
+
+    x = torch.randn(64)
+    torch.manual_seed(0)
+    expected, expected_next = f(x), torch.rand(4)
+    jf = thunder.jit(f)
+    for _ in range(2):  # compiling call and cached call
+        torch.manual_seed(0)
+        actual, actual_next = jf(x), torch.rand(4)
+        torch.testing.assert_close(actual, expected)
+        torch.testing.assert_close(actual_next, expected_next)

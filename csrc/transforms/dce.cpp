@@ -5,13 +5,31 @@
 
 namespace thunder {
 
+namespace {
+
+// Symbols that must run even when nothing reads their outputs: in-place writes, explicit side
+// effects, anything that draws from the random generator (at any level of its decomposition, so the
+// generator advances as in eager), and opaque calls (thunder cannot know their effects).
+bool has_effect(const BoundSymbol& b) {
+  if (b.sym->has_tag(kTagDontDce) || b.sym->has_tag(kTagInplace) || b.sym->has_tag(kTagRandom) ||
+      b.sym->kind == SymbolKind::kOpaque) {
+    return true;
+  }
+  for (const BSymRef& s : b.subsymbols) {
+    if (has_effect(*s)) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 Trace dce(const Trace& trace) {
   std::unordered_set<const TensorProxy*> live;
   trace.output.for_each_tensor([&](const TensorRef& t) { live.insert(t.get()); });
   std::vector<BSymRef> kept;
   for (auto it = trace.bsyms.rbegin(); it != trace.bsyms.rend(); ++it) {
     const BoundSymbol& b = **it;
-    bool keep = b.sym->has_tag(kTagDontDce) || b.sym->has_tag(kTagInplace);
+    bool keep = has_effect(b);
     if (!keep) {
       b.output.for_each_tensor([&](const TensorRef& t) { keep = keep || live.count(t.get()); });
     }

@@ -1,7 +1,9 @@
 // Dead-code elimination.
 //
 // Removes bound symbols none of whose outputs reach the trace output or a kept bound symbol. Symbols
-// tagged kTagDontDce or kTagInplace (prims.copy_ write-backs) are always kept. Sub-symbols are left as
+// with an effect are always kept: tagged kTagDontDce or kTagInplace (prims.copy_ write-backs), random
+// (tagged kTagRandom at any level of their decomposition: the generator advances as in eager), and
+// opaque calls. Sub-symbols are left as
 // they are (they document the kept symbol). Requires: a well-formed trace. Guarantees: the same output,
 // computed by a subsequence of the bound symbols.
 //
