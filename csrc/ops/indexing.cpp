@@ -16,17 +16,8 @@ namespace thunder {
 
 namespace {
 
-std::string ints_str(const std::vector<int64_t>& v) {
-  std::string r = "[";
-  for (size_t i = 0; i < v.size(); ++i) r += (i ? ", " : "") + std::to_string(v[i]);
-  return r + "]";
-}
-
-std::vector<int64_t> dims_of(const Shape& s) {
-  std::vector<int64_t> v;
-  for (Dim d : s) v.push_back(d.value());
-  return v;
-}
+using lang::dims_of;
+using lang::ints_str;
 
 TensorRef iota(Builder& b, int64_t n, int64_t start, int64_t step, Device device) {
   return b

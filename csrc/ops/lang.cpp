@@ -269,4 +269,16 @@ TensorRef reduce(Builder& b, const Symbol& prim, const TensorRef& a,
   return r;
 }
 
+std::string ints_str(const std::vector<int64_t>& v) {
+  std::string r = "[";
+  for (size_t i = 0; i < v.size(); ++i) r += (i ? ", " : "") + std::to_string(v[i]);
+  return r + "]";
+}
+
+std::vector<int64_t> dims_of(const Shape& s) {
+  std::vector<int64_t> v;
+  for (Dim d : s) v.push_back(d.value());
+  return v;
+}
+
 }  // namespace thunder::lang

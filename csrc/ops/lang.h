@@ -3,6 +3,7 @@
 #pragma once
 
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "ir/builder.h"
@@ -34,6 +35,10 @@ PromotionResult elementwise_promotion(const std::vector<Value>& operands, Promot
 
 // Broadcast shapes as PyTorch does; ValueError naming both shapes when incompatible.
 Shape broadcast_shapes(const Shape& a, const Shape& b);
+
+// For error messages in PyTorch's words: "[2, 3]".
+std::string ints_str(const std::vector<int64_t>& v);
+std::vector<int64_t> dims_of(const Shape& s);
 // Wraps a possibly negative dim into [0, rank); IndexError when out of range. A 0-d tensor accepts
 // dims -1 and 0 (as PyTorch does).
 int64_t canonical_dim(int64_t dim, int64_t rank);

@@ -18,17 +18,9 @@ void register_indexing_ops(SymbolTable& table);  // indexing.cpp
 
 namespace {
 
-std::string ints_str(const std::vector<int64_t>& v) {
-  std::string r = "[";
-  for (size_t i = 0; i < v.size(); ++i) r += (i ? ", " : "") + std::to_string(v[i]);
-  return r + "]";
-}
+using lang::ints_str;
 
-std::vector<int64_t> dims_of(const TensorRef& t) {
-  std::vector<int64_t> v;
-  for (Dim d : t->shape()) v.push_back(d.value());
-  return v;
-}
+std::vector<int64_t> dims_of(const TensorRef& t) { return lang::dims_of(t->shape()); }
 
 Shape to_shape(const std::vector<int64_t>& v) { return Shape(v.begin(), v.end()); }
 

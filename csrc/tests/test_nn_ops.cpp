@@ -8,43 +8,17 @@
 #include "ir/bound_symbol.h"
 #include "ir/builder.h"
 #include "ops/registry.h"
+#include "tests/op_fixture.h"
 
 namespace thunder {
 namespace {
 
-class NnOpsTest : public ::testing::Test {
+class NnOpsTest : public testing::OpFixture {
  protected:
-  void SetUp() override { ensure_builtin_ops(); }
-  TensorRef in(Shape shape, DType dt = DType::kFloat32) {
-    return b.new_tensor(std::move(shape), dt, Device::cpu(), false);
-  }
-  Value call(const char* op, std::vector<Value> args,
-             std::vector<std::pair<std::string, Value>> kwargs = {}) {
-    return b.call(ltorch_symbol(op), std::move(args), std::move(kwargs));
-  }
-  static Shape shape_of(const Value& v) { return v.as_tensor()->shape(); }
-  static DType dtype_of(const Value& v) { return v.as_tensor()->dtype(); }
-  // The primitives the last recorded op decomposed into (recursively), by name.
-  std::vector<std::string> last_prims() {
-    std::vector<BSymRef> all = b.take();
-    std::vector<std::string> out;
-    if (all.empty()) return out;
-    collect(all.back(), out);
-    return out;
-  }
-  static void collect(const BSymRef& s, std::vector<std::string>& out) {
-    for (const BSymRef& sub : s->subsymbols) {
-      if (sub->sym->is_prim()) {
-        out.push_back(sub->sym->name);
-      } else {
-        collect(sub, out);
-      }
-    }
-  }
+  std::vector<std::string> last_prims() { return OpFixture::last_prims(/*recursive=*/true); }
   static bool has(const std::vector<std::string>& v, const char* name) {
     return std::find(v.begin(), v.end(), name) != v.end();
   }
-  Builder b;
 };
 
 TEST_F(NnOpsTest, MatmulShapesFollowTorch) {

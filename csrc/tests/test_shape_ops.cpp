@@ -6,31 +6,12 @@
 #include "ir/bound_symbol.h"
 #include "ir/builder.h"
 #include "ops/registry.h"
+#include "tests/op_fixture.h"
 
 namespace thunder {
 namespace {
 
-class ShapeOpsTest : public ::testing::Test {
- protected:
-  void SetUp() override { ensure_builtin_ops(); }
-  TensorRef in(Shape shape, DType dt = DType::kFloat32) {
-    return b.new_tensor(std::move(shape), dt, Device::cpu(), false);
-  }
-  Value call(const char* op, std::vector<Value> args,
-             std::vector<std::pair<std::string, Value>> kwargs = {}) {
-    return b.call(ltorch_symbol(op), std::move(args), std::move(kwargs));
-  }
-  static Shape shape_of(const Value& v) { return v.as_tensor()->shape(); }
-  // The primitives the last recorded op decomposed into, by name.
-  std::vector<std::string> last_prims() {
-    std::vector<BSymRef> all = b.take();
-    std::vector<std::string> out;
-    if (all.empty()) return out;
-    for (const BSymRef& s : all.back()->subsymbols) out.push_back(s->sym->name);
-    return out;
-  }
-  Builder b;
-};
+using ShapeOpsTest = testing::OpFixture;
 
 TEST_F(ShapeOpsTest, ReshapeInfersMinusOne) {
   Value out = call("reshape", {Value(in({2, 3})), Value::ints({3, -1})});
