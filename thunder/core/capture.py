@@ -273,15 +273,12 @@ class CaptureMode(TorchFunctionMode):
                 named = _RETURN_TYPES.get(func)
                 if named is not None and isinstance(out, tuple):
                     out = named(out)
-                if func in _LAYOUT_OPS or _any_strided(args2, kwargs2):
+                if func in _LAYOUT_OPS:
                     _track_layout(out, func, args2, kwargs2)
                 return out
             sym = self.table.reflected.get(func)
             if sym is not None:
-                out = self._record(sym, (args[1], args[0]) + tuple(args[2:]), kwargs)
-                if _any_strided(args, kwargs):
-                    _track_layout(out, func, args, kwargs)
-                return out
+                return self._record(sym, (args[1], args[0]) + tuple(args[2:]), kwargs)
             if func is torch._C._set_grad_enabled:
                 # torch.no_grad() / enable_grad() inside the function: switch for real (later ops see
                 # the mode) and record the switch before the next operation.
@@ -342,7 +339,10 @@ class CaptureMode(TorchFunctionMode):
 
 
 # Ops whose outputs may not be contiguous even when their inputs are: their strides are worked out
-# on meta tensors, so stride()/is_contiguous() while tracing answer as in eager.
+# on meta tensors, so stride()/is_contiguous() while tracing answer as in eager for inputs and views
+# of them. Other ops' outputs are reported contiguous (working out what eager's layout propagation
+# would give costs milliseconds per op in torch's reference kernels); the program itself runs with
+# the real tensors, so this only affects what user code reads from stride()/is_contiguous().
 _LAYOUT_OPS = {
     f for f in (
         torch.transpose, torch.Tensor.transpose, torch.permute, torch.Tensor.permute, torch.t,
@@ -392,13 +392,6 @@ def _walk_proxies(x):
     elif isinstance(x, dict):
         for i in x.values():
             yield from _walk_proxies(i)
-
-
-def _any_strided(args, kwargs):
-    for p in _walk_proxies((args, kwargs)):
-        if getattr(p, "_thunder_strides", None) is not None or not torch.Tensor.is_contiguous(p):
-            return True
-    return False
 
 
 def _track_layout(out, func, args, kwargs):
