@@ -47,9 +47,41 @@ const Symbol* Executor::make_impl_symbol(const Symbol& like, std::string module,
   return owned_.back().get();
 }
 
+const Symbol* Executor::claim_marker(const Symbol& like) const {
+  std::lock_guard<std::mutex> lock(markers_mu_);
+  std::unique_ptr<Symbol>& m = markers_[&like];
+  if (!m) {
+    m = std::make_unique<Symbol>();
+    m->name = like.name;
+    m->module = name_;
+    m->kind = SymbolKind::kExecutor;
+    m->signature = like.signature;
+    m->tags = like.tags;
+    m->implements = &like;
+    m->executor = name_;
+  }
+  return m.get();
+}
+
 namespace {
 
-void claim_into(const BSymRef& b, const std::vector<const Executor*>& executors,
+// True when every primitive at the leaves of `b`'s decomposition is fusible by `ex`.
+bool fusible_whole(const BoundSymbol& b, const Executor& ex) {
+  if (b.sym->kind == SymbolKind::kOpaque || b.sym->kind == SymbolKind::kExecutor ||
+      b.sym->kind == SymbolKind::kFusion) {
+    return false;
+  }
+  if (b.sym->is_prim()) return ex.fusion().can_fuse(b);
+  if (b.subsymbols.empty()) return false;
+  for (const BSymRef& s : b.subsymbols) {
+    if (!fusible_whole(*s, ex)) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+void claim_bsym(const BSymRef& b, const std::vector<const Executor*>& executors,
                 std::vector<BSymRef>& out) {
   if (b->sym->kind == SymbolKind::kOpaque || b->sym->kind == SymbolKind::kExecutor ||
       b->sym->kind == SymbolKind::kFusion) {
@@ -57,13 +89,20 @@ void claim_into(const BSymRef& b, const std::vector<const Executor*>& executors,
     return;
   }
   for (const Executor* ex : executors) {
+    if (ex->is_fusion()) {
+      if (fusible_whole(*b, *ex)) {
+        out.push_back(BoundSymbol::make(ex->claim_marker(*b->sym), b->args, b->output, {b}, b->source));
+        return;
+      }
+      continue;
+    }
     if (const Symbol* impl = ex->claim(*b)) {
       out.push_back(BoundSymbol::make(impl, b->args, b->output, {b}, b->source));
       return;
     }
   }
   if (b->sym->kind == SymbolKind::kComposite && !b->subsymbols.empty()) {
-    for (const BSymRef& s : b->subsymbols) claim_into(s, executors, out);
+    for (const BSymRef& s : b->subsymbols) claim_bsym(s, executors, out);
     return;
   }
   std::string names;
@@ -73,11 +112,9 @@ void claim_into(const BSymRef& b, const std::vector<const Executor*>& executors,
                             "; executors tried: " + names);
 }
 
-}  // namespace
-
 Trace claim_executors(const Trace& trace, const std::vector<const Executor*>& executors) {
   std::vector<BSymRef> out;
-  for (const BSymRef& b : trace.bsyms) claim_into(b, executors, out);
+  for (const BSymRef& b : trace.bsyms) claim_bsym(b, executors, out);
   return trace.with_bsyms(std::move(out), "claim");
 }
 

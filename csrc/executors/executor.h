@@ -10,15 +10,29 @@
 
 #include <functional>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "executors/partition.h"
 #include "ir/trace.h"
 
 namespace thunder {
 
 using Checker = std::function<bool(const BoundSymbol&)>;
+
+// A fusion executor takes regions instead of single symbols. While claiming, it takes a bound symbol
+// whose whole decomposition consists of primitives `can_fuse` accepts, wrapping it in a claim marker
+// (a kExecutor symbol without a callable whose only sub-symbol is the claimed one). The fusion stage
+// (executors/fusion_pass.h) partitions the markers into regions and calls `fuse` on each; `fuse`
+// returns the symbols replacing the region, or nullopt to decline it, in which case every member is
+// claimed again by the other executors.
+struct FusionHooks {
+  std::function<bool(const BoundSymbol&)> can_fuse;
+  std::function<std::optional<std::vector<BSymRef>>(const Region&)> fuse;
+};
 
 class Executor {
  public:
@@ -41,7 +55,21 @@ class Executor {
   const Symbol* make_impl_symbol(const Symbol& like, std::string module, std::string name,
                                  int64_t callable);
 
+  // Fusion executors (see FusionHooks).
+  void set_fusion(FusionHooks hooks) { fusion_ = std::move(hooks); }
+  bool is_fusion() const { return static_cast<bool>(fusion_.fuse); }
+  const FusionHooks& fusion() const { return fusion_; }
+  // The claim marker of this fusion executor for `like` (made once per symbol).
+  const Symbol* claim_marker(const Symbol& like) const;
+  // True when `b` is one of this executor's claim markers.
+  bool is_claim_marker(const BoundSymbol& b) const {
+    return b.sym->kind == SymbolKind::kExecutor && b.sym->callable < 0 && b.sym->executor == name_;
+  }
+
  private:
+  FusionHooks fusion_;
+  mutable std::mutex markers_mu_;
+  mutable std::unordered_map<const Symbol*, std::unique_ptr<Symbol>> markers_;
   struct Impl {
     const Symbol* impl;
     Checker checker;
@@ -52,5 +80,8 @@ class Executor {
 };
 
 Trace claim_executors(const Trace& trace, const std::vector<const Executor*>& executors);
+// Claims one bound symbol (as claim_executors does), appending the result to `out`.
+void claim_bsym(const BSymRef& b, const std::vector<const Executor*>& executors,
+                std::vector<BSymRef>& out);
 
 }  // namespace thunder

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "executors/fusion_pass.h"
 #include "transforms/cse.h"
 #include "transforms/dce.h"
 #include "transforms/decompose.h"
@@ -41,6 +42,7 @@ PipelineResult run_pipeline(const Trace& captured, const std::vector<const Execu
   stage("cse", cse);
   if (options.decompose_to_prims) stage("decompose", decompose);
   stage("claim", [&](const Trace& t) { return claim_executors(t, executors); });
+  stage("fusion", [&](const Trace& t) { return fuse_regions(t, executors); });
   stage("final", dce);
   return r;
 }

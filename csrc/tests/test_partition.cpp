@@ -1,0 +1,114 @@
+// The region partitioner (executors/partition.h): regions grow along data dependences, stay convex,
+// respect barriers, and are emitted where their last member was.
+#include <gtest/gtest.h>
+
+#include "executors/partition.h"
+#include "ir/builder.h"
+#include "ops/registry.h"
+
+namespace thunder {
+namespace {
+
+class PartitionTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ensure_builtin_ops(); }
+  TensorRef input(const std::string& name, Shape shape) {
+    return b.new_tensor(std::move(shape), DType::kFloat32, Device::cpu(), false, name);
+  }
+  Trace finish(std::vector<TensorRef> inputs, Value out) {
+    Trace t;
+    t.inputs = std::move(inputs);
+    t.bsyms = b.take();
+    t.output = std::move(out);
+    return t;
+  }
+  // Partitions with elementwise prims fusible; each region becomes one `fusionN` symbol whose
+  // sub-symbols are the members. Records the regions seen.
+  Trace run(const Trace& t) {
+    return partition_regions(
+        t, [](const BoundSymbol& s) { return s.sym->has_tag(kTagElementwise); },
+        [&](const Region& r) -> std::vector<BSymRef> {
+          regions.push_back(r);
+          static std::vector<std::unique_ptr<Symbol>> syms;
+          auto s = std::make_unique<Symbol>();
+          s->name = "fusion" + std::to_string(regions.size() - 1);
+          s->kind = SymbolKind::kFusion;
+          std::vector<Value> args(r.inputs.begin(), r.inputs.end());
+          std::vector<Value> outs(r.outputs.begin(), r.outputs.end());
+          syms.push_back(std::move(s));
+          return {BoundSymbol::make(syms.back().get(), args, Value::tuple(outs), r.bsyms)};
+        });
+  }
+  static std::vector<std::string> names(const Trace& t) {
+    std::vector<std::string> out;
+    for (const BSymRef& s : t.bsyms) out.push_back(s->sym->qualname());
+    return out;
+  }
+  static std::vector<std::string> names(const std::vector<TensorRef>& ts) {
+    std::vector<std::string> out;
+    for (const TensorRef& t : ts) out.push_back(t->name());
+    return out;
+  }
+  Builder b;
+  std::vector<Region> regions;
+};
+
+TEST_F(PartitionTest, ChainBecomesOneRegionAndMatmulStaysOut) {
+  auto x = input("x", {4, 4}), y = input("y", {4, 4}), w = input("w", {4, 4});
+  Value t0 = b.call(prims::mul(), {x, y});
+  Value t1 = b.call(prims::exp(), {t0});
+  Value t2 = b.call(prims::matmul(), {t1, w});
+  Trace out = run(finish({x, y, w}, t2));
+  EXPECT_EQ(names(out), (std::vector<std::string>{"fusion0", "prims.matmul"}));
+  ASSERT_EQ(regions.size(), 1u);
+  EXPECT_EQ(names(regions[0].inputs), (std::vector<std::string>{"x", "y"}));
+  EXPECT_EQ(names(regions[0].outputs), (std::vector<std::string>{t1.as_tensor()->name()}));
+}
+
+TEST_F(PartitionTest, RegionThatWouldFormACycleIsSplit) {
+  auto x = input("x", {4, 4}), w = input("w", {4, 4});
+  Value t0 = b.call(prims::exp(), {x});
+  Value t1 = b.call(prims::matmul(), {t0, w});
+  Value t2 = b.call(prims::add(), {t0, t1});
+  Trace out = run(finish({x, w}, t2));
+  EXPECT_EQ(names(out), (std::vector<std::string>{"fusion0", "prims.matmul", "fusion1"}));
+  ASSERT_EQ(regions.size(), 2u);
+  // t0 is read by the matmul and by the second region: an output of the first.
+  EXPECT_EQ(names(regions[0].outputs), (std::vector<std::string>{t0.as_tensor()->name()}));
+}
+
+TEST_F(PartitionTest, IndependentProducerIsHoistedBeforeTheRegion) {
+  auto x = input("x", {4, 4}), w = input("w", {4, 4});
+  Value t0 = b.call(prims::exp(), {x});
+  Value t1 = b.call(prims::matmul(), {x, w});
+  Value t2 = b.call(prims::add(), {t0, t1});
+  Trace out = run(finish({x, w}, t2));
+  EXPECT_EQ(names(out), (std::vector<std::string>{"prims.matmul", "fusion0"}));
+  ASSERT_EQ(regions.size(), 1u);
+  EXPECT_EQ(regions[0].bsyms.size(), 2u);
+  EXPECT_EQ(names(regions[0].inputs), (std::vector<std::string>{"x", t1.as_tensor()->name()}));
+  // Only the returned value leaves the region; t0 stays inside.
+  EXPECT_EQ(names(regions[0].outputs), (std::vector<std::string>{t2.as_tensor()->name()}));
+}
+
+TEST_F(PartitionTest, GradModeSwitchIsABarrier) {
+  auto x = input("x", {4});
+  Value t0 = b.call(prims::exp(), {x});
+  b.call(prims::set_grad_enabled(), {Value(false)});
+  Value t1 = b.call(prims::exp(), {t0});
+  Trace out = run(finish({x}, t1));
+  EXPECT_EQ(names(out),
+            (std::vector<std::string>{"fusion0", "prims.set_grad_enabled", "fusion1"}));
+}
+
+TEST_F(PartitionTest, NothingFusibleLeavesTheTraceAlone) {
+  auto x = input("x", {4, 4}), w = input("w", {4, 4});
+  Value t0 = b.call(prims::matmul(), {x, w});
+  Value t1 = b.call(prims::matmul(), {t0, w});
+  Trace out = run(finish({x, w}, t1));
+  EXPECT_EQ(names(out), (std::vector<std::string>{"prims.matmul", "prims.matmul"}));
+  EXPECT_TRUE(regions.empty());
+}
+
+}  // namespace
+}  // namespace thunder
