@@ -6,6 +6,7 @@
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
+#include "autograd/vjp.h"
 #include "bindings/capture.h"
 #include "core/error.h"
 #include "executors/executor.h"
@@ -229,8 +230,62 @@ NB_MODULE(_core, m) {
       }, nb::arg("out").none())
       .def("opaque_names", &CaptureSession::opaque_names);
 
+  m.def("needs_grad", [](const PyTrace& t) { return autograd::needs_grad(*t.t); });
+  m.def("run_training_pipeline",
+        [](const PyTrace& t, std::vector<const Executor*> executors, bool decompose,
+           bool rematerialize) {
+          PipelineOptions opts;
+          opts.decompose_to_prims = decompose;
+          opts.rematerialize = rematerialize;
+          TrainingPipelineResult r = run_training_pipeline(*t.t, executors, opts);
+          auto wrap = [](PipelineResult& p) {
+            std::vector<PyTrace> traces;
+            for (Trace& tr : p.traces) traces.push_back(PyTrace{std::make_shared<Trace>(std::move(tr))});
+            return std::make_pair(traces, p.times);
+          };
+          nb::dict d;
+          d["forward"] = nb::cast(wrap(r.forward));
+          d["backward"] = nb::cast(wrap(r.backward));
+          d["num_saved"] = r.num_saved;
+          d["differentiable_leaves"] = nb::cast(r.differentiable_leaves);
+          return d;
+        },
+        "trace"_a, "executors"_a, "decompose_to_prims"_a = false, "rematerialize"_a = true);
+  // A program of one instruction that calls `runner(*inputs)` and returns what it returns: the
+  // entry point of a training cache entry (the torch.autograd.Function bridge) behind the same
+  // guards and input gathering as any program.
+  m.def("runner_program", [](const PyTrace& forward, nb::object runner) {
+    static const Symbol* call_sym = [] {
+      Symbol s;
+      s.name = "run_autograd_function";
+      s.module = "thunder";
+      s.kind = SymbolKind::kExecutor;
+      s.signature = Signature::parse("runner, inputs");
+      s.callable = runtime::register_object(
+          nb::cpp_function([](nb::handle runner, nb::tuple inputs) { return runner(*inputs); }));
+      s.executor = "torch";
+      return SymbolTable::instance().add(std::move(s));
+    }();
+    Trace t;
+    t.name = "autograd_entry";
+    t.inputs = forward.t->inputs;
+    std::vector<Value> ins(t.inputs.begin(), t.inputs.end());
+    auto out = std::make_shared<TensorProxy>("result", Shape{}, DType::kFloat32, Device::cpu(), false);
+    Opaque r{runtime::register_object(runner), "runner"};
+    t.bsyms.push_back(
+        BoundSymbol::make(call_sym, {Value(r), Value::tuple(std::move(ins))}, Value(TensorRef(out))));
+    t.output = Value(TensorRef(out));
+    return Program::build(t);
+  });
+
   nb::class_<Program>(m, "Program")
       .def_static("build", [](const PyTrace& t) { return Program::build(*t.t); })
+      .def("__call__", [](const Program& p, nb::args args) {
+        std::vector<PyObject*> v;
+        v.reserve(args.size());
+        for (nb::handle h : args) v.push_back(h.ptr());
+        return p.run(v.data(), v.size());
+      })
       .def_prop_ro("num_instructions", &Program::num_instructions);
 
   nb::class_<Guard>(m, "Guard")

@@ -42,6 +42,7 @@ void ensure_builtin_ops() {
     register_shape_ops(t);
     register_reduction_ops(t);
     register_nn_ops(t);
+    register_grad_ops(t);
   });
 }
 

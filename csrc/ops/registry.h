@@ -31,6 +31,8 @@ void register_shape_ops(SymbolTable& table);
 void register_reduction_ops(SymbolTable& table);
 void register_nn_ops(SymbolTable& table);
 void register_creation_ops(SymbolTable& table);
+// Backward kernels and the forward kernels they pair with, emitted by gradient rules (grad_ops.cpp).
+void register_grad_ops(SymbolTable& table);
 
 // The generic meta function of in-place ops: runs the out-of-place twin and converts the result back
 // to the mutated tensor's dtype (refusing what PyTorch refuses: a result that cannot be cast, or a

@@ -1,0 +1,203 @@
+// Torch-level gradient rules: the ops whose decomposed gradient would be wasteful. Their backward
+// calls PyTorch's own backward kernels (ops/grad_ops.cpp), and their forward saves what those
+// kernels need (layer_norm's mean and rstd, dropout's mask, attention's logsumexp), so gradients
+// match eager PyTorch's.
+#include "autograd/grad_rule.h"
+#include "core/error.h"
+#include "ops/lang.h"
+
+namespace thunder::autograd::detail {
+
+namespace {
+
+using V = Value;
+
+const Symbol& op(const char* name) { return ltorch_symbol(name); }
+
+void rule(const char* name, GradRule r) { register_grad_rule(&op(name), std::move(r)); }
+
+GradRule backward_only(BackwardFn f) {
+  GradRule r;
+  r.backward = std::move(f);
+  return r;
+}
+
+// softmax/log_softmax(input, dim=None, _stacklevel=3, dtype=None)
+int64_t softmax_dim(const BoundArgs& a) {
+  int64_t rank = a.tensor(0)->rank();
+  if (a[1].is_none()) return (rank == 0 || rank == 1 || rank == 3) ? 0 : 1;
+  return lang::canonical_dim(a.int_(1), rank);
+}
+
+GradRule softmax_rule(const char* backward_op) {
+  GradRule r;
+  r.applies = [](const BoundSymbol& b) { return b.args[0].as_tensor()->rank() > 0; };
+  r.backward = [backward_op](BackwardContext& c) {
+    TensorRef g = c.grad_out();
+    if (!g || !c.needs(0)) return;
+    const TensorRef& y = c.output.as_tensor();
+    c.put_grad(0, lang::call_t(c.b, op(backward_op),
+                               {V(g), V(y), V(softmax_dim(c.args)), V(y->dtype())}));
+  };
+  return r;
+}
+
+// The elementwise activations whose torch backward kernel reads the input (gelu, silu) or the
+// output (relu, sigmoid, tanh).
+GradRule activation_rule(const char* backward_op, bool reads_output, bool gelu = false) {
+  return backward_only([=](BackwardContext& c) {
+    TensorRef g = c.grad_out();
+    if (!g || !c.needs(0)) return;
+    V x = reads_output ? c.output : c.args[0];
+    std::vector<V> args = {V(g), x};
+    std::vector<std::pair<std::string, V>> kw;
+    if (gelu) kw.emplace_back("approximate", c.args[1]);
+    if (std::string(backward_op) == "threshold_backward") args.push_back(V(int64_t{0}));
+    c.put_grad(0, c.b.call(op(backward_op), std::move(args), std::move(kw)).as_tensor());
+  });
+}
+
+}  // namespace
+
+void register_nn_grad_rules() {
+  // Values that do not depend differentiably on their tensor argument (only on its metadata, or
+  // not at all): gradients stop here, as in eager.
+  for (const char* name : {"detach", "zeros_like", "ones_like", "empty_like", "full_like",
+                           "new_zeros", "new_ones", "new_empty", "new_full", "rand_like",
+                           "randn_like"}) {
+    register_nondifferentiable(&op(name));
+  }
+  rule("softmax", softmax_rule("softmax_backward"));
+  rule("log_softmax", softmax_rule("log_softmax_backward"));
+
+  {
+    // layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-05)
+    GradRule r;
+    r.augmented_forward = [](ForwardContext& c) {
+      V out = lang::call(c.b, op("native_layer_norm"),
+                         {c.args[0], c.args[1], c.args[2], c.args[3], c.args[4]});
+      const auto& items = out.items();
+      return AugmentedForward{items[0], {items[1], items[2]}};
+    };
+    r.backward = [](BackwardContext& c) {
+      TensorRef g = c.grad_out();
+      if (!g) return;
+      V mask = V::tuple({V(c.needs(0)), V(c.needs(2)), V(c.needs(3))});
+      V r = lang::call(c.b, op("native_layer_norm_backward"),
+                       {V(g), c.args[0], c.args[1], c.residuals[0], c.residuals[1], c.args[2],
+                        c.args[3], mask});
+      const auto& items = r.items();
+      if (items[0].is_tensor()) c.put_grad(0, items[0].as_tensor());
+      if (items[1].is_tensor()) c.put_grad(2, items[1].as_tensor());
+      if (items[2].is_tensor()) c.put_grad(3, items[2].as_tensor());
+    };
+    rule("layer_norm", std::move(r));
+  }
+
+  // embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
+  //           scale_grad_by_freq=False, sparse=False)
+  rule("embedding", backward_only([](BackwardContext& c) {
+         TensorRef g = c.grad_out();
+         if (!g || !c.needs(1)) return;
+         const TensorRef& w = c.args[1].as_tensor();
+         int64_t padding_idx = c.args[2].is_none() ? -1 : c.args.int_(2);
+         if (padding_idx < 0 && !c.args[2].is_none()) padding_idx += w->shape()[0].value();
+         c.put_grad(1, lang::call_t(c.b, op("embedding_backward"),
+                                    {V(g), c.args[0], V(w->shape()[0].value()), V(padding_idx),
+                                     c.args[5]}));
+       }));
+
+  rule("gelu", activation_rule("gelu_backward", false, true));
+  rule("silu", activation_rule("silu_backward", false));
+  rule("relu", activation_rule("threshold_backward", true));
+  rule("sigmoid", activation_rule("sigmoid_backward", true));
+  rule("tanh", activation_rule("tanh_backward", true));
+
+  {
+    // dropout(input, p=0.5, training=True, inplace=False): the forward keeps the mask it drew
+    // (aten.native_dropout draws exactly as F.dropout does), the backward scales by it.
+    GradRule r;
+    r.applies = [](const BoundSymbol& b) {
+      BoundArgs a(*b.sym, b.args);
+      double p = a.number(1);
+      return a.bool_(2) && p > 0.0 && p < 1.0;
+    };
+    r.augmented_forward = [](ForwardContext& c) {
+      V out = lang::call(c.b, op("native_dropout"), {c.args[0], c.args[1], V(true)});
+      const auto& items = out.items();
+      return AugmentedForward{items[0], {items[1]}};
+    };
+    r.backward = [](BackwardContext& c) {
+      TensorRef g = c.grad_out();
+      if (!g || !c.needs(0)) return;
+      double p = c.args.number(1);
+      c.put_grad(0, lang::call_t(c.b, op("native_dropout_backward"),
+                                 {V(g), c.residuals[0], V(1.0 / (1.0 - p))}));
+    };
+    rule("dropout", std::move(r));
+  }
+
+  {
+    // scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0,
+    //                              is_causal=False, *, scale=None, enable_gqa=False)
+    // On the CPU, without dropout: the flash-attention kernel pair eager PyTorch uses. Elsewhere the
+    // decomposition is differentiated.
+    GradRule r;
+    r.applies = [](const BoundSymbol& b) {
+      BoundArgs a(*b.sym, b.args);
+      const TensorRef& q = a.tensor(0);
+      const TensorRef& k = a.tensor(1);
+      const TensorRef& v = a.tensor(2);
+      bool mask_ok = a[3].is_none() || (a[3].is_tensor() && !a.tensor(3)->requires_grad() &&
+                                        a.tensor(3)->dtype() != DType::kBool);
+      return q->device().type == DeviceType::kCPU && a.number(4) == 0.0 && !a.bool_(7) && q->rank() == 4 &&
+             k->rank() == 4 && v->rank() == 4 && mask_ok && is_floating(q->dtype()) &&
+             q->shape()[1] == k->shape()[1];
+    };
+    r.augmented_forward = [](ForwardContext& c) {
+      V out = c.b.call(op("sdpa_flash_cpu"), {c.args[0], c.args[1], c.args[2], V(0.0), c.args[5]},
+                       {{"attn_mask", c.args[3]}, {"scale", c.args[6]}});
+      const auto& items = out.items();
+      return AugmentedForward{items[0], {items[1]}};
+    };
+    r.backward = [](BackwardContext& c) {
+      TensorRef g = c.grad_out();
+      if (!g) return;
+      V r = c.b.call(op("sdpa_flash_cpu_backward"),
+                     {V(g), c.args[0], c.args[1], c.args[2], c.output, c.residuals[0], V(0.0),
+                      c.args[5]},
+                     {{"attn_mask", c.args[3]}, {"scale", c.args[6]}});
+      const auto& items = r.items();
+      for (size_t i = 0; i < 3; ++i) c.put_grad(i, items[i].as_tensor());
+    };
+    rule("scaled_dot_product_attention", std::move(r));
+  }
+
+  {
+    // cross_entropy with class indices: log_softmax then nll_loss, as eager computes it, so the
+    // backward saves log-probabilities and uses torch's log_softmax backward.
+    GradRule r;
+    r.rewrites = true;
+    r.applies = [](const BoundSymbol& b) {
+      BoundArgs a(*b.sym, b.args);
+      const TensorRef& x = a.tensor(0);
+      const TensorRef& t = a.tensor(1);
+      return x->rank() >= 1 && (is_integer(t->dtype())) && a.number(7) == 0.0;
+    };
+    r.augmented_forward = [](ForwardContext& c) {
+      const TensorRef& x = c.args.tensor(0);
+      int64_t class_dim = x->rank() >= 2 ? 1 : 0;
+      V logp = c.b.call(op("log_softmax"), {c.args[0], V(class_dim)});
+      V out = c.b.call(op("nll_loss"), {logp, c.args[1]},
+                       {{"weight", c.args[2]},
+                        {"size_average", c.args[3]},
+                        {"ignore_index", c.args[4]},
+                        {"reduce", c.args[5]},
+                        {"reduction", c.args[6]}});
+      return AugmentedForward{out, {}};
+    };
+    rule("cross_entropy", std::move(r));
+  }
+}
+
+}  // namespace thunder::autograd::detail

@@ -1,0 +1,273 @@
+// The min-cut partitioner (Dinic's max-flow over the split-node forward graph) and its application.
+#include "autograd/rematerialize.h"
+
+#include <algorithm>
+#include <limits>
+#include <queue>
+#include <unordered_map>
+#include <unordered_set>
+
+namespace thunder::autograd {
+
+namespace {
+
+constexpr int64_t kInf = std::numeric_limits<int64_t>::max() / 4;
+
+class MaxFlow {
+ public:
+  explicit MaxFlow(int n) : adj_(n), level_(n), iter_(n) {}
+  void add_edge(int u, int v, int64_t cap) {
+    adj_[u].push_back({v, static_cast<int>(adj_[v].size()), cap});
+    adj_[v].push_back({u, static_cast<int>(adj_[u].size()) - 1, 0});
+  }
+  int64_t run(int s, int t) {
+    int64_t flow = 0;
+    while (bfs(s, t)) {
+      std::fill(iter_.begin(), iter_.end(), 0);
+      while (int64_t f = dfs(s, t, kInf)) flow += f;
+    }
+    return flow;
+  }
+  // Nodes reachable from s in the residual graph (the source side of a minimum cut).
+  std::vector<bool> source_side(int s) const {
+    std::vector<bool> seen(adj_.size(), false);
+    std::queue<int> q;
+    q.push(s);
+    seen[s] = true;
+    while (!q.empty()) {
+      int u = q.front();
+      q.pop();
+      for (const Edge& e : adj_[u]) {
+        if (e.cap > 0 && !seen[e.to]) {
+          seen[e.to] = true;
+          q.push(e.to);
+        }
+      }
+    }
+    return seen;
+  }
+
+ private:
+  struct Edge {
+    int to, rev;
+    int64_t cap;
+  };
+  bool bfs(int s, int t) {
+    std::fill(level_.begin(), level_.end(), -1);
+    std::queue<int> q;
+    level_[s] = 0;
+    q.push(s);
+    while (!q.empty()) {
+      int u = q.front();
+      q.pop();
+      for (const Edge& e : adj_[u]) {
+        if (e.cap > 0 && level_[e.to] < 0) {
+          level_[e.to] = level_[u] + 1;
+          q.push(e.to);
+        }
+      }
+    }
+    return level_[t] >= 0;
+  }
+  int64_t dfs(int u, int t, int64_t f) {
+    if (u == t) return f;
+    for (int& i = iter_[u]; i < static_cast<int>(adj_[u].size()); ++i) {
+      Edge& e = adj_[u][i];
+      if (e.cap > 0 && level_[u] < level_[e.to]) {
+        int64_t d = dfs(e.to, t, std::min(f, e.cap));
+        if (d > 0) {
+          e.cap -= d;
+          adj_[e.to][e.rev].cap += d;
+          return d;
+        }
+      }
+    }
+    return 0;
+  }
+  std::vector<std::vector<Edge>> adj_;
+  std::vector<int> level_, iter_;
+};
+
+bool forbidden(const BoundSymbol& b) {
+  return b.sym->has_tag(kTagRandom) || b.sym->has_tag(kTagInplace) ||
+         b.sym->has_tag(kTagDontDce) || b.sym->kind == SymbolKind::kOpaque ||
+         b.sym->kind == SymbolKind::kExecutor || b.sym->kind == SymbolKind::kFusion;
+}
+
+int64_t bytes(const TensorRef& t) { return std::max<int64_t>(t->numel(), 1) * dtype_size(t->dtype()); }
+
+struct ForwardIndex {
+  std::unordered_map<const TensorProxy*, BSymRef> producer;
+  std::unordered_set<const TensorProxy*> inputs;
+};
+
+ForwardIndex index_forward(const Trace& fwd) {
+  ForwardIndex ix;
+  for (const TensorRef& t : fwd.inputs) ix.inputs.insert(t.get());
+  for (const BSymRef& b : fwd.bsyms) {
+    b->output.for_each_tensor([&](const TensorRef& t) { ix.producer.emplace(t.get(), b); });
+  }
+  return ix;
+}
+
+// Forward values the backward reads, in first-read order.
+std::vector<TensorRef> backward_reads(const JointTrace& j, const ForwardIndex& ix) {
+  std::unordered_set<const TensorProxy*> defined, seen;
+  for (const TensorRef& c : j.cotangents) {
+    if (c) defined.insert(c.get());
+  }
+  std::vector<TensorRef> out;
+  auto read = [&](const TensorRef& t) {
+    if (defined.count(t.get()) || seen.count(t.get())) return;
+    if (!ix.producer.count(t.get()) && !ix.inputs.count(t.get())) return;
+    seen.insert(t.get());
+    out.push_back(t);
+  };
+  for (const BSymRef& b : j.backward) {
+    for (const TensorRef& t : b->input_tensors()) read(t);
+    b->output.for_each_tensor([&](const TensorRef& t) { defined.insert(t.get()); });
+  }
+  for (const Value& g : j.input_grads) g.for_each_tensor(read);
+  return out;
+}
+
+}  // namespace
+
+bool is_recomputable(const BoundSymbol& b) {
+  if (forbidden(b)) return false;
+  if (b.sym->kind == SymbolKind::kPrim) {
+    return b.sym->has_tag(kTagElementwise) || b.sym->has_tag(kTagShape);
+  }
+  if (b.subsymbols.empty()) return false;
+  for (const BSymRef& s : b.subsymbols) {
+    if (!is_recomputable(*s)) return false;
+  }
+  return true;
+}
+
+RematPlan plan_rematerialization(const JointTrace& j, const RematOptions& options) {
+  ForwardIndex ix = index_forward(j.forward);
+  std::vector<TensorRef> needed = backward_reads(j, ix);
+  RematPlan plan;
+  if (!options.enabled) {
+    plan.saved = needed;
+    return plan;
+  }
+  // Node ids: every forward value (inputs and bound-symbol outputs) gets an in and an out node.
+  std::unordered_map<const TensorProxy*, int> id;
+  std::vector<TensorRef> values;
+  auto node = [&](const TensorRef& t) {
+    auto [it, fresh] = id.emplace(t.get(), static_cast<int>(values.size()));
+    if (fresh) values.push_back(t);
+    return it->second;
+  };
+  for (const TensorRef& t : j.forward.inputs) node(t);
+  for (const BSymRef& b : j.forward.bsyms) b->output.for_each_tensor(node);
+  int n = static_cast<int>(values.size());
+  int source = 2 * n, sink = 2 * n + 1;
+  MaxFlow g(2 * n + 2);
+  std::unordered_set<const TensorProxy*> free_values;  // kept alive anyway: returned by the forward
+  j.forward.output.for_each_tensor([&](const TensorRef& t) { free_values.insert(t.get()); });
+  // Ties between cuts of equal size go to the values nearer the backward (fewer recomputations):
+  // a value's cost is its size, scaled, minus its depth in a chain of cheap operations.
+  constexpr int64_t kScale = 64;
+  std::unordered_map<const TensorProxy*, int64_t> depth;
+  for (const BSymRef& b : j.forward.bsyms) {
+    int64_t d = 0;
+    if (is_recomputable(*b)) {
+      for (const TensorRef& i : b->input_tensors()) {
+        auto it = depth.find(i.get());
+        d = std::max(d, (it == depth.end() ? 0 : it->second) + 1);
+      }
+    }
+    b->output.for_each_tensor([&](const TensorRef& t) { depth[t.get()] = d; });
+  }
+  for (int v = 0; v < n; ++v) {
+    const TensorRef& t = values[v];
+    bool is_input = ix.inputs.count(t.get()) != 0;
+    auto dit = depth.find(t.get());
+    int64_t dep = std::min<int64_t>(dit == depth.end() ? 0 : dit->second, kScale - 1);
+    int64_t w = (is_input || free_values.count(t.get())) ? 0 : bytes(t) * kScale + (kScale - 1 - dep);
+    g.add_edge(2 * v, 2 * v + 1, w);
+    if (is_input) g.add_edge(source, 2 * v, kInf);
+  }
+  for (const BSymRef& b : j.forward.bsyms) {
+    bool cheap = is_recomputable(*b);
+    std::vector<TensorRef> ins = b->input_tensors();
+    b->output.for_each_tensor([&](const TensorRef& o) {
+      int ov = id.at(o.get());
+      if (!cheap) {
+        g.add_edge(source, 2 * ov, kInf);
+        return;
+      }
+      for (const TensorRef& i : ins) {
+        auto it = id.find(i.get());
+        if (it != id.end()) g.add_edge(2 * it->second + 1, 2 * ov, kInf);
+      }
+    });
+  }
+  for (const TensorRef& t : needed) g.add_edge(2 * id.at(t.get()) + 1, sink, kInf);
+  g.run(source, sink);
+  std::vector<bool> side = g.source_side(source);
+  std::unordered_set<const TensorProxy*> saved;
+  for (int v = 0; v < n; ++v) {
+    if (side[2 * v] && !side[2 * v + 1]) saved.insert(values[v].get());
+  }
+  // What the backward recomputes: the producers between the cut and the values it reads.
+  std::unordered_set<const TensorProxy*> visited;
+  std::unordered_set<const BoundSymbol*> chosen;
+  std::unordered_set<const TensorProxy*> used;  // the saved values something actually reads
+  std::function<void(const TensorRef&)> need = [&](const TensorRef& t) {
+    if (saved.count(t.get())) {
+      used.insert(t.get());
+      return;
+    }
+    if (!visited.insert(t.get()).second) return;
+    auto it = ix.producer.find(t.get());
+    if (it == ix.producer.end() || !is_recomputable(*it->second)) {
+      saved.insert(t.get());  // an input, or a value that cannot be recomputed: save it
+      used.insert(t.get());
+      return;
+    }
+    chosen.insert(it->second.get());
+    for (const TensorRef& i : it->second->input_tensors()) need(i);
+  };
+  for (const TensorRef& t : needed) need(t);
+  // Saved values in forward order (inputs first), recomputed symbols in forward order.
+  for (const TensorRef& t : j.forward.inputs) {
+    if (used.count(t.get())) plan.saved.push_back(t);
+  }
+  for (const BSymRef& b : j.forward.bsyms) {
+    b->output.for_each_tensor([&](const TensorRef& t) {
+      if (used.count(t.get())) plan.saved.push_back(t);
+    });
+    if (chosen.count(b.get())) plan.recomputed.push_back(b);
+  }
+  return plan;
+}
+
+JointTrace rematerialize(const JointTrace& j, const RematOptions& options) {
+  RematPlan plan = plan_rematerialization(j, options);
+  if (plan.recomputed.empty()) return j;
+  ForwardIndex ix = index_forward(j.forward);
+  std::unordered_set<const BoundSymbol*> pending;
+  for (const BSymRef& b : plan.recomputed) pending.insert(b.get());
+  std::vector<BSymRef> out;
+  std::function<void(const TensorRef&)> ensure = [&](const TensorRef& t) {
+    auto it = ix.producer.find(t.get());
+    if (it == ix.producer.end() || !pending.count(it->second.get())) return;
+    pending.erase(it->second.get());
+    for (const TensorRef& i : it->second->input_tensors()) ensure(i);
+    out.push_back(it->second);
+  };
+  for (const BSymRef& b : j.backward) {
+    for (const TensorRef& t : b->input_tensors()) ensure(t);
+    out.push_back(b);
+  }
+  for (const Value& g : j.input_grads) g.for_each_tensor(ensure);
+  JointTrace r = j;
+  r.backward = std::move(out);
+  return r;
+}
+
+}  // namespace thunder::autograd

@@ -1,0 +1,214 @@
+// Torch-level symbols that gradient rules emit: PyTorch's own backward kernels (and the forward
+// kernels that return what those backward kernels need: layer_norm's mean and rstd, dropout's mask,
+// attention's logsumexp). They are never recorded from user code; the autograd layer
+// (csrc/autograd/) puts them in forward and backward traces, where they print like any symbol and
+// run through the torch executor (each names the `torch.ops.aten` overload that runs it). Their
+// metas follow the aten schemas.
+#include <limits>
+
+#include "ops/nn_common.h"
+
+namespace thunder {
+
+namespace {
+
+TensorRef like_tensor(Builder& b, const TensorRef& t, DType dtype) {
+  return b.new_tensor(t->shape(), dtype, t->device(), false);
+}
+
+// _softmax_backward_data(grad_output, output, dim, input_dtype): the result has input_dtype.
+Value softmax_backward_meta(Builder& b, const BoundArgs& a) {
+  const TensorRef& g = a.tensor(0);
+  const TensorRef& y = a.tensor(1);
+  if (g->shape() != y->shape()) throw ValueError("softmax_backward: grad and output shapes differ");
+  return like_tensor(b, g, a[3].as_dtype());
+}
+
+// native_layer_norm(input, normalized_shape, weight, bias, eps) -> (out, mean, rstd), with mean and
+// rstd shaped like the input with the normalized dims kept as size 1.
+Value native_layer_norm_meta(Builder& b, const BoundArgs& a) {
+  const TensorRef& x = a.tensor(0);
+  std::vector<int64_t> ns = a.ints(1);
+  int64_t k = static_cast<int64_t>(ns.size());
+  if (k == 0 || k > x->rank()) throw ValueError("native_layer_norm: bad normalized_shape");
+  Shape stat = x->shape();
+  for (int64_t i = x->rank() - k; i < x->rank(); ++i) stat[i] = Dim(1);
+  DType sd = detail::nn::opmath(x->dtype());
+  return Value::tuple({Value(like_tensor(b, x, x->dtype())),
+                       Value(b.new_tensor(stat, sd, x->device(), false)),
+                       Value(b.new_tensor(stat, sd, x->device(), false))});
+}
+
+// native_layer_norm_backward(grad_out, input, normalized_shape, mean, rstd, weight, bias,
+// output_mask) -> (grad_input, grad_weight, grad_bias), None where output_mask is False.
+Value native_layer_norm_backward_meta(Builder& b, const BoundArgs& a) {
+  const TensorRef& x = a.tensor(1);
+  std::vector<int64_t> mask = a.ints(7);
+  std::vector<Value> out;
+  out.push_back(mask.at(0) ? Value(like_tensor(b, x, x->dtype())) : Value());
+  for (size_t i : {size_t{5}, size_t{6}}) {
+    if (mask.at(i - 4) && a[i].is_tensor()) {
+      out.push_back(Value(like_tensor(b, a.tensor(i), a.tensor(i)->dtype())));
+    } else {
+      out.push_back(Value());
+    }
+  }
+  return Value::tuple(std::move(out));
+}
+
+// embedding_dense_backward(grad_output, indices, num_weights, padding_idx, scale_grad_by_freq)
+Value embedding_backward_meta(Builder& b, const BoundArgs& a) {
+  const TensorRef& g = a.tensor(0);
+  Shape s = {Dim(a.int_(2)), g->shape().back()};
+  return b.new_tensor(s, g->dtype(), g->device(), false);
+}
+
+// Elementwise backward kernels: the result is shaped like the incoming gradient.
+Value elementwise_backward_meta(Builder& b, const BoundArgs& a) {
+  const TensorRef& g = a.tensor(0);
+  const TensorRef& x = a.tensor(1);
+  if (g->shape() != x->shape()) {
+    throw ValueError(a.symbol().qualname() + ": gradient " + g->type_string() +
+                     " does not match " + x->type_string());
+  }
+  return like_tensor(b, g, g->dtype());
+}
+
+// native_dropout(input, p, train) -> (out, mask)
+Value native_dropout_meta(Builder& b, const BoundArgs& a) {
+  const TensorRef& x = a.tensor(0);
+  return Value::tuple({Value(like_tensor(b, x, x->dtype())),
+                       Value(like_tensor(b, x, DType::kBool))});
+}
+
+// native_dropout_backward(grad_output, mask, scale)
+Value native_dropout_backward_meta(Builder& b, const BoundArgs& a) {
+  return like_tensor(b, a.tensor(0), a.tensor(0)->dtype());
+}
+
+// _scaled_dot_product_flash_attention_for_cpu(query, key, value, dropout_p, is_causal, *,
+// attn_mask, scale) -> (output, logsumexp); query (..., L, E), value (..., S, Ev).
+Value sdpa_flash_cpu_meta(Builder& b, const BoundArgs& a) {
+  const TensorRef& q = a.tensor(0);
+  const TensorRef& v = a.tensor(2);
+  Shape out = q->shape();
+  out.back() = v->shape().back();
+  Shape lse(q->shape().begin(), q->shape().end() - 1);
+  return Value::tuple(
+      {Value(b.new_tensor(out, q->dtype(), q->device(), false)),
+       Value(b.new_tensor(lse, detail::nn::opmath(q->dtype()), q->device(), false))});
+}
+
+Value sdpa_flash_cpu_backward_meta(Builder& b, const BoundArgs& a) {
+  return Value::tuple({Value(like_tensor(b, a.tensor(1), a.tensor(1)->dtype())),
+                       Value(like_tensor(b, a.tensor(2), a.tensor(2)->dtype())),
+                       Value(like_tensor(b, a.tensor(3), a.tensor(3)->dtype()))});
+}
+
+// convolution_backward(grad_output, input, weight, bias_sizes, stride, padding, dilation,
+// transposed, output_padding, groups, output_mask) -> (grad_input, grad_weight, grad_bias)
+Value convolution_backward_meta(Builder& b, const BoundArgs& a) {
+  std::vector<int64_t> mask = a.ints(10);
+  const TensorRef& x = a.tensor(1);
+  const TensorRef& w = a.tensor(2);
+  std::vector<Value> out;
+  out.push_back(mask.at(0) ? Value(like_tensor(b, x, x->dtype())) : Value());
+  out.push_back(mask.at(1) ? Value(like_tensor(b, w, w->dtype())) : Value());
+  if (mask.at(2) && !a[3].is_none()) {
+    std::vector<int64_t> bs = a.ints(3);
+    out.push_back(Value(b.new_tensor(Shape(bs.begin(), bs.end()), w->dtype(), w->device(), false)));
+  } else {
+    out.push_back(Value());
+  }
+  return Value::tuple(std::move(out));
+}
+
+// unfold_backward(grad_in, input_sizes, dim, size, step)
+Value unfold_backward_meta(Builder& b, const BoundArgs& a) {
+  const TensorRef& g = a.tensor(0);
+  std::vector<int64_t> s = a.ints(1);
+  return b.new_tensor(Shape(s.begin(), s.end()), g->dtype(), g->device(), false);
+}
+
+// index(self, indices): advanced indexing with a list of index tensors (None for full dims); used
+// for the gradient of the values of an index_put. The meta handles the common case where the
+// index tensors are adjacent and lead: result = broadcast(indices).shape + self.shape[len(indices):].
+Value index_meta(Builder& b, const BoundArgs& a) {
+  const TensorRef& x = a.tensor(0);
+  const auto& idx = a[1].items();
+  Shape bshape;
+  size_t first = idx.size(), n_tensor = 0;
+  for (size_t i = 0; i < idx.size(); ++i) {
+    if (!idx[i].is_tensor()) continue;
+    if (first == idx.size()) first = i;
+    ++n_tensor;
+    bshape = n_tensor == 1 ? idx[i].as_tensor()->shape()
+                           : lang::broadcast_shapes(bshape, idx[i].as_tensor()->shape());
+  }
+  if (n_tensor == 0) throw ValueError("index: expected at least one index tensor");
+  bool adjacent = true;
+  for (size_t i = first; i < first + n_tensor; ++i) adjacent = adjacent && idx[i].is_tensor();
+  Shape out;
+  if (adjacent) {
+    for (size_t i = 0; i < first; ++i) out.push_back(x->shape()[i]);
+    out.insert(out.end(), bshape.begin(), bshape.end());
+    for (size_t i = first + n_tensor; i < static_cast<size_t>(x->rank()); ++i) {
+      out.push_back(x->shape()[i]);
+    }
+  } else {
+    out = bshape;
+    for (size_t i = 0; i < static_cast<size_t>(x->rank()); ++i) {
+      if (i >= idx.size() || !idx[i].is_tensor()) out.push_back(x->shape()[i]);
+    }
+  }
+  return b.new_tensor(out, x->dtype(), x->device(), false);
+}
+
+}  // namespace
+
+void register_grad_ops(SymbolTable& table) {
+  std::vector<OpDef> defs = {
+      {"softmax_backward", "grad_output, output, dim, input_dtype", softmax_backward_meta, {},
+       "torch.ops.aten._softmax_backward_data"},
+      {"log_softmax_backward", "grad_output, output, dim, input_dtype", softmax_backward_meta, {},
+       "torch.ops.aten._log_softmax_backward_data"},
+      {"native_layer_norm", "input, normalized_shape, weight, bias, eps", native_layer_norm_meta,
+       {}, "torch.ops.aten.native_layer_norm"},
+      {"native_layer_norm_backward",
+       "grad_out, input, normalized_shape, mean, rstd, weight, bias, output_mask",
+       native_layer_norm_backward_meta, {}, "torch.ops.aten.native_layer_norm_backward"},
+      {"embedding_backward", "grad_output, indices, num_weights, padding_idx, scale_grad_by_freq",
+       embedding_backward_meta, {}, "torch.ops.aten.embedding_dense_backward"},
+      {"gelu_backward", "grad_output, input, *, approximate='none'", elementwise_backward_meta, {},
+       "torch.ops.aten.gelu_backward", kTagElementwise},
+      {"silu_backward", "grad_output, input", elementwise_backward_meta, {},
+       "torch.ops.aten.silu_backward", kTagElementwise},
+      {"threshold_backward", "grad_output, input, threshold", elementwise_backward_meta, {},
+       "torch.ops.aten.threshold_backward", kTagElementwise},
+      {"tanh_backward", "grad_output, output", elementwise_backward_meta, {},
+       "torch.ops.aten.tanh_backward", kTagElementwise},
+      {"sigmoid_backward", "grad_output, output", elementwise_backward_meta, {},
+       "torch.ops.aten.sigmoid_backward", kTagElementwise},
+      {"native_dropout", "input, p, train", native_dropout_meta, {}, "torch.ops.aten.native_dropout",
+       kTagRandom},
+      {"native_dropout_backward", "grad_output, mask, scale", native_dropout_backward_meta, {},
+       "torch.ops.aten.native_dropout_backward", kTagElementwise},
+      {"sdpa_flash_cpu", "query, key, value, dropout_p, is_causal, *, attn_mask=None, scale=None",
+       sdpa_flash_cpu_meta, {}, "torch.ops.aten._scaled_dot_product_flash_attention_for_cpu"},
+      {"sdpa_flash_cpu_backward",
+       "grad_out, query, key, value, out, logsumexp, dropout_p, is_causal, *, attn_mask=None, "
+       "scale=None",
+       sdpa_flash_cpu_backward_meta, {},
+       "torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward"},
+      {"convolution_backward",
+       "grad_output, input, weight, bias_sizes, stride, padding, dilation, transposed, "
+       "output_padding, groups, output_mask",
+       convolution_backward_meta, {}, "torch.ops.aten.convolution_backward"},
+      {"unfold_backward", "grad_in, input_sizes, dim, size, step", unfold_backward_meta, {},
+       "torch.ops.aten.unfold_backward"},
+      {"advanced_index", "input, indices", index_meta, {}, "torch.ops.aten.index"},
+  };
+  register_ops(table, defs);
+}
+
+}  // namespace thunder

@@ -1,0 +1,110 @@
+"""Training: the bridge between thunder's forward/backward programs and torch.autograd.
+
+When grad mode is on and an input (or parameter) requires grad, the C++ training pipeline
+(csrc/executors/pipeline.h, run_training_pipeline) differentiates the trace, chooses what the forward
+saves and splits it into a forward program, returning `(output, saved)`, and a backward program,
+taking `(*saved, *cotangents)` and returning one gradient per input. This module only wires them into
+a `torch.autograd.Function`: the forward runs the forward program and saves what it returned, the
+backward runs the backward program. No compiler logic lives here.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from thunder import _core
+
+__all__ = ["ThunderAutogradFunction", "build_training_entry"]
+
+_DOUBLE_BACKWARD = (
+    "thunder: differentiating through the backward of a thunder-compiled function (double "
+    "backward, create_graph=True) is not supported; compute higher-order gradients outside "
+    "thunder.jit"
+)
+
+
+class _Bridge:
+    """What one training cache entry runs: the two programs and how outputs map to cotangents."""
+
+    __slots__ = ("forward", "backward", "diff_idx", "nondiff_idx")
+
+
+def _collect(x, out):
+    """The tensors of a program's output, in the order the core lists its tensor leaves."""
+    if isinstance(x, torch.Tensor):
+        out.append(x)
+    elif isinstance(x, (tuple, list)):
+        for v in x:
+            _collect(v, out)
+    elif isinstance(x, dict):
+        for v in x.values():
+            _collect(v, out)
+
+
+def _rebuild(x, leaves):
+    if isinstance(x, torch.Tensor):
+        return next(leaves)
+    if type(x) is tuple:
+        return tuple(_rebuild(v, leaves) for v in x)
+    if type(x) is list:
+        return [_rebuild(v, leaves) for v in x]
+    if type(x) is dict:
+        return {k: _rebuild(v, leaves) for k, v in x.items()}
+    if isinstance(x, tuple):  # a named tuple
+        return type(x)(*(_rebuild(v, leaves) for v in x))
+    return x
+
+
+class ThunderAutogradFunction(torch.autograd.Function):
+    """Runs a forward program inside torch.autograd; its backward runs the backward program."""
+
+    @staticmethod
+    def forward(ctx, bridge, holder, *inputs):
+        out, saved = bridge.forward(*inputs)
+        leaves = []
+        _collect(out, leaves)
+        holder.append(out)
+        ctx.bridge = bridge
+        ctx.save_for_backward(*saved)
+        if bridge.nondiff_idx:
+            ctx.mark_non_differentiable(*[leaves[i] for i in bridge.nondiff_idx])
+        return tuple(leaves)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        if torch.is_grad_enabled():
+            raise RuntimeError(_DOUBLE_BACKWARD)
+        bridge = ctx.bridge
+        cotangents = [grads[i] for i in bridge.diff_idx]
+        result = bridge.backward(*ctx.saved_tensors, *cotangents)
+        return (None, None, *result)
+
+
+def _runner(bridge):
+    apply = ThunderAutogradFunction.apply
+
+    def run(*inputs):
+        holder = []
+        leaves = apply(bridge, holder, *inputs)
+        return _rebuild(holder[0], iter(leaves))
+
+    return run
+
+
+def build_training_entry(trace, executors, decompose=False, rematerialize=True):
+    """Compiles `trace` for training. Returns (program, forward traces, backward traces, stage
+    times), or None when no output can carry a gradient (the inference program then suffices)."""
+    r = _core.run_training_pipeline(trace, executors, decompose, rematerialize)
+    leaves = r["differentiable_leaves"]
+    if not any(leaves):
+        return None
+    fwd_traces, fwd_times = r["forward"]
+    bwd_traces, bwd_times = r["backward"]
+    bridge = _Bridge()
+    bridge.forward = _core.Program.build(fwd_traces[-1])
+    bridge.backward = _core.Program.build(bwd_traces[-1])
+    bridge.diff_idx = tuple(i for i, d in enumerate(leaves) if d)
+    bridge.nondiff_idx = tuple(i for i, d in enumerate(leaves) if not d)
+    program = _core.runner_program(fwd_traces[-1], _runner(bridge))
+    times = list(fwd_times) + [("backward " + name, secs) for name, secs in bwd_times]
+    return program, fwd_traces, bwd_traces, times
