@@ -95,6 +95,10 @@ struct GradRule {
   // When set and false for a bound symbol, the rule does not apply to it (the symbol is then
   // differentiated through its decomposition).
   std::function<bool(const BoundSymbol&)> applies;
+  // When set and true for a bound symbol, `rewrite` records it as other torch-level symbols, which
+  // are then differentiated with their own rules (before `applies` is consulted).
+  std::function<bool(const BoundSymbol&)> rewrite_if;
+  AugmentedForwardFn rewrite;
 };
 
 // The rule of `sym`, or nullptr. Built-in rules are registered on first use.

@@ -2,6 +2,9 @@
 // calls PyTorch's own backward kernels (ops/grad_ops.cpp), and their forward saves what those
 // kernels need (layer_norm's mean and rstd, dropout's mask, attention's logsumexp), so gradients
 // match eager PyTorch's.
+#include <cmath>
+#include <limits>
+
 #include "autograd/grad_rule.h"
 #include "core/error.h"
 #include "ops/lang.h"
@@ -169,6 +172,52 @@ void register_nn_grad_rules() {
                      {{"attn_mask", c.args[3]}, {"scale", c.args[6]}});
       const auto& items = r.items();
       for (size_t i = 0; i < 3; ++i) c.put_grad(i, items[i].as_tensor());
+    };
+    // With dropout: the operations of PyTorch's math kernel (which eager runs on the CPU), its
+    // dropout included, so the mask is drawn exactly as eager draws it and is saved by dropout's rule.
+    r.rewrite_if = [](const BoundSymbol& b) {
+      BoundArgs a(*b.sym, b.args);
+      return a.number(4) > 0.0;
+    };
+    r.rewrite = [](ForwardContext& c) {
+      Builder& b = c.b;
+      const BoundArgs& a = c.args;
+      const TensorRef& q0 = a.tensor(0);
+      V q = a[0], k = a[1], v = a[2];
+      int64_t e = q0->shape().back().value();
+      double scale = a[6].is_none() ? 1.0 / std::sqrt(static_cast<double>(e)) : a.number(6);
+      if (a.bool_(7) && q0->rank() >= 3) {
+        int64_t hq = q0->shape()[q0->rank() - 3].value();
+        int64_t hk = a.tensor(1)->shape()[a.tensor(1)->rank() - 3].value();
+        if (hk != hq) {
+          k = b.call(op("repeat_interleave"), {k, V(hq / hk), V(int64_t{-3})});
+          v = b.call(op("repeat_interleave"), {v, V(hq / hk), V(int64_t{-3})});
+        }
+      }
+      double sf = std::sqrt(scale);
+      V qs = b.call(op("mul"), {q, V(sf)});
+      V kt = b.call(op("transpose"), {k, V(int64_t{-2}), V(int64_t{-1})});
+      V s = b.call(op("matmul"), {qs, b.call(op("mul"), {kt, V(sf)})});
+      const TensorRef& st = s.as_tensor();
+      int64_t l = st->shape()[st->rank() - 2].value(), n = st->shape().back().value();
+      const double kNegInf = -std::numeric_limits<double>::infinity();
+      if (a.bool_(5) || (a[3].is_tensor() && a.tensor(3)->dtype() == DType::kBool)) {
+        V mask;
+        if (a.bool_(5)) {
+          V rows = b.call(op("arange"), {V(l)}, {{"device", V(q0->device())}});
+          V cols = b.call(op("arange"), {V(n)}, {{"device", V(q0->device())}});
+          mask = b.call(op("ge"), {b.call(op("unsqueeze"), {rows, V(int64_t{1})}), cols});
+        } else {
+          mask = a[3];
+        }
+        s = b.call(op("where"), {mask, s, V(kNegInf)});
+      } else if (a[3].is_tensor()) {
+        s = b.call(op("add"), {s, a[3]});
+      }
+      V attn = b.call(op("softmax"), {s, V(int64_t{-1})});
+      attn = b.call(op("dropout"), {attn, a[4], V(true)});
+      V out = b.call(op("matmul"), {attn, v});
+      return AugmentedForward{out, {}};
     };
     rule("scaled_dot_product_attention", std::move(r));
   }

@@ -131,7 +131,24 @@ std::vector<TensorRef> backward_reads(const JointTrace& j, const ForwardIndex& i
   return out;
 }
 
+void collect_mutated(const BoundSymbol& b, const std::unordered_set<const TensorProxy*>& inputs,
+                     std::unordered_set<const TensorProxy*>& out) {
+  if (b.sym->has_tag(kTagInplace) && !b.args.empty()) {
+    // prims.copy_(copy_from, copy_to) and in-place ops mutate their last / first tensor argument.
+    const Value& dst = b.sym == &prims::copy_() ? b.args.at(1) : b.args.at(0);
+    if (dst.is_tensor() && inputs.count(dst.as_tensor().get())) out.insert(dst.as_tensor().get());
+  }
+  for (const BSymRef& s : b.subsymbols) collect_mutated(*s, inputs, out);
+}
+
 }  // namespace
+
+std::unordered_set<const TensorProxy*> mutated_inputs(const Trace& forward) {
+  std::unordered_set<const TensorProxy*> inputs, out;
+  for (const TensorRef& t : forward.inputs) inputs.insert(t.get());
+  for (const BSymRef& b : forward.bsyms) collect_mutated(*b, inputs, out);
+  return out;
+}
 
 bool is_recomputable(const BoundSymbol& b) {
   if (forbidden(b)) return false;
@@ -149,7 +166,17 @@ RematPlan plan_rematerialization(const JointTrace& j, const RematOptions& option
   ForwardIndex ix = index_forward(j.forward);
   std::vector<TensorRef> needed = backward_reads(j, ix);
   RematPlan plan;
-  if (!options.enabled) {
+  // Values computed inside a checkpoint region are never saved: their producers run again.
+  std::unordered_set<const TensorProxy*> checkpointed;
+  for (const TensorRef& t : j.checkpointed) checkpointed.insert(t.get());
+  auto recomputable = [&](const BoundSymbol& b) {
+    if (options.enabled && is_recomputable(b)) return true;
+    if (forbidden(b)) return false;
+    bool inside = false;
+    b.output.for_each_tensor([&](const TensorRef& t) { inside = inside || checkpointed.count(t.get()); });
+    return inside;
+  };
+  if (!options.enabled && checkpointed.empty()) {
     plan.saved = needed;
     return plan;
   }
@@ -166,6 +193,8 @@ RematPlan plan_rematerialization(const JointTrace& j, const RematOptions& option
   int n = static_cast<int>(values.size());
   int source = 2 * n, sink = 2 * n + 1;
   MaxFlow g(2 * n + 2);
+  // Inputs the forward mutates are not free: the backward would need a copy of their old value.
+  std::unordered_set<const TensorProxy*> mutated = mutated_inputs(j.forward);
   std::unordered_set<const TensorProxy*> free_values;  // kept alive anyway: returned by the forward
   j.forward.output.for_each_tensor([&](const TensorRef& t) { free_values.insert(t.get()); });
   // Ties between cuts of equal size go to the values nearer the backward (fewer recomputations):
@@ -187,12 +216,17 @@ RematPlan plan_rematerialization(const JointTrace& j, const RematOptions& option
     bool is_input = ix.inputs.count(t.get()) != 0;
     auto dit = depth.find(t.get());
     int64_t dep = std::min<int64_t>(dit == depth.end() ? 0 : dit->second, kScale - 1);
-    int64_t w = (is_input || free_values.count(t.get())) ? 0 : bytes(t) * kScale + (kScale - 1 - dep);
+    bool free = (is_input && !mutated.count(t.get())) || free_values.count(t.get());
+    int64_t w = free ? 0 : bytes(t) * kScale + (kScale - 1 - dep);
+    if (checkpointed.count(t.get()) && !is_input && !free_values.count(t.get())) {
+      auto p = ix.producer.find(t.get());
+      if (p != ix.producer.end() && !forbidden(*p->second)) w = kInf;
+    }
     g.add_edge(2 * v, 2 * v + 1, w);
     if (is_input) g.add_edge(source, 2 * v, kInf);
   }
   for (const BSymRef& b : j.forward.bsyms) {
-    bool cheap = is_recomputable(*b);
+    bool cheap = recomputable(*b);
     std::vector<TensorRef> ins = b->input_tensors();
     b->output.for_each_tensor([&](const TensorRef& o) {
       int ov = id.at(o.get());
@@ -224,7 +258,7 @@ RematPlan plan_rematerialization(const JointTrace& j, const RematOptions& option
     }
     if (!visited.insert(t.get()).second) return;
     auto it = ix.producer.find(t.get());
-    if (it == ix.producer.end() || !is_recomputable(*it->second)) {
+    if (it == ix.producer.end() || !recomputable(*it->second)) {
       saved.insert(t.get());  // an input, or a value that cannot be recomputed: save it
       used.insert(t.get());
       return;

@@ -19,6 +19,7 @@
 //   after:  saved: t0; backward starts with t1 = ltorch.gelu(t0)
 #pragma once
 
+#include <unordered_set>
 #include <vector>
 
 #include "autograd/vjp.h"
@@ -36,6 +37,10 @@ struct RematPlan {
 
 RematPlan plan_rematerialization(const JointTrace& joint, const RematOptions& options = {});
 JointTrace rematerialize(const JointTrace& joint, const RematOptions& options = {});
+
+// The trace inputs the forward writes into (prims.copy_ write-backs, at any depth of a
+// decomposition, such as batch_norm's running statistics).
+std::unordered_set<const TensorProxy*> mutated_inputs(const Trace& forward);
 
 // True when `b` is cheap to run again: elementwise and shape primitives, or a composite whose
 // decomposition has only those, with no random draw or side effect.

@@ -7,6 +7,7 @@
 #include "autograd/grad_rule.h"
 #include "core/error.h"
 #include "ops/lang.h"
+#include "ops/registry.h"
 #include "transforms/substitute.h"
 
 namespace thunder::autograd {
@@ -52,6 +53,10 @@ class Differentiator {
         grad_on = bs->args.at(0).as_bool();
         continue;
       }
+      if (bs->sym == checkpoint_region_) {
+        in_checkpoint_ = bs->args.at(0).as_bool();
+        continue;
+      }
       bool recompute = predefined != nullptr;
       if (recompute && has_effect(*bs)) continue;
       bool all_predefined = false;
@@ -64,13 +69,21 @@ class Differentiator {
       bool reads_diff = false;
       for (const TensorRef& t : bs->input_tensors()) reads_diff = reads_diff || diff_.count(t.get());
       if (!reads_diff || !grad_on) {
-        if (!all_predefined) out.push_back(bs);
+        if (!all_predefined) emit(out, bs, predefined);
         continue;
       }
       const GradRule* rule = find_grad_rule(bs->sym);
+      if (rule && rule->rewrite_if && rule->rewrite_if(*bs)) {
+        ForwardContext ctx(b_, *bs);
+        AugmentedForward af = rule->rewrite(ctx);
+        std::vector<BSymRef> emitted = b_.take();
+        map_outputs(bs->output, af.output);
+        forward(emitted, out, tape, grad_on, nullptr);
+        continue;
+      }
       if (rule && rule->applies && !rule->applies(*bs)) rule = nullptr;
       if (rule && !rule->backward && !rule->rewrites) {  // not differentiable
-        if (!all_predefined) out.push_back(bs);
+        if (!all_predefined) emit(out, bs, predefined);
         continue;
       }
       if (rule && rule->rewrites) {
@@ -86,11 +99,11 @@ class Differentiator {
         if (rule->augmented_forward) {
           ForwardContext ctx(b_, *bs);
           af = rule->augmented_forward(ctx);
-          for (BSymRef& e : b_.take()) out.push_back(std::move(e));
+          for (BSymRef& e : b_.take()) emit(out, e, predefined);
           map_outputs(bs->output, af.output);
         } else {
           af.output = bs->output;
-          if (!all_predefined) out.push_back(bs);
+          if (!all_predefined) emit(out, bs, predefined);
         }
         mark_differentiable(af.output);
         tape.push_back(TapeEntry{rule, bs, af.output, std::move(af.residuals)});
@@ -101,7 +114,7 @@ class Differentiator {
           forward(bs->subsymbols, out, tape, grad_on, predefined);
           continue;
         }
-        if (!all_predefined) out.push_back(bs);
+        if (!all_predefined) emit(out, bs, predefined);
         mark_differentiable(bs->output);
         tape.push_back(TapeEntry{nullptr, bs, bs->output, {}});
         continue;
@@ -149,6 +162,16 @@ class Differentiator {
     }
   }
 
+  // Appends a forward bound symbol; inside a checkpoint region its outputs are recomputed in the
+  // backward rather than saved.
+  void emit(std::vector<BSymRef>& out, BSymRef b, const ProxySet* predefined) {
+    if (in_checkpoint_ && !predefined) {
+      b->output.for_each_tensor([&](const TensorRef& t) { checkpointed_.push_back(t); });
+    }
+    out.push_back(std::move(b));
+  }
+  const std::vector<TensorRef>& checkpointed() const { return checkpointed_; }
+
   void mark_differentiable(const Value& v) {
     v.for_each_tensor([&](const TensorRef& t) {
       if (differentiable_dtype(t->dtype())) diff_.insert(t.get());
@@ -176,6 +199,9 @@ class Differentiator {
   }
 
   Builder& b_;
+  const Symbol* checkpoint_region_ = &ltorch_symbol("checkpoint_region");
+  bool in_checkpoint_ = false;
+  std::vector<TensorRef> checkpointed_;
   ProxySet diff_;
   std::unordered_map<const TensorProxy*, TensorRef> grads_;
   ProxyMap subst_;
@@ -201,6 +227,7 @@ JointTrace vjp(const Trace& trace, const VjpOptions&) {
 
   JointTrace j;
   j.forward = trace.with_bsyms(std::move(fwd), "forward");
+  j.checkpointed = d.checkpointed();
   j.forward.output = d.substituted(trace.output);
   // One cotangent per differentiable output leaf; a value returned twice accumulates both.
   j.forward.output.for_each_tensor([&](const TensorRef& t) {

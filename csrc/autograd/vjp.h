@@ -13,7 +13,9 @@
 // - anything else (an opaque torch function, a primitive without a rule) is an error naming the op
 //   and the user's line.
 // `torch.no_grad()` regions inside the trace (prims.set_grad_enabled) are not differentiated, and the
-// grad-mode switches themselves are dropped (the forward runs with grad mode off).
+// grad-mode switches themselves are dropped (the forward runs with grad mode off). The values computed
+// between ltorch.checkpoint_region(True) and ltorch.checkpoint_region(False) (a
+// torch.utils.checkpoint call) are listed in `checkpointed`, and the markers are dropped.
 //
 // The result is a JointTrace: the forward (the original inputs; its output is the original output),
 // the backward bound symbols (which read forward values and the cotangents), one cotangent proxy per
@@ -43,6 +45,8 @@ struct JointTrace {
   std::vector<TensorRef> cotangents;
   // One per forward input: its gradient (a tensor defined by the backward, a cotangent, or None).
   std::vector<Value> input_grads;
+  // Forward values computed inside torch.utils.checkpoint regions: the backward recomputes them.
+  std::vector<TensorRef> checkpointed;
 };
 
 struct VjpOptions {};

@@ -7,6 +7,7 @@
 #include <nanobind/stl/vector.h>
 
 #include "autograd/vjp.h"
+#include "bindings/autograd.h"
 #include "bindings/capture.h"
 #include "core/error.h"
 #include "executors/executor.h"
@@ -277,6 +278,8 @@ NB_MODULE(_core, m) {
     t.output = Value(TensorRef(out));
     return Program::build(t);
   });
+
+  bindings::bind_autograd(m);
 
   nb::class_<Program>(m, "Program")
       .def_static("build", [](const PyTrace& t) { return Program::build(*t.t); })

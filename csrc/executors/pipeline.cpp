@@ -50,6 +50,26 @@ PipelineResult run_pipeline(const Trace& captured, const std::vector<const Execu
   return r;
 }
 
+namespace {
+
+// decompose, keeping the symbols that have no decomposition (the backward kernels gradient rules
+// emit run as they are).
+void inline_available(const BSymRef& b, std::vector<BSymRef>& out) {
+  if (b->sym->kind != SymbolKind::kComposite || b->subsymbols.empty()) {
+    out.push_back(b);
+    return;
+  }
+  for (const BSymRef& s : b->subsymbols) inline_available(s, out);
+}
+
+Trace decompose_available(const Trace& t) {
+  std::vector<BSymRef> out;
+  for (const BSymRef& b : t.bsyms) inline_available(b, out);
+  return t.with_bsyms(std::move(out), "decompose");
+}
+
+}  // namespace
+
 TrainingPipelineResult run_training_pipeline(const Trace& captured,
                                              const std::vector<const Executor*>& executors,
                                              const PipelineOptions& options) {
@@ -85,7 +105,7 @@ TrainingPipelineResult run_training_pipeline(const Trace& captured,
   for (PipelineResult* r : {&f, &b}) {
     stage_in(*r, "dce", dce);
     stage_in(*r, "cse", cse);
-    if (options.decompose_to_prims) stage_in(*r, "decompose", decompose);
+    if (options.decompose_to_prims) stage_in(*r, "decompose", decompose_available);
     stage_in(*r, "claim", [&](const Trace& t) { return claim_executors(t, executors); });
     stage_in(*r, "fusion", [&](const Trace& t) { return fuse_regions(t, executors); });
     stage_in(*r, "final", dce);

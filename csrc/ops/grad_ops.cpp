@@ -164,6 +164,9 @@ Value index_meta(Builder& b, const BoundArgs& a) {
   return b.new_tensor(out, x->dtype(), x->device(), false);
 }
 
+// checkpoint_region(begin): marks where a torch.utils.checkpoint call starts and ends; no output.
+Value checkpoint_region_meta(Builder&, const BoundArgs&) { return Value(); }
+
 }  // namespace
 
 void register_grad_ops(SymbolTable& table) {
@@ -207,6 +210,8 @@ void register_grad_ops(SymbolTable& table) {
       {"unfold_backward", "grad_in, input_sizes, dim, size, step", unfold_backward_meta, {},
        "torch.ops.aten.unfold_backward"},
       {"advanced_index", "input, indices", index_meta, {}, "torch.ops.aten.index"},
+      {"checkpoint_region", "begin", checkpoint_region_meta, {},
+       "thunder.core.autograd.checkpoint_region", kTagDontDce},
   };
   register_ops(table, defs);
 }

@@ -266,6 +266,29 @@ TEST_F(AutogradTest, MinCutPrefersASmallMaskOverALargeValue) {
   EXPECT_TRUE(saved.count(m->name())) << ::testing::PrintToString(saved);
 }
 
+// torch.utils.checkpoint: inside the region even a matmul output is recomputed, and the backward
+// reads the region's inputs instead.
+TEST_F(AutogradTest, CheckpointRegionIsRecomputedInBackward) {
+  TensorRef x = param("x", {8, 16});
+  TensorRef w1 = param("w1", {16, 16});
+  TensorRef w2 = param("w2", {16, 4});
+  TensorRef h0 = call("softmax", {Value(x), Value(int64_t{-1})}).as_tensor();
+  call("checkpoint_region", {Value(true)});
+  TensorRef h = call("matmul", {Value(h0), Value(w1)}).as_tensor();
+  TensorRef a = call("tanh", {Value(h)}).as_tensor();
+  call("checkpoint_region", {Value(false)});
+  TensorRef o = call("matmul", {Value(a), Value(w2)}).as_tensor();
+  JointTrace j = vjp(finish(call("sum", {Value(o)})));
+  EXPECT_FALSE(contains(names(j.forward.bsyms), "ltorch.checkpoint_region"));
+  EXPECT_EQ(j.checkpointed.size(), 2u);
+  std::set<std::string> saved = tensor_names(plan_rematerialization(j).saved);
+  EXPECT_FALSE(saved.count(h->name())) << ::testing::PrintToString(saved);
+  EXPECT_FALSE(saved.count(a->name())) << ::testing::PrintToString(saved);
+  EXPECT_TRUE(saved.count(h0->name())) << ::testing::PrintToString(saved);
+  std::vector<std::string> bw = names(rematerialize(j).backward);
+  EXPECT_TRUE(contains(bw, "ltorch.matmul")) << ::testing::PrintToString(bw);
+}
+
 TEST_F(AutogradTest, SplitReturnsOutputAndSavedAndTakesCotangents) {
   TensorRef x = param("x", {3});
   TensorRef w = param("w", {3});

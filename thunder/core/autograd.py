@@ -14,7 +14,7 @@ import torch
 
 from thunder import _core
 
-__all__ = ["ThunderAutogradFunction", "build_training_entry"]
+__all__ = ["ThunderAutogradFunction", "build_training_entry", "checkpoint_region", "checkpoint_regions"]
 
 _DOUBLE_BACKWARD = (
     "thunder: differentiating through the backward of a thunder-compiled function (double "
@@ -80,13 +80,74 @@ class ThunderAutogradFunction(torch.autograd.Function):
         return (None, None, *result)
 
 
+def checkpoint_region(begin):
+    """Runs ltorch.checkpoint_region: a marker for the autograd pass, nothing to do at run time."""
+
+
+class checkpoint_regions:
+    """While a function is captured: torch.utils.checkpoint.checkpoint calls run their function
+    directly, between two ltorch.checkpoint_region markers the autograd pass reads (the values
+    computed inside are recomputed in the backward instead of being saved). `mode` is the active
+    capture.CaptureMode. Both the reentrant and the non-reentrant forms are handled, however the
+    user imported `checkpoint`."""
+
+    def __init__(self, mode):
+        self.mode = mode
+        self.marker = _core.find_symbol("ltorch", "checkpoint_region")
+
+    def _mark(self, begin):
+        self.mode._record(self.marker, (begin,), {})
+
+    def __enter__(self):
+        import torch.utils.checkpoint as ckpt
+
+        self.ckpt = ckpt
+        self.saved = (ckpt._checkpoint_without_reentrant_generator, ckpt.CheckpointFunction)
+        outer = self
+
+        def generator(fn, preserve_rng_state=True, context_fn=None, determinism_check=None,
+                      debug=False, early_stop=True, *args, **kwargs):
+            outer._mark(True)
+            yield
+            outer._mark(False)
+
+        class Reentrant:
+            @staticmethod
+            def apply(function, preserve, *args):
+                outer._mark(True)
+                try:
+                    return function(*args)
+                finally:
+                    outer._mark(False)
+
+        ckpt._checkpoint_without_reentrant_generator = generator
+        ckpt.CheckpointFunction = Reentrant
+        return self
+
+    def __exit__(self, *exc):
+        self.ckpt._checkpoint_without_reentrant_generator, self.ckpt.CheckpointFunction = self.saved
+        return False
+
+
+# Function.apply without its per-call Python preamble (binding default arguments, unwrapping
+# functorch wrappers): the C++ apply directly, unless a torch.func transform is active.
+_fast_apply = super(torch.autograd.Function, ThunderAutogradFunction).apply
+_functorch_active = torch._C._are_functorch_transforms_active
+
+
 def _runner(bridge):
-    apply = ThunderAutogradFunction.apply
+    slow_apply = ThunderAutogradFunction.apply
 
     def run(*inputs):
         holder = []
-        leaves = apply(bridge, holder, *inputs)
-        return _rebuild(holder[0], iter(leaves))
+        if _functorch_active():
+            leaves = slow_apply(bridge, holder, *inputs)
+        else:
+            leaves = _fast_apply(bridge, holder, *inputs)
+        out = holder[0]
+        if isinstance(out, torch.Tensor):
+            return leaves[0]
+        return _rebuild(out, iter(leaves))
 
     return run
 

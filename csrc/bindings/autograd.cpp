@@ -1,0 +1,129 @@
+// A gradient rule made of two Python callables that run at run time:
+//
+//   augmented_forward(*args, **kwargs) -> (output, residuals)   in the forward program
+//   backward(*residuals, *output_cotangents) -> one gradient per tensor argument, in the backward
+//
+// While tracing, the residuals' metadata come from `residual_meta(spec)`, a Python function given
+// the arguments (tensors described as ("tensor", shape, dtype, device)) that returns a list of
+// (shape, dtype) per residual; thunder.core.transforms computes it by running augmented_forward on
+// meta tensors. The forward and backward symbols print as thunder_grad.<op>_augmented_forward and
+// thunder_grad.<op>_backward.
+#include "bindings/autograd.h"
+
+#include <nanobind/stl/string.h>
+
+#include "autograd/grad_rule.h"
+#include "core/error.h"
+#include "ops/lang.h"
+#include "runtime/objects.h"
+#include "runtime/program.h"
+
+namespace nb = nanobind;
+
+namespace thunder::bindings {
+
+namespace {
+
+const Symbol* executor_symbol(const std::string& name, Signature sig, nb::handle fn) {
+  Symbol s;
+  s.module = "thunder_grad";
+  s.name = name;
+  for (int i = 1; SymbolTable::instance().find(s.module, s.name); ++i) {
+    s.name = name + "_" + std::to_string(i);
+  }
+  s.kind = SymbolKind::kExecutor;
+  s.signature = std::move(sig);
+  s.callable = runtime::register_object(fn);
+  s.executor = "torch";
+  return SymbolTable::instance().add(std::move(s));
+}
+
+nb::object describe(const Value& v) {
+  if (v.is_tensor()) {
+    const TensorRef& t = v.as_tensor();
+    nb::list shape;
+    for (Dim d : t->shape()) shape.append(d.value());
+    return nb::make_tuple("tensor", nb::tuple(shape), runtime::dtype_object(t->dtype()),
+                          t->device().str());
+  }
+  if (v.is_seq()) {
+    nb::list l;
+    for (const Value& i : v.items()) l.append(describe(i));
+    return nb::make_tuple("seq", l);
+  }
+  if (v.is_opaque()) return nb::make_tuple("value", nb::borrow(runtime::object(v.as_opaque().handle)));
+  try {
+    return nb::make_tuple("value", runtime::constant_object(v));
+  } catch (...) {
+    return nb::make_tuple("value", nb::none());
+  }
+}
+
+}  // namespace
+
+void bind_autograd(nb::module_& m) {
+  m.def("register_python_grad", [](const Symbol* sym, nb::object augmented_forward,
+                                   nb::object backward, nb::object residual_meta) {
+    const Symbol* fwd = executor_symbol(sym->name + "_augmented_forward", sym->signature,
+                                        augmented_forward);
+    const Symbol* bwd = executor_symbol(sym->name + "_backward", Signature::parse("args"), backward);
+    autograd::GradRule rule;
+    rule.augmented_forward = [fwd, residual_meta](autograd::ForwardContext& c) {
+      nb::gil_scoped_acquire gil;
+      nb::list spec;
+      for (const Value& a : c.bsym.args) spec.append(describe(a));
+      nb::object metas = residual_meta(spec);
+      Device device = Device::cpu();
+      for (const TensorRef& t : c.bsym.input_tensors()) {
+        device = t->device();
+        break;
+      }
+      std::vector<Value> residuals;
+      for (nb::handle h : metas) {
+        nb::tuple t = nb::cast<nb::tuple>(h);
+        Shape shape;
+        for (nb::handle d : t[0]) shape.push_back(Dim(nb::cast<int64_t>(d)));
+        DType dt;
+        if (!runtime::dtype_of(t[1].ptr(), &dt)) throw TypeError("residual_meta: expected a dtype");
+        residuals.push_back(Value(c.b.new_tensor(shape, dt, device, false)));
+      }
+      Value out = map_tensors(c.bsym.output, [&](const TensorRef& t) -> Value {
+        return Value(c.b.new_tensor(t->shape(), t->dtype(), t->device(), t->requires_grad()));
+      });
+      c.b.append(BoundSymbol::make(fwd, c.bsym.args, Value::tuple({out, Value::tuple(residuals)}),
+                                   {}, c.bsym.source));
+      return autograd::AugmentedForward{out, residuals};
+    };
+    rule.backward = [bwd](autograd::BackwardContext& c) {
+      std::vector<Value> mask, args;
+      for (size_t i = 0; i < c.args.size(); ++i) {
+        if (c.args[i].is_tensor()) mask.push_back(Value(c.needs(i)));
+      }
+      args.push_back(Value::tuple(mask));
+      for (const Value& r : c.residuals) args.push_back(r);
+      size_t n = 0;
+      c.output.for_each_tensor([&](const TensorRef&) { ++n; });
+      for (size_t i = 0; i < n; ++i) args.push_back(Value(c.grad_out_or_zeros(i)));
+      std::vector<Value> outs;
+      std::vector<std::pair<size_t, TensorRef>> grads;
+      for (size_t i = 0; i < c.args.size(); ++i) {
+        if (!c.args[i].is_tensor()) continue;
+        if (!c.needs(i)) {
+          outs.push_back(Value());
+          continue;
+        }
+        const TensorRef& t = c.args[i].as_tensor();
+        TensorRef g = c.b.new_tensor(t->shape(), t->dtype(), t->device(), false);
+        outs.push_back(Value(g));
+        grads.emplace_back(i, g);
+      }
+      c.b.append(BoundSymbol::make(bwd, {Value::tuple(std::move(args))}, Value::tuple(outs), {},
+                                   c.bsym.source));
+      for (auto& [i, g] : grads) c.put_grad(i, g);
+    };
+    autograd::register_grad_rule(sym, std::move(rule));
+  }, nb::arg("symbol"), nb::arg("augmented_forward"), nb::arg("backward"),
+     nb::arg("residual_meta"));
+}
+
+}  // namespace thunder::bindings

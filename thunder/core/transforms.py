@@ -1,0 +1,214 @@
+"""User-defined gradients (Lightning Thunder's `register_augmented_forward` / `register_backward`
+pair, and `register_grad`).
+
+thunder differentiates traces in C++ (csrc/autograd/): every primitive and the common torch ops have
+rules there. An operator thunder cannot differentiate (an operator made with
+`thunder.extend.OperatorExecutor.register_operator`, an opaque torch function) gets its gradient from
+two Python functions that run on real tensors:
+
+    @register_augmented_forward(my_op)          # my_op: a Symbol, or a name like "ltorch.foo"
+    def my_op_aug(x, w, *, scale=1.0):
+        out = my_kernel(x, w, scale)
+        return out, (x, w)                      # (the op's output, the residuals to save)
+
+    @register_backward(my_op)
+    def my_op_backward(x, w, grad_out):          # residuals, then one cotangent per output
+        return grad_out @ w.T, x.T @ grad_out     # one gradient per tensor argument (None: none)
+
+The augmented forward runs in the forward program, its residuals are saved for the backward, and the
+backward runs in the backward program; both appear in the traces (`thunder_grad.my_op_*`). While
+tracing, the residuals' shapes and dtypes come from running the augmented forward on meta tensors,
+or from `residual_meta(*args, **kwargs)` when given (for kernels that cannot run on meta tensors).
+
+Contract (also for executors: `register_implementation(..., grad_transform=(augmented_forward,
+backward))` registers through this): the augmented forward returns exactly the op's outputs (same
+structure, shapes and dtypes) and a sequence of tensors; the backward returns one entry per tensor
+argument of the op, in order, a tensor of that argument's shape wherever the argument requires grad.
+Registering again replaces the earlier rule.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from thunder import _core
+
+__all__ = ["register_grad", "register_augmented_forward", "register_backward", "torch_autograd_grad"]
+
+_pending: dict[str, dict] = {}
+
+
+def _symbol(sym_or_id):
+    core = getattr(sym_or_id, "_core", sym_or_id)
+    if isinstance(core, _core.Symbol):
+        return core
+    if isinstance(sym_or_id, str):
+        module, _, name = sym_or_id.rpartition(".")
+        found = _core.find_symbol(module or "ltorch", name)
+        if found is None:
+            raise ValueError(f"register_grad: unknown symbol '{sym_or_id}'")
+        return found
+    raise TypeError(f"register_grad: expected a symbol or a symbol name, got {type(sym_or_id).__name__}")
+
+
+def _from_spec(spec):
+    kind = spec[0]
+    if kind == "tensor":
+        _, shape, dtype, device = spec
+        return torch.empty(shape, dtype=dtype, device="meta")
+    if kind == "seq":
+        return [_from_spec(s) for s in spec[1]]
+    return spec[1]
+
+
+def _bind(sym, values):
+    """(args, kwargs) to call a Python function with the symbol's bound arguments (one per
+    parameter, in signature order)."""
+    args, kwargs, kw_only = [], {}, False
+    values = iter(values)
+    for p in (p.strip() for p in sym.signature.split(",")):
+        if not p:
+            continue
+        if p == "*":
+            kw_only = True
+            continue
+        v = next(values)
+        name = p.split("=")[0].strip()
+        if name.startswith("*"):
+            args.extend(v)
+            kw_only = True
+        elif kw_only:
+            kwargs[name] = v
+        else:
+            args.append(v)
+    return args, kwargs
+
+
+def register_grad(sym_or_id, *, augmented_forward, backward, residual_meta=None):
+    """Gives the symbol `sym_or_id` a gradient made of two Python functions (see the module doc)."""
+    sym = _symbol(sym_or_id)
+    if not callable(augmented_forward) or not callable(backward):
+        raise TypeError("register_grad: augmented_forward and backward must be callable")
+
+    def run_forward(*args, **kwargs):
+        out = augmented_forward(*args, **kwargs)
+        if not (isinstance(out, (tuple, list)) and len(out) == 2):
+            raise TypeError(f"the augmented forward of {sym.qualname} must return (output, residuals)")
+        return out[0], tuple(out[1])
+
+    def run_backward(args):
+        mask, rest = args[0], args[1:]
+        grads = backward(*rest)
+        if isinstance(grads, torch.Tensor) or grads is None:
+            grads = (grads,)
+        grads = tuple(grads)
+        if len(grads) != len(mask):
+            raise ValueError(f"the backward of {sym.qualname} returned {len(grads)} gradients; the op "
+                             f"has {len(mask)} tensor arguments")
+        for i, (needed, g) in enumerate(zip(mask, grads)):
+            if needed and g is None:
+                raise ValueError(f"the backward of {sym.qualname} returned None for tensor argument {i},"
+                                 " which requires grad")
+        return grads
+
+    def meta(spec):
+        values = [_from_spec(s) for s in spec]
+        args, kwargs = _bind(sym, values)
+        if residual_meta is not None:
+            residuals = residual_meta(*args, **kwargs)
+        else:
+            _, residuals = run_forward(*args, **kwargs)
+        out = []
+        for r in residuals:
+            if not isinstance(r, torch.Tensor):
+                raise TypeError(f"the residuals of {sym.qualname} must be tensors, got {type(r).__name__}")
+            out.append((tuple(r.shape), r.dtype))
+        return out
+
+    _core.register_python_grad(sym, run_forward, run_backward, meta)
+
+
+def torch_autograd_grad(fn):
+    """A gradient for an operator whose implementation `fn` is differentiable torch code: the
+    augmented forward runs `fn` with torch's autograd recording, the backward asks torch.autograd for
+    the gradients. Memory is eager's (torch keeps what `fn`'s operations save). Use as
+    `register_grad(op, **torch_autograd_grad(fn))`."""
+
+    def augmented_forward(*args, **kwargs):
+        leaves = []
+
+        def track(x):
+            if isinstance(x, torch.Tensor) and (x.is_floating_point() or x.is_complex()):
+                x = x.detach().requires_grad_(True)
+                leaves.append(x)
+                return x
+            if isinstance(x, torch.Tensor):
+                leaves.append(None)
+            return x
+
+        args = [track(a) for a in args]
+        kwargs = {k: track(v) for k, v in kwargs.items()}
+        with torch.enable_grad():
+            out = fn(*args, **kwargs)
+        outs = out if isinstance(out, (tuple, list)) else (out,)
+        detached = tuple(o.detach() for o in outs)
+        result = detached if isinstance(out, (tuple, list)) else detached[0]
+        graph = _TorchGraph(outs, leaves)
+        return result, (graph.handle(),)
+
+    def backward(handle, *grads):
+        return handle._thunder_torch_graph.grad(grads)
+
+    def residual_meta(*args, **kwargs):
+        return (torch.empty((0,), dtype=torch.int64, device="meta"),)
+
+    return {"augmented_forward": augmented_forward, "backward": backward,
+            "residual_meta": residual_meta}
+
+
+class _TorchGraph:
+    """The outputs (with their torch autograd graph) and inputs of one torch_autograd_grad forward.
+    The residual the programs carry is an empty tensor holding it, so it lives exactly as long as
+    torch.autograd keeps the saved tensors."""
+
+    def __init__(self, outs, leaves):
+        self.outs, self.leaves = outs, leaves
+
+    def handle(self):
+        h = torch.empty((0,), dtype=torch.int64)
+        h._thunder_torch_graph = self
+        return h
+
+    def grad(self, grads):
+        inputs = [x for x in self.leaves if x is not None]
+        pairs = [(o, g) for o, g in zip(self.outs, grads) if o.requires_grad]
+        got = iter(torch.autograd.grad([o for o, _ in pairs], inputs, [g for _, g in pairs],
+                                       allow_unused=True, retain_graph=True)) if pairs else iter(
+                                           [None] * len(inputs))
+        return tuple(None if x is None else next(got) for x in self.leaves)
+
+
+def _decorator(sym_or_id, key):
+    sym = _symbol(sym_or_id)
+
+    def register(fn):
+        entry = _pending.setdefault(sym.qualname, {})
+        entry[key] = fn
+        if "augmented_forward" in entry and "backward" in entry:
+            register_grad(sym, augmented_forward=entry["augmented_forward"],
+                          backward=entry["backward"], residual_meta=entry.get("residual_meta"))
+        return fn
+
+    return register
+
+
+def register_augmented_forward(sym_or_id):
+    """Decorator: the augmented forward of `sym_or_id` (returns (output, residuals))."""
+    return _decorator(sym_or_id, "augmented_forward")
+
+
+def register_backward(sym_or_id):
+    """Decorator: the backward of `sym_or_id` (takes residuals then output cotangents, returns one
+    gradient per tensor argument). Takes effect once both halves are registered."""
+    return _decorator(sym_or_id, "backward")
+
