@@ -52,9 +52,17 @@ python_executor = extend.register_executor(extend.OperatorExecutor("python"))
 _torchex.register(pytorch_executor, _core.symbols())
 extend.set_always_executors([pytorch_executor, python_executor])
 
+from thunder.executors import fusionex as _fusionex  # noqa: E402
+from thunder.executors.fusionex import fusion_source  # noqa: E402
+
+fusion_executor = extend.register_executor(_fusionex.ThunderFusionExecutor("fusion"))
+if _fusionex.enabled_by_default():
+    extend.add_default_executor(fusion_executor)
+
 __all__ = [
     "jit", "compile", "last_traces", "last_backward_traces", "last_prologue_traces", "compile_stats",
     "compile_data", "cache_hits", "cache_misses", "cache_option", "last_compile_options",
     "get_default_executors", "get_always_executors", "get_all_executors", "ThunderModule",
     "DataDependentError", "CACHE_OPTIONS", "pytorch_executor", "python_executor",
+    "fusion_executor", "fusion_source",
 ]

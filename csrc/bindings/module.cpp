@@ -9,6 +9,7 @@
 #include "autograd/vjp.h"
 #include "bindings/autograd.h"
 #include "bindings/capture.h"
+#include "bindings/fuser.h"
 #include "core/error.h"
 #include "executors/executor.h"
 #include "executors/pipeline.h"
@@ -174,6 +175,15 @@ NB_MODULE(_core, m) {
         for (const BSymRef& b : t.t->bsyms) l.append(bsym_dict(*b));
         return l;
       })
+      .def_prop_ro("fusion_callables", [](const PyTrace& t) {
+        nb::list l;  // the callables of the trace's fusion symbols, in order
+        for (const BSymRef& b : t.t->bsyms) {
+          if (b->sym->kind == SymbolKind::kFusion && b->sym->callable >= 0) {
+            l.append(nb::borrow(runtime::object(b->sym->callable)));
+          }
+        }
+        return l;
+      })
       .def_prop_ro("input_names", [](const PyTrace& t) {
         std::vector<std::string> out;
         for (const TensorRef& i : t.t->inputs) out.push_back(i->name());
@@ -310,6 +320,8 @@ NB_MODULE(_core, m) {
       }, "guard"_a, "program"_a, "session"_a, "info"_a, "attributes"_a = nb::list())
       .def_prop_ro("info", [](const CacheEntry& e) { return e.info; })
       .def_prop_ro("calls", [](const CacheEntry& e) { return e.calls; });
+
+  bindings::bind_fuser(m);
 
   nb::class_<CompiledFunction>(m, "CompiledFunction", nb::dynamic_attr())
       .def("__init__", [](CompiledFunction* f, nb::object compile, nb::list params, nb::list flags,

@@ -29,9 +29,15 @@ using Checker = std::function<bool(const BoundSymbol&)>;
 // (executors/fusion_pass.h) partitions the markers into regions and calls `fuse` on each; `fuse`
 // returns the symbols replacing the region, or nullopt to decline it, in which case every member is
 // claimed again by the other executors.
+struct FusionContext {
+  int next_index = 0;  // numbers the fusion symbols of one trace: fusion0, fusion1, ...
+  // Claims a bound symbol (a claimed symbol or a primitive of its decomposition) with the other
+  // executors, for the parts of a region a fusion executor leaves to them.
+  std::function<std::vector<BSymRef>(const BSymRef&)> claim;
+};
 struct FusionHooks {
   std::function<bool(const BoundSymbol&)> can_fuse;
-  std::function<std::optional<std::vector<BSymRef>>(const Region&)> fuse;
+  std::function<std::optional<std::vector<BSymRef>>(const Region&, FusionContext&)> fuse;
 };
 
 class Executor {

@@ -1,0 +1,148 @@
+// The fusion executor's hooks and bindings.
+#include "bindings/fuser.h"
+
+#include <nanobind/stl/pair.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
+
+#include <array>
+#include <deque>
+#include <memory>
+
+#include "executors/executor.h"
+#include "fuser/cpu_backend.h"
+#include "fuser/cuda_backend.h"
+#include "fuser/disk_cache.h"
+#include "fuser/segment.h"
+#include "runtime/fused_kernel.h"
+#include "runtime/objects.h"
+
+namespace nb = nanobind;
+
+namespace thunder::bindings {
+
+namespace {
+
+bool has_reduction(const std::vector<BSymRef>& prims) {
+  for (const BSymRef& p : prims) {
+    if (p->sym->has_tag(kTagReduction)) return true;
+  }
+  return false;
+}
+
+// Never destroyed: the hooks hold Python objects that must not be released after finalization.
+std::deque<std::unique_ptr<Executor>>& executors() {
+  static auto* e = new std::deque<std::unique_ptr<Executor>>();
+  return *e;
+}
+std::deque<std::unique_ptr<Symbol>>& fusion_symbols() {
+  static std::deque<std::unique_ptr<Symbol>> s;
+  return s;
+}
+
+// One fused kernel as a kFusion bound symbol calling a FusedKernel.
+BSymRef make_fusion(const std::string& name, const fuser::Segment& seg, int index) {
+  std::string sym_name = name + std::to_string(index);
+  nb::object kernel = nb::cast(new runtime::FusedKernel(*seg.kernel, sym_name), nb::rv_policy::take_ownership);
+  auto s = std::make_unique<Symbol>();
+  s->name = sym_name;
+  s->kind = SymbolKind::kFusion;
+  std::string sig;
+  for (size_t i = 0; i < seg.inputs.size(); ++i) sig += (i ? ", a" : "a") + std::to_string(i);
+  s->signature = Signature::parse(sig);
+  s->callable = runtime::register_object(kernel);
+  s->executor = name;
+  fusion_symbols().push_back(std::move(s));
+  std::vector<Value> args(seg.inputs.begin(), seg.inputs.end());
+  Value out = seg.outputs.size() == 1 ? Value(seg.outputs[0])
+                                      : Value::tuple(std::vector<Value>(seg.outputs.begin(), seg.outputs.end()));
+  return BoundSymbol::make(fusion_symbols().back().get(), std::move(args), std::move(out), seg.prims);
+}
+
+}  // namespace
+
+void bind_fuser(nb::module_& m) {
+  runtime::bind_fused_kernel(m);
+
+  m.def("fuser_available", [](const std::string& device) {
+    std::string why;
+    bool ok;
+    if (device == "cpu") {
+      ok = !fuser::cpu_compiler(&why).empty();
+    } else {
+      ok = fuser::cuda_available(&why);
+    }
+    return std::make_pair(ok, why);
+  });
+
+  // `available(device_type)` says (once per device type, asked lazily) whether kernels can be built.
+  m.def("make_fusion_executor", [](const std::string& name, bool cpu, bool cuda, nb::object available) {
+    auto ex = std::make_unique<Executor>(name);
+    FusionHooks hooks;
+    auto state = std::make_shared<std::array<int, 2>>(std::array<int, 2>{cpu ? -1 : 0, cuda ? -1 : 0});
+    hooks.can_fuse = [state, available](const BoundSymbol& b) {
+      bool ok = true;
+      auto check = [&](const TensorRef& t) {
+        // Tensors torch's autograd must see stay with torch (fused kernels record no graph).
+        if (t->requires_grad()) ok = false;
+        DeviceType d = t->device().type;
+        int slot = d == DeviceType::kCPU ? 0 : d == DeviceType::kCUDA ? 1 : -1;
+        if (slot < 0) {
+          ok = false;
+          return;
+        }
+        int& s = (*state)[slot];
+        if (s < 0) {
+          nb::gil_scoped_acquire gil;
+          s = nb::cast<bool>(available(slot == 0 ? "cpu" : "cuda")) ? 1 : 0;
+        }
+        if (s == 0) ok = false;
+      };
+      for (const Value& v : b.args) v.for_each_tensor(check);
+      b.output.for_each_tensor(check);
+      return ok && fuser::prim_fusible(b);
+    };
+    hooks.fuse = [name](const Region& r, FusionContext& ctx) -> std::optional<std::vector<BSymRef>> {
+      std::vector<BSymRef> prims;
+      for (const BSymRef& marker : r.bsyms) {
+        std::vector<BSymRef> p = flatten_to_prims(marker->subsymbols.at(0));
+        prims.insert(prims.end(), p.begin(), p.end());
+      }
+      // A lone elementwise torch operation is one torch kernel already.
+      if (r.bsyms.size() == 1 && !has_reduction(prims)) return std::nullopt;
+      std::vector<fuser::Segment> segs = fuser::segment_region(prims, r.outputs);
+      std::vector<BSymRef> out;
+      nb::gil_scoped_acquire gil;
+      for (const fuser::Segment& seg : segs) {
+        if (!seg.kernel) {
+          for (const BSymRef& p : seg.prims) {
+            std::vector<BSymRef> c = ctx.claim(p);
+            out.insert(out.end(), c.begin(), c.end());
+          }
+          continue;
+        }
+        out.push_back(make_fusion(name, seg, ctx.next_index++));
+      }
+      return out;
+    };
+    ex->set_fusion(std::move(hooks));
+    executors().push_back(std::move(ex));
+    return executors().back().get();
+  }, nb::rv_policy::reference);
+
+  m.def("fuser_cache_stats", [] {
+    const fuser::CacheStats& s = fuser::cache_stats();
+    nb::dict d;
+    d["compiles"] = s.compiles;
+    d["disk_hits"] = s.disk_hits;
+    d["memory_hits"] = s.memory_hits;
+    d["rejected"] = s.rejected;
+    d["compile_seconds"] = s.compile_seconds;
+    return d;
+  });
+  m.def("fuser_cache_dir", [] { return fuser::cache_dir(); });
+  m.def("set_fuser_threads", &fuser::set_cpu_threads);
+  m.def("fuser_threads", &fuser::cpu_threads);
+}
+
+}  // namespace thunder::bindings

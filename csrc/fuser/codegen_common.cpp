@@ -1,0 +1,212 @@
+// Expressions shared by the CPU and CUDA code generators.
+#include "fuser/codegen_common.h"
+
+#include <cmath>
+#include <cstdio>
+#include <unordered_map>
+
+#include "core/error.h"
+
+namespace thunder::fuser {
+
+std::string compute_type(DType d) {
+  switch (d) {
+    case DType::kBool: return "bool";
+    case DType::kUInt8: return "uint8_t";
+    case DType::kInt8: return "int8_t";
+    case DType::kInt16: return "int16_t";
+    case DType::kInt32: return "int32_t";
+    case DType::kInt64: return "int64_t";
+    case DType::kFloat16:
+    case DType::kBFloat16:
+    case DType::kFloat32: return "float";
+    case DType::kFloat64: return "double";
+    default: throw Error(std::string("fuser: no compute type for ") + dtype_name(d));
+  }
+}
+
+std::string storage_type(DType d) {
+  if (d == DType::kFloat16 || d == DType::kBFloat16) return "unsigned short";
+  return compute_type(d);
+}
+
+std::string load_expr(DType d, const std::string& e) {
+  if (d == DType::kBFloat16) return "th_ld_bf16(" + e + ")";
+  if (d == DType::kFloat16) return "th_ld_f16(" + e + ")";
+  return e;
+}
+
+std::string store_expr(DType d, const std::string& v) {
+  if (d == DType::kBFloat16) return "th_st_bf16(" + v + ")";
+  if (d == DType::kFloat16) return "th_st_f16(" + v + ")";
+  return "(" + compute_type(d) + ")(" + v + ")";
+}
+
+namespace {
+
+std::string float_literal(double v, const std::string& ct) {
+  if (std::isnan(v)) return "((" + ct + ")th_nan())";
+  if (std::isinf(v)) return std::string("((") + ct + ")" + (v < 0 ? "-" : "") + "th_inf())";
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%a", v);
+  return "((" + ct + ")" + buf + ")";
+}
+
+bool is_fp(DType d) { return is_floating(d); }
+
+}  // namespace
+
+std::string const_expr(const KNode& n, Backend be) {
+  std::string ct = compute_type(n.dtype);
+  if (n.dtype == DType::kBool) return (n.is_float_const ? n.fvalue != 0 : n.ivalue != 0) ? "true" : "false";
+  if (is_fp(n.dtype)) return float_literal(n.is_float_const ? n.fvalue : static_cast<double>(n.ivalue), ct);
+  if (n.is_float_const) return "((" + ct + ")" + float_literal(n.fvalue, "double") + ")";
+  return "((" + ct + ")" + std::to_string(n.ivalue) + "LL)";
+}
+
+std::string op_expr(const KNode& n, const std::vector<std::string>& a,
+                    const std::vector<DType>& dt, Backend be) {
+  const std::string& op = n.op;
+  const std::string ct = compute_type(n.dtype);
+  auto cast = [&](const std::string& e) { return "((" + ct + ")(" + e + "))"; };
+  if (op == "convert_element_type") {
+    if (n.dtype == DType::kBool) return "(" + a[0] + " != 0)";
+    return cast(a[0]);
+  }
+  if (op == "where") return "(" + a[0] + " ? " + a[1] + " : " + a[2] + ")";
+  const DType in = dt.empty() ? n.dtype : dt[0];
+  const bool fp = is_fp(in);
+  const bool dbl = in == DType::kFloat64;
+  auto fn = [&](const char* name) {
+    std::string f = name;
+    if (!dbl) f += "f";
+    std::string s = f + "(";
+    for (size_t i = 0; i < a.size(); ++i) s += (i ? ", " : "") + a[i];
+    return s + ")";
+  };
+  static const std::unordered_map<std::string, const char*> kMath = {
+      {"exp", "exp"},     {"exp2", "exp2"},   {"expm1", "expm1"}, {"log", "log"},
+      {"log1p", "log1p"}, {"log2", "log2"},   {"log10", "log10"}, {"sqrt", "sqrt"},
+      {"sin", "sin"},     {"cos", "cos"},     {"tan", "tan"},     {"tanh", "tanh"},
+      {"sinh", "sinh"},   {"cosh", "cosh"},   {"asin", "asin"},   {"acos", "acos"},
+      {"atan", "atan"},   {"asinh", "asinh"}, {"acosh", "acosh"}, {"atanh", "atanh"},
+      {"erf", "erf"},     {"erfc", "erfc"},   {"lgamma", "lgamma"}, {"fmod", "fmod"},
+      {"atan2", "atan2"}, {"floor", "floor"}, {"ceil", "ceil"},   {"trunc", "trunc"},
+      {"round", "nearbyint"}};
+  if (fp) {
+    auto it = kMath.find(op);
+    if (it != kMath.end()) return fn(it->second);
+  }
+  if (op == "abs") return fp ? fn("fabs") : cast("(" + a[0] + " < 0 ? -" + a[0] + " : " + a[0] + ")");
+  if (op == "neg") return cast("-" + a[0]);
+  if (op == "rsqrt") return "(" + std::string(dbl ? "1.0" : "1.0f") + " / " + fn("sqrt") + ")";
+  if (op == "reciprocal") return "(" + std::string(dbl ? "1.0" : "1.0f") + " / " + a[0] + ")";
+  if (op == "sign") {
+    std::string s = "((" + ct + ")((" + a[0] + " > 0) - (" + a[0] + " < 0)))";
+    return fp ? "(" + a[0] + " != " + a[0] + " ? " + a[0] + " : " + s + ")" : s;
+  }
+  if (op == "floor" || op == "ceil" || op == "trunc" || op == "round" || op == "real") return a[0];
+  if (op == "bitwise_not") return in == DType::kBool ? "(!" + a[0] + ")" : cast("~" + a[0]);
+  if (op == "isfinite") return fp ? "(" + a[0] + " - " + a[0] + " == " + a[0] + " - " + a[0] + ")" : "true";
+  if (op == "signbit") return fp ? "(" + std::string(dbl ? "th_signbit_d(" : "th_signbit(") + a[0] + "))"
+                                 : "(" + a[0] + " < 0)";
+  if (op == "add") return cast(a[0] + " + " + a[1]);
+  if (op == "sub") return cast(a[0] + " - " + a[1]);
+  if (op == "mul") return cast(a[0] + " * " + a[1]);
+  if (op == "div") return cast(a[0] + " / " + a[1]);
+  if (op == "remainder") return "th_rem(" + a[0] + ", " + a[1] + ")";
+  if (op == "pow") return "th_pow(" + a[0] + ", " + a[1] + ")";
+  if (op == "maximum") return fp ? "th_max(" + a[0] + ", " + a[1] + ")"
+                                 : cast("(" + a[0] + " > " + a[1] + " ? " + a[0] + " : " + a[1] + ")");
+  if (op == "minimum") return fp ? "th_min(" + a[0] + ", " + a[1] + ")"
+                                 : cast("(" + a[0] + " < " + a[1] + " ? " + a[0] + " : " + a[1] + ")");
+  if (op == "bitwise_and") return cast(a[0] + " & " + a[1]);
+  if (op == "bitwise_or") return cast(a[0] + " | " + a[1]);
+  if (op == "bitwise_xor") return cast(a[0] + " ^ " + a[1]);
+  static const std::unordered_map<std::string, const char*> kCmp = {
+      {"eq", "=="}, {"ne", "!="}, {"lt", "<"}, {"le", "<="}, {"gt", ">"}, {"ge", ">="}};
+  auto c = kCmp.find(op);
+  if (c != kCmp.end()) return "(" + a[0] + " " + c->second + " " + a[1] + ")";
+  throw Error("fuser: no expression for " + op);
+}
+
+std::string reduce_identity(const std::string& op, DType d, Backend be) {
+  std::string ct = compute_type(d);
+  bool fp = is_fp(d);
+  if (op == "sum") return "((" + ct + ")0)";
+  if (op == "prod") return "((" + ct + ")1)";
+  std::string lim = "th_limits<" + ct + ">";
+  if (op == "amax") return fp ? "((" + ct + ")-th_inf())" : lim + "::lowest()";
+  if (op == "amin") return fp ? "((" + ct + ")th_inf())" : lim + "::highest()";
+  throw Error("fuser: no identity for " + op);
+}
+
+std::string reduce_combine(const std::string& op, DType d, const std::string& acc,
+                           const std::string& v) {
+  bool fp = is_fp(d);
+  if (op == "sum") return acc + " + " + v;
+  if (op == "prod") return acc + " * " + v;
+  if (op == "amax") return fp ? "th_max(" + acc + ", " + v + ")" : "(" + acc + " > " + v + " ? " + acc + " : " + v + ")";
+  if (op == "amin") return fp ? "th_min(" + acc + ", " + v + ")" : "(" + acc + " < " + v + " ? " + acc + " : " + v + ")";
+  throw Error("fuser: no combiner for " + op);
+}
+
+std::string prelude(Backend be) {
+  std::string common = R"(
+template <typename T> struct th_limits;
+template <> struct th_limits<int64_t> { TH_DEV static int64_t lowest() { return (int64_t)(-9223372036854775807LL - 1); } TH_DEV static int64_t highest() { return 9223372036854775807LL; } };
+template <> struct th_limits<int32_t> { TH_DEV static int32_t lowest() { return (int32_t)(-2147483647 - 1); } TH_DEV static int32_t highest() { return 2147483647; } };
+template <> struct th_limits<int16_t> { TH_DEV static int16_t lowest() { return -32768; } TH_DEV static int16_t highest() { return 32767; } };
+template <> struct th_limits<int8_t> { TH_DEV static int8_t lowest() { return -128; } TH_DEV static int8_t highest() { return 127; } };
+template <> struct th_limits<uint8_t> { TH_DEV static uint8_t lowest() { return 0; } TH_DEV static uint8_t highest() { return 255; } };
+TH_INLINE float th_max(float a, float b) { return (a != a || a > b) ? a : b; }
+TH_INLINE float th_min(float a, float b) { return (a != a || a < b) ? a : b; }
+TH_INLINE double th_max(double a, double b) { return (a != a || a > b) ? a : b; }
+TH_INLINE double th_min(double a, double b) { return (a != a || a < b) ? a : b; }
+TH_INLINE float th_rem(float a, float b) { float m = fmodf(a, b); if (m != 0.0f && ((b < 0) != (m < 0))) m += b; return m; }
+TH_INLINE double th_rem(double a, double b) { double m = fmod(a, b); if (m != 0.0 && ((b < 0) != (m < 0))) m += b; return m; }
+TH_INLINE float th_pow(float a, float b) { return b == 2.0f ? a * a : (b == 0.5f ? sqrtf(a) : (b == 1.0f ? a : powf(a, b))); }
+TH_INLINE double th_pow(double a, double b) { return b == 2.0 ? a * a : (b == 0.5 ? sqrt(a) : pow(a, b)); }
+TH_INLINE float th_ld_bf16(unsigned short h) { unsigned int u = ((unsigned int)h) << 16; float f; TH_BITCAST(f, u); return f; }
+TH_INLINE unsigned short th_st_bf16(float f) { unsigned int u; TH_BITCAST(u, f); if ((u & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((u >> 16) | 0x40); u += 0x7fffu + ((u >> 16) & 1u); return (unsigned short)(u >> 16); }
+)";
+  if (be == Backend::kCpu) {
+    return R"(// Generated by thunder's fuser (CPU backend).
+#include <cstdint>
+#include <cstring>
+#include <cmath>
+#define TH_DEV
+#define TH_INLINE static inline __attribute__((always_inline))
+#define TH_BITCAST(dst, src) std::memcpy(&(dst), &(src), sizeof(dst))
+extern "C" {
+#define TH_SIMD noexcept __attribute__((simd("notinbranch")))
+float expf(float) TH_SIMD; float logf(float) TH_SIMD; float erff(float) TH_SIMD; float tanhf(float) TH_SIMD;
+float expm1f(float) TH_SIMD; float log1pf(float) TH_SIMD; float sinf(float) TH_SIMD; float cosf(float) TH_SIMD;
+float exp2f(float) TH_SIMD; float log2f(float) TH_SIMD; float log10f(float) TH_SIMD; float erfcf(float) TH_SIMD;
+float atanf(float) TH_SIMD; float tanf(float) TH_SIMD; float sinhf(float) TH_SIMD; float coshf(float) TH_SIMD;
+float asinf(float) TH_SIMD; float acosf(float) TH_SIMD;
+}
+static inline float th_inf() { return __builtin_inff(); }
+static inline float th_nan() { return __builtin_nanf(""); }
+static inline bool th_signbit(float f) { return __builtin_signbit(f) != 0; }
+static inline bool th_signbit_d(double f) { return __builtin_signbit(f) != 0; }
+TH_INLINE float th_ld_f16(unsigned short h) { _Float16 x; std::memcpy(&x, &h, 2); return (float)x; }
+TH_INLINE unsigned short th_st_f16(float f) { _Float16 x = (_Float16)f; unsigned short h; std::memcpy(&h, &x, 2); return h; }
+)" + common;
+  }
+  return R"(// Generated by thunder's fuser (CUDA backend).
+typedef long long int64_t; typedef int int32_t; typedef short int16_t; typedef signed char int8_t;
+typedef unsigned char uint8_t; typedef unsigned int uint32_t; typedef unsigned long long uint64_t;
+#define TH_DEV __device__
+#define TH_INLINE static __device__ __forceinline__
+#define TH_BITCAST(dst, src) memcpy(&(dst), &(src), sizeof(dst))
+TH_INLINE float th_inf() { return __int_as_float(0x7f800000); }
+TH_INLINE float th_nan() { return __int_as_float(0x7fffffff); }
+TH_INLINE bool th_signbit(float f) { return (__float_as_uint(f) >> 31) != 0; }
+TH_INLINE bool th_signbit_d(double f) { return (__double_as_longlong(f) >> 63) != 0; }
+TH_INLINE float th_ld_f16(unsigned short h) { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h)); return f; }
+TH_INLINE unsigned short th_st_f16(float f) { unsigned short h; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f)); return h; }
+)" + common;
+}
+
+}  // namespace thunder::fuser

@@ -1,0 +1,34 @@
+// What the CPU and CUDA code generators share: C types of dtypes, the expression of each operation
+// over already-named operands, reduction identities and combiners, and the helper prelude (bf16/fp16
+// conversions, NaN-propagating max/min, Python-style remainder) each backend defines in its own way.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "fuser/kernel.h"
+
+namespace thunder::fuser {
+
+enum class Backend { kCpu, kCuda };
+
+// The type computations happen in: float for bf16/fp16/fp32, double, bool, or the integer type.
+std::string compute_type(DType d);
+// The type a tensor element is stored as (bf16 and fp16 as unsigned short).
+std::string storage_type(DType d);
+// A stored element (an lvalue expression) as its compute type, and a compute value as stored type.
+std::string load_expr(DType d, const std::string& element);
+std::string store_expr(DType d, const std::string& value);
+// A constant node in its compute type.
+std::string const_expr(const KNode& n, Backend be);
+// The expression of an elementwise node over operand expressions (with the operands' dtypes).
+std::string op_expr(const KNode& n, const std::vector<std::string>& args,
+                    const std::vector<DType>& arg_dtypes, Backend be);
+// Reductions: the identity, and acc (+) v.
+std::string reduce_identity(const std::string& op, DType d, Backend be);
+std::string reduce_combine(const std::string& op, DType d, const std::string& acc,
+                           const std::string& v);
+// Helpers every generated source starts with.
+std::string prelude(Backend be);
+
+}  // namespace thunder::fuser

@@ -1,0 +1,273 @@
+// Compiling, loading and running CPU kernels.
+#include "fuser/cpu_backend.h"
+
+#include <dlfcn.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <mutex>
+#include <sstream>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "core/error.h"
+#include "fuser/disk_cache.h"
+
+namespace thunder::fuser {
+
+namespace {
+
+const char* kFlags = "-O3 -march=native -fopenmp-simd -fno-math-errno -fPIC -shared -std=c++17";
+
+std::string run_capture(const std::string& cmd, int* status) {
+  std::string out;
+  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
+  if (!p) {
+    *status = -1;
+    return out;
+  }
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  *status = ::pclose(p);
+  return out;
+}
+
+std::string cpu_identity() {
+  std::ifstream f("/proc/cpuinfo");
+  std::string line, model, flags;
+  while (std::getline(f, line)) {
+    if (model.empty() && line.rfind("model name", 0) == 0) model = line;
+    if (flags.empty() && line.rfind("flags", 0) == 0) flags = line;
+    if (!model.empty() && !flags.empty()) break;
+  }
+  return model + "\n" + flags;
+}
+
+struct CompilerInfo {
+  std::string cmd, version, why;
+};
+
+const CompilerInfo& compiler_info() {
+  static std::once_flag once;
+  static CompilerInfo info;
+  std::call_once(once, [] {
+    std::vector<std::string> candidates;
+    if (const char* e = std::getenv("THUNDER_CXX"); e && *e) {
+      candidates.push_back(e);
+    } else {
+      if (const char* c = std::getenv("CXX"); c && *c) candidates.push_back(c);
+      candidates.insert(candidates.end(), {"c++", "g++", "clang++"});
+    }
+    for (const std::string& c : candidates) {
+      int status = 0;
+      std::string v = run_capture(c + " --version", &status);
+      if (status == 0 && !v.empty()) {
+        info.cmd = c;
+        info.version = v.substr(0, v.find('\n'));
+        return;
+      }
+    }
+    info.why = "no C++ compiler found (tried";
+    for (const std::string& c : candidates) info.why += " " + c;
+    info.why += ")";
+  });
+  return info;
+}
+
+// The thread pool: workers wait for a job, claim chunks of items through an atomic counter.
+class Pool {
+ public:
+  static Pool& instance() {
+    static Pool* p = new Pool();  // never destroyed: workers may outlive static destruction order
+    return *p;
+  }
+  int threads() const { return threads_; }
+  void set_threads(int n) {
+    std::lock_guard<std::mutex> run_lock(run_mu_);
+    stop_workers();
+    threads_ = std::max(1, n);
+    start_workers();
+  }
+
+  void run(int64_t items, const std::function<void(int64_t, int64_t)>& fn, int64_t chunk) {
+    if (threads_ <= 1 || items <= chunk) {
+      fn(0, items);
+      return;
+    }
+    std::lock_guard<std::mutex> run_lock(run_mu_);
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      job_ = &fn;
+      items_ = items;
+      chunk_ = chunk;
+      next_.store(0);
+      pending_ = static_cast<int>(workers_.size());
+      ++generation_;
+    }
+    cv_.notify_all();
+    work();
+    std::unique_lock<std::mutex> l(mu_);
+    done_cv_.wait(l, [&] { return pending_ == 0; });
+    job_ = nullptr;
+  }
+
+ private:
+  Pool() {
+    int n = static_cast<int>(std::thread::hardware_concurrency());
+    if (const char* e = std::getenv("THUNDER_NUM_THREADS"); e && *e) n = std::atoi(e);
+    threads_ = std::max(1, n);
+    start_workers();
+  }
+  void start_workers() {
+    stop_ = false;
+    for (int i = 1; i < threads_; ++i) {
+      workers_.emplace_back([this] { loop(); });
+    }
+  }
+  void stop_workers() {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (std::thread& t : workers_) t.join();
+    workers_.clear();
+  }
+  void work() {
+    for (;;) {
+      int64_t b = next_.fetch_add(chunk_);
+      if (b >= items_) return;
+      (*job_)(b, std::min(items_, b + chunk_));
+    }
+  }
+  void loop() {
+    uint64_t seen = 0;
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> l(mu_);
+        cv_.wait(l, [&] { return stop_ || generation_ != seen; });
+        if (stop_) return;
+        seen = generation_;
+      }
+      work();
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        if (--pending_ == 0) done_cv_.notify_all();
+      }
+    }
+  }
+
+  int threads_ = 1;
+  std::vector<std::thread> workers_;
+  std::mutex run_mu_, mu_;
+  std::condition_variable cv_, done_cv_;
+  const std::function<void(int64_t, int64_t)>* job_ = nullptr;
+  std::atomic<int64_t> next_{0};
+  int64_t items_ = 0, chunk_ = 1;
+  int pending_ = 0;
+  uint64_t generation_ = 0;
+  bool stop_ = false;
+};
+
+std::mutex g_load_mu;
+std::unordered_map<std::string, std::shared_ptr<CpuBinary>> g_loaded;
+
+std::shared_ptr<CpuBinary> open_binary(const std::string& path) {
+  void* h = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (!h) return nullptr;
+  auto b = std::make_shared<CpuBinary>();
+  b->handle = h;
+  b->path = path;
+  b->items = reinterpret_cast<int64_t (*)()>(::dlsym(h, "thunder_items"));
+  b->item_cost = reinterpret_cast<int64_t (*)()>(::dlsym(h, "thunder_item_cost"));
+  b->kernel = reinterpret_cast<void (*)(int64_t, int64_t, char**)>(::dlsym(h, "thunder_kernel"));
+  if (!b->items || !b->item_cost || !b->kernel) {
+    ::dlclose(h);
+    return nullptr;
+  }
+  return b;
+}
+
+}  // namespace
+
+const std::string& cpu_compiler(std::string* why) {
+  const CompilerInfo& c = compiler_info();
+  if (why) *why = c.why;
+  return c.cmd;
+}
+
+std::shared_ptr<CpuBinary> cpu_load(const std::string& source) {
+  const CompilerInfo& cc = compiler_info();
+  if (cc.cmd.empty()) throw Error("fuser: " + cc.why);
+  static const std::string identity = cpu_identity();
+  const std::string key = hash_hex(source + "\n--\n" + cc.cmd + "\n" + cc.version + "\n" + kFlags +
+                                   "\n" + identity);
+  std::lock_guard<std::mutex> lock(g_load_mu);
+  auto it = g_loaded.find(key);
+  if (it != g_loaded.end()) {
+    ++cache_stats().memory_hits;
+    return it->second;
+  }
+  const std::string& dir = cache_dir();
+  std::string base = dir.empty() ? "/tmp/thunder-" + key : dir + "/cpu-" + key;
+  std::string so = base + ".so";
+  if (cache_read(so, key)) {
+    if (auto b = open_binary(so)) {
+      ++cache_stats().disk_hits;
+      return g_loaded[key] = b;
+    }
+    ++cache_stats().rejected;
+    ::unlink(so.c_str());
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  std::string tag = std::to_string(::getpid()) + "-" + std::to_string(std::rand());
+  std::string src = base + "." + tag + ".cpp";
+  std::string tmp = base + "." + tag + ".so";
+  {
+    std::ofstream f(src);
+    f << source;
+    if (!f) throw Error("fuser: cannot write the kernel source to " + src);
+  }
+  int status = 0;
+  std::string log = run_capture(cc.cmd + " " + kFlags + " -o '" + tmp + "' '" + src + "' -lmvec -lm", &status);
+  if (status != 0) {
+    ::unlink(tmp.c_str());
+    throw Error("fuser: the CPU kernel failed to compile (source: " + src + ")\n" + log.substr(0, 4000));
+  }
+  ::unlink(src.c_str());
+  if (!cache_commit(tmp, so, key)) {
+    ::unlink(tmp.c_str());
+    throw Error("fuser: cannot store the compiled kernel at " + so);
+  }
+  auto& st = cache_stats();
+  ++st.compiles;
+  st.compile_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  auto b = open_binary(so);
+  if (!b) throw Error(std::string("fuser: cannot load the compiled kernel ") + so + ": " + ::dlerror());
+  return g_loaded[key] = b;
+}
+
+void cpu_launch(const CpuBinary& binary, char** ptrs) {
+  int64_t items = binary.items();
+  if (items <= 0) return;
+  int64_t cost = std::max<int64_t>(binary.item_cost(), 1);
+  Pool& pool = Pool::instance();
+  // At least ~32K elements per task; about 4 tasks per thread for balance.
+  int64_t min_chunk = std::max<int64_t>(1, 32768 / cost);
+  int64_t chunk = std::max<int64_t>(min_chunk, items / (4 * pool.threads()));
+  std::function<void(int64_t, int64_t)> fn = [&](int64_t b, int64_t e) { binary.kernel(b, e, ptrs); };
+  pool.run(items, fn, chunk);
+}
+
+void set_cpu_threads(int n) { Pool::instance().set_threads(n); }
+int cpu_threads() { return Pool::instance().threads(); }
+
+}  // namespace thunder::fuser

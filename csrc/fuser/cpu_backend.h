@@ -1,0 +1,35 @@
+// The CPU backend: compiles generated C++ with the system compiler into a shared object (cached on
+// disk and in memory, see disk_cache.h), loads it with dlopen, and runs kernels over a persistent
+// thread pool.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace thunder::fuser {
+
+struct CpuBinary {
+  void* handle = nullptr;
+  int64_t (*items)() = nullptr;
+  int64_t (*item_cost)() = nullptr;
+  void (*kernel)(int64_t, int64_t, char**) = nullptr;
+  std::string path;
+};
+
+// The compiler command ("c++"), found once; empty when no working compiler exists (then `why` says
+// why).
+const std::string& cpu_compiler(std::string* why = nullptr);
+
+// The loaded kernel of `source`: from memory, from disk, or compiled now. Throws Error on a compile
+// failure, naming the file that holds the source and the compiler's messages.
+std::shared_ptr<CpuBinary> cpu_load(const std::string& source);
+
+// Runs `binary` on `ptrs`, splitting its items over the pool when the work is large enough.
+void cpu_launch(const CpuBinary& binary, char** ptrs);
+
+// Threads the pool uses (default: hardware concurrency; THUNDER_NUM_THREADS overrides).
+void set_cpu_threads(int n);
+int cpu_threads();
+
+}  // namespace thunder::fuser

@@ -1,0 +1,438 @@
+// CPU code generation. One emitter walks the node DAG on demand: values that do not vary along the
+// loop's axes are emitted once per row (hoisted), the others inside the loop body; each pass of a row
+// reduction is one vectorised loop with lane-parallel accumulators.
+#include "fuser/cpu_codegen.h"
+
+#include <algorithm>
+#include <functional>
+#include <sstream>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "core/error.h"
+#include "fuser/codegen_common.h"
+
+namespace thunder::fuser {
+
+namespace {
+
+bool is_expensive(const std::string& op) {
+  static const std::unordered_set<std::string> s = {
+      "exp", "exp2", "expm1", "log", "log1p", "log2", "log10", "sin", "cos", "tan", "tanh",
+      "sinh", "cosh", "asin", "acos", "atan", "asinh", "acosh", "atanh", "erf", "erfc",
+      "lgamma", "pow", "atan2", "fmod", "remainder", "div", "sqrt", "rsqrt"};
+  return s.count(op) != 0;
+}
+
+constexpr int kLanes = 16;
+
+class CpuGen {
+ public:
+  CpuGen(const KernelDef& k, const Layout& L) : k_(k), L_(L), n_(static_cast<int>(L.sizes.size())) {}
+
+  std::string run() {
+    std::ostringstream os;
+    os << prelude(Backend::kCpu) << "\n";
+    // Row axes / column axes of the loop nest.
+    if (k_.kind == KernelDef::Kind::kPointwise) {
+      for (int a = 0; a + 1 < n_; ++a) row_axes_.push_back(a);
+      if (n_ > 0) col_axes_.push_back(n_ - 1);
+    } else {
+      for (int a = 0; a < L_.num_outer; ++a) row_axes_.push_back(a);
+      for (int a = L_.num_outer; a < n_; ++a) col_axes_.push_back(a);
+    }
+    rows_ = 1;
+    cols_ = 1;
+    for (int a : row_axes_) rows_ *= L_.sizes[a];
+    for (int a : col_axes_) cols_ *= L_.sizes[a];
+    for (int a : col_axes_) col_mask_ |= axis_mask(a);
+
+    std::string body;
+    int64_t items = 0, cost = 0;
+    if (k_.kind == KernelDef::Kind::kPointwise) {
+      body = pointwise(&items, &cost);
+    } else if (k_.kind == KernelDef::Kind::kInner) {
+      body = inner(&items, &cost);
+    } else {
+      body = outer(&items, &cost);
+    }
+    os << "extern \"C\" int64_t thunder_items() { return " << items << "LL; }\n";
+    os << "extern \"C\" int64_t thunder_item_cost() { return " << cost << "LL; }\n";
+    os << "extern \"C\" void thunder_kernel(int64_t begin, int64_t end, char** ptrs) {\n";
+    size_t ni = k_.inputs.size();
+    for (size_t i = 0; i < ni; ++i) {
+      os << "  const " << storage_type(k_.inputs[i]->dtype()) << "* __restrict in" << i << " = (const "
+         << storage_type(k_.inputs[i]->dtype()) << "*)ptrs[" << i << "];\n";
+    }
+    for (size_t o = 0; o < k_.outputs.size(); ++o) {
+      os << "  " << storage_type(k_.outputs[o]->dtype()) << "* __restrict out" << o << " = ("
+         << storage_type(k_.outputs[o]->dtype()) << "*)ptrs[" << ni + o << "];\n";
+    }
+    os << body << "}\n";
+    return os.str();
+  }
+
+ private:
+  struct Scope {
+    std::string code;
+    std::unordered_map<int, std::string> memo;
+    std::string col;  // the column index variable
+  };
+
+  static uint64_t axis_mask(int a) { return uint64_t{1} << a; }
+
+  // The axes a node varies over, in merged-layout axes (from the load strides and stores).
+  uint64_t varies(int id) {
+    auto it = varies_.find(id);
+    if (it != varies_.end()) return it->second;
+    const KNode& n = k_.nodes[id];
+    uint64_t m = 0;
+    if (n.op == "load") {
+      for (int a = 0; a < n_; ++a) {
+        if (L_.loads[id].strides[a] != 0) m |= axis_mask(a);
+      }
+    } else if (n.op == "const") {
+      m = 0;
+    } else if (is_reduce_op(n.op)) {
+      m = varies(n.args[0]) & ~L_.reduced;
+    } else if (n.op == "gather") {
+      m = (varies(n.args[0]) & ~L_.reduced) | varies(n.args[1]);
+    } else {
+      for (int a : n.args) m |= varies(a);
+    }
+    return varies_[id] = m;
+  }
+
+  // The axes output o extends over (nonzero store strides).
+  uint64_t store_axes(size_t o) const {
+    uint64_t m = 0;
+    for (int a = 0; a < n_; ++a) {
+      if (L_.stores[o].strides[a] != 0) m |= axis_mask(a);
+    }
+    return m;
+  }
+
+  std::string tmp() { return "v" + std::to_string(counter_++); }
+
+  // Offset of an access over the given axes, for index variable `idx`.
+  std::string unravel(const std::vector<int>& axes, const std::vector<int64_t>& strides,
+                      const std::string& idx) {
+    std::vector<int> used;
+    for (int a : axes) {
+      if (strides[a] != 0) used.push_back(a);
+    }
+    if (used.empty()) return "0";
+    if (axes.size() == 1) return "(" + idx + ") * " + std::to_string(strides[axes[0]]) + "LL";
+    std::string e;
+    int64_t inner = 1;
+    for (int j = static_cast<int>(axes.size()) - 1; j >= 0; --j) {
+      int a = axes[j];
+      if (strides[a] != 0) {
+        e += (e.empty() ? "" : " + ") + std::string("(((") + idx + ") / " + std::to_string(inner) +
+             "LL) % " + std::to_string(L_.sizes[a]) + "LL) * " + std::to_string(strides[a]) + "LL";
+      }
+      inner *= L_.sizes[a];
+    }
+    return "(" + e + ")";
+  }
+
+  // Per-row base offset variable of node `id`'s load (emitted into the row scope once).
+  std::string load_base(int id) {
+    auto it = bases_.find(id);
+    if (it != bases_.end()) return it->second;
+    std::string v = "rb" + std::to_string(id);
+    row_.code += "    const int64_t " + v + " = " + std::to_string(L_.loads[id].offset) + "LL + " +
+                 unravel(row_axes_, L_.loads[id].strides, "row") + ";\n";
+    return bases_[id] = v;
+  }
+
+  std::string value(int id, Scope& cur) {
+    const KNode& n = k_.nodes[id];
+    bool row_level = (varies(id) & col_mask_) == 0;
+    Scope& s = row_level ? row_ : cur;
+    auto m = s.memo.find(id);
+    if (m != s.memo.end()) return m->second;
+    // Outside any loop (row scope): only row-level values.
+    std::string ct = compute_type(n.dtype);
+    std::string v = tmp();
+    std::string e;
+    if (n.op == "load") {
+      std::string base = load_base(id);
+      std::string idx = row_level ? base : base + " + " + unravel(col_axes_, L_.loads[id].strides, s.col);
+      e = load_expr(n.dtype, "in" + std::to_string(n.input) + "[" + idx + "]");
+    } else if (n.op == "const") {
+      e = const_expr(n, Backend::kCpu);
+    } else if (is_reduce_op(n.op)) {
+      auto r = reduced_.find(id);
+      if (r == reduced_.end()) throw Error("internal: reduction used before its pass");
+      return r->second;
+    } else if (n.op == "gather") {
+      std::string idxv = value(n.args[1], row_);
+      std::string gi = "g" + std::to_string(id);
+      row_.code += "    int64_t " + gi + " = (int64_t)" + idxv + "; " + gi + " = " + gi + " < 0 ? 0 : (" +
+                   gi + " >= " + std::to_string(cols_) + "LL ? " + std::to_string(cols_ - 1) + "LL : " +
+                   gi + ");\n";
+      Scope g;
+      g.col = gi;
+      std::string inner_v = value(n.args[0], g);
+      row_.code += g.code;
+      e = inner_v;
+    } else {
+      std::vector<std::string> args;
+      std::vector<DType> dts;
+      for (int a : n.args) {
+        args.push_back(value(a, s));
+        dts.push_back(k_.nodes[a].dtype);
+      }
+      e = op_expr(n, args, dts, Backend::kCpu);
+    }
+    s.code += "    const " + ct + " " + v + " = " + e + ";\n";
+    s.memo[id] = v;
+    if (row_level && buffered_.count(id) == 0) return v;
+    auto b = buffered_.find(id);
+    if (b != buffered_.end() && !row_level) {
+      s.code += "    " + b->second + "[" + s.col + "] = " + v + ";\n";
+    }
+    return v;
+  }
+
+  // Written once along axes the output does not vary over: only where their index is 0.
+  std::string store_guard(size_t o, const std::vector<int>& axes, const std::string& idx) {
+    std::string g;
+    int64_t inner = 1;
+    for (int j = static_cast<int>(axes.size()) - 1; j >= 0; --j) {
+      int a = axes[j];
+      if (L_.stores[o].strides[a] == 0 && L_.sizes[a] > 1) {
+        g += (g.empty() ? "" : " && ") + std::string("((") + idx + ") / " + std::to_string(inner) +
+             "LL) % " + std::to_string(L_.sizes[a]) + "LL == 0";
+      }
+      inner *= L_.sizes[a];
+    }
+    return g;
+  }
+
+  std::string store_stmt(size_t o, const std::string& v, const std::string& col) {
+    std::string idx = std::to_string(L_.stores[o].offset) + "LL + " + unravel(row_axes_, L_.stores[o].strides, "row");
+    std::string guard = store_guard(o, row_axes_, "row");
+    if (!col.empty()) {
+      idx += " + " + unravel(col_axes_, L_.stores[o].strides, col);
+      std::string cg = store_guard(o, col_axes_, col);
+      if (!cg.empty()) guard += (guard.empty() ? "" : " && ") + cg;
+    }
+    std::string st = "out" + std::to_string(o) + "[" + idx + "] = " + store_expr(k_.outputs[o]->dtype(), v) + ";";
+    if (!guard.empty()) st = "if (" + guard + ") " + st;
+    return "    " + st + "\n";
+  }
+
+  std::string item_prologue() {
+    std::string s = row_.code;
+    row_.code.clear();
+    return s;
+  }
+
+  std::string pointwise(int64_t* items, int64_t* cost) {
+    const int64_t block = 16384;
+    int64_t per_row = std::max<int64_t>(1, (cols_ + block - 1) / block);
+    *items = cols_ == 0 ? 0 : rows_ * per_row;
+    *cost = std::min(cols_, block);
+    Scope body;
+    body.col = "c";
+    for (size_t o = 0; o < k_.outputs.size(); ++o) {
+      std::string v = value(k_.output_nodes[o], body);
+      body.code += store_stmt(o, v, "c");
+    }
+    std::ostringstream os;
+    os << "  for (int64_t item = begin; item < end; ++item) {\n"
+       << "    const int64_t row = item / " << per_row << "LL;\n"
+       << "    const int64_t c0 = (item % " << per_row << "LL) * " << block << "LL;\n"
+       << "    const int64_t c1 = c0 + " << block << "LL < " << cols_ << "LL ? c0 + " << block
+       << "LL : " << cols_ << "LL;\n"
+       << item_prologue() << "#pragma omp simd\n"
+       << "    for (int64_t c = c0; c < c1; ++c) {\n" << body.code << "    }\n  }\n";
+    return os.str();
+  }
+
+  std::string inner(int64_t* items, int64_t* cost) {
+    *items = rows_;
+    *cost = std::max<int64_t>(cols_, 1);
+    std::vector<int> need = available_from(k_);
+    int passes = 0;
+    std::vector<std::vector<int>> pass_reductions(1), pass_outputs(1);
+    auto grow = [&](int p) {
+      passes = std::max(passes, p);
+      if (static_cast<int>(pass_reductions.size()) <= p) {
+        pass_reductions.resize(p + 1);
+        pass_outputs.resize(p + 1);
+      }
+    };
+    for (size_t i = 0; i < k_.nodes.size(); ++i) {
+      if (is_reduce_op(k_.nodes[i].op)) {
+        grow(need[i]);
+        pass_reductions[need[i]].push_back(static_cast<int>(i));
+      }
+    }
+    std::vector<size_t> row_outputs;
+    for (size_t o = 0; o < k_.outputs.size(); ++o) {
+      int id = k_.output_nodes[o];
+      if ((store_axes(o) & col_mask_) == 0) {
+        row_outputs.push_back(o);
+      } else {
+        grow(need[id] + 1);
+        pass_outputs[need[id] + 1].push_back(static_cast<int>(o));
+      }
+    }
+    // Expensive full-level values needed by more than one pass are kept in a row buffer.
+    std::vector<std::unordered_set<int>> uses(passes + 1);
+    std::function<void(int, int)> visit = [&](int id, int p) {
+      if ((varies(id) & col_mask_) == 0 || uses[p].count(id)) return;
+      uses[p].insert(id);
+      for (int a : k_.nodes[id].args) visit(a, p);
+    };
+    for (int p = 1; p <= passes; ++p) {
+      for (int r : pass_reductions[p]) visit(k_.nodes[r].args[0], p);
+      for (int o : pass_outputs[p]) visit(k_.output_nodes[o], p);
+    }
+    std::string buffers;
+    if (cols_ <= 16384 && col_axes_.size() == 1) {
+      for (size_t i = 0; i < k_.nodes.size(); ++i) {
+        int count = 0;
+        for (int p = 1; p <= passes; ++p) count += uses[p].count(static_cast<int>(i));
+        if (count > 1 && is_expensive(k_.nodes[i].op)) {
+          std::string b = "buf" + std::to_string(i);
+          buffered_[static_cast<int>(i)] = b;
+          buffers += "    " + compute_type(k_.nodes[i].dtype) + " " + b + "[" + std::to_string(cols_) + "];\n";
+        }
+      }
+    }
+    std::ostringstream os;
+    os << "  for (int64_t row = begin; row < end; ++row) {\n" << buffers;
+    std::unordered_set<int> computed;
+    for (int p = 1; p <= passes; ++p) {
+      Scope body;
+      body.col = "c";
+      for (auto& [id, b] : buffered_) {
+        if (computed.count(id)) body.memo[id] = b + "[c]";
+      }
+      std::string accs, combine_lanes, tail_combine;
+      std::string lane_body, tail_body;
+      for (int r : pass_reductions[p]) {
+        const KNode& n = k_.nodes[r];
+        std::string ct = compute_type(n.dtype);
+        std::string v = value(n.args[0], body);
+        std::string acc = "acc" + std::to_string(r);
+        accs += "    " + ct + " " + acc + "[" + std::to_string(kLanes) + "];\n    for (int l = 0; l < " +
+                std::to_string(kLanes) + "; ++l) " + acc + "[l] = " + reduce_identity(n.op, n.dtype, Backend::kCpu) + ";\n";
+        body.code += "    " + acc + "[LANE] = " + reduce_combine(n.op, n.dtype, acc + "[LANE]", v) + ";\n";
+        std::string res = "red" + std::to_string(r);
+        combine_lanes += "    " + ct + " " + res + " = " + acc + "[0];\n    for (int l = 1; l < " +
+                         std::to_string(kLanes) + "; ++l) " + res + " = " +
+                         reduce_combine(n.op, n.dtype, res, acc + "[l]") + ";\n";
+      }
+      for (int o : pass_outputs[p]) {
+        std::string v = value(k_.output_nodes[o], body);
+        body.code += store_stmt(static_cast<size_t>(o), v, "c");
+      }
+      for (auto& [id, b] : buffered_) {
+        if (body.memo.count(id)) computed.insert(id);
+      }
+      os << item_prologue() << accs;
+      auto replace_lane = [](std::string s, const std::string& with) {
+        for (size_t pos; (pos = s.find("[LANE]")) != std::string::npos;) s.replace(pos, 6, "[" + with + "]");
+        return s;
+      };
+      if (!pass_reductions[p].empty()) {
+        std::string cb = "cb" + std::to_string(p);
+        os << "    int64_t " << cb << " = 0;\n"
+           << "    for (; " << cb << " + " << kLanes << " <= " << cols_ << "LL; " << cb << " += " << kLanes << ") {\n"
+           << "#pragma omp simd\n"
+           << "      for (int l = 0; l < " << kLanes << "; ++l) {\n"
+           << "    const int64_t c = " << cb << " + l;\n" << replace_lane(body.code, "l") << "      }\n    }\n"
+           << "    for (int64_t c = " << cb << "; c < " << cols_ << "LL; ++c) {\n" << replace_lane(body.code, "0")
+           << "    }\n" << combine_lanes;
+      } else {
+        os << "#pragma omp simd\n    for (int64_t c = 0; c < " << cols_ << "LL; ++c) {\n" << body.code << "    }\n";
+      }
+      for (int r : pass_reductions[p]) reduced_[r] = "red" + std::to_string(r);
+    }
+    Scope none;
+    none.col = "c";
+    std::string stores;
+    for (size_t o : row_outputs) {
+      std::string v = value(k_.output_nodes[o], none);
+      stores += store_stmt(o, v, "");
+    }
+    os << item_prologue() << stores << "  }\n";
+    return os.str();
+  }
+
+  std::string outer(int64_t* items, int64_t* cost) {
+    const int64_t block = 256;
+    // Row axes (reduced) are iterated sequentially; items are blocks of columns.
+    std::vector<int> red_axes = row_axes_;
+    int64_t red = rows_;
+    *items = cols_ == 0 ? 0 : (cols_ + block - 1) / block;
+    *cost = std::max<int64_t>(red, 1) * std::min(cols_, block);
+    std::ostringstream os;
+    Scope body;
+    body.col = "c";
+    std::string accs, post;
+    std::vector<int> reds;
+    for (size_t i = 0; i < k_.nodes.size(); ++i) {
+      if (is_reduce_op(k_.nodes[i].op)) reds.push_back(static_cast<int>(i));
+    }
+    for (int r : reds) {
+      const KNode& n = k_.nodes[r];
+      std::string acc = "acc" + std::to_string(r);
+      accs += "    " + compute_type(n.dtype) + " " + acc + "[" + std::to_string(block) + "];\n    for (int64_t j = 0; j < " +
+              std::to_string(block) + "; ++j) " + acc + "[j] = " + reduce_identity(n.op, n.dtype, Backend::kCpu) + ";\n";
+      std::string v = value(n.args[0], body);
+      body.code += "    " + acc + "[c - c0] = " + reduce_combine(n.op, n.dtype, acc + "[c - c0]", v) + ";\n";
+    }
+    std::vector<size_t> col_outputs;
+    for (size_t o = 0; o < k_.outputs.size(); ++o) {
+      int id = k_.output_nodes[o];
+      if ((store_axes(o) & L_.reduced) != 0) {
+        body.code += store_stmt(o, value(id, body), "c");
+      } else {
+        col_outputs.push_back(o);
+      }
+    }
+    std::string loop_pro = item_prologue();
+    // Epilogue: column-level values from the accumulators.
+    Scope epi;
+    epi.col = "c";
+    for (int r : reds) reduced_[r] = "acc" + std::to_string(r) + "[c - c0]";
+    bases_.clear();
+    row_.memo.clear();
+    for (size_t o : col_outputs) epi.code += store_stmt(o, value(k_.output_nodes[o], epi), "c");
+    std::string epi_pro = item_prologue();
+    os << "  for (int64_t item = begin; item < end; ++item) {\n"
+       << "    const int64_t c0 = item * " << block << "LL;\n"
+       << "    const int64_t c1 = c0 + " << block << "LL < " << cols_ << "LL ? c0 + " << block << "LL : " << cols_ << "LL;\n"
+       << accs << "    for (int64_t row = 0; row < " << red << "LL; ++row) {\n" << loop_pro
+       << "#pragma omp simd\n    for (int64_t c = c0; c < c1; ++c) {\n" << body.code << "    }\n    }\n"
+       << "    { const int64_t row = 0; (void)row;\n" << epi_pro
+       << "    for (int64_t c = c0; c < c1; ++c) {\n" << epi.code << "    }\n    }\n  }\n";
+    (void)red_axes;
+    return os.str();
+  }
+
+  const KernelDef& k_;
+  const Layout& L_;
+  int n_;
+  std::vector<int> row_axes_, col_axes_;
+  int64_t rows_ = 1, cols_ = 1;
+  uint64_t col_mask_ = 0;
+  Scope row_;
+  int counter_ = 0;
+  std::unordered_map<int, uint64_t> varies_;
+  std::unordered_map<int, std::string> bases_;
+  std::unordered_map<int, std::string> reduced_;
+  std::unordered_map<int, std::string> buffered_;
+};
+
+}  // namespace
+
+std::string cpu_source(const KernelDef& k, const Layout& layout) { return CpuGen(k, layout).run(); }
+
+}  // namespace thunder::fuser

@@ -1,0 +1,669 @@
+// Building a kernel from primitives: dims become variables unified through the primitives (elementwise
+// operands share dims, broadcasts map dims, reductions drop them); the classes of unified variables
+// are the kernel's axes.
+#include "fuser/kernel.h"
+
+#include <algorithm>
+#include <numeric>
+#include <set>
+#include <sstream>
+#include <unordered_map>
+#include <unordered_set>
+
+namespace thunder::fuser {
+
+namespace {
+
+const std::unordered_set<std::string>& unary_ops() {
+  static const std::unordered_set<std::string> s = {
+      "abs",   "neg",   "exp",   "exp2",  "expm1", "log",        "log1p",       "log2",  "log10",
+      "sqrt",  "rsqrt", "sin",   "cos",   "tan",   "tanh",       "sinh",        "cosh",  "asin",
+      "acos",  "atan",  "asinh", "acosh", "atanh", "erf",        "erfc",        "lgamma",
+      "reciprocal", "sign", "floor", "ceil", "round", "trunc", "bitwise_not", "isfinite",
+      "signbit", "real"};
+  return s;
+}
+const std::unordered_set<std::string>& binary_ops() {
+  static const std::unordered_set<std::string> s = {
+      "add", "sub", "mul", "div", "remainder", "fmod", "pow", "maximum", "minimum", "atan2",
+      "bitwise_and", "bitwise_or", "bitwise_xor", "eq", "ne", "lt", "le", "gt", "ge"};
+  return s;
+}
+bool is_float_only(const std::string& op) {
+  static const std::unordered_set<std::string> s = {
+      "exp",  "exp2", "expm1", "log",  "log1p", "log2",  "log10", "sqrt",  "rsqrt", "sin",
+      "cos",  "tan",  "tanh",  "sinh", "cosh",  "asin",  "acos",  "atan",  "asinh", "acosh",
+      "atanh", "erf", "erfc",  "lgamma", "reciprocal", "div", "remainder", "fmod", "pow", "atan2"};
+  return s.count(op) != 0;
+}
+bool is_bitwise(const std::string& op) { return op.rfind("bitwise_", 0) == 0; }
+
+bool dtype_ok(DType d) { return !is_complex(d); }
+
+}  // namespace
+
+bool is_reduce_op(const std::string& op) {
+  return op == "sum" || op == "amax" || op == "amin" || op == "prod";
+}
+
+std::vector<int> available_from(const KernelDef& k) {
+  std::vector<int> need(k.nodes.size(), 0);
+  for (size_t i = 0; i < k.nodes.size(); ++i) {
+    const KNode& n = k.nodes[i];
+    int m = 0;
+    for (int a : n.args) m = std::max(m, need[a]);
+    need[i] = is_reduce_op(n.op) ? m + 1 : m;
+  }
+  return need;
+}
+
+bool prim_fusible(const BoundSymbol& b) {
+  if (!b.sym->is_prim()) return false;
+  const std::string& op = b.sym->name;
+  bool tensor_in = false;
+  for (const Value& v : b.args) {
+    bool bad = false;
+    v.for_each_tensor([&](const TensorRef& t) {
+      tensor_in = true;
+      if (!dtype_ok(t->dtype()) || t->device().type == DeviceType::kMeta) bad = true;
+    });
+    if (bad) return false;
+  }
+  bool out_ok = true;
+  b.output.for_each_tensor([&](const TensorRef& t) {
+    if (!dtype_ok(t->dtype())) out_ok = false;
+  });
+  if (!out_ok || !b.output.is_tensor()) return false;
+  const TensorRef& out = b.output.as_tensor();
+  if (unary_ops().count(op) || binary_ops().count(op)) {
+    if (!tensor_in) return false;
+    for (const Value& v : b.args) {
+      if (!v.is_tensor() && !v.is_number()) return false;
+    }
+    // Operand dtype (numbers take the tensor's).
+    DType in = DType::kFloat32;
+    for (const Value& v : b.args) {
+      if (v.is_tensor()) in = v.as_tensor()->dtype();
+    }
+    if (is_float_only(op) && !is_floating(in)) return false;  // integer division raises in eager
+    if (is_bitwise(op) && is_floating(in)) return false;
+    if ((op == "add" || op == "sub" || op == "mul") && is_bool(in)) return false;
+    if ((op == "round" || op == "sign" || op == "abs" || op == "neg") && is_bool(in)) return false;
+    return true;
+  }
+  if (op == "where" || op == "convert_element_type") return true;
+  if (op == "broadcast_in_dim" || op == "transpose" || op == "squeeze" || op == "reshape") {
+    return true;
+  }
+  if (op == "slice") return b.args[0].is_tensor();
+  if (op == "sum" || op == "amax" || op == "amin" || op == "prod") {
+    return !is_bool(out->dtype());
+  }
+  if (op == "var") return is_floating(out->dtype());
+  if (op == "take_along_axis") {
+    const TensorRef& a = b.args[0].as_tensor();
+    const TensorRef& idx = b.args[1].as_tensor();
+    int64_t dim = b.args[2].as_int();
+    if (dim < 0) dim += a->rank();
+    return is_integer(idx->dtype()) && idx->rank() == a->rank() && idx->shape()[dim].value() == 1;
+  }
+  if (op == "full") return b.args[1].is_number();
+  return false;
+}
+
+namespace {
+
+struct VInfo {
+  int node = -1;
+  std::vector<int> vars;  // per dim: variable, -1 for size 1
+  std::vector<int64_t> shape;
+  int input = -1;               // a view of this region input, when >= 0
+  std::vector<ViewOp> chain;    // the views applied to it
+};
+
+class Builder {
+ public:
+  Builder(const std::vector<TensorRef>& inputs) : inputs_(inputs) {
+    for (size_t i = 0; i < inputs.size(); ++i) input_index_[inputs[i].get()] = static_cast<int>(i);
+  }
+
+  std::optional<KernelDef> build(const std::vector<BSymRef>& prims,
+                                 const std::vector<TensorRef>& outputs, std::string* why) {
+    try {
+      for (const BSymRef& b : prims) add(*b);
+      return finish(outputs);
+    } catch (const Reject& r) {
+      if (why) *why = r.why;
+      return std::nullopt;
+    }
+  }
+
+ private:
+  struct Reject {
+    std::string why;
+  };
+  [[noreturn]] static void reject(std::string why) { throw Reject{std::move(why)}; }
+
+  int new_var(int64_t size) {
+    parent_.push_back(static_cast<int>(parent_.size()));
+    var_size_.push_back(size);
+    return parent_.back();
+  }
+  int find(int v) {
+    while (parent_[v] != v) v = parent_[v] = parent_[parent_[v]];
+    return v;
+  }
+  int unite(int a, int b) {
+    if (a < 0) return b;
+    if (b < 0) return a;
+    a = find(a);
+    b = find(b);
+    if (var_size_[a] != var_size_[b]) reject("dims of different sizes meet");
+    if (a != b) parent_[b] = a;
+    return a;
+  }
+
+  int add_node(KNode n) {
+    nodes_.push_back(std::move(n));
+    return static_cast<int>(nodes_.size()) - 1;
+  }
+
+  std::vector<int> fresh_vars(const std::vector<int64_t>& shape) {
+    std::vector<int> v;
+    for (int64_t s : shape) v.push_back(s == 1 ? -1 : new_var(s));
+    return v;
+  }
+
+  int make_load(int input, std::vector<ViewOp> chain, const std::vector<int64_t>& shape,
+                const std::vector<int>& vars) {
+    KNode n;
+    n.op = "load";
+    n.input = input;
+    n.dtype = inputs_[input]->dtype();
+    n.view = std::move(chain);
+    n.view_shape = shape;
+    int id = add_node(std::move(n));
+    load_vars_[id] = vars;
+    return id;
+  }
+
+  VInfo& info(const TensorRef& t) {
+    auto it = values_.find(t.get());
+    if (it != values_.end()) return it->second;
+    auto in = input_index_.find(t.get());
+    if (in == input_index_.end()) reject("internal: " + t->name() + " is neither computed nor an input");
+    VInfo v;
+    for (Dim d : t->shape()) v.shape.push_back(d.value());
+    v.vars = fresh_vars(v.shape);
+    v.input = in->second;
+    v.node = make_load(v.input, {}, v.shape, v.vars);
+    return values_[t.get()] = std::move(v);
+  }
+
+  int const_node(double f, int64_t i, bool is_float, DType dtype) {
+    KNode n;
+    n.op = "const";
+    n.fvalue = f;
+    n.ivalue = i;
+    n.is_float_const = is_float;
+    n.dtype = dtype;
+    return add_node(std::move(n));
+  }
+  int const_of(const Value& v, DType dtype) {
+    if (v.is_float()) return const_node(v.as_double(), 0, true, dtype);
+    return const_node(static_cast<double>(v.as_int()), v.as_int(), false, dtype);
+  }
+
+  int op_node(std::string op, DType dtype, std::vector<int> args) {
+    KNode n;
+    n.op = std::move(op);
+    n.dtype = dtype;
+    n.args = std::move(args);
+    return add_node(std::move(n));
+  }
+
+  void define(const Value& out, VInfo v) { values_[out.as_tensor().get()] = std::move(v); }
+
+  static std::vector<int64_t> shape_of(const TensorRef& t) {
+    std::vector<int64_t> s;
+    for (Dim d : t->shape()) s.push_back(d.value());
+    return s;
+  }
+
+  // A view primitive on a view of an input becomes a new load; on a computed value it is refused.
+  void view_load(const BoundSymbol& b, const VInfo& a, ViewOp op) {
+    if (a.input < 0) reject(b.sym->name + " of a computed value is not indexing");
+    VInfo v;
+    v.shape = shape_of(b.output.as_tensor());
+    v.vars = fresh_vars(v.shape);
+    v.input = a.input;
+    v.chain = a.chain;
+    v.chain.push_back(std::move(op));
+    v.node = make_load(v.input, v.chain, v.shape, v.vars);
+    define(b.output, std::move(v));
+  }
+
+  void add(const BoundSymbol& b) {
+    const std::string& op = b.sym->name;
+    const TensorRef& out = b.output.as_tensor();
+    std::vector<int64_t> oshape = shape_of(out);
+    if (unary_ops().count(op) || binary_ops().count(op) || op == "where" ||
+        op == "convert_element_type") {
+      std::vector<Value> operands(b.args.begin(), b.args.end());
+      if (op == "convert_element_type") operands.resize(1);
+      DType operand_dtype = out->dtype();
+      for (size_t i = (op == "where" ? 1 : 0); i < operands.size(); ++i) {
+        if (operands[i].is_tensor()) {
+          operand_dtype = operands[i].as_tensor()->dtype();
+          break;
+        }
+      }
+      if (op == "where" && !operands[1].is_tensor() && !operands[2].is_tensor()) {
+        operand_dtype = out->dtype();
+      }
+      std::vector<int> args;
+      std::vector<int> vars(oshape.size(), -1);
+      for (size_t i = 0; i < operands.size(); ++i) {
+        const Value& v = operands[i];
+        if (v.is_tensor()) {
+          VInfo& vi = info(v.as_tensor());
+          args.push_back(vi.node);
+          if (vi.vars.size() != vars.size()) reject("operands of " + op + " differ in rank");
+          for (size_t d = 0; d < vars.size(); ++d) vars[d] = unite(vars[d], vi.vars[d]);
+        } else if (v.is_number()) {
+          DType cd = (op == "where" && i == 0) ? DType::kBool : operand_dtype;
+          args.push_back(const_of(v, cd));
+        } else {
+          reject(op + " takes a non-tensor, non-number argument");
+        }
+      }
+      for (int& v : vars) v = v < 0 ? v : find(v);
+      VInfo r;
+      r.node = op_node(op, out->dtype(), std::move(args));
+      r.vars = std::move(vars);
+      r.shape = oshape;
+      define(b.output, std::move(r));
+      return;
+    }
+    if (op == "broadcast_in_dim") {
+      const VInfo a = info(b.args[0].as_tensor());
+      std::vector<int64_t> bdims = b.args[2].as_int_list();
+      VInfo r;
+      r.node = a.node;
+      r.shape = oshape;
+      r.vars.assign(oshape.size(), -2);
+      for (size_t i = 0; i < bdims.size(); ++i) {
+        int64_t j = bdims[i];
+        r.vars[j] = (a.shape[i] == oshape[j] && oshape[j] != 1) ? a.vars[i] : -2;
+      }
+      for (size_t j = 0; j < oshape.size(); ++j) {
+        if (oshape[j] == 1) {
+          r.vars[j] = -1;
+        } else if (r.vars[j] == -2) {
+          r.vars[j] = new_var(oshape[j]);
+        }
+      }
+      if (a.input >= 0) {
+        r.input = a.input;
+        r.chain = a.chain;
+        r.chain.push_back({ViewOp::Kind::kBroadcast, oshape, bdims, {}});
+      }
+      define(b.output, std::move(r));
+      return;
+    }
+    if (op == "transpose" || op == "squeeze") {
+      const VInfo a = info(b.args[0].as_tensor());
+      std::vector<int64_t> p = b.args[1].as_int_list();
+      VInfo r;
+      r.node = a.node;
+      r.shape = oshape;
+      if (op == "transpose") {
+        for (int64_t d : p) r.vars.push_back(a.vars[d]);
+      } else {
+        std::set<int64_t> drop;
+        for (int64_t d : p) drop.insert(d < 0 ? d + static_cast<int64_t>(a.shape.size()) : d);
+        for (size_t d = 0; d < a.vars.size(); ++d) {
+          if (!drop.count(static_cast<int64_t>(d))) r.vars.push_back(a.vars[d]);
+        }
+      }
+      if (a.input >= 0) {
+        r.input = a.input;
+        r.chain = a.chain;
+        r.chain.push_back({op == "transpose" ? ViewOp::Kind::kTranspose : ViewOp::Kind::kSqueeze,
+                           p, {}, {}});
+      }
+      define(b.output, std::move(r));
+      return;
+    }
+    if (op == "reshape") {
+      const VInfo a = info(b.args[0].as_tensor());
+      std::vector<int> av, ov;
+      std::vector<int64_t> as, os;
+      for (size_t d = 0; d < a.shape.size(); ++d) {
+        if (a.shape[d] != 1) as.push_back(a.shape[d]), av.push_back(a.vars[d]);
+      }
+      for (int64_t s : oshape) {
+        if (s != 1) os.push_back(s);
+      }
+      if (as == os) {  // only size-1 dims change
+        VInfo r;
+        r.node = a.node;
+        r.shape = oshape;
+        size_t k = 0;
+        for (int64_t s : oshape) r.vars.push_back(s == 1 ? -1 : av[k++]);
+        if (a.input >= 0) {
+          r.input = a.input;
+          r.chain = a.chain;
+          r.chain.push_back({ViewOp::Kind::kReshape, oshape, {}, {}});
+        }
+        define(b.output, std::move(r));
+        return;
+      }
+      // A reshape that is indexing: of an input directly (viewable, or made contiguous at call time).
+      for (const ViewOp& v : a.chain) {
+        if (v.kind != ViewOp::Kind::kReshape && v.kind != ViewOp::Kind::kSqueeze) {
+          reject("reshape of a transposed, sliced or broadcast input");
+        }
+      }
+      view_load(b, a, {ViewOp::Kind::kReshape, oshape, {}, {}});
+      return;
+    }
+    if (op == "slice") {
+      const VInfo a = info(b.args[0].as_tensor());
+      std::vector<int64_t> start = b.args[1].as_int_list(), stop = b.args[2].as_int_list();
+      std::vector<int64_t> step = b.args[3].is_none() ? std::vector<int64_t>(start.size(), 1)
+                                                      : b.args[3].as_int_list();
+      view_load(b, a, {ViewOp::Kind::kSlice, start, stop, step});
+      return;
+    }
+    if (op == "sum" || op == "amax" || op == "amin" || op == "prod" || op == "var") {
+      const VInfo a = info(b.args[0].as_tensor());
+      std::vector<int64_t> dims = b.args[1].as_int_list();
+      std::set<int64_t> red;
+      for (int64_t d : dims) red.insert(d < 0 ? d + static_cast<int64_t>(a.shape.size()) : d);
+      std::vector<int> out_vars, red_vars;
+      int64_t count = 1;
+      for (size_t d = 0; d < a.vars.size(); ++d) {
+        if (red.count(static_cast<int64_t>(d))) {
+          count *= a.shape[d];
+          if (a.vars[d] >= 0) red_vars.push_back(a.vars[d]);
+        } else {
+          out_vars.push_back(a.vars[d]);
+        }
+      }
+      auto reduce = [&](const std::string& rop, int operand) {
+        if (red_vars.empty()) return operand;  // only size-1 dims reduced
+        int n = op_node(rop, out->dtype(), {operand});
+        if (!reductions_.empty() && reductions_[0].second.size() == red_vars.size()) {
+          // Reductions over unrelated dims of equal sizes iterate together (an output that would then
+          // hold two dims on one axis is refused later).
+          bool same_sizes = true;
+          for (size_t i = 0; i < red_vars.size(); ++i) {
+            same_sizes = same_sizes && var_size_[find(red_vars[i])] == var_size_[find(reductions_[0].second[i])];
+          }
+          if (same_sizes) {
+            for (size_t i = 0; i < red_vars.size(); ++i) unite(reductions_[0].second[i], red_vars[i]);
+          }
+        }
+        reductions_.push_back({n, red_vars});
+        if (first_reduction_vars_.empty()) {
+          // Whether the reduced dims are the operand's innermost (ignoring size-1 dims).
+          bool seen_reduced = false;
+          reduced_innermost_ = true;
+          for (size_t d = 0; d < a.vars.size(); ++d) {
+            if (a.vars[d] < 0) continue;
+            bool r = red.count(static_cast<int64_t>(d)) != 0;
+            if (r) seen_reduced = true;
+            if (!r && seen_reduced) reduced_innermost_ = false;
+          }
+          first_reduction_vars_ = red_vars;
+        }
+        return n;
+      };
+      VInfo r;
+      r.shape = oshape;
+      r.vars = out_vars;
+      if (op != "var") {
+        r.node = reduce(op, a.node);
+      } else {
+        double correction = b.args[2].as_double();
+        DType dt = out->dtype();
+        int s = reduce("sum", a.node);
+        int mean = op_node("div", dt, {s, const_node(static_cast<double>(count), count, true, dt)});
+        int diff = op_node("sub", dt, {a.node, mean});
+        int sq = op_node("mul", dt, {diff, diff});
+        int ss = reduce("sum", sq);
+        double denom = std::max(static_cast<double>(count) - correction, 0.0);
+        r.node = op_node("div", dt, {ss, const_node(denom, 0, true, dt)});
+      }
+      define(b.output, std::move(r));
+      return;
+    }
+    if (op == "take_along_axis") {
+      const VInfo a = info(b.args[0].as_tensor());
+      const VInfo idx = info(b.args[1].as_tensor());
+      int64_t dim = b.args[2].as_int();
+      if (dim < 0) dim += static_cast<int64_t>(a.shape.size());
+      if (a.vars[dim] < 0) reject("take_along_axis along a size-1 dim");
+      VInfo r;
+      r.shape = oshape;
+      r.vars.assign(oshape.size(), -1);
+      for (size_t d = 0; d < oshape.size(); ++d) {
+        if (static_cast<int64_t>(d) == dim) continue;
+        r.vars[d] = unite(a.vars[d], idx.vars[d]);
+      }
+      KNode n;
+      n.op = "gather";
+      n.dtype = out->dtype();
+      n.args = {a.node, idx.node};
+      r.node = add_node(std::move(n));
+      gathers_.push_back({r.node, a.vars[dim]});
+      define(b.output, std::move(r));
+      return;
+    }
+    if (op == "full") {
+      VInfo r;
+      r.shape = oshape;
+      r.vars = fresh_vars(oshape);
+      r.node = const_of(b.args[1], out->dtype());
+      define(b.output, std::move(r));
+      return;
+    }
+    reject(b.sym->qualname() + " is not fusible");
+  }
+
+  std::optional<KernelDef> finish(const std::vector<TensorRef>& outputs) {
+    KernelDef k;
+    k.inputs = inputs_;
+    k.outputs = outputs;
+    k.device = outputs.empty() ? Device::cpu() : outputs[0]->device();
+    for (const TensorRef& t : inputs_) {
+      if (!(t->device() == k.device)) reject("tensors on different devices");
+    }
+    for (const TensorRef& t : outputs) {
+      if (!(t->device() == k.device)) reject("tensors on different devices");
+    }
+    // Axes: the classes of every variable still in use.
+    std::vector<int> roots;
+    auto note = [&](int v) {
+      if (v < 0) return;
+      v = find(v);
+      if (std::find(roots.begin(), roots.end(), v) == roots.end()) roots.push_back(v);
+    };
+    // Reference order: the output (or reduction operand) with the most distinct axes.
+    std::vector<const std::vector<int>*> candidates;
+    std::vector<VInfo*> outs;
+    for (const TensorRef& t : outputs) {
+      auto it = values_.find(t.get());
+      if (it == values_.end()) reject("an output is not computed by the kernel");
+      outs.push_back(&it->second);
+      candidates.push_back(&it->second.vars);
+    }
+    for (auto& [n, vars] : load_vars_) candidates.push_back(&vars);
+    size_t best = 0;
+    int best_count = -1;
+    for (size_t i = 0; i < candidates.size(); ++i) {
+      std::set<int> s;
+      for (int v : *candidates[i]) {
+        if (v >= 0) s.insert(find(v));
+      }
+      if (static_cast<int>(s.size()) > best_count) best = i, best_count = static_cast<int>(s.size());
+    }
+    if (!candidates.empty()) {
+      for (int v : *candidates[best]) note(v);
+    }
+    for (auto* c : candidates) {
+      for (int v : *c) note(v);
+    }
+    for (auto& [n, vars] : reductions_) {
+      for (int v : vars) note(v);
+    }
+    for (auto& [n, v] : gathers_) note(v);
+    if (roots.size() > 60) reject("too many axes");
+    // The reduced set, identical for every reduction.
+    std::set<int> reduced;
+    for (size_t i = 0; i < reductions_.size(); ++i) {
+      std::set<int> s;
+      for (int v : reductions_[i].second) s.insert(find(v));
+      if (i == 0) {
+        reduced = s;
+      } else if (s != reduced) {
+        reject("reductions over different axes");
+      }
+    }
+    std::vector<int> kept_roots, red_roots;
+    for (int r : roots) {
+      if (!reduced.count(r)) kept_roots.push_back(r);
+    }
+    for (int v : first_reduction_vars_) {
+      int r = find(v);
+      if (std::find(red_roots.begin(), red_roots.end(), r) == red_roots.end()) red_roots.push_back(r);
+    }
+    if (reduced.empty()) {
+      k.kind = KernelDef::Kind::kPointwise;
+    } else {
+      k.kind = reduced_innermost_ ? KernelDef::Kind::kInner : KernelDef::Kind::kOuter;
+    }
+    std::vector<int> order = kept_roots;
+    if (k.kind == KernelDef::Kind::kOuter) {
+      order = red_roots;
+      order.insert(order.end(), kept_roots.begin(), kept_roots.end());
+    } else {
+      order.insert(order.end(), red_roots.begin(), red_roots.end());
+    }
+    std::unordered_map<int, int> axis_of;
+    for (size_t i = 0; i < order.size(); ++i) {
+      axis_of[order[i]] = static_cast<int>(i);
+      k.sizes.push_back(var_size_[order[i]]);
+      if (reduced.count(order[i])) k.reduced |= uint64_t{1} << i;
+    }
+    auto axis = [&](int v) { return v < 0 ? -1 : axis_of.at(find(v)); };
+    uint64_t all = order.size() >= 64 ? ~uint64_t{0} : (uint64_t{1} << order.size()) - 1;
+    uint64_t kept = all & ~k.reduced;
+    if (!gathers_.empty()) {
+      if (k.kind != KernelDef::Kind::kInner) reject("take_along_axis outside a row reduction");
+      for (auto& [n, v] : gathers_) {
+        if (k.reduced != (uint64_t{1} << axis(v))) reject("take_along_axis along a kept axis");
+      }
+    }
+    // Axes each node varies over.
+    for (size_t i = 0; i < nodes_.size(); ++i) {
+      KNode& n = nodes_[i];
+      if (n.op == "load") {
+        for (int v : load_vars_.at(static_cast<int>(i))) n.dims.push_back(axis(v));
+        for (int a : n.dims) {
+          if (a >= 0) n.axes |= uint64_t{1} << a;
+        }
+      } else if (n.op == "const") {
+        n.axes = 0;
+      } else if (n.op == "sum" || n.op == "amax" || n.op == "amin" || n.op == "prod") {
+        n.axes = nodes_[n.args[0]].axes & ~k.reduced;
+      } else if (n.op == "gather") {
+        for (auto& [g, v] : gathers_) {
+          if (g == static_cast<int>(i)) n.gather_axis = axis(v);
+        }
+        n.axes = (nodes_[n.args[0]].axes & ~k.reduced) | nodes_[n.args[1]].axes;
+        if (nodes_[n.args[1]].axes & k.reduced) reject("take_along_axis index varies over the row");
+      } else {
+        for (int a : n.args) n.axes |= nodes_[a].axes;
+      }
+    }
+    for (size_t o = 0; o < outs.size(); ++o) {
+      std::vector<int> dims;
+      uint64_t oaxes = 0;
+      for (int v : outs[o]->vars) {
+        int a = axis(v);
+        if (a >= 0 && (oaxes >> a & 1)) reject("an output has two dims on one axis");
+        if (a >= 0) oaxes |= uint64_t{1} << a;
+        dims.push_back(a);
+      }
+      const KNode& n = nodes_[outs[o]->node];
+      if ((n.axes & ~oaxes) != 0) reject("an output drops an axis its value varies over");
+      (void)kept;  // outputs that do not vary over some kept axis are written once along it
+      if (k.kind != KernelDef::Kind::kPointwise && (oaxes & k.reduced) != 0 &&
+          (oaxes & k.reduced) != k.reduced) {
+        reject("an output varies over part of the reduced axes");
+      }
+      k.output_nodes.push_back(outs[o]->node);
+      k.output_dims.push_back(std::move(dims));
+    }
+    k.nodes = std::move(nodes_);
+    if (k.kind == KernelDef::Kind::kOuter) {
+      // Column reductions run one accumulation pass: no reduction may need another.
+      std::vector<int> need = available_from(k);
+      for (size_t i = 0; i < k.nodes.size(); ++i) {
+        if (is_reduce_op(k.nodes[i].op) && need[i] > 1) reject("a column reduction needs another");
+      }
+      for (size_t o = 0; o < k.outputs.size(); ++o) {
+        const KNode& n = k.nodes[k.output_nodes[o]];
+        if ((n.axes & k.reduced) && need[k.output_nodes[o]] > 0) {
+          reject("a full-size output needs a column reduction");
+        }
+      }
+    }
+    return k;
+  }
+
+  const std::vector<TensorRef>& inputs_;
+  std::unordered_map<const TensorProxy*, int> input_index_;
+  std::unordered_map<const TensorProxy*, VInfo> values_;
+  std::vector<KNode> nodes_;
+  std::unordered_map<int, std::vector<int>> load_vars_;
+  std::vector<std::pair<int, std::vector<int>>> reductions_;
+  std::vector<std::pair<int, int>> gathers_;
+  std::vector<int> first_reduction_vars_;
+  bool reduced_innermost_ = true;
+  std::vector<int> parent_;
+  std::vector<int64_t> var_size_;
+};
+
+}  // namespace
+
+std::optional<KernelDef> build_kernel(const std::vector<BSymRef>& prims,
+                                      const std::vector<TensorRef>& inputs,
+                                      const std::vector<TensorRef>& outputs, std::string* why) {
+  Builder b(inputs);
+  return b.build(prims, outputs, why);
+}
+
+std::string KernelDef::str() const {
+  std::ostringstream os;
+  const char* kinds[] = {"pointwise", "inner", "outer"};
+  os << kinds[static_cast<int>(kind)] << " axes [";
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    os << (i ? ", " : "") << sizes[i] << ((reduced >> i & 1) ? "r" : "");
+  }
+  os << "]\n";
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    const KNode& n = nodes[i];
+    os << "  n" << i << " = " << n.op;
+    if (n.op == "load") os << " in" << n.input;
+    if (n.op == "const") os << " " << (n.is_float_const ? n.fvalue : static_cast<double>(n.ivalue));
+    for (int a : n.args) os << " n" << a;
+    os << "  : " << dtype_short_name(n.dtype) << " axes=" << n.axes << "\n";
+  }
+  for (size_t o = 0; o < output_nodes.size(); ++o) os << "  out" << o << " = n" << output_nodes[o] << "\n";
+  return os.str();
+}
+
+}  // namespace thunder::fuser

@@ -1,0 +1,90 @@
+// The fuser's kernel IR: a fused region of primitives as an expression DAG over one iteration domain.
+//
+// Every value of a kernel is a function of a point of the *domain* (a list of axes with sizes). A
+// value varies over a subset of the axes and is the same along the others (broadcast); broadcasts,
+// transposes and squeezes of a value therefore cost nothing (they only relabel which of the value's
+// dims lie on which axis). Loads read region inputs through a view (a chain of view primitives applied
+// to the input's real strides when the kernel is specialised at call time: slices and reshapes of
+// inputs are indexing). Reductions remove axes: a kernel reduces one set of axes (`reduced`), and its
+// schedule follows from where those axes lie:
+//   kPointwise: nothing is reduced; every output varies over every axis.
+//   kInner:     reduced axes are innermost; per row (point of the kept axes) the kernel makes passes over
+//               the row: pass k computes the reductions that need k-1 earlier ones (softmax: max, then
+//               sum of exp, then the output), row-level values between passes.
+//   kOuter:     reduced axes are outermost (bias gradients): per column, accumulate over rows.
+// Compute happens in float for bf16/fp16/fp32 values (double for fp64, the integer type for integers).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ir/bound_symbol.h"
+
+namespace thunder::fuser {
+
+// One view primitive applied to a load's source tensor.
+struct ViewOp {
+  enum class Kind : uint8_t { kBroadcast, kReshape, kTranspose, kSlice, kSqueeze } kind;
+  std::vector<int64_t> a, b, c;  // broadcast: shape, dims; reshape: shape; transpose: perm;
+                                 // slice: start, stop, step; squeeze: dims
+};
+
+struct KNode {
+  std::string op;  // "load", "const", a primitive's name ("add", "exp", ...), "sum"/"amax"/"amin"/
+                   // "prod" (reductions), "gather" (take_along_axis along a reduced axis)
+  DType dtype = DType::kFloat32;  // the value's dtype (compute happens in its compute type)
+  std::vector<int> args;          // operand nodes
+  // load
+  int input = -1;                 // index into KernelDef::inputs
+  std::vector<ViewOp> view;       // applied to the input's (shape, strides, offset)
+  std::vector<int64_t> view_shape;  // the shape after `view`
+  std::vector<int> dims;          // per dim of the loaded view: its axis, or -1 (size 1 / broadcast)
+  // const
+  double fvalue = 0;
+  int64_t ivalue = 0;
+  bool is_float_const = false;
+  // gather: the reduced axis indexed by args[1]
+  int gather_axis = -1;
+  uint64_t axes = 0;  // bitmask of the axes the value varies over
+};
+
+struct KernelDef {
+  enum class Kind : uint8_t { kPointwise, kInner, kOuter };
+  Kind kind = Kind::kPointwise;
+  std::vector<int64_t> sizes;  // per axis; kInner: kept axes then reduced; kOuter: reduced then kept
+  uint64_t reduced = 0;        // bitmask of reduced axes
+  std::vector<KNode> nodes;    // topological order
+  std::vector<TensorRef> inputs;   // region inputs read by loads
+  std::vector<TensorRef> outputs;  // values the kernel writes (contiguous, their own shape)
+  std::vector<int> output_nodes;   // node per output
+  std::vector<std::vector<int>> output_dims;  // per output dim: its axis or -1
+  Device device;
+
+  int num_axes() const { return static_cast<int>(sizes.size()); }
+  // A readable dump for tests and error messages.
+  std::string str() const;
+};
+
+// True for the reduction ops of the kernel IR (sum, amax, amin, prod).
+bool is_reduce_op(const std::string& op);
+
+// For every node, the pass from which its value is available: 0 for values computed from inputs
+// alone, k for values that need a reduction computed in pass k (a reduction whose operand is available
+// from pass k-1 is computed in pass k).
+std::vector<int> available_from(const KernelDef& k);
+
+// True when the primitive can be part of a fused kernel (dtypes, argument kinds).
+bool prim_fusible(const BoundSymbol& b);
+
+// Builds the kernel of `prims` (a topologically ordered list of primitives) reading `inputs` and
+// writing `outputs`. nullopt (with the reason in `why`) when one kernel cannot compute them: axes
+// that do not line up, two different reduced sets, a view of a computed value that is not indexing,
+// an output that does not vary over every kept axis.
+std::optional<KernelDef> build_kernel(const std::vector<BSymRef>& prims,
+                                      const std::vector<TensorRef>& inputs,
+                                      const std::vector<TensorRef>& outputs,
+                                      std::string* why = nullptr);
+
+}  // namespace thunder::fuser

@@ -1,0 +1,203 @@
+// Layout specialisation: view chains applied to real strides, then axis merging.
+#include "fuser/layout.h"
+
+#include <optional>
+
+#include "core/error.h"
+
+namespace thunder::fuser {
+
+std::vector<int64_t> contiguous_strides(const std::vector<int64_t>& shape) {
+  std::vector<int64_t> s(shape.size(), 1);
+  for (int64_t i = static_cast<int64_t>(shape.size()) - 2; i >= 0; --i) {
+    s[i] = s[i + 1] * std::max<int64_t>(shape[i + 1], 1);
+  }
+  return s;
+}
+
+namespace {
+
+// ATen's computeStride: the strides of a view of (shape, stride) with `newshape`, if one exists.
+std::optional<std::vector<int64_t>> view_strides(const std::vector<int64_t>& shape,
+                                                 const std::vector<int64_t>& stride,
+                                                 const std::vector<int64_t>& newshape) {
+  if (shape.empty()) return std::vector<int64_t>(newshape.size(), 1);
+  int64_t numel = 1;
+  for (int64_t s : shape) numel *= s;
+  if (numel == 0) return contiguous_strides(newshape);
+  std::vector<int64_t> newstride(newshape.size(), 1);
+  int64_t view_d = static_cast<int64_t>(newshape.size()) - 1;
+  int64_t chunk_base_stride = stride.back();
+  int64_t tensor_numel = 1, view_numel = 1;
+  for (int64_t d = static_cast<int64_t>(shape.size()) - 1; d >= 0; --d) {
+    tensor_numel *= shape[d];
+    if (d == 0 || (shape[d - 1] != 1 && stride[d - 1] != tensor_numel * chunk_base_stride)) {
+      while (view_d >= 0 && (view_numel < tensor_numel || newshape[view_d] == 1)) {
+        newstride[view_d] = view_numel * chunk_base_stride;
+        view_numel *= newshape[view_d];
+        --view_d;
+      }
+      if (view_numel != tensor_numel) return std::nullopt;
+      if (d > 0) {
+        chunk_base_stride = stride[d - 1];
+        tensor_numel = 1;
+        view_numel = 1;
+      }
+    }
+  }
+  if (view_d != -1) return std::nullopt;
+  return newstride;
+}
+
+bool apply_view(const ViewOp& op, std::vector<int64_t>& shape, std::vector<int64_t>& stride,
+                int64_t& offset) {
+  switch (op.kind) {
+    case ViewOp::Kind::kBroadcast: {
+      std::vector<int64_t> ns(op.a.size(), 0);
+      for (size_t i = 0; i < op.b.size(); ++i) {
+        if (shape[i] == op.a[op.b[i]]) ns[op.b[i]] = stride[i];
+      }
+      shape = op.a;
+      stride = ns;
+      return true;
+    }
+    case ViewOp::Kind::kReshape: {
+      auto ns = view_strides(shape, stride, op.a);
+      if (!ns) return false;
+      shape = op.a;
+      stride = *ns;
+      return true;
+    }
+    case ViewOp::Kind::kTranspose: {
+      std::vector<int64_t> sh, st;
+      for (int64_t p : op.a) sh.push_back(shape[p]), st.push_back(stride[p]);
+      shape = sh;
+      stride = st;
+      return true;
+    }
+    case ViewOp::Kind::kSqueeze: {
+      std::vector<int64_t> sh, st;
+      for (size_t d = 0; d < shape.size(); ++d) {
+        bool drop = false;
+        for (int64_t x : op.a) drop = drop || (x < 0 ? x + static_cast<int64_t>(shape.size()) : x) == static_cast<int64_t>(d);
+        if (!drop) sh.push_back(shape[d]), st.push_back(stride[d]);
+      }
+      shape = sh;
+      stride = st;
+      return true;
+    }
+    case ViewOp::Kind::kSlice: {
+      for (size_t d = 0; d < shape.size(); ++d) {
+        int64_t start = op.a[d], stop = op.b[d], step = op.c[d];
+        offset += start * stride[d];
+        shape[d] = stop > start ? (stop - start + step - 1) / step : 0;
+        stride[d] *= step;
+      }
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+std::string Layout::key() const {
+  std::string k;
+  auto add = [&](int64_t v) { k += std::to_string(v) + ","; };
+  for (const Access& a : loads) {
+    for (int64_t s : a.strides) add(s);
+    add(a.offset);
+    k += ";";
+  }
+  return k;
+}
+
+bool specialize(const KernelDef& k, const std::vector<TensorMeta>& inputs, Layout* out,
+                int* bad_input) {
+  const int n = k.num_axes();
+  std::vector<Access> loads(k.nodes.size());
+  for (size_t i = 0; i < k.nodes.size(); ++i) {
+    const KNode& node = k.nodes[i];
+    if (node.op != "load") continue;
+    const TensorMeta& m = inputs.at(node.input);
+    std::vector<int64_t> shape = m.shape, stride = m.strides;
+    int64_t offset = 0;
+    for (const ViewOp& op : node.view) {
+      if (!apply_view(op, shape, stride, offset)) {
+        if (bad_input) *bad_input = node.input;
+        return false;
+      }
+    }
+    Access a;
+    a.strides.assign(n, 0);
+    a.offset = offset;
+    for (size_t d = 0; d < node.dims.size(); ++d) {
+      if (node.dims[d] >= 0) a.strides[node.dims[d]] += stride[d];
+    }
+    loads[i] = std::move(a);
+  }
+  std::vector<Access> stores;
+  for (size_t o = 0; o < k.outputs.size(); ++o) {
+    std::vector<int64_t> shape;
+    for (Dim d : k.outputs[o]->shape()) shape.push_back(d.value());
+    std::vector<int64_t> cs = contiguous_strides(shape);
+    Access a;
+    a.strides.assign(n, 0);
+    for (size_t d = 0; d < k.output_dims[o].size(); ++d) {
+      if (k.output_dims[o][d] >= 0) a.strides[k.output_dims[o][d]] = cs[d];
+    }
+    stores.push_back(std::move(a));
+  }
+  // Merge: drop size-1 axes, then join neighbours of one group walked contiguously by every access.
+  std::vector<int> keep;
+  bool any_zero = false;
+  for (int a = 0; a < n; ++a) any_zero = any_zero || k.sizes[a] == 0;
+  for (int a = 0; a < n; ++a) {
+    if (k.sizes[a] != 1 || any_zero) keep.push_back(a);
+  }
+  auto is_red = [&](int a) { return (k.reduced >> a & 1) != 0; };
+  std::vector<std::vector<int>> groups;  // each: original axes merged into one
+  for (int a : keep) {
+    if (!groups.empty()) {
+      int prev = groups.back().back();
+      bool ok = is_red(prev) == is_red(a);
+      auto check = [&](const Access& acc) {
+        if (acc.strides.empty()) return;
+        if (acc.strides[prev] != acc.strides[a] * k.sizes[a]) ok = false;
+      };
+      for (const Access& acc : loads) check(acc);
+      for (const Access& acc : stores) check(acc);
+      if (ok) {
+        groups.back().push_back(a);
+        continue;
+      }
+    }
+    groups.push_back({a});
+  }
+  Layout L;
+  for (const auto& g : groups) {
+    int64_t size = 1;
+    for (int a : g) size *= k.sizes[a];
+    if (is_red(g.front())) L.reduced |= uint64_t{1} << L.sizes.size();
+    L.sizes.push_back(size);
+  }
+  auto merge = [&](const Access& acc) {
+    Access m;
+    m.offset = acc.offset;
+    for (const auto& g : groups) m.strides.push_back(acc.strides[g.back()]);
+    return m;
+  };
+  for (const Access& acc : loads) L.loads.push_back(acc.strides.empty() ? Access{} : merge(acc));
+  for (const Access& acc : stores) L.stores.push_back(merge(acc));
+  int outer = 0;
+  for (size_t a = 0; a < L.sizes.size(); ++a) {
+    bool red = (L.reduced >> a & 1) != 0;
+    bool outer_red = k.kind == KernelDef::Kind::kOuter;
+    if (red == outer_red) ++outer;
+  }
+  L.num_outer = k.kind == KernelDef::Kind::kPointwise ? static_cast<int>(L.sizes.size()) : outer;
+  *out = std::move(L);
+  return true;
+}
+
+}  // namespace thunder::fuser

@@ -1,0 +1,43 @@
+// Specialising a kernel to the strides of the tensors it is called with: every load and store becomes
+// a constant stride per axis, and adjacent axes that every access walks contiguously are merged. The
+// result is what the code generators read; the kernel source is a pure function of (KernelDef, Layout).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "fuser/kernel.h"
+
+namespace thunder::fuser {
+
+struct TensorMeta {
+  std::vector<int64_t> shape;
+  std::vector<int64_t> strides;  // in elements
+};
+
+struct Access {
+  std::vector<int64_t> strides;  // per (merged) axis, in elements
+  int64_t offset = 0;            // in elements, from the tensor's data pointer
+};
+
+struct Layout {
+  std::vector<int64_t> sizes;  // merged axes
+  uint64_t reduced = 0;        // merged reduced axes
+  int num_outer = 0;           // kInner: kept axes first; kOuter: reduced axes first
+  std::vector<Access> loads;   // per node (empty for non-loads)
+  std::vector<Access> stores;  // per kernel output
+  // A signature of the strides, for caching one compiled variant per layout.
+  std::string key() const;
+};
+
+// The layout of `k` for inputs with these shapes and strides. Returns false (and the index of the
+// offending input in `bad_input`) when a reshape in a load's view cannot be expressed with the input's
+// strides; calling again with that input made contiguous succeeds.
+bool specialize(const KernelDef& k, const std::vector<TensorMeta>& inputs, Layout* out,
+                int* bad_input);
+
+// Contiguous strides of a shape.
+std::vector<int64_t> contiguous_strides(const std::vector<int64_t>& shape);
+
+}  // namespace thunder::fuser

@@ -1,0 +1,100 @@
+// Greedy segmentation of a region into kernels.
+#include "fuser/segment.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <unordered_map>
+#include <unordered_set>
+
+namespace thunder::fuser {
+
+namespace {
+
+bool computes(const BoundSymbol& b) {
+  const std::string& n = b.sym->name;
+  return !(n == "broadcast_in_dim" || n == "reshape" || n == "transpose" || n == "squeeze" ||
+           n == "slice");
+}
+
+// Inputs and outputs of prims[begin, end): outputs are values read by prims after `end` (or by
+// `later_readers`) and region outputs.
+void io(const std::vector<BSymRef>& prims, size_t begin, size_t end,
+        const std::unordered_set<const TensorProxy*>& region_out, std::vector<TensorRef>* inputs,
+        std::vector<TensorRef>* outputs) {
+  std::unordered_set<const TensorProxy*> defined, seen;
+  for (size_t i = begin; i < end; ++i) {
+    for (const TensorRef& t : prims[i]->input_tensors()) {
+      if (!defined.count(t.get()) && seen.insert(t.get()).second) inputs->push_back(t);
+    }
+    for (const TensorRef& t : prims[i]->output_tensors()) defined.insert(t.get());
+  }
+  std::unordered_set<const TensorProxy*> read_after;
+  for (size_t i = end; i < prims.size(); ++i) {
+    for (const TensorRef& t : prims[i]->input_tensors()) read_after.insert(t.get());
+  }
+  for (size_t i = begin; i < end; ++i) {
+    for (const TensorRef& t : prims[i]->output_tensors()) {
+      if (read_after.count(t.get()) || region_out.count(t.get())) outputs->push_back(t);
+    }
+  }
+}
+
+}  // namespace
+
+std::vector<Segment> segment_region(const std::vector<BSymRef>& prims,
+                                    const std::vector<TensorRef>& region_outputs) {
+  std::unordered_set<const TensorProxy*> region_out;
+  for (const TensorRef& t : region_outputs) region_out.insert(t.get());
+  std::vector<Segment> out;
+  static const bool debug = std::getenv("THUNDER_FUSION_DEBUG") != nullptr;
+  auto try_build = [&](size_t begin, size_t end, Segment* seg) {
+    seg->prims.assign(prims.begin() + begin, prims.begin() + end);
+    seg->inputs.clear();
+    seg->outputs.clear();
+    io(prims, begin, end, region_out, &seg->inputs, &seg->outputs);
+    std::string why;
+    seg->kernel = build_kernel(seg->prims, seg->inputs, seg->outputs, &why);
+    if (!seg->kernel && debug) {
+      std::fprintf(stderr, "[thunder.fusion] cut before %s: %s\n", prims[end - 1]->sym->qualname().c_str(),
+                   why.c_str());
+    }
+    return seg->kernel.has_value();
+  };
+  size_t begin = 0;
+  while (begin < prims.size()) {
+    Segment best;
+    size_t end = begin;
+    // Grow while one kernel computes the run. A prim that fails may still be followed by ones that
+    // fit once it is outside, so growth stops at the first failure.
+    for (size_t e = begin + 1; e <= prims.size(); ++e) {
+      Segment s;
+      if (!try_build(begin, e, &s)) break;
+      best = std::move(s);
+      end = e;
+    }
+    if (end == begin) {
+      Segment s;
+      s.prims = {prims[begin]};
+      io(prims, begin, begin + 1, region_out, &s.inputs, &s.outputs);
+      out.push_back(std::move(s));
+      begin += 1;
+      continue;
+    }
+    // Views and broadcasts at the end of a segment are left to the next one (where they are free
+    // indexing) instead of being written out.
+    while (end > begin + 1 && !computes(*prims[end - 1])) {
+      Segment s;
+      if (!try_build(begin, end - 1, &s)) break;
+      best = std::move(s);
+      --end;
+    }
+    bool any_compute = false;
+    for (const BSymRef& b : best.prims) any_compute = any_compute || computes(*b);
+    if (!any_compute || best.outputs.empty()) best.kernel.reset();
+    out.push_back(std::move(best));
+    begin = end;
+  }
+  return out;
+}
+
+}  // namespace thunder::fuser

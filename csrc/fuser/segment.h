@@ -1,0 +1,24 @@
+// Splitting a fusion region into kernels. The region's primitives (in trace order) are cut greedily
+// into consecutive segments, each the longest run one kernel (kernel.h) can compute; consecutive runs of
+// a topological order keep the program acyclic. Segments that compute nothing (only views and
+// broadcasts) and primitives no kernel takes are left to other executors.
+#pragma once
+
+#include <optional>
+#include <vector>
+
+#include "fuser/kernel.h"
+
+namespace thunder::fuser {
+
+struct Segment {
+  std::vector<BSymRef> prims;
+  std::vector<TensorRef> inputs;   // read, defined before the segment
+  std::vector<TensorRef> outputs;  // defined, read after it or returned by the region
+  std::optional<KernelDef> kernel; // nullopt: left to other executors
+};
+
+std::vector<Segment> segment_region(const std::vector<BSymRef>& prims,
+                                    const std::vector<TensorRef>& region_outputs);
+
+}  // namespace thunder::fuser

@@ -1,0 +1,212 @@
+// Calling fused kernels from the runtime.
+#include "runtime/fused_kernel.h"
+
+#include <nanobind/stl/string.h>
+
+#include "core/error.h"
+#include "fuser/cpu_backend.h"
+#include "fuser/cpu_codegen.h"
+#include "fuser/cuda_backend.h"
+#include "fuser/cuda_codegen.h"
+#include "runtime/objects.h"
+
+namespace thunder::runtime {
+
+namespace {
+
+struct TorchFns {
+  nb::object empty;
+  nb::object kwnames;  // ("dtype", "device")
+  PyObject* s_stride;
+  PyObject* s_data_ptr;
+  PyObject* s_contiguous;
+};
+
+TorchFns& torch_fns() {
+  static TorchFns* f = [] {
+    auto* t = new TorchFns();
+    nb::module_ torch = nb::module_::import_("torch");
+    t->empty = torch.attr("empty");
+    t->kwnames = nb::make_tuple("dtype", "device");
+    t->s_stride = PyUnicode_InternFromString("stride");
+    t->s_data_ptr = PyUnicode_InternFromString("data_ptr");
+    t->s_contiguous = PyUnicode_InternFromString("contiguous");
+    return t;
+  }();
+  return *f;
+}
+
+std::vector<int64_t> int_tuple(PyObject* t) {
+  std::vector<int64_t> out;
+  Py_ssize_t n = PyTuple_GET_SIZE(t);
+  for (Py_ssize_t i = 0; i < n; ++i) out.push_back(PyLong_AsLongLong(PyTuple_GET_ITEM(t, i)));
+  return out;
+}
+
+}  // namespace
+
+FusedKernel::FusedKernel(fuser::KernelDef k, std::string name) : k_(std::move(k)), name_(std::move(name)) {
+  cuda_ = k_.device.type == DeviceType::kCUDA;
+  for (const TensorRef& t : k_.outputs) {
+    std::vector<int64_t> shape;
+    for (Dim d : t->shape()) shape.push_back(d.value());
+    nb::list l;
+    for (int64_t s : shape) l.append(s);
+    empty_args_.push_back(nb::tuple(l));
+  }
+}
+
+std::shared_ptr<FusedKernel::Variant> FusedKernel::build_variant(const fuser::Layout& layout) {
+  auto v = std::make_shared<Variant>();
+  v->layout = layout;
+  if (cuda_) {
+    fuser::CudaLaunch launch;
+    v->source = fuser::cuda_source(k_, layout, &launch);
+    v->binary = fuser::cuda_load(v->source, k_.device.index < 0 ? 0 : k_.device.index, launch);
+  } else {
+    v->source = fuser::cpu_source(k_, layout);
+    v->binary = fuser::cpu_load(v->source);
+  }
+  return v;
+}
+
+std::shared_ptr<FusedKernel::Variant> FusedKernel::variant_for(const std::vector<fuser::TensorMeta>& metas,
+                                                               std::vector<nb::object>* inputs) {
+  fuser::Layout layout;
+  int bad = -1;
+  std::vector<fuser::TensorMeta> m = metas;
+  std::vector<bool> copied(m.size(), false);
+  while (!fuser::specialize(k_, m, &layout, &bad)) {
+    // A reshape the input's strides cannot express: run on a contiguous copy of that input.
+    if (bad < 0 || static_cast<size_t>(bad) >= m.size() || copied[bad]) {
+      throw Error(name_ + ": internal: no layout for the inputs' strides");
+    }
+    copied[bad] = true;
+    nb::object& t = (*inputs)[bad];
+    t = nb::steal(PyObject_CallMethodNoArgs(t.ptr(), torch_fns().s_contiguous));
+    if (!t.is_valid()) throw nb::python_error();
+    m[bad].strides = fuser::contiguous_strides(m[bad].shape);
+  }
+  std::string key = layout.key();
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = variants_.find(key);
+  if (it != variants_.end()) return it->second;
+  auto v = build_variant(layout);
+  variants_[key] = v;
+  return v;
+}
+
+void FusedKernel::precompile() {
+  std::vector<fuser::TensorMeta> metas;
+  for (const TensorRef& t : k_.inputs) {
+    fuser::TensorMeta m;
+    for (Dim d : t->shape()) m.shape.push_back(d.value());
+    m.strides = fuser::contiguous_strides(m.shape);
+    metas.push_back(std::move(m));
+  }
+  fuser::Layout layout;
+  if (!fuser::specialize(k_, metas, &layout, nullptr)) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  std::string key = layout.key();
+  if (!variants_.count(key)) variants_[key] = build_variant(layout);
+  last_ = variants_[key];
+}
+
+std::string FusedKernel::source() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (last_) return last_->source;
+  }
+  std::vector<fuser::TensorMeta> metas;
+  for (const TensorRef& t : k_.inputs) {
+    fuser::TensorMeta m;
+    for (Dim d : t->shape()) m.shape.push_back(d.value());
+    m.strides = fuser::contiguous_strides(m.shape);
+    metas.push_back(std::move(m));
+  }
+  fuser::Layout layout;
+  fuser::specialize(k_, metas, &layout, nullptr);
+  return cuda_ ? fuser::cuda_source(k_, layout) : fuser::cpu_source(k_, layout);
+}
+
+nb::object FusedKernel::call(nb::args args) {
+  TorchFns& tf = torch_fns();
+  size_t ni = k_.inputs.size();
+  if (args.size() != ni) {
+    throw Error(name_ + " expects " + std::to_string(ni) + " tensors, got " + std::to_string(args.size()));
+  }
+  std::vector<nb::object> inputs(ni);
+  std::vector<fuser::TensorMeta> metas(ni);
+  for (size_t i = 0; i < ni; ++i) {
+    inputs[i] = nb::borrow(args[i]);
+    if (!is_tensor(inputs[i].ptr())) throw TypeError(name_ + ": argument " + std::to_string(i) + " is not a tensor");
+    PyObject* st = PyObject_CallMethodNoArgs(inputs[i].ptr(), tf.s_stride);
+    if (!st) throw nb::python_error();
+    metas[i].strides = int_tuple(st);
+    Py_DECREF(st);
+    for (Dim d : k_.inputs[i]->shape()) metas[i].shape.push_back(d.value());
+  }
+  std::shared_ptr<Variant> v = variant_for(metas, &inputs);
+  last_ = v;
+  std::vector<char*> ptrs;
+  for (size_t i = 0; i < ni; ++i) {
+    PyObject* p = PyObject_CallMethodNoArgs(inputs[i].ptr(), tf.s_data_ptr);
+    if (!p) throw nb::python_error();
+    ptrs.push_back(reinterpret_cast<char*>(PyLong_AsVoidPtr(p)));
+    Py_DECREF(p);
+  }
+  size_t no = k_.outputs.size();
+  std::vector<nb::object> outs(no);
+  nb::object device = device_object(k_.device);
+  for (size_t o = 0; o < no; ++o) {
+    PyObject* argv[3] = {empty_args_[o].ptr(), dtype_object(k_.outputs[o]->dtype()).ptr(), device.ptr()};
+    PyObject* r = PyObject_Vectorcall(tf.empty.ptr(), argv, 1, tf.kwnames.ptr());
+    if (!r) throw nb::python_error();
+    outs[o] = nb::steal(r);
+    PyObject* p = PyObject_CallMethodNoArgs(r, tf.s_data_ptr);
+    if (!p) throw nb::python_error();
+    ptrs.push_back(reinterpret_cast<char*>(PyLong_AsVoidPtr(p)));
+    Py_DECREF(p);
+  }
+  if (cuda_) {
+    fuser::cuda_launch(*std::static_pointer_cast<fuser::CudaFunction>(v->binary), v->layout, k_,
+                       ptrs.data(), current_cuda_stream(k_.device.index < 0 ? 0 : k_.device.index));
+  } else {
+    const auto& bin = *std::static_pointer_cast<fuser::CpuBinary>(v->binary);
+    if (bin.items() * bin.item_cost() > 65536) {
+      nb::gil_scoped_release release;
+      fuser::cpu_launch(bin, ptrs.data());
+    } else {
+      fuser::cpu_launch(bin, ptrs.data());
+    }
+  }
+  if (no == 1) return outs[0];
+  nb::list l;
+  for (auto& o : outs) l.append(o);
+  return nb::tuple(l);
+}
+
+void* current_cuda_stream(int device) {
+  static nb::object fn;
+  static int cached_device = -2;
+  static PyObject* s_cuda_stream = PyUnicode_InternFromString("cuda_stream");
+  if (!fn.is_valid()) fn = nb::module_::import_("torch").attr("cuda").attr("current_stream");
+  (void)cached_device;
+  nb::object s = fn(device);
+  PyObject* h = PyObject_GetAttr(s.ptr(), s_cuda_stream);
+  if (!h) throw nb::python_error();
+  void* r = PyLong_AsVoidPtr(h);
+  Py_DECREF(h);
+  return r;
+}
+
+void bind_fused_kernel(nb::module_& m) {
+  nb::class_<FusedKernel>(m, "FusedKernel")
+      .def("__call__", &FusedKernel::call)
+      .def("source", &FusedKernel::source)
+      .def("precompile", &FusedKernel::precompile)
+      .def_prop_ro("name", &FusedKernel::name)
+      .def_prop_ro("kernel_ir", [](const FusedKernel& k) { return k.kernel().str(); });
+}
+
+}  // namespace thunder::runtime

@@ -1,0 +1,57 @@
+// A fused kernel as the runtime calls it: a Python callable (bound with nanobind) taking the region's
+// input tensors and returning its outputs. On each call it reads the inputs' data pointers and
+// strides, picks the variant compiled for that layout (specialising and compiling it on first use),
+// allocates the outputs through torch.empty (on CUDA: torch's caching allocator) and launches on the
+// CPU thread pool or on torch's current CUDA stream.
+#pragma once
+
+#include <nanobind/nanobind.h>
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "fuser/kernel.h"
+#include "fuser/layout.h"
+
+namespace thunder::runtime {
+
+namespace nb = nanobind;
+
+class FusedKernel {
+ public:
+  FusedKernel(fuser::KernelDef k, std::string name);
+  nb::object call(nb::args args);
+  // Generated source of the variant run last, or of the one for contiguous inputs.
+  std::string source();
+  const std::string& name() const { return name_; }
+  const fuser::KernelDef& kernel() const { return k_; }
+  // Compiles the variant for contiguous inputs now (the layout most calls use).
+  void precompile();
+
+ private:
+  struct Variant {
+    fuser::Layout layout;
+    std::string source;
+    std::shared_ptr<void> binary;  // CpuBinary or CudaFunction
+  };
+  std::shared_ptr<Variant> variant_for(const std::vector<fuser::TensorMeta>& metas, std::vector<nb::object>* inputs);
+  std::shared_ptr<Variant> build_variant(const fuser::Layout& layout);
+
+  fuser::KernelDef k_;
+  std::string name_;
+  bool cuda_ = false;
+  std::mutex mu_;
+  std::unordered_map<std::string, std::shared_ptr<Variant>> variants_;
+  std::shared_ptr<Variant> last_;
+  std::vector<nb::object> empty_args_;  // per output: (shape tuple, dtype, device)
+};
+
+// torch.cuda.current_stream(device).cuda_stream, as a CUstream.
+void* current_cuda_stream(int device);
+
+void bind_fused_kernel(nb::module_& m);
+
+}  // namespace thunder::runtime
