@@ -59,10 +59,17 @@ fusion_executor = extend.register_executor(_fusionex.ThunderFusionExecutor("fusi
 if _fusionex.enabled_by_default():
     extend.add_default_executor(fusion_executor)
 
+from thunder.executors import sdpaex as _sdpaex  # noqa: E402
+from thunder.executors import torchcompileex as _torchcompileex  # noqa: E402
+
+torch_compile_executor = extend.register_executor(_torchcompileex.TorchCompileExecutor("torchcompile"))
+sdpa_executor = extend.register_executor(_sdpaex.sdpa_ex)
+extend.add_default_executor(sdpa_executor)
+
 __all__ = [
     "jit", "compile", "last_traces", "last_backward_traces", "last_prologue_traces", "compile_stats",
     "compile_data", "cache_hits", "cache_misses", "cache_option", "last_compile_options",
     "get_default_executors", "get_always_executors", "get_all_executors", "ThunderModule",
     "DataDependentError", "CACHE_OPTIONS", "pytorch_executor", "python_executor",
-    "fusion_executor", "fusion_source",
+    "fusion_executor", "fusion_source", "torch_compile_executor", "sdpa_executor",
 ]

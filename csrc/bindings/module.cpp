@@ -9,6 +9,7 @@
 #include "autograd/vjp.h"
 #include "bindings/autograd.h"
 #include "bindings/capture.h"
+#include "bindings/extend.h"
 #include "bindings/fuser.h"
 #include "core/error.h"
 #include "executors/executor.h"
@@ -322,6 +323,7 @@ NB_MODULE(_core, m) {
       .def_prop_ro("calls", [](const CacheEntry& e) { return e.calls; });
 
   bindings::bind_fuser(m);
+  bindings::bind_extend(m);
 
   nb::class_<CompiledFunction>(m, "CompiledFunction", nb::dynamic_attr())
       .def("__init__", [](CompiledFunction* f, nb::object compile, nb::list params, nb::list flags,

@@ -55,6 +55,8 @@ enum class SymbolKind : uint8_t {
   kOpaque,     // a torch function thunder has no rule for: metadata comes from torch's meta kernels
   kExecutor,   // an executor's implementation of another symbol (in execution traces)
   kFusion,     // a region claimed by a fusion executor
+  kCustom,     // an operator an executor defines (thunder.extend): no decomposition; only an
+               // executor that registered an implementation of it can run it
 };
 
 enum SymbolTag : uint32_t {
@@ -66,6 +68,8 @@ enum SymbolTag : uint32_t {
   kTagShape = 1u << 4,      // a pure shape/layout op
   kTagDontDce = 1u << 5,    // has a side effect: never removed by DCE
   kTagElementwise = 1u << 6,
+  kTagCheckOutputs = 1u << 7,  // user-written implementation: the runtime checks its first result
+                               // against the outputs the meta function declared
 };
 
 using MetaFn = Value (*)(Builder& b, const BoundArgs& args);

@@ -9,6 +9,7 @@
 #include "ir/printer.h"
 #include "ops/registry.h"
 #include "runtime/objects.h"
+#include "runtime/output_check.h"
 
 namespace thunder::runtime {
 
@@ -128,6 +129,7 @@ std::shared_ptr<Program> Program::build(const Trace& trace) {
     }
     Instr ins;
     ins.fn = nb::borrow(object(sym.callable));
+    if (sym.has_tag(kTagCheckOutputs)) ins.fn = checked_callable(ins.fn, b->output, sym.qualname());
     if (sym.implements == &prims::set_grad_enabled()) p->grad_switch_ = ins.fn;
     ins.name = sym.qualname();
     std::vector<int> used;

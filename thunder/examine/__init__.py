@@ -22,14 +22,28 @@ def opaque_ops(jfn) -> list[str]:
     return sorted(set(_entry_info(jfn).opaque_ops))
 
 
+def _is_fusion(b) -> bool:
+    # A fused region: an executor's call without a module, whose sub-symbols are its members.
+    return not b["module"] and bool(b["executor"]) and bool(b["subsymbols"]) and not b["opaque"]
+
+
 def operations(jfn) -> list[tuple[str, str]]:
-    """(torch-level operation, executor that runs it) for each operation of the last program."""
+    """(torch-level operation, executor that runs it) for each operation of the last program. The
+    members of a fused region are listed one by one, with the fusion executor's name."""
     final = _entry_info(jfn).traces[-1]
     out = []
-    for b in final.bound_symbols:
+
+    def add(b, executor=None):
         subs = b["subsymbols"]
         op = subs[0]["name"] if subs else b["name"]
-        out.append((op, b["executor"] + (" (opaque)" if b["opaque"] else "")))
+        out.append((op, (executor or b["executor"]) + (" (opaque)" if b["opaque"] else "")))
+
+    for b in final.bound_symbols:
+        if _is_fusion(b):
+            for member in b["subsymbols"]:
+                add(member, b["executor"])
+        else:
+            add(b)
     return out
 
 

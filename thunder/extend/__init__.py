@@ -3,15 +3,35 @@
 An executor declares which symbols it implements; when a program is compiled, each operation goes to
 the first executor in the list that can run it (see csrc/executors/executor.h). `torch` and `python`
 are always available and always appended to the list a user gives.
+
+Extending thunder (Lightning Thunder's API):
+
+- `OperatorExecutor(name).register_operator(name, meta=| like=, fn=)` defines a new operator: a
+  symbol callable in jitted code, recorded in the trace by its name and run by `fn`.
+- `OperatorExecutor.register_implementation(symbol, op=| execution_transform=, checker=)` claims an
+  existing symbol (`thunder.torch.mul`, ...) wherever `checker` accepts its arguments.
+- `FusionExecutor` receives maximal regions of the symbols its `can_fuse` accepts, partitioned by the
+  core so the program stays acyclic, and returns a callable for each.
+
+Registration and claiming live in the C++ core (csrc/executors/custom_op.h, executor.h); this module
+adapts Python callables to it.
 """
 
 from __future__ import annotations
 
+import inspect
+import math
+
+import torch
+
 from thunder import _core
+from thunder.core import capture, transforms
 
 __all__ = [
     "Executor",
     "OperatorExecutor",
+    "FusionExecutor",
+    "Symbol",
     "register_executor",
     "deregister_executor",
     "get_executor",
@@ -36,17 +56,156 @@ class Executor:
             raise ValueError("an executor needs a non-empty string name")
         self.name = name
         self.version = version
-        self._core = _core.Executor(name)
+        self._core = self._make_core(name)
+
+    def _make_core(self, name):
+        return _core.Executor(name)
 
     def can_execute(self, symbol) -> bool:
-        return self._core.implements(symbol)
+        return self._core.implements(_core_symbol(symbol))
 
     def __repr__(self):
         return f"thunder.extend.{type(self).__name__}('{self.name}')"
 
 
+class Symbol:
+    """An operator made by `OperatorExecutor.register_operator`. Called inside a jitted function it is
+    recorded in the trace (its meta function gives the outputs' metadata); called anywhere else it
+    runs its implementation."""
+
+    def __init__(self, core_symbol, fn, executor):
+        self._core = core_symbol
+        self._fn = fn
+        self.executor = executor
+        self.name = core_symbol.name
+        self.__name__ = core_symbol.name
+        self.__doc__ = getattr(fn, "__doc__", None)
+
+    @property
+    def id(self) -> str:
+        return self._core.qualname
+
+    def __call__(self, *args, **kwargs):
+        if torch._C._is_torch_function_mode_enabled():
+            # Inside thunder.jit the capture mode records the call (torch's own modes just call back).
+            return torch.overrides.handle_torch_function(
+                self, _tensor_leaves((args, kwargs)), *args, **kwargs)
+        return self._fn(*args, **kwargs)
+
+    def __repr__(self):
+        return f"<Symbol {self._core.qualname}>"
+
+
 class OperatorExecutor(Executor):
     """An executor that runs individual operations with Python callables."""
+
+    def register_operator(self, name: str, *, like=None, meta=None, fn, tags=None, module=None,
+                          replaces=None, bind_postprocess=None, python_printer=None) -> Symbol:
+        """Defines the operator `name` of this executor, run by `fn`. Its outputs' metadata come from
+        `meta` (called while tracing with the arguments as meta tensors; it returns tensors, meta
+        ones will do, on the inputs' device) or from the symbol `like`. The returned Symbol is
+        called in jitted code like any torch function; `replaces=torch_fn` also records calls of
+        `torch_fn` as this operator. The trace prints it as `<executor>.<name>(...)`. To
+        differentiate it, give it a gradient with `register_implementation(op, op,
+        grad_transform=...)` (or thunder.core.transforms.register_grad)."""
+        if not callable(fn):
+            raise TypeError(f"register_operator('{name}'): fn must be callable")
+        if (like is None) == (meta is None):
+            raise TypeError(f"register_operator('{name}'): give exactly one of meta= and like=")
+        if bind_postprocess is not None or python_printer is not None or module is not None:
+            raise NotImplementedError(
+                f"register_operator('{name}'): bind_postprocess=, python_printer= and module= are "
+                "not supported")
+        if like is not None:
+            core = _core.register_operator(self._core, name, "", None, _core_symbol(like), fn)
+        else:
+            if not callable(meta):
+                raise TypeError(f"register_operator('{name}'): meta must be callable")
+            signature = _signature_text(meta, f"register_operator('{name}')")
+            core = _core.register_operator(self._core, name, signature, None, None, fn)
+            _set_python_meta(core, meta)
+        op = Symbol(core, fn, self)
+        table = capture.dispatch_table()
+        table.by_fn[op] = core
+        if replaces is not None:
+            table.by_fn[replaces] = core
+        return op
+
+    def register_implementation(self, symbol, op=None, *, checker=None, execution_transform=None,
+                                grad_transform=None):
+        """Claims `symbol` (a torch-level symbol such as `thunder.torch.mul`, a primitive, or another
+        executor's operator) wherever `checker(*args, **kwargs)` accepts its arguments (tensor
+        proxies with shape, dtype and device). It then runs as `op` (an operator of this executor,
+        taking the symbol's arguments) or as `execution_transform(*args, **kwargs)`, a Python
+        function that runs it. The trace prints the implementation's name. `grad_transform`, a pair
+        (augmented_forward, backward) as thunder.core.transforms.register_grad takes them, becomes
+        the symbol's gradient (for every executor)."""
+        sym = _core_symbol(symbol)
+        if (op is None) == (execution_transform is None):
+            raise TypeError(
+                f"register_implementation({sym.qualname}): give exactly one of op= and "
+                "execution_transform=")
+        if op is not None:
+            if not isinstance(op, Symbol):
+                raise TypeError("op= must be an operator made by register_operator")
+            fn, module, name = op._fn, op.executor.name, op.name
+        else:
+            if not callable(execution_transform):
+                raise TypeError("execution_transform= must be callable")
+            fn, module, name = execution_transform, self.name, sym.name
+        wrapped_checker = None
+        if checker is not None:
+            if not callable(checker):
+                raise TypeError("checker= must be callable")
+            wrapped_checker = _bound_caller(checker, sym, _as_checker_arg)
+        _core.register_implementation(self._core, sym, module, name, fn, wrapped_checker)
+        if grad_transform is not None:
+            _register_grad_transform(sym, grad_transform)
+
+
+class FusionExecutor(Executor):
+    """The base of fusers. While a program is claimed, a fusion executor takes each operation whose
+    whole decomposition consists of primitives `can_fuse` accepts; the core then partitions what it
+    took into maximal regions (acyclic: no path leaves a region and comes back) and calls
+    `fuse(region, index)` on each. `fuse` returns `(name, callable)`, the callable taking the
+    region's inputs and returning its outputs (one tensor, or a tuple when there are several), or
+    None to leave the region to the other executors.
+
+    `region.bound_symbols` are the region's operations as the other executors would run them,
+    `region.inputs` and `region.outputs` its tensor proxies, and `region.source(name)` a Python
+    function of those operations."""
+
+    def __init__(self, name: str, version=None):
+        self._supported = {}
+        super().__init__(name, version)
+
+    def _make_core(self, name):
+        return _core.make_python_fusion_executor(name, self._can_fuse_hook, self._fuse_hook)
+
+    def register_supported(self, symbol, checker=None) -> None:
+        """Declares that `can_fuse` accepts `symbol` (a primitive) where `checker` accepts its
+        arguments (default: always)."""
+        sym = _core_symbol(symbol)
+        self._supported[sym.qualname] = None if checker is None else _bound_caller(
+            checker, sym, _as_checker_arg)
+
+    def can_fuse(self, bsym) -> bool:
+        """True when this executor can take the primitive `bsym` (a BoundSymbol: sym, args,
+        output). Default: the symbols given to register_supported."""
+        key = bsym.sym.qualname
+        if key not in self._supported:
+            return False
+        check = self._supported[key]
+        return True if check is None else bool(check(bsym.args))
+
+    def fuse(self, region, index: int):
+        raise NotImplementedError(f"{type(self).__name__} must implement fuse(region, index)")
+
+    def _can_fuse_hook(self, bsym):
+        return bool(self.can_fuse(bsym))
+
+    def _fuse_hook(self, region, index):
+        return self.fuse(region, index)
 
 
 _registry: dict[str, Executor] = {}
@@ -125,6 +284,133 @@ def _resolve_one(ex) -> Executor:
     if isinstance(ex, str):
         return get_executor(ex)
     raise TypeError(f"expected an executor or an executor name, got {type(ex).__name__}")
+
+
+def _tensor_leaves(x, out=None):
+    out = [] if out is None else out
+    if isinstance(x, torch.Tensor):
+        out.append(x)
+    elif isinstance(x, (list, tuple)):
+        for i in x:
+            _tensor_leaves(i, out)
+    elif isinstance(x, dict):
+        for i in x.values():
+            _tensor_leaves(i, out)
+    return out
+
+
+def _core_symbol(symbol):
+    """The core symbol of `symbol`: a core symbol, an operator, or a name ("mul", "ltorch.mul",
+    "prims.add")."""
+    if isinstance(symbol, Symbol):
+        return symbol._core
+    if isinstance(symbol, _core.Symbol):
+        return symbol
+    if isinstance(symbol, str):
+        module, _, name = symbol.rpartition(".")
+        found = _core.find_symbol(module or "ltorch", name)
+        if found is None:
+            raise ValueError(f"unknown symbol '{symbol}'")
+        return found
+    raise TypeError(f"expected a symbol, got {type(symbol).__name__}")
+
+
+def _default_text(value, what, name):
+    if value is None or isinstance(value, bool):
+        return repr(value)
+    if isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
+        return repr(value)
+    if isinstance(value, str) and "'" not in value and "," not in value:
+        return f"'{value}'"
+    if value == ():
+        return "()"
+    raise TypeError(f"{what}: the default of parameter '{name}' ({value!r}) is not supported; "
+                    "defaults may be None, booleans, numbers, strings or ()")
+
+
+def _signature_text(fn, what) -> str:
+    """The core signature text of a Python function ("a, b, *, alpha=1")."""
+    parts, kw = [], False
+    for p in inspect.signature(fn).parameters.values():
+        if p.kind is p.VAR_KEYWORD:
+            raise TypeError(f"{what}: **{p.name} is not supported; name the keyword parameters")
+        if p.kind is p.VAR_POSITIONAL:
+            raise TypeError(f"{what}: *{p.name} is not supported; take a sequence instead")
+        if p.kind is p.KEYWORD_ONLY and not kw:
+            parts.append("*")
+            kw = True
+        text = p.name
+        if p.default is not p.empty:
+            text += "=" + _default_text(p.default, what, p.name)
+        parts.append(text)
+    return ", ".join(parts)
+
+
+def _convert(x, leaf):
+    if isinstance(x, _core.ProxyHandle):
+        return leaf(x)
+    if isinstance(x, list):
+        return [_convert(i, leaf) for i in x]
+    if isinstance(x, tuple):
+        return tuple(_convert(i, leaf) for i in x)
+    if isinstance(x, dict):
+        return {k: _convert(v, leaf) for k, v in x.items()}
+    return x
+
+
+def _as_meta_tensor(p):
+    return torch.empty(p.shape, dtype=p.dtype, device="meta")
+
+
+def _as_checker_arg(p):
+    return capture.TensorProxy(p, p.shape, p.dtype, torch.device(p.device), p.requires_grad)
+
+
+def _bound_caller(fn, sym, leaf):
+    """Calls `fn` from a bound symbol's argument list (one value per parameter of `sym`) as the
+    runtime calls implementations: positional parameters positionally, keyword-only ones by name,
+    arguments equal to their defaults left out (trailing positional ones, and keyword-only ones).
+    Tensor proxies are converted with `leaf`."""
+    params = _core.symbol_params(sym)
+
+    def is_default(param, v):
+        _, _, _, has_default, default = param
+        return has_default and type(v) is type(default) and v == default
+
+    def call(values):
+        args, kwargs = [], {}
+        last = 0
+        for i, (p, v) in enumerate(zip(params, values)):
+            if not p[1] and not is_default(p, v):
+                last = i + 1
+        for i, (p, v) in enumerate(zip(params, values)):
+            name, kw_only, varargs = p[0], p[1], p[2]
+            if kw_only and not varargs:
+                if not is_default(p, v):
+                    kwargs[name] = _convert(v, leaf)
+            elif i < last or varargs:  # `*shape` arrives as one tuple, as the runtime passes it
+                args.append(_convert(v, leaf))
+        return fn(*args, **kwargs)
+
+    return call
+
+
+def _set_python_meta(core, meta):
+    _core.set_python_meta(core, _bound_caller(meta, core, _as_meta_tensor))
+
+
+def _register_grad_transform(sym, grad_transform):
+    """Registers `grad_transform` as the gradient of `sym` (thunder.core.transforms.register_grad):
+    a pair (augmented_forward, backward), or a dict of register_grad's keyword arguments."""
+    if isinstance(grad_transform, dict):
+        transforms.register_grad(sym, **grad_transform)
+    elif isinstance(grad_transform, (tuple, list)) and len(grad_transform) == 2:
+        transforms.register_grad(sym, augmented_forward=grad_transform[0], backward=grad_transform[1])
+    else:
+        raise TypeError(
+            f"register_implementation({sym.qualname}): grad_transform must be a pair "
+            "(augmented_forward, backward) or a dict of thunder.core.transforms.register_grad's "
+            "arguments; see thunder.core.transforms")
 
 
 def resolve_executors(executors) -> list[Executor]:
