@@ -70,6 +70,50 @@ void register_nn_grad_rules() {
                            "randn_like"}) {
     register_nondifferentiable(&op(name));
   }
+  // split/chunk/tensor_split/unbind: the outputs tile the input along `dim` in order, so the
+  // gradient is one cat of the outputs' cotangents (zeros where none flows), as in eager.
+  for (const char* name : {"split", "chunk", "tensor_split", "unbind"}) {
+    bool unbind = std::string(name) == "unbind";
+    rule(name, backward_only([unbind](BackwardContext& c) {
+           if (!c.needs(0)) return;
+           const TensorRef& x = c.args[0].as_tensor();
+           int64_t dim = lang::canonical_dim(c.args.int_(unbind ? 1 : 2), x->rank());
+           std::vector<Value> pieces;
+           size_t n = 0;
+           c.output.for_each_tensor([&](const TensorRef&) { ++n; });
+           for (size_t i = 0; i < n; ++i) {
+             TensorRef g = c.grad_out_or_zeros(i);
+             if (unbind) g = lang::unsqueeze(c.b, g, {dim});
+             pieces.push_back(V(g));
+           }
+           if (pieces.size() == 1) {
+             c.put_grad(0, pieces[0].as_tensor());
+             return;
+           }
+           c.put_grad(0, lang::call_t(c.b, prims::cat(), {V::list(pieces), V(dim)}));
+         }));
+  }
+
+  {
+    // linear(input, weight, bias=None) with a 2-D weight: one backward call (eager's addmm/mm
+    // backward); other ranks go through the decomposition's prims.linear rule.
+    GradRule r;
+    r.applies = [](const BoundSymbol& b) {
+      return b.args[1].as_tensor()->rank() == 2 && b.args[0].as_tensor()->rank() >= 2;
+    };
+    r.backward = [](BackwardContext& c) {
+      TensorRef g = c.grad_out();
+      if (!g) return;
+      V mask = V::tuple({V(c.needs(0)), V(c.needs(1)), V(c.needs(2))});
+      V r = lang::call(c.b, op("linear_backward"), {V(g), c.args[0], c.args[1], mask});
+      const auto& items = r.items();
+      for (size_t i = 0; i < 3; ++i) {
+        if (items[i].is_tensor()) c.put_grad(i, items[i].as_tensor());
+      }
+    };
+    rule("linear", std::move(r));
+  }
+
   rule("softmax", softmax_rule("softmax_backward"));
   rule("log_softmax", softmax_rule("log_softmax_backward"));
 
@@ -220,6 +264,35 @@ void register_nn_grad_rules() {
       return AugmentedForward{out, {}};
     };
     rule("scaled_dot_product_attention", std::move(r));
+  }
+
+  {
+    // nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
+    //          reduction='mean') on an (N, C) input: torch's kernel pair (total_weight saved).
+    GradRule r;
+    r.applies = [](const BoundSymbol& b) {
+      BoundArgs a(*b.sym, b.args);
+      return a.tensor(0)->rank() == 2 && a.tensor(1)->rank() == 1 && a[3].is_none() &&
+             a[5].is_none() && !(a[2].is_tensor() && a.tensor(2)->requires_grad());
+    };
+    auto reduction = [](const BoundArgs& a) -> int64_t {
+      const std::string& s = a[6].as_string();
+      return s == "none" ? 0 : s == "sum" ? 2 : 1;
+    };
+    r.augmented_forward = [reduction](ForwardContext& c) {
+      V out = lang::call(c.b, op("nll_loss_forward"),
+                         {c.args[0], c.args[1], c.args[2], V(reduction(c.args)), c.args[4]});
+      const auto& items = out.items();
+      return AugmentedForward{items[0], {items[1]}};
+    };
+    r.backward = [reduction](BackwardContext& c) {
+      TensorRef g = c.grad_out();
+      if (!g || !c.needs(0)) return;
+      c.put_grad(0, lang::call_t(c.b, op("nll_loss_backward"),
+                                 {V(g), c.args[0], c.args[1], c.args[2], V(reduction(c.args)),
+                                  c.args[4], c.residuals[0]}));
+    };
+    rule("nll_loss", std::move(r));
   }
 
   {

@@ -194,7 +194,12 @@ class Differentiator {
     after.for_each_tensor([&](const TensorRef& t) { c.push_back(t); });
     if (a.size() != c.size()) throw Error("internal: an augmented forward changed the outputs");
     for (size_t i = 0; i < a.size(); ++i) {
-      if (a[i] != c[i]) subst_[a[i].get()] = c[i];
+      if (a[i] == c[i]) continue;
+      subst_[a[i].get()] = c[i];
+      // Keep the map transitive: a value earlier replaced by a[i] is now replaced by c[i].
+      for (auto& [from, to] : subst_) {
+        if (to == a[i]) to = c[i];
+      }
     }
   }
 

@@ -164,6 +164,48 @@ Value index_meta(Builder& b, const BoundArgs& a) {
   return b.new_tensor(out, x->dtype(), x->device(), false);
 }
 
+// linear_backward(grad_output, input, weight, output_mask) -> (grad_input, grad_weight, grad_bias)
+// for a 2-D weight and an input of rank >= 2: what eager's AddmmBackward computes, in one call.
+// The decomposition (for executors that run primitives): matmuls over the flattened leading dims.
+Value linear_backward_meta(Builder& b, const BoundArgs& a) {
+  const TensorRef& g = a.tensor(0);
+  const TensorRef& x = a.tensor(1);
+  const TensorRef& w = a.tensor(2);
+  std::vector<int64_t> mask = a.ints(3);
+  if (w->rank() != 2 || x->rank() < 2) {
+    throw ValueError("linear_backward: expects a 2-D weight and an input of rank >= 2");
+  }
+  int64_t in = x->shape().back().value(), out = w->shape()[0].value();
+  int64_t m = in == 0 ? 0 : x->numel() / in;
+  std::vector<Value> r(3);
+  if (mask.at(0)) r[0] = lang::call(b, prims::matmul(), {Value(g), Value(w)});
+  if (mask.at(1) || mask.at(2)) {
+    TensorRef g2 = lang::reshape(b, g, {Dim(m), Dim(out)});
+    if (mask.at(1)) {
+      TensorRef x2 = lang::reshape(b, x, {Dim(m), Dim(in)});
+      TensorRef gt = lang::transpose(b, g2, {1, 0});
+      r[1] = lang::call(b, prims::matmul(), {Value(gt), Value(x2)});
+    }
+    if (mask.at(2)) r[2] = lang::call(b, prims::sum(), {Value(g2), Value::ints({0})});
+  }
+  return Value::tuple(std::move(r));
+}
+
+// nll_loss_forward(input, target, weight, reduction, ignore_index) -> (output, total_weight) for an
+// (N, C) input; reduction is torch's enum (0 none, 1 mean, 2 sum).
+Value nll_loss_forward_meta(Builder& b, const BoundArgs& a) {
+  const TensorRef& x = a.tensor(0);
+  Shape out;
+  if (a.int_(3) == 0) out.push_back(x->shape()[0]);
+  return Value::tuple({Value(b.new_tensor(out, x->dtype(), x->device(), false)),
+                       Value(b.new_tensor({}, x->dtype(), x->device(), false))});
+}
+
+// nll_loss_backward(grad_output, input, target, weight, reduction, ignore_index, total_weight)
+Value nll_loss_backward_meta(Builder& b, const BoundArgs& a) {
+  return like_tensor(b, a.tensor(1), a.tensor(1)->dtype());
+}
+
 // checkpoint_region(begin): marks where a torch.utils.checkpoint call starts and ends; no output.
 Value checkpoint_region_meta(Builder&, const BoundArgs&) { return Value(); }
 
@@ -210,6 +252,13 @@ void register_grad_ops(SymbolTable& table) {
       {"unfold_backward", "grad_in, input_sizes, dim, size, step", unfold_backward_meta, {},
        "torch.ops.aten.unfold_backward"},
       {"advanced_index", "input, indices", index_meta, {}, "torch.ops.aten.index"},
+      {"linear_backward", "grad_output, input, weight, output_mask", linear_backward_meta, {},
+       "thunder.core.autograd.linear_backward"},
+      {"nll_loss_forward", "input, target, weight, reduction, ignore_index", nll_loss_forward_meta,
+       {}, "torch.ops.aten.nll_loss_forward"},
+      {"nll_loss_backward",
+       "grad_output, input, target, weight, reduction, ignore_index, total_weight",
+       nll_loss_backward_meta, {}, "torch.ops.aten.nll_loss_backward"},
       {"checkpoint_region", "begin", checkpoint_region_meta, {},
        "thunder.core.autograd.checkpoint_region", kTagDontDce},
   };

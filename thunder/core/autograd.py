@@ -80,6 +80,20 @@ class ThunderAutogradFunction(torch.autograd.Function):
         return (None, None, *result)
 
 
+def linear_backward(grad_output, input, weight, output_mask):
+    """Runs ltorch.linear_backward: the gradients of F.linear for a 2-D weight, as eager's
+    addmm/mm backward computes them."""
+    gi = gw = gb = None
+    g2 = grad_output.reshape(-1, grad_output.shape[-1])
+    if output_mask[0]:
+        gi = grad_output.matmul(weight)
+    if output_mask[1]:
+        gw = g2.t().mm(input.reshape(-1, input.shape[-1]))
+    if output_mask[2]:
+        gb = g2.sum(0)
+    return gi, gw, gb
+
+
 def checkpoint_region(begin):
     """Runs ltorch.checkpoint_region: a marker for the autograd pass, nothing to do at run time."""
 

@@ -15,7 +15,7 @@ import time
 import torch
 
 from thunder import _core
-from thunder.core import capture
+from thunder.core import autograd, capture
 from thunder.extend import resolve_executors
 
 __all__ = [
@@ -107,7 +107,7 @@ class CompileStats:
 
     @property
     def last_backward_traces(self):
-        return []
+        return self._info().backward_traces
 
     @property
     def last_trace_tracing_start(self):
@@ -132,8 +132,8 @@ class CompileStats:
 
 
 class _EntryInfo:
-    __slots__ = ("traces", "prologue", "stage_times", "opaque_ops", "tracing_start_ns",
-                 "tracing_stop_ns", "compile_start_ns", "compile_stop_ns")
+    __slots__ = ("traces", "backward_traces", "prologue", "stage_times", "opaque_ops",
+                 "tracing_start_ns", "tracing_stop_ns", "compile_start_ns", "compile_stop_ns")
 
 
 def _leaf_kind_ok(x):
@@ -210,7 +210,7 @@ class _Compiler:
                 counter[0] += 1
                 swapped.append((d, key, tensor))
                 d[key] = proxy
-            with capture.CaptureMode(session):
+            with capture.CaptureMode(session) as mode, autograd.checkpoint_regions(mode):
                 target = self.module if self.module is not None else self.fn
                 result = target(*pargs, **pkwargs)
         finally:
@@ -221,11 +221,22 @@ class _Compiler:
         except (TypeError, ValueError, NotImplementedError) as e:
             raise type(e)(f"thunder.jit: the function's result cannot be returned: {e}") from None
         traced = time.perf_counter_ns()
-        traces, times = _core.run_pipeline(trace, [e._core for e in self.executors], self.decompose)
-        program = _core.Program.build(traces[-1])
+        built = None
+        if torch.is_grad_enabled() and _core.needs_grad(trace):
+            # Training: thunder's forward and backward programs behind a torch.autograd.Function.
+            built = autograd.build_training_entry(
+                trace, [e._core for e in self.executors], self.decompose,
+                bool(self.options.get("rematerialize", True)))
+        if built is not None:
+            program, traces, backward_traces, times = built
+        else:
+            traces, times = _core.run_pipeline(trace, [e._core for e in self.executors], self.decompose)
+            program = _core.Program.build(traces[-1])
+            backward_traces = []
         guard = _core.Guard.build(tuple(args), dict(kwargs), params, flags, torch.is_grad_enabled())
         info = _EntryInfo()
         info.traces = traces
+        info.backward_traces = backward_traces
         info.prologue = PrologueTrace(_prologue_source(trace, args, kwargs, self.params, params,
                                                        self.module_dicts))
         info.stage_times = [("capture", (traced - start) / 1e9)] + list(times)
