@@ -295,3 +295,58 @@ def test_backward_reads_the_value_an_input_had_before_the_forward_mutated_it():
     jit(g)(x, buf).backward()
     torch.testing.assert_close(buf, torch.full((3,), 6.0))
     torch.testing.assert_close(x.grad, torch.full((3,), 2.0))
+
+
+requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@requires_cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["f32", "bf16"])
+@pytest.mark.parametrize("kind", ["plain", "causal", "dropout"])
+def test_cuda_sdpa_uses_efficient_attention_and_matches_eager(kind, dtype):
+    if kind == "dropout" and dtype is not torch.float32:
+        pytest.skip("eager runs flash attention here, whose dropout mask thunder does not reproduce")
+    q, k, v = (torch.randn(2, 4, 33, 64, device="cuda", dtype=dtype, requires_grad=True)
+               for _ in range(3))
+    p = 0.2 if kind == "dropout" else 0.0
+
+    def f(q, k, v):
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=kind == "causal")
+
+    jf = jit(f)
+    g = torch.randn(2, 4, 33, 64, device="cuda", dtype=dtype)
+    torch.manual_seed(5)
+    got = torch.autograd.grad(jf(q, k, v), (q, k, v), g)
+    torch.manual_seed(5)
+    want = torch.autograd.grad(f(q, k, v), (q, k, v), g)
+    tol = {} if dtype is torch.float32 else {"rtol": 2e-2, "atol": 2e-2}
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, **tol)
+    assert "efficient_attention" in str(thunder.last_traces(jf)[-1])
+    assert "efficient_attention_backward" in str(thunder.last_backward_traces(jf)[-1])
+
+
+@requires_cuda
+def test_cuda_gpt_trains_like_eager():
+    import copy
+
+    from models import GPT, GPTConfig
+
+    cfg = GPTConfig(n_embd=64, n_head=4, block_size=32)
+    torch.manual_seed(0)
+    model = GPT(cfg).cuda()
+    twin = copy.deepcopy(model)
+    jmodel = jit(twin)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    jopt = torch.optim.AdamW(twin.parameters(), lr=1e-3)
+    for step in range(5):
+        idx = torch.randint(0, cfg.vocab_size, (2, cfg.block_size), device="cuda")
+        tgt = torch.randint(0, cfg.vocab_size, (2, cfg.block_size), device="cuda")
+        loss, jloss = model(idx, tgt)[1], jmodel(idx, tgt)[1]
+        opt.zero_grad()
+        jopt.zero_grad()
+        loss.backward()
+        jloss.backward()
+        opt.step()
+        jopt.step()
+        assert abs(loss.item() - jloss.item()) <= 1e-5 * abs(loss.item())

@@ -187,21 +187,43 @@ void register_nn_grad_rules() {
   {
     // scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0,
     //                              is_causal=False, *, scale=None, enable_gqa=False)
-    // On the CPU, without dropout: the flash-attention kernel pair eager PyTorch uses. Elsewhere the
-    // decomposition is differentiated.
+    // The fused kernel pairs eager PyTorch uses: on the CPU without dropout, flash attention (its
+    // logsumexp saved); on CUDA, memory-efficient attention (logsumexp and the philox RNG state
+    // saved, so dropout's mask is regenerated, not stored). Elsewhere the decomposition is
+    // differentiated.
     GradRule r;
-    r.applies = [](const BoundSymbol& b) {
+    auto kernel = [](const BoundSymbol& b) -> int {  // 0: none, 1: flash (CPU), 2: efficient (CUDA)
       BoundArgs a(*b.sym, b.args);
       const TensorRef& q = a.tensor(0);
       const TensorRef& k = a.tensor(1);
       const TensorRef& v = a.tensor(2);
-      bool mask_ok = a[3].is_none() || (a[3].is_tensor() && !a.tensor(3)->requires_grad() &&
-                                        a.tensor(3)->dtype() != DType::kBool);
-      return q->device().type == DeviceType::kCPU && a.number(4) == 0.0 && !a.bool_(7) && q->rank() == 4 &&
-             k->rank() == 4 && v->rank() == 4 && mask_ok && is_floating(q->dtype()) &&
-             q->shape()[1] == k->shape()[1];
+      if (a.bool_(7) || q->rank() != 4 || k->rank() != 4 || v->rank() != 4 ||
+          q->shape()[1] != k->shape()[1] || !is_floating(q->dtype())) {
+        return 0;
+      }
+      if (q->device().type == DeviceType::kCPU) {
+        bool mask_ok = a[3].is_none() || (a[3].is_tensor() && !a.tensor(3)->requires_grad() &&
+                                          a.tensor(3)->dtype() != DType::kBool);
+        return a.number(4) == 0.0 && mask_ok ? 1 : 0;
+      }
+      int64_t e = q->shape().back().value(), ev = v->shape().back().value();
+      bool dtype_ok = q->dtype() == DType::kFloat32 ||
+                      (a.number(4) == 0.0 && (q->dtype() == DType::kFloat16 ||
+                                              q->dtype() == DType::kBFloat16));
+      return q->device().type == DeviceType::kCUDA && a[3].is_none() && dtype_ok && e % 8 == 0 &&
+                     ev % 8 == 0 && e <= 128 && ev <= 128
+                 ? 2
+                 : 0;
     };
-    r.augmented_forward = [](ForwardContext& c) {
+    r.applies = [kernel](const BoundSymbol& b) { return kernel(b) != 0; };
+    r.augmented_forward = [kernel](ForwardContext& c) {
+      if (kernel(c.bsym) == 2) {
+        V out = c.b.call(op("sdpa_efficient"),
+                         {c.args[0], c.args[1], c.args[2], V(), V(true), c.args[4], c.args[5]},
+                         {{"scale", c.args[6]}});
+        const auto& items = out.items();
+        return AugmentedForward{items[0], {items[1], items[2], items[3]}};
+      }
       V out = c.b.call(op("sdpa_flash_cpu"), {c.args[0], c.args[1], c.args[2], V(0.0), c.args[5]},
                        {{"attn_mask", c.args[3]}, {"scale", c.args[6]}});
       const auto& items = out.items();
@@ -210,18 +232,29 @@ void register_nn_grad_rules() {
     r.backward = [](BackwardContext& c) {
       TensorRef g = c.grad_out();
       if (!g) return;
-      V r = c.b.call(op("sdpa_flash_cpu_backward"),
+      V r;
+      if (c.residuals.size() == 3) {
+        V mask = V::tuple({V(c.needs(0)), V(c.needs(1)), V(c.needs(2)), V(false)});
+        r = c.b.call(op("sdpa_efficient_backward"),
+                     {V(g), c.args[0], c.args[1], c.args[2], V(), c.output, c.residuals[0],
+                      c.residuals[1], c.residuals[2], c.args[4], mask, c.args[5]},
+                     {{"scale", c.args[6]}});
+      } else {
+        r = c.b.call(op("sdpa_flash_cpu_backward"),
                      {V(g), c.args[0], c.args[1], c.args[2], c.output, c.residuals[0], V(0.0),
                       c.args[5]},
                      {{"attn_mask", c.args[3]}, {"scale", c.args[6]}});
+      }
       const auto& items = r.items();
-      for (size_t i = 0; i < 3; ++i) c.put_grad(i, items[i].as_tensor());
+      for (size_t i = 0; i < 3; ++i) {
+        if (items[i].is_tensor()) c.put_grad(i, items[i].as_tensor());
+      }
     };
     // With dropout: the operations of PyTorch's math kernel (which eager runs on the CPU), its
     // dropout included, so the mask is drawn exactly as eager draws it and is saved by dropout's rule.
-    r.rewrite_if = [](const BoundSymbol& b) {
+    r.rewrite_if = [kernel](const BoundSymbol& b) {
       BoundArgs a(*b.sym, b.args);
-      return a.number(4) > 0.0;
+      return a.number(4) > 0.0 && kernel(b) == 0;
     };
     r.rewrite = [](ForwardContext& c) {
       Builder& b = c.b;

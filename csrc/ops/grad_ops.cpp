@@ -105,6 +105,36 @@ Value sdpa_flash_cpu_backward_meta(Builder& b, const BoundArgs& a) {
                        Value(like_tensor(b, a.tensor(3), a.tensor(3)->dtype()))});
 }
 
+// _scaled_dot_product_efficient_attention(query, key, value, attn_bias, compute_log_sumexp,
+// dropout_p, is_causal, *, scale) -> (output, log_sumexp, philox_seed, philox_offset): log_sumexp is
+// (B, H, L rounded up to 32) in float32; the philox seed and offset are int64 scalars on the CPU.
+Value sdpa_efficient_meta(Builder& b, const BoundArgs& a) {
+  const TensorRef& q = a.tensor(0);
+  const TensorRef& v = a.tensor(2);
+  Shape out = q->shape();
+  out.back() = v->shape().back();
+  int64_t l = q->shape()[q->rank() - 2].value();
+  int64_t lse_len = a.bool_(4) ? (l + 31) / 32 * 32 : 0;
+  Shape lse = {q->shape()[0], q->shape()[1], Dim(lse_len)};
+  return Value::tuple({Value(b.new_tensor(out, q->dtype(), q->device(), false)),
+                       Value(b.new_tensor(lse, DType::kFloat32, q->device(), false)),
+                       Value(b.new_tensor({}, DType::kInt64, Device::cpu(), false)),
+                       Value(b.new_tensor({}, DType::kInt64, Device::cpu(), false))});
+}
+
+// _scaled_dot_product_efficient_attention_backward(grad_out_, query, key, value, attn_bias, out,
+// logsumexp, philox_seed, philox_offset, dropout_p, grad_input_mask, is_causal, *, scale)
+Value sdpa_efficient_backward_meta(Builder& b, const BoundArgs& a) {
+  std::vector<int64_t> mask = a.ints(10);
+  std::vector<Value> out;
+  for (size_t i = 1; i <= 3; ++i) {
+    out.push_back(mask.at(i - 1) ? Value(like_tensor(b, a.tensor(i), a.tensor(i)->dtype())) : Value());
+  }
+  out.push_back(mask.at(3) && a[4].is_tensor() ? Value(like_tensor(b, a.tensor(4), a.tensor(4)->dtype()))
+                                               : Value());
+  return Value::tuple(std::move(out));
+}
+
 // convolution_backward(grad_output, input, weight, bias_sizes, stride, padding, dilation,
 // transposed, output_padding, groups, output_mask) -> (grad_input, grad_weight, grad_bias)
 Value convolution_backward_meta(Builder& b, const BoundArgs& a) {
@@ -245,6 +275,16 @@ void register_grad_ops(SymbolTable& table) {
        "scale=None",
        sdpa_flash_cpu_backward_meta, {},
        "torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward"},
+      {"sdpa_efficient",
+       "query, key, value, attn_bias, compute_log_sumexp, dropout_p=0.0, is_causal=False, *, "
+       "scale=None",
+       sdpa_efficient_meta, {}, "torch.ops.aten._scaled_dot_product_efficient_attention",
+       kTagRandom},
+      {"sdpa_efficient_backward",
+       "grad_out_, query, key, value, attn_bias, out, logsumexp, philox_seed, philox_offset, "
+       "dropout_p, grad_input_mask, is_causal=False, *, scale=None",
+       sdpa_efficient_backward_meta, {},
+       "torch.ops.aten._scaled_dot_product_efficient_attention_backward"},
       {"convolution_backward",
        "grad_output, input, weight, bias_sizes, stride, padding, dilation, transposed, "
        "output_padding, groups, output_mask",
