@@ -95,6 +95,8 @@ CASES = [
     ("layer_norm", lambda x, w, b: F.layer_norm(x, (6,), w, b), lambda: (r(2, 3, 6), r(6), r(6))),
     ("layer_norm_no_affine", lambda x: F.layer_norm(x, (3, 6)), lambda: (r(2, 3, 6),)),
     ("rms_norm", lambda x, w: F.rms_norm(x, (6,), w, eps=1e-6), lambda: (r(2, 3, 6), r(6))),
+    ("rms_norm_2d_no_weight", lambda x: F.rms_norm(x, (3, 6)), lambda: (r(2, 3, 6),)),
+    ("softplus", F.softplus, lambda: (r(4, 5),)),
     ("softmax_last", lambda x: F.softmax(x, -1), lambda: (r(3, 5),)),
     ("softmax_dim0", lambda x: torch.softmax(x, 0), lambda: (r(3, 5),)),
     ("log_softmax", lambda x: F.log_softmax(x, dim=1), lambda: (r(2, 4, 3),)),

@@ -141,6 +141,19 @@ void register_nn_grad_rules() {
     rule("layer_norm", std::move(r));
   }
 
+  // rms_norm(input, normalized_shape, weight=None, eps=None): one backward call that recomputes
+  // the rstd (a cheap reduction) instead of saving it; the forward stays one F.rms_norm call.
+  rule("rms_norm", backward_only([](BackwardContext& c) {
+         TensorRef g = c.grad_out();
+         if (!g) return;
+         V mask = V::tuple({V(c.needs(0)), V(c.needs(2))});
+         V r = lang::call(c.b, op("rms_norm_backward"),
+                          {V(g), c.args[0], c.args[1], c.args[2], c.args[3], mask});
+         const auto& items = r.items();
+         if (items[0].is_tensor()) c.put_grad(0, items[0].as_tensor());
+         if (items[1].is_tensor()) c.put_grad(2, items[1].as_tensor());
+       }));
+
   // embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
   //           scale_grad_by_freq=False, sparse=False)
   rule("embedding", backward_only([](BackwardContext& c) {

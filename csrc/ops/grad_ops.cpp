@@ -236,6 +236,16 @@ Value nll_loss_backward_meta(Builder& b, const BoundArgs& a) {
   return like_tensor(b, a.tensor(1), a.tensor(1)->dtype());
 }
 
+// rms_norm_backward(grad_output, input, normalized_shape, weight, eps, output_mask) ->
+// (grad_input, grad_weight): recomputes the normalisation's rstd from the input.
+Value rms_norm_backward_meta(Builder& b, const BoundArgs& a) {
+  std::vector<int64_t> mask = a.ints(5);
+  const TensorRef& x = a.tensor(1);
+  Value gw;
+  if (mask.at(1) && a[3].is_tensor()) gw = Value(like_tensor(b, a.tensor(3), a.tensor(3)->dtype()));
+  return Value::tuple({mask.at(0) ? Value(like_tensor(b, x, x->dtype())) : Value(), gw});
+}
+
 // checkpoint_region(begin): marks where a torch.utils.checkpoint call starts and ends; no output.
 Value checkpoint_region_meta(Builder&, const BoundArgs&) { return Value(); }
 
@@ -299,6 +309,8 @@ void register_grad_ops(SymbolTable& table) {
       {"nll_loss_backward",
        "grad_output, input, target, weight, reduction, ignore_index, total_weight",
        nll_loss_backward_meta, {}, "torch.ops.aten.nll_loss_backward"},
+      {"rms_norm_backward", "grad_output, input, normalized_shape, weight, eps, output_mask",
+       rms_norm_backward_meta, {}, "thunder.core.autograd.rms_norm_backward"},
       {"checkpoint_region", "begin", checkpoint_region_meta, {},
        "thunder.core.autograd.checkpoint_region", kTagDontDce},
   };

@@ -94,6 +94,29 @@ def linear_backward(grad_output, input, weight, output_mask):
     return gi, gw, gb
 
 
+def rms_norm_backward(grad_output, input, normalized_shape, weight, eps, output_mask):
+    """Runs ltorch.rms_norm_backward: the gradients of F.rms_norm, recomputing its rstd."""
+    lead = input.dim() - len(normalized_shape)
+    dims = tuple(range(lead, input.dim()))
+    low = input.dtype in (torch.float16, torch.bfloat16)
+    x = input.float() if low else input
+    if eps is None:
+        eps = torch.finfo(x.dtype).eps
+    rstd = torch.rsqrt(x.pow(2).mean(dims, keepdim=True) + eps)
+    xhat = x * rstd
+    g = grad_output.to(x.dtype)
+    gw = None
+    if weight is not None:
+        if output_mask[1]:
+            gw = (g * xhat).sum(tuple(range(lead))).to(weight.dtype) if lead else (
+                g * xhat).to(weight.dtype)
+        g = g * weight.to(x.dtype)
+    gx = None
+    if output_mask[0]:
+        gx = (rstd * (g - xhat * (g * xhat).mean(dims, keepdim=True))).to(input.dtype)
+    return gx, gw
+
+
 def checkpoint_region(begin):
     """Runs ltorch.checkpoint_region: a marker for the autograd pass, nothing to do at run time."""
 
