@@ -212,6 +212,53 @@ TEST_F(AutogradTest, UserRegisteredRuleIsUsed) {
   EXPECT_EQ(names(j.backward), std::vector<std::string>{"prims.mul"});
 }
 
+// prims.slice with a step: the cotangent is padded back with interior padding (step - 1) and the
+// elements before the start and after the last taken one.
+TEST_F(AutogradTest, SliceWithStepBackwardIsInteriorPad) {
+  TensorRef x = param("x", {10});
+  Value y = b.call(prims::slice(), {Value(x), Value::ints({1}), Value::ints({8}), Value::ints({3})});
+  ASSERT_EQ(y.as_tensor()->shape(), (Shape{3}));  // elements 1, 4, 7
+  JointTrace j = vjp(finish(y));
+  ASSERT_EQ(j.backward.size(), 1u);
+  const BoundSymbol& pad = *j.backward[0];
+  EXPECT_EQ(pad.sym, &prims::pad());
+  EXPECT_EQ(pad.args[2].items()[0].as_int_list(), (std::vector<int64_t>{1, 2, 2}));
+  EXPECT_EQ(j.input_grads[0].as_tensor()->shape(), (Shape{10}));
+}
+
+// matmul of a vector and a batch of matrices: the vector's gradient sums over the batch.
+TEST_F(AutogradTest, MatmulVectorTimesBatchGradientShapes) {
+  TensorRef v = param("v", {4});
+  TensorRef m = param("m", {2, 4, 3});
+  Value y = call("matmul", {Value(v), Value(m)});
+  ASSERT_EQ(y.as_tensor()->shape(), (Shape{2, 3}));
+  JointTrace j = vjp(finish(y));
+  EXPECT_EQ(j.input_grads[0].as_tensor()->shape(), (Shape{4}));
+  EXPECT_EQ(j.input_grads[1].as_tensor()->shape(), (Shape{2, 4, 3}));
+  EXPECT_TRUE(contains(names(j.backward), "prims.sum"));
+}
+
+// A value used twice accumulates its cotangents with one add.
+TEST_F(AutogradTest, ValueUsedTwiceAccumulates) {
+  TensorRef x = param("x", {3});
+  TensorRef e = call("exp", {Value(x)}).as_tensor();
+  Value y = call("add", {Value(e), Value(e)});
+  JointTrace j = vjp(finish(call("sum", {y})));
+  std::vector<std::string> bw = names(j.backward);
+  EXPECT_EQ(std::count(bw.begin(), bw.end(), "prims.add"), 1) << ::testing::PrintToString(bw);
+}
+
+// split's gradient is one cat of its outputs' cotangents (zeros for the unused piece).
+TEST_F(AutogradTest, SplitBackwardIsOneCat) {
+  TensorRef x = param("x", {6, 2});
+  Value parts = call("split", {Value(x), Value(int64_t{2})});
+  Value y = call("sum", {parts.items()[0]});
+  JointTrace j = vjp(finish(y));
+  std::vector<std::string> bw = names(j.backward);
+  EXPECT_EQ(std::count(bw.begin(), bw.end(), "prims.cat"), 1) << ::testing::PrintToString(bw);
+  EXPECT_FALSE(contains(bw, "prims.pad"));
+}
+
 // The min-cut partitioner: for linear -> gelu -> linear, the backward needs gelu's input (for
 // gelu's backward) and gelu's output (for the second linear's weight gradient). Saving the input
 // and recomputing the cheap gelu is the cut of least bytes.
