@@ -42,10 +42,10 @@ sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
 import torch
 import torch.nn.functional as F
+from gpt_model import CONFIGS, GPT
 from torch import nn
 
 import thunder
-from gpt_model import CONFIGS, GPT
 
 RESULTS = os.path.join(ROOT, "benchmarks", "results", "training_step.json")
 TIME_TARGET = 1.1

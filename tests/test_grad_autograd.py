@@ -44,7 +44,7 @@ def test_loss_backward_matches_eager_and_uses_thunder_backward():
 def test_torch_autograd_grad():
     x = torch.randn(3, 4, requires_grad=True)
     w = torch.randn(4, 2, requires_grad=True)
-    f = lambda x, w: torch.tanh(x @ w).sum()  # noqa: E731
+    f = lambda x, w: torch.tanh(x @ w).sum()
     gx, gw = torch.autograd.grad(jit(f)(x, w), (x, w))
     ex, ew = torch.autograd.grad(f(x, w), (x, w))
     torch.testing.assert_close(gx, ex)
@@ -97,7 +97,7 @@ def test_outputs_that_do_not_require_grad():
 
 def test_unused_output_gets_no_cotangent():
     x = torch.randn(3, requires_grad=True)
-    a, b = jit(lambda x: (x.sin(), x.cos()))(x)
+    _, b = jit(lambda x: (x.sin(), x.cos()))(x)
     b.sum().backward()
     torch.testing.assert_close(x.grad, -x.detach().sin())
 
@@ -220,7 +220,7 @@ def test_dict_and_nested_outputs():
 
 def test_dropout_gradient_matches_eager_with_the_same_seed():
     x = torch.randn(16, 16, requires_grad=True)
-    f = lambda x: F.dropout(x, 0.4).pow(2).sum()  # noqa: E731
+    f = lambda x: F.dropout(x, 0.4).pow(2).sum()
     torch.manual_seed(3)
     jit(f)(x).backward()
     got = x.grad.clone()

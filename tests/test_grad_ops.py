@@ -221,7 +221,7 @@ NO_JVP = {"dropout", "embedding_padding_idx"}
                          ids=[i for i in IDS if i not in NO_JVP])
 def test_vjp_is_the_adjoint_of_jvp(name, fn, make):
     torch.manual_seed(0)
-    jfn, args, vs, vjps = check_grad(fn, make())
+    _, args, vs, vjps = check_grad(fn, make())
     inputs = _grad_inputs(args)
     us = [torch.randn_like(x) for x in inputs]
     pos_of = [i for i, a in enumerate(args) if isinstance(a, torch.Tensor) and a.requires_grad]

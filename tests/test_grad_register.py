@@ -79,7 +79,7 @@ def test_register_grad_rejects_unknown_symbols():
 def test_torch_autograd_grad_differentiates_an_operator_through_torch():
     from thunder.core.transforms import torch_autograd_grad
 
-    fn = lambda a, s: torch.sin(a) * s  # noqa: E731
+    fn = lambda a, s: torch.sin(a) * s
     op = _ex.register_operator("sin_scale", meta=lambda a, s: torch.empty_like(a), fn=fn)
     register_grad(op, **torch_autograd_grad(fn))
     x = torch.randn(4, requires_grad=True)

@@ -9,9 +9,9 @@ import copy
 
 import pytest
 import torch
+from models import GPT, MLP, GPTConfig, Llama, LlamaConfig, SmallCNN
 
 import thunder
-from models import GPT, MLP, GPTConfig, Llama, LlamaConfig, SmallCNN
 
 EXECUTORS = ["torch"]
 STEPS = 20

@@ -26,7 +26,7 @@ _DOUBLE_BACKWARD = (
 class _Bridge:
     """What one training cache entry runs: the two programs and how outputs map to cotangents."""
 
-    __slots__ = ("forward", "backward", "diff_idx", "nondiff_idx")
+    __slots__ = ("backward", "diff_idx", "forward", "nondiff_idx")
 
 
 def _collect(x, out):

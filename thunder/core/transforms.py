@@ -33,7 +33,7 @@ import torch
 
 from thunder import _core
 
-__all__ = ["register_grad", "register_augmented_forward", "register_backward", "torch_autograd_grad"]
+__all__ = ["register_augmented_forward", "register_backward", "register_grad", "torch_autograd_grad"]
 
 _pending: dict[str, dict] = {}
 
@@ -54,7 +54,7 @@ def _symbol(sym_or_id):
 def _from_spec(spec):
     kind = spec[0]
     if kind == "tensor":
-        _, shape, dtype, device = spec
+        _, shape, dtype, _device = spec
         return torch.empty(shape, dtype=dtype, device="meta")
     if kind == "seq":
         return [_from_spec(s) for s in spec[1]]
