@@ -350,3 +350,15 @@ def test_cuda_gpt_trains_like_eager():
         opt.step()
         jopt.step()
         assert abs(loss.item() - jloss.item()) <= 1e-5 * abs(loss.item())
+
+
+def test_gradient_flows_through_a_copy_into_a_buffer():
+    def f(y, buf):
+        buf.copy_(y * 2)
+        return buf * 3
+
+    y = torch.randn(3, requires_grad=True)
+    buf = torch.zeros(3)
+    jit(f)(y, buf).sum().backward()
+    torch.testing.assert_close(y.grad, torch.full((3,), 6.0))
+    torch.testing.assert_close(buf, 2 * y.detach())

@@ -335,6 +335,16 @@ void register_structural_grad_rules() {
     register_nondifferentiable(s);
   }
 
+  // copy_(copy_from, copy_to): the written value is copy_from (converted to copy_to's dtype).
+  rule(prims::copy_(), [](BackwardContext& c) {
+    TensorRef g = c.grad_out();
+    if (!g || !c.needs(0)) return;
+    const TensorRef& src = c.args[0].as_tensor();
+    TensorRef gs = lang::convert(c.b, g, src->dtype());
+    if (gs->shape() != src->shape()) gs = sum_to_shape(c.b, gs, src->shape());
+    c.put_grad(0, gs);
+  });
+
   rule(prims::matmul(), matmul_backward);
   rule(prims::linear(), linear_backward);
   rule(prims::convolution(), [](BackwardContext& c) {
