@@ -201,18 +201,23 @@ void register_nn_grad_rules() {
     // scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0,
     //                              is_causal=False, *, scale=None, enable_gqa=False)
     // The fused kernel pairs eager PyTorch uses: on the CPU without dropout, flash attention (its
-    // logsumexp saved); on CUDA, memory-efficient attention (logsumexp and the philox RNG state
-    // saved, so dropout's mask is regenerated, not stored). Elsewhere the decomposition is
-    // differentiated.
+    // logsumexp saved); on CUDA in float32, memory-efficient attention (logsumexp and the philox RNG
+    // state saved, so dropout's mask is regenerated, not stored); other CUDA calls run
+    // F.scaled_dot_product_attention itself under torch autograd in the forward (whichever fused
+    // kernel eager would choose: flash, cuDNN, ...) and ask torch for its backward. Elsewhere the
+    // decomposition is differentiated.
     GradRule r;
-    auto kernel = [](const BoundSymbol& b) -> int {  // 0: none, 1: flash (CPU), 2: efficient (CUDA)
+    // 0: none, 1: flash (CPU), 2: efficient (CUDA), 3: eager's own kernel choice (CUDA)
+    auto kernel = [](const BoundSymbol& b) -> int {
       BoundArgs a(*b.sym, b.args);
       const TensorRef& q = a.tensor(0);
       const TensorRef& k = a.tensor(1);
       const TensorRef& v = a.tensor(2);
+      bool cuda_ok = q->device().type == DeviceType::kCUDA && is_floating(q->dtype()) &&
+                     !(a[3].is_tensor() && a.tensor(3)->requires_grad());
       if (a.bool_(7) || q->rank() != 4 || k->rank() != 4 || v->rank() != 4 ||
           q->shape()[1] != k->shape()[1] || !is_floating(q->dtype())) {
-        return 0;
+        return cuda_ok ? 3 : 0;
       }
       if (q->device().type == DeviceType::kCPU) {
         bool mask_ok = a[3].is_none() || (a[3].is_tensor() && !a.tensor(3)->requires_grad() &&
@@ -223,13 +228,21 @@ void register_nn_grad_rules() {
       bool dtype_ok = q->dtype() == DType::kFloat32 ||
                       (a.number(4) == 0.0 && (q->dtype() == DType::kFloat16 ||
                                               q->dtype() == DType::kBFloat16));
-      return q->device().type == DeviceType::kCUDA && a[3].is_none() && dtype_ok && e % 8 == 0 &&
-                     ev % 8 == 0 && e <= 128 && ev <= 128
-                 ? 2
-                 : 0;
+      if (q->device().type == DeviceType::kCUDA && a[3].is_none() && dtype_ok &&
+          q->dtype() == DType::kFloat32 && e % 8 == 0 && ev % 8 == 0 && e <= 128 && ev <= 128) {
+        return 2;
+      }
+      return cuda_ok ? 3 : 0;
     };
     r.applies = [kernel](const BoundSymbol& b) { return kernel(b) != 0; };
     r.augmented_forward = [kernel](ForwardContext& c) {
+      if (kernel(c.bsym) == 3) {
+        V out = c.b.call(op("sdpa_autograd_forward"),
+                         {c.args[0], c.args[1], c.args[2], c.args[3], c.args[4], c.args[5],
+                          c.args[6], c.args[7]});
+        const auto& items = out.items();
+        return AugmentedForward{items[0], {items[1]}};
+      }
       if (kernel(c.bsym) == 2) {
         V out = c.b.call(op("sdpa_efficient"),
                          {c.args[0], c.args[1], c.args[2], V(), V(true), c.args[4], c.args[5]},
@@ -246,7 +259,11 @@ void register_nn_grad_rules() {
       TensorRef g = c.grad_out();
       if (!g) return;
       V r;
-      if (c.residuals.size() == 3) {
+      if (c.residuals.size() == 1 && c.residuals[0].as_tensor()->dtype() == DType::kInt64) {
+        V needs = V::tuple({V(c.needs(0)), V(c.needs(1)), V(c.needs(2))});
+        r = c.b.call(op("sdpa_autograd_backward"),
+                     {V(g), c.residuals[0], c.args[0], c.args[1], c.args[2], needs});
+      } else if (c.residuals.size() == 3) {
         V mask = V::tuple({V(c.needs(0)), V(c.needs(1)), V(c.needs(2)), V(false)});
         r = c.b.call(op("sdpa_efficient_backward"),
                      {V(g), c.args[0], c.args[1], c.args[2], V(), c.output, c.residuals[0],

@@ -135,6 +135,29 @@ Value sdpa_efficient_backward_meta(Builder& b, const BoundArgs& a) {
   return Value::tuple(std::move(out));
 }
 
+// sdpa_autograd_forward(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa)
+// -> (output, handle): F.scaled_dot_product_attention run under torch autograd; `handle` is an empty
+// int64 tensor that carries torch's graph to sdpa_autograd_backward(grad_out, handle, query, key,
+// value, needs) -> (grad_query, grad_key, grad_value), None where `needs` is False.
+Value sdpa_autograd_forward_meta(Builder& b, const BoundArgs& a) {
+  const TensorRef& q = a.tensor(0);
+  const TensorRef& v = a.tensor(2);
+  Shape out = q->shape();
+  out.back() = v->shape().back();
+  return Value::tuple({Value(b.new_tensor(out, q->dtype(), q->device(), false)),
+                       Value(b.new_tensor({0}, DType::kInt64, Device::cpu(), false))});
+}
+
+Value sdpa_autograd_backward_meta(Builder& b, const BoundArgs& a) {
+  std::vector<int64_t> needs = a.ints(5);
+  std::vector<Value> out;
+  for (size_t i = 0; i < 3; ++i) {
+    const TensorRef& t = a.tensor(2 + i);
+    out.push_back(needs.at(i) ? Value(like_tensor(b, t, t->dtype())) : Value());
+  }
+  return Value::tuple(std::move(out));
+}
+
 // convolution_backward(grad_output, input, weight, bias_sizes, stride, padding, dilation,
 // transposed, output_padding, groups, output_mask) -> (grad_input, grad_weight, grad_bias)
 Value convolution_backward_meta(Builder& b, const BoundArgs& a) {
@@ -295,6 +318,11 @@ void register_grad_ops(SymbolTable& table) {
        "dropout_p, grad_input_mask, is_causal=False, *, scale=None",
        sdpa_efficient_backward_meta, {},
        "torch.ops.aten._scaled_dot_product_efficient_attention_backward"},
+      {"sdpa_autograd_forward",
+       "query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa",
+       sdpa_autograd_forward_meta, {}, "thunder.core.autograd.sdpa_autograd_forward", kTagRandom},
+      {"sdpa_autograd_backward", "grad_out, handle, query, key, value, needs",
+       sdpa_autograd_backward_meta, {}, "thunder.core.autograd.sdpa_autograd_backward"},
       {"convolution_backward",
        "grad_output, input, weight, bias_sizes, stride, padding, dilation, transposed, "
        "output_padding, groups, output_mask",

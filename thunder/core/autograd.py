@@ -117,6 +117,31 @@ def rms_norm_backward(grad_output, input, normalized_shape, weight, eps, output_
     return gx, gw
 
 
+def sdpa_autograd_forward(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa):
+    """Runs ltorch.sdpa_autograd_forward: F.scaled_dot_product_attention under torch autograd, so
+    torch picks the fused kernel eager would (flash, cuDNN, ...) and saves what its backward needs.
+    Returns (output, handle): the handle, an empty tensor, carries the graph to the backward and lives
+    as long as torch.autograd keeps the saved tensors."""
+    q, k, v = (t.detach().requires_grad_(True) for t in (query, key, value))
+    kwargs = {"attn_mask": attn_mask, "dropout_p": dropout_p, "is_causal": is_causal,
+              "scale": scale}
+    if enable_gqa:
+        kwargs["enable_gqa"] = True
+    with torch.enable_grad():
+        out = torch.nn.functional.scaled_dot_product_attention(q, k, v, **kwargs)
+    handle = torch.empty((0,), dtype=torch.int64)
+    handle._thunder_torch_graph = (out, (q, k, v))
+    return out.detach(), handle
+
+
+def sdpa_autograd_backward(grad_out, handle, query, key, value, needs):
+    """Runs ltorch.sdpa_autograd_backward: torch's backward of the attention its forward ran."""
+    out, inputs = handle._thunder_torch_graph
+    wanted = [x for x, n in zip(inputs, needs) if n]
+    grads = iter(torch.autograd.grad(out, wanted, grad_out, retain_graph=True))
+    return tuple(next(grads) if n else None for n in needs)
+
+
 def checkpoint_region(begin):
     """Runs ltorch.checkpoint_region: a marker for the autograd pass, nothing to do at run time."""
 
