@@ -12,4 +12,12 @@ if [ ! -f build/dev/build.ninja ] || ! grep -q "THUNDER_BUILD_TESTS:BOOL=${THUND
     -DTHUNDER_BUILD_TESTS="${THUNDER_BUILD_TESTS:-OFF}" >/dev/null
 fi
 ninja -C build/dev >&2
-cp -f build/dev/csrc/_core*.so thunder/
+# Install by rename: a process that has the old module mapped keeps its file; overwriting it in place would
+# crash that process.
+for so in build/dev/csrc/_core*.so; do
+  name=$(basename "$so")
+  if ! cmp -s "$so" "thunder/$name"; then
+    cp -f "$so" "thunder/.$name.tmp"
+    mv -f "thunder/.$name.tmp" "thunder/$name"
+  fi
+done
