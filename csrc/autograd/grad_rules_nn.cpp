@@ -32,6 +32,43 @@ int64_t softmax_dim(const BoundArgs& a) {
   return lang::canonical_dim(a.int_(1), rank);
 }
 
+// Whether PyTorch's CPU flash-attention pair takes scaled_dot_product_attention's arguments (the
+// rank-4, same-batch-and-heads case is checked by the caller): one dtype it supports for q, k and v,
+// one head size for all three, non-empty sequences, and no mask or a float mask of the query's
+// dtype, not requiring grad, of rank 2 or 4 whose dims are 1 or those of (batch, heads, L, S).
+// Eager falls back to its math kernel otherwise, and so does the rule (the decomposition is
+// differentiated).
+bool flash_cpu_takes(const BoundArgs& a) {
+  const TensorRef& q = a.tensor(0);
+  const TensorRef& k = a.tensor(1);
+  const TensorRef& v = a.tensor(2);
+  DType dt = q->dtype();
+  bool dtype_ok = dt == DType::kFloat32 || dt == DType::kFloat64 || dt == DType::kBFloat16 ||
+                  dt == DType::kFloat16;
+  if (!dtype_ok || k->dtype() != dt || v->dtype() != dt) return false;
+  const Shape& qs = q->shape();
+  const Shape& ks = k->shape();
+  const Shape& vs = v->shape();
+  for (size_t i = 0; i < 2; ++i) {
+    if (ks[i] != qs[i] || vs[i] != qs[i]) return false;
+  }
+  int64_t e = qs[3].value();
+  if (e == 0 || ks[3].value() != e || vs[3].value() != e) return false;
+  if (qs[2].value() == 0 || ks[2].value() == 0 || vs[2] != ks[2]) return false;
+  if (a[3].is_none()) return true;
+  if (!a[3].is_tensor()) return false;
+  const TensorRef& m = a.tensor(3);
+  if (m->requires_grad() || m->dtype() != dt) return false;
+  const Shape& ms = m->shape();
+  size_t r = ms.size();
+  if (r != 2 && r != 4) return false;
+  const Dim target[4] = {qs[0], qs[1], qs[2], ks[2]};
+  for (size_t i = 0; i < r; ++i) {
+    if (ms[i].value() != 1 && ms[i] != target[4 - r + i]) return false;
+  }
+  return true;
+}
+
 GradRule softmax_rule(const char* backward_op) {
   GradRule r;
   r.applies = [](const BoundSymbol& b) { return b.args[0].as_tensor()->rank() > 0; };
@@ -219,11 +256,7 @@ void register_nn_grad_rules() {
           q->shape()[1] != k->shape()[1] || !is_floating(q->dtype())) {
         return cuda_ok ? 3 : 0;
       }
-      if (q->device().type == DeviceType::kCPU) {
-        bool mask_ok = a[3].is_none() || (a[3].is_tensor() && !a.tensor(3)->requires_grad() &&
-                                          a.tensor(3)->dtype() != DType::kBool);
-        return a.number(4) == 0.0 && mask_ok ? 1 : 0;
-      }
+      if (q->device().type == DeviceType::kCPU) return a.number(4) == 0.0 && flash_cpu_takes(a) ? 1 : 0;
       int64_t e = q->shape().back().value(), ev = v->shape().back().value();
       bool dtype_ok = q->dtype() == DType::kFloat32 ||
                       (a.number(4) == 0.0 && (q->dtype() == DType::kFloat16 ||

@@ -16,7 +16,8 @@ What the checker accepts (a conservative subset of what the kernels support):
 - CUDA: float16 or bfloat16, or float32 (memory-efficient kernel); head_dim a multiple of 8 and at
   most 256; dropout allowed;
 - attn_mask: None, or a boolean or floating tensor of the query's dtype that does not require grad
-  and broadcasts to (batch, heads, L, S); not together with is_causal.
+  and broadcasts to (batch, heads, L, S) (on the CPU: a 2-D or 4-D one); not together with
+  is_causal.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def _mask_ok(mask, q, k, is_causal):
     if mask.dtype != torch.bool and mask.dtype != q.dtype:
         return False
     target = (q.shape[0], q.shape[1], q.shape[2], k.shape[2])
-    if mask.ndim > 4:
+    if mask.ndim > 4 or (q.device.type == "cpu" and mask.ndim not in (2, 4)):
         return False
     for m, t in zip(reversed(mask.shape), reversed(target)):
         if m not in (1, t):
