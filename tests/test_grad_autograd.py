@@ -192,12 +192,31 @@ def test_double_backward_is_a_clear_error():
 
 
 def test_op_without_gradient_rule_names_the_op_and_line():
+    from thunder.extend import OperatorExecutor, deregister_executor, register_executor
+
+    ex = OperatorExecutor("grad_rule_less_ex", version="0.1")
+    register_executor(ex)
+    try:
+        twice = ex.register_operator("twice", meta=lambda a: torch.empty_like(a), fn=lambda a: a * 2)
+
+        def f(x):
+            return twice(x).sum()  # an operator with no gradient rule
+
+        x = torch.randn(3, requires_grad=True)
+        with pytest.raises(NotImplementedError, match=r"twice[\s\S]*test_grad_autograd.py"):
+            thunder.jit(f, executors=[ex, "torch"])(x)
+    finally:
+        deregister_executor(ex)
+
+
+def test_opaque_op_torch_cannot_differentiate_behaves_as_eager():
     def f(x):
-        return torch.special.bessel_j0(x).sum()  # an op thunder runs opaquely
+        return torch.special.bessel_j0(x).sum()  # torch marks its output non-differentiable
 
     x = torch.randn(3, requires_grad=True)
-    with pytest.raises(NotImplementedError, match=r"bessel_j0[\s\S]*test_grad_autograd.py"):
-        jit(f)(x)
+    out = jit(f)(x)
+    assert not out.requires_grad and not f(x).requires_grad
+    torch.testing.assert_close(out, f(x))
 
 
 def test_output_returned_twice_accumulates():

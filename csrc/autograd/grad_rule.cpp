@@ -49,6 +49,20 @@ void register_grad_rule(const Symbol* sym, GradRule rule) {
 
 void register_nondifferentiable(const Symbol* sym) { register_grad_rule(sym, GradRule{}); }
 
+namespace {
+MissingRuleHook& missing_rule_hook() {
+  static auto* hook = new MissingRuleHook();
+  return *hook;
+}
+}  // namespace
+
+void set_missing_rule_hook(MissingRuleHook hook) { missing_rule_hook() = std::move(hook); }
+
+bool call_missing_rule_hook(const BoundSymbol& bsym) {
+  const MissingRuleHook& hook = missing_rule_hook();
+  return hook && hook(bsym) && find_grad_rule(bsym.sym) != nullptr;
+}
+
 AugmentedForward ForwardContext::emit_unchanged() const {
   b.append(BoundSymbol::make(bsym.sym, bsym.args, bsym.output, bsym.subsymbols, bsym.source));
   return AugmentedForward{bsym.output, {}};

@@ -107,6 +107,12 @@ const GradRule* find_grad_rule(const Symbol* sym);
 void register_grad_rule(const Symbol* sym, GradRule rule);
 // Marks `sym` as having no gradient: its outputs never carry cotangents.
 void register_nondifferentiable(const Symbol* sym);
+// Called when differentiation reaches an opaque symbol (a torch function thunder has no rules for)
+// that has no rule; true when it registered one (the Python layer registers one that asks torch's
+// own autograd for the gradient).
+using MissingRuleHook = std::function<bool(const BoundSymbol&)>;
+void set_missing_rule_hook(MissingRuleHook hook);
+bool call_missing_rule_hook(const BoundSymbol& bsym);
 
 namespace detail {
 // Per-family registration of the built-in rules.

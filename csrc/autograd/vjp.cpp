@@ -73,6 +73,9 @@ class Differentiator {
         continue;
       }
       const GradRule* rule = find_grad_rule(bs->sym);
+      if (!rule && bs->sym->kind == SymbolKind::kOpaque && call_missing_rule_hook(*bs)) {
+        rule = find_grad_rule(bs->sym);
+      }
       if (rule && rule->rewrite_if && rule->rewrite_if(*bs)) {
         ForwardContext ctx(b_, *bs);
         AugmentedForward af = rule->rewrite(ctx);

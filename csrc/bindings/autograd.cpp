@@ -10,6 +10,8 @@
 // thunder_grad.<op>_backward.
 #include "bindings/autograd.h"
 
+#include <cctype>
+
 #include <nanobind/stl/string.h>
 
 #include "autograd/grad_rule.h"
@@ -28,8 +30,12 @@ const Symbol* executor_symbol(const std::string& name, Signature sig, nb::handle
   Symbol s;
   s.module = "thunder_grad";
   s.name = name;
+  for (char& c : s.name) {  // an identifier ("sinc.default" -> "sinc_default")
+    if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+  }
+  const std::string base = s.name;
   for (int i = 1; SymbolTable::instance().find(s.module, s.name); ++i) {
-    s.name = name + "_" + std::to_string(i);
+    s.name = base + "_" + std::to_string(i);
   }
   s.kind = SymbolKind::kExecutor;
   s.signature = std::move(sig);
@@ -46,6 +52,12 @@ nb::object describe(const Value& v) {
     return nb::make_tuple("tensor", nb::tuple(shape), runtime::dtype_object(t->dtype()),
                           t->device().str());
   }
+  if (v.is_seq() && v.as_seq().kind == Seq::Kind::kDict) {
+    const Seq& s = v.as_seq();
+    nb::dict d;
+    for (size_t i = 0; i < s.items.size(); ++i) d[describe(s.keys[i])[1]] = describe(s.items[i]);
+    return nb::make_tuple("dict", d);
+  }
   if (v.is_seq()) {
     nb::list l;
     for (const Value& i : v.items()) l.append(describe(i));
@@ -59,11 +71,40 @@ nb::object describe(const Value& v) {
   }
 }
 
+// The backward of a rule registered with flat=True: its arguments are (mask, *residuals,
+// *cotangents), where the mask has one entry per tensor occurrence in the bound symbol's arguments
+// (nested sequences and dicts included, in order), and it returns one gradient (or None) per entry.
+void flat_backward(const Symbol* bwd, autograd::BackwardContext& c) {
+  std::vector<TensorRef> occurrences;
+  for (const Value& a : c.bsym.args) a.for_each_tensor([&](const TensorRef& t) { occurrences.push_back(t); });
+  std::vector<Value> mask, args, outs;
+  std::vector<std::pair<TensorRef, TensorRef>> grads;
+  for (const TensorRef& t : occurrences) {
+    bool needs = c.needs(Value(t));
+    mask.push_back(Value(needs));
+    if (!needs) {
+      outs.push_back(Value());
+      continue;
+    }
+    TensorRef g = c.b.new_tensor(t->shape(), t->dtype(), t->device(), false);
+    outs.push_back(Value(g));
+    grads.emplace_back(t, g);
+  }
+  args.push_back(Value::tuple(mask));
+  for (const Value& r : c.residuals) args.push_back(r);
+  size_t n = 0;
+  c.output.for_each_tensor([&](const TensorRef&) { ++n; });
+  for (size_t i = 0; i < n; ++i) args.push_back(Value(c.grad_out_or_zeros(i)));
+  c.b.append(BoundSymbol::make(bwd, {Value::tuple(std::move(args))}, Value::tuple(outs), {},
+                               c.bsym.source));
+  for (auto& [t, g] : grads) c.put_grad(t, g);
+}
+
 }  // namespace
 
 void bind_autograd(nb::module_& m) {
   m.def("register_python_grad", [](const Symbol* sym, nb::object augmented_forward,
-                                   nb::object backward, nb::object residual_meta) {
+                                   nb::object backward, nb::object residual_meta, bool flat) {
     const Symbol* fwd = executor_symbol(sym->name + "_augmented_forward", sym->signature,
                                         augmented_forward);
     const Symbol* bwd = executor_symbol(sym->name + "_backward", Signature::parse("args"), backward);
@@ -94,7 +135,8 @@ void bind_autograd(nb::module_& m) {
                                    {}, c.bsym.source));
       return autograd::AugmentedForward{out, residuals};
     };
-    rule.backward = [bwd](autograd::BackwardContext& c) {
+    rule.backward = [bwd, flat](autograd::BackwardContext& c) {
+      if (flat) return flat_backward(bwd, c);
       std::vector<Value> mask, args;
       for (size_t i = 0; i < c.args.size(); ++i) {
         if (c.args[i].is_tensor()) mask.push_back(Value(c.needs(i)));
@@ -123,7 +165,27 @@ void bind_autograd(nb::module_& m) {
     };
     autograd::register_grad_rule(sym, std::move(rule));
   }, nb::arg("symbol"), nb::arg("augmented_forward"), nb::arg("backward"),
-     nb::arg("residual_meta"));
+     nb::arg("residual_meta"), nb::arg("flat") = false);
+
+  m.def("register_nondifferentiable",
+        [](const Symbol* sym) { autograd::register_nondifferentiable(sym); }, nb::arg("symbol"));
+
+  // hook(symbol, fn, spec) -> bool: called when differentiation reaches an opaque torch function `fn`
+  // with no gradient rule (spec: its arguments, described as for residual_meta); it may register a
+  // rule (with flat=True) and return True.
+  m.def("set_missing_grad_hook", [](nb::object hook) {
+    static auto* held = new nb::object();  // lives as long as the process (the hook is a module function)
+    *held = hook;
+    autograd::set_missing_rule_hook([](const BoundSymbol& bsym) {
+      nb::gil_scoped_acquire gil;
+      const Symbol* sym = bsym.sym;
+      if (!held->is_valid() || held->is_none() || sym->callable < 0) return false;
+      nb::list spec;
+      for (const Value& a : bsym.args) spec.append(describe(a));
+      return nb::cast<bool>((*held)(nb::cast(sym, nb::rv_policy::reference),
+                                    nb::borrow(runtime::object(sym->callable)), spec));
+    });
+  }, nb::arg("hook"));
 }
 
 }  // namespace thunder::bindings

@@ -180,6 +180,11 @@ def dispatch_table() -> _Dispatch:
 
 def _callable_name(fn):
     """(module, name) a callable prints as in traces."""
+    if isinstance(fn, (torch._ops.OpOverloadPacket, torch._ops.OpOverload)):  # torch.ops.<ns>.<op>[.<overload>]
+        packet = fn if isinstance(fn, torch._ops.OpOverloadPacket) else fn.overloadpacket
+        namespace, _, op = packet._qualified_op_name.partition("::")
+        overload = "" if fn is packet else f".{fn._overloadname}"
+        return f"torch.ops.{namespace}", f"{op}{overload}"
     name = getattr(fn, "__name__", None) or type(fn).__name__
     for mod, prefix in ((torch, "torch"), (torch.nn.functional, "torch.nn.functional"),
                         (torch.Tensor, "torch.Tensor"), (torch.special, "torch.special"),
@@ -231,6 +236,16 @@ def _inplace_flag(func, args, kwargs):
     return False, args, kwargs
 
 
+# Tensor properties that are views, as the calls they equal (`x.T` is `x.permute(n-1, ..., 0)`;
+# on real tensors `x.H` and `x.mH` equal `x.T` and `x.mT`).
+_PROPERTY_VIEWS = {
+    torch.Tensor.T.__get__: lambda x: (torch.permute, (x, tuple(range(x.ndim - 1, -1, -1)))),
+    torch.Tensor.H.__get__: lambda x: (torch.permute, (x, tuple(range(x.ndim - 1, -1, -1)))),
+    torch.Tensor.mT.__get__: lambda x: (torch.transpose, (x, -2, -1)),
+    torch.Tensor.mH.__get__: lambda x: (torch.transpose, (x, -2, -1)),
+}
+
+
 class CaptureMode(TorchFunctionMode):
     """Routes every torch call made while it is active into a CaptureSession."""
 
@@ -257,6 +272,10 @@ class CaptureMode(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        prop = _PROPERTY_VIEWS.get(func)
+        if prop is not None and args and not args[0].is_complex():
+            view_fn, view_args = prop(args[0])
+            return self.__torch_function__(view_fn, types, view_args, {})
         sym = self.table.by_fn.get(func)
         try:
             if sym is not None:

@@ -58,6 +58,8 @@ def _from_spec(spec):
         return torch.empty(shape, dtype=dtype, device="meta")
     if kind == "seq":
         return [_from_spec(s) for s in spec[1]]
+    if kind == "dict":
+        return {k: _from_spec(s) for k, s in spec[1].items()}
     return spec[1]
 
 
@@ -84,8 +86,11 @@ def _bind(sym, values):
     return args, kwargs
 
 
-def register_grad(sym_or_id, *, augmented_forward, backward, residual_meta=None):
-    """Gives the symbol `sym_or_id` a gradient made of two Python functions (see the module doc)."""
+def register_grad(sym_or_id, *, augmented_forward, backward, residual_meta=None, _flat=False):
+    """Gives the symbol `sym_or_id` a gradient made of two Python functions (see the module doc).
+    (`_flat`: the backward takes a mask of the tensors that need a gradient first, and returns one
+    gradient per tensor anywhere in the arguments, nested sequences and dicts included, in order;
+    used for opaque torch functions.)"""
     sym = _symbol(sym_or_id)
     if not callable(augmented_forward) or not callable(backward):
         raise TypeError("register_grad: augmented_forward and backward must be callable")
@@ -98,7 +103,7 @@ def register_grad(sym_or_id, *, augmented_forward, backward, residual_meta=None)
 
     def run_backward(args):
         mask, rest = args[0], args[1:]
-        grads = backward(*rest)
+        grads = backward(mask, *rest) if _flat else backward(*rest)
         if isinstance(grads, torch.Tensor) or grads is None:
             grads = (grads,)
         grads = tuple(grads)
@@ -125,7 +130,7 @@ def register_grad(sym_or_id, *, augmented_forward, backward, residual_meta=None)
             out.append((tuple(r.shape), r.dtype))
         return out
 
-    _core.register_python_grad(sym, run_forward, run_backward, meta)
+    _core.register_python_grad(sym, run_forward, run_backward, meta, _flat)
 
 
 def torch_autograd_grad(fn):
@@ -179,13 +184,125 @@ class _TorchGraph:
         h._thunder_torch_graph = self
         return h
 
-    def grad(self, grads):
+    def grad(self, grads, needed=None):
+        if needed is not None:  # leave out the inputs that need no gradient
+            leaves = [x if (x is not None and n) else None for x, n in zip(self.leaves, needed)]
+            return _TorchGraph(self.outs, leaves).grad(grads)
         inputs = [x for x in self.leaves if x is not None]
         pairs = [(o, g) for o, g in zip(self.outs, grads) if o.requires_grad]
         got = iter(torch.autograd.grad([o for o, _ in pairs], inputs, [g for _, g in pairs],
                                        allow_unused=True, retain_graph=True)) if pairs else iter(
                                            [None] * len(inputs))
         return tuple(None if x is None else next(got) for x in self.leaves)
+
+
+def _opaque_torch_autograd(fn):
+    """The gradient of an opaque torch function `fn` (called as fn(*args, **kwargs) with tensors
+    anywhere in args and kwargs): the forward runs `fn` with torch's autograd recording, the backward
+    asks torch.autograd for the gradients of the tensor occurrences that need one."""
+
+    def augmented_forward(args, kwargs):
+        leaves = []
+        first = []
+
+        def track(x):
+            if isinstance(x, torch.Tensor):
+                if not first:
+                    first.append(x)
+                if x.is_floating_point() or x.is_complex():
+                    x = x.detach().requires_grad_(True)
+                    leaves.append(x)
+                    return x
+                leaves.append(None)
+                return x
+            if isinstance(x, (tuple, list)) and not hasattr(x, "_fields"):
+                return type(x)(track(i) for i in x)
+            if isinstance(x, dict):
+                return {k: track(v) for k, v in x.items()}
+            return x
+
+        args = track(tuple(args))
+        kwargs = track(dict(kwargs))
+        with torch.enable_grad():
+            out = fn(*args, **kwargs)
+        outs = []
+
+        def detach(x):
+            if isinstance(x, torch.Tensor):
+                outs.append(x)
+                return x.detach()
+            if isinstance(x, (tuple, list)):
+                return tuple(detach(i) for i in x) if isinstance(x, tuple) else [detach(i) for i in x]
+            return x
+
+        result = detach(out)
+        graph = _TorchGraph(outs, leaves)
+        h = torch.empty((0,), dtype=torch.int64, device=first[0].device if first else "cpu")
+        h._thunder_torch_graph = graph
+        return result, (h,)
+
+    def backward(mask, handle, *grads):
+        graph = handle._thunder_torch_graph
+        got = graph.grad(grads, mask)
+        # An input the outputs do not depend on gets zeros (eager adds nothing to it).
+        return tuple(torch.zeros_like(x) if g is None and n else g
+                     for g, n, x in zip(got, mask, graph.leaves))
+
+    def residual_meta(args, kwargs):
+        return (torch.empty((0,), dtype=torch.int64, device="meta"),)
+
+    return {"augmented_forward": augmented_forward, "backward": backward, "residual_meta": residual_meta}
+
+
+def _missing_grad_hook(sym, fn, spec) -> bool:
+    """Differentiation reached the opaque torch function `fn` (symbol `sym`, arguments described by
+    `spec`), which has no rule: register one that runs `fn` under torch's autograd, or mark it
+    non-differentiable when torch's autograd makes none of its outputs require grad (as eager
+    would). In-place functions keep the error (their write into a tensor cannot be replayed on a
+    detached copy)."""
+    name = getattr(fn, "__name__", "")
+    if sym.is_inplace or (name.endswith("_") and not name.endswith("__")):
+        return False
+    args, kwargs = (_from_spec(s) for s in spec)
+    if not _differentiable_on_meta(fn, args, kwargs):
+        _core.register_nondifferentiable(sym)
+        return True
+    register_grad(sym, **_opaque_torch_autograd(fn), _flat=True)
+    return True
+
+
+def _differentiable_on_meta(fn, args, kwargs) -> bool:
+    """Whether torch's autograd makes any output of fn(*args, **kwargs) (meta tensors) require grad
+    when its floating-point inputs do."""
+
+    def track(x):
+        if isinstance(x, torch.Tensor):
+            return x.detach().requires_grad_(True) if (x.is_floating_point() or x.is_complex()) else x
+        if isinstance(x, (tuple, list)) and not hasattr(x, "_fields"):
+            return type(x)(track(i) for i in x)
+        if isinstance(x, dict):
+            return {k: track(v) for k, v in x.items()}
+        return x
+
+    try:
+        with torch.enable_grad():
+            out = fn(*track(tuple(args)), **track(dict(kwargs)))
+    except Exception:  # no meta kernel with autograd: assume differentiable, torch decides at run time
+        return True
+    flat = []
+
+    def walk(o):
+        if isinstance(o, torch.Tensor):
+            flat.append(o)
+        elif isinstance(o, (tuple, list)):
+            for i in o:
+                walk(i)
+
+    walk(out)
+    return any(o.requires_grad for o in flat)
+
+
+_core.set_missing_grad_hook(_missing_grad_hook)
 
 
 def _decorator(sym_or_id, key):

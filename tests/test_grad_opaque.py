@@ -1,0 +1,129 @@
+"""Training through torch functions thunder has no rules for (opaque calls): their gradient comes from
+torch's own autograd, run inside thunder's forward and backward programs."""
+
+import pytest
+import torch
+
+import thunder
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def _check(fn, *inputs, **kwargs):
+    """Values and gradients of jit(fn) against eager's, for every input that requires grad."""
+    jfn = thunder.jit(fn)
+    eager_inputs = [x.detach().clone().requires_grad_(x.requires_grad) for x in inputs]
+    out = jfn(*inputs, **kwargs)
+    expected = fn(*eager_inputs, **kwargs)
+    torch.testing.assert_close(out, expected)
+    wrt = [x for x in inputs if x.requires_grad]
+    eager_wrt = [x for x in eager_inputs if x.requires_grad]
+    cot = torch.randn_like(out)
+    got = torch.autograd.grad(out, wrt, cot)
+    want = torch.autograd.grad(expected, eager_wrt, cot)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w)
+    return jfn
+
+
+def test_opaque_unary_gets_torch_gradient():
+    x = torch.randn(4, 5, dtype=torch.float64, requires_grad=True)
+    jfn = _check(lambda x: torch.special.i0e(x) * 2, x)
+    fwd = str(thunder.last_traces(jfn)[-1])
+    bwd = str(thunder.last_backward_traces(jfn)[-1])
+    assert "special_i0e_augmented_forward" in fwd
+    assert "special_i0e_backward" in bwd
+
+
+def test_opaque_with_keyword_arguments_and_tuple_result():
+    x = torch.randn(3, 6, dtype=torch.float64, requires_grad=True)
+
+    def f(x):
+        values, indices = torch.cummax(x * 3, dim=1)
+        return values * indices.to(x.dtype) + torch.logcumsumexp(x, dim=0)
+
+    _check(f, x)
+
+
+def test_opaque_with_tensors_inside_a_list_argument():
+    a = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+
+    def f(a, b):
+        return torch.linalg.multi_dot([a.sin(), b.T * 2, a]).cos()
+
+    jfn = _check(f, a, b)
+    assert "linalg_multi_dot_augmented_forward" in str(thunder.last_traces(jfn)[-1])
+
+
+def test_opaque_mixed_requires_grad_and_repeated_argument():
+    a = torch.randn(5, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(5, dtype=torch.float64)
+
+    def f(a, b):
+        return torch.block_diag(a[None], b[None], a[None])
+
+    jfn = _check(f, a, b)
+    assert b.grad is None
+
+
+def test_opaque_gradient_accumulates_over_calls_and_retain_graph():
+    w = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    w_eager = w.detach().clone().requires_grad_(True)
+    jfn = thunder.jit(lambda w: torch.special.erfcx(w).sum())
+    for _ in range(2):
+        out = jfn(w)
+        out.backward(retain_graph=True)
+        out.backward()
+        e = torch.special.erfcx(w_eager).sum()
+        e.backward(retain_graph=True)
+        e.backward()
+    torch.testing.assert_close(w.grad, w_eager.grad)
+
+
+def test_opaque_in_a_module_trains_like_eager():
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(6, 6)
+
+        def forward(self, x):
+            return torch.logcumsumexp(self.lin(x), dim=-1).mean()
+
+    torch.manual_seed(0)
+    m = Net()
+    e = Net()
+    e.load_state_dict(m.state_dict())
+    jm = thunder.jit(m)
+    x = torch.randn(3, 6)
+    jm(x).backward()
+    e(x).backward()
+    for (name, p), (_, q) in zip(m.named_parameters(), e.named_parameters()):
+        torch.testing.assert_close(p.grad, q.grad, msg=name)
+
+
+def test_opaque_inplace_function_still_refused_with_location():
+    x = torch.randn(4, requires_grad=True)
+
+    def f(x):
+        y = x * 2
+        torch.ops.aten.cauchy_(y)
+        return y
+
+    with pytest.raises(NotImplementedError, match=r"in-place operation torch\.ops\.aten\.cauchy_") as e:
+        thunder.jit(f)(x)
+    assert "test_grad_opaque.py" in str(e.value)
+
+
+def test_torch_ops_overloads_print_as_called():
+    a = torch.randn(3, 3, dtype=torch.float64, requires_grad=True)
+
+    def f(a):
+        return torch.ops.aten.special_i1(a) + torch.ops.aten.sinc.default(a)
+
+    jfn = _check(f, a)
+    assert "thunder_grad.sinc_default_augmented_forward(" in str(thunder.last_traces(jfn)[-1])
+    with torch.no_grad():
+        jfn(a)
+    source = str(thunder.last_traces(jfn)[-1])
+    assert "torch.ops.aten.sinc.default(a)" in source and "torch.ops.aten.special_i1(a)" in source
