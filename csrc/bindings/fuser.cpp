@@ -43,7 +43,9 @@ std::deque<std::unique_ptr<Symbol>>& fusion_symbols() {
 // One fused kernel as a kFusion bound symbol calling a FusedKernel.
 BSymRef make_fusion(const std::string& name, const fuser::Segment& seg, int index) {
   std::string sym_name = name + std::to_string(index);
-  nb::object kernel = nb::cast(new runtime::FusedKernel(*seg.kernel, sym_name), nb::rv_policy::take_ownership);
+  auto* fused = new runtime::FusedKernel(*seg.kernel, sym_name);
+  fused->prefetch();
+  nb::object kernel = nb::cast(fused, nb::rv_policy::take_ownership);
   auto s = std::make_unique<Symbol>();
   s->name = sym_name;
   s->kind = SymbolKind::kFusion;
@@ -76,7 +78,10 @@ void bind_fuser(nb::module_& m) {
   });
 
   // `available(device_type)` says (once per device type, asked lazily) whether kernels can be built.
-  m.def("make_fusion_executor", [](const std::string& name, bool cpu, bool cuda, nb::object available) {
+  // `min_cpu_numel`: a region on the CPU whose tensors all have fewer elements is left to torch (a
+  // compile costs ~0.1 s; a kernel over a few elements saves microseconds per call).
+  m.def("make_fusion_executor", [](const std::string& name, bool cpu, bool cuda, nb::object available,
+                                   int64_t min_cpu_numel) {
     auto ex = std::make_unique<Executor>(name);
     FusionHooks hooks;
     auto state = std::make_shared<std::array<int, 2>>(std::array<int, 2>{cpu ? -1 : 0, cuda ? -1 : 0});
@@ -102,7 +107,7 @@ void bind_fuser(nb::module_& m) {
       b.output.for_each_tensor(check);
       return ok && fuser::prim_fusible(b);
     };
-    hooks.fuse = [name](const Region& r, FusionContext& ctx) -> std::optional<std::vector<BSymRef>> {
+    hooks.fuse = [name, min_cpu_numel](const Region& r, FusionContext& ctx) -> std::optional<std::vector<BSymRef>> {
       std::vector<BSymRef> prims;
       for (const BSymRef& marker : r.bsyms) {
         std::vector<BSymRef> p = flatten_to_prims(marker->subsymbols.at(0));
@@ -110,6 +115,7 @@ void bind_fuser(nb::module_& m) {
       }
       // A lone elementwise torch operation is one torch kernel already.
       if (r.bsyms.size() == 1 && !has_reduction(prims)) return std::nullopt;
+      if (fuser::cpu_region_below(prims, min_cpu_numel)) return std::nullopt;
       std::vector<fuser::Segment> segs = fuser::segment_region(prims, r.outputs);
       std::vector<BSymRef> out;
       nb::gil_scoped_acquire gil;
@@ -128,7 +134,8 @@ void bind_fuser(nb::module_& m) {
     ex->set_fusion(std::move(hooks));
     executors().push_back(std::move(ex));
     return executors().back().get();
-  }, nb::rv_policy::reference);
+  }, nb::arg("name"), nb::arg("cpu"), nb::arg("cuda"), nb::arg("available"), nb::arg("min_cpu_numel") = 0,
+     nb::rv_policy::reference);
 
   m.def("fuser_cache_stats", [] {
     const fuser::CacheStats& s = fuser::cache_stats();

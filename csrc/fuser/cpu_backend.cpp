@@ -4,13 +4,16 @@
 #include <dlfcn.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
 #include <fstream>
 #include <functional>
+#include <future>
 #include <mutex>
 #include <sstream>
 #include <thread>
@@ -24,7 +27,10 @@ namespace thunder::fuser {
 
 namespace {
 
-const char* kFlags = "-O3 -march=native -fopenmp-simd -fno-math-errno -fPIC -shared -std=c++17";
+// -march=native: the key holds the host CPU (model and flags), so a binary built for another CPU is
+// never loaded. No -ffast-math: NaN and inf behave as in eager.
+const char* kFlags =
+    "-O2 -march=native -fopenmp-simd -fno-math-errno -fno-trapping-math -fPIC -shared -std=c++17";
 
 std::string run_capture(const std::string& cmd, int* status) {
   std::string out;
@@ -177,8 +183,57 @@ class Pool {
   bool stop_ = false;
 };
 
+// Background compiles: a few threads (hardware concurrency) taking jobs in order. Never destroyed:
+// jobs may still run when the process exits (their temporary files are then left behind).
+class CompileQueue {
+ public:
+  static CompileQueue& instance() {
+    static CompileQueue* q = new CompileQueue();
+    return *q;
+  }
+  void submit(std::function<void()> job) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      jobs_.push_back(std::move(job));
+      if (idle_ == 0 && static_cast<int>(threads_.size()) < max_threads_) {
+        threads_.emplace_back([this] { loop(); });
+        threads_.back().detach();
+      }
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  CompileQueue() {
+    max_threads_ = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+    if (const char* e = std::getenv("THUNDER_COMPILE_THREADS"); e && *e) max_threads_ = std::max(1, std::atoi(e));
+  }
+  void loop() {
+    for (;;) {
+      std::function<void()> job;
+      {
+        std::unique_lock<std::mutex> l(mu_);
+        ++idle_;
+        cv_.wait(l, [&] { return !jobs_.empty(); });
+        --idle_;
+        job = std::move(jobs_.front());
+        jobs_.pop_front();
+      }
+      job();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> jobs_;
+  std::vector<std::thread> threads_;
+  int idle_ = 0;
+  int max_threads_ = 1;
+};
+
+using BinaryFuture = std::shared_future<std::shared_ptr<CpuBinary>>;
+
 std::mutex g_load_mu;
-std::unordered_map<std::string, std::shared_ptr<CpuBinary>> g_loaded;
+std::unordered_map<std::string, BinaryFuture> g_loaded;  // by key; loaded, or being built
 
 std::shared_ptr<CpuBinary> open_binary(const std::string& path) {
   void* h = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
@@ -196,41 +251,41 @@ std::shared_ptr<CpuBinary> open_binary(const std::string& path) {
   return b;
 }
 
-}  // namespace
-
-const std::string& cpu_compiler(std::string* why) {
-  const CompilerInfo& c = compiler_info();
-  if (why) *why = c.why;
-  return c.cmd;
+// The verified entry at `so`, loaded; nullptr on a miss or a bad entry (removed).
+std::shared_ptr<CpuBinary> load_entry(const std::string& so, const std::string& key) {
+  if (!cache_read(so, key)) return nullptr;
+  if (auto b = open_binary(so)) return b;
+  {
+    std::lock_guard<std::mutex> l(cache_stats_mutex());
+    ++cache_stats().rejected;
+  }
+  ::unlink(so.c_str());
+  return nullptr;
 }
 
-std::shared_ptr<CpuBinary> cpu_load(const std::string& source) {
+// Loads the entry of `key` from disk or compiles `source` into it.
+std::shared_ptr<CpuBinary> build(const std::string& key, const std::string& source) {
   const CompilerInfo& cc = compiler_info();
-  if (cc.cmd.empty()) throw Error("fuser: " + cc.why);
-  static const std::string identity = cpu_identity();
-  const std::string key = hash_hex(source + "\n--\n" + cc.cmd + "\n" + cc.version + "\n" + kFlags +
-                                   "\n" + identity);
-  std::lock_guard<std::mutex> lock(g_load_mu);
-  auto it = g_loaded.find(key);
-  if (it != g_loaded.end()) {
-    ++cache_stats().memory_hits;
-    return it->second;
-  }
   const std::string& dir = cache_dir();
   std::string base = dir.empty() ? "/tmp/thunder-" + key : dir + "/cpu-" + key;
   std::string so = base + ".so";
-  if (cache_read(so, key)) {
-    if (auto b = open_binary(so)) {
-      ++cache_stats().disk_hits;
-      return g_loaded[key] = b;
-    }
-    ++cache_stats().rejected;
-    ::unlink(so.c_str());
+  auto count_hit = [] {
+    std::lock_guard<std::mutex> l(cache_stats_mutex());
+    ++cache_stats().disk_hits;
+  };
+  if (auto b = load_entry(so, key)) {
+    count_hit();
+    return b;
+  }
+  // Processes missing the same entry build it once: the others wait here, then find it on disk.
+  CacheLock lock((dir.empty() ? std::string("/tmp/thunder") : dir + "/") + ".lock-" + key.substr(0, 2));
+  if (auto b = load_entry(so, key)) {
+    count_hit();
+    return b;
   }
   auto t0 = std::chrono::steady_clock::now();
-  std::string tag = std::to_string(::getpid()) + "-" + std::to_string(std::rand());
-  std::string src = base + "." + tag + ".cpp";
-  std::string tmp = base + "." + tag + ".so";
+  std::string src = cache_temp_path(base, ".cpp");
+  std::string tmp = cache_temp_path(base, ".so");
   {
     std::ofstream f(src);
     f << source;
@@ -247,12 +302,77 @@ std::shared_ptr<CpuBinary> cpu_load(const std::string& source) {
     ::unlink(tmp.c_str());
     throw Error("fuser: cannot store the compiled kernel at " + so);
   }
-  auto& st = cache_stats();
-  ++st.compiles;
-  st.compile_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  {
+    std::lock_guard<std::mutex> l(cache_stats_mutex());
+    auto& st = cache_stats();
+    ++st.compiles;
+    st.compile_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
   auto b = open_binary(so);
   if (!b) throw Error(std::string("fuser: cannot load the compiled kernel ") + so + ": " + ::dlerror());
-  return g_loaded[key] = b;
+  return b;
+}
+
+std::string key_of(const std::string& source) {
+  const CompilerInfo& cc = compiler_info();
+  if (cc.cmd.empty()) throw Error("fuser: " + cc.why);
+  static const std::string identity = cpu_identity();
+  return hash_hex(source + "\n--\n" + cc.cmd + "\n" + cc.version + "\n" + kFlags + "\n" + identity);
+}
+
+// The binary of `source`: found in memory, or built (here, or on the compile queue when `background`).
+BinaryFuture request(const std::string& source, bool background) {
+  const std::string key = key_of(source);
+  auto promise = std::make_shared<std::promise<std::shared_ptr<CpuBinary>>>();
+  BinaryFuture f;
+  {
+    std::lock_guard<std::mutex> lock(g_load_mu);
+    auto it = g_loaded.find(key);
+    if (it != g_loaded.end()) {
+      if (!background) {
+        std::lock_guard<std::mutex> l(cache_stats_mutex());
+        ++cache_stats().memory_hits;
+      }
+      return it->second;
+    }
+    f = promise->get_future().share();
+    g_loaded[key] = f;
+  }
+  auto job = [key, source, promise] {
+    try {
+      promise->set_value(build(key, source));
+    } catch (...) {
+      // Forget the failure (a later request retries) and report it to those waiting.
+      {
+        std::lock_guard<std::mutex> lock(g_load_mu);
+        g_loaded.erase(key);
+      }
+      promise->set_exception(std::current_exception());
+    }
+  };
+  if (background) {
+    CompileQueue::instance().submit(std::move(job));
+  } else {
+    job();
+  }
+  return f;
+}
+
+}  // namespace
+
+const std::string& cpu_compiler(std::string* why) {
+  const CompilerInfo& c = compiler_info();
+  if (why) *why = c.why;
+  return c.cmd;
+}
+
+std::shared_ptr<CpuBinary> cpu_load(const std::string& source) {
+  return request(source, false).get();
+}
+
+void cpu_prefetch(const std::string& source) {
+  if (compiler_info().cmd.empty()) return;
+  request(source, true);
 }
 
 void cpu_launch(const CpuBinary& binary, char** ptrs) {

@@ -21,9 +21,14 @@ struct CpuBinary {
 // why).
 const std::string& cpu_compiler(std::string* why = nullptr);
 
-// The loaded kernel of `source`: from memory, from disk, or compiled now. Throws Error on a compile
+// The loaded kernel of `source`: from memory, from disk, or compiled now (concurrent requests for one
+// source, in this process or others sharing the disk cache, build it once). Throws Error on a compile
 // failure, naming the file that holds the source and the compiler's messages.
 std::shared_ptr<CpuBinary> cpu_load(const std::string& source);
+
+// Starts building the kernel of `source` on a background compile thread (one per core), unless it
+// is loaded or being built already; a later cpu_load of the same source waits for that build.
+void cpu_prefetch(const std::string& source);
 
 // Runs `binary` on `ptrs`, splitting its items over the pool when the work is large enough.
 void cpu_launch(const CpuBinary& binary, char** ptrs);

@@ -177,6 +177,12 @@ class CpuGen {
       std::string inner_v = value(n.args[0], g);
       row_.code += g.code;
       e = inner_v;
+    } else if (n.op == "div" && !row_level && is_floating(n.dtype) &&
+               is_floating(k_.nodes[n.args[1]].dtype) && (varies(n.args[1]) & col_mask_) == 0) {
+      // Division by a row-level value: one reciprocal per row, a multiply per element (as eager's
+      // softmax and normalization kernels do).
+      std::string num = value(n.args[0], s);
+      e = "((" + ct + ")(" + num + " * " + reciprocal(n.args[1], ct) + "))";
     } else {
       std::vector<std::string> args;
       std::vector<DType> dts;
@@ -194,6 +200,16 @@ class CpuGen {
       s.code += "    " + b->second + "[" + s.col + "] = " + v + ";\n";
     }
     return v;
+  }
+
+  // 1 / value(id), a row-level value, emitted once per row.
+  std::string reciprocal(int id, const std::string& ct) {
+    auto it = reciprocals_.find(id);
+    if (it != reciprocals_.end()) return it->second;
+    std::string den = value(id, row_);
+    std::string r = "rcp" + std::to_string(id);
+    row_.code += "    const " + ct + " " + r + " = ((" + ct + ")1) / (" + ct + ")(" + den + ");\n";
+    return reciprocals_[id] = r;
   }
 
   // Written once along axes the output does not vary over: only where their index is 0.
@@ -404,6 +420,7 @@ class CpuGen {
     for (int r : reds) reduced_[r] = "acc" + std::to_string(r) + "[c - c0]";
     bases_.clear();
     row_.memo.clear();
+    reciprocals_.clear();
     for (size_t o : col_outputs) epi.code += store_stmt(o, value(k_.output_nodes[o], epi), "c");
     std::string epi_pro = item_prologue();
     os << "  for (int64_t item = begin; item < end; ++item) {\n"
@@ -429,6 +446,7 @@ class CpuGen {
   std::unordered_map<int, std::string> bases_;
   std::unordered_map<int, std::string> reduced_;
   std::unordered_map<int, std::string> buffered_;
+  std::unordered_map<int, std::string> reciprocals_;
 };
 
 }  // namespace

@@ -2,15 +2,17 @@
 #include "fuser/disk_cache.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
-#include <mutex>
-#include <sstream>
+#include <random>
+#include <thread>
 
 namespace thunder::fuser {
 
@@ -50,6 +52,33 @@ bool make_dirs(const std::string& path) {
   return true;
 }
 
+// The whole content of the open file `fd`; false on a read error.
+bool read_all(int fd, std::string* out) {
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return false;
+  out->resize(static_cast<size_t>(st.st_size));
+  size_t done = 0;
+  while (done < out->size()) {
+    ssize_t n = ::pread(fd, out->data() + done, out->size() - done, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    done += static_cast<size_t>(n);
+  }
+  out->resize(done);
+  return true;
+}
+
+bool write_all(int fd, const char* p, size_t n) {
+  while (n > 0) {
+    ssize_t w = ::write(fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return false;
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+  return true;
+}
+
 }  // namespace
 
 std::string hash_hex(const std::string& data) {
@@ -84,18 +113,41 @@ const std::string& cache_dir() {
   return dir;
 }
 
+std::string cache_temp_path(const std::string& path, const std::string& suffix) {
+  // pid alone is not unique (threads; processes of other PID namespaces sharing the directory): add a
+  // per-process counter and random bits drawn once per process.
+  static const uint64_t salt = [] {
+    std::random_device rd;
+    return (static_cast<uint64_t>(rd()) << 32) ^ rd() ^
+           static_cast<uint64_t>(std::hash<std::thread::id>()(std::this_thread::get_id()));
+  }();
+  static std::atomic<uint64_t> counter{0};
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), ".%ld.%llx.%llu", static_cast<long>(::getpid()),
+                static_cast<unsigned long long>(salt), static_cast<unsigned long long>(counter++));
+  return path + buf + suffix;
+}
+
 std::optional<std::string> cache_read(const std::string& path, const std::string& key) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return std::nullopt;
-  std::stringstream ss;
-  ss << f.rdbuf();
-  std::string data = ss.str();
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  std::string data;
+  bool ok = read_all(fd, &data);
   auto bad = [&]() -> std::optional<std::string> {
-    ++cache_stats().rejected;
-    ::unlink(path.c_str());
+    {
+      std::lock_guard<std::mutex> l(cache_stats_mutex());
+      ++cache_stats().rejected;
+    }
+    // Remove the entry only if it is still the file we read (a writer may have replaced it).
+    struct stat a, b;
+    if (::fstat(fd, &a) == 0 && ::stat(path.c_str(), &b) == 0 && a.st_ino == b.st_ino &&
+        a.st_dev == b.st_dev) {
+      ::unlink(path.c_str());
+    }
+    ::close(fd);
     return std::nullopt;
   };
-  if (data.size() < sizeof(Trailer)) return bad();
+  if (!ok || data.size() < sizeof(Trailer)) return bad();
   Trailer t;
   std::memcpy(&t, data.data() + data.size() - sizeof(Trailer), sizeof(Trailer));
   data.resize(data.size() - sizeof(Trailer));
@@ -103,17 +155,17 @@ std::optional<std::string> cache_read(const std::string& path, const std::string
       std::string(t.key, 32) != key || std::string(t.hash, 32) != hash_hex(data)) {
     return bad();
   }
+  ::close(fd);
   return data;
 }
 
 bool cache_commit(const std::string& tmp_path, const std::string& path, const std::string& key) {
+  int fd = ::open(tmp_path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return false;
   std::string data;
-  {
-    std::ifstream f(tmp_path, std::ios::binary);
-    if (!f) return false;
-    std::stringstream ss;
-    ss << f.rdbuf();
-    data = ss.str();
+  if (!read_all(fd, &data)) {
+    ::close(fd);
+    return false;
   }
   Trailer t;
   std::memcpy(t.magic, kMagic, 8);
@@ -121,29 +173,50 @@ bool cache_commit(const std::string& tmp_path, const std::string& path, const st
   std::string h = hash_hex(data);
   std::memcpy(t.hash, h.data(), 32);
   t.size = data.size();
-  {
-    std::ofstream f(tmp_path, std::ios::binary | std::ios::app);
-    if (!f) return false;
-    f.write(reinterpret_cast<const char*>(&t), sizeof(t));
-    if (!f) return false;
-  }
-  return std::rename(tmp_path.c_str(), path.c_str()) == 0;
+  bool ok = ::lseek(fd, 0, SEEK_END) == static_cast<off_t>(data.size()) &&
+            write_all(fd, reinterpret_cast<const char*>(&t), sizeof(t)) && ::fsync(fd) == 0;
+  ok = ::close(fd) == 0 && ok;
+  return ok && std::rename(tmp_path.c_str(), path.c_str()) == 0;
 }
 
 bool cache_write(const std::string& path, const std::string& key, const std::string& data) {
-  std::string tmp = path + ".tmp" + std::to_string(::getpid());
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) return false;
-    f.write(data.data(), static_cast<std::streamsize>(data.size()));
-    if (!f) return false;
+  std::string tmp = cache_temp_path(path, ".tmp");
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return false;
+  bool ok = write_all(fd, data.data(), data.size());
+  ok = ::close(fd) == 0 && ok;
+  if (ok && cache_commit(tmp, path, key)) return true;
+  ::unlink(tmp.c_str());
+  return false;
+}
+
+CacheLock::CacheLock(const std::string& path) {
+  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd_ < 0) return;
+  while (::flock(fd_, LOCK_EX) != 0) {
+    if (errno != EINTR) {
+      ::close(fd_);
+      fd_ = -1;
+      return;
+    }
   }
-  return cache_commit(tmp, path, key);
+}
+
+CacheLock::~CacheLock() {
+  if (fd_ >= 0) {
+    ::flock(fd_, LOCK_UN);
+    ::close(fd_);
+  }
 }
 
 CacheStats& cache_stats() {
   static CacheStats s;
   return s;
+}
+
+std::mutex& cache_stats_mutex() {
+  static std::mutex m;
+  return m;
 }
 
 }  // namespace thunder::fuser

@@ -97,4 +97,24 @@ std::vector<Segment> segment_region(const std::vector<BSymRef>& prims,
   return out;
 }
 
+bool cpu_region_below(const std::vector<BSymRef>& prims, int64_t min_numel) {
+  if (min_numel <= 0) return false;
+  bool below = true;
+  auto check = [&](const TensorRef& t) {
+    if (t->device().type != DeviceType::kCPU) {
+      below = false;
+      return;
+    }
+    int64_t n = 1;
+    for (Dim d : t->shape()) n *= d.value();
+    if (n >= min_numel) below = false;
+  };
+  for (const BSymRef& p : prims) {
+    for (const TensorRef& t : p->input_tensors()) check(t);
+    for (const TensorRef& t : p->output_tensors()) check(t);
+    if (!below) return false;
+  }
+  return true;
+}
+
 }  // namespace thunder::fuser

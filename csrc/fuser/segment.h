@@ -21,4 +21,8 @@ struct Segment {
 std::vector<Segment> segment_region(const std::vector<BSymRef>& prims,
                                     const std::vector<TensorRef>& region_outputs);
 
+// True when every tensor `prims` read or write is on the CPU and has fewer than `min_numel` elements:
+// a region too small for a compiled kernel to pay for its compile.
+bool cpu_region_below(const std::vector<BSymRef>& prims, int64_t min_numel);
+
 }  // namespace thunder::fuser

@@ -387,7 +387,21 @@ Value softmax_meta(Builder& b, const BoundArgs& a) {
   Shape shape = x->shape();
   TensorRef xc = lang::convert(b, x, opmath(result));
   if (rank == 0) xc = lang::reshape(b, xc, {1});
-  TensorRef r = softmax_along(b, xc, dim, kLog);
+  TensorRef r;
+  bool low = result == DType::kBFloat16 || result == DType::kFloat16;
+  if (kLog && low && x->device().type == DeviceType::kCPU && dim == std::max<int64_t>(rank - 1, 0) &&
+      xc->shape()[dim].value() != 0) {
+    // torch's CPU kernel over the last dim (`_vec_log_softmax_lastdim`) holds the row's sum of
+    // exponentials and its log in the input's dtype: both are rounded to it, as there.
+    TensorRef m = amax_keep(b, xc, {dim});
+    TensorRef shifted = bin(b, prims::sub(), Value(xc), Value(m));
+    TensorRef s = sum_keep(b, un(b, prims::exp(), shifted), {dim});
+    s = lang::convert(b, lang::convert(b, s, result), xc->dtype());
+    TensorRef ls = lang::convert(b, lang::convert(b, un(b, prims::log(), s), result), xc->dtype());
+    r = bin(b, prims::sub(), Value(shifted), Value(ls));
+  } else {
+    r = softmax_along(b, xc, dim, kLog);
+  }
   r = lang::reshape(b, r, shape);
   return lang::convert(b, r, result);
 }

@@ -112,6 +112,23 @@ void FusedKernel::precompile() {
   last_ = variants_[key];
 }
 
+void FusedKernel::prefetch() {
+  if (cuda_) return;
+  std::vector<fuser::TensorMeta> metas;
+  for (const TensorRef& t : k_.inputs) {
+    fuser::TensorMeta m;
+    for (Dim d : t->shape()) m.shape.push_back(d.value());
+    m.strides = fuser::contiguous_strides(m.shape);
+    metas.push_back(std::move(m));
+  }
+  fuser::Layout layout;
+  try {
+    if (fuser::specialize(k_, metas, &layout, nullptr)) fuser::cpu_prefetch(fuser::cpu_source(k_, layout));
+  } catch (const Error&) {
+    // Reported by the first call, which builds the kernel itself.
+  }
+}
+
 std::string FusedKernel::source() {
   {
     std::lock_guard<std::mutex> lock(mu_);

@@ -1,16 +1,19 @@
 """thunder's fusion executor, `fusion`: maximal regions of fusible primitives become generated kernels
 (C++ compiled by the system compiler on the CPU, CUDA C++ compiled with NVRTC on the GPU).
 
-The executor is registered as `fusion` (opt-in for now: pass it in `executors=` or set THUNDER_FUSION=1
-to make it a default executor). It takes a torch-level operation when its whole
+The executor is registered as `fusion` and is one of the default executors (THUNDER_FUSION=0 leaves
+it out of them; it can still be passed in `executors=`). It takes a torch-level operation when its whole
 decomposition is fusible (elementwise, broadcasts, conversions, views that are indexing, reductions,
 `where`); matmuls, attention and everything else stay with the executors that claim them. Each region
 prints in the final trace as `t5 = fusion0(a, b)` with the fused primitives as comments beneath, and
 `thunder.fusion_source(jfn, 0)` returns the generated source of a region.
 
-A region made of one elementwise torch operation is left to torch (its own kernel is as good). Where no
-compiler (CPU) or no CUDA driver and NVRTC (GPU) is found, the executor takes nothing on that device and
-logs why once at debug level (logger `thunder.fusion`).
+A region made of one elementwise torch operation is left to torch (its own kernel is as good), and so
+is a CPU region whose tensors all have fewer than `min_cpu_numel` elements (default 4096, or
+THUNDER_FUSION_MIN_NUMEL): a compile costs ~0.1 s there, a kernel over so few elements saves
+microseconds per call. Kernels of one program compile in parallel (one compile per core) and are cached
+on disk (see `cache_stats`). Where no compiler (CPU) or no CUDA driver and NVRTC (GPU) is found, the
+executor takes nothing on that device and logs why once at debug level (logger `thunder.fusion`).
 """
 
 from __future__ import annotations
@@ -28,9 +31,14 @@ _availability: dict[str, tuple[bool, str]] = {}
 
 
 def enabled_by_default() -> bool:
-    """True when THUNDER_FUSION=1 puts the executor in the default executors. It is opt-in until
-    bf16 log_softmax matches eager at the test suite's tolerances (see tests/test_fusion.py)."""
-    return os.environ.get("THUNDER_FUSION", "0") == "1"
+    """True unless THUNDER_FUSION=0: the executor is one of the default executors. On a device where
+    no kernels can be built (no C++ compiler; no CUDA driver or NVRTC) it takes nothing."""
+    return os.environ.get("THUNDER_FUSION", "1") != "0"
+
+
+def default_min_cpu_numel() -> int:
+    """The size under which CPU regions are left to torch: THUNDER_FUSION_MIN_NUMEL, else 4096."""
+    return int(os.environ.get("THUNDER_FUSION_MIN_NUMEL", "4096"))
 
 
 def available(device: str = "cpu") -> bool:
@@ -45,11 +53,16 @@ def available(device: str = "cpu") -> bool:
 
 
 class ThunderFusionExecutor(Executor):
-    """The fusion executor. `cpu`/`cuda` False keeps it off a device type."""
+    """The fusion executor. `cpu`/`cuda` False keeps it off a device type; a CPU region whose tensors
+    all have fewer than `min_cpu_numel` elements is left to torch (None: `default_min_cpu_numel()`)."""
 
-    def __init__(self, name: str = "fusion", *, cpu: bool = True, cuda: bool = True):
+    def __init__(self, name: str = "fusion", *, cpu: bool = True, cuda: bool = True,
+                 min_cpu_numel: int | None = None):
         super().__init__(name)
-        self._core = _core.make_fusion_executor(name, cpu, cuda, available)
+        if min_cpu_numel is None:
+            min_cpu_numel = default_min_cpu_numel()
+        self.min_cpu_numel = min_cpu_numel
+        self._core = _core.make_fusion_executor(name, cpu, cuda, available, min_cpu_numel)
 
 
 def fusion_kernels(jfn, trace_index: int = -1) -> list:
