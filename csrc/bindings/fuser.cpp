@@ -3,12 +3,14 @@
 
 #include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/tuple.h>
 #include <nanobind/stl/vector.h>
 
 #include <array>
 #include <deque>
 #include <memory>
 
+#include "core/error.h"
 #include "executors/executor.h"
 #include "fuser/cpu_backend.h"
 #include "fuser/cuda_backend.h"
@@ -146,6 +148,32 @@ void bind_fuser(nb::module_& m) {
     d["rejected"] = s.rejected;
     d["compile_seconds"] = s.compile_seconds;
     return d;
+  });
+  // The CUDA generator and NVRTC without a device: the CUDA source of a fused kernel (whatever its
+  // device) for contiguous inputs, with its launch shape; and a compile check of a source.
+  m.def("fuser_cuda_source", [](const runtime::FusedKernel& kernel) {
+    const fuser::KernelDef& k = kernel.kernel();
+    std::vector<fuser::TensorMeta> metas;
+    for (const TensorRef& t : k.inputs) {
+      fuser::TensorMeta m;
+      for (Dim d : t->shape()) m.shape.push_back(d.value());
+      m.strides = fuser::contiguous_strides(m.shape);
+      metas.push_back(std::move(m));
+    }
+    fuser::Layout layout;
+    if (!fuser::specialize(k, metas, &layout, nullptr)) throw thunder::Error("fuser: no layout for contiguous inputs");
+    fuser::CudaLaunch launch;
+    std::string src = fuser::cuda_source(k, layout, &launch);
+    return std::make_tuple(src, launch.grid, launch.block);
+  });
+  m.def("fuser_nvrtc_compile", [](const std::string& source, int arch) {
+    std::string log, why;
+    bool ok = fuser::nvrtc_compile_check(source, arch, &log, &why);
+    return std::make_tuple(ok, log, why);
+  });
+  m.def("fuser_nvrtc_version", &fuser::nvrtc_version);
+  m.def("fuser_cuda_load", [](const std::string& source, int device) {
+    fuser::cuda_load(source, device, fuser::CudaLaunch{});
   });
   m.def("fuser_cache_dir", [] { return fuser::cache_dir(); });
   m.def("set_fuser_threads", &fuser::set_cpu_threads);

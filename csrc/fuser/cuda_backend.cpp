@@ -1,21 +1,389 @@
-// CUDA driver and NVRTC, opened at run time.
+// CUDA driver and NVRTC, opened at run time. The few types and entry points used are declared here, so
+// building needs no CUDA headers.
 #include "fuser/cuda_backend.h"
 
+#include <dlfcn.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
 #include "core/error.h"
+#include "fuser/disk_cache.h"
 
 namespace thunder::fuser {
 
+namespace {
+
+// ---- driver API (cuda.h) ------------------------------------------------------------------------
+using CUresult = int;
+using CUdevice = int;
+using CUcontext = void*;
+using CUmodule = void*;
+using CUfunction = void*;
+using CUstream = void*;
+constexpr CUresult kCudaSuccess = 0;
+constexpr int kAttrMultiprocessorCount = 16;
+constexpr int kAttrComputeCapabilityMajor = 75;
+constexpr int kAttrComputeCapabilityMinor = 76;
+
+struct Driver {
+  CUresult (*cuInit)(unsigned) = nullptr;
+  CUresult (*cuDriverGetVersion)(int*) = nullptr;
+  CUresult (*cuDeviceGetCount)(int*) = nullptr;
+  CUresult (*cuDeviceGet)(CUdevice*, int) = nullptr;
+  CUresult (*cuDeviceGetAttribute)(int*, int, CUdevice) = nullptr;
+  CUresult (*cuDevicePrimaryCtxRetain)(CUcontext*, CUdevice) = nullptr;
+  CUresult (*cuCtxGetCurrent)(CUcontext*) = nullptr;
+  CUresult (*cuCtxSetCurrent)(CUcontext) = nullptr;
+  CUresult (*cuModuleLoadData)(CUmodule*, const void*) = nullptr;
+  CUresult (*cuModuleGetFunction)(CUfunction*, CUmodule, const char*) = nullptr;
+  CUresult (*cuLaunchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
+                             CUstream, void**, void**) = nullptr;
+  CUresult (*cuGetErrorString)(CUresult, const char**) = nullptr;
+  int version = 0;
+  int devices = 0;
+  std::string why;
+};
+
+// ---- NVRTC (nvrtc.h) ------------------------------------------------------------------------------
+using nvrtcResult = int;
+using nvrtcProgram = void*;
+
+struct Nvrtc {
+  nvrtcResult (*nvrtcVersion)(int*, int*) = nullptr;
+  const char* (*nvrtcGetErrorString)(nvrtcResult) = nullptr;
+  nvrtcResult (*nvrtcCreateProgram)(nvrtcProgram*, const char*, const char*, int, const char* const*,
+                                    const char* const*) = nullptr;
+  nvrtcResult (*nvrtcCompileProgram)(nvrtcProgram, int, const char* const*) = nullptr;
+  nvrtcResult (*nvrtcDestroyProgram)(nvrtcProgram*) = nullptr;
+  nvrtcResult (*nvrtcGetProgramLogSize)(nvrtcProgram, size_t*) = nullptr;
+  nvrtcResult (*nvrtcGetProgramLog)(nvrtcProgram, char*) = nullptr;
+  nvrtcResult (*nvrtcGetPTXSize)(nvrtcProgram, size_t*) = nullptr;
+  nvrtcResult (*nvrtcGetPTX)(nvrtcProgram, char*) = nullptr;
+  nvrtcResult (*nvrtcGetCUBINSize)(nvrtcProgram, size_t*) = nullptr;  // NVRTC >= 11.1
+  nvrtcResult (*nvrtcGetCUBIN)(nvrtcProgram, char*) = nullptr;
+  nvrtcResult (*nvrtcGetNumSupportedArchs)(int*) = nullptr;  // NVRTC >= 11.2
+  nvrtcResult (*nvrtcGetSupportedArchs)(int*) = nullptr;
+  int major = 0, minor = 0;
+  std::vector<int> archs;  // supported sm_XX as XX
+  std::string path, why;
+};
+
+template <typename F>
+bool sym(void* h, const char* name, F* f) {
+  *f = reinterpret_cast<F>(::dlsym(h, name));
+  return *f != nullptr;
+}
+
+const Nvrtc& nvrtc() {
+  static std::once_flag once;
+  static Nvrtc n;
+  std::call_once(once, [] {
+    std::vector<std::string> names;
+    if (const char* e = std::getenv("THUNDER_NVRTC"); e && *e) names.push_back(e);
+    std::vector<std::string> dirs = {"/usr/local/cuda/lib64/", "/usr/local/cuda/lib/", ""};
+    if (const char* h = std::getenv("CUDA_HOME"); h && *h) dirs.insert(dirs.begin(), std::string(h) + "/lib64/");
+    for (const std::string& d : dirs) {
+      for (int v = 14; v >= 11; --v) names.push_back(d + "libnvrtc.so." + std::to_string(v));
+      names.push_back(d + "libnvrtc.so");
+    }
+    void* h = nullptr;
+    for (const std::string& name : names) {
+      h = ::dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
+      if (h) {
+        n.path = name;
+        break;
+      }
+    }
+    if (!h) {
+      n.why = "libnvrtc not found (looked in /usr/local/cuda/lib64 and the library path; THUNDER_NVRTC names one)";
+      return;
+    }
+    bool ok = sym(h, "nvrtcVersion", &n.nvrtcVersion) && sym(h, "nvrtcGetErrorString", &n.nvrtcGetErrorString) &&
+              sym(h, "nvrtcCreateProgram", &n.nvrtcCreateProgram) &&
+              sym(h, "nvrtcCompileProgram", &n.nvrtcCompileProgram) &&
+              sym(h, "nvrtcDestroyProgram", &n.nvrtcDestroyProgram) &&
+              sym(h, "nvrtcGetProgramLogSize", &n.nvrtcGetProgramLogSize) &&
+              sym(h, "nvrtcGetProgramLog", &n.nvrtcGetProgramLog) && sym(h, "nvrtcGetPTXSize", &n.nvrtcGetPTXSize) &&
+              sym(h, "nvrtcGetPTX", &n.nvrtcGetPTX);
+    if (!ok) {
+      n.why = n.path + " lacks NVRTC entry points";
+      n.nvrtcVersion = nullptr;
+      return;
+    }
+    sym(h, "nvrtcGetCUBINSize", &n.nvrtcGetCUBINSize);
+    sym(h, "nvrtcGetCUBIN", &n.nvrtcGetCUBIN);
+    if (sym(h, "nvrtcGetNumSupportedArchs", &n.nvrtcGetNumSupportedArchs) &&
+        sym(h, "nvrtcGetSupportedArchs", &n.nvrtcGetSupportedArchs)) {
+      int count = 0;
+      if (n.nvrtcGetNumSupportedArchs(&count) == 0 && count > 0) {
+        n.archs.resize(count);
+        if (n.nvrtcGetSupportedArchs(n.archs.data()) != 0) n.archs.clear();
+      }
+    }
+    n.nvrtcVersion(&n.major, &n.minor);
+  });
+  return n;
+}
+
+const Driver& driver() {
+  static std::once_flag once;
+  static Driver d;
+  std::call_once(once, [] {
+    void* h = ::dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (!h) h = ::dlopen("libcuda.so", RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+      d.why = "the CUDA driver (libcuda.so.1) is not installed";
+      return;
+    }
+    bool ok = sym(h, "cuInit", &d.cuInit) && sym(h, "cuDriverGetVersion", &d.cuDriverGetVersion) &&
+              sym(h, "cuDeviceGetCount", &d.cuDeviceGetCount) && sym(h, "cuDeviceGet", &d.cuDeviceGet) &&
+              sym(h, "cuDeviceGetAttribute", &d.cuDeviceGetAttribute) &&
+              sym(h, "cuDevicePrimaryCtxRetain", &d.cuDevicePrimaryCtxRetain) &&
+              sym(h, "cuCtxGetCurrent", &d.cuCtxGetCurrent) && sym(h, "cuCtxSetCurrent", &d.cuCtxSetCurrent) &&
+              sym(h, "cuModuleLoadData", &d.cuModuleLoadData) &&
+              sym(h, "cuModuleGetFunction", &d.cuModuleGetFunction) && sym(h, "cuLaunchKernel", &d.cuLaunchKernel) &&
+              sym(h, "cuGetErrorString", &d.cuGetErrorString);
+    if (!ok) {
+      d.why = "libcuda.so.1 lacks driver entry points";
+      d.cuInit = nullptr;
+      return;
+    }
+    CUresult r = d.cuInit(0);
+    if (r != kCudaSuccess) {
+      const char* s = nullptr;
+      d.cuGetErrorString(r, &s);
+      d.why = std::string("cuInit failed: ") + (s ? s : std::to_string(r));
+      d.cuInit = nullptr;
+      return;
+    }
+    d.cuDriverGetVersion(&d.version);
+    if (d.cuDeviceGetCount(&d.devices) != kCudaSuccess || d.devices <= 0) {
+      d.why = "no CUDA device";
+      d.cuInit = nullptr;
+      return;
+    }
+  });
+  return d;
+}
+
+std::string cu_error(CUresult r) {
+  const char* s = nullptr;
+  if (driver().cuGetErrorString) driver().cuGetErrorString(r, &s);
+  return s ? std::string(s) : "CUDA error " + std::to_string(r);
+}
+
+void check(CUresult r, const char* what) {
+  if (r != kCudaSuccess) throw Error(std::string("fuser: ") + what + " failed: " + cu_error(r));
+}
+
+struct DeviceInfo {
+  CUcontext ctx = nullptr;
+  int arch = 0;  // e.g. 90
+  int sms = 0;
+};
+
+std::mutex g_mu;
+std::unordered_map<int, DeviceInfo> g_devices;
+std::unordered_map<std::string, std::shared_ptr<CudaFunction>> g_loaded;
+
+const DeviceInfo& device_info(int device) {
+  auto it = g_devices.find(device);
+  if (it != g_devices.end()) return it->second;
+  const Driver& d = driver();
+  if (!d.cuInit) throw Error("fuser: CUDA unavailable: " + d.why);
+  CUdevice dev = 0;
+  check(d.cuDeviceGet(&dev, device), "cuDeviceGet");
+  DeviceInfo info;
+  int major = 0, minor = 0;
+  check(d.cuDeviceGetAttribute(&major, kAttrComputeCapabilityMajor, dev), "cuDeviceGetAttribute");
+  check(d.cuDeviceGetAttribute(&minor, kAttrComputeCapabilityMinor, dev), "cuDeviceGetAttribute");
+  check(d.cuDeviceGetAttribute(&info.sms, kAttrMultiprocessorCount, dev), "cuDeviceGetAttribute");
+  info.arch = major * 10 + minor;
+  check(d.cuDevicePrimaryCtxRetain(&info.ctx, dev), "cuDevicePrimaryCtxRetain");
+  return g_devices[device] = info;
+}
+
+// Makes the device's primary context current (torch works in it too) when another one is.
+void make_current(CUcontext ctx) {
+  const Driver& d = driver();
+  CUcontext cur = nullptr;
+  check(d.cuCtxGetCurrent(&cur), "cuCtxGetCurrent");
+  if (cur != ctx) check(d.cuCtxSetCurrent(ctx), "cuCtxSetCurrent");
+}
+
+const char* kStdFlag = "--std=c++17";
+
+struct Compiled {
+  bool ok = false;
+  bool cubin = false;
+  std::string binary, log;
+};
+
+// The target for `arch`: a cubin for sm_<arch> when this NVRTC knows it, else PTX for the newest
+// compute_XX it knows below it (the driver compiles the PTX when loading).
+std::pair<std::string, bool> target_for(int arch) {
+  const Nvrtc& n = nvrtc();
+  bool known = n.archs.empty() ? false : std::find(n.archs.begin(), n.archs.end(), arch) != n.archs.end();
+  if (known && n.nvrtcGetCUBIN) return {"--gpu-architecture=sm_" + std::to_string(arch), true};
+  int best = 0;
+  for (int a : n.archs) {
+    if (a <= arch) best = std::max(best, a);
+  }
+  if (best == 0) best = arch;
+  return {"--gpu-architecture=compute_" + std::to_string(best), false};
+}
+
+Compiled compile(const std::string& source, const std::string& target, bool cubin) {
+  const Nvrtc& n = nvrtc();
+  Compiled c;
+  c.cubin = cubin;
+  nvrtcProgram prog = nullptr;
+  nvrtcResult r = n.nvrtcCreateProgram(&prog, source.c_str(), "thunder_kernel.cu", 0, nullptr, nullptr);
+  if (r != 0) {
+    c.log = std::string("nvrtcCreateProgram: ") + n.nvrtcGetErrorString(r);
+    return c;
+  }
+  std::vector<const char*> opts = {target.c_str(), kStdFlag};
+  const char* extra = std::getenv("THUNDER_NVRTC_FLAGS");  // e.g. --ptxas-options=-v
+  if (extra && *extra) opts.push_back(extra);
+  r = n.nvrtcCompileProgram(prog, static_cast<int>(opts.size()), opts.data());
+  size_t log_size = 0;
+  n.nvrtcGetProgramLogSize(prog, &log_size);
+  if (log_size > 1) {
+    c.log.resize(log_size);
+    n.nvrtcGetProgramLog(prog, c.log.data());
+    c.log.resize(log_size - 1);
+  }
+  if (r == 0) {
+    size_t size = 0;
+    if (cubin) {
+      n.nvrtcGetCUBINSize(prog, &size);
+      c.binary.resize(size);
+      n.nvrtcGetCUBIN(prog, c.binary.data());
+    } else {
+      n.nvrtcGetPTXSize(prog, &size);
+      c.binary.resize(size);
+      n.nvrtcGetPTX(prog, c.binary.data());
+    }
+    c.ok = true;
+  } else if (c.log.empty()) {
+    c.log = n.nvrtcGetErrorString(r);
+  }
+  n.nvrtcDestroyProgram(&prog);
+  return c;
+}
+
+}  // namespace
+
+int nvrtc_version() {
+  const Nvrtc& n = nvrtc();
+  return n.nvrtcVersion ? n.major * 1000 + n.minor * 10 : 0;
+}
+
 bool cuda_available(std::string* why) {
-  if (why) *why = "the CUDA backend is not built yet";
-  return false;
+  const Driver& d = driver();
+  if (!d.cuInit) {
+    if (why) *why = d.why;
+    return false;
+  }
+  const Nvrtc& n = nvrtc();
+  if (!n.nvrtcVersion) {
+    if (why) *why = n.why;
+    return false;
+  }
+  if (why) why->clear();
+  return true;
 }
 
-std::shared_ptr<CudaFunction> cuda_load(const std::string&, int, const CudaLaunch&) {
-  throw NotImplementedError("fuser: CUDA backend unavailable");
+bool nvrtc_compile_check(const std::string& source, int arch, std::string* log, std::string* why) {
+  const Nvrtc& n = nvrtc();
+  if (!n.nvrtcVersion) {
+    if (why) *why = n.why;
+    if (log) log->clear();
+    return false;
+  }
+  auto [target, cubin] = target_for(arch);
+  Compiled c = compile(source, target, cubin);
+  if (log) *log = c.log;
+  return c.ok;
 }
 
-void cuda_launch(const CudaFunction&, const Layout&, const KernelDef&, char**, void*) {
-  throw NotImplementedError("fuser: CUDA backend unavailable");
+std::shared_ptr<CudaFunction> cuda_load(const std::string& source, int device, const CudaLaunch& launch) {
+  std::string why;
+  if (!cuda_available(&why)) throw Error("fuser: CUDA unavailable: " + why);
+  const Driver& d = driver();
+  const Nvrtc& n = nvrtc();
+  std::lock_guard<std::mutex> lock(g_mu);
+  const DeviceInfo& info = device_info(device);
+  auto [target, cubin] = target_for(info.arch);
+  const std::string key = hash_hex(source + "\n--\nnvrtc " + std::to_string(n.major) + "." + std::to_string(n.minor) +
+                                   "\n" + target + " " + kStdFlag + "\narch " + std::to_string(info.arch));
+  const std::string mem_key = key + "@" + std::to_string(device);
+  auto it = g_loaded.find(mem_key);
+  if (it != g_loaded.end()) {
+    ++cache_stats().memory_hits;
+    return it->second;
+  }
+  make_current(info.ctx);
+  const std::string& dir = cache_dir();
+  std::string base = dir.empty() ? "/tmp/thunder-cuda-" + key : dir + "/cuda-" + key;
+  std::string path = base + (cubin ? ".cubin" : ".ptx");
+  std::string binary;
+  bool from_disk = false;
+  if (auto data = cache_read(path, key)) {
+    binary = std::move(*data);
+    from_disk = true;
+  } else {
+    auto t0 = std::chrono::steady_clock::now();
+    Compiled c = compile(source, target, cubin);
+    if (!c.ok) {
+      std::string src = base + ".cu";
+      std::ofstream f(src);
+      f << source;
+      throw Error("fuser: the CUDA kernel failed to compile (source: " + src + ", " + target + ")\n" +
+                  c.log.substr(0, 8000));
+    }
+    binary = std::move(c.binary);
+    auto& st = cache_stats();
+    ++st.compiles;
+    st.compile_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    cache_write(path, key, binary);
+  }
+  auto f = std::make_shared<CudaFunction>();
+  CUresult r = d.cuModuleLoadData(&f->module, binary.data());
+  if (r != kCudaSuccess) {
+    if (from_disk) ++cache_stats().rejected;
+    throw Error("fuser: cuModuleLoadData failed for " + path + ": " + cu_error(r));
+  }
+  check(d.cuModuleGetFunction(&f->function, f->module, "thunder_kernel"), "cuModuleGetFunction");
+  if (from_disk) ++cache_stats().disk_hits;
+  f->context = info.ctx;
+  f->device = device;
+  f->launch = launch;
+  // The kernels loop over their work: a grid of many waves gains nothing, a capped one saves the
+  // launch of idle blocks for huge tensors.
+  f->max_grid = std::max(1, info.sms) * std::max(1, 2048 / std::max(1, launch.block)) * 16;
+  return g_loaded[mem_key] = f;
+}
+
+void cuda_launch(const CudaFunction& f, const Layout& layout, const KernelDef& k, char** ptrs, void* stream) {
+  if (f.launch.grid <= 0) return;
+  const Driver& d = driver();
+  make_current(f.context);
+  size_t n = k.inputs.size() + k.outputs.size();
+  std::vector<void*> params(n);
+  for (size_t i = 0; i < n; ++i) params[i] = &ptrs[i];
+  int64_t grid = std::min<int64_t>(f.launch.grid, f.max_grid);
+  CUresult r = d.cuLaunchKernel(f.function, static_cast<unsigned>(grid), 1, 1, static_cast<unsigned>(f.launch.block), 1,
+                                1, static_cast<unsigned>(f.launch.shared_bytes), stream, params.data(), nullptr);
+  if (r != kCudaSuccess) throw Error("fuser: cuLaunchKernel failed: " + cu_error(r));
 }
 
 }  // namespace thunder::fuser

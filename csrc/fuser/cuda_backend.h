@@ -1,8 +1,8 @@
 // The CUDA backend: libcuda and libnvrtc are opened with dlopen at run time (building thunder needs no
 // CUDA). Sources are compiled with NVRTC for the device's architecture (a cubin; PTX for the driver to
 // finish when this NVRTC is older than the driver needs), cached on disk with the CPU kernels, loaded
-// with cuModuleLoadData and launched with cuLaunchKernel on the stream the caller passes (torch's
-// current stream).
+// with cuModuleLoadData into the device's primary context (the one torch uses) and launched with
+// cuLaunchKernel on the stream the caller passes (torch's current stream).
 #pragma once
 
 #include <memory>
@@ -17,6 +17,9 @@ namespace thunder::fuser {
 struct CudaFunction {
   void* module = nullptr;
   void* function = nullptr;
+  void* context = nullptr;  // the device's primary context
+  int device = 0;
+  int max_grid = 0;  // grid cap (the kernels loop over their work, so any grid >= 1 is correct)
   CudaLaunch launch;
 };
 
@@ -30,5 +33,13 @@ std::shared_ptr<CudaFunction> cuda_load(const std::string& source, int device, c
 // Launches with `ptrs` (inputs then outputs) on `stream` (a CUstream).
 void cuda_launch(const CudaFunction& f, const Layout& layout, const KernelDef& k, char** ptrs,
                  void* stream);
+
+// NVRTC alone (no driver or device needed): compiles `source` for compute capability `arch` (90 for
+// sm_90) and returns true, or false with NVRTC's log in `log`. `why` says when NVRTC cannot be loaded
+// (then the result is false and `log` empty). For tests and tools.
+bool nvrtc_compile_check(const std::string& source, int arch, std::string* log, std::string* why = nullptr);
+
+// NVRTC's version as major*1000 + minor*10, 0 when it cannot be loaded.
+int nvrtc_version();
 
 }  // namespace thunder::fuser

@@ -1,13 +1,866 @@
-// CUDA code generation (see cuda_codegen.h).
+// CUDA code generation (see cuda_codegen.h). The generator walks the node DAG on demand, like the CPU
+// generator: row-level values of a row reduction are computed once per row by every thread, the others
+// per column chunk. A chunk is V consecutive elements along the innermost axis; the code of a chunk is
+// emitted with V a literal, once with the kernel's vector width (16-byte accesses) and once with V = 1,
+// and the kernel picks one at run time from the pointers' alignment.
 #include "fuser/cuda_codegen.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <sstream>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "core/error.h"
 #include "fuser/codegen_common.h"
 
 namespace thunder::fuser {
 
+namespace {
+
+constexpr int kUnroll = 4;             // pointwise chunks per thread per loop iteration
+constexpr int kPointwiseThreads = 256;
+constexpr int64_t kInt32Limit = (int64_t{1} << 31) - 1;
+
+// Helpers the CUDA kernels use beyond the shared prelude: vector accesses and warp shuffles.
+const char* kCudaHelpers = R"(
+template <int B> struct th_raw { unsigned char b[B]; };
+template <> struct __align__(2) th_raw<2> { unsigned short x; };
+template <> struct __align__(4) th_raw<4> { unsigned int x; };
+template <> struct __align__(8) th_raw<8> { unsigned int x, y; };
+template <> struct __align__(16) th_raw<16> { unsigned int x, y, z, w; };
+template <typename T, int V> TH_INLINE void th_ldv(const T* __restrict__ p, T* o) {
+  constexpr int B = (int)sizeof(T) * V;
+  if constexpr (V > 1 && (B == 2 || B == 4 || B == 8 || B == 16)) {
+    union { th_raw<B> r; T e[V]; } u;
+    u.r = *reinterpret_cast<const th_raw<B>*>(p);
+#pragma unroll
+    for (int l = 0; l < V; ++l) o[l] = u.e[l];
+  } else {
+#pragma unroll
+    for (int l = 0; l < V; ++l) o[l] = p[l];
+  }
+}
+template <typename T, int V> TH_INLINE void th_stv(T* __restrict__ p, const T* v) {
+  constexpr int B = (int)sizeof(T) * V;
+  if constexpr (V > 1 && (B == 2 || B == 4 || B == 8 || B == 16)) {
+    union { th_raw<B> r; T e[V]; } u;
+#pragma unroll
+    for (int l = 0; l < V; ++l) u.e[l] = v[l];
+    *reinterpret_cast<th_raw<B>*>(p) = u.r;
+  } else {
+#pragma unroll
+    for (int l = 0; l < V; ++l) p[l] = v[l];
+  }
+}
+TH_INLINE float th_shfl(float v, int m) { return __shfl_xor_sync(0xffffffffu, v, m); }
+TH_INLINE double th_shfl(double v, int m) { return __shfl_xor_sync(0xffffffffu, v, m); }
+TH_INLINE int32_t th_shfl(int32_t v, int m) { return __shfl_xor_sync(0xffffffffu, v, m); }
+TH_INLINE int64_t th_shfl(int64_t v, int m) { return __shfl_xor_sync(0xffffffffu, (long long)v, m); }
+TH_INLINE int16_t th_shfl(int16_t v, int m) { return (int16_t)__shfl_xor_sync(0xffffffffu, (int)v, m); }
+TH_INLINE int8_t th_shfl(int8_t v, int m) { return (int8_t)__shfl_xor_sync(0xffffffffu, (int)v, m); }
+TH_INLINE uint8_t th_shfl(uint8_t v, int m) { return (uint8_t)__shfl_xor_sync(0xffffffffu, (int)v, m); }
+)";
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t pow2_ceil(int64_t v) {
+  int64_t p = 1;
+  while (p < v) p <<= 1;
+  return p;
+}
+
+int storage_bytes(DType d) {
+  switch (d) {
+    case DType::kBool:
+    case DType::kUInt8:
+    case DType::kInt8: return 1;
+    case DType::kInt16:
+    case DType::kFloat16:
+    case DType::kBFloat16: return 2;
+    case DType::kInt32:
+    case DType::kFloat32: return 4;
+    default: return 8;
+  }
+}
+
+// A column scope: the code of one chunk of V elements starting at column `c`.
+struct ColScope {
+  int v = 1;
+  std::string pre;   // before the lane loop (loads into per-chunk arrays)
+  std::string lane;  // inside `for (int l = 0; l < V; ++l)`
+  std::string post;  // after it (vector stores)
+  std::string decl;  // store buffers, declared before `pre`
+  bool split = false;  // loads go to members of a register struct `r` (declared in `regs`)
+  std::string regs;
+  std::unordered_map<int, std::string> memo;
+  bool cached = false;  // cached loads read `cache<id>[k]`
+};
+
+class CudaGen {
+ public:
+  CudaGen(const KernelDef& k, const Layout& L) : k_(k), L_(L), n_(static_cast<int>(L.sizes.size())) {
+    if (k_.kind == KernelDef::Kind::kPointwise) {
+      for (int a = 0; a < n_; ++a) col_axes_.push_back(a);
+    } else {
+      for (int a = 0; a < L_.num_outer; ++a) row_axes_.push_back(a);
+      for (int a = L_.num_outer; a < n_; ++a) col_axes_.push_back(a);
+    }
+    for (int a : row_axes_) rows_ *= L_.sizes[a];
+    for (int a : col_axes_) cols_ *= L_.sizes[a];
+    for (int a : col_axes_) col_mask_ |= uint64_t{1} << a;
+    inner_ = col_axes_.empty() ? -1 : col_axes_.back();
+    wide_ = needs_wide();
+    vec_ = vector_width();
+  }
+
+  std::string run(CudaLaunch* launch) {
+    std::ostringstream os;
+    os << prelude(Backend::kCuda) << kCudaHelpers;
+    os << "typedef " << (wide_ ? "long long" : "int") << " idx_t;\n";
+    params_.clear();
+    args_.clear();
+    for (size_t i = 0; i < k_.inputs.size(); ++i) {
+      std::string st = storage_type(k_.inputs[i]->dtype());
+      params_ += std::string(params_.empty() ? "" : ", ") + "const " + st + "* __restrict__ in" + std::to_string(i);
+      args_ += std::string(args_.empty() ? "" : ", ") + "in" + std::to_string(i);
+    }
+    for (size_t o = 0; o < k_.outputs.size(); ++o) {
+      std::string st = storage_type(k_.outputs[o]->dtype());
+      params_ += std::string(params_.empty() ? "" : ", ") + st + "* __restrict__ out" + std::to_string(o);
+      args_ += std::string(args_.empty() ? "" : ", ") + "out" + std::to_string(o);
+    }
+    CudaLaunch l;
+    if (k_.kind == KernelDef::Kind::kPointwise) {
+      os << pointwise(&l);
+    } else if (k_.kind == KernelDef::Kind::kInner) {
+      os << inner(&l);
+    } else {
+      os << outer(&l);
+    }
+    if (launch) *launch = l;
+    return os.str();
+  }
+
+ private:
+  // ---- analysis -----------------------------------------------------------------------------------
+
+  bool needs_wide() const {
+    int64_t numel = 1;
+    for (int64_t s : L_.sizes) numel *= s;
+    if (numel >= kInt32Limit / 2) return true;
+    auto check = [&](const Access& a) {
+      if (a.strides.empty()) return false;
+      int64_t m = std::abs(a.offset);
+      for (int i = 0; i < n_; ++i) m += std::abs(a.strides[i]) * std::max<int64_t>(L_.sizes[i] - 1, 0);
+      return m >= kInt32Limit / 2;
+    };
+    for (const Access& a : L_.loads) {
+      if (check(a)) return true;
+    }
+    for (const Access& a : L_.stores) {
+      if (check(a)) return true;
+    }
+    return false;
+  }
+
+  // The widest V (a power of two, 16 bytes for the widest vector access) every access allows.
+  int vector_width() const {
+    if (inner_ < 0 || cols_ == 0) return 1;
+    int max_bytes = 0;
+    std::vector<std::pair<const Access*, int>> vec;  // (access, element bytes)
+    for (size_t i = 0; i < k_.nodes.size(); ++i) {
+      if (k_.nodes[i].op != "load" || L_.loads[i].strides.empty()) continue;
+      if (L_.loads[i].strides[inner_] == 1) vec.push_back({&L_.loads[i], storage_bytes(k_.nodes[i].dtype)});
+    }
+    for (size_t o = 0; o < k_.outputs.size(); ++o) {
+      if (L_.stores[o].strides[inner_] == 1) vec.push_back({&L_.stores[o], storage_bytes(k_.outputs[o]->dtype())});
+    }
+    for (auto& [a, b] : vec) max_bytes = std::max(max_bytes, b);
+    if (vec.empty()) return 1;
+    for (int v = std::min(8, 16 / max_bytes); v >= 2; v /= 2) {
+      bool ok = true;
+      // Chunks stay inside the innermost axis (a 1-D pointwise kernel handles the tail in scalars).
+      bool one_d = k_.kind == KernelDef::Kind::kPointwise && n_ == 1;
+      if (!one_d && L_.sizes[inner_] % v != 0) ok = false;
+      for (auto& [a, b] : vec) {
+        if (a->offset % v != 0) ok = false;
+        for (int i = 0; i < n_; ++i) {
+          if (i != inner_ && a->strides[i] % v != 0) ok = false;
+        }
+      }
+      if (ok) return v;
+    }
+    return 1;
+  }
+
+  uint64_t varies(int id) {
+    auto it = varies_.find(id);
+    if (it != varies_.end()) return it->second;
+    const KNode& n = k_.nodes[id];
+    uint64_t m = 0;
+    if (n.op == "load") {
+      for (int a = 0; a < n_; ++a) {
+        if (L_.loads[id].strides[a] != 0) m |= uint64_t{1} << a;
+      }
+    } else if (n.op == "const") {
+      m = 0;
+    } else if (is_reduce_op(n.op)) {
+      m = varies(n.args[0]) & ~L_.reduced;
+    } else if (n.op == "gather") {
+      m = (varies(n.args[0]) & ~L_.reduced) | varies(n.args[1]);
+    } else {
+      for (int a : n.args) m |= varies(a);
+    }
+    return varies_[id] = m;
+  }
+
+  uint64_t store_axes(size_t o) const {
+    uint64_t m = 0;
+    for (int a = 0; a < n_; ++a) {
+      if (L_.stores[o].strides[a] != 0) m |= uint64_t{1} << a;
+    }
+    return m;
+  }
+
+  // ---- index expressions --------------------------------------------------------------------------
+
+  std::string lit(int64_t v) const { return "((idx_t)" + std::to_string(v) + (wide_ ? "LL)" : ")"); }
+
+  // The offset of an access over `axes` for the linear index `idx` over those axes.
+  std::string unravel(const std::vector<int>& axes, const std::vector<int64_t>& strides,
+                      const std::string& idx) const {
+    std::string e;
+    int64_t inner = 1;
+    for (int j = static_cast<int>(axes.size()) - 1; j >= 0; --j) {
+      int a = axes[j];
+      if (strides[a] != 0 && L_.sizes[a] > 1) {
+        std::string q = inner == 1 ? idx : "(" + idx + ") / " + lit(inner);
+        if (j > 0) q = "(" + q + ") % " + lit(L_.sizes[a]);
+        e += (e.empty() ? "" : " + ") + std::string("(") + q + ") * " + lit(strides[a]);
+      }
+      inner *= L_.sizes[a];
+    }
+    return e.empty() ? lit(0) : "(" + e + ")";
+  }
+
+  // The condition under which output o is written at this index: along axes it does not vary over,
+  // only at index 0.
+  std::string guard(size_t o, const std::vector<int>& axes, const std::string& idx) const {
+    std::string g;
+    int64_t inner = 1;
+    for (int j = static_cast<int>(axes.size()) - 1; j >= 0; --j) {
+      int a = axes[j];
+      if (L_.stores[o].strides[a] == 0 && L_.sizes[a] > 1) {
+        std::string q = inner == 1 ? idx : "(" + idx + ") / " + lit(inner);
+        g += (g.empty() ? "" : " && ") + std::string("(") + q + ") % " + lit(L_.sizes[a]) + " == 0";
+      }
+      inner *= L_.sizes[a];
+    }
+    return g;
+  }
+
+  std::string tmp() { return "v" + std::to_string(counter_++); }
+
+  // Offset of a load's row: a variable of the row scope (row reductions), or an expression.
+  std::string row_part(int id) {
+    const Access& a = L_.loads[id];
+    if (k_.kind == KernelDef::Kind::kInner) {
+      auto it = bases_.find(id);
+      if (it != bases_.end()) return it->second;
+      std::string v = "rb" + std::to_string(id);
+      row_code_ += "    const idx_t " + v + " = " + lit(a.offset) + " + " + unravel(row_axes_, a.strides, "r") + ";\n";
+      return bases_[id] = v;
+    }
+    if (k_.kind == KernelDef::Kind::kOuter) return lit(a.offset) + " + " + unravel(row_axes_, a.strides, "r");
+    return lit(a.offset);
+  }
+
+  // ---- values -------------------------------------------------------------------------------------
+
+  bool row_level(int id) {
+    return k_.kind == KernelDef::Kind::kInner && (varies(id) & col_mask_) == 0;
+  }
+
+  // A value in the row scope (computed per row by every thread).
+  std::string row_value(int id) {
+    auto m = row_memo_.find(id);
+    if (m != row_memo_.end()) return m->second;
+    const KNode& n = k_.nodes[id];
+    if (is_reduce_op(n.op)) {
+      auto r = reduced_.find(id);
+      if (r == reduced_.end()) throw Error("internal: reduction used before its pass");
+      return r->second;
+    }
+    std::string v = tmp();
+    std::string ct = compute_type(n.dtype);
+    std::string e;
+    if (n.op == "load") {
+      std::string base = row_part(id);
+      e = load_expr(n.dtype, "in" + std::to_string(n.input) + "[" + base + "]");
+    } else if (n.op == "const") {
+      e = const_expr(n, Backend::kCuda);
+    } else if (n.op == "gather") {
+      std::string iv = row_value(n.args[1]);
+      std::string gi = "g" + std::to_string(id);
+      row_code_ += "    idx_t " + gi + " = (idx_t)" + iv + "; " + gi + " = " + gi + " < 0 ? 0 : (" + gi +
+                   " >= " + lit(cols_) + " ? " + lit(cols_ - 1) + " : " + gi + ");\n";
+      ColScope g;
+      g.v = 1;
+      std::string inner = col_value(n.args[0], g, gi);
+      row_code_ += "    " + ct + " " + v + ";\n    { const idx_t c = " + gi + ";\n" + g.pre +
+                   "      { const int l = 0; (void)l;\n" + g.lane + "        " + v + " = " + inner + ";\n      }\n    }\n";
+      row_memo_[id] = v;
+      return v;
+    } else {
+      std::vector<std::string> args;
+      std::vector<DType> dts;
+      for (int a : n.args) {
+        args.push_back(row_value(a));
+        dts.push_back(k_.nodes[a].dtype);
+      }
+      e = op_expr(n, args, dts, Backend::kCuda);
+    }
+    row_code_ += "    const " + ct + " " + v + " = " + e + ";\n";
+    row_memo_[id] = v;
+    return v;
+  }
+
+  // A value in a column scope, for lane `l` of the chunk at column `c`.
+  std::string col_value(int id, ColScope& s, const std::string& c = "c") {
+    if (row_level(id)) return row_value(id);
+    auto m = s.memo.find(id);
+    if (m != s.memo.end()) return m->second;
+    const KNode& n = k_.nodes[id];
+    std::string ct = compute_type(n.dtype);
+    std::string v = tmp();
+    std::string e;
+    if (n.op == "load") {
+      const Access& a = L_.loads[id];
+      std::string st = storage_type(n.dtype);
+      std::string ptr = "in" + std::to_string(n.input);
+      int64_t is = inner_ >= 0 ? a.strides[inner_] : 0;
+      std::string ld = "ld" + std::to_string(id);
+      if (s.cached && cached_.count(id)) {
+        e = load_expr(n.dtype, "cache" + std::to_string(id) + "[k][l]");
+      } else {
+        std::string addr = row_part(id) + " + " + unravel(col_axes_, a.strides, c);
+        std::string vs = std::to_string(s.v);
+        std::string nm = s.split ? "r." + ld : ld;
+        std::string arr = is == 0 ? "" : "[" + vs + "]";
+        if (s.split) {
+          s.regs += "  " + st + " " + ld + arr + ";\n";
+        } else {
+          s.pre += "      " + st + " " + ld + arr + ";\n";
+        }
+        if (is == 1) {
+          s.pre += "      th_ldv<" + st + ", " + vs + ">(" + ptr + " + " + addr + ", " + nm + ");\n";
+        } else if (is == 0) {
+          s.pre += "      " + nm + " = " + ptr + "[" + addr + "];\n";
+        } else {
+          s.pre += "#pragma unroll\n      for (int l = 0; l < " + vs + "; ++l) " + nm + "[l] = " + ptr + "[" + addr +
+                   " + (idx_t)l * " + lit(is) + "];\n";
+        }
+        e = load_expr(n.dtype, nm + (is == 0 ? "" : "[l]"));
+      }
+    } else if (n.op == "const") {
+      e = const_expr(n, Backend::kCuda);
+    } else if (is_reduce_op(n.op)) {
+      auto r = reduced_.find(id);
+      if (r == reduced_.end()) throw Error("internal: reduction used before its pass");
+      return r->second;
+    } else if (n.op == "gather") {
+      throw Error("internal: gather outside a row reduction");
+    } else {
+      std::vector<std::string> args;
+      std::vector<DType> dts;
+      for (int a : n.args) {
+        args.push_back(col_value(a, s, c));
+        dts.push_back(k_.nodes[a].dtype);
+      }
+      e = op_expr(n, args, dts, Backend::kCuda);
+    }
+    s.lane += "        const " + ct + " " + v + " = " + e + ";\n";
+    s.memo[id] = v;
+    return v;
+  }
+
+  // Stores output o's value `v` for lane l of the chunk at column `c` (row `r` for row kernels).
+  void col_store(size_t o, const std::string& v, ColScope& s, const std::string& c = "c") {
+    const Access& a = L_.stores[o];
+    std::string st = storage_type(k_.outputs[o]->dtype());
+    std::string ptr = "out" + std::to_string(o);
+    std::string row = row_axes_.empty() ? "" : " + " + unravel(row_axes_, a.strides, "r");
+    std::string rg = row_axes_.empty() ? "" : guard(o, row_axes_, "r");
+    int64_t is = inner_ >= 0 ? a.strides[inner_] : 0;
+    if (is == 1) {
+      std::string sv = "so" + std::to_string(o) + "_" + std::to_string(counter_++);
+      s.decl += "      " + st + " " + sv + "[" + std::to_string(s.v) + "];\n";
+      s.lane += "        " + sv + "[l] = " + store_expr(k_.outputs[o]->dtype(), v) + ";\n";
+      std::string g = guard(o, col_axes_, c);  // lane-invariant: the inner axis has stride 1
+      if (!rg.empty()) g = g.empty() ? rg : rg + " && " + g;
+      std::string stmt = "th_stv<" + st + ", " + std::to_string(s.v) + ">(" + ptr + " + " + lit(a.offset) + row +
+                         " + " + unravel(col_axes_, a.strides, c) + ", " + sv + ");";
+      s.post += "      " + (g.empty() ? stmt : "if (" + g + ") " + stmt) + "\n";
+    } else {
+      std::string cl = "(" + c + " + (idx_t)l)";
+      std::string g = guard(o, col_axes_, cl);
+      if (!rg.empty()) g = g.empty() ? rg : rg + " && " + g;
+      std::string stmt = ptr + "[" + lit(a.offset) + row + " + " + unravel(col_axes_, a.strides, cl) +
+                         "] = " + store_expr(k_.outputs[o]->dtype(), v) + ";";
+      s.lane += "        " + (g.empty() ? stmt : "if (" + g + ") " + stmt) + "\n";
+    }
+  }
+
+  static std::string lane_loop(const ColScope& s) {
+    return s.decl + s.pre + "#pragma unroll\n      for (int l = 0; l < " + std::to_string(s.v) + "; ++l) {\n" + s.lane +
+           "      }\n" + s.post;
+  }
+
+  void reset() {
+    row_code_.clear();
+    row_memo_.clear();
+    bases_.clear();
+    reduced_.clear();
+  }
+
+  std::string alignment_check() {
+    // Pointers read or written with vector accesses must be aligned to V elements.
+    std::string cond;
+    for (size_t i = 0; i < k_.nodes.size(); ++i) {
+      const KNode& n = k_.nodes[i];
+      if (n.op != "load" || L_.loads[i].strides.empty() || L_.loads[i].strides[inner_] != 1) continue;
+      cond += std::string(cond.empty() ? "" : " | ") + "((unsigned long long)in" + std::to_string(n.input) + " & " +
+              std::to_string(vec_ * storage_bytes(n.dtype) - 1) + "ull)";
+    }
+    for (size_t o = 0; o < k_.outputs.size(); ++o) {
+      if (L_.stores[o].strides[inner_] != 1) continue;
+      cond += std::string(cond.empty() ? "" : " | ") + "((unsigned long long)out" + std::to_string(o) + " & " +
+              std::to_string(vec_ * storage_bytes(k_.outputs[o]->dtype()) - 1) + "ull)";
+    }
+    return cond.empty() ? "true" : "(" + cond + ") == 0ull";
+  }
+
+  // ---- pointwise ----------------------------------------------------------------------------------
+
+  // Chunk functions for width V: th_load<V> fills a register struct, th_store<V> computes and stores.
+  std::string pointwise_chunk(int v) {
+    reset();
+    ColScope s;
+    s.v = v;
+    s.split = true;
+    for (size_t o = 0; o < k_.outputs.size(); ++o) {
+      std::string val = col_value(k_.output_nodes[o], s, "e");
+      col_store(o, val, s, "e");
+    }
+    std::string vs = std::to_string(v);
+    std::string lname = "th_load" + vs, sname = "th_store" + vs, rname = "th_regs" + vs;
+    std::ostringstream os;
+    os << "struct " << rname << " {\n" << (s.regs.empty() ? "  char unused;\n" : s.regs) << "};\n";
+    os << "TH_INLINE void " << lname << "(" << rname << "& r, " << params_ << ", const idx_t e) {\n"
+       << s.pre << "}\n";
+    os << "TH_INLINE void " << sname << "(const " << rname << "& r, " << params_ << ", const idx_t e) {\n"
+       << s.decl << "#pragma unroll\n      for (int l = 0; l < " << vs << "; ++l) {\n" << s.lane
+       << "      }\n" << s.post << "}\n";
+    return os.str();
+  }
+
+  std::string pointwise(CudaLaunch* launch) {
+    int64_t numel = 1;
+    for (int64_t s : L_.sizes) numel *= s;
+    std::ostringstream os;
+    os << pointwise_chunk(1);
+    if (vec_ > 1) os << pointwise_chunk(vec_);
+    auto run = [&](int v) {
+      std::string vs = std::to_string(v);
+      return "TH_INLINE void th_run" + vs + "(" + params_ + ", const long long e0, const long long n) {\n" +
+             "  const long long step = (long long)gridDim.x * blockDim.x * " + std::to_string(kUnroll) + ";\n" +
+             "  for (long long b = (long long)blockIdx.x * blockDim.x * " + std::to_string(kUnroll) +
+             " + threadIdx.x; b < n; b += step) {\n" +
+             "    th_regs" + vs + " r[" + std::to_string(kUnroll) + "];\n" +
+             "#pragma unroll\n    for (int u = 0; u < " + std::to_string(kUnroll) + "; ++u) {\n" +
+             "      const long long q = b + (long long)u * blockDim.x;\n" +
+             "      if (q < n) th_load" + vs + "(r[u], " + args_ + ", (idx_t)(e0 + q * " + vs + "));\n    }\n" +
+             "#pragma unroll\n    for (int u = 0; u < " + std::to_string(kUnroll) + "; ++u) {\n" +
+             "      const long long q = b + (long long)u * blockDim.x;\n" +
+             "      if (q < n) th_store" + vs + "(r[u], " + args_ + ", (idx_t)(e0 + q * " + vs + "));\n    }\n" +
+             "  }\n}\n";
+    };
+    os << run(1);
+    if (vec_ > 1) os << run(vec_);
+    os << "extern \"C\" __global__ void __launch_bounds__(" << kPointwiseThreads << ") thunder_kernel(" << params_
+       << ") {\n";
+    if (vec_ > 1) {
+      int64_t nv = numel / vec_;
+      os << "  if (" << alignment_check() << ") {\n"
+         << "    th_run" << vec_ << "(" << args_ << ", 0LL, " << nv << "LL);\n";
+      if (nv * vec_ < numel) {
+        os << "    th_run1(" << args_ << ", " << nv * vec_ << "LL, " << numel - nv * vec_ << "LL);\n";
+      }
+      os << "  } else {\n    th_run1(" << args_ << ", 0LL, " << numel << "LL);\n  }\n";
+    } else {
+      os << "  th_run1(" << args_ << ", 0LL, " << numel << "LL);\n";
+    }
+    os << "}\n";
+    launch->block = kPointwiseThreads;
+    launch->grid = numel == 0 ? 0 : ceil_div(ceil_div(numel, vec_), int64_t{kPointwiseThreads} * kUnroll);
+    launch->shared_bytes = 0;
+    return os.str();
+  }
+
+  // ---- row reductions (kInner) --------------------------------------------------------------------
+
+  struct RowPlan {
+    bool warp_mode = false;
+    int threads = 0;       // threads per row
+    int rows_per_block = 1;
+    std::vector<std::vector<int>> pass_reductions, pass_outputs;
+    std::vector<size_t> row_outputs;
+    int passes = 0;
+  };
+
+  RowPlan plan_rows() {
+    RowPlan p;
+    std::vector<int> need = available_from(k_);
+    p.pass_reductions.resize(1);
+    p.pass_outputs.resize(1);
+    auto grow = [&](int q) {
+      p.passes = std::max(p.passes, q);
+      if (static_cast<int>(p.pass_reductions.size()) <= q) {
+        p.pass_reductions.resize(q + 1);
+        p.pass_outputs.resize(q + 1);
+      }
+    };
+    for (size_t i = 0; i < k_.nodes.size(); ++i) {
+      if (is_reduce_op(k_.nodes[i].op)) {
+        grow(need[i]);
+        p.pass_reductions[need[i]].push_back(static_cast<int>(i));
+      }
+    }
+    for (size_t o = 0; o < k_.outputs.size(); ++o) {
+      int id = k_.output_nodes[o];
+      if ((store_axes(o) & col_mask_) == 0) {
+        p.row_outputs.push_back(o);
+      } else {
+        grow(need[id] + 1);
+        p.pass_outputs[need[id] + 1].push_back(static_cast<int>(o));
+      }
+    }
+    int64_t nq = ceil_div(cols_, vec_);
+    if (nq <= 32 * 4) {
+      p.warp_mode = true;
+      p.threads = 32;
+      p.rows_per_block = 8;
+    } else {
+      p.threads = static_cast<int>(std::min<int64_t>(1024, std::max<int64_t>(128, pow2_ceil(ceil_div(nq, 8)))));
+    }
+    return p;
+  }
+
+  // Loads of row data read by more than one pass, kept in registers when they fit.
+  void choose_cache(const RowPlan& p, int v) {
+    cached_.clear();
+    if (inner_ < 0) return;
+    int64_t k = ceil_div(ceil_div(cols_, v), p.threads);
+    std::unordered_map<int, int> uses;
+    for (int q = 1; q <= p.passes; ++q) {
+      std::unordered_set<int> seen;
+      std::vector<int> stack;
+      for (int r : p.pass_reductions[q]) stack.push_back(k_.nodes[r].args[0]);
+      for (int o : p.pass_outputs[q]) stack.push_back(k_.output_nodes[o]);
+      while (!stack.empty()) {
+        int id = stack.back();
+        stack.pop_back();
+        if (seen.count(id) || (varies(id) & col_mask_) == 0) continue;
+        seen.insert(id);
+        if (k_.nodes[id].op == "load") ++uses[id];
+        for (int a : k_.nodes[id].args) stack.push_back(a);
+      }
+    }
+    int64_t budget = p.threads >= 1024 ? 32 : 48;  // 32-bit registers per thread
+    int64_t used = 0;
+    for (size_t i = 0; i < k_.nodes.size(); ++i) {
+      int id = static_cast<int>(i);
+      if (uses[id] < 2 || L_.loads[i].strides[inner_] != 1) continue;
+      if ((varies(id) & ~col_mask_) == 0 && k_.kind == KernelDef::Kind::kInner && rows_ > 1) continue;  // weights
+      int64_t regs = ceil_div(k * v * storage_bytes(k_.nodes[i].dtype), 4);
+      if (used + regs > budget) continue;
+      used += regs;
+      cached_.insert(id);
+    }
+  }
+
+  std::string shuffle_reduce(const std::string& op, DType d, const std::string& acc) {
+    return "#pragma unroll\n    for (int m = 16; m > 0; m >>= 1) " + acc + " = " +
+           reduce_combine(op, d, acc, "th_shfl(" + acc + ", m)") + ";\n";
+  }
+
+  // The body of the row loop for chunk width v.
+  std::string rows_body(const RowPlan& p, int v, bool use_cache) {
+    reset();
+    if (use_cache) {
+      choose_cache(p, v);
+    } else {
+      cached_.clear();
+    }
+    const int t = p.threads;
+    int64_t nq = ceil_div(cols_, v);
+    int64_t kmax = ceil_div(nq, t);
+    std::string vs = std::to_string(v);
+    std::ostringstream os;
+    // Cached loads, read once per row.
+    std::string cache_code;
+    for (int id : sorted(cached_)) {
+      std::string st = storage_type(k_.nodes[id].dtype);
+      std::string cv = "cache" + std::to_string(id);
+      std::string addr = row_part(id) + " + " + unravel(col_axes_, L_.loads[id].strides, "c");
+      cache_code += "    " + st + " " + cv + "[" + std::to_string(kmax) + "][" + vs + "];\n#pragma unroll\n    for (int k = 0; k < " +
+                    std::to_string(kmax) + "; ++k) {\n      const idx_t q = (idx_t)tid + (idx_t)k * " + std::to_string(t) +
+                    ";\n      if (q < " + lit(nq) + ") { const idx_t c = q * " + vs + "; th_ldv<" + st + ", " + vs + ">(in" +
+                    std::to_string(k_.nodes[id].input) + " + " + addr + ", " + cv + "[k]); }\n    }\n";
+    }
+    os << row_code_;  // row bases of the cached loads
+    row_code_.clear();
+    os << cache_code;
+    for (int q = 1; q <= p.passes; ++q) {
+      ColScope s;
+      s.v = v;
+      s.cached = !cached_.empty();
+      std::string init, fold;
+      for (int r : p.pass_reductions[q]) {
+        const KNode& n = k_.nodes[r];
+        std::string acc = "acc" + std::to_string(r);
+        init += "    " + compute_type(n.dtype) + " " + acc + " = " + reduce_identity(n.op, n.dtype, Backend::kCuda) + ";\n";
+        std::string val = col_value(n.args[0], s);
+        s.lane += "        " + acc + " = " + reduce_combine(n.op, n.dtype, acc, val) + ";\n";
+      }
+      for (int o : p.pass_outputs[q]) {
+        std::string val = col_value(k_.output_nodes[o], s);
+        col_store(static_cast<size_t>(o), val, s);
+      }
+      os << row_code_;
+      row_code_.clear();
+      os << init;
+      bool uses_cache = false;
+      for (int id : cached_) uses_cache = uses_cache || s.memo.count(id);
+      if (uses_cache) {
+        os << "#pragma unroll\n    for (int k = 0; k < " << kmax << "; ++k) {\n      const idx_t q = (idx_t)tid + (idx_t)k * "
+           << t << ";\n      if (q < " << lit(nq) << ") {\n      const idx_t c = q * " << vs << ";\n"
+           << lane_loop(s) << "      }\n    }\n";
+      } else {
+        os << "#pragma unroll 2\n    for (idx_t q = (idx_t)tid; q < " << lit(nq) << "; q += " << t << ") {\n"
+           << "      const idx_t c = q * " << vs << ";\n" << lane_loop(s) << "    }\n";
+      }
+      // Combine the threads' partial results: warp shuffles, then (block mode) one shared-memory round.
+      for (int r : p.pass_reductions[q]) {
+        const KNode& n = k_.nodes[r];
+        fold += shuffle_reduce(n.op, n.dtype, "acc" + std::to_string(r));
+      }
+      if (!p.warp_mode && !p.pass_reductions[q].empty()) {
+        for (int r : p.pass_reductions[q]) {
+          fold += "    if ((tid & 31) == 0) sm" + std::to_string(r) + "[tid >> 5] = acc" + std::to_string(r) + ";\n";
+        }
+        fold += "    __syncthreads();\n";
+        for (int r : p.pass_reductions[q]) {
+          const KNode& n = k_.nodes[r];
+          std::string acc = "acc" + std::to_string(r), sm = "sm" + std::to_string(r);
+          fold += "    " + acc + " = " + sm + "[0];\n    for (int w = 1; w < " + std::to_string(t / 32) + "; ++w) " + acc +
+                  " = " + reduce_combine(n.op, n.dtype, acc, sm + "[w]") + ";\n";
+        }
+      }
+      os << fold;
+      for (int r : p.pass_reductions[q]) reduced_[r] = "acc" + std::to_string(r);
+    }
+    // Row outputs: one thread writes them.
+    std::string stores;
+    for (size_t o : p.row_outputs) {
+      std::string val = row_value(k_.output_nodes[o]);
+      const Access& a = L_.stores[o];
+      std::string g = guard(o, row_axes_, "r");
+      std::string stmt = "out" + std::to_string(o) + "[" + lit(a.offset) + " + " + unravel(row_axes_, a.strides, "r") +
+                         "] = " + store_expr(k_.outputs[o]->dtype(), val) + ";";
+      stores += "      " + (g.empty() ? stmt : "if (" + g + ") " + stmt) + "\n";
+    }
+    os << row_code_;
+    row_code_.clear();
+    if (!stores.empty()) os << "    if (tid == 0) {\n" << stores << "    }\n";
+    return os.str();
+  }
+
+  static std::vector<int> sorted(const std::unordered_set<int>& s) {
+    std::vector<int> v(s.begin(), s.end());
+    std::sort(v.begin(), v.end());
+    return v;
+  }
+
+  std::string inner(CudaLaunch* launch) {
+    RowPlan p = plan_rows();
+    std::ostringstream os;
+    std::string smem_params, smem_args, smem_decls;
+    if (!p.warp_mode) {
+      for (int q = 1; q <= p.passes; ++q) {
+        for (int r : p.pass_reductions[q]) {
+          std::string ct = compute_type(k_.nodes[r].dtype), sm = "sm" + std::to_string(r);
+          smem_params += ", " + ct + "* " + sm;
+          smem_args += ", " + sm;
+          smem_decls += "  __shared__ " + ct + " " + sm + "[32];\n";
+        }
+      }
+    }
+    auto fn = [&](int v, bool use_cache) {
+      std::string body = rows_body(p, v, use_cache);
+      std::ostringstream f;
+      f << "TH_INLINE void th_rows" << v << "(" << params_ << smem_params << ") {\n";
+      if (p.warp_mode) {
+        f << "  const int tid = threadIdx.x & 31;\n"
+          << "  for (long long row = (long long)blockIdx.x * " << p.rows_per_block << " + (threadIdx.x >> 5); row < "
+          << rows_ << "LL; row += (long long)gridDim.x * " << p.rows_per_block << ") {\n";
+      } else {
+        f << "  const int tid = threadIdx.x;\n"
+          << "  for (long long row = blockIdx.x; row < " << rows_ << "LL; row += gridDim.x) {\n";
+      }
+      f << "    const idx_t r = (idx_t)row; (void)r;\n" << body;
+      if (!p.warp_mode) f << "    __syncthreads();\n";
+      f << "  }\n}\n";
+      return f.str();
+    };
+    os << fn(1, vec_ == 1);
+    if (vec_ > 1) os << fn(vec_, true);
+    int block = p.threads * p.rows_per_block;
+    os << "extern \"C\" __global__ void __launch_bounds__(" << block << ") thunder_kernel(" << params_ << ") {\n"
+       << smem_decls;
+    if (vec_ > 1) {
+      os << "  if (" << alignment_check() << ") th_rows" << vec_ << "(" << args_ << smem_args << ");\n"
+         << "  else th_rows1(" << args_ << smem_args << ");\n";
+    } else {
+      os << "  th_rows1(" << args_ << smem_args << ");\n";
+    }
+    os << "}\n";
+    launch->block = block;
+    launch->grid = rows_ == 0 ? 0 : ceil_div(rows_, p.rows_per_block);
+    launch->shared_bytes = 0;
+    return os.str();
+  }
+
+  // ---- column reductions (kOuter) -----------------------------------------------------------------
+
+  std::string outer(CudaLaunch* launch) {
+    std::vector<int> reds;
+    for (size_t i = 0; i < k_.nodes.size(); ++i) {
+      if (is_reduce_op(k_.nodes[i].op)) reds.push_back(static_cast<int>(i));
+    }
+    int64_t nq = ceil_div(cols_, vec_);
+    int tx = static_cast<int>(std::min<int64_t>(32, pow2_ceil(std::max<int64_t>(nq, 1))));
+    int64_t tiles = ceil_div(nq, tx);
+    int threads = tiles < 256 ? 1024 : 512;
+    int ty = threads / tx;
+    auto smem_bytes = [&](int v, int y) {
+      int64_t b = 0;
+      for (int r : reds) b += int64_t{y} * tx * v * (compute_type(k_.nodes[r].dtype) == "double" || compute_type(k_.nodes[r].dtype) == "int64_t" ? 8 : 4);
+      return b;
+    };
+    while (ty > 1 && smem_bytes(vec_, ty) > 40000) ty /= 2;
+    threads = tx * ty;
+    std::ostringstream os;
+    auto fn = [&](int v) {
+      reset();
+      std::string vs = std::to_string(v);
+      int64_t nqv = ceil_div(cols_, v);
+      int64_t tile_cols = int64_t{tx} * v;
+      ColScope s;
+      s.v = v;
+      std::string init, store_acc, combine, epilogue_code;
+      for (int r : reds) {
+        const KNode& n = k_.nodes[r];
+        std::string acc = "acc" + std::to_string(r), ct = compute_type(n.dtype);
+        init += "    " + ct + " " + acc + "[" + vs + "];\n#pragma unroll\n    for (int l = 0; l < " + vs + "; ++l) " + acc +
+                "[l] = " + reduce_identity(n.op, n.dtype, Backend::kCuda) + ";\n";
+        std::string val = col_value(n.args[0], s);
+        s.lane += "        " + acc + "[l] = " + reduce_combine(n.op, n.dtype, acc + "[l]", val) + ";\n";
+        std::string sm = "sm" + std::to_string(r);
+        store_acc += "#pragma unroll\n    for (int l = 0; l < " + vs + "; ++l) " + sm + "[ty * " + std::to_string(tile_cols) +
+                     " + tx * " + vs + " + l] = " + acc + "[l];\n";
+        combine += "#pragma unroll\n      for (int l = 0; l < " + vs + "; ++l) {\n        " + acc + "[l] = " + sm + "[tx * " + vs +
+                   " + l];\n        for (int y = 1; y < " + std::to_string(ty) + "; ++y) " + acc + "[l] = " +
+                   reduce_combine(n.op, n.dtype, acc + "[l]", sm + "[y * " + std::to_string(tile_cols) + " + tx * " + vs + " + l]") +
+                   ";\n      }\n";
+      }
+      std::vector<size_t> col_outputs;
+      for (size_t o = 0; o < k_.outputs.size(); ++o) {
+        if ((store_axes(o) & L_.reduced) != 0) {
+          col_store(o, col_value(k_.output_nodes[o], s), s);
+        } else {
+          col_outputs.push_back(o);
+        }
+      }
+      ColScope e;
+      e.v = v;
+      for (int r : reds) reduced_[r] = "acc" + std::to_string(r) + "[l]";
+      for (size_t o : col_outputs) col_store(o, col_value(k_.output_nodes[o], e), e);
+      std::ostringstream f;
+      std::string smp;
+      for (int r : reds) smp += ", " + compute_type(k_.nodes[r].dtype) + "* sm" + std::to_string(r);
+      f << "TH_INLINE void th_cols" << v << "(" << params_ << smp << ") {\n"
+        << "  const int tx = threadIdx.x % " << tx << ", ty = threadIdx.x / " << tx << ";\n"
+        << "  for (long long tile = blockIdx.x; tile < " << ceil_div(nqv, tx) << "LL; tile += gridDim.x) {\n"
+        << "    const idx_t q = (idx_t)tile * " << tx << " + tx;\n"
+        << "    const idx_t c = q * " << vs << ";\n"
+        << init
+        << "    if (q < " << lit(nqv) << ") {\n"
+        << "#pragma unroll 4\n"
+        << "    for (idx_t r = ty; r < " << lit(rows_) << "; r += " << ty << ") {\n"
+        << lane_loop(s) << "    }\n    }\n"
+        << store_acc << "    __syncthreads();\n"
+        << "    if (ty == 0 && q < " << lit(nqv) << ") {\n" << combine
+        << "      const idx_t r = 0; (void)r;\n" << lane_loop(e) << "    }\n"
+        << "    __syncthreads();\n  }\n}\n";
+      return f.str();
+    };
+    os << fn(1);
+    if (vec_ > 1) os << fn(vec_);
+    std::string decls, sargs;
+    for (int r : reds) {
+      std::string ct = compute_type(k_.nodes[r].dtype), sm = "sm" + std::to_string(r);
+      decls += "  __shared__ " + ct + " " + sm + "[" + std::to_string(int64_t{ty} * tx * vec_) + "];\n";
+      sargs += ", " + sm;
+    }
+    os << "extern \"C\" __global__ void __launch_bounds__(" << threads << ") thunder_kernel(" << params_ << ") {\n"
+       << decls;
+    if (vec_ > 1) {
+      os << "  if (" << alignment_check() << ") th_cols" << vec_ << "(" << args_ << sargs << ");\n"
+         << "  else th_cols1(" << args_ << sargs << ");\n";
+    } else {
+      os << "  th_cols1(" << args_ << sargs << ");\n";
+    }
+    os << "}\n";
+    launch->block = threads;
+    launch->grid = cols_ == 0 ? 0 : tiles;
+    launch->shared_bytes = 0;
+    return os.str();
+  }
+
+  const KernelDef& k_;
+  const Layout& L_;
+  int n_;
+  std::vector<int> row_axes_, col_axes_;
+  int64_t rows_ = 1, cols_ = 1;
+  uint64_t col_mask_ = 0;
+  int inner_ = -1;
+  bool wide_ = false;
+  int vec_ = 1;
+  std::string params_, args_;
+  std::string row_code_;
+  std::unordered_map<int, std::string> row_memo_;
+  std::unordered_map<int, std::string> bases_;
+  std::unordered_map<int, std::string> reduced_;
+  std::unordered_set<int> cached_;
+  std::unordered_map<int, uint64_t> varies_;
+  int counter_ = 0;
+};
+
+}  // namespace
+
 std::string cuda_source(const KernelDef& k, const Layout& layout, CudaLaunch* launch) {
-  throw NotImplementedError("fuser: CUDA code generation is not available yet");
+  return CudaGen(k, layout).run(launch);
 }
 
 }  // namespace thunder::fuser

@@ -1,0 +1,225 @@
+"""Achieved memory bandwidth of thunder's CUDA fusion kernels, next to eager PyTorch and torch.compile on
+the same operation in the same run, and to a device-to-device copy of the same bytes.
+
+Bandwidth = (bytes each kernel must read once + bytes it must write once) / time; times are CUDA-event
+medians (triton.testing.do_bench, which clears the L2 cache between repetitions) after warm-up. The
+fused time is the kernel called directly (thunder's per-call Python overhead is measured by
+benchmarks/call_overhead.py). NVRTC compile time is reported per kernel (a fresh kernel cache).
+
+    python benchmarks/fusion_gpu.py [--quick] [--no-compile] [--out benchmarks/results/fusion_gpu.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("THUNDER_CACHE_DIR", tempfile.mkdtemp(prefix="thunder-bench-cache-"))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+import thunder  # noqa: E402
+from thunder.executors import fusionex  # noqa: E402
+
+
+def bench(fn, reps_ms=120):
+    try:
+        from triton.testing import do_bench
+
+        return do_bench(fn, warmup=25, rep=reps_ms, return_mode="median") * 1e-3
+    except ImportError:  # pragma: no cover - triton ships with CUDA torch
+        for _ in range(5):
+            fn()
+        times = []
+        for _ in range(50):
+            s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            s.record()
+            fn()
+            e.record()
+            e.synchronize()
+            times.append(s.elapsed_time(e) * 1e-3)
+        return statistics.median(times)
+
+
+_copy_cache: dict[int, float] = {}
+
+
+def copy_bandwidth(nbytes):
+    """Bandwidth of a device-to-device copy moving `nbytes` in total (half read, half written)."""
+    key = nbytes // 2
+    if key not in _copy_cache:
+        src = torch.empty(key, dtype=torch.uint8, device="cuda").random_()
+        dst = torch.empty_like(src)
+        _copy_cache[key] = nbytes / bench(lambda: dst.copy_(src))
+    return _copy_cache[key]
+
+
+# ---- the operations ----------------------------------------------------------------------------------
+
+def gelu_chain(x, w, b):
+    return F.gelu(x * w + b) * 0.5 + x
+
+
+def softmax(x):
+    return torch.softmax(x, -1)
+
+
+def layer_norm(x, w, b):
+    return F.layer_norm(x, (x.shape[-1],), w, b)
+
+
+def rms_norm(x, w):
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * w
+
+
+def cross_entropy(x, y):
+    return F.cross_entropy(x.float(), y)
+
+
+def cross_entropy_backward(x, y, cols, g):
+    # d loss / d logits of mean cross-entropy: (softmax(x) - onehot(y)) * g / rows, in x's dtype.
+    p = torch.softmax(x.float(), -1)
+    return ((p - (cols == y[:, None]).float()) * g).to(x.dtype)
+
+
+def eager_cross_entropy_backward(logp, y, g, total_weight):
+    # What eager's autograd runs: nll_loss_backward, then log_softmax's backward from the saved logp.
+    gl = torch.ops.aten.nll_loss_backward(g, logp, y, None, 1, -100, total_weight)
+    return torch.ops.aten._log_softmax_backward_data(gl, logp, -1, logp.dtype)
+
+
+def cases(quick):
+    dts = [torch.float32, torch.bfloat16]
+    out = []
+    for mb in ([64] if quick else [64, 256]):
+        for dt in dts:
+            esize = torch.finfo(dt).bits // 8
+            cols = 4096
+            rows = mb * 2**20 // (esize * cols)
+            out.append(("pointwise gelu(x*w+b)*0.5+x", f"{mb} MB", dt, gelu_chain, (rows, cols), "pw"))
+    widths = [4096, 50304] if quick else [4096, 32000, 50304]
+    for dt in dts:
+        for w in widths:
+            out.append(("softmax", f"2048x{w}", dt, softmax, (2048, w), "x"))
+        out.append(("layer_norm", "2048x4096", dt, layer_norm, (2048, 4096), "xwb"))
+        out.append(("rms_norm", "2048x4096", dt, rms_norm, (2048, 4096), "xw"))
+        for w in widths:
+            out.append(("cross_entropy fwd", f"2048x{w}", dt, cross_entropy, (2048, w), "ce"))
+            out.append(("cross_entropy bwd", f"2048x{w}", dt, cross_entropy_backward, (2048, w), "ceb"))
+    return out
+
+
+def make_inputs(shape, dt, kind):
+    x = torch.randn(shape, device="cuda", dtype=dt)
+    w = torch.randn(shape[-1], device="cuda", dtype=dt)
+    b = torch.randn(shape[-1], device="cuda", dtype=dt)
+    y = torch.randint(0, shape[-1], (shape[0],), device="cuda")
+    if kind == "pw" or kind == "xwb":
+        return (x, w, b)
+    if kind == "xw":
+        return (x, w)
+    if kind == "x":
+        return (x,)
+    if kind == "ce":
+        return (x, y)
+    cols = torch.arange(shape[-1], device="cuda")
+    g = torch.full((), 1.0 / shape[0], device="cuda")
+    return (x, y, cols, g)
+
+
+def moved_bytes(kind, shape, dt):
+    n = shape[0] * shape[1]
+    es = torch.finfo(dt).bits // 8
+    if kind == "ce":  # read the logits once; the per-row losses are negligible
+        return n * es
+    return 2 * n * es  # read x once, write the result once (weights are small)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "fusion_gpu.json"))
+    args = ap.parse_args()
+    assert torch.cuda.is_available() and fusionex.available("cuda"), "needs CUDA, its driver and NVRTC"
+    torch.manual_seed(0)
+    dev = torch.cuda.get_device_properties(0)
+    results = {"device": dev.name, "torch": torch.__version__, "nvrtc": thunder._core.fuser_nvrtc_version(),
+               "cache_dir": os.environ["THUNDER_CACHE_DIR"], "rows": []}
+    big = torch.empty(512 * 2**20, dtype=torch.uint8, device="cuda").random_()
+    results["copy_GBps_512MB"] = 2 * big.numel() / bench(lambda: big.clone()) / 1e9
+    del big
+    header = (f"{'operation':30s} {'size':12s} {'dtype':9s} {'thunder':>9s} {'eager':>9s} {'compile':>9s} "
+              f"{'copy':>9s} {'thr/copy':>8s} {'eag/copy':>8s} {'cmp/copy':>8s} {'nvrtc s':>8s}")
+    lines = []
+    for name, size, dt, fn, shape, kind in cases(args.quick):
+        inp = make_inputs(shape, dt, kind)
+        jfn = thunder.jit(fn, executors=[thunder.fusion_executor])
+        before = fusionex.cache_stats()["compile_seconds"]
+        got = jfn(*inp)
+        torch.cuda.synchronize()
+        compile_s = fusionex.cache_stats()["compile_seconds"] - before
+        kernels = fusionex.fusion_kernels(jfn)
+        if kind == "ceb":
+            logp = torch.log_softmax(inp[0].float(), -1)
+            tw = torch.tensor(float(shape[0]), device="cuda")
+            g = torch.ones((), device="cuda")
+            eager = lambda: eager_cross_entropy_backward(logp, inp[1], g, tw)  # noqa: E731
+            ref = fn(*inp)
+        else:
+            eager = lambda: fn(*inp)  # noqa: E731
+            ref = eager()
+        tol = dict(rtol=2e-2, atol=2e-2) if dt == torch.bfloat16 else dict(rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(got, ref, **tol)
+        nbytes = moved_bytes(kind, shape, dt)
+        copy_bw = copy_bandwidth(nbytes if kind != "ce" else 2 * nbytes)
+        if len(kernels) == 1:
+            k = kernels[0]
+            t_thunder = bench(lambda: k(*inp))
+        else:  # several kernels (and torch operations): the whole jitted call
+            t_thunder = bench(lambda: jfn(*inp))
+        t_eager = bench(eager)
+        t_compile = float("nan")
+        if not args.no_compile:
+            cfn = torch.compile(fn)
+            cfn(*inp)
+            t_compile = bench(lambda: cfn(*inp))
+        bw = {k: nbytes / t / 1e9 for k, t in (("thunder", t_thunder), ("eager", t_eager), ("compile", t_compile))}
+        row = dict(op=name, size=size, dtype=str(dt).replace("torch.", ""), bytes=nbytes, kernels=len(kernels),
+                   thunder_us=t_thunder * 1e6, eager_us=t_eager * 1e6, compile_us=t_compile * 1e6,
+                   thunder_GBps=bw["thunder"], eager_GBps=bw["eager"], compile_GBps=bw["compile"],
+                   copy_GBps=copy_bw / 1e9, thunder_vs_copy=bw["thunder"] * 1e9 / copy_bw,
+                   eager_vs_copy=bw["eager"] * 1e9 / copy_bw, compile_vs_copy=bw["compile"] * 1e9 / copy_bw,
+                   nvrtc_compile_s=compile_s, kernel_ir=[k.kernel_ir.splitlines()[0] for k in kernels])
+        results["rows"].append(row)
+        line = (f"{name:30s} {size:12s} {row['dtype']:9s} {bw['thunder']:9.0f} {bw['eager']:9.0f} {bw['compile']:9.0f} "
+                f"{copy_bw / 1e9:9.0f} {row['thunder_vs_copy']:8.2f} {row['eager_vs_copy']:8.2f} "
+                f"{row['compile_vs_copy']:8.2f} {compile_s:8.3f}")
+        lines.append(line)
+        print(line, flush=True)
+        del inp, got, ref
+    st = fusionex.cache_stats()
+    results["nvrtc_compiles"] = st["compiles"]
+    results["nvrtc_seconds_total"] = st["compile_seconds"]
+    results["nvrtc_seconds_per_kernel"] = st["compile_seconds"] / max(st["compiles"], 1)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(results, f, indent=1)
+    print(f"\n{dev.name}, torch {torch.__version__}; GB/s = (bytes read once + written once) / median time")
+    print(f"copy of 512 MB: {results['copy_GBps_512MB']:.0f} GB/s; NVRTC: {st['compiles']} kernels, "
+          f"{results['nvrtc_seconds_per_kernel'] * 1e3:.0f} ms per kernel")
+    print(header)
+    for line in lines:
+        print(line)
+    print(f"wrote {args.out}  ({time.strftime('%Y-%m-%d %H:%M')})")
+
+
+if __name__ == "__main__":
+    main()

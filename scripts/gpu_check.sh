@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The GPU machine's check, run at the repository root: builds the extension in place (cmake + ninja,
+# no C++ tests, the image's python3), runs the CUDA-relevant test files, then the GPU fusion benchmark.
+# Logs and results go under $OUT (default: build/gpu_check).
+#   TESTS="tests/a.py tests/b.py"  the test files (default: below)
+#   PYTEST_ARGS="-x"                 extra pytest arguments
+#   BENCH_ARGS="--quick"             arguments of benchmarks/fusion_gpu.py; BENCH=0 skips it
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-build/gpu_check}
+mkdir -p "$OUT"
+PY=$(command -v python3)
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+# Every kernel compiled during the check goes to a fresh cache (the disk-cache tests use their own).
+export THUNDER_CACHE_DIR=${THUNDER_CACHE_DIR:-$(mktemp -d /tmp/thunder-cache-XXXX)}
+
+{
+  date
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv 2>&1
+  "$PY" -c 'import torch, sys; print(sys.version.split()[0], "torch", torch.__version__, torch.version.cuda, torch.cuda.is_available())'
+  ls /usr/local/cuda/lib64/libnvrtc.so* 2>&1
+} | tee "$OUT/env.txt"
+
+t0=$(date +%s)
+if ! PYTHON="$PY" THUNDER_BUILD_TESTS=OFF tools/build_inplace.sh >"$OUT/build.log" 2>&1; then
+  tail -40 "$OUT/build.log"
+  echo "gpu_check: build failed (log: $OUT/build.log)"
+  exit 1
+fi
+echo "gpu_check: built in $(( $(date +%s) - t0 )) s"
+"$PY" -c 'from thunder.executors import fusionex as f; from thunder import _core; print("fusion on cuda:", _core.fuser_available("cuda"), "nvrtc", _core.fuser_nvrtc_version())'
+
+DEFAULT_TESTS="tests/test_fusion_cuda.py tests/test_fusion.py tests/test_examples.py tests/test_sdpa.py \
+tests/test_torchcompile.py tests/test_training.py tests/test_grad_autograd.py"
+for f in $(grep -l "cuda" tests/test_*.py 2>/dev/null); do
+  case " $DEFAULT_TESTS " in *" $f "*) ;; *) DEFAULT_TESTS="$DEFAULT_TESTS $f" ;; esac
+done
+TESTS=${TESTS:-$DEFAULT_TESTS}
+status=0
+t0=$(date +%s)
+# shellcheck disable=SC2086
+"$PY" -m pytest $TESTS -q -rs -p no:cacheprovider ${PYTEST_ARGS:-} 2>&1 | tee "$OUT/pytest.log" | grep -vE "^\s*$"
+status=${PIPESTATUS[0]}
+echo "gpu_check: tests exit $status in $(( $(date +%s) - t0 )) s"
+
+if [ "${BENCH:-1}" != "0" ]; then
+  t0=$(date +%s)
+  # shellcheck disable=SC2086
+  "$PY" benchmarks/fusion_gpu.py --out "$OUT/fusion_gpu.json" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.log" | tail -60
+  bstatus=${PIPESTATUS[0]}
+  cp -f "$OUT/fusion_gpu.json" benchmarks/results/fusion_gpu.json 2>/dev/null || true
+  echo "gpu_check: benchmark exit $bstatus in $(( $(date +%s) - t0 )) s"
+  [ "$bstatus" = 0 ] || status=1
+fi
+exit "$status"

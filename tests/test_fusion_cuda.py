@@ -1,0 +1,385 @@
+"""thunder's fusion executor on CUDA: fused regions against eager (pointwise chains with broadcast,
+transposed and non-contiguous inputs, edge sizes, every dtype family, NaN/inf, softmax, log_softmax,
+layer_norm, rms_norm, cross-entropy forward and backward, bias gradients, rows longer than a block
+holds, a pointwise kernel past 2^31 elements), the compile-error path and the on-disk cache across
+processes. The first tests need no GPU: they check the CUDA source generator (and, where NVRTC can be
+loaded, compile its output) and that the executor stays off CUDA cleanly without a driver."""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import thunder
+from thunder import _core
+from thunder.executors import fusionex
+
+requires_cuda = pytest.mark.skipif(
+    not (torch.cuda.is_available() and fusionex.available("cuda")), reason="needs CUDA, its driver and NVRTC")
+requires_compiler = pytest.mark.skipif(not fusionex.available("cpu"), reason="no C++ compiler")
+
+
+def _jit(fn):
+    return thunder.jit(fn, executors=[thunder.fusion_executor])
+
+
+def gelu_chain(x, w, b):
+    return F.gelu(x * w + b) * 0.5 + x
+
+
+def softmax(x):
+    return torch.softmax(x, -1)
+
+
+def log_softmax(x):
+    return torch.log_softmax(x, -1)
+
+
+def layer_norm(x, w, b):
+    return F.layer_norm(x, (x.shape[-1],), w, b)
+
+
+def rms_norm(x, w):
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * w
+
+
+def bias_grad(g):
+    return g.sum(0)
+
+
+def softmax_backward(y, g):
+    return y * (g - (g * y).sum(-1, keepdim=True))
+
+
+def layer_norm_input_grad(x, g, w):
+    # d/dx of layer_norm(x) * w against the cotangent g (without eps subtleties: eps = 1e-5 as torch).
+    mean = x.mean(-1, keepdim=True)
+    xc = x - mean
+    rstd = torch.rsqrt((xc * xc).mean(-1, keepdim=True) + 1e-5)
+    xhat = xc * rstd
+    gw = g * w
+    return rstd * (gw - gw.mean(-1, keepdim=True) - xhat * (gw * xhat).mean(-1, keepdim=True))
+
+
+def _args(fn, shape, dtype=torch.float32, device="cpu"):
+    x = torch.randn(shape, dtype=dtype, device=device)
+    w = torch.randn(shape[-1], dtype=dtype, device=device)
+    b = torch.randn(shape[-1], dtype=dtype, device=device)
+    return {gelu_chain: (x, w, b), layer_norm: (x, w, b), rms_norm: (x, w)}.get(fn, (x,))
+
+
+# ---- without a GPU: the generator, NVRTC where it loads, and the executor's availability -----------
+
+SCHEDULES = [(gelu_chain, (33, 1027), "pointwise"), (gelu_chain, (64, 4096), "pointwise"),
+             (softmax, (16, 50304), "inner"), (log_softmax, (8, 33), "inner"), (layer_norm, (64, 4096), "inner"),
+             (rms_norm, (64, 4096), "inner"), (bias_grad, (64, 4096), "outer"), (bias_grad, (5, 3), "outer")]
+
+
+def _cuda_sources(fn, args):
+    jfn = _jit(fn)
+    jfn(*args)
+    kernels = fusionex.fusion_kernels(jfn)
+    assert kernels, "nothing fused"
+    return [(k, *_core.fuser_cuda_source(k)) for k in kernels]
+
+
+@requires_compiler
+@pytest.mark.parametrize("fn,shape,kind", SCHEDULES, ids=lambda v: getattr(v, "__name__", str(v)))
+def test_cuda_source_for_each_schedule(fn, shape, kind):
+    torch.manual_seed(0)
+    ((k, src, grid, block),) = _cuda_sources(fn, _args(fn, shape))
+    assert k.kernel_ir.startswith(kind)
+    assert 'extern "C" __global__' in src and "thunder_kernel(" in src
+    assert grid >= 1 and 32 <= block <= 1024
+    if shape[-1] % 4 == 0:  # contiguous float rows: 16-byte accesses, chosen at run time by alignment
+        assert "th_ldv<float, 4>" in src
+    if kind == "inner" and shape[-1] > 1024:
+        assert "th_shfl" in src and "__syncthreads" in src
+    if kind == "inner" and shape[-1] <= 128:
+        assert "__syncthreads" not in src  # a warp per row
+
+
+@requires_compiler
+def test_cuda_source_of_cross_entropy_gathers_inside_the_row_kernel():
+    x, y = torch.randn(16, 1000), torch.randint(0, 1000, (16,))
+    sources = _cuda_sources(F.cross_entropy, (x, y))
+    assert any("idx_t g" in src for _, src, _, _ in sources)
+
+
+@requires_compiler
+def test_cuda_source_uses_32_bit_indices_for_small_tensors():
+    small = _cuda_sources(lambda a, b: a * b + 1, (torch.randn(8, 16), torch.randn(8, 16)))
+    assert all("typedef int idx_t" in src for _, src, _, _ in small)
+
+
+nvrtc_loadable = pytest.mark.skipif(_core.fuser_nvrtc_version() == 0, reason="NVRTC not found")
+
+
+@requires_compiler
+@nvrtc_loadable
+@pytest.mark.parametrize("fn,shape,kind", SCHEDULES, ids=lambda v: getattr(v, "__name__", str(v)))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_nvrtc_compiles_generated_sources(fn, shape, kind, dtype):
+    for _, src, _, _ in _cuda_sources(fn, _args(fn, shape, dtype)):
+        ok, log, why = _core.fuser_nvrtc_compile(src, 90)
+        assert ok, log
+
+
+@requires_compiler
+@nvrtc_loadable
+def test_nvrtc_compiles_integer_bool_and_gather_kernels():
+    a = torch.randint(-50, 50, (7, 9))
+    fns = [(lambda t: torch.where(t > 0, t * 3 - 1, t & 7) + (t == 2).to(torch.int64), (a,)),
+           (F.cross_entropy, (torch.randn(16, 1000), torch.randint(0, 1000, (16,)))),
+           (lambda t: (t.amax(-1) + t.sum(-1)), (a,))]
+    for fn, args in fns:
+        for _, src, _, _ in _cuda_sources(fn, args):
+            ok, log, _ = _core.fuser_nvrtc_compile(src, 90)
+            assert ok, log
+
+
+@pytest.mark.skipif(fusionex.available("cuda"), reason="CUDA is available here")
+def test_cuda_unavailable_gives_a_reason_and_one_debug_line(caplog, monkeypatch):
+    ok, why = _core.fuser_available("cuda")
+    assert not ok and why
+    monkeypatch.setattr(fusionex, "_availability", {})
+    with caplog.at_level(logging.DEBUG, logger="thunder.fusion"):
+        assert not fusionex.available("cuda")
+        assert not fusionex.available("cuda")
+    lines = [r for r in caplog.records if r.name == "thunder.fusion"]
+    assert len(lines) == 1 and lines[0].levelno == logging.DEBUG and why in lines[0].getMessage()
+
+
+@requires_compiler
+@pytest.mark.skipif(fusionex.available("cuda"), reason="CUDA is available here")
+def test_executor_stays_on_the_cpu_without_cuda():
+    x, w, b = torch.randn(4, 8), torch.randn(8), torch.randn(8)
+    jfn = _jit(gelu_chain)
+    torch.testing.assert_close(jfn(x, w, b), gelu_chain(x, w, b))
+    assert fusionex.fusion_kernels(jfn)
+
+
+# ---- on a GPU --------------------------------------------------------------------------------------
+
+SHAPES = [(4, 8), (33, 1027), (1, 1), (0, 5), (64, 4096), (3, 7, 129)]
+
+
+@requires_cuda
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("fn", [gelu_chain, softmax, log_softmax, layer_norm, rms_norm, bias_grad],
+                         ids=lambda f: f.__name__)
+def test_cuda_fused_matches_eager_fp32(fn, shape):
+    torch.manual_seed(0)
+    args = _args(fn, shape, device="cuda")
+    jfn = _jit(fn)
+    torch.testing.assert_close(jfn(*args), fn(*args), equal_nan=True)
+    if 0 not in shape and fn is not bias_grad or len(shape) == 2:
+        assert fusionex.fusion_kernels(jfn) or 0 in shape
+
+
+@requires_cuda
+@pytest.mark.parametrize("n", [1, 7, 1001, 4096 + 3, 1 << 20])
+def test_cuda_pointwise_sizes_and_scalar_tails(n):
+    torch.manual_seed(0)
+    x, y = torch.randn(n, device="cuda"), torch.randn(n, device="cuda")
+    fn = lambda a, b: torch.tanh(a * b + 1) - a  # noqa: E731
+    torch.testing.assert_close(_jit(fn)(x, y), fn(x, y))
+
+
+@requires_cuda
+def test_cuda_broadcast_transposed_and_sliced_inputs():
+    torch.manual_seed(0)
+    x = torch.randn(1027, 33, device="cuda").t()  # non-contiguous
+    w, b = torch.randn(1027, device="cuda"), torch.randn(1, device="cuda").expand(1027)  # stride 0
+    torch.testing.assert_close(_jit(gelu_chain)(x, w, b), gelu_chain(x, w, b))
+    big = torch.randn(64, 4100, device="cuda")
+    xs = big[:, 1:4097]  # misaligned rows: the scalar path
+    w4 = torch.randn(4096, device="cuda")
+    torch.testing.assert_close(_jit(gelu_chain)(xs, w4, w4), gelu_chain(xs, w4, w4))
+    torch.testing.assert_close(_jit(softmax)(xs), softmax(xs))
+    torch.testing.assert_close(_jit(layer_norm)(xs, w4, w4), layer_norm(xs, w4, w4))
+    xt = torch.randn(4096, 64, device="cuda").t()  # reduced axis not contiguous
+    torch.testing.assert_close(_jit(softmax)(xt), softmax(xt))
+    st = torch.randn(8, 64, 4096, device="cuda")[:, ::2]  # strided rows
+    torch.testing.assert_close(_jit(rms_norm)(st, w4), rms_norm(st, w4))
+
+
+@requires_cuda
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float64])
+@pytest.mark.parametrize("fn", [gelu_chain, softmax, log_softmax, layer_norm, rms_norm],
+                         ids=lambda f: f.__name__)
+def test_cuda_low_and_high_precision(dtype, fn):
+    # Fused kernels compute bf16/fp16 values in fp32 and round once at the store: the reference is
+    # eager on fp32 copies rounded to the dtype.
+    torch.manual_seed(0)
+    args = _args(fn, (16, 4096 + 8), dtype, "cuda")
+    wide = torch.float64 if dtype == torch.float64 else torch.float32
+    ref = fn(*(a.to(wide) for a in args)).to(dtype)
+    torch.testing.assert_close(_jit(fn)(*args), ref)
+
+
+@requires_cuda
+def test_cuda_integer_and_bool_ops():
+    a = torch.randint(-50, 50, (7, 9), device="cuda")
+    fn = lambda t: torch.where(t > 0, t * 3 - 1, t & 7) + (t == 2).to(torch.int64)  # noqa: E731
+    torch.testing.assert_close(_jit(fn)(a), fn(a))
+    i32 = torch.randint(-1000, 1000, (33, 517), device="cuda", dtype=torch.int32)
+    fn2 = lambda t: (t * 2 + 1) // 1 - t.abs()  # noqa: E731
+    torch.testing.assert_close(_jit(fn2)(i32), fn2(i32))
+    m = torch.rand(64, 129, device="cuda") > 0.5
+    fn3 = lambda p, q: (p & ~q) | (p ^ q)  # noqa: E731
+    torch.testing.assert_close(_jit(fn3)(m, m.flip(0)), fn3(m, m.flip(0)))
+    fn4 = lambda t: t.sum(-1) + t.amax(-1)  # noqa: E731
+    torch.testing.assert_close(_jit(fn4)(i32), fn4(i32))
+
+
+@requires_cuda
+def test_cuda_nan_and_inf_propagate_like_eager():
+    x = torch.tensor([[1.0, float("nan"), 2.0], [float("inf"), 0.0, -1.0], [-float("inf"), 1.0, 2.0]], device="cuda")
+    for fn in (softmax, lambda t: torch.maximum(t * 2, t + 1) - 1, lambda t: t.amax(-1) * 2 + t.amin(-1)):
+        torch.testing.assert_close(_jit(fn)(x), fn(x), equal_nan=True)
+    wide = torch.randn(8, 5000, device="cuda")
+    wide[3, 4321] = float("nan")
+    wide[5, 17] = float("inf")
+    for fn in (softmax, lambda t: t.amax(-1) + 1, lambda t: t.amax(0) - 1):
+        torch.testing.assert_close(_jit(fn)(wide), fn(wide), equal_nan=True)
+
+
+@requires_cuda
+@pytest.mark.parametrize("width", [50304, 32000])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_cuda_rows_longer_than_a_block_holds(width, dtype):
+    torch.manual_seed(0)
+    x = torch.randn(64, width, device="cuda", dtype=dtype)
+    y = torch.randint(0, width, (64,), device="cuda")
+    for fn, args in ((softmax, (x,)), (log_softmax, (x,)), (F.cross_entropy, (x, y))):
+        ref = fn(*(a.float() if a.is_floating_point() else a for a in args)).to(dtype)
+        torch.testing.assert_close(_jit(fn)(*args), ref)
+
+
+@requires_cuda
+@pytest.mark.parametrize("shape", [(4096, 4096), (300, 37), (8, 3, 1000)], ids=str)
+def test_cuda_bias_gradients(shape):
+    torch.manual_seed(0)
+    g = torch.randn(shape, device="cuda")
+    fns = [lambda t: t.sum(0), lambda t: (t * 2).sum(0) + 1, lambda t: t.amax(0)]
+    for fn in fns:
+        torch.testing.assert_close(_jit(fn)(g), fn(g), rtol=1e-4, atol=1e-3)
+    gb = g.to(torch.bfloat16)
+    torch.testing.assert_close(_jit(bias_grad)(gb), gb.float().sum(0).to(torch.bfloat16), rtol=2e-2, atol=5e-2)
+
+
+@requires_cuda
+@pytest.mark.parametrize("shape", [(33, 1027), (64, 4096), (8, 50304)], ids=str)
+def test_cuda_fused_backward_formulas(shape):
+    torch.manual_seed(0)
+    x, g, w = torch.randn(shape, device="cuda"), torch.randn(shape, device="cuda"), torch.randn(shape[-1], device="cuda")
+    y = torch.softmax(x, -1)
+    jfn = _jit(softmax_backward)
+    torch.testing.assert_close(jfn(y, g), softmax_backward(y, g))
+    assert fusionex.fusion_kernels(jfn)
+    jln = _jit(layer_norm_input_grad)
+    xr = x.clone().requires_grad_()
+    F.layer_norm(xr, (shape[-1],), w, None).backward(g)
+    torch.testing.assert_close(jln(x, g, w), xr.grad, rtol=1e-4, atol=1e-4)
+
+
+@requires_cuda
+@pytest.mark.parametrize("name", ["softmax", "log_softmax", "layer_norm", "rms_norm", "cross_entropy"])
+def test_cuda_forward_and_backward_through_autograd(name):
+    torch.manual_seed(0)
+    x = torch.randn(64, 1000, device="cuda", requires_grad=True)
+    w = torch.randn(1000, device="cuda", requires_grad=True)
+    b = torch.randn(1000, device="cuda", requires_grad=True)
+    y = torch.randint(0, 1000, (64,), device="cuda")
+    cot = torch.randn(64, 1000, device="cuda")
+    fns = {
+        "softmax": (lambda x, w, b: (softmax(x * w) * cot).sum(), (x, w, b)),
+        "log_softmax": (lambda x, w, b: (log_softmax(x + b) * cot).sum(), (x, w, b)),
+        "layer_norm": (lambda x, w, b: (layer_norm(x, w, b) * cot).sum(), (x, w, b)),
+        "rms_norm": (lambda x, w, b: (rms_norm(x, w) * cot).sum(), (x, w, b)),
+        "cross_entropy": (lambda x, w, b: F.cross_entropy(x * w + b, y), (x, w, b)),
+    }
+    fn, args = fns[name]
+    loss = _jit(fn)(*args)
+    loss.backward()
+    grads = [a.grad.clone() for a in args if a.grad is not None]
+    for a in args:
+        a.grad = None
+    ref = fn(*args)
+    ref.backward()
+    torch.testing.assert_close(loss, ref)
+    for got, a in zip(grads, [a for a in args if a.grad is not None]):
+        torch.testing.assert_close(got, a.grad, rtol=1e-4, atol=1e-4)
+
+
+def _free_gpu_bytes():
+    return torch.cuda.mem_get_info()[0] if torch.cuda.is_available() else 0
+
+
+@requires_cuda
+@pytest.mark.skipif(_free_gpu_bytes() < 24 * 2**30, reason="needs 24 GiB of free GPU memory")
+def test_cuda_pointwise_past_2_31_elements():
+    n = 2**31 + 4099
+    x = torch.empty(n, device="cuda", dtype=torch.bfloat16)
+    x.uniform_(-4, 4)
+    fn = lambda a: a * 0.5 + 1  # noqa: E731
+    jfn = _jit(fn)
+    out = jfn(x)
+    assert "typedef long long idx_t" in thunder.fusion_source(jfn, 0)
+    for sl in (slice(0, 1 << 20), slice(n - (1 << 20), n), slice(2**31 - 100, 2**31 + 100)):
+        torch.testing.assert_close(out[sl], fn(x[sl]))
+    del out, x
+    torch.cuda.empty_cache()
+
+
+@requires_cuda
+def test_cuda_compile_error_names_the_saved_source_and_the_log():
+    with pytest.raises(Exception) as info:
+        _core.fuser_cuda_load('extern "C" __global__ void thunder_kernel() { undefined_name(); }', 0)
+    msg = str(info.value)
+    assert "failed to compile" in msg and "undefined_name" in msg
+    path = msg.split("(source: ")[1].split(",")[0]
+    assert os.path.exists(path) and "undefined_name" in open(path).read()
+
+
+@requires_cuda
+def test_cuda_trace_and_source():
+    x, w, b = (torch.randn(64, 256, device="cuda"), torch.randn(256, device="cuda"), torch.randn(256, device="cuda"))
+    jfn = _jit(gelu_chain)
+    jfn(x, w, b)
+    assert "fusion0(" in str(thunder.last_traces(jfn)[-1])
+    src = thunder.fusion_source(jfn, 0)
+    assert "__global__" in src and "erff" in src
+
+
+@requires_cuda
+def test_cuda_disk_cache_is_reused_by_a_second_process(tmp_path):
+    code = ("import torch, thunder\n"
+            "import torch.nn.functional as F\n"
+            "ex = [thunder.fusion_executor]\n"
+            "x = torch.randn(64, 1000, device='cuda')\n"
+            "j = thunder.jit(lambda t: torch.softmax(t * 3, -1), executors=ex)\n"
+            "k = thunder.jit(lambda t, w: F.gelu(t * w) + t, executors=ex)\n"
+            "r1, r2 = j(x), k(x, x[0])\n"
+            "torch.testing.assert_close(r1, torch.softmax(x * 3, -1))\n"
+            "torch.testing.assert_close(r2, F.gelu(x * x[0]) + x)\n"
+            "from thunder.executors import fusionex\n"
+            "print(fusionex.cache_stats())\n")
+    env = dict(os.environ, THUNDER_CACHE_DIR=str(tmp_path))
+    env["PYTHONPATH"] = os.pathsep.join([os.getcwd()] + sys.path)
+    run = lambda: subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)  # noqa: E731
+    first = run()
+    assert first.returncode == 0, first.stderr
+    assert "'compiles': 2" in first.stdout, first.stdout
+    second = run()
+    assert second.returncode == 0, second.stderr
+    assert "'compiles': 0" in second.stdout and "'disk_hits': 2" in second.stdout, second.stdout
+    assert len(glob.glob(str(tmp_path / "kernels" / "cuda-*"))) == 2
