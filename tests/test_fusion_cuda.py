@@ -26,8 +26,12 @@ requires_cuda = pytest.mark.skipif(
 requires_compiler = pytest.mark.skipif(not fusionex.available("cpu"), reason="no C++ compiler")
 
 
+# Every size fused (CPU regions under a size threshold are otherwise left to torch).
+FUSE_ALL = thunder.extend.register_executor(fusionex.ThunderFusionExecutor("fusion_cuda_all", min_cpu_numel=0))
+
+
 def _jit(fn):
-    return thunder.jit(fn, executors=[thunder.fusion_executor])
+    return thunder.jit(fn, executors=[FUSE_ALL])
 
 
 def gelu_chain(x, w, b):

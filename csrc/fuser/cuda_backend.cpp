@@ -328,6 +328,7 @@ std::shared_ptr<CudaFunction> cuda_load(const std::string& source, int device, c
   const std::string mem_key = key + "@" + std::to_string(device);
   auto it = g_loaded.find(mem_key);
   if (it != g_loaded.end()) {
+    std::lock_guard<std::mutex> stats_lock(cache_stats_mutex());
     ++cache_stats().memory_hits;
     return it->second;
   }
@@ -351,19 +352,28 @@ std::shared_ptr<CudaFunction> cuda_load(const std::string& source, int device, c
                   c.log.substr(0, 8000));
     }
     binary = std::move(c.binary);
-    auto& st = cache_stats();
-    ++st.compiles;
-    st.compile_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    {
+      std::lock_guard<std::mutex> stats_lock(cache_stats_mutex());
+      auto& st = cache_stats();
+      ++st.compiles;
+      st.compile_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    }
     cache_write(path, key, binary);
   }
   auto f = std::make_shared<CudaFunction>();
   CUresult r = d.cuModuleLoadData(&f->module, binary.data());
   if (r != kCudaSuccess) {
-    if (from_disk) ++cache_stats().rejected;
+    if (from_disk) {
+      std::lock_guard<std::mutex> stats_lock(cache_stats_mutex());
+      ++cache_stats().rejected;
+    }
     throw Error("fuser: cuModuleLoadData failed for " + path + ": " + cu_error(r));
   }
   check(d.cuModuleGetFunction(&f->function, f->module, "thunder_kernel"), "cuModuleGetFunction");
-  if (from_disk) ++cache_stats().disk_hits;
+  if (from_disk) {
+    std::lock_guard<std::mutex> stats_lock(cache_stats_mutex());
+    ++cache_stats().disk_hits;
+  }
   f->context = info.ctx;
   f->device = device;
   f->launch = launch;
