@@ -20,6 +20,9 @@ _core.set_torch_objects(
     _torch.device,
     _torch.is_grad_enabled,
 )
+from thunder.core import autocast as _autocast  # noqa: E402
+
+_core.set_autocast_hooks(_autocast.any_enabled, _autocast.state_key, _autocast.disabled)
 
 from thunder import extend  # noqa: E402
 from thunder.core.errors import DataDependentError  # noqa: E402

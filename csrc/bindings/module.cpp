@@ -111,6 +111,13 @@ NB_MODULE(_core, m) {
     t.device_ctor = device_ctor;
     t.is_grad_enabled = is_grad_enabled;
   });
+  m.def("set_autocast_hooks", [](nb::object any_enabled, nb::object state_key, nb::object disabled) {
+    auto& t = runtime::torch_objects();
+    t.autocast_any_enabled = any_enabled;
+    t.autocast_state_key = state_key;
+    t.autocast_disabled = disabled;
+  });
+  m.def("autocast_state", &runtime::autocast_state);
 
   nb::class_<Symbol>(m, "Symbol")
       .def_ro("name", &Symbol::name)
@@ -303,7 +310,8 @@ NB_MODULE(_core, m) {
       .def_prop_ro("num_instructions", &Program::num_instructions);
 
   nb::class_<Guard>(m, "Guard")
-      .def_static("build", &Guard::build)
+      .def_static("build", &Guard::build, nb::arg("args"), nb::arg("kwargs"), nb::arg("params"),
+                  nb::arg("flags"), nb::arg("grad"), nb::arg("autocast") = 0)
       .def("describe", &Guard::describe);
 
   nb::class_<CacheEntry>(m, "CacheEntry")

@@ -65,7 +65,8 @@ nb::list CompiledFunction::current_flags() const {
   return out;
 }
 
-nb::object CompiledFunction::run_entry(CacheEntry& e, const std::vector<PyObject*>& tensors) {
+nb::object CompiledFunction::run_entry(CacheEntry& e, const std::vector<PyObject*>& tensors,
+                                       int64_t autocast) {
   PyObject* stack[128];
   std::vector<PyObject*> big;
   size_t n = e.sources.size();
@@ -84,7 +85,20 @@ nb::object CompiledFunction::run_entry(CacheEntry& e, const std::vector<PyObject
     }
   }
   ++e.calls;
-  return e.program->run(inputs, n);
+  if (!autocast) return e.program->run(inputs, n);
+  // The program's casts are explicit (recorded while tracing under autocast): autocast is off
+  // while it runs, so torch applies none of its own on top.
+  nb::object ctx = torch_objects().autocast_disabled();
+  ctx.attr("__enter__")();
+  nb::object out;
+  try {
+    out = e.program->run(inputs, n);
+  } catch (...) {
+    ctx.attr("__exit__")(nb::none(), nb::none(), nb::none());
+    throw;
+  }
+  ctx.attr("__exit__")(nb::none(), nb::none(), nb::none());
+  return out;
 }
 
 nb::object CompiledFunction::call(nb::args args, nb::kwargs kwargs) {
@@ -113,6 +127,7 @@ nb::object CompiledFunction::call(nb::args args, nb::kwargs kwargs) {
     flags[i] = PyDict_GetItemWithError(flag_sources_[i].ptr(), training_key()) == Py_True;
   }
   bool grad = grad_enabled();
+  int64_t autocast = autocast_state();
   std::vector<PyObject*> tensors;
   tensors.reserve(8 + np);
 
@@ -121,16 +136,16 @@ nb::object CompiledFunction::call(nb::args args, nb::kwargs kwargs) {
     e.guard.collect(args.ptr(), kw, params, np, tensors);
     ++hits_;
     last_ = entries_.front();
-    return run_entry(e, tensors);
+    return run_entry(e, tensors, autocast);
   }
   if (mode_ != CacheMode::kNoCaching) {
     for (auto& e : entries_) {
       tensors.clear();
-      if (e->guard.check(args.ptr(), kw, params, np, flags, grad, tensors) &&
+      if (e->guard.check(args.ptr(), kw, params, np, flags, grad, autocast, tensors) &&
           e->attributes_match()) {
         ++hits_;
         last_ = e;
-        return run_entry(*e, tensors);
+        return run_entry(*e, tensors, autocast);
       }
     }
   }
@@ -140,10 +155,10 @@ nb::object CompiledFunction::call(nb::args args, nb::kwargs kwargs) {
   if (mode_ != CacheMode::kNoCaching) entries_.push_back(entry);
   last_ = entry;
   tensors.clear();
-  if (!entry->guard.check(args.ptr(), kw, params, np, flags, grad, tensors)) {
+  if (!entry->guard.check(args.ptr(), kw, params, np, flags, grad, autocast, tensors)) {
     throw Error("internal: a freshly compiled entry's guard rejects the call it was compiled for");
   }
-  return run_entry(*entry, tensors);
+  return run_entry(*entry, tensors, autocast);
 }
 
 }  // namespace thunder::runtime

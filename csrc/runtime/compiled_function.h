@@ -59,7 +59,7 @@ class CompiledFunction {
   void clear() { entries_.clear(); last_.reset(); }
 
  private:
-  nb::object run_entry(CacheEntry& e, const std::vector<PyObject*>& tensors);
+  nb::object run_entry(CacheEntry& e, const std::vector<PyObject*>& tensors, int64_t autocast = 0);
 
   nb::object compile_;
   std::vector<std::pair<nb::object, nb::object>> param_sources_;

@@ -201,7 +201,7 @@ void Guard::collect_node(PyObject* o, const Node& n, std::vector<PyObject*>& ten
 }
 
 Guard Guard::build(nb::handle args, nb::handle kwargs, nb::handle params, nb::handle flags,
-                   bool grad) {
+                   bool grad, int64_t autocast) {
   Guard g;
   g.args_ = build_node(args);
   g.kwargs_ = build_node(kwargs);
@@ -212,12 +212,14 @@ Guard Guard::build(nb::handle args, nb::handle kwargs, nb::handle params, nb::ha
   }
   for (nb::handle f : flags) g.flags_.push_back(nb::cast<bool>(f));
   g.grad_ = grad;
+  g.autocast_ = autocast;
   return g;
 }
 
 bool Guard::check(PyObject* args, PyObject* kwargs, PyObject* const* params, size_t num_params,
-                  const std::vector<bool>& flags, bool grad, std::vector<PyObject*>& tensors) const {
-  if (grad != grad_ || flags != flags_ || num_params != params_.size()) return false;
+                  const std::vector<bool>& flags, bool grad, int64_t autocast,
+                  std::vector<PyObject*>& tensors) const {
+  if (grad != grad_ || autocast != autocast_ || flags != flags_ || num_params != params_.size()) return false;
   if (!check_node(args, args_, tensors)) return false;
   if (kwargs) {
     if (!check_node(kwargs, kwargs_, tensors)) return false;
@@ -239,6 +241,7 @@ void Guard::collect(PyObject* args, PyObject* kwargs, PyObject* const* params, s
 
 std::string Guard::describe() const {
   std::string s = "grad=" + std::string(grad_ ? "on" : "off") + ", " +
+                  (autocast_ ? "autocast on, " : "") +
                   std::to_string(params_.size()) + " parameters/buffers";
   return s;
 }

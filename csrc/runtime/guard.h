@@ -18,12 +18,14 @@ class Guard {
  public:
   // Builds the guard that accepts exactly calls like this one. `params` is a list of tensors (module
   // parameters and buffers), `flags` a list of bools (module training flags), `grad` the grad mode.
+  // `autocast` is the autocast state key (0: off).
   static Guard build(nb::handle args, nb::handle kwargs, nb::handle params, nb::handle flags,
-                     bool grad);
+                     bool grad, int64_t autocast = 0);
 
   // True when the call matches; appends the tensors of args, kwargs and params, in order, to `tensors`.
   bool check(PyObject* args, PyObject* kwargs, PyObject* const* params, size_t num_params,
-             const std::vector<bool>& flags, bool grad, std::vector<PyObject*>& tensors) const;
+             const std::vector<bool>& flags, bool grad, int64_t autocast,
+             std::vector<PyObject*>& tensors) const;
   // Collects the tensors without checking ("same input" caching).
   void collect(PyObject* args, PyObject* kwargs, PyObject* const* params, size_t num_params,
                std::vector<PyObject*>& tensors) const;
@@ -56,6 +58,7 @@ class Guard {
   std::vector<Node> params_;
   std::vector<bool> flags_;
   bool grad_ = true;
+  int64_t autocast_ = 0;
 };
 
 }  // namespace thunder::runtime

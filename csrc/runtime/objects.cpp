@@ -57,6 +57,17 @@ nb::object dtype_object(DType d) { return torch_objects().dtypes[static_cast<int
 
 nb::object device_object(Device d) { return torch_objects().device_ctor(d.str()); }
 
+int64_t autocast_state() {
+  TorchObjects& t = torch_objects();
+  if (!t.autocast_any_enabled.is_valid()) return 0;
+  PyObject* r = PyObject_CallNoArgs(t.autocast_any_enabled.ptr());
+  if (!r) throw nb::python_error();
+  bool any = r == Py_True;
+  Py_DECREF(r);
+  if (!any) return 0;
+  return nb::cast<int64_t>(t.autocast_state_key());
+}
+
 bool grad_enabled() {
   PyObject* r = PyObject_CallNoArgs(torch_objects().is_grad_enabled.ptr());
   if (!r) throw nb::python_error();

@@ -22,6 +22,12 @@ struct TorchObjects {
   nb::object dtypes[kNumDTypes];      // torch.float32 ...
   nb::object device_ctor;             // torch.device
   nb::object is_grad_enabled;         // torch.is_grad_enabled
+  // Autocast (thunder.core.autocast): any_enabled() -> bool, cheap; state_key() -> int, nonzero,
+  // naming the enabled device types and their dtypes; disabled() -> a context manager that turns
+  // autocast off while a program runs (the program's casts are explicit).
+  nb::object autocast_any_enabled;
+  nb::object autocast_state_key;
+  nb::object autocast_disabled;
 };
 TorchObjects& torch_objects();
 bool is_tensor(PyObject* obj);
@@ -30,5 +36,7 @@ bool dtype_of(PyObject* obj, DType* out);
 nb::object dtype_object(DType d);
 nb::object device_object(Device d);
 bool grad_enabled();
+// 0 when autocast is off everywhere, else a key of its state (thunder.core.autocast.state_key()).
+int64_t autocast_state();
 
 }  // namespace thunder::runtime

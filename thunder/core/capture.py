@@ -13,6 +13,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from thunder import _core
+from thunder.core import autocast as _autocast
 from thunder.core.errors import DataDependentError
 
 _THUNDER_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -272,6 +273,8 @@ class CaptureMode(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        if _autocast.any_enabled():
+            args, kwargs = self._autocast(func, types, args, kwargs)
         prop = _PROPERTY_VIEWS.get(func)
         if prop is not None and args and not args[0].is_complex():
             view_fn, view_args = prop(args[0])
@@ -326,6 +329,20 @@ class CaptureMode(TorchFunctionMode):
     def _record(self, sym, args, kwargs):
         self.sync_grad_mode()
         return self.session.record(sym, args, kwargs, _where())
+
+    def _autocast(self, func, types, args, kwargs):
+        """The casts torch.autocast would apply to this call, recorded as explicit conversions."""
+        policy = _autocast.cast_policy(func, args, kwargs)
+        if policy is None:
+            return args, kwargs
+        device_type, dtype = policy
+
+        def cast(t, dt):
+            return self.__torch_function__(torch.Tensor.to, types, (t, dt), {})
+
+        args = _autocast.cast_eligible(tuple(args), device_type, dtype, cast)
+        kwargs = {k: _autocast.cast_eligible(v, device_type, dtype, cast) for k, v in kwargs.items()}
+        return args, kwargs
 
     def _record_opaque(self, func, args, kwargs):
         module, name = _callable_name(func)

@@ -233,7 +233,8 @@ class _Compiler:
             traces, times = _core.run_pipeline(trace, [e._core for e in self.executors], self.decompose)
             program = _core.Program.build(traces[-1])
             backward_traces = []
-        guard = _core.Guard.build(tuple(args), dict(kwargs), params, flags, torch.is_grad_enabled())
+        guard = _core.Guard.build(tuple(args), dict(kwargs), params, flags, torch.is_grad_enabled(),
+                                  _core.autocast_state())
         info = _EntryInfo()
         info.traces = traces
         info.backward_traces = backward_traces
@@ -290,6 +291,14 @@ def _prologue_source(trace, args, kwargs, param_meta, params, module_dicts=()):
             if not k.startswith("_") and k != "training" and (v is None or type(v) in (bool, int, float, str)):
                 lines.append(f"  check_value(module.get_submodule({mname!r}).{k}, {v!r})")
     lines.append(f"  check_grad_enabled({torch.is_grad_enabled()})")
+    if _core.autocast_state():
+        from thunder.core import autocast as _autocast
+
+        for d in ("cpu", "cuda"):
+            if _autocast._enabled(d):
+                lines.append(f"  check_autocast({d!r}, {_autocast._dtype(d)})")
+    else:
+        lines.append("  check_autocast(None)")
     return "\n".join(lines) + "\n"
 
 

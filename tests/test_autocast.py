@@ -1,0 +1,136 @@
+"""torch.autocast around a jitted call and inside a traced function: thunder computes what eager
+computes under autocast (dtypes and values), records the casts in the trace, and keys its cache on
+the autocast state."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import thunder
+
+CUDA = torch.cuda.is_available()
+
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+        self.fc = torch.nn.Linear(4 * 6 * 6, 10)
+
+    def forward(self, x, target):
+        h = torch.relu(self.conv(x))
+        logits = self.fc(h.flatten(1))
+        probs = torch.softmax(logits, -1)  # not on the CPU lists: stays in the autocast dtype
+        return logits, probs, F.cross_entropy(logits, target)  # float32 on the CPU list
+
+
+def _inputs():
+    torch.manual_seed(0)
+    return torch.randn(2, 3, 8, 8), torch.tensor([1, 7])
+
+
+def _same(got, want):
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert g.dtype == w.dtype, (g.dtype, w.dtype)
+        torch.testing.assert_close(g, w)
+
+
+def test_autocast_around_a_jitted_module_matches_eager():
+    m = Net()
+    jm = thunder.jit(m)
+    x, t = _inputs()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        want = m(x, t)
+        got = jm(x, t)
+    assert want[0].dtype == torch.bfloat16 and want[2].dtype == torch.float32
+    _same(got, want)
+    source = str(thunder.last_traces(jm)[-1])
+    assert "torch.bfloat16" in source  # the casts are explicit in the trace
+
+
+def test_autocast_inside_the_traced_function_matches_eager():
+    w = torch.randn(8, 8)
+
+    def f(x, w):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = x @ w
+            z = torch.nn.functional.linear(y, w)
+            s = z.sum()
+        return y, z, s, (z.float() * 2)
+
+    x = torch.randn(4, 8)
+    jf = thunder.jit(f)
+    _same(jf(x, w), f(x, w))
+
+
+def test_autocast_state_is_part_of_the_cache_key():
+    m = Net()
+    jm = thunder.jit(m)
+    x, t = _inputs()
+    with torch.no_grad():
+        _same(jm(x, t), m(x, t))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            _same(jm(x, t), m(x, t))
+        _same(jm(x, t), m(x, t))  # back to the float32 program
+        with torch.autocast("cpu", dtype=torch.float16):
+            _same(jm(x, t), m(x, t))
+    assert thunder.cache_misses(jm) == 3
+    assert thunder.cache_hits(jm) == 1
+    assert "check_autocast('cpu', torch.float16)" in str(thunder.last_prologue_traces(jm)[-1])
+
+
+def test_autocast_disabled_region_inside_an_enabled_one():
+    def f(x, w):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            a = x @ w
+            with torch.autocast("cpu", enabled=False):
+                b = x @ w
+        return a, b
+
+    x, w = torch.randn(3, 5), torch.randn(5, 2)
+    _same(thunder.jit(f)(x, w), f(x, w))
+
+
+def test_training_under_autocast_matches_eager_gradients():
+    torch.manual_seed(0)
+    m = Net()
+    e = Net()
+    e.load_state_dict(m.state_dict())
+    jm = thunder.jit(m)
+    x, t = _inputs()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = jm(x, t)[2]
+        eloss = e(x, t)[2]
+    assert loss.dtype == eloss.dtype == torch.float32
+    torch.testing.assert_close(loss, eloss)
+    loss.backward()
+    eloss.backward()
+    for (name, p), (_, q) in zip(m.named_parameters(), e.named_parameters()):
+        assert p.grad.dtype == q.grad.dtype
+        torch.testing.assert_close(p.grad, q.grad, msg=name)
+
+
+def test_program_runs_with_autocast_off_and_restores_it():
+    jf = thunder.jit(lambda x: torch.exp(x @ x))
+    x = torch.randn(4, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        jf(x)
+        assert torch.is_autocast_enabled("cpu")
+    assert not torch.is_autocast_enabled("cpu")
+
+
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_cuda_autocast_matches_eager(dtype):
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.GELU(), torch.nn.LayerNorm(64)).cuda()
+    x = torch.randn(8, 64, device="cuda")
+
+    def f(x):
+        h = m(x)
+        return h, torch.softmax(h, -1), h.exp().sum(), torch.log_softmax(h, -1, dtype=torch.float64)
+
+    jf = thunder.jit(f)
+    with torch.no_grad(), torch.autocast("cuda", dtype=dtype):
+        _same(jf(x), f(x))
