@@ -105,6 +105,11 @@ def test_int_and_float_of_tensor():
 def test_data_dependent_shape_op():
     with pytest.raises(thunder.DataDependentError, match="nonzero"):
         thunder.jit(lambda x: torch.nonzero(x))(torch.ones(3))
+    with pytest.raises(thunder.DataDependentError, match=r"torch\.where\(condition\) with one argument[\s\S]*test_errors.py"):
+        thunder.jit(lambda x: torch.where(x > 0))(torch.ones(3))
+    # the three-argument form is fine
+    torch.testing.assert_close(thunder.jit(lambda x: torch.where(x > 1, x, -x))(torch.arange(3.0)),
+                               torch.tensor([-0.0, -1.0, 2.0]))
 
 
 def test_failed_compile_caches_nothing_and_function_still_usable():

@@ -281,6 +281,10 @@ class CaptureMode(TorchFunctionMode):
             return self.__torch_function__(view_fn, types, view_args, {})
         sym = self.table.by_fn.get(func)
         try:
+            if func is torch.where and len(args) + len(kwargs) == 1:
+                raise _data_dependent("torch.where(condition) with one argument (its output shape "
+                                      "depends on the data)",
+                                      "Use the three-argument torch.where(condition, x, y) instead.")
             if sym is not None:
                 if "inplace" in sym.signature:
                     return self._record(sym, args, kwargs)
