@@ -307,6 +307,9 @@ NB_MODULE(_core, m) {
         for (nb::handle h : args) v.push_back(h.ptr());
         return p.run(v.data(), v.size());
       })
+      .def("run_consuming", &Program::run_consuming, "inputs"_a,
+           "Runs on the list's items, taking them out of the list (each is freed after its last use "
+           "when nothing else refers to it).")
       .def_prop_ro("num_instructions", &Program::num_instructions);
 
   nb::class_<Guard>(m, "Guard")

@@ -1,6 +1,7 @@
 // Lowering a final trace to a Program, and running it.
 #include "runtime/program.h"
 
+#include <functional>
 #include <unordered_map>
 
 #include <nanobind/stl/string.h>
@@ -175,13 +176,26 @@ std::shared_ptr<Program> Program::build(const Trace& trace) {
   p->output_ = arg_of(trace.output, out_used, "the output");
   p->num_slots_ = static_cast<size_t>(low.next_slot);
 
-  // Release each slot after its last read (never the ones the output returns).
+  // Release each slot after its last read (never the ones the output returns); an input nothing
+  // reads is released before the first instruction, an output nothing reads right after the
+  // instruction that stores it.
   std::vector<int> last_read(p->num_slots_, -1);
   for (size_t i = 0; i < reads.size(); ++i) {
     for (int s : reads[i]) last_read[s] = static_cast<int>(i);
   }
   for (int s : out_used) last_read[s] = -2;
-  for (size_t s = 0; s < p->num_slots_; ++s) {
+  for (size_t s = 0; s < p->num_inputs_; ++s) {
+    if (last_read[s] == -1) p->unread_inputs_.push_back(static_cast<int>(s));
+  }
+  std::function<void(const Out&, int)> unread_outputs = [&](const Out& o, int i) {
+    if (o.kind == Out::Kind::kSlot && last_read[o.slot] == -1) last_read[o.slot] = i;
+    for (const Out& item : o.items) unread_outputs(item, i);
+  };
+  for (size_t i = 0; i < p->instrs_.size(); ++i) unread_outputs(p->instrs_[i].out, static_cast<int>(i));
+  for (size_t s = p->num_inputs_; s < p->num_slots_; ++s) {
+    if (last_read[s] >= 0) p->instrs_[last_read[s]].release.push_back(static_cast<int>(s));
+  }
+  for (size_t s = 0; s < p->num_inputs_; ++s) {
     if (last_read[s] >= 0) p->instrs_[last_read[s]].release.push_back(static_cast<int>(s));
   }
   return p;
@@ -257,6 +271,30 @@ nb::object Program::run(PyObject* const* inputs, size_t n) const {
     throw Error("internal: program expects " + std::to_string(num_inputs_) + " inputs, got " +
                 std::to_string(n));
   }
+  std::vector<PyObject*> owned(inputs, inputs + n);
+  for (PyObject* o : owned) Py_INCREF(o);
+  return run_owned(std::move(owned));
+}
+
+nb::object Program::run_consuming(nb::list inputs) const {
+  size_t n = static_cast<size_t>(PyList_GET_SIZE(inputs.ptr()));
+  if (n != num_inputs_) {
+    throw Error("internal: program expects " + std::to_string(num_inputs_) + " inputs, got " +
+                std::to_string(n));
+  }
+  std::vector<PyObject*> owned(n);
+  for (size_t i = 0; i < n; ++i) {
+    owned[i] = PyList_GET_ITEM(inputs.ptr(), i);
+    Py_INCREF(owned[i]);
+  }
+  if (PyList_SetSlice(inputs.ptr(), 0, static_cast<Py_ssize_t>(n), nullptr) != 0) {
+    for (PyObject* o : owned) Py_DECREF(o);
+    throw nb::python_error();
+  }
+  return run_owned(std::move(owned));
+}
+
+nb::object Program::run_owned(std::vector<PyObject*> inputs) const {
   std::vector<PyObject*> slots(num_slots_, nullptr);
   struct Cleanup {
     std::vector<PyObject*>& s;
@@ -264,9 +302,10 @@ nb::object Program::run(PyObject* const* inputs, size_t n) const {
       for (PyObject* o : s) Py_XDECREF(o);
     }
   } cleanup{slots};
-  for (size_t i = 0; i < n; ++i) {
-    Py_INCREF(inputs[i]);
-    slots[i] = inputs[i];
+  for (size_t i = 0; i < inputs.size(); ++i) slots[i] = inputs[i];
+  for (int s : unread_inputs_) {
+    Py_DECREF(slots[s]);
+    slots[s] = nullptr;
   }
   // A program that switches grad mode (torch.no_grad() inside the function) restores the caller's
   // mode if an operation raises.

@@ -23,7 +23,13 @@ class Program {
   static std::shared_ptr<Program> build(const Trace& trace);
 
   // Runs the program on its inputs (one per trace input, in order) and returns the output object.
+  // The program holds its own reference to each input until the input's last use; the caller's
+  // references keep the inputs alive past that.
   nb::object run(PyObject* const* inputs, size_t n) const;
+  // Runs the program on the items of `inputs`, taking over the list's references and leaving it
+  // empty: an input nobody else refers to is freed right after its last use (the backward program
+  // frees each saved tensor as soon as the backward is done with it).
+  nb::object run_consuming(nb::list inputs) const;
   size_t num_inputs() const { return num_inputs_; }
   size_t num_instructions() const { return instrs_.size(); }
 
@@ -49,11 +55,13 @@ class Program {
     std::string name;           // for error messages
   };
 
+  nb::object run_owned(std::vector<PyObject*> inputs) const;  // steals the references
   static PyObject* materialize(const Arg& a, const std::vector<PyObject*>& slots);
   static void store(const Out& o, PyObject* value, std::vector<PyObject*>& slots, const std::string& name);
 
   nb::object grad_switch_;  // the callable of a set_grad_enabled instruction, when there is one
   size_t num_inputs_ = 0;
+  std::vector<int> unread_inputs_;  // input slots no instruction reads (released on entry)
   size_t num_slots_ = 0;
   std::vector<Instr> instrs_;
   Arg output_;

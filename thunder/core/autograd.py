@@ -75,8 +75,14 @@ class ThunderAutogradFunction(torch.autograd.Function):
         if torch.is_grad_enabled():
             raise RuntimeError(_DOUBLE_BACKWARD)
         bridge = ctx.bridge
-        cotangents = [grads[i] for i in bridge.diff_idx]
-        result = bridge.backward(*ctx.saved_tensors, *cotangents)
+        # The backward program gets the only references to the saved tensors: unpack them into a
+        # list, drop the node's saved variables (unless the graph is retained), and let the program
+        # take the list's references, so each saved tensor is freed right after its last use in the
+        # backward instead of when the whole backward returns.
+        args = list(ctx.saved_tensors)
+        ctx.maybe_clear_saved_tensors()
+        args.extend(grads[i] for i in bridge.diff_idx)
+        result = bridge.backward.run_consuming(args)
         return (None, None, *result)
 
 
