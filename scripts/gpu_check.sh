@@ -19,6 +19,8 @@ export THUNDER_CACHE_DIR=${THUNDER_CACHE_DIR:-$(mktemp -d /tmp/thunder-cache-XXX
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv 2>&1
   "$PY" -c 'import torch, sys; print(sys.version.split()[0], "torch", torch.__version__, torch.version.cuda, torch.cuda.is_available())'
   ls /usr/local/cuda/lib64/libnvrtc.so* 2>&1
+  c++ --version 2>&1 | head -1; cmake --version | head -1
+  env | grep -E "^(CC|CXX|CFLAGS|CXXFLAGS|LDFLAGS|CPPFLAGS|LD_PRELOAD|LD_LIBRARY_PATH)=" || true
 } | tee "$OUT/env.txt"
 
 t0=$(date +%s)
@@ -28,6 +30,7 @@ if ! PYTHON="$PY" THUNDER_BUILD_TESTS=OFF tools/build_inplace.sh >"$OUT/build.lo
   exit 1
 fi
 echo "gpu_check: built in $(( $(date +%s) - t0 )) s"
+ldd thunder/_core*.so | grep -E "stdc|gcc_s" | tee -a "$OUT/env.txt"
 "$PY" -c 'from thunder.executors import fusionex as f; from thunder import _core; print("fusion on cuda:", _core.fuser_available("cuda"), "nvrtc", _core.fuser_nvrtc_version())'
 
 DEFAULT_TESTS="tests/test_fusion_cuda.py tests/test_fusion.py tests/test_examples.py tests/test_sdpa.py \
