@@ -254,3 +254,20 @@ def test_kernels_of_one_program_compile_once_each():
     jfn = _jit(fn)
     torch.testing.assert_close(jfn(x, w), fn(x, w))
     torch.testing.assert_close(jfn(x, w), fn(x, w))
+
+
+def test_inference_under_no_grad_fuses_parameters_and_training_keeps_gradients():
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.LayerNorm(128), torch.nn.GELU())
+    x = torch.randn(32, 64)
+    with torch.no_grad():
+        jm = thunder.jit(m, executors=[FUSE_ALL])
+        torch.testing.assert_close(jm(x), m(x))
+    assert fusionex.fusion_kernels(jm)  # the parameters require grad; nothing records a graph here
+    jm = thunder.jit(m, executors=[FUSE_ALL])
+    jm(x).sum().backward()
+    grads = [p.grad.clone() for p in m.parameters()]
+    m.zero_grad()
+    m(x).sum().backward()
+    for g, p in zip(grads, m.parameters()):
+        torch.testing.assert_close(g, p.grad)

@@ -82,16 +82,18 @@ void bind_fuser(nb::module_& m) {
   // `available(device_type)` says (once per device type, asked lazily) whether kernels can be built.
   // `min_cpu_numel`: a region on the CPU whose tensors all have fewer elements is left to torch (a
   // compile costs ~0.1 s; a kernel over a few elements saves microseconds per call).
+  // `allow_requires_grad`: tensors that require grad may be fused (for programs run with grad
+  // disabled, where torch's autograd records nothing).
   m.def("make_fusion_executor", [](const std::string& name, bool cpu, bool cuda, nb::object available,
-                                   int64_t min_cpu_numel) {
+                                   int64_t min_cpu_numel, bool allow_requires_grad) {
     auto ex = std::make_unique<Executor>(name);
     FusionHooks hooks;
     auto state = std::make_shared<std::array<int, 2>>(std::array<int, 2>{cpu ? -1 : 0, cuda ? -1 : 0});
-    hooks.can_fuse = [state, available](const BoundSymbol& b) {
+    hooks.can_fuse = [state, available, allow_requires_grad](const BoundSymbol& b) {
       bool ok = true;
       auto check = [&](const TensorRef& t) {
         // Tensors torch's autograd must see stay with torch (fused kernels record no graph).
-        if (t->requires_grad()) ok = false;
+        if (t->requires_grad() && !allow_requires_grad) ok = false;
         DeviceType d = t->device().type;
         int slot = d == DeviceType::kCPU ? 0 : d == DeviceType::kCUDA ? 1 : -1;
         if (slot < 0) {
@@ -137,7 +139,7 @@ void bind_fuser(nb::module_& m) {
     executors().push_back(std::move(ex));
     return executors().back().get();
   }, nb::arg("name"), nb::arg("cpu"), nb::arg("cuda"), nb::arg("available"), nb::arg("min_cpu_numel") = 0,
-     nb::rv_policy::reference);
+     nb::arg("allow_requires_grad") = false, nb::rv_policy::reference);
 
   m.def("fuser_cache_stats", [] {
     const fuser::CacheStats& s = fuser::cache_stats();

@@ -21,6 +21,8 @@ from __future__ import annotations
 import logging
 import os
 
+import torch
+
 from thunder import _core
 from thunder.extend import Executor
 
@@ -54,7 +56,11 @@ def available(device: str = "cpu") -> bool:
 
 class ThunderFusionExecutor(Executor):
     """The fusion executor. `cpu`/`cuda` False keeps it off a device type; a CPU region whose tensors
-    all have fewer than `min_cpu_numel` elements is left to torch (None: `default_min_cpu_numel()`)."""
+    all have fewer than `min_cpu_numel` elements is left to torch (None: `default_min_cpu_numel()`).
+
+    Fused kernels record no autograd graph. A program compiled with grad enabled keeps tensors that
+    require grad with torch (training programs get gradients from thunder's autograd and run without
+    them); one compiled under `torch.no_grad()` (inference) fuses them too."""
 
     def __init__(self, name: str = "fusion", *, cpu: bool = True, cuda: bool = True,
                  min_cpu_numel: int | None = None):
@@ -62,7 +68,17 @@ class ThunderFusionExecutor(Executor):
         if min_cpu_numel is None:
             min_cpu_numel = default_min_cpu_numel()
         self.min_cpu_numel = min_cpu_numel
-        self._core = _core.make_fusion_executor(name, cpu, cuda, available, min_cpu_numel)
+        self._grad_core = _core.make_fusion_executor(name, cpu, cuda, available, min_cpu_numel, False)
+        self._no_grad_core = _core.make_fusion_executor(name, cpu, cuda, available, min_cpu_numel, True)
+
+    @property
+    def _core(self):
+        # Read by thunder.jit when it compiles a program, under the caller's grad mode.
+        return self._grad_core if torch.is_grad_enabled() else self._no_grad_core
+
+    @_core.setter
+    def _core(self, value):  # the base class's default core, replaced in __init__
+        pass
 
 
 def fusion_kernels(jfn, trace_index: int = -1) -> list:
