@@ -24,7 +24,9 @@ export THUNDER_CACHE_DIR=${THUNDER_CACHE_DIR:-$(mktemp -d /tmp/thunder-cache-XXX
 } | tee "$OUT/env.txt"
 
 t0=$(date +%s)
-if ! PYTHON="$PY" THUNDER_BUILD_TESTS=OFF tools/build_inplace.sh >"$OUT/build.log" 2>&1; then
+# The system compiler, whatever CC/CXX say: the GPU image's CXX (/opt/gcc) links libstdc++ statically
+# and exports it, and two C++ runtimes in one process (torch's and the extension's) crash in iostreams.
+if ! CC=cc CXX=c++ PYTHON="$PY" THUNDER_BUILD_TESTS=OFF tools/build_inplace.sh >"$OUT/build.log" 2>&1; then
   tail -40 "$OUT/build.log"
   echo "gpu_check: build failed (log: $OUT/build.log)"
   exit 1
