@@ -124,3 +124,45 @@ def test_training_step_peak_memory_is_at_most_eagers():
     eager_peak = _profile_peak(lambda: model(x).sum().backward())
     thunder_peak = _profile_peak(lambda: jmodel(x).sum().backward())
     assert thunder_peak <= eager_peak, (thunder_peak, eager_peak)
+
+
+def _jit_run_and_drop(model, x, train):
+    jmodel = thunder.jit(model, executors=["torch"])
+    if train:
+        jmodel(x).sum().backward()
+    else:
+        jmodel(x)
+    # An object thunder carries through the trace as an opaque value.
+    jf = thunder.jit(lambda a: torch.zeros_like(a, memory_format=torch.preserve_format) + a)
+    jf(x)
+
+
+def test_object_table_stays_bounded_when_jitted_callables_die():
+    import gc
+
+    from thunder import _core
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.GELU(), torch.nn.Linear(4, 2))
+    x = torch.randn(3, 4)
+    for train in (False, True):
+        _jit_run_and_drop(model, x, train)
+        gc.collect()
+        base = _core.live_objects()
+        for _ in range(10):
+            _jit_run_and_drop(model, x, train)
+        gc.collect()
+        assert _core.live_objects() == base, (train, base, _core.live_objects())
+
+
+def test_jitted_module_and_its_programs_are_freed_after_del():
+    import gc
+    import weakref
+
+    model = torch.nn.Linear(4, 4)
+    jmodel = thunder.jit(model, executors=["torch"])
+    jmodel(torch.randn(2, 4)).sum().backward()
+    ref = weakref.ref(model)
+    del model, jmodel
+    gc.collect()
+    assert ref() is None

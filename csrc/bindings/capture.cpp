@@ -135,9 +135,10 @@ Value CaptureSession::to_value(nb::handle h) {
   if (tname == "torch.device") return Value(device_of(h));
   // Anything else travels as an opaque object, printed by its repr when that is a plain name.
   std::string repr = nb::cast<std::string>(nb::repr(h));
-  int64_t handle = runtime::register_object(h);
+  runtime::OwnedObject owned = runtime::owned_object(h);  // released with the last trace holding it
   bool plain = !repr.empty() && repr.find_first_of(" <>()'\"") == std::string::npos;
-  return Value(Opaque{handle, plain ? repr : "_object" + std::to_string(handle)});
+  return Value(Opaque{owned.handle, plain ? repr : "_object" + std::to_string(owned.handle),
+                      owned.owner});
 }
 
 nb::object CaptureSession::to_python(const Value& v) {

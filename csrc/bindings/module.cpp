@@ -290,7 +290,8 @@ NB_MODULE(_core, m) {
     t.inputs = forward.t->inputs;
     std::vector<Value> ins(t.inputs.begin(), t.inputs.end());
     auto out = std::make_shared<TensorProxy>("result", Shape{}, DType::kFloat32, Device::cpu(), false);
-    Opaque r{runtime::register_object(runner), "runner"};
+    runtime::OwnedObject owned = runtime::owned_object(runner);  // freed with the trace below
+    Opaque r{owned.handle, "runner", owned.owner};
     t.bsyms.push_back(
         BoundSymbol::make(call_sym, {Value(r), Value::tuple(std::move(ins))}, Value(TensorRef(out))));
     t.output = Value(TensorRef(out));
@@ -311,6 +312,8 @@ NB_MODULE(_core, m) {
            "Runs on the list's items, taking them out of the list (each is freed after its last use "
            "when nothing else refers to it).")
       .def_prop_ro("num_instructions", &Program::num_instructions);
+  m.def("live_objects", &runtime::live_objects,
+        "The number of Python objects the core's object table holds (a debug counter).");
 
   nb::class_<Guard>(m, "Guard")
       .def_static("build", &Guard::build, nb::arg("args"), nb::arg("kwargs"), nb::arg("params"),

@@ -59,9 +59,12 @@ struct Slice {
 };
 // A Python object the core carries without interpreting it (a memory_format, a generator, a module
 // passed to an opaque op...). `handle` indexes the bindings' object table; `repr` is how it prints.
+// `owner`, when set, keeps the table entry alive: the entry is released when the last Value
+// holding it goes away (runtime/objects.h, owned_object).
 struct Opaque {
   int64_t handle = -1;
   std::string repr;
+  std::shared_ptr<const void> owner;
   bool operator==(const Opaque& o) const { return handle == o.handle; }
 };
 

@@ -11,25 +11,73 @@
 namespace thunder::runtime {
 
 namespace {
+
+// Entries are owned references (nullptr: a free slot, listed in free_slots()). The table lives as
+// long as the interpreter; the mutex guards it against the fuser's background threads.
 std::mutex g_mu;
-std::vector<nb::object>& table() {
-  static auto* t = new std::vector<nb::object>();  // lives as long as the interpreter
+std::vector<PyObject*>& table() {
+  static auto* t = new std::vector<PyObject*>();
   return *t;
 }
+std::vector<int64_t>& free_slots() {
+  static auto* f = new std::vector<int64_t>();
+  return *f;
+}
+size_t g_live = 0;
+
+int64_t insert(nb::handle obj) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  PyObject* o = obj.inc_ref().ptr();
+  ++g_live;
+  if (!free_slots().empty()) {
+    int64_t h = free_slots().back();
+    free_slots().pop_back();
+    table()[h] = o;
+    return h;
+  }
+  table().push_back(o);
+  return static_cast<int64_t>(table().size()) - 1;
+}
+
+// Frees slot `h`; the reference is dropped under the GIL, outside the table's lock (a thread holding
+// the GIL may be waiting for the lock). After the interpreter has finalised, the object is leaked.
+void release(int64_t h) {
+  PyObject* o = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(g_mu);
+    o = table()[h];
+    table()[h] = nullptr;
+    free_slots().push_back(h);
+    --g_live;
+  }
+  if (!o || !Py_IsInitialized() || _Py_IsFinalizing()) return;
+  PyGILState_STATE gil = PyGILState_Ensure();
+  Py_DECREF(o);
+  PyGILState_Release(gil);
+}
+
 }  // namespace
 
-int64_t register_object(nb::handle obj) {
-  std::lock_guard<std::mutex> lock(g_mu);
-  table().push_back(nb::borrow(obj));
-  return static_cast<int64_t>(table().size()) - 1;
+int64_t register_object(nb::handle obj) { return insert(obj); }
+
+OwnedObject owned_object(nb::handle obj) {
+  int64_t h = insert(obj);
+  // The owner is an empty shared object whose deleter frees the slot.
+  std::shared_ptr<const void> owner(nullptr, [h](const void*) { release(h); });
+  return OwnedObject{h, std::move(owner)};
 }
 
 nb::handle object(int64_t handle) {
   std::lock_guard<std::mutex> lock(g_mu);
-  if (handle < 0 || handle >= static_cast<int64_t>(table().size())) {
+  if (handle < 0 || handle >= static_cast<int64_t>(table().size()) || !table()[handle]) {
     throw Error("bad object handle " + std::to_string(handle));
   }
   return table()[handle];
+}
+
+size_t live_objects() {
+  std::lock_guard<std::mutex> lock(g_mu);
+  return g_live;
 }
 
 TorchObjects& torch_objects() {

@@ -5,6 +5,7 @@
 #include <nanobind/nanobind.h>
 
 #include <cstdint>
+#include <memory>
 
 #include "core/device.h"
 #include "core/dtype.h"
@@ -13,8 +14,19 @@ namespace thunder::runtime {
 
 namespace nb = nanobind;
 
+// A table entry that lives as long as the process (the callables of symbols).
 int64_t register_object(nb::handle obj);
+// A table entry released when the returned owner (and every copy of it) is gone: for objects a
+// trace carries (Opaque values hold the owner), so they die with the traces and programs of a
+// cache entry instead of staying in the table.
+struct OwnedObject {
+  int64_t handle;
+  std::shared_ptr<const void> owner;
+};
+OwnedObject owned_object(nb::handle obj);
 nb::handle object(int64_t handle);
+// The number of objects the table holds now (a debug counter: thunder._core.live_objects()).
+size_t live_objects();
 
 // Torch objects, set once when the Python package initialises.
 struct TorchObjects {

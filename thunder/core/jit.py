@@ -11,6 +11,7 @@ import enum
 import functools
 import inspect
 import time
+import weakref
 
 import torch
 
@@ -154,7 +155,7 @@ class _Compiler:
         self.cache = cache
         self.options = options
         self.decompose = bool(options.get("decompose_to_prims", False))
-        self.cfn = None  # set by jit
+        self.cfn = None  # set by jit: a weak reference (the CompiledFunction owns this compiler)
         target = module.forward if module is not None else fn
         try:
             self.param_names = list(inspect.signature(target).parameters)
@@ -200,8 +201,9 @@ class _Compiler:
         pargs = [self.proxify(a, [f"argument {i} ('{self.arg_name(i)}')"], self.arg_name(i), session, counter)
                  for i, a in enumerate(args)]
         pkwargs = {k: self.proxify(v, [f"keyword argument '{k}'"], k, session, counter) for k, v in kwargs.items()}
-        params = self.cfn.current_params()
-        flags = self.cfn.current_flags()
+        cfn = self.cfn()
+        params = cfn.current_params()
+        flags = cfn.current_flags()
         attributes = _module_attributes(self.module_dicts)
         swapped = []
         try:
@@ -394,7 +396,7 @@ def jit(fn, /, *, langctx=None, executors=None, sharp_edges=None, cache=None,
                     param_sources.append((store, key))
     cls = _NoGradFunction if disable_torch_autograd else ThunderFunction
     cfn = cls(compiler, param_sources, flag_sources, _CACHE_MODE[opt])
-    compiler.cfn = cfn
+    compiler.cfn = weakref.ref(cfn)  # a strong one would make a cycle the GC cannot see (C++ member)
     cfn._thunder_options = dict(compile_options, executors=execs, cache=opt)
     if module is not None:
         return ThunderModule(module, cfn)
