@@ -168,19 +168,228 @@ nb::object CaptureSession::to_python(const Value& v) {
   return runtime::constant_object(v);
 }
 
-void CaptureSession::after_view(const Value& in, const Value& out) {
+namespace {
+
+// True for indices that make getitem copy (advanced indexing: tensors or sequences).
+bool advanced_index(const Value& v) {
+  if (v.is_tensor()) return true;
+  if (!v.is_seq()) return false;
+  if (v.as_seq().kind == Seq::Kind::kList) return true;
+  for (const Value& i : v.items()) {
+    if (i.is_tensor() || i.is_seq()) return true;
+  }
+  return false;
+}
+
+int64_t norm_dim(int64_t d, size_t rank) { return d < 0 ? d + static_cast<int64_t>(rank) : d; }
+
+const Symbol& ltorch_symbol(const char* name) {
+  const Symbol* s = SymbolTable::instance().find("ltorch", name);
+  if (!s) throw Error(std::string("internal: no symbol ltorch.") + name);
+  return *s;
+}
+
+// (slice(None),) * dim + (last,)
+Value index_at(int64_t dim, Value last) {
+  std::vector<Value> items(static_cast<size_t>(dim), Value(Slice{}));
+  items.push_back(std::move(last));
+  return Value::tuple(std::move(items));
+}
+
+}  // namespace
+
+void CaptureSession::after_view(const Value& in, const Value& out, const BSymRef& bsym) {
   if (!in.is_tensor()) return;
+  // Advanced indexing copies in eager: its result aliases nothing.
+  if (bsym && bsym->sym->name == "getitem" && bsym->args.size() > 1 && advanced_index(bsym->args[1])) {
+    return;
+  }
+  // reshape of a tensor whose layout does not allow a view copies in eager: no alias either.
+  if (bsym && bsym->sym->module == "ltorch" &&
+      (bsym->sym->name == "reshape" || bsym->sym->name == "flatten" ||
+       bsym->sym->name == "reshape_as" || bsym->sym->name == "unflatten") &&
+      !contiguous(in.as_tensor().get())) {
+    return;
+  }
   const TensorProxy* r = root(in.as_tensor().get());
+  ref_of_[in.as_tensor().get()] = in.as_tensor();
+  int index = 0;
+  bool multi = out.is_seq();
   out.for_each_tensor([&](const TensorRef& t) {
+    int k = index++;
     if (t.get() == r || root_of_.count(t.get())) return;
     root_of_[t.get()] = r;
     members_[r].push_back(t.get());
+    ref_of_[t.get()] = t;
+    if (bsym) view_def_[t.get()] = ViewDef{in.as_tensor().get(), bsym, multi ? k : -1};
   });
+}
+
+bool CaptureSession::contiguous(const TensorProxy* p) {
+  auto it = py_of_.find(p);
+  if (it == py_of_.end()) return false;
+  nb::object strides = nb::getattr(it->second, "_thunder_strides", nb::none());
+  if (strides.is_none()) strides = it->second.attr("stride")();
+  int64_t expect = 1;
+  const Shape& shape = p->shape();
+  std::vector<int64_t> s;
+  for (nb::handle h : strides) s.push_back(nb::cast<int64_t>(h));
+  if (s.size() != shape.size()) return false;
+  for (size_t i = shape.size(); i-- > 0;) {
+    int64_t n = shape[i].value();
+    if (n != 1 && s[i] != expect) return false;
+    expect *= n;
+  }
+  return true;
+}
+
+std::optional<Value> CaptureSession::scatter_into_parent(const ViewDef& def, const TensorRef& parent,
+                                                         const TensorRef& updated) {
+  const BoundSymbol& b = *def.bsym;
+  const std::string& name = b.sym->name;
+  const size_t rank = parent->shape().size();
+  auto arg = [&](size_t i) -> const Value& { return b.args.at(i); };
+  auto setitem = [&](Value indices) {
+    return builder_.call(ltorch_symbol("setitem"), {Value(parent), std::move(indices), Value(updated)});
+  };
+  if (name == "getitem") return setitem(arg(1));
+  if (name == "select") return setitem(index_at(norm_dim(arg(1).as_int(), rank), arg(2)));
+  if (name == "narrow") {
+    int64_t dim = norm_dim(arg(1).as_int(), rank);
+    int64_t start = arg(2).as_int();
+    if (start < 0) start += parent->shape()[dim].value();
+    return setitem(index_at(dim, Value(Slice{start, start + arg(3).as_int(), std::nullopt})));
+  }
+  if (name == "split" || name == "chunk" || name == "tensor_split" || name == "unbind") {
+    if (def.output_index < 0 || !b.output.is_seq()) return std::nullopt;
+    int64_t dim = norm_dim(name == "unbind" ? arg(1).as_int() : arg(2).as_int(), rank);
+    if (name == "unbind") return setitem(index_at(dim, Value(static_cast<int64_t>(def.output_index))));
+    int64_t offset = 0;
+    const auto& outs = b.output.items();
+    for (int k = 0; k < def.output_index; ++k) offset += outs[k].as_tensor()->shape()[dim].value();
+    int64_t len = outs[def.output_index].as_tensor()->shape()[dim].value();
+    return setitem(index_at(dim, Value(Slice{offset, offset + len, std::nullopt})));
+  }
+  if (name == "transpose" || name == "swapaxes" || name == "swapdims") {
+    return builder_.call(ltorch_symbol("transpose"), {Value(updated), arg(1), arg(2)});
+  }
+  if (name == "t") {
+    if (rank < 2) return Value(updated);
+    return builder_.call(ltorch_symbol("transpose"), {Value(updated), Value(int64_t{0}), Value(int64_t{1})});
+  }
+  if (name == "permute") {
+    std::vector<int64_t> dims = arg(1).as_int_list();
+    if (dims.size() != rank) return std::nullopt;
+    std::vector<int64_t> inv(rank);
+    for (size_t i = 0; i < rank; ++i) inv[norm_dim(dims[i], rank)] = static_cast<int64_t>(i);
+    return builder_.call(ltorch_symbol("permute"), {Value(updated), Value::ints(inv)});
+  }
+  if (name == "movedim" || name == "moveaxis") {
+    return builder_.call(ltorch_symbol("movedim"), {Value(updated), arg(2), arg(1)});
+  }
+  if (name == "view" || name == "squeeze" || name == "unsqueeze" || name == "view_as" ||
+      ((name == "reshape" || name == "flatten" || name == "unflatten" || name == "reshape_as") &&
+       contiguous(parent.get()))) {
+    return builder_.call(ltorch_symbol("reshape"), {Value(updated), Value::shape(parent->shape())});
+  }
+  if (name == "detach") return Value(updated);
+  return std::nullopt;
+}
+
+bool CaptureSession::invertible(const ViewDef& def) {
+  static const std::unordered_set<std::string> kNames = {
+      "getitem", "select", "narrow", "split", "chunk", "tensor_split", "unbind", "transpose",
+      "swapaxes", "swapdims", "t", "permute", "movedim", "moveaxis", "view", "squeeze",
+      "unsqueeze", "view_as", "detach"};
+  const std::string& name = def.bsym->sym->name;
+  if (kNames.count(name)) return def.bsym->sym->module == "ltorch";
+  if (name == "reshape" || name == "flatten" || name == "unflatten" || name == "reshape_as") {
+    return contiguous(def.parent);
+  }
+  return false;
+}
+
+std::optional<TensorRef> CaptureSession::replay_view(const ViewDef& def, const TensorRef& parent) {
+  std::vector<Value> args = def.bsym->args;
+  args.at(0) = Value(parent);
+  Value out = builder_.call_bound(*def.bsym->sym, std::move(args));
+  after_view(Value(parent), out, builder_.last());
+  if (def.output_index >= 0) {
+    if (!out.is_seq() || def.output_index >= static_cast<int>(out.items().size())) return std::nullopt;
+    out = out.items()[def.output_index];
+  }
+  if (!out.is_tensor()) return std::nullopt;
+  return out.as_tensor();
+}
+
+void CaptureSession::repoint(const TensorProxy* from, const TensorRef& to) {
+  auto it = py_of_.find(from);
+  if (it == py_of_.end()) return;
+  nb::object obj = it->second;
+  nb::setattr(obj, "_thunder_ref", nb::cast(ProxyHandle{to}));
+  py_of_[to.get()] = obj;
+}
+
+bool CaptureSession::propagate_view_update(const TensorProxy* old, const TensorRef& updated) {
+  const TensorProxy* r = root(old);
+  std::vector<const TensorProxy*> chain{old};
+  while (chain.back() != r) {
+    auto it = view_def_.find(chain.back());
+    if (it == view_def_.end() || !invertible(it->second)) return false;
+    chain.push_back(it->second.parent);
+  }
+  if (!ref_of_.count(r)) return false;
+  // Scatter the new value up the chain into the root.
+  TensorRef value = updated;
+  for (size_t i = 0; i + 1 < chain.size(); ++i) {
+    std::optional<Value> v = scatter_into_parent(view_def_.at(chain[i]), ref_of_.at(chain[i + 1]), value);
+    if (!v || !v->is_tensor()) throw Error("internal: a view's inverse did not produce a tensor");
+    value = v->as_tensor();
+  }
+  // The root's update, recorded as an in-place copy (functionalization writes an input back).
+  TensorRef root_ref = ref_of_.at(r);
+  Value new_root = builder_.call(ltorch_symbol("copy_"), {Value(root_ref), Value(value)});
+  const TensorRef& nr = new_root.as_tensor();
+  repoint(r, nr);
+  refresh_views(r, nr);
+  return true;
+}
+
+void CaptureSession::refresh_views(const TensorProxy* r, const TensorRef& nr) {
+  ref_of_[nr.get()] = nr;
+  // Every view of the root, recomputed from the new root (in creation order: parents first).
+  std::string line = source_.empty() ? "" : " (at " + source_ + ")";
+  std::unordered_map<const TensorProxy*, TensorRef> fresh{{r, nr}};
+  std::vector<const TensorProxy*> members = members_[r];
+  for (const TensorProxy* m : members) {
+    std::optional<TensorRef> now;
+    auto d = view_def_.find(m);
+    if (d != view_def_.end()) {
+      auto p = fresh.find(d->second.parent);
+      if (p != fresh.end()) now = replay_view(d->second, p->second);
+    }
+    if (!now) {
+      stale_[m] = "a tensor was read after an in-place update of a tensor it aliases" + line +
+                  ", and thunder cannot recompute it from the updated tensor (it was made by a view "
+                  "without an inverse). Take the view after the update, or compute out of place";
+      continue;
+    }
+    fresh[m] = *now;
+    repoint(m, *now);
+  }
 }
 
 nb::object CaptureSession::after_inplace(nb::handle self_obj, const TensorRef& old, const Value& out) {
   const TensorRef& updated = out.as_tensor();
   const TensorProxy* r = root(old.get());
+  if (r != old.get() && propagate_view_update(old.get(), updated)) return nb::borrow(self_obj);
+  if (r == old.get() && !members_[r].empty()) {
+    // The viewed tensor itself was updated: its views are recomputed from the new version.
+    nb::setattr(self_obj, "_thunder_ref", nb::cast(ProxyHandle{updated}));
+    py_of_[updated.get()] = nb::borrow(self_obj);
+    refresh_views(r, updated);
+    return nb::borrow(self_obj);
+  }
   std::string line = source_.empty() ? "" : " (at " + source_ + ")";
   if (r != old.get() && input_set_.count(r)) {
     throw NotImplementedError(
@@ -220,7 +429,7 @@ nb::object CaptureSession::record(const Symbol* sym, nb::handle args, nb::handle
     nb::handle self_obj = nb::borrow<nb::tuple>(args)[0];
     return after_inplace(self_obj, first.as_tensor(), out);
   }
-  if (sym->has_tag(kTagView)) after_view(first, out);
+  if (sym->has_tag(kTagView)) after_view(first, out, builder_.last());
   return to_python(out);
 }
 

@@ -7,14 +7,19 @@
 // symbol is recorded through the Builder, and outputs come back as proxy tensors.
 //
 // Aliasing: a proxy produced by a view op shares its "root" with its input. An in-place op on a proxy
-// makes a new version: the Python object is re-pointed at the new proxy, and every other proxy sharing
-// the root becomes stale. Reading a stale proxy later is an error (thunder would otherwise compute with
-// the value from before the mutation), as is an in-place update through a view of a function input.
+// makes a new version: the Python object is re-pointed at the new proxy. An in-place update through a
+// view is propagated: the new value is scattered back through the chain of views into the root
+// (setitem for indexing, select, narrow and split outputs; the inverse permutation for transposes;
+// a reshape back for reshapes of contiguous tensors), the root's update is recorded as a copy_ (so a
+// function input gets its write-back), and every other view of the root is recomputed from the new
+// root. Where a view in the chain has no inverse (expand, diagonal, opaque views), the other aliases
+// become stale instead: reading one is an error, as is such an update through a view of an input.
 #pragma once
 
 #include <nanobind/nanobind.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -54,8 +59,29 @@ class CaptureSession {
   TensorRef input_from_tensor(nb::handle tensor, const std::string& name);
   void check_not_stale(const TensorRef& t) const;
   const TensorProxy* root(const TensorProxy* p) const;
-  void after_view(const Value& in, const Value& out);
+  void after_view(const Value& in, const Value& out, const BSymRef& bsym = nullptr);
   nb::object after_inplace(nb::handle self_obj, const TensorRef& old, const Value& out);
+  // How a view was made from its parent: the view bound symbol and, for multi-output views, which
+  // output it is.
+  struct ViewDef {
+    const TensorProxy* parent = nullptr;
+    BSymRef bsym;
+    int output_index = -1;
+  };
+  // The parent's new value when the view `def` of it gets `updated` (nullopt: no inverse).
+  std::optional<Value> scatter_into_parent(const ViewDef& def, const TensorRef& parent,
+                                           const TensorRef& updated);
+  // The view `def` replayed on a new parent.
+  std::optional<TensorRef> replay_view(const ViewDef& def, const TensorRef& parent);
+  // Propagates an in-place update of view `old` (now `updated`) to its root and the root's other
+  // views. False when some view in the chain has no inverse.
+  bool propagate_view_update(const TensorProxy* old, const TensorRef& updated);
+  void repoint(const TensorProxy* from, const TensorRef& to);
+  // Recomputes every view of root `r` from its new version `nr` (views without an inverse go stale).
+  void refresh_views(const TensorProxy* r, const TensorRef& nr);
+  bool invertible(const ViewDef& def);
+  // Whether the proxy's layout (as eager would have it) is contiguous.
+  bool contiguous(const TensorProxy* p);
 
   Builder builder_;
   nb::object factory_;
@@ -67,6 +93,8 @@ class CaptureSession {
   std::unordered_map<const TensorProxy*, const TensorProxy*> root_of_;
   std::unordered_map<const TensorProxy*, std::vector<const TensorProxy*>> members_;
   std::unordered_map<const TensorProxy*, std::string> stale_;  // proxy -> why
+  std::unordered_map<const TensorProxy*, ViewDef> view_def_;
+  std::unordered_map<const TensorProxy*, TensorRef> ref_of_;  // proxy -> owning reference
   std::unordered_set<const TensorProxy*> input_set_;
   std::vector<std::string> opaque_names_;
   std::string source_;

@@ -29,6 +29,8 @@ class Builder {
   Value call_bound(const Symbol& sym, std::vector<Value> bound);
   // Appends an already-built bound symbol to the current scope.
   void append(BSymRef bsym);
+  // The bound symbol appended last to the current scope (nullptr when none).
+  BSymRef last() const { return scopes_.back().empty() ? nullptr : scopes_.back().back(); }
 
   // The user's source line recorded on bound symbols appended from now on.
   void set_source(std::string source) { source_ = std::move(source); }

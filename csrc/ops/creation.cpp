@@ -133,6 +133,26 @@ Value full_like_meta(Builder& b, const BoundArgs& a) {
   return make_full(b, t, a[1]);
 }
 
+// Tensor.zero_(input), Tensor.fill_(input, value): value a number or a 0-d tensor.
+Value zero_inplace_meta(Builder& b, const BoundArgs& a) {
+  const TensorRef& x = a.tensor(0);
+  return lang::full(b, x->shape(), Value(int64_t{0}), x->device(), x->dtype());
+}
+
+Value fill_inplace_meta(Builder& b, const BoundArgs& a) {
+  const TensorRef& x = a.tensor(0);
+  if (a[1].is_tensor()) {
+    const TensorRef& v = a[1].as_tensor();
+    if (!v->shape().empty()) {
+      throw ValueError("fill_ only supports 0-dimension value tensor but got tensor with " +
+                       std::to_string(v->shape().size()) + " dimensions.");
+    }
+    return lang::expand_to(b, lang::convert(b, v, x->dtype()), x->shape());
+  }
+  check_number(a, 1);
+  return lang::full(b, x->shape(), a[1], x->device(), x->dtype());
+}
+
 // Tensor.new_zeros/new_ones/new_empty(input, *size, dtype=None, ...)
 template <int kFill>
 Value new_filled_meta(Builder& b, const BoundArgs& a) {
@@ -468,6 +488,13 @@ void register_creation_ops(SymbolTable& table) {
       {"detach", "input", detach_meta, {"torch.detach", "torch.Tensor.detach"}, {}, kTagView},
   };
   register_ops(table, defs);
+  // In-place fills: the new version is a filled tensor of the input's shape, dtype and device.
+  std::vector<OpDef> inplace = {
+      {"zero_", "input", zero_inplace_meta, {"torch.Tensor.zero_", "torch.zero_"}, {}, kTagInplace},
+      {"fill_", "input, value", fill_inplace_meta, {"torch.Tensor.fill_", "torch.fill_"}, {},
+       kTagInplace},
+  };
+  register_ops(table, inplace);
 }
 
 }  // namespace thunder

@@ -1,0 +1,132 @@
+"""In-place updates through views: the update reaches the viewed tensor (and, for a function input,
+the caller's tensor), and every other view of it sees the new values, as in eager."""
+
+import pytest
+import torch
+
+import thunder
+
+
+def _run(fn, *inputs):
+    """Runs fn eagerly and jitted on separate copies; compares results and the inputs afterwards."""
+    eager_in = [x.clone() for x in inputs]
+    jit_in = [x.clone() for x in inputs]
+    want = fn(*eager_in)
+    jfn = thunder.jit(fn)
+    got = jfn(*jit_in)
+    torch.testing.assert_close(got, want)
+    for a, b in zip(jit_in, eager_in):
+        torch.testing.assert_close(a, b)
+    return jfn
+
+
+def test_kv_cache_update_through_narrow_copy_into_an_input():
+    def f(cache, k, pos: int):
+        cache.narrow(2, pos, k.shape[2]).copy_(k)
+        return cache.sum(-1)
+
+    cache = torch.zeros(2, 3, 8, 4)
+    k = torch.randn(2, 3, 2, 4)
+    _run(lambda c, k: f(c, k, 5), cache, k)
+
+
+def test_slice_of_an_input_updated_in_place():
+    def f(x, v):
+        x[:, 1:3].mul_(v)
+        x[0].add_(1)
+        return x * 2
+
+    _run(f, torch.randn(4, 5), torch.randn(4, 2))
+
+
+@pytest.mark.parametrize("view", [
+    lambda y: y.view(-1),
+    lambda y: y[1],
+    lambda y: y[:, ::2],
+    lambda y: y.t(),
+    lambda y: y.transpose(0, 1)[2],
+    lambda y: y.permute(1, 0),
+    lambda y: y.unsqueeze(0).squeeze(0),
+    lambda y: y.select(1, 3),
+    lambda y: y.narrow(0, -2, 2),
+    lambda y: y.movedim(0, 1),
+    lambda y: y.reshape(2, 2, 5),
+    lambda y: y.flatten()[3:9],
+    lambda y: y.view(2, 10)[1].narrow(0, 1, 3),
+    lambda y: y.detach(),
+], ids=["view", "int", "step_slice", "t", "transpose_index", "permute", "unsqueeze_squeeze",
+        "select", "negative_narrow", "movedim", "reshape", "flatten_slice", "chain", "detach"])
+def test_update_through_a_view_reaches_the_base_and_other_views(view):
+    def f(x):
+        y = x * 1.0
+        other = y[:, :2]  # another view, taken before the update
+        v = view(y)
+        v.mul_(3).add_(1)
+        return y, other, v
+
+    _run(f, torch.randn(4, 5))
+
+
+@pytest.mark.parametrize("split", [
+    lambda y: y.split(2),
+    lambda y: y.chunk(3, dim=1),
+    lambda y: y.unbind(1),
+    lambda y: torch.tensor_split(y, 3),
+])
+def test_update_through_a_multi_output_view(split):
+    def f(x):
+        y = x + 0
+        parts = split(y)
+        parts[1].zero_()
+        return y, parts[0], parts[-1]
+
+    _run(f, torch.randn(5, 4))
+
+
+def test_reshape_of_a_non_contiguous_tensor_is_a_copy():
+    def f(x):
+        y = (x + 0).t()
+        r = y.reshape(-1)  # a copy in eager: y is not contiguous
+        r.fill_(7)
+        return y, r
+
+    _run(f, torch.randn(3, 4))
+
+
+def test_gradients_through_an_in_place_update_of_a_view():
+    def f(x, w):
+        y = x * w
+        y[1:3].mul_(2)
+        y.narrow(1, 0, 1).sin_()
+        return (y * y).sum()
+
+    x = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    jf = thunder.jit(f)
+    got = torch.autograd.grad(jf(x, w), (x, w))
+    want = torch.autograd.grad(f(x, w), (x, w))
+    for g, e in zip(got, want):
+        torch.testing.assert_close(g, e)
+
+
+def test_the_trace_shows_the_update_as_setitem_and_copy():
+    def f(cache, k):
+        cache[:, 1].copy_(k)
+        return cache
+
+    jf = _run(f, torch.zeros(2, 3), torch.ones(2))
+    source = str(thunder.last_traces(jf)[-1])
+    assert "setitem" in source and "copy_" in source
+
+
+def test_update_through_expand_is_refused_as_in_eager():
+    def f(x):
+        y = x + 0
+        e = y[:, :1].expand(3, 4)
+        e.add_(1)
+        return y
+
+    with pytest.raises(RuntimeError):
+        f(torch.randn(3, 1))
+    with pytest.raises(Exception):
+        thunder.jit(f)(torch.randn(3, 1))
