@@ -43,9 +43,19 @@ done
 TESTS=${TESTS:-$DEFAULT_TESTS}
 status=0
 t0=$(date +%s)
-# shellcheck disable=SC2086
-"$PY" -m pytest $TESTS -q -rs -p no:cacheprovider ${PYTEST_ARGS:-} 2>&1 | tee "$OUT/pytest.log" | grep -vE "^\s*$"
-status=${PIPESTATUS[0]}
+# One pytest process per file: a CUDA error in one file (sticky for its process) stays in that file.
+: >"$OUT/pytest.log"
+for f in $TESTS; do
+  # shellcheck disable=SC2086
+  "$PY" -m pytest "$f" -q -rs -p no:cacheprovider ${PYTEST_ARGS:-} >"$OUT/pytest_one.log" 2>&1
+  rc=$?
+  cat "$OUT/pytest_one.log" >>"$OUT/pytest.log"
+  echo "== $f (exit $rc): $(grep -E '(passed|failed|error|skipped)' "$OUT/pytest_one.log" | tail -1)"
+  grep -E "^(FAILED|ERROR) " "$OUT/pytest_one.log" | head -20
+  # 5: no tests collected
+  if [ "$rc" != 0 ] && [ "$rc" != 5 ]; then status=1; fi
+done
+rm -f "$OUT/pytest_one.log"
 echo "gpu_check: tests exit $status in $(( $(date +%s) - t0 )) s"
 
 if [ "${BENCH:-1}" != "0" ]; then

@@ -559,7 +559,10 @@ class CudaGen {
   // Loads of row data read by more than one pass, kept in registers when they fit.
   void choose_cache(const RowPlan& p, int v) {
     cached_.clear();
-    if (inner_ < 0) return;
+    // Rows that need 1024 threads are re-read through L2 instead: a row held in registers by 1024
+    // threads leaves one block per multiprocessor, which then idles through each row's reductions;
+    // two blocks of few registers overlap one row's reductions with the other's loads.
+    if (inner_ < 0 || p.threads >= 1024) return;
     int64_t k = ceil_div(ceil_div(cols_, v), p.threads);
     std::unordered_map<int, int> uses;
     for (int q = 1; q <= p.passes; ++q) {
@@ -576,7 +579,7 @@ class CudaGen {
         for (int a : k_.nodes[id].args) stack.push_back(a);
       }
     }
-    int64_t budget = p.threads >= 1024 ? 32 : 48;  // 32-bit registers per thread
+    int64_t budget = 48;  // 32-bit registers per thread
     int64_t used = 0;
     for (size_t i = 0; i < k_.nodes.size(); ++i) {
       int id = static_cast<int>(i);
@@ -726,8 +729,8 @@ class CudaGen {
     os << fn(1, vec_ == 1);
     if (vec_ > 1) os << fn(vec_, true);
     int block = p.threads * p.rows_per_block;
-    os << "extern \"C\" __global__ void __launch_bounds__(" << block << ") thunder_kernel(" << params_ << ") {\n"
-       << smem_decls;
+    os << "extern \"C\" __global__ void __launch_bounds__(" << block << (block >= 1024 ? ", 2" : "")
+       << ") thunder_kernel(" << params_ << ") {\n" << smem_decls;
     if (vec_ > 1) {
       os << "  if (" << alignment_check() << ") th_rows" << vec_ << "(" << args_ << smem_args << ");\n"
          << "  else th_rows1(" << args_ << smem_args << ");\n";
