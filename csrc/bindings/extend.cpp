@@ -18,6 +18,7 @@
 #include "executors/custom_op.h"
 #include "executors/executor.h"
 #include "ir/builder.h"
+#include "ir/printer.h"
 #include "runtime/objects.h"
 #include "runtime/program.h"
 #include "runtime/output_check.h"
@@ -251,26 +252,61 @@ void bind_extend(nb::module_& m) {
 
   // An operator `executor.name` with a Python meta function (`meta(bound_args)`, tensors as proxy
   // handles) or the meta of `like`, implemented on `ex` by `fn`.
+  // `module` (default: the executor's name) is the prefix the operator prints with.
   m.def("register_operator",
         [](Executor& ex, const std::string& name, const std::string& signature, nb::object meta,
-           const Symbol* like, nb::object fn) {
+           const Symbol* like, nb::object fn, const std::string& module_prefix) {
+          const std::string module = module_prefix.empty() ? ex.name() : module_prefix;
           const Symbol* op;
           if (like) {
-            op = make_custom_op_like(ex.name(), name, *like);
+            op = make_custom_op_like(module, name, *like);
           } else {
-            op = make_custom_op(ex.name(), name, Signature::parse(signature), python_meta);
+            op = make_custom_op(module, name, Signature::parse(signature), python_meta);
             if (!meta.is_none()) {
               std::lock_guard<std::mutex> lock(g_mu);
               python_metas()[op] = meta;
             }
           }
           const Symbol* impl =
-              make_checked_impl(*op, ex.name(), ex.name(), name, runtime::register_object(fn));
+              make_checked_impl(*op, ex.name(), module, name, runtime::register_object(fn));
           ex.register_impl(op, impl, nullptr);
           return op;
         },
         "executor"_a, "name"_a, "signature"_a, "meta"_a.none(), "like"_a.none(), "fn"_a,
-        nb::rv_policy::reference);
+        "module"_a = "", nb::rv_policy::reference);
+
+  // printer(bound_symbol, lhs, args, kwargs) -> str prints the calls of `op` (and of the executor
+  // symbols implementing it); lhs is '' when the call has no outputs to name, args a list and kwargs
+  // a dict of printed argument texts. None removes it.
+  m.def("set_python_printer", [](const Symbol* op, nb::object printer) {
+    if (printer.is_none()) {
+      set_custom_printer(op, nullptr);
+      return;
+    }
+    set_custom_printer(op, [printer, op](const BoundSymbol& b, const std::string& lhs,
+                                         const std::vector<std::string>& args,
+                                         const std::vector<std::pair<std::string, std::string>>& kw) {
+      nb::gil_scoped_acquire gil;
+      nb::list a;
+      for (const std::string& s : args) a.append(nb::str(s.c_str(), s.size()));
+      nb::dict k;
+      for (const auto& [name, text] : kw) k[nb::str(name.c_str())] = nb::str(text.c_str(), text.size());
+      try {
+        nb::object r = printer(BoundSymbolView{std::make_shared<BoundSymbol>(b)}, lhs, a, k);
+        if (!nb::isinstance<nb::str>(r)) {
+          throw TypeError("the python_printer of " + op->qualname() + " must return a string");
+        }
+        return nb::cast<std::string>(r);
+      } catch (nb::python_error& e) {
+        throw Error("the python_printer of " + op->qualname() + " raised " +
+                    nb::cast<std::string>(nb::str(e.type().attr("__name__"))) + ": " +
+                    nb::cast<std::string>(nb::str(e.value())));
+      }
+    });
+  }, "op"_a, "printer"_a.none());
+
+  // Prints `import_statement` in traces whose calls are prefixed with `module`.
+  m.def("register_module_import", &register_module_import, "module"_a, "import_statement"_a);
 
   // Sets (or replaces) the Python meta function of an operator made by register_operator.
   m.def("set_python_meta", [](const Symbol* op, nb::object meta) {

@@ -7,8 +7,10 @@
 #include <cmath>
 #include <cstdio>
 #include <map>
+#include <mutex>
 #include <set>
 #include <sstream>
+#include <unordered_map>
 
 #include "ir/trace.h"
 
@@ -80,6 +82,46 @@ std::string type_comment(const Value& out) {
   return c;
 }
 
+// The registered extensions (register_module_import, set_custom_printer).
+struct Extensions {
+  std::mutex mu;
+  std::map<std::string, std::string> imports;
+  std::unordered_map<const Symbol*, CustomPrinter> printers;
+};
+Extensions& extensions() {
+  static auto* e = new Extensions();
+  return *e;
+}
+
+CustomPrinter custom_printer(const Symbol* sym) {
+  Extensions& e = extensions();
+  std::lock_guard<std::mutex> lock(e.mu);
+  if (e.printers.empty()) return nullptr;
+  auto it = e.printers.find(sym);
+  if (it == e.printers.end() && sym->kind == SymbolKind::kExecutor && sym->implements) {
+    it = e.printers.find(sym->implements);
+  }
+  return it == e.printers.end() ? nullptr : it->second;
+}
+
+// The call printed by a custom printer: positional and keyword argument texts as call_expr
+// prints them.
+std::string custom_call(const CustomPrinter& printer, const BoundSymbol& b, const std::string& lhs) {
+  std::vector<std::string> args;
+  std::vector<std::pair<std::string, std::string>> kwargs;
+  const auto& params = b.sym->signature.params();
+  for (size_t i = 0; i < b.args.size(); ++i) {
+    bool kw = i < params.size() && params[i].kw_only && !params[i].varargs;
+    if (kw && params[i].default_value && *params[i].default_value == b.args[i]) continue;
+    if (kw) {
+      kwargs.emplace_back(params[i].name, python_repr(b.args[i]));
+    } else {
+      args.push_back(python_repr(b.args[i]));
+    }
+  }
+  return printer(b, lhs, args, kwargs);
+}
+
 std::string call_expr(const BoundSymbol& b) {
   std::string s = b.sym->qualname() + "(";
   if (b.sym->kind == SymbolKind::kOpaque && b.args.size() == 2) {
@@ -113,13 +155,31 @@ std::string call_expr(const BoundSymbol& b) {
 void print_bsym(std::ostringstream& os, const BoundSymbol& b, int indent, bool comment,
                 bool subsymbols) {
   std::string pad(indent * 2, ' ');
-  os << pad << (comment ? "# " : "");
-  if (has_tensor(b.output) || (b.output.is_seq() && b.output.as_seq().kind != Seq::Kind::kDict &&
-                               !b.output.as_seq().items.empty())) {
-    os << outputs_lhs(b.output) << " = ";
-  }
-  os << call_expr(b);
+  bool named = has_tensor(b.output) || (b.output.is_seq() &&
+                                        b.output.as_seq().kind != Seq::Kind::kDict &&
+                                        !b.output.as_seq().items.empty());
   std::string c = type_comment(b.output);
+  if (CustomPrinter printer = custom_printer(b.sym)) {
+    std::string text = custom_call(printer, b, named ? outputs_lhs(b.output) : "");
+    while (!text.empty() && text.back() == '\n') text.pop_back();
+    std::istringstream lines(text);
+    std::string line;
+    bool first = true;
+    while (std::getline(lines, line)) {
+      if (!first) os << "\n";
+      first = false;
+      os << pad << (comment ? "# " : "") << line;
+    }
+    if (!c.empty()) os << "  # " << c;
+    os << "\n";
+    if (subsymbols) {
+      for (const BSymRef& s : b.subsymbols) print_bsym(os, *s, indent + 1, true, true);
+    }
+    return;
+  }
+  os << pad << (comment ? "# " : "");
+  if (named) os << outputs_lhs(b.output) << " = ";
+  os << call_expr(b);
   if (!c.empty()) os << "  # " << c;
   os << "\n";
   if (subsymbols) {
@@ -127,9 +187,21 @@ void print_bsym(std::ostringstream& os, const BoundSymbol& b, int indent, bool c
   }
 }
 
-void collect_modules(const BoundSymbol& b, std::set<std::string>& mods) {
-  if (!b.sym->module.empty()) mods.insert(b.sym->module);
-  for (const BSymRef& s : b.subsymbols) collect_modules(*s, mods);
+// The modules the trace's calls are prefixed with. `namespaces` gets the prefixes of executor
+// symbols (executor name -> executor), which are importable only when registered as such.
+void collect_modules(const BoundSymbol& b, std::set<std::string>& mods,
+                     std::map<std::string, std::string>& namespaces) {
+  const Symbol& s = *b.sym;
+  if (!s.module.empty()) {
+    bool executor_kind = s.kind == SymbolKind::kExecutor || s.kind == SymbolKind::kCustom ||
+                         s.kind == SymbolKind::kFusion;
+    if (executor_kind) {
+      namespaces.emplace(s.module, s.executor.empty() ? s.module : s.executor);
+    } else {
+      mods.insert(s.module);
+    }
+  }
+  for (const BSymRef& sub : b.subsymbols) collect_modules(*sub, mods, namespaces);
 }
 
 }  // namespace
@@ -181,17 +253,42 @@ std::string Trace::python(bool include_subsymbols) const {
       {"torch", "import torch"},
   };
   std::set<std::string> mods = {"torch"};
-  for (const BSymRef& b : bsyms) collect_modules(*b, mods);
+  std::map<std::string, std::string> namespaces;
+  for (const BSymRef& b : bsyms) collect_modules(*b, mods, namespaces);
+  std::map<std::string, std::string> registered;
+  {
+    Extensions& e = extensions();
+    std::lock_guard<std::mutex> lock(e.mu);
+    registered = e.imports;
+  }
+  std::vector<std::pair<std::string, std::string>> not_importable;
+  for (const auto& [ns, executor] : namespaces) {
+    if (kImports.count(ns) || registered.count(ns)) {
+      mods.insert(ns);
+    } else {
+      not_importable.emplace_back(ns, executor);
+    }
+  }
   std::ostringstream os;
   os << "# Constructed by thunder (stage: " << (stage.empty() ? "unnamed" : stage) << ")\n";
+  std::set<std::string> printed;
   for (const std::string& m : mods) {
     auto it = kImports.find(m);
+    auto reg = registered.find(m);
+    std::string line;
     if (it != kImports.end()) {
-      os << it->second << "\n";
+      line = it->second;
+    } else if (reg != registered.end()) {
+      line = reg->second;
     } else {
       std::string root = m.substr(0, m.find('.'));
-      if (!kImports.count(root)) os << "import " << root << "\n";
+      if (!kImports.count(root)) line = "import " + root;
     }
+    if (!line.empty() && printed.insert(line).second) os << line << "\n";
+  }
+  for (const auto& [ns, executor] : not_importable) {
+    os << "# " << ns << ": not a Python module; its calls run the callables registered with "
+       << "executor '" << executor << "'\n";
   }
   os << "\n\ndef " << name << "(";
   for (size_t i = 0; i < inputs.size(); ++i) {
@@ -203,6 +300,22 @@ std::string Trace::python(bool include_subsymbols) const {
   for (const BSymRef& b : bsyms) print_bsym(os, *b, 1, false, include_subsymbols);
   os << "  return " << python_repr(output) << "\n";
   return os.str();
+}
+
+void register_module_import(const std::string& module, const std::string& import_statement) {
+  Extensions& e = extensions();
+  std::lock_guard<std::mutex> lock(e.mu);
+  e.imports[module] = import_statement;
+}
+
+void set_custom_printer(const Symbol* sym, CustomPrinter printer) {
+  Extensions& e = extensions();
+  std::lock_guard<std::mutex> lock(e.mu);
+  if (printer) {
+    e.printers[sym] = std::move(printer);
+  } else {
+    e.printers.erase(sym);
+  }
 }
 
 Trace Trace::with_bsyms(std::vector<BSymRef> new_bsyms, std::string new_stage) const {

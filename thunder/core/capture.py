@@ -167,6 +167,9 @@ class _Dispatch:
             if sym is not None:
                 self.reflected[fn] = sym
         self.copy_ = _core.find_symbol("ltorch", "copy_")
+        # Operators defined with thunder.extend that adapt how their calls are recorded (packed
+        # *args/**kwargs, bind_postprocess): qualname -> hook(record, args, kwargs).
+        self.record_hooks = {}
 
 
 _dispatch = None
@@ -332,6 +335,9 @@ class CaptureMode(TorchFunctionMode):
 
     def _record(self, sym, args, kwargs):
         self.sync_grad_mode()
+        hook = self.table.record_hooks.get(sym.qualname) if self.table.record_hooks else None
+        if hook is not None:
+            return hook(lambda a, k: self.session.record(sym, a, k, _where()), args, kwargs)
         return self.session.record(sym, args, kwargs, _where())
 
     def _autocast(self, func, types, args, kwargs):

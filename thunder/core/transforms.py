@@ -94,6 +94,10 @@ def register_grad(sym_or_id, *, augmented_forward, backward, residual_meta=None,
     sym = _symbol(sym_or_id)
     if not callable(augmented_forward) or not callable(backward):
         raise TypeError("register_grad: augmented_forward and backward must be callable")
+    adapter = getattr(sym_or_id, "_adapter", None)  # a thunder.extend operator taking *args/**kwargs
+    if adapter is not None:
+        augmented_forward = adapter.spread(augmented_forward)
+        residual_meta = None if residual_meta is None else adapter.spread(residual_meta)
 
     def run_forward(*args, **kwargs):
         out = augmented_forward(*args, **kwargs)

@@ -32,6 +32,7 @@ __all__ = [
     "OperatorExecutor",
     "FusionExecutor",
     "Symbol",
+    "RecordedCall",
     "register_executor",
     "deregister_executor",
     "get_executor",
@@ -99,36 +100,71 @@ class Symbol:
 class OperatorExecutor(Executor):
     """An executor that runs individual operations with Python callables."""
 
-    def register_operator(self, name: str, *, like=None, meta=None, fn, tags=None, module=None,
+    def register_operator(self, name: str, *, like=None, meta=None, fn=None, tags=None, module=None,
                           replaces=None, bind_postprocess=None, python_printer=None) -> Symbol:
         """Defines the operator `name` of this executor, run by `fn`. Its outputs' metadata come from
         `meta` (called while tracing with the arguments as meta tensors; it returns tensors, meta
         ones will do, on the inputs' device) or from the symbol `like`. The returned Symbol is
         called in jitted code like any torch function; `replaces=torch_fn` also records calls of
-        `torch_fn` as this operator. The trace prints it as `<executor>.<name>(...)`. To
-        differentiate it, give it a gradient with `register_implementation(op, op,
-        grad_transform=...)` (or thunder.core.transforms.register_grad)."""
-        if not callable(fn):
-            raise TypeError(f"register_operator('{name}'): fn must be callable")
+        `torch_fn` as this operator. To differentiate it, give it a gradient with
+        `register_implementation(op, op, grad_transform=...)` (or
+        thunder.core.transforms.register_grad).
+
+        `meta` (and so the operator) may take `*args` and `**kwargs`: the trace then holds them as
+        one tuple and one dict argument, and `fn`, `meta`, checkers and gradient functions are
+        called with them spread out again, as the user called the operator.
+
+        Printing: the trace prints the call as `<executor>.<name>(...)` (a comment in the trace's
+        header says that `<executor>` is not a Python module). With `module=` (a module, a
+        module's name, or a class) the operator is importable as `module.<name>`: the trace prints
+        `<module>.<name>(...)` and imports the module, and `fn` defaults to that attribute.
+        `python_printer(bsym, lhs, args, kwargs) -> str` prints the call instead: `lhs` is the
+        printed output ('' when there is none), `args` the printed positional arguments and
+        `kwargs` the printed keyword arguments (name -> text); it returns Python statements
+        (checked with `ast.parse`).
+
+        `bind_postprocess(bsym)` is called each time the operator is recorded while tracing, with a
+        `RecordedCall` (sym, args, kwargs as the user passed them, and output proxies); it may
+        check the call (an exception stops the compilation, located at the user's line). The
+        recorded operation itself cannot be changed from it."""
+        what = f"register_operator('{name}')"
         if (like is None) == (meta is None):
-            raise TypeError(f"register_operator('{name}'): give exactly one of meta= and like=")
-        if bind_postprocess is not None or python_printer is not None or module is not None:
-            raise NotImplementedError(
-                f"register_operator('{name}'): bind_postprocess=, python_printer= and module= are "
-                "not supported")
+            raise TypeError(f"{what}: give exactly one of meta= and like=")
+        prefix, import_statement = "", None
+        if module is not None:
+            prefix, import_statement, target = _module_prefix(module, what)
+            if not hasattr(target, name):
+                raise ValueError(f"{what}: module= {prefix} has no attribute '{name}', so the "
+                                 "printed trace could not call it")
+            if fn is None:
+                fn = getattr(target, name)
+        if not callable(fn):
+            raise TypeError(f"{what}: fn must be callable")
+        for arg, label in ((bind_postprocess, "bind_postprocess"), (python_printer, "python_printer")):
+            if arg is not None and not callable(arg):
+                raise TypeError(f"{what}: {label} must be callable")
+        adapter = None
         if like is not None:
-            core = _core.register_operator(self._core, name, "", None, _core_symbol(like), fn)
+            core = _core.register_operator(self._core, name, "", None, _core_symbol(like), fn, prefix)
         else:
             if not callable(meta):
-                raise TypeError(f"register_operator('{name}'): meta must be callable")
-            signature = _signature_text(meta, f"register_operator('{name}')")
-            core = _core.register_operator(self._core, name, signature, None, None, fn)
-            _set_python_meta(core, meta)
+                raise TypeError(f"{what}: meta must be callable")
+            signature, adapter = _signature_text(meta, what, allow_varargs=True)
+            run = fn if adapter is None else adapter.spread(fn)
+            core = _core.register_operator(self._core, name, signature, None, None, run, prefix)
+            _set_python_meta(core, meta if adapter is None else adapter.spread(meta))
+        if import_statement is not None:
+            _core.register_module_import(prefix, import_statement)
+        if python_printer is not None:
+            _core.set_python_printer(core, _checked_printer(python_printer, core.qualname))
         op = Symbol(core, fn, self)
+        op._adapter = adapter
         table = capture.dispatch_table()
         table.by_fn[op] = core
         if replaces is not None:
             table.by_fn[replaces] = core
+        if adapter is not None or bind_postprocess is not None:
+            table.record_hooks[core.qualname] = _record_hook(op, adapter, bind_postprocess)
         return op
 
     def register_implementation(self, symbol, op=None, *, checker=None, execution_transform=None,
@@ -145,22 +181,29 @@ class OperatorExecutor(Executor):
             raise TypeError(
                 f"register_implementation({sym.qualname}): give exactly one of op= and "
                 "execution_transform=")
+        adapter = getattr(symbol, "_adapter", None) if isinstance(symbol, Symbol) else None
         if op is not None:
             if not isinstance(op, Symbol):
                 raise TypeError("op= must be an operator made by register_operator")
-            fn, module, name = op._fn, op.executor.name, op.name
+            fn, name = op._fn, op.name
+            module = op._core.module or op.executor.name
+            if op._adapter is not None:
+                fn = op._adapter.spread(fn)
         else:
             if not callable(execution_transform):
                 raise TypeError("execution_transform= must be callable")
             fn, module, name = execution_transform, self.name, sym.name
+            if adapter is not None:
+                fn = adapter.spread(fn)
         wrapped_checker = None
         if checker is not None:
             if not callable(checker):
                 raise TypeError("checker= must be callable")
-            wrapped_checker = _bound_caller(checker, sym, _as_checker_arg)
+            wrapped_checker = _bound_caller(
+                checker if adapter is None else adapter.spread(checker), sym, _as_checker_arg)
         _core.register_implementation(self._core, sym, module, name, fn, wrapped_checker)
         if grad_transform is not None:
-            _register_grad_transform(sym, grad_transform)
+            _register_grad_transform(symbol if isinstance(symbol, Symbol) else sym, grad_transform)
 
 
 class FusionExecutor(Executor):
@@ -328,14 +371,29 @@ def _default_text(value, what, name):
                     "defaults may be None, booleans, numbers, strings or ()")
 
 
-def _signature_text(fn, what) -> str:
-    """The core signature text of a Python function ("a, b, *, alpha=1")."""
+def _signature_text(fn, what, allow_varargs=False):
+    """The core signature text of a Python function ("a, b, *, alpha=1"). With allow_varargs, a
+    `*args` parameter becomes one tuple parameter and `**kwargs` one keyword-only dict parameter;
+    returns (text, adapter), the adapter None when there are neither."""
     parts, kw = [], False
-    for p in inspect.signature(fn).parameters.values():
+    signature = inspect.signature(fn)
+    packed = False
+    for p in signature.parameters.values():
         if p.kind is p.VAR_KEYWORD:
-            raise TypeError(f"{what}: **{p.name} is not supported; name the keyword parameters")
+            if not allow_varargs:
+                raise TypeError(f"{what}: **{p.name} is not supported; name the keyword parameters")
+            packed = True
+            if not kw:
+                parts.append("*")
+                kw = True
+            parts.append(f"{p.name}=None")
+            continue
         if p.kind is p.VAR_POSITIONAL:
-            raise TypeError(f"{what}: *{p.name} is not supported; take a sequence instead")
+            if not allow_varargs:
+                raise TypeError(f"{what}: *{p.name} is not supported; take a sequence instead")
+            packed = True
+            parts.append(f"{p.name}=()")
+            continue
         if p.kind is p.KEYWORD_ONLY and not kw:
             parts.append("*")
             kw = True
@@ -343,7 +401,135 @@ def _signature_text(fn, what) -> str:
         if p.default is not p.empty:
             text += "=" + _default_text(p.default, what, p.name)
         parts.append(text)
-    return ", ".join(parts)
+    text = ", ".join(parts)
+    if not allow_varargs:
+        return text
+    return text, (_VarArgs(signature) if packed else None)
+
+
+class _VarArgs:
+    """Packs and spreads the calls of an operator whose meta takes *args and/or **kwargs: the trace
+    holds the extra positionals as one tuple and the extra keywords as one dict (None when empty),
+    the functions the user wrote are called with them spread out."""
+
+    def __init__(self, signature):
+        self.signature = signature
+        self.params = list(signature.parameters.values())
+
+    def pack(self, args, kwargs):
+        """The user's call as the core records it: (args, kwargs)."""
+        bound = self.signature.bind(*args, **kwargs)
+        pos, kw = [], {}
+        for p in self.params:
+            if p.name not in bound.arguments:
+                continue
+            v = bound.arguments[p.name]
+            if p.kind is p.VAR_POSITIONAL:
+                pos.append(tuple(v))
+            elif p.kind is p.VAR_KEYWORD:
+                if v:
+                    kw[p.name] = dict(v)
+            elif p.kind is p.KEYWORD_ONLY:
+                kw[p.name] = v
+            else:
+                pos.append(v)
+        return pos, kw
+
+    def spread(self, fn):
+        """`fn`, written for the user's call, called as the core calls implementations (named
+        positionals, the packed tuple, keyword-only ones and the packed dict by name)."""
+        params = self.params
+
+        def call(*args, **kwargs):
+            user_args, user_kwargs = [], {}
+            values = iter(args)
+            for p in params:
+                if p.kind is p.KEYWORD_ONLY:
+                    if p.name in kwargs:
+                        user_kwargs[p.name] = kwargs[p.name]
+                elif p.kind is p.VAR_KEYWORD:
+                    user_kwargs.update(kwargs.get(p.name) or {})
+                else:
+                    v = next(values, inspect.Parameter.empty)
+                    if v is inspect.Parameter.empty:
+                        v = p.default if p.kind is not p.VAR_POSITIONAL else ()
+                        if v is inspect.Parameter.empty:
+                            raise TypeError(f"missing argument '{p.name}'")
+                    if p.kind is p.VAR_POSITIONAL:
+                        user_args.extend(v)
+                    else:
+                        user_args.append(v)
+            return fn(*user_args, **user_kwargs)
+
+        call.__name__ = getattr(fn, "__name__", "call")
+        return call
+
+
+class RecordedCall:
+    """What `bind_postprocess` receives: the operator, the arguments as the user passed them (tensor
+    proxies for tensors) and the output proxies."""
+
+    __slots__ = ("args", "kwargs", "output", "sym")
+
+    def __init__(self, sym, args, kwargs, output):
+        self.sym, self.args, self.kwargs, self.output = sym, args, kwargs, output
+
+    def __repr__(self):
+        return f"<RecordedCall {self.sym.id}>"
+
+
+def _record_hook(op, adapter, bind_postprocess):
+    def hook(record, args, kwargs):
+        if adapter is not None:
+            out = record(*adapter.pack(args, kwargs))
+        else:
+            out = record(args, kwargs)
+        if bind_postprocess is not None:
+            bind_postprocess(RecordedCall(op, tuple(args), dict(kwargs), out))
+        return out
+
+    return hook
+
+
+def _module_prefix(module, what):
+    """(printed prefix, import statement, object holding the operator) for register_operator's
+    module=: a module, a module's name, or a class defined at a module's top level."""
+    import importlib
+    import types
+
+    if isinstance(module, str):
+        try:
+            module = importlib.import_module(module)
+        except ImportError as e:
+            raise ValueError(f"{what}: module= '{module}' cannot be imported ({e})") from None
+    if isinstance(module, types.ModuleType):
+        name = module.__name__
+        return name, f"import {name}", module
+    if isinstance(module, type):
+        mod = importlib.import_module(module.__module__)
+        if "." in module.__qualname__ or getattr(mod, module.__name__, None) is not module:
+            raise ValueError(f"{what}: module= class {module.__qualname__} is not importable from "
+                             f"{module.__module__}")
+        return f"{module.__module__}.{module.__qualname__}", f"import {module.__module__}", module
+    raise TypeError(f"{what}: module= must be a module, a module name or a class, got "
+                    f"{type(module).__name__}")
+
+
+def _checked_printer(printer, qualname):
+    """`printer`, its result checked to be Python statements (the printed trace stays valid)."""
+    import ast
+
+    def run(bsym, lhs, args, kwargs):
+        text = printer(bsym, lhs, args, kwargs)
+        if not isinstance(text, str):
+            raise TypeError(f"must return a string, got {type(text).__name__}")
+        try:
+            ast.parse(text)
+        except SyntaxError as e:
+            raise ValueError(f"printed {text!r}, which is not valid Python ({e.msg})") from None
+        return text
+
+    return run
 
 
 def _convert(x, leaf):
@@ -402,10 +588,15 @@ def _set_python_meta(core, meta):
 def _register_grad_transform(sym, grad_transform):
     """Registers `grad_transform` as the gradient of `sym` (thunder.core.transforms.register_grad):
     a pair (augmented_forward, backward), or a dict of register_grad's keyword arguments."""
+    if isinstance(sym, Symbol):
+        sym_or_op, sym = sym, sym._core
+    else:
+        sym_or_op = sym
     if isinstance(grad_transform, dict):
-        transforms.register_grad(sym, **grad_transform)
+        transforms.register_grad(sym_or_op, **grad_transform)
     elif isinstance(grad_transform, (tuple, list)) and len(grad_transform) == 2:
-        transforms.register_grad(sym, augmented_forward=grad_transform[0], backward=grad_transform[1])
+        transforms.register_grad(sym_or_op, augmented_forward=grad_transform[0],
+                                 backward=grad_transform[1])
     else:
         raise TypeError(
             f"register_implementation({sym.qualname}): grad_transform must be a pair "
