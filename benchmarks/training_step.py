@@ -15,7 +15,9 @@ identical copies of the model and the same batches.
      saved_tensors_hooks, counted once per storage; reported in total and without the parameters
      and inputs (which are alive anyway);
   2. peak memory: the highest allocated CPU memory during forward + backward above the level at the
-     start of the step (from torch.profiler's memory events), gradients already allocated;
+     start of the step (from torch.profiler's memory events), gradients already allocated; and the
+     level when 25/50/75% of the backward's allocation events have happened (how fast the backward
+     frees what the forward saved);
   3. step time: forward + backward + optimizer step, eager and thunder interleaved (each repeat runs
      `--steps` steps of one, then of the other, alternating which goes first, so both see the same
      machine load); median per-step time over the repeats and the median of the per-repeat ratios.
@@ -79,18 +81,28 @@ def saved_bytes(step_forward, exclude):
     return total, activations
 
 
-def peak_memory(step):
-    """Peak CPU memory allocated during `step()` above the level at its start (bytes)."""
+def memory_profile(model, idx, tgt):
+    """Memory allocated during forward + backward above the level at the start (bytes, from
+    torch.profiler's memory events): the peak, and the level when a quarter, half and three
+    quarters of the backward's allocation events have happened."""
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
                                 profile_memory=True) as prof:
-        step()
-    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
-                    if e.name() == "[memory]")
+        loss = model(idx, tgt)
+        with torch.profiler.record_function("training_step.backward"):
+            loss.backward()
+        del loss
+    events = prof.profiler.kineto_results.events()
+    start_bwd = next(e.start_ns() for e in events if e.name() == "training_step.backward")
+    mem = sorted((e.start_ns(), e.nbytes()) for e in events if e.name() == "[memory]")
     level = peak = 0
-    for _, n in events:
+    backward_levels = []
+    for t, n in mem:
         level += n
         peak = max(peak, level)
-    return peak
+        if t >= start_bwd:
+            backward_levels.append(level)
+    quarters = [backward_levels[int(f * (len(backward_levels) - 1))] for f in (0.25, 0.5, 0.75)]
+    return peak, quarters
 
 
 def main():
@@ -134,13 +146,8 @@ def main():
     e_total, e_act = saved_bytes(lambda: eager(idx, tgt), params + [idx, tgt])
     t_total, t_act = saved_bytes(lambda: jitted(idx, tgt), jparams + [idx, tgt])
 
-    def fwd_bwd(model):
-        def run():
-            model(idx, tgt).backward()
-        return run
-
-    e_peak = peak_memory(fwd_bwd(eager))
-    t_peak = peak_memory(fwd_bwd(jitted))
+    e_peak, e_quarters = memory_profile(eager, idx, tgt)
+    t_peak, t_quarters = memory_profile(jitted, idx, tgt)
 
     e_times, t_times, ratios = [], [], []
     for r in range(args.repeats):
@@ -165,13 +172,17 @@ def main():
         ("saved for backward, total (MiB)", e_total * mb, t_total * mb, t_total / e_total),
         ("saved for backward, activations (MiB)", e_act * mb, t_act * mb, t_act / e_act),
         ("peak memory of forward + backward (MiB)", e_peak * mb, t_peak * mb, t_peak / e_peak),
+    ] + [
+        (f"  memory at {q}% of the backward (MiB)", e * mb, t * mb, t / e)
+        for q, e, t in zip((25, 50, 75), e_quarters, t_quarters)
+    ] + [
         ("training step time (ms)", e_ms, t_ms, ratio),
     ]
     print(f"GPT-2-style {args.config}: batch {args.batch} x {args.tokens} tokens, fp32, AdamW, CPU, "
           f"{torch.get_num_threads()} threads; thunder executors=['torch']")
-    print(f"{'':42} {'eager':>10} {'thunder':>10} {'ratio':>7}")
+    print(f"{'':46} {'eager':>10} {'thunder':>10} {'ratio':>7}")
     for name, e, t, q in rows:
-        print(f"{name:42} {e:10.2f} {t:10.2f} {q:7.3f}")
+        print(f"{name:46} {e:10.2f} {t:10.2f} {q:7.3f}")
     print(f"last warm-up losses: eager {le:.6f} thunder {lt:.6f}")
     met = {
         "saved_bytes": t_total <= e_total,
@@ -187,6 +198,7 @@ def main():
             "saved_bytes": {"eager_total": e_total, "thunder_total": t_total,
                             "eager_activations": e_act, "thunder_activations": t_act},
             "peak_memory_bytes": {"eager": e_peak, "thunder": t_peak},
+            "backward_memory_quarters_bytes": {"eager": e_quarters, "thunder": t_quarters},
             "step_time_ms": {"eager": e_ms, "thunder": t_ms, "ratio": ratio,
                              "eager_all": e_times, "thunder_all": t_times, "ratios": ratios},
             "targets": {"time_ratio": TIME_TARGET}, "met": met,
