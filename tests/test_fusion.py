@@ -271,3 +271,22 @@ def test_inference_under_no_grad_fuses_parameters_and_training_keeps_gradients()
     m(x).sum().backward()
     for g, p in zip(grads, m.parameters()):
         torch.testing.assert_close(g, p.grad)
+
+
+def test_enable_grad_inside_a_no_grad_call_keeps_autograd():
+    # The plain program runs that region under torch's autograd: tensors needing grad stay with torch.
+    def fn(x, w):
+        with torch.enable_grad():
+            y = torch.softmax(x * w, -1) * 2
+        return y
+
+    x, w = torch.randn(64, 128), torch.randn(128, requires_grad=True)
+    with torch.no_grad():
+        out = thunder.jit(fn, executors=[FUSE_ALL])(x, w)
+        ref = fn(x, w)
+    assert out.requires_grad and ref.requires_grad
+    out.sum().backward()
+    g = w.grad.clone()
+    w.grad = None
+    ref.sum().backward()
+    torch.testing.assert_close(g, w.grad)

@@ -259,6 +259,7 @@ class CaptureMode(TorchFunctionMode):
         self.table = dispatch_table()
         self.grad_enabled = torch.is_grad_enabled()
         self.initial_grad_enabled = self.grad_enabled
+        self.enabled_grad = False  # the function turned grad mode on somewhere (torch.enable_grad())
         self._set_grad = _core.find_symbol("prims", "set_grad_enabled")
 
     def sync_grad_mode(self):
@@ -266,6 +267,7 @@ class CaptureMode(TorchFunctionMode):
         mode = torch.is_grad_enabled()
         if mode != self.grad_enabled:
             self.grad_enabled = mode
+            self.enabled_grad = self.enabled_grad or mode
             self.session.record(self._set_grad, (mode,), {}, _where())
 
     def __exit__(self, *exc):

@@ -232,7 +232,12 @@ class _Compiler:
         if built is not None:
             program, traces, backward_traces, times = built
         else:
-            traces, times = _core.run_pipeline(trace, [e._core for e in self.executors], self.decompose)
+            cores = [e._core for e in self.executors]
+            if mode.enabled_grad:
+                # A torch.enable_grad() region in a program run without thunder's autograd: executors
+                # whose kernels record no autograd graph (the fuser) leave tensors needing grad alone.
+                cores = [getattr(e, "grad_recording_core", e._core) for e in self.executors]
+            traces, times = _core.run_pipeline(trace, cores, self.decompose)
             program = _core.Program.build(traces[-1])
             backward_traces = []
         guard = _core.Guard.build(tuple(args), dict(kwargs), params, flags, torch.is_grad_enabled(),

@@ -21,8 +21,6 @@ from __future__ import annotations
 import logging
 import os
 
-import torch
-
 from thunder import _core
 from thunder.extend import Executor
 
@@ -58,9 +56,10 @@ class ThunderFusionExecutor(Executor):
     """The fusion executor. `cpu`/`cuda` False keeps it off a device type; a CPU region whose tensors
     all have fewer than `min_cpu_numel` elements is left to torch (None: `default_min_cpu_numel()`).
 
-    Fused kernels record no autograd graph. A program compiled with grad enabled keeps tensors that
-    require grad with torch (training programs get gradients from thunder's autograd and run without
-    them); one compiled under `torch.no_grad()` (inference) fuses them too."""
+    Fused kernels record no autograd graph, which no program needs: training programs get their
+    gradients from thunder's autograd, inference programs record nothing. Tensors that require grad are
+    therefore fused, except in programs that turn grad mode on inside (`torch.enable_grad()` in a
+    function called under `torch.no_grad()`), which thunder.jit compiles with `grad_recording_core`."""
 
     def __init__(self, name: str = "fusion", *, cpu: bool = True, cuda: bool = True,
                  min_cpu_numel: int | None = None):
@@ -68,13 +67,13 @@ class ThunderFusionExecutor(Executor):
         if min_cpu_numel is None:
             min_cpu_numel = default_min_cpu_numel()
         self.min_cpu_numel = min_cpu_numel
-        self._grad_core = _core.make_fusion_executor(name, cpu, cuda, available, min_cpu_numel, False)
-        self._no_grad_core = _core.make_fusion_executor(name, cpu, cuda, available, min_cpu_numel, True)
+        self._fusing_core = _core.make_fusion_executor(name, cpu, cuda, available, min_cpu_numel, True)
+        self.grad_recording_core = _core.make_fusion_executor(name, cpu, cuda, available, min_cpu_numel,
+                                                              False)
 
     @property
     def _core(self):
-        # Read by thunder.jit when it compiles a program, under the caller's grad mode.
-        return self._grad_core if torch.is_grad_enabled() else self._no_grad_core
+        return self._fusing_core
 
     @_core.setter
     def _core(self, value):  # the base class's default core, replaced in __init__
