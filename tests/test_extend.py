@@ -521,7 +521,7 @@ def test_operator_with_star_args_and_star_kwargs():
     assert (2, 2.0, {"negate": True}) in checked and (0, 1.0, {}) in checked
 
 
-def test_operator_with_star_args_gradient():
+def test_operator_with_star_args_gradient_reaches_tensors_in_star_args():
     ex = _fresh()
 
     def impl(a, *others, scale=1.0):
@@ -533,11 +533,15 @@ def test_operator_with_star_args_gradient():
     def augmented_forward(a, *others, scale=1.0):
         return impl(a, *others, scale=scale), (torch.tensor(scale),)
 
-    def backward(scale, g):
-        return (g * scale,)
+    def backward_all(scale, g):  # one gradient per tensor, *others included
+        return (g * scale, g, g)
 
-    ex.register_implementation(op, op, grad_transform=(augmented_forward, backward))
+    ex.register_implementation(op, op, grad_transform=(augmented_forward, backward_all))
     x = torch.randn(4, requires_grad=True)
     c = torch.randn(4)
-    thunder.jit(lambda x, c: op(x, c, c, scale=3.0).sum(), executors=[ex])(x, c).backward()
-    torch.testing.assert_close(x.grad, torch.full((4,), 3.0))
+    d = torch.randn(4, requires_grad=True)
+    thunder.jit(lambda x, c, d: (op(x, c, d, scale=3.0) * d).sum(), executors=[ex])(x, c, d).backward()
+    x2, d2 = (t.detach().clone().requires_grad_() for t in (x, d))
+    (impl(x2, c, d2, scale=3.0) * d2).sum().backward()
+    torch.testing.assert_close(x.grad, x2.grad)
+    torch.testing.assert_close(d.grad, d2.grad)

@@ -96,8 +96,13 @@ def register_grad(sym_or_id, *, augmented_forward, backward, residual_meta=None,
         raise TypeError("register_grad: augmented_forward and backward must be callable")
     adapter = getattr(sym_or_id, "_adapter", None)  # a thunder.extend operator taking *args/**kwargs
     if adapter is not None:
+        # Its tensors may sit in the packed *args tuple or **kwargs dict: the backward returns one
+        # gradient per tensor in the order the user passed them, which is the flat order.
         augmented_forward = adapter.spread(augmented_forward)
         residual_meta = None if residual_meta is None else adapter.spread(residual_meta)
+        user_backward = backward
+        backward = lambda mask, *rest: user_backward(*rest)  # noqa: E731
+        _flat = True
 
     def run_forward(*args, **kwargs):
         out = augmented_forward(*args, **kwargs)

@@ -112,7 +112,9 @@ class OperatorExecutor(Executor):
 
         `meta` (and so the operator) may take `*args` and `**kwargs`: the trace then holds them as
         one tuple and one dict argument, and `fn`, `meta`, checkers and gradient functions are
-        called with them spread out again, as the user called the operator.
+        called with them spread out again, as the user called the operator (a gradient's backward
+        then returns one gradient per tensor in the order the user passed them, those in *args
+        and **kwargs included).
 
         Printing: the trace prints the call as `<executor>.<name>(...)` (a comment in the trace's
         header says that `<executor>` is not a Python module). With `module=` (a module, a
