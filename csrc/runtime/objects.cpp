@@ -50,7 +50,12 @@ void release(int64_t h) {
     free_slots().push_back(h);
     --g_live;
   }
-  if (!o || !Py_IsInitialized() || _Py_IsFinalizing()) return;
+#if PY_VERSION_HEX >= 0x030D0000
+  bool finalizing = Py_IsFinalizing();
+#else
+  bool finalizing = _Py_IsFinalizing();
+#endif
+  if (!o || !Py_IsInitialized() || finalizing) return;
   PyGILState_STATE gil = PyGILState_Ensure();
   Py_DECREF(o);
   PyGILState_Release(gil);
