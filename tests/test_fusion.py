@@ -290,3 +290,13 @@ def test_enable_grad_inside_a_no_grad_call_keeps_autograd():
     w.grad = None
     ref.sum().backward()
     torch.testing.assert_close(g, w.grad)
+
+
+def test_jitting_a_fused_region_again_reuses_its_kernel():
+    from thunder import _core
+
+    x = torch.randn(16, 32)
+    _jit(softmax)(x)
+    base = _core.live_objects()
+    kernels = {id(fusionex.fusion_kernels(j)[0]) for j in [_jit(softmax) for _ in range(5)] if j(x) is not None}
+    assert _core.live_objects() == base and len(kernels) == 1

@@ -9,6 +9,7 @@
 #include <array>
 #include <deque>
 #include <memory>
+#include <unordered_map>
 
 #include "core/error.h"
 #include "executors/executor.h"
@@ -42,9 +43,25 @@ std::deque<std::unique_ptr<Symbol>>& fusion_symbols() {
   return s;
 }
 
+// Fusion symbols by (name, kernel signature): a region fused again (by a new jit of the same function,
+// another cache entry) reuses its symbol and FusedKernel, so neither they nor the object table grow
+// with the number of jits. Touched with the GIL held.
+std::unordered_map<std::string, const Symbol*>& fusion_by_signature() {
+  static auto* m = new std::unordered_map<std::string, const Symbol*>();
+  return *m;
+}
+
 // One fused kernel as a kFusion bound symbol calling a FusedKernel.
 BSymRef make_fusion(const std::string& name, const fuser::Segment& seg, int index) {
   std::string sym_name = name + std::to_string(index);
+  std::vector<Value> args(seg.inputs.begin(), seg.inputs.end());
+  Value out = seg.outputs.size() == 1 ? Value(seg.outputs[0])
+                                      : Value::tuple(std::vector<Value>(seg.outputs.begin(), seg.outputs.end()));
+  const std::string key = sym_name + "\n" + fuser::kernel_signature(*seg.kernel);
+  auto found = fusion_by_signature().find(key);
+  if (found != fusion_by_signature().end()) {
+    return BoundSymbol::make(found->second, std::move(args), std::move(out), seg.prims);
+  }
   auto* fused = new runtime::FusedKernel(*seg.kernel, sym_name);
   fused->prefetch();
   nb::object kernel = nb::cast(fused, nb::rv_policy::take_ownership);
@@ -57,9 +74,7 @@ BSymRef make_fusion(const std::string& name, const fuser::Segment& seg, int inde
   s->callable = runtime::register_object(kernel);
   s->executor = name;
   fusion_symbols().push_back(std::move(s));
-  std::vector<Value> args(seg.inputs.begin(), seg.inputs.end());
-  Value out = seg.outputs.size() == 1 ? Value(seg.outputs[0])
-                                      : Value::tuple(std::vector<Value>(seg.outputs.begin(), seg.outputs.end()));
+  fusion_by_signature()[key] = fusion_symbols().back().get();
   return BoundSymbol::make(fusion_symbols().back().get(), std::move(args), std::move(out), seg.prims);
 }
 

@@ -24,7 +24,8 @@ bool is_expensive(const std::string& op) {
   return s.count(op) != 0;
 }
 
-constexpr int kLanes = 16;
+constexpr int kLanes = 16;  // lanes of a row reduction's accumulators (one 512-bit vector of floats)
+constexpr int kUnroll = 4;  // vectors per step of a row reduction's main loop
 
 class CpuGen {
  public:
@@ -358,8 +359,43 @@ class CpuGen {
       };
       if (!pass_reductions[p].empty()) {
         std::string cb = "cb" + std::to_string(p);
-        os << "    int64_t " << cb << " = 0;\n"
-           << "    for (; " << cb << " + " << kLanes << " <= " << cols_ << "LL; " << cb << " += " << kLanes << ") {\n"
+        os << "    int64_t " << cb << " = 0;\n";
+        if (cols_ >= kUnroll * kLanes) {
+          // kUnroll vectors per step, each into its own accumulators: independent dependency chains
+          // (a chain of max or add through one vector register is latency-bound).
+          std::string decl, merge;
+          for (int r : pass_reductions[p]) {
+            const KNode& n = k_.nodes[r];
+            std::string acc = "acc" + std::to_string(r);
+            for (int u = 1; u < kUnroll; ++u) {
+              std::string au = acc + "_" + std::to_string(u);
+              decl += "    " + compute_type(n.dtype) + " " + au + "[" + std::to_string(kLanes) + "];\n    for (int l = 0; l < " +
+                      std::to_string(kLanes) + "; ++l) " + au + "[l] = " + reduce_identity(n.op, n.dtype, Backend::kCpu) + ";\n";
+              merge += "    for (int l = 0; l < " + std::to_string(kLanes) + "; ++l) " + acc + "[l] = " +
+                       reduce_combine(n.op, n.dtype, acc + "[l]", au + "[l]") + ";\n";
+            }
+          }
+          os << decl << "    for (; " << cb << " + " << kUnroll * kLanes << " <= " << cols_ << "LL; " << cb
+             << " += " << kUnroll * kLanes << ") {\n";
+          for (int u = 0; u < kUnroll; ++u) {
+            std::string code = body.code;
+            if (u > 0) {
+              for (int r : pass_reductions[p]) {
+                std::string from = "acc" + std::to_string(r) + "[LANE]";
+                std::string to = "acc" + std::to_string(r) + "_" + std::to_string(u) + "[LANE]";
+                for (size_t pos = 0; (pos = code.find(from, pos)) != std::string::npos; pos += to.size()) {
+                  code.replace(pos, from.size(), to);
+                }
+              }
+            }
+            os << "#pragma omp simd\n"
+               << "      for (int l = 0; l < " << kLanes << "; ++l) {\n"
+               << "    const int64_t c = " << cb << " + " << u * kLanes << " + l;\n" << replace_lane(code, "l")
+               << "      }\n";
+          }
+          os << "    }\n" << merge;
+        }
+        os << "    for (; " << cb << " + " << kLanes << " <= " << cols_ << "LL; " << cb << " += " << kLanes << ") {\n"
            << "#pragma omp simd\n"
            << "      for (int l = 0; l < " << kLanes << "; ++l) {\n"
            << "    const int64_t c = " << cb << " + l;\n" << replace_lane(body.code, "l") << "      }\n    }\n"

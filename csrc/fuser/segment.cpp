@@ -2,6 +2,7 @@
 #include "fuser/segment.h"
 
 #include <cstdio>
+#include <sstream>
 #include <cstdlib>
 #include <unordered_map>
 #include <unordered_set>
@@ -95,6 +96,52 @@ std::vector<Segment> segment_region(const std::vector<BSymRef>& prims,
     begin = end;
   }
   return out;
+}
+
+std::string kernel_signature(const KernelDef& k) {
+  std::ostringstream os;
+  auto ints = [&](const std::vector<int64_t>& v) {
+    os << '[';
+    for (int64_t x : v) os << x << ',';
+    os << ']';
+  };
+  auto tensors = [&](const std::vector<TensorRef>& ts) {
+    for (const TensorRef& t : ts) {
+      os << dtype_short_name(t->dtype()) << '(';
+      for (Dim d : t->shape()) os << d.value() << ',';
+      os << ')';
+    }
+    os << ';';
+  };
+  os << static_cast<int>(k.kind) << ' ' << k.reduced << ' ' << static_cast<int>(k.device.type) << ':'
+     << k.device.index << ' ';
+  ints(k.sizes);
+  tensors(k.inputs);
+  tensors(k.outputs);
+  for (const KNode& n : k.nodes) {
+    char f[40];
+    std::snprintf(f, sizeof(f), "%a", n.fvalue);
+    os << '\n' << n.op << ' ' << dtype_short_name(n.dtype) << ' ' << n.input << ' ' << f << ' ' << n.ivalue << ' '
+       << n.is_float_const << ' ' << n.gather_axis << ' ' << n.axes << " a";
+    for (int a : n.args) os << a << ',';
+    os << " d";
+    for (int d : n.dims) os << d << ',';
+    os << " s";
+    ints(n.view_shape);
+    for (const ViewOp& v : n.view) {
+      os << " v" << static_cast<int>(v.kind);
+      ints(v.a);
+      ints(v.b);
+      ints(v.c);
+    }
+  }
+  os << "\no";
+  for (size_t o = 0; o < k.output_nodes.size(); ++o) {
+    os << k.output_nodes[o] << ':';
+    for (int d : k.output_dims[o]) os << d << ',';
+    os << ' ';
+  }
+  return os.str();
 }
 
 bool cpu_region_below(const std::vector<BSymRef>& prims, int64_t min_numel) {

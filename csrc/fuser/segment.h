@@ -5,6 +5,7 @@
 #pragma once
 
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "fuser/kernel.h"
@@ -20,6 +21,11 @@ struct Segment {
 
 std::vector<Segment> segment_region(const std::vector<BSymRef>& prims,
                                     const std::vector<TensorRef>& region_outputs);
+
+// A string that identifies a kernel's computation exactly (nodes, views, constants, axes, the
+// shapes and dtypes of its inputs and outputs, the device): equal signatures compute the same
+// function, so one compiled FusedKernel serves both.
+std::string kernel_signature(const KernelDef& k);
 
 // True when every tensor `prims` read or write is on the CPU and has fewer than `min_numel` elements:
 // a region too small for a compiled kernel to pay for its compile.
