@@ -374,6 +374,17 @@ def test_trace_of_a_user_operator_prints_no_import_of_the_executor():
     assert f"# {ex.name}: not a Python module" in final
 
 
+def test_torch_executor_calls_of_torch_submodules_need_only_import_torch():
+    import torch.nn.functional as F
+
+    q, k, v = torch.randn(2, 3, 5, 16), torch.randn(2, 3, 7, 16), torch.randn(2, 3, 7, 24)
+    jf = thunder.jit(lambda q, k, v: F.scaled_dot_product_attention(q, k, v))
+    jf(q, k, v)
+    final = _parses(jf)
+    assert "torch.nn.functional.scaled_dot_product_attention(" in final
+    assert "not a Python module" not in final
+
+
 def test_builtin_executor_namespaces_are_not_imported():
     import torch.nn.functional as F
 

@@ -263,7 +263,8 @@ std::string Trace::python(bool include_subsymbols) const {
   }
   std::vector<std::pair<std::string, std::string>> not_importable;
   for (const auto& [ns, executor] : namespaces) {
-    if (kImports.count(ns) || registered.count(ns)) {
+    // torch.nn.functional and the like: their root module is imported.
+    if (kImports.count(ns) || registered.count(ns) || kImports.count(ns.substr(0, ns.find('.')))) {
       mods.insert(ns);
     } else {
       not_importable.emplace_back(ns, executor);
