@@ -132,8 +132,10 @@ def _jit_run_and_drop(model, x, train):
         jmodel(x).sum().backward()
     else:
         jmodel(x)
-    # An object thunder carries through the trace as an opaque value.
-    jf = thunder.jit(lambda a: torch.zeros_like(a, memory_format=torch.preserve_format) + a)
+    # An object thunder carries through the trace as an opaque value. (The torch executor only:
+    # fused kernels are interned symbols, not released with the cache entry yet.)
+    jf = thunder.jit(lambda a: torch.zeros_like(a, memory_format=torch.preserve_format) + a,
+                     executors=["torch"])
     jf(x)
 
 
