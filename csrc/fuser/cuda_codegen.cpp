@@ -592,9 +592,11 @@ class CudaGen {
     }
   }
 
+  // Every lane of the warp must execute each shuffle: the partner's value is taken first, then
+  // combined (an integer max is a conditional that would evaluate a shuffle in some lanes only).
   std::string shuffle_reduce(const std::string& op, DType d, const std::string& acc) {
-    return "#pragma unroll\n    for (int m = 16; m > 0; m >>= 1) " + acc + " = " +
-           reduce_combine(op, d, acc, "th_shfl(" + acc + ", m)") + ";\n";
+    return "#pragma unroll\n    for (int m = 16; m > 0; m >>= 1) { const " + compute_type(d) + " o = th_shfl(" + acc +
+           ", m); " + acc + " = " + reduce_combine(op, d, acc, "o") + "; }\n";
   }
 
   // The body of the row loop for chunk width v.
