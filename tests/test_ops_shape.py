@@ -341,3 +341,14 @@ def test_dtypes_match_eager(fn, dtype, decompose):
         fn(*eager)
         thunder.jit(fn, decompose_to_prims=decompose)(*jitted)
         assert_close(jitted[0], eager[0])
+
+
+@pytest.mark.parametrize("fmt", [None, torch.contiguous_format, torch.channels_last])
+def test_contiguous_memory_format_keyword(fmt):
+    def f(x):
+        y = x.permute(0, 3, 1, 2)
+        return (y.contiguous() if fmt is None else y.contiguous(memory_format=fmt)) * 2
+
+    x = torch.randn(2, 3, 4, 5)
+    jf = thunder.jit(f)
+    torch.testing.assert_close(jf(x), f(x))

@@ -756,7 +756,7 @@ void register_shape_ops(SymbolTable& table) {
        kView},
       {"reshape_as", "input, other", view_as_meta, {"torch.Tensor.reshape_as"}, {}, kView},
       {"contiguous",
-       "input, memory_format=None",
+       "input, *, memory_format=None",
        contiguous_meta,
        {"torch.Tensor.contiguous"},
        {},
