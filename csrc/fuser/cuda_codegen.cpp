@@ -370,6 +370,11 @@ class CudaGen {
       return r->second;
     } else if (n.op == "gather") {
       throw Error("internal: gather outside a row reduction");
+    } else if (n.op == "div" && is_floating(n.dtype) && row_level(n.args[1])) {
+      // Division by a row-level value: one reciprocal per row, a multiply per element (as eager's
+      // softmax and normalization kernels do).
+      std::string num = col_value(n.args[0], s, c);
+      e = "((" + ct + ")(" + num + " * " + reciprocal(n.args[1], ct) + "))";
     } else {
       std::vector<std::string> args;
       std::vector<DType> dts;
@@ -382,6 +387,16 @@ class CudaGen {
     s.lane += "        const " + ct + " " + v + " = " + e + ";\n";
     s.memo[id] = v;
     return v;
+  }
+
+  // 1 / value(id) for a row-level value, computed once per row.
+  std::string reciprocal(int id, const std::string& ct) {
+    auto it = reciprocals_.find(id);
+    if (it != reciprocals_.end()) return it->second;
+    std::string den = row_value(id);
+    std::string r = "rcp" + std::to_string(id);
+    row_code_ += "    const " + ct + " " + r + " = ((" + ct + ")1) / (" + ct + ")(" + den + ");\n";
+    return reciprocals_[id] = r;
   }
 
   // Stores output o's value `v` for lane l of the chunk at column `c` (row `r` for row kernels).
@@ -419,6 +434,7 @@ class CudaGen {
   void reset() {
     row_code_.clear();
     row_memo_.clear();
+    reciprocals_.clear();
     bases_.clear();
     reduced_.clear();
   }
@@ -855,6 +871,7 @@ class CudaGen {
   std::string params_, args_;
   std::string row_code_;
   std::unordered_map<int, std::string> row_memo_;
+  std::unordered_map<int, std::string> reciprocals_;
   std::unordered_map<int, std::string> bases_;
   std::unordered_map<int, std::string> reduced_;
   std::unordered_set<int> cached_;

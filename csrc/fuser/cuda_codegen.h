@@ -1,11 +1,19 @@
 // The CUDA code generator: a kernel and its layout as CUDA C++ for NVRTC, with the launch shape.
-//   kPointwise: grid-stride loop, 128-bit vector loads/stores along the contiguous axis when every
-//               access allows it, 64-bit indices only when the tensors need them.
-//   kInner:     one block per row (a warp per row for short rows); each thread keeps its slice of the
-//               row's loads in registers when it fits (re-reading through L2 otherwise); reductions by
-//               warp shuffles and one shared-memory round.
-//   kOuter:     a block of 32 columns x 8 row groups; each thread accumulates its column over its rows,
-//               then a shared-memory reduction over the row groups.
+// Compute happens in fp32 for bf16/fp16/fp32 (double for fp64, the integer type for integers); the
+// index type is 32-bit unless an element count or offset reaches 2^30. Every schedule's chunk code is
+// emitted twice, with 16-byte vector accesses along the contiguous axis (when every access's strides,
+// offsets and the axis size allow it) and with scalar accesses; the kernel takes the vector path when
+// the pointers are aligned.
+//   kPointwise: grid-stride loop; each thread loads 4 chunks before computing and storing them; a 1-D
+//               kernel's tail runs scalar; broadcast (stride 0) and strided inputs are scalar loads.
+//   kInner:     a warp per row for rows of at most 128 chunks (8 rows per block), else a block of
+//               128..1024 threads per row; rows of up to 512 threads keep the loads that several passes
+//               read in registers, longer rows (1024 threads, two blocks per multiprocessor) re-read them
+//               through L2. Pass k accumulates per thread, then reduces by warp shuffles and one
+//               shared-memory round; row-level values (and reciprocals of divisors) once per row.
+//   kOuter:     a block covers up to 32 column chunks with the rest of its 512 or 1024 threads on row
+//               groups; each thread accumulates its columns over its rows, then a shared-memory
+//               reduction over the row groups and the column outputs.
 #pragma once
 
 #include <cstdint>
