@@ -22,7 +22,8 @@ kernels compiled and the compile time per kernel (compiles run in parallel, one 
 `--gpt` adds the 12-layer GPT-2-size forward of benchmarks/compile_latency.py (d=768, no_grad, 1 x 64
 tokens) in fresh processes: the first call with an empty kernel cache (cold), then in a second process
 with the kernels on disk, and with the fuser off (THUNDER_FUSION=0), each against that process's eager
-call. Writes benchmarks/results/fusion.json.
+call (one torch and one fuser thread by default: --gpt-threads). Writes benchmarks/results/fusion.json
+(fusion_t<N>.json with --threads N).
 
     .venv/bin/python benchmarks/fusion.py [--repeats 25] [--gpt] [--only softmax,layer_norm]
 """
@@ -188,13 +189,14 @@ def _gpt_child(env_extra: dict) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def run_gpt(repeats: int) -> dict:
+def run_gpt(repeats: int, threads: int) -> dict:
     rows = {"cold": [], "kernels_on_disk": [], "fusion_off": []}
+    env = {"OMP_NUM_THREADS": str(threads), "THUNDER_NUM_THREADS": str(threads)} if threads else {}
     for r in range(repeats):
         with tempfile.TemporaryDirectory() as d:
-            rows["cold"].append(_gpt_child({"THUNDER_CACHE_DIR": d}))
-            rows["kernels_on_disk"].append(_gpt_child({"THUNDER_CACHE_DIR": d}))
-        rows["fusion_off"].append(_gpt_child({"THUNDER_FUSION": "0"}))
+            rows["cold"].append(_gpt_child(dict(env, THUNDER_CACHE_DIR=d)))
+            rows["kernels_on_disk"].append(_gpt_child(dict(env, THUNDER_CACHE_DIR=d)))
+        rows["fusion_off"].append(_gpt_child(dict(env, THUNDER_FUSION="0")))
         print(f"  repeat {r}: " + ", ".join(
             f"{k} first call {v[-1]['first_call_s'] * 1e3:.0f} ms (eager {v[-1]['eager_call_s'] * 1e3:.0f} ms)"
             for k, v in rows.items()), flush=True)
@@ -211,6 +213,9 @@ def main():
     p.add_argument("--only", default="", help="comma-separated case names")
     p.add_argument("--gpt", action="store_true", help="also the GPT-2 first-call figures")
     p.add_argument("--gpt-repeats", type=int, default=3)
+    p.add_argument("--gpt-threads", type=int, default=1,
+                   help="torch and fuser threads in the GPT processes (0: defaults); one thread keeps "
+                        "the eager reference steady on a 2-core machine shared with other work")
     p.add_argument("--keep-cache", action="store_true",
                    help="use the usual kernel cache (first calls then load kernels from disk)")
     p.add_argument("--threads", type=int, default=0,
@@ -250,7 +255,7 @@ def main():
     print("\n".join(table))
     gpt = None
     if args.gpt:
-        gpt = run_gpt(args.gpt_repeats)
+        gpt = run_gpt(args.gpt_repeats, args.gpt_threads)
         for k, v in gpt.items():
             print(f"  GPT-2 forward, {k}: eager {v['eager_call_s'] * 1e3:.1f} ms, first call "
                   f"{v['first_call_s'] * 1e3:.1f} ms (+{v['overhead_s']:.3f} s), cached call "
@@ -266,7 +271,7 @@ def main():
             "cases": cases,
         }
         if gpt is not None:
-            data["gpt2_forward"] = gpt
+            data["gpt2_forward"] = dict(gpt, threads=args.gpt_threads or "default")
         os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
         with open(RESULTS_T.format(args.threads) if args.threads else RESULTS, "w") as f:
             json.dump(data, f, indent=1)

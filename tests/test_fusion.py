@@ -300,3 +300,19 @@ def test_jitting_a_fused_region_again_reuses_its_kernel():
     base = _core.live_objects()
     kernels = {id(fusionex.fusion_kernels(j)[0]) for j in [_jit(softmax) for _ in range(5)] if j(x) is not None}
     assert _core.live_objects() == base and len(kernels) == 1
+
+
+def test_process_exits_cleanly_while_a_kernel_compiles_in_the_background(tmp_path):
+    import subprocess
+    import sys
+
+    # The first call runs on transposed inputs; the contiguous variant, started in the background when
+    # the program was made, is still compiling when the interpreter exits.
+    code = ("import torch, thunder\n"
+            "j = thunder.jit(lambda x: torch.softmax(x * 2, -1) + 1, executors=[thunder.fusion_executor])\n"
+            "x = torch.randn(300, 200).t()\n"
+            "torch.testing.assert_close(j(x), torch.softmax(x * 2, -1) + 1)\n")
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-c", code], env=_cache_env(tmp_path), capture_output=True,
+                              text=True)
+        assert done.returncode == 0, done.stderr

@@ -62,8 +62,10 @@ struct CompilerInfo {
 };
 
 const CompilerInfo& compiler_info() {
+  // Never destroyed (nor are the other globals below): background compiles may still use them while
+  // the process exits.
   static std::once_flag once;
-  static CompilerInfo info;
+  static CompilerInfo& info = *new CompilerInfo();
   std::call_once(once, [] {
     std::vector<std::string> candidates;
     if (const char* e = std::getenv("THUNDER_CXX"); e && *e) {
@@ -232,8 +234,9 @@ class CompileQueue {
 
 using BinaryFuture = std::shared_future<std::shared_ptr<CpuBinary>>;
 
-std::mutex g_load_mu;
-std::unordered_map<std::string, BinaryFuture> g_loaded;  // by key; loaded, or being built
+std::mutex& g_load_mu = *new std::mutex();
+// By key: loaded, or being built.
+std::unordered_map<std::string, BinaryFuture>& g_loaded = *new std::unordered_map<std::string, BinaryFuture>();
 
 std::shared_ptr<CpuBinary> open_binary(const std::string& path) {
   void* h = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
@@ -316,7 +319,7 @@ std::shared_ptr<CpuBinary> build(const std::string& key, const std::string& sour
 std::string key_of(const std::string& source) {
   const CompilerInfo& cc = compiler_info();
   if (cc.cmd.empty()) throw Error("fuser: " + cc.why);
-  static const std::string identity = cpu_identity();
+  static const std::string& identity = *new std::string(cpu_identity());
   return hash_hex(source + "\n--\n" + cc.cmd + "\n" + cc.version + "\n" + kFlags + "\n" + identity);
 }
 

@@ -91,7 +91,7 @@ std::string hash_hex(const std::string& data) {
 
 const std::string& cache_dir() {
   static std::once_flag once;
-  static std::string dir;
+  static std::string& dir = *new std::string();  // never destroyed: background compiles use it
   std::call_once(once, [] {
     std::string d;
     if (const char* e = std::getenv("THUNDER_CACHE_DIR"); e && *e) {
@@ -210,12 +210,12 @@ CacheLock::~CacheLock() {
 }
 
 CacheStats& cache_stats() {
-  static CacheStats s;
+  static CacheStats& s = *new CacheStats();
   return s;
 }
 
 std::mutex& cache_stats_mutex() {
-  static std::mutex m;
+  static std::mutex& m = *new std::mutex();
   return m;
 }
 
