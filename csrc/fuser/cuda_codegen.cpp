@@ -20,7 +20,9 @@ namespace {
 
 constexpr int kUnroll = 4;             // pointwise chunks per thread per loop iteration
 constexpr int kPointwiseThreads = 256;
-constexpr int64_t kInt32Limit = (int64_t{1} << 31) - 1;
+// 32-bit indices while every element count and offset stays below this (2^31 less room for a
+// loop counter to step past the end).
+constexpr int64_t kInt32Limit = (int64_t{1} << 31) - (int64_t{1} << 16);
 
 // Helpers the CUDA kernels use beyond the shared prelude: vector accesses and warp shuffles.
 const char* kCudaHelpers = R"(
@@ -147,12 +149,12 @@ class CudaGen {
   bool needs_wide() const {
     int64_t numel = 1;
     for (int64_t s : L_.sizes) numel *= s;
-    if (numel >= kInt32Limit / 2) return true;
+    if (numel >= kInt32Limit) return true;
     auto check = [&](const Access& a) {
       if (a.strides.empty()) return false;
       int64_t m = std::abs(a.offset);
       for (int i = 0; i < n_; ++i) m += std::abs(a.strides[i]) * std::max<int64_t>(L_.sizes[i] - 1, 0);
-      return m >= kInt32Limit / 2;
+      return m >= kInt32Limit;
     };
     for (const Access& a : L_.loads) {
       if (check(a)) return true;

@@ -1,6 +1,6 @@
 // The CUDA code generator: a kernel and its layout as CUDA C++ for NVRTC, with the launch shape.
 // Compute happens in fp32 for bf16/fp16/fp32 (double for fp64, the integer type for integers); the
-// index type is 32-bit unless an element count or offset reaches 2^30. Every schedule's chunk code is
+// index type is 32-bit unless an element count or offset reaches 2^31 (less a margin). Every schedule's chunk code is
 // emitted twice, with 16-byte vector accesses along the contiguous axis (when every access's strides,
 // offsets and the axis size allow it) and with scalar accesses; the kernel takes the vector path when
 // the pointers are aligned.
