@@ -37,6 +37,8 @@ def _silu_mul_kernel(a_ptr, b_ptr, out_ptr, n, HAS_B: tl.constexpr, BLOCK: tl.co
 
 
 def _launch(a, b=None):
+    if a.device.type == "meta":  # thunder works out shapes on meta tensors: no kernel to run
+        return torch.empty_like(a)
     a = a.contiguous()
     b = a if b is None else b.contiguous()
     out = torch.empty_like(a)
@@ -97,7 +99,9 @@ silu_mul = triton_ex.register_operator("silu_mul", meta=silu_mul_meta, fn=SiLUMu
 
 
 # The operator's gradient, used by thunder's backward program: the augmented forward returns the
-# output and what the backward needs; the backward returns one gradient per tensor argument.
+# output and what the backward needs; the backward returns one gradient per tensor argument. While
+# tracing, thunder calls the augmented forward on meta tensors to learn the residuals' shapes (so
+# _launch returns early for them; a `residual_meta` function can be given instead).
 def silu_mul_augmented_forward(a, b):
     return _launch(a, b), (a, b)
 
