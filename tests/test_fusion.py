@@ -316,3 +316,15 @@ def test_process_exits_cleanly_while_a_kernel_compiles_in_the_background(tmp_pat
         done = subprocess.run([sys.executable, "-c", code], env=_cache_env(tmp_path), capture_output=True,
                               text=True)
         assert done.returncode == 0, done.stderr
+
+
+def test_unrelated_outputs_do_not_share_a_kernel_domain():
+    # One kernel over both would iterate over the product of their sizes.
+    a, b = torch.randn(3000), torch.randn(50, 70)
+    fn = lambda a, b: (a * 2 + 1, (b.exp() - 1) * 3)  # noqa: E731
+    jfn = _jit(fn)
+    for x, y in zip(jfn(a, b), fn(a, b)):
+        torch.testing.assert_close(x, y)
+    for k in fusionex.fusion_kernels(jfn):
+        sizes = [int(s.rstrip("r")) for s in k.kernel_ir.split("[")[1].split("]")[0].split(", ")]
+        assert torch.tensor(sizes).prod().item() <= 3500

@@ -1,6 +1,7 @@
 // Greedy segmentation of a region into kernels.
 #include "fuser/segment.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <sstream>
 #include <cstdlib>
@@ -40,6 +41,29 @@ void io(const std::vector<BSymRef>& prims, size_t begin, size_t end,
   }
 }
 
+int64_t numel(const TensorRef& t) {
+  int64_t n = 1;
+  for (Dim d : t->shape()) n *= d.value();
+  return n;
+}
+
+// A kernel iterates over the product of its axes. When no tensor of the segment spans all of them
+// (values over unrelated axes, e.g. two outputs of different shapes), that product is far more work
+// than the segment's tensors hold: such a run is cut instead.
+bool domain_fits(const KernelDef& k, const std::vector<BSymRef>& prims) {
+  int64_t largest = 1;
+  for (const BSymRef& p : prims) {
+    for (const TensorRef& t : p->input_tensors()) largest = std::max(largest, numel(t));
+    for (const TensorRef& t : p->output_tensors()) largest = std::max(largest, numel(t));
+  }
+  int64_t domain = 1;
+  for (int64_t s : k.sizes) {
+    if (s != 0 && domain > largest / s) return false;
+    domain *= s;
+  }
+  return domain <= largest;
+}
+
 }  // namespace
 
 std::vector<Segment> segment_region(const std::vector<BSymRef>& prims,
@@ -55,6 +79,10 @@ std::vector<Segment> segment_region(const std::vector<BSymRef>& prims,
     io(prims, begin, end, region_out, &seg->inputs, &seg->outputs);
     std::string why;
     seg->kernel = build_kernel(seg->prims, seg->inputs, seg->outputs, &why);
+    if (seg->kernel && !domain_fits(*seg->kernel, seg->prims)) {
+      why = "the kernel's domain is larger than any of its tensors (unrelated axes)";
+      seg->kernel.reset();
+    }
     if (!seg->kernel && debug) {
       std::fprintf(stderr, "[thunder.fusion] cut before %s: %s\n", prims[end - 1]->sym->qualname().c_str(),
                    why.c_str());
