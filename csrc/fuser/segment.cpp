@@ -56,8 +56,13 @@ bool domain_fits(const KernelDef& k, const std::vector<BSymRef>& prims) {
     for (const TensorRef& t : p->input_tensors()) largest = std::max(largest, numel(t));
     for (const TensorRef& t : p->output_tensors()) largest = std::max(largest, numel(t));
   }
+  // Axes no value varies over cost nothing (the layout drops them).
+  uint64_t used = k.reduced;
+  for (const KNode& n : k.nodes) used |= n.axes;
   int64_t domain = 1;
-  for (int64_t s : k.sizes) {
+  for (int a = 0; a < k.num_axes(); ++a) {
+    int64_t s = k.sizes[a];
+    if (!(used >> a & 1)) continue;
     if (s != 0 && domain > largest / s) return false;
     domain *= s;
   }
