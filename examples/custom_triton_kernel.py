@@ -142,6 +142,12 @@ def main(dtype=torch.float32):
     expected.float().square().sum().backward()
     for got, want in zip(args, ref_args):
         torch.testing.assert_close(got.grad, want.grad, **tol)
+    # Training: the forward runs the operator's augmented forward, the backward its backward.
+    trace = str(thunder.last_traces(jswiglu)[-1])
+    assert "silu_mul_augmented_forward(" in trace, trace
+    assert "silu_mul_backward(" in str(thunder.last_backward_traces(jswiglu)[-1])
+    with torch.no_grad():  # inference: the operator itself
+        jswiglu(*args)
     trace = str(thunder.last_traces(jswiglu)[-1])
     assert "triton_kernels.silu_mul(" in trace, trace
 

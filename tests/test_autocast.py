@@ -133,4 +133,11 @@ def test_cuda_autocast_matches_eager(dtype):
 
     jf = thunder.jit(f)
     with torch.no_grad(), torch.autocast("cuda", dtype=dtype):
-        _same(jf(x), f(x))
+        got, want = jf(x), f(x)
+    # Dtypes exactly as eager's. Values: on CUDA, fused kernels keep float32 between the operations
+    # they fuse and round once at the store, where eager rounds each low-precision result; the
+    # float32 results downstream differ by about the low-precision dtype's resolution.
+    tol = {"rtol": 2e-2, "atol": 2e-2} if dtype == torch.bfloat16 else {"rtol": 4e-3, "atol": 4e-3}
+    for g, w in zip(got, want):
+        assert g.dtype == w.dtype, (g.dtype, w.dtype)
+        torch.testing.assert_close(g, w, **tol)

@@ -389,7 +389,7 @@ def test_cuda_forward_and_backward_through_autograd(name):
         a.grad = None
     ref = fn(*args)
     ref.backward()
-    torch.testing.assert_close(loss, ref)
+    torch.testing.assert_close(loss, ref, rtol=1e-5, atol=1e-4)  # a sum of 64000 products
     for got, a in zip(grads, [a for a in args if a.grad is not None]):
         torch.testing.assert_close(got, a.grad, rtol=1e-4, atol=1e-4)
 
