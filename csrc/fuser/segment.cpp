@@ -84,10 +84,6 @@ std::vector<Segment> segment_region(const std::vector<BSymRef>& prims,
     io(prims, begin, end, region_out, &seg->inputs, &seg->outputs);
     std::string why;
     seg->kernel = build_kernel(seg->prims, seg->inputs, seg->outputs, &why);
-    if (seg->kernel && !domain_fits(*seg->kernel, seg->prims)) {
-      why = "the kernel's domain is larger than any of its tensors (unrelated axes)";
-      seg->kernel.reset();
-    }
     if (!seg->kernel && debug) {
       std::fprintf(stderr, "[thunder.fusion] cut before %s: %s\n", prims[end - 1]->sym->qualname().c_str(),
                    why.c_str());
@@ -114,9 +110,24 @@ std::vector<Segment> segment_region(const std::vector<BSymRef>& prims,
       begin += 1;
       continue;
     }
+    // A run whose values lie over unrelated axes (a broadcast not yet joined to the rest, two outputs
+    // of different shapes) is shortened until its kernel's domain is that of its largest tensor.
+    while (!domain_fits(*best.kernel, best.prims)) {
+      if (debug) {
+        std::fprintf(stderr, "[thunder.fusion] cut before %s: the kernel's domain is larger than any of "
+                     "its tensors\n", prims[end - 1]->sym->qualname().c_str());
+      }
+      Segment s;
+      if (end == begin + 1 || !try_build(begin, end - 1, &s)) {
+        best.kernel.reset();
+        break;
+      }
+      best = std::move(s);
+      --end;
+    }
     // Views and broadcasts at the end of a segment are left to the next one (where they are free
     // indexing) instead of being written out.
-    while (end > begin + 1 && !computes(*prims[end - 1])) {
+    while (best.kernel && end > begin + 1 && !computes(*prims[end - 1])) {
       Segment s;
       if (!try_build(begin, end - 1, &s)) break;
       best = std::move(s);
