@@ -378,14 +378,81 @@ void cpu_prefetch(const std::string& source) {
   request(source, true);
 }
 
+namespace {
+
+// torch's OpenMP runtime, when the process has loaded one (torch's CPU builds link libgomp): kernels
+// run their items on torch's own thread team. A second pool next to it would compete for the same
+// cores with torch's threads, which spin for a while after each parallel region: on a 2-core machine a
+// kernel launched right after a torch operation then ran on one core.
+struct Gomp {
+  void (*parallel)(void (*)(void*), void*, unsigned, unsigned) = nullptr;
+  int (*max_threads)() = nullptr;
+};
+
+const Gomp& gomp() {
+  static const Gomp g = [] {
+    Gomp r;
+    if (const char* e = std::getenv("THUNDER_FUSION_OWN_POOL"); e && *e && *e != '0') return r;
+    std::ifstream maps("/proc/self/maps");
+    std::string line;
+    while (std::getline(maps, line)) {
+      size_t slash = line.find('/');
+      if (slash == std::string::npos || line.find("libgomp", slash) == std::string::npos) continue;
+      void* h = ::dlopen(line.substr(slash).c_str(), RTLD_LAZY | RTLD_NOLOAD);
+      if (!h) continue;
+      r.parallel = reinterpret_cast<void (*)(void (*)(void*), void*, unsigned, unsigned)>(
+          ::dlsym(h, "GOMP_parallel"));
+      r.max_threads = reinterpret_cast<int (*)()>(::dlsym(h, "omp_get_max_threads"));
+      if (r.parallel && r.max_threads) break;
+      r = Gomp();
+    }
+    return r;
+  }();
+  return g;
+}
+
+struct GompJob {
+  const CpuBinary* binary;
+  char** ptrs;
+  int64_t items, chunk;
+  std::atomic<int64_t> next{0};
+};
+
+void gomp_worker(void* p) {
+  auto* j = static_cast<GompJob*>(p);
+  for (;;) {
+    int64_t b = j->next.fetch_add(j->chunk);
+    if (b >= j->items) return;
+    j->binary->kernel(b, std::min(j->items, b + j->chunk), j->ptrs);
+  }
+}
+
+}  // namespace
+
 void cpu_launch(const CpuBinary& binary, char** ptrs) {
   int64_t items = binary.items();
   if (items <= 0) return;
   int64_t cost = std::max<int64_t>(binary.item_cost(), 1);
+  const Gomp& g = gomp();
   Pool& pool = Pool::instance();
+  // Threads: torch's (torch.set_num_threads) when kernels run on its team, capped by ours.
+  int threads = g.parallel ? std::min(pool.threads(), std::max(1, g.max_threads())) : pool.threads();
   // At least ~32K elements per task; about 4 tasks per thread for balance.
   int64_t min_chunk = std::max<int64_t>(1, 32768 / cost);
-  int64_t chunk = std::max<int64_t>(min_chunk, items / (4 * pool.threads()));
+  int64_t chunk = std::max<int64_t>(min_chunk, items / (4 * threads));
+  if (threads <= 1 || items <= chunk) {
+    binary.kernel(0, items, ptrs);
+    return;
+  }
+  if (g.parallel) {
+    GompJob job;
+    job.binary = &binary;
+    job.ptrs = ptrs;
+    job.items = items;
+    job.chunk = chunk;
+    g.parallel(&gomp_worker, &job, static_cast<unsigned>(threads), 0);
+    return;
+  }
   std::function<void(int64_t, int64_t)> fn = [&](int64_t b, int64_t e) { binary.kernel(b, e, ptrs); };
   pool.run(items, fn, chunk);
 }

@@ -30,7 +30,10 @@ std::shared_ptr<CpuBinary> cpu_load(const std::string& source);
 // is loaded or being built already; a later cpu_load of the same source waits for that build.
 void cpu_prefetch(const std::string& source);
 
-// Runs `binary` on `ptrs`, splitting its items over the pool when the work is large enough.
+// Runs `binary` on `ptrs`, splitting its items over threads when the work is large enough (at least
+// ~32K elements per task): on torch's OpenMP thread team when the process has one (so kernels and
+// torch operations share the cores instead of competing for them; THUNDER_FUSION_OWN_POOL=1 opts
+// out), else on the fuser's own pool.
 void cpu_launch(const CpuBinary& binary, char** ptrs);
 
 // Threads the pool uses (default: hardware concurrency; THUNDER_NUM_THREADS overrides).
