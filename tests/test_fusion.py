@@ -13,6 +13,8 @@ import torch.nn.functional as F
 import thunder
 from thunder.executors import fusionex
 
+from fusion_patterns import bias_grad, gelu_chain, layer_norm, log_softmax, rms_norm, softmax  # noqa: F401
+
 pytestmark = pytest.mark.skipif(not fusionex.available("cpu"), reason="no C++ compiler")
 
 # Fuses every region, however small (the default executor leaves tiny CPU regions to torch).
@@ -21,30 +23,6 @@ FUSE_ALL = thunder.extend.register_executor(fusionex.ThunderFusionExecutor("fusi
 
 def _jit(fn):
     return thunder.jit(fn, executors=[FUSE_ALL])
-
-
-def gelu_chain(x, w, b):
-    return F.gelu(x * w + b) * 0.5 + x
-
-
-def softmax(x):
-    return torch.softmax(x, -1)
-
-
-def log_softmax(x):
-    return torch.log_softmax(x, -1)
-
-
-def layer_norm(x, w, b):
-    return F.layer_norm(x, (x.shape[-1],), w, b)
-
-
-def rms_norm(x, w):
-    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * w
-
-
-def bias_grad(g):
-    return g.sum(0)
 
 
 SHAPES = [(4, 8), (33, 1027), (1, 1), (0, 5), (64, 4096)]

@@ -84,34 +84,12 @@ class CpuGen {
 
   // The axes a node varies over, in merged-layout axes (from the load strides and stores).
   uint64_t varies(int id) {
-    auto it = varies_.find(id);
-    if (it != varies_.end()) return it->second;
-    const KNode& n = k_.nodes[id];
-    uint64_t m = 0;
-    if (n.op == "load") {
-      for (int a = 0; a < n_; ++a) {
-        if (L_.loads[id].strides[a] != 0) m |= axis_mask(a);
-      }
-    } else if (n.op == "const") {
-      m = 0;
-    } else if (is_reduce_op(n.op)) {
-      m = varies(n.args[0]) & ~L_.reduced;
-    } else if (n.op == "gather") {
-      m = (varies(n.args[0]) & ~L_.reduced) | varies(n.args[1]);
-    } else {
-      for (int a : n.args) m |= varies(a);
-    }
-    return varies_[id] = m;
+    if (varies_.empty()) varies_ = varying_axes(k_, L_);
+    return varies_[id];
   }
 
   // The axes output o extends over (nonzero store strides).
-  uint64_t store_axes(size_t o) const {
-    uint64_t m = 0;
-    for (int a = 0; a < n_; ++a) {
-      if (L_.stores[o].strides[a] != 0) m |= axis_mask(a);
-    }
-    return m;
-  }
+  uint64_t store_axes(size_t o) const { return fuser::store_axes(L_, o); }
 
   std::string tmp() { return "v" + std::to_string(counter_++); }
 
@@ -478,7 +456,7 @@ class CpuGen {
   uint64_t col_mask_ = 0;
   Scope row_;
   int counter_ = 0;
-  std::unordered_map<int, uint64_t> varies_;
+  std::vector<uint64_t> varies_;  // per node: the axes it varies over
   std::unordered_map<int, std::string> bases_;
   std::unordered_map<int, std::string> reduced_;
   std::unordered_map<int, std::string> buffered_;

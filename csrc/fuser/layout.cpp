@@ -200,4 +200,34 @@ bool specialize(const KernelDef& k, const std::vector<TensorMeta>& inputs, Layou
   return true;
 }
 
+std::vector<uint64_t> varying_axes(const KernelDef& k, const Layout& layout) {
+  const int n = static_cast<int>(layout.sizes.size());
+  std::vector<uint64_t> m(k.nodes.size(), 0);
+  for (size_t id = 0; id < k.nodes.size(); ++id) {  // nodes are in topological order
+    const KNode& node = k.nodes[id];
+    if (node.op == "load") {
+      for (int a = 0; a < n; ++a) {
+        if (layout.loads[id].strides[a] != 0) m[id] |= uint64_t{1} << a;
+      }
+    } else if (node.op == "const") {
+      m[id] = 0;
+    } else if (is_reduce_op(node.op)) {
+      m[id] = m[node.args[0]] & ~layout.reduced;
+    } else if (node.op == "gather") {
+      m[id] = (m[node.args[0]] & ~layout.reduced) | m[node.args[1]];
+    } else {
+      for (int a : node.args) m[id] |= m[a];
+    }
+  }
+  return m;
+}
+
+uint64_t store_axes(const Layout& layout, size_t o) {
+  uint64_t m = 0;
+  for (size_t a = 0; a < layout.sizes.size(); ++a) {
+    if (layout.stores[o].strides[a] != 0) m |= uint64_t{1} << a;
+  }
+  return m;
+}
+
 }  // namespace thunder::fuser

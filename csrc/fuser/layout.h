@@ -37,6 +37,12 @@ struct Layout {
 bool specialize(const KernelDef& k, const std::vector<TensorMeta>& inputs, Layout* out,
                 int* bad_input);
 
+// Per node of `k`, the mask of the layout's axes its value varies over (a load: its nonzero
+// strides; a reduction drops the reduced axes; anything else: the union of its operands').
+std::vector<uint64_t> varying_axes(const KernelDef& k, const Layout& layout);
+// The axes output `o` extends over (its nonzero store strides).
+uint64_t store_axes(const Layout& layout, size_t o);
+
 // Contiguous strides of a shape.
 std::vector<int64_t> contiguous_strides(const std::vector<int64_t>& shape);
 
