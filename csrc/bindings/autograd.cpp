@@ -71,15 +71,21 @@ nb::object describe(const Value& v) {
   }
 }
 
-// The backward of a rule registered with flat=True: its arguments are (mask, *residuals,
-// *cotangents), where the mask has one entry per tensor occurrence in the bound symbol's arguments
-// (nested sequences and dicts included, in order), and it returns one gradient (or None) per entry.
-void flat_backward(const Symbol* bwd, autograd::BackwardContext& c) {
-  std::vector<TensorRef> occurrences;
-  for (const Value& a : c.bsym.args) a.for_each_tensor([&](const TensorRef& t) { occurrences.push_back(t); });
+// Emits the call of a Python backward, `bwd(mask, *residuals, *cotangents)`, returning one gradient
+// (or None) per differentiated tensor: the tensor arguments, or with `flat` every tensor occurrence in
+// the arguments (nested sequences and dicts included, in order). The mask says which need one.
+void emit_python_backward(const Symbol* bwd, autograd::BackwardContext& c, bool flat) {
+  std::vector<TensorRef> wrt;
+  for (const Value& a : c.bsym.args) {
+    if (flat) {
+      a.for_each_tensor([&](const TensorRef& t) { wrt.push_back(t); });
+    } else if (a.is_tensor()) {
+      wrt.push_back(a.as_tensor());
+    }
+  }
   std::vector<Value> mask, args, outs;
   std::vector<std::pair<TensorRef, TensorRef>> grads;
-  for (const TensorRef& t : occurrences) {
+  for (const TensorRef& t : wrt) {
     bool needs = c.needs(Value(t));
     mask.push_back(Value(needs));
     if (!needs) {
@@ -135,34 +141,7 @@ void bind_autograd(nb::module_& m) {
                                    {}, c.bsym.source));
       return autograd::AugmentedForward{out, residuals};
     };
-    rule.backward = [bwd, flat](autograd::BackwardContext& c) {
-      if (flat) return flat_backward(bwd, c);
-      std::vector<Value> mask, args;
-      for (size_t i = 0; i < c.args.size(); ++i) {
-        if (c.args[i].is_tensor()) mask.push_back(Value(c.needs(i)));
-      }
-      args.push_back(Value::tuple(mask));
-      for (const Value& r : c.residuals) args.push_back(r);
-      size_t n = 0;
-      c.output.for_each_tensor([&](const TensorRef&) { ++n; });
-      for (size_t i = 0; i < n; ++i) args.push_back(Value(c.grad_out_or_zeros(i)));
-      std::vector<Value> outs;
-      std::vector<std::pair<size_t, TensorRef>> grads;
-      for (size_t i = 0; i < c.args.size(); ++i) {
-        if (!c.args[i].is_tensor()) continue;
-        if (!c.needs(i)) {
-          outs.push_back(Value());
-          continue;
-        }
-        const TensorRef& t = c.args[i].as_tensor();
-        TensorRef g = c.b.new_tensor(t->shape(), t->dtype(), t->device(), false);
-        outs.push_back(Value(g));
-        grads.emplace_back(i, g);
-      }
-      c.b.append(BoundSymbol::make(bwd, {Value::tuple(std::move(args))}, Value::tuple(outs), {},
-                                   c.bsym.source));
-      for (auto& [i, g] : grads) c.put_grad(i, g);
-    };
+    rule.backward = [bwd, flat](autograd::BackwardContext& c) { emit_python_backward(bwd, c, flat); };
     autograd::register_grad_rule(sym, std::move(rule));
   }, nb::arg("symbol"), nb::arg("augmented_forward"), nb::arg("backward"),
      nb::arg("residual_meta"), nb::arg("flat") = false);

@@ -181,6 +181,12 @@ bool advanced_index(const Value& v) {
   return false;
 }
 
+// Reshapes: views only where the input's layout allows (a copy in eager otherwise).
+bool reshape_like(const Symbol& s) {
+  return s.module == "ltorch" && (s.name == "reshape" || s.name == "flatten" ||
+                                  s.name == "reshape_as" || s.name == "unflatten");
+}
+
 int64_t norm_dim(int64_t d, size_t rank) { return d < 0 ? d + static_cast<int64_t>(rank) : d; }
 
 const Symbol& ltorch_symbol(const char* name) {
@@ -204,13 +210,9 @@ void CaptureSession::after_view(const Value& in, const Value& out, const BSymRef
   if (bsym && bsym->sym->name == "getitem" && bsym->args.size() > 1 && advanced_index(bsym->args[1])) {
     return;
   }
-  // reshape of a tensor whose layout does not allow a view copies in eager: no alias either.
-  if (bsym && bsym->sym->module == "ltorch" &&
-      (bsym->sym->name == "reshape" || bsym->sym->name == "flatten" ||
-       bsym->sym->name == "reshape_as" || bsym->sym->name == "unflatten") &&
-      !contiguous(in.as_tensor().get())) {
-    return;
-  }
+  // A reshape of a tensor whose layout does not allow a view copies in eager: no alias either (so a
+  // reshape recorded as a view always has an inverse).
+  if (bsym && reshape_like(*bsym->sym) && !contiguous(in.as_tensor().get())) return;
   const TensorProxy* r = root(in.as_tensor().get());
   ref_of_[in.as_tensor().get()] = in.as_tensor();
   int index = 0;
@@ -288,8 +290,7 @@ std::optional<Value> CaptureSession::scatter_into_parent(const ViewDef& def, con
     return builder_.call(ltorch_symbol("movedim"), {Value(updated), arg(2), arg(1)});
   }
   if (name == "view" || name == "squeeze" || name == "unsqueeze" || name == "view_as" ||
-      ((name == "reshape" || name == "flatten" || name == "unflatten" || name == "reshape_as") &&
-       contiguous(parent.get()))) {
+      reshape_like(*b.sym)) {
     return builder_.call(ltorch_symbol("reshape"), {Value(updated), Value::shape(parent->shape())});
   }
   if (name == "detach") return Value(updated);
@@ -301,12 +302,8 @@ bool CaptureSession::invertible(const ViewDef& def) {
       "getitem", "select", "narrow", "split", "chunk", "tensor_split", "unbind", "transpose",
       "swapaxes", "swapdims", "t", "permute", "movedim", "moveaxis", "view", "squeeze",
       "unsqueeze", "view_as", "detach"};
-  const std::string& name = def.bsym->sym->name;
-  if (kNames.count(name)) return def.bsym->sym->module == "ltorch";
-  if (name == "reshape" || name == "flatten" || name == "unflatten" || name == "reshape_as") {
-    return contiguous(def.parent);
-  }
-  return false;
+  const Symbol& s = *def.bsym->sym;
+  return reshape_like(s) || (s.module == "ltorch" && kNames.count(s.name));
 }
 
 std::optional<TensorRef> CaptureSession::replay_view(const ViewDef& def, const TensorRef& parent) {
@@ -358,7 +355,6 @@ bool CaptureSession::propagate_view_update(const TensorProxy* old, const TensorR
 void CaptureSession::refresh_views(const TensorProxy* r, const TensorRef& nr) {
   ref_of_[nr.get()] = nr;
   // Every view of the root, recomputed from the new root (in creation order: parents first).
-  std::string line = source_.empty() ? "" : " (at " + source_ + ")";
   std::unordered_map<const TensorProxy*, TensorRef> fresh{{r, nr}};
   std::vector<const TensorProxy*> members = members_[r];
   for (const TensorProxy* m : members) {
@@ -369,9 +365,7 @@ void CaptureSession::refresh_views(const TensorProxy* r, const TensorRef& nr) {
       if (p != fresh.end()) now = replay_view(d->second, p->second);
     }
     if (!now) {
-      stale_[m] = "a tensor was read after an in-place update of a tensor it aliases" + line +
-                  ", and thunder cannot recompute it from the updated tensor (it was made by a view "
-                  "without an inverse). Take the view after the update, or compute out of place";
+      stale_[m] = stale_reason();
       continue;
     }
     fresh[m] = *now;
@@ -379,37 +373,41 @@ void CaptureSession::refresh_views(const TensorProxy* r, const TensorRef& nr) {
   }
 }
 
+std::string CaptureSession::at_source() const {
+  return source_.empty() ? "" : " (at " + source_ + ")";
+}
+
+std::string CaptureSession::stale_reason() const {
+  return "a tensor was read after an in-place update of a tensor it aliases" + at_source() +
+         ", and thunder cannot recompute it from the updated tensor (a view between them has no "
+         "inverse, such as expand or diagonal). Take the view after the update, or compute out of "
+         "place";
+}
+
 nb::object CaptureSession::after_inplace(nb::handle self_obj, const TensorRef& old, const Value& out) {
   const TensorRef& updated = out.as_tensor();
   const TensorProxy* r = root(old.get());
-  if (r != old.get() && propagate_view_update(old.get(), updated)) return nb::borrow(self_obj);
-  if (r == old.get() && !members_[r].empty()) {
-    // The viewed tensor itself was updated: its views are recomputed from the new version.
-    nb::setattr(self_obj, "_thunder_ref", nb::cast(ProxyHandle{updated}));
-    py_of_[updated.get()] = nb::borrow(self_obj);
-    refresh_views(r, updated);
-    return nb::borrow(self_obj);
-  }
-  std::string line = source_.empty() ? "" : " (at " + source_ + ")";
-  if (r != old.get() && input_set_.count(r)) {
-    throw NotImplementedError(
-        "in-place update of a view of the input '" + r->name() + "'" + line +
-        " is not supported by thunder yet; update the input itself, or compute out of place");
-  }
-  // Every other alias of the mutated memory now holds a value thunder did not compute.
-  std::string why = "a tensor was read after an in-place update of a tensor it aliases" + line +
-                    "; thunder does not propagate in-place updates between views yet. Apply the "
-                    "update before taking the view, or compute out of place";
-  if (r != old.get()) stale_[r] = why;
-  for (const TensorProxy* m : members_[r]) {
-    if (m != old.get()) stale_[m] = why;
+  if (r != old.get()) {
+    if (propagate_view_update(old.get(), updated)) return nb::borrow(self_obj);
+    // A view between `old` and its root has no inverse: the other aliases go stale.
+    if (input_set_.count(r)) {
+      throw NotImplementedError(
+          "in-place update of a view of the input '" + r->name() + "'" + at_source() +
+          " through a view without an inverse (such as expand or diagonal) is not supported by "
+          "thunder yet; update the input itself, or compute out of place");
+    }
+    std::string why = stale_reason();
+    stale_[r] = why;
+    for (const TensorProxy* m : members_[r]) {
+      if (m != old.get()) stale_[m] = why;
+    }
   }
   // The Python object now stands for the new version.
   nb::setattr(self_obj, "_thunder_ref", nb::cast(ProxyHandle{updated}));
   py_of_[updated.get()] = nb::borrow(self_obj);
-  if (input_set_.count(old.get()) || root_of_.count(old.get()) == 0) {
-    // The new version starts a fresh alias family.
-  }
+  // The viewed tensor itself was updated: its views are recomputed from the new version.
+  auto views = members_.find(r);
+  if (r == old.get() && views != members_.end() && !views->second.empty()) refresh_views(r, updated);
   return nb::borrow(self_obj);
 }
 

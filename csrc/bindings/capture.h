@@ -80,6 +80,10 @@ class CaptureSession {
   // Recomputes every view of root `r` from its new version `nr` (views without an inverse go stale).
   void refresh_views(const TensorProxy* r, const TensorRef& nr);
   bool invertible(const ViewDef& def);
+  // Why a stale alias cannot be read (with the current source line).
+  std::string stale_reason() const;
+  // " (at <the user's line>)" for the call being recorded, or "".
+  std::string at_source() const;
   // Whether the proxy's layout (as eager would have it) is contiguous.
   bool contiguous(const TensorProxy* p);
 

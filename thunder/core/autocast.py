@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["any_enabled", "state_key", "disabled", "cast_policy"]
+__all__ = ["any_enabled", "state", "state_key", "disabled", "cast_policy"]
 
 _DEVICE_TYPES = ("cpu", "cuda")
 
@@ -100,13 +100,17 @@ def any_enabled() -> bool:
     return any(_enabled(d) for d in _DEVICE_TYPES)
 
 
+def state() -> tuple:
+    """The autocast state: (device type, dtype) for each device type autocast is on for."""
+    return tuple((d, _dtype(d)) for d in _DEVICE_TYPES if _enabled(d))
+
+
 _KEYS: dict = {}
 
 
 def state_key() -> int:
     """A nonzero int naming the autocast state (device types on, and their dtypes)."""
-    state = tuple((d, _dtype(d)) for d in _DEVICE_TYPES if _enabled(d))
-    return _KEYS.setdefault(state, len(_KEYS) + 1)
+    return _KEYS.setdefault(state(), len(_KEYS) + 1)
 
 
 class disabled:

@@ -16,6 +16,7 @@ import weakref
 import torch
 
 from thunder import _core
+from thunder.core import autocast as _autocast
 from thunder.core import autograd, capture
 from thunder.extend import resolve_executors
 
@@ -298,13 +299,10 @@ def _prologue_source(trace, args, kwargs, param_meta, params, module_dicts=()):
             if not k.startswith("_") and k != "training" and (v is None or type(v) in (bool, int, float, str)):
                 lines.append(f"  check_value(module.get_submodule({mname!r}).{k}, {v!r})")
     lines.append(f"  check_grad_enabled({torch.is_grad_enabled()})")
-    if _core.autocast_state():
-        from thunder.core import autocast as _autocast
-
-        for d in ("cpu", "cuda"):
-            if _autocast._enabled(d):
-                lines.append(f"  check_autocast({d!r}, {_autocast._dtype(d)})")
-    else:
+    autocast = _autocast.state()
+    for device_type, dtype in autocast:
+        lines.append(f"  check_autocast({device_type!r}, {dtype})")
+    if not autocast:
         lines.append("  check_autocast(None)")
     return "\n".join(lines) + "\n"
 

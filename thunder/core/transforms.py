@@ -188,8 +188,8 @@ class _TorchGraph:
     def __init__(self, outs, leaves):
         self.outs, self.leaves = outs, leaves
 
-    def handle(self):
-        h = torch.empty((0,), dtype=torch.int64)
+    def handle(self, device="cpu"):
+        h = torch.empty((0,), dtype=torch.int64, device=device)
         h._thunder_torch_graph = self
         return h
 
@@ -205,6 +205,46 @@ class _TorchGraph:
         return tuple(None if x is None else next(got) for x in self.leaves)
 
 
+def _track(x, leaves):
+    """x with every floating-point or complex tensor (in nested tuples, lists and dicts) replaced by a
+    detached copy that requires grad; appends, per tensor in order, that leaf or None."""
+    if isinstance(x, torch.Tensor):
+        if x.is_floating_point() or x.is_complex():
+            x = x.detach().requires_grad_(True)
+            leaves.append(x)
+            return x
+        leaves.append(None)
+        return x
+    if isinstance(x, (tuple, list)) and not hasattr(x, "_fields"):
+        return type(x)(_track(i, leaves) for i in x)
+    if isinstance(x, dict):
+        return {k: _track(v, leaves) for k, v in x.items()}
+    return x
+
+
+def _detach_outputs(x, outs):
+    """x with its tensors (in nested tuples and lists) detached; appends the originals to `outs`."""
+    if isinstance(x, torch.Tensor):
+        outs.append(x)
+        return x.detach()
+    if isinstance(x, tuple):
+        return tuple(_detach_outputs(i, outs) for i in x)
+    if isinstance(x, list):
+        return [_detach_outputs(i, outs) for i in x]
+    return x
+
+
+def _first_tensor(x):
+    if isinstance(x, torch.Tensor):
+        return x
+    items = x.values() if isinstance(x, dict) else x if isinstance(x, (tuple, list)) else ()
+    for i in items:
+        t = _first_tensor(i)
+        if t is not None:
+            return t
+    return None
+
+
 def _opaque_torch_autograd(fn):
     """The gradient of an opaque torch function `fn` (called as fn(*args, **kwargs) with tensors
     anywhere in args and kwargs): the forward runs `fn` with torch's autograd recording, the backward
@@ -212,43 +252,15 @@ def _opaque_torch_autograd(fn):
 
     def augmented_forward(args, kwargs):
         leaves = []
-        first = []
-
-        def track(x):
-            if isinstance(x, torch.Tensor):
-                if not first:
-                    first.append(x)
-                if x.is_floating_point() or x.is_complex():
-                    x = x.detach().requires_grad_(True)
-                    leaves.append(x)
-                    return x
-                leaves.append(None)
-                return x
-            if isinstance(x, (tuple, list)) and not hasattr(x, "_fields"):
-                return type(x)(track(i) for i in x)
-            if isinstance(x, dict):
-                return {k: track(v) for k, v in x.items()}
-            return x
-
-        args = track(tuple(args))
-        kwargs = track(dict(kwargs))
+        first = _first_tensor((args, kwargs))
+        args = _track(tuple(args), leaves)
+        kwargs = _track(dict(kwargs), leaves)
         with torch.enable_grad():
             out = fn(*args, **kwargs)
         outs = []
-
-        def detach(x):
-            if isinstance(x, torch.Tensor):
-                outs.append(x)
-                return x.detach()
-            if isinstance(x, (tuple, list)):
-                return tuple(detach(i) for i in x) if isinstance(x, tuple) else [detach(i) for i in x]
-            return x
-
-        result = detach(out)
-        graph = _TorchGraph(outs, leaves)
-        h = torch.empty((0,), dtype=torch.int64, device=first[0].device if first else "cpu")
-        h._thunder_torch_graph = graph
-        return result, (h,)
+        result = _detach_outputs(out, outs)
+        handle = _TorchGraph(outs, leaves).handle(first.device if first is not None else "cpu")
+        return result, (handle,)
 
     def backward(mask, handle, *grads):
         graph = handle._thunder_torch_graph
@@ -283,32 +295,14 @@ def _missing_grad_hook(sym, fn, spec) -> bool:
 def _differentiable_on_meta(fn, args, kwargs) -> bool:
     """Whether torch's autograd makes any output of fn(*args, **kwargs) (meta tensors) require grad
     when its floating-point inputs do."""
-
-    def track(x):
-        if isinstance(x, torch.Tensor):
-            return x.detach().requires_grad_(True) if (x.is_floating_point() or x.is_complex()) else x
-        if isinstance(x, (tuple, list)) and not hasattr(x, "_fields"):
-            return type(x)(track(i) for i in x)
-        if isinstance(x, dict):
-            return {k: track(v) for k, v in x.items()}
-        return x
-
     try:
         with torch.enable_grad():
-            out = fn(*track(tuple(args)), **track(dict(kwargs)))
+            out = fn(*_track(tuple(args), []), **_track(dict(kwargs), []))
     except Exception:  # no meta kernel with autograd: assume differentiable, torch decides at run time
         return True
-    flat = []
-
-    def walk(o):
-        if isinstance(o, torch.Tensor):
-            flat.append(o)
-        elif isinstance(o, (tuple, list)):
-            for i in o:
-                walk(i)
-
-    walk(out)
-    return any(o.requires_grad for o in flat)
+    outs = []
+    _detach_outputs(out, outs)
+    return any(o.requires_grad for o in outs)
 
 
 _core.set_missing_grad_hook(_missing_grad_hook)
