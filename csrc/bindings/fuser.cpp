@@ -170,15 +170,8 @@ void bind_fuser(nb::module_& m) {
   // device) for contiguous inputs, with its launch shape; and a compile check of a source.
   m.def("fuser_cuda_source", [](const runtime::FusedKernel& kernel) {
     const fuser::KernelDef& k = kernel.kernel();
-    std::vector<fuser::TensorMeta> metas;
-    for (const TensorRef& t : k.inputs) {
-      fuser::TensorMeta m;
-      for (Dim d : t->shape()) m.shape.push_back(d.value());
-      m.strides = fuser::contiguous_strides(m.shape);
-      metas.push_back(std::move(m));
-    }
     fuser::Layout layout;
-    if (!fuser::specialize(k, metas, &layout, nullptr)) throw thunder::Error("fuser: no layout for contiguous inputs");
+    if (!fuser::contiguous_layout(k, &layout)) throw thunder::Error("fuser: no layout for contiguous inputs");
     fuser::CudaLaunch launch;
     std::string src = fuser::cuda_source(k, layout, &launch);
     return std::make_tuple(src, launch.grid, launch.block);

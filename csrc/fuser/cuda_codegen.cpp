@@ -729,13 +729,7 @@ class CudaGen {
     int block = p.threads * p.rows_per_block;
     os << "extern \"C\" __global__ void __launch_bounds__(" << block << (block >= 1024 ? ", 2" : "")
        << ") thunder_kernel(" << params_ << ") {\n" << smem_decls;
-    if (vec_ > 1) {
-      os << "  if (" << alignment_check() << ") th_rows" << vec_ << "(" << args_ << smem_args << ");\n"
-         << "  else th_rows1(" << args_ << smem_args << ");\n";
-    } else {
-      os << "  th_rows1(" << args_ << smem_args << ");\n";
-    }
-    os << "}\n";
+    os << vector_or_scalar("th_rows", args_ + smem_args) << "}\n";
     launch->block = block;
     launch->grid = rows_ == 0 ? 0 : ceil_div(rows_, p.rows_per_block);
     launch->shared_bytes = 0;
@@ -826,17 +820,19 @@ class CudaGen {
     }
     os << "extern \"C\" __global__ void __launch_bounds__(" << threads << ") thunder_kernel(" << params_ << ") {\n"
        << decls;
-    if (vec_ > 1) {
-      os << "  if (" << alignment_check() << ") th_cols" << vec_ << "(" << args_ << sargs << ");\n"
-         << "  else th_cols1(" << args_ << sargs << ");\n";
-    } else {
-      os << "  th_cols1(" << args_ << sargs << ");\n";
-    }
-    os << "}\n";
+    os << vector_or_scalar("th_cols", args_ + sargs) << "}\n";
     launch->block = threads;
     launch->grid = cols_ == 0 ? 0 : tiles;
     launch->shared_bytes = 0;
     return os.str();
+  }
+
+  // The kernel body calling `fn`<vec_>(args) when every access is aligned for vector access, else
+  // `fn`1(args).
+  std::string vector_or_scalar(const std::string& fn, const std::string& args) {
+    if (vec_ <= 1) return "  " + fn + "1(" + args + ");\n";
+    return "  if (" + alignment_check() + ") " + fn + std::to_string(vec_) + "(" + args + ");\n  else " +
+           fn + "1(" + args + ");\n";
   }
 
   const KernelDef& k_;

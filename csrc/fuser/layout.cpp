@@ -200,6 +200,17 @@ bool specialize(const KernelDef& k, const std::vector<TensorMeta>& inputs, Layou
   return true;
 }
 
+bool contiguous_layout(const KernelDef& k, Layout* out) {
+  std::vector<TensorMeta> metas;
+  for (const TensorRef& t : k.inputs) {
+    TensorMeta m;
+    for (Dim d : t->shape()) m.shape.push_back(d.value());
+    m.strides = contiguous_strides(m.shape);
+    metas.push_back(std::move(m));
+  }
+  return specialize(k, metas, out, nullptr);
+}
+
 std::vector<uint64_t> varying_axes(const KernelDef& k, const Layout& layout) {
   const int n = static_cast<int>(layout.sizes.size());
   std::vector<uint64_t> m(k.nodes.size(), 0);

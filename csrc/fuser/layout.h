@@ -37,6 +37,9 @@ struct Layout {
 bool specialize(const KernelDef& k, const std::vector<TensorMeta>& inputs, Layout* out,
                 int* bad_input);
 
+// The layout of `k` for contiguous inputs of the kernel's own shapes (the layout most calls use).
+bool contiguous_layout(const KernelDef& k, Layout* out);
+
 // Per node of `k`, the mask of the layout's axes its value varies over (a load: its nonzero
 // strides; a reduction drops the reduced axes; anything else: the union of its operands').
 std::vector<uint64_t> varying_axes(const KernelDef& k, const Layout& layout);

@@ -97,15 +97,8 @@ std::shared_ptr<FusedKernel::Variant> FusedKernel::variant_for(const std::vector
 }
 
 void FusedKernel::precompile() {
-  std::vector<fuser::TensorMeta> metas;
-  for (const TensorRef& t : k_.inputs) {
-    fuser::TensorMeta m;
-    for (Dim d : t->shape()) m.shape.push_back(d.value());
-    m.strides = fuser::contiguous_strides(m.shape);
-    metas.push_back(std::move(m));
-  }
   fuser::Layout layout;
-  if (!fuser::specialize(k_, metas, &layout, nullptr)) return;
+  if (!fuser::contiguous_layout(k_, &layout)) return;
   std::lock_guard<std::mutex> lock(mu_);
   std::string key = layout.key();
   if (!variants_.count(key)) variants_[key] = build_variant(layout);
@@ -114,16 +107,9 @@ void FusedKernel::precompile() {
 
 void FusedKernel::prefetch() {
   if (cuda_) return;
-  std::vector<fuser::TensorMeta> metas;
-  for (const TensorRef& t : k_.inputs) {
-    fuser::TensorMeta m;
-    for (Dim d : t->shape()) m.shape.push_back(d.value());
-    m.strides = fuser::contiguous_strides(m.shape);
-    metas.push_back(std::move(m));
-  }
   fuser::Layout layout;
   try {
-    if (fuser::specialize(k_, metas, &layout, nullptr)) fuser::cpu_prefetch(fuser::cpu_source(k_, layout));
+    if (fuser::contiguous_layout(k_, &layout)) fuser::cpu_prefetch(fuser::cpu_source(k_, layout));
   } catch (const Error&) {
     // Reported by the first call, which builds the kernel itself.
   }
@@ -134,15 +120,8 @@ std::string FusedKernel::source() {
     std::lock_guard<std::mutex> lock(mu_);
     if (last_) return last_->source;
   }
-  std::vector<fuser::TensorMeta> metas;
-  for (const TensorRef& t : k_.inputs) {
-    fuser::TensorMeta m;
-    for (Dim d : t->shape()) m.shape.push_back(d.value());
-    m.strides = fuser::contiguous_strides(m.shape);
-    metas.push_back(std::move(m));
-  }
   fuser::Layout layout;
-  fuser::specialize(k_, metas, &layout, nullptr);
+  fuser::contiguous_layout(k_, &layout);
   return cuda_ ? fuser::cuda_source(k_, layout) : fuser::cpu_source(k_, layout);
 }
 
