@@ -306,3 +306,79 @@ def test_unrelated_outputs_do_not_share_a_kernel_domain():
     for k in fusionex.fusion_kernels(jfn):
         sizes = [int(s.rstrip("r")) for s in k.kernel_ir.split("[")[1].split("]")[0].split(", ")]
         assert torch.tensor(sizes).prod().item() <= 3500
+
+
+def _calls(trace):
+    """The lines of a trace that run something (not the comments listing a region's members)."""
+    return [line for line in str(trace).splitlines() if line.strip() and not line.strip().startswith("#")]
+
+
+def test_chains_that_meet_are_one_kernel():
+    a, b = torch.randn(64, 80), torch.randn(64, 80)
+    fn = lambda a, b: a.exp() * 2 + b.sin() * 3  # noqa: E731
+    jfn = _jit(fn)
+    torch.testing.assert_close(jfn(a, b), fn(a, b))
+    assert len(fusionex.fusion_kernels(jfn)) == 1
+
+
+def test_integer_iota_is_computed_inside_the_kernel():
+    # arange compared with per-row targets (a one-hot) inside a row reduction, and arange as a weight.
+    def fn(x, y):
+        cols = torch.arange(x.shape[-1])
+        return torch.where(cols == y[:, None], x * 2, x - 1).sum(-1), (cols * 3 + 1) * x
+
+    x, y = torch.randn(37, 513), torch.randint(0, 513, (37,))
+    jfn = _jit(fn)
+    for got, want in zip(jfn(x, y), fn(x, y)):
+        torch.testing.assert_close(got, want)
+    (kernel,) = fusionex.fusion_kernels(jfn)
+    assert "iota" in kernel.kernel_ir
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_cross_entropy_training_fuses_forward_and_backward(reduction, dtype):
+    # The backward (nll_loss's and log_softmax's) is one kernel: the one-hot of the targets, the row
+    # sum and exp(logp) * sum; ignored rows get no gradient.
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 1000, dtype=dtype), torch.randint(0, 1000, (64,))
+    y[3] = -100
+    fn = lambda a, t: F.cross_entropy(a * 2, t, reduction=reduction)  # noqa: E731
+    xt, xe = x.clone().requires_grad_(), x.clone().requires_grad_()
+    jfn = _jit(fn)
+    loss, ref = jfn(xt, y), fn(xe, y)
+    torch.testing.assert_close(loss, ref)
+    cot = torch.randn_like(ref)
+    loss.backward(cot)
+    ref.backward(cot)
+    torch.testing.assert_close(xt.grad, xe.grad)
+    backward = thunder.last_backward_traces(jfn)[-1]
+    assert len(backward.fusion_callables) == 1
+    assert not any("torch.ops.aten" in line for line in _calls(backward))
+
+
+def test_nll_loss_with_class_weights_keeps_torch_backward():
+    # take() of the class weights is not fusible: torch's nll_loss_backward runs, values as eager.
+    torch.manual_seed(0)
+    x, y, w = torch.randn(16, 300), torch.randint(0, 300, (16,)), torch.rand(300)
+    fn = lambda a, t: F.cross_entropy(a, t, weight=w)  # noqa: E731
+    xt, xe = x.clone().requires_grad_(), x.clone().requires_grad_()
+    jfn = _jit(fn)
+    loss, ref = jfn(xt, y), fn(xe, y)
+    torch.testing.assert_close(loss, ref)
+    loss.backward()
+    ref.backward()
+    torch.testing.assert_close(xt.grad, xe.grad)
+    assert any("torch.ops.aten.nll_loss_backward" in line for line in _calls(thunder.last_backward_traces(jfn)[-1]))
+
+
+@pytest.mark.parametrize("fn", [softmax, log_softmax], ids=lambda f: f.__name__)
+def test_softmax_backward_is_fused(fn):
+    torch.manual_seed(0)
+    x, cot = torch.randn(33, 1027), torch.randn(33, 1027)
+    xt, xe = x.clone().requires_grad_(), x.clone().requires_grad_()
+    jfn = _jit(lambda a: fn(a) * cot)
+    jfn(xt).sum().backward()
+    (fn(xe) * cot).sum().backward()
+    torch.testing.assert_close(xt.grad, xe.grad)
+    assert not any("softmax_backward_data" in line for line in _calls(thunder.last_backward_traces(jfn)[-1]))

@@ -157,6 +157,13 @@ def _emulate(fn, args, misalign=False, ref=None):
     return out, expected, kernel.kernel_ir.splitlines()[0]
 
 
+def _one_hot_grad(logp, target):
+    # cross-entropy's gradient from log-probabilities, as the fused backward computes it (an iota
+    # compared with the targets inside the row kernel).
+    gl = torch.where(torch.arange(logp.shape[-1]) == target[:, None], -0.25, 0.0)
+    return gl - logp.exp() * gl.sum(-1, keepdim=True)
+
+
 EMULATED = {
     "pointwise_scalar": (gelu_chain, lambda: _args(gelu_chain, (33, 1027))),
     "pointwise_vector": (gelu_chain, lambda: _args(gelu_chain, (8, 4096))),
@@ -171,6 +178,9 @@ EMULATED = {
     "bias_grad_wide": (bias_grad, lambda: (torch.randn(64, 4096),)),
     "int_amax": (lambda t: t.amax(-1) + 1, lambda: (torch.randint(-1000, 1000, (33, 517), dtype=torch.int32),)),
     "int_sum": (lambda t: t.sum(-1), lambda: (torch.randint(-1000, 1000, (33, 517), dtype=torch.int32),)),
+    "iota_pointwise": (lambda x: (torch.arange(x.shape[-1]) * 3 - 7) * x, lambda: (torch.randn(8, 4096),)),
+    "iota_one_hot_row_grad": (lambda lp, t: _one_hot_grad(lp, t), lambda: (torch.randn(5, 4100).log_softmax(-1),
+                                                                          torch.randint(0, 4100, (5,)))),
     "amax_nan_inf": (lambda t: t.amax(-1) * 2,
                      lambda: (torch.tensor([[1.0, float("nan"), 2.0], [float("inf"), 0.0, -1.0]]),)),
 }

@@ -80,7 +80,32 @@ Trace partition_regions(const Trace& trace, const RegionPredicate& is_fusible,
   // Greedy grouping. deps[i]: the groups node i depends on, its own included.
   std::vector<int> group(n, -1);
   std::vector<Bitset> deps(n, Bitset(n));
+  std::vector<std::vector<size_t>> grouped;  // members per group, while grouping
   int num_groups = 0;
+  // Groups a and b (and node i, which reads both) may become one group when no symbol outside them
+  // depends on either and feeds one of them: that path would become a cycle through the merged group.
+  auto can_merge = [&](int a, int b, size_t i) {
+    auto fed_from_outside = [&](size_t m) {
+      for (size_t p : preds[m]) {
+        if (group[p] != a && group[p] != b && (deps[p].test(a) || deps[p].test(b))) return true;
+      }
+      return false;
+    };
+    for (int g : {a, b}) {
+      for (size_t m : grouped[g]) {
+        if (fed_from_outside(m)) return false;
+      }
+    }
+    return !fed_from_outside(i);
+  };
+  auto merge_into = [&](int a, int b, size_t i) {
+    for (size_t m : grouped[b]) group[m] = a;
+    grouped[a].insert(grouped[a].end(), grouped[b].begin(), grouped[b].end());
+    grouped[b].clear();
+    for (size_t x = 0; x <= i; ++x) {
+      if (deps[x].test(b)) deps[x].set(a);
+    }
+  };
   for (size_t i = 0; i < n; ++i) {
     for (size_t p : preds[i]) deps[i].merge(deps[p]);
     const BoundSymbol& b = *trace.bsyms[i];
@@ -106,8 +131,18 @@ Trace partition_regions(const Trace& trace, const RegionPredicate& is_fusible,
         break;
       }
     }
-    if (chosen < 0) chosen = num_groups++;
+    if (chosen < 0) {
+      chosen = num_groups++;
+      grouped.emplace_back();
+    } else {
+      // The other producers' groups join it where that keeps the program acyclic (two chains that
+      // meet, like exp(a) + sin(b), become one region).
+      for (int g : candidates) {
+        if (g != chosen && !grouped[g].empty() && can_merge(chosen, g, i)) merge_into(chosen, g, i);
+      }
+    }
     group[i] = chosen;
+    grouped[chosen].push_back(i);
     deps[i].set(static_cast<size_t>(chosen));
   }
 

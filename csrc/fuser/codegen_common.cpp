@@ -64,6 +64,11 @@ std::string const_expr(const KNode& n, Backend be) {
   return "((" + ct + ")" + std::to_string(n.ivalue) + "LL)";
 }
 
+std::string iota_expr(const KNode& n, const std::string& idx) {
+  return "((" + compute_type(n.dtype) + ")(" + std::to_string(n.ivalue) + "LL + " + std::to_string(n.step) +
+         "LL * (long long)(" + idx + ")))";
+}
+
 std::string op_expr(const KNode& n, const std::vector<std::string>& a,
                     const std::vector<DType>& dt, Backend be) {
   const std::string& op = n.op;

@@ -21,6 +21,8 @@ std::string load_expr(DType d, const std::string& element);
 std::string store_expr(DType d, const std::string& value);
 // A constant node in its compute type.
 std::string const_expr(const KNode& n, Backend be);
+// The value of an iota node at element offset `idx` (an integer expression).
+std::string iota_expr(const KNode& n, const std::string& idx);
 // The expression of an elementwise node over operand expressions (with the operands' dtypes).
 std::string op_expr(const KNode& n, const std::vector<std::string>& args,
                     const std::vector<DType>& arg_dtypes, Backend be);

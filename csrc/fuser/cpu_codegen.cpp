@@ -139,6 +139,9 @@ class CpuGen {
       std::string base = load_base(id);
       std::string idx = row_level ? base : base + " + " + unravel(col_axes_, L_.loads[id].strides, s.col);
       e = load_expr(n.dtype, "in" + std::to_string(n.input) + "[" + idx + "]");
+    } else if (n.op == "iota") {
+      std::string base = load_base(id);
+      e = iota_expr(n, row_level ? base : base + " + " + unravel(col_axes_, L_.loads[id].strides, s.col));
     } else if (n.op == "const") {
       e = const_expr(n, Backend::kCpu);
     } else if (is_reduce_op(n.op)) {

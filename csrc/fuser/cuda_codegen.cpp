@@ -277,6 +277,8 @@ class CudaGen {
     if (n.op == "load") {
       std::string base = row_part(id);
       e = load_expr(n.dtype, "in" + std::to_string(n.input) + "[" + base + "]");
+    } else if (n.op == "iota") {
+      e = iota_expr(n, row_part(id));
     } else if (n.op == "const") {
       e = const_expr(n, Backend::kCuda);
     } else if (n.op == "gather") {
@@ -342,6 +344,11 @@ class CudaGen {
         }
         e = load_expr(n.dtype, nm + (is == 0 ? "" : "[l]"));
       }
+    } else if (n.op == "iota") {
+      const Access& a = L_.loads[id];
+      int64_t is = inner_ >= 0 ? a.strides[inner_] : 0;
+      std::string at = row_part(id) + " + " + unravel(col_axes_, a.strides, c);
+      e = iota_expr(n, is == 0 ? at : at + " + (idx_t)l");
     } else if (n.op == "const") {
       e = const_expr(n, Backend::kCuda);
     } else if (is_reduce_op(n.op)) {

@@ -108,6 +108,10 @@ bool prim_fusible(const BoundSymbol& b) {
     return is_integer(idx->dtype()) && idx->rank() == a->rank() && idx->shape()[dim].value() == 1;
   }
   if (op == "full") return b.args[1].is_number();
+  // Integer iota (floating aranges accumulate in float64 in torch, and stay there).
+  if (op == "iota") {
+    return is_integer(out->dtype()) && b.args[0].is_int() && b.args[1].is_int() && b.args[2].is_int();
+  }
   return false;
 }
 
@@ -461,6 +465,21 @@ class Builder {
       define(b.output, std::move(r));
       return;
     }
+    if (op == "iota") {
+      // Indexing like a load of a contiguous 1-D tensor: the layout gives it stride 1 along its axis.
+      KNode n;
+      n.op = "iota";
+      n.dtype = out->dtype();
+      n.ivalue = b.args[1].as_int();
+      n.step = b.args[2].as_int();
+      VInfo r;
+      r.shape = oshape;
+      r.vars = fresh_vars(oshape);
+      r.node = add_node(std::move(n));
+      load_vars_[r.node] = r.vars;
+      define(b.output, std::move(r));
+      return;
+    }
     if (op == "full") {
       VInfo r;
       r.shape = oshape;
@@ -569,7 +588,7 @@ class Builder {
     // Axes each node varies over.
     for (size_t i = 0; i < nodes_.size(); ++i) {
       KNode& n = nodes_[i];
-      if (n.op == "load") {
+      if (n.op == "load" || n.op == "iota") {
         for (int v : load_vars_.at(static_cast<int>(i))) n.dims.push_back(axis(v));
         for (int a : n.dims) {
           if (a >= 0) n.axes |= uint64_t{1} << a;
@@ -659,6 +678,7 @@ std::string KernelDef::str() const {
     os << "  n" << i << " = " << n.op;
     if (n.op == "load") os << " in" << n.input;
     if (n.op == "const") os << " " << (n.is_float_const ? n.fvalue : static_cast<double>(n.ivalue));
+    if (n.op == "iota") os << " " << n.ivalue << " step " << n.step;
     for (int a : n.args) os << " n" << a;
     os << "  : " << dtype_short_name(n.dtype) << " axes=" << n.axes << "\n";
   }

@@ -118,6 +118,13 @@ bool specialize(const KernelDef& k, const std::vector<TensorMeta>& inputs, Layou
   std::vector<Access> loads(k.nodes.size());
   for (size_t i = 0; i < k.nodes.size(); ++i) {
     const KNode& node = k.nodes[i];
+    if (node.op == "iota") {  // indexes like a contiguous 1-D tensor
+      Access a;
+      a.strides.assign(n, 0);
+      if (!node.dims.empty() && node.dims[0] >= 0) a.strides[node.dims[0]] = 1;
+      loads[i] = std::move(a);
+      continue;
+    }
     if (node.op != "load") continue;
     const TensorMeta& m = inputs.at(node.input);
     std::vector<int64_t> shape = m.shape, stride = m.strides;
@@ -216,7 +223,7 @@ std::vector<uint64_t> varying_axes(const KernelDef& k, const Layout& layout) {
   std::vector<uint64_t> m(k.nodes.size(), 0);
   for (size_t id = 0; id < k.nodes.size(); ++id) {  // nodes are in topological order
     const KNode& node = k.nodes[id];
-    if (node.op == "load") {
+    if (node.op == "load" || node.op == "iota") {
       for (int a = 0; a < n; ++a) {
         if (layout.loads[id].strides[a] != 0) m[id] |= uint64_t{1} << a;
       }

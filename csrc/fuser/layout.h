@@ -40,7 +40,7 @@ bool specialize(const KernelDef& k, const std::vector<TensorMeta>& inputs, Layou
 // The layout of `k` for contiguous inputs of the kernel's own shapes (the layout most calls use).
 bool contiguous_layout(const KernelDef& k, Layout* out);
 
-// Per node of `k`, the mask of the layout's axes its value varies over (a load: its nonzero
+// Per node of `k`, the mask of the layout's axes its value varies over (a load or iota: its nonzero
 // strides; a reduction drops the reduced axes; anything else: the union of its operands').
 std::vector<uint64_t> varying_axes(const KernelDef& k, const Layout& layout);
 // The axes output `o` extends over (its nonzero store strides).

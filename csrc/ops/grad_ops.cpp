@@ -16,13 +16,35 @@ TensorRef like_tensor(Builder& b, const TensorRef& t, DType dtype) {
   return b.new_tensor(t->shape(), dtype, t->device(), false);
 }
 
-// _softmax_backward_data(grad_output, output, dim, input_dtype): the result has input_dtype.
-Value softmax_backward_meta(Builder& b, const BoundArgs& a) {
+// _softmax_backward_data(grad_output, output, dim, input_dtype) = y * (g - sum(g * y, dim)) and
+// _log_softmax_backward_data(...) = g - exp(y) * sum(g, dim), computed in the opmath dtype and
+// returned in input_dtype. The decomposition lets the fuser take them; torch runs them otherwise.
+Value softmax_backward_common(Builder& b, const BoundArgs& a, bool log) {
   const TensorRef& g = a.tensor(0);
   const TensorRef& y = a.tensor(1);
   if (g->shape() != y->shape()) throw ValueError("softmax_backward: grad and output shapes differ");
-  return like_tensor(b, g, a[3].as_dtype());
+  int64_t dim = a.int_(2);
+  if (dim < 0) dim += g->rank();
+  if (g->rank() == 0) dim = 0;
+  DType cd = detail::nn::opmath(promote_types(g->dtype(), y->dtype()));
+  TensorRef gf = lang::convert(b, g, cd), yf = lang::convert(b, y, cd);
+  std::vector<int64_t> dims;
+  if (g->rank() > 0) dims.push_back(dim);
+  TensorRef r;
+  if (log) {
+    TensorRef s = detail::nn::sum_keep(b, gf, dims);
+    TensorRef p = detail::nn::un(b, prims::exp(), yf);
+    r = detail::nn::bin(b, prims::sub(), Value(gf), Value(detail::nn::bin(b, prims::mul(), Value(p), Value(s))));
+  } else {
+    TensorRef gy = detail::nn::bin(b, prims::mul(), Value(gf), Value(yf));
+    TensorRef s = detail::nn::sum_keep(b, gy, dims);
+    r = detail::nn::bin(b, prims::mul(), Value(yf),
+                        Value(detail::nn::bin(b, prims::sub(), Value(gf), Value(s))));
+  }
+  return lang::convert(b, r, a[3].as_dtype());
 }
+Value softmax_backward_meta(Builder& b, const BoundArgs& a) { return softmax_backward_common(b, a, false); }
+Value log_softmax_backward_meta(Builder& b, const BoundArgs& a) { return softmax_backward_common(b, a, true); }
 
 // native_layer_norm(input, normalized_shape, weight, bias, eps) -> (out, mean, rstd), with mean and
 // rstd shaped like the input with the normalized dims kept as size 1.
@@ -244,19 +266,46 @@ Value linear_backward_meta(Builder& b, const BoundArgs& a) {
   return Value::tuple(std::move(r));
 }
 
+const char* reduction_name(int64_t r) { return r == 0 ? "none" : r == 2 ? "sum" : "mean"; }
+
 // nll_loss_forward(input, target, weight, reduction, ignore_index) -> (output, total_weight) for an
-// (N, C) input; reduction is torch's enum (0 none, 1 mean, 2 sum).
+// (N, C) input; reduction is torch's enum (0 none, 1 mean, 2 sum); total_weight is the sum of the
+// weights of the rows not ignored. Decomposed as nll_loss is, so the fuser can take it.
 Value nll_loss_forward_meta(Builder& b, const BoundArgs& a) {
-  const TensorRef& x = a.tensor(0);
-  Shape out;
-  if (a.int_(3) == 0) out.push_back(x->shape()[0]);
-  return Value::tuple({Value(b.new_tensor(out, x->dtype(), x->device(), false)),
-                       Value(b.new_tensor({}, x->dtype(), x->device(), false))});
+  const TensorRef& x0 = a.tensor(0);
+  TensorRef x = lang::convert(b, x0, detail::nn::opmath(x0->dtype()));
+  auto [loss, w] = detail::nn::nll_core(b, x, a.tensor(1), a[2], a.int_(4));
+  TensorRef out = detail::nn::reduce_weighted(b, loss, w, reduction_name(a.int_(3)));
+  return Value::tuple({Value(lang::convert(b, out, x0->dtype())),
+                       Value(lang::convert(b, detail::nn::sum_all(b, w), x0->dtype()))});
 }
 
-// nll_loss_backward(grad_output, input, target, weight, reduction, ignore_index, total_weight)
+// nll_loss_backward(grad_output, input, target, weight, reduction, ignore_index, total_weight):
+// -grad (over total_weight for 'mean', times the target's weight) at each row's target class, zero
+// elsewhere and on ignored rows. The class index is an iota compared with the target.
 Value nll_loss_backward_meta(Builder& b, const BoundArgs& a) {
-  return like_tensor(b, a.tensor(1), a.tensor(1)->dtype());
+  using namespace detail::nn;
+  const TensorRef& x = a.tensor(1);
+  const TensorRef& t = a.tensor(2);
+  if (x->rank() != 2 || t->rank() != 1) throw ValueError("nll_loss_backward: expected (N, C) input and (N) target");
+  DType cd = opmath(x->dtype());
+  int64_t c = x->shape()[1].value();
+  int64_t reduction = a.int_(4);
+  TensorRef keep = cmp(b, prims::ne(), Value(t), Value(a.int_(5)));
+  TensorRef tgt = where(b, keep, t, Value(int64_t{-1}));  // -1 matches no class
+  TensorRef cols = lang::unsqueeze(b, iota(b, c, 0, x->device(), t->dtype()), {0});
+  TensorRef onehot = cmp(b, prims::eq(), Value(cols), Value(lang::unsqueeze(b, tgt, {1})));
+  TensorRef coef = un(b, prims::neg(), lang::convert(b, a.tensor(0), cd));  // () or (N)
+  if (reduction == 1) coef = bin(b, prims::div(), Value(coef), Value(lang::convert(b, a.tensor(6), cd)));
+  if (a[3].is_tensor()) {
+    TensorRef safe = where(b, keep, t, Value(int64_t{0}));
+    TensorRef wt = lang::call_t(b, prims::take(), {Value(lang::convert(b, a.tensor(3), cd)), Value(safe),
+                                                    Value(int64_t{0})});
+    coef = bin(b, prims::mul(), Value(coef), Value(wt));
+  }
+  if (coef->rank() == 1) coef = lang::unsqueeze(b, coef, {1});
+  TensorRef r = where(b, onehot, lang::expand_to(b, coef, onehot->shape()), Value(0.0));
+  return lang::convert(b, r, x->dtype());
 }
 
 // rms_norm_backward(grad_output, input, normalized_shape, weight, eps, output_mask) ->
@@ -278,7 +327,7 @@ void register_grad_ops(SymbolTable& table) {
   std::vector<OpDef> defs = {
       {"softmax_backward", "grad_output, output, dim, input_dtype", softmax_backward_meta, {},
        "torch.ops.aten._softmax_backward_data"},
-      {"log_softmax_backward", "grad_output, output, dim, input_dtype", softmax_backward_meta, {},
+      {"log_softmax_backward", "grad_output, output, dim, input_dtype", log_softmax_backward_meta, {},
        "torch.ops.aten._log_softmax_backward_data"},
       {"native_layer_norm", "input, normalized_shape, weight, bias, eps", native_layer_norm_meta,
        {}, "torch.ops.aten.native_layer_norm"},

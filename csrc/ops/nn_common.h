@@ -134,6 +134,18 @@ inline std::string shape_str(const Shape& s) {
 // softmax / log_softmax of `x` (already in its compute dtype) along a canonical dim.
 TensorRef softmax_along(Builder& b, const TensorRef& x, int64_t dim, bool log);
 
+// The class dim of an (N, C, d1, ...) or (C) input.
+int64_t class_dim(const TensorRef& x);
+
+// The negative log likelihood of `logp` (compute dtype, classes along class_dim) at the class
+// indices `target`, with per-class weights (a tensor or None) and ignore_index. Returns the unreduced
+// loss and the per-element weight (zero where ignored), both shaped like the target.
+std::pair<TensorRef, TensorRef> nll_core(Builder& b, const TensorRef& logp, const TensorRef& target,
+                                         const Value& weight, int64_t ignore_index);
+// The loss reduced as torch's nll_loss reduces it ("mean" divides by the sum of the weights).
+TensorRef reduce_weighted(Builder& b, const TensorRef& loss, const TensorRef& w,
+                          const std::string& reduction);
+
 // The reduction mode from (size_average, reduce, reduction) as torch's _Reduction does it:
 // "none", "mean" or "sum".
 std::string loss_reduction(const BoundArgs& a, size_t size_average, size_t reduce,

@@ -7,42 +7,10 @@
 
 namespace thunder {
 
-namespace {
+namespace detail::nn {
 
-using namespace detail::nn;
-
-TensorRef reduce_loss(Builder& b, const TensorRef& loss, const std::string& reduction) {
-  if (reduction == "none") return loss;
-  TensorRef s = sum_all(b, loss);
-  if (reduction == "sum") {
-    if (s == loss)
-      s = lang::call_t(b, prims::convert_element_type(), {Value(loss), Value(loss->dtype())});
-    return s;
-  }
-  return bin(b, prims::div(), Value(s), Value(static_cast<double>(loss->numel())));
-}
-
-// The class dim of an (N, C, d1, ...) or (C) input.
 int64_t class_dim(const TensorRef& x) { return x->rank() == 1 ? 0 : 1; }
 
-void check_class_target(const TensorRef& x, const TensorRef& t, const char* op) {
-  if (x->rank() < 1) throw Error(std::string(op) + ": input tensor should be 1D or more");
-  Shape expected = x->shape();
-  expected.erase(expected.begin() + class_dim(x));
-  if (t->shape() != expected) {
-    if (x->rank() == 1 || x->rank() == 2) {
-      throw ValueError("Expected input batch_size (" +
-                       std::to_string(x->rank() == 1 ? 1 : x->shape()[0].value()) +
-                       ") to match target batch_size (" +
-                       std::to_string(t->rank() == 0 ? 1 : t->shape()[0].value()) + ").");
-    }
-    throw Error("Expected target size " + shape_str(expected) + ", got " + shape_str(t->shape()));
-  }
-}
-
-// The negative log likelihood of `logp` (compute dtype, classes along class_dim) at the class
-// indices `target`, with per-class weights and ignore_index. Returns the unreduced loss and the
-// per-element weight (zero where ignored), both shaped like the target.
 std::pair<TensorRef, TensorRef> nll_core(Builder& b, const TensorRef& logp, const TensorRef& target,
                                          const Value& weight, int64_t ignore_index) {
   int64_t cd = class_dim(logp);
@@ -72,6 +40,38 @@ TensorRef reduce_weighted(Builder& b, const TensorRef& loss, const TensorRef& w,
   TensorRef s = sum_all(b, loss);
   if (reduction == "sum") return s;
   return bin(b, prims::div(), Value(s), Value(sum_all(b, w)));
+}
+
+}  // namespace detail::nn
+
+namespace {
+
+using namespace detail::nn;
+
+TensorRef reduce_loss(Builder& b, const TensorRef& loss, const std::string& reduction) {
+  if (reduction == "none") return loss;
+  TensorRef s = sum_all(b, loss);
+  if (reduction == "sum") {
+    if (s == loss)
+      s = lang::call_t(b, prims::convert_element_type(), {Value(loss), Value(loss->dtype())});
+    return s;
+  }
+  return bin(b, prims::div(), Value(s), Value(static_cast<double>(loss->numel())));
+}
+
+void check_class_target(const TensorRef& x, const TensorRef& t, const char* op) {
+  if (x->rank() < 1) throw Error(std::string(op) + ": input tensor should be 1D or more");
+  Shape expected = x->shape();
+  expected.erase(expected.begin() + class_dim(x));
+  if (t->shape() != expected) {
+    if (x->rank() == 1 || x->rank() == 2) {
+      throw ValueError("Expected input batch_size (" +
+                       std::to_string(x->rank() == 1 ? 1 : x->shape()[0].value()) +
+                       ") to match target batch_size (" +
+                       std::to_string(t->rank() == 0 ? 1 : t->shape()[0].value()) + ").");
+    }
+    throw Error("Expected target size " + shape_str(expected) + ", got " + shape_str(t->shape()));
+  }
 }
 
 void check_weight(const BoundArgs& a, size_t i, const TensorRef& x) {

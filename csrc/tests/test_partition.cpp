@@ -91,6 +91,33 @@ TEST_F(PartitionTest, IndependentProducerIsHoistedBeforeTheRegion) {
   EXPECT_EQ(names(regions[0].outputs), (std::vector<std::string>{t2.as_tensor()->name()}));
 }
 
+TEST_F(PartitionTest, ChainsThatMeetBecomeOneRegion) {
+  auto x = input("x", {4, 4}), y = input("y", {4, 4});
+  Value t0 = b.call(prims::exp(), {x});
+  Value t1 = b.call(prims::sin(), {y});
+  Value t2 = b.call(prims::add(), {t0, t1});
+  Trace out = run(finish({x, y}, t2));
+  EXPECT_EQ(names(out), (std::vector<std::string>{"fusion0"}));
+  ASSERT_EQ(regions.size(), 1u);
+  EXPECT_EQ(regions[0].bsyms.size(), 3u);
+  EXPECT_EQ(names(regions[0].outputs), (std::vector<std::string>{t2.as_tensor()->name()}));
+}
+
+TEST_F(PartitionTest, ChainsJoinedThroughAnOutsideSymbolStaySeparate) {
+  // exp(x) feeds a matmul whose result a second chain reads; adding both chains' results must not
+  // put exp(x) and the second chain in one region (the matmul would sit inside a cycle).
+  auto x = input("x", {4, 4}), w = input("w", {4, 4});
+  Value t0 = b.call(prims::exp(), {x});
+  Value t1 = b.call(prims::matmul(), {t0, w});
+  Value t2 = b.call(prims::sin(), {t1});
+  Value t3 = b.call(prims::add(), {t0, t2});
+  Trace out = run(finish({x, w}, t3));
+  EXPECT_EQ(names(out), (std::vector<std::string>{"fusion0", "prims.matmul", "fusion1"}));
+  ASSERT_EQ(regions.size(), 2u);
+  EXPECT_EQ(regions[0].bsyms.size(), 1u);
+  EXPECT_EQ(regions[1].bsyms.size(), 2u);
+}
+
 TEST_F(PartitionTest, GradModeSwitchIsABarrier) {
   auto x = input("x", {4});
   Value t0 = b.call(prims::exp(), {x});
