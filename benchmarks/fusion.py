@@ -10,6 +10,7 @@ Cases (fp32; x is 1024 x 4096 = 4M floats, w and b are 4096-vectors broadcast ov
   layer_norm_bwd (F.layer_norm(x, (4096,), w, b) * g).sum().backward(): forward + backward, the jitted
                  function's backward through thunder's autograd
   softmax_bwd    (torch.softmax(x, -1) * g).sum().backward(): forward + backward
+  cross_entropy_bwd  F.cross_entropy(x, y).backward(): forward + backward
 
 Each case is jitted with the default executors (the fuser among them) and checked against eager. Times
 are per call: eager and thunder alternate (which goes first alternates too), `--repeats` pairs, and the
@@ -79,6 +80,9 @@ def _cases(torch, F):
         "layer_norm_bwd": (ln_fwd, lambda: (x.clone().requires_grad_(), w.clone().requires_grad_(),
                                             b.clone().requires_grad_(), gout), 5 * nbytes, True),
         "softmax_bwd": (sm_fwd, lambda: (x.clone().requires_grad_(), gout), 5 * nbytes, True),
+        # forward: read x; backward: read x (or what was saved of it), write dx
+        "cross_entropy_bwd": (lambda x, y: F.cross_entropy(x, y), lambda: (x.clone().requires_grad_(), y),
+                              3 * nbytes, True),
     }
 
 

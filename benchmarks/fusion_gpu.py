@@ -5,6 +5,9 @@ Bandwidth = (bytes each kernel must read once + bytes it must write once) / time
 medians (triton.testing.do_bench, which clears the L2 cache between repetitions) after warm-up. The
 thunder time is the whole jitted call (guard check, output allocation, kernel launches); the L2 clear
 before each repetition leaves the host time to issue it. NVRTC compile time is reported per kernel (a fresh kernel cache).
+"cross_entropy fwd+bwd" is a training step (`F.cross_entropy(x.float(), y).backward()`, thunder's forward
+and backward programs against eager's autograd and torch.compile's), counted as reading the logits in each
+direction and writing their gradient once.
 
     python benchmarks/fusion_gpu.py [--quick] [--no-compile] [--out benchmarks/results/fusion_gpu.json]
 """
@@ -83,16 +86,13 @@ def cross_entropy(x, y):
     return F.cross_entropy(x.float(), y)
 
 
-def cross_entropy_backward(x, y, cols, g):
-    # d loss / d logits of mean cross-entropy: (softmax(x) - onehot(y)) * g / rows, in x's dtype.
-    p = torch.softmax(x.float(), -1)
-    return ((p - (cols == y[:, None]).float()) * g).to(x.dtype)
-
-
-def eager_cross_entropy_backward(logp, y, g, total_weight):
-    # What eager's autograd runs: nll_loss_backward, then log_softmax's backward from the saved logp.
-    gl = torch.ops.aten.nll_loss_backward(g, logp, y, None, 1, -100, total_weight)
-    return torch.ops.aten._log_softmax_backward_data(gl, logp, -1, logp.dtype)
+def training_step(fn):
+    """fn(x, y).backward() with x's gradient cleared first (so no call accumulates into it)."""
+    def step(x, y):
+        x.grad = None
+        fn(x, y).backward()
+        return x.grad
+    return step
 
 
 def cases(quick):
@@ -112,7 +112,7 @@ def cases(quick):
         out.append(("rms_norm", "2048x4096", dt, rms_norm, (2048, 4096), "xw"))
         for w in widths:
             out.append(("cross_entropy fwd", f"2048x{w}", dt, cross_entropy, (2048, w), "ce"))
-            out.append(("cross_entropy bwd", f"2048x{w}", dt, cross_entropy_backward, (2048, w), "ceb"))
+            out.append(("cross_entropy fwd+bwd", f"2048x{w}", dt, cross_entropy, (2048, w), "ceb"))
     return out
 
 
@@ -127,11 +127,9 @@ def make_inputs(shape, dt, kind):
         return (x, w)
     if kind == "x":
         return (x,)
-    if kind == "ce":
-        return (x, y)
-    cols = torch.arange(shape[-1], device="cuda")
-    g = torch.full((), 1.0 / shape[0], device="cuda")
-    return (x, y, cols, g)
+    if kind == "ceb":
+        x.requires_grad_()
+    return (x, y)
 
 
 def moved_bytes(kind, shape, dt):
@@ -139,6 +137,8 @@ def moved_bytes(kind, shape, dt):
     es = torch.finfo(dt).bits // 8
     if kind == "ce":  # read the logits once; the per-row losses are negligible
         return n * es
+    if kind == "ceb":  # forward: read the logits; backward: read them (or what was saved), write the gradient
+        return 3 * n * es
     return 2 * n * es  # read x once, write the result once (weights are small)
 
 
@@ -169,21 +169,21 @@ def main():
     for name, size, dt, fn, shape, kind in cases(args.quick):
         inp = make_inputs(shape, dt, kind)
         jfn = thunder.jit(fn, executors=[thunder.fusion_executor])
+        timed_fn, timed_jfn = fn, jfn
+        if kind == "ceb":  # a training step: thunder's forward and backward programs against eager's
+            timed_fn, timed_jfn = training_step(fn), training_step(jfn)
         before = fusionex.cache_stats()["compile_seconds"]
-        got = jfn(*inp)
+        got = timed_jfn(*inp).clone()
         torch.cuda.synchronize()
         compile_s = fusionex.cache_stats()["compile_seconds"] - before
         kernels = fusionex.fusion_kernels(jfn)
         if kind == "ceb":
-            logp = torch.log_softmax(inp[0].float(), -1)
-            tw = torch.tensor(float(shape[0]), device="cuda")
-            g = torch.ones((), device="cuda")
-            eager = lambda: eager_cross_entropy_backward(logp, inp[1], g, tw)  # noqa: E731
-            ref = fn(*inp)
+            kernels += list(thunder.last_backward_traces(jfn)[-1].fusion_callables)
+            ref = timed_fn(*inp).clone()
         else:
-            eager = lambda: fn(*inp)  # noqa: E731
             # Fused kernels compute in fp32 and round once: the reference is eager on fp32 copies.
             ref = fn(*(a.float() if a.is_floating_point() else a for a in inp)).to(got.dtype)
+        eager = lambda: timed_fn(*inp)  # noqa: E731
         tol = dict(rtol=2e-2, atol=2e-2) if dt == torch.bfloat16 else dict(rtol=1e-4, atol=1e-4)
         try:
             torch.testing.assert_close(got, ref, **tol)
@@ -192,12 +192,14 @@ def main():
             check = "MISMATCH " + str(e).splitlines()[2 if len(str(e).splitlines()) > 2 else 0]
         nbytes = moved_bytes(kind, shape, dt)
         copy_bw = copy_bandwidth(nbytes if kind != "ce" else 2 * nbytes)
-        t_thunder = bench(lambda: jfn(*inp))  # the whole jitted call (guards, allocation, launch)
+        t_thunder = bench(lambda: timed_jfn(*inp))  # the whole jitted call (guards, allocation, launch)
         t_eager = bench(eager)
         t_compile = float("nan")
         if not args.no_compile:
             try:
                 cfn = torch.compile(fn)
+                if kind == "ceb":
+                    cfn = training_step(cfn)
                 cfn(*inp)
                 t_compile = bench(lambda: cfn(*inp))
             except Exception as e:  # noqa: BLE001 - reported, the run goes on
