@@ -153,6 +153,7 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "fusion_gpu.json"))
+    ap.add_argument("--only", default="", help="run the rows whose 'operation size' contains this text")
     args = ap.parse_args()
     assert torch.cuda.is_available() and fusionex.available("cuda"), "needs CUDA, its driver and NVRTC"
     torch.manual_seed(0)
@@ -167,6 +168,8 @@ def main():
     lines = []
     print(header, flush=True)
     for name, size, dt, fn, shape, kind in cases(args.quick):
+        if args.only and args.only not in f"{name} {size}":
+            continue
         inp = make_inputs(shape, dt, kind)
         jfn = thunder.jit(fn, executors=[thunder.fusion_executor])
         timed_fn, timed_jfn = fn, jfn

@@ -84,6 +84,9 @@ def host_source(src: str) -> str:
     src = src.replace('asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));',
                       "{ _Float16 x = (_Float16)f; memcpy(&h, &x, 2); }")
     src = src.replace('extern "C" __global__ void', "__global__ void")
+    # Dynamic shared memory: one buffer (blocks run one after another), as large as any device allows.
+    src = src.replace("extern __shared__ __align__(16) unsigned char th_smem[];",
+                      "alignas(16) inline unsigned char th_smem[256 * 1024];")
     m = re.search(r"__global__ void (?:__launch_bounds__\([^)]*\) )?thunder_kernel\(([^)]*)\)", src)
     if not m:
         raise ValueError("no thunder_kernel in the source")

@@ -78,7 +78,7 @@ def _cuda_sources(fn, args):
 @pytest.mark.parametrize("fn,shape,kind", SCHEDULES, ids=lambda v: getattr(v, "__name__", str(v)))
 def test_cuda_source_for_each_schedule(fn, shape, kind):
     torch.manual_seed(0)
-    ((k, src, grid, block),) = _cuda_sources(fn, _args(fn, shape))
+    ((k, src, grid, block, _),) = _cuda_sources(fn, _args(fn, shape))
     assert k.kernel_ir.startswith(kind)
     assert 'extern "C" __global__' in src and "thunder_kernel(" in src
     assert grid >= 1 and 32 <= block <= 1024
@@ -94,13 +94,13 @@ def test_cuda_source_for_each_schedule(fn, shape, kind):
 def test_cuda_source_of_cross_entropy_gathers_inside_the_row_kernel():
     x, y = torch.randn(16, 1000), torch.randint(0, 1000, (16,))
     sources = _cuda_sources(F.cross_entropy, (x, y))
-    assert any("idx_t g" in src for _, src, _, _ in sources)
+    assert any("idx_t g" in src for _, src, *_ in sources)
 
 
 @requires_compiler
 def test_cuda_source_uses_32_bit_indices_for_small_tensors():
     small = _cuda_sources(lambda a, b: a * b + 1, (torch.randn(8, 16), torch.randn(8, 16)))
-    assert all("typedef int idx_t" in src for _, src, _, _ in small)
+    assert all("typedef int idx_t" in src for _, src, *_ in small)
 
 
 nvrtc_loadable = pytest.mark.skipif(_core.fuser_nvrtc_version() == 0, reason="NVRTC not found")
@@ -111,7 +111,7 @@ nvrtc_loadable = pytest.mark.skipif(_core.fuser_nvrtc_version() == 0, reason="NV
 @pytest.mark.parametrize("fn,shape,kind", SCHEDULES, ids=lambda v: getattr(v, "__name__", str(v)))
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 def test_nvrtc_compiles_generated_sources(fn, shape, kind, dtype):
-    for _, src, _, _ in _cuda_sources(fn, _args(fn, shape, dtype)):
+    for _, src, *_ in _cuda_sources(fn, _args(fn, shape, dtype)):
         ok, log, why = _core.fuser_nvrtc_compile(src, 90)
         assert ok, log
 
@@ -124,7 +124,7 @@ def test_nvrtc_compiles_integer_bool_and_gather_kernels():
            (F.cross_entropy, (torch.randn(16, 1000), torch.randint(0, 1000, (16,)))),
            (lambda t: (t.amax(-1) + t.sum(-1)), (a,))]
     for fn, args in fns:
-        for _, src, _, _ in _cuda_sources(fn, args):
+        for _, src, *_ in _cuda_sources(fn, args):
             ok, log, _ = _core.fuser_nvrtc_compile(src, 90)
             assert ok, log
 
@@ -136,7 +136,7 @@ requires_emulator = pytest.mark.skipif(not (fusionex.available("cpu") and cuda_e
                                        reason="no C++20 compiler for the CUDA emulator")
 
 
-def _emulate(fn, args, misalign=False, ref=None):
+def _emulate(fn, args, misalign=False, ref=None, smem_limit=48 * 1024):
     import inspect
     import re
 
@@ -148,13 +148,17 @@ def _emulate(fn, args, misalign=False, ref=None):
     inputs = [args[params.index(n.strip())].contiguous() for n in call.group(1).split(",")]
     if misalign:  # the same values one element past an aligned address
         inputs = [torch.empty(t.numel() + 1, dtype=t.dtype)[1:].view(t.shape).copy_(t) for t in inputs]
-    src, grid, block = _core.fuser_cuda_source(kernel)
+    src, grid, block, smem = _core.fuser_cuda_source(kernel, smem_limit)
+    assert smem <= smem_limit
     expected = fn(*args) if ref is None else ref
     out = torch.zeros_like(expected).share_memory_()
     if out.is_floating_point():
         out.fill_(123.0)  # every element must be written
     cuda_emulator.launch(src, grid, block, inputs + [out])
     return out, expected, kernel.kernel_ir.splitlines()[0]
+
+
+H100_SMEM = 227 * 1024
 
 
 def _one_hot_grad(logp, target):
@@ -171,6 +175,10 @@ EMULATED = {
     "softmax_warp_per_row": (softmax, lambda: (torch.randn(19, 33),)),
     "softmax_block_cached": (softmax, lambda: (torch.randn(5, 4096),)),
     "softmax_block_reread": (softmax, lambda: (torch.randn(3, 50304),)),
+    # Rows of 1024 threads kept in shared memory (a device that lets a block use 227 KiB).
+    "softmax_block_smem": (softmax, lambda: (torch.randn(3, 50304),), H100_SMEM),
+    "layer_norm_block_smem": (layer_norm, lambda: _args(layer_norm, (3, 50304)), H100_SMEM),
+    "log_softmax_bf16_block_smem": (log_softmax, lambda: (torch.randn(3, 50304, dtype=torch.bfloat16),), H100_SMEM),
     "log_softmax_odd_width": (log_softmax, lambda: (torch.randn(3, 4100),)),
     "layer_norm": (layer_norm, lambda: _args(layer_norm, (6, 4096))),
     "rms_norm": (rms_norm, lambda: _args(rms_norm, (6, 4096))),
@@ -191,8 +199,8 @@ EMULATED = {
 @pytest.mark.parametrize("case", list(EMULATED))
 def test_emulated_cuda_kernel_matches_eager(case, misalign):
     torch.manual_seed(0)
-    fn, make = EMULATED[case]
-    out, expected, _ = _emulate(fn, make(), misalign=misalign)
+    fn, make, *limit = EMULATED[case]
+    out, expected, _ = _emulate(fn, make(), misalign=misalign, **({"smem_limit": limit[0]} if limit else {}))
     torch.testing.assert_close(out, expected, equal_nan=True)
 
 

@@ -24,6 +24,8 @@ namespace nb = nanobind;
 
 namespace thunder::bindings {
 
+using namespace nb::literals;
+
 namespace {
 
 bool has_reduction(const std::vector<BSymRef>& prims) {
@@ -168,14 +170,17 @@ void bind_fuser(nb::module_& m) {
   });
   // The CUDA generator and NVRTC without a device: the CUDA source of a fused kernel (whatever its
   // device) for contiguous inputs, with its launch shape; and a compile check of a source.
-  m.def("fuser_cuda_source", [](const runtime::FusedKernel& kernel) {
-    const fuser::KernelDef& k = kernel.kernel();
-    fuser::Layout layout;
-    if (!fuser::contiguous_layout(k, &layout)) throw thunder::Error("fuser: no layout for contiguous inputs");
-    fuser::CudaLaunch launch;
-    std::string src = fuser::cuda_source(k, layout, &launch);
-    return std::make_tuple(src, launch.grid, launch.block);
-  });
+  m.def(
+      "fuser_cuda_source",
+      [](const runtime::FusedKernel& kernel, int smem_limit) {
+        const fuser::KernelDef& k = kernel.kernel();
+        fuser::Layout layout;
+        if (!fuser::contiguous_layout(k, &layout)) throw thunder::Error("fuser: no layout for contiguous inputs");
+        fuser::CudaLaunch launch;
+        std::string src = fuser::cuda_source(k, layout, &launch, smem_limit);
+        return std::make_tuple(src, launch.grid, launch.block, launch.shared_bytes);
+      },
+      "kernel"_a, "smem_limit"_a = fuser::kDefaultSmemLimit);
   m.def("fuser_nvrtc_compile", [](const std::string& source, int arch) {
     std::string log, why;
     bool ok = fuser::nvrtc_compile_check(source, arch, &log, &why);

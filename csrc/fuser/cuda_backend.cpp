@@ -31,6 +31,8 @@ constexpr CUresult kCudaSuccess = 0;
 constexpr int kAttrMultiprocessorCount = 16;
 constexpr int kAttrComputeCapabilityMajor = 75;
 constexpr int kAttrComputeCapabilityMinor = 76;
+constexpr int kAttrMaxSharedPerBlockOptin = 97;
+constexpr int kFuncAttrMaxDynamicShared = 8;
 
 struct Driver {
   CUresult (*cuInit)(unsigned) = nullptr;
@@ -46,6 +48,7 @@ struct Driver {
   CUresult (*cuLaunchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
                              CUstream, void**, void**) = nullptr;
   CUresult (*cuGetErrorString)(CUresult, const char**) = nullptr;
+  CUresult (*cuFuncSetAttribute)(CUfunction, int, int) = nullptr;  // optional (CUDA >= 9)
   int version = 0;
   int devices = 0;
   std::string why;
@@ -150,6 +153,7 @@ const Driver& driver() {
               sym(h, "cuModuleLoadData", &d.cuModuleLoadData) &&
               sym(h, "cuModuleGetFunction", &d.cuModuleGetFunction) && sym(h, "cuLaunchKernel", &d.cuLaunchKernel) &&
               sym(h, "cuGetErrorString", &d.cuGetErrorString);
+    sym(h, "cuFuncSetAttribute", &d.cuFuncSetAttribute);  // optional
     if (!ok) {
       d.why = "libcuda.so.1 lacks driver entry points";
       d.cuInit = nullptr;
@@ -187,6 +191,7 @@ struct DeviceInfo {
   CUcontext ctx = nullptr;
   int arch = 0;  // e.g. 90
   int sms = 0;
+  int smem_optin = 48 * 1024;  // dynamic shared memory a block may opt in to
 };
 
 std::mutex g_mu;
@@ -205,6 +210,11 @@ const DeviceInfo& device_info(int device) {
   check(d.cuDeviceGetAttribute(&major, kAttrComputeCapabilityMajor, dev), "cuDeviceGetAttribute");
   check(d.cuDeviceGetAttribute(&minor, kAttrComputeCapabilityMinor, dev), "cuDeviceGetAttribute");
   check(d.cuDeviceGetAttribute(&info.sms, kAttrMultiprocessorCount, dev), "cuDeviceGetAttribute");
+  int optin = 0;
+  if (d.cuFuncSetAttribute && d.cuDeviceGetAttribute(&optin, kAttrMaxSharedPerBlockOptin, dev) == kCudaSuccess &&
+      optin > info.smem_optin) {
+    info.smem_optin = optin;
+  }
   info.arch = major * 10 + minor;
   check(d.cuDevicePrimaryCtxRetain(&info.ctx, dev), "cuDevicePrimaryCtxRetain");
   return g_devices[device] = info;
@@ -370,6 +380,10 @@ std::shared_ptr<CudaFunction> cuda_load(const std::string& source, int device, c
     throw Error("fuser: cuModuleLoadData failed for " + path + ": " + cu_error(r));
   }
   check(d.cuModuleGetFunction(&f->function, f->module, "thunder_kernel"), "cuModuleGetFunction");
+  if (launch.shared_bytes > 48 * 1024) {
+    if (!d.cuFuncSetAttribute) throw Error("fuser: the driver cannot raise a kernel's shared memory limit");
+    check(d.cuFuncSetAttribute(f->function, kFuncAttrMaxDynamicShared, launch.shared_bytes), "cuFuncSetAttribute");
+  }
   if (from_disk) {
     std::lock_guard<std::mutex> stats_lock(cache_stats_mutex());
     ++cache_stats().disk_hits;
@@ -381,6 +395,11 @@ std::shared_ptr<CudaFunction> cuda_load(const std::string& source, int device, c
   // launch of idle blocks for huge tensors.
   f->max_grid = std::max(1, info.sms) * std::max(1, 2048 / std::max(1, launch.block)) * 16;
   return g_loaded[mem_key] = f;
+}
+
+int cuda_smem_limit(int device) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  return device_info(device).smem_optin;
 }
 
 void cuda_launch(const CudaFunction& f, const Layout& layout, const KernelDef& k, char** ptrs, void* stream) {

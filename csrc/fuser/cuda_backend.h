@@ -30,6 +30,9 @@ bool cuda_available(std::string* why = nullptr);
 // the path of the saved source and NVRTC's log.
 std::shared_ptr<CudaFunction> cuda_load(const std::string& source, int device, const CudaLaunch& launch);
 
+// The dynamic shared memory one block of `device` may use (its opt-in limit; 48 KiB without one).
+int cuda_smem_limit(int device);
+
 // Launches with `ptrs` (inputs then outputs) on `stream` (a CUstream).
 void cuda_launch(const CudaFunction& f, const Layout& layout, const KernelDef& k, char** ptrs,
                  void* stream);

@@ -100,7 +100,8 @@ struct ColScope {
 
 class CudaGen {
  public:
-  CudaGen(const KernelDef& k, const Layout& L) : k_(k), L_(L), n_(static_cast<int>(L.sizes.size())) {
+  CudaGen(const KernelDef& k, const Layout& L, int smem_limit)
+      : k_(k), L_(L), n_(static_cast<int>(L.sizes.size())), smem_limit_(smem_limit) {
     if (k_.kind == KernelDef::Kind::kPointwise) {
       for (int a = 0; a < n_; ++a) col_axes_.push_back(a);
     } else {
@@ -324,6 +325,11 @@ class CudaGen {
       std::string ld = "ld" + std::to_string(id);
       if (s.cached && cached_.count(id)) {
         e = load_expr(n.dtype, "cache" + std::to_string(id) + "[k][l]");
+      } else if (smem_cached_.count(id) && c == "c") {
+        std::string vs = std::to_string(s.v);
+        s.pre += "      " + st + " " + ld + "[" + vs + "];\n      th_ldv<" + st + ", " + vs + ">(" + smem_ptr(id) + " + c, " + ld +
+                 ");\n";
+        e = load_expr(n.dtype, ld + "[l]");
       } else {
         std::string addr = row_part(id) + " + " + unravel(col_axes_, a.strides, c);
         std::string vs = std::to_string(s.v);
@@ -562,10 +568,9 @@ class CudaGen {
   // Loads of row data read by more than one pass, kept in registers when they fit.
   void choose_cache(const RowPlan& p, int v) {
     cached_.clear();
-    // Rows that need 1024 threads are re-read through L2 instead: a row held in registers by 1024
-    // threads leaves one block per multiprocessor, which then idles through each row's reductions;
-    // two blocks of few registers overlap one row's reductions with the other's loads.
-    if (inner_ < 0 || p.threads >= 1024) return;
+    smem_cached_.clear();
+    smem_bytes_ = 0;
+    if (inner_ < 0) return;
     int64_t k = ceil_div(ceil_div(cols_, v), p.threads);
     std::unordered_map<int, int> uses;
     for (int q = 1; q <= p.passes; ++q) {
@@ -582,13 +587,29 @@ class CudaGen {
         for (int a : k_.nodes[id].args) stack.push_back(a);
       }
     }
-    int64_t budget = 48;  // 32-bit registers per thread
-    int64_t used = 0;
+    std::vector<int> candidates;
     for (size_t i = 0; i < k_.nodes.size(); ++i) {
       int id = static_cast<int>(i);
       if (uses[id] < 2 || L_.loads[i].strides[inner_] != 1) continue;
       if ((varies(id) & ~col_mask_) == 0 && k_.kind == KernelDef::Kind::kInner && rows_ > 1) continue;  // weights
-      int64_t regs = ceil_div(k * v * storage_bytes(k_.nodes[i].dtype), 4);
+      candidates.push_back(id);
+    }
+    if (p.threads >= 1024) {
+      // Rows of 1024 threads: in registers they would leave one block per multiprocessor idling
+      // through each row's reductions. In dynamic shared memory (each thread reads back only the
+      // chunks it stored, so no barrier), when the row fits; otherwise they are re-read through L2.
+      for (int id : candidates) {
+        int64_t bytes = (cols_ * storage_bytes(k_.nodes[id].dtype) + 15) / 16 * 16;
+        if (smem_bytes_ + bytes > smem_limit_ - 1024) continue;  // room for the reductions' arrays
+        smem_cached_[id] = smem_bytes_;
+        smem_bytes_ += bytes;
+      }
+      return;
+    }
+    int64_t budget = 48;  // 32-bit registers per thread
+    int64_t used = 0;
+    for (int id : candidates) {
+      int64_t regs = ceil_div(k * v * storage_bytes(k_.nodes[id].dtype), 4);
       if (used + regs > budget) continue;
       used += regs;
       cached_.insert(id);
@@ -609,6 +630,8 @@ class CudaGen {
       choose_cache(p, v);
     } else {
       cached_.clear();
+      smem_cached_.clear();
+      smem_bytes_ = 0;
     }
     const int t = p.threads;
     int64_t nq = ceil_div(cols_, v);
@@ -625,6 +648,17 @@ class CudaGen {
                     std::to_string(kmax) + "; ++k) {\n      const idx_t q = (idx_t)tid + (idx_t)k * " + std::to_string(t) +
                     ";\n      if (q < " + lit(nq) + ") { const idx_t c = q * " + vs + "; th_ldv<" + st + ", " + vs + ">(in" +
                     std::to_string(k_.nodes[id].input) + " + " + addr + ", " + cv + "[k]); }\n    }\n";
+    }
+    if (!smem_cached_.empty()) {
+      std::string fill;
+      for (int id : sorted_keys(smem_cached_)) {
+        std::string st = storage_type(k_.nodes[id].dtype);
+        std::string addr = row_part(id) + " + " + unravel(col_axes_, L_.loads[id].strides, "c");
+        fill += "      { " + st + " t[" + vs + "]; th_ldv<" + st + ", " + vs + ">(in" + std::to_string(k_.nodes[id].input) +
+                " + " + addr + ", t); th_stv<" + st + ", " + vs + ">(" + smem_ptr(id) + " + c, t); }\n";
+      }
+      cache_code += "#pragma unroll 4\n    for (idx_t q = (idx_t)tid; q < " + lit(nq) + "; q += " + std::to_string(t) +
+                    ") {\n      const idx_t c = q * " + vs + ";\n" + fill + "    }\n";
     }
     os << row_code_;  // row bases of the cached loads
     row_code_.clear();
@@ -694,6 +728,18 @@ class CudaGen {
     return os.str();
   }
 
+  // The row of a load kept in dynamic shared memory, as a pointer of its storage type.
+  std::string smem_ptr(int id) const {
+    return "((" + storage_type(k_.nodes[id].dtype) + "*)(th_smem + " + std::to_string(smem_cached_.at(id)) + "))";
+  }
+
+  static std::vector<int> sorted_keys(const std::unordered_map<int, int64_t>& m) {
+    std::vector<int> v;
+    for (const auto& [k, off] : m) v.push_back(k);
+    std::sort(v.begin(), v.end());
+    return v;
+  }
+
   static std::vector<int> sorted(const std::unordered_set<int>& s) {
     std::vector<int> v(s.begin(), s.end());
     std::sort(v.begin(), v.end());
@@ -731,15 +777,22 @@ class CudaGen {
       f << "  }\n}\n";
       return f.str();
     };
-    os << fn(1, vec_ == 1);
-    if (vec_ > 1) os << fn(vec_, true);
+    // The vector path is generated last: its shared-memory row cache sizes the launch.
+    std::string scalar_rows = fn(1, vec_ == 1);
+    int64_t scalar_smem = smem_bytes_;
+    std::string vector_rows = vec_ > 1 ? fn(vec_, true) : "";
+    int64_t smem = std::max(scalar_smem, vec_ > 1 ? smem_bytes_ : int64_t{0});
+    if (smem > 0) os << "extern __shared__ __align__(16) unsigned char th_smem[];\n";
+    os << scalar_rows << vector_rows;
     int block = p.threads * p.rows_per_block;
-    os << "extern \"C\" __global__ void __launch_bounds__(" << block << (block >= 1024 ? ", 2" : "")
+    // 1024-thread rows re-read through L2 run two blocks per multiprocessor; with the row in shared
+    // memory, one.
+    os << "extern \"C\" __global__ void __launch_bounds__(" << block << (block >= 1024 && smem == 0 ? ", 2" : "")
        << ") thunder_kernel(" << params_ << ") {\n" << smem_decls;
     os << vector_or_scalar("th_rows", args_ + smem_args) << "}\n";
     launch->block = block;
     launch->grid = rows_ == 0 ? 0 : ceil_div(rows_, p.rows_per_block);
-    launch->shared_bytes = 0;
+    launch->shared_bytes = static_cast<int>(smem);
     return os.str();
   }
 
@@ -858,14 +911,17 @@ class CudaGen {
   std::unordered_map<int, std::string> bases_;
   std::unordered_map<int, std::string> reduced_;
   std::unordered_set<int> cached_;
+  int smem_limit_ = kDefaultSmemLimit;
+  std::unordered_map<int, int64_t> smem_cached_;  // load -> byte offset of its row in th_smem
+  int64_t smem_bytes_ = 0;
   std::vector<uint64_t> varies_;  // per node: the axes it varies over
   int counter_ = 0;
 };
 
 }  // namespace
 
-std::string cuda_source(const KernelDef& k, const Layout& layout, CudaLaunch* launch) {
-  return CudaGen(k, layout).run(launch);
+std::string cuda_source(const KernelDef& k, const Layout& layout, CudaLaunch* launch, int smem_limit) {
+  return CudaGen(k, layout, smem_limit).run(launch);
 }
 
 }  // namespace thunder::fuser

@@ -61,8 +61,9 @@ std::shared_ptr<FusedKernel::Variant> FusedKernel::build_variant(const fuser::La
   v->layout = layout;
   if (cuda_) {
     fuser::CudaLaunch launch;
-    v->source = fuser::cuda_source(k_, layout, &launch);
-    v->binary = fuser::cuda_load(v->source, k_.device.index < 0 ? 0 : k_.device.index, launch);
+    int dev = k_.device.index < 0 ? 0 : k_.device.index;
+    v->source = fuser::cuda_source(k_, layout, &launch, fuser::cuda_smem_limit(dev));
+    v->binary = fuser::cuda_load(v->source, dev, launch);
   } else {
     v->source = fuser::cpu_source(k_, layout);
     v->binary = fuser::cpu_load(v->source);
@@ -183,11 +184,21 @@ nb::object FusedKernel::call(nb::args args) {
 }
 
 void* current_cuda_stream(int device) {
-  static nb::object fn;
-  static int cached_device = -2;
+  // torch._C._cuda_getCurrentRawStream(device) returns the cudaStream_t as an int without building a
+  // Stream object (a few microseconds per launch); torch.cuda.current_stream where it is missing.
+  static nb::object raw, fn;
+  static bool looked = false;
+  if (!looked) {
+    looked = true;
+    nb::object c = nb::module_::import_("torch").attr("_C");
+    if (nb::hasattr(c, "_cuda_getCurrentRawStream")) raw = c.attr("_cuda_getCurrentRawStream");
+    fn = nb::module_::import_("torch").attr("cuda").attr("current_stream");
+  }
+  if (raw.is_valid()) {
+    nb::object h = raw(device);
+    return PyLong_AsVoidPtr(h.ptr());
+  }
   static PyObject* s_cuda_stream = PyUnicode_InternFromString("cuda_stream");
-  if (!fn.is_valid()) fn = nb::module_::import_("torch").attr("cuda").attr("current_stream");
-  (void)cached_device;
   nb::object s = fn(device);
   PyObject* h = PyObject_GetAttr(s.ptr(), s_cuda_stream);
   if (!h) throw nb::python_error();

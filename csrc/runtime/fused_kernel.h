@@ -52,7 +52,7 @@ class FusedKernel {
   std::vector<nb::object> empty_args_;  // per output: (shape tuple, dtype, device)
 };
 
-// torch.cuda.current_stream(device).cuda_stream, as a CUstream.
+// torch's current CUDA stream on `device`, as a CUstream.
 void* current_cuda_stream(int device);
 
 void bind_fused_kernel(nb::module_& m);

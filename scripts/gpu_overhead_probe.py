@@ -1,0 +1,56 @@
+"""Host time per call on CUDA of thunder's jitted calls against eager (inference call of one fused
+kernel; cross-entropy training step), with a cProfile of thunder's step: where the host time goes."""
+import cProfile
+import pstats
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, ".")
+import thunder  # noqa: E402
+
+
+def sync():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def host_us(f, n=300):
+    for _ in range(20):
+        f()
+    sync()
+    t = time.perf_counter()
+    for _ in range(n):
+        f()
+    sync()
+    return (time.perf_counter() - t) / n * 1e6
+
+
+DEV = "cuda" if torch.cuda.is_available() else "cpu"
+x = torch.randn(64, 512, device=DEV, requires_grad=True)
+y = torch.randint(0, 512, (64,), device=DEV)
+ce = lambda a, b: F.cross_entropy(a, b)  # noqa: E731
+jce = thunder.jit(ce)
+sm = lambda a: torch.softmax(a, -1)  # noqa: E731
+jsm = thunder.jit(sm)
+
+
+def step(f):
+    x.grad = None
+    f(x, y).backward()
+
+
+xs = x.detach()
+with torch.no_grad():
+    print(f"softmax no_grad call: eager {host_us(lambda: sm(xs)):.1f} us, thunder {host_us(lambda: jsm(xs)):.1f} us")
+print(f"cross_entropy forward (grad): eager {host_us(lambda: ce(x, y)):.1f} us, thunder {host_us(lambda: jce(x, y)):.1f} us")
+print(f"cross_entropy training step: eager {host_us(lambda: step(ce)):.1f} us, thunder {host_us(lambda: step(jce)):.1f} us")
+pr = cProfile.Profile()
+pr.enable()
+for _ in range(500):
+    step(jce)
+sync()
+pr.disable()
+pstats.Stats(pr).sort_stats("tottime").print_stats(22)
