@@ -161,6 +161,16 @@ def _emulate(fn, args, misalign=False, ref=None, smem_limit=48 * 1024):
 H100_SMEM = 227 * 1024
 
 
+def _inf_nan_rows(width):
+    x = torch.randn(6, width)
+    x[0, : width - 3] = -float("inf")  # only the last chunk is finite
+    x[1] = -float("inf")
+    x[2, width // 2] = float("inf")
+    x[3, 7] = float("nan")
+    x[4, :: 3] = -float("inf")
+    return x
+
+
 def _one_hot_grad(logp, target):
     # cross-entropy's gradient from log-probabilities, as the fused backward computes it (an iota
     # compared with the targets inside the row kernel).
@@ -189,6 +199,11 @@ EMULATED = {
     "iota_pointwise": (lambda x: (torch.arange(x.shape[-1]) * 3 - 7) * x, lambda: (torch.randn(8, 4096),)),
     "iota_one_hot_row_grad": (lambda lp, t: _one_hot_grad(lp, t), lambda: (torch.randn(5, 4100).log_softmax(-1),
                                                                           torch.randint(0, 4100, (5,)))),
+    # Online softmax (the sum of exponentials rescaled as the running maximum grows): rows whose first
+    # chunks are all -inf, a row of -inf (NaN in eager), +inf and NaN rows, in warp and block schedules.
+    "softmax_inf_nan_warp": (softmax, lambda: (_inf_nan_rows(40),)),
+    "softmax_inf_nan_block": (softmax, lambda: (_inf_nan_rows(3000),)),
+    "log_softmax_inf_nan_smem": (log_softmax, lambda: (_inf_nan_rows(50304),), H100_SMEM),
     "amax_nan_inf": (lambda t: t.amax(-1) * 2,
                      lambda: (torch.tensor([[1.0, float("nan"), 2.0], [float("inf"), 0.0, -1.0]]),)),
 }
@@ -202,6 +217,19 @@ def test_emulated_cuda_kernel_matches_eager(case, misalign):
     fn, make, *limit = EMULATED[case]
     out, expected, _ = _emulate(fn, make(), misalign=misalign, **({"smem_limit": limit[0]} if limit else {}))
     torch.testing.assert_close(out, expected, equal_nan=True)
+
+
+@requires_emulator
+def test_emulated_softmax_kernels_fold_the_sum_into_the_max_pass():
+    # One pass computes the maximum and the rescaled sum of exponentials (one warp-shuffle round for
+    # both); a second writes the output.
+    for width in (40, 3000, 50304):
+        jfn = _jit(softmax)
+        jfn(torch.randn(2, width))
+        (kernel,) = fusionex.fusion_kernels(jfn)
+        src = _core.fuser_cuda_source(kernel, H100_SMEM)[0]
+        body = src[src.rindex("TH_INLINE void th_rows"):]
+        assert body.count("for (int m = 16; m > 0; m >>= 1)") == 1, body
 
 
 @requires_emulator

@@ -325,7 +325,7 @@ class CudaGen {
       std::string ld = "ld" + std::to_string(id);
       if (s.cached && cached_.count(id)) {
         e = load_expr(n.dtype, "cache" + std::to_string(id) + "[k][l]");
-      } else if (smem_cached_.count(id) && c == "c") {
+      } else if (smem_cached_.count(id) && c == "c" && smem_filled_.count(id)) {
         std::string vs = std::to_string(s.v);
         s.pre += "      " + st + " " + ld + "[" + vs + "];\n      th_ldv<" + st + ", " + vs + ">(" + smem_ptr(id) + " + c, " + ld +
                  ");\n";
@@ -342,6 +342,11 @@ class CudaGen {
         }
         if (is == 1) {
           s.pre += "      th_ldv<" + st + ", " + vs + ">(" + ptr + " + " + addr + ", " + nm + ");\n";
+          if (smem_cached_.count(id) && c == "c") {
+            // The first pass that reads the load also keeps the chunk for the later passes.
+            s.pre += "      th_stv<" + st + ", " + vs + ">(" + smem_ptr(id) + " + c, " + nm + ");\n";
+            smem_filling_.insert(id);
+          }
         } else if (is == 0) {
           s.pre += "      " + nm + " = " + ptr + "[" + addr + "];\n";
         } else {
@@ -525,11 +530,40 @@ class CudaGen {
     std::vector<std::vector<int>> pass_reductions, pass_outputs;
     std::vector<size_t> row_outputs;
     int passes = 0;
+    // Online softmax: sum(exp(a - amax(a))) computed in amax's pass, the running sum rescaled when the
+    // running maximum grows (per chunk of V elements). Maps the sum to its amax.
+    std::unordered_map<int, int> online;
   };
+
+  // The sum reductions of the form sum(exp(a - amax(a))) (softmax, log_softmax, cross-entropy), with
+  // the pass each node is available from when those sums run in their amax's pass.
+  std::vector<int> plan_online(std::unordered_map<int, int>* online) const {
+    std::vector<int> need = available_from(k_);
+    for (size_t i = 0; i < k_.nodes.size(); ++i) {
+      const KNode& n = k_.nodes[i];
+      if (n.op != "sum" || !is_floating(n.dtype)) continue;
+      const KNode& e = k_.nodes[n.args[0]];
+      if (e.op != "exp" || e.dtype != n.dtype) continue;
+      const KNode& d = k_.nodes[e.args[0]];
+      if (d.op != "sub" || d.dtype != n.dtype) continue;
+      const KNode& m = k_.nodes[d.args[1]];
+      if (m.op != "amax" || m.dtype != n.dtype || m.args[0] != d.args[0]) continue;
+      (*online)[static_cast<int>(i)] = d.args[1];
+    }
+    if (online->empty()) return need;
+    for (size_t i = 0; i < k_.nodes.size(); ++i) {
+      const KNode& n = k_.nodes[i];
+      int m = 0;
+      for (int a : n.args) m = std::max(m, need[a]);
+      auto it = online->find(static_cast<int>(i));
+      need[i] = it != online->end() ? need[it->second] : (is_reduce_op(n.op) ? m + 1 : m);
+    }
+    return need;
+  }
 
   RowPlan plan_rows() {
     RowPlan p;
-    std::vector<int> need = available_from(k_);
+    std::vector<int> need = plan_online(&p.online);
     p.pass_reductions.resize(1);
     p.pass_outputs.resize(1);
     auto grow = [&](int q) {
@@ -616,6 +650,37 @@ class CudaGen {
     }
   }
 
+  // An online pair's chunk update: the chunk's maximum, then the running sum rescaled to the new
+  // maximum plus the chunk's exponentials. A maximum of -inf adds nothing (exp(-inf - -inf) would be
+  // NaN where eager's terms are 0); NaN and +inf propagate as in eager.
+  void online_chunk(int sum, int amax, ColScope& s) {
+    const KNode& n = k_.nodes[sum];
+    std::string ct = compute_type(n.dtype);
+    std::string a = col_value(k_.nodes[amax].args[0], s);
+    std::string oa = "oa" + std::to_string(sum), as = "acc" + std::to_string(sum), am = "acc" + std::to_string(amax);
+    std::string vs = std::to_string(s.v);
+    s.decl += "      " + ct + " " + oa + "[" + vs + "];\n";
+    s.lane += "        " + oa + "[l] = " + a + ";\n";
+    s.post += "      { " + ct + " cm = " + oa + "[0];\n#pragma unroll\n        for (int l = 1; l < " + vs + "; ++l) cm = th_max(cm, " +
+              oa + "[l]);\n        const " + ct + " mn = th_max(" + am + ", cm);\n        if (mn != (" + ct +
+              ")-th_inf()) {\n          " + ct + " t = 0;\n#pragma unroll\n        for (int l = 0; l < " + vs + "; ++l) t += " +
+              exp_of(ct, oa + "[l] - mn") + ";\n          " + as + " = (" + am + " == mn ? " + as + " : " + as + " * " +
+              exp_of(ct, am + " - mn") + ") + t;\n        }\n        " + am + " = mn;\n      }\n";
+  }
+
+  // Combines an online pair's accumulators with another (m2, s2), read once each.
+  std::string online_combine(int sum, int amax, const std::string& m2, const std::string& s2) {
+    std::string ct = compute_type(k_.nodes[sum].dtype);
+    std::string as = "acc" + std::to_string(sum), am = "acc" + std::to_string(amax);
+    return "const " + ct + " om = " + m2 + ", os = " + s2 + "; const " + ct + " mn = th_max(" + am + ", om); " + as +
+           " = mn == (" + ct + ")-th_inf() ? " + as + " : (" + am + " == mn ? " + as + " : " + as + " * " +
+           exp_of(ct, am + " - mn") + ") + (om == mn ? os : os * " + exp_of(ct, "om - mn") + "); " + am + " = mn;";
+  }
+
+  static std::string exp_of(const std::string& ct, const std::string& x) {
+    return (ct == "double" ? "exp(" : "expf(") + x + ")";
+  }
+
   // Every lane of the warp must execute each shuffle: the partner's value is taken first, then
   // combined (an integer max is a conditional that would evaluate a shuffle in some lanes only).
   std::string shuffle_reduce(const std::string& op, DType d, const std::string& acc) {
@@ -633,6 +698,8 @@ class CudaGen {
       smem_cached_.clear();
       smem_bytes_ = 0;
     }
+    smem_filled_.clear();
+    smem_filling_.clear();
     const int t = p.threads;
     int64_t nq = ceil_div(cols_, v);
     int64_t kmax = ceil_div(nq, t);
@@ -649,17 +716,6 @@ class CudaGen {
                     ";\n      if (q < " + lit(nq) + ") { const idx_t c = q * " + vs + "; th_ldv<" + st + ", " + vs + ">(in" +
                     std::to_string(k_.nodes[id].input) + " + " + addr + ", " + cv + "[k]); }\n    }\n";
     }
-    if (!smem_cached_.empty()) {
-      std::string fill;
-      for (int id : sorted_keys(smem_cached_)) {
-        std::string st = storage_type(k_.nodes[id].dtype);
-        std::string addr = row_part(id) + " + " + unravel(col_axes_, L_.loads[id].strides, "c");
-        fill += "      { " + st + " t[" + vs + "]; th_ldv<" + st + ", " + vs + ">(in" + std::to_string(k_.nodes[id].input) +
-                " + " + addr + ", t); th_stv<" + st + ", " + vs + ">(" + smem_ptr(id) + " + c, t); }\n";
-      }
-      cache_code += "#pragma unroll 4\n    for (idx_t q = (idx_t)tid; q < " + lit(nq) + "; q += " + std::to_string(t) +
-                    ") {\n      const idx_t c = q * " + vs + ";\n" + fill + "    }\n";
-    }
     os << row_code_;  // row bases of the cached loads
     row_code_.clear();
     os << cache_code;
@@ -668,12 +724,22 @@ class CudaGen {
       s.v = v;
       s.cached = !cached_.empty();
       std::string init, fold;
+      std::unordered_set<int> paired;  // the amax and sum of online pairs
+      for (int r : p.pass_reductions[q]) {
+        auto it = p.online.find(r);
+        if (it != p.online.end()) paired.insert({r, it->second});
+      }
       for (int r : p.pass_reductions[q]) {
         const KNode& n = k_.nodes[r];
         std::string acc = "acc" + std::to_string(r);
         init += "    " + compute_type(n.dtype) + " " + acc + " = " + reduce_identity(n.op, n.dtype, Backend::kCuda) + ";\n";
+        if (paired.count(r)) continue;
         std::string val = col_value(n.args[0], s);
         s.lane += "        " + acc + " = " + reduce_combine(n.op, n.dtype, acc, val) + ";\n";
+      }
+      for (int r : p.pass_reductions[q]) {
+        auto it = p.online.find(r);
+        if (it != p.online.end()) online_chunk(r, it->second, s);
       }
       for (int o : p.pass_outputs[q]) {
         std::string val = col_value(k_.output_nodes[o], s);
@@ -695,7 +761,13 @@ class CudaGen {
       // Combine the threads' partial results: warp shuffles, then (block mode) one shared-memory round.
       for (int r : p.pass_reductions[q]) {
         const KNode& n = k_.nodes[r];
-        fold += shuffle_reduce(n.op, n.dtype, "acc" + std::to_string(r));
+        auto it = p.online.find(r);
+        if (it != p.online.end()) {
+          fold += "#pragma unroll\n    for (int m = 16; m > 0; m >>= 1) { " + online_combine(r, it->second, "th_shfl(acc" +
+                  std::to_string(it->second) + ", m)", "th_shfl(acc" + std::to_string(r) + ", m)") + " }\n";
+        } else if (!paired.count(r)) {
+          fold += shuffle_reduce(n.op, n.dtype, "acc" + std::to_string(r));
+        }
       }
       if (!p.warp_mode && !p.pass_reductions[q].empty()) {
         for (int r : p.pass_reductions[q]) {
@@ -703,14 +775,26 @@ class CudaGen {
         }
         fold += "    __syncthreads();\n";
         for (int r : p.pass_reductions[q]) {
+          fold += "    acc" + std::to_string(r) + " = sm" + std::to_string(r) + "[0];\n";
+        }
+        for (int r : p.pass_reductions[q]) {
           const KNode& n = k_.nodes[r];
           std::string acc = "acc" + std::to_string(r), sm = "sm" + std::to_string(r);
-          fold += "    " + acc + " = " + sm + "[0];\n    for (int w = 1; w < " + std::to_string(t / 32) + "; ++w) " + acc +
-                  " = " + reduce_combine(n.op, n.dtype, acc, sm + "[w]") + ";\n";
+          auto it = p.online.find(r);
+          if (it != p.online.end()) {
+            std::string smm = "sm" + std::to_string(it->second);
+            fold += "    for (int w = 1; w < " + std::to_string(t / 32) + "; ++w) { " +
+                    online_combine(r, it->second, smm + "[w]", sm + "[w]") + " }\n";
+          } else if (!paired.count(r)) {
+            fold += "    for (int w = 1; w < " + std::to_string(t / 32) + "; ++w) " + acc + " = " +
+                    reduce_combine(n.op, n.dtype, acc, sm + "[w]") + ";\n";
+          }
         }
       }
       os << fold;
       for (int r : p.pass_reductions[q]) reduced_[r] = "acc" + std::to_string(r);
+      smem_filled_.insert(smem_filling_.begin(), smem_filling_.end());
+      smem_filling_.clear();
     }
     // Row outputs: one thread writes them.
     std::string stores;
@@ -913,6 +997,7 @@ class CudaGen {
   std::unordered_set<int> cached_;
   int smem_limit_ = kDefaultSmemLimit;
   std::unordered_map<int, int64_t> smem_cached_;  // load -> byte offset of its row in th_smem
+  std::unordered_set<int> smem_filled_, smem_filling_;  // stored by an earlier pass; by this one
   int64_t smem_bytes_ = 0;
   std::vector<uint64_t> varies_;  // per node: the axes it varies over
   int counter_ = 0;
