@@ -199,11 +199,13 @@ EMULATED = {
     "iota_pointwise": (lambda x: (torch.arange(x.shape[-1]) * 3 - 7) * x, lambda: (torch.randn(8, 4096),)),
     "iota_one_hot_row_grad": (lambda lp, t: _one_hot_grad(lp, t), lambda: (torch.randn(5, 4100).log_softmax(-1),
                                                                           torch.randint(0, 4100, (5,)))),
-    # Online softmax (the sum of exponentials rescaled as the running maximum grows): rows whose first
-    # chunks are all -inf, a row of -inf (NaN in eager), +inf and NaN rows, in warp and block schedules.
+    # Rows whose first chunks are all -inf, a row of -inf (NaN in eager), +inf and NaN rows; the
+    # 50304-wide ones beyond a 48 KiB shared memory run the online softmax (the sum of exponentials
+    # rescaled as the running maximum grows).
     "softmax_inf_nan_warp": (softmax, lambda: (_inf_nan_rows(40),)),
     "softmax_inf_nan_block": (softmax, lambda: (_inf_nan_rows(3000),)),
-    "log_softmax_inf_nan_smem": (log_softmax, lambda: (_inf_nan_rows(50304),), H100_SMEM),
+    "softmax_inf_nan_online": (softmax, lambda: (_inf_nan_rows(50304),)),
+    "log_softmax_inf_nan_online": (log_softmax, lambda: (_inf_nan_rows(50304),)),
     "amax_nan_inf": (lambda t: t.amax(-1) * 2,
                      lambda: (torch.tensor([[1.0, float("nan"), 2.0], [float("inf"), 0.0, -1.0]]),)),
 }
@@ -220,16 +222,17 @@ def test_emulated_cuda_kernel_matches_eager(case, misalign):
 
 
 @requires_emulator
-def test_emulated_softmax_kernels_fold_the_sum_into_the_max_pass():
-    # One pass computes the maximum and the rescaled sum of exponentials (one warp-shuffle round for
-    # both); a second writes the output.
-    for width in (40, 3000, 50304):
+def test_emulated_softmax_kernels_fold_the_sum_into_the_max_pass_only_for_rows_read_from_memory():
+    # Rows that registers or shared memory hold make a max pass and a sum pass over them; rows that
+    # neither holds (re-read from memory each pass) compute the maximum and the rescaled sum of
+    # exponentials in one pass (one warp-shuffle round for both).
+    for width, limit, rounds in ((40, H100_SMEM, 2), (3000, H100_SMEM, 2), (50304, H100_SMEM, 2), (50304, 48 * 1024, 1)):
         jfn = _jit(softmax)
         jfn(torch.randn(2, width))
         (kernel,) = fusionex.fusion_kernels(jfn)
-        src = _core.fuser_cuda_source(kernel, H100_SMEM)[0]
+        src = _core.fuser_cuda_source(kernel, limit)[0]
         body = src[src.rindex("TH_INLINE void th_rows"):]
-        assert body.count("for (int m = 16; m > 0; m >>= 1)") == 1, body
+        assert body.count("for (int m = 16; m > 0; m >>= 1)") == rounds, (width, limit)
 
 
 @requires_emulator

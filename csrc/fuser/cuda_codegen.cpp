@@ -561,9 +561,33 @@ class CudaGen {
     return need;
   }
 
+  // The bytes of one row of every row-varying load (what a shared-memory cache would hold).
+  int64_t row_bytes() {
+    int64_t b = 0;
+    for (size_t i = 0; i < k_.nodes.size(); ++i) {
+      int id = static_cast<int>(i);
+      if (k_.nodes[i].op != "load" || (varies(id) & col_mask_) == 0) continue;
+      if ((varies(id) & ~col_mask_) == 0 && rows_ > 1) continue;  // weights
+      b += (cols_ * storage_bytes(k_.nodes[i].dtype) + 15) / 16 * 16;
+    }
+    return b;
+  }
+
   RowPlan plan_rows() {
     RowPlan p;
-    std::vector<int> need = plan_online(&p.online);
+    int64_t nq = ceil_div(cols_, vec_);
+    if (nq <= 32 * 4) {
+      p.warp_mode = true;
+      p.threads = 32;
+      p.rows_per_block = 8;
+    } else {
+      p.threads = static_cast<int>(std::min<int64_t>(1024, std::max<int64_t>(128, pow2_ceil(ceil_div(nq, 8)))));
+    }
+    // Online softmax only where the row would otherwise be read from memory once per pass (1024-thread
+    // rows that shared memory cannot hold): its per-chunk rescaling costs more than a second pass
+    // over registers or shared memory.
+    std::vector<int> need = p.threads >= 1024 && row_bytes() > smem_limit_ - 1024 ? plan_online(&p.online)
+                                                                                   : available_from(k_);
     p.pass_reductions.resize(1);
     p.pass_outputs.resize(1);
     auto grow = [&](int q) {
@@ -587,14 +611,6 @@ class CudaGen {
         grow(need[id] + 1);
         p.pass_outputs[need[id] + 1].push_back(static_cast<int>(o));
       }
-    }
-    int64_t nq = ceil_div(cols_, vec_);
-    if (nq <= 32 * 4) {
-      p.warp_mode = true;
-      p.threads = 32;
-      p.rows_per_block = 8;
-    } else {
-      p.threads = static_cast<int>(std::min<int64_t>(1024, std::max<int64_t>(128, pow2_ceil(ceil_div(nq, 8)))));
     }
     return p;
   }
