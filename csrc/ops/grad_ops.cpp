@@ -47,33 +47,58 @@ Value softmax_backward_meta(Builder& b, const BoundArgs& a) { return softmax_bac
 Value log_softmax_backward_meta(Builder& b, const BoundArgs& a) { return softmax_backward_common(b, a, true); }
 
 // native_layer_norm(input, normalized_shape, weight, bias, eps) -> (out, mean, rstd), with mean and
-// rstd shaped like the input with the normalized dims kept as size 1.
+// rstd shaped like the input with the normalized dims kept as size 1 (layer_norm's decomposition).
 Value native_layer_norm_meta(Builder& b, const BoundArgs& a) {
-  const TensorRef& x = a.tensor(0);
-  std::vector<int64_t> ns = a.ints(1);
-  int64_t k = static_cast<int64_t>(ns.size());
-  if (k == 0 || k > x->rank()) throw ValueError("native_layer_norm: bad normalized_shape");
-  Shape stat = x->shape();
-  for (int64_t i = x->rank() - k; i < x->rank(); ++i) stat[i] = Dim(1);
-  DType sd = detail::nn::opmath(x->dtype());
-  return Value::tuple({Value(like_tensor(b, x, x->dtype())),
-                       Value(b.new_tensor(stat, sd, x->device(), false)),
-                       Value(b.new_tensor(stat, sd, x->device(), false))});
+  auto [out, mean, rstd] = detail::nn::layer_norm_parts(b, a);
+  return Value::tuple({Value(out), Value(mean), Value(rstd)});
+}
+
+// Sums `t` over its first `lead` dims (the dims a weight is broadcast over); `t` itself for none.
+TensorRef sum_leading(Builder& b, const TensorRef& t, int64_t lead) {
+  if (lead == 0) return t;
+  std::vector<int64_t> dims;
+  for (int64_t i = 0; i < lead; ++i) dims.push_back(i);
+  return lang::call_t(b, prims::sum(), {Value(t), Value::ints(dims)});
 }
 
 // native_layer_norm_backward(grad_out, input, normalized_shape, mean, rstd, weight, bias,
-// output_mask) -> (grad_input, grad_weight, grad_bias), None where output_mask is False.
+// output_mask) -> (grad_input, grad_weight, grad_bias), None where output_mask is False. With
+// xhat = (x - mean) * rstd and gw = grad_out * weight, over the N normalized elements:
+// grad_input = rstd / N * (N * gw - sum(gw) - xhat * sum(gw * xhat)); grad_weight and grad_bias are
+// sums over the leading dims of grad_out * xhat and grad_out.
 Value native_layer_norm_backward_meta(Builder& b, const BoundArgs& a) {
-  const TensorRef& x = a.tensor(1);
+  using namespace detail::nn;
+  const TensorRef& x0 = a.tensor(1);
   std::vector<int64_t> mask = a.ints(7);
-  std::vector<Value> out;
-  out.push_back(mask.at(0) ? Value(like_tensor(b, x, x->dtype())) : Value());
-  for (size_t i : {size_t{5}, size_t{6}}) {
-    if (mask.at(i - 4) && a[i].is_tensor()) {
-      out.push_back(Value(like_tensor(b, a.tensor(i), a.tensor(i)->dtype())));
-    } else {
-      out.push_back(Value());
-    }
+  int64_t k = static_cast<int64_t>(a.ints(2).size());
+  int64_t lead = x0->rank() - k;
+  double n = 1;
+  std::vector<int64_t> dims;
+  for (int64_t i = lead; i < x0->rank(); ++i) {
+    dims.push_back(i);
+    n *= static_cast<double>(x0->shape()[i].value());
+  }
+  DType cd = opmath(x0->dtype());
+  TensorRef x = lang::convert(b, x0, cd), g = lang::convert(b, a.tensor(0), cd);
+  TensorRef mean = lang::convert(b, a.tensor(3), cd), rstd = lang::convert(b, a.tensor(4), cd);
+  TensorRef xhat = bin(b, prims::mul(), Value(bin(b, prims::sub(), Value(x), Value(mean))), Value(rstd));
+  std::vector<Value> out(3);
+  if (mask.at(0)) {
+    TensorRef gw = a[5].is_tensor() ? bin(b, prims::mul(), Value(g), Value(lang::convert(b, a.tensor(5), cd))) : g;
+    TensorRef s1 = sum_keep(b, gw, dims);
+    TensorRef s2 = sum_keep(b, bin(b, prims::mul(), Value(gw), Value(xhat)), dims);
+    TensorRef inner = bin(b, prims::sub(), Value(bin(b, prims::sub(), Value(bin(b, prims::mul(), Value(gw), Value(n))),
+                                                     Value(s1))),
+                          Value(bin(b, prims::mul(), Value(xhat), Value(s2))));
+    TensorRef scale = bin(b, prims::div(), Value(rstd), Value(n));
+    out[0] = Value(lang::convert(b, bin(b, prims::mul(), Value(scale), Value(inner)), x0->dtype()));
+  }
+  if (mask.at(1) && a[5].is_tensor()) {
+    TensorRef gx = bin(b, prims::mul(), Value(g), Value(xhat));
+    out[1] = Value(lang::convert(b, sum_leading(b, gx, lead), a.tensor(5)->dtype()));
+  }
+  if (mask.at(2) && a[6].is_tensor()) {
+    out[2] = Value(lang::convert(b, sum_leading(b, g, lead), a.tensor(6)->dtype()));
   }
   return Value::tuple(std::move(out));
 }
@@ -309,13 +334,44 @@ Value nll_loss_backward_meta(Builder& b, const BoundArgs& a) {
 }
 
 // rms_norm_backward(grad_output, input, normalized_shape, weight, eps, output_mask) ->
-// (grad_input, grad_weight): recomputes the normalisation's rstd from the input.
+// (grad_input, grad_weight): recomputes rstd = rsqrt(mean(x^2) + eps) from the input; with
+// xhat = x * rstd and gw = grad * weight, grad_input = rstd * (gw - xhat * mean(gw * xhat)) and
+// grad_weight sums grad * xhat over the leading dims.
 Value rms_norm_backward_meta(Builder& b, const BoundArgs& a) {
+  using namespace detail::nn;
   std::vector<int64_t> mask = a.ints(5);
-  const TensorRef& x = a.tensor(1);
-  Value gw;
-  if (mask.at(1) && a[3].is_tensor()) gw = Value(like_tensor(b, a.tensor(3), a.tensor(3)->dtype()));
-  return Value::tuple({mask.at(0) ? Value(like_tensor(b, x, x->dtype())) : Value(), gw});
+  const TensorRef& x0 = a.tensor(1);
+  int64_t k = static_cast<int64_t>(a.ints(2).size());
+  int64_t lead = x0->rank() - k;
+  double n = 1;
+  std::vector<int64_t> dims;
+  for (int64_t i = lead; i < x0->rank(); ++i) {
+    dims.push_back(i);
+    n *= static_cast<double>(x0->shape()[i].value());
+  }
+  DType cd = opmath(x0->dtype());
+  double eps = a[4].is_none() ? (cd == DType::kFloat64 ? std::numeric_limits<double>::epsilon()
+                                                       : std::numeric_limits<float>::epsilon())
+                              : a.number(4);
+  TensorRef x = lang::convert(b, x0, cd), g = lang::convert(b, a.tensor(0), cd);
+  TensorRef ms = bin(b, prims::div(), Value(sum_keep(b, bin(b, prims::mul(), Value(x), Value(x)), dims)), Value(n));
+  TensorRef rstd = un(b, prims::rsqrt(), bin(b, prims::add(), Value(ms), Value(eps)));
+  TensorRef xhat = bin(b, prims::mul(), Value(x), Value(rstd));
+  Value gw_out;
+  if (a[3].is_tensor()) {
+    if (mask.at(1)) {
+      TensorRef gx = bin(b, prims::mul(), Value(g), Value(xhat));
+      gw_out = Value(lang::convert(b, sum_leading(b, gx, lead), a.tensor(3)->dtype()));
+    }
+    g = bin(b, prims::mul(), Value(g), Value(lang::convert(b, a.tensor(3), cd)));
+  }
+  Value gi;
+  if (mask.at(0)) {
+    TensorRef m = bin(b, prims::div(), Value(sum_keep(b, bin(b, prims::mul(), Value(g), Value(xhat)), dims)), Value(n));
+    TensorRef r = bin(b, prims::mul(), Value(rstd), Value(bin(b, prims::sub(), Value(g), Value(bin(b, prims::mul(), Value(xhat), Value(m))))));
+    gi = Value(lang::convert(b, r, x0->dtype()));
+  }
+  return Value::tuple({gi, gw_out});
 }
 
 // checkpoint_region(begin): marks where a torch.utils.checkpoint call starts and ends; no output.

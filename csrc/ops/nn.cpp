@@ -446,23 +446,7 @@ TensorRef affine(Builder& b, const BoundArgs& a, TensorRef y, size_t wi, size_t 
   return y;
 }
 
-Value layer_norm_meta(Builder& b, const BoundArgs& a) {
-  const TensorRef& x0 = a.tensor(0);
-  Shape ns;
-  std::vector<int64_t> dims = normalized_dims(a, x0, &ns);
-  check_affine(a, 2, ns, "weight");
-  check_affine(a, 3, ns, "bias");
-  require_floating(x0->dtype(), "LayerNormKernelImpl");
-  TensorRef x = lang::convert(b, x0, opmath(x0->dtype()));
-  if (dims.empty()) throw Error("layer_norm: normalized_shape must not be empty");
-  TensorRef mean =
-      bin(b, prims::div(), Value(sum_keep(b, x, dims)), Value(static_cast<double>(numel(ns))));
-  TensorRef var = var_keep(b, x, dims);
-  TensorRef rstd = un(b, prims::rsqrt(), bin(b, prims::add(), Value(var), Value(a.number(4))));
-  TensorRef y =
-      bin(b, prims::mul(), Value(bin(b, prims::sub(), Value(x), Value(mean))), Value(rstd));
-  return lang::convert(b, affine(b, a, y, 2, 3), x0->dtype());
-}
+Value layer_norm_meta(Builder& b, const BoundArgs& a) { return Value(layer_norm_parts(b, a)[0]); }
 
 Value rms_norm_meta(Builder& b, const BoundArgs& a) {
   const TensorRef& x0 = a.tensor(0);
@@ -732,6 +716,28 @@ Value sdpa_meta(Builder& b, const BoundArgs& a) {
 }
 
 }  // namespace
+
+namespace detail::nn {
+
+std::array<TensorRef, 3> layer_norm_parts(Builder& b, const BoundArgs& a) {
+  const TensorRef& x0 = a.tensor(0);
+  Shape ns;
+  std::vector<int64_t> dims = normalized_dims(a, x0, &ns);
+  check_affine(a, 2, ns, "weight");
+  check_affine(a, 3, ns, "bias");
+  require_floating(x0->dtype(), "LayerNormKernelImpl");
+  TensorRef x = lang::convert(b, x0, opmath(x0->dtype()));
+  if (dims.empty()) throw Error("layer_norm: normalized_shape must not be empty");
+  TensorRef mean =
+      bin(b, prims::div(), Value(sum_keep(b, x, dims)), Value(static_cast<double>(numel(ns))));
+  TensorRef var = var_keep(b, x, dims);
+  TensorRef rstd = un(b, prims::rsqrt(), bin(b, prims::add(), Value(var), Value(a.number(4))));
+  TensorRef y =
+      bin(b, prims::mul(), Value(bin(b, prims::sub(), Value(x), Value(mean))), Value(rstd));
+  return {lang::convert(b, affine(b, a, y, 2, 3), x0->dtype()), mean, rstd};
+}
+
+}  // namespace detail::nn
 
 void register_nn_ops(SymbolTable& table) {
   std::vector<OpDef> defs = {

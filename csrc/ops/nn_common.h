@@ -3,6 +3,7 @@
 // whose operands already have one dtype.
 #pragma once
 
+#include <array>
 #include <optional>
 #include <string>
 #include <vector>
@@ -145,6 +146,10 @@ std::pair<TensorRef, TensorRef> nll_core(Builder& b, const TensorRef& logp, cons
 // The loss reduced as torch's nll_loss reduces it ("mean" divides by the sum of the weights).
 TensorRef reduce_weighted(Builder& b, const TensorRef& loss, const TensorRef& w,
                           const std::string& reduction);
+
+// layer_norm(input, normalized_shape, weight, bias, eps) decomposed: (output, mean, rstd), mean and
+// rstd over the normalized dims kept as size-1 dims, in the compute dtype.
+std::array<TensorRef, 3> layer_norm_parts(Builder& b, const BoundArgs& a);
 
 // The reduction mode from (size_average, reduce, reduction) as torch's _Reduction does it:
 // "none", "mean" or "sum".
