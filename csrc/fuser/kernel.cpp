@@ -3,6 +3,7 @@
 // are the kernel's axes.
 #include "fuser/kernel.h"
 
+#include <cstdio>
 #include <algorithm>
 #include <numeric>
 #include <set>
@@ -205,25 +206,36 @@ class Builder {
   }
 
   int const_node(double f, int64_t i, bool is_float, DType dtype) {
+    char key[96];
+    std::snprintf(key, sizeof(key), "const %a %lld %d %d", f, is_float ? 0LL : static_cast<long long>(i),
+                  is_float ? 1 : 0, static_cast<int>(dtype));
+    auto it = memo_.find(key);
+    if (it != memo_.end()) return it->second;
     KNode n;
     n.op = "const";
     n.fvalue = f;
     n.ivalue = i;
     n.is_float_const = is_float;
     n.dtype = dtype;
-    return add_node(std::move(n));
+    return memo_[key] = add_node(std::move(n));
   }
   int const_of(const Value& v, DType dtype) {
     if (v.is_float()) return const_node(v.as_double(), 0, true, dtype);
     return const_node(static_cast<double>(v.as_int()), v.as_int(), false, dtype);
   }
 
-  int op_node(std::string op, DType dtype, std::vector<int> args) {
+  // Equal operations of equal operands are one node (decompositions repeat subexpressions, e.g.
+  // layer_norm's mean and the mean inside its variance).
+  int op_node(std::string op, DType dtype, std::vector<int> args, const std::string& extra = "") {
+    std::string key = op + " " + std::to_string(static_cast<int>(dtype)) + " " + extra;
+    for (int a : args) key += " " + std::to_string(a);
+    auto it = memo_.find(key);
+    if (it != memo_.end()) return it->second;
     KNode n;
     n.op = std::move(op);
     n.dtype = dtype;
     n.args = std::move(args);
-    return add_node(std::move(n));
+    return memo_[key] = add_node(std::move(n));
   }
 
   void define(const Value& out, VInfo v) { values_[out.as_tensor().get()] = std::move(v); }
@@ -397,7 +409,9 @@ class Builder {
       }
       auto reduce = [&](const std::string& rop, int operand) {
         if (red_vars.empty()) return operand;  // only size-1 dims reduced
-        int n = op_node(rop, out->dtype(), {operand});
+        std::string over = "over";  // a reduction is the same node only over the same dims
+        for (int v : red_vars) over += " " + std::to_string(find(v));
+        int n = op_node(rop, out->dtype(), {operand}, over);
         if (!reductions_.empty() && reductions_[0].second.size() == red_vars.size()) {
           // Reductions over unrelated dims of equal sizes iterate together (an output that would then
           // hold two dims on one axis is refused later).
@@ -647,6 +661,7 @@ class Builder {
   std::unordered_map<const TensorProxy*, int> input_index_;
   std::unordered_map<const TensorProxy*, VInfo> values_;
   std::vector<KNode> nodes_;
+  std::unordered_map<std::string, int> memo_;  // op_node / const_node
   std::unordered_map<int, std::vector<int>> load_vars_;
   std::vector<std::pair<int, std::vector<int>>> reductions_;
   std::vector<std::pair<int, int>> gathers_;
