@@ -141,7 +141,8 @@ def run_cases(args) -> dict:
         if grad:
             for ta, te in zip(a, ea):
                 if isinstance(ta, torch.Tensor) and ta.requires_grad:
-                    torch.testing.assert_close(ta.grad, te.grad)
+                    # Weight and bias gradients sum 1024 rows: a reduction's tolerance.
+                    torch.testing.assert_close(ta.grad, te.grad, rtol=1e-4, atol=1e-3)
         kernels = len(fusionex.fusion_kernels(jitted))
         bwd = thunder.last_backward_traces(jitted) if grad else None
         bwd_kernels = str(bwd[-1]).count("= fusion") if bwd else 0

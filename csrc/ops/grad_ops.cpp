@@ -5,6 +5,7 @@
 // run through the torch executor (each names the `torch.ops.aten` overload that runs it). Their
 // metas follow the aten schemas.
 #include <limits>
+#include <tuple>
 
 #include "ops/nn_common.h"
 
@@ -53,6 +54,19 @@ Value native_layer_norm_meta(Builder& b, const BoundArgs& a) {
   return Value::tuple({Value(out), Value(mean), Value(rstd)});
 }
 
+// The normalized dims of `x` (its last `k`): the number of leading dims, the normalized dims and
+// their element count.
+std::tuple<int64_t, std::vector<int64_t>, double> norm_dims(const TensorRef& x, size_t k) {
+  int64_t lead = x->rank() - static_cast<int64_t>(k);
+  double n = 1;
+  std::vector<int64_t> dims;
+  for (int64_t i = lead; i < x->rank(); ++i) {
+    dims.push_back(i);
+    n *= static_cast<double>(x->shape()[i].value());
+  }
+  return {lead, dims, n};
+}
+
 // Sums `t` over its first `lead` dims (the dims a weight is broadcast over); `t` itself for none.
 TensorRef sum_leading(Builder& b, const TensorRef& t, int64_t lead) {
   if (lead == 0) return t;
@@ -70,14 +84,7 @@ Value native_layer_norm_backward_meta(Builder& b, const BoundArgs& a) {
   using namespace detail::nn;
   const TensorRef& x0 = a.tensor(1);
   std::vector<int64_t> mask = a.ints(7);
-  int64_t k = static_cast<int64_t>(a.ints(2).size());
-  int64_t lead = x0->rank() - k;
-  double n = 1;
-  std::vector<int64_t> dims;
-  for (int64_t i = lead; i < x0->rank(); ++i) {
-    dims.push_back(i);
-    n *= static_cast<double>(x0->shape()[i].value());
-  }
+  auto [lead, dims, n] = norm_dims(x0, a.ints(2).size());
   DType cd = opmath(x0->dtype());
   TensorRef x = lang::convert(b, x0, cd), g = lang::convert(b, a.tensor(0), cd);
   TensorRef mean = lang::convert(b, a.tensor(3), cd), rstd = lang::convert(b, a.tensor(4), cd);
@@ -341,14 +348,7 @@ Value rms_norm_backward_meta(Builder& b, const BoundArgs& a) {
   using namespace detail::nn;
   std::vector<int64_t> mask = a.ints(5);
   const TensorRef& x0 = a.tensor(1);
-  int64_t k = static_cast<int64_t>(a.ints(2).size());
-  int64_t lead = x0->rank() - k;
-  double n = 1;
-  std::vector<int64_t> dims;
-  for (int64_t i = lead; i < x0->rank(); ++i) {
-    dims.push_back(i);
-    n *= static_cast<double>(x0->shape()[i].value());
-  }
+  auto [lead, dims, n] = norm_dims(x0, a.ints(2).size());
   DType cd = opmath(x0->dtype());
   double eps = a[4].is_none() ? (cd == DType::kFloat64 ? std::numeric_limits<double>::epsilon()
                                                        : std::numeric_limits<float>::epsilon())
