@@ -21,10 +21,11 @@ identical copies of the model and the same batches.
   3. step time: forward + backward + optimizer step, eager and thunder interleaved (each repeat runs
      `--steps` steps of one, then of the other, alternating which goes first, so both see the same
      machine load); median per-step time over the repeats and the median of the per-repeat ratios.
-Writes benchmarks/results/training_step.json.
+Writes benchmarks/results/training_step.json (training_step_fused.json with --fused: thunder with its
+default executors, the fuser among them, instead of executors=["torch"]).
 
     .venv/bin/python benchmarks/training_step.py [--config gpt2-small-demo] [--batch 4]
-        [--tokens 128] [--steps 1] [--repeats 31] [--threads N]
+        [--tokens 128] [--steps 1] [--repeats 31] [--threads N] [--fused]
 """
 
 from __future__ import annotations
@@ -113,7 +114,10 @@ def main():
     ap.add_argument("--steps", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=31)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--fused", action="store_true", help="thunder's default executors (with the fuser)")
     args = ap.parse_args()
+    results = RESULTS.replace(".json", "_fused.json") if args.fused else RESULTS
+    executors = None if args.fused else ["torch"]
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -121,7 +125,7 @@ def main():
     torch.manual_seed(0)
     eager = WithLoss(GPT(cfg))
     twin = copy.deepcopy(eager)
-    jitted = thunder.jit(twin, executors=["torch"])
+    jitted = thunder.jit(twin) if executors is None else thunder.jit(twin, executors=executors)
     opt = torch.optim.AdamW(eager.parameters(), lr=1e-4)
     jopt = torch.optim.AdamW(twin.parameters(), lr=1e-4)
     g = torch.Generator().manual_seed(1)
@@ -140,6 +144,8 @@ def main():
         le = train_step(eager, opt).item()
         lt = train_step(jitted, jopt).item()
     assert thunder.last_backward_traces(jitted), "thunder's own backward did not run"
+    kernels = (len(thunder.last_traces(jitted)[-1].fusion_callables),
+               len(thunder.last_backward_traces(jitted)[-1].fusion_callables))
 
     params = list(eager.parameters())
     jparams = list(twin.parameters())
@@ -179,21 +185,24 @@ def main():
         ("training step time (ms)", e_ms, t_ms, ratio),
     ]
     print(f"GPT-2-style {args.config}: batch {args.batch} x {args.tokens} tokens, fp32, AdamW, CPU, "
-          f"{torch.get_num_threads()} threads; thunder executors=['torch']")
+          f"{torch.get_num_threads()} threads; thunder executors="
+          f"{'default (with the fuser)' if executors is None else executors}")
     print(f"{'':46} {'eager':>10} {'thunder':>10} {'ratio':>7}")
     for name, e, t, q in rows:
         print(f"{name:46} {e:10.2f} {t:10.2f} {q:7.3f}")
-    print(f"last warm-up losses: eager {le:.6f} thunder {lt:.6f}")
+    print(f"last warm-up losses: eager {le:.6f} thunder {lt:.6f}; fused regions forward/backward: "
+          f"{kernels[0]}/{kernels[1]}")
     met = {
         "saved_bytes": t_total <= e_total,
         "peak_memory": t_peak <= e_peak,
         "step_time": ratio <= TIME_TARGET,
     }
     print("targets met:", met)
-    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-    with open(RESULTS, "w") as f:
+    os.makedirs(os.path.dirname(results), exist_ok=True)
+    with open(results, "w") as f:
         json.dump({
-            "config": args.config, "batch": args.batch, "tokens": args.tokens,
+            "config": args.config, "batch": args.batch, "tokens": args.tokens, "fused": args.fused,
+            "fused_regions_forward_backward": kernels,
             "steps": args.steps, "repeats": args.repeats,
             "saved_bytes": {"eager_total": e_total, "thunder_total": t_total,
                             "eager_activations": e_act, "thunder_activations": t_act},
@@ -207,7 +216,7 @@ def main():
                         "cpus": os.cpu_count()},
             "date": time.strftime("%Y-%m-%d"),
         }, f, indent=1)
-    print(f"wrote {os.path.relpath(RESULTS, ROOT)}")
+    print(f"wrote {os.path.relpath(results, ROOT)}")
 
 
 if __name__ == "__main__":

@@ -434,3 +434,23 @@ def test_bf16_norm_gradients_are_as_close_to_float64_as_eager(name):
         eager_err = (want.grad.double() - exact.grad).abs().max().item()
         scale = exact.grad.abs().max().item()
         assert err <= eager_err + 2 ** -8 * scale, (err, eager_err)
+
+
+def test_layer_norm_backward_is_two_kernels_writing_only_gradients():
+    # The input-gradient row kernel writes only the input gradient: the weight and bias gradients'
+    # column kernel (one kernel for both) recomputes grad * xhat from grad, x, mean and rstd instead
+    # of reading intermediates written for it.
+    torch.manual_seed(0)
+    x, w, b, g = torch.randn(256, 1024), torch.randn(1024), torch.randn(1024), torch.randn(256, 1024)
+    fn = lambda x, w, b: (F.layer_norm(x, (1024,), w, b) * g).sum()  # noqa: E731
+    ts = [t.clone().requires_grad_() for t in (x, w, b)]
+    es = [t.clone().requires_grad_() for t in (x, w, b)]
+    jfn = _jit(fn)
+    jfn(*ts).backward()
+    fn(*es).backward()
+    for got, want in zip(ts, es):
+        torch.testing.assert_close(got.grad, want.grad, rtol=1e-4, atol=1e-4)
+    kernels = list(thunder.last_backward_traces(jfn)[-1].fusion_callables)
+    outputs = [sum(line.startswith("  out") for line in k.kernel_ir.splitlines()) for k in kernels]
+    assert [k.kernel_ir.split()[0] for k in kernels] == ["inner", "outer"]
+    assert outputs == [1, 2]

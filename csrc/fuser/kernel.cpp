@@ -421,8 +421,20 @@ class Builder {
           }
           if (same_sizes) {
             for (size_t i = 0; i < red_vars.size(); ++i) unite(reductions_[0].second[i], red_vars[i]);
+            // Operands of one shape reduced over the same dims (a weight's and a bias's gradient)
+            // iterate together along the kept dims too.
+            const std::vector<int>& fv = first_reduction_operand_.first;
+            bool same_shape = fv.size() == a.vars.size() && first_reduction_operand_.second == red;
+            for (size_t d = 0; same_shape && d < fv.size(); ++d) {
+              int64_t s1 = fv[d] < 0 ? 1 : var_size_[find(fv[d])], s2 = a.vars[d] < 0 ? 1 : var_size_[find(a.vars[d])];
+              same_shape = s1 == s2;
+            }
+            for (size_t d = 0; same_shape && d < fv.size(); ++d) {
+              if (fv[d] >= 0 && a.vars[d] >= 0) unite(fv[d], a.vars[d]);
+            }
           }
         }
+        if (reductions_.empty()) first_reduction_operand_ = {a.vars, red};
         reductions_.push_back({n, red_vars});
         if (first_reduction_vars_.empty()) {
           // Whether the reduced dims are the operand's innermost (ignoring size-1 dims).
@@ -666,6 +678,7 @@ class Builder {
   std::vector<std::pair<int, std::vector<int>>> reductions_;
   std::vector<std::pair<int, int>> gathers_;
   std::vector<int> first_reduction_vars_;
+  std::pair<std::vector<int>, std::set<int64_t>> first_reduction_operand_;  // its vars, reduced dims
   bool reduced_innermost_ = true;
   std::vector<int> parent_;
   std::vector<int64_t> var_size_;

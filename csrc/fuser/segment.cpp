@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <set>
 #include <sstream>
 #include <cstdlib>
 #include <unordered_map>
@@ -67,6 +68,128 @@ bool domain_fits(const KernelDef& k, const std::vector<BSymRef>& prims) {
     domain *= s;
   }
   return domain <= largest;
+}
+
+int64_t nbytes(const TensorRef& t) { return numel(t) * static_cast<int64_t>(dtype_size(t->dtype())); }
+
+bool pointwise_prim(const BoundSymbol& b) {
+  const std::string& n = b.sym->name;
+  return !(is_reduce_op(n) || n == "var" || n == "take_along_axis");
+}
+
+// The inputs and outputs of `seg.prims` (any subset of the region's primitives, in region order):
+// outputs are the tensors in `keep` it defines (what it wrote before).
+void list_io(Segment* seg) {
+  std::unordered_set<const TensorProxy*> defined, seen;
+  seg->inputs.clear();
+  for (const BSymRef& p : seg->prims) {
+    for (const TensorRef& t : p->input_tensors()) {
+      if (!defined.count(t.get()) && seen.insert(t.get()).second) seg->inputs.push_back(t);
+    }
+    for (const TensorRef& t : p->output_tensors()) defined.insert(t.get());
+  }
+}
+
+// A kernel that reads a value an earlier kernel of the region computes from the region's inputs by
+// elementwise operations alone (no reduction) recomputes it instead, when the inputs that adds are
+// fewer bytes than the value's write and read: layer_norm's backward then writes no grad * xhat for
+// its weight gradient's kernel, which recomputes it from grad, x, mean and rstd.
+void recompute_pointwise_inputs(const std::vector<BSymRef>& prims,
+                                const std::unordered_set<const TensorProxy*>& region_out,
+                                std::vector<Segment>* segs) {
+  std::unordered_map<const TensorProxy*, size_t> producer;  // tensor -> index in prims
+  std::unordered_map<const BoundSymbol*, size_t> index;
+  for (size_t i = 0; i < prims.size(); ++i) {
+    index[prims[i].get()] = i;
+    for (const TensorRef& t : prims[i]->output_tensors()) producer[t.get()] = i;
+  }
+  // Readers of each tensor: the segments whose primitives read it without defining it.
+  auto readers = [&](const TensorProxy* t) {
+    std::vector<size_t> r;
+    for (size_t k = 0; k < segs->size(); ++k) {
+      for (const TensorRef& in : (*segs)[k].inputs) {
+        if (in.get() == t) r.push_back(k);
+      }
+    }
+    return r;
+  };
+  // Takes into `seg` the chain of one value it reads, when that pays; false when none does.
+  auto take_one = [&](Segment& seg) {
+    for (const TensorRef& t : seg.inputs) {
+      auto pit = producer.find(t.get());
+      if (pit == producer.end()) continue;  // a region input
+      // The elementwise chain computing t from region inputs.
+      std::set<size_t> chain;
+      std::vector<size_t> stack = {pit->second};
+      bool ok = true;
+      while (ok && !stack.empty()) {
+        size_t i = stack.back();
+        stack.pop_back();
+        if (!chain.insert(i).second) continue;
+        ok = pointwise_prim(*prims[i]) && chain.size() <= 32;
+        for (const TensorRef& a : prims[i]->input_tensors()) {
+          auto q = producer.find(a.get());
+          if (q != producer.end()) stack.push_back(q->second);
+        }
+      }
+      if (!ok) continue;
+      std::unordered_set<const TensorProxy*> have;
+      for (const TensorRef& in : seg.inputs) have.insert(in.get());
+      int64_t added = 0;
+      std::unordered_set<const TensorProxy*> counted;
+      for (size_t i : chain) {
+        for (const TensorRef& a : prims[i]->input_tensors()) {
+          if (!producer.count(a.get()) && !have.count(a.get()) && counted.insert(a.get()).second) added += nbytes(a);
+        }
+      }
+      std::vector<size_t> rd = readers(t.get());
+      bool only_reader = rd.size() == 1 && !region_out.count(t.get());
+      if (added > nbytes(t) * (only_reader ? 2 : 1)) continue;
+      Segment trial;
+      std::set<size_t> members = chain;
+      for (const BSymRef& p : seg.prims) members.insert(index.at(p.get()));
+      for (size_t i : members) trial.prims.push_back(prims[i]);
+      list_io(&trial);
+      trial.outputs = seg.outputs;
+      trial.kernel = build_kernel(trial.prims, trial.inputs, trial.outputs, nullptr);
+      if (!trial.kernel || !domain_fits(*trial.kernel, trial.prims)) continue;
+      seg = std::move(trial);
+      return true;
+    }
+    return false;
+  };
+  bool changed = false;
+  for (size_t k = 1; k < segs->size(); ++k) {
+    // Until nothing more is taken in (a value recomputed makes its neighbours' inputs available).
+    while ((*segs)[k].kernel && take_one((*segs)[k])) changed = true;
+  }
+  if (!changed) return;
+  // Values no kernel reads any more are no longer written.
+  for (size_t k = 0; k < segs->size(); ++k) {
+    Segment& seg = (*segs)[k];
+    if (!seg.kernel) continue;
+    std::vector<TensorRef> outs;
+    for (const TensorRef& t : seg.outputs) {
+      std::vector<size_t> rd = readers(t.get());
+      bool read = region_out.count(t.get()) != 0;
+      for (size_t r : rd) read = read || r != k;
+      if (read) outs.push_back(t);
+    }
+    if (outs.size() == seg.outputs.size()) continue;
+    if (outs.empty()) {  // everything it computed is recomputed where it is read
+      seg.prims.clear();
+      seg.inputs.clear();
+      seg.outputs.clear();
+      seg.kernel.reset();
+      continue;
+    }
+    auto kernel = build_kernel(seg.prims, seg.inputs, outs, nullptr);
+    if (!kernel) continue;  // keeps writing them
+    seg.outputs = std::move(outs);
+    seg.kernel = std::move(kernel);
+  }
+  segs->erase(std::remove_if(segs->begin(), segs->end(), [](const Segment& s) { return s.prims.empty(); }),
+              segs->end());
 }
 
 }  // namespace
@@ -139,6 +262,7 @@ std::vector<Segment> segment_region(const std::vector<BSymRef>& prims,
     out.push_back(std::move(best));
     begin = end;
   }
+  recompute_pointwise_inputs(prims, region_out, &out);
   return out;
 }
 
