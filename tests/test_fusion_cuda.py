@@ -194,6 +194,11 @@ EMULATED = {
     "rms_norm": (rms_norm, lambda: _args(rms_norm, (6, 4096))),
     "bias_grad_narrow": (bias_grad, lambda: (torch.randn(300, 37),)),
     "bias_grad_wide": (bias_grad, lambda: (torch.randn(64, 4096),)),
+    # layer_norm's weight gradient as its backward recomputes it: per-row mean and rstd broadcast
+    # along the kept axis of a column reduction.
+    "outer_row_broadcast": (lambda g, x, m, r: (g * ((x - m) * r)).sum(0),
+                            lambda: (torch.randn(300, 1024), torch.randn(300, 1024), torch.randn(300, 1),
+                                     torch.rand(300, 1) + 0.5)),
     "int_amax": (lambda t: t.amax(-1) + 1, lambda: (torch.randint(-1000, 1000, (33, 517), dtype=torch.int32),)),
     "int_sum": (lambda t: t.sum(-1), lambda: (torch.randint(-1000, 1000, (33, 517), dtype=torch.int32),)),
     "iota_pointwise": (lambda x: (torch.arange(x.shape[-1]) * 3 - 7) * x, lambda: (torch.randn(8, 4096),)),
