@@ -454,3 +454,13 @@ def test_layer_norm_backward_is_two_kernels_writing_only_gradients():
     outputs = [sum(line.startswith("  out") for line in k.kernel_ir.splitlines()) for k in kernels]
     assert [k.kernel_ir.split()[0] for k in kernels] == ["inner", "outer"]
     assert outputs == [1, 2]
+
+
+def test_one_kernel_serves_inputs_whose_strides_change_between_calls():
+    # The kernel keeps a variant per input layout and reuses the last one while strides repeat.
+    fn = lambda a, b: (a * 2 + b).exp()  # noqa: E731
+    jfn = _jit(fn)
+    a, b = torch.randn(64, 64), torch.randn(64, 64)
+    for args in ((a, b), (a.t(), b), (a, b.t()), (a, b), (a.t(), b.t()), (a, b), (a.t(), b)):
+        torch.testing.assert_close(jfn(*args), fn(*args))
+    assert len(fusionex.fusion_kernels(jfn)) == 1

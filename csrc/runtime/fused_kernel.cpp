@@ -73,6 +73,11 @@ std::shared_ptr<FusedKernel::Variant> FusedKernel::build_variant(const fuser::La
 
 std::shared_ptr<FusedKernel::Variant> FusedKernel::variant_for(const std::vector<fuser::TensorMeta>& metas,
                                                                std::vector<nb::object>* inputs) {
+  if (last_ && last_strides_.size() == metas.size()) {
+    bool same = true;
+    for (size_t i = 0; same && i < metas.size(); ++i) same = last_strides_[i] == metas[i].strides;
+    if (same) return last_;
+  }
   fuser::Layout layout;
   int bad = -1;
   std::vector<fuser::TensorMeta> m = metas;
@@ -88,12 +93,21 @@ std::shared_ptr<FusedKernel::Variant> FusedKernel::variant_for(const std::vector
     if (!t.is_valid()) throw nb::python_error();
     m[bad].strides = fuser::contiguous_strides(m[bad].shape);
   }
+  bool any_copied = std::find(copied.begin(), copied.end(), true) != copied.end();
   std::string key = layout.key();
   std::lock_guard<std::mutex> lock(mu_);
   auto it = variants_.find(key);
-  if (it != variants_.end()) return it->second;
-  auto v = build_variant(layout);
-  variants_[key] = v;
+  std::shared_ptr<Variant> v;
+  if (it != variants_.end()) {
+    v = it->second;
+  } else {
+    v = build_variant(layout);
+    variants_[key] = v;
+  }
+  last_strides_.clear();
+  if (!any_copied) {
+    for (const fuser::TensorMeta& t : metas) last_strides_.push_back(t.strides);
+  }
   return v;
 }
 
@@ -104,6 +118,12 @@ void FusedKernel::precompile() {
   std::string key = layout.key();
   if (!variants_.count(key)) variants_[key] = build_variant(layout);
   last_ = variants_[key];
+  last_strides_.clear();
+  for (const TensorRef& t : k_.inputs) {
+    std::vector<int64_t> shape;
+    for (Dim d : t->shape()) shape.push_back(d.value());
+    last_strides_.push_back(fuser::contiguous_strides(shape));
+  }
 }
 
 void FusedKernel::prefetch() {

@@ -49,6 +49,9 @@ class FusedKernel {
   std::mutex mu_;
   std::unordered_map<std::string, std::shared_ptr<Variant>> variants_;
   std::shared_ptr<Variant> last_;
+  // The input strides `last_` was specialised for without copying any input (calls with the same
+  // strides skip the specialisation).
+  std::vector<std::vector<int64_t>> last_strides_;
   std::vector<nb::object> empty_args_;  // per output: (shape tuple, dtype, device)
 };
 
