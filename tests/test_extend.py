@@ -217,8 +217,14 @@ def test_registering_a_taken_name_is_an_error():
         register_executor(OperatorExecutor("torch"))
     ex = _fresh()
     ex.register_operator("once", meta=lambda a: torch.empty_like(a), fn=lambda a: a)
-    with pytest.raises(ValueError, match="already has an operator named 'once'"):
+    with pytest.raises(ValueError, match=rf"'{ex.name}\.once' is already registered"):
         ex.register_operator("once", meta=lambda a: torch.empty_like(a), fn=lambda a: a)
+    # Operators printed under one module= share its names, whichever executor registers them.
+    import math
+
+    _fresh().register_operator("sqrt", meta=lambda a: torch.empty_like(a), module=math)
+    with pytest.raises(ValueError, match=r"'math\.sqrt' is already registered .*same module="):
+        _fresh().register_operator("sqrt", meta=lambda a: torch.empty_like(a), module=math)
 
 
 def test_bad_registrations_are_type_errors():
