@@ -464,3 +464,35 @@ def test_one_kernel_serves_inputs_whose_strides_change_between_calls():
     for args in ((a, b), (a.t(), b), (a, b.t()), (a, b), (a.t(), b.t()), (a, b), (a.t(), b)):
         torch.testing.assert_close(jfn(*args), fn(*args))
     assert len(fusionex.fusion_kernels(jfn)) == 1
+
+
+ACTIVATIONS = {
+    "gelu": lambda t: F.gelu(t),
+    "gelu_tanh": lambda t: F.gelu(t, approximate="tanh"),
+    "silu": F.silu,
+    "tanh": torch.tanh,
+    "sigmoid": torch.sigmoid,
+    "relu": torch.relu,
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("name", list(ACTIVATIONS))
+def test_activation_backward_is_fused_with_its_neighbours(name, dtype):
+    # gelu/silu/tanh/sigmoid/threshold backward kernels are written as primitives: the backward of
+    # act(x * w + b) * g is fused kernels only (no aten backward call), with eager's gradients.
+    torch.manual_seed(0)
+    act = ACTIVATIONS[name]
+    x, w, b, g = (torch.randn(s, dtype=dtype) for s in ((64, 300), 300, 300, (64, 300)))
+    fn = lambda x, w, b: (act(x * w + b) * g).sum()  # noqa: E731
+    ts = [t.clone().requires_grad_() for t in (x, w, b)]
+    es = [t.clone().requires_grad_() for t in (x, w, b)]
+    jfn = _jit(fn)
+    jfn(*ts).backward()
+    fn(*es).backward()
+    tol = {} if dtype == torch.float32 else dict(rtol=2e-2, atol=2e-1)  # bf16 sums over 64 rows
+    for got, want in zip(ts, es):
+        torch.testing.assert_close(got.grad, want.grad, **({"rtol": 1e-4, "atol": 1e-4} if not tol else tol))
+    backward = thunder.last_backward_traces(jfn)[-1]
+    assert backward.fusion_callables
+    assert not any("torch.ops.aten" in line or "torch.nn.functional" in line for line in _calls(backward))

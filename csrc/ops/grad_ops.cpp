@@ -4,6 +4,8 @@
 // (csrc/autograd/) puts them in forward and backward traces, where they print like any symbol and
 // run through the torch executor (each names the `torch.ops.aten` overload that runs it). Their
 // metas follow the aten schemas.
+#include <cmath>
+#include <functional>
 #include <limits>
 #include <tuple>
 
@@ -126,6 +128,81 @@ Value elementwise_backward_meta(Builder& b, const BoundArgs& a) {
                      " does not match " + x->type_string());
   }
   return like_tensor(b, g, g->dtype());
+}
+
+// The elementwise backward kernels, decomposed so the fuser can take them with their neighbours
+// (torch runs the aten op otherwise). Computed in the opmath dtype, returned in the gradient's.
+struct ElementwiseGrad {
+  Builder& b;
+  DType cd;
+  TensorRef mul(const Value& x, const Value& y) { return detail::nn::bin(b, prims::mul(), x, y); }
+  TensorRef add(const Value& x, const Value& y) { return detail::nn::bin(b, prims::add(), x, y); }
+  TensorRef sub(const Value& x, const Value& y) { return detail::nn::bin(b, prims::sub(), x, y); }
+  TensorRef un(const Symbol& p, const TensorRef& x) { return detail::nn::un(b, p, x); }
+};
+
+Value elementwise_backward(Builder& b, const BoundArgs& a,
+                           const std::function<TensorRef(ElementwiseGrad&, const TensorRef&)>& derivative) {
+  elementwise_backward_meta(b, a);  // checks the shapes
+  const TensorRef& g0 = a.tensor(0);
+  ElementwiseGrad e{b, detail::nn::opmath(g0->dtype())};
+  TensorRef g = lang::convert(b, g0, e.cd), x = lang::convert(b, a.tensor(1), e.cd);
+  return lang::convert(b, e.mul(Value(g), Value(derivative(e, x))), g0->dtype());
+}
+
+// gelu_backward: d/dx of 0.5 x (1 + erf(x / sqrt 2)) = 0.5 (1 + erf(x / sqrt 2)) + x exp(-x^2 / 2) /
+// sqrt(2 pi); with approximate='tanh', u = k (x + c x^3), t = tanh(u):
+// 0.5 (1 + t) + 0.5 x (1 - t^2) k (1 + 3 c x^2).
+Value gelu_backward_meta(Builder& b, const BoundArgs& a) {
+  const std::string& approx = a[2].as_string();
+  if (approx != "none" && approx != "tanh") throw Error("approximate argument must be either none or tanh.");
+  return elementwise_backward(b, a, [&](ElementwiseGrad& e, const TensorRef& x) {
+    if (approx == "none") {
+      TensorRef cdf = e.mul(Value(e.add(Value(e.un(prims::erf(), e.mul(Value(x), Value(M_SQRT1_2)))), Value(1.0))),
+                            Value(0.5));
+      TensorRef pdf = e.mul(Value(e.un(prims::exp(), e.mul(Value(e.mul(Value(x), Value(x))), Value(-0.5)))),
+                            Value(0.5 * M_2_SQRTPI * M_SQRT1_2));
+      return e.add(Value(cdf), Value(e.mul(Value(x), Value(pdf))));
+    }
+    const double k = M_2_SQRTPI * M_SQRT1_2;
+    const double c = 0.044715;
+    TensorRef x2 = e.mul(Value(x), Value(x));
+    TensorRef u = e.mul(Value(e.add(Value(x), Value(e.mul(Value(e.mul(Value(x2), Value(x))), Value(c))))), Value(k));
+    TensorRef t = e.un(prims::tanh(), u);
+    TensorRef left = e.mul(Value(e.add(Value(t), Value(1.0))), Value(0.5));
+    TensorRef dt = e.sub(Value(1.0), Value(e.mul(Value(t), Value(t))));
+    TensorRef du = e.mul(Value(e.add(Value(e.mul(Value(x2), Value(3.0 * c))), Value(1.0))), Value(k));
+    return e.add(Value(left), Value(e.mul(Value(e.mul(Value(e.mul(Value(x), Value(0.5))), Value(dt))), Value(du))));
+  });
+}
+
+// silu_backward: d/dx x sigmoid(x) = s (1 + x (1 - s)), s = sigmoid(x).
+Value silu_backward_meta(Builder& b, const BoundArgs& a) {
+  return elementwise_backward(b, a, [](ElementwiseGrad& e, const TensorRef& x) {
+    TensorRef s = detail::nn::bin(e.b, prims::div(), Value(1.0),
+                                  Value(e.add(Value(e.un(prims::exp(), e.un(prims::neg(), x))), Value(1.0))));
+    return e.mul(Value(s), Value(e.add(Value(1.0), Value(e.mul(Value(x), Value(e.sub(Value(1.0), Value(s))))))));
+  });
+}
+
+// tanh_backward(grad, output): 1 - y^2; sigmoid_backward(grad, output): y (1 - y).
+Value tanh_backward_meta(Builder& b, const BoundArgs& a) {
+  return elementwise_backward(b, a, [](ElementwiseGrad& e, const TensorRef& y) {
+    return e.sub(Value(1.0), Value(e.mul(Value(y), Value(y))));
+  });
+}
+Value sigmoid_backward_meta(Builder& b, const BoundArgs& a) {
+  return elementwise_backward(b, a, [](ElementwiseGrad& e, const TensorRef& y) {
+    return e.mul(Value(y), Value(e.sub(Value(1.0), Value(y))));
+  });
+}
+
+// threshold_backward(grad, input, threshold): grad where input > threshold, else 0 (relu's).
+Value threshold_backward_meta(Builder& b, const BoundArgs& a) {
+  elementwise_backward_meta(b, a);
+  const TensorRef& g = a.tensor(0);
+  TensorRef keep = detail::nn::cmp(b, prims::gt(), Value(a.tensor(1)), a[2]);
+  return detail::nn::where(b, keep, g, Value(0.0));
 }
 
 // native_dropout(input, p, train) -> (out, mask)
@@ -392,15 +469,15 @@ void register_grad_ops(SymbolTable& table) {
        native_layer_norm_backward_meta, {}, "torch.ops.aten.native_layer_norm_backward"},
       {"embedding_backward", "grad_output, indices, num_weights, padding_idx, scale_grad_by_freq",
        embedding_backward_meta, {}, "torch.ops.aten.embedding_dense_backward"},
-      {"gelu_backward", "grad_output, input, *, approximate='none'", elementwise_backward_meta, {},
+      {"gelu_backward", "grad_output, input, *, approximate='none'", gelu_backward_meta, {},
        "torch.ops.aten.gelu_backward", kTagElementwise},
-      {"silu_backward", "grad_output, input", elementwise_backward_meta, {},
+      {"silu_backward", "grad_output, input", silu_backward_meta, {},
        "torch.ops.aten.silu_backward", kTagElementwise},
-      {"threshold_backward", "grad_output, input, threshold", elementwise_backward_meta, {},
+      {"threshold_backward", "grad_output, input, threshold", threshold_backward_meta, {},
        "torch.ops.aten.threshold_backward", kTagElementwise},
-      {"tanh_backward", "grad_output, output", elementwise_backward_meta, {},
+      {"tanh_backward", "grad_output, output", tanh_backward_meta, {},
        "torch.ops.aten.tanh_backward", kTagElementwise},
-      {"sigmoid_backward", "grad_output, output", elementwise_backward_meta, {},
+      {"sigmoid_backward", "grad_output, output", sigmoid_backward_meta, {},
        "torch.ops.aten.sigmoid_backward", kTagElementwise},
       {"native_dropout", "input, p, train", native_dropout_meta, {}, "torch.ops.aten.native_dropout",
        kTagRandom},
