@@ -496,3 +496,29 @@ def test_activation_backward_is_fused_with_its_neighbours(name, dtype):
     backward = thunder.last_backward_traces(jfn)[-1]
     assert backward.fusion_callables
     assert not any("torch.ops.aten" in line or "torch.nn.functional" in line for line in _calls(backward))
+
+
+@pytest.mark.parametrize("grad", [False, True], ids=["inference", "training"])
+@pytest.mark.parametrize("bad", [100, -3], ids=["past_the_end", "negative"])
+def test_out_of_range_class_target_raises_index_error(bad, grad):
+    x, y = torch.randn(64, 100, requires_grad=grad), torch.randint(0, 100, (64,))
+    y[5] = bad
+    with pytest.raises(IndexError):
+        F.cross_entropy(x, y)  # eager raises too
+    with pytest.raises(IndexError, match=f"index {bad} is out of bounds for a dimension of size 100"):
+        _jit(lambda a, b: F.cross_entropy(a, b))(x, y)
+
+
+def test_out_of_range_gather_index_in_a_fused_row_kernel_raises_index_error():
+    # The gather inside a row kernel (log-probabilities at an index). Eager's gather raises
+    # RuntimeError; the fused kernel raises IndexError with the index and the dimension's size.
+    x, idx = torch.randn(64, 100), torch.randint(0, 100, (64, 1))
+    fn = lambda a, i: torch.log_softmax(a, -1).gather(1, i).sum(-1)  # noqa: E731
+    jfn = _jit(fn)
+    torch.testing.assert_close(jfn(x, idx), fn(x, idx))
+    assert len(fusionex.fusion_kernels(jfn)) == 1
+    idx[3, 0] = 250
+    with pytest.raises(RuntimeError, match="out of bounds"):
+        fn(x, idx)
+    with pytest.raises(IndexError, match="index 250 is out of bounds for a dimension of size 100"):
+        jfn(x, idx)

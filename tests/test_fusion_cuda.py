@@ -241,6 +241,26 @@ def test_emulated_softmax_kernels_fold_the_sum_into_the_max_pass_only_for_rows_r
 
 
 @requires_emulator
+def test_emulated_gather_out_of_range_gives_nan():
+    # Eager raises a device-side assert there; the CUDA kernel makes that row NaN (the CPU kernels
+    # raise IndexError).
+    torch.manual_seed(0)
+    x, idx = torch.randn(6, 300), torch.randint(0, 300, (6, 1))
+    fn = lambda a, i: torch.log_softmax(a, -1).gather(1, i).sum(-1)  # noqa: E731
+    ref = fn(x, idx)
+    bad = idx.clone()
+    bad[2, 0], bad[4, 0] = 300, -1
+    ref[2] = ref[4] = float("nan")
+    jfn = _jit(fn)
+    jfn(x, idx)  # compiled with valid indices (the CPU kernel would raise on the bad ones)
+    (kernel,) = fusionex.fusion_kernels(jfn)
+    src, grid, block, _ = _core.fuser_cuda_source(kernel)
+    out = torch.zeros_like(ref).share_memory_()
+    cuda_emulator.launch(src, grid, block, [x, bad, out])
+    torch.testing.assert_close(out, ref, equal_nan=True)
+
+
+@requires_emulator
 @pytest.mark.parametrize("misalign", [False, True], ids=["aligned", "misaligned"])
 def test_emulated_bf16_softmax_and_layer_norm(misalign):
     torch.manual_seed(0)

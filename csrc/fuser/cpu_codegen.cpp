@@ -69,6 +69,9 @@ class CpuGen {
       os << "  " << storage_type(k_.outputs[o]->dtype()) << "* __restrict out" << o << " = ("
          << storage_type(k_.outputs[o]->dtype()) << "*)ptrs[" << ni + o << "];\n";
     }
+    bool gathers = false;
+    for (const KNode& n : k_.nodes) gathers = gathers || n.op == "gather";
+    if (gathers) os << "  int64_t* th_err = (int64_t*)ptrs[" << ni + k_.outputs.size() << "];\n";
     os << body << "}\n";
     return os.str();
   }
@@ -151,9 +154,11 @@ class CpuGen {
     } else if (n.op == "gather") {
       std::string idxv = value(n.args[1], row_);
       std::string gi = "g" + std::to_string(id);
-      row_.code += "    int64_t " + gi + " = (int64_t)" + idxv + "; " + gi + " = " + gi + " < 0 ? 0 : (" +
-                   gi + " >= " + std::to_string(cols_) + "LL ? " + std::to_string(cols_ - 1) + "LL : " +
-                   gi + ");\n";
+      // An index out of range is reported through th_err (the caller raises IndexError, as eager
+      // does); the kernel reads index 0 meanwhile.
+      row_.code += "    int64_t " + gi + " = (int64_t)" + idxv + ";\n    if (" + gi + " < 0 || " + gi + " >= " +
+                   std::to_string(cols_) + "LL) { __atomic_store_n(&th_err[1], " + gi +
+                   ", __ATOMIC_RELAXED); __atomic_store_n(&th_err[0], 1LL, __ATOMIC_RELAXED); " + gi + " = 0; }\n";
       Scope g;
       g.col = gi;
       std::string inner_v = value(n.args[0], g);

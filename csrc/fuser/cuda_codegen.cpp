@@ -285,13 +285,17 @@ class CudaGen {
     } else if (n.op == "gather") {
       std::string iv = row_value(n.args[1]);
       std::string gi = "g" + std::to_string(id);
-      row_code_ += "    idx_t " + gi + " = (idx_t)" + iv + "; " + gi + " = " + gi + " < 0 ? 0 : (" + gi +
-                   " >= " + lit(cols_) + " ? " + lit(cols_ - 1) + " : " + gi + ");\n";
+      // An index out of range reads index 0 and gives NaN (floating values): a loud result where eager
+      // raises a device-side assert; the CPU kernels raise IndexError.
+      row_code_ += "    idx_t " + gi + " = (idx_t)" + iv + ";\n    const bool " + gi + "_bad = " + gi + " < 0 || " + gi +
+                   " >= " + lit(cols_) + ";\n    if (" + gi + "_bad) " + gi + " = 0;\n";
       ColScope g;
       g.v = 1;
       std::string inner = col_value(n.args[0], g, gi);
+      std::string bad = is_floating(n.dtype) ? "        if (" + gi + "_bad) " + v + " = th_nan();\n" : "";
       row_code_ += "    " + ct + " " + v + ";\n    { const idx_t c = " + gi + ";\n" + g.pre +
-                   "      { const int l = 0; (void)l;\n" + g.lane + "        " + v + " = " + inner + ";\n      }\n    }\n";
+                   "      { const int l = 0; (void)l;\n" + g.lane + "        " + v + " = " + inner + ";\n" + bad +
+                   "      }\n    }\n";
       row_memo_[id] = v;
       return v;
     } else {

@@ -185,6 +185,13 @@ nb::object FusedKernel::call(nb::args args) {
     ptrs.push_back(reinterpret_cast<char*>(PyLong_AsVoidPtr(p)));
     Py_DECREF(p);
   }
+  // CPU kernels that gather report an index out of range through two int64 (a flag, the index).
+  int64_t gather_error[2] = {0, 0};
+  int64_t gather_size = -1;
+  for (const fuser::KNode& n : k_.nodes) {
+    if (n.op == "gather" && n.gather_axis >= 0) gather_size = k_.sizes[n.gather_axis];
+  }
+  if (!cuda_ && gather_size >= 0) ptrs.push_back(reinterpret_cast<char*>(gather_error));
   if (cuda_) {
     fuser::cuda_launch(*std::static_pointer_cast<fuser::CudaFunction>(v->binary), v->layout, k_,
                        ptrs.data(), current_cuda_stream(k_.device.index < 0 ? 0 : k_.device.index));
@@ -196,6 +203,12 @@ nb::object FusedKernel::call(nb::args args) {
     } else {
       fuser::cpu_launch(bin, ptrs.data());
     }
+  }
+  if (gather_error[0]) {
+    throw IndexError(name_ + ": index " + std::to_string(gather_error[1]) +
+                     " is out of bounds for a dimension of size " + std::to_string(gather_size) +
+                     " (an index of torch.gather / take_along_dim, or a class target of cross_entropy / "
+                     "nll_loss)");
   }
   if (no == 1) return outs[0];
   nb::list l;
