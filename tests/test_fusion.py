@@ -522,3 +522,12 @@ def test_out_of_range_gather_index_in_a_fused_row_kernel_raises_index_error():
         fn(x, idx)
     with pytest.raises(IndexError, match="index 250 is out of bounds for a dimension of size 100"):
         jfn(x, idx)
+
+
+def test_siblings_reading_one_input_are_one_kernel():
+    a = torch.randn(64, 80)
+    fn = lambda a: (a.exp() * 2, a.sin() + 1)  # noqa: E731
+    jfn = _jit(fn)
+    for got, want in zip(jfn(a), fn(a)):
+        torch.testing.assert_close(got, want)
+    assert len(fusionex.fusion_kernels(jfn)) == 1

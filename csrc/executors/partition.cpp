@@ -81,6 +81,7 @@ Trace partition_regions(const Trace& trace, const RegionPredicate& is_fusible,
   std::vector<int> group(n, -1);
   std::vector<Bitset> deps(n, Bitset(n));
   std::vector<std::vector<size_t>> grouped;  // members per group, while grouping
+  std::unordered_map<const TensorProxy*, std::vector<size_t>> readers_so_far;  // grouped readers
   int num_groups = 0;
   // Groups a and b (and node i, which reads both) may become one group when no symbol outside them
   // depends on either and feeds one of them: that path would become a cycle through the merged group.
@@ -132,6 +133,29 @@ Trace partition_regions(const Trace& trace, const RegionPredicate& is_fusible,
       }
     }
     if (chosen < 0) {
+      // No producer's group takes it: a group that reads one of its inputs does (siblings such as
+      // gelu(x) and gelu_backward(g, x) read x once in one kernel), most recent first.
+      std::vector<int> siblings;
+      for (const TensorRef& t : b.input_tensors()) {
+        if (t->numel() < 2) continue;
+        auto r = readers_so_far.find(t.get());
+        if (r == readers_so_far.end()) continue;
+        for (size_t j : r->second) {
+          if (group[j] >= 0) siblings.push_back(group[j]);
+        }
+      }
+      std::sort(siblings.rbegin(), siblings.rend());
+      siblings.erase(std::unique(siblings.begin(), siblings.end()), siblings.end());
+      for (int g : siblings) {
+        bool ok = true;
+        for (size_t p : preds[i]) ok = ok && (group[p] == g || !deps[p].test(static_cast<size_t>(g)));
+        if (ok) {
+          chosen = g;
+          break;
+        }
+      }
+    }
+    if (chosen < 0) {
       chosen = num_groups++;
       grouped.emplace_back();
     } else {
@@ -144,6 +168,7 @@ Trace partition_regions(const Trace& trace, const RegionPredicate& is_fusible,
     group[i] = chosen;
     grouped[chosen].push_back(i);
     deps[i].set(static_cast<size_t>(chosen));
+    for (const TensorRef& t : b.input_tensors()) readers_so_far[t.get()].push_back(i);
   }
 
   // Super-nodes: ungrouped symbols and groups. Key = index of the last member.

@@ -118,6 +118,28 @@ TEST_F(PartitionTest, ChainsJoinedThroughAnOutsideSymbolStaySeparate) {
   EXPECT_EQ(regions[1].bsyms.size(), 2u);
 }
 
+TEST_F(PartitionTest, SiblingsReadingOneInputShareARegion) {
+  auto x = input("x", {4, 4}), w = input("w", {4, 4});
+  Value t0 = b.call(prims::exp(), {x});
+  Value t1 = b.call(prims::matmul(), {t0, w});
+  Value t2 = b.call(prims::sin(), {x});  // no fusible producer: joins exp(x)'s region (both read x)
+  Trace out = run(finish({x, w}, Value::tuple({t1, t2})));
+  EXPECT_EQ(names(out), (std::vector<std::string>{"fusion0", "prims.matmul"}));
+  ASSERT_EQ(regions.size(), 1u);
+  EXPECT_EQ(regions[0].bsyms.size(), 2u);
+}
+
+TEST_F(PartitionTest, SiblingFedThroughTheRegionStaysOut) {
+  // tanh reads x like exp(x)'s region, but also the matmul of that region's output: joining would
+  // put the matmul inside a cycle.
+  auto x = input("x", {4, 4}), w = input("w", {4, 4});
+  Value t0 = b.call(prims::exp(), {x});
+  Value t1 = b.call(prims::matmul(), {t0, w});
+  Value t2 = b.call(prims::atan2(), {x, t1});
+  Trace out = run(finish({x, w}, t2));
+  EXPECT_EQ(names(out), (std::vector<std::string>{"fusion0", "prims.matmul", "fusion1"}));
+}
+
 TEST_F(PartitionTest, GradModeSwitchIsABarrier) {
   auto x = input("x", {4});
   Value t0 = b.call(prims::exp(), {x});
