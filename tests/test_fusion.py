@@ -531,3 +531,27 @@ def test_siblings_reading_one_input_are_one_kernel():
     for got, want in zip(jfn(a), fn(a)):
         torch.testing.assert_close(got, want)
     assert len(fusionex.fusion_kernels(jfn)) == 1
+
+
+@pytest.mark.parametrize("case", ["empty_first", "empty_second", "empty_reduced", "empty_with_row_sum",
+                                  "dead_empty_slice"])
+def test_empty_tensors_next_to_nonempty_ones(case):
+    # A 0-size value in the same region as non-empty ones must not empty their kernel's domain, and a
+    # slice nothing reads (left by setitem's decomposition) must not join a kernel.
+    def setitem_empty(x):
+        x = x.clone()
+        x[3:1] = 1.0
+        return x * 1
+
+    fns = {
+        "empty_first": lambda x: (x[3:1] * 2, x * 3),
+        "empty_second": lambda x: (x * 3, x[3:1] * 2),
+        "empty_reduced": lambda x: (x[3:1].sum(0), x.exp()),
+        "empty_with_row_sum": lambda x: (x[:, :0] + 1, x.sum(-1)),
+        "dead_empty_slice": setitem_empty,
+    }
+    fn, x = fns[case], torch.randn(4, 2)
+    # decompose_to_prims keeps the decompositions' dead slice in the trace the fuser sees.
+    got, want = thunder.jit(fn, executors=[FUSE_ALL], decompose_to_prims=True)(x), fn(x)
+    for g, w in zip(got if isinstance(got, tuple) else (got,), want if isinstance(want, tuple) else (want,)):
+        torch.testing.assert_close(g, w)

@@ -67,6 +67,12 @@ bool domain_fits(const KernelDef& k, const std::vector<BSymRef>& prims) {
     if (s != 0 && domain > largest / s) return false;
     domain *= s;
   }
+  // An empty axis empties the whole domain: the run's other values would never be computed.
+  if (domain == 0) {
+    for (const TensorRef& t : k.outputs) {
+      if (numel(t) > 0) return false;
+    }
+  }
   return domain <= largest;
 }
 
@@ -194,10 +200,25 @@ void recompute_pointwise_inputs(const std::vector<BSymRef>& prims,
 
 }  // namespace
 
-std::vector<Segment> segment_region(const std::vector<BSymRef>& prims,
+std::vector<Segment> segment_region(const std::vector<BSymRef>& all_prims,
                                     const std::vector<TensorRef>& region_outputs) {
   std::unordered_set<const TensorProxy*> region_out;
   for (const TensorRef& t : region_outputs) region_out.insert(t.get());
+  // Primitives whose results nothing reads (left by decompositions, e.g. the slice a setitem
+  // decomposes through) are dropped: they would only add their axes to a kernel's domain.
+  std::vector<BSymRef> prims;
+  {
+    std::unordered_set<const TensorProxy*> needed = region_out;
+    std::vector<bool> keep(all_prims.size(), false);
+    for (size_t i = all_prims.size(); i-- > 0;) {
+      for (const TensorRef& t : all_prims[i]->output_tensors()) keep[i] = keep[i] || needed.count(t.get());
+      if (!keep[i]) continue;
+      for (const TensorRef& t : all_prims[i]->input_tensors()) needed.insert(t.get());
+    }
+    for (size_t i = 0; i < all_prims.size(); ++i) {
+      if (keep[i]) prims.push_back(all_prims[i]);
+    }
+  }
   std::vector<Segment> out;
   static const bool debug = std::getenv("THUNDER_FUSION_DEBUG") != nullptr;
   auto try_build = [&](size_t begin, size_t end, Segment* seg) {
