@@ -175,7 +175,8 @@ void bind_fuser(nb::module_& m) {
       [](const runtime::FusedKernel& kernel, int smem_limit) {
         const fuser::KernelDef& k = kernel.kernel();
         fuser::Layout layout;
-        if (!fuser::contiguous_layout(k, &layout)) throw thunder::Error("fuser: no layout for contiguous inputs");
+        if (!fuser::contiguous_layout(k, &layout))
+          throw thunder::Error("fuser: no layout for contiguous inputs");
         fuser::CudaLaunch launch;
         std::string src = fuser::cuda_source(k, layout, &launch, smem_limit);
         return std::make_tuple(src, launch.grid, launch.block, launch.shared_bytes);

@@ -58,9 +58,10 @@ const Symbol* make_custom_op(const std::string& module, const std::string& name,
   if (name.empty()) throw ValueError("an operator needs a non-empty name");
   if (SymbolTable::instance().find(module, name)) {
     // `module` is the executor's name, or the module= the operator is printed with.
-    throw ValueError("an operator printed as '" + module + "." + name +
-                     "' is already registered (by this executor, or under the same module= by another "
-                     "one); traces call operators by that name, so this one needs another name");
+    throw ValueError(
+        "an operator printed as '" + module + "." + name +
+        "' is already registered (by this executor, or under the same module= by another "
+        "one); traces call operators by that name, so this one needs another name");
   }
   Symbol s;
   s.name = name;

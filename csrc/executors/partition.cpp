@@ -84,7 +84,8 @@ Trace partition_regions(const Trace& trace, const RegionPredicate& is_fusible,
   std::unordered_map<const TensorProxy*, std::vector<size_t>> readers_so_far;  // grouped readers
   int num_groups = 0;
   // Groups a and b (and node i, which reads both) may become one group when no symbol outside them
-  // depends on either and feeds one of them: that path would become a cycle through the merged group.
+  // depends on either and feeds one of them: that path would become a cycle through the merged
+  // group.
   auto can_merge = [&](int a, int b, size_t i) {
     auto fed_from_outside = [&](size_t m) {
       for (size_t p : preds[m]) {
@@ -148,7 +149,8 @@ Trace partition_regions(const Trace& trace, const RegionPredicate& is_fusible,
       siblings.erase(std::unique(siblings.begin(), siblings.end()), siblings.end());
       for (int g : siblings) {
         bool ok = true;
-        for (size_t p : preds[i]) ok = ok && (group[p] == g || !deps[p].test(static_cast<size_t>(g)));
+        for (size_t p : preds[i])
+          ok = ok && (group[p] == g || !deps[p].test(static_cast<size_t>(g)));
         if (ok) {
           chosen = g;
           break;

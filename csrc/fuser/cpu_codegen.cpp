@@ -144,7 +144,8 @@ class CpuGen {
       e = load_expr(n.dtype, "in" + std::to_string(n.input) + "[" + idx + "]");
     } else if (n.op == "iota") {
       std::string base = load_base(id);
-      e = iota_expr(n, row_level ? base : base + " + " + unravel(col_axes_, L_.loads[id].strides, s.col));
+      e = iota_expr(
+          n, row_level ? base : base + " + " + unravel(col_axes_, L_.loads[id].strides, s.col));
     } else if (n.op == "const") {
       e = const_expr(n, Backend::kCpu);
     } else if (is_reduce_op(n.op)) {
@@ -156,9 +157,11 @@ class CpuGen {
       std::string gi = "g" + std::to_string(id);
       // An index out of range is reported through th_err (the caller raises IndexError, as eager
       // does); the kernel reads index 0 meanwhile.
-      row_.code += "    int64_t " + gi + " = (int64_t)" + idxv + ";\n    if (" + gi + " < 0 || " + gi + " >= " +
-                   std::to_string(cols_) + "LL) { __atomic_store_n(&th_err[1], " + gi +
-                   ", __ATOMIC_RELAXED); __atomic_store_n(&th_err[0], 1LL, __ATOMIC_RELAXED); " + gi + " = 0; }\n";
+      row_.code += "    int64_t " + gi + " = (int64_t)" + idxv + ";\n    if (" + gi + " < 0 || " +
+                   gi + " >= " + std::to_string(cols_) + "LL) { __atomic_store_n(&th_err[1], " +
+                   gi +
+                   ", __ATOMIC_RELAXED); __atomic_store_n(&th_err[0], 1LL, __ATOMIC_RELAXED); " +
+                   gi + " = 0; }\n";
       Scope g;
       g.col = gi;
       std::string inner_v = value(n.args[0], g);

@@ -211,7 +211,8 @@ const DeviceInfo& device_info(int device) {
   check(d.cuDeviceGetAttribute(&minor, kAttrComputeCapabilityMinor, dev), "cuDeviceGetAttribute");
   check(d.cuDeviceGetAttribute(&info.sms, kAttrMultiprocessorCount, dev), "cuDeviceGetAttribute");
   int optin = 0;
-  if (d.cuFuncSetAttribute && d.cuDeviceGetAttribute(&optin, kAttrMaxSharedPerBlockOptin, dev) == kCudaSuccess &&
+  if (d.cuFuncSetAttribute &&
+      d.cuDeviceGetAttribute(&optin, kAttrMaxSharedPerBlockOptin, dev) == kCudaSuccess &&
       optin > info.smem_optin) {
     info.smem_optin = optin;
   }
@@ -381,8 +382,10 @@ std::shared_ptr<CudaFunction> cuda_load(const std::string& source, int device, c
   }
   check(d.cuModuleGetFunction(&f->function, f->module, "thunder_kernel"), "cuModuleGetFunction");
   if (launch.shared_bytes > 48 * 1024) {
-    if (!d.cuFuncSetAttribute) throw Error("fuser: the driver cannot raise a kernel's shared memory limit");
-    check(d.cuFuncSetAttribute(f->function, kFuncAttrMaxDynamicShared, launch.shared_bytes), "cuFuncSetAttribute");
+    if (!d.cuFuncSetAttribute)
+      throw Error("fuser: the driver cannot raise a kernel's shared memory limit");
+    check(d.cuFuncSetAttribute(f->function, kFuncAttrMaxDynamicShared, launch.shared_bytes),
+          "cuFuncSetAttribute");
   }
   if (from_disk) {
     std::lock_guard<std::mutex> stats_lock(cache_stats_mutex());

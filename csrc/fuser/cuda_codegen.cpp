@@ -24,45 +24,6 @@ constexpr int kPointwiseThreads = 256;
 // loop counter to step past the end).
 constexpr int64_t kInt32Limit = (int64_t{1} << 31) - (int64_t{1} << 16);
 
-// Helpers the CUDA kernels use beyond the shared prelude: vector accesses and warp shuffles.
-const char* kCudaHelpers = R"(
-template <int B> struct th_raw { unsigned char b[B]; };
-template <> struct __align__(2) th_raw<2> { unsigned short x; };
-template <> struct __align__(4) th_raw<4> { unsigned int x; };
-template <> struct __align__(8) th_raw<8> { unsigned int x, y; };
-template <> struct __align__(16) th_raw<16> { unsigned int x, y, z, w; };
-template <typename T, int V> TH_INLINE void th_ldv(const T* __restrict__ p, T* o) {
-  constexpr int B = (int)sizeof(T) * V;
-  if constexpr (V > 1 && (B == 2 || B == 4 || B == 8 || B == 16)) {
-    union { th_raw<B> r; T e[V]; } u;
-    u.r = *reinterpret_cast<const th_raw<B>*>(p);
-#pragma unroll
-    for (int l = 0; l < V; ++l) o[l] = u.e[l];
-  } else {
-#pragma unroll
-    for (int l = 0; l < V; ++l) o[l] = p[l];
-  }
-}
-template <typename T, int V> TH_INLINE void th_stv(T* __restrict__ p, const T* v) {
-  constexpr int B = (int)sizeof(T) * V;
-  if constexpr (V > 1 && (B == 2 || B == 4 || B == 8 || B == 16)) {
-    union { th_raw<B> r; T e[V]; } u;
-#pragma unroll
-    for (int l = 0; l < V; ++l) u.e[l] = v[l];
-    *reinterpret_cast<th_raw<B>*>(p) = u.r;
-  } else {
-#pragma unroll
-    for (int l = 0; l < V; ++l) p[l] = v[l];
-  }
-}
-TH_INLINE float th_shfl(float v, int m) { return __shfl_xor_sync(0xffffffffu, v, m); }
-TH_INLINE double th_shfl(double v, int m) { return __shfl_xor_sync(0xffffffffu, v, m); }
-TH_INLINE int32_t th_shfl(int32_t v, int m) { return __shfl_xor_sync(0xffffffffu, v, m); }
-TH_INLINE int64_t th_shfl(int64_t v, int m) { return __shfl_xor_sync(0xffffffffu, (long long)v, m); }
-TH_INLINE int16_t th_shfl(int16_t v, int m) { return (int16_t)__shfl_xor_sync(0xffffffffu, (int)v, m); }
-TH_INLINE int8_t th_shfl(int8_t v, int m) { return (int8_t)__shfl_xor_sync(0xffffffffu, (int)v, m); }
-TH_INLINE uint8_t th_shfl(uint8_t v, int m) { return (uint8_t)__shfl_xor_sync(0xffffffffu, (int)v, m); }
-)";
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t pow2_ceil(int64_t v) {
@@ -118,7 +79,7 @@ class CudaGen {
 
   std::string run(CudaLaunch* launch) {
     std::ostringstream os;
-    os << prelude(Backend::kCuda) << kCudaHelpers;
+    os << prelude(Backend::kCuda);
     os << "typedef " << (wide_ ? "long long" : "int") << " idx_t;\n";
     params_.clear();
     args_.clear();
@@ -285,17 +246,19 @@ class CudaGen {
     } else if (n.op == "gather") {
       std::string iv = row_value(n.args[1]);
       std::string gi = "g" + std::to_string(id);
-      // An index out of range reads index 0 and gives NaN (floating values): a loud result where eager
-      // raises a device-side assert; the CPU kernels raise IndexError.
-      row_code_ += "    idx_t " + gi + " = (idx_t)" + iv + ";\n    const bool " + gi + "_bad = " + gi + " < 0 || " + gi +
-                   " >= " + lit(cols_) + ";\n    if (" + gi + "_bad) " + gi + " = 0;\n";
+      // An index out of range reads index 0 and gives NaN (floating values): a loud result where
+      // eager raises a device-side assert; the CPU kernels raise IndexError.
+      row_code_ += "    idx_t " + gi + " = (idx_t)" + iv + ";\n    const bool " + gi +
+                   "_bad = " + gi + " < 0 || " + gi + " >= " + lit(cols_) + ";\n    if (" + gi +
+                   "_bad) " + gi + " = 0;\n";
       ColScope g;
       g.v = 1;
       std::string inner = col_value(n.args[0], g, gi);
-      std::string bad = is_floating(n.dtype) ? "        if (" + gi + "_bad) " + v + " = th_nan();\n" : "";
+      std::string bad =
+          is_floating(n.dtype) ? "        if (" + gi + "_bad) " + v + " = th_nan();\n" : "";
       row_code_ += "    " + ct + " " + v + ";\n    { const idx_t c = " + gi + ";\n" + g.pre +
-                   "      { const int l = 0; (void)l;\n" + g.lane + "        " + v + " = " + inner + ";\n" + bad +
-                   "      }\n    }\n";
+                   "      { const int l = 0; (void)l;\n" + g.lane + "        " + v + " = " + inner +
+                   ";\n" + bad + "      }\n    }\n";
       row_memo_[id] = v;
       return v;
     } else {
@@ -331,8 +294,8 @@ class CudaGen {
         e = load_expr(n.dtype, "cache" + std::to_string(id) + "[k][l]");
       } else if (smem_cached_.count(id) && c == "c" && smem_filled_.count(id)) {
         std::string vs = std::to_string(s.v);
-        s.pre += "      " + st + " " + ld + "[" + vs + "];\n      th_ldv<" + st + ", " + vs + ">(" + smem_ptr(id) + " + c, " + ld +
-                 ");\n";
+        s.pre += "      " + st + " " + ld + "[" + vs + "];\n      th_ldv<" + st + ", " + vs + ">(" +
+                 smem_ptr(id) + " + c, " + ld + ");\n";
         e = load_expr(n.dtype, ld + "[l]");
       } else {
         std::string addr = row_part(id) + " + " + unravel(col_axes_, a.strides, c);
@@ -348,7 +311,8 @@ class CudaGen {
           s.pre += "      th_ldv<" + st + ", " + vs + ">(" + ptr + " + " + addr + ", " + nm + ");\n";
           if (smem_cached_.count(id) && c == "c") {
             // The first pass that reads the load also keeps the chunk for the later passes.
-            s.pre += "      th_stv<" + st + ", " + vs + ">(" + smem_ptr(id) + " + c, " + nm + ");\n";
+            s.pre +=
+                "      th_stv<" + st + ", " + vs + ">(" + smem_ptr(id) + " + c, " + nm + ");\n";
             smem_filling_.insert(id);
           }
         } else if (is == 0) {
@@ -534,13 +498,13 @@ class CudaGen {
     std::vector<std::vector<int>> pass_reductions, pass_outputs;
     std::vector<size_t> row_outputs;
     int passes = 0;
-    // Online softmax: sum(exp(a - amax(a))) computed in amax's pass, the running sum rescaled when the
-    // running maximum grows (per chunk of V elements). Maps the sum to its amax.
+    // Online softmax: sum(exp(a - amax(a))) computed in amax's pass, the running sum rescaled when
+    // the running maximum grows (per chunk of V elements). Maps the sum to its amax.
     std::unordered_map<int, int> online;
   };
 
-  // The sum reductions of the form sum(exp(a - amax(a))) (softmax, log_softmax, cross-entropy), with
-  // the pass each node is available from when those sums run in their amax's pass.
+  // The sum reductions of the form sum(exp(a - amax(a))) (softmax, log_softmax, cross-entropy),
+  // with the pass each node is available from when those sums run in their amax's pass.
   std::vector<int> plan_online(std::unordered_map<int, int>* online) const {
     std::vector<int> need = available_from(k_);
     for (size_t i = 0; i < k_.nodes.size(); ++i) {
@@ -585,13 +549,15 @@ class CudaGen {
       p.threads = 32;
       p.rows_per_block = 8;
     } else {
-      p.threads = static_cast<int>(std::min<int64_t>(1024, std::max<int64_t>(128, pow2_ceil(ceil_div(nq, 8)))));
+      p.threads = static_cast<int>(
+          std::min<int64_t>(1024, std::max<int64_t>(128, pow2_ceil(ceil_div(nq, 8)))));
     }
-    // Online softmax only where the row would otherwise be read from memory once per pass (1024-thread
-    // rows that shared memory cannot hold): its per-chunk rescaling costs more than a second pass
-    // over registers or shared memory.
-    std::vector<int> need = p.threads >= 1024 && row_bytes() > smem_limit_ - 1024 ? plan_online(&p.online)
-                                                                                   : available_from(k_);
+    // Online softmax only where the row would otherwise be read from memory once per pass
+    // (1024-thread rows that shared memory cannot hold): its per-chunk rescaling costs more than a
+    // second pass over registers or shared memory.
+    std::vector<int> need = p.threads >= 1024 && row_bytes() > smem_limit_ - 1024
+                                ? plan_online(&p.online)
+                                : available_from(k_);
     p.pass_reductions.resize(1);
     p.pass_outputs.resize(1);
     auto grow = [&](int q) {
@@ -671,30 +637,35 @@ class CudaGen {
   }
 
   // An online pair's chunk update: the chunk's maximum, then the running sum rescaled to the new
-  // maximum plus the chunk's exponentials. A maximum of -inf adds nothing (exp(-inf - -inf) would be
-  // NaN where eager's terms are 0); NaN and +inf propagate as in eager.
+  // maximum plus the chunk's exponentials. A maximum of -inf adds nothing (exp(-inf - -inf) would
+  // be NaN where eager's terms are 0); NaN and +inf propagate as in eager.
   void online_chunk(int sum, int amax, ColScope& s) {
     const KNode& n = k_.nodes[sum];
     std::string ct = compute_type(n.dtype);
     std::string a = col_value(k_.nodes[amax].args[0], s);
-    std::string oa = "oa" + std::to_string(sum), as = "acc" + std::to_string(sum), am = "acc" + std::to_string(amax);
+    std::string oa = "oa" + std::to_string(sum), as = "acc" + std::to_string(sum),
+                am = "acc" + std::to_string(amax);
     std::string vs = std::to_string(s.v);
     s.decl += "      " + ct + " " + oa + "[" + vs + "];\n";
     s.lane += "        " + oa + "[l] = " + a + ";\n";
-    s.post += "      { " + ct + " cm = " + oa + "[0];\n#pragma unroll\n        for (int l = 1; l < " + vs + "; ++l) cm = th_max(cm, " +
-              oa + "[l]);\n        const " + ct + " mn = th_max(" + am + ", cm);\n        if (mn != (" + ct +
-              ")-th_inf()) {\n          " + ct + " t = 0;\n#pragma unroll\n        for (int l = 0; l < " + vs + "; ++l) t += " +
-              exp_of(ct, oa + "[l] - mn") + ";\n          " + as + " = (" + am + " == mn ? " + as + " : " + as + " * " +
-              exp_of(ct, am + " - mn") + ") + t;\n        }\n        " + am + " = mn;\n      }\n";
+    s.post += "      { " + ct + " cm = " + oa +
+              "[0];\n#pragma unroll\n        for (int l = 1; l < " + vs +
+              "; ++l) cm = th_max(cm, " + oa + "[l]);\n        const " + ct + " mn = th_max(" + am +
+              ", cm);\n        if (mn != (" + ct + ")-th_inf()) {\n          " + ct +
+              " t = 0;\n#pragma unroll\n        for (int l = 0; l < " + vs +
+              "; ++l) t += " + exp_of(ct, oa + "[l] - mn") + ";\n          " + as + " = (" + am +
+              " == mn ? " + as + " : " + as + " * " + exp_of(ct, am + " - mn") +
+              ") + t;\n        }\n        " + am + " = mn;\n      }\n";
   }
 
   // Combines an online pair's accumulators with another (m2, s2), read once each.
   std::string online_combine(int sum, int amax, const std::string& m2, const std::string& s2) {
     std::string ct = compute_type(k_.nodes[sum].dtype);
     std::string as = "acc" + std::to_string(sum), am = "acc" + std::to_string(amax);
-    return "const " + ct + " om = " + m2 + ", os = " + s2 + "; const " + ct + " mn = th_max(" + am + ", om); " + as +
-           " = mn == (" + ct + ")-th_inf() ? " + as + " : (" + am + " == mn ? " + as + " : " + as + " * " +
-           exp_of(ct, am + " - mn") + ") + (om == mn ? os : os * " + exp_of(ct, "om - mn") + "); " + am + " = mn;";
+    return "const " + ct + " om = " + m2 + ", os = " + s2 + "; const " + ct + " mn = th_max(" + am +
+           ", om); " + as + " = mn == (" + ct + ")-th_inf() ? " + as + " : (" + am + " == mn ? " +
+           as + " : " + as + " * " + exp_of(ct, am + " - mn") + ") + (om == mn ? os : os * " +
+           exp_of(ct, "om - mn") + "); " + am + " = mn;";
   }
 
   static std::string exp_of(const std::string& ct, const std::string& x) {
@@ -783,8 +754,10 @@ class CudaGen {
         const KNode& n = k_.nodes[r];
         auto it = p.online.find(r);
         if (it != p.online.end()) {
-          fold += "#pragma unroll\n    for (int m = 16; m > 0; m >>= 1) { " + online_combine(r, it->second, "th_shfl(acc" +
-                  std::to_string(it->second) + ", m)", "th_shfl(acc" + std::to_string(r) + ", m)") + " }\n";
+          fold += "#pragma unroll\n    for (int m = 16; m > 0; m >>= 1) { " +
+                  online_combine(r, it->second, "th_shfl(acc" + std::to_string(it->second) + ", m)",
+                                 "th_shfl(acc" + std::to_string(r) + ", m)") +
+                  " }\n";
         } else if (!paired.count(r)) {
           fold += shuffle_reduce(n.op, n.dtype, "acc" + std::to_string(r));
         }
@@ -834,7 +807,8 @@ class CudaGen {
 
   // The row of a load kept in dynamic shared memory, as a pointer of its storage type.
   std::string smem_ptr(int id) const {
-    return "((" + storage_type(k_.nodes[id].dtype) + "*)(th_smem + " + std::to_string(smem_cached_.at(id)) + "))";
+    return "((" + storage_type(k_.nodes[id].dtype) + "*)(th_smem + " +
+           std::to_string(smem_cached_.at(id)) + "))";
   }
 
   static std::vector<int> sorted_keys(const std::unordered_map<int, int64_t>& m) {
@@ -891,8 +865,9 @@ class CudaGen {
     int block = p.threads * p.rows_per_block;
     // 1024-thread rows re-read through L2 run two blocks per multiprocessor; with the row in shared
     // memory, one.
-    os << "extern \"C\" __global__ void __launch_bounds__(" << block << (block >= 1024 && smem == 0 ? ", 2" : "")
-       << ") thunder_kernel(" << params_ << ") {\n" << smem_decls;
+    os << "extern \"C\" __global__ void __launch_bounds__(" << block
+       << (block >= 1024 && smem == 0 ? ", 2" : "") << ") thunder_kernel(" << params_ << ") {\n"
+       << smem_decls;
     os << vector_or_scalar("th_rows", args_ + smem_args) << "}\n";
     launch->block = block;
     launch->grid = rows_ == 0 ? 0 : ceil_div(rows_, p.rows_per_block);
@@ -1016,7 +991,7 @@ class CudaGen {
   std::unordered_map<int, std::string> reduced_;
   std::unordered_set<int> cached_;
   int smem_limit_ = kDefaultSmemLimit;
-  std::unordered_map<int, int64_t> smem_cached_;  // load -> byte offset of its row in th_smem
+  std::unordered_map<int, int64_t> smem_cached_;        // load -> byte offset of its row in th_smem
   std::unordered_set<int> smem_filled_, smem_filling_;  // stored by an earlier pass; by this one
   int64_t smem_bytes_ = 0;
   std::vector<uint64_t> varies_;  // per node: the axes it varies over
@@ -1025,7 +1000,8 @@ class CudaGen {
 
 }  // namespace
 
-std::string cuda_source(const KernelDef& k, const Layout& layout, CudaLaunch* launch, int smem_limit) {
+std::string cuda_source(const KernelDef& k, const Layout& layout, CudaLaunch* launch,
+                        int smem_limit) {
   return CudaGen(k, layout, smem_limit).run(launch);
 }
 

@@ -1,18 +1,22 @@
 // The CUDA code generator: a kernel and its layout as CUDA C++ for NVRTC, with the launch shape.
 // Compute happens in fp32 for bf16/fp16/fp32 (double for fp64, the integer type for integers); the
-// index type is 32-bit unless an element count or offset reaches 2^31 (less a margin). Every schedule's chunk code is
-// emitted twice, with 16-byte vector accesses along the contiguous axis (when every access's strides,
-// offsets and the axis size allow it) and with scalar accesses; the kernel takes the vector path when
-// the pointers are aligned.
-//   kPointwise: grid-stride loop; each thread loads 4 chunks before computing and storing them; a 1-D
-//               kernel's tail runs scalar; broadcast (stride 0) and strided inputs are scalar loads.
+// index type is 32-bit unless an element count or offset reaches 2^31 (less a margin). Every
+// schedule's chunk code is emitted twice, with 16-byte vector accesses along the contiguous axis
+// (when every access's strides, offsets and the axis size allow it) and with scalar accesses; the
+// kernel takes the vector path when the pointers are aligned.
+//   kPointwise: grid-stride loop; each thread loads 4 chunks before computing and storing them; a
+//   1-D
+//               kernel's tail runs scalar; broadcast (stride 0) and strided inputs are scalar
+//               loads.
 //   kInner:     a warp per row for rows of at most 128 chunks (8 rows per block), else a block of
-//               128..1024 threads per row; rows of up to 512 threads keep the loads that several passes
-//               read in registers, longer rows (1024 threads) in dynamic shared memory when the row fits
-//               the device's limit (one block per multiprocessor), else (two blocks per multiprocessor)
-//               they re-read them through L2. Pass k accumulates per thread, then reduces by warp shuffles and one
-//               shared-memory round; row-level values (and reciprocals of divisors) once per row.
-//   kOuter:     a block covers up to 32 column chunks with the rest of its 512 or 1024 threads on row
+//               128..1024 threads per row; rows of up to 512 threads keep the loads that several
+//               passes read in registers, longer rows (1024 threads) in dynamic shared memory when
+//               the row fits the device's limit (one block per multiprocessor), else (two blocks
+//               per multiprocessor) they re-read them through L2. Pass k accumulates per thread,
+//               then reduces by warp shuffles and one shared-memory round; row-level values (and
+//               reciprocals of divisors) once per row.
+//   kOuter:     a block covers up to 32 column chunks with the rest of its 512 or 1024 threads on
+//   row
 //               groups; each thread accumulates its columns over its rows, then a shared-memory
 //               reduction over the row groups and the column outputs.
 #pragma once
@@ -33,8 +37,8 @@ struct CudaLaunch {
 
 // Source exporting `extern "C" __global__ void thunder_kernel(char** ptrs)`... with the pointers as
 // individual parameters (inputs then outputs).
-// `smem_limit`: the dynamic shared memory a block may use (rows of 1024 threads keep the loads several
-// passes read there when they fit).
+// `smem_limit`: the dynamic shared memory a block may use (rows of 1024 threads keep the loads
+// several passes read there when they fit).
 constexpr int kDefaultSmemLimit = 48 * 1024;
 std::string cuda_source(const KernelDef& k, const Layout& layout, CudaLaunch* launch = nullptr,
                         int smem_limit = kDefaultSmemLimit);

@@ -3,8 +3,8 @@
 // are the kernel's axes.
 #include "fuser/kernel.h"
 
-#include <cstdio>
 #include <algorithm>
+#include <cstdio>
 #include <numeric>
 #include <set>
 #include <sstream>
@@ -111,7 +111,8 @@ bool prim_fusible(const BoundSymbol& b) {
   if (op == "full") return b.args[1].is_number();
   // Integer iota (floating aranges accumulate in float64 in torch, and stay there).
   if (op == "iota") {
-    return is_integer(out->dtype()) && b.args[0].is_int() && b.args[1].is_int() && b.args[2].is_int();
+    return is_integer(out->dtype()) && b.args[0].is_int() && b.args[1].is_int() &&
+           b.args[2].is_int();
   }
   return false;
 }
@@ -207,8 +208,9 @@ class Builder {
 
   int const_node(double f, int64_t i, bool is_float, DType dtype) {
     char key[96];
-    std::snprintf(key, sizeof(key), "const %a %lld %d %d", f, is_float ? 0LL : static_cast<long long>(i),
-                  is_float ? 1 : 0, static_cast<int>(dtype));
+    std::snprintf(key, sizeof(key), "const %a %lld %d %d", f,
+                  is_float ? 0LL : static_cast<long long>(i), is_float ? 1 : 0,
+                  static_cast<int>(dtype));
     auto it = memo_.find(key);
     if (it != memo_.end()) return it->second;
     KNode n;
@@ -426,7 +428,8 @@ class Builder {
             const std::vector<int>& fv = first_reduction_operand_.first;
             bool same_shape = fv.size() == a.vars.size() && first_reduction_operand_.second == red;
             for (size_t d = 0; same_shape && d < fv.size(); ++d) {
-              int64_t s1 = fv[d] < 0 ? 1 : var_size_[find(fv[d])], s2 = a.vars[d] < 0 ? 1 : var_size_[find(a.vars[d])];
+              int64_t s1 = fv[d] < 0 ? 1 : var_size_[find(fv[d])],
+                      s2 = a.vars[d] < 0 ? 1 : var_size_[find(a.vars[d])];
               same_shape = s1 == s2;
             }
             for (size_t d = 0; same_shape && d < fv.size(); ++d) {
@@ -492,7 +495,8 @@ class Builder {
       return;
     }
     if (op == "iota") {
-      // Indexing like a load of a contiguous 1-D tensor: the layout gives it stride 1 along its axis.
+      // Indexing like a load of a contiguous 1-D tensor: the layout gives it stride 1 along its
+      // axis.
       KNode n;
       n.op = "iota";
       n.dtype = out->dtype();
@@ -678,7 +682,8 @@ class Builder {
   std::vector<std::pair<int, std::vector<int>>> reductions_;
   std::vector<std::pair<int, int>> gathers_;
   std::vector<int> first_reduction_vars_;
-  std::pair<std::vector<int>, std::set<int64_t>> first_reduction_operand_;  // its vars, reduced dims
+  std::pair<std::vector<int>, std::set<int64_t>>
+      first_reduction_operand_;  // its vars, reduced dims
   bool reduced_innermost_ = true;
   std::vector<int> parent_;
   std::vector<int64_t> var_size_;

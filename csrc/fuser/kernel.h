@@ -33,20 +33,20 @@ struct ViewOp {
 
 struct KNode {
   std::string op;  // "load", "const", a primitive's name ("add", "exp", ...), "sum"/"amax"/"amin"/
-                   // "prod" (reductions), "gather" (take_along_axis along a reduced axis), "iota" (an integer
-                   // index along one axis: ivalue + step * index)
+                   // "prod" (reductions), "gather" (take_along_axis along a reduced axis), "iota"
+                   // (an integer index along one axis: ivalue + step * index)
   DType dtype = DType::kFloat32;  // the value's dtype (compute happens in its compute type)
   std::vector<int> args;          // operand nodes
   // load
   int input = -1;                 // index into KernelDef::inputs
   std::vector<ViewOp> view;       // applied to the input's (shape, strides, offset)
   std::vector<int64_t> view_shape;  // the shape after `view`
-  std::vector<int> dims;          // per dim of the loaded view (iota: of its one dim): its axis, or -1
+  std::vector<int> dims;  // per dim of the loaded view (iota: of its one dim): its axis, or -1
   // const
   double fvalue = 0;
   int64_t ivalue = 0;
   bool is_float_const = false;
-  int64_t step = 0;                 // iota
+  int64_t step = 0;  // iota
   // gather: the reduced axis indexed by args[1]
   int gather_axis = -1;
   uint64_t axes = 0;  // bitmask of the axes the value varies over

@@ -3,9 +3,9 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <set>
 #include <sstream>
-#include <cstdlib>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -76,7 +76,9 @@ bool domain_fits(const KernelDef& k, const std::vector<BSymRef>& prims) {
   return domain <= largest;
 }
 
-int64_t nbytes(const TensorRef& t) { return numel(t) * static_cast<int64_t>(dtype_size(t->dtype())); }
+int64_t nbytes(const TensorRef& t) {
+  return numel(t) * static_cast<int64_t>(dtype_size(t->dtype()));
+}
 
 bool pointwise_prim(const BoundSymbol& b) {
   const std::string& n = b.sym->name;
@@ -145,7 +147,8 @@ void recompute_pointwise_inputs(const std::vector<BSymRef>& prims,
       std::unordered_set<const TensorProxy*> counted;
       for (size_t i : chain) {
         for (const TensorRef& a : prims[i]->input_tensors()) {
-          if (!producer.count(a.get()) && !have.count(a.get()) && counted.insert(a.get()).second) added += nbytes(a);
+          if (!producer.count(a.get()) && !have.count(a.get()) && counted.insert(a.get()).second)
+            added += nbytes(a);
         }
       }
       std::vector<size_t> rd = readers(t.get());
@@ -194,8 +197,9 @@ void recompute_pointwise_inputs(const std::vector<BSymRef>& prims,
     seg.outputs = std::move(outs);
     seg.kernel = std::move(kernel);
   }
-  segs->erase(std::remove_if(segs->begin(), segs->end(), [](const Segment& s) { return s.prims.empty(); }),
-              segs->end());
+  segs->erase(
+      std::remove_if(segs->begin(), segs->end(), [](const Segment& s) { return s.prims.empty(); }),
+      segs->end());
 }
 
 }  // namespace
@@ -211,7 +215,8 @@ std::vector<Segment> segment_region(const std::vector<BSymRef>& all_prims,
     std::unordered_set<const TensorProxy*> needed = region_out;
     std::vector<bool> keep(all_prims.size(), false);
     for (size_t i = all_prims.size(); i-- > 0;) {
-      for (const TensorRef& t : all_prims[i]->output_tensors()) keep[i] = keep[i] || needed.count(t.get());
+      for (const TensorRef& t : all_prims[i]->output_tensors())
+        keep[i] = keep[i] || needed.count(t.get());
       if (!keep[i]) continue;
       for (const TensorRef& t : all_prims[i]->input_tensors()) needed.insert(t.get());
     }
@@ -310,8 +315,9 @@ std::string kernel_signature(const KernelDef& k) {
   for (const KNode& n : k.nodes) {
     char f[40];
     std::snprintf(f, sizeof(f), "%a", n.fvalue);
-    os << '\n' << n.op << ' ' << dtype_short_name(n.dtype) << ' ' << n.input << ' ' << f << ' ' << n.ivalue << ' '
-       << n.is_float_const << ' ' << n.step << ' ' << n.gather_axis << ' ' << n.axes << " a";
+    os << '\n'
+       << n.op << ' ' << dtype_short_name(n.dtype) << ' ' << n.input << ' ' << f << ' ' << n.ivalue
+       << ' ' << n.is_float_const << ' ' << n.step << ' ' << n.gather_axis << ' ' << n.axes << " a";
     for (int a : n.args) os << a << ',';
     os << " d";
     for (int d : n.dims) os << d << ',';

@@ -37,7 +37,8 @@ Value softmax_backward_common(Builder& b, const BoundArgs& a, bool log) {
   if (log) {
     TensorRef s = detail::nn::sum_keep(b, gf, dims);
     TensorRef p = detail::nn::un(b, prims::exp(), yf);
-    r = detail::nn::bin(b, prims::sub(), Value(gf), Value(detail::nn::bin(b, prims::mul(), Value(p), Value(s))));
+    r = detail::nn::bin(b, prims::sub(), Value(gf),
+                        Value(detail::nn::bin(b, prims::mul(), Value(p), Value(s))));
   } else {
     TensorRef gy = detail::nn::bin(b, prims::mul(), Value(gf), Value(yf));
     TensorRef s = detail::nn::sum_keep(b, gy, dims);
@@ -46,8 +47,12 @@ Value softmax_backward_common(Builder& b, const BoundArgs& a, bool log) {
   }
   return lang::convert(b, r, a[3].as_dtype());
 }
-Value softmax_backward_meta(Builder& b, const BoundArgs& a) { return softmax_backward_common(b, a, false); }
-Value log_softmax_backward_meta(Builder& b, const BoundArgs& a) { return softmax_backward_common(b, a, true); }
+Value softmax_backward_meta(Builder& b, const BoundArgs& a) {
+  return softmax_backward_common(b, a, false);
+}
+Value log_softmax_backward_meta(Builder& b, const BoundArgs& a) {
+  return softmax_backward_common(b, a, true);
+}
 
 // native_layer_norm(input, normalized_shape, weight, bias, eps) -> (out, mean, rstd), with mean and
 // rstd shaped like the input with the normalized dims kept as size 1 (layer_norm's decomposition).
@@ -90,15 +95,19 @@ Value native_layer_norm_backward_meta(Builder& b, const BoundArgs& a) {
   DType cd = opmath(x0->dtype());
   TensorRef x = lang::convert(b, x0, cd), g = lang::convert(b, a.tensor(0), cd);
   TensorRef mean = lang::convert(b, a.tensor(3), cd), rstd = lang::convert(b, a.tensor(4), cd);
-  TensorRef xhat = bin(b, prims::mul(), Value(bin(b, prims::sub(), Value(x), Value(mean))), Value(rstd));
+  TensorRef xhat =
+      bin(b, prims::mul(), Value(bin(b, prims::sub(), Value(x), Value(mean))), Value(rstd));
   std::vector<Value> out(3);
   if (mask.at(0)) {
-    TensorRef gw = a[5].is_tensor() ? bin(b, prims::mul(), Value(g), Value(lang::convert(b, a.tensor(5), cd))) : g;
+    TensorRef gw = a[5].is_tensor()
+                       ? bin(b, prims::mul(), Value(g), Value(lang::convert(b, a.tensor(5), cd)))
+                       : g;
     TensorRef s1 = sum_keep(b, gw, dims);
     TensorRef s2 = sum_keep(b, bin(b, prims::mul(), Value(gw), Value(xhat)), dims);
-    TensorRef inner = bin(b, prims::sub(), Value(bin(b, prims::sub(), Value(bin(b, prims::mul(), Value(gw), Value(n))),
-                                                     Value(s1))),
-                          Value(bin(b, prims::mul(), Value(xhat), Value(s2))));
+    TensorRef inner = bin(
+        b, prims::sub(),
+        Value(bin(b, prims::sub(), Value(bin(b, prims::mul(), Value(gw), Value(n))), Value(s1))),
+        Value(bin(b, prims::mul(), Value(xhat), Value(s2))));
     TensorRef scale = bin(b, prims::div(), Value(rstd), Value(n));
     out[0] = Value(lang::convert(b, bin(b, prims::mul(), Value(scale), Value(inner)), x0->dtype()));
   }
@@ -141,8 +150,9 @@ struct ElementwiseGrad {
   TensorRef un(const Symbol& p, const TensorRef& x) { return detail::nn::un(b, p, x); }
 };
 
-Value elementwise_backward(Builder& b, const BoundArgs& a,
-                           const std::function<TensorRef(ElementwiseGrad&, const TensorRef&)>& derivative) {
+Value elementwise_backward(
+    Builder& b, const BoundArgs& a,
+    const std::function<TensorRef(ElementwiseGrad&, const TensorRef&)>& derivative) {
   elementwise_backward_meta(b, a);  // checks the shapes
   const TensorRef& g0 = a.tensor(0);
   ElementwiseGrad e{b, detail::nn::opmath(g0->dtype())};
@@ -150,38 +160,49 @@ Value elementwise_backward(Builder& b, const BoundArgs& a,
   return lang::convert(b, e.mul(Value(g), Value(derivative(e, x))), g0->dtype());
 }
 
-// gelu_backward: d/dx of 0.5 x (1 + erf(x / sqrt 2)) = 0.5 (1 + erf(x / sqrt 2)) + x exp(-x^2 / 2) /
-// sqrt(2 pi); with approximate='tanh', u = k (x + c x^3), t = tanh(u):
-// 0.5 (1 + t) + 0.5 x (1 - t^2) k (1 + 3 c x^2).
+// gelu_backward: d/dx of 0.5 x (1 + erf(x / sqrt 2)) = 0.5 (1 + erf(x / sqrt 2)) + x exp(-x^2 / 2)
+// / sqrt(2 pi); with approximate='tanh', u = k (x + c x^3), t = tanh(u): 0.5 (1 + t) + 0.5 x (1 -
+// t^2) k (1 + 3 c x^2).
 Value gelu_backward_meta(Builder& b, const BoundArgs& a) {
   const std::string& approx = a[2].as_string();
-  if (approx != "none" && approx != "tanh") throw Error("approximate argument must be either none or tanh.");
+  if (approx != "none" && approx != "tanh")
+    throw Error("approximate argument must be either none or tanh.");
   return elementwise_backward(b, a, [&](ElementwiseGrad& e, const TensorRef& x) {
     if (approx == "none") {
-      TensorRef cdf = e.mul(Value(e.add(Value(e.un(prims::erf(), e.mul(Value(x), Value(M_SQRT1_2)))), Value(1.0))),
-                            Value(0.5));
-      TensorRef pdf = e.mul(Value(e.un(prims::exp(), e.mul(Value(e.mul(Value(x), Value(x))), Value(-0.5)))),
-                            Value(0.5 * M_2_SQRTPI * M_SQRT1_2));
+      TensorRef cdf = e.mul(
+          Value(e.add(Value(e.un(prims::erf(), e.mul(Value(x), Value(M_SQRT1_2)))), Value(1.0))),
+          Value(0.5));
+      TensorRef pdf =
+          e.mul(Value(e.un(prims::exp(), e.mul(Value(e.mul(Value(x), Value(x))), Value(-0.5)))),
+                Value(0.5 * M_2_SQRTPI * M_SQRT1_2));
       return e.add(Value(cdf), Value(e.mul(Value(x), Value(pdf))));
     }
     const double k = M_2_SQRTPI * M_SQRT1_2;
     const double c = 0.044715;
     TensorRef x2 = e.mul(Value(x), Value(x));
-    TensorRef u = e.mul(Value(e.add(Value(x), Value(e.mul(Value(e.mul(Value(x2), Value(x))), Value(c))))), Value(k));
+    TensorRef u =
+        e.mul(Value(e.add(Value(x), Value(e.mul(Value(e.mul(Value(x2), Value(x))), Value(c))))),
+              Value(k));
     TensorRef t = e.un(prims::tanh(), u);
     TensorRef left = e.mul(Value(e.add(Value(t), Value(1.0))), Value(0.5));
     TensorRef dt = e.sub(Value(1.0), Value(e.mul(Value(t), Value(t))));
-    TensorRef du = e.mul(Value(e.add(Value(e.mul(Value(x2), Value(3.0 * c))), Value(1.0))), Value(k));
-    return e.add(Value(left), Value(e.mul(Value(e.mul(Value(e.mul(Value(x), Value(0.5))), Value(dt))), Value(du))));
+    TensorRef du =
+        e.mul(Value(e.add(Value(e.mul(Value(x2), Value(3.0 * c))), Value(1.0))), Value(k));
+    return e.add(
+        Value(left),
+        Value(e.mul(Value(e.mul(Value(e.mul(Value(x), Value(0.5))), Value(dt))), Value(du))));
   });
 }
 
 // silu_backward: d/dx x sigmoid(x) = s (1 + x (1 - s)), s = sigmoid(x).
 Value silu_backward_meta(Builder& b, const BoundArgs& a) {
   return elementwise_backward(b, a, [](ElementwiseGrad& e, const TensorRef& x) {
-    TensorRef s = detail::nn::bin(e.b, prims::div(), Value(1.0),
-                                  Value(e.add(Value(e.un(prims::exp(), e.un(prims::neg(), x))), Value(1.0))));
-    return e.mul(Value(s), Value(e.add(Value(1.0), Value(e.mul(Value(x), Value(e.sub(Value(1.0), Value(s))))))));
+    TensorRef s =
+        detail::nn::bin(e.b, prims::div(), Value(1.0),
+                        Value(e.add(Value(e.un(prims::exp(), e.un(prims::neg(), x))), Value(1.0))));
+    return e.mul(
+        Value(s),
+        Value(e.add(Value(1.0), Value(e.mul(Value(x), Value(e.sub(Value(1.0), Value(s))))))));
   });
 }
 
@@ -396,7 +417,8 @@ Value nll_loss_backward_meta(Builder& b, const BoundArgs& a) {
   using namespace detail::nn;
   const TensorRef& x = a.tensor(1);
   const TensorRef& t = a.tensor(2);
-  if (x->rank() != 2 || t->rank() != 1) throw ValueError("nll_loss_backward: expected (N, C) input and (N) target");
+  if (x->rank() != 2 || t->rank() != 1)
+    throw ValueError("nll_loss_backward: expected (N, C) input and (N) target");
   DType cd = opmath(x->dtype());
   int64_t c = x->shape()[1].value();
   int64_t reduction = a.int_(4);
@@ -405,11 +427,13 @@ Value nll_loss_backward_meta(Builder& b, const BoundArgs& a) {
   TensorRef cols = lang::unsqueeze(b, iota(b, c, 0, x->device(), t->dtype()), {0});
   TensorRef onehot = cmp(b, prims::eq(), Value(cols), Value(lang::unsqueeze(b, tgt, {1})));
   TensorRef coef = un(b, prims::neg(), lang::convert(b, a.tensor(0), cd));  // () or (N)
-  if (reduction == 1) coef = bin(b, prims::div(), Value(coef), Value(lang::convert(b, a.tensor(6), cd)));
+  if (reduction == 1)
+    coef = bin(b, prims::div(), Value(coef), Value(lang::convert(b, a.tensor(6), cd)));
   if (a[3].is_tensor()) {
     TensorRef safe = where(b, keep, t, Value(int64_t{0}));
-    TensorRef wt = lang::call_t(b, prims::take(), {Value(lang::convert(b, a.tensor(3), cd)), Value(safe),
-                                                    Value(int64_t{0})});
+    TensorRef wt =
+        lang::call_t(b, prims::take(),
+                     {Value(lang::convert(b, a.tensor(3), cd)), Value(safe), Value(int64_t{0})});
     coef = bin(b, prims::mul(), Value(coef), Value(wt));
   }
   if (coef->rank() == 1) coef = lang::unsqueeze(b, coef, {1});
@@ -431,7 +455,8 @@ Value rms_norm_backward_meta(Builder& b, const BoundArgs& a) {
                                                        : std::numeric_limits<float>::epsilon())
                               : a.number(4);
   TensorRef x = lang::convert(b, x0, cd), g = lang::convert(b, a.tensor(0), cd);
-  TensorRef ms = bin(b, prims::div(), Value(sum_keep(b, bin(b, prims::mul(), Value(x), Value(x)), dims)), Value(n));
+  TensorRef ms = bin(b, prims::div(),
+                     Value(sum_keep(b, bin(b, prims::mul(), Value(x), Value(x)), dims)), Value(n));
   TensorRef rstd = un(b, prims::rsqrt(), bin(b, prims::add(), Value(ms), Value(eps)));
   TensorRef xhat = bin(b, prims::mul(), Value(x), Value(rstd));
   Value gw_out;
@@ -444,8 +469,12 @@ Value rms_norm_backward_meta(Builder& b, const BoundArgs& a) {
   }
   Value gi;
   if (mask.at(0)) {
-    TensorRef m = bin(b, prims::div(), Value(sum_keep(b, bin(b, prims::mul(), Value(g), Value(xhat)), dims)), Value(n));
-    TensorRef r = bin(b, prims::mul(), Value(rstd), Value(bin(b, prims::sub(), Value(g), Value(bin(b, prims::mul(), Value(xhat), Value(m))))));
+    TensorRef m =
+        bin(b, prims::div(), Value(sum_keep(b, bin(b, prims::mul(), Value(g), Value(xhat)), dims)),
+            Value(n));
+    TensorRef r = bin(
+        b, prims::mul(), Value(rstd),
+        Value(bin(b, prims::sub(), Value(g), Value(bin(b, prims::mul(), Value(xhat), Value(m))))));
     gi = Value(lang::convert(b, r, x0->dtype()));
   }
   return Value::tuple({gi, gw_out});
@@ -458,71 +487,146 @@ Value checkpoint_region_meta(Builder&, const BoundArgs&) { return Value(); }
 
 void register_grad_ops(SymbolTable& table) {
   std::vector<OpDef> defs = {
-      {"softmax_backward", "grad_output, output, dim, input_dtype", softmax_backward_meta, {},
+      {"softmax_backward",
+       "grad_output, output, dim, input_dtype",
+       softmax_backward_meta,
+       {},
        "torch.ops.aten._softmax_backward_data"},
-      {"log_softmax_backward", "grad_output, output, dim, input_dtype", log_softmax_backward_meta, {},
+      {"log_softmax_backward",
+       "grad_output, output, dim, input_dtype",
+       log_softmax_backward_meta,
+       {},
        "torch.ops.aten._log_softmax_backward_data"},
-      {"native_layer_norm", "input, normalized_shape, weight, bias, eps", native_layer_norm_meta,
-       {}, "torch.ops.aten.native_layer_norm"},
+      {"native_layer_norm",
+       "input, normalized_shape, weight, bias, eps",
+       native_layer_norm_meta,
+       {},
+       "torch.ops.aten.native_layer_norm"},
       {"native_layer_norm_backward",
        "grad_out, input, normalized_shape, mean, rstd, weight, bias, output_mask",
-       native_layer_norm_backward_meta, {}, "torch.ops.aten.native_layer_norm_backward"},
-      {"embedding_backward", "grad_output, indices, num_weights, padding_idx, scale_grad_by_freq",
-       embedding_backward_meta, {}, "torch.ops.aten.embedding_dense_backward"},
-      {"gelu_backward", "grad_output, input, *, approximate='none'", gelu_backward_meta, {},
-       "torch.ops.aten.gelu_backward", kTagElementwise},
-      {"silu_backward", "grad_output, input", silu_backward_meta, {},
-       "torch.ops.aten.silu_backward", kTagElementwise},
-      {"threshold_backward", "grad_output, input, threshold", threshold_backward_meta, {},
-       "torch.ops.aten.threshold_backward", kTagElementwise},
-      {"tanh_backward", "grad_output, output", tanh_backward_meta, {},
-       "torch.ops.aten.tanh_backward", kTagElementwise},
-      {"sigmoid_backward", "grad_output, output", sigmoid_backward_meta, {},
-       "torch.ops.aten.sigmoid_backward", kTagElementwise},
-      {"native_dropout", "input, p, train", native_dropout_meta, {}, "torch.ops.aten.native_dropout",
+       native_layer_norm_backward_meta,
+       {},
+       "torch.ops.aten.native_layer_norm_backward"},
+      {"embedding_backward",
+       "grad_output, indices, num_weights, padding_idx, scale_grad_by_freq",
+       embedding_backward_meta,
+       {},
+       "torch.ops.aten.embedding_dense_backward"},
+      {"gelu_backward",
+       "grad_output, input, *, approximate='none'",
+       gelu_backward_meta,
+       {},
+       "torch.ops.aten.gelu_backward",
+       kTagElementwise},
+      {"silu_backward",
+       "grad_output, input",
+       silu_backward_meta,
+       {},
+       "torch.ops.aten.silu_backward",
+       kTagElementwise},
+      {"threshold_backward",
+       "grad_output, input, threshold",
+       threshold_backward_meta,
+       {},
+       "torch.ops.aten.threshold_backward",
+       kTagElementwise},
+      {"tanh_backward",
+       "grad_output, output",
+       tanh_backward_meta,
+       {},
+       "torch.ops.aten.tanh_backward",
+       kTagElementwise},
+      {"sigmoid_backward",
+       "grad_output, output",
+       sigmoid_backward_meta,
+       {},
+       "torch.ops.aten.sigmoid_backward",
+       kTagElementwise},
+      {"native_dropout",
+       "input, p, train",
+       native_dropout_meta,
+       {},
+       "torch.ops.aten.native_dropout",
        kTagRandom},
-      {"native_dropout_backward", "grad_output, mask, scale", native_dropout_backward_meta, {},
-       "torch.ops.aten.native_dropout_backward", kTagElementwise},
-      {"sdpa_flash_cpu", "query, key, value, dropout_p, is_causal, *, attn_mask=None, scale=None",
-       sdpa_flash_cpu_meta, {}, "torch.ops.aten._scaled_dot_product_flash_attention_for_cpu"},
+      {"native_dropout_backward",
+       "grad_output, mask, scale",
+       native_dropout_backward_meta,
+       {},
+       "torch.ops.aten.native_dropout_backward",
+       kTagElementwise},
+      {"sdpa_flash_cpu",
+       "query, key, value, dropout_p, is_causal, *, attn_mask=None, scale=None",
+       sdpa_flash_cpu_meta,
+       {},
+       "torch.ops.aten._scaled_dot_product_flash_attention_for_cpu"},
       {"sdpa_flash_cpu_backward",
        "grad_out, query, key, value, out, logsumexp, dropout_p, is_causal, *, attn_mask=None, "
        "scale=None",
-       sdpa_flash_cpu_backward_meta, {},
+       sdpa_flash_cpu_backward_meta,
+       {},
        "torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward"},
       {"sdpa_efficient",
        "query, key, value, attn_bias, compute_log_sumexp, dropout_p=0.0, is_causal=False, *, "
        "scale=None",
-       sdpa_efficient_meta, {}, "torch.ops.aten._scaled_dot_product_efficient_attention",
+       sdpa_efficient_meta,
+       {},
+       "torch.ops.aten._scaled_dot_product_efficient_attention",
        kTagRandom},
       {"sdpa_efficient_backward",
        "grad_out_, query, key, value, attn_bias, out, logsumexp, philox_seed, philox_offset, "
        "dropout_p, grad_input_mask, is_causal=False, *, scale=None",
-       sdpa_efficient_backward_meta, {},
+       sdpa_efficient_backward_meta,
+       {},
        "torch.ops.aten._scaled_dot_product_efficient_attention_backward"},
       {"sdpa_autograd_forward",
        "query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa",
-       sdpa_autograd_forward_meta, {}, "thunder.core.autograd.sdpa_autograd_forward", kTagRandom},
-      {"sdpa_autograd_backward", "grad_out, handle, query, key, value, needs",
-       sdpa_autograd_backward_meta, {}, "thunder.core.autograd.sdpa_autograd_backward"},
+       sdpa_autograd_forward_meta,
+       {},
+       "thunder.core.autograd.sdpa_autograd_forward",
+       kTagRandom},
+      {"sdpa_autograd_backward",
+       "grad_out, handle, query, key, value, needs",
+       sdpa_autograd_backward_meta,
+       {},
+       "thunder.core.autograd.sdpa_autograd_backward"},
       {"convolution_backward",
        "grad_output, input, weight, bias_sizes, stride, padding, dilation, transposed, "
        "output_padding, groups, output_mask",
-       convolution_backward_meta, {}, "torch.ops.aten.convolution_backward"},
-      {"unfold_backward", "grad_in, input_sizes, dim, size, step", unfold_backward_meta, {},
+       convolution_backward_meta,
+       {},
+       "torch.ops.aten.convolution_backward"},
+      {"unfold_backward",
+       "grad_in, input_sizes, dim, size, step",
+       unfold_backward_meta,
+       {},
        "torch.ops.aten.unfold_backward"},
       {"advanced_index", "input, indices", index_meta, {}, "torch.ops.aten.index"},
-      {"linear_backward", "grad_output, input, weight, output_mask", linear_backward_meta, {},
+      {"linear_backward",
+       "grad_output, input, weight, output_mask",
+       linear_backward_meta,
+       {},
        "thunder.core.autograd.linear_backward"},
-      {"nll_loss_forward", "input, target, weight, reduction, ignore_index", nll_loss_forward_meta,
-       {}, "torch.ops.aten.nll_loss_forward"},
+      {"nll_loss_forward",
+       "input, target, weight, reduction, ignore_index",
+       nll_loss_forward_meta,
+       {},
+       "torch.ops.aten.nll_loss_forward"},
       {"nll_loss_backward",
        "grad_output, input, target, weight, reduction, ignore_index, total_weight",
-       nll_loss_backward_meta, {}, "torch.ops.aten.nll_loss_backward"},
-      {"rms_norm_backward", "grad_output, input, normalized_shape, weight, eps, output_mask",
-       rms_norm_backward_meta, {}, "thunder.core.autograd.rms_norm_backward"},
-      {"checkpoint_region", "begin", checkpoint_region_meta, {},
-       "thunder.core.autograd.checkpoint_region", kTagDontDce},
+       nll_loss_backward_meta,
+       {},
+       "torch.ops.aten.nll_loss_backward"},
+      {"rms_norm_backward",
+       "grad_output, input, normalized_shape, weight, eps, output_mask",
+       rms_norm_backward_meta,
+       {},
+       "thunder.core.autograd.rms_norm_backward"},
+      {"checkpoint_region",
+       "begin",
+       checkpoint_region_meta,
+       {},
+       "thunder.core.autograd.checkpoint_region",
+       kTagDontDce},
   };
   register_ops(table, defs);
 }

@@ -139,8 +139,8 @@ TensorRef softmax_along(Builder& b, const TensorRef& x, int64_t dim, bool log);
 int64_t class_dim(const TensorRef& x);
 
 // The negative log likelihood of `logp` (compute dtype, classes along class_dim) at the class
-// indices `target`, with per-class weights (a tensor or None) and ignore_index. Returns the unreduced
-// loss and the per-element weight (zero where ignored), both shaped like the target.
+// indices `target`, with per-class weights (a tensor or None) and ignore_index. Returns the
+// unreduced loss and the per-element weight (zero where ignored), both shaped like the target.
 std::pair<TensorRef, TensorRef> nll_core(Builder& b, const TensorRef& logp, const TensorRef& target,
                                          const Value& weight, int64_t ignore_index);
 // The loss reduced as torch's nll_loss reduces it ("mean" divides by the sum of the weights).

@@ -205,10 +205,11 @@ nb::object FusedKernel::call(nb::args args) {
     }
   }
   if (gather_error[0]) {
-    throw IndexError(name_ + ": index " + std::to_string(gather_error[1]) +
-                     " is out of bounds for a dimension of size " + std::to_string(gather_size) +
-                     " (an index of torch.gather / take_along_dim, or a class target of cross_entropy / "
-                     "nll_loss)");
+    throw IndexError(
+        name_ + ": index " + std::to_string(gather_error[1]) +
+        " is out of bounds for a dimension of size " + std::to_string(gather_size) +
+        " (an index of torch.gather / take_along_dim, or a class target of cross_entropy / "
+        "nll_loss)");
   }
   if (no == 1) return outs[0];
   nb::list l;
@@ -217,8 +218,8 @@ nb::object FusedKernel::call(nb::args args) {
 }
 
 void* current_cuda_stream(int device) {
-  // torch._C._cuda_getCurrentRawStream(device) returns the cudaStream_t as an int without building a
-  // Stream object (a few microseconds per launch); torch.cuda.current_stream where it is missing.
+  // torch._C._cuda_getCurrentRawStream(device) returns the cudaStream_t as an int without building
+  // a Stream object (a few microseconds per launch); torch.cuda.current_stream where it is missing.
   static nb::object raw, fn;
   static bool looked = false;
   if (!looked) {
