@@ -1,7 +1,8 @@
-"""Randomly generated programs through the fusion executor against eager (CPU, and CUDA where present): chains that meet, values
-read by several kernels (recomputed or written), reductions with kept dims, matmuls between fused
-regions (symbols the fuser does not take, which regions must not enclose), several outputs. Each
-program is built from a seed, so a failure names a reproducible case."""
+"""Randomly generated programs through the fusion executor against eager, on the CPU and on CUDA
+where present: chains that meet, values read by several kernels (recomputed or written), reductions
+with kept dims, matmuls between fused regions (symbols the fuser does not take, which regions must
+not enclose), several outputs. Each program is built from a seed, so a failure names a reproducible
+case."""
 
 from __future__ import annotations
 
