@@ -119,16 +119,16 @@ Trace partition_regions(const Trace& trace, const RegionPredicate& is_fusible,
     }
     std::sort(candidates.rbegin(), candidates.rend());
     candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
+    // Node i may join group g unless a predecessor outside g depends on g (a cycle through i).
+    auto joinable = [&](int g) {
+      for (size_t p : preds[i]) {
+        if (group[p] != g && deps[p].test(static_cast<size_t>(g))) return false;
+      }
+      return true;
+    };
     int chosen = -1;
     for (int g : candidates) {
-      bool ok = true;
-      for (size_t p : preds[i]) {
-        if (group[p] != g && deps[p].test(static_cast<size_t>(g))) {
-          ok = false;
-          break;
-        }
-      }
-      if (ok) {
+      if (joinable(g)) {
         chosen = g;
         break;
       }
@@ -148,10 +148,7 @@ Trace partition_regions(const Trace& trace, const RegionPredicate& is_fusible,
       std::sort(siblings.rbegin(), siblings.rend());
       siblings.erase(std::unique(siblings.begin(), siblings.end()), siblings.end());
       for (int g : siblings) {
-        bool ok = true;
-        for (size_t p : preds[i])
-          ok = ok && (group[p] == g || !deps[p].test(static_cast<size_t>(g)));
-        if (ok) {
+        if (joinable(g)) {
           chosen = g;
           break;
         }

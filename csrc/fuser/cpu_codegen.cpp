@@ -138,14 +138,11 @@ class CpuGen {
     std::string ct = compute_type(n.dtype);
     std::string v = tmp();
     std::string e;
-    if (n.op == "load") {
+    if (n.op == "load" || n.op == "iota") {  // an iota indexes like a load
       std::string base = load_base(id);
       std::string idx = row_level ? base : base + " + " + unravel(col_axes_, L_.loads[id].strides, s.col);
-      e = load_expr(n.dtype, "in" + std::to_string(n.input) + "[" + idx + "]");
-    } else if (n.op == "iota") {
-      std::string base = load_base(id);
-      e = iota_expr(
-          n, row_level ? base : base + " + " + unravel(col_axes_, L_.loads[id].strides, s.col));
+      e = n.op == "iota" ? iota_expr(n, idx)
+                         : load_expr(n.dtype, "in" + std::to_string(n.input) + "[" + idx + "]");
     } else if (n.op == "const") {
       e = const_expr(n, Backend::kCpu);
     } else if (is_reduce_op(n.op)) {

@@ -529,14 +529,26 @@ class CudaGen {
     return need;
   }
 
+  // True for a load of weights: the same values for every row (its row stays in cache anyway).
+  bool row_invariant(int id) {
+    return (varies(id) & ~col_mask_) == 0 && k_.kind == KernelDef::Kind::kInner && rows_ > 1;
+  }
+
+  // The shared-memory bytes one row of load `id` takes (16-byte aligned).
+  int64_t smem_row_bytes(int id) const {
+    return (cols_ * storage_bytes(k_.nodes[id].dtype) + 15) / 16 * 16;
+  }
+
+  // Shared memory left for row caches: the reductions' static arrays take the rest.
+  int64_t smem_for_rows() const { return smem_limit_ - 1024; }
+
   // The bytes of one row of every row-varying load (what a shared-memory cache would hold).
   int64_t row_bytes() {
     int64_t b = 0;
     for (size_t i = 0; i < k_.nodes.size(); ++i) {
       int id = static_cast<int>(i);
-      if (k_.nodes[i].op != "load" || (varies(id) & col_mask_) == 0) continue;
-      if ((varies(id) & ~col_mask_) == 0 && rows_ > 1) continue;  // weights
-      b += (cols_ * storage_bytes(k_.nodes[i].dtype) + 15) / 16 * 16;
+      if (k_.nodes[i].op != "load" || (varies(id) & col_mask_) == 0 || row_invariant(id)) continue;
+      b += smem_row_bytes(id);
     }
     return b;
   }
@@ -555,7 +567,7 @@ class CudaGen {
     // Online softmax only where the row would otherwise be read from memory once per pass
     // (1024-thread rows that shared memory cannot hold): its per-chunk rescaling costs more than a
     // second pass over registers or shared memory.
-    std::vector<int> need = p.threads >= 1024 && row_bytes() > smem_limit_ - 1024
+    std::vector<int> need = p.threads >= 1024 && row_bytes() > smem_for_rows()
                                 ? plan_online(&p.online)
                                 : available_from(k_);
     p.pass_reductions.resize(1);
@@ -611,7 +623,7 @@ class CudaGen {
     for (size_t i = 0; i < k_.nodes.size(); ++i) {
       int id = static_cast<int>(i);
       if (uses[id] < 2 || L_.loads[i].strides[inner_] != 1) continue;
-      if ((varies(id) & ~col_mask_) == 0 && k_.kind == KernelDef::Kind::kInner && rows_ > 1) continue;  // weights
+      if (row_invariant(id)) continue;
       candidates.push_back(id);
     }
     if (p.threads >= 1024) {
@@ -619,8 +631,8 @@ class CudaGen {
       // through each row's reductions. In dynamic shared memory (each thread reads back only the
       // chunks it stored, so no barrier), when the row fits; otherwise they are re-read through L2.
       for (int id : candidates) {
-        int64_t bytes = (cols_ * storage_bytes(k_.nodes[id].dtype) + 15) / 16 * 16;
-        if (smem_bytes_ + bytes > smem_limit_ - 1024) continue;  // room for the reductions' arrays
+        int64_t bytes = smem_row_bytes(id);
+        if (smem_bytes_ + bytes > smem_for_rows()) continue;
         smem_cached_[id] = smem_bytes_;
         smem_bytes_ += bytes;
       }
@@ -809,13 +821,6 @@ class CudaGen {
   std::string smem_ptr(int id) const {
     return "((" + storage_type(k_.nodes[id].dtype) + "*)(th_smem + " +
            std::to_string(smem_cached_.at(id)) + "))";
-  }
-
-  static std::vector<int> sorted_keys(const std::unordered_map<int, int64_t>& m) {
-    std::vector<int> v;
-    for (const auto& [k, off] : m) v.push_back(k);
-    std::sort(v.begin(), v.end());
-    return v;
   }
 
   static std::vector<int> sorted(const std::unordered_set<int>& s) {

@@ -207,7 +207,7 @@ bool specialize(const KernelDef& k, const std::vector<TensorMeta>& inputs, Layou
   return true;
 }
 
-bool contiguous_layout(const KernelDef& k, Layout* out) {
+std::vector<TensorMeta> contiguous_metas(const KernelDef& k) {
   std::vector<TensorMeta> metas;
   for (const TensorRef& t : k.inputs) {
     TensorMeta m;
@@ -215,7 +215,11 @@ bool contiguous_layout(const KernelDef& k, Layout* out) {
     m.strides = contiguous_strides(m.shape);
     metas.push_back(std::move(m));
   }
-  return specialize(k, metas, out, nullptr);
+  return metas;
+}
+
+bool contiguous_layout(const KernelDef& k, Layout* out) {
+  return specialize(k, contiguous_metas(k), out, nullptr);
 }
 
 std::vector<uint64_t> varying_axes(const KernelDef& k, const Layout& layout) {

@@ -37,6 +37,8 @@ struct Layout {
 bool specialize(const KernelDef& k, const std::vector<TensorMeta>& inputs, Layout* out,
                 int* bad_input);
 
+// The kernel's inputs as contiguous tensors of their own shapes.
+std::vector<TensorMeta> contiguous_metas(const KernelDef& k);
 // The layout of `k` for contiguous inputs of the kernel's own shapes (the layout most calls use).
 bool contiguous_layout(const KernelDef& k, Layout* out);
 

@@ -19,18 +19,27 @@ bool computes(const BoundSymbol& b) {
            n == "slice");
 }
 
-// Inputs and outputs of prims[begin, end): outputs are values read by prims after `end` (or by
-// `later_readers`) and region outputs.
+// The tensors primitives [first, last) read before (or without) defining them, in order.
+template <typename It>
+std::vector<TensorRef> inputs_of(It first, It last) {
+  std::vector<TensorRef> inputs;
+  std::unordered_set<const TensorProxy*> defined, seen;
+  for (It p = first; p != last; ++p) {
+    for (const TensorRef& t : (*p)->input_tensors()) {
+      if (!defined.count(t.get()) && seen.insert(t.get()).second) inputs.push_back(t);
+    }
+    for (const TensorRef& t : (*p)->output_tensors()) defined.insert(t.get());
+  }
+  return inputs;
+}
+
+// Inputs and outputs of prims[begin, end): outputs are values read by prims after `end` and region
+// outputs.
 void io(const std::vector<BSymRef>& prims, size_t begin, size_t end,
         const std::unordered_set<const TensorProxy*>& region_out, std::vector<TensorRef>* inputs,
         std::vector<TensorRef>* outputs) {
-  std::unordered_set<const TensorProxy*> defined, seen;
-  for (size_t i = begin; i < end; ++i) {
-    for (const TensorRef& t : prims[i]->input_tensors()) {
-      if (!defined.count(t.get()) && seen.insert(t.get()).second) inputs->push_back(t);
-    }
-    for (const TensorRef& t : prims[i]->output_tensors()) defined.insert(t.get());
-  }
+  std::vector<TensorRef> in = inputs_of(prims.begin() + begin, prims.begin() + end);
+  inputs->insert(inputs->end(), in.begin(), in.end());
   std::unordered_set<const TensorProxy*> read_after;
   for (size_t i = end; i < prims.size(); ++i) {
     for (const TensorRef& t : prims[i]->input_tensors()) read_after.insert(t.get());
@@ -83,19 +92,6 @@ int64_t nbytes(const TensorRef& t) {
 bool pointwise_prim(const BoundSymbol& b) {
   const std::string& n = b.sym->name;
   return !(is_reduce_op(n) || n == "var" || n == "take_along_axis");
-}
-
-// The inputs and outputs of `seg.prims` (any subset of the region's primitives, in region order):
-// outputs are the tensors in `keep` it defines (what it wrote before).
-void list_io(Segment* seg) {
-  std::unordered_set<const TensorProxy*> defined, seen;
-  seg->inputs.clear();
-  for (const BSymRef& p : seg->prims) {
-    for (const TensorRef& t : p->input_tensors()) {
-      if (!defined.count(t.get()) && seen.insert(t.get()).second) seg->inputs.push_back(t);
-    }
-    for (const TensorRef& t : p->output_tensors()) defined.insert(t.get());
-  }
 }
 
 // A kernel that reads a value an earlier kernel of the region computes from the region's inputs by
@@ -158,7 +154,7 @@ void recompute_pointwise_inputs(const std::vector<BSymRef>& prims,
       std::set<size_t> members = chain;
       for (const BSymRef& p : seg.prims) members.insert(index.at(p.get()));
       for (size_t i : members) trial.prims.push_back(prims[i]);
-      list_io(&trial);
+      trial.inputs = inputs_of(trial.prims.begin(), trial.prims.end());
       trial.outputs = seg.outputs;
       trial.kernel = build_kernel(trial.prims, trial.inputs, trial.outputs, nullptr);
       if (!trial.kernel || !domain_fits(*trial.kernel, trial.prims)) continue;

@@ -451,13 +451,8 @@ Value rms_norm_backward_meta(Builder& b, const BoundArgs& a) {
   const TensorRef& x0 = a.tensor(1);
   auto [lead, dims, n] = norm_dims(x0, a.ints(2).size());
   DType cd = opmath(x0->dtype());
-  double eps = a[4].is_none() ? (cd == DType::kFloat64 ? std::numeric_limits<double>::epsilon()
-                                                       : std::numeric_limits<float>::epsilon())
-                              : a.number(4);
   TensorRef x = lang::convert(b, x0, cd), g = lang::convert(b, a.tensor(0), cd);
-  TensorRef ms = bin(b, prims::div(),
-                     Value(sum_keep(b, bin(b, prims::mul(), Value(x), Value(x)), dims)), Value(n));
-  TensorRef rstd = un(b, prims::rsqrt(), bin(b, prims::add(), Value(ms), Value(eps)));
+  TensorRef rstd = rms_norm_rstd(b, x, dims, a[4]);
   TensorRef xhat = bin(b, prims::mul(), Value(x), Value(rstd));
   Value gw_out;
   if (a[3].is_tensor()) {

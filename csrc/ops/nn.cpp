@@ -455,16 +455,9 @@ Value rms_norm_meta(Builder& b, const BoundArgs& a) {
   check_affine(a, 2, ns, "weight");
   require_floating(x0->dtype(), "rms_norm");
   DType compute = opmath(x0->dtype());
-  double eps = a[3].is_none() ? (compute == DType::kFloat64 ? std::numeric_limits<double>::epsilon()
-                                                            : std::numeric_limits<float>::epsilon())
-                              : a.number(3);
   TensorRef x = lang::convert(b, x0, compute);
   if (dims.empty()) throw Error("rms_norm: normalized_shape must not be empty");
-  TensorRef sq = bin(b, prims::mul(), Value(x), Value(x));
-  TensorRef ms =
-      bin(b, prims::div(), Value(sum_keep(b, sq, dims)), Value(static_cast<double>(numel(ns))));
-  TensorRef r = un(b, prims::rsqrt(), bin(b, prims::add(), Value(ms), Value(eps)));
-  TensorRef y = bin(b, prims::mul(), Value(x), Value(r));
+  TensorRef y = bin(b, prims::mul(), Value(x), Value(rms_norm_rstd(b, x, dims, a[3])));
   if (!a[2].is_none()) {
     const TensorRef& w = a.tensor(2);
     DType wc = promote_types(compute, w->dtype());
@@ -718,6 +711,18 @@ Value sdpa_meta(Builder& b, const BoundArgs& a) {
 }  // namespace
 
 namespace detail::nn {
+
+TensorRef rms_norm_rstd(Builder& b, const TensorRef& x, const std::vector<int64_t>& dims,
+                        const Value& eps) {
+  double e = eps.is_none() ? (x->dtype() == DType::kFloat64 ? std::numeric_limits<double>::epsilon()
+                                                            : std::numeric_limits<float>::epsilon())
+                           : eps.as_double();
+  double n = 1;
+  for (int64_t d : dims) n *= static_cast<double>(x->shape()[d].value());
+  TensorRef ms = bin(b, prims::div(),
+                     Value(sum_keep(b, bin(b, prims::mul(), Value(x), Value(x)), dims)), Value(n));
+  return un(b, prims::rsqrt(), bin(b, prims::add(), Value(ms), Value(e)));
+}
 
 std::array<TensorRef, 3> layer_norm_parts(Builder& b, const BoundArgs& a) {
   const TensorRef& x0 = a.tensor(0);

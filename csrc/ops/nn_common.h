@@ -151,6 +151,11 @@ TensorRef reduce_weighted(Builder& b, const TensorRef& loss, const TensorRef& w,
 // rstd over the normalized dims kept as size-1 dims, in the compute dtype.
 std::array<TensorRef, 3> layer_norm_parts(Builder& b, const BoundArgs& a);
 
+// rms_norm's rsqrt(mean(x^2) + eps) over `dims` (kept as size 1) of `x` in its compute dtype; `eps`
+// None is the compute dtype's machine epsilon, as torch's.
+TensorRef rms_norm_rstd(Builder& b, const TensorRef& x, const std::vector<int64_t>& dims,
+                        const Value& eps);
+
 // The reduction mode from (size_average, reduce, reduction) as torch's _Reduction does it:
 // "none", "mean" or "sum".
 std::string loss_reduction(const BoundArgs& a, size_t size_average, size_t reduce,

@@ -54,6 +54,9 @@ FusedKernel::FusedKernel(fuser::KernelDef k, std::string name) : k_(std::move(k)
     for (int64_t s : shape) l.append(s);
     empty_args_.push_back(nb::tuple(l));
   }
+  for (const fuser::KNode& n : k_.nodes) {
+    if (!cuda_ && n.op == "gather" && n.gather_axis >= 0) gather_size_ = k_.sizes[n.gather_axis];
+  }
 }
 
 std::shared_ptr<FusedKernel::Variant> FusedKernel::build_variant(const fuser::Layout& layout) {
@@ -112,18 +115,15 @@ std::shared_ptr<FusedKernel::Variant> FusedKernel::variant_for(const std::vector
 }
 
 void FusedKernel::precompile() {
+  std::vector<fuser::TensorMeta> metas = fuser::contiguous_metas(k_);
   fuser::Layout layout;
-  if (!fuser::contiguous_layout(k_, &layout)) return;
+  if (!fuser::specialize(k_, metas, &layout, nullptr)) return;
   std::lock_guard<std::mutex> lock(mu_);
   std::string key = layout.key();
   if (!variants_.count(key)) variants_[key] = build_variant(layout);
   last_ = variants_[key];
   last_strides_.clear();
-  for (const TensorRef& t : k_.inputs) {
-    std::vector<int64_t> shape;
-    for (Dim d : t->shape()) shape.push_back(d.value());
-    last_strides_.push_back(fuser::contiguous_strides(shape));
-  }
+  for (const fuser::TensorMeta& m : metas) last_strides_.push_back(m.strides);
 }
 
 void FusedKernel::prefetch() {
@@ -187,11 +187,7 @@ nb::object FusedKernel::call(nb::args args) {
   }
   // CPU kernels that gather report an index out of range through two int64 (a flag, the index).
   int64_t gather_error[2] = {0, 0};
-  int64_t gather_size = -1;
-  for (const fuser::KNode& n : k_.nodes) {
-    if (n.op == "gather" && n.gather_axis >= 0) gather_size = k_.sizes[n.gather_axis];
-  }
-  if (!cuda_ && gather_size >= 0) ptrs.push_back(reinterpret_cast<char*>(gather_error));
+  if (gather_size_ >= 0) ptrs.push_back(reinterpret_cast<char*>(gather_error));
   if (cuda_) {
     fuser::cuda_launch(*std::static_pointer_cast<fuser::CudaFunction>(v->binary), v->layout, k_,
                        ptrs.data(), current_cuda_stream(k_.device.index < 0 ? 0 : k_.device.index));
@@ -207,7 +203,7 @@ nb::object FusedKernel::call(nb::args args) {
   if (gather_error[0]) {
     throw IndexError(
         name_ + ": index " + std::to_string(gather_error[1]) +
-        " is out of bounds for a dimension of size " + std::to_string(gather_size) +
+        " is out of bounds for a dimension of size " + std::to_string(gather_size_) +
         " (an index of torch.gather / take_along_dim, or a class target of cross_entropy / "
         "nll_loss)");
   }

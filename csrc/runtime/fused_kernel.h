@@ -53,6 +53,8 @@ class FusedKernel {
   // strides skip the specialisation).
   std::vector<std::vector<int64_t>> last_strides_;
   std::vector<nb::object> empty_args_;  // per output: (shape tuple, dtype, device)
+  // The size of the axis a CPU kernel gathers along (it then reports an index out of range); -1.
+  int64_t gather_size_ = -1;
 };
 
 // torch's current CUDA stream on `device`, as a CUstream.
