@@ -5,9 +5,13 @@ Bandwidth = (bytes each kernel must read once + bytes it must write once) / time
 medians (triton.testing.do_bench, which clears the L2 cache between repetitions) after warm-up. The
 thunder time is the whole jitted call (guard check, output allocation, kernel launches); the L2 clear
 before each repetition leaves the host time to issue it. NVRTC compile time is reported per kernel (a fresh kernel cache).
-"cross_entropy fwd+bwd" is a training step (`F.cross_entropy(x.float(), y).backward()`, thunder's forward
-and backward programs against eager's autograd and torch.compile's), counted as reading the logits in each
-direction and writing their gradient once.
+The "fwd+bwd" rows are training steps (thunder's forward and backward programs against eager's autograd
+and torch.compile's): cross_entropy's (`F.cross_entropy(x.float(), y).backward()`) is counted as reading
+the logits in each direction and writing their gradient once; layer_norm and rms_norm fwd+bwd call `.backward(g)` on the
+output and are counted as reading x and writing y, then reading g and x and writing x's gradient.
+Training steps also report their kernels' bandwidth ("kernels thr/eag/copy": the same bytes over the
+device time torch.profiler records per step, for thunder and eager): small steps are host-bound, and
+this column compares the kernels themselves.
 
     python benchmarks/fusion_gpu.py [--quick] [--no-compile] [--out benchmarks/results/fusion_gpu.json]
 """
@@ -49,6 +53,33 @@ def bench(fn, reps_ms=120):
             e.synchronize()
             times.append(s.elapsed_time(e) * 1e-3)
         return statistics.median(times)
+
+
+def _device_us(prof):
+    return sum(getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0)
+               for e in prof.key_averages())
+
+
+def kernel_time(fn, n=20):
+    """Seconds of device activity (kernels, copies, fills) per call of fn, from torch.profiler: a
+    step whose host time exceeds its kernels' is timed by its kernels here. The L2 cache is cleared
+    before each call (a 256 MB fill); the fills' own time, profiled alone, is subtracted."""
+    from torch.profiler import ProfilerActivity, profile
+
+    flush = torch.empty(256 * 2**20, dtype=torch.uint8, device="cuda")
+    for _ in range(3):
+        fn()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as both:
+        for _ in range(n):
+            flush.fill_(1)
+            fn()
+        torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as alone:
+        for _ in range(n):
+            flush.fill_(1)
+        torch.cuda.synchronize()
+    return (_device_us(both) - _device_us(alone)) / n * 1e-6
 
 
 _copy_cache: dict[int, float] = {}
@@ -95,6 +126,17 @@ def training_step(fn):
     return step
 
 
+def norm_training_step(fn):
+    """fn(x, *weights).backward(g) with the gradients cleared first; returns every input's gradient."""
+    def step(x, *rest):
+        *weights, g = rest
+        for t in (x, *weights):
+            t.grad = None
+        fn(x, *weights).backward(g)
+        return torch.cat([t.grad.flatten() for t in (x, *weights)])
+    return step
+
+
 def cases(quick):
     dts = [torch.float32, torch.bfloat16]
     out = []
@@ -110,6 +152,8 @@ def cases(quick):
             out.append(("softmax", f"2048x{w}", dt, softmax, (2048, w), "x"))
         out.append(("layer_norm", "2048x4096", dt, layer_norm, (2048, 4096), "xwb"))
         out.append(("rms_norm", "2048x4096", dt, rms_norm, (2048, 4096), "xw"))
+        out.append(("layer_norm fwd+bwd", "2048x4096", dt, layer_norm, (2048, 4096), "xwb_b"))
+        out.append(("rms_norm fwd+bwd", "2048x4096", dt, rms_norm, (2048, 4096), "xw_b"))
         for w in widths:
             out.append(("cross_entropy fwd", f"2048x{w}", dt, cross_entropy, (2048, w), "ce"))
             out.append(("cross_entropy fwd+bwd", f"2048x{w}", dt, cross_entropy, (2048, w), "ceb"))
@@ -121,6 +165,11 @@ def make_inputs(shape, dt, kind):
     w = torch.randn(shape[-1], device="cuda", dtype=dt)
     b = torch.randn(shape[-1], device="cuda", dtype=dt)
     y = torch.randint(0, shape[-1], (shape[0],), device="cuda")
+    if kind in ("xwb_b", "xw_b"):  # a training step: every input needs a gradient; g is the output's
+        args = (x, w, b) if kind == "xwb_b" else (x, w)
+        for t in args:
+            t.requires_grad_()
+        return (*args, torch.randn_like(x))
     if kind == "pw" or kind == "xwb":
         return (x, w, b)
     if kind == "xw":
@@ -139,6 +188,8 @@ def moved_bytes(kind, shape, dt):
         return n * es
     if kind == "ceb":  # forward: read the logits; backward: read them (or what was saved), write the gradient
         return 3 * n * es
+    if kind.endswith("_b"):  # forward: read x, write y; backward: read g and x, write x's gradient
+        return 5 * n * es
     return 2 * n * es  # read x once, write the result once (weights are small)
 
 
@@ -164,7 +215,7 @@ def main():
     results["copy_GBps_512MB"] = 2 * big.numel() / bench(lambda: big.clone()) / 1e9
     del big
     header = (f"{'operation':30s} {'size':12s} {'dtype':9s} {'thunder':>9s} {'eager':>9s} {'compile':>9s} "
-              f"{'copy':>9s} {'thr/copy':>8s} {'eag/copy':>8s} {'cmp/copy':>8s} {'nvrtc s':>8s}")
+              f"{'copy':>9s} {'thr/copy':>8s} {'eag/copy':>8s} {'cmp/copy':>8s} {'nvrtc s':>8s} {'kernels thr/eag/copy':>20s}")
     lines = []
     print(header, flush=True)
     for name, size, dt, fn, shape, kind in cases(args.quick):
@@ -173,14 +224,15 @@ def main():
         inp = make_inputs(shape, dt, kind)
         jfn = thunder.jit(fn, executors=[thunder.fusion_executor])
         timed_fn, timed_jfn = fn, jfn
-        if kind == "ceb":  # a training step: thunder's forward and backward programs against eager's
-            timed_fn, timed_jfn = training_step(fn), training_step(jfn)
+        step = training_step if kind == "ceb" else norm_training_step if kind.endswith("_b") else None
+        if step:  # a training step: thunder's forward and backward programs against eager's
+            timed_fn, timed_jfn = step(fn), step(jfn)
         before = fusionex.cache_stats()["compile_seconds"]
         got = timed_jfn(*inp).clone()
         torch.cuda.synchronize()
         compile_s = fusionex.cache_stats()["compile_seconds"] - before
         kernels = fusionex.fusion_kernels(jfn)
-        if kind == "ceb":
+        if step:
             kernels += list(thunder.last_backward_traces(jfn)[-1].fusion_callables)
             ref = timed_fn(*inp).clone()
         else:
@@ -201,23 +253,35 @@ def main():
         if not args.no_compile:
             try:
                 cfn = torch.compile(fn)
-                if kind == "ceb":
-                    cfn = training_step(cfn)
+                if step:
+                    cfn = step(cfn)
                 cfn(*inp)
                 t_compile = bench(lambda: cfn(*inp))
             except Exception as e:  # noqa: BLE001 - reported, the run goes on
                 print(f"torch.compile failed on {name}: {type(e).__name__}: {e}"[:300])
+        # Training steps are timed by their kernels too (their host time can exceed the kernels').
+        k_thunder = k_eager = float("nan")
+        if step:
+            try:
+                k_thunder, k_eager = kernel_time(lambda: timed_jfn(*inp)), kernel_time(eager)
+            except Exception as e:  # noqa: BLE001 - reported, the run goes on
+                print(f"profiling failed on {name}: {type(e).__name__}: {e}"[:300])
         bw = {k: nbytes / t / 1e9 for k, t in (("thunder", t_thunder), ("eager", t_eager), ("compile", t_compile))}
         row = dict(op=name, size=size, dtype=str(dt).replace("torch.", ""), bytes=nbytes, kernels=len(kernels),
                    thunder_us=t_thunder * 1e6, eager_us=t_eager * 1e6, compile_us=t_compile * 1e6,
                    thunder_GBps=bw["thunder"], eager_GBps=bw["eager"], compile_GBps=bw["compile"],
                    copy_GBps=copy_bw / 1e9, thunder_vs_copy=bw["thunder"] * 1e9 / copy_bw,
                    eager_vs_copy=bw["eager"] * 1e9 / copy_bw, compile_vs_copy=bw["compile"] * 1e9 / copy_bw,
+                   thunder_kernel_us=k_thunder * 1e6, eager_kernel_us=k_eager * 1e6,
+                   thunder_kernels_vs_copy=nbytes / k_thunder / copy_bw,
+                   eager_kernels_vs_copy=nbytes / k_eager / copy_bw,
                    nvrtc_compile_s=compile_s, check=check, kernel_ir=[k.kernel_ir.splitlines()[0] for k in kernels])
         results["rows"].append(row)
         line = (f"{name:30s} {size:12s} {row['dtype']:9s} {bw['thunder']:9.0f} {bw['eager']:9.0f} {bw['compile']:9.0f} "
                 f"{copy_bw / 1e9:9.0f} {row['thunder_vs_copy']:8.2f} {row['eager_vs_copy']:8.2f} "
-                f"{row['compile_vs_copy']:8.2f} {compile_s:8.3f}" + ("" if check == "ok" else "  " + check))
+                f"{row['compile_vs_copy']:8.2f} {compile_s:8.3f}"
+                + (f"  {row['thunder_kernels_vs_copy']:9.2f} {row['eager_kernels_vs_copy']:9.2f}" if step else "")
+                + ("" if check == "ok" else "  " + check))
         lines.append(line)
         print(line, flush=True)
         _write(args.out, results)

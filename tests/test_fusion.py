@@ -456,6 +456,42 @@ def test_layer_norm_backward_is_two_kernels_writing_only_gradients():
     assert outputs == [1, 2]
 
 
+def test_rms_norm_backward_rows_join_past_the_weight_gradient_column_sum():
+    # In rms_norm's backward the weight gradient's column sum comes between the rstd rows and the
+    # input-gradient rows; the rows are one kernel (it writes grad * xhat for the column kernel) and
+    # the column sum a second, instead of three kernels that write and read x * rstd.
+    torch.manual_seed(0)
+    x, w, g = torch.randn(256, 1024), torch.randn(1024), torch.randn(256, 1024)
+    fn = lambda x, w: (F.rms_norm(x, (1024,), w) * g).sum()  # noqa: E731
+    ts = [t.clone().requires_grad_() for t in (x, w)]
+    es = [t.clone().requires_grad_() for t in (x, w)]
+    jfn = _jit(fn)
+    jfn(*ts).backward()
+    fn(*es).backward()
+    for got, want in zip(ts, es):
+        torch.testing.assert_close(got.grad, want.grad, rtol=1e-4, atol=1e-4)
+    kernels = list(thunder.last_backward_traces(jfn)[-1].fusion_callables)
+    assert [k.kernel_ir.split()[0] for k in kernels] == ["inner", "outer"]
+
+
+def test_kernel_takes_later_independent_operations_and_defers_what_reads_a_skipped_one():
+    # The column sum c does not join the row kernel; the row operations after it that do not read
+    # it join that kernel, and d (which reads c) runs after c. Values and order as in eager.
+    def fn(x):
+        r = x - x.mean(1, keepdim=True)
+        c = (r * 2).sum(0)
+        s = (r.exp() / r.exp().sum(1, keepdim=True))
+        d = c.sin() + 1
+        return s * 3, d, s.amax(1)
+
+    x = torch.randn(128, 333)
+    jfn = _jit(fn)
+    for got, want in zip(jfn(x), fn(x)):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)  # column sums of 128 rows
+    kernels = list(fusionex.fusion_kernels(jfn))
+    assert [k.kernel_ir.split()[0] for k in kernels] == ["inner", "outer"]
+
+
 def test_one_kernel_serves_inputs_whose_strides_change_between_calls():
     # The kernel keeps a variant per input layout and reuses the last one while strides repeat.
     fn = lambda a, b: (a * 2 + b).exp()  # noqa: E731

@@ -33,22 +33,35 @@ std::vector<TensorRef> inputs_of(It first, It last) {
   return inputs;
 }
 
-// Inputs and outputs of prims[begin, end): outputs are values read by prims after `end` and region
-// outputs.
-void io(const std::vector<BSymRef>& prims, size_t begin, size_t end,
+// Inputs and outputs of the primitives prims[i] for i in `members` (ascending): outputs are values
+// other primitives after the first member read, and region outputs.
+void io(const std::vector<BSymRef>& prims, const std::vector<size_t>& members,
         const std::unordered_set<const TensorProxy*>& region_out, std::vector<TensorRef>* inputs,
         std::vector<TensorRef>* outputs) {
-  std::vector<TensorRef> in = inputs_of(prims.begin() + begin, prims.begin() + end);
+  std::vector<BSymRef> ps;
+  for (size_t i : members) ps.push_back(prims[i]);
+  std::vector<TensorRef> in = inputs_of(ps.begin(), ps.end());
   inputs->insert(inputs->end(), in.begin(), in.end());
   std::unordered_set<const TensorProxy*> read_after;
-  for (size_t i = end; i < prims.size(); ++i) {
+  size_t m = 0;
+  for (size_t i = members.front(); i < prims.size(); ++i) {
+    if (m < members.size() && members[m] == i) {
+      ++m;
+      continue;
+    }
     for (const TensorRef& t : prims[i]->input_tensors()) read_after.insert(t.get());
   }
-  for (size_t i = begin; i < end; ++i) {
-    for (const TensorRef& t : prims[i]->output_tensors()) {
+  for (const BSymRef& p : ps) {
+    for (const TensorRef& t : p->output_tensors()) {
       if (read_after.count(t.get()) || region_out.count(t.get())) outputs->push_back(t);
     }
   }
+}
+
+std::vector<size_t> range(size_t begin, size_t end) {
+  std::vector<size_t> r;
+  for (size_t i = begin; i < end; ++i) r.push_back(i);
+  return r;
 }
 
 int64_t numel(const TensorRef& t) {
@@ -92,6 +105,22 @@ int64_t nbytes(const TensorRef& t) {
 bool pointwise_prim(const BoundSymbol& b) {
   const std::string& n = b.sym->name;
   return !(is_reduce_op(n) || n == "var" || n == "take_along_axis");
+}
+
+// The primitives of `prims` that `wanted` values depend on, in order.
+std::vector<BSymRef> live(const std::vector<BSymRef>& prims,
+                          std::unordered_set<const TensorProxy*> wanted) {
+  std::vector<bool> keep(prims.size(), false);
+  for (size_t i = prims.size(); i-- > 0;) {
+    for (const TensorRef& t : prims[i]->output_tensors()) keep[i] = keep[i] || wanted.count(t.get());
+    if (!keep[i]) continue;
+    for (const TensorRef& t : prims[i]->input_tensors()) wanted.insert(t.get());
+  }
+  std::vector<BSymRef> out;
+  for (size_t i = 0; i < prims.size(); ++i) {
+    if (keep[i]) out.push_back(prims[i]);
+  }
+  return out;
 }
 
 // A kernel that reads a value an earlier kernel of the region computes from the region's inputs by
@@ -188,8 +217,15 @@ void recompute_pointwise_inputs(const std::vector<BSymRef>& prims,
       seg.kernel.reset();
       continue;
     }
-    auto kernel = build_kernel(seg.prims, seg.inputs, outs, nullptr);
+    // What only the values no longer written needed is no longer computed.
+    std::unordered_set<const TensorProxy*> wanted;
+    for (const TensorRef& t : outs) wanted.insert(t.get());
+    std::vector<BSymRef> kept = live(seg.prims, wanted);
+    std::vector<TensorRef> ins = inputs_of(kept.begin(), kept.end());
+    auto kernel = build_kernel(kept, ins, outs, nullptr);
     if (!kernel) continue;  // keeps writing them
+    seg.prims = std::move(kept);
+    seg.inputs = std::move(ins);
     seg.outputs = std::move(outs);
     seg.kernel = std::move(kernel);
   }
@@ -206,55 +242,76 @@ std::vector<Segment> segment_region(const std::vector<BSymRef>& all_prims,
   for (const TensorRef& t : region_outputs) region_out.insert(t.get());
   // Primitives whose results nothing reads (left by decompositions, e.g. the slice a setitem
   // decomposes through) are dropped: they would only add their axes to a kernel's domain.
-  std::vector<BSymRef> prims;
-  {
-    std::unordered_set<const TensorProxy*> needed = region_out;
-    std::vector<bool> keep(all_prims.size(), false);
-    for (size_t i = all_prims.size(); i-- > 0;) {
-      for (const TensorRef& t : all_prims[i]->output_tensors())
-        keep[i] = keep[i] || needed.count(t.get());
-      if (!keep[i]) continue;
-      for (const TensorRef& t : all_prims[i]->input_tensors()) needed.insert(t.get());
-    }
-    for (size_t i = 0; i < all_prims.size(); ++i) {
-      if (keep[i]) prims.push_back(all_prims[i]);
-    }
-  }
+  std::vector<BSymRef> prims = live(all_prims, region_out);
   std::vector<Segment> out;
   static const bool debug = std::getenv("THUNDER_FUSION_DEBUG") != nullptr;
-  auto try_build = [&](size_t begin, size_t end, Segment* seg) {
-    seg->prims.assign(prims.begin() + begin, prims.begin() + end);
+  auto try_build = [&](const std::vector<size_t>& members, Segment* seg) {
+    seg->prims.clear();
+    for (size_t i : members) seg->prims.push_back(prims[i]);
     seg->inputs.clear();
     seg->outputs.clear();
-    io(prims, begin, end, region_out, &seg->inputs, &seg->outputs);
+    io(prims, members, region_out, &seg->inputs, &seg->outputs);
     std::string why;
     seg->kernel = build_kernel(seg->prims, seg->inputs, seg->outputs, &why);
     if (!seg->kernel && debug) {
-      std::fprintf(stderr, "[thunder.fusion] cut before %s: %s\n", prims[end - 1]->sym->qualname().c_str(),
-                   why.c_str());
+      std::fprintf(stderr, "[thunder.fusion] %s does not join the kernel: %s\n",
+                   seg->prims.back()->sym->qualname().c_str(), why.c_str());
     }
     return seg->kernel.has_value();
   };
+  // How far a kernel looks past a primitive that does not join it for later ones that may (ones that
+  // read nothing the skipped primitives compute): failed builds, and primitives scanned.
+  constexpr int kMaxMisses = 16;
+  constexpr size_t kMaxScan = 64;
   size_t begin = 0;
   while (begin < prims.size()) {
+    // Grow while one kernel computes the run. A primitive that does not join is deferred, with
+    // everything that reads it; later independent primitives may still join (rms_norm's backward:
+    // the input-gradient rows join the rstd rows past the weight gradient's column sum). The
+    // kernel's primitives then move ahead of the deferred ones, which keeps the order topological.
     Segment best;
-    size_t end = begin;
-    // Grow while one kernel computes the run. A prim that fails may still be followed by ones that
-    // fit once it is outside, so growth stops at the first failure.
-    for (size_t e = begin + 1; e <= prims.size(); ++e) {
-      Segment s;
-      if (!try_build(begin, e, &s)) break;
-      best = std::move(s);
-      end = e;
+    std::vector<size_t> members;
+    std::unordered_set<const TensorProxy*> deferred_out;
+    size_t scanned = begin;
+    int misses = 0;
+    for (size_t e = begin; e < prims.size(); ++e) {
+      bool blocked = false;
+      for (const TensorRef& t : prims[e]->input_tensors())
+        blocked = blocked || deferred_out.count(t.get()) != 0;
+      scanned = e + 1;
+      if (!blocked) {
+        members.push_back(e);
+        Segment s;
+        if (try_build(members, &s)) {
+          best = std::move(s);
+          continue;
+        }
+        members.pop_back();
+        ++misses;
+      }
+      if (members.empty() || misses > kMaxMisses || scanned - begin - members.size() > kMaxScan)
+        break;
+      for (const TensorRef& t : prims[e]->output_tensors()) deferred_out.insert(t.get());
     }
-    if (end == begin) {
+    if (members.empty()) {
       Segment s;
       s.prims = {prims[begin]};
-      io(prims, begin, begin + 1, region_out, &s.inputs, &s.outputs);
+      io(prims, {begin}, region_out, &s.inputs, &s.outputs);
       out.push_back(std::move(s));
       begin += 1;
       continue;
     }
+    {
+      // The kernel's primitives first, then the deferred ones, in their order.
+      std::vector<BSymRef> order;
+      std::unordered_set<size_t> in_kernel(members.begin(), members.end());
+      for (size_t i : members) order.push_back(prims[i]);
+      for (size_t i = begin; i < scanned; ++i) {
+        if (!in_kernel.count(i)) order.push_back(prims[i]);
+      }
+      std::copy(order.begin(), order.end(), prims.begin() + begin);
+    }
+    size_t end = begin + members.size();
     // A run whose values lie over unrelated axes (a broadcast not yet joined to the rest, two outputs
     // of different shapes) is shortened until its kernel's domain is that of its largest tensor.
     while (!domain_fits(*best.kernel, best.prims)) {
@@ -263,7 +320,7 @@ std::vector<Segment> segment_region(const std::vector<BSymRef>& all_prims,
                      "its tensors\n", prims[end - 1]->sym->qualname().c_str());
       }
       Segment s;
-      if (end == begin + 1 || !try_build(begin, end - 1, &s)) {
+      if (end == begin + 1 || !try_build(range(begin, end - 1), &s)) {
         best.kernel.reset();
         break;
       }
@@ -274,7 +331,7 @@ std::vector<Segment> segment_region(const std::vector<BSymRef>& all_prims,
     // indexing) instead of being written out.
     while (best.kernel && end > begin + 1 && !computes(*prims[end - 1])) {
       Segment s;
-      if (!try_build(begin, end - 1, &s)) break;
+      if (!try_build(range(begin, end - 1), &s)) break;
       best = std::move(s);
       --end;
     }
