@@ -492,6 +492,58 @@ def test_kernel_takes_later_independent_operations_and_defers_what_reads_a_skipp
     assert [k.kernel_ir.split()[0] for k in kernels] == ["inner", "outer"]
 
 
+@pytest.mark.parametrize("fn", [
+    lambda x: (x.sum(1), x.sum(0)),
+    lambda x: x.sum(1) + x.sum(0),
+    lambda x: (x[:, :1] * x[:1, :]).sum(1) + (x[:, :1] * x[:1, :]).sum(0),
+    lambda x: (x.amax(1, keepdim=True) - x).sum(0) + x.mean(1),
+], ids=["both_sums", "sum_of_sums", "outer_product", "row_then_column"])
+def test_reductions_of_a_square_value_over_different_dims(fn):
+    # Reductions over different dims of equal sizes may share an axis only when no value varies over
+    # both: a square x's row and column sums are two kernels, not its diagonal read twice.
+    x = torch.randn(48, 48)
+    torch.testing.assert_close(_jit(fn)(x), fn(x), rtol=1e-4, atol=1e-4)
+
+
+def _hand_written_rms_norm(x, w, b):
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * w
+
+
+def _hand_written_layer_norm(x, w, b):
+    xc = x - x.mean(-1, keepdim=True)
+    return xc * torch.rsqrt((xc * xc).mean(-1, keepdim=True) + 1e-5) * w + b
+
+
+@pytest.mark.parametrize("norm", [_hand_written_rms_norm, _hand_written_layer_norm], ids=["rms", "layer"])
+def test_hand_written_norm_backward_is_one_row_kernel_and_one_column_kernel(norm):
+    # The backward of mean broadcasts each row's value to the row's shape on a new dim; the row
+    # kernel iterates that dim on the reduced axis, so the input gradient is one row kernel (reading
+    # grad and x once, recomputing what it needs) and the weight (and bias) gradients one column
+    # kernel, in one region with it although they share only their inputs.
+    torch.manual_seed(0)
+    x, w, b, g = torch.randn(256, 1024), torch.randn(1024), torch.randn(1024), torch.randn(256, 1024)
+
+    def fn(x, w, b):
+        return (norm(x, w, b) * g).sum()
+
+    ts = [t.clone().requires_grad_() for t in (x, w, b)]
+    es = [t.clone().requires_grad_() for t in (x, w, b)]
+    jfn = _jit(fn)
+    jfn(*ts).backward()
+    fn(*es).backward()
+    for got, want in zip(ts, es):
+        if want.grad is None:
+            assert got.grad is None
+            continue
+        torch.testing.assert_close(got.grad, want.grad, rtol=1e-4, atol=1e-4)
+    kernels = {k.kernel_ir.split()[0]: k.kernel_ir for k in thunder.last_backward_traces(jfn)[-1].fusion_callables}
+    assert sorted(kernels) == ["inner", "outer"]
+    # Only the gradients are written: the input's by the row kernel, the weight's (and bias's) by
+    # the column kernel.
+    assert sum(line.startswith("  out") for line in kernels["inner"].splitlines()) == 1
+    assert sum(line.startswith("  out") for line in kernels["outer"].splitlines()) == (2 if norm is _hand_written_layer_norm else 1)
+
+
 def test_one_kernel_serves_inputs_whose_strides_change_between_calls():
     # The kernel keeps a variant per input layout and reuses the last one while strides repeat.
     fn = lambda a, b: (a * 2 + b).exp()  # noqa: E731

@@ -163,6 +163,18 @@ Trace partition_regions(const Trace& trace, const RegionPredicate& is_fusible,
       for (int g : candidates) {
         if (g != chosen && !grouped[g].empty() && can_merge(chosen, g, i)) merge_into(chosen, g, i);
       }
+      // So do groups that read one of its inputs (a column sum of g beside the kernels reading g
+      // and x in layer_norm's backward: one region, where g can be read once).
+      for (const TensorRef& t : b.input_tensors()) {
+        if (t->numel() < 2) continue;
+        auto r = readers_so_far.find(t.get());
+        if (r == readers_so_far.end()) continue;
+        for (size_t j : r->second) {
+          int g = group[j];
+          if (g >= 0 && g != chosen && !grouped[g].empty() && can_merge(chosen, g, i))
+            merge_into(chosen, g, i);
+        }
+      }
     }
     group[i] = chosen;
     grouped[chosen].push_back(i);

@@ -230,7 +230,7 @@ class Builder {
   // layer_norm's mean and the mean inside its variance).
   int op_node(std::string op, DType dtype, std::vector<int> args, const std::string& extra = "") {
     std::string key = op + " " + std::to_string(static_cast<int>(dtype)) + " " + extra;
-    for (int a : args) key += " " + std::to_string(a);
+    for (int a : args) key.append(" ").append(std::to_string(a));
     auto it = memo_.find(key);
     if (it != memo_.end()) return it->second;
     KNode n;
@@ -521,6 +521,50 @@ class Builder {
     reject(b.sym->qualname() + " is not fusible");
   }
 
+  bool distinct_roots(const std::vector<int>& vars) {
+    std::set<int> seen;
+    for (int v : vars) {
+      if (v >= 0 && !seen.insert(find(v)).second) return false;
+    }
+    return true;
+  }
+
+  // A row kernel (one reduced dim) iterates a kept dim of the reduced dim's size on the reduced
+  // axis when no value varies over both: a row's mean broadcast back to the row's shape (the
+  // backward of mean) meets the row's elements only through later operations, and without this the
+  // kernel would loop over the row once per element.
+  void merge_row_axes() {
+    if (!reduced_innermost_ || reductions_.empty() || !gathers_.empty()) return;
+    std::set<int> red;
+    for (int v : reductions_[0].second) red.insert(find(v));
+    if (red.size() != 1) return;
+    int r = *red.begin();
+    std::vector<const std::vector<int>*> all;
+    for (const auto& [t, v] : values_) all.push_back(&v.vars);
+    for (const auto& [n, vars] : load_vars_) all.push_back(&vars);
+    std::set<int> candidates;
+    for (const auto* vars : all) {
+      for (int v : *vars) {
+        if (v >= 0 && find(v) != r && var_size_[find(v)] == var_size_[r]) candidates.insert(find(v));
+      }
+    }
+    for (int c : candidates) {
+      r = find(r);
+      c = find(c);
+      bool together = false;
+      for (const auto* vars : all) {
+        bool has_r = false, has_c = false;
+        for (int v : *vars) {
+          if (v < 0) continue;
+          has_r = has_r || find(v) == r;
+          has_c = has_c || find(v) == c;
+        }
+        together = together || (has_r && has_c);
+      }
+      if (!together) unite(r, c);
+    }
+  }
+
   std::optional<KernelDef> finish(const std::vector<TensorRef>& outputs) {
     KernelDef k;
     k.inputs = inputs_;
@@ -531,6 +575,15 @@ class Builder {
     }
     for (const TensorRef& t : outputs) {
       if (!(t->device() == k.device)) reject("tensors on different devices");
+    }
+    merge_row_axes();
+    // Uniting dims of equal sizes (reductions over unrelated dims) must not put two dims of one
+    // value on one axis: `x.sum(1), x.sum(0)` of a square x would read its diagonal.
+    for (const auto& [t, v] : values_) {
+      if (!distinct_roots(v.vars)) reject("two dims of one value would share an axis");
+    }
+    for (const auto& [n, vars] : load_vars_) {
+      if (!distinct_roots(vars)) reject("two dims of one value would share an axis");
     }
     // Axes: the classes of every variable still in use.
     std::vector<int> roots;

@@ -79,9 +79,16 @@ bool domain_fits(const KernelDef& k, const std::vector<BSymRef>& prims) {
     for (const TensorRef& t : p->input_tensors()) largest = std::max(largest, numel(t));
     for (const TensorRef& t : p->output_tensors()) largest = std::max(largest, numel(t));
   }
-  // Axes no value varies over cost nothing (the layout drops them).
+  // Axes no value varies over cost nothing (the layout drops them); an output written over an axis
+  // its value does not vary over (a row's sum broadcast to the row's shape on another axis) is
+  // written at every index of it, so the axis counts.
   uint64_t used = k.reduced;
   for (const KNode& n : k.nodes) used |= n.axes;
+  for (const std::vector<int>& dims : k.output_dims) {
+    for (int a : dims) {
+      if (a >= 0) used |= uint64_t{1} << a;
+    }
+  }
   int64_t domain = 1;
   for (int a = 0; a < k.num_axes(); ++a) {
     int64_t s = k.sizes[a];
