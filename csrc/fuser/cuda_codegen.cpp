@@ -888,7 +888,11 @@ class CudaGen {
       if (is_reduce_op(k_.nodes[i].op)) reds.push_back(static_cast<int>(i));
     }
     int64_t nq = ceil_div(cols_, vec_);
+    // Columns per block: 32 vectors, fewer (down to 8: 128 bytes of a row per warp row) while the
+    // columns give fewer than 128 blocks (4096 bf16 columns are 16 blocks of 32 vectors: most SMs
+    // would idle); the block's rows then split the column more ways.
     int tx = static_cast<int>(std::min<int64_t>(32, pow2_ceil(std::max<int64_t>(nq, 1))));
+    while (tx > 8 && ceil_div(nq, tx) < 128) tx /= 2;
     int64_t tiles = ceil_div(nq, tx);
     int threads = tiles < 256 ? 1024 : 512;
     int ty = threads / tx;
@@ -907,7 +911,7 @@ class CudaGen {
       int64_t tile_cols = int64_t{tx} * v;
       ColScope s;
       s.v = v;
-      std::string init, store_acc, combine, epilogue_code;
+      std::string init, store_acc, tree, combine, epilogue_code;
       for (int r : reds) {
         const KNode& n = k_.nodes[r];
         std::string acc = "acc" + std::to_string(r), ct = compute_type(n.dtype);
@@ -918,10 +922,13 @@ class CudaGen {
         std::string sm = "sm" + std::to_string(r);
         store_acc += "#pragma unroll\n    for (int l = 0; l < " + vs + "; ++l) " + sm + "[ty * " + std::to_string(tile_cols) +
                      " + tx * " + vs + " + l] = " + acc + "[l];\n";
-        combine += "#pragma unroll\n      for (int l = 0; l < " + vs + "; ++l) {\n        " + acc + "[l] = " + sm + "[tx * " + vs +
-                   " + l];\n        for (int y = 1; y < " + std::to_string(ty) + "; ++y) " + acc + "[l] = " +
-                   reduce_combine(n.op, n.dtype, acc + "[l]", sm + "[y * " + std::to_string(tile_cols) + " + tx * " + vs + " + l]") +
-                   ";\n      }\n";
+        // A tree over the block's rows (ty is a power of two), in a fixed order.
+        std::string here = sm + "[ty * " + std::to_string(tile_cols) + " + tx * " + vs + " + l]";
+        std::string there = sm + "[(ty + h) * " + std::to_string(tile_cols) + " + tx * " + vs + " + l]";
+        tree += "      if (ty < h) {\n#pragma unroll\n        for (int l = 0; l < " + vs + "; ++l) " + here + " = " +
+                reduce_combine(n.op, n.dtype, here, there) + ";\n      }\n";
+        combine += "#pragma unroll\n      for (int l = 0; l < " + vs + "; ++l) " + acc + "[l] = " + sm + "[tx * " + vs +
+                   " + l];\n";
       }
       std::vector<size_t> col_outputs;
       for (size_t o = 0; o < k_.outputs.size(); ++o) {
@@ -949,6 +956,7 @@ class CudaGen {
         << "    for (idx_t r = ty; r < " << lit(rows_) << "; r += " << ty << ") {\n"
         << lane_loop(s) << "    }\n    }\n"
         << store_acc << "    __syncthreads();\n"
+        << "    for (int h = " << ty / 2 << "; h > 0; h >>= 1) {\n" << tree << "      __syncthreads();\n    }\n"
         << "    if (ty == 0 && q < " << lit(nqv) << ") {\n" << combine
         << "      const idx_t r = 0; (void)r;\n" << lane_loop(e) << "    }\n"
         << "    __syncthreads();\n  }\n}\n";
