@@ -199,6 +199,12 @@ EMULATED = {
     "outer_row_broadcast": (lambda g, x, m, r: (g * ((x - m) * r)).sum(0),
                             lambda: (torch.randn(300, 1024), torch.randn(300, 1024), torch.randn(300, 1),
                                      torch.rand(300, 1) + 0.5)),
+    # A row's sum written over the whole row (the broadcast dim iterates on the reduced axis), and the
+    # backward of mean inside a row kernel (hand-written rms_norm's input gradient).
+    "row_sum_written_over_the_row": (lambda x: x.sum(1, keepdim=True).expand_as(x) * 2,
+                                     lambda: (torch.randn(5, 1500),)),
+    "mean_backward_in_a_row": (lambda g, x: g * x + (g * x).sum(1).div(1500)[:, None].expand_as(x) * x,
+                               lambda: (torch.randn(5, 1500), torch.randn(5, 1500))),
     "int_amax": (lambda t: t.amax(-1) + 1, lambda: (torch.randint(-1000, 1000, (33, 517), dtype=torch.int32),)),
     "int_sum": (lambda t: t.sum(-1), lambda: (torch.randint(-1000, 1000, (33, 517), dtype=torch.int32),)),
     "iota_pointwise": (lambda x: (torch.arange(x.shape[-1]) * 3 - 7) * x, lambda: (torch.randn(8, 4096),)),
