@@ -1,7 +1,9 @@
 """Randomly generated programs through the fusion executor against eager, on the CPU and on CUDA
 where present: chains that meet, values read by several kernels (recomputed or written), reductions
 with kept dims, matmuls between fused regions (symbols the fuser does not take, which regions must
-not enclose), several outputs. Each program is built from a seed, so a failure names a reproducible
+not enclose), several outputs, reductions broadcast back without kept dims, a value's row and column
+reductions together, transposes of computed values (square values), bf16 round trips and selects.
+Each program is built from a seed, so a failure names a reproducible
 case."""
 
 from __future__ import annotations
@@ -28,15 +30,23 @@ def _program(seed):
     steps = []
     n_values = 3  # the inputs a, b, c
     for _ in range(rng.randint(4, 14)):
-        kind = rng.choice(["unary", "unary", "binary", "binary", "binary", "reduce", "matmul"])
+        kind = rng.choice(["unary", "unary", "binary", "binary", "binary", "reduce", "matmul", "reduce_nokeep",
+                           "transpose", "where", "round_bf16", "reduce_both"])
+        pick = lambda: rng.randrange(n_values)  # noqa: E731
         if kind == "unary":
-            steps.append(("unary", rng.randrange(len(UNARY)), rng.randrange(n_values)))
+            steps.append(("unary", rng.randrange(len(UNARY)), pick()))
         elif kind == "binary":
-            steps.append(("binary", rng.randrange(len(BINARY)), rng.randrange(n_values), rng.randrange(n_values)))
-        elif kind == "reduce":
-            steps.append(("reduce", rng.choice(["sum", "amax", "mean"]), rng.randrange(n_values), rng.choice([0, 1])))
+            steps.append(("binary", rng.randrange(len(BINARY)), pick(), pick()))
+        elif kind in ("reduce", "reduce_nokeep"):
+            steps.append((kind, rng.choice(["sum", "amax", "mean"]), pick(), rng.choice([0, 1])))
+        elif kind == "round_bf16":  # of an input: a computed value one ulp off eager's could round apart
+            steps.append((kind, rng.randrange(3), pick()))
+        elif kind in ("transpose", "reduce_both"):
+            steps.append((kind, pick(), pick()))
+        elif kind == "where":
+            steps.append(("where", pick(), pick(), pick()))
         else:
-            steps.append(("matmul", rng.randrange(n_values)))
+            steps.append(("matmul", pick()))
         n_values += 1
     outs = sorted({rng.randrange(3, n_values) for _ in range(rng.randint(1, 3))})
     return steps, outs
@@ -53,6 +63,23 @@ def _run(steps, outs, a, b, c, w):
             x = vals[s[2]]
             r = getattr(x, s[1])(s[3], keepdim=True)
             vals.append(torch.tanh(x - r))  # broadcast back, bounded
+        elif s[0] == "reduce_nokeep":  # reduced, then broadcast back through unsqueeze/expand
+            x = vals[s[2]]
+            r = torch.tanh(getattr(x, s[1])(s[3]) * 0.1)
+            vals.append(x * r.unsqueeze(s[3]).expand_as(x))
+        elif s[0] == "transpose":  # square values only: the transpose of a computed value meets another
+            x, y = vals[s[1]], vals[s[2]]
+            vals.append(x.t() * 0.5 + y if x.shape[0] == x.shape[1] else x * 0.5 + y)
+        elif s[0] == "round_bf16":  # a conversion eager rounds at, of an input (exact operands)
+            # The gradient passes the rounding unrounded (straight through): a gradient rounded to
+            # bf16 turns differences in the last fp32 bit, from sums in another order, into a bf16 step.
+            x = vals[s[1]] * (1 + len(vals) / 64)
+            vals.append(x + (x.to(torch.bfloat16).float() - x).detach() + vals[s[2]])
+        elif s[0] == "reduce_both":  # a row and a column reduction of one value, broadcast back
+            x = vals[s[1]]
+            vals.append(torch.tanh(x.sum(1, keepdim=True) * 0.05 + x.amax(0, keepdim=True)) * vals[s[2]])
+        elif s[0] == "where":
+            vals.append(torch.where(vals[s[1]] > 0, vals[s[2]], vals[s[3]] * 2))
         else:
             vals.append(torch.tanh(vals[s[1]] @ w))
     return tuple(vals[i] for i in outs)
@@ -89,9 +116,12 @@ def test_random_program_matches_eager(seed, device, shape):
         torch.testing.assert_close(got, want, **tol, msg=lambda m: f"seed {seed}, {steps}, {outs}: {m}")
 
 
+# Seeds past the first 20 that once failed: 87, 112 and 180 (a value compared with its maximum in
+# amax's backward was recomputed in another kernel, an ulp apart: no element matched), 384 (two groups
+# joined through a third formed a cycle, and the forward program lost its symbols).
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("seed", range(20))
+@pytest.mark.parametrize("seed", [*range(20), 87, 112, 180, 384])
 def test_random_program_gradients_match_eager(seed, device, shape):
     # The same programs differentiated: their backward programs are fused too.
     steps, outs = _program(1000 + seed)

@@ -12,19 +12,6 @@ namespace thunder {
 
 namespace {
 
-class Bitset {
- public:
-  explicit Bitset(size_t n = 0) : words_((n + 63) / 64, 0) {}
-  void set(size_t i) { words_[i / 64] |= uint64_t{1} << (i % 64); }
-  bool test(size_t i) const { return (words_[i / 64] >> (i % 64)) & 1; }
-  void merge(const Bitset& o) {
-    for (size_t i = 0; i < words_.size(); ++i) words_[i] |= o.words_[i];
-  }
-
- private:
-  std::vector<uint64_t> words_;
-};
-
 bool is_barrier(const BoundSymbol& b) {
   return b.sym->has_tag(kTagDontDce) || b.sym->has_tag(kTagInplace);
 }
@@ -77,39 +64,63 @@ Trace partition_regions(const Trace& trace, const RegionPredicate& is_fusible,
     for (const TensorRef& t : b.output_tensors()) producer[t.get()] = i;
   }
 
-  // Greedy grouping. deps[i]: the groups node i depends on, its own included.
+  // Greedy grouping.
   std::vector<int> group(n, -1);
-  std::vector<Bitset> deps(n, Bitset(n));
   std::vector<std::vector<size_t>> grouped;  // members per group, while grouping
   std::unordered_map<const TensorProxy*, std::vector<size_t>> readers_so_far;  // grouped readers
   int num_groups = 0;
-  // Groups a and b (and node i, which reads both) may become one group when no symbol outside them
-  // depends on either and feeds one of them: that path would become a cycle through the merged
-  // group.
-  auto can_merge = [&](int a, int b, size_t i) {
-    auto fed_from_outside = [&](size_t m) {
-      for (size_t p : preds[m]) {
-        if (group[p] != a && group[p] != b && (deps[p].test(a) || deps[p].test(b))) return true;
+  std::vector<std::vector<size_t>> succs(n);
+  for (size_t x = 0; x < n; ++x) {
+    for (size_t p : preds[x]) succs[p].push_back(x);
+  }
+  std::vector<size_t> seen_at(n, SIZE_MAX);  // creates_cycle's visited marks, by query
+  std::vector<size_t> group_seen_at;
+  size_t query = 0;
+  // Whether node i joining group a (and group b merging into it, when b >= 0) puts the group on a
+  // cycle of the graph in which every group is one node: a path out of the group, through symbols
+  // outside it and through other groups (each runs as a whole), back into it. The search walks
+  // successors from the group; symbols after i cannot lead back to it.
+  auto creates_cycle = [&](int a, int b, size_t i) {
+    ++query;
+    group_seen_at.resize(grouped.size(), SIZE_MAX);
+    auto inside = [&](size_t x) { return x == i || (group[x] >= 0 && (group[x] == a || group[x] == b)); };
+    std::vector<size_t> stack;
+    auto reach = [&](size_t x) {
+      if (x <= i && seen_at[x] != query) {
+        seen_at[x] = query;
+        stack.push_back(x);
       }
-      return false;
     };
     for (int g : {a, b}) {
+      if (g < 0) continue;
       for (size_t m : grouped[g]) {
-        if (fed_from_outside(m)) return false;
+        for (size_t s : succs[m]) {
+          if (!inside(s)) reach(s);
+        }
       }
     }
-    return !fed_from_outside(i);
+    while (!stack.empty()) {
+      size_t x = stack.back();
+      stack.pop_back();
+      for (size_t s : succs[x]) {
+        if (s > i) continue;
+        if (inside(s)) return true;
+        reach(s);
+      }
+      int h = group[x];
+      if (h >= 0 && group_seen_at[h] != query) {  // another group: it runs as a whole
+        group_seen_at[h] = query;
+        for (size_t m : grouped[h]) reach(m);
+      }
+    }
+    return false;
   };
-  auto merge_into = [&](int a, int b, size_t i) {
+  auto merge_into = [&](int a, int b) {
     for (size_t m : grouped[b]) group[m] = a;
     grouped[a].insert(grouped[a].end(), grouped[b].begin(), grouped[b].end());
     grouped[b].clear();
-    for (size_t x = 0; x <= i; ++x) {
-      if (deps[x].test(b)) deps[x].set(a);
-    }
   };
   for (size_t i = 0; i < n; ++i) {
-    for (size_t p : preds[i]) deps[i].merge(deps[p]);
     const BoundSymbol& b = *trace.bsyms[i];
     if (is_barrier(b) || !is_fusible(b)) continue;
     // Candidate groups: those of fusible producers, most recent first.
@@ -119,13 +130,7 @@ Trace partition_regions(const Trace& trace, const RegionPredicate& is_fusible,
     }
     std::sort(candidates.rbegin(), candidates.rend());
     candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
-    // Node i may join group g unless a predecessor outside g depends on g (a cycle through i).
-    auto joinable = [&](int g) {
-      for (size_t p : preds[i]) {
-        if (group[p] != g && deps[p].test(static_cast<size_t>(g))) return false;
-      }
-      return true;
-    };
+    auto joinable = [&](int g) { return !creates_cycle(g, -1, i); };
     int chosen = -1;
     for (int g : candidates) {
       if (joinable(g)) {
@@ -161,7 +166,7 @@ Trace partition_regions(const Trace& trace, const RegionPredicate& is_fusible,
       // The other producers' groups join it where that keeps the program acyclic (two chains that
       // meet, like exp(a) + sin(b), become one region).
       for (int g : candidates) {
-        if (g != chosen && !grouped[g].empty() && can_merge(chosen, g, i)) merge_into(chosen, g, i);
+        if (g != chosen && !grouped[g].empty() && !creates_cycle(chosen, g, i)) merge_into(chosen, g);
       }
       // So do groups that read one of its inputs (a column sum of g beside the kernels reading g
       // and x in layer_norm's backward: one region, where g can be read once).
@@ -171,14 +176,13 @@ Trace partition_regions(const Trace& trace, const RegionPredicate& is_fusible,
         if (r == readers_so_far.end()) continue;
         for (size_t j : r->second) {
           int g = group[j];
-          if (g >= 0 && g != chosen && !grouped[g].empty() && can_merge(chosen, g, i))
-            merge_into(chosen, g, i);
+          if (g >= 0 && g != chosen && !grouped[g].empty() && !creates_cycle(chosen, g, i))
+            merge_into(chosen, g);
         }
       }
     }
     group[i] = chosen;
     grouped[chosen].push_back(i);
-    deps[i].set(static_cast<size_t>(chosen));
     for (const TensorRef& t : b.input_tensors()) readers_so_far[t.get()].push_back(i);
   }
 

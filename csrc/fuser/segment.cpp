@@ -153,11 +153,26 @@ void recompute_pointwise_inputs(const std::vector<BSymRef>& prims,
     }
     return r;
   };
+  // Values compared for equality with another tensor (x == amax(x) in an extremum's backward),
+  // through views, are read where computed: recomputed in another kernel, whose vector math may
+  // round an ulp differently, no element might equal the maximum.
+  std::unordered_set<const TensorProxy*> compared;
+  for (size_t i = prims.size(); i-- > 0;) {
+    const BoundSymbol& b = *prims[i];
+    std::vector<TensorRef> ins = b.input_tensors();
+    bool compare = (b.sym->name == "eq" || b.sym->name == "ne") && ins.size() == 2;
+    if (!compare && !computes(b)) {
+      for (const TensorRef& o : b.output_tensors()) compare = compare || compared.count(o.get());
+    }
+    if (compare) {
+      for (const TensorRef& t : ins) compared.insert(t.get());
+    }
+  }
   // Takes into `seg` the chain of one value it reads, when that pays; false when none does.
   auto take_one = [&](Segment& seg) {
     for (const TensorRef& t : seg.inputs) {
       auto pit = producer.find(t.get());
-      if (pit == producer.end()) continue;  // a region input
+      if (pit == producer.end() || compared.count(t.get())) continue;  // a region input; compared
       // The elementwise chain computing t from region inputs.
       std::set<size_t> chain;
       std::vector<size_t> stack = {pit->second};
