@@ -269,9 +269,13 @@ def test_emulated_gather_out_of_range_gives_nan():
 @requires_emulator
 @pytest.mark.parametrize("misalign", [False, True], ids=["aligned", "misaligned"])
 def test_emulated_bf16_softmax_and_layer_norm(misalign):
+    # And two column sums in one kernel over bf16 columns (a weight's and a bias's gradient): blocks
+    # of 8 column vectors whose rows combine in a tree.
     torch.manual_seed(0)
     x, w, b = (t.to(torch.bfloat16) for t in _args(layer_norm, (4, 4096)))
-    for fn, args in ((softmax, (x,)), (layer_norm, (x, w, b))):
+    g, h = torch.randn(96, 4096, dtype=torch.bfloat16), torch.randn(96, 4096, dtype=torch.bfloat16)
+    col_sums = lambda g, h: (g * h).sum(0) + g.sum(0)  # noqa: E731
+    for fn, args in ((softmax, (x,)), (layer_norm, (x, w, b)), (col_sums, (g, h))):
         ref = fn(*(a.float() for a in args)).to(torch.bfloat16)
         out, _, ir = _emulate(fn, args, misalign=misalign, ref=ref)
         torch.testing.assert_close(out, ref)

@@ -140,6 +140,25 @@ TEST_F(PartitionTest, SiblingFedThroughTheRegionStaysOut) {
   EXPECT_EQ(names(out), (std::vector<std::string>{"fusion0", "prims.matmul", "fusion1"}));
 }
 
+TEST_F(PartitionTest, MergeThatWouldCycleThroughAThirdGroupIsRefused) {
+  // sin(b)'s group feeds a matmul whose result reaches the group of exp(a) and cos(a) (t9, t10),
+  // which feeds a second matmul read by the last group; that last group also reads b like sin(b).
+  // Merging sin(b) into the last group would make a cycle through the middle group.
+  auto a = input("a", {4, 4}), bb = input("b", {4, 4}), w = input("w", {4, 4});
+  Value t1 = b.call(prims::exp(), {a});
+  Value t3 = b.call(prims::sin(), {bb});
+  Value t7 = b.call(prims::matmul(), {t3, w});
+  Value t8 = b.call(prims::add(), {t3, t7});
+  Value t9 = b.call(prims::add(), {t8, t1});
+  Value t10 = b.call(prims::cos(), {a});
+  Value t14 = b.call(prims::matmul(), {t10, w});
+  Value t15 = b.call(prims::add(), {t10, t14});
+  Value t16 = b.call(prims::add(), {t15, bb});
+  Trace out = run(finish({a, bb, w}, Value::tuple({t9, t16})));
+  EXPECT_EQ(names(out), (std::vector<std::string>{"fusion0", "prims.matmul", "fusion1", "prims.matmul",
+                                                  "fusion2"}));
+}
+
 TEST_F(PartitionTest, GradModeSwitchIsABarrier) {
   auto x = input("x", {4});
   Value t0 = b.call(prims::exp(), {x});
