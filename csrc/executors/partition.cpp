@@ -83,7 +83,9 @@ Trace partition_regions(const Trace& trace, const RegionPredicate& is_fusible,
   auto creates_cycle = [&](int a, int b, size_t i) {
     ++query;
     group_seen_at.resize(grouped.size(), SIZE_MAX);
-    auto inside = [&](size_t x) { return x == i || (group[x] >= 0 && (group[x] == a || group[x] == b)); };
+    auto inside = [&](size_t x) {
+      return x == i || (group[x] >= 0 && (group[x] == a || group[x] == b));
+    };
     std::vector<size_t> stack;
     auto reach = [&](size_t x) {
       if (x <= i && seen_at[x] != query) {
@@ -166,7 +168,8 @@ Trace partition_regions(const Trace& trace, const RegionPredicate& is_fusible,
       // The other producers' groups join it where that keeps the program acyclic (two chains that
       // meet, like exp(a) + sin(b), become one region).
       for (int g : candidates) {
-        if (g != chosen && !grouped[g].empty() && !creates_cycle(chosen, g, i)) merge_into(chosen, g);
+        if (g != chosen && !grouped[g].empty() && !creates_cycle(chosen, g, i))
+          merge_into(chosen, g);
       }
       // So do groups that read one of its inputs (a column sum of g beside the kernels reading g
       // and x in layer_norm's backward: one region, where g can be read once).

@@ -924,11 +924,13 @@ class CudaGen {
                      " + tx * " + vs + " + l] = " + acc + "[l];\n";
         // A tree over the block's rows (ty is a power of two), in a fixed order.
         std::string here = sm + "[ty * " + std::to_string(tile_cols) + " + tx * " + vs + " + l]";
-        std::string there = sm + "[(ty + h) * " + std::to_string(tile_cols) + " + tx * " + vs + " + l]";
-        tree += "      if (ty < h) {\n#pragma unroll\n        for (int l = 0; l < " + vs + "; ++l) " + here + " = " +
-                reduce_combine(n.op, n.dtype, here, there) + ";\n      }\n";
-        combine += "#pragma unroll\n      for (int l = 0; l < " + vs + "; ++l) " + acc + "[l] = " + sm + "[tx * " + vs +
-                   " + l];\n";
+        std::string there =
+            sm + "[(ty + h) * " + std::to_string(tile_cols) + " + tx * " + vs + " + l]";
+        tree += "      if (ty < h) {\n#pragma unroll\n        for (int l = 0; l < " + vs +
+                "; ++l) " + here + " = " + reduce_combine(n.op, n.dtype, here, there) +
+                ";\n      }\n";
+        combine += "#pragma unroll\n      for (int l = 0; l < " + vs + "; ++l) " + acc +
+                   "[l] = " + sm + "[tx * " + vs + " + l];\n";
       }
       std::vector<size_t> col_outputs;
       for (size_t o = 0; o < k_.outputs.size(); ++o) {
@@ -947,18 +949,20 @@ class CudaGen {
       for (int r : reds) smp += ", " + compute_type(k_.nodes[r].dtype) + "* sm" + std::to_string(r);
       f << "TH_INLINE void th_cols" << v << "(" << params_ << smp << ") {\n"
         << "  const int tx = threadIdx.x % " << tx << ", ty = threadIdx.x / " << tx << ";\n"
-        << "  for (long long tile = blockIdx.x; tile < " << ceil_div(nqv, tx) << "LL; tile += gridDim.x) {\n"
+        << "  for (long long tile = blockIdx.x; tile < " << ceil_div(nqv, tx)
+        << "LL; tile += gridDim.x) {\n"
         << "    const idx_t q = (idx_t)tile * " << tx << " + tx;\n"
         << "    const idx_t c = q * " << vs << ";\n"
-        << init
-        << "    if (q < " << lit(nqv) << ") {\n"
+        << init << "    if (q < " << lit(nqv) << ") {\n"
         << "#pragma unroll 4\n"
         << "    for (idx_t r = ty; r < " << lit(rows_) << "; r += " << ty << ") {\n"
         << lane_loop(s) << "    }\n    }\n"
         << store_acc << "    __syncthreads();\n"
-        << "    for (int h = " << ty / 2 << "; h > 0; h >>= 1) {\n" << tree << "      __syncthreads();\n    }\n"
-        << "    if (ty == 0 && q < " << lit(nqv) << ") {\n" << combine
-        << "      const idx_t r = 0; (void)r;\n" << lane_loop(e) << "    }\n"
+        << "    for (int h = " << ty / 2 << "; h > 0; h >>= 1) {\n"
+        << tree << "      __syncthreads();\n    }\n"
+        << "    if (ty == 0 && q < " << lit(nqv) << ") {\n"
+        << combine << "      const idx_t r = 0; (void)r;\n"
+        << lane_loop(e) << "    }\n"
         << "    __syncthreads();\n  }\n}\n";
       return f.str();
     };

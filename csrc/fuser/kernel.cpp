@@ -545,7 +545,8 @@ class Builder {
     std::set<int> candidates;
     for (const auto* vars : all) {
       for (int v : *vars) {
-        if (v >= 0 && find(v) != r && var_size_[find(v)] == var_size_[r]) candidates.insert(find(v));
+        if (v >= 0 && find(v) != r && var_size_[find(v)] == var_size_[r])
+          candidates.insert(find(v));
       }
     }
     for (int c : candidates) {

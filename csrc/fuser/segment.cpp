@@ -119,7 +119,8 @@ std::vector<BSymRef> live(const std::vector<BSymRef>& prims,
                           std::unordered_set<const TensorProxy*> wanted) {
   std::vector<bool> keep(prims.size(), false);
   for (size_t i = prims.size(); i-- > 0;) {
-    for (const TensorRef& t : prims[i]->output_tensors()) keep[i] = keep[i] || wanted.count(t.get());
+    for (const TensorRef& t : prims[i]->output_tensors())
+      keep[i] = keep[i] || wanted.count(t.get());
     if (!keep[i]) continue;
     for (const TensorRef& t : prims[i]->input_tensors()) wanted.insert(t.get());
   }
@@ -281,8 +282,8 @@ std::vector<Segment> segment_region(const std::vector<BSymRef>& all_prims,
     }
     return seg->kernel.has_value();
   };
-  // How far a kernel looks past a primitive that does not join it for later ones that may (ones that
-  // read nothing the skipped primitives compute): failed builds, and primitives scanned.
+  // How far a kernel looks past a primitive that does not join it for later ones that may (ones
+  // that read nothing the skipped primitives compute): failed builds, and primitives scanned.
   constexpr int kMaxMisses = 16;
   constexpr size_t kMaxScan = 64;
   size_t begin = 0;

@@ -1,8 +1,9 @@
 // Splitting a fusion region into kernels. The region's primitives (in trace order) are cut greedily
-// into segments, each as many primitives as one kernel (kernel.h) computes: a primitive that does not
-// join is deferred with what reads it while later ones may still join, and the segment's primitives
-// move ahead of the deferred ones, so the segments run in a topological order. Segments that compute nothing (only views and
-// broadcasts) and primitives no kernel takes are left to other executors.
+// into segments, each as many primitives as one kernel (kernel.h) computes: a primitive that does
+// not join is deferred with what reads it while later ones may still join, and the segment's
+// primitives move ahead of the deferred ones, so the segments run in a topological order. Segments
+// that compute nothing (only views and broadcasts) and primitives no kernel takes are left to other
+// executors.
 #pragma once
 
 #include <optional>

@@ -155,8 +155,8 @@ TEST_F(PartitionTest, MergeThatWouldCycleThroughAThirdGroupIsRefused) {
   Value t15 = b.call(prims::add(), {t10, t14});
   Value t16 = b.call(prims::add(), {t15, bb});
   Trace out = run(finish({a, bb, w}, Value::tuple({t9, t16})));
-  EXPECT_EQ(names(out), (std::vector<std::string>{"fusion0", "prims.matmul", "fusion1", "prims.matmul",
-                                                  "fusion2"}));
+  EXPECT_EQ(names(out), (std::vector<std::string>{"fusion0", "prims.matmul", "fusion1",
+                                                  "prims.matmul", "fusion2"}));
 }
 
 TEST_F(PartitionTest, GradModeSwitchIsABarrier) {
