@@ -436,6 +436,26 @@ def test_bf16_norm_gradients_are_as_close_to_float64_as_eager(name):
         assert err <= eager_err + 2 ** -8 * scale, (err, eager_err)
 
 
+def _backward_kernels(fn, inputs):
+    """fn(*inputs).backward() through the fuser and eagerly on copies; checks every gradient against
+    eager's and returns the kernel IR of the backward program's fused kernels."""
+    ts = [t.clone().requires_grad_() for t in inputs]
+    es = [t.clone().requires_grad_() for t in inputs]
+    jfn = _jit(fn)
+    jfn(*ts).backward()
+    fn(*es).backward()
+    for got, want in zip(ts, es):
+        if want.grad is None:
+            assert got.grad is None
+            continue
+        torch.testing.assert_close(got.grad, want.grad, rtol=1e-4, atol=1e-4)
+    return [k.kernel_ir for k in thunder.last_backward_traces(jfn)[-1].fusion_callables]
+
+
+def _outputs(kernel_ir):
+    return sum(line.startswith("  out") for line in kernel_ir.splitlines())
+
+
 def test_layer_norm_backward_is_two_kernels_writing_only_gradients():
     # The input-gradient row kernel writes only the input gradient: the weight and bias gradients'
     # column kernel (one kernel for both) recomputes grad * xhat from grad, x, mean and rstd instead
@@ -443,17 +463,9 @@ def test_layer_norm_backward_is_two_kernels_writing_only_gradients():
     torch.manual_seed(0)
     x, w, b, g = torch.randn(256, 1024), torch.randn(1024), torch.randn(1024), torch.randn(256, 1024)
     fn = lambda x, w, b: (F.layer_norm(x, (1024,), w, b) * g).sum()  # noqa: E731
-    ts = [t.clone().requires_grad_() for t in (x, w, b)]
-    es = [t.clone().requires_grad_() for t in (x, w, b)]
-    jfn = _jit(fn)
-    jfn(*ts).backward()
-    fn(*es).backward()
-    for got, want in zip(ts, es):
-        torch.testing.assert_close(got.grad, want.grad, rtol=1e-4, atol=1e-4)
-    kernels = list(thunder.last_backward_traces(jfn)[-1].fusion_callables)
-    outputs = [sum(line.startswith("  out") for line in k.kernel_ir.splitlines()) for k in kernels]
-    assert [k.kernel_ir.split()[0] for k in kernels] == ["inner", "outer"]
-    assert outputs == [1, 2]
+    kernels = _backward_kernels(fn, (x, w, b))
+    assert [k.split()[0] for k in kernels] == ["inner", "outer"]
+    assert [_outputs(k) for k in kernels] == [1, 2]
 
 
 def test_rms_norm_backward_rows_join_past_the_weight_gradient_column_sum():
@@ -463,15 +475,7 @@ def test_rms_norm_backward_rows_join_past_the_weight_gradient_column_sum():
     torch.manual_seed(0)
     x, w, g = torch.randn(256, 1024), torch.randn(1024), torch.randn(256, 1024)
     fn = lambda x, w: (F.rms_norm(x, (1024,), w) * g).sum()  # noqa: E731
-    ts = [t.clone().requires_grad_() for t in (x, w)]
-    es = [t.clone().requires_grad_() for t in (x, w)]
-    jfn = _jit(fn)
-    jfn(*ts).backward()
-    fn(*es).backward()
-    for got, want in zip(ts, es):
-        torch.testing.assert_close(got.grad, want.grad, rtol=1e-4, atol=1e-4)
-    kernels = list(thunder.last_backward_traces(jfn)[-1].fusion_callables)
-    assert [k.kernel_ir.split()[0] for k in kernels] == ["inner", "outer"]
+    assert [k.split()[0] for k in _backward_kernels(fn, (x, w))] == ["inner", "outer"]
 
 
 def test_kernel_takes_later_independent_operations_and_defers_what_reads_a_skipped_one():
@@ -526,22 +530,12 @@ def test_hand_written_norm_backward_is_one_row_kernel_and_one_column_kernel(norm
     def fn(x, w, b):
         return (norm(x, w, b) * g).sum()
 
-    ts = [t.clone().requires_grad_() for t in (x, w, b)]
-    es = [t.clone().requires_grad_() for t in (x, w, b)]
-    jfn = _jit(fn)
-    jfn(*ts).backward()
-    fn(*es).backward()
-    for got, want in zip(ts, es):
-        if want.grad is None:
-            assert got.grad is None
-            continue
-        torch.testing.assert_close(got.grad, want.grad, rtol=1e-4, atol=1e-4)
-    kernels = {k.kernel_ir.split()[0]: k.kernel_ir for k in thunder.last_backward_traces(jfn)[-1].fusion_callables}
+    kernels = {k.split()[0]: k for k in _backward_kernels(fn, (x, w, b))}
     assert sorted(kernels) == ["inner", "outer"]
     # Only the gradients are written: the input's by the row kernel, the weight's (and bias's) by
     # the column kernel.
-    assert sum(line.startswith("  out") for line in kernels["inner"].splitlines()) == 1
-    assert sum(line.startswith("  out") for line in kernels["outer"].splitlines()) == (2 if norm is _hand_written_layer_norm else 1)
+    assert _outputs(kernels["inner"]) == 1
+    assert _outputs(kernels["outer"]) == (2 if norm is _hand_written_layer_norm else 1)
 
 
 def test_one_kernel_serves_inputs_whose_strides_change_between_calls():

@@ -8,6 +8,7 @@ case."""
 
 from __future__ import annotations
 
+import functools
 import random
 
 import pytest
@@ -32,7 +33,7 @@ def _program(seed):
     for _ in range(rng.randint(4, 14)):
         kind = rng.choice(["unary", "unary", "binary", "binary", "binary", "reduce", "matmul", "reduce_nokeep",
                            "transpose", "where", "round_bf16", "reduce_both"])
-        pick = lambda: rng.randrange(n_values)  # noqa: E731
+        pick = functools.partial(rng.randrange, n_values)
         if kind == "unary":
             steps.append(("unary", rng.randrange(len(UNARY)), pick()))
         elif kind == "binary":
