@@ -637,3 +637,18 @@ def test_empty_tensors_next_to_nonempty_ones(case):
     got, want = thunder.jit(fn, executors=[FUSE_ALL], decompose_to_prims=True)(x), fn(x)
     for g, w in zip(got if isinstance(got, tuple) else (got,), want if isinstance(want, tuple) else (want,)):
         torch.testing.assert_close(g, w)
+
+
+@pytest.mark.parametrize("fuse", [True, False], ids=["fused", "torch"])
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32], ids=str)
+def test_integer_floor_division_and_remainder_by_a_number(dtype, fuse):
+    # Floor semantics on negative operands and divisors; `x // 3` used to fail to trace (the
+    # divisor's sign was compared as if it were a tensor).
+    x = torch.arange(-70, 70, dtype=dtype).reshape(10, 14)
+    fns = [lambda x: x // 3, lambda x: x // -3, lambda x: torch.floor_divide(x, 3), lambda x: x % -3,
+           lambda x: 7 // (x.abs() + 1), lambda x: torch.div(x, -4, rounding_mode="floor")]
+    for fn in fns:
+        jfn = _jit(fn) if fuse else thunder.jit(fn, executors=[])
+        got, want = jfn(x), fn(x)
+        assert got.dtype == want.dtype
+        torch.testing.assert_close(got, want)

@@ -32,7 +32,8 @@ def _program(seed):
     n_values = 3  # the inputs a, b, c
     for _ in range(rng.randint(4, 14)):
         kind = rng.choice(["unary", "unary", "binary", "binary", "binary", "reduce", "matmul", "reduce_nokeep",
-                           "transpose", "where", "round_bf16", "reduce_both"])
+                           "transpose", "where", "round_bf16", "reduce_both", "norm", "pairs", "total",
+                           "int_mod", "remainder", "clamp"])
         pick = functools.partial(rng.randrange, n_values)
         if kind == "unary":
             steps.append(("unary", rng.randrange(len(UNARY)), pick()))
@@ -42,8 +43,10 @@ def _program(seed):
             steps.append((kind, rng.choice(["sum", "amax", "mean"]), pick(), rng.choice([0, 1])))
         elif kind == "round_bf16":  # of an input: a computed value one ulp off eager's could round apart
             steps.append((kind, rng.randrange(3), pick()))
-        elif kind in ("transpose", "reduce_both"):
+        elif kind in ("transpose", "reduce_both", "pairs", "total", "int_mod", "remainder", "clamp"):
             steps.append((kind, pick(), pick()))
+        elif kind == "norm":
+            steps.append((kind, rng.choice(["softmax", "log_softmax", "layer_norm", "rms"]), pick(), rng.choice([0, 1])))
         elif kind == "where":
             steps.append(("where", pick(), pick(), pick()))
         else:
@@ -79,6 +82,30 @@ def _run(steps, outs, a, b, c, w):
         elif s[0] == "reduce_both":  # a row and a column reduction of one value, broadcast back
             x = vals[s[1]]
             vals.append(torch.tanh(x.sum(1, keepdim=True) * 0.05 + x.amax(0, keepdim=True)) * vals[s[2]])
+        elif s[0] == "norm":  # a row (or column) normalisation
+            x, dim = vals[s[2]], s[3]
+            if s[1] == "softmax":
+                vals.append(torch.softmax(x, dim))
+            elif s[1] == "log_softmax":
+                vals.append(torch.log_softmax(x, dim) * 0.1)
+            elif s[1] == "layer_norm":
+                vals.append(torch.nn.functional.layer_norm(x, x.shape[-1:]))
+            else:
+                vals.append(x * torch.rsqrt(x.pow(2).mean(dim, keepdim=True) + 1e-6))
+        elif s[0] == "pairs":  # a reduction over the middle dim of a 3-D view, expanded and reshaped back
+            x = vals[s[1]]
+            r, k = x.shape
+            m = x.reshape(r // 2, 2, k).amax(1, keepdim=True).expand(r // 2, 2, k).reshape(r, k)
+            vals.append(torch.tanh(m - x) + vals[s[2]])
+        elif s[0] == "total":  # a reduction to a scalar, broadcast back
+            vals.append(vals[s[1]] * torch.tanh(vals[s[2]].sum() * 0.01))
+        elif s[0] == "int_mod":  # integer remainder (floor semantics on negatives) and conversions
+            q = (vals[s[1]] * 4).to(torch.int32)
+            vals.append((q % 3).float() - (q // 3).float() * 0.25 + vals[s[2]])
+        elif s[0] == "remainder":
+            vals.append(torch.remainder(vals[s[1]], 0.7) + vals[s[2]])
+        elif s[0] == "clamp":
+            vals.append(torch.clamp(vals[s[1]], -0.5, 0.5) * vals[s[2]])
         elif s[0] == "where":
             vals.append(torch.where(vals[s[1]] > 0, vals[s[2]], vals[s[3]] * 2))
         else:

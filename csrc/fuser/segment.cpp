@@ -206,6 +206,7 @@ void recompute_pointwise_inputs(const std::vector<BSymRef>& prims,
       std::set<size_t> members = chain;
       for (const BSymRef& p : seg.prims) members.insert(index.at(p.get()));
       for (size_t i : members) trial.prims.push_back(prims[i]);
+      if (trial.prims.size() == seg.prims.size()) continue;  // nothing new: no progress to make
       trial.inputs = inputs_of(trial.prims.begin(), trial.prims.end());
       trial.outputs = seg.outputs;
       trial.kernel = build_kernel(trial.prims, trial.inputs, trial.outputs, nullptr);
@@ -265,7 +266,18 @@ std::vector<Segment> segment_region(const std::vector<BSymRef>& all_prims,
   for (const TensorRef& t : region_outputs) region_out.insert(t.get());
   // Primitives whose results nothing reads (left by decompositions, e.g. the slice a setitem
   // decomposes through) are dropped: they would only add their axes to a kernel's domain.
-  std::vector<BSymRef> prims = live(all_prims, region_out);
+  // A value defined twice (a composite's decomposition beside the same primitive recomputed on its
+  // own, as a backward may hold) is computed once: its first definition.
+  std::vector<BSymRef> unique;
+  {
+    std::unordered_set<const TensorProxy*> defined;
+    for (const BSymRef& p : all_prims) {
+      bool fresh = false;
+      for (const TensorRef& t : p->output_tensors()) fresh = defined.insert(t.get()).second || fresh;
+      if (fresh || p->output_tensors().empty()) unique.push_back(p);
+    }
+  }
+  std::vector<BSymRef> prims = live(unique, region_out);
   std::vector<Segment> out;
   static const bool debug = std::getenv("THUNDER_FUSION_DEBUG") != nullptr;
   auto try_build = [&](const std::vector<size_t>& members, Segment* seg) {
