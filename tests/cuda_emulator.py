@@ -111,7 +111,7 @@ def compile_kernel(src: str) -> str:
         with open(cpp, "w") as f:
             f.write(host)
         tmp = so + f".{os.getpid()}.tmp"
-        r = subprocess.run(["c++", "-std=c++20", "-O1", "-fPIC", "-shared", "-w", "-o", tmp, cpp, "-lpthread"],
+        r = subprocess.run(["c++", "-std=c++20", "-O1", "-ffp-contract=off", "-fPIC", "-shared", "-w", "-o", tmp, cpp, "-lpthread"],
                            capture_output=True, text=True)
         if r.returncode:
             raise RuntimeError(f"emulator build failed ({cpp}):\n{r.stderr[:4000]}")

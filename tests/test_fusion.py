@@ -652,3 +652,18 @@ def test_integer_floor_division_and_remainder_by_a_number(dtype, fuse):
         got, want = jfn(x), fn(x)
         assert got.dtype == want.dtype
         torch.testing.assert_close(got, want)
+
+
+def test_each_fused_operation_rounds_like_eager():
+    # A product rounds before it is subtracted (no multiply-add contraction): a value minus its row
+    # maximum is never positive, as in eager, so a mask of x - max(x) > 0 stays empty.
+    torch.manual_seed(0)
+    c = torch.randn(48, 64)
+
+    def fn(c):
+        v = torch.log_softmax(c, 1) * 0.1
+        return torch.tanh(v - v.amax(1, keepdim=True)), (v - v.amax(1, keepdim=True) > 0).sum()
+
+    got, want = _jit(fn)(c), fn(c)
+    assert want[1] == 0 and got[1] == 0
+    torch.testing.assert_close(got[0], want[0])

@@ -43,7 +43,9 @@ def _program(seed):
             steps.append((kind, rng.choice(["sum", "amax", "mean"]), pick(), rng.choice([0, 1])))
         elif kind == "round_bf16":  # of an input: a computed value one ulp off eager's could round apart
             steps.append((kind, rng.randrange(3), pick()))
-        elif kind in ("transpose", "reduce_both", "pairs", "total", "int_mod", "remainder", "clamp"):
+        elif kind in ("int_mod", "remainder"):  # of an input: steps (truncation, wrap) turn ulps into units
+            steps.append((kind, rng.randrange(3), pick()))
+        elif kind in ("transpose", "reduce_both", "pairs", "total", "clamp"):
             steps.append((kind, pick(), pick()))
         elif kind == "norm":
             steps.append((kind, rng.choice(["softmax", "log_softmax", "layer_norm", "rms"]), pick(), rng.choice([0, 1])))

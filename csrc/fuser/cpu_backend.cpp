@@ -28,9 +28,12 @@ namespace thunder::fuser {
 namespace {
 
 // -march=native: the key holds the host CPU (model and flags), so a binary built for another CPU is
-// never loaded. No -ffast-math: NaN and inf behave as in eager.
+// never loaded. No -ffast-math: NaN and inf behave as in eager. -ffp-contract=off: every operation
+// rounds as eager's kernels do; a multiply fused into a later add or subtract would not (x * 0.1 -
+// max(x * 0.1) came out positive at the maximum).
 const char* kFlags =
-    "-O2 -march=native -fopenmp-simd -fno-math-errno -fno-trapping-math -fPIC -shared -std=c++17";
+    "-O2 -march=native -fopenmp-simd -fno-math-errno -fno-trapping-math -ffp-contract=off -fPIC "
+    "-shared -std=c++17";
 
 std::string run_capture(const std::string& cmd, int* status) {
   std::string out;

@@ -229,7 +229,10 @@ void make_current(CUcontext ctx) {
   if (cur != ctx) check(d.cuCtxSetCurrent(ctx), "cuCtxSetCurrent");
 }
 
+// --fmad=false: every operation rounds, as on the CPU (x * 0.1 - max(x * 0.1) is 0 at the maximum,
+// not the error of an unrounded product).
 const char* kStdFlag = "--std=c++17";
+const char* kFmadFlag = "--fmad=false";
 
 struct Compiled {
   bool ok = false;
@@ -261,7 +264,7 @@ Compiled compile(const std::string& source, const std::string& target, bool cubi
     c.log = std::string("nvrtcCreateProgram: ") + n.nvrtcGetErrorString(r);
     return c;
   }
-  std::vector<const char*> opts = {target.c_str(), kStdFlag};
+  std::vector<const char*> opts = {target.c_str(), kStdFlag, kFmadFlag};
   const char* extra = std::getenv("THUNDER_NVRTC_FLAGS");  // e.g. --ptxas-options=-v
   if (extra && *extra) opts.push_back(extra);
   r = n.nvrtcCompileProgram(prog, static_cast<int>(opts.size()), opts.data());
@@ -335,7 +338,7 @@ std::shared_ptr<CudaFunction> cuda_load(const std::string& source, int device, c
   const DeviceInfo& info = device_info(device);
   auto [target, cubin] = target_for(info.arch);
   const std::string key = hash_hex(source + "\n--\nnvrtc " + std::to_string(n.major) + "." + std::to_string(n.minor) +
-                                   "\n" + target + " " + kStdFlag + "\narch " + std::to_string(info.arch));
+                                   "\n" + target + " " + kStdFlag + " " + kFmadFlag + "\narch " + std::to_string(info.arch));
   const std::string mem_key = key + "@" + std::to_string(device);
   auto it = g_loaded.find(mem_key);
   if (it != g_loaded.end()) {
