@@ -337,8 +337,9 @@ std::shared_ptr<CudaFunction> cuda_load(const std::string& source, int device, c
   std::lock_guard<std::mutex> lock(g_mu);
   const DeviceInfo& info = device_info(device);
   auto [target, cubin] = target_for(info.arch);
-  const std::string key = hash_hex(source + "\n--\nnvrtc " + std::to_string(n.major) + "." + std::to_string(n.minor) +
-                                   "\n" + target + " " + kStdFlag + " " + kFmadFlag + "\narch " + std::to_string(info.arch));
+  const std::string key = hash_hex(source + "\n--\nnvrtc " + std::to_string(n.major) + "." +
+                                   std::to_string(n.minor) + "\n" + target + " " + kStdFlag + " " +
+                                   kFmadFlag + "\narch " + std::to_string(info.arch));
   const std::string mem_key = key + "@" + std::to_string(device);
   auto it = g_loaded.find(mem_key);
   if (it != g_loaded.end()) {

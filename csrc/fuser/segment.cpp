@@ -273,7 +273,8 @@ std::vector<Segment> segment_region(const std::vector<BSymRef>& all_prims,
     std::unordered_set<const TensorProxy*> defined;
     for (const BSymRef& p : all_prims) {
       bool fresh = false;
-      for (const TensorRef& t : p->output_tensors()) fresh = defined.insert(t.get()).second || fresh;
+      for (const TensorRef& t : p->output_tensors())
+        fresh = defined.insert(t.get()).second || fresh;
       if (fresh || p->output_tensors().empty()) unique.push_back(p);
     }
   }

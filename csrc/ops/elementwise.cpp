@@ -61,9 +61,9 @@ Value div_meta(Builder& b, const BoundArgs& a) {
       Value rnz = lang::binary(b, prims::ne(), r, Value(int64_t{0}), Promotion::kAlwaysBool);
       Value rneg = lang::binary(b, prims::lt(), r, Value(int64_t{0}), Promotion::kAlwaysBool);
       // A number divisor's sign is known here (x // 3 has no tensor to compare).
-      Value bneg = a[1].is_tensor()
-                       ? lang::binary(b, prims::lt(), a[1], Value(int64_t{0}), Promotion::kAlwaysBool)
-                       : Value(a[1].as_double() < 0);
+      Value bneg = a[1].is_tensor() ? lang::binary(b, prims::lt(), a[1], Value(int64_t{0}),
+                                                   Promotion::kAlwaysBool)
+                                    : Value(a[1].as_double() < 0);
       Value differ = lang::binary(b, prims::ne(), rneg, bneg, Promotion::kAlwaysBool);
       Value fix = lang::binary(b, prims::bitwise_and(), rnz, differ, Promotion::kDefault);
       Value fix_i = lang::convert_value(b, fix, q.as_tensor()->dtype());
