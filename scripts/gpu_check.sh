@@ -5,6 +5,9 @@
 #   TESTS="tests/a.py tests/b.py"  the test files (default: below)
 #   PYTEST_ARGS="-x"                 extra pytest arguments
 #   BENCH_ARGS="--quick"             arguments of benchmarks/fusion_gpu.py; BENCH=0 skips it
+#                                    (a --quick run with torch.compile takes about 9 minutes on an
+#                                    H200: add --no-compile or --only <text> to stay well inside
+#                                    10 minutes with the tests)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-build/gpu_check}
