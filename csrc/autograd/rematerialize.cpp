@@ -110,36 +110,6 @@ ForwardIndex index_forward(const Trace& fwd) {
   return ix;
 }
 
-bool shape_only(const BoundSymbol& b) {
-  if (b.sym->kind == SymbolKind::kPrim) return b.sym->has_tag(kTagShape);
-  if (b.subsymbols.empty()) return false;
-  for (const BSymRef& s : b.subsymbols) {
-    if (!shape_only(*s)) return false;
-  }
-  return true;
-}
-
-// Values the backward compares with another tensor for equality (amax/amin's and maximum's
-// backward: x == max(x)), through views. They keep the bits their reduction saw: recomputed (in
-// another kernel, whose vector math may round an ulp differently) no element might equal the
-// maximum, and the gradient would be lost or divided by zero.
-std::unordered_set<const TensorProxy*> compared_values(const JointTrace& j) {
-  std::unordered_set<const TensorProxy*> out;
-  for (auto it = j.backward.rbegin(); it != j.backward.rend(); ++it) {
-    const BoundSymbol& b = **it;
-    std::vector<TensorRef> ins = b.input_tensors();
-    bool compare = (b.sym == &prims::eq() || b.sym == &prims::ne()) && ins.size() == 2;
-    bool viewed = false;
-    if (!compare && shape_only(b)) {
-      b.output.for_each_tensor([&](const TensorRef& t) { viewed = viewed || out.count(t.get()); });
-    }
-    if (compare || viewed) {
-      for (const TensorRef& t : ins) out.insert(t.get());
-    }
-  }
-  return out;
-}
-
 // Forward values the backward reads, in first-read order.
 std::vector<TensorRef> backward_reads(const JointTrace& j, const ForwardIndex& ix) {
   std::unordered_set<const TensorProxy*> defined, seen;
@@ -199,7 +169,9 @@ RematPlan plan_rematerialization(const JointTrace& j, const RematOptions& option
   // Values computed inside a checkpoint region are never saved: their producers run again.
   std::unordered_set<const TensorProxy*> checkpointed;
   for (const TensorRef& t : j.checkpointed) checkpointed.insert(t.get());
-  std::unordered_set<const TensorProxy*> compared = compared_values(j);
+  // Values the backward compares with their maximum keep the forward's bits: saved, never
+  // recomputed (in another kernel an ulp apart, no element might equal the maximum).
+  std::unordered_set<const TensorProxy*> compared = compared_for_equality(j.backward);
   auto recomputable = [&](const BoundSymbol& b) {
     bool exact = false;
     b.output.for_each_tensor([&](const TensorRef& t) { exact = exact || compared.count(t.get()); });

@@ -521,6 +521,14 @@ class Builder {
     reject(b.sym->qualname() + " is not fusible");
   }
 
+  // The dim variables of every value and load: what axes a merge or a union may not make collide.
+  std::vector<const std::vector<int>*> all_vars() const {
+    std::vector<const std::vector<int>*> all;
+    for (const auto& [t, v] : values_) all.push_back(&v.vars);
+    for (const auto& [n, vars] : load_vars_) all.push_back(&vars);
+    return all;
+  }
+
   bool distinct_roots(const std::vector<int>& vars) {
     std::set<int> seen;
     for (int v : vars) {
@@ -539,9 +547,7 @@ class Builder {
     for (int v : reductions_[0].second) red.insert(find(v));
     if (red.size() != 1) return;
     int r = *red.begin();
-    std::vector<const std::vector<int>*> all;
-    for (const auto& [t, v] : values_) all.push_back(&v.vars);
-    for (const auto& [n, vars] : load_vars_) all.push_back(&vars);
+    std::vector<const std::vector<int>*> all = all_vars();
     std::set<int> candidates;
     for (const auto* vars : all) {
       for (int v : *vars) {
@@ -580,11 +586,8 @@ class Builder {
     merge_row_axes();
     // Uniting dims of equal sizes (reductions over unrelated dims) must not put two dims of one
     // value on one axis: `x.sum(1), x.sum(0)` of a square x would read its diagonal.
-    for (const auto& [t, v] : values_) {
-      if (!distinct_roots(v.vars)) reject("two dims of one value would share an axis");
-    }
-    for (const auto& [n, vars] : load_vars_) {
-      if (!distinct_roots(vars)) reject("two dims of one value would share an axis");
+    for (const std::vector<int>* vars : all_vars()) {
+      if (!distinct_roots(*vars)) reject("two dims of one value would share an axis");
     }
     // Axes: the classes of every variable still in use.
     std::vector<int> roots;

@@ -33,15 +33,14 @@ std::vector<TensorRef> inputs_of(It first, It last) {
   return inputs;
 }
 
-// Inputs and outputs of the primitives prims[i] for i in `members` (ascending): outputs are values
-// other primitives after the first member read, and region outputs.
-void io(const std::vector<BSymRef>& prims, const std::vector<size_t>& members,
-        const std::unordered_set<const TensorProxy*>& region_out, std::vector<TensorRef>* inputs,
-        std::vector<TensorRef>* outputs) {
-  std::vector<BSymRef> ps;
-  for (size_t i : members) ps.push_back(prims[i]);
-  std::vector<TensorRef> in = inputs_of(ps.begin(), ps.end());
-  inputs->insert(inputs->end(), in.begin(), in.end());
+// The segment of the primitives prims[i] for i in `members` (ascending), without its kernel: its
+// inputs, and as outputs the values other primitives after the first member read and region
+// outputs.
+Segment segment_of(const std::vector<BSymRef>& prims, const std::vector<size_t>& members,
+                   const std::unordered_set<const TensorProxy*>& region_out) {
+  Segment seg;
+  for (size_t i : members) seg.prims.push_back(prims[i]);
+  seg.inputs = inputs_of(seg.prims.begin(), seg.prims.end());
   std::unordered_set<const TensorProxy*> read_after;
   size_t m = 0;
   for (size_t i = members.front(); i < prims.size(); ++i) {
@@ -51,11 +50,12 @@ void io(const std::vector<BSymRef>& prims, const std::vector<size_t>& members,
     }
     for (const TensorRef& t : prims[i]->input_tensors()) read_after.insert(t.get());
   }
-  for (const BSymRef& p : ps) {
+  for (const BSymRef& p : seg.prims) {
     for (const TensorRef& t : p->output_tensors()) {
-      if (read_after.count(t.get()) || region_out.count(t.get())) outputs->push_back(t);
+      if (read_after.count(t.get()) || region_out.count(t.get())) seg.outputs.push_back(t);
     }
   }
+  return seg;
 }
 
 std::vector<size_t> range(size_t begin, size_t end) {
@@ -154,21 +154,10 @@ void recompute_pointwise_inputs(const std::vector<BSymRef>& prims,
     }
     return r;
   };
-  // Values compared for equality with another tensor (x == amax(x) in an extremum's backward),
-  // through views, are read where computed: recomputed in another kernel, whose vector math may
-  // round an ulp differently, no element might equal the maximum.
-  std::unordered_set<const TensorProxy*> compared;
-  for (size_t i = prims.size(); i-- > 0;) {
-    const BoundSymbol& b = *prims[i];
-    std::vector<TensorRef> ins = b.input_tensors();
-    bool compare = (b.sym->name == "eq" || b.sym->name == "ne") && ins.size() == 2;
-    if (!compare && !computes(b)) {
-      for (const TensorRef& o : b.output_tensors()) compare = compare || compared.count(o.get());
-    }
-    if (compare) {
-      for (const TensorRef& t : ins) compared.insert(t.get());
-    }
-  }
+  // Values compared for equality (x == amax(x) in an extremum's backward) are read where computed:
+  // recomputed in another kernel, whose vector math may round an ulp differently, no element might
+  // equal the maximum.
+  std::unordered_set<const TensorProxy*> compared = compared_for_equality(prims);
   // Takes into `seg` the chain of one value it reads, when that pays; false when none does.
   auto take_one = [&](Segment& seg) {
     for (const TensorRef& t : seg.inputs) {
@@ -282,11 +271,7 @@ std::vector<Segment> segment_region(const std::vector<BSymRef>& all_prims,
   std::vector<Segment> out;
   static const bool debug = std::getenv("THUNDER_FUSION_DEBUG") != nullptr;
   auto try_build = [&](const std::vector<size_t>& members, Segment* seg) {
-    seg->prims.clear();
-    for (size_t i : members) seg->prims.push_back(prims[i]);
-    seg->inputs.clear();
-    seg->outputs.clear();
-    io(prims, members, region_out, &seg->inputs, &seg->outputs);
+    *seg = segment_of(prims, members, region_out);
     std::string why;
     seg->kernel = build_kernel(seg->prims, seg->inputs, seg->outputs, &why);
     if (!seg->kernel && debug) {
@@ -330,10 +315,7 @@ std::vector<Segment> segment_region(const std::vector<BSymRef>& all_prims,
       for (const TensorRef& t : prims[e]->output_tensors()) deferred_out.insert(t.get());
     }
     if (members.empty()) {
-      Segment s;
-      s.prims = {prims[begin]};
-      io(prims, {begin}, region_out, &s.inputs, &s.outputs);
-      out.push_back(std::move(s));
+      out.push_back(segment_of(prims, {begin}, region_out));
       begin += 1;
       continue;
     }

@@ -39,6 +39,36 @@ std::vector<TensorRef> BoundSymbol::input_tensors() const {
 
 std::vector<TensorRef> BoundSymbol::output_tensors() const { return unique_tensors({&output}); }
 
+namespace {
+
+bool shape_only(const BoundSymbol& b) {
+  if (b.sym->kind == SymbolKind::kPrim) return b.sym->has_tag(kTagShape);
+  if (b.subsymbols.empty()) return false;
+  for (const BSymRef& s : b.subsymbols) {
+    if (!shape_only(*s)) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::unordered_set<const TensorProxy*> compared_for_equality(const std::vector<BSymRef>& bsyms) {
+  std::unordered_set<const TensorProxy*> out;
+  for (auto it = bsyms.rbegin(); it != bsyms.rend(); ++it) {
+    const BoundSymbol& b = **it;
+    std::vector<TensorRef> ins = b.input_tensors();
+    bool compare = (b.sym == &prims::eq() || b.sym == &prims::ne()) && ins.size() == 2;
+    if (!compare && shape_only(b)) {
+      b.output.for_each_tensor(
+          [&](const TensorRef& t) { compare = compare || out.count(t.get()); });
+    }
+    if (compare) {
+      for (const TensorRef& t : ins) out.insert(t.get());
+    }
+  }
+  return out;
+}
+
 void BoundArgs::bad(size_t i, const char* expected) const {
   const auto& params = sym_.signature.params();
   std::string pname = i < params.size() ? params[i].name : std::to_string(i);

@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "ir/symbol.h"
@@ -29,6 +30,11 @@ struct BoundSymbol {
   std::vector<TensorRef> input_tensors() const;
   std::vector<TensorRef> output_tensors() const;
 };
+
+// The tensors `bsyms` (in program order) compare with another tensor for equality (eq, ne), and
+// what those are views of (through symbols that only change shape): an extremum's backward compares
+// x with max(x), so x must keep the bits the maximum was taken from, not be recomputed elsewhere.
+std::unordered_set<const TensorProxy*> compared_for_equality(const std::vector<BSymRef>& bsyms);
 
 // Typed access to a bound symbol's arguments, used by meta functions and passes.
 class BoundArgs {
