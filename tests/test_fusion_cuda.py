@@ -205,6 +205,9 @@ EMULATED = {
                                      lambda: (torch.randn(5, 1500),)),
     "mean_backward_in_a_row": (lambda g, x: g * x + (g * x).sum(1).div(1500)[:, None].expand_as(x) * x,
                                lambda: (torch.randn(5, 1500), torch.randn(5, 1500))),
+    # A conversion to bf16 or fp16 inside an fp32 kernel rounds as eager's does (registers hold fp32).
+    "bf16_fp16_round_trips": (lambda x: (x.to(torch.bfloat16).float() - x) * 64 + (x.half().float() - x) * 4096,
+                              lambda: (torch.randn(8, 1027),)),
     "int_amax": (lambda t: t.amax(-1) + 1, lambda: (torch.randint(-1000, 1000, (33, 517), dtype=torch.int32),)),
     "int_sum": (lambda t: t.sum(-1), lambda: (torch.randint(-1000, 1000, (33, 517), dtype=torch.int32),)),
     "iota_pointwise": (lambda x: (torch.arange(x.shape[-1]) * 3 - 7) * x, lambda: (torch.randn(8, 4096),)),
