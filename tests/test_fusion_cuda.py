@@ -189,6 +189,10 @@ EMULATED = {
     "softmax_block_smem": (softmax, lambda: (torch.randn(3, 50304),), H100_SMEM),
     "layer_norm_block_smem": (layer_norm, lambda: _args(layer_norm, (3, 50304)), H100_SMEM),
     "log_softmax_bf16_block_smem": (log_softmax, lambda: (torch.randn(3, 50304, dtype=torch.bfloat16),), H100_SMEM),
+    # Per-row losses of 50304-wide rows: one online pass (no shared-memory row cache), the target's
+    # logit read at its index.
+    "cross_entropy_rows_online": (lambda x, t: torch.nn.functional.cross_entropy(x, t, reduction="none"),
+                                  lambda: (torch.randn(3, 50304), torch.tensor([0, 50303, 7])), H100_SMEM),
     "log_softmax_odd_width": (log_softmax, lambda: (torch.randn(3, 4100),)),
     "layer_norm": (layer_norm, lambda: _args(layer_norm, (6, 4096))),
     "rms_norm": (rms_norm, lambda: _args(rms_norm, (6, 4096))),
@@ -278,10 +282,16 @@ def test_emulated_bf16_softmax_and_layer_norm(misalign):
     x, w, b = (t.to(torch.bfloat16) for t in _args(layer_norm, (4, 4096)))
     g, h = torch.randn(96, 4096, dtype=torch.bfloat16), torch.randn(96, 4096, dtype=torch.bfloat16)
     col_sums = lambda g, h: (g * h).sum(0) + g.sum(0)  # noqa: E731
-    for fn, args in ((softmax, (x,)), (layer_norm, (x, w, b)), (col_sums, (g, h))):
+    for fn, args in ((softmax, (x,)), (layer_norm, (x, w, b))):
+        # softmax and layer_norm compute in fp32 and round once, as eager's kernels do
         ref = fn(*(a.float() for a in args)).to(torch.bfloat16)
         out, _, ir = _emulate(fn, args, misalign=misalign, ref=ref)
         torch.testing.assert_close(out, ref)
+    # g * h rounds to bf16 before its sum, as in eager; the sums, in another order, may differ in
+    # their last bit before they round
+    out, expected, _ = _emulate(col_sums, (g, h), misalign=misalign)
+    torch.testing.assert_close(out, expected, atol=2e-2, rtol=1e-2)
+    assert not torch.equal(out, col_sums(*(a.float() for a in (g, h))).to(torch.bfloat16))
 
 
 @pytest.mark.skipif(fusionex.available("cuda"), reason="CUDA is available here")

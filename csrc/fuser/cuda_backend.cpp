@@ -406,7 +406,16 @@ std::shared_ptr<CudaFunction> cuda_load(const std::string& source, int device, c
 
 int cuda_smem_limit(int device) {
   std::lock_guard<std::mutex> lock(g_mu);
-  return device_info(device).smem_optin;
+  int limit = device_info(device).smem_optin;
+  // THUNDER_CUDA_SMEM_LIMIT (bytes) lowers what one block may use: rows that no longer fit are read
+  // through L2 once per pass instead of kept in shared memory (a schedule to compare by benchmark).
+  if (const char* e = std::getenv("THUNDER_CUDA_SMEM_LIMIT"); e && *e) {
+    char* end = nullptr;
+    long v = std::strtol(e, &end, 10);
+    if (*end != '\0' || v < 1024) throw Error("THUNDER_CUDA_SMEM_LIMIT must be a number of bytes >= 1024, got '" + std::string(e) + "'");
+    limit = static_cast<int>(std::min<long>(limit, v));
+  }
+  return limit;
 }
 
 void cuda_launch(const CudaFunction& f, const Layout& layout, const KernelDef& k, char** ptrs, void* stream) {

@@ -564,10 +564,14 @@ class CudaGen {
       p.threads = static_cast<int>(
           std::min<int64_t>(1024, std::max<int64_t>(128, pow2_ceil(ceil_div(nq, 8)))));
     }
-    // Online softmax only where the row would otherwise be read from memory once per pass
-    // (1024-thread rows that shared memory cannot hold): its per-chunk rescaling costs more than a
-    // second pass over registers or shared memory.
-    std::vector<int> need = p.threads >= 1024 && row_bytes() > smem_for_rows()
+    // Online softmax only for 1024-thread rows that would otherwise be read from memory once per
+    // pass (shared memory cannot hold them), or be held in shared memory only for a later pass that
+    // writes nothing but per-row values (cross-entropy's loss: one pass, no cache, two blocks per
+    // multiprocessor). Elsewhere its per-chunk rescaling costs more than a second pass over
+    // registers or shared memory.
+    bool row_outputs_only = true;
+    for (size_t o = 0; o < k_.outputs.size(); ++o) row_outputs_only = row_outputs_only && (store_axes(o) & col_mask_) == 0;
+    std::vector<int> need = p.threads >= 1024 && (row_outputs_only || row_bytes() > smem_for_rows())
                                 ? plan_online(&p.online)
                                 : available_from(k_);
     p.pass_reductions.resize(1);
