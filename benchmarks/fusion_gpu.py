@@ -234,14 +234,22 @@ def main():
         kernels = fusionex.fusion_kernels(jfn)
         if step:
             kernels += list(thunder.last_backward_traces(jfn)[-1].fusion_callables)
-            ref = timed_fn(*inp).clone()
-        else:
-            # Fused kernels compute in fp32 and round once: the reference is eager on fp32 copies.
-            ref = fn(*(a.float() if a.is_floating_point() else a for a in inp)).to(got.dtype)
+        # Fused kernels round where eager's kernels round: the reference is eager in the same dtype.
+        ref = timed_fn(*inp).clone()
         eager = lambda: timed_fn(*inp)  # noqa: E731
         tol = dict(rtol=2e-2, atol=2e-2) if dt == torch.bfloat16 else dict(rtol=1e-4, atol=1e-4)
         try:
-            torch.testing.assert_close(got, ref, **tol)
+            if step and dt != torch.float32:
+                # Gradients of low-precision steps: thunder sums a weight's gradient over fp32 products
+                # where eager sums bf16-rounded ones, so the two differ by eager's rounding; each is
+                # measured against the step computed in fp32.
+                exact = timed_fn(*(a.detach().float().requires_grad_(a.requires_grad) if a.is_floating_point()
+                                   else a for a in inp))
+                err, err_eager = ((t.float() - exact).abs().max().item() for t in (got, ref))
+                if err > 2 * err_eager:
+                    raise AssertionError(f"\n\nthunder's error {err:.3g} against eager's {err_eager:.3g} (fp32 step)")
+            else:
+                torch.testing.assert_close(got, ref, **tol)
             check = "ok"
         except AssertionError as e:
             check = "MISMATCH " + str(e).splitlines()[2 if len(str(e).splitlines()) > 2 else 0]
