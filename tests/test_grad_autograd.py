@@ -382,3 +382,22 @@ def test_gradient_flows_through_a_copy_into_a_buffer():
     jit(f)(y, buf).sum().backward()
     torch.testing.assert_close(y.grad, torch.full((3,), 6.0))
     torch.testing.assert_close(buf, 2 * y.detach())
+
+
+def test_decomposed_backward_defines_each_value_once():
+    # clamp's backward holds clamp recomputed (for the gradient of the product) beside its own
+    # maximum(x, lo) recomputed for the gradient rule: decomposed to primitives, both define that
+    # value; it is computed once.
+    def fn(a, b):
+        return torch.clamp(torch.sin(a), -0.5, 0.5) * b
+
+    ta = [torch.randn(48, 64).requires_grad_() for _ in range(2)]
+    ea = [t.detach().clone().requires_grad_() for t in ta]
+    jfn = thunder.jit(fn, decompose_to_prims=True)
+    jfn(*ta).sum().backward()
+    fn(*ea).sum().backward()
+    for got, want in zip(ta, ea):
+        torch.testing.assert_close(got.grad, want.grad)
+    defined = [line.split("=")[0].strip() for line in str(thunder.last_backward_traces(jfn)[-1]).splitlines()
+               if line.startswith("  t") and "=" in line]
+    assert defined and len(defined) == len(set(defined)), defined

@@ -168,3 +168,32 @@ def test_jitted_module_and_its_programs_are_freed_after_del():
     del model, jmodel
     gc.collect()
     assert ref() is None
+
+
+def test_backward_receives_only_the_saved_values_it_reads():
+    # layer_norm's bias takes part in the forward only: once its backward is fused nothing in it reads
+    # b, so the forward does not save it and the backward does not take it (aten's
+    # native_layer_norm_backward, where the fuser is off, takes b and keeps it).
+    import pytest
+    import torch.nn.functional as F
+
+    from thunder.executors import fusionex
+
+    if not fusionex.available("cpu"):
+        pytest.skip("no C++ compiler for the fuser")
+
+    def fn(x, w, b):
+        return F.layer_norm(x, (256,), w, b)
+
+    x, w, b = (torch.randn(64, 256), torch.randn(256), torch.randn(256))
+    ta = [t.clone().requires_grad_() for t in (x, w, b)]
+    ea = [t.clone().requires_grad_() for t in (x, w, b)]
+    jfn = thunder.jit(fn, executors=[thunder.fusion_executor])
+    g = torch.randn(64, 256)
+    jfn(*ta).backward(g)
+    fn(*ea).backward(g)
+    for got, want in zip(ta, ea):
+        torch.testing.assert_close(got.grad, want.grad)
+    header = str(thunder.last_backward_traces(jfn)[-1]).split("def backward(")[1].split(")")[0]
+    names = [a.strip() for a in header.split(",")]
+    assert "b" not in names and names[0] == "x" and "w" in names and len(names) == 5, header

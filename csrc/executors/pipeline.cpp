@@ -3,6 +3,8 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <unordered_set>
+#include <vector>
 
 #include "autograd/rematerialize.h"
 #include "autograd/split_forward_backward.h"
@@ -62,10 +64,52 @@ void inline_available(const BSymRef& b, std::vector<BSymRef>& out) {
   for (const BSymRef& s : b->subsymbols) inline_available(s, out);
 }
 
+// A backward may hold a composite recomputed for its output beside one of the composite's own
+// primitives, recomputed for a gradient rule (clamp's backward reads maximum(x, lo)): inlined, both
+// define that value. The first definition stays; the second, the same computation of the same
+// inputs, is dropped.
 Trace decompose_available(const Trace& t) {
-  std::vector<BSymRef> out;
-  for (const BSymRef& b : t.bsyms) inline_available(b, out);
+  std::vector<BSymRef> flat, out;
+  for (const BSymRef& b : t.bsyms) inline_available(b, flat);
+  std::unordered_set<const TensorProxy*> defined;
+  for (BSymRef& b : flat) {
+    bool fresh = false;
+    b->output.for_each_tensor([&](const TensorRef& o) { fresh = defined.insert(o.get()).second || fresh; });
+    if (fresh || b->output_tensors().empty()) out.push_back(std::move(b));
+  }
   return t.with_bsyms(std::move(out), "decompose");
+}
+
+// Saved values the optimised backward no longer reads (their readers were fused, recomputed or found
+// dead after the split) are dropped from the forward's outputs and the backward's inputs, so nothing
+// keeps them alive until the backward runs. Saved value i is the forward's i-th saved output and the
+// backward's i-th input (the passes may have renamed either side).
+void prune_saved(TrainingPipelineResult& tr) {
+  Trace& fwd = tr.forward.traces.back();
+  Trace& bwd = tr.backward.traces.back();
+  const size_t n = tr.num_saved;
+  if (!fwd.output.is_seq() || fwd.output.items().size() != 2 || bwd.inputs.size() < n) return;
+  const std::vector<Value>& saved = fwd.output.items()[1].items();
+  if (saved.size() != n) return;
+  std::unordered_set<const TensorProxy*> read;
+  for (const BSymRef& s : bwd.bsyms) {
+    for (const TensorRef& t : s->input_tensors()) read.insert(t.get());
+  }
+  bwd.output.for_each_tensor([&](const TensorRef& t) { read.insert(t.get()); });
+  std::vector<TensorRef> inputs;
+  std::vector<Value> kept;
+  for (size_t i = 0; i < bwd.inputs.size(); ++i) {
+    if (i < n && !read.count(bwd.inputs[i].get())) continue;
+    inputs.push_back(bwd.inputs[i]);
+    if (i < n) kept.push_back(saved[i]);
+  }
+  if (kept.size() == n) return;
+  tr.num_saved = kept.size();
+  bwd.inputs = std::move(inputs);
+  Value forward_out = fwd.output.items()[0];
+  fwd.output = Value::tuple({forward_out, Value::tuple(kept)});
+  fwd = dce(fwd);  // what only the dropped values needed
+  fwd.stage = "final";
 }
 
 }  // namespace
@@ -110,6 +154,7 @@ TrainingPipelineResult run_training_pipeline(const Trace& captured,
     stage_in(*r, "fusion", [&](const Trace& t) { return fuse_regions(t, executors); });
     stage_in(*r, "final", dce);
   }
+  prune_saved(tr);
   return tr;
 }
 
