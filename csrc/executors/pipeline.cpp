@@ -74,16 +74,17 @@ Trace decompose_available(const Trace& t) {
   std::unordered_set<const TensorProxy*> defined;
   for (BSymRef& b : flat) {
     bool fresh = false;
-    b->output.for_each_tensor([&](const TensorRef& o) { fresh = defined.insert(o.get()).second || fresh; });
+    b->output.for_each_tensor(
+        [&](const TensorRef& o) { fresh = defined.insert(o.get()).second || fresh; });
     if (fresh || b->output_tensors().empty()) out.push_back(std::move(b));
   }
   return t.with_bsyms(std::move(out), "decompose");
 }
 
-// Saved values the optimised backward no longer reads (their readers were fused, recomputed or found
-// dead after the split) are dropped from the forward's outputs and the backward's inputs, so nothing
-// keeps them alive until the backward runs. Saved value i is the forward's i-th saved output and the
-// backward's i-th input (the passes may have renamed either side).
+// Saved values the optimised backward no longer reads (their readers were fused, recomputed or
+// found dead after the split) are dropped from the forward's outputs and the backward's inputs, so
+// nothing keeps them alive until the backward runs. Saved value i is the forward's i-th saved
+// output and the backward's i-th input (the passes may have renamed either side).
 void prune_saved(TrainingPipelineResult& tr) {
   Trace& fwd = tr.forward.traces.back();
   Trace& bwd = tr.backward.traces.back();

@@ -76,8 +76,9 @@ std::string op_expr(const KNode& n, const std::vector<std::string>& a,
   auto cast = [&](const std::string& e) { return "((" + ct + ")(" + e + "))"; };
   if (op == "convert_element_type") {
     if (n.dtype == DType::kBool) return "(" + a[0] + " != 0)";
-    // A conversion to bf16/fp16 rounds, as it does in eager (decompositions convert only where eager's
-    // kernels round), on both backends: registers hold fp32, so a bare cast would keep every bit.
+    // A conversion to bf16/fp16 rounds, as it does in eager (decompositions convert only where
+    // eager's kernels round), on both backends: registers hold fp32, so a bare cast would keep
+    // every bit.
     const DType from = dt.empty() ? n.dtype : dt[0];
     if (from != n.dtype) {
       if (n.dtype == DType::kBFloat16) return "th_ld_bf16(th_st_bf16((float)(" + a[0] + ")))";

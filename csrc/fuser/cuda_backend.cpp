@@ -412,7 +412,9 @@ int cuda_smem_limit(int device) {
   if (const char* e = std::getenv("THUNDER_CUDA_SMEM_LIMIT"); e && *e) {
     char* end = nullptr;
     long v = std::strtol(e, &end, 10);
-    if (*end != '\0' || v < 1024) throw Error("THUNDER_CUDA_SMEM_LIMIT must be a number of bytes >= 1024, got '" + std::string(e) + "'");
+    if (*end != '\0' || v < 1024)
+      throw Error("THUNDER_CUDA_SMEM_LIMIT must be a number of bytes >= 1024, got '" +
+                  std::string(e) + "'");
     limit = static_cast<int>(std::min<long>(limit, v));
   }
   return limit;

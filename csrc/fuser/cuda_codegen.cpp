@@ -602,10 +602,10 @@ class CudaGen {
         p.pass_outputs[need[id] + 1].push_back(static_cast<int>(o));
       }
     }
-    // One pass that writes only per-row values (cross-entropy's loss) caches nothing: wide rows run on
-    // 256 threads, several rows per multiprocessor, so one row's reductions overlap other rows' loads
-    // (H200, 2048x50304 fp32 cross-entropy forward: 0.54 of a copy's bandwidth on 1024 threads, 0.75
-    // on 512, 0.84 on 256).
+    // One pass that writes only per-row values (cross-entropy's loss) caches nothing: wide rows run
+    // on 256 threads, several rows per multiprocessor, so one row's reductions overlap other rows'
+    // loads (H200, 2048x50304 fp32 cross-entropy forward: 0.54 of a copy's bandwidth on 1024
+    // threads, 0.75 on 512, 0.84 on 256).
     if (row_outputs_only && p.passes <= 1 && p.threads > 256) p.threads = 256;
     return p;
   }
