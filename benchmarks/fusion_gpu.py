@@ -19,6 +19,7 @@ this column compares the kernels themselves.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -117,23 +118,17 @@ def cross_entropy(x, y):
     return F.cross_entropy(x.float(), y)
 
 
-def training_step(fn):
-    """fn(x, y).backward() with x's gradient cleared first (so no call accumulates into it)."""
-    def step(x, y):
-        x.grad = None
-        fn(x, y).backward()
-        return x.grad
-    return step
-
-
-def norm_training_step(fn):
-    """fn(x, *weights).backward(g) with the gradients cleared first; returns every input's gradient."""
-    def step(x, *rest):
-        *weights, g = rest
-        for t in (x, *weights):
+def training_step(fn, cotangent):
+    """fn(*inputs).backward(g) with the gradients cleared first (so no call accumulates into them);
+    returns every differentiable input's gradient, flattened into one tensor. With `cotangent`, the
+    step's last argument is g; otherwise fn returns a scalar loss (cross-entropy's)."""
+    def step(*args):
+        inputs, g = (args[:-1], args[-1]) if cotangent else (args, None)
+        grads = [a for a in inputs if a.requires_grad]
+        for t in grads:
             t.grad = None
-        fn(x, *weights).backward(g)
-        return torch.cat([t.grad.flatten() for t in (x, *weights)])
+        fn(*inputs).backward(g)
+        return torch.cat([t.grad.flatten() for t in grads])
     return step
 
 
@@ -224,7 +219,9 @@ def main():
         inp = make_inputs(shape, dt, kind)
         jfn = thunder.jit(fn, executors=[thunder.fusion_executor])
         timed_fn, timed_jfn = fn, jfn
-        step = training_step if kind == "ceb" else norm_training_step if kind.endswith("_b") else None
+        step = None
+        if kind == "ceb" or kind.endswith("_b"):
+            step = functools.partial(training_step, cotangent=kind != "ceb")
         if step:  # a training step: thunder's forward and backward programs against eager's
             timed_fn, timed_jfn = step(fn), step(jfn)
         before = fusionex.cache_stats()["compile_seconds"]

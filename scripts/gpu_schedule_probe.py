@@ -15,10 +15,10 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-import thunder  # noqa: E402
-from thunder.executors import fusionex  # noqa: E402
-from fusion_gpu import bench, copy_bandwidth, cross_entropy, gelu_chain, softmax  # noqa: E402
+from fusion_gpu import bench, copy_bandwidth, cross_entropy, gelu_chain, softmax
 
+import thunder
+from thunder.executors import fusionex
 
 _executors = {}
 
@@ -41,7 +41,7 @@ def probe(name, fn, args, nbytes, env=None, ptxas=False):
             for k in fusionex.fusion_kernels(jfn):
                 limit = int(env.get("THUNDER_CUDA_SMEM_LIMIT", 227 * 1024))  # an H100's or H200's
                 src = thunder._core.fuser_cuda_source(k, limit)[0]
-                ok, log, _ = thunder._core.fuser_nvrtc_compile(src, 90)
+                _, log, _ = thunder._core.fuser_nvrtc_compile(src, 90)
                 regs += " | " + " ".join(line.split("ptxas info    : ")[-1] for line in log.splitlines()
                                          if "Used" in line or "spill" in line)[:200]
     finally:
@@ -50,7 +50,7 @@ def probe(name, fn, args, nbytes, env=None, ptxas=False):
     t = bench(lambda: jfn(*args))
     ratio = nbytes / t / copy_bandwidth(nbytes)
     print(f"{name:58s} {t * 1e6:9.1f} us {ratio:6.2f} of copy{regs}", flush=True)
-    return dict(name=name, us=t * 1e6, vs_copy=ratio, ptxas=regs)
+    return {"name": name, "us": t * 1e6, "vs_copy": ratio, "ptxas": regs}
 
 
 ROW_VARIANTS = {
