@@ -357,6 +357,28 @@ def test_cross_entropy_training_fuses_forward_and_backward(reduction, dtype):
     assert not any("torch.ops.aten" in line for line in _calls(backward))
 
 
+def test_cross_entropy_training_saves_row_statistics_not_log_probabilities():
+    # fp32 logits: the forward is one row kernel writing the losses and each row's maximum and sum of
+    # exponentials ([N, 1]); no [N, C] value is written for the backward, which recomputes exp(x - m)
+    # from the logits. Rows with +inf, -inf and NaN give eager's values and gradients.
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 1000) * 3, torch.randint(0, 1000, (64,))
+    x[0, 5], x[1], x[2, 7] = float("inf"), -float("inf"), float("nan")
+    y[3] = -100
+    fn = lambda a, t: F.cross_entropy(a * 2, t)  # noqa: E731
+    xt, xe = x.clone().requires_grad_(), x.clone().requires_grad_()
+    jfn = _jit(fn)
+    loss, ref = jfn(xt, y), fn(xe, y)
+    torch.testing.assert_close(loss, ref, equal_nan=True)
+    loss.backward()
+    ref.backward()
+    torch.testing.assert_close(xt.grad, xe.grad, equal_nan=True)
+    forward = thunder.last_traces(jfn)[-1]
+    assert [k.kernel_ir.split()[0] for k in forward.fusion_callables] == ["inner", "inner"]
+    header = str(thunder.last_backward_traces(jfn)[-1]).split("):")[1].split("\n  t")[0]
+    assert header.count("f32[64, 1000]") == 1 and header.count("f32[64, 1]") == 2, header
+
+
 def test_nll_loss_with_class_weights_keeps_torch_backward():
     # take() of the class weights is not fusible: torch's nll_loss_backward runs, values as eager.
     torch.manual_seed(0)

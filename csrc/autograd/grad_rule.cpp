@@ -63,6 +63,14 @@ bool call_missing_rule_hook(const BoundSymbol& bsym) {
   return hook && hook(bsym) && find_grad_rule(bsym.sym) != nullptr;
 }
 
+namespace {
+thread_local bool g_fusing = false;
+}  // namespace
+
+bool fusing() { return g_fusing; }
+FusingScope::FusingScope(bool on) : previous_(g_fusing) { g_fusing = on; }
+FusingScope::~FusingScope() { g_fusing = previous_; }
+
 AugmentedForward ForwardContext::emit_unchanged() const {
   b.append(BoundSymbol::make(bsym.sym, bsym.args, bsym.output, bsym.subsymbols, bsym.source));
   return AugmentedForward{bsym.output, {}};

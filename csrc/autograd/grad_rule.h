@@ -35,6 +35,22 @@ struct AugmentedForward {
   std::vector<Value> residuals;  // forward values the backward reads
 };
 
+// True while a program that a fusion executor will run is differentiated: an augmented forward may
+// then write a composite as the primitives one fused kernel computes together (cross-entropy saves
+// its rows' maximum and sum of exponentials instead of the log-probabilities). Set by the training
+// pipeline for the thread that runs it.
+bool fusing();
+class FusingScope {
+ public:
+  explicit FusingScope(bool on);
+  ~FusingScope();
+  FusingScope(const FusingScope&) = delete;
+  FusingScope& operator=(const FusingScope&) = delete;
+
+ private:
+  bool previous_;
+};
+
 class ForwardContext {
  public:
   ForwardContext(Builder& b, const BoundSymbol& bsym) : b(b), bsym(bsym), args(*bsym.sym, bsym.args) {}

@@ -393,7 +393,11 @@ void register_nn_grad_rules() {
 
   {
     // cross_entropy with class indices: log_softmax then nll_loss, as eager computes it, so the
-    // backward saves log-probabilities and uses torch's log_softmax backward.
+    // backward saves log-probabilities and uses torch's log_softmax backward. Where a fusion executor
+    // runs the program (fp32/fp64 logits), log_softmax is written out as eager's kernel computes it,
+    // (x - m) - log(sum(exp(x - m))) with m the rows' maximum (detached: the result does not depend on
+    // it): the forward kernel then saves m and the sum ([N, 1] each) rather than writing the
+    // log-probabilities, and the backward recomputes exp(x - m) from the logits.
     GradRule r;
     r.rewrites = true;
     r.applies = [](const BoundSymbol& b) {
@@ -405,7 +409,16 @@ void register_nn_grad_rules() {
     r.augmented_forward = [](ForwardContext& c) {
       const TensorRef& x = c.args.tensor(0);
       int64_t class_dim = x->rank() >= 2 ? 1 : 0;
-      V logp = c.b.call(op("log_softmax"), {c.args[0], V(class_dim)});
+      V logp;
+      if (fusing() && (x->dtype() == DType::kFloat32 || x->dtype() == DType::kFloat64)) {
+        V dim = V::ints({class_dim});
+        V m = c.b.call(op("detach"), {c.b.call(op("amax"), {c.args[0], dim, V(true)})});
+        V d = c.b.call(op("sub"), {c.args[0], m});
+        V s = c.b.call(op("sum"), {c.b.call(op("exp"), {d}), dim, V(true)});
+        logp = c.b.call(op("sub"), {d, c.b.call(op("log"), {s})});
+      } else {
+        logp = c.b.call(op("log_softmax"), {c.args[0], V(class_dim)});
+      }
       V out = c.b.call(op("nll_loss"), {logp, c.args[1]},
                        {{"weight", c.args[2]},
                         {"size_average", c.args[3]},

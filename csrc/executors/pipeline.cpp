@@ -6,6 +6,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "autograd/grad_rule.h"
 #include "autograd/rematerialize.h"
 #include "autograd/split_forward_backward.h"
 #include "autograd/vjp.h"
@@ -136,6 +137,9 @@ TrainingPipelineResult run_training_pipeline(const Trace& captured,
   stage_in(f, "dce", dce);
   stage_in(f, "cse", cse);
   stage_in(f, "forward", [&](const Trace& t) {
+    bool fusing = false;
+    for (const Executor* e : executors) fusing = fusing || e->is_fusion();
+    autograd::FusingScope scope(fusing);
     autograd::JointTrace joint = autograd::vjp(t);
     autograd::RematOptions ro;
     ro.enabled = options.rematerialize;
