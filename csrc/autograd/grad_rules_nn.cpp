@@ -393,11 +393,11 @@ void register_nn_grad_rules() {
 
   {
     // cross_entropy with class indices: log_softmax then nll_loss, as eager computes it, so the
-    // backward saves log-probabilities and uses torch's log_softmax backward. Where a fusion executor
-    // runs the program (fp32/fp64 logits), log_softmax is written out as eager's kernel computes it,
-    // (x - m) - log(sum(exp(x - m))) with m the rows' maximum (detached: the result does not depend on
-    // it): the forward kernel then saves m and the sum ([N, 1] each) rather than writing the
-    // log-probabilities, and the backward recomputes exp(x - m) from the logits.
+    // backward saves log-probabilities and uses torch's log_softmax backward. Where a fusion
+    // executor runs the program (fp32/fp64 logits), log_softmax is written out as eager's kernel
+    // computes it, (x - m) - log(sum(exp(x - m))) with m the rows' maximum (detached: the result
+    // does not depend on it): the forward kernel then saves m and the sum ([N, 1] each) rather than
+    // writing the log-probabilities, and the backward recomputes exp(x - m) from the logits.
     GradRule r;
     r.rewrites = true;
     r.applies = [](const BoundSymbol& b) {

@@ -408,13 +408,15 @@ Value clone_meta(Builder& b, const BoundArgs& a) {
 
 // detach(input): the input itself when it does not require grad; otherwise a new alias that does
 // not, which no primitive expresses.
-// The same values, outside autograd. Its decomposition is a conversion to the same dtype (an identity
-// a fused kernel absorbs) whose result does not require grad; the torch executor calls torch.detach.
+// The same values, outside autograd. Its decomposition is a conversion to the same dtype (an
+// identity a fused kernel absorbs) whose result does not require grad; the torch executor calls
+// torch.detach.
 Value detach_meta(Builder& b, const BoundArgs& a) {
   const TensorRef& x = a.tensor(0);
   if (!x->requires_grad()) return x;
   TensorRef out = b.new_tensor(x->shape(), x->dtype(), x->device(), false);
-  b.append(BoundSymbol::make(&prims::convert_element_type(), {Value(x), Value(x->dtype())}, Value(out), {}));
+  b.append(BoundSymbol::make(&prims::convert_element_type(), {Value(x), Value(x->dtype())},
+                             Value(out), {}));
   return out;
 }
 
