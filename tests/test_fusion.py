@@ -338,8 +338,9 @@ def test_integer_iota_is_computed_inside_the_kernel():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_cross_entropy_training_fuses_forward_and_backward(reduction, dtype):
-    # The backward (nll_loss's and log_softmax's) is one kernel: the one-hot of the targets, the row
-    # sum and exp(logp) * sum; ignored rows get no gradient.
+    # The backward (nll_loss's and log_softmax's) is one pointwise kernel: the one-hot of the targets
+    # and exp(logp) times the one-hot's row sum, which is the target's weight (no pass over the
+    # row); ignored rows get no gradient.
     torch.manual_seed(0)
     x, y = torch.randn(64, 1000, dtype=dtype), torch.randint(0, 1000, (64,))
     y[3] = -100
@@ -353,7 +354,7 @@ def test_cross_entropy_training_fuses_forward_and_backward(reduction, dtype):
     ref.backward(cot)
     torch.testing.assert_close(xt.grad, xe.grad)
     backward = thunder.last_backward_traces(jfn)[-1]
-    assert len(backward.fusion_callables) == 1
+    assert [k.kernel_ir.split()[0] for k in backward.fusion_callables] == ["pointwise"]
     assert not any("torch.ops.aten" in line for line in _calls(backward))
 
 
@@ -377,6 +378,30 @@ def test_cross_entropy_training_saves_row_statistics_not_log_probabilities():
     assert [k.kernel_ir.split()[0] for k in forward.fusion_callables] == ["inner", "inner"]
     header = str(thunder.last_backward_traces(jfn)[-1]).split("):")[1].split("\n  t")[0]
     assert header.count("f32[64, 1000]") == 1 and header.count("f32[64, 1]") == 2, header
+
+
+def _one_hot(t, v, n=300):
+    return torch.where(torch.arange(n) == t[:, None], v[:, None], 0.0)
+
+
+@pytest.mark.parametrize("fn, kind, sums", [
+    (lambda t, v, x: _one_hot(t, v).sum(1) * 2, "inner", False),  # folded: no pass over the row left
+    (lambda t, v, x: _one_hot(t, v) - x * (-_one_hot(t, v)).sum(1, keepdim=True), "pointwise", False),
+    # the index varies along the row: a real sum
+    (lambda t, v, x: torch.where(torch.arange(300) == (x * 10).to(torch.int64), v[:, None], 0.0).sum(1),
+     "inner", True),
+], ids=["row_sum", "full_size", "index_varies"])
+def test_row_sum_of_a_one_hot_is_the_targets_value(fn, kind, sums):
+    # Out-of-range and negative indices give 0 (as the sum of zeros), -0.0 gives +0.0 (0 + -0).
+    t, v, x = torch.randint(-2, 302, (16,)), torch.randn(16), torch.rand(16, 300)
+    t[0], v[0] = 5, -0.0
+    jfn = _jit(fn)
+    got, want = jfn(t, v, x), fn(t, v, x)
+    torch.testing.assert_close(got, want)
+    assert torch.equal(torch.signbit(got), torch.signbit(want))
+    (kernel,) = fusionex.fusion_kernels(jfn)
+    assert kernel.kernel_ir.split()[0] == kind
+    assert any(line.split()[2:3] == ["sum"] for line in kernel.kernel_ir.splitlines()) == sums, kernel.kernel_ir
 
 
 def test_nll_loss_with_class_weights_keeps_torch_backward():

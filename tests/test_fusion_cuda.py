@@ -178,6 +178,11 @@ def _one_hot_grad(logp, target):
     return gl - logp.exp() * gl.sum(-1, keepdim=True)
 
 
+def _one_hot_minus(t, v, x):
+    oh = torch.where(torch.arange(x.shape[1]) == t[:, None], v[:, None], 0.0)
+    return oh - x * oh.sum(1, keepdim=True)
+
+
 EMULATED = {
     "pointwise_scalar": (gelu_chain, lambda: _args(gelu_chain, (33, 1027))),
     "pointwise_vector": (gelu_chain, lambda: _args(gelu_chain, (8, 4096))),
@@ -212,6 +217,12 @@ EMULATED = {
     # A conversion to bf16 or fp16 inside an fp32 kernel rounds as eager's does (registers hold fp32).
     "bf16_fp16_round_trips": (lambda x: (x.to(torch.bfloat16).float() - x) * 64 + (x.half().float() - x) * 4096,
                               lambda: (torch.randn(8, 1027),)),
+    # A row's sum of a one-hot (log_softmax's backward of nll_loss's gradient) is the target's value:
+    # no pass over the row; with a full-size output the kernel is pointwise.
+    "one_hot_row_sum": (lambda t, v: torch.where(torch.arange(300) == t[:, None], v[:, None], 0.0).sum(1) * 2,
+                        lambda: (torch.randint(-2, 302, (16,)), torch.randn(16))),
+    "one_hot_sum_pointwise": (lambda t, v, x: _one_hot_minus(t, v, x),
+                              lambda: (torch.randint(-2, 302, (16,)), torch.randn(16), torch.rand(16, 300))),
     "int_amax": (lambda t: t.amax(-1) + 1, lambda: (torch.randint(-1000, 1000, (33, 517), dtype=torch.int32),)),
     "int_sum": (lambda t: t.sum(-1), lambda: (torch.randint(-1000, 1000, (33, 517), dtype=torch.int32),)),
     "iota_pointwise": (lambda x: (torch.arange(x.shape[-1]) * 3 - 7) * x, lambda: (torch.randn(8, 4096),)),

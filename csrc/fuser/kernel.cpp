@@ -4,6 +4,7 @@
 #include "fuser/kernel.h"
 
 #include <algorithm>
+#include <bit>
 #include <cstdio>
 #include <numeric>
 #include <set>
@@ -746,13 +747,135 @@ class Builder {
   std::vector<int64_t> var_size_;
 };
 
+// A row's sum of where(iota == idx, v, 0), with idx and v the same along the row (the one-hot of a
+// class index, nll_loss's gradient, summed by log_softmax's backward), is v where 0 <= idx < n and
+// 0 elsewhere: a row-level value instead of a pass over the row. neg, conversions and
+// multiplications by row-level values between the sum and the where move outside it (the sum has one
+// nonzero term, so each rounds as before). A kernel left with no reduction and only full-size outputs is pointwise.
+void fold_one_hot_sums(KernelDef& k) {
+  if (k.kind != KernelDef::Kind::kInner || std::popcount(k.reduced) != 1) return;
+  const uint64_t red = k.reduced;
+  const int64_t n = k.sizes[std::countr_zero(red)];
+  auto row_level = [&](int id) { return (k.nodes[id].axes & red) == 0; };
+  auto is_zero = [&](int id) {
+    const KNode& z = k.nodes[id];
+    return z.op == "const" && z.fvalue == 0 && z.ivalue == 0;
+  };
+  auto is_index = [&](int id) {
+    const KNode& z = k.nodes[id];
+    return z.op == "iota" && z.axes == red && z.ivalue == 0 && z.step == 1;
+  };
+  struct Fold {
+    int where, idx;
+    std::vector<int> wraps;  // neg / convert / mul nodes between the sum and the where, outermost first
+  };
+  std::unordered_map<int, Fold> folds;
+  for (size_t i = 0; i < k.nodes.size(); ++i) {
+    const KNode& s = k.nodes[i];
+    if (s.op != "sum" || s.args.size() != 1) continue;
+    Fold f{-1, -1, {}};
+    int x = s.args[0];
+    for (;;) {
+      const KNode& w = k.nodes[x];
+      if (w.op == "neg" || w.op == "convert_element_type") {
+        f.wraps.push_back(x);
+        x = w.args[0];
+      } else if (w.op == "mul" && row_level(w.args[1]) != row_level(w.args[0])) {
+        f.wraps.push_back(x);
+        x = row_level(w.args[1]) ? w.args[0] : w.args[1];
+      } else {
+        break;
+      }
+    }
+    const KNode& w = k.nodes[x];
+    if (w.op != "where" || !is_zero(w.args[2]) || !row_level(w.args[1])) continue;
+    const KNode& c = k.nodes[w.args[0]];
+    if (c.op != "eq") continue;
+    int idx = is_index(c.args[0]) ? c.args[1] : is_index(c.args[1]) ? c.args[0] : -1;
+    if (idx < 0 || !row_level(idx) || !is_integer(k.nodes[idx].dtype)) continue;
+    f.where = x;
+    f.idx = idx;
+    folds.emplace(static_cast<int>(i), std::move(f));
+  }
+  if (folds.empty()) return;
+  std::vector<KNode> out;
+  std::vector<int> remap(k.nodes.size(), -1);
+  auto push = [&](std::string op, DType dt, std::vector<int> args) {
+    KNode nd;
+    nd.op = std::move(op);
+    nd.dtype = dt;
+    for (int a : args) nd.axes |= out[a].axes;
+    nd.args = std::move(args);
+    out.push_back(std::move(nd));
+    return static_cast<int>(out.size()) - 1;
+  };
+  auto constant = [&](int64_t v, DType dt) {
+    KNode nd;
+    nd.op = "const";
+    nd.dtype = dt;
+    nd.is_float_const = is_floating(dt);
+    nd.fvalue = static_cast<double>(v);
+    nd.ivalue = v;
+    out.push_back(std::move(nd));
+    return static_cast<int>(out.size()) - 1;
+  };
+  for (size_t i = 0; i < k.nodes.size(); ++i) {
+    auto it = folds.find(static_cast<int>(i));
+    if (it == folds.end()) {
+      KNode nd = k.nodes[i];
+      for (int& a : nd.args) a = remap[a];
+      out.push_back(std::move(nd));
+      remap[i] = static_cast<int>(out.size()) - 1;
+      continue;
+    }
+    const Fold& f = it->second;
+    const KNode& w = k.nodes[f.where];
+    const DType it_dt = k.nodes[f.idx].dtype;
+    int idx = remap[f.idx];
+    int in = push("bitwise_and", DType::kBool,
+                  {push("ge", DType::kBool, {idx, constant(0, it_dt)}),
+                   push("lt", DType::kBool, {idx, constant(n, it_dt)})});
+    int r = push("where", w.dtype, {in, remap[w.args[1]], constant(0, w.dtype)});
+    for (auto wi = f.wraps.rbegin(); wi != f.wraps.rend(); ++wi) {
+      const KNode& wn = k.nodes[*wi];
+      if (wn.op == "neg" || wn.op == "convert_element_type") {
+        r = push(wn.op, wn.dtype, {r});
+      } else {
+        int factor = row_level(wn.args[1]) ? wn.args[1] : wn.args[0];
+        r = push("mul", wn.dtype, {r, remap[factor]});
+      }
+    }
+    const DType sdt = k.nodes[i].dtype;
+    if (out[r].dtype != sdt) r = push("convert_element_type", sdt, {r});
+    // One nonzero term: a sum of -0.0 is +0.0 (0 + -0), so is this.
+    if (is_floating(sdt)) r = push("add", sdt, {r, constant(0, sdt)});
+    remap[i] = r;
+  }
+  k.nodes = std::move(out);
+  for (int& o : k.output_nodes) o = remap[o];
+  bool reduces = false;
+  for (const KNode& nd : k.nodes) reduces = reduces || is_reduce_op(nd.op) || nd.op == "gather";
+  bool full = true;
+  for (int o : k.output_nodes) full = full && (k.nodes[o].axes & red) != 0;
+  for (const auto& dims : k.output_dims) {
+    full = full && static_cast<int>(std::count_if(dims.begin(), dims.end(), [](int a) { return a >= 0; })) ==
+                       k.num_axes();
+  }
+  if (!reduces && full) {
+    k.kind = KernelDef::Kind::kPointwise;
+    k.reduced = 0;
+  }
+}
+
 }  // namespace
 
 std::optional<KernelDef> build_kernel(const std::vector<BSymRef>& prims,
                                       const std::vector<TensorRef>& inputs,
                                       const std::vector<TensorRef>& outputs, std::string* why) {
   Builder b(inputs);
-  return b.build(prims, outputs, why);
+  std::optional<KernelDef> k = b.build(prims, outputs, why);
+  if (k) fold_one_hot_sums(*k);
+  return k;
 }
 
 std::string KernelDef::str() const {
