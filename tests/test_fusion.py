@@ -380,6 +380,23 @@ def test_cross_entropy_training_saves_row_statistics_not_log_probabilities():
     assert header.count("f32[64, 1000]") == 1 and header.count("f32[64, 1]") == 2, header
 
 
+def test_cross_entropy_keeps_log_softmax_where_no_fusion_executor_runs():
+    # The written-out form pays off only in fused kernels: with the fuser off this device (or absent),
+    # the forward calls torch's log_softmax and the backward its log_softmax_backward.
+    off_cpu = thunder.extend.register_executor(fusionex.ThunderFusionExecutor("fusion_off_cpu", cpu=False))
+    x, y = torch.randn(64, 1000), torch.randint(0, 1000, (64,))
+    for executors, written_out in (([FUSE_ALL], True), ([off_cpu], False), (["torch"], False)):
+        xt, xe = x.clone().requires_grad_(), x.clone().requires_grad_()
+        jfn = thunder.jit(F.cross_entropy, executors=executors)
+        loss, ref = jfn(xt, y), F.cross_entropy(xe, y)
+        torch.testing.assert_close(loss, ref)
+        loss.backward()
+        ref.backward()
+        torch.testing.assert_close(xt.grad, xe.grad)
+        forward = str(thunder.last_traces(jfn)[-1])
+        assert ("log_softmax" not in forward) == written_out, forward
+
+
 def _one_hot(t, v, n=300):
     return torch.where(torch.arange(n) == t[:, None], v[:, None], 0.0)
 

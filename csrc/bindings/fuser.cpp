@@ -106,23 +106,24 @@ void bind_fuser(nb::module_& m) {
     auto ex = std::make_unique<Executor>(name);
     FusionHooks hooks;
     auto state = std::make_shared<std::array<int, 2>>(std::array<int, 2>{cpu ? -1 : 0, cuda ? -1 : 0});
-    hooks.can_fuse = [state, available, allow_requires_grad](const BoundSymbol& b) {
+    // Whether kernels can be built for a device type (asked once per type).
+    auto runs_on = [state, available](DeviceType d) {
+      int slot = d == DeviceType::kCPU ? 0 : d == DeviceType::kCUDA ? 1 : -1;
+      if (slot < 0) return false;
+      int& s = (*state)[slot];
+      if (s < 0) {
+        nb::gil_scoped_acquire gil;
+        s = nb::cast<bool>(available(slot == 0 ? "cpu" : "cuda")) ? 1 : 0;
+      }
+      return s == 1;
+    };
+    hooks.runs_on = runs_on;
+    hooks.can_fuse = [runs_on, allow_requires_grad](const BoundSymbol& b) {
       bool ok = true;
       auto check = [&](const TensorRef& t) {
         // Tensors torch's autograd must see stay with torch (fused kernels record no graph).
         if (t->requires_grad() && !allow_requires_grad) ok = false;
-        DeviceType d = t->device().type;
-        int slot = d == DeviceType::kCPU ? 0 : d == DeviceType::kCUDA ? 1 : -1;
-        if (slot < 0) {
-          ok = false;
-          return;
-        }
-        int& s = (*state)[slot];
-        if (s < 0) {
-          nb::gil_scoped_acquire gil;
-          s = nb::cast<bool>(available(slot == 0 ? "cpu" : "cuda")) ? 1 : 0;
-        }
-        if (s == 0) ok = false;
+        if (!runs_on(t->device().type)) ok = false;
       };
       for (const Value& v : b.args) v.for_each_tensor(check);
       b.output.for_each_tensor(check);

@@ -38,6 +38,8 @@ struct FusionContext {
 struct FusionHooks {
   std::function<bool(const BoundSymbol&)> can_fuse;
   std::function<std::optional<std::vector<BSymRef>>(const Region&, FusionContext&)> fuse;
+  // Whether it fuses anything on devices of this type (unset: every type).
+  std::function<bool(DeviceType)> runs_on;
 };
 
 class Executor {

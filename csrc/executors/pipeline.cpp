@@ -137,8 +137,16 @@ TrainingPipelineResult run_training_pipeline(const Trace& captured,
   stage_in(f, "dce", dce);
   stage_in(f, "cse", cse);
   stage_in(f, "forward", [&](const Trace& t) {
+    // Gradient rules may write composites for a fusion executor when one runs on the program's device.
+    DeviceType device = DeviceType::kCPU;
+    for (const TensorRef& in : t.inputs) {
+      device = in->device().type;
+      break;
+    }
     bool fusing = false;
-    for (const Executor* e : executors) fusing = fusing || e->is_fusion();
+    for (const Executor* e : executors) {
+      fusing = fusing || (e->is_fusion() && (!e->fusion().runs_on || e->fusion().runs_on(device)));
+    }
     autograd::FusingScope scope(fusing);
     autograd::JointTrace joint = autograd::vjp(t);
     autograd::RematOptions ro;
