@@ -137,7 +137,8 @@ TrainingPipelineResult run_training_pipeline(const Trace& captured,
   stage_in(f, "dce", dce);
   stage_in(f, "cse", cse);
   stage_in(f, "forward", [&](const Trace& t) {
-    // Gradient rules may write composites for a fusion executor when one runs on the program's device.
+    // Gradient rules may write composites for a fusion executor when one runs on the program's
+    // device.
     DeviceType device = DeviceType::kCPU;
     for (const TensorRef& in : t.inputs) {
       device = in->device().type;
