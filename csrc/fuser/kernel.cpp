@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cmath>
 #include <cstdio>
 #include <numeric>
 #include <set>
@@ -759,7 +760,7 @@ void fold_one_hot_sums(KernelDef& k) {
   auto row_level = [&](int id) { return (k.nodes[id].axes & red) == 0; };
   auto is_zero = [&](int id) {
     const KNode& z = k.nodes[id];
-    return z.op == "const" && z.fvalue == 0 && z.ivalue == 0;
+    return z.op == "const" && z.fvalue == 0 && !std::signbit(z.fvalue) && z.ivalue == 0;  // +0
   };
   auto is_index = [&](int id) {
     const KNode& z = k.nodes[id];
