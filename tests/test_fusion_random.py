@@ -13,6 +13,7 @@ import random
 
 import pytest
 import torch
+from random_programs import check_forward, check_gradients, seeded_inputs
 
 import thunder
 from thunder.executors import fusionex
@@ -121,10 +122,7 @@ SHAPES = [(48, 64), (40, 40)]
 
 
 def _inputs(seed, device, shape):
-    if device == "cpu" and not fusionex.available("cpu"):
-        pytest.skip("no C++ compiler")
-    gen = torch.Generator().manual_seed(seed)
-    a, b, c = (torch.randn(shape, generator=gen).to(device) for _ in range(3))
+    gen, a, b, c = seeded_inputs(seed, device, shape)
     w = (torch.randn(shape[1], shape[1], generator=gen) / 8).to(device)
     return gen, a, b, c, w
 
@@ -139,11 +137,7 @@ def test_random_program_matches_eager(seed, device, shape):
     def fn(a, b, c):
         return _run(steps, outs, a, b, c, w)
 
-    jfn = thunder.jit(fn, executors=[FUSE_ALL])
-    for got, want in zip(jfn(a, b, c), fn(a, b, c)):
-        # CUDA's sinf/tanhf/expf differ from torch's kernels by an ulp or two; chains compound it.
-        tol = dict(rtol=1e-5, atol=2e-5) if device == "cpu" else dict(rtol=1e-4, atol=1e-4)
-        torch.testing.assert_close(got, want, **tol, msg=lambda m: f"seed {seed}, {steps}, {outs}: {m}")
+    check_forward(fn, (a, b, c), device, FUSE_ALL, f"seed {seed}, {steps}, {outs}")
 
 
 # Seeds past the first 20 that once failed: 87, 112 and 180 (a value compared with its maximum in
@@ -161,18 +155,4 @@ def test_random_program_gradients_match_eager(seed, device, shape):
     def loss(a, b, c):
         return sum((o * g).sum() for o, g in zip(_run(steps, outs, a, b, c, w), cots))
 
-    ta = [t.clone().requires_grad_() for t in (a, b, c)]
-    ea = [t.clone().requires_grad_() for t in (a, b, c)]
-    jl = thunder.jit(loss, executors=[FUSE_ALL])
-    got, want = jl(*ta), loss(*ea)
-    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-3)
-    if not want.requires_grad:
-        return
-    got.backward()
-    want.backward()
-    for x, y in zip(ta, ea):
-        if y.grad is None:
-            assert x.grad is None or not x.grad.any()
-            continue
-        torch.testing.assert_close(x.grad, y.grad, rtol=1e-4, atol=1e-4,
-                                   msg=lambda m: f"seed {seed}, {steps}, {outs}: {m}")
+    check_gradients(loss, (a, b, c), FUSE_ALL, f"seed {seed}, {steps}, {outs}")

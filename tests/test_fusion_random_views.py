@@ -13,6 +13,7 @@ import random
 import pytest
 import torch
 import torch.nn.functional as F
+from random_programs import check_forward, check_gradients, seeded_inputs
 
 import thunder
 from thunder.executors import fusionex
@@ -99,10 +100,7 @@ SHAPES = [(48, 64), (40, 40), (6, 1030)]
 
 
 def _inputs(seed, device, shape):
-    if device == "cpu" and not fusionex.available("cpu"):
-        pytest.skip("no C++ compiler")
-    gen = torch.Generator().manual_seed(seed)
-    a, b, c = (torch.randn(shape, generator=gen).to(device) for _ in range(3))
+    gen, a, b, c = seeded_inputs(seed, device, shape)
     targets = torch.randint(0, shape[1], (shape[0],), generator=gen).to(device)
     targets[0] = -100  # an ignored row
     return gen, a, b, c, targets
@@ -118,10 +116,7 @@ def test_random_view_program_matches_eager(seed, device, shape):
     def fn(a, b, c):
         return _run(steps, outs, a, b, c, targets)
 
-    jfn = thunder.jit(fn, executors=[FUSE_ALL])
-    tol = dict(rtol=1e-5, atol=2e-5) if device == "cpu" else dict(rtol=1e-4, atol=1e-4)
-    for got, want in zip(jfn(a, b, c), fn(a, b, c)):
-        torch.testing.assert_close(got, want, **tol, msg=lambda m: f"seed {seed}, {steps}, {outs}: {m}")
+    check_forward(fn, (a, b, c), device, FUSE_ALL, f"seed {seed}, {steps}, {outs}")
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
@@ -135,17 +130,4 @@ def test_random_view_program_gradients_match_eager(seed, device, shape):
     def loss(a, b, c):
         return sum((o * g).sum() for o, g in zip(_run(steps, outs, a, b, c, targets), cots))
 
-    ta = [t.clone().requires_grad_() for t in (a, b, c)]
-    ea = [t.clone().requires_grad_() for t in (a, b, c)]
-    got, want = thunder.jit(loss, executors=[FUSE_ALL])(*ta), loss(*ea)
-    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-3)
-    if not want.requires_grad:
-        return
-    got.backward()
-    want.backward()
-    for x, y in zip(ta, ea):
-        if y.grad is None:
-            assert x.grad is None or not x.grad.any()
-            continue
-        torch.testing.assert_close(x.grad, y.grad, rtol=1e-4, atol=1e-4,
-                                   msg=lambda m: f"seed {seed}, {steps}, {outs}: {m}")
+    check_gradients(loss, (a, b, c), FUSE_ALL, f"seed {seed}, {steps}, {outs}")

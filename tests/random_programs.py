@@ -1,0 +1,44 @@
+"""Checks shared by the random-program tests (test_fusion_random*.py): a program through a fusion
+executor against eager, forward values and gradients, with the failing program named."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import thunder
+from thunder.executors import fusionex
+
+
+def seeded_inputs(seed, device, shape):
+    """The generator after drawing them, and three standard-normal inputs of `shape`."""
+    if device == "cpu" and not fusionex.available("cpu"):
+        pytest.skip("no C++ compiler")
+    gen = torch.Generator().manual_seed(seed)
+    a, b, c = (torch.randn(shape, generator=gen).to(device) for _ in range(3))
+    return gen, a, b, c
+
+
+def check_forward(fn, args, device, executor, what):
+    jfn = thunder.jit(fn, executors=[executor])
+    # CUDA's sinf/tanhf/expf differ from torch's kernels by an ulp or two; chains compound it.
+    tol = {"rtol": 1e-5, "atol": 2e-5} if device == "cpu" else {"rtol": 1e-4, "atol": 1e-4}
+    for got, want in zip(jfn(*args), fn(*args)):
+        torch.testing.assert_close(got, want, **tol, msg=lambda m: f"{what}: {m}")
+
+
+def check_gradients(loss, inputs, executor, what):
+    """loss(*inputs) and its gradients through the executor against eager's."""
+    ta = [t.clone().requires_grad_() for t in inputs]
+    ea = [t.clone().requires_grad_() for t in inputs]
+    got, want = thunder.jit(loss, executors=[executor])(*ta), loss(*ea)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-3)
+    if not want.requires_grad:
+        return
+    got.backward()
+    want.backward()
+    for x, y in zip(ta, ea):
+        if y.grad is None:
+            assert x.grad is None or not x.grad.any()
+            continue
+        torch.testing.assert_close(x.grad, y.grad, rtol=1e-4, atol=1e-4, msg=lambda m: f"{what}: {m}")
