@@ -335,6 +335,17 @@ def test_integer_iota_is_computed_inside_the_kernel():
     assert "iota" in kernel.kernel_ir
 
 
+def _loss_and_grad_match(jfn, fn, x, y, cot=None, **tol):
+    """Asserts jfn(x, y) and x's gradient (the backward through cot, or of a scalar loss) equal fn's
+    computed eagerly, each on its own copy of x."""
+    xt, xe = x.clone().requires_grad_(), x.clone().requires_grad_()
+    loss, ref = jfn(xt, y), fn(xe, y)
+    torch.testing.assert_close(loss, ref, **tol)
+    loss.backward(cot)
+    ref.backward(cot)
+    torch.testing.assert_close(xt.grad, xe.grad, **tol)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_cross_entropy_training_fuses_forward_and_backward(reduction, dtype):
@@ -345,14 +356,8 @@ def test_cross_entropy_training_fuses_forward_and_backward(reduction, dtype):
     x, y = torch.randn(64, 1000, dtype=dtype), torch.randint(0, 1000, (64,))
     y[3] = -100
     fn = lambda a, t: F.cross_entropy(a * 2, t, reduction=reduction)  # noqa: E731
-    xt, xe = x.clone().requires_grad_(), x.clone().requires_grad_()
     jfn = _jit(fn)
-    loss, ref = jfn(xt, y), fn(xe, y)
-    torch.testing.assert_close(loss, ref)
-    cot = torch.randn_like(ref)
-    loss.backward(cot)
-    ref.backward(cot)
-    torch.testing.assert_close(xt.grad, xe.grad)
+    _loss_and_grad_match(jfn, fn, x, y, torch.randn(64 if reduction == "none" else (), dtype=dtype))
     backward = thunder.last_backward_traces(jfn)[-1]
     assert [k.kernel_ir.split()[0] for k in backward.fusion_callables] == ["pointwise"]
     assert not any("torch.ops.aten" in line for line in _calls(backward))
@@ -367,13 +372,8 @@ def test_cross_entropy_training_saves_row_statistics_not_log_probabilities():
     x[0, 5], x[1], x[2, 7] = float("inf"), -float("inf"), float("nan")
     y[3] = -100
     fn = lambda a, t: F.cross_entropy(a * 2, t)  # noqa: E731
-    xt, xe = x.clone().requires_grad_(), x.clone().requires_grad_()
     jfn = _jit(fn)
-    loss, ref = jfn(xt, y), fn(xe, y)
-    torch.testing.assert_close(loss, ref, equal_nan=True)
-    loss.backward()
-    ref.backward()
-    torch.testing.assert_close(xt.grad, xe.grad, equal_nan=True)
+    _loss_and_grad_match(jfn, fn, x, y, equal_nan=True)
     forward = thunder.last_traces(jfn)[-1]
     assert [k.kernel_ir.split()[0] for k in forward.fusion_callables] == ["inner", "inner"]
     header = str(thunder.last_backward_traces(jfn)[-1]).split("):")[1].split("\n  t")[0]
@@ -386,13 +386,8 @@ def test_cross_entropy_keeps_log_softmax_where_no_fusion_executor_runs():
     off_cpu = thunder.extend.register_executor(fusionex.ThunderFusionExecutor("fusion_off_cpu", cpu=False))
     x, y = torch.randn(64, 1000), torch.randint(0, 1000, (64,))
     for executors, written_out in (([FUSE_ALL], True), ([off_cpu], False), (["torch"], False)):
-        xt, xe = x.clone().requires_grad_(), x.clone().requires_grad_()
         jfn = thunder.jit(F.cross_entropy, executors=executors)
-        loss, ref = jfn(xt, y), F.cross_entropy(xe, y)
-        torch.testing.assert_close(loss, ref)
-        loss.backward()
-        ref.backward()
-        torch.testing.assert_close(xt.grad, xe.grad)
+        _loss_and_grad_match(jfn, F.cross_entropy, x, y)
         forward = str(thunder.last_traces(jfn)[-1])
         assert ("log_softmax" not in forward) == written_out, forward
 
@@ -426,13 +421,8 @@ def test_nll_loss_with_class_weights_keeps_torch_backward():
     torch.manual_seed(0)
     x, y, w = torch.randn(16, 300), torch.randint(0, 300, (16,)), torch.rand(300)
     fn = lambda a, t: F.cross_entropy(a, t, weight=w)  # noqa: E731
-    xt, xe = x.clone().requires_grad_(), x.clone().requires_grad_()
     jfn = _jit(fn)
-    loss, ref = jfn(xt, y), fn(xe, y)
-    torch.testing.assert_close(loss, ref)
-    loss.backward()
-    ref.backward()
-    torch.testing.assert_close(xt.grad, xe.grad)
+    _loss_and_grad_match(jfn, fn, x, y)
     assert any("torch.ops.aten.nll_loss_backward" in line for line in _calls(thunder.last_backward_traces(jfn)[-1]))
 
 

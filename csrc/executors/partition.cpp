@@ -165,23 +165,20 @@ Trace partition_regions(const Trace& trace, const RegionPredicate& is_fusible,
       chosen = num_groups++;
       grouped.emplace_back();
     } else {
+      auto try_merge = [&](int g) {
+        if (g >= 0 && g != chosen && !grouped[g].empty() && !creates_cycle(chosen, g, i))
+          merge_into(chosen, g);
+      };
       // The other producers' groups join it where that keeps the program acyclic (two chains that
       // meet, like exp(a) + sin(b), become one region).
-      for (int g : candidates) {
-        if (g != chosen && !grouped[g].empty() && !creates_cycle(chosen, g, i))
-          merge_into(chosen, g);
-      }
+      for (int g : candidates) try_merge(g);
       // So do groups that read one of its inputs (a column sum of g beside the kernels reading g
       // and x in layer_norm's backward: one region, where g can be read once).
       for (const TensorRef& t : b.input_tensors()) {
         if (t->numel() < 2) continue;
         auto r = readers_so_far.find(t.get());
         if (r == readers_so_far.end()) continue;
-        for (size_t j : r->second) {
-          int g = group[j];
-          if (g >= 0 && g != chosen && !grouped[g].empty() && !creates_cycle(chosen, g, i))
-            merge_into(chosen, g);
-        }
+        for (size_t j : r->second) try_merge(group[j]);
       }
     }
     group[i] = chosen;

@@ -65,21 +65,12 @@ void inline_available(const BSymRef& b, std::vector<BSymRef>& out) {
   for (const BSymRef& s : b->subsymbols) inline_available(s, out);
 }
 
-// A backward may hold a composite recomputed for its output beside one of the composite's own
-// primitives, recomputed for a gradient rule (clamp's backward reads maximum(x, lo)): inlined, both
-// define that value. The first definition stays; the second, the same computation of the same
-// inputs, is dropped.
+// Each value defined once (first_definitions: a backward may hold a composite beside one of its
+// own primitives, both recomputed).
 Trace decompose_available(const Trace& t) {
-  std::vector<BSymRef> flat, out;
+  std::vector<BSymRef> flat;
   for (const BSymRef& b : t.bsyms) inline_available(b, flat);
-  std::unordered_set<const TensorProxy*> defined;
-  for (BSymRef& b : flat) {
-    bool fresh = false;
-    b->output.for_each_tensor(
-        [&](const TensorRef& o) { fresh = defined.insert(o.get()).second || fresh; });
-    if (fresh || b->output_tensors().empty()) out.push_back(std::move(b));
-  }
-  return t.with_bsyms(std::move(out), "decompose");
+  return t.with_bsyms(first_definitions(flat), "decompose");
 }
 
 // Saved values the optimised backward no longer reads (their readers were fused, recomputed or
@@ -139,11 +130,7 @@ TrainingPipelineResult run_training_pipeline(const Trace& captured,
   stage_in(f, "forward", [&](const Trace& t) {
     // Gradient rules may write composites for a fusion executor when one runs on the program's
     // device.
-    DeviceType device = DeviceType::kCPU;
-    for (const TensorRef& in : t.inputs) {
-      device = in->device().type;
-      break;
-    }
+    DeviceType device = t.inputs.empty() ? DeviceType::kCPU : t.inputs[0]->device().type;
     bool fusing = false;
     for (const Executor* e : executors) {
       fusing = fusing || (e->is_fusion() && (!e->fusion().runs_on || e->fusion().runs_on(device)));

@@ -70,7 +70,7 @@ std::string iota_expr(const KNode& n, const std::string& idx) {
 }
 
 std::string op_expr(const KNode& n, const std::vector<std::string>& a,
-                    const std::vector<DType>& dt, Backend be) {
+                    const std::vector<DType>& dt) {
   const std::string& op = n.op;
   const std::string ct = compute_type(n.dtype);
   auto cast = [&](const std::string& e) { return "((" + ct + ")(" + e + "))"; };

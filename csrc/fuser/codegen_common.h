@@ -25,7 +25,7 @@ std::string const_expr(const KNode& n, Backend be);
 std::string iota_expr(const KNode& n, const std::string& idx);
 // The expression of an elementwise node over operand expressions (with the operands' dtypes).
 std::string op_expr(const KNode& n, const std::vector<std::string>& args,
-                    const std::vector<DType>& arg_dtypes, Backend be);
+                    const std::vector<DType>& arg_dtypes);
 // Reductions: the identity, and acc (+) v.
 std::string reduce_identity(const std::string& op, DType d, Backend be);
 std::string reduce_combine(const std::string& op, DType d, const std::string& acc,

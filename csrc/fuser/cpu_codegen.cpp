@@ -177,7 +177,7 @@ class CpuGen {
         args.push_back(value(a, s));
         dts.push_back(k_.nodes[a].dtype);
       }
-      e = op_expr(n, args, dts, Backend::kCpu);
+      e = op_expr(n, args, dts);
     }
     s.code += "    const " + ct + " " + v + " = " + e + ";\n";
     s.memo[id] = v;

@@ -271,7 +271,7 @@ class CudaGen {
         args.push_back(row_value(a));
         dts.push_back(k_.nodes[a].dtype);
       }
-      e = op_expr(n, args, dts, Backend::kCuda);
+      e = op_expr(n, args, dts);
     }
     row_code_ += "    const " + ct + " " + v + " = " + e + ";\n";
     row_memo_[id] = v;
@@ -351,7 +351,7 @@ class CudaGen {
         args.push_back(col_value(a, s, c));
         dts.push_back(k_.nodes[a].dtype);
       }
-      e = op_expr(n, args, dts, Backend::kCuda);
+      e = op_expr(n, args, dts);
     }
     s.lane += "        const " + ct + " " + v + " = " + e + ";\n";
     s.memo[id] = v;

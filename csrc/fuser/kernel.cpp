@@ -751,8 +751,9 @@ class Builder {
 // A row's sum of where(iota == idx, v, 0), with idx and v the same along the row (the one-hot of a
 // class index, nll_loss's gradient, summed by log_softmax's backward), is v where 0 <= idx < n and
 // 0 elsewhere: a row-level value instead of a pass over the row. neg, conversions and
-// multiplications by row-level values between the sum and the where move outside it (the sum has one
-// nonzero term, so each rounds as before). A kernel left with no reduction and only full-size outputs is pointwise.
+// multiplications by row-level values between the sum and the where move outside it (the sum has
+// one nonzero term, so each rounds as before). A kernel left with no reduction and only full-size
+// outputs is pointwise.
 void fold_one_hot_sums(KernelDef& k) {
   if (k.kind != KernelDef::Kind::kInner || std::popcount(k.reduced) != 1) return;
   const uint64_t red = k.reduced;
@@ -768,7 +769,8 @@ void fold_one_hot_sums(KernelDef& k) {
   };
   struct Fold {
     int where, idx;
-    std::vector<int> wraps;  // neg / convert / mul nodes between the sum and the where, outermost first
+    // neg / convert / mul nodes between the sum and the where, outermost first
+    std::vector<int> wraps;
   };
   std::unordered_map<int, Fold> folds;
   for (size_t i = 0; i < k.nodes.size(); ++i) {
@@ -859,8 +861,8 @@ void fold_one_hot_sums(KernelDef& k) {
   bool full = true;
   for (int o : k.output_nodes) full = full && (k.nodes[o].axes & red) != 0;
   for (const auto& dims : k.output_dims) {
-    full = full && static_cast<int>(std::count_if(dims.begin(), dims.end(), [](int a) { return a >= 0; })) ==
-                       k.num_axes();
+    full = full && static_cast<int>(std::count_if(dims.begin(), dims.end(),
+                                                  [](int a) { return a >= 0; })) == k.num_axes();
   }
   if (!reduces && full) {
     k.kind = KernelDef::Kind::kPointwise;

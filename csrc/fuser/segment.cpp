@@ -257,17 +257,7 @@ std::vector<Segment> segment_region(const std::vector<BSymRef>& all_prims,
   // decomposes through) are dropped: they would only add their axes to a kernel's domain.
   // A value defined twice (a composite's decomposition beside the same primitive recomputed on its
   // own, as a backward may hold) is computed once: its first definition.
-  std::vector<BSymRef> unique;
-  {
-    std::unordered_set<const TensorProxy*> defined;
-    for (const BSymRef& p : all_prims) {
-      bool fresh = false;
-      for (const TensorRef& t : p->output_tensors())
-        fresh = defined.insert(t.get()).second || fresh;
-      if (fresh || p->output_tensors().empty()) unique.push_back(p);
-    }
-  }
-  std::vector<BSymRef> prims = live(unique, region_out);
+  std::vector<BSymRef> prims = live(first_definitions(all_prims), region_out);
   std::vector<Segment> out;
   static const bool debug = std::getenv("THUNDER_FUSION_DEBUG") != nullptr;
   auto try_build = [&](const std::vector<size_t>& members, Segment* seg) {

@@ -69,6 +69,17 @@ std::unordered_set<const TensorProxy*> compared_for_equality(const std::vector<B
   return out;
 }
 
+std::vector<BSymRef> first_definitions(const std::vector<BSymRef>& bsyms) {
+  std::vector<BSymRef> out;
+  std::unordered_set<const TensorProxy*> defined;
+  for (const BSymRef& b : bsyms) {
+    bool fresh = false;
+    for (const TensorRef& t : b->output_tensors()) fresh = defined.insert(t.get()).second || fresh;
+    if (fresh || b->output_tensors().empty()) out.push_back(b);
+  }
+  return out;
+}
+
 void BoundArgs::bad(size_t i, const char* expected) const {
   const auto& params = sym_.signature.params();
   std::string pname = i < params.size() ? params[i].name : std::to_string(i);

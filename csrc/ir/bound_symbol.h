@@ -36,6 +36,11 @@ struct BoundSymbol {
 // x with max(x), so x must keep the bits the maximum was taken from, not be recomputed elsewhere.
 std::unordered_set<const TensorProxy*> compared_for_equality(const std::vector<BSymRef>& bsyms);
 
+// `bsyms` (in program order) without those whose outputs were all defined before: flattened, a
+// composite recomputed beside one of its own primitives recomputed alone (clamp's backward holds
+// clamp and maximum(x, lo)) defines that value twice; the first definition stays.
+std::vector<BSymRef> first_definitions(const std::vector<BSymRef>& bsyms);
+
 // Typed access to a bound symbol's arguments, used by meta functions and passes.
 class BoundArgs {
  public:

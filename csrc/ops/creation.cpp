@@ -406,11 +406,9 @@ Value clone_meta(Builder& b, const BoundArgs& a) {
   return lang::call_t(b, prims::convert_element_type(), {Value(x), Value(x->dtype())});
 }
 
-// detach(input): the input itself when it does not require grad; otherwise a new alias that does
-// not, which no primitive expresses.
-// The same values, outside autograd. Its decomposition is a conversion to the same dtype (an
-// identity a fused kernel absorbs) whose result does not require grad; the torch executor calls
-// torch.detach.
+// detach(input): the input itself when it does not require grad; otherwise a new tensor that does
+// not, recorded as a conversion to the same dtype (an identity a fused kernel absorbs) whose output
+// is that tensor. The torch executor calls torch.detach (an alias).
 Value detach_meta(Builder& b, const BoundArgs& a) {
   const TensorRef& x = a.tensor(0);
   if (!x->requires_grad()) return x;
