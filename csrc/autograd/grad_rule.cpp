@@ -65,11 +65,19 @@ bool call_missing_rule_hook(const BoundSymbol& bsym) {
 
 namespace {
 thread_local bool g_fusing = false;
+thread_local bool g_fusing_random = false;
 }  // namespace
 
 bool fusing() { return g_fusing; }
-FusingScope::FusingScope(bool on) : previous_(g_fusing) { g_fusing = on; }
-FusingScope::~FusingScope() { g_fusing = previous_; }
+bool fusing_random() { return g_fusing_random; }
+FusingScope::FusingScope(bool on, bool random) : previous_(g_fusing), previous_random_(g_fusing_random) {
+  g_fusing = on;
+  g_fusing_random = on && random;
+}
+FusingScope::~FusingScope() {
+  g_fusing = previous_;
+  g_fusing_random = previous_random_;
+}
 
 AugmentedForward ForwardContext::emit_unchanged() const {
   b.append(BoundSymbol::make(bsym.sym, bsym.args, bsym.output, bsym.subsymbols, bsym.source));

@@ -40,15 +40,19 @@ struct AugmentedForward {
 // its rows' maximum and sum of exponentials instead of the log-probabilities). Set by the training
 // pipeline for the thread that runs it.
 bool fusing();
+// True while fusing() and the program asked for random numbers drawn inside fused kernels
+// (`fuse_random=True`): dropout then draws its mask with uniform_philox from a saved [seed, offset]
+// and its backward draws the same mask again instead of saving it.
+bool fusing_random();
 class FusingScope {
  public:
-  explicit FusingScope(bool on);
+  explicit FusingScope(bool on, bool random = false);
   ~FusingScope();
   FusingScope(const FusingScope&) = delete;
   FusingScope& operator=(const FusingScope&) = delete;
 
  private:
-  bool previous_;
+  bool previous_, previous_random_;
 };
 
 class ForwardContext {

@@ -125,7 +125,11 @@ void bind_fuser(nb::module_& m) {
         if (t->requires_grad() && !allow_requires_grad) ok = false;
         if (!runs_on(t->device().type)) ok = false;
       };
-      for (const Value& v : b.args) v.for_each_tensor(check);
+      // uniform_philox's state is host data on the CPU whatever device the kernel runs on.
+      const bool random = b.sym->is_prim() && b.sym->name == "uniform_philox";
+      for (size_t i = 0; i < b.args.size(); ++i) {
+        if (!(random && i == 1)) b.args[i].for_each_tensor(check);
+      }
       b.output.for_each_tensor(check);
       return ok && fuser::prim_fusible(b);
     };

@@ -252,10 +252,11 @@ NB_MODULE(_core, m) {
   m.def("needs_grad", [](const PyTrace& t) { return autograd::needs_grad(*t.t); });
   m.def("run_training_pipeline",
         [](const PyTrace& t, std::vector<const Executor*> executors, bool decompose,
-           bool rematerialize) {
+           bool rematerialize, bool fuse_random) {
           PipelineOptions opts;
           opts.decompose_to_prims = decompose;
           opts.rematerialize = rematerialize;
+          opts.fuse_random = fuse_random;
           TrainingPipelineResult r = run_training_pipeline(*t.t, executors, opts);
           auto wrap = [](PipelineResult& p) {
             std::vector<PyTrace> traces;
@@ -269,7 +270,8 @@ NB_MODULE(_core, m) {
           d["differentiable_leaves"] = nb::cast(r.differentiable_leaves);
           return d;
         },
-        "trace"_a, "executors"_a, "decompose_to_prims"_a = false, "rematerialize"_a = true);
+        "trace"_a, "executors"_a, "decompose_to_prims"_a = false, "rematerialize"_a = true,
+        "fuse_random"_a = false);
   // A program of one instruction that calls `runner(*inputs)` and returns what it returns: the
   // entry point of a training cache entry (the torch.autograd.Function bridge) behind the same
   // guards and input gathering as any program.

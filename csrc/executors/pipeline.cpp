@@ -135,7 +135,7 @@ TrainingPipelineResult run_training_pipeline(const Trace& captured,
     for (const Executor* e : executors) {
       fusing = fusing || (e->is_fusion() && (!e->fusion().runs_on || e->fusion().runs_on(device)));
     }
-    autograd::FusingScope scope(fusing);
+    autograd::FusingScope scope(fusing, options.fuse_random);
     autograd::JointTrace joint = autograd::vjp(t);
     autograd::RematOptions ro;
     ro.enabled = options.rematerialize;

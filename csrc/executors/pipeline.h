@@ -14,6 +14,7 @@ namespace thunder {
 struct PipelineOptions {
   bool decompose_to_prims = false;  // run primitives instead of torch-level symbols
   bool rematerialize = true;        // training: recompute cheap values instead of saving them
+  bool fuse_random = false;         // training: dropout draws inside fused kernels (fusing_random)
 };
 
 struct PipelineResult {

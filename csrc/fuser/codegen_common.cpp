@@ -69,6 +69,10 @@ std::string iota_expr(const KNode& n, const std::string& idx) {
          std::to_string(n.step) + "LL * (long long)(" + idx + ")))";
 }
 
+std::string rand_expr(const std::string& seed, const std::string& offset, const std::string& idx) {
+  return "th_rand(" + seed + ", " + offset + ", (int64_t)(" + idx + "))";
+}
+
 std::string op_expr(const KNode& n, const std::vector<std::string>& a,
                     const std::vector<DType>& dt) {
   const std::string& op = n.op;
@@ -180,6 +184,27 @@ TH_INLINE float th_rem(float a, float b) { float m = fmodf(a, b); if (m != 0.0f 
 TH_INLINE double th_rem(double a, double b) { double m = fmod(a, b); if (m != 0.0 && ((b < 0) != (m < 0))) m += b; return m; }
 TH_INLINE float th_pow(float a, float b) { return b == 2.0f ? a * a : (b == 0.5f ? sqrtf(a) : (b == 1.0f ? a : powf(a, b))); }
 TH_INLINE double th_pow(double a, double b) { return b == 2.0 ? a * a : (b == 0.5 ? sqrt(a) : pow(a, b)); }
+// Philox4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3", 2011): the four
+// words of the block at counter (c0, c1, c2, c3) under key (k0, k1).
+TH_INLINE void th_philox(uint32_t c[4], uint32_t k0, uint32_t k1) {
+  for (int r = 0; r < 10; ++r) {
+    const uint64_t p0 = (uint64_t)c[0] * 0xD2511F53u, p1 = (uint64_t)c[2] * 0xCD9E8D57u;
+    const uint32_t n0 = (uint32_t)(p1 >> 32) ^ c[1] ^ k0, n2 = (uint32_t)(p0 >> 32) ^ c[3] ^ k1;
+    c[0] = n0; c[1] = (uint32_t)p1; c[2] = n2; c[3] = (uint32_t)p0;
+    k0 += 0x9E3779B9u; k1 += 0xBB67AE85u;
+  }
+}
+// A word's top 24 bits on [0, 1).
+TH_INLINE float th_u01(uint32_t w) { return (float)(w >> 8) * 5.9604644775390625e-08f; }
+// uniform_philox's element i under state (seed, offset): word i % 4 of the block at counter
+// (offset / 4, i / 4) under key seed.
+TH_INLINE float th_rand(int64_t seed, int64_t offset, int64_t i) {
+  const uint64_t s = (uint64_t)seed, o = (uint64_t)offset >> 2, g = (uint64_t)i >> 2;
+  uint32_t c[4] = {(uint32_t)o, (uint32_t)(o >> 32), (uint32_t)g, (uint32_t)(g >> 32)};
+  th_philox(c, (uint32_t)s, (uint32_t)(s >> 32));
+  const int w = (int)(i & 3);
+  return th_u01(w == 0 ? c[0] : w == 1 ? c[1] : w == 2 ? c[2] : c[3]);
+}
 TH_INLINE float th_ld_bf16(unsigned short h) { unsigned int u = ((unsigned int)h) << 16; float f; TH_BITCAST(f, u); return f; }
 TH_INLINE unsigned short th_st_bf16_sw(float f) { unsigned int u; TH_BITCAST(u, f); if ((u & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((u >> 16) | 0x40); u += 0x7fffu + ((u >> 16) & 1u); return (unsigned short)(u >> 16); }
 )";
@@ -223,6 +248,8 @@ TH_INLINE unsigned short th_st_f16(float f) { _Float16 x = (_Float16)f; unsigned
   }
   // The CUDA kernels' own helpers follow: vector accesses and warp shuffles.
   static const char* cuda_helpers = R"(
+// A random state passed by value (the host's [seed, offset]).
+struct th_rng_state { long long seed, offset; };
 template <int B> struct th_raw { unsigned char b[B]; };
 template <> struct __align__(2) th_raw<2> { unsigned short x; };
 template <> struct __align__(4) th_raw<4> { unsigned int x; };

@@ -23,6 +23,8 @@ std::string store_expr(DType d, const std::string& value);
 std::string const_expr(const KNode& n, Backend be);
 // The value of an iota node at element offset `idx` (an integer expression).
 std::string iota_expr(const KNode& n, const std::string& idx);
+// uniform_philox's value at element index `idx` of its stream (seed, offset).
+std::string rand_expr(const std::string& seed, const std::string& offset, const std::string& idx);
 // The expression of an elementwise node over operand expressions (with the operands' dtypes).
 std::string op_expr(const KNode& n, const std::vector<std::string>& args,
                     const std::vector<DType>& arg_dtypes);

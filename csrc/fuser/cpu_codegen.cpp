@@ -138,11 +138,13 @@ class CpuGen {
     std::string ct = compute_type(n.dtype);
     std::string v = tmp();
     std::string e;
-    if (n.op == "load" || n.op == "iota") {  // an iota indexes like a load
+    if (n.op == "load" || n.op == "iota" || n.op == "rand") {  // iota and rand index like a load
       std::string base = load_base(id);
       std::string idx = row_level ? base : base + " + " + unravel(col_axes_, L_.loads[id].strides, s.col);
-      e = n.op == "iota" ? iota_expr(n, idx)
-                         : load_expr(n.dtype, "in" + std::to_string(n.input) + "[" + idx + "]");
+      std::string in = "in" + std::to_string(n.input);
+      e = n.op == "iota"   ? iota_expr(n, idx)
+          : n.op == "rand" ? rand_expr(in + "[0]", in + "[1]", idx)
+                           : load_expr(n.dtype, in + "[" + idx + "]");
     } else if (n.op == "const") {
       e = const_expr(n, Backend::kCpu);
     } else if (is_reduce_op(n.op)) {

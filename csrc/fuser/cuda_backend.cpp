@@ -426,7 +426,10 @@ void cuda_launch(const CudaFunction& f, const Layout& layout, const KernelDef& k
   make_current(f.context);
   size_t n = k.inputs.size() + k.outputs.size();
   std::vector<void*> params(n);
-  for (size_t i = 0; i < n; ++i) params[i] = &ptrs[i];
+  // Host inputs (random states) are passed by value: the driver copies the argument from their data.
+  for (size_t i = 0; i < n; ++i) {
+    params[i] = i < k.inputs.size() && host_input(k, i) ? static_cast<void*>(ptrs[i]) : &ptrs[i];
+  }
   int64_t grid = std::min<int64_t>(f.launch.grid, f.max_grid);
   CUresult r = d.cuLaunchKernel(f.function, static_cast<unsigned>(grid), 1, 1, static_cast<unsigned>(f.launch.block), 1,
                                 1, static_cast<unsigned>(f.launch.shared_bytes), stream, params.data(), nullptr);

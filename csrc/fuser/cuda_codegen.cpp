@@ -88,7 +88,9 @@ class CudaGen {
     args_.clear();
     for (size_t i = 0; i < k_.inputs.size(); ++i) {
       std::string st = storage_type(k_.inputs[i]->dtype());
-      params_ += std::string(params_.empty() ? "" : ", ") + "const " + st + "* __restrict__ in" + std::to_string(i);
+      params_ += std::string(params_.empty() ? "" : ", ") +
+                 (host_input(k_, i) ? "const th_rng_state in" : "const " + st + "* __restrict__ in") +
+                 std::to_string(i);
       args_ += std::string(args_.empty() ? "" : ", ") + "in" + std::to_string(i);
     }
     for (size_t o = 0; o < k_.outputs.size(); ++o) {
@@ -244,6 +246,9 @@ class CudaGen {
       e = load_expr(n.dtype, "in" + std::to_string(n.input) + "[" + base + "]");
     } else if (n.op == "iota") {
       e = iota_expr(n, row_part(id));
+    } else if (n.op == "rand") {
+      std::string in = "in" + std::to_string(n.input);
+      e = rand_expr(in + ".seed", in + ".offset", row_part(id));
     } else if (n.op == "const") {
       e = const_expr(n, Backend::kCuda);
     } else if (n.op == "gather") {
@@ -326,11 +331,15 @@ class CudaGen {
         }
         e = load_expr(n.dtype, nm + (is == 0 ? "" : "[l]"));
       }
-    } else if (n.op == "iota") {
+    } else if (n.op == "iota" || n.op == "rand") {
       const Access& a = L_.loads[id];
       int64_t is = inner_ >= 0 ? a.strides[inner_] : 0;
       std::string at = row_part(id) + " + " + unravel(col_axes_, a.strides, c);
-      e = iota_expr(n, is == 0 ? at : at + " + (idx_t)l");
+      std::string idx = is == 0   ? at
+                        : is == 1 ? at + " + (idx_t)l"
+                                  : at + " + (idx_t)l * " + lit(is);
+      std::string in = "in" + std::to_string(n.input);
+      e = n.op == "iota" ? iota_expr(n, idx) : rand_expr(in + ".seed", in + ".offset", idx);
     } else if (n.op == "const") {
       e = const_expr(n, Backend::kCuda);
     } else if (is_reduce_op(n.op)) {

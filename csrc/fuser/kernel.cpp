@@ -60,6 +60,10 @@ std::vector<int> available_from(const KernelDef& k) {
   return need;
 }
 
+bool host_input(const KernelDef& k, size_t i) {
+  return k.device.type != DeviceType::kCPU && k.inputs[i]->device().type == DeviceType::kCPU;
+}
+
 bool prim_fusible(const BoundSymbol& b) {
   if (!b.sym->is_prim()) return false;
   const std::string& op = b.sym->name;
@@ -111,6 +115,7 @@ bool prim_fusible(const BoundSymbol& b) {
     return is_integer(idx->dtype()) && idx->rank() == a->rank() && idx->shape()[dim].value() == 1;
   }
   if (op == "full") return b.args[1].is_number();
+  if (op == "uniform_philox") return b.args[1].is_tensor();
   // Integer iota (floating aranges accumulate in float64 in torch, and stay there).
   if (op == "iota") {
     return is_integer(out->dtype()) && b.args[0].is_int() && b.args[1].is_int() &&
@@ -512,6 +517,24 @@ class Builder {
       define(b.output, std::move(r));
       return;
     }
+    if (op == "uniform_philox") {
+      // Indexing like iota over the whole shape: element i draws from the state's stream at i.
+      auto in = input_index_.find(b.args[1].as_tensor().get());
+      if (in == input_index_.end()) reject("uniform_philox of a computed state");
+      KNode n;
+      n.op = "rand";
+      n.dtype = DType::kFloat32;
+      n.input = in->second;
+      n.view_shape = oshape;
+      VInfo r;
+      r.shape = oshape;
+      r.vars = fresh_vars(oshape);
+      r.node = add_node(std::move(n));
+      load_vars_[r.node] = r.vars;
+      rng_states_.insert(in->second);
+      define(b.output, std::move(r));
+      return;
+    }
     if (op == "full") {
       VInfo r;
       r.shape = oshape;
@@ -579,7 +602,15 @@ class Builder {
     k.inputs = inputs_;
     k.outputs = outputs;
     k.device = outputs.empty() ? Device::cpu() : outputs[0]->device();
-    for (const TensorRef& t : inputs_) {
+    for (size_t i = 0; i < inputs_.size(); ++i) {
+      const TensorRef& t = inputs_[i];
+      if (rng_states_.count(static_cast<int>(i))) {
+        // A random state: host values the kernel takes as arguments, read by nothing else.
+        for (const KNode& n : nodes_) {
+          if (n.op == "load" && n.input == static_cast<int>(i)) reject("a random state read as data");
+        }
+        continue;
+      }
       if (!(t->device() == k.device)) reject("tensors on different devices");
     }
     for (const TensorRef& t : outputs) {
@@ -677,7 +708,7 @@ class Builder {
     // Axes each node varies over.
     for (size_t i = 0; i < nodes_.size(); ++i) {
       KNode& n = nodes_[i];
-      if (n.op == "load" || n.op == "iota") {
+      if (n.op == "load" || n.op == "iota" || n.op == "rand") {
         for (int v : load_vars_.at(static_cast<int>(i))) n.dims.push_back(axis(v));
         for (int a : n.dims) {
           if (a >= 0) n.axes |= uint64_t{1} << a;
@@ -740,6 +771,7 @@ class Builder {
   std::unordered_map<int, std::vector<int>> load_vars_;
   std::vector<std::pair<int, std::vector<int>>> reductions_;
   std::vector<std::pair<int, int>> gathers_;
+  std::set<int> rng_states_;  // inputs read by rand nodes
   std::vector<int> first_reduction_vars_;
   std::pair<std::vector<int>, std::set<int64_t>>
       first_reduction_operand_;  // its vars, reduced dims
@@ -892,7 +924,7 @@ std::string KernelDef::str() const {
   for (size_t i = 0; i < nodes.size(); ++i) {
     const KNode& n = nodes[i];
     os << "  n" << i << " = " << n.op;
-    if (n.op == "load") os << " in" << n.input;
+    if (n.op == "load" || n.op == "rand") os << " in" << n.input;
     if (n.op == "const") os << " " << (n.is_float_const ? n.fvalue : static_cast<double>(n.ivalue));
     if (n.op == "iota") os << " " << n.ivalue << " step " << n.step;
     for (int a : n.args) os << " n" << a;

@@ -34,7 +34,9 @@ struct ViewOp {
 struct KNode {
   std::string op;  // "load", "const", a primitive's name ("add", "exp", ...), "sum"/"amax"/"amin"/
                    // "prod" (reductions), "gather" (take_along_axis along a reduced axis), "iota"
-                   // (an integer index along one axis: ivalue + step * index)
+                   // (an integer index along one axis: ivalue + step * index), "rand"
+                   // (uniform_philox: the stream of the random state `input` at the element's
+                   // index in `view_shape`)
   DType dtype = DType::kFloat32;  // the value's dtype (compute happens in its compute type)
   std::vector<int> args;          // operand nodes
   // load
@@ -76,6 +78,10 @@ bool is_reduce_op(const std::string& op);
 // alone, k for values that need a reduction computed in pass k (a reduction whose operand is available
 // from pass k-1 is computed in pass k).
 std::vector<int> available_from(const KernelDef& k);
+
+// True when input `i` is host data the kernel takes by value: a random state ([seed, offset], int64
+// on the CPU) of a kernel that runs elsewhere.
+bool host_input(const KernelDef& k, size_t i);
 
 // True when the primitive can be part of a fused kernel (dtypes, argument kinds).
 bool prim_fusible(const BoundSymbol& b);

@@ -125,6 +125,16 @@ bool specialize(const KernelDef& k, const std::vector<TensorMeta>& inputs, Layou
       loads[i] = std::move(a);
       continue;
     }
+    if (node.op == "rand") {  // indexes like a contiguous tensor of its shape
+      Access a;
+      a.strides.assign(n, 0);
+      std::vector<int64_t> cs = contiguous_strides(node.view_shape);
+      for (size_t d = 0; d < node.dims.size(); ++d) {
+        if (node.dims[d] >= 0) a.strides[node.dims[d]] += cs[d];
+      }
+      loads[i] = std::move(a);
+      continue;
+    }
     if (node.op != "load") continue;
     const TensorMeta& m = inputs.at(node.input);
     std::vector<int64_t> shape = m.shape, stride = m.strides;
@@ -227,7 +237,7 @@ std::vector<uint64_t> varying_axes(const KernelDef& k, const Layout& layout) {
   std::vector<uint64_t> m(k.nodes.size(), 0);
   for (size_t id = 0; id < k.nodes.size(); ++id) {  // nodes are in topological order
     const KNode& node = k.nodes[id];
-    if (node.op == "load" || node.op == "iota") {
+    if (node.op == "load" || node.op == "iota" || node.op == "rand") {
       for (int a = 0; a < n; ++a) {
         if (layout.loads[id].strides[a] != 0) m[id] |= uint64_t{1} << a;
       }

@@ -357,6 +357,21 @@ Value meta_uniform(Builder& b, const BoundArgs& a) {
   return b.new_tensor(shape_arg(a, 0), a[4].as_dtype(), a[3].as_device(), false);
 }
 
+Value meta_philox_state(Builder& b, const BoundArgs& a) {
+  if (!a[0].is_device()) throw TypeError("prims.philox_state: device must be a device");
+  return b.new_tensor({2}, DType::kInt64, Device::cpu(), false);
+}
+
+Value meta_uniform_philox(Builder& b, const BoundArgs& a) {
+  const TensorRef& s = a.tensor(1);
+  if (s->dtype() != DType::kInt64 || s->device().type != DeviceType::kCPU || s->rank() != 1 ||
+      s->shape()[0].value() != 2) {
+    throw ValueError("prims.uniform_philox: state must be a CPU int64 tensor of shape [2] (seed, "
+                     "offset), as prims.philox_state returns; got " + s->type_string());
+  }
+  return b.new_tensor(shape_arg(a, 0), DType::kFloat32, a[2].as_device(), false);
+}
+
 Value meta_randn(Builder& b, const BoundArgs& a) {
   return b.new_tensor(shape_arg(a, 0), a[2].as_dtype(), a[1].as_device(), false);
 }

@@ -220,10 +220,10 @@ def _runner(bridge):
     return run
 
 
-def build_training_entry(trace, executors, decompose=False, rematerialize=True):
+def build_training_entry(trace, executors, decompose=False, rematerialize=True, fuse_random=False):
     """Compiles `trace` for training. Returns (program, forward traces, backward traces, stage
     times), or None when no output can carry a gradient (the inference program then suffices)."""
-    r = _core.run_training_pipeline(trace, executors, decompose, rematerialize)
+    r = _core.run_training_pipeline(trace, executors, decompose, rematerialize, fuse_random)
     leaves = r["differentiable_leaves"]
     if not any(leaves):
         return None

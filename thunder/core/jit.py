@@ -229,7 +229,8 @@ class _Compiler:
             # Training: thunder's forward and backward programs behind a torch.autograd.Function.
             built = autograd.build_training_entry(
                 trace, [e._core for e in self.executors], self.decompose,
-                bool(self.options.get("rematerialize", True)))
+                bool(self.options.get("rematerialize", True)),
+                bool(self.options.get("fuse_random", False)))
         if built is not None:
             program, traces, backward_traces, times = built
         else:

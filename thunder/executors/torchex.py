@@ -188,6 +188,51 @@ def uniform(shape, minval, maxval, *, device, dtype):
     return torch.empty(tuple(shape), device=device, dtype=dtype).uniform_(minval, maxval)
 
 
+_M32 = 0xFFFFFFFF
+
+
+def philox_state(*, device):
+    """[seed, offset] for uniform_philox, taken from the device's torch generator (which advances)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        gen = torch.cuda.default_generators[index]
+        if hasattr(gen, "get_offset"):
+            # The slot of four numbers per element group that torch's next CUDA draw would use.
+            offset = gen.get_offset()
+            gen.set_offset(offset + 4)
+            seed = gen.initial_seed() & 0xFFFFFFFFFFFFFFFF
+            return torch.tensor([seed - (1 << 64) if seed >= 1 << 63 else seed, offset], dtype=torch.int64)
+    # A fresh 63-bit key from the CPU generator (torch.manual_seed makes it reproducible).
+    return torch.tensor([torch.empty((), dtype=torch.int64).random_().item(), 0], dtype=torch.int64)
+
+
+def philox_uniform_values(shape, seed, offset, device):
+    """The numbers uniform_philox defines: element i is word i % 4 of Philox4x32-10 with key
+    (seed low, seed high) and counter (offset/4 low, offset/4 high, (i/4) low, (i/4) high), its top 24
+    bits scaled to [0, 1). Fused kernels compute the same numbers."""
+    n = 1
+    for s in shape:
+        n *= s
+    g = torch.arange((n + 3) // 4, dtype=torch.int64, device=device)
+    c0 = torch.full_like(g, (offset >> 2) & _M32)
+    c1 = torch.full_like(g, (offset >> 34) & _M32)
+    c2, c3 = g & _M32, (g >> 32) & _M32
+    k0, k1 = seed & _M32, (seed >> 32) & _M32
+    for _ in range(10):
+        # 32x32 -> 64-bit products wrap in int64; the masks recover their high and low words.
+        p0, p1 = c0 * 0xD2511F53, c2 * 0xCD9E8D57
+        c0, c1, c2, c3 = ((p1 >> 32) & _M32) ^ c1 ^ k0, p1 & _M32, ((p0 >> 32) & _M32) ^ c3 ^ k1, p0 & _M32
+        k0, k1 = (k0 + 0x9E3779B9) & _M32, (k1 + 0xBB67AE85) & _M32
+    words = torch.stack([c0, c1, c2, c3], 1).reshape(-1)[:n]
+    return ((words >> 8).to(torch.float32) * 2.0**-24).reshape(tuple(shape))
+
+
+def uniform_philox(shape, state, *, device):
+    seed, offset = (int(v) for v in state.tolist())
+    return philox_uniform_values(shape, seed, offset, device)
+
+
 def randn(shape, *, device, dtype):
     return torch.randn(tuple(shape), device=device, dtype=dtype)
 
