@@ -11,6 +11,10 @@ Cases (fp32; x is 1024 x 4096 = 4M floats, w and b are 4096-vectors broadcast ov
                  function's backward through thunder's autograd
   softmax_bwd    (torch.softmax(x, -1) * g).sum().backward(): forward + backward
   cross_entropy_bwd  F.cross_entropy(x, y).backward(): forward + backward
+  dropout_bwd    (y + F.dropout(x, 0.1)).sum().backward() jitted with fuse_random=True: the mask is
+                 drawn inside the fused kernels (forward and backward) instead of by torch; checked by
+                 its structure (each element kept and scaled, or zero, in both directions; 90% kept)
+                 since its random numbers are not eager's
 
 Each case is jitted with the default executors (the fuser among them) and checked against eager. Times
 are per call: eager and thunder alternate (which goes first alternates too), `--repeats` pairs, and the
@@ -83,7 +87,31 @@ def _cases(torch, F):
         # forward: read x; backward: read x (or what was saved of it), write dx
         "cross_entropy_bwd": (lambda x, y: F.cross_entropy(x, y), lambda: (x.clone().requires_grad_(), y),
                               3 * nbytes, True),
+        # forward: read x and y, write the sum; backward: write dx (the cotangent is a broadcast 1)
+        "dropout_bwd": (lambda x, y: y + F.dropout(x, 0.1, training=True),
+                        lambda: (x.clone().requires_grad_(), gout), 4 * nbytes, True),
     }
+
+
+# Cases jitted with options, and checked by a function of (jitted, args) instead of against eager.
+JIT_OPTIONS = {"dropout_bwd": {"fuse_random": True}}
+
+
+def _check_dropout(torch, jitted, args):
+    x, y = args
+    x.grad = None
+    out = jitted(x, y)
+    out.sum().backward()
+    # The backward's mask (the gradient is 1 / 0.9 or 0) is the forward's.
+    kept = x.grad != 0
+    torch.testing.assert_close(x.grad, torch.where(kept, 1 / 0.9, 0.0))
+    torch.testing.assert_close(out, torch.where(kept, y + x.detach() / 0.9, y))
+    share = kept.double().mean().item()
+    assert abs(share - 0.9) < 0.01, share
+    x.grad = None
+
+
+CHECKS = {"dropout_bwd": _check_dropout}
 
 
 def _time_once(fn, args):
@@ -114,7 +142,7 @@ def run_cases(args) -> dict:
     for name, (fn, make_args, nbytes, grad) in _cases(torch, F).items():
         if names and name not in names:
             continue
-        jitted = thunder.jit(fn)
+        jitted = thunder.jit(fn, **JIT_OPTIONS.get(name, {}))
         if grad:
             def _with_backward(f):
                 return lambda *a: f(*a).sum().backward()
@@ -132,13 +160,15 @@ def run_cases(args) -> dict:
         compile_s = after["compile_seconds"] - before["compile_seconds"]
         ea = make_args()
         ref = fn(*ea)
-        if grad:
+        if name in CHECKS:
+            CHECKS[name](torch, jitted, a)
+        elif grad:
             out = jitted(*a)
             torch.testing.assert_close(out, ref)
             ref.sum().backward()
         else:
             torch.testing.assert_close(out, ref)
-        if grad:
+        if grad and name not in CHECKS:
             for ta, te in zip(a, ea):
                 if isinstance(ta, torch.Tensor) and ta.requires_grad:
                     # Weight and bias gradients sum 1024 rows: a reduction's tolerance.

@@ -12,6 +12,10 @@ output and are counted as reading x and writing y, then reading g and x and writ
 Training steps also report their kernels' bandwidth ("kernels thr/eag/copy": the same bytes over the
 device time torch.profiler records per step, for thunder and eager): small steps are host-bound, and
 this column compares the kernels themselves.
+"residual dropout fwd+bwd" is `(y + F.dropout(x, 0.1)).backward(g)` with thunder jitted with
+fuse_random=True (the mask drawn inside the fused kernels, saved as its 16-byte random state): counted
+as reading x and y and writing the sum, then reading g and writing x's gradient. Its numbers are not
+eager's, so it is checked by structure: x's gradient is g / 0.9 or 0, about 90% kept.
 
     python benchmarks/fusion_gpu.py [--quick] [--no-compile] [--out benchmarks/results/fusion_gpu.json]
 """
@@ -118,6 +122,10 @@ def cross_entropy(x, y):
     return F.cross_entropy(x.float(), y)
 
 
+def residual_dropout(x, y):
+    return y + F.dropout(x, 0.1, training=True)
+
+
 def training_step(fn, cotangent):
     """fn(*inputs).backward(g) with the gradients cleared first (so no call accumulates into them);
     returns every differentiable input's gradient, flattened into one tensor. With `cotangent`, the
@@ -152,6 +160,7 @@ def cases(quick):
         for w in widths:
             out.append(("cross_entropy fwd", f"2048x{w}", dt, cross_entropy, (2048, w), "ce"))
             out.append(("cross_entropy fwd+bwd", f"2048x{w}", dt, cross_entropy, (2048, w), "ceb"))
+        out.append(("residual dropout fwd+bwd", "8192x4096", dt, residual_dropout, (8192, 4096), "drop_b"))
     return out
 
 
@@ -160,6 +169,8 @@ def make_inputs(shape, dt, kind):
     w = torch.randn(shape[-1], device="cuda", dtype=dt)
     b = torch.randn(shape[-1], device="cuda", dtype=dt)
     y = torch.randint(0, shape[-1], (shape[0],), device="cuda")
+    if kind == "drop_b":  # x needs a gradient, y does not; g is the output's
+        return (x.requires_grad_(), torch.randn_like(x), torch.randn_like(x))
     if kind in ("xwb_b", "xw_b"):  # a training step: every input needs a gradient; g is the output's
         args = (x, w, b) if kind == "xwb_b" else (x, w)
         for t in args:
@@ -217,7 +228,7 @@ def main():
         if args.only and args.only not in f"{name} {size}":
             continue
         inp = make_inputs(shape, dt, kind)
-        jfn = thunder.jit(fn, executors=[thunder.fusion_executor])
+        jfn = thunder.jit(fn, executors=[thunder.fusion_executor], fuse_random=kind == "drop_b")
         timed_fn, timed_jfn = fn, jfn
         step = None
         if kind == "ceb" or kind.endswith("_b"):
@@ -236,7 +247,15 @@ def main():
         eager = lambda: timed_fn(*inp)  # noqa: E731
         tol = dict(rtol=2e-2, atol=2e-2) if dt == torch.bfloat16 else dict(rtol=1e-4, atol=1e-4)
         try:
-            if step and dt != torch.float32:
+            if kind == "drop_b":
+                # Random numbers of its own: x's gradient is g / 0.9 where kept, 0 elsewhere.
+                g = inp[-1].flatten()
+                kept = got != 0
+                torch.testing.assert_close(got, torch.where(kept, g / 0.9, 0.0).to(got.dtype), **tol)
+                share = kept.double().mean().item()
+                if abs(share - 0.9) > 0.01:
+                    raise AssertionError(f"\n\nkept share {share:.4f}, expected 0.9")
+            elif step and dt != torch.float32:
                 # Gradients of low-precision steps: thunder sums a weight's gradient over fp32 products
                 # where eager sums bf16-rounded ones, so the two differ by eager's rounding; each is
                 # measured against the step computed in fp32.

@@ -92,11 +92,15 @@ def host_source(src: str) -> str:
         raise ValueError("no thunder_kernel in the source")
     params = [p.strip() for p in m.group(1).split(",") if p.strip()]
 
-    def cast(p):
+    def arg(i, p):
         t = p.rsplit(" ", 1)[0].replace("__restrict__", "")
-        return re.sub(r"\b(u?int(8|16|32|64)_t)\b", r"kern::\1", t)
+        t = re.sub(r"\b(u?int(8|16|32|64)_t|th_rng_state)\b", r"kern::\1", t)
+        if "*" in t:
+            return f"({t})args[{i}]"
+        # A parameter passed by value (a random state): read from the tensor's data.
+        return f"*({t.replace('const ', '')}*)args[{i}]"
 
-    call = ", ".join(f"({cast(p)})args[{i}]" for i, p in enumerate(params))
+    call = ", ".join(arg(i, p) for i, p in enumerate(params))
     return _SHIM + "namespace kern {\n" + src + _LAUNCHER.replace("CALL_ARGS", call)
 
 

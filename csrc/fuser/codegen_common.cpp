@@ -198,10 +198,14 @@ TH_INLINE void th_philox(uint32_t c[4], uint32_t k0, uint32_t k1) {
 TH_INLINE float th_u01(uint32_t w) { return (float)(w >> 8) * 5.9604644775390625e-08f; }
 // uniform_philox's element i under state (seed, offset): word i % 4 of the block at counter
 // (offset / 4, i / 4) under key seed.
-TH_INLINE float th_rand(int64_t seed, int64_t offset, int64_t i) {
-  const uint64_t s = (uint64_t)seed, o = (uint64_t)offset >> 2, g = (uint64_t)i >> 2;
-  uint32_t c[4] = {(uint32_t)o, (uint32_t)(o >> 32), (uint32_t)g, (uint32_t)(g >> 32)};
+TH_INLINE void th_rand_block(int64_t seed, int64_t offset, int64_t g, uint32_t c[4]) {
+  const uint64_t s = (uint64_t)seed, o = (uint64_t)offset >> 2, q = (uint64_t)g;
+  c[0] = (uint32_t)o; c[1] = (uint32_t)(o >> 32); c[2] = (uint32_t)q; c[3] = (uint32_t)(q >> 32);
   th_philox(c, (uint32_t)s, (uint32_t)(s >> 32));
+}
+TH_INLINE float th_rand(int64_t seed, int64_t offset, int64_t i) {
+  uint32_t c[4];
+  th_rand_block(seed, offset, i >> 2, c);
   const int w = (int)(i & 3);
   return th_u01(w == 0 ? c[0] : w == 1 ? c[1] : w == 2 ? c[2] : c[3]);
 }

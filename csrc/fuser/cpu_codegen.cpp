@@ -26,6 +26,7 @@ bool is_expensive(const std::string& op) {
 
 constexpr int kLanes = 16;  // lanes of a row reduction's accumulators (one 512-bit vector of floats)
 constexpr int kUnroll = 4;  // vectors per step of a row reduction's main loop
+constexpr int64_t kPointwiseBlock = 16384;  // elements per work item of a pointwise kernel
 
 class CpuGen {
  public:
@@ -138,7 +139,19 @@ class CpuGen {
     std::string ct = compute_type(n.dtype);
     std::string v = tmp();
     std::string e;
-    if (n.op == "load" || n.op == "iota" || n.op == "rand") {  // iota and rand index like a load
+    if (n.op == "rand" && !row_level && k_.kind == KernelDef::Kind::kPointwise &&
+        col_axes_.size() == 1 && L_.loads[id].strides[col_axes_[0]] == 1 && s.col == "c") {
+      // Contiguous along the loop: the item's numbers are drawn before it, one Philox block per
+      // four elements (a block per element would compute each block four times).
+      std::string base = load_base(id), in = "in" + std::to_string(n.input), q = "rq" + std::to_string(id);
+      row_.code += "    float " + q + "[" + std::to_string(kPointwiseBlock + 8) + "];\n    const int64_t " +
+                   q + "g = (" + base + " + c0) >> 2;\n    {\n      const int64_t n = ((" + base +
+                   " + c1 + 3) >> 2) - " + q + "g;\n#pragma omp simd\n      for (int64_t j = 0; j < n; ++j) {\n" +
+                   "        uint32_t w[4];\n        th_rand_block(" + in + "[0], " + in + "[1], " + q +
+                   "g + j, w);\n        for (int k = 0; k < 4; ++k) " + q + "[4 * j + k] = th_u01(w[k]);\n" +
+                   "      }\n    }\n";
+      e = q + "[" + base + " + c - 4 * " + q + "g]";
+    } else if (n.op == "load" || n.op == "iota" || n.op == "rand") {  // iota and rand index like a load
       std::string base = load_base(id);
       std::string idx = row_level ? base : base + " + " + unravel(col_axes_, L_.loads[id].strides, s.col);
       std::string in = "in" + std::to_string(n.input);
@@ -236,7 +249,7 @@ class CpuGen {
   }
 
   std::string pointwise(int64_t* items, int64_t* cost) {
-    const int64_t block = 16384;
+    const int64_t block = kPointwiseBlock;
     int64_t per_row = std::max<int64_t>(1, (cols_ + block - 1) / block);
     *items = cols_ == 0 ? 0 : rows_ * per_row;
     *cost = std::min(cols_, block);

@@ -133,6 +133,17 @@ class CudaGen {
   }
 
   // The widest V (a power of two, 16 bytes for the widest vector access) every access allows.
+  // Whether a rand access's lanes 0..v-1 of every chunk are whole blocks of four consecutive
+  // numbers (its chunks start at indexes divisible by 4).
+  bool rand_blocks(const Access& a, int v) const {
+    if (v % 4 != 0 || inner_ < 0 || a.strides[inner_] != 1 || a.offset % 4 != 0) return false;
+    if (col_axes_.size() > 1 && L_.sizes[inner_] % 4 != 0) return false;
+    for (int i = 0; i < n_; ++i) {
+      if (i != inner_ && a.strides[i] % 4 != 0) return false;
+    }
+    return true;
+  }
+
   int vector_width() const {
     if (inner_ < 0 || cols_ == 0) return 1;
     int max_bytes = 0;
@@ -339,7 +350,24 @@ class CudaGen {
                         : is == 1 ? at + " + (idx_t)l"
                                   : at + " + (idx_t)l * " + lit(is);
       std::string in = "in" + std::to_string(n.input);
-      e = n.op == "iota" ? iota_expr(n, idx) : rand_expr(in + ".seed", in + ".offset", idx);
+      if (n.op == "rand" && rand_blocks(a, s.v)) {
+        // Lane 0 starts a block of four: one Philox block per four lanes, drawn before the lanes.
+        std::string q = "rq" + std::to_string(id), vs = std::to_string(s.v);
+        std::string nm = s.split ? "r." + q : q;
+        if (s.split) {
+          s.regs += "  float " + q + "[" + vs + "];\n";
+        } else {
+          s.pre += "      float " + q + "[" + vs + "];\n";
+        }
+        s.pre += "      { const int64_t g = (int64_t)(" + at + ") >> 2;\n#pragma unroll\n" +
+                 "        for (int k = 0; k < " + std::to_string(s.v / 4) + "; ++k) {\n" +
+                 "          uint32_t w[4];\n          th_rand_block(" + in + ".seed, " + in +
+                 ".offset, g + k, w);\n#pragma unroll\n          for (int j = 0; j < 4; ++j) " + nm +
+                 "[4 * k + j] = th_u01(w[j]);\n        }\n      }\n";
+        e = nm + "[l]";
+      } else {
+        e = n.op == "iota" ? iota_expr(n, idx) : rand_expr(in + ".seed", in + ".offset", idx);
+      }
     } else if (n.op == "const") {
       e = const_expr(n, Backend::kCuda);
     } else if (is_reduce_op(n.op)) {

@@ -79,8 +79,8 @@ bool is_reduce_op(const std::string& op);
 // from pass k-1 is computed in pass k).
 std::vector<int> available_from(const KernelDef& k);
 
-// True when input `i` is host data the kernel takes by value: a random state ([seed, offset], int64
-// on the CPU) of a kernel that runs elsewhere.
+// True when input `i` is host data: a random state ([seed, offset], int64 on the CPU) that CUDA
+// kernels take by value.
 bool host_input(const KernelDef& k, size_t i);
 
 // True when the primitive can be part of a fused kernel (dtypes, argument kinds).
