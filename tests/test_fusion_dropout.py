@@ -190,3 +190,17 @@ def test_emulated_cuda_dropout_kernel_draws_the_reference_mask(width, misalign):
     cuda_emulator.launch(src, grid, block, inputs + [out])
     keep = _reference_keep((6, width), seed, offset, p, "cpu")
     torch.testing.assert_close(out, torch.where(keep, (x + b).detach() * (1 / (1 - p)), 0.0), rtol=0, atol=0)
+
+
+@requires_compiler
+def test_small_cpu_dropout_is_still_fused():
+    # CPU regions under 4096 elements are otherwise left to torch, which would compute the numbers
+    # with the reference (~40 tensor operations).
+    x = torch.randn(16, 16, requires_grad=True)
+    jfn = thunder.jit(lambda a: F.dropout(a, 0.5, training=True), fuse_random=True)
+    seed, offset = _expected_state("cpu")
+    out = jfn(x)
+    keep = _reference_keep((16, 16), seed, offset, 0.5, "cpu")
+    torch.testing.assert_close(out, torch.where(keep, x * 2.0, 0.0), rtol=0, atol=0)
+    fwd = str(thunder.last_traces(jfn)[-1])
+    assert re.search(r"= fusion\d+\(", fwd) and "torchex.uniform_philox" not in fwd

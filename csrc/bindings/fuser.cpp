@@ -28,9 +28,11 @@ using namespace nb::literals;
 
 namespace {
 
-bool has_reduction(const std::vector<BSymRef>& prims) {
+// Whether one kernel does more than the torch call it replaces: a reduction, or random numbers
+// (torch computes uniform_philox's with ~40 operations over the tensor).
+bool worth_a_kernel_alone(const std::vector<BSymRef>& prims) {
   for (const BSymRef& p : prims) {
-    if (p->sym->has_tag(kTagReduction)) return true;
+    if (p->sym->has_tag(kTagReduction) || p->sym->name == "uniform_philox") return true;
   }
   return false;
 }
@@ -140,7 +142,7 @@ void bind_fuser(nb::module_& m) {
         prims.insert(prims.end(), p.begin(), p.end());
       }
       // A lone elementwise torch operation is one torch kernel already.
-      if (r.bsyms.size() == 1 && !has_reduction(prims)) return std::nullopt;
+      if (r.bsyms.size() == 1 && !worth_a_kernel_alone(prims)) return std::nullopt;
       if (fuser::cpu_region_below(prims, min_cpu_numel)) return std::nullopt;
       std::vector<fuser::Segment> segs = fuser::segment_region(prims, r.outputs);
       std::vector<BSymRef> out;
