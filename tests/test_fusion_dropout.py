@@ -204,3 +204,41 @@ def test_small_cpu_dropout_is_still_fused():
     torch.testing.assert_close(out, torch.where(keep, x * 2.0, 0.0), rtol=0, atol=0)
     fwd = str(thunder.last_traces(jfn)[-1])
     assert re.search(r"= fusion\d+\(", fwd) and "torchex.uniform_philox" not in fwd
+
+
+def _philox_dropout(x, p=0.5, training=True, inplace=False):
+    """F.dropout drawing the mask as fuse_random does, state from the device's generator."""
+    if not training or p == 0.0:
+        return x
+    seed, offset = torchex.philox_state(device=x.device).tolist()
+    keep = torchex.philox_uniform_values(tuple(x.shape), seed, offset, x.device) < 1 - p
+    return torch.where(keep, x * (1 / (1 - p)), 0.0)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name", ["mlp", "gpt_loss_manual"])
+def test_model_training_with_fused_dropout_matches_eager_drawing_the_same_masks(name, device, monkeypatch):
+    # Every dropout of the model (after the attention softmax, on the residual branches, after the
+    # embeddings) draws in the fused kernels; eager with F.dropout drawing the same numbers in the
+    # same order gives the same loss and gradients.
+    import copy
+
+    from test_models import _loss_of, make
+
+    model, inputs = make(name, dropout=0.2)
+    model, inputs = model.to(device), tuple(t.to(device) for t in inputs)
+    eager = copy.deepcopy(model)
+    jm = thunder.jit(model, fuse_random=True)
+    torch.manual_seed(11)  # seeds the CUDA generators too
+    loss = _loss_of(jm(*inputs))
+    loss.backward()
+    torch.manual_seed(11)
+    with monkeypatch.context() as m:
+        m.setattr(F, "dropout", _philox_dropout)
+        ref = _loss_of(eager(*inputs))
+    ref.backward()
+    torch.testing.assert_close(loss, ref)
+    for (n, p), (_, q) in zip(model.named_parameters(), eager.named_parameters()):
+        torch.testing.assert_close(p.grad, q.grad, msg=lambda s, n=n: f"{n}: {s}")
+    fwd = str(thunder.last_traces(jm)[-1])
+    assert fwd.count("prims.uniform_philox") >= 2 and "native_dropout" not in fwd
