@@ -111,7 +111,6 @@ std::string op_expr(const KNode& n, const std::vector<std::string>& a,
       {"atan2", "atan2"}, {"floor", "floor"}, {"ceil", "ceil"},   {"trunc", "trunc"},
       {"round", "nearbyint"}};
   if (fp) {
-    if (op == "exp" && !dbl) return "th_expf(" + a[0] + ")";  // each backend defines it
     auto it = kMath.find(op);
     if (it != kMath.end()) return fn(it->second);
   }
@@ -248,29 +247,6 @@ static inline bool th_signbit(float f) { return __builtin_signbit(f) != 0; }
 static inline bool th_signbit_d(double f) { return __builtin_signbit(f) != 0; }
 TH_INLINE float th_ld_f16(unsigned short h) { _Float16 x; __builtin_memcpy(&x, &h, 2); return (float)x; }
 TH_INLINE unsigned short th_st_f16(float f) { _Float16 x = (_Float16)f; unsigned short h; __builtin_memcpy(&h, &x, 2); return h; }
-// exp inline, so loops over it vectorise without a call per vector: exp(x) = 2^k exp(r) with
-// r = x - k ln 2 (ln 2 in two parts), exp(r) by the Cephes expf polynomial (within 2 ulp), 2^k
-// applied in two halves so results reach the subnormals and overflow to inf as expf does.
-TH_INLINE float th_expf(float x) {
-  const float xc = x > 89.0f ? 89.0f : (x < -104.0f ? -104.0f : x);
-  const float kf = __builtin_rintf(xc * 1.44269504088896341f);
-  float r = __builtin_fmaf(kf, -0.693359375f, xc);
-  r = __builtin_fmaf(kf, 2.12194440e-4f, r);
-  float p = 1.9875691500e-4f;
-  p = __builtin_fmaf(p, r, 1.3981999507e-3f);
-  p = __builtin_fmaf(p, r, 8.3334519073e-3f);
-  p = __builtin_fmaf(p, r, 4.1665795894e-2f);
-  p = __builtin_fmaf(p, r, 1.6666665459e-1f);
-  p = __builtin_fmaf(p, r, 5.0000001201e-1f);
-  p = __builtin_fmaf(p, r * r, r) + 1.0f;
-  const int k = (int)kf, k1 = k / 2, k2 = k - k1;
-  const int b1 = (k1 + 127) << 23, b2 = (k2 + 127) << 23;
-  float s1, s2;
-  TH_BITCAST(s1, b1);
-  TH_BITCAST(s2, b2);
-  const float y = p * s1 * s2;
-  return x != x ? x : y;
-}
 )" + common +
            "TH_INLINE unsigned short th_st_bf16(float f) { return th_st_bf16_sw(f); }\n";
   }
@@ -325,7 +301,6 @@ TH_INLINE float th_inf() { return __int_as_float(0x7f800000); }
 TH_INLINE float th_nan() { return __int_as_float(0x7fffffff); }
 TH_INLINE bool th_signbit(float f) { return (__float_as_uint(f) >> 31) != 0; }
 TH_INLINE bool th_signbit_d(double f) { return (__double_as_longlong(f) >> 63) != 0; }
-TH_INLINE float th_expf(float x) { return expf(x); }
 TH_INLINE float th_ld_f16(unsigned short h) { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h)); return f; }
 TH_INLINE unsigned short th_st_f16(float f) { unsigned short h; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f)); return h; }
 )" + common +
