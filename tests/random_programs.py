@@ -3,11 +3,14 @@ executor against eager, forward values and gradients, with the failing program n
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
+import torch.nn.functional as F
 
 import thunder
-from thunder.executors import fusionex
+from thunder.executors import fusionex, torchex
 
 
 def seeded_inputs(seed, device, shape):
@@ -27,11 +30,37 @@ def check_forward(fn, args, device, executor, what):
         torch.testing.assert_close(got, want, **tol, msg=lambda m: f"{what}: {m}")
 
 
-def check_gradients(loss, inputs, executor, what):
-    """loss(*inputs) and its gradients through the executor against eager's."""
+def philox_dropout(x, p=0.5, training=True, inplace=False):
+    """F.dropout drawing its mask as thunder.jit(..., fuse_random=True) does: uniform_philox's numbers
+    under a state from the device's generator, taken in call order."""
+    if not training or p == 0.0:
+        return x
+    seed, offset = torchex.philox_state(device=x.device).tolist()
+    keep = torchex.philox_uniform_values(tuple(x.shape), seed, offset, x.device) < 1 - p
+    return torch.where(keep, x * (1 / (1 - p)), 0.0)
+
+
+@contextlib.contextmanager
+def philox_dropout_reference():
+    """Eager code run inside draws F.dropout's masks as fused_random programs do."""
+    saved = F.dropout
+    F.dropout = philox_dropout
+    try:
+        yield
+    finally:
+        F.dropout = saved
+
+
+def check_gradients(loss, inputs, executor, what, fuse_random=False):
+    """loss(*inputs) and its gradients through the executor against eager's. With fuse_random, the
+    program draws dropout's masks in its kernels and eager draws the same numbers."""
     ta = [t.clone().requires_grad_() for t in inputs]
     ea = [t.clone().requires_grad_() for t in inputs]
-    got, want = thunder.jit(loss, executors=[executor])(*ta), loss(*ea)
+    torch.manual_seed(0)
+    got = thunder.jit(loss, executors=[executor], fuse_random=fuse_random)(*ta)
+    torch.manual_seed(0)
+    with philox_dropout_reference() if fuse_random else contextlib.nullcontext():
+        want = loss(*ea)
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-3)
     if not want.requires_grad:
         return

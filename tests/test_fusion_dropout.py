@@ -21,6 +21,7 @@ from thunder import _core
 from thunder.executors import fusionex, torchex
 
 import cuda_emulator
+from random_programs import philox_dropout
 
 CUDA = torch.cuda.is_available() and fusionex.available("cuda")
 requires_compiler = pytest.mark.skipif(not fusionex.available("cpu"), reason="no C++ compiler")
@@ -206,15 +207,6 @@ def test_small_cpu_dropout_is_still_fused():
     assert re.search(r"= fusion\d+\(", fwd) and "torchex.uniform_philox" not in fwd
 
 
-def _philox_dropout(x, p=0.5, training=True, inplace=False):
-    """F.dropout drawing the mask as fuse_random does, state from the device's generator."""
-    if not training or p == 0.0:
-        return x
-    seed, offset = torchex.philox_state(device=x.device).tolist()
-    keep = torchex.philox_uniform_values(tuple(x.shape), seed, offset, x.device) < 1 - p
-    return torch.where(keep, x * (1 / (1 - p)), 0.0)
-
-
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", ["mlp", "gpt_loss_manual"])
 def test_model_training_with_fused_dropout_matches_eager_drawing_the_same_masks(name, device, monkeypatch):
@@ -234,7 +226,7 @@ def test_model_training_with_fused_dropout_matches_eager_drawing_the_same_masks(
     loss.backward()
     torch.manual_seed(11)
     with monkeypatch.context() as m:
-        m.setattr(F, "dropout", _philox_dropout)
+        m.setattr(F, "dropout", philox_dropout)
         ref = _loss_of(eager(*inputs))
     ref.backward()
     torch.testing.assert_close(loss, ref)

@@ -27,12 +27,17 @@ KINDS = ["unary", "binary", "binary", "slice_cat", "reshape3d", "flip", "detach"
          "gather_logp", "masked_fill", "row_max_index"]
 
 
-def _program(seed):
+# Training programs also draw dropout masks inside their kernels (fuse_random=True): of a computed
+# value, and of a transposed one (its numbers indexed along the other axis).
+GRAD_KINDS = KINDS + ["dropout", "dropout_t"]
+
+
+def _program(seed, kinds=KINDS):
     rng = random.Random(seed)
     steps = []
     n_values = 3  # the inputs a, b, c
     for _ in range(rng.randint(3, 10)):
-        kind = rng.choice(KINDS)
+        kind = rng.choice(kinds)
         pick = functools.partial(rng.randrange, n_values)
         if kind == "unary":
             steps.append((kind, rng.randrange(4), pick()))
@@ -86,6 +91,10 @@ def _run(steps, outs, a, b, c, targets):
             idx = (torch.sigmoid(y[:, :1]) * (cols - 1)).to(torch.int64)
             g = torch.log_softmax(x, 1).gather(1, idx)
             vals.append(x * 0.5 + g * 0.1)
+        elif kind == "dropout":
+            vals.append(F.dropout(torch.tanh(vals[s[1]]), 0.3, training=True) + vals[s[2]])
+        elif kind == "dropout_t":
+            vals.append(F.dropout(vals[s[1]].t() * 2, 0.2, training=True).t() * vals[s[2]])
         elif kind == "masked_fill":
             x, y = vals[s[1]], vals[s[2]]
             vals.append(x.masked_fill(y > 0.5, 0.25) * 2)
@@ -123,11 +132,11 @@ def test_random_view_program_matches_eager(seed, device, shape):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("seed", range(20))
 def test_random_view_program_gradients_match_eager(seed, device, shape):
-    steps, outs = _program(1000 + seed)
+    steps, outs = _program(1000 + seed, GRAD_KINDS)
     gen, a, b, c, targets = _inputs(seed, device, shape)
     cots = [torch.randn(shape, generator=gen).to(device) for _ in outs]
 
     def loss(a, b, c):
         return sum((o * g).sum() for o, g in zip(_run(steps, outs, a, b, c, targets), cots))
 
-    check_gradients(loss, (a, b, c), FUSE_ALL, f"seed {seed}, {steps}, {outs}")
+    check_gradients(loss, (a, b, c), FUSE_ALL, f"seed {seed}, {steps}, {outs}", fuse_random=True)
