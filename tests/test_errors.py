@@ -133,6 +133,21 @@ def test_jit_of_torch_compile_function():
         thunder.jit(torch.compile(f))
 
 
+def test_jit_does_not_import_torch_dynamo():
+    # The torch.compile check must not import torch._dynamo itself (about a second of every first
+    # jit in a process that never uses torch.compile).
+    import subprocess
+    import sys
+
+    code = ("import sys, torch, thunder\n"
+            "thunder.jit(lambda x: x * 2)(torch.ones(3))\n"
+            "thunder.jit(torch.nn.Linear(2, 2))(torch.ones(2))\n"
+            "assert 'torch._dynamo' not in sys.modules, 'torch._dynamo was imported'\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
 def test_jit_of_torch_compile_module():
     with pytest.raises(TypeError, match="torchcompile"):
         thunder.jit(torch.compile(torch.nn.Linear(2, 2)))

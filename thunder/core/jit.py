@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import functools
 import inspect
+import sys
 import time
 import weakref
 
@@ -358,7 +359,9 @@ class ThunderModule(torch.nn.Module):
 
 
 def _check_callable(fn):
-    dynamo = getattr(torch, "_dynamo", None)
+    # torch.compile'd callables exist only once torch._dynamo is imported; looking it up through
+    # `torch._dynamo` would import it (about a second) on every first jit.
+    dynamo = sys.modules.get("torch._dynamo")
     optimized = getattr(getattr(dynamo, "eval_frame", None), "OptimizedModule", None) if dynamo else None
     if (optimized is not None and isinstance(fn, optimized)) or hasattr(fn, "_torchdynamo_orig_callable"):
         raise TypeError(
