@@ -1,0 +1,184 @@
+"""GPT-2 training steps on the GPU: eager, thunder (its default executors: the fuser, PyTorch's attention
+kernels) with torch's dropout, thunder with dropout drawn inside its fused kernels
+(`fuse_random=True`), and torch.compile, side by side in one process.
+
+Model: benchmarks/gpt_model.py's GPT (default: GPT-2 small, 124M parameters, dropout 0.1) with the
+cross-entropy loss inside the compiled module, fp32 weights under bf16 autocast (as nanoGPT trains),
+AdamW (fused) outside the compiled part. Every variant starts from the same weights.
+
+Correctness: with `--check`, one step of each variant at dropout 0 runs from the same weights and
+batch, and its loss and gradients are compared with eager's (bf16 tolerances); thunder with torch's
+dropout is also compared at dropout 0.1 under the same seed (its masks are eager's).
+
+Timing: `--warmup` steps, then `--steps` steps between CUDA synchronisations, repeated `--repeats`
+times with the variants interleaved; the figure is the median step time. Also the first step's time
+(compilation included). Writes benchmarks/results/training_gpu.json.
+
+    python benchmarks/training_gpu.py [--config gpt2] [--batch 8] [--tokens 1024] [--no-compile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("THUNDER_CACHE_DIR", tempfile.mkdtemp(prefix="thunder-bench-cache-"))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from gpt_model import CONFIGS, GPT  # noqa: E402
+from torch import nn  # noqa: E402
+
+import thunder  # noqa: E402
+
+RESULTS = os.path.join(ROOT, "benchmarks", "results", "training_gpu.json")
+
+
+class WithLoss(nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, idx, targets):
+        logits = self.model(idx)
+        return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
+
+
+def make_variants(base, no_compile):
+    variants = {"eager": copy.deepcopy(base)}
+    variants["thunder"] = thunder.jit(copy.deepcopy(base))
+    variants["thunder fuse_random"] = thunder.jit(copy.deepcopy(base), fuse_random=True)
+    if not no_compile:
+        variants["torch.compile"] = torch.compile(copy.deepcopy(base))
+    return variants
+
+
+def params_of(m):
+    return list(m.parameters())
+
+
+def step_fn(model, opt, idx, tgt):
+    def step():
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = model(idx, tgt)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return loss
+    return step
+
+
+def check(base, idx, tgt, no_compile):
+    """One step's loss and gradients of each variant against eager's (dropout 0, then 0.1 for the
+    variant whose masks are eager's)."""
+    report = {}
+    for p in (0.0, 0.1):
+        m = copy.deepcopy(base)
+        for mod in m.modules():
+            if isinstance(mod, nn.Dropout):
+                mod.p = p
+        for mod in m.modules():
+            if hasattr(mod, "dropout") and isinstance(mod.dropout, float):
+                mod.dropout = p
+        variants = make_variants(m, no_compile=True)  # torch.compile's steps are not checked here
+        if p > 0:
+            variants = {k: v for k, v in variants.items() if k in ("eager", "thunder")}
+        grads = {}
+        for name, v in variants.items():
+            torch.manual_seed(123)
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                loss = v(idx, tgt)
+            loss.backward()
+            grads[name] = (loss.detach().float(), [q.grad.float() for q in params_of(v)])
+        ref_loss, ref_grads = grads.pop("eager")
+        for name, (loss, gs) in grads.items():
+            # Per parameter: the largest difference relative to the largest eager gradient entry.
+            err = max((a - b).abs().max().item() / (b.abs().max().item() + 1e-6) for a, b in zip(gs, ref_grads))
+            ok = abs(loss.item() - ref_loss.item()) <= 2e-2 * abs(ref_loss.item()) and err < 5e-2
+            report[f"{name} dropout {p}"] = {"loss": loss.item(), "eager_loss": ref_loss.item(),
+                                             "max_rel_grad_err": err, "ok": ok}
+            print(f"  check {name:22s} dropout {p}: loss {loss.item():.5f} (eager {ref_loss.item():.5f}), "
+                  f"max relative gradient difference {err:.2e}" + ("" if ok else "  MISMATCH"), flush=True)
+    return report
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config", default="gpt2", choices=sorted(CONFIGS))
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--tokens", type=int, default=1024)
+    ap.add_argument("--dropout", type=float, default=0.1)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+    ap.add_argument("--check", action="store_true", help="compare one step of each variant with eager")
+    ap.add_argument("--out", default=RESULTS)
+    args = ap.parse_args()
+    assert torch.cuda.is_available(), "needs CUDA"
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    cfg = copy.deepcopy(CONFIGS[args.config])
+    cfg.dropout = args.dropout
+    torch.manual_seed(0)
+    base = WithLoss(GPT(cfg)).cuda().train()
+    idx = torch.randint(0, cfg.vocab_size, (args.batch, args.tokens), device="cuda")
+    tgt = torch.randint(0, cfg.vocab_size, (args.batch, args.tokens), device="cuda")
+    results = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "config": args.config,
+               "batch": args.batch, "tokens": args.tokens, "dropout": args.dropout, "autocast": "bfloat16"}
+    if args.check:
+        results["check"] = check(base, idx, tgt, args.no_compile)
+    variants = make_variants(base, args.no_compile)
+    steps, first = {}, {}
+    for name, m in variants.items():
+        opt = torch.optim.AdamW(params_of(m), lr=1e-4, fused=True)
+        steps[name] = step_fn(m, opt, idx, tgt)
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        loss = steps[name]()
+        torch.cuda.synchronize()
+        first[name] = time.perf_counter() - t0
+        assert torch.isfinite(loss), f"{name}: loss {loss}"
+        for _ in range(args.warmup):
+            steps[name]()
+        print(f"  {name}: first step {first[name]:.2f} s", flush=True)
+    times = {name: [] for name in variants}
+    for r in range(args.repeats):
+        order = list(variants) if r % 2 == 0 else list(reversed(list(variants)))
+        for name in order:
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            for _ in range(args.steps):
+                steps[name]()
+            torch.cuda.synchronize()
+            times[name].append((time.perf_counter() - t0) / args.steps)
+    eager = statistics.median(times["eager"])
+    rows = {}
+    toks = args.batch * args.tokens
+    print(f"\n{results['device']}, torch {torch.__version__}; {args.config}, batch {args.batch} x {args.tokens} "
+          f"tokens, dropout {args.dropout}, bf16 autocast, fused AdamW")
+    print(f"{'variant':24s} {'ms/step':>9s} {'vs eager':>9s} {'tokens/s':>10s} {'first step s':>13s}")
+    for name in variants:
+        t = statistics.median(times[name])
+        rows[name] = {"ms_per_step": t * 1e3, "vs_eager": t / eager, "tokens_per_s": toks / t,
+                      "first_step_s": first[name], "all_ms": [x * 1e3 for x in times[name]]}
+        print(f"{name:24s} {t * 1e3:9.1f} {t / eager:9.3f} {toks / t:10.0f} {first[name]:13.2f}")
+    results["rows"] = rows
+    results["date"] = time.strftime("%Y-%m-%d %H:%M")
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(results, f, indent=1)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
