@@ -122,6 +122,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile")
     ap.add_argument("--check", action="store_true", help="compare one step of each variant with eager")
+    ap.add_argument("--profile", action="store_true",
+                    help="after timing, each variant's CUDA kernels over 3 steps (torch.profiler), largest first")
     ap.add_argument("--out", default=RESULTS)
     args = ap.parse_args()
     assert torch.cuda.is_available(), "needs CUDA"
@@ -173,6 +175,22 @@ def main():
                       "first_step_s": first[name], "all_ms": [x * 1e3 for x in times[name]]}
         print(f"{name:24s} {t * 1e3:9.1f} {t / eager:9.3f} {toks / t:10.0f} {first[name]:13.2f}")
     results["rows"] = rows
+    if args.profile:
+        results["profile"] = {}
+        for name in variants:
+            with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+                for _ in range(3):
+                    steps[name]()
+                torch.cuda.synchronize()
+            kernels = sorted(((e.key, e.device_time_total / 3, e.count // 3) for e in prof.key_averages()
+                              if e.device_time_total > 0), key=lambda r: -r[1])
+            total = sum(t for _, t, _ in kernels)
+            results["profile"][name] = {"kernel_ms_per_step": total / 1e3,
+                                        "top": [{"kernel": k, "us_per_step": t, "calls_per_step": c}
+                                                for k, t, c in kernels[:40]]}
+            print(f"\n{name}: {total / 1e3:.1f} ms of kernels per step; largest:")
+            for k, t, c in kernels[:18]:
+                print(f"  {t / 1e3:7.2f} ms  {c:4d}x  {k[:110]}")
     results["date"] = time.strftime("%Y-%m-%d %H:%M")
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
