@@ -33,12 +33,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from gpt_model import CONFIGS, GPT  # noqa: E402
-from torch import nn  # noqa: E402
+import torch
+import torch.nn.functional as F
+from gpt_model import CONFIGS, GPT
+from torch import nn
 
-import thunder  # noqa: E402
+import thunder
 
 RESULTS = os.path.join(ROOT, "benchmarks", "results", "training_gpu.json")
 

@@ -12,16 +12,15 @@ from __future__ import annotations
 import math
 import re
 
+import cuda_emulator
 import pytest
 import torch
 import torch.nn.functional as F
+from random_programs import philox_dropout
 
 import thunder
 from thunder import _core
 from thunder.executors import fusionex, torchex
-
-import cuda_emulator
-from random_programs import philox_dropout
 
 CUDA = torch.cuda.is_available() and fusionex.available("cuda")
 requires_compiler = pytest.mark.skipif(not fusionex.available("cpu"), reason="no C++ compiler")
@@ -133,7 +132,7 @@ def test_without_a_fusion_executor_dropout_draws_as_eager():
     # fuse_random needs a fusion executor on the program's device; without one, torch's dropout
     # draws exactly as eager does.
     x = torch.randn(64, 256, requires_grad=True)
-    fn = lambda a: F.dropout(a, 0.25, training=True)  # noqa: E731
+    fn = lambda a: F.dropout(a, 0.25, training=True)
     jfn = thunder.jit(fn, executors=[thunder.pytorch_executor], fuse_random=True)
     torch.manual_seed(5)
     out = jfn(x)
@@ -234,3 +233,34 @@ def test_model_training_with_fused_dropout_matches_eager_drawing_the_same_masks(
         torch.testing.assert_close(p.grad, q.grad, msg=lambda s, n=n: f"{n}: {s}")
     fwd = str(thunder.last_traces(jm)[-1])
     assert fwd.count("prims.uniform_philox") >= 2 and "native_dropout" not in fwd
+
+
+@requires_compiler
+def test_checkpointed_dropout_redraws_the_forward_mask():
+    # A checkpointed region runs again in the backward: its dropout must use the saved state, not a
+    # new draw.
+    import torch.utils.checkpoint as ckpt
+    from random_programs import philox_dropout_reference
+
+    def block(x, w):
+        return F.dropout(torch.tanh(x @ w), 0.3, training=True) * 2
+
+    def f(x, w):
+        return ckpt.checkpoint(block, x, w, use_reentrant=False).sum()
+
+    x, w = torch.randn(64, 64, requires_grad=True), torch.randn(64, 64, requires_grad=True)
+    jf = thunder.jit(f, fuse_random=True)
+    torch.manual_seed(1)
+    loss = jf(x, w)
+    loss.backward()
+    gx, gw = x.grad, w.grad
+    x.grad = w.grad = None
+    torch.manual_seed(1)
+    with philox_dropout_reference():
+        ref = f(x, w)
+        ref.backward()
+    torch.testing.assert_close(loss, ref)
+    torch.testing.assert_close(gx, x.grad)
+    torch.testing.assert_close(gw, w.grad)
+    bwd = str(thunder.last_backward_traces(jf)[-1])
+    assert "philox_state" not in bwd and "uniform_philox" in bwd
