@@ -70,7 +70,8 @@ thread_local bool g_fusing_random = false;
 
 bool fusing() { return g_fusing; }
 bool fusing_random() { return g_fusing_random; }
-FusingScope::FusingScope(bool on, bool random) : previous_(g_fusing), previous_random_(g_fusing_random) {
+FusingScope::FusingScope(bool on, bool random)
+    : previous_(g_fusing), previous_random_(g_fusing_random) {
   g_fusing = on;
   g_fusing_random = on && random;
 }

@@ -214,8 +214,8 @@ void register_nn_grad_rules() {
     // dropout(input, p=0.5, training=True, inplace=False): the forward keeps the mask it drew
     // (aten.native_dropout draws exactly as F.dropout does), the backward scales by it.
     // With fusing_random(): the mask is uniform_philox(state) < 1 - p, drawn inside the fused
-    // kernel; the forward saves the state ([seed, offset], 16 bytes) and the backward draws the same
-    // mask again.
+    // kernel; the forward saves the state ([seed, offset], 16 bytes) and the backward draws the
+    // same mask again.
     GradRule r;
     r.applies = [](const BoundSymbol& b) {
       BoundArgs a(*b.sym, b.args);
@@ -224,7 +224,8 @@ void register_nn_grad_rules() {
     };
     // x * (1 / (1 - p)) where the state's draw keeps the element, 0 elsewhere.
     auto scaled_keep = [](Builder& b, const TensorRef& x, const V& v, const V& state, double p) {
-      V u = b.call(prims::uniform_philox(), {V::shape(x->shape()), state}, {{"device", V(x->device())}});
+      V u = b.call(prims::uniform_philox(), {V::shape(x->shape()), state},
+                   {{"device", V(x->device())}});
       V keep = b.call(op("lt"), {u, V(1.0 - p)});
       return b.call(op("where"), {keep, b.call(op("mul"), {v, V(1.0 / (1.0 - p))}), V(0.0)});
     };

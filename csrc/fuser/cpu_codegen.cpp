@@ -143,15 +143,20 @@ class CpuGen {
         col_axes_.size() == 1 && L_.loads[id].strides[col_axes_[0]] == 1 && s.col == "c") {
       // Contiguous along the loop: the item's numbers are drawn before it, one Philox block per
       // four elements (a block per element would compute each block four times).
-      std::string base = load_base(id), in = "in" + std::to_string(n.input), q = "rq" + std::to_string(id);
-      row_.code += "    float " + q + "[" + std::to_string(kPointwiseBlock + 8) + "];\n    const int64_t " +
-                   q + "g = (" + base + " + c0) >> 2;\n    {\n      const int64_t n = ((" + base +
-                   " + c1 + 3) >> 2) - " + q + "g;\n#pragma omp simd\n      for (int64_t j = 0; j < n; ++j) {\n" +
-                   "        uint32_t w[4];\n        th_rand_block(" + in + "[0], " + in + "[1], " + q +
-                   "g + j, w);\n        for (int k = 0; k < 4; ++k) " + q + "[4 * j + k] = th_u01(w[k]);\n" +
-                   "      }\n    }\n";
-      e = q + "[" + base + " + c - 4 * " + q + "g]";
-    } else if (n.op == "load" || n.op == "iota" || n.op == "rand") {  // iota and rand index like a load
+      std::string base = load_base(id), in = "in" + std::to_string(n.input);
+      std::string q = "rq" + std::to_string(id), g = q + "g";
+      row_.code += "    float " + q + "[" + std::to_string(kPointwiseBlock + 8) + "];\n";
+      row_.code += "    const int64_t " + g + " = (" + base + " + c0) >> 2;\n";
+      row_.code += "#pragma omp simd\n";
+      row_.code +=
+          "    for (int64_t j = 0; j < ((" + base + " + c1 + 3) >> 2) - " + g + "; ++j) {\n";
+      row_.code += "      uint32_t w[4];\n";
+      row_.code += "      th_rand_block(" + in + "[0], " + in + "[1], " + g + " + j, w);\n";
+      row_.code += "      for (int k = 0; k < 4; ++k) " + q + "[4 * j + k] = th_u01(w[k]);\n";
+      row_.code += "    }\n";
+      e = q + "[" + base + " + c - 4 * " + g + "]";
+    } else if (n.op == "load" || n.op == "iota" || n.op == "rand") {
+      // iota and rand index like a load.
       std::string base = load_base(id);
       std::string idx = row_level ? base : base + " + " + unravel(col_axes_, L_.loads[id].strides, s.col);
       std::string in = "in" + std::to_string(n.input);

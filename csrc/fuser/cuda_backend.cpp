@@ -426,7 +426,8 @@ void cuda_launch(const CudaFunction& f, const Layout& layout, const KernelDef& k
   make_current(f.context);
   size_t n = k.inputs.size() + k.outputs.size();
   std::vector<void*> params(n);
-  // Host inputs (random states) are passed by value: the driver copies the argument from their data.
+  // Host inputs (random states) are passed by value: the driver copies the argument from their
+  // data.
   for (size_t i = 0; i < n; ++i) {
     params[i] = i < k.inputs.size() && host_input(k, i) ? static_cast<void*>(ptrs[i]) : &ptrs[i];
   }

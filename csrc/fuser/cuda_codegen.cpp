@@ -88,9 +88,10 @@ class CudaGen {
     args_.clear();
     for (size_t i = 0; i < k_.inputs.size(); ++i) {
       std::string st = storage_type(k_.inputs[i]->dtype());
-      params_ += std::string(params_.empty() ? "" : ", ") +
-                 (host_input(k_, i) ? "const th_rng_state in" : "const " + st + "* __restrict__ in") +
-                 std::to_string(i);
+      params_ +=
+          std::string(params_.empty() ? "" : ", ") +
+          (host_input(k_, i) ? "const th_rng_state in" : "const " + st + "* __restrict__ in") +
+          std::to_string(i);
       args_ += std::string(args_.empty() ? "" : ", ") + "in" + std::to_string(i);
     }
     for (size_t o = 0; o < k_.outputs.size(); ++o) {
@@ -362,8 +363,8 @@ class CudaGen {
         s.pre += "      { const int64_t g = (int64_t)(" + at + ") >> 2;\n#pragma unroll\n" +
                  "        for (int k = 0; k < " + std::to_string(s.v / 4) + "; ++k) {\n" +
                  "          uint32_t w[4];\n          th_rand_block(" + in + ".seed, " + in +
-                 ".offset, g + k, w);\n#pragma unroll\n          for (int j = 0; j < 4; ++j) " + nm +
-                 "[4 * k + j] = th_u01(w[j]);\n        }\n      }\n";
+                 ".offset, g + k, w);\n#pragma unroll\n          for (int j = 0; j < 4; ++j) " +
+                 nm + "[4 * k + j] = th_u01(w[j]);\n        }\n      }\n";
         e = nm + "[l]";
       } else {
         e = n.op == "iota" ? iota_expr(n, idx) : rand_expr(in + ".seed", in + ".offset", idx);

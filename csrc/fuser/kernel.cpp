@@ -610,7 +610,8 @@ class Builder {
       if (rng_states_.count(static_cast<int>(i))) {
         // A random state: host values the kernel takes as arguments, read by nothing else.
         for (const KNode& n : nodes_) {
-          if (n.op == "load" && n.input == static_cast<int>(i)) reject("a random state read as data");
+          if (n.op == "load" && n.input == static_cast<int>(i))
+            reject("a random state read as data");
         }
         continue;
       }

@@ -29,9 +29,9 @@ std::vector<Segment> segment_region(const std::vector<BSymRef>& prims,
 // function, so one compiled FusedKernel serves both.
 std::string kernel_signature(const KernelDef& k);
 
-// True when every tensor `prims` read or write is on the CPU and has fewer than `min_numel` elements:
-// a region too small for a compiled kernel to pay for its compile. Never for a region that draws
-// random numbers (uniform_philox), which torch would compute slowly.
+// True when every tensor `prims` read or write is on the CPU and has fewer than `min_numel`
+// elements: a region too small for a compiled kernel to pay for its compile. Never for a region
+// that draws random numbers (uniform_philox), which torch would compute slowly.
 bool cpu_region_below(const std::vector<BSymRef>& prims, int64_t min_numel);
 
 }  // namespace thunder::fuser

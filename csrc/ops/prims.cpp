@@ -366,8 +366,10 @@ Value meta_uniform_philox(Builder& b, const BoundArgs& a) {
   const TensorRef& s = a.tensor(1);
   if (s->dtype() != DType::kInt64 || s->device().type != DeviceType::kCPU || s->rank() != 1 ||
       s->shape()[0].value() != 2) {
-    throw ValueError("prims.uniform_philox: state must be a CPU int64 tensor of shape [2] (seed, "
-                     "offset), as prims.philox_state returns; got " + s->type_string());
+    throw ValueError(
+        "prims.uniform_philox: state must be a CPU int64 tensor of shape [2] (seed, "
+        "offset), as prims.philox_state returns; got " +
+        s->type_string());
   }
   return b.new_tensor(shape_arg(a, 0), DType::kFloat32, a[2].as_device(), false);
 }
