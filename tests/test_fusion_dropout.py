@@ -264,3 +264,34 @@ def test_checkpointed_dropout_redraws_the_forward_mask():
     torch.testing.assert_close(gw, w.grad)
     bwd = str(thunder.last_backward_traces(jf)[-1])
     assert "philox_state" not in bwd and "uniform_philox" in bwd
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_fused_dropout_without_grad(device):
+    # Dropout in training mode in a program run without grad (or on a value that needs none, beside
+    # one that does) draws in the kernel too.
+    p = 0.4
+    x = torch.randn(128, 512, device=device)
+    w = torch.randn(128, 512, device=device, requires_grad=True)
+
+    def f(a, b):
+        return torch.tanh(F.dropout(a * 2, p, training=True)) + b
+
+    jfn = thunder.jit(f, fuse_random=True)
+    with torch.no_grad():
+        seed, offset = _expected_state(device)
+        out = jfn(x, w)
+    keep = _reference_keep((128, 512), seed, offset, p, device)
+    ref = torch.tanh(torch.where(keep, x * 2 * (1 / (1 - p)), 0.0)) + w.detach()
+    torch.testing.assert_close(out, ref)
+    fwd = str(thunder.last_traces(jfn)[-1])
+    assert "prims.uniform_philox" in fwd and "torch.nn.functional.dropout" not in fwd
+
+    seed, offset = _expected_state(device)
+    out = jfn(x, w)  # training: x needs no grad, w does
+    keep = _reference_keep((128, 512), seed, offset, p, device)
+    ref = torch.tanh(torch.where(keep, x * 2 * (1 / (1 - p)), 0.0)) + w
+    torch.testing.assert_close(out, ref)
+    out.sum().backward()
+    torch.testing.assert_close(w.grad, torch.ones_like(w))
+    assert "prims.uniform_philox" in str(thunder.last_traces(jfn)[-1])

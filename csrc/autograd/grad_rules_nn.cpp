@@ -222,30 +222,22 @@ void register_nn_grad_rules() {
       double p = a.number(1);
       return a.bool_(2) && p > 0.0 && p < 1.0;
     };
-    // x * (1 / (1 - p)) where the state's draw keeps the element, 0 elsewhere.
-    auto scaled_keep = [](Builder& b, const TensorRef& x, const V& v, const V& state, double p) {
-      V u = b.call(prims::uniform_philox(), {V::shape(x->shape()), state},
-                   {{"device", V(x->device())}});
-      V keep = b.call(op("lt"), {u, V(1.0 - p)});
-      return b.call(op("where"), {keep, b.call(op("mul"), {v, V(1.0 / (1.0 - p))}), V(0.0)});
-    };
-    r.augmented_forward = [scaled_keep](ForwardContext& c) {
+    r.augmented_forward = [](ForwardContext& c) {
       if (fusing_random()) {
-        const TensorRef& x = c.args.tensor(0);
-        V state = c.b.call(prims::philox_state(), {}, {{"device", V(x->device())}});
-        return AugmentedForward{scaled_keep(c.b, x, c.args[0], state, c.args.number(1)), {state}};
+        V state = c.b.call(prims::philox_state(), {}, {{"device", V(c.args.tensor(0)->device())}});
+        return AugmentedForward{lang::philox_dropout(c.b, c.args[0], state, c.args.number(1)), {state}};
       }
       V out = lang::call(c.b, op("native_dropout"), {c.args[0], c.args[1], V(true)});
       const auto& items = out.items();
       return AugmentedForward{items[0], {items[1]}};
     };
-    r.backward = [scaled_keep](BackwardContext& c) {
+    r.backward = [](BackwardContext& c) {
       TensorRef g = c.grad_out();
       if (!g || !c.needs(0)) return;
       double p = c.args.number(1);
       const TensorRef& saved = c.residuals[0].as_tensor();
       if (saved->dtype() == DType::kInt64) {  // the random state, not a mask
-        c.put_grad(0, scaled_keep(c.b, c.args.tensor(0), V(g), c.residuals[0], p).as_tensor());
+        c.put_grad(0, lang::philox_dropout(c.b, V(g), c.residuals[0], p).as_tensor());
         return;
       }
       c.put_grad(0, lang::call_t(c.b, op("native_dropout_backward"),

@@ -229,15 +229,17 @@ NB_MODULE(_core, m) {
       .def("implemented", &Executor::implemented, nb::rv_policy::reference);
 
   m.def("run_pipeline",
-        [](const PyTrace& t, std::vector<const Executor*> executors, bool decompose) {
+        [](const PyTrace& t, std::vector<const Executor*> executors, bool decompose,
+           bool fuse_random) {
           PipelineOptions opts;
           opts.decompose_to_prims = decompose;
+          opts.fuse_random = fuse_random;
           PipelineResult r = run_pipeline(*t.t, executors, opts);
           std::vector<PyTrace> traces;
           for (Trace& tr : r.traces) traces.push_back(PyTrace{std::make_shared<Trace>(std::move(tr))});
           return std::make_pair(traces, r.times);
         },
-        "trace"_a, "executors"_a, "decompose_to_prims"_a = false);
+        "trace"_a, "executors"_a, "decompose_to_prims"_a = false, "fuse_random"_a = false);
 
   nb::class_<CaptureSession>(m, "CaptureSession")
       .def(nb::init<nb::object, nb::handle>())

@@ -14,7 +14,8 @@ namespace thunder {
 struct PipelineOptions {
   bool decompose_to_prims = false;  // run primitives instead of torch-level symbols
   bool rematerialize = true;        // training: recompute cheap values instead of saving them
-  bool fuse_random = false;         // training: dropout draws inside fused kernels (fusing_random)
+  bool fuse_random = false;         // dropout draws its mask inside fused kernels (stage fuse_random,
+                                    // autograd::fusing_random)
 };
 
 struct PipelineResult {

@@ -134,6 +134,15 @@ TensorRef call_t(Builder& b, const Symbol& sym, std::vector<Value> args) {
   return v.as_tensor();
 }
 
+Value philox_dropout(Builder& b, const Value& x, const Value& state, double p) {
+  const TensorRef& t = x.as_tensor();
+  Value u = b.call(prims::uniform_philox(), {Value::shape(t->shape()), state},
+                   {{"device", Value(t->device())}});
+  Value keep = b.call(ltorch_symbol("lt"), {u, Value(1.0 - p)});
+  Value scaled = b.call(ltorch_symbol("mul"), {x, Value(1.0 / (1.0 - p))});
+  return b.call(ltorch_symbol("where"), {keep, scaled, Value(0.0)});
+}
+
 TensorRef convert(Builder& b, const TensorRef& t, DType dtype) {
   if (t->dtype() == dtype) return t;
   return call_t(b, prims::convert_element_type(), {Value(t), Value(dtype)});

@@ -52,6 +52,11 @@ bool requires_grad(const BoundArgs& args);
 Value call(Builder& b, const Symbol& sym, std::vector<Value> args);
 TensorRef call_t(Builder& b, const Symbol& sym, std::vector<Value> args);
 
+// Dropout whose mask fused kernels draw: x * (1 / (1 - p)) where uniform_philox(state) < 1 - p, 0
+// elsewhere, in x's dtype (torch-level operations). `state` is prims.philox_state's [seed, offset];
+// the same state gives the same mask, which is how dropout's backward draws it again.
+Value philox_dropout(Builder& b, const Value& x, const Value& state, double p);
+
 // Shape and dtype helpers that record nothing when nothing needs doing.
 TensorRef convert(Builder& b, const TensorRef& t, DType dtype);
 Value convert_value(Builder& b, const Value& v, DType dtype);  // numbers convert in place

@@ -240,7 +240,8 @@ class _Compiler:
                 # A torch.enable_grad() region in a program run without thunder's autograd: executors
                 # whose kernels record no autograd graph (the fuser) leave tensors needing grad alone.
                 cores = [getattr(e, "grad_recording_core", e._core) for e in self.executors]
-            traces, times = _core.run_pipeline(trace, cores, self.decompose)
+            traces, times = _core.run_pipeline(trace, cores, self.decompose,
+                                               bool(self.options.get("fuse_random", False)))
             program = _core.Program.build(traces[-1])
             backward_traces = []
         guard = _core.Guard.build(tuple(args), dict(kwargs), params, flags, torch.is_grad_enabled(),
