@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["CONFIGS", "GPT", "GPTConfig"]
+__all__ = ["CONFIGS", "GPT", "GPTConfig", "WithLoss"]
 
 
 @dataclass
@@ -130,3 +130,15 @@ class GPT(nn.Module):
             x = block(x)
         x = self.transformer.ln_f(x)
         return self.lm_head(x)
+
+
+class WithLoss(nn.Module):
+    """The model with its training loss: cross-entropy of the logits against the next tokens."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, idx, targets):
+        logits = self.model(idx)
+        return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))

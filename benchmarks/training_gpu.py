@@ -34,23 +34,12 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
 import torch
-import torch.nn.functional as F
-from gpt_model import CONFIGS, GPT
+from gpt_model import CONFIGS, GPT, WithLoss
 from torch import nn
 
 import thunder
 
 RESULTS = os.path.join(ROOT, "benchmarks", "results", "training_gpu.json")
-
-
-class WithLoss(nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, idx, targets):
-        logits = self.model(idx)
-        return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
 
 
 def make_variants(base, no_compile):

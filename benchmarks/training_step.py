@@ -44,24 +44,12 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
 import torch
-import torch.nn.functional as F
-from gpt_model import CONFIGS, GPT
-from torch import nn
+from gpt_model import CONFIGS, GPT, WithLoss
 
 import thunder
 
 RESULTS = os.path.join(ROOT, "benchmarks", "results", "training_step.json")
 TIME_TARGET = 1.1
-
-
-class WithLoss(nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, idx, targets):
-        logits = self.model(idx)
-        return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
 
 
 def saved_bytes(step_forward, exclude):
