@@ -353,6 +353,14 @@ def test_compile_data_and_options():
     assert opts["cache"] == thunder.CACHE_OPTIONS.CONSTANT_VALUES
 
 
+def test_unknown_compile_option_warns():
+    # A misspelt option would otherwise do nothing, silently.
+    with pytest.warns(UserWarning, match="'fuse_randm' have no effect.*'fuse_random'"):
+        thunder.jit(lambda x: x * 2, fuse_randm=True)
+    jf = thunder.jit(lambda x: x * 2, fuse_random=True, rematerialize=False)
+    assert thunder.last_compile_options(jf)["fuse_random"] is True
+
+
 # ---------------------------------------------------------------------------------------------
 # Executors
 

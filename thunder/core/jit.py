@@ -12,6 +12,7 @@ import functools
 import inspect
 import sys
 import time
+import warnings
 import weakref
 
 import torch
@@ -375,11 +376,25 @@ def _check_callable(fn):
         raise TypeError(f"thunder.jit expects a function or an nn.Module, got {type(fn).__name__}")
 
 
+# The compile options thunder reads (keyword arguments of jit beyond its named parameters).
+COMPILE_OPTIONS = {
+    "decompose_to_prims": "run primitives instead of torch-level operations",
+    "rematerialize": "training: recompute cheap values in the backward instead of saving them (default True)",
+    "fuse_random": "draw dropout's masks inside the fused kernels (not eager's random numbers)",
+}
+
+
 def jit(fn, /, *, langctx=None, executors=None, sharp_edges=None, cache=None,
         disable_torch_autograd=False, transforms=None, debug_options=None, **compile_options):
     """Compiles `fn` (a function or an nn.Module). The result takes and returns torch tensors and
-    returns what `fn` returns."""
+    returns what `fn` returns. Compile options (further keyword arguments) are those of
+    COMPILE_OPTIONS; any other warns that it has no effect."""
     _check_callable(fn)
+    unknown = sorted(set(compile_options) - set(COMPILE_OPTIONS))
+    if unknown:
+        warnings.warn(
+            f"thunder.jit: compile option(s) {', '.join(map(repr, unknown))} have no effect; thunder "
+            f"reads {', '.join(map(repr, sorted(COMPILE_OPTIONS)))}", UserWarning, stacklevel=2)
     if isinstance(fn, ThunderModule):
         fn = fn._model
     if langctx not in (None, "torch"):
