@@ -287,6 +287,14 @@ def test_fused_dropout_without_grad(device):
     fwd = str(thunder.last_traces(jfn)[-1])
     assert "prims.uniform_philox" in fwd and "torch.nn.functional.dropout" not in fwd
 
+    # Without grad, an input that requires grad draws in the kernel as well.
+    jfw = thunder.jit(lambda a: F.dropout(a, p, training=True) * 3, fuse_random=True)
+    with torch.no_grad():
+        seed, offset = _expected_state(device)
+        out = jfw(w)
+    keep = _reference_keep((128, 512), seed, offset, p, device)
+    torch.testing.assert_close(out, torch.where(keep, w.detach() * (1 / (1 - p)), 0.0) * 3)
+
     seed, offset = _expected_state(device)
     out = jfn(x, w)  # training: x needs no grad, w does
     keep = _reference_keep((128, 512), seed, offset, p, device)

@@ -41,16 +41,16 @@ bool fuser_runs_on_program(const Trace& t, const std::vector<const Executor*>& e
 // fuse_random: each dropout that draws (training, 0 < p < 1, not in place) becomes
 // lang::philox_dropout on a fresh prims.philox_state, at the top level, so a fusion executor draws
 // its mask inside its kernels (torch would run F.dropout, drawing with its own generator). In
-// training, dropouts whose input requires grad are left to dropout's gradient rule, which does the
-// same and also redraws the mask in the backward.
-Trace draw_dropout_in_kernels(const Trace& t) {
+// training (`training`), dropouts whose input requires grad are left to dropout's gradient rule,
+// which does the same and also redraws the mask in the backward.
+Trace draw_dropout_in_kernels(const Trace& t, bool training) {
   Builder b(t);
   std::vector<BSymRef> out;
   bool changed = false;
   for (const BSymRef& s : t.bsyms) {
     bool draws = s->sym->name == "dropout" && s->sym->kind == SymbolKind::kComposite &&
                  s->args.size() == 4 && s->args[0].is_tensor() && s->output.is_tensor() &&
-                 !s->args[0].as_tensor()->requires_grad();
+                 !(training && s->args[0].as_tensor()->requires_grad());
     double p = draws ? BoundArgs(*s->sym, s->args).number(1) : 0.0;
     draws = draws && s->args[2].is_bool() && s->args[2].as_bool() && s->args[3].is_bool() &&
             !s->args[3].as_bool() && p > 0.0 && p < 1.0;
@@ -91,7 +91,7 @@ PipelineResult run_pipeline(const Trace& captured, const std::vector<const Execu
   stage("dce", dce);
   stage("cse", cse);
   if (options.fuse_random && fuser_runs_on_program(r.traces.back(), executors)) {
-    stage("fuse_random", draw_dropout_in_kernels);
+    stage("fuse_random", [](const Trace& t) { return draw_dropout_in_kernels(t, false); });
   }
   if (options.decompose_to_prims) stage("decompose", decompose);
   stage("claim", [&](const Trace& t) { return claim_executors(t, executors); });
@@ -175,7 +175,9 @@ TrainingPipelineResult run_training_pipeline(const Trace& captured,
   stage_in(f, "dce", dce);
   stage_in(f, "cse", cse);
   const bool fusing = fuser_runs_on_program(f.traces.back(), executors);
-  if (options.fuse_random && fusing) stage_in(f, "fuse_random", draw_dropout_in_kernels);
+  if (options.fuse_random && fusing) {
+    stage_in(f, "fuse_random", [](const Trace& t) { return draw_dropout_in_kernels(t, true); });
+  }
   stage_in(f, "forward", [&](const Trace& t) {
     // Gradient rules may write composites for a fusion executor when one runs on the program's
     // device.
