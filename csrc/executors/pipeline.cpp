@@ -11,12 +11,11 @@
 #include "autograd/split_forward_backward.h"
 #include "autograd/vjp.h"
 #include "executors/fusion_pass.h"
-#include "ops/lang.h"
 #include "transforms/cse.h"
 #include "transforms/dce.h"
 #include "transforms/decompose.h"
+#include "transforms/draw_dropout.h"
 #include "transforms/functionalize.h"
-#include "transforms/substitute.h"
 
 namespace thunder {
 
@@ -36,39 +35,6 @@ bool fuser_runs_on_program(const Trace& t, const std::vector<const Executor*>& e
     if (e->is_fusion() && (!e->fusion().runs_on || e->fusion().runs_on(device))) return true;
   }
   return false;
-}
-
-// fuse_random: each dropout that draws (training, 0 < p < 1, not in place) becomes
-// lang::philox_dropout on a fresh prims.philox_state, at the top level, so a fusion executor draws
-// its mask inside its kernels (torch would run F.dropout, drawing with its own generator). In
-// training (`training`), dropouts whose input requires grad are left to dropout's gradient rule,
-// which does the same and also redraws the mask in the backward.
-Trace draw_dropout_in_kernels(const Trace& t, bool training) {
-  Builder b(t);
-  std::vector<BSymRef> out;
-  bool changed = false;
-  for (const BSymRef& s : t.bsyms) {
-    bool draws = s->sym->name == "dropout" && s->sym->kind == SymbolKind::kComposite &&
-                 s->args.size() == 4 && s->args[0].is_tensor() && s->output.is_tensor() &&
-                 !(training && s->args[0].as_tensor()->requires_grad());
-    double p = draws ? BoundArgs(*s->sym, s->args).number(1) : 0.0;
-    draws = draws && s->args[2].is_bool() && s->args[2].as_bool() && s->args[3].is_bool() &&
-            !s->args[3].as_bool() && p > 0.0 && p < 1.0;
-    if (!draws) {
-      out.push_back(s);
-      continue;
-    }
-    b.set_source(s->source);
-    Value state =
-        b.call(prims::philox_state(), {}, {{"device", Value(s->args[0].as_tensor()->device())}});
-    Value r = lang::philox_dropout(b, s->args[0], state, p);
-    std::vector<BSymRef> added = b.take();
-    // The last operation defines the dropout's own output.
-    added.back() = substitute(added.back(), ProxyMap{{r.as_tensor().get(), s->output.as_tensor()}});
-    out.insert(out.end(), added.begin(), added.end());
-    changed = true;
-  }
-  return changed ? t.with_bsyms(std::move(out), t.stage) : t;
 }
 
 }  // namespace
@@ -91,7 +57,7 @@ PipelineResult run_pipeline(const Trace& captured, const std::vector<const Execu
   stage("dce", dce);
   stage("cse", cse);
   if (options.fuse_random && fuser_runs_on_program(r.traces.back(), executors)) {
-    stage("fuse_random", [](const Trace& t) { return draw_dropout_in_kernels(t, false); });
+    stage("fuse_random", [](const Trace& t) { return draw_dropout_in_kernels(t); });
   }
   if (options.decompose_to_prims) stage("decompose", decompose);
   stage("claim", [&](const Trace& t) { return claim_executors(t, executors); });
@@ -176,7 +142,9 @@ TrainingPipelineResult run_training_pipeline(const Trace& captured,
   stage_in(f, "cse", cse);
   const bool fusing = fuser_runs_on_program(f.traces.back(), executors);
   if (options.fuse_random && fusing) {
-    stage_in(f, "fuse_random", [](const Trace& t) { return draw_dropout_in_kernels(t, true); });
+    stage_in(f, "fuse_random", [](const Trace& t) {
+      return draw_dropout_in_kernels(t, {.skip_inputs_requiring_grad = true});
+    });
   }
   stage_in(f, "forward", [&](const Trace& t) {
     // Gradient rules may write composites for a fusion executor when one runs on the program's

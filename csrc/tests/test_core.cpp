@@ -5,7 +5,6 @@
 #include <limits>
 
 #include "core/error.h"
-
 #include "executors/executor.h"
 #include "ir/builder.h"
 #include "ir/printer.h"
@@ -14,6 +13,7 @@
 #include "transforms/cse.h"
 #include "transforms/dce.h"
 #include "transforms/decompose.h"
+#include "transforms/draw_dropout.h"
 #include "transforms/functionalize.h"
 
 namespace thunder {
@@ -149,6 +149,34 @@ TEST_F(CoreTest, CseMergesEqualComputationsButNotRandomOnes) {
   // The add now reads the first exp twice.
   const BoundSymbol& add = *t.bsyms[1];
   EXPECT_EQ(add.args[0].as_tensor(), add.args[1].as_tensor());
+}
+
+TEST_F(CoreTest, DrawDropoutWritesPhiloxDrawsAndKeepsTheOutput) {
+  Builder b;
+  auto x = input(b, "x", {4, 8});
+  auto w = b.new_tensor({4, 8}, DType::kFloat32, Device::cpu(), true, "w");
+  Value d1 = b.call(ltorch_symbol("dropout"), {Value(x), Value(0.1), Value(true), Value(false)});
+  Value d2 = b.call(ltorch_symbol("dropout"), {Value(w), Value(0.1), Value(true), Value(false)});
+  Value out = Value::tuple({d1, d2});
+  Trace before = finish(b, {x, w}, out);
+  Trace t = draw_dropout_in_kernels(before);
+  EXPECT_EQ(names(t), (std::vector<std::string>{"prims.philox_state", "prims.uniform_philox",
+                                                "ltorch.lt", "ltorch.mul", "ltorch.where",
+                                                "prims.philox_state", "prims.uniform_philox",
+                                                "ltorch.lt", "ltorch.mul", "ltorch.where"}))
+      << t.python();
+  // The dropouts' outputs are defined by their last operation, so later readers are unchanged.
+  EXPECT_EQ(t.bsyms[4]->output.as_tensor(), d1.as_tensor());
+  EXPECT_EQ(t.bsyms[9]->output.as_tensor(), d2.as_tensor());
+  // Each draw has its own state; the mask keeps 1 - p.
+  EXPECT_NE(t.bsyms[1]->args[1].as_tensor(), t.bsyms[6]->args[1].as_tensor());
+  EXPECT_DOUBLE_EQ(t.bsyms[2]->args[1].as_double(), 0.9);
+  // In training, an input that requires grad is left to dropout's gradient rule.
+  Trace tr = draw_dropout_in_kernels(before, {.skip_inputs_requiring_grad = true});
+  EXPECT_EQ(names(tr),
+            (std::vector<std::string>{"prims.philox_state", "prims.uniform_philox", "ltorch.lt",
+                                      "ltorch.mul", "ltorch.where", "ltorch.dropout"}))
+      << tr.python();
 }
 
 TEST_F(CoreTest, FunctionalizeRewritesInplaceAndWritesBackInputs) {
