@@ -22,11 +22,18 @@ def seeded_inputs(seed, device, shape):
     return gen, a, b, c
 
 
-def check_forward(fn, args, device, executor, what):
-    jfn = thunder.jit(fn, executors=[executor])
+def check_forward(fn, args, device, executor, what, fuse_random=False):
+    """fn(*args) through the executor against eager. With fuse_random, the program draws dropout's
+    masks in its kernels and eager draws the same numbers."""
+    jfn = thunder.jit(fn, executors=[executor], fuse_random=fuse_random)
     # CUDA's sinf/tanhf/expf differ from torch's kernels by an ulp or two; chains compound it.
     tol = {"rtol": 1e-5, "atol": 2e-5} if device == "cpu" else {"rtol": 1e-4, "atol": 1e-4}
-    for got, want in zip(jfn(*args), fn(*args)):
+    torch.manual_seed(0)
+    got = jfn(*args)
+    torch.manual_seed(0)
+    with philox_dropout_reference() if fuse_random else contextlib.nullcontext():
+        want = fn(*args)
+    for got, want in zip(got, want):
         torch.testing.assert_close(got, want, **tol, msg=lambda m: f"{what}: {m}")
 
 

@@ -128,6 +128,20 @@ def test_random_view_program_matches_eager(seed, device, shape):
     check_forward(fn, (a, b, c), device, FUSE_ALL, f"seed {seed}, {steps}, {outs}")
 
 
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("seed", range(10))
+def test_random_view_program_with_dropout_matches_eager_without_grad(seed, device):
+    # fuse_random without grad: the masks are drawn in the kernels, eager draws the same numbers.
+    steps, outs = _program(2000 + seed, GRAD_KINDS)
+    shape = SHAPES[seed % len(SHAPES)]
+    _, a, b, c, targets = _inputs(seed, device, shape)
+
+    def fn(a, b, c):
+        return _run(steps, outs, a, b, c, targets)
+
+    check_forward(fn, (a, b, c), device, FUSE_ALL, f"seed {seed}, {steps}, {outs}", fuse_random=True)
+
+
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("seed", range(20))
