@@ -38,6 +38,7 @@ from gpt_model import CONFIGS, GPT, WithLoss
 from torch import nn
 
 import thunder
+from thunder.executors import fusionex
 
 RESULTS = os.path.join(ROOT, "benchmarks", "results", "training_gpu.json")
 
@@ -129,19 +130,23 @@ def main():
     if args.check:
         results["check"] = check(base, idx, tgt, args.no_compile)
     variants = make_variants(base, args.no_compile)
-    steps, first = {}, {}
+    steps, first, nvrtc = {}, {}, {}
     for name, m in variants.items():
         opt = torch.optim.AdamW(params_of(m), lr=1e-4, fused=True)
         steps[name] = step_fn(m, opt, idx, tgt)
         torch.cuda.synchronize()
+        before = fusionex.cache_stats()
         t0 = time.perf_counter()
         loss = steps[name]()
         torch.cuda.synchronize()
         first[name] = time.perf_counter() - t0
+        after = fusionex.cache_stats()
+        nvrtc[name] = (after["compiles"] - before["compiles"], after["compile_seconds"] - before["compile_seconds"])
         assert torch.isfinite(loss), f"{name}: loss {loss}"
         for _ in range(args.warmup):
             steps[name]()
-        print(f"  {name}: first step {first[name]:.2f} s", flush=True)
+        print(f"  {name}: first step {first[name]:.2f} s ({nvrtc[name][0]} kernels compiled, "
+              f"{nvrtc[name][1]:.2f} s of NVRTC summed over them)", flush=True)
     times = {name: [] for name in variants}
     for r in range(args.repeats):
         order = list(variants) if r % 2 == 0 else list(reversed(list(variants)))
@@ -161,7 +166,8 @@ def main():
     for name in variants:
         t = statistics.median(times[name])
         rows[name] = {"ms_per_step": t * 1e3, "vs_eager": t / eager, "tokens_per_s": toks / t,
-                      "first_step_s": first[name], "all_ms": [x * 1e3 for x in times[name]]}
+                      "first_step_s": first[name], "all_ms": [x * 1e3 for x in times[name]],
+                      "nvrtc_kernels": nvrtc[name][0], "nvrtc_seconds_summed": nvrtc[name][1]}
         print(f"{name:24s} {t * 1e3:9.1f} {t / eager:9.3f} {toks / t:10.0f} {first[name]:13.2f}")
     results["rows"] = rows
     if args.profile:

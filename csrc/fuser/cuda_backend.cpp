@@ -9,7 +9,10 @@
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
+#include <future>
 #include <mutex>
+#include <semaphore>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -329,18 +332,85 @@ bool nvrtc_compile_check(const std::string& source, int arch, std::string* log, 
   return c.ok;
 }
 
+namespace {
+
+// Where a source's binary lives: its cache key (source, NVRTC version, flags, architecture), the
+// key of the loaded module (per device) and the disk cache file. Requires g_mu.
+struct CacheEntry {
+  std::string key, mem_key, base, path, target;
+  bool cubin = true;
+};
+
+CacheEntry cache_entry(const std::string& source, int device) {
+  const Nvrtc& n = nvrtc();
+  const DeviceInfo& info = device_info(device);
+  CacheEntry e;
+  std::tie(e.target, e.cubin) = target_for(info.arch);
+  e.key = hash_hex(source + "\n--\nnvrtc " + std::to_string(n.major) + "." + std::to_string(n.minor) +
+                   "\n" + e.target + " " + kStdFlag + " " + kFmadFlag + "\narch " +
+                   std::to_string(info.arch));
+  e.mem_key = e.key + "@" + std::to_string(device);
+  const std::string& dir = cache_dir();
+  e.base = dir.empty() ? "/tmp/thunder-cuda-" + e.key : dir + "/cuda-" + e.key;
+  e.path = e.base + (e.cubin ? ".cubin" : ".ptx");
+  return e;
+}
+
+// NVRTC compiles started by cuda_prefetch, by cache key: the binary, or empty when the compile
+// failed (cuda_load then compiles again to report the error). Under g_mu; never destroyed, so a
+// compile still running at exit does not block it.
+auto& g_compiling = *new std::unordered_map<std::string, std::shared_future<std::string>>();
+
+// At most one NVRTC compile per core at a time.
+std::counting_semaphore<256>& compile_slots() {
+  static std::counting_semaphore<256> slots(
+      std::clamp<int>(static_cast<int>(std::thread::hardware_concurrency()), 1, 256));
+  return slots;
+}
+
+// Compiles `source` and records it in the statistics; the binary, or empty with the log in `log`.
+std::string compile_counted(const std::string& source, const CacheEntry& e, std::string* log) {
+  auto t0 = std::chrono::steady_clock::now();
+  Compiled c = compile(source, e.target, e.cubin);
+  if (!c.ok) {
+    if (log) *log = std::move(c.log);
+    return {};
+  }
+  std::lock_guard<std::mutex> stats_lock(cache_stats_mutex());
+  auto& st = cache_stats();
+  ++st.compiles;
+  st.compile_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return std::move(c.binary);
+}
+
+}  // namespace
+
+void cuda_prefetch(const std::string& source, int device) {
+  if (!cuda_available()) return;
+  std::lock_guard<std::mutex> lock(g_mu);
+  CacheEntry e = cache_entry(source, device);
+  if (g_loaded.count(e.mem_key) || g_compiling.count(e.key) || ::access(e.path.c_str(), R_OK) == 0) {
+    return;
+  }
+  g_compiling[e.key] = std::async(std::launch::async, [source, e] {
+                         compile_slots().acquire();
+                         std::string binary = compile_counted(source, e, nullptr);
+                         compile_slots().release();
+                         if (!binary.empty()) cache_write(e.path, e.key, binary);
+                         return binary;
+                       }).share();
+}
+
 std::shared_ptr<CudaFunction> cuda_load(const std::string& source, int device, const CudaLaunch& launch) {
   std::string why;
   if (!cuda_available(&why)) throw Error("fuser: CUDA unavailable: " + why);
   const Driver& d = driver();
-  const Nvrtc& n = nvrtc();
   std::lock_guard<std::mutex> lock(g_mu);
   const DeviceInfo& info = device_info(device);
-  auto [target, cubin] = target_for(info.arch);
-  const std::string key = hash_hex(source + "\n--\nnvrtc " + std::to_string(n.major) + "." +
-                                   std::to_string(n.minor) + "\n" + target + " " + kStdFlag + " " +
-                                   kFmadFlag + "\narch " + std::to_string(info.arch));
-  const std::string mem_key = key + "@" + std::to_string(device);
+  const CacheEntry e = cache_entry(source, device);
+  const std::string& key = e.key;
+  const std::string& mem_key = e.mem_key;
+  const std::string& path = e.path;
   auto it = g_loaded.find(mem_key);
   if (it != g_loaded.end()) {
     std::lock_guard<std::mutex> stats_lock(cache_stats_mutex());
@@ -348,30 +418,27 @@ std::shared_ptr<CudaFunction> cuda_load(const std::string& source, int device, c
     return it->second;
   }
   make_current(info.ctx);
-  const std::string& dir = cache_dir();
-  std::string base = dir.empty() ? "/tmp/thunder-cuda-" + key : dir + "/cuda-" + key;
-  std::string path = base + (cubin ? ".cubin" : ".ptx");
   std::string binary;
   bool from_disk = false;
-  if (auto data = cache_read(path, key)) {
-    binary = std::move(*data);
-    from_disk = true;
-  } else {
-    auto t0 = std::chrono::steady_clock::now();
-    Compiled c = compile(source, target, cubin);
-    if (!c.ok) {
-      std::string src = base + ".cu";
+  if (auto pending = g_compiling.find(key); pending != g_compiling.end()) {
+    binary = pending->second.get();  // compiled in the background (empty: it failed)
+    g_compiling.erase(pending);
+  }
+  if (binary.empty()) {
+    if (auto data = cache_read(path, key)) {
+      binary = std::move(*data);
+      from_disk = true;
+    }
+  }
+  if (binary.empty()) {
+    std::string log;
+    binary = compile_counted(source, e, &log);
+    if (binary.empty()) {
+      std::string src = e.base + ".cu";
       std::ofstream f(src);
       f << source;
-      throw Error("fuser: the CUDA kernel failed to compile (source: " + src + ", " + target + ")\n" +
-                  c.log.substr(0, 8000));
-    }
-    binary = std::move(c.binary);
-    {
-      std::lock_guard<std::mutex> stats_lock(cache_stats_mutex());
-      auto& st = cache_stats();
-      ++st.compiles;
-      st.compile_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      throw Error("fuser: the CUDA kernel failed to compile (source: " + src + ", " + e.target +
+                  ")\n" + log.substr(0, 8000));
     }
     cache_write(path, key, binary);
   }

@@ -30,6 +30,11 @@ bool cuda_available(std::string* why = nullptr);
 // the path of the saved source and NVRTC's log.
 std::shared_ptr<CudaFunction> cuda_load(const std::string& source, int device, const CudaLaunch& launch);
 
+// Starts compiling `source` with NVRTC in the background (one compile per core at a time), unless it
+// is loaded, on disk or being compiled already; cuda_load of the same source waits for it. The
+// kernels of a program then compile in parallel while the program is being built.
+void cuda_prefetch(const std::string& source, int device);
+
 // The dynamic shared memory one block of `device` may use (its opt-in limit; 48 KiB without one).
 int cuda_smem_limit(int device);
 

@@ -127,10 +127,15 @@ void FusedKernel::precompile() {
 }
 
 void FusedKernel::prefetch() {
-  if (cuda_) return;
   fuser::Layout layout;
   try {
-    if (fuser::contiguous_layout(k_, &layout)) fuser::cpu_prefetch(fuser::cpu_source(k_, layout));
+    if (!fuser::contiguous_layout(k_, &layout)) return;
+    if (cuda_) {
+      int dev = k_.device.index < 0 ? 0 : k_.device.index;
+      fuser::cuda_prefetch(fuser::cuda_source(k_, layout, nullptr, fuser::cuda_smem_limit(dev)), dev);
+    } else {
+      fuser::cpu_prefetch(fuser::cpu_source(k_, layout));
+    }
   } catch (const Error&) {
     // Reported by the first call, which builds the kernel itself.
   }

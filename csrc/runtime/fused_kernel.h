@@ -30,7 +30,7 @@ class FusedKernel {
   const fuser::KernelDef& kernel() const { return k_; }
   // Compiles the variant for contiguous inputs now (the layout most calls use).
   void precompile();
-  // Starts compiling that variant in the background (CPU), so the kernels of a program compile in
+  // Starts compiling that variant in the background, so the kernels of a program compile in
   // parallel while it is being built; the first call waits for its own.
   void prefetch();
 
