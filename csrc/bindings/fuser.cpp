@@ -28,13 +28,12 @@ using namespace nb::literals;
 
 namespace {
 
-// Whether one kernel does more than the torch call it replaces: a reduction, or random numbers
-// (torch computes uniform_philox's with ~40 operations over the tensor).
+// Whether one kernel does more than the torch call it replaces: a reduction, or random numbers.
 bool worth_a_kernel_alone(const std::vector<BSymRef>& prims) {
   for (const BSymRef& p : prims) {
-    if (p->sym->has_tag(kTagReduction) || p->sym->name == "uniform_philox") return true;
+    if (p->sym->has_tag(kTagReduction)) return true;
   }
-  return false;
+  return fuser::draws_random(prims);
 }
 
 // Never destroyed: the hooks hold Python objects that must not be released after finalization.

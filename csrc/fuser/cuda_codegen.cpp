@@ -133,7 +133,6 @@ class CudaGen {
     return false;
   }
 
-  // The widest V (a power of two, 16 bytes for the widest vector access) every access allows.
   // Whether a rand access's lanes 0..v-1 of every chunk are whole blocks of four consecutive
   // numbers (its chunks start at indexes divisible by 4).
   bool rand_blocks(const Access& a, int v) const {
@@ -145,6 +144,7 @@ class CudaGen {
     return true;
   }
 
+  // The widest V (a power of two, 16 bytes for the widest vector access) every access allows.
   int vector_width() const {
     if (inner_ < 0 || cols_ == 0) return 1;
     int max_bytes = 0;

@@ -400,12 +400,15 @@ std::string kernel_signature(const KernelDef& k) {
   return os.str();
 }
 
-bool cpu_region_below(const std::vector<BSymRef>& prims, int64_t min_numel) {
-  if (min_numel <= 0) return false;
-  // Random numbers: torch computes uniform_philox's numbers with ~40 operations over the tensor.
+bool draws_random(const std::vector<BSymRef>& prims) {
   for (const BSymRef& p : prims) {
-    if (p->sym->name == "uniform_philox") return false;
+    if (p->sym->name == "uniform_philox") return true;
   }
+  return false;
+}
+
+bool cpu_region_below(const std::vector<BSymRef>& prims, int64_t min_numel) {
+  if (min_numel <= 0 || draws_random(prims)) return false;
   bool below = true;
   auto check = [&](const TensorRef& t) {
     if (t->device().type != DeviceType::kCPU) {

@@ -29,6 +29,10 @@ std::vector<Segment> segment_region(const std::vector<BSymRef>& prims,
 // function, so one compiled FusedKernel serves both.
 std::string kernel_signature(const KernelDef& k);
 
+// True when one of `prims` draws random numbers (uniform_philox): torch would compute them with ~40
+// operations over the tensor, so such a region is worth a kernel at any size.
+bool draws_random(const std::vector<BSymRef>& prims);
+
 // True when every tensor `prims` read or write is on the CPU and has fewer than `min_numel`
 // elements: a region too small for a compiled kernel to pay for its compile. Never for a region
 // that draws random numbers (uniform_philox), which torch would compute slowly.
