@@ -76,8 +76,7 @@ def check(base, idx, tgt, no_compile):
         for mod in m.modules():
             if isinstance(mod, nn.Dropout):
                 mod.p = p
-        for mod in m.modules():
-            if hasattr(mod, "dropout") and isinstance(mod.dropout, float):
+            elif isinstance(getattr(mod, "dropout", None), float):  # attention's dropout_p
                 mod.dropout = p
         variants = make_variants(m, no_compile=True)  # torch.compile's steps are not checked here
         if p > 0:

@@ -22,17 +22,22 @@ def seeded_inputs(seed, device, shape):
     return gen, a, b, c
 
 
-def check_forward(fn, args, device, executor, what, fuse_random=False):
-    """fn(*args) through the executor against eager. With fuse_random, the program draws dropout's
-    masks in its kernels and eager draws the same numbers."""
-    jfn = thunder.jit(fn, executors=[executor], fuse_random=fuse_random)
-    # CUDA's sinf/tanhf/expf differ from torch's kernels by an ulp or two; chains compound it.
-    tol = {"rtol": 1e-5, "atol": 2e-5} if device == "cpu" else {"rtol": 1e-4, "atol": 1e-4}
+def _jitted_and_eager(fn, executor, fuse_random, jit_args, eager_args):
+    """fn through the executor and in eager, each after torch.manual_seed(0). With fuse_random, the
+    program draws dropout's masks in its kernels and eager draws the same numbers."""
     torch.manual_seed(0)
-    got = jfn(*args)
+    got = thunder.jit(fn, executors=[executor], fuse_random=fuse_random)(*jit_args)
     torch.manual_seed(0)
     with philox_dropout_reference() if fuse_random else contextlib.nullcontext():
-        want = fn(*args)
+        want = fn(*eager_args)
+    return got, want
+
+
+def check_forward(fn, args, device, executor, what, fuse_random=False):
+    """fn(*args) through the executor against eager (see _jitted_and_eager for fuse_random)."""
+    # CUDA's sinf/tanhf/expf differ from torch's kernels by an ulp or two; chains compound it.
+    tol = {"rtol": 1e-5, "atol": 2e-5} if device == "cpu" else {"rtol": 1e-4, "atol": 1e-4}
+    got, want = _jitted_and_eager(fn, executor, fuse_random, args, args)
     for got, want in zip(got, want):
         torch.testing.assert_close(got, want, **tol, msg=lambda m: f"{what}: {m}")
 
@@ -59,15 +64,11 @@ def philox_dropout_reference():
 
 
 def check_gradients(loss, inputs, executor, what, fuse_random=False):
-    """loss(*inputs) and its gradients through the executor against eager's. With fuse_random, the
-    program draws dropout's masks in its kernels and eager draws the same numbers."""
+    """loss(*inputs) and its gradients through the executor against eager's (see _jitted_and_eager
+    for fuse_random)."""
     ta = [t.clone().requires_grad_() for t in inputs]
     ea = [t.clone().requires_grad_() for t in inputs]
-    torch.manual_seed(0)
-    got = thunder.jit(loss, executors=[executor], fuse_random=fuse_random)(*ta)
-    torch.manual_seed(0)
-    with philox_dropout_reference() if fuse_random else contextlib.nullcontext():
-        want = loss(*ea)
+    got, want = _jitted_and_eager(loss, executor, fuse_random, ta, ea)
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-3)
     if not want.requires_grad:
         return

@@ -495,8 +495,9 @@ void cuda_launch(const CudaFunction& f, const Layout& layout, const KernelDef& k
   std::vector<void*> params(n);
   // Host inputs (random states) are passed by value: the driver copies the argument from their
   // data.
+  const std::vector<bool>& by_value = f.launch.by_value;
   for (size_t i = 0; i < n; ++i) {
-    params[i] = i < k.inputs.size() && host_input(k, i) ? static_cast<void*>(ptrs[i]) : &ptrs[i];
+    params[i] = i < by_value.size() && by_value[i] ? static_cast<void*>(ptrs[i]) : &ptrs[i];
   }
   int64_t grid = std::min<int64_t>(f.launch.grid, f.max_grid);
   CUresult r = d.cuLaunchKernel(f.function, static_cast<unsigned>(grid), 1, 1, static_cast<unsigned>(f.launch.block), 1,

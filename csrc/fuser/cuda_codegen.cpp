@@ -86,11 +86,13 @@ class CudaGen {
     os << "typedef " << (wide_ ? "long long" : "int") << " idx_t;\n";
     params_.clear();
     args_.clear();
+    CudaLaunch l;
     for (size_t i = 0; i < k_.inputs.size(); ++i) {
       std::string st = storage_type(k_.inputs[i]->dtype());
+      l.by_value.push_back(host_input(k_, i));
       params_ +=
           std::string(params_.empty() ? "" : ", ") +
-          (host_input(k_, i) ? "const th_rng_state in" : "const " + st + "* __restrict__ in") +
+          (l.by_value.back() ? "const th_rng_state in" : "const " + st + "* __restrict__ in") +
           std::to_string(i);
       args_ += std::string(args_.empty() ? "" : ", ") + "in" + std::to_string(i);
     }
@@ -99,7 +101,6 @@ class CudaGen {
       params_ += std::string(params_.empty() ? "" : ", ") + st + "* __restrict__ out" + std::to_string(o);
       args_ += std::string(args_.empty() ? "" : ", ") + "out" + std::to_string(o);
     }
-    CudaLaunch l;
     if (k_.kind == KernelDef::Kind::kPointwise) {
       os << pointwise(&l);
     } else if (k_.kind == KernelDef::Kind::kInner) {

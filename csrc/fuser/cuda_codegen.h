@@ -23,6 +23,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "fuser/kernel.h"
 #include "fuser/layout.h"
@@ -33,6 +34,7 @@ struct CudaLaunch {
   int64_t grid = 1;
   int block = 128;
   int shared_bytes = 0;
+  std::vector<bool> by_value;  // per input: passed by value (a random state), not as a pointer
 };
 
 // Source exporting `extern "C" __global__ void thunder_kernel(char** ptrs)`... with the pointers as

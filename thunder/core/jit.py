@@ -158,6 +158,7 @@ class _Compiler:
         self.cache = cache
         self.options = options
         self.decompose = bool(options.get("decompose_to_prims", False))
+        self.fuse_random = bool(options.get("fuse_random", False))
         self.cfn = None  # set by jit: a weak reference (the CompiledFunction owns this compiler)
         target = module.forward if module is not None else fn
         try:
@@ -231,8 +232,7 @@ class _Compiler:
             # Training: thunder's forward and backward programs behind a torch.autograd.Function.
             built = autograd.build_training_entry(
                 trace, [e._core for e in self.executors], self.decompose,
-                bool(self.options.get("rematerialize", True)),
-                bool(self.options.get("fuse_random", False)))
+                bool(self.options.get("rematerialize", True)), self.fuse_random)
         if built is not None:
             program, traces, backward_traces, times = built
         else:
@@ -241,8 +241,7 @@ class _Compiler:
                 # A torch.enable_grad() region in a program run without thunder's autograd: executors
                 # whose kernels record no autograd graph (the fuser) leave tensors needing grad alone.
                 cores = [getattr(e, "grad_recording_core", e._core) for e in self.executors]
-            traces, times = _core.run_pipeline(trace, cores, self.decompose,
-                                               bool(self.options.get("fuse_random", False)))
+            traces, times = _core.run_pipeline(trace, cores, self.decompose, self.fuse_random)
             program = _core.Program.build(traces[-1])
             backward_traces = []
         guard = _core.Guard.build(tuple(args), dict(kwargs), params, flags, torch.is_grad_enabled(),
