@@ -1,6 +1,7 @@
 """GPT-2 training steps on the GPU: eager, thunder (its default executors: the fuser, PyTorch's attention
 kernels) with torch's dropout, thunder with dropout drawn inside its fused kernels
-(`fuse_random=True`), and torch.compile, side by side in one process.
+(`fuse_random=True`), thunder with its programs replayed as CUDA graphs (`cuda_graphs=True`), and
+torch.compile (and, with --reduce-overhead, its CUDA-graph mode), side by side in one process.
 
 Model: benchmarks/gpt_model.py's GPT (default: GPT-2 small, 124M parameters, dropout 0.1) with the
 cross-entropy loss inside the compiled module, fp32 weights under bf16 autocast (as nanoGPT trains),
@@ -21,8 +22,11 @@ from __future__ import annotations
 
 import argparse
 import copy
+import cProfile
+import gc
 import json
 import os
+import pstats
 import statistics
 import sys
 import tempfile
@@ -43,12 +47,15 @@ from thunder.executors import fusionex
 RESULTS = os.path.join(ROOT, "benchmarks", "results", "training_gpu.json")
 
 
-def make_variants(base, no_compile):
+def make_variants(base, no_compile, reduce_overhead=False):
     variants = {"eager": copy.deepcopy(base)}
     variants["thunder"] = thunder.jit(copy.deepcopy(base))
     variants["thunder fuse_random"] = thunder.jit(copy.deepcopy(base), fuse_random=True)
+    variants["thunder cuda_graphs"] = thunder.jit(copy.deepcopy(base), cuda_graphs=True)
     if not no_compile:
         variants["torch.compile"] = torch.compile(copy.deepcopy(base))
+        if reduce_overhead:
+            variants["torch.compile reduce-overhead"] = torch.compile(copy.deepcopy(base), mode="reduce-overhead")
     return variants
 
 
@@ -56,8 +63,10 @@ def params_of(m):
     return list(m.parameters())
 
 
-def step_fn(model, opt, idx, tgt):
+def step_fn(model, opt, idx, tgt, mark_step=False):
     def step():
+        if mark_step:  # torch.compile's CUDA graphs: a new step may overwrite the previous one's outputs
+            torch.compiler.cudagraph_mark_step_begin()
         with torch.autocast("cuda", dtype=torch.bfloat16):
             loss = model(idx, tgt)
         loss.backward()
@@ -83,10 +92,15 @@ def check(base, idx, tgt, no_compile):
             variants = {k: v for k, v in variants.items() if k in ("eager", "thunder")}
         grads = {}
         for name, v in variants.items():
-            torch.manual_seed(123)
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                loss = v(idx, tgt)
-            loss.backward()
+            # Three forward + backward runs (no update): CUDA graphs are captured at the second and
+            # replayed at the third, the one compared.
+            for _ in range(3):
+                for q in params_of(v):
+                    q.grad = None
+                torch.manual_seed(123)
+                with torch.autocast("cuda", dtype=torch.bfloat16):
+                    loss = v(idx, tgt)
+                loss.backward()
             grads[name] = (loss.detach().float(), [q.grad.float() for q in params_of(v)])
         ref_loss, ref_grads = grads.pop("eager")
         for name, (loss, gs) in grads.items():
@@ -100,6 +114,45 @@ def check(base, idx, tgt, no_compile):
     return report
 
 
+def host_times(variants, idx, tgt, n=10):
+    """Host time of each variant's forward and backward: the calls return before their kernels finish
+    (the GPU's queue is far from full), so the wall time of each call is the host's work."""
+    out = {}
+    for name, m in variants.items():
+        fwd, bwd = [], []
+        for _ in range(n):
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                loss = m(idx, tgt)
+            t1 = time.perf_counter()
+            loss.backward()
+            t2 = time.perf_counter()
+            torch.cuda.synchronize()
+            fwd.append(t1 - t0)
+            bwd.append(t2 - t1)
+            for p in m.parameters():
+                p.grad = None
+        out[name] = {"forward_host_ms": statistics.median(fwd) * 1e3, "backward_host_ms": statistics.median(bwd) * 1e3}
+        print(f"  host {name:22s} forward {out[name]['forward_host_ms']:6.2f} ms, "
+              f"backward {out[name]['backward_host_ms']:6.2f} ms", flush=True)
+    m = variants["thunder"]
+    prof = cProfile.Profile()
+    for _ in range(3):
+        torch.cuda.synchronize()
+        prof.enable()
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = m(idx, tgt)
+        loss.backward()
+        prof.disable()
+        for p in m.parameters():
+            p.grad = None
+    stats = pstats.Stats(prof)
+    stats.sort_stats("tottime").print_stats(35)
+    stats.sort_stats("cumulative").print_stats(25)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", default="gpt2", choices=sorted(CONFIGS))
@@ -110,9 +163,16 @@ def main():
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+    ap.add_argument("--reduce-overhead", action="store_true",
+                    help="also torch.compile(mode='reduce-overhead') (CUDA graphs)")
+    ap.add_argument("--variants", default="",
+                    help="comma-separated names of the variants to run (default: all; eager always runs)")
     ap.add_argument("--check", action="store_true", help="compare one step of each variant with eager")
     ap.add_argument("--profile", action="store_true",
                     help="after timing, each variant's CUDA kernels over 3 steps (torch.profiler), largest first")
+    ap.add_argument("--host", action="store_true",
+                    help="after timing, each variant's host time for forward and backward (no synchronisation "
+                         "inside), and a cProfile of thunder's forward + backward")
     ap.add_argument("--out", default=RESULTS)
     args = ap.parse_args()
     assert torch.cuda.is_available(), "needs CUDA"
@@ -128,11 +188,17 @@ def main():
                "batch": args.batch, "tokens": args.tokens, "dropout": args.dropout, "autocast": "bfloat16"}
     if args.check:
         results["check"] = check(base, idx, tgt, args.no_compile)
-    variants = make_variants(base, args.no_compile)
+        # The checked models and their CUDA graphs go now, not inside a later collection (torch.compile's
+        # CUDA-graph mode collects garbage while it captures).
+        gc.collect()
+    variants = make_variants(base, args.no_compile, args.reduce_overhead)
+    if args.variants:
+        keep = {"eager", *(v.strip() for v in args.variants.split(","))}
+        variants = {k: v for k, v in variants.items() if k in keep}
     steps, first, nvrtc = {}, {}, {}
     for name, m in variants.items():
         opt = torch.optim.AdamW(params_of(m), lr=1e-4, fused=True)
-        steps[name] = step_fn(m, opt, idx, tgt)
+        steps[name] = step_fn(m, opt, idx, tgt, mark_step="reduce-overhead" in name)
         torch.cuda.synchronize()
         before = fusionex.cache_stats()
         t0 = time.perf_counter()
@@ -185,6 +251,8 @@ def main():
             print(f"\n{name}: {total / 1e3:.1f} ms of kernels per step; largest:")
             for k, t, c in kernels[:18]:
                 print(f"  {t / 1e3:7.2f} ms  {c:4d}x  {k[:110]}")
+    if args.host:
+        results["host"] = host_times(variants, idx, tgt)
     results["date"] = time.strftime("%Y-%m-%d %H:%M")
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:

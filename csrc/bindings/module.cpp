@@ -12,6 +12,7 @@
 #include "bindings/extend.h"
 #include "bindings/fuser.h"
 #include "core/error.h"
+#include "executors/cuda_graphs.h"
 #include "executors/executor.h"
 #include "executors/pipeline.h"
 #include "ir/printer.h"
@@ -227,6 +228,20 @@ NB_MODULE(_core, m) {
            "symbol"_a, "module"_a, "name"_a, "fn"_a, "checker"_a = nb::none())
       .def("implements", &Executor::implements)
       .def("implemented", &Executor::implemented, nb::rv_policy::reference);
+
+  m.def(
+      "plan_cuda_graph",
+      [](const PyTrace& t) {
+        CudaGraphPlan p = plan_cuda_graph(*t.t);
+        nb::dict d;
+        d["blocker"] = p.blocker;
+        d["device"] = p.device;
+        d["written_inputs"] = nb::cast(p.written_inputs);
+        return d;
+      },
+      "trace"_a,
+      "Whether a final trace can be replayed as a CUDA graph: {'blocker': why not (empty when it "
+      "can), 'device': its CUDA device, 'written_inputs': inputs it writes in place}.");
 
   m.def("run_pipeline",
         [](const PyTrace& t, std::vector<const Executor*> executors, bool decompose,

@@ -289,15 +289,16 @@ Value sdpa_efficient_backward_meta(Builder& b, const BoundArgs& a) {
 
 // sdpa_autograd_forward(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa)
 // -> (output, handle): F.scaled_dot_product_attention run under torch autograd; `handle` is an empty
-// int64 tensor that carries torch's graph to sdpa_autograd_backward(grad_out, handle, query, key,
-// value, needs) -> (grad_query, grad_key, grad_value), None where `needs` is False.
+// int64 tensor on the query's device (a CUDA program stays on its device) that carries torch's graph
+// to sdpa_autograd_backward(grad_out, handle, query, key, value, needs) -> (grad_query, grad_key,
+// grad_value), None where `needs` is False.
 Value sdpa_autograd_forward_meta(Builder& b, const BoundArgs& a) {
   const TensorRef& q = a.tensor(0);
   const TensorRef& v = a.tensor(2);
   Shape out = q->shape();
   out.back() = v->shape().back();
   return Value::tuple({Value(b.new_tensor(out, q->dtype(), q->device(), false)),
-                       Value(b.new_tensor({0}, DType::kInt64, Device::cpu(), false))});
+                       Value(b.new_tensor({0}, DType::kInt64, q->device(), false))});
 }
 
 Value sdpa_autograd_backward_meta(Builder& b, const BoundArgs& a) {

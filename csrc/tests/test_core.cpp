@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "core/error.h"
+#include "executors/cuda_graphs.h"
 #include "executors/executor.h"
 #include "ir/builder.h"
 #include "ir/printer.h"
@@ -177,6 +178,41 @@ TEST_F(CoreTest, DrawDropoutWritesPhiloxDrawsAndKeepsTheOutput) {
             (std::vector<std::string>{"prims.philox_state", "prims.uniform_philox", "ltorch.lt",
                                       "ltorch.mul", "ltorch.where", "ltorch.dropout"}))
       << tr.python();
+}
+
+TEST_F(CoreTest, CudaGraphPlanAcceptsOneDevicesWorkAndNamesWhatBlocksIt) {
+  const Device gpu = Device::parse("cuda:1");
+  {
+    Builder b;
+    auto x = b.new_tensor({4, 8}, DType::kFloat32, gpu, false, "x");
+    auto buf = b.new_tensor({4, 8}, DType::kFloat32, gpu, false, "buf");
+    Value y = b.call(ltorch_symbol("add"), {Value(x), Value(buf)});
+    Value z = b.call(ltorch_symbol("add_"), {Value(buf), y});
+    CudaGraphPlan p = plan_cuda_graph(functionalize(finish(b, {x, buf}, z)));
+    EXPECT_EQ(p.blocker, "");
+    EXPECT_EQ(p.device, 1);
+    EXPECT_EQ(p.written_inputs, std::vector<int>{1});  // buf is written in place
+  }
+  {
+    Builder b;
+    auto x = b.new_tensor({4, 8}, DType::kFloat32, gpu, true, "x");
+    Value d = b.call(ltorch_symbol("dropout"), {Value(x), Value(0.1), Value(true), Value(false)});
+    CudaGraphPlan p = plan_cuda_graph(draw_dropout_in_kernels(finish(b, {x}, d)));
+    EXPECT_NE(p.blocker.find("'prims.philox_state'"), std::string::npos) << p.blocker;
+    EXPECT_NE(p.blocker.find("fuse_random"), std::string::npos) << p.blocker;
+    EXPECT_EQ(p.device, -1);
+  }
+  {
+    Builder b;
+    auto x = b.new_tensor({4}, DType::kFloat32, gpu, false, "x");
+    auto c = input(b, "c", {4});
+    Value y = b.call(ltorch_symbol("mul"), {Value(x), Value(x)});
+    CudaGraphPlan p = plan_cuda_graph(finish(b, {x, c}, Value::tuple({y, Value(c)})));
+    EXPECT_EQ(p.blocker, "input 'c' is a cpu tensor; a CUDA graph replays only the work of one CUDA device");
+    auto other = b.new_tensor({4}, DType::kFloat32, Device::parse("cuda:0"), false, "o");
+    p = plan_cuda_graph(finish(b, {x, other}, y));
+    EXPECT_NE(p.blocker.find("input 'o' is a cuda:0 tensor"), std::string::npos) << p.blocker;
+  }
 }
 
 TEST_F(CoreTest, FunctionalizeRewritesInplaceAndWritesBackInputs) {

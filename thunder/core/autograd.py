@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 
 from thunder import _core
+from thunder.core import cudagraphs
 
 __all__ = ["ThunderAutogradFunction", "build_training_entry", "checkpoint_region", "checkpoint_regions"]
 
@@ -26,7 +27,7 @@ _DOUBLE_BACKWARD = (
 class _Bridge:
     """What one training cache entry runs: the two programs and how outputs map to cotangents."""
 
-    __slots__ = ("backward", "diff_idx", "forward", "nondiff_idx")
+    __slots__ = ("backward", "diff_idx", "forward", "graphs", "nondiff_idx")
 
 
 def _collect(x, out):
@@ -60,7 +61,10 @@ class ThunderAutogradFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, bridge, holder, *inputs):
-        out, saved = bridge.forward(*inputs)
+        if bridge.graphs is None:
+            out, saved = bridge.forward(*inputs)
+        else:
+            out, saved, ctx.thunder_graph_token = bridge.graphs.forward(inputs)
         leaves = []
         _collect(out, leaves)
         holder.append(out)
@@ -82,7 +86,10 @@ class ThunderAutogradFunction(torch.autograd.Function):
         args = list(ctx.saved_tensors)
         ctx.maybe_clear_saved_tensors()
         args.extend(grads[i] for i in bridge.diff_idx)
-        result = bridge.backward.run_consuming(args)
+        if bridge.graphs is None:
+            result = bridge.backward.run_consuming(args)
+        else:
+            result = bridge.graphs.backward(ctx.thunder_graph_token, args)
         return (None, None, *result)
 
 
@@ -135,7 +142,7 @@ def sdpa_autograd_forward(query, key, value, attn_mask, dropout_p, is_causal, sc
         kwargs["enable_gqa"] = True
     with torch.enable_grad():
         out = torch.nn.functional.scaled_dot_product_attention(q, k, v, **kwargs)
-    handle = torch.empty((0,), dtype=torch.int64)
+    handle = torch.empty((0,), dtype=torch.int64, device=query.device)
     handle._thunder_torch_graph = (out, (q, k, v))
     return out.detach(), handle
 
@@ -220,9 +227,11 @@ def _runner(bridge):
     return run
 
 
-def build_training_entry(trace, executors, decompose=False, rematerialize=True, fuse_random=False):
+def build_training_entry(trace, executors, decompose=False, rematerialize=True, fuse_random=False,
+                         cuda_graphs=False):
     """Compiles `trace` for training. Returns (program, forward traces, backward traces, stage
-    times), or None when no output can carry a gradient (the inference program then suffices)."""
+    times, CUDA graphs or None), or None when no output can carry a gradient (the inference program
+    then suffices)."""
     r = _core.run_training_pipeline(trace, executors, decompose, rematerialize, fuse_random)
     leaves = r["differentiable_leaves"]
     if not any(leaves):
@@ -234,6 +243,11 @@ def build_training_entry(trace, executors, decompose=False, rematerialize=True, 
     bridge.backward = _core.Program.build(bwd_traces[-1])
     bridge.diff_idx = tuple(i for i, d in enumerate(leaves) if d)
     bridge.nondiff_idx = tuple(i for i, d in enumerate(leaves) if not d)
+    bridge.graphs = None
+    if cuda_graphs:
+        fwd_plan = cudagraphs.plan(fwd_traces[-1], "training forward")
+        if fwd_plan is not None and cudagraphs.plan(bwd_traces[-1], "training backward") is not None:
+            bridge.graphs = cudagraphs.TrainingGraphs(bridge.forward, bridge.backward, fwd_plan, r["num_saved"])
     program = _core.runner_program(fwd_traces[-1], _runner(bridge))
     times = list(fwd_times) + [("backward " + name, secs) for name, secs in bwd_times]
-    return program, fwd_traces, bwd_traces, times
+    return program, fwd_traces, bwd_traces, times, bridge.graphs

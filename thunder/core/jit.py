@@ -19,7 +19,7 @@ import torch
 
 from thunder import _core
 from thunder.core import autocast as _autocast
-from thunder.core import autograd, capture
+from thunder.core import autograd, capture, cudagraphs
 from thunder.extend import resolve_executors
 
 __all__ = [
@@ -136,7 +136,7 @@ class CompileStats:
 
 
 class _EntryInfo:
-    __slots__ = ("traces", "backward_traces", "prologue", "stage_times", "opaque_ops",
+    __slots__ = ("traces", "backward_traces", "prologue", "stage_times", "opaque_ops", "cuda_graphs",
                  "tracing_start_ns", "tracing_stop_ns", "compile_start_ns", "compile_stop_ns")
 
 
@@ -159,6 +159,7 @@ class _Compiler:
         self.options = options
         self.decompose = bool(options.get("decompose_to_prims", False))
         self.fuse_random = bool(options.get("fuse_random", False))
+        self.cuda_graphs = bool(options.get("cuda_graphs", False))
         self.cfn = None  # set by jit: a weak reference (the CompiledFunction owns this compiler)
         target = module.forward if module is not None else fn
         try:
@@ -232,9 +233,10 @@ class _Compiler:
             # Training: thunder's forward and backward programs behind a torch.autograd.Function.
             built = autograd.build_training_entry(
                 trace, [e._core for e in self.executors], self.decompose,
-                bool(self.options.get("rematerialize", True)), self.fuse_random)
+                bool(self.options.get("rematerialize", True)), self.fuse_random, self.cuda_graphs)
+        graphs = None
         if built is not None:
-            program, traces, backward_traces, times = built
+            program, traces, backward_traces, times, graphs = built
         else:
             cores = [e._core for e in self.executors]
             if mode.enabled_grad:
@@ -244,6 +246,10 @@ class _Compiler:
             traces, times = _core.run_pipeline(trace, cores, self.decompose, self.fuse_random)
             program = _core.Program.build(traces[-1])
             backward_traces = []
+            graph_plan = cudagraphs.plan(traces[-1], "program") if self.cuda_graphs else None
+            if graph_plan is not None:
+                graphs = cudagraphs.InferenceGraph(program, graph_plan)
+                program = _core.runner_program(traces[-1], graphs)
         guard = _core.Guard.build(tuple(args), dict(kwargs), params, flags, torch.is_grad_enabled(),
                                   _core.autocast_state())
         info = _EntryInfo()
@@ -253,6 +259,7 @@ class _Compiler:
                                                        self.module_dicts))
         info.stage_times = [("capture", (traced - start) / 1e9)] + list(times)
         info.opaque_ops = session.opaque_names()
+        info.cuda_graphs = graphs
         info.tracing_start_ns, info.tracing_stop_ns = start, traced
         info.compile_start_ns, info.compile_stop_ns = start, time.perf_counter_ns()
         return _core.CacheEntry(guard, program, session, info, attributes)
@@ -380,6 +387,7 @@ COMPILE_OPTIONS = {
     "decompose_to_prims": "run primitives instead of torch-level operations",
     "rematerialize": "training: recompute cheap values in the backward instead of saving them (default True)",
     "fuse_random": "draw dropout's masks inside the fused kernels (not eager's random numbers)",
+    "cuda_graphs": "CUDA: replay each program as one CUDA graph after its first run (thunder/core/cudagraphs.py)",
 }
 
 
@@ -429,13 +437,22 @@ def jit(fn, /, *, langctx=None, executors=None, sharp_edges=None, cache=None,
     return cfn
 
 
+# Plugins of thunder.compile, by name: the compile options each sets.
+PLUGINS = {
+    "reduce-overhead": {"cuda_graphs": True},
+}
+
+
 def compile(fn, recipe="auto", plugins=None, **jit_options):
     """Compiles `fn` with a recipe (how to jit it) and plugins (extra transforms)."""
     if recipe not in (None, "auto", "default"):
         raise ValueError(f"unknown recipe {recipe!r}; available recipes: 'auto', 'default'")
-    if plugins:
-        names = plugins if isinstance(plugins, (list, tuple)) else [plugins]
-        raise ValueError(f"unknown plugin(s) {list(names)!r}; no plugins are available yet")
+    names = [] if plugins is None else list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
+    unknown = [n for n in names if n not in PLUGINS]
+    if unknown:
+        raise ValueError(f"unknown plugin(s) {unknown!r}; available plugins: {sorted(PLUGINS)!r}")
+    for n in names:
+        jit_options = {**PLUGINS[n], **jit_options}
     return jit(fn, **jit_options)
 
 

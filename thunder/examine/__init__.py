@@ -9,7 +9,7 @@ import torch
 
 import thunder
 
-__all__ = ["examine", "opaque_ops", "operations"]
+__all__ = ["cuda_graphs", "examine", "opaque_ops", "operations"]
 
 
 def _entry_info(jfn):
@@ -20,6 +20,15 @@ def _entry_info(jfn):
 def opaque_ops(jfn) -> list[str]:
     """The torch calls of the last compiled program that thunder has no rule for (run as opaque)."""
     return sorted(set(_entry_info(jfn).opaque_ops))
+
+
+def cuda_graphs(jfn) -> dict | None:
+    """How the last used cache entry ran its programs under `cuda_graphs=True`: per program
+    ("program", or "forward" and "backward"), its captures, replays, normal runs, and why it stopped
+    trying graphs ("failed"). None when the entry runs without graphs (option off, or the program
+    cannot be replayed: thunder.jit warned why)."""
+    graphs = _entry_info(jfn).cuda_graphs
+    return None if graphs is None else graphs.stats()
 
 
 def _is_fusion(b) -> bool:
