@@ -7,7 +7,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-build/gpu_graphs}
 mkdir -p "$OUT"
-OUT="$OUT/check" TESTS=${TESTS:-"tests/test_cudagraphs.py tests/test_grad_sdpa.py"} BENCH=0 bash scripts/gpu_check.sh 2>&1 | tail -12
+OUT="$OUT/check" TESTS=${TESTS:-"tests/test_cudagraphs.py tests/test_grad_sdpa.py tests/test_fusion_dropout.py tests/test_training.py tests/test_grad_autograd.py"} BENCH=0 bash scripts/gpu_check.sh 2>&1 | tail -12
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 # shellcheck disable=SC2086
 python3 -X faulthandler benchmarks/training_gpu.py --check ${TRAIN_ARGS:-} --out "$OUT/training_gpu.json" 2>&1 | tee "$OUT/training.log" | tail -60

@@ -141,11 +141,19 @@ void register_nn_grad_rules() {
     r.backward = [](BackwardContext& c) {
       TensorRef g = c.grad_out();
       if (!g) return;
-      V mask = V::tuple({V(c.needs(0)), V(c.needs(1)), V(c.needs(2))});
+      // Under a fuser the bias gradient is a sum over the leading dimensions in the trace, so it
+      // fuses with the kernel that makes the gradient (a dropout's or activation's backward).
+      const bool bias_apart = fusing() && c.needs(2) && g->rank() >= 2;
+      V mask = V::tuple({V(c.needs(0)), V(c.needs(1)), V(c.needs(2) && !bias_apart)});
       V r = lang::call(c.b, op("linear_backward"), {V(g), c.args[0], c.args[1], mask});
       const auto& items = r.items();
       for (size_t i = 0; i < 3; ++i) {
         if (items[i].is_tensor()) c.put_grad(i, items[i].as_tensor());
+      }
+      if (bias_apart) {
+        std::vector<int64_t> lead(static_cast<size_t>(g->rank() - 1));
+        for (size_t i = 0; i < lead.size(); ++i) lead[i] = static_cast<int64_t>(i);
+        c.put_grad(2, c.b.call(op("sum"), {V(g), V::ints(lead)}).as_tensor());
       }
     };
     rule("linear", std::move(r));

@@ -131,10 +131,11 @@ std::vector<BSymRef> live(const std::vector<BSymRef>& prims,
   return out;
 }
 
-// A kernel that reads a value an earlier kernel of the region computes from the region's inputs by
-// elementwise operations alone (no reduction) recomputes it instead, when the inputs that adds are
-// fewer bytes than the value's write and read: layer_norm's backward then writes no grad * xhat for
-// its weight gradient's kernel, which recomputes it from grad, x, mean and rstd.
+// A kernel that reads a value an earlier kernel of the region computes by elementwise operations
+// alone (no reduction) from the region's inputs or outputs (written anyway) recomputes it instead,
+// when the inputs that adds are fewer bytes than the value's write and read: layer_norm's backward
+// then writes no grad * xhat for its weight gradient's kernel, which recomputes it from grad, x, mean
+// and rstd; a bias gradient's kernel reads the bf16 gradient the region returns, not an fp32 copy.
 void recompute_pointwise_inputs(const std::vector<BSymRef>& prims,
                                 const std::unordered_set<const TensorProxy*>& region_out,
                                 std::vector<Segment>* segs) {
@@ -174,7 +175,7 @@ void recompute_pointwise_inputs(const std::vector<BSymRef>& prims,
         ok = pointwise_prim(*prims[i]) && chain.size() <= 32;
         for (const TensorRef& a : prims[i]->input_tensors()) {
           auto q = producer.find(a.get());
-          if (q != producer.end()) stack.push_back(q->second);
+          if (q != producer.end() && !region_out.count(a.get())) stack.push_back(q->second);
         }
       }
       if (!ok) continue;
@@ -184,8 +185,8 @@ void recompute_pointwise_inputs(const std::vector<BSymRef>& prims,
       std::unordered_set<const TensorProxy*> counted;
       for (size_t i : chain) {
         for (const TensorRef& a : prims[i]->input_tensors()) {
-          if (!producer.count(a.get()) && !have.count(a.get()) && counted.insert(a.get()).second)
-            added += nbytes(a);
+          bool leaf = !producer.count(a.get()) || region_out.count(a.get());
+          if (leaf && !have.count(a.get()) && counted.insert(a.get()).second) added += nbytes(a);
         }
       }
       std::vector<size_t> rd = readers(t.get());

@@ -233,9 +233,18 @@ Value native_dropout_meta(Builder& b, const BoundArgs& a) {
                        Value(like_tensor(b, x, DType::kBool))});
 }
 
-// native_dropout_backward(grad_output, mask, scale)
+// native_dropout_backward(grad_output, mask, scale) = grad_output * mask * scale, in the opmath dtype
+// (as eager's kernel); the decomposition lets the fuser take it beside its neighbours.
 Value native_dropout_backward_meta(Builder& b, const BoundArgs& a) {
-  return like_tensor(b, a.tensor(0), a.tensor(0)->dtype());
+  const TensorRef& g0 = a.tensor(0);
+  const TensorRef& mask = a.tensor(1);
+  if (mask->shape() != g0->shape()) {
+    throw ValueError("native_dropout_backward: the mask " + mask->type_string() +
+                     " does not match the gradient " + g0->type_string());
+  }
+  ElementwiseGrad e{b, detail::nn::opmath(g0->dtype())};
+  TensorRef g = lang::convert(b, g0, e.cd), m = lang::convert(b, mask, e.cd);
+  return lang::convert(b, e.mul(Value(e.mul(Value(g), Value(m))), Value(a.number(2))), g0->dtype());
 }
 
 // _scaled_dot_product_flash_attention_for_cpu(query, key, value, dropout_p, is_causal, *,

@@ -59,6 +59,12 @@ def plan(trace, what):
     return p
 
 
+def _clear_cublas_workspaces():
+    clear = getattr(torch._C, "_cuda_clearCublasWorkspaces", None)
+    if clear is not None:
+        clear()
+
+
 def _copy_out(x):
     """`x` with each tensor copied out of the graph's memory."""
     if isinstance(x, torch.Tensor):
@@ -145,12 +151,18 @@ class _Runner:
                 static[i] = torch.empty_like(x)
                 copied.append((i, static[i]))
         graph = torch.cuda.CUDAGraph()
+        # cuBLAS keeps one workspace per stream, allocated at its first use there. Dropped before and
+        # after the capture, the workspace this graph's matmuls use is allocated inside its own pool,
+        # not borrowed from memory another graph's pool (or nobody) owns later.
+        _clear_cublas_workspaces()
         try:
             with torch.cuda.graph(graph, pool=self.pool):
                 output = self.run(list(static))
         except Exception as e:  # noqa: BLE001 - any failure to capture means: run normally
             self._give_up(f"capturing it failed: {type(e).__name__}: {e}")
             return False
+        finally:
+            _clear_cublas_workspaces()
         self.graph, self.output, self.fixed_ptrs, self.copied = graph, output, fixed, copied
         return True
 
