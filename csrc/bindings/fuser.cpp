@@ -188,6 +188,19 @@ void bind_fuser(nb::module_& m) {
         return std::make_tuple(src, launch.grid, launch.block, launch.shared_bytes);
       },
       "kernel"_a, "smem_limit"_a = fuser::kDefaultSmemLimit);
+  m.def(
+      "fuser_cuda_workspace",
+      [](const runtime::FusedKernel& kernel, int smem_limit) {
+        const fuser::KernelDef& k = kernel.kernel();
+        fuser::Layout layout;
+        if (!fuser::contiguous_layout(k, &layout))
+          throw thunder::Error("fuser: no layout for contiguous inputs");
+        fuser::CudaLaunch launch;
+        fuser::cuda_source(k, layout, &launch, smem_limit);
+        return launch.workspace_bytes;
+      },
+      "kernel"_a, "smem_limit"_a = fuser::kDefaultSmemLimit,
+      "The bytes of zeroed scratch memory the kernel for contiguous inputs takes after its outputs.");
   m.def("fuser_nvrtc_compile", [](const std::string& source, int arch) {
     std::string log, why;
     bool ok = fuser::nvrtc_compile_check(source, arch, &log, &why);

@@ -946,7 +946,10 @@ class CudaGen {
     int tx = static_cast<int>(std::min<int64_t>(32, pow2_ceil(std::max<int64_t>(nq, 1))));
     while (tx > 8 && ceil_div(nq, tx) < 128) tx /= 2;
     int64_t tiles = ceil_div(nq, tx);
-    int threads = tiles < 256 ? 1024 : 512;
+    // Too few column tiles to occupy the device (768 bf16 columns are 12 tiles) and rows enough: the
+    // rows are split over blocks of 256 threads (below), each thread summing several rows.
+    const bool split_rows = tiles < 128 && rows_ >= int64_t{8} * (256 / tx);
+    int threads = split_rows ? 256 : tiles < 256 ? 1024 : 512;
     int ty = threads / tx;
     auto smem_bytes = [&](int v, int y) {
       int64_t b = 0;
@@ -955,6 +958,28 @@ class CudaGen {
     };
     while (ty > 1 && smem_bytes(vec_, ty) > 40000) ty /= 2;
     threads = tx * ty;
+    // Split rows: about 256 blocks in all, at least 4 rows per thread. Each block writes its partial
+    // results to a workspace; the last block of a tile to finish (an atomic count per tile) combines
+    // the partials in split order (deterministic) and runs the epilogue.
+    int64_t splits = 1;
+    if (split_rows) {
+      splits = std::max<int64_t>(1, std::min(ceil_div(256, tiles), rows_ / (int64_t{4} * ty)));
+    }
+    const int64_t rows_per_split = ceil_div(rows_, splits);
+    std::vector<int64_t> ws_offset;  // per reduction: its partials [splits][cols] in the workspace
+    int64_t ws_bytes = 0;
+    if (splits > 1) {
+      for (int r : reds) {
+        ws_offset.push_back(ws_bytes);
+        std::string ct = compute_type(k_.nodes[r].dtype);
+        int64_t item = ct == "double" || ct == "int64_t" ? 8 : 4;
+        ws_bytes += ceil_div(splits * cols_ * item, 16) * 16;
+      }
+      ws_offset.push_back(ws_bytes);  // the tiles' counters (as many as the scalar variant has)
+      ws_bytes += 4 * ceil_div(cols_, tx);
+    }
+    const std::string kparams = params_ + (splits > 1 ? ", unsigned char* __restrict__ th_ws" : "");
+    const std::string kargs = args_ + (splits > 1 ? ", th_ws" : "");
     std::ostringstream os;
     auto fn = [&](int v) {
       reset();
@@ -999,21 +1024,55 @@ class CudaGen {
       std::ostringstream f;
       std::string smp;
       for (int r : reds) smp += ", " + compute_type(k_.nodes[r].dtype) + "* sm" + std::to_string(r);
-      f << "TH_INLINE void th_cols" << v << "(" << params_ << smp << ") {\n"
-        << "  const int tx = threadIdx.x % " << tx << ", ty = threadIdx.x / " << tx << ";\n"
-        << "  for (long long tile = blockIdx.x; tile < " << ceil_div(nqv, tx)
-        << "LL; tile += gridDim.x) {\n"
-        << "    const idx_t q = (idx_t)tile * " << tx << " + tx;\n"
+      const int64_t ntiles = ceil_div(nqv, tx);
+      f << "TH_INLINE void th_cols" << v << "(" << kparams << smp << ") {\n"
+        << "  const int tx = threadIdx.x % " << tx << ", ty = threadIdx.x / " << tx << ";\n";
+      if (splits == 1) {
+        f << "  for (long long tile = blockIdx.x; tile < " << ntiles << "LL; tile += gridDim.x) {\n"
+          << "    const idx_t r0 = 0, r1 = " << lit(rows_) << ";\n";
+      } else {
+        f << "  __shared__ unsigned th_last;\n"
+          << "  for (long long b = blockIdx.x; b < " << ntiles * splits << "LL; b += gridDim.x) {\n"
+          << "    const long long tile = b % " << ntiles << "LL, split = b / " << ntiles << "LL;\n"
+          << "    const idx_t r0 = (idx_t)split * " << lit(rows_per_split) << ";\n"
+          << "    const idx_t r1 = r0 + " << lit(rows_per_split) << " < " << lit(rows_) << " ? r0 + "
+          << lit(rows_per_split) << " : " << lit(rows_) << ";\n";
+      }
+      f << "    const idx_t q = (idx_t)tile * " << tx << " + tx;\n"
         << "    const idx_t c = q * " << vs << ";\n"
         << init << "    if (q < " << lit(nqv) << ") {\n"
         << "#pragma unroll 4\n"
-        << "    for (idx_t r = ty; r < " << lit(rows_) << "; r += " << ty << ") {\n"
+        << "    for (idx_t r = r0 + ty; r < r1; r += " << ty << ") {\n"
         << lane_loop(s) << "    }\n    }\n"
         << store_acc << "    __syncthreads();\n"
         << "    for (int h = " << ty / 2 << "; h > 0; h >>= 1) {\n"
-        << tree << "      __syncthreads();\n    }\n"
-        << "    if (ty == 0 && q < " << lit(nqv) << ") {\n"
-        << combine << "      const idx_t r = 0; (void)r;\n"
+        << tree << "      __syncthreads();\n    }\n";
+      if (splits == 1) {
+        f << "    if (ty == 0 && q < " << lit(nqv) << ") {\n" << combine;
+      } else {
+        // This block's partials, then the count of the tile's finished blocks.
+        std::string write, gather;
+        for (size_t j = 0; j < reds.size(); ++j) {
+          const KNode& n = k_.nodes[reds[j]];
+          std::string acc = "acc" + std::to_string(reds[j]), ct = compute_type(n.dtype);
+          std::string ws = "((" + ct + "*)(th_ws + " + std::to_string(ws_offset[j]) + "))";
+          write += "#pragma unroll\n      for (int l = 0; l < " + vs + "; ++l) " + ws + "[split * " +
+                   lit(cols_) + " + c + l] = " + acc + "[l];\n";
+          gather += "#pragma unroll\n      for (int l = 0; l < " + vs + "; ++l) {\n        " + acc +
+                    "[l] = " + reduce_identity(n.op, n.dtype, Backend::kCuda) + ";\n" +
+                    "        for (long long sp = 0; sp < " + std::to_string(splits) + "LL; ++sp) " + acc +
+                    "[l] = " + reduce_combine(n.op, n.dtype, acc + "[l]", "((volatile " + ct + "*)" + ws + ")[sp * " +
+                    lit(cols_) + " + c + l]") + ";\n      }\n";
+        }
+        f << "    if (ty == 0 && q < " << lit(nqv) << ") {\n" << combine << write << "    }\n"
+          << "    __threadfence();\n    __syncthreads();\n"
+          << "    if (threadIdx.x == 0) th_last = atomicAdd((unsigned*)(th_ws + " << ws_offset.back()
+          << ") + tile, 1u) == " << splits - 1 << "u;\n"
+          << "    __syncthreads();\n"
+          << "    if (th_last && ty == 0 && q < " << lit(nqv) << ") {\n"
+          << "      __threadfence();\n" << gather;
+      }
+      f << "      const idx_t r = 0; (void)r;\n"
         << lane_loop(e) << "    }\n"
         << "    __syncthreads();\n  }\n}\n";
       return f.str();
@@ -1026,12 +1085,13 @@ class CudaGen {
       decls += "  __shared__ " + ct + " " + sm + "[" + std::to_string(int64_t{ty} * tx * vec_) + "];\n";
       sargs += ", " + sm;
     }
-    os << "extern \"C\" __global__ void __launch_bounds__(" << threads << ") thunder_kernel(" << params_ << ") {\n"
+    os << "extern \"C\" __global__ void __launch_bounds__(" << threads << ") thunder_kernel(" << kparams << ") {\n"
        << decls;
-    os << vector_or_scalar("th_cols", args_ + sargs) << "}\n";
+    os << vector_or_scalar("th_cols", kargs + sargs) << "}\n";
     launch->block = threads;
-    launch->grid = cols_ == 0 ? 0 : tiles;
+    launch->grid = cols_ == 0 ? 0 : tiles * splits;
     launch->shared_bytes = 0;
+    launch->workspace_bytes = ws_bytes;
     return os.str();
   }
 

@@ -35,6 +35,8 @@ struct CudaLaunch {
   int block = 128;
   int shared_bytes = 0;
   std::vector<bool> by_value;  // per input: passed by value (a random state), not as a pointer
+  // Bytes of zeroed device memory the kernel takes after its outputs (0: no such parameter).
+  int64_t workspace_bytes = 0;
 };
 
 // Source exporting `extern "C" __global__ void thunder_kernel(char** ptrs)`... with the pointers as

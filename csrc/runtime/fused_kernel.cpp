@@ -16,6 +16,7 @@ namespace {
 
 struct TorchFns {
   nb::object empty;
+  nb::object zeros;
   nb::object kwnames;  // ("dtype", "device")
   PyObject* s_stride;
   PyObject* s_data_ptr;
@@ -27,6 +28,7 @@ TorchFns& torch_fns() {
     auto* t = new TorchFns();
     nb::module_ torch = nb::module_::import_("torch");
     t->empty = torch.attr("empty");
+    t->zeros = torch.attr("zeros");
     t->kwnames = nb::make_tuple("dtype", "device");
     t->s_stride = PyUnicode_InternFromString("stride");
     t->s_data_ptr = PyUnicode_InternFromString("data_ptr");
@@ -194,8 +196,20 @@ nb::object FusedKernel::call(nb::args args) {
   int64_t gather_error[2] = {0, 0};
   if (gather_size_ >= 0) ptrs.push_back(reinterpret_cast<char*>(gather_error));
   if (cuda_) {
-    fuser::cuda_launch(*std::static_pointer_cast<fuser::CudaFunction>(v->binary), v->layout, k_,
-                       ptrs.data(), current_cuda_stream(k_.device.index < 0 ? 0 : k_.device.index));
+    const auto& fn = *std::static_pointer_cast<fuser::CudaFunction>(v->binary);
+    nb::object workspace;  // zeroed scratch memory of kernels that combine partial results
+    if (fn.launch.workspace_bytes > 0) {
+      nb::object bytes = nb::int_(fn.launch.workspace_bytes);
+      PyObject* argv[3] = {bytes.ptr(), dtype_object(DType::kUInt8).ptr(), device.ptr()};
+      PyObject* r = PyObject_Vectorcall(tf.zeros.ptr(), argv, 1, tf.kwnames.ptr());
+      if (!r) throw nb::python_error();
+      workspace = nb::steal(r);
+      PyObject* p = PyObject_CallMethodNoArgs(r, tf.s_data_ptr);
+      if (!p) throw nb::python_error();
+      ptrs.push_back(reinterpret_cast<char*>(PyLong_AsVoidPtr(p)));
+      Py_DECREF(p);
+    }
+    fuser::cuda_launch(fn, v->layout, k_, ptrs.data(), current_cuda_stream(k_.device.index < 0 ? 0 : k_.device.index));
   } else {
     const auto& bin = *std::static_pointer_cast<fuser::CpuBinary>(v->binary);
     if (bin.items() * bin.item_cost() > 65536) {
