@@ -2,6 +2,8 @@
 computes under autocast (dtypes and values), records the casts in the trace, and keys its cache on
 the autocast state."""
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -109,6 +111,30 @@ def test_training_under_autocast_matches_eager_gradients():
     for (name, p), (_, q) in zip(m.named_parameters(), e.named_parameters()):
         assert p.grad.dtype == q.grad.dtype
         torch.testing.assert_close(p.grad, q.grad, msg=name)
+
+
+def test_training_groups_the_weight_casts_into_multi_tensor_copies():
+    # Autocast's casts of parameters run as one multi-tensor copy per program (forward and backward),
+    # not one kernel per parameter; the gradients stay eager's.
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.GELU(), torch.nn.Linear(32, 32), torch.nn.GELU(),
+                            torch.nn.Linear(32, 4))
+    e = copy.deepcopy(m)
+    jm = thunder.jit(m)
+    x = torch.randn(8, 16)
+    for _ in range(2):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out, eout = jm(x), e(x)
+        torch.testing.assert_close(out, eout)
+        out.float().square().sum().backward()
+        eout.float().square().sum().backward()
+    for (name, p), q in zip(m.named_parameters(), e.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, msg=name)
+    for trace in (thunder.last_traces(jm)[-1], thunder.last_backward_traces(jm)[-1]):
+        src = str(trace)
+        top = [line for line in src.splitlines() if line.startswith("  ") and not line.startswith("   ")]
+        assert sum("convert_tensors(" in line for line in top) == 1, src
+        assert not any("ltorch_to(t_" in line for line in top), src
 
 
 def test_program_runs_with_autocast_off_and_restores_it():

@@ -11,6 +11,7 @@
 #include "autograd/split_forward_backward.h"
 #include "autograd/vjp.h"
 #include "executors/fusion_pass.h"
+#include "executors/group_casts.h"
 #include "transforms/cse.h"
 #include "transforms/dce.h"
 #include "transforms/decompose.h"
@@ -167,6 +168,8 @@ TrainingPipelineResult run_training_pipeline(const Trace& captured,
     if (options.decompose_to_prims) stage_in(*r, "decompose", decompose_available);
     stage_in(*r, "claim", [&](const Trace& t) { return claim_executors(t, executors); });
     stage_in(*r, "fusion", [&](const Trace& t) { return fuse_regions(t, executors); });
+    // Training programs run with grad mode off: a multi-tensor copy records no graph it should.
+    stage_in(*r, "group_casts", [&](const Trace& t) { return group_input_casts(t, executors); });
     stage_in(*r, "final", dce);
   }
   prune_saved(tr);

@@ -233,6 +233,19 @@ Value native_dropout_meta(Builder& b, const BoundArgs& a) {
                        Value(like_tensor(b, x, DType::kBool))});
 }
 
+// convert_tensors(tensors, dtype) -> a tuple of the tensors converted to dtype, by one multi-tensor
+// copy (written by the grouping of a program's input casts, executors/group_casts.h).
+Value convert_tensors_meta(Builder& b, const BoundArgs& a) {
+  std::optional<DType> dtype = a.optional_dtype(1);
+  if (!dtype) throw TypeError("convert_tensors: expects a dtype");
+  std::vector<Value> out;
+  for (const Value& v : a[0].items()) {
+    if (!v.is_tensor()) throw TypeError("convert_tensors: expects a sequence of tensors");
+    out.push_back(Value(like_tensor(b, v.as_tensor(), *dtype)));
+  }
+  return Value::tuple(std::move(out));
+}
+
 // native_dropout_backward(grad_output, mask, scale) = grad_output * mask * scale, in the opmath dtype
 // (as eager's kernel); the decomposition lets the fuser take it beside its neighbours.
 Value native_dropout_backward_meta(Builder& b, const BoundArgs& a) {
@@ -583,6 +596,11 @@ void register_grad_ops(SymbolTable& table) {
        sdpa_efficient_backward_meta,
        {},
        "torch.ops.aten._scaled_dot_product_efficient_attention_backward"},
+      {"convert_tensors",
+       "tensors, dtype",
+       convert_tensors_meta,
+       {},
+       "thunder.executors.torchex.convert_tensors"},
       {"sdpa_autograd_forward",
        "query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa",
        sdpa_autograd_forward_meta,
