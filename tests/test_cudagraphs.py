@@ -256,3 +256,9 @@ def test_capture_failure_falls_back_with_a_warning():
             torch.testing.assert_close(jf(x + 1), torch.sin(x + 1) * 2)
     s = _stats(jf, "program")
     assert s["replays"] == 0 and "capturing it failed" in s["failed"]
+    # torch's random numbers still work, from where they were.
+    torch.cuda.manual_seed(3)
+    a = torch.randn(8, device="cuda")
+    torch.testing.assert_close(F.dropout(torch.ones(64, device="cuda"), 0.5).sum() % 2, torch.tensor(0.0, device="cuda"))
+    torch.cuda.manual_seed(3)
+    torch.testing.assert_close(torch.randn(8, device="cuda"), a)

@@ -65,6 +65,16 @@ def _clear_cublas_workspaces():
         clear()
 
 
+def _end_rng_capture(device):
+    """After a failed capture torch's generator still counts offsets for the abandoned graph (random
+    operations then raise); it continues from a copy of its state (same seed and offset)."""
+    gen = torch.cuda.default_generators[device]
+    try:
+        gen.graphsafe_set_state(gen.clone_state())
+    except (AttributeError, RuntimeError) as e:  # torch < 2.5: no graph-safe state to replace
+        _warn(f"torch's CUDA random state may be unusable after the failed capture: {e}")
+
+
 def _copy_out(x):
     """`x` with each tensor copied out of the graph's memory."""
     if isinstance(x, torch.Tensor):
@@ -159,6 +169,7 @@ class _Runner:
             with torch.cuda.graph(graph, pool=self.pool):
                 output = self.run(list(static))
         except Exception as e:  # noqa: BLE001 - any failure to capture means: run normally
+            _end_rng_capture(torch.cuda.current_device())
             self._give_up(f"capturing it failed: {type(e).__name__}: {e}")
             return False
         finally:
