@@ -200,7 +200,8 @@ void bind_fuser(nb::module_& m) {
         return launch.workspace_bytes;
       },
       "kernel"_a, "smem_limit"_a = fuser::kDefaultSmemLimit,
-      "The bytes of zeroed scratch memory the kernel for contiguous inputs takes after its outputs.");
+      "The bytes of zeroed scratch memory the kernel for contiguous inputs takes after its "
+      "outputs.");
   m.def("fuser_nvrtc_compile", [](const std::string& source, int arch) {
     std::string log, why;
     bool ok = fuser::nvrtc_compile_check(source, arch, &log, &why);

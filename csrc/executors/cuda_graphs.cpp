@@ -9,8 +9,11 @@ namespace {
 
 // torch's fused attention kernels (flash, memory-efficient, cuDNN) and their backwards: they return
 // their dropout's random state as CPU scalars when run normally and as CUDA tensors, advanced per
-// replay, while captured; the backwards read them on the device. Their CPU tensors are no host work.
-bool torch_attention(const Symbol* s) { return s->name.find("_scaled_dot_product_") != std::string::npos; }
+// replay, while captured; the backwards read them on the device. Their CPU tensors are no host
+// work.
+bool torch_attention(const Symbol* s) {
+  return s->name.find("_scaled_dot_product_") != std::string::npos;
+}
 
 std::string op_name(const BoundSymbol& b) {
   std::string s = "'" + b.sym->qualname() + "'";
@@ -42,7 +45,8 @@ CudaGraphPlan plan_cuda_graph(const Trace& trace) {
   // A CPU tensor torch's attention kernels hold (read by nothing else; `unread_ok`: or by nothing).
   auto attention_state = [&](const TensorRef& t, bool unread_ok) {
     auto it = attention_only.find(t.get());
-    return t->device().type == DeviceType::kCPU && (it == attention_only.end() ? unread_ok : it->second);
+    return t->device().type == DeviceType::kCPU &&
+           (it == attention_only.end() ? unread_ok : it->second);
   };
   for (const TensorRef& t : trace.inputs) {
     if (!attention_state(t, false) && !on_device(t)) {
@@ -52,10 +56,11 @@ CudaGraphPlan plan_cuda_graph(const Trace& trace) {
     }
   }
   std::function<void(const BoundSymbol&, const BoundSymbol&)> visit = [&](const BoundSymbol& top,
-                                                                           const BoundSymbol& b) {
+                                                                          const BoundSymbol& b) {
     if (!plan.blocker.empty()) return;
     if (b.sym == &prims::philox_state()) {
-      plan.blocker = op_name(top) + " draws its random state on the host (fuse_random=True): every "
+      plan.blocker = op_name(top) +
+                     " draws its random state on the host (fuse_random=True): every "
                      "replay would draw the same numbers";
       return;
     }
@@ -80,7 +85,8 @@ CudaGraphPlan plan_cuda_graph(const Trace& trace) {
       }
     }
     for (const TensorRef& t : b->output_tensors()) {
-      if (plan.blocker.empty() && !(torch_attention(b->sym) && attention_state(t, true)) && !on_device(t)) {
+      if (plan.blocker.empty() && !(torch_attention(b->sym) && attention_state(t, true)) &&
+          !on_device(t)) {
         plan.blocker = op_name(*b) + " makes a " + t->device().str() + " tensor";
       }
     }

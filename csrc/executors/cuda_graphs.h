@@ -1,10 +1,10 @@
 // Whether a final program can be replayed as a CUDA graph (the `cuda_graphs` compile option).
 //
 // A CUDA graph records the kernels one run of a program launches, with their arguments, and replays
-// exactly those: host work (CPU tensors, values read on the host) happens only while capturing. So a
-// program is replayable when all of its work is CUDA work on one device and nothing in it reads state
-// on the host that must change between runs. The runtime (thunder/core/cudagraphs.py) captures, checks
-// input addresses and replays; this plan is what it may rely on.
+// exactly those: host work (CPU tensors, values read on the host) happens only while capturing. So
+// a program is replayable when all of its work is CUDA work on one device and nothing in it reads
+// state on the host that must change between runs. The runtime (thunder/core/cudagraphs.py)
+// captures, checks input addresses and replays; this plan is what it may rely on.
 #pragma once
 
 #include <string>

@@ -21,7 +21,8 @@ TensorRef input_cast(const BoundSymbol& b, const std::unordered_set<const Tensor
   if (ins.size() != 1 || outs.size() != 1 || !inputs.count(ins[0].get())) return nullptr;
   const TensorRef& x = ins[0];
   const TensorRef& y = outs[0];
-  if (x->dtype() == y->dtype() || !(x->device() == y->device()) || x->shape() != y->shape()) return nullptr;
+  if (x->dtype() == y->dtype() || !(x->device() == y->device()) || x->shape() != y->shape())
+    return nullptr;
   return x;
 }
 

@@ -1,11 +1,11 @@
 // Grouping the casts of a program's inputs (autocast's weight casts) into multi-tensor conversions.
 //
-// Under autocast every linear casts its fp32 weight and bias to bf16 in the forward, and the backward
-// casts them again: a GPT-2 step has about 150 such casts, each a kernel launch and a host call. The
-// casts that remain torch calls after fusion and read a program input (nothing computed) are grouped
-// by device and target dtype into `ltorch.convert_tensors(tensors, dtype)`, one multi-tensor copy
-// (torch._foreach_copy_) placed where the group's first cast was. A group holds at most `max_bytes`
-// of converted tensors, which bounds how much earlier memory is taken.
+// Under autocast every linear casts its fp32 weight and bias to bf16 in the forward, and the
+// backward casts them again: a GPT-2 step has about 150 such casts, each a kernel launch and a host
+// call. The casts that remain torch calls after fusion and read a program input (nothing computed)
+// are grouped by device and target dtype into `ltorch.convert_tensors(tensors, dtype)`, one
+// multi-tensor copy (torch._foreach_copy_) placed where the group's first cast was. A group holds
+// at most `max_bytes` of converted tensors, which bounds how much earlier memory is taken.
 //
 // Requires: a final execution trace (executors claimed, regions fused). Guarantees: the same values
 // under the same output proxies; a group of one cast stays as it was.

@@ -946,8 +946,8 @@ class CudaGen {
     int tx = static_cast<int>(std::min<int64_t>(32, pow2_ceil(std::max<int64_t>(nq, 1))));
     while (tx > 8 && ceil_div(nq, tx) < 128) tx /= 2;
     int64_t tiles = ceil_div(nq, tx);
-    // Too few column tiles to occupy the device (768 bf16 columns are 12 tiles) and rows enough: the
-    // rows are split over blocks of 256 threads (below), each thread summing several rows.
+    // Too few column tiles to occupy the device (768 bf16 columns are 12 tiles) and rows enough:
+    // the rows are split over blocks of 256 threads (below), each thread summing several rows.
     const bool split_rows = tiles < 128 && rows_ >= int64_t{8} * (256 / tx);
     int threads = split_rows ? 256 : tiles < 256 ? 1024 : 512;
     int ty = threads / tx;
@@ -958,9 +958,9 @@ class CudaGen {
     };
     while (ty > 1 && smem_bytes(vec_, ty) > 40000) ty /= 2;
     threads = tx * ty;
-    // Split rows: about 256 blocks in all, at least 4 rows per thread. Each block writes its partial
-    // results to a workspace; the last block of a tile to finish (an atomic count per tile) combines
-    // the partials in split order (deterministic) and runs the epilogue.
+    // Split rows: about 256 blocks in all, at least 4 rows per thread. Each block writes its
+    // partial results to a workspace; the last block of a tile to finish (an atomic count per tile)
+    // combines the partials in split order (deterministic) and runs the epilogue.
     int64_t splits = 1;
     if (split_rows) {
       splits = std::max<int64_t>(1, std::min(ceil_div(256, tiles), rows_ / (int64_t{4} * ty)));
@@ -1035,8 +1035,8 @@ class CudaGen {
           << "  for (long long b = blockIdx.x; b < " << ntiles * splits << "LL; b += gridDim.x) {\n"
           << "    const long long tile = b % " << ntiles << "LL, split = b / " << ntiles << "LL;\n"
           << "    const idx_t r0 = (idx_t)split * " << lit(rows_per_split) << ";\n"
-          << "    const idx_t r1 = r0 + " << lit(rows_per_split) << " < " << lit(rows_) << " ? r0 + "
-          << lit(rows_per_split) << " : " << lit(rows_) << ";\n";
+          << "    const idx_t r1 = r0 + " << lit(rows_per_split) << " < " << lit(rows_)
+          << " ? r0 + " << lit(rows_per_split) << " : " << lit(rows_) << ";\n";
       }
       f << "    const idx_t q = (idx_t)tile * " << tx << " + tx;\n"
         << "    const idx_t c = q * " << vs << ";\n"
@@ -1056,21 +1056,26 @@ class CudaGen {
           const KNode& n = k_.nodes[reds[j]];
           std::string acc = "acc" + std::to_string(reds[j]), ct = compute_type(n.dtype);
           std::string ws = "((" + ct + "*)(th_ws + " + std::to_string(ws_offset[j]) + "))";
-          write += "#pragma unroll\n      for (int l = 0; l < " + vs + "; ++l) " + ws + "[split * " +
-                   lit(cols_) + " + c + l] = " + acc + "[l];\n";
+          write += "#pragma unroll\n      for (int l = 0; l < " + vs + "; ++l) " + ws +
+                   "[split * " + lit(cols_) + " + c + l] = " + acc + "[l];\n";
           gather += "#pragma unroll\n      for (int l = 0; l < " + vs + "; ++l) {\n        " + acc +
                     "[l] = " + reduce_identity(n.op, n.dtype, Backend::kCuda) + ";\n" +
-                    "        for (long long sp = 0; sp < " + std::to_string(splits) + "LL; ++sp) " + acc +
-                    "[l] = " + reduce_combine(n.op, n.dtype, acc + "[l]", "((volatile " + ct + "*)" + ws + ")[sp * " +
-                    lit(cols_) + " + c + l]") + ";\n      }\n";
+                    "        for (long long sp = 0; sp < " + std::to_string(splits) + "LL; ++sp) " +
+                    acc + "[l] = " +
+                    reduce_combine(
+                        n.op, n.dtype, acc + "[l]",
+                        "((volatile " + ct + "*)" + ws + ")[sp * " + lit(cols_) + " + c + l]") +
+                    ";\n      }\n";
         }
-        f << "    if (ty == 0 && q < " << lit(nqv) << ") {\n" << combine << write << "    }\n"
+        f << "    if (ty == 0 && q < " << lit(nqv) << ") {\n"
+          << combine << write << "    }\n"
           << "    __threadfence();\n    __syncthreads();\n"
-          << "    if (threadIdx.x == 0) th_last = atomicAdd((unsigned*)(th_ws + " << ws_offset.back()
-          << ") + tile, 1u) == " << splits - 1 << "u;\n"
+          << "    if (threadIdx.x == 0) th_last = atomicAdd((unsigned*)(th_ws + "
+          << ws_offset.back() << ") + tile, 1u) == " << splits - 1 << "u;\n"
           << "    __syncthreads();\n"
           << "    if (th_last && ty == 0 && q < " << lit(nqv) << ") {\n"
-          << "      __threadfence();\n" << gather;
+          << "      __threadfence();\n"
+          << gather;
       }
       f << "      const idx_t r = 0; (void)r;\n"
         << lane_loop(e) << "    }\n"
@@ -1085,7 +1090,8 @@ class CudaGen {
       decls += "  __shared__ " + ct + " " + sm + "[" + std::to_string(int64_t{ty} * tx * vec_) + "];\n";
       sargs += ", " + sm;
     }
-    os << "extern \"C\" __global__ void __launch_bounds__(" << threads << ") thunder_kernel(" << kparams << ") {\n"
+    os << "extern \"C\" __global__ void __launch_bounds__(" << threads << ") thunder_kernel("
+       << kparams << ") {\n"
        << decls;
     os << vector_or_scalar("th_cols", kargs + sargs) << "}\n";
     launch->block = threads;

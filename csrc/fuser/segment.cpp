@@ -134,8 +134,9 @@ std::vector<BSymRef> live(const std::vector<BSymRef>& prims,
 // A kernel that reads a value an earlier kernel of the region computes by elementwise operations
 // alone (no reduction) from the region's inputs or outputs (written anyway) recomputes it instead,
 // when the inputs that adds are fewer bytes than the value's write and read: layer_norm's backward
-// then writes no grad * xhat for its weight gradient's kernel, which recomputes it from grad, x, mean
-// and rstd; a bias gradient's kernel reads the bf16 gradient the region returns, not an fp32 copy.
+// then writes no grad * xhat for its weight gradient's kernel, which recomputes it from grad, x,
+// mean and rstd; a bias gradient's kernel reads the bf16 gradient the region returns, not an fp32
+// copy.
 void recompute_pointwise_inputs(const std::vector<BSymRef>& prims,
                                 const std::unordered_set<const TensorProxy*>& region_out,
                                 std::vector<Segment>* segs) {

@@ -246,8 +246,8 @@ Value convert_tensors_meta(Builder& b, const BoundArgs& a) {
   return Value::tuple(std::move(out));
 }
 
-// native_dropout_backward(grad_output, mask, scale) = grad_output * mask * scale, in the opmath dtype
-// (as eager's kernel); the decomposition lets the fuser take it beside its neighbours.
+// native_dropout_backward(grad_output, mask, scale) = grad_output * mask * scale, in the opmath
+// dtype (as eager's kernel); the decomposition lets the fuser take it beside its neighbours.
 Value native_dropout_backward_meta(Builder& b, const BoundArgs& a) {
   const TensorRef& g0 = a.tensor(0);
   const TensorRef& mask = a.tensor(1);
@@ -310,10 +310,10 @@ Value sdpa_efficient_backward_meta(Builder& b, const BoundArgs& a) {
 }
 
 // sdpa_autograd_forward(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa)
-// -> (output, handle): F.scaled_dot_product_attention run under torch autograd; `handle` is an empty
-// int64 tensor on the query's device (a CUDA program stays on its device) that carries torch's graph
-// to sdpa_autograd_backward(grad_out, handle, query, key, value, needs) -> (grad_query, grad_key,
-// grad_value), None where `needs` is False.
+// -> (output, handle): F.scaled_dot_product_attention run under torch autograd; `handle` is an
+// empty int64 tensor on the query's device (a CUDA program stays on its device) that carries
+// torch's graph to sdpa_autograd_backward(grad_out, handle, query, key, value, needs) ->
+// (grad_query, grad_key, grad_value), None where `needs` is False.
 Value sdpa_autograd_forward_meta(Builder& b, const BoundArgs& a) {
   const TensorRef& q = a.tensor(0);
   const TensorRef& v = a.tensor(2);

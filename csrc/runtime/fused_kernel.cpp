@@ -209,7 +209,8 @@ nb::object FusedKernel::call(nb::args args) {
       ptrs.push_back(reinterpret_cast<char*>(PyLong_AsVoidPtr(p)));
       Py_DECREF(p);
     }
-    fuser::cuda_launch(fn, v->layout, k_, ptrs.data(), current_cuda_stream(k_.device.index < 0 ? 0 : k_.device.index));
+    fuser::cuda_launch(fn, v->layout, k_, ptrs.data(),
+                       current_cuda_stream(k_.device.index < 0 ? 0 : k_.device.index));
   } else {
     const auto& bin = *std::static_pointer_cast<fuser::CpuBinary>(v->binary);
     if (bin.items() * bin.item_cost() > 65536) {

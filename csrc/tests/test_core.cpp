@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "executors/cuda_graphs.h"
 #include "executors/executor.h"
+#include "executors/group_casts.h"
 #include "ir/builder.h"
 #include "ir/printer.h"
 #include "ops/lang.h"
@@ -208,7 +209,8 @@ TEST_F(CoreTest, CudaGraphPlanAcceptsOneDevicesWorkAndNamesWhatBlocksIt) {
     auto c = input(b, "c", {4});
     Value y = b.call(ltorch_symbol("mul"), {Value(x), Value(x)});
     CudaGraphPlan p = plan_cuda_graph(finish(b, {x, c}, Value::tuple({y, Value(c)})));
-    EXPECT_EQ(p.blocker, "input 'c' is a cpu tensor; a CUDA graph replays only the work of one CUDA device");
+    EXPECT_EQ(p.blocker,
+              "input 'c' is a cpu tensor; a CUDA graph replays only the work of one CUDA device");
     auto other = b.new_tensor({4}, DType::kFloat32, Device::parse("cuda:0"), false, "o");
     p = plan_cuda_graph(finish(b, {x, other}, y));
     EXPECT_NE(p.blocker.find("input 'o' is a cuda:0 tensor"), std::string::npos) << p.blocker;
@@ -240,6 +242,35 @@ TEST_F(CoreTest, DecomposeInlinesToPrims) {
   Value s = b.call(ltorch_symbol("sigmoid"), {Value(x)});
   Trace t = decompose(finish(b, {x}, s));
   for (const BSymRef& bs : t.bsyms) EXPECT_TRUE(bs->sym->is_prim()) << bs->sym->qualname();
+}
+
+TEST_F(CoreTest, InputCastsGroupByDtypeWithinTheirByteBudget) {
+  Builder b;
+  auto w1 = input(b, "w1", {4, 8});
+  auto w2 = input(b, "w2", {8, 8});
+  auto w3 = input(b, "w3", {8});
+  auto x = input(b, "x", {2, 4});
+  const Symbol& convert = prims::convert_element_type();
+  Value c1 = b.call(convert, {Value(w1), Value(DType::kBFloat16)});
+  Value xe = b.call(ltorch_symbol("exp"), {Value(x)});
+  Value c2 = b.call(convert, {Value(w2), Value(DType::kBFloat16)});
+  Value cx = b.call(convert, {xe, Value(DType::kBFloat16)});        // not an input: stays
+  Value c3 = b.call(convert, {Value(w3), Value(DType::kFloat16)});  // alone in its dtype: stays
+  Trace t = finish(b, {w1, w2, w3, x}, Value::tuple({c1, c2, cx, c3}));
+  Executor ex("ex");
+  for (const Symbol* sym : {&convert, SymbolTable::instance().find("prims", "exp"),
+                            &ltorch_symbol("convert_tensors")}) {
+    ex.register_impl(sym, ex.make_impl_symbol(*sym, "k", sym->name, -1));
+  }
+  Trace claimed = claim_executors(t, {&ex});
+  Trace g = group_input_casts(claimed, {&ex});
+  EXPECT_EQ(names(g),
+            (std::vector<std::string>{"k.convert_tensors", "k.exp", "k.convert_element_type",
+                                      "k.convert_element_type"}))
+      << g.python();
+  EXPECT_EQ(g.bsyms[0]->output.items()[1].as_tensor(), c2.as_tensor());  // the same proxies
+  // A budget of 100 bytes: w1's 64 bf16 bytes and w2's 128 no longer share a group.
+  EXPECT_EQ(names(group_input_casts(claimed, {&ex}, 100)), names(claimed));
 }
 
 TEST_F(CoreTest, ClaimPrefersFirstExecutorAndFlattensUnclaimed) {
