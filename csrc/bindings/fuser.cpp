@@ -81,6 +81,16 @@ BSymRef make_fusion(const std::string& name, const fuser::Segment& seg, int inde
   return BoundSymbol::make(fusion_symbols().back().get(), std::move(args), std::move(out), seg.prims);
 }
 
+// The CUDA source of `kernel` for contiguous inputs, and its launch.
+std::string contiguous_cuda_source(const runtime::FusedKernel& kernel, int smem_limit,
+                                   fuser::CudaLaunch* launch) {
+  const fuser::KernelDef& k = kernel.kernel();
+  fuser::Layout layout;
+  if (!fuser::contiguous_layout(k, &layout))
+    throw thunder::Error("fuser: no layout for contiguous inputs");
+  return fuser::cuda_source(k, layout, launch, smem_limit);
+}
+
 }  // namespace
 
 void bind_fuser(nb::module_& m) {
@@ -179,24 +189,16 @@ void bind_fuser(nb::module_& m) {
   m.def(
       "fuser_cuda_source",
       [](const runtime::FusedKernel& kernel, int smem_limit) {
-        const fuser::KernelDef& k = kernel.kernel();
-        fuser::Layout layout;
-        if (!fuser::contiguous_layout(k, &layout))
-          throw thunder::Error("fuser: no layout for contiguous inputs");
         fuser::CudaLaunch launch;
-        std::string src = fuser::cuda_source(k, layout, &launch, smem_limit);
+        std::string src = contiguous_cuda_source(kernel, smem_limit, &launch);
         return std::make_tuple(src, launch.grid, launch.block, launch.shared_bytes);
       },
       "kernel"_a, "smem_limit"_a = fuser::kDefaultSmemLimit);
   m.def(
       "fuser_cuda_workspace",
       [](const runtime::FusedKernel& kernel, int smem_limit) {
-        const fuser::KernelDef& k = kernel.kernel();
-        fuser::Layout layout;
-        if (!fuser::contiguous_layout(k, &layout))
-          throw thunder::Error("fuser: no layout for contiguous inputs");
         fuser::CudaLaunch launch;
-        fuser::cuda_source(k, layout, &launch, smem_limit);
+        contiguous_cuda_source(kernel, smem_limit, &launch);
         return launch.workspace_bytes;
       },
       "kernel"_a, "smem_limit"_a = fuser::kDefaultSmemLimit,
