@@ -46,6 +46,16 @@ def test_compile_reduce_overhead_plugin_sets_cuda_graphs():
         thunder.compile(m, plugins=["reduce-overhead", "fp9"])
 
 
+def test_cuda_graph_transform_sets_the_option_and_other_transforms_are_refused():
+    m = torch.nn.Linear(4, 2)
+    jm = thunder.jit(m, transforms=[thunder.transforms.CUDAGraphTransform()])
+    assert jm._cfn._thunder_options["cuda_graphs"] is True
+    with pytest.warns(UserWarning, match="runs without a CUDA graph"), torch.no_grad():
+        torch.testing.assert_close(jm(torch.ones(3, 4)), m(torch.ones(3, 4)))
+    with pytest.raises(NotImplementedError, match="is not a thunder transform"):
+        thunder.jit(m, transforms=[object()])
+
+
 def test_plan_names_fuse_randoms_host_state():
     # The plan of a CPU program is blocked by its first input already; the C++ test covers CUDA traces.
     def f(x):

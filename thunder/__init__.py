@@ -57,6 +57,7 @@ extend.set_always_executors([pytorch_executor, python_executor])
 
 from thunder.executors import fusionex as _fusionex  # noqa: E402
 from thunder.executors.fusionex import fusion_source  # noqa: E402
+from thunder import transforms  # noqa: E402
 
 fusion_executor = extend.register_executor(_fusionex.ThunderFusionExecutor("fusion"))
 if _fusionex.enabled_by_default():

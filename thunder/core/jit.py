@@ -406,8 +406,13 @@ def jit(fn, /, *, langctx=None, executors=None, sharp_edges=None, cache=None,
         fn = fn._model
     if langctx not in (None, "torch"):
         raise ValueError(f"unknown langctx {langctx!r}; thunder supports 'torch'")
-    if transforms:
-        raise NotImplementedError("thunder.jit(transforms=...) is not supported yet")
+    for t in transforms or ():
+        options = getattr(t, "compile_options", None)
+        if not isinstance(options, dict):
+            raise NotImplementedError(
+                f"thunder.jit(transforms=...): {t!r} is not a thunder transform; thunder provides "
+                f"thunder.transforms.CUDAGraphTransform")
+        compile_options = {**options, **compile_options}
     opt = _cache_option(cache)
     execs = resolve_executors(executors)
     module = fn if isinstance(fn, torch.nn.Module) else None
