@@ -3,6 +3,8 @@ the `cuda_graphs=True` compile option (thunder/core/cudagraphs.py)."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 __all__ = ["CUDAGraphTransform"]
 
 
@@ -18,4 +20,4 @@ class CUDAGraphTransform:
         return f"CUDAGraphTransform(share_mem_pool={self.share_mem_pool})"
 
     # The compile options this transform sets (read by thunder.jit).
-    compile_options = {"cuda_graphs": True}
+    compile_options: ClassVar[dict] = {"cuda_graphs": True}
