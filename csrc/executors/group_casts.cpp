@@ -1,6 +1,7 @@
 #include "executors/group_casts.h"
 
 #include <map>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "core/error.h"
@@ -10,20 +11,18 @@ namespace thunder {
 
 namespace {
 
-// The input a top-level cast of a program input converts, or null: an executor's call whose only
-// work is one prims.convert_element_type of a trace input to another dtype on the same device.
-TensorRef input_cast(const BoundSymbol& b, const std::unordered_set<const TensorProxy*>& inputs) {
-  if (b.sym->kind == SymbolKind::kFusion) return nullptr;
+// A top-level call whose only work is one prims.convert_element_type to another dtype on the same
+// device (not a fused region).
+bool is_cast(const BoundSymbol& b) {
+  if (b.sym->kind == SymbolKind::kFusion) return false;
   const BoundSymbol* leaf = &b;
   while (leaf->subsymbols.size() == 1) leaf = leaf->subsymbols[0].get();
-  if (!leaf->subsymbols.empty() || leaf->sym != &prims::convert_element_type()) return nullptr;
+  if (!leaf->subsymbols.empty() || leaf->sym != &prims::convert_element_type()) return false;
   std::vector<TensorRef> ins = b.input_tensors(), outs = b.output_tensors();
-  if (ins.size() != 1 || outs.size() != 1 || !inputs.count(ins[0].get())) return nullptr;
+  if (ins.size() != 1 || outs.size() != 1) return false;
   const TensorRef& x = ins[0];
   const TensorRef& y = outs[0];
-  if (x->dtype() == y->dtype() || !(x->device() == y->device()) || x->shape() != y->shape())
-    return nullptr;
-  return x;
+  return x->dtype() != y->dtype() && x->device() == y->device() && x->shape() == y->shape();
 }
 
 int64_t bytes_of(const TensorRef& t) {
@@ -36,27 +35,39 @@ int64_t bytes_of(const TensorRef& t) {
 
 Trace group_input_casts(const Trace& trace, const std::vector<const Executor*>& executors,
                         int64_t max_bytes) {
-  std::unordered_set<const TensorProxy*> inputs;
+  std::unordered_set<const TensorProxy*> inputs(trace.inputs.size());
   for (const TensorRef& t : trace.inputs) inputs.insert(t.get());
-  // Groups in program order: members (indices into bsyms), keyed while open by (device, dtype).
-  std::vector<std::vector<size_t>> groups;
-  std::vector<int64_t> group_bytes;
-  std::map<std::pair<std::string, int>, size_t> open;
+  // Tensors read by some symbol (those only returned are not).
+  std::unordered_set<const TensorProxy*> read;
+  for (const BSymRef& b : trace.bsyms) {
+    for (const TensorRef& t : b->input_tensors()) read.insert(t.get());
+  }
+  // Groups in program order, keyed while open by (kind, device, dtype). Kind 0: casts of inputs,
+  // emitted where their first member was; kind 1: casts whose results are only returned, emitted
+  // where their last member was.
+  struct Group {
+    int kind = 0;
+    std::vector<size_t> members;
+    int64_t bytes = 0;
+  };
+  std::vector<Group> groups;
+  std::map<std::tuple<int, std::string, int>, size_t> open;
   std::vector<int> group_of(trace.bsyms.size(), -1);
   for (size_t i = 0; i < trace.bsyms.size(); ++i) {
     const BoundSymbol& b = *trace.bsyms[i];
-    TensorRef x = input_cast(b, inputs);
-    if (!x) continue;
+    if (!is_cast(b)) continue;
+    const TensorRef x = b.input_tensors()[0];
     const TensorRef y = b.output_tensors()[0];
-    auto key = std::make_pair(y->device().str(), static_cast<int>(y->dtype()));
+    int kind = inputs.count(x.get()) ? 0 : !read.count(y.get()) ? 1 : -1;
+    if (kind < 0) continue;
+    auto key = std::make_tuple(kind, y->device().str(), static_cast<int>(y->dtype()));
     auto it = open.find(key);
-    if (it == open.end() || group_bytes[it->second] + bytes_of(y) > max_bytes) {
-      groups.emplace_back();
-      group_bytes.push_back(0);
+    if (it == open.end() || groups[it->second].bytes + bytes_of(y) > max_bytes) {
+      groups.push_back(Group{kind, {}, 0});
       it = open.insert_or_assign(key, groups.size() - 1).first;
     }
-    groups[it->second].push_back(i);
-    group_bytes[it->second] += bytes_of(y);
+    groups[it->second].members.push_back(i);
+    groups[it->second].bytes += bytes_of(y);
     group_of[i] = static_cast<int>(it->second);
   }
   const Symbol& convert = ltorch_symbol("convert_tensors");
@@ -64,14 +75,15 @@ Trace group_input_casts(const Trace& trace, const std::vector<const Executor*>& 
   bool changed = false;
   for (size_t i = 0; i < trace.bsyms.size(); ++i) {
     int g = group_of[i];
-    if (g < 0 || groups[g].size() < 2) {
+    if (g < 0 || groups[g].members.size() < 2) {
       out.push_back(trace.bsyms[i]);
       continue;
     }
-    if (groups[g].front() != i) continue;  // emitted with its group's first member
+    const Group& grp = groups[g];
+    if ((grp.kind == 0 ? grp.members.front() : grp.members.back()) != i) continue;
     std::vector<Value> xs, ys;
     std::vector<BSymRef> members;
-    for (size_t m : groups[g]) {
+    for (size_t m : grp.members) {
       const BSymRef& b = trace.bsyms[m];
       xs.push_back(Value(b->input_tensors()[0]));
       ys.push_back(Value(b->output_tensors()[0]));
@@ -85,8 +97,8 @@ Trace group_input_casts(const Trace& trace, const std::vector<const Executor*>& 
     if (claimed.size() == 1 && claimed[0]->sym->kind == SymbolKind::kExecutor) {
       out.push_back(claimed[0]);
       changed = true;
-    } else {  // no executor runs the grouped form: the casts stay as they were
-      for (size_t m : groups[g]) out.push_back(trace.bsyms[m]);
+    } else {  // no executor runs the grouped form: the casts stay (here, which is still in order)
+      for (size_t m : grp.members) out.push_back(trace.bsyms[m]);
     }
   }
   if (!changed) return trace;

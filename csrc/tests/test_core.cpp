@@ -273,6 +273,28 @@ TEST_F(CoreTest, InputCastsGroupByDtypeWithinTheirByteBudget) {
   EXPECT_EQ(names(group_input_casts(claimed, {&ex}, 100)), names(claimed));
 }
 
+TEST_F(CoreTest, CastsOfReturnedValuesGroupWhereTheLastWas) {
+  Builder b;
+  auto x = input(b, "x", {2, 4}, DType::kBFloat16);
+  const Symbol& convert = prims::convert_element_type();
+  const Symbol& exp = *SymbolTable::instance().find("prims", "exp");
+  Value e1 = b.call(exp, {Value(x)});
+  Value g1 = b.call(convert, {e1, Value(DType::kFloat32)});  // only returned
+  Value e2 = b.call(exp, {e1});
+  Value g2 = b.call(convert, {e2, Value(DType::kFloat32)});  // only returned
+  Value e3 = b.call(convert, {e2, Value(DType::kFloat32)});  // read below: stays
+  Value e4 = b.call(exp, {e3});
+  Trace t = finish(b, {x}, Value::tuple({g1, g2, e4}));
+  Executor ex("ex");
+  for (const Symbol* sym : {&convert, &exp, &ltorch_symbol("convert_tensors")}) {
+    ex.register_impl(sym, ex.make_impl_symbol(*sym, "k", sym->name, -1));
+  }
+  Trace g = group_input_casts(claim_executors(t, {&ex}), {&ex});
+  EXPECT_EQ(names(g), (std::vector<std::string>{"k.exp", "k.exp", "k.convert_tensors",
+                                                "k.convert_element_type", "k.exp"}))
+      << g.python();
+}
+
 TEST_F(CoreTest, ClaimPrefersFirstExecutorAndFlattensUnclaimed) {
   Builder b;
   auto x = input(b, "x", {3});
