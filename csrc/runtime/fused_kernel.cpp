@@ -38,6 +38,24 @@ TorchFns& torch_fns() {
   return *f;
 }
 
+// The address of a tensor's data.
+char* data_ptr(PyObject* tensor) {
+  PyObject* p = PyObject_CallMethodNoArgs(tensor, torch_fns().s_data_ptr);
+  if (!p) throw nb::python_error();
+  char* r = reinterpret_cast<char*>(PyLong_AsVoidPtr(p));
+  Py_DECREF(p);
+  return r;
+}
+
+// `fn(shape, dtype=dtype, device=device)` for torch.empty or torch.zeros.
+nb::object new_tensor(const nb::object& fn, PyObject* shape, DType dtype,
+                      const nb::object& device) {
+  PyObject* argv[3] = {shape, dtype_object(dtype).ptr(), device.ptr()};
+  PyObject* r = PyObject_Vectorcall(fn.ptr(), argv, 1, torch_fns().kwnames.ptr());
+  if (!r) throw nb::python_error();
+  return nb::steal(r);
+}
+
 std::vector<int64_t> int_tuple(PyObject* t) {
   std::vector<int64_t> out;
   Py_ssize_t n = PyTuple_GET_SIZE(t);
@@ -173,24 +191,13 @@ nb::object FusedKernel::call(nb::args args) {
   std::shared_ptr<Variant> v = variant_for(metas, &inputs);
   last_ = v;
   std::vector<char*> ptrs;
-  for (size_t i = 0; i < ni; ++i) {
-    PyObject* p = PyObject_CallMethodNoArgs(inputs[i].ptr(), tf.s_data_ptr);
-    if (!p) throw nb::python_error();
-    ptrs.push_back(reinterpret_cast<char*>(PyLong_AsVoidPtr(p)));
-    Py_DECREF(p);
-  }
+  for (size_t i = 0; i < ni; ++i) ptrs.push_back(data_ptr(inputs[i].ptr()));
   size_t no = k_.outputs.size();
   std::vector<nb::object> outs(no);
   nb::object device = device_object(k_.device);
   for (size_t o = 0; o < no; ++o) {
-    PyObject* argv[3] = {empty_args_[o].ptr(), dtype_object(k_.outputs[o]->dtype()).ptr(), device.ptr()};
-    PyObject* r = PyObject_Vectorcall(tf.empty.ptr(), argv, 1, tf.kwnames.ptr());
-    if (!r) throw nb::python_error();
-    outs[o] = nb::steal(r);
-    PyObject* p = PyObject_CallMethodNoArgs(r, tf.s_data_ptr);
-    if (!p) throw nb::python_error();
-    ptrs.push_back(reinterpret_cast<char*>(PyLong_AsVoidPtr(p)));
-    Py_DECREF(p);
+    outs[o] = new_tensor(tf.empty, empty_args_[o].ptr(), k_.outputs[o]->dtype(), device);
+    ptrs.push_back(data_ptr(outs[o].ptr()));
   }
   // CPU kernels that gather report an index out of range through two int64 (a flag, the index).
   int64_t gather_error[2] = {0, 0};
@@ -199,15 +206,9 @@ nb::object FusedKernel::call(nb::args args) {
     const auto& fn = *std::static_pointer_cast<fuser::CudaFunction>(v->binary);
     nb::object workspace;  // zeroed scratch memory of kernels that combine partial results
     if (fn.launch.workspace_bytes > 0) {
-      nb::object bytes = nb::int_(fn.launch.workspace_bytes);
-      PyObject* argv[3] = {bytes.ptr(), dtype_object(DType::kUInt8).ptr(), device.ptr()};
-      PyObject* r = PyObject_Vectorcall(tf.zeros.ptr(), argv, 1, tf.kwnames.ptr());
-      if (!r) throw nb::python_error();
-      workspace = nb::steal(r);
-      PyObject* p = PyObject_CallMethodNoArgs(r, tf.s_data_ptr);
-      if (!p) throw nb::python_error();
-      ptrs.push_back(reinterpret_cast<char*>(PyLong_AsVoidPtr(p)));
-      Py_DECREF(p);
+      workspace =
+          new_tensor(tf.zeros, nb::int_(fn.launch.workspace_bytes).ptr(), DType::kUInt8, device);
+      ptrs.push_back(data_ptr(workspace.ptr()));
     }
     fuser::cuda_launch(fn, v->layout, k_, ptrs.data(),
                        current_cuda_stream(k_.device.index < 0 ? 0 : k_.device.index));

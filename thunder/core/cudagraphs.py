@@ -95,11 +95,7 @@ def _copy_tensors_out(xs):
     src = [x for x in xs if x is not None]
     dst = [torch.empty_like(x) for x in src]
     if dst:
-        if hasattr(torch, "_foreach_copy_"):
-            torch._foreach_copy_(dst, src)
-        else:
-            for d, s in zip(dst, src):
-                d.copy_(s)
+        torch._foreach_copy_(dst, src)
     it = iter(dst)
     return [None if x is None else next(it) for x in xs]
 
@@ -136,8 +132,7 @@ class _Runner:
         if self.failed is not None or self.normal_runs < WARMUP_RUNS:
             return self.normal(inputs), False
         if self.graph is not None and any(inputs[i].data_ptr() != p for i, p in self.fixed_ptrs):
-            self.graph = self.output = None  # a parameter moved: capture again
-            self.copied = []
+            self._drop_graph()  # a parameter moved: capture again
         if self.graph is None and not self._capture(inputs):
             return self.normal(inputs), False
         for i, buf in self.copied:
@@ -177,15 +172,21 @@ class _Runner:
         self.graph, self.output, self.fixed_ptrs, self.copied = graph, output, fixed, copied
         return True
 
-    def _give_up(self, why):
-        self.failed = why
+    def _drop_graph(self):
         self.graph = self.output = None
         self.copied = []
+
+    def _give_up(self, why):
+        self.failed = why
+        self._drop_graph()
         _warn(f"the {self.what} runs without a CUDA graph from now on: {why}")
 
 
-def _is_parameter(x):
-    return isinstance(x, torch.nn.Parameter)
+def _read_in_place(plan):
+    """Which inputs a graph of the planned program reads at their own address: parameters, and
+    inputs the program writes in place."""
+    written = set(plan["written_inputs"])
+    return lambda i, x: isinstance(x, torch.nn.Parameter) or i in written
 
 
 class InferenceGraph:
@@ -193,9 +194,8 @@ class InferenceGraph:
     copied out."""
 
     def __init__(self, program, plan):
-        written = set(plan["written_inputs"])
-        self.runner = _Runner(lambda ins: program(*ins), lambda i, x: _is_parameter(x) or i in written,
-                              torch.cuda.graph_pool_handle(), "program")
+        self.runner = _Runner(lambda ins: program(*ins), _read_in_place(plan), torch.cuda.graph_pool_handle(),
+                              "program")
 
     def __call__(self, *inputs):
         out, replayed = self.runner(list(inputs))
@@ -220,9 +220,7 @@ class TrainingGraphs:
 
     def __init__(self, forward, backward, forward_plan, num_saved):
         pool = torch.cuda.graph_pool_handle()
-        written = set(forward_plan["written_inputs"])
-        self.fwd = _Runner(lambda ins: forward(*ins), lambda i, x: _is_parameter(x) or i in written, pool,
-                           "training forward")
+        self.fwd = _Runner(lambda ins: forward(*ins), _read_in_place(forward_plan), pool, "training forward")
         # The saved tensors are the forward graph's outputs (or its fixed inputs): read in place;
         # the cotangents are copied in.
         self.bwd = _Runner(backward.run_consuming, lambda i, x: i < num_saved, pool, "training backward")

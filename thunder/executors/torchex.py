@@ -449,9 +449,5 @@ def convert_tensors(tensors, dtype):
     """Runs ltorch.convert_tensors: each tensor converted to `dtype` (its layout kept) by one
     multi-tensor copy instead of one kernel per tensor."""
     outs = [torch.empty_like(t, dtype=dtype) for t in tensors]
-    if hasattr(torch, "_foreach_copy_"):
-        torch._foreach_copy_(outs, list(tensors))
-    else:
-        for o, t in zip(outs, tensors):
-            o.copy_(t)
+    torch._foreach_copy_(outs, list(tensors))
     return tuple(outs)
