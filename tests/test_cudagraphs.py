@@ -216,6 +216,38 @@ def test_dropout_draws_new_masks_at_every_replay():
     assert _stats(jf, "forward")["replays"] == 3
 
 
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
+def test_programs_on_the_second_device_are_captured_there():
+    # cuda:0 stays current: the graphs are captured on cuda:1's stream, with its generator.
+    model = _gpt().to("cuda:1")
+    ref = copy.deepcopy(model)
+    jm = thunder.jit(model, cuda_graphs=True)
+    jdrop = thunder.jit(lambda x: F.dropout(x * 1.0, 0.5), cuda_graphs=True)
+    assert torch.cuda.current_device() == 0
+    masks = []
+    for step in range(4):
+        idx, tgt = (t.to("cuda:1") for t in _batch(step))
+        _, loss = jm(idx, tgt)
+        loss.backward()
+        _, ref_loss = ref(idx, tgt)
+        ref_loss.backward()
+        torch.testing.assert_close(loss, ref_loss, rtol=1e-4, atol=1e-5)
+        for (name, p), q in zip(model.named_parameters(), ref.parameters()):
+            torch.testing.assert_close(p.grad, q.grad, rtol=1e-3, atol=1e-5, msg=f"step {step}: {name}")
+        model.zero_grad(set_to_none=True)
+        ref.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            y = jdrop(torch.ones(4096, device="cuda:1"))
+        kept = y != 0
+        torch.testing.assert_close(y, kept * 2.0)
+        masks.append(kept)
+    assert all(not torch.equal(masks[i], masks[j]) for i in range(4) for j in range(i))
+    for stats in (_stats(jm, "forward"), _stats(jm, "backward"), _stats(jdrop, "program")):
+        assert stats["captures"] == 1 and stats["replays"] == 3 and stats["failed"] is None, stats
+    assert torch.cuda.current_device() == 0
+    torch.rand(4, device="cuda:0"), torch.rand(4, device="cuda:1")  # both generators still usable
+
+
 @requires_cuda
 def test_moved_parameter_is_captured_again():
     m = torch.nn.Linear(32, 32).cuda()

@@ -104,8 +104,9 @@ class _Runner:
     """One program behind a CUDA graph: normal runs until captured, then replays. `run(list)` runs
     the program normally; `fixed(i, x)` says whether input i is read at its own address."""
 
-    def __init__(self, run, fixed, pool, what):
+    def __init__(self, run, fixed, pool, what, device):
         self.run = run
+        self.device = device  # the CUDA device index the program runs on
         self.fixed = fixed
         self.pool = pool
         self.what = what
@@ -161,10 +162,11 @@ class _Runner:
         # not borrowed from memory another graph's pool (or nobody) owns later.
         _clear_cublas_workspaces()
         try:
-            with torch.cuda.graph(graph, pool=self.pool):
+            # Captured on the program's device (its stream and generator), whichever device is current.
+            with torch.cuda.device(self.device), torch.cuda.graph(graph, pool=self.pool):
                 output = self.run(list(static))
         except Exception as e:  # noqa: BLE001 - any failure to capture means: run normally
-            _end_rng_capture(torch.cuda.current_device())
+            _end_rng_capture(self.device)
             self._give_up(f"capturing it failed: {type(e).__name__}: {e}")
             return False
         finally:
@@ -195,7 +197,7 @@ class InferenceGraph:
 
     def __init__(self, program, plan):
         self.runner = _Runner(lambda ins: program(*ins), _read_in_place(plan), torch.cuda.graph_pool_handle(),
-                              "program")
+                              "program", plan["device"])
 
     def __call__(self, *inputs):
         out, replayed = self.runner(list(inputs))
@@ -220,10 +222,11 @@ class TrainingGraphs:
 
     def __init__(self, forward, backward, forward_plan, num_saved):
         pool = torch.cuda.graph_pool_handle()
-        self.fwd = _Runner(lambda ins: forward(*ins), _read_in_place(forward_plan), pool, "training forward")
+        device = forward_plan["device"]
+        self.fwd = _Runner(lambda ins: forward(*ins), _read_in_place(forward_plan), pool, "training forward", device)
         # The saved tensors are the forward graph's outputs (or its fixed inputs): read in place;
         # the cotangents are copied in.
-        self.bwd = _Runner(backward.run_consuming, lambda i, x: i < num_saved, pool, "training backward")
+        self.bwd = _Runner(backward.run_consuming, lambda i, x: i < num_saved, pool, "training backward", device)
         self.pending = None  # a weak reference to the last replay's token
 
     def stats(self):
