@@ -3,8 +3,11 @@ by side in one process (bandwidth over a device-to-device copy's, bytes read onc
   - wide rows kept in shared memory (the default where they fit) against rows read through L2 once
     per pass (THUNDER_CUDA_SMEM_LIMIT=49152), for softmax and the cross-entropy forward;
   - the bf16 pointwise chain with eager's roundings against the same chain computed in fp32
-    throughout, and without its erf: how much of its time is arithmetic.
-Run on the GPU machine after building: python3 scripts/gpu_schedule_probe.py [--pointwise-only] [--out probe.json]"""
+    throughout, and without its erf: how much of its time is arithmetic;
+  - with --kernels, the device time of each kernel of a few training steps (thunder's kernels are
+    named after their schedule and operations), thunder beside eager.
+Run on the GPU machine after building:
+  python3 scripts/gpu_schedule_probe.py [--pointwise-only | --kernels] [--out probe.json]"""
 import argparse
 import json
 import os
@@ -15,7 +18,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from fusion_gpu import bench, copy_bandwidth, cross_entropy, gelu_chain, softmax
+from fusion_gpu import bench, copy_bandwidth, cross_entropy, gelu_chain, layer_norm, softmax, training_step
 
 import thunder
 from thunder.executors import fusionex
@@ -59,11 +62,63 @@ ROW_VARIANTS = {
 }
 
 
+def kernel_table(name, fn, args, n=10):
+    """Per kernel name: device microseconds per call of fn, from torch.profiler."""
+    from torch.profiler import ProfilerActivity, profile
+
+    for _ in range(3):
+        fn(*args)
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(n):
+            fn(*args)
+        torch.cuda.synchronize()
+    rows = []
+    for e in prof.key_averages():
+        us = (getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0)) / n
+        if us > 0:
+            rows.append({"step": name, "kernel": e.key, "us": us, "calls": e.count / n})
+    rows.sort(key=lambda r: -r["us"])
+    print(f"{name}: {sum(r['us'] for r in rows):.1f} us of device time per call", flush=True)
+    for r in rows[:8]:
+        print(f"  {r['us']:8.1f} us {r['calls']:4.1f}x  {r['kernel'][:110]}", flush=True)
+    return rows
+
+
+def kernels():
+    rows = []
+    for dt in (torch.float32, torch.bfloat16):
+        for width in (4096, 50304):
+            x = torch.randn(2048, width, device="cuda", dtype=dt, requires_grad=True)
+            y = torch.randint(0, width, (2048,), device="cuda")
+            for who, f in (("thunder", thunder.jit(cross_entropy)), ("eager", cross_entropy)):
+                rows += kernel_table(f"{who} cross_entropy fwd+bwd 2048x{width} {dt}",
+                                     training_step(f, cotangent=False), (x, y))
+        x = torch.randn(2048, 50304, device="cuda", dtype=dt)
+        for who, f in (("thunder", thunder.jit(softmax)), ("eager", softmax)):
+            rows += kernel_table(f"{who} softmax 2048x50304 {dt}", f, (x,))
+        x = torch.randn(8192, 4096, device="cuda", dtype=dt, requires_grad=True)
+        w = torch.randn(4096, device="cuda", dtype=dt, requires_grad=True)
+        b = torch.randn(4096, device="cuda", dtype=dt, requires_grad=True)
+        g = torch.randn(8192, 4096, device="cuda", dtype=dt)
+        for who, f in (("thunder", thunder.jit(layer_norm)), ("eager", layer_norm)):
+            rows += kernel_table(f"{who} layer_norm fwd+bwd 8192x4096 {dt}", training_step(f, cotangent=True),
+                                 (x, w, b, g))
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="")
     ap.add_argument("--pointwise-only", action="store_true")
+    ap.add_argument("--kernels", action="store_true", help="only the per-kernel tables of training steps")
     args = ap.parse_args()
+    if args.kernels:
+        rows = kernels()
+        if args.out:
+            with open(args.out, "w") as f:
+                json.dump(rows, f, indent=1)
+        return
     rows = []
     for dt in (torch.float32, torch.bfloat16) if not args.pointwise_only else ():
         es = torch.finfo(dt).bits // 8

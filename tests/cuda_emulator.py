@@ -70,7 +70,7 @@ extern "C" void emu_launch(void** args, int grid, int block) {
   for (int b = 0; b < grid; ++b) {
     std::vector<std::thread> ts;
     for (int t = 0; t < block; ++t)
-      ts.emplace_back([&, b, t] { blockIdx.x = b; threadIdx.x = t; kern::thunder_kernel(CALL_ARGS); });
+      ts.emplace_back([&, b, t] { blockIdx.x = b; threadIdx.x = t; kern::KERNEL_NAME(CALL_ARGS); });
     for (auto& th : ts) th.join();
   }
 }
@@ -89,10 +89,10 @@ def host_source(src: str) -> str:
     # Dynamic shared memory: one buffer (blocks run one after another), as large as any device allows.
     src = src.replace("extern __shared__ __align__(16) unsigned char th_smem[];",
                       "alignas(16) inline unsigned char th_smem[256 * 1024];")
-    m = re.search(r"__global__ void (?:__launch_bounds__\([^)]*\) )?thunder_kernel\(([^)]*)\)", src)
+    m = re.search(r"__global__ void (?:__launch_bounds__\([^)]*\) )?(thunder_\w+)\(([^)]*)\)", src)
     if not m:
-        raise ValueError("no thunder_kernel in the source")
-    params = [p.strip() for p in m.group(1).split(",") if p.strip()]
+        raise ValueError("no thunder kernel in the source")
+    name, params = m.group(1), [p.strip() for p in m.group(2).split(",") if p.strip()]
 
     def arg(i, p):
         t = p.rsplit(" ", 1)[0].replace("__restrict__", "")
@@ -103,7 +103,7 @@ def host_source(src: str) -> str:
         return f"*({t.replace('const ', '')}*)args[{i}]"
 
     call = ", ".join(arg(i, p) for i, p in enumerate(params))
-    return _SHIM + "namespace kern {\n" + src + _LAUNCHER.replace("CALL_ARGS", call)
+    return _SHIM + "namespace kern {\n" + src + _LAUNCHER.replace("CALL_ARGS", call).replace("KERNEL_NAME", name)
 
 
 def compile_kernel(src: str) -> str:

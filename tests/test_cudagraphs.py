@@ -229,6 +229,7 @@ def test_programs_on_the_second_device_are_captured_there():
         idx, tgt = (t.to("cuda:1") for t in _batch(step))
         _, loss = jm(idx, tgt)
         loss.backward()
+        assert torch.cuda.current_device() == 0, f"step {step}"
         _, ref_loss = ref(idx, tgt)
         ref_loss.backward()
         torch.testing.assert_close(loss, ref_loss, rtol=1e-4, atol=1e-5)

@@ -66,6 +66,9 @@ SCHEDULES = [(gelu_chain, (33, 1027), "pointwise"), (gelu_chain, (64, 4096), "po
              (rms_norm, (64, 4096), "inner"), (bias_grad, (64, 4096), "outer"), (bias_grad, (5, 3), "outer")]
 
 
+KERNEL_PREFIX = {"pointwise": "thunder_pointwise", "inner": "thunder_rows", "outer": "thunder_cols"}
+
+
 def _cuda_sources(fn, args):
     jfn = _jit(fn)
     jfn(*args)
@@ -80,7 +83,8 @@ def test_cuda_source_for_each_schedule(fn, shape, kind):
     torch.manual_seed(0)
     ((k, src, grid, block, _),) = _cuda_sources(fn, _args(fn, shape))
     assert k.kernel_ir.startswith(kind)
-    assert 'extern "C" __global__' in src and "thunder_kernel(" in src
+    # Named after the schedule and the main operations: profiles tell the kernels apart.
+    assert 'extern "C" __global__ void __launch_bounds__' in src and f") {KERNEL_PREFIX[kind]}_" in src
     assert grid >= 1 and 32 <= block <= 1024
     if shape[-1] % 4 == 0:  # contiguous float rows: 16-byte accesses, chosen at run time by alignment
         assert "th_ldv<float, 4>" in src
@@ -95,6 +99,7 @@ def test_cuda_source_of_cross_entropy_gathers_inside_the_row_kernel():
     x, y = torch.randn(16, 1000), torch.randint(0, 1000, (16,))
     sources = _cuda_sources(F.cross_entropy, (x, y))
     assert any("idx_t g" in src for _, src, *_ in sources)
+    assert any(") thunder_rows_amax_exp_sum_log(" in src for _, src, *_ in sources)
 
 
 @requires_compiler
@@ -370,6 +375,21 @@ def test_cuda_pointwise_sizes_and_scalar_tails(n):
     x, y = torch.randn(n, device="cuda"), torch.randn(n, device="cuda")
     fn = lambda a, b: torch.tanh(a * b + 1) - a  # noqa: E731
     torch.testing.assert_close(_jit(fn)(x, y), fn(x, y))
+
+
+@requires_cuda
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
+def test_cuda_kernels_on_the_second_device_leave_the_current_device_alone():
+    fn = lambda a, b: torch.softmax(a * b + 1, -1) - a  # noqa: E731
+    jfn = _jit(fn)
+    x, y = torch.randn(64, 1000, device="cuda:1"), torch.randn(64, 1000, device="cuda:1")
+    assert torch.cuda.current_device() == 0
+    for _ in range(2):  # compiled and loaded, then launched from the in-memory cache
+        out = jfn(x, y)
+        assert out.device == torch.device("cuda:1") and torch.cuda.current_device() == 0
+        torch.testing.assert_close(out, fn(x, y))
+    assert fusionex.fusion_kernels(jfn)
+    assert torch.empty(1, device="cuda").device == torch.device("cuda:0")
 
 
 @requires_cuda

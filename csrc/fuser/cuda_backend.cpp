@@ -224,13 +224,28 @@ const DeviceInfo& device_info(int device) {
   return g_devices[device] = info;
 }
 
-// Makes the device's primary context current (torch works in it too) when another one is.
-void make_current(CUcontext ctx) {
-  const Driver& d = driver();
-  CUcontext cur = nullptr;
-  check(d.cuCtxGetCurrent(&cur), "cuCtxGetCurrent");
-  if (cur != ctx) check(d.cuCtxSetCurrent(ctx), "cuCtxSetCurrent");
-}
+// Makes the device's primary context current (torch works in it too) while it lives, when another
+// one is, and restores that one after: the runtime's current device (torch.cuda.current_device())
+// is the current context's, and a kernel on cuda:1 must not leave cuda:1 current.
+class ContextGuard {
+ public:
+  explicit ContextGuard(CUcontext ctx) {
+    check(driver().cuCtxGetCurrent(&prev_), "cuCtxGetCurrent");
+    if (prev_ != ctx) {
+      check(driver().cuCtxSetCurrent(ctx), "cuCtxSetCurrent");
+      switched_ = true;
+    }
+  }
+  ~ContextGuard() {
+    if (switched_) driver().cuCtxSetCurrent(prev_);
+  }
+  ContextGuard(const ContextGuard&) = delete;
+  ContextGuard& operator=(const ContextGuard&) = delete;
+
+ private:
+  CUcontext prev_ = nullptr;
+  bool switched_ = false;
+};
 
 // --fmad=false: every operation rounds, as on the CPU (x * 0.1 - max(x * 0.1) is 0 at the maximum,
 // not the error of an unrounded product).
@@ -417,7 +432,7 @@ std::shared_ptr<CudaFunction> cuda_load(const std::string& source, int device, c
     ++cache_stats().memory_hits;
     return it->second;
   }
-  make_current(info.ctx);
+  ContextGuard context(info.ctx);
   std::string binary;
   bool from_disk = false;
   if (auto pending = g_compiling.find(key); pending != g_compiling.end()) {
@@ -451,7 +466,7 @@ std::shared_ptr<CudaFunction> cuda_load(const std::string& source, int device, c
     }
     throw Error("fuser: cuModuleLoadData failed for " + path + ": " + cu_error(r));
   }
-  check(d.cuModuleGetFunction(&f->function, f->module, "thunder_kernel"), "cuModuleGetFunction");
+  check(d.cuModuleGetFunction(&f->function, f->module, launch.name.c_str()), "cuModuleGetFunction");
   if (launch.shared_bytes > 48 * 1024) {
     if (!d.cuFuncSetAttribute)
       throw Error("fuser: the driver cannot raise a kernel's shared memory limit");
@@ -490,7 +505,7 @@ int cuda_smem_limit(int device) {
 void cuda_launch(const CudaFunction& f, const Layout& layout, const KernelDef& k, char** ptrs, void* stream) {
   if (f.launch.grid <= 0) return;
   const Driver& d = driver();
-  make_current(f.context);
+  ContextGuard context(f.context);
   size_t n = k.inputs.size() + k.outputs.size() + (f.launch.workspace_bytes > 0 ? 1 : 0);
   std::vector<void*> params(n);
   // Host inputs (random states) are passed by value: the driver copies the argument from their

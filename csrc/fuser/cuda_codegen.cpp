@@ -87,6 +87,7 @@ class CudaGen {
     params_.clear();
     args_.clear();
     CudaLaunch l;
+    name_ = kernel_name();
     for (size_t i = 0; i < k_.inputs.size(); ++i) {
       std::string st = storage_type(k_.inputs[i]->dtype());
       l.by_value.push_back(host_input(k_, i));
@@ -108,11 +109,37 @@ class CudaGen {
     } else {
       os << outer(&l);
     }
+    l.name = name_;
     if (launch) *launch = l;
     return os.str();
   }
 
  private:
+  // thunder_<schedule>_<operations>: the kernel's reductions, gathers, random draws and
+  // transcendental operations in order of first use (others when it has none of those), at most 4.
+  std::string kernel_name() const {
+    static const std::unordered_set<std::string> plain = {"load", "const", "convert_element_type", "where",
+                                                          "iota", "neg", "eq", "ne", "lt", "le", "gt", "ge"};
+    static const std::unordered_set<std::string> notable = {
+        "sum", "amax", "amin", "prod", "gather", "rand", "exp", "exp2", "expm1", "log", "log1p", "log2",
+        "erf", "erfc", "tanh", "sqrt", "rsqrt", "sigmoid", "sin", "cos", "pow"};
+    auto pick = [&](bool only_notable) {
+      std::vector<std::string> ops;
+      for (const KNode& n : k_.nodes) {
+        if (plain.count(n.op) || (only_notable && !notable.count(n.op))) continue;
+        if (std::find(ops.begin(), ops.end(), n.op) == ops.end()) ops.push_back(n.op);
+      }
+      return ops;
+    };
+    std::vector<std::string> ops = pick(true);
+    if (ops.empty()) ops = pick(false);
+    std::string name = k_.kind == KernelDef::Kind::kPointwise ? "thunder_pointwise"
+                       : k_.kind == KernelDef::Kind::kInner   ? "thunder_rows"
+                                                              : "thunder_cols";
+    for (size_t i = 0; i < ops.size() && i < 4; ++i) name += "_" + ops[i];
+    return name;
+  }
+
   // ---- analysis -----------------------------------------------------------------------------------
 
   bool needs_wide() const {
@@ -511,7 +538,7 @@ class CudaGen {
     };
     os << run(1);
     if (vec_ > 1) os << run(vec_);
-    os << "extern \"C\" __global__ void __launch_bounds__(" << kPointwiseThreads << ") thunder_kernel(" << params_
+    os << "extern \"C\" __global__ void __launch_bounds__(" << kPointwiseThreads << ") " << name_ << "(" << params_
        << ") {\n";
     if (vec_ > 1) {
       int64_t nv = numel / vec_;
@@ -920,10 +947,12 @@ class CudaGen {
     if (smem > 0) os << "extern __shared__ __align__(16) unsigned char th_smem[];\n";
     os << scalar_rows << vector_rows;
     int block = p.threads * p.rows_per_block;
-    // 1024-thread rows re-read through L2 run two blocks per multiprocessor; with the row in shared
-    // memory, one.
+    // 1024-thread rows re-read through L2 run two blocks per multiprocessor, and so do rows kept in
+    // shared memory when two of them fit (bf16 rows up to ~56K wide): one block alone idles through
+    // each row's reductions. Wider cached rows run one block per multiprocessor.
+    const bool two_blocks = smem == 0 || 2 * (smem + 2048) <= smem_limit_ + 1024;
     os << "extern \"C\" __global__ void __launch_bounds__(" << block
-       << (block >= 1024 && smem == 0 ? ", 2" : "") << ") thunder_kernel(" << params_ << ") {\n"
+       << (block >= 1024 && two_blocks ? ", 2" : "") << ") " << name_ << "(" << params_ << ") {\n"
        << smem_decls;
     os << vector_or_scalar("th_rows", args_ + smem_args) << "}\n";
     launch->block = block;
@@ -1090,7 +1119,7 @@ class CudaGen {
       decls += "  __shared__ " + ct + " " + sm + "[" + std::to_string(int64_t{ty} * tx * vec_) + "];\n";
       sargs += ", " + sm;
     }
-    os << "extern \"C\" __global__ void __launch_bounds__(" << threads << ") thunder_kernel("
+    os << "extern \"C\" __global__ void __launch_bounds__(" << threads << ") " << name_ << "("
        << kparams << ") {\n"
        << decls;
     os << vector_or_scalar("th_cols", kargs + sargs) << "}\n";
@@ -1119,6 +1148,7 @@ class CudaGen {
   bool wide_ = false;
   int vec_ = 1;
   std::string params_, args_;
+  std::string name_ = "thunder_kernel";
   std::string row_code_;
   std::unordered_map<int, std::string> row_memo_;
   std::unordered_map<int, std::string> reciprocals_;

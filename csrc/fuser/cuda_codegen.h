@@ -31,6 +31,9 @@
 namespace thunder::fuser {
 
 struct CudaLaunch {
+  // The kernel's entry point: thunder_<schedule>_<its main operations>, so that profiles tell the
+  // kernels apart (the same definition gets the same name).
+  std::string name = "thunder_kernel";
   int64_t grid = 1;
   int block = 128;
   int shared_bytes = 0;
@@ -39,8 +42,8 @@ struct CudaLaunch {
   int64_t workspace_bytes = 0;
 };
 
-// Source exporting `extern "C" __global__ void thunder_kernel(char** ptrs)`... with the pointers as
-// individual parameters (inputs then outputs).
+// Source exporting `extern "C" __global__ void <launch->name>(...)` with the pointers as individual
+// parameters (inputs then outputs).
 // `smem_limit`: the dynamic shared memory a block may use (rows of 1024 threads keep the loads
 // several passes read there when they fit).
 constexpr int kDefaultSmemLimit = 48 * 1024;

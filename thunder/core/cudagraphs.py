@@ -75,6 +75,17 @@ def _end_rng_capture(device):
         _warn(f"torch's CUDA random state may be unusable after the failed capture: {e}")
 
 
+_capture_streams = {}
+
+
+def _capture_stream(device):
+    """A side stream of `device` to capture on (torch's default capture stream belongs to whichever
+    device was current at the process's first capture)."""
+    if device not in _capture_streams:
+        _capture_streams[device] = torch.cuda.Stream(device=device)
+    return _capture_streams[device]
+
+
 def _copy_out(x):
     """`x` with each tensor copied out of the graph's memory."""
     if isinstance(x, torch.Tensor):
@@ -163,7 +174,8 @@ class _Runner:
         _clear_cublas_workspaces()
         try:
             # Captured on the program's device (its stream and generator), whichever device is current.
-            with torch.cuda.device(self.device), torch.cuda.graph(graph, pool=self.pool):
+            with torch.cuda.device(self.device), torch.cuda.graph(graph, pool=self.pool,
+                                                                  stream=_capture_stream(self.device)):
                 output = self.run(list(static))
         except Exception as e:  # noqa: BLE001 - any failure to capture means: run normally
             _end_rng_capture(self.device)
