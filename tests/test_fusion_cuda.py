@@ -289,6 +289,36 @@ def test_emulated_softmax_kernels_fold_the_sum_into_the_max_pass_only_for_rows_r
 
 
 @requires_emulator
+def test_emulated_cross_entropy_forward_saving_row_statistics_is_one_pass():
+    # The training forward writes each row's maximum and sum of exponentials (float32 already: the
+    # saved maximum's conversion is a no-op) and reads wide rows once, in one online pass.
+    x = torch.randn(4, 50304, requires_grad=True)
+    y = torch.tensor([0, 7, 50303, -100])
+    jfn = _jit(F.cross_entropy)
+    loss = jfn(x, y)
+    row_kernel = next(k for k in fusionex.fusion_kernels(jfn) if "50304r" in k.kernel_ir)
+    assert "out0 = n1\n" in row_kernel.kernel_ir and "n1 = amax n0" in row_kernel.kernel_ir
+    src = _core.fuser_cuda_source(row_kernel, H100_SMEM)[0]
+    body = src[src.rindex("TH_INLINE void th_rows"):]
+    assert body.count("for (int m = 16; m > 0; m >>= 1)") == 1
+    x2 = x.detach().clone().requires_grad_(True)
+    ref = F.cross_entropy(x2, y)
+    torch.testing.assert_close(loss, ref)
+    loss.backward()
+    ref.backward()
+    torch.testing.assert_close(x.grad, x2.grad)
+    # The kernel itself, emulated: the statistics and the per-row losses against eager's.
+    src, grid, block, _ = _core.fuser_cuda_source(row_kernel, H100_SMEM)
+    outs = [torch.full((4, 1), 123.0).share_memory_(), torch.full((4, 1), 123.0).share_memory_(),
+            torch.full((4,), 123.0).share_memory_()]
+    cuda_emulator.launch(src, grid, block, [x.detach(), y, *outs])
+    m = x.detach().amax(1, keepdim=True)
+    torch.testing.assert_close(outs[0], m)
+    torch.testing.assert_close(outs[1], (x.detach() - m).exp().sum(1, keepdim=True))
+    torch.testing.assert_close(outs[2], F.cross_entropy(x.detach(), y, reduction="none"))
+
+
+@requires_emulator
 def test_emulated_gather_out_of_range_gives_nan():
     # Eager raises a device-side assert there; the CUDA kernel makes that row NaN (the CPU kernels
     # raise IndexError).

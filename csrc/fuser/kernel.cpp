@@ -307,7 +307,11 @@ class Builder {
       }
       for (int& v : vars) v = v < 0 ? v : find(v);
       VInfo r;
-      r.node = op_node(op, out->dtype(), std::move(args));
+      // A conversion to the dtype a tensor has already is its value (a saved row maximum's
+      // `convert_element_type(m, float32)` must not hide the maximum from the online softmax).
+      const bool no_op = op == "convert_element_type" && operands[0].is_tensor() &&
+                         operands[0].as_tensor()->dtype() == out->dtype();
+      r.node = no_op ? args[0] : op_node(op, out->dtype(), std::move(args));
       r.vars = std::move(vars);
       r.shape = oshape;
       define(b.output, std::move(r));
