@@ -6,6 +6,8 @@ and the disk cache (corrupted, truncated and foreign entries rebuilt; concurrent
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -520,6 +522,40 @@ def test_layer_norm_backward_is_two_kernels_writing_only_gradients():
     kernels = _backward_kernels(fn, (x, w, b))
     assert [k.split()[0] for k in kernels] == ["inner", "outer"]
     assert [_outputs(k) for k in kernels] == [1, 2]
+
+
+def test_mlp_backward_recomputes_gelu_in_the_kernel_of_its_backward():
+    # The input gradient of the second linear is a matmul apart from its weight gradient, so the
+    # recomputed gelu(h) (read by the weight gradient) and gelu's backward (after that matmul) are
+    # one kernel reading h once, with the first linear's bias gradient.
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.GELU(), torch.nn.Linear(256, 64))
+    ref = copy.deepcopy(m)
+    jm = thunder.jit(m, executors=[FUSE_ALL])
+    x = torch.randn(4, 32, 64, requires_grad=True)
+    x2 = x.detach().clone().requires_grad_(True)
+    jm(x).sum().backward()
+    ref(x2).sum().backward()
+    torch.testing.assert_close(x.grad, x2.grad)
+    for p, q in zip(m.parameters(), ref.parameters()):
+        torch.testing.assert_close(p.grad, q.grad)
+    bwd = thunder.last_backward_traces(jm)[-1]
+    irs = [k.kernel_ir for k in bwd.fusion_callables]
+    # gelu (erf) and its backward (exp) in one kernel, with three outputs: gelu(h) for the weight
+    # gradient, h's gradient and the bias gradient.
+    assert any(" erf " in ir and " exp " in ir and _outputs(ir) == 3 for ir in irs), irs
+    assert "gelu(" not in str(bwd)
+
+
+def test_column_sum_of_a_broadcast_scalar_reads_its_accumulator_per_column():
+    # The gradient of y.sum() is one value expanded (every stride 0); its column sum (a bias
+    # gradient) is per column all the same, and its epilogue stays in the column loop.
+    g = torch.full((1, 1), 1.5).expand(128, 64)
+    fn = lambda g: (g.to(torch.bfloat16), g.sum(0).to(torch.bfloat16).float() * 2)  # noqa: E731
+    jfn = _jit(fn)
+    for got, want in zip(jfn(g), fn(g)):
+        torch.testing.assert_close(got, want)
+    assert [k.kernel_ir.split()[0] for k in fusionex.fusion_kernels(jfn)] == ["outer"]
 
 
 def test_rms_norm_backward_rows_join_past_the_weight_gradient_column_sum():

@@ -144,7 +144,13 @@ void register_nn_grad_rules() {
       // Under a fuser the bias gradient is a sum over the leading dimensions in the trace, so it
       // fuses with the kernel that makes the gradient (a dropout's or activation's backward).
       const bool bias_apart = fusing() && c.needs(2) && g->rank() >= 2;
-      V mask = V::tuple({V(c.needs(0)), V(c.needs(1)), V(c.needs(2) && !bias_apart)});
+      // Under a fuser the input's gradient is its own matmul g @ weight, apart from the weight's:
+      // it does not read the input, so a kernel that needs it (an activation's backward) can run
+      // before the weight's gradient, together with the activation that the weight's gradient
+      // reads when that is recomputed (gelu(x) beside gelu_backward(g, x): x read once).
+      const bool split = fusing() && c.needs(0) && c.needs(1);
+      if (split) c.put_grad(0, c.b.call(op("matmul"), {V(g), c.args[1]}).as_tensor());
+      V mask = V::tuple({V(c.needs(0) && !split), V(c.needs(1)), V(c.needs(2) && !bias_apart)});
       V r = lang::call(c.b, op("linear_backward"), {V(g), c.args[0], c.args[1], mask});
       const auto& items = r.items();
       for (size_t i = 0; i < 3; ++i) {

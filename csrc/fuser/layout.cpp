@@ -244,7 +244,10 @@ std::vector<uint64_t> varying_axes(const KernelDef& k, const Layout& layout) {
     } else if (node.op == "const") {
       m[id] = 0;
     } else if (is_reduce_op(node.op)) {
-      m[id] = m[node.args[0]] & ~layout.reduced;
+      // A column reduction's result lives per column (its accumulators), whatever its operand
+      // varies over: a column sum of a broadcast scalar is still read at its column.
+      const uint64_t all = n >= 64 ? ~uint64_t{0} : (uint64_t{1} << n) - 1;
+      m[id] = (k.kind == KernelDef::Kind::kOuter ? all : m[node.args[0]]) & ~layout.reduced;
     } else if (node.op == "gather") {
       m[id] = (m[node.args[0]] & ~layout.reduced) | m[node.args[1]];
     } else {
