@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import re
 import subprocess
 import sys
 
@@ -316,6 +317,32 @@ def test_emulated_cross_entropy_forward_saving_row_statistics_is_one_pass():
     torch.testing.assert_close(outs[0], m)
     torch.testing.assert_close(outs[1], (x.detach() - m).exp().sum(1, keepdim=True))
     torch.testing.assert_close(outs[2], F.cross_entropy(x.detach(), y, reduction="none"))
+
+
+@requires_emulator
+def test_emulated_column_sum_beside_full_size_outputs_splits_rows_over_more_blocks():
+    # gelu's backward beside its bias gradient: an element-wise output and a column sum in one
+    # kernel, the rows split over more blocks than a column sum alone (512 here, not 256; a row
+    # count that leaves the last split short).
+    g, h = torch.randn(8193, 256), torch.randn(8193, 256)
+    fn = lambda g, h: (g * torch.tanh(h), (g * torch.tanh(h)).sum(0))  # noqa: E731
+    jfn = _jit(fn)
+    jfn(g, h)
+    (kernel,) = fusionex.fusion_kernels(jfn)
+    assert kernel.kernel_ir.startswith("outer")
+    src, grid, block, _ = _core.fuser_cuda_source(kernel)
+    assert grid > 256
+    workspace = _core.fuser_cuda_workspace(kernel, 48 * 1024)
+    want = fn(g, h)
+    outs = [torch.full_like(w, 123.0).share_memory_() for w in want]
+    scratch = [torch.zeros(workspace, dtype=torch.uint8).share_memory_()]
+    call = re.search(r"= fusion_cuda_all\d+\(([^)]*)\)", str(thunder.last_traces(jfn)[-1])).group(1)
+    inputs = [{"g": g, "h": h}[n.strip()] for n in call.split(",")]
+    cuda_emulator.launch(src, grid, block, inputs + outs + scratch)
+    torch.testing.assert_close(outs[0], want[0])
+    # The column sums add the 8193 rows in another order than eager: compared in float64.
+    exact = (g.double() * torch.tanh(h.double())).sum(0)
+    assert (outs[1].double() - exact).abs().max() <= 2 * (want[1].double() - exact).abs().max() + 1e-6
 
 
 @requires_emulator

@@ -987,10 +987,16 @@ class CudaGen {
     threads = tx * ty;
     // Split rows: about 256 blocks in all, at least 4 rows per thread. Each block writes its
     // partial results to a workspace; the last block of a tile to finish (an atomic count per tile)
-    // combines the partials in split order (deterministic) and runs the epilogue.
+    // combines the partials in split order (deterministic) and runs the epilogue. A kernel that also
+    // writes full-size outputs (gelu's backward beside its bias gradient) streams several tensors
+    // per row: about 1024 blocks, so that enough loads are in flight (8 blocks of 256 threads per
+    // multiprocessor of an H100).
+    bool streams_rows = false;
+    for (size_t o = 0; o < k_.outputs.size(); ++o) streams_rows = streams_rows || (store_axes(o) & L_.reduced) != 0;
     int64_t splits = 1;
     if (split_rows) {
-      splits = std::max<int64_t>(1, std::min(ceil_div(256, tiles), rows_ / (int64_t{4} * ty)));
+      const int64_t target = streams_rows ? 1024 : 256;
+      splits = std::max<int64_t>(1, std::min(ceil_div(target, tiles), rows_ / (int64_t{4} * ty)));
     }
     const int64_t rows_per_split = ceil_div(rows_, splits);
     std::vector<int64_t> ws_offset;  // per reduction: its partials [splits][cols] in the workspace
