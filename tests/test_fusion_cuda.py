@@ -216,6 +216,9 @@ EMULATED = {
     "bias_grad_rows_split": (bias_grad, lambda: (torch.randn(2049, 40),)),
     "bias_grad_rows_split_bf16": (lambda g: g.sum(0) * 2, lambda: (torch.randn(4099, 24, dtype=torch.bfloat16),)),
     "amax_rows_split": (lambda x: x.amax(0) + 1, lambda: (torch.randn(3000, 20),)),
+    # bf16 rows summed into float32 columns: 16-byte row accesses (8 elements), the column store
+    # split in two.
+    "bf16_rows_float_column_sum": (lambda g: g.float().sum(0) * 2, lambda: (torch.randn(600, 48, dtype=torch.bfloat16),)),
     "outer_row_broadcast_rows_split": (lambda g, x, m, r: (g * ((x - m) * r)).sum(0),
                                        lambda: (torch.randn(2500, 16), torch.randn(2500, 16),
                                                 torch.randn(2500, 1), torch.rand(2500, 1) + 0.5)),

@@ -179,13 +179,25 @@ class CudaGen {
     std::vector<std::pair<const Access*, int>> vec;  // (access, element bytes)
     for (size_t i = 0; i < k_.nodes.size(); ++i) {
       if (k_.nodes[i].op != "load" || L_.loads[i].strides.empty()) continue;
-      if (L_.loads[i].strides[inner_] == 1) vec.push_back({&L_.loads[i], storage_bytes(k_.nodes[i].dtype)});
+      if (L_.loads[i].strides[inner_] != 1) continue;
+      vec.push_back({&L_.loads[i], storage_bytes(k_.nodes[i].dtype)});
+      max_bytes = std::max(max_bytes, vec.back().second);
     }
+    int column_bytes = 0;
     for (size_t o = 0; o < k_.outputs.size(); ++o) {
-      if (L_.stores[o].strides[inner_] == 1) vec.push_back({&L_.stores[o], storage_bytes(k_.outputs[o]->dtype())});
+      if (L_.stores[o].strides[inner_] != 1) continue;
+      vec.push_back({&L_.stores[o], storage_bytes(k_.outputs[o]->dtype())});
+      // A column reduction's own outputs are written once per column, not per row: they do not
+      // narrow the vectors of the rows it streams (bf16 rows beside a float32 bias gradient move
+      // 16 bytes per access, not 8; the column store splits into two).
+      if (k_.kind == KernelDef::Kind::kOuter && (store_axes(o) & L_.reduced) == 0) {
+        column_bytes = std::max(column_bytes, vec.back().second);
+      } else {
+        max_bytes = std::max(max_bytes, vec.back().second);
+      }
     }
-    for (auto& [a, b] : vec) max_bytes = std::max(max_bytes, b);
     if (vec.empty()) return 1;
+    if (max_bytes == 0) max_bytes = column_bytes;
     for (int v = std::min(8, 16 / max_bytes); v >= 2; v /= 2) {
       bool ok = true;
       // Chunks stay inside the innermost axis (a 1-D pointwise kernel handles the tail in scalars).
