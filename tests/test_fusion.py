@@ -524,6 +524,20 @@ def test_layer_norm_backward_is_two_kernels_writing_only_gradients():
     assert [_outputs(k) for k in kernels] == [1, 2]
 
 
+def test_cpu_softmax_keeps_its_exponentials_in_the_output_row():
+    # The row buffer of exp(x - max) is the output's row (float32 like the buffer): the exp pass
+    # writes it, the last pass rescales it in place. A bf16 output keeps a separate buffer.
+    x = torch.randn(37, 1000)
+    jfn = _jit(softmax)
+    torch.testing.assert_close(jfn(x), softmax(x))
+    src = fusionex.fusion_source(jfn, 0)
+    assert "* buf" in src and "= out0 + (" in src and "[1000];" not in src
+    xb = x.bfloat16()
+    jfn = _jit(softmax)
+    torch.testing.assert_close(jfn(xb), softmax(xb))
+    assert "[1000];" in fusionex.fusion_source(jfn, 0)
+
+
 def test_mlp_backward_recomputes_gelu_in_the_kernel_of_its_backward():
     # The input gradient of the second linear is a matmul apart from its weight gradient, so the
     # recomputed gelu(h) (read by the weight gradient) and gelu's backward (after that matmul) are

@@ -316,6 +316,17 @@ class CpuGen {
       for (int o : pass_outputs[p]) visit(k_.output_nodes[o], p);
     }
     std::string buffers;
+    // The last pass's one output, when it is stored like a buffer's values (float32 from float32
+    // compute) and contiguous along the row, holds that buffer: the pass that fills the buffer
+    // writes the output's row, so the stores to fresh memory overlap that pass's arithmetic (exp in
+    // softmax), and the last pass rescales the row in place while it is in cache.
+    int in_output = -1;
+    if (passes >= 2 && pass_outputs[passes].size() == 1 && pass_reductions[passes].empty() &&
+        col_axes_.size() == 1) {
+      const int o = pass_outputs[passes][0];
+      const Access& st = L_.stores[o];
+      if (st.strides[col_axes_[0]] == 1 && store_guard(o, row_axes_, "row").empty()) in_output = o;
+    }
     if (cols_ <= 16384 && col_axes_.size() == 1) {
       for (size_t i = 0; i < k_.nodes.size(); ++i) {
         int count = 0;
@@ -323,7 +334,16 @@ class CpuGen {
         if (count > 1 && is_expensive(k_.nodes[i].op)) {
           std::string b = "buf" + std::to_string(i);
           buffered_[static_cast<int>(i)] = b;
-          buffers += "    " + compute_type(k_.nodes[i].dtype) + " " + b + "[" + std::to_string(cols_) + "];\n";
+          const std::string ct = compute_type(k_.nodes[i].dtype);
+          if (in_output >= 0 && storage_type(k_.outputs[in_output]->dtype()) == ct) {
+            // A pointer based on the output's (restrict) pointer: the same object, legitimately.
+            buffers += "    " + ct + "* " + b + " = out" + std::to_string(in_output) + " + (" +
+                       std::to_string(L_.stores[in_output].offset) + "LL + " +
+                       unravel(row_axes_, L_.stores[in_output].strides, "row") + ");\n";
+            in_output = -1;
+          } else {
+            buffers += "    " + ct + " " + b + "[" + std::to_string(cols_) + "];\n";
+          }
         }
       }
     }
