@@ -565,7 +565,7 @@ def test_column_sum_of_a_broadcast_scalar_reads_its_accumulator_per_column():
     # The gradient of y.sum() is one value expanded (every stride 0); its column sum (a bias
     # gradient) is per column all the same, and its epilogue stays in the column loop.
     g = torch.full((1, 1), 1.5).expand(128, 64)
-    fn = lambda g: (g.to(torch.bfloat16), g.sum(0).to(torch.bfloat16).float() * 2)  # noqa: E731
+    fn = lambda g: (g.to(torch.bfloat16), g.sum(0).to(torch.bfloat16).float() * 2)
     jfn = _jit(fn)
     for got, want in zip(jfn(g), fn(g)):
         torch.testing.assert_close(got, want)

@@ -328,7 +328,7 @@ def test_emulated_column_sum_beside_full_size_outputs_splits_rows_over_more_bloc
     # kernel, the rows split over more blocks than a column sum alone (512 here, not 256; a row
     # count that leaves the last split short).
     g, h = torch.randn(8193, 256), torch.randn(8193, 256)
-    fn = lambda g, h: (g * torch.tanh(h), (g * torch.tanh(h)).sum(0))  # noqa: E731
+    fn = lambda g, h: (g * torch.tanh(h), (g * torch.tanh(h)).sum(0))
     jfn = _jit(fn)
     jfn(g, h)
     (kernel,) = fusionex.fusion_kernels(jfn)
@@ -442,7 +442,7 @@ def test_cuda_pointwise_sizes_and_scalar_tails(n):
 @requires_cuda
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
 def test_cuda_kernels_on_the_second_device_leave_the_current_device_alone():
-    fn = lambda a, b: torch.softmax(a * b + 1, -1) - a  # noqa: E731
+    fn = lambda a, b: torch.softmax(a * b + 1, -1) - a
     jfn = _jit(fn)
     x, y = torch.randn(64, 1000, device="cuda:1"), torch.randn(64, 1000, device="cuda:1")
     assert torch.cuda.current_device() == 0

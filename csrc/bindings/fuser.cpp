@@ -35,7 +35,8 @@ bool worth_a_kernel_alone(const std::vector<BSymRef>& prims) {
   bool low_precision = false, transcendental = false;
   for (const BSymRef& p : prims) {
     if (p->sym->has_tag(kTagReduction)) return true;
-    for (const TensorRef& t : p->input_tensors()) low_precision = low_precision || is_low_precision(t->dtype());
+    for (const TensorRef& t : p->input_tensors())
+      low_precision = low_precision || is_low_precision(t->dtype());
     const std::string& op = p->sym->name;
     transcendental = transcendental || op == "erf" || op == "erfc" || op == "tanh" || op == "exp" ||
                      op == "expm1" || op == "log" || op == "log1p";

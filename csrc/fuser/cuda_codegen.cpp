@@ -118,11 +118,13 @@ class CudaGen {
   // thunder_<schedule>_<operations>: the kernel's reductions, gathers, random draws and
   // transcendental operations in order of first use (others when it has none of those), at most 4.
   std::string kernel_name() const {
-    static const std::unordered_set<std::string> plain = {"load", "const", "convert_element_type", "where",
-                                                          "iota", "neg", "eq", "ne", "lt", "le", "gt", "ge"};
+    static const std::unordered_set<std::string> plain = {
+        "load", "const", "convert_element_type", "where", "iota", "neg", "eq", "ne", "lt", "le",
+        "gt",   "ge"};
     static const std::unordered_set<std::string> notable = {
-        "sum", "amax", "amin", "prod", "gather", "rand", "exp", "exp2", "expm1", "log", "log1p", "log2",
-        "erf", "erfc", "tanh", "sqrt", "rsqrt", "sigmoid", "sin", "cos", "pow"};
+        "sum",  "amax",  "amin",  "prod",    "gather", "rand", "exp",
+        "exp2", "expm1", "log",   "log1p",   "log2",   "erf",  "erfc",
+        "tanh", "sqrt",  "rsqrt", "sigmoid", "sin",    "cos",  "pow"};
     auto pick = [&](bool only_notable) {
       std::vector<std::string> ops;
       for (const KNode& n : k_.nodes) {
@@ -550,8 +552,8 @@ class CudaGen {
     };
     os << run(1);
     if (vec_ > 1) os << run(vec_);
-    os << "extern \"C\" __global__ void __launch_bounds__(" << kPointwiseThreads << ") " << name_ << "(" << params_
-       << ") {\n";
+    os << "extern \"C\" __global__ void __launch_bounds__(" << kPointwiseThreads << ") " << name_
+       << "(" << params_ << ") {\n";
     if (vec_ > 1) {
       int64_t nv = numel / vec_;
       os << "  if (" << alignment_check() << ") {\n"
@@ -999,12 +1001,13 @@ class CudaGen {
     threads = tx * ty;
     // Split rows: about 256 blocks in all, at least 4 rows per thread. Each block writes its
     // partial results to a workspace; the last block of a tile to finish (an atomic count per tile)
-    // combines the partials in split order (deterministic) and runs the epilogue. A kernel that also
-    // writes full-size outputs (gelu's backward beside its bias gradient) streams several tensors
-    // per row: about 1024 blocks, so that enough loads are in flight (8 blocks of 256 threads per
-    // multiprocessor of an H100).
+    // combines the partials in split order (deterministic) and runs the epilogue. A kernel that
+    // also writes full-size outputs (gelu's backward beside its bias gradient) streams several
+    // tensors per row: about 1024 blocks, so that enough loads are in flight (8 blocks of 256
+    // threads per multiprocessor of an H100).
     bool streams_rows = false;
-    for (size_t o = 0; o < k_.outputs.size(); ++o) streams_rows = streams_rows || (store_axes(o) & L_.reduced) != 0;
+    for (size_t o = 0; o < k_.outputs.size(); ++o)
+      streams_rows = streams_rows || (store_axes(o) & L_.reduced) != 0;
     int64_t splits = 1;
     if (split_rows) {
       const int64_t target = streams_rows ? 1024 : 256;
