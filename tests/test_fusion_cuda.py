@@ -144,7 +144,6 @@ requires_emulator = pytest.mark.skipif(not (fusionex.available("cpu") and cuda_e
 
 def _emulate(fn, args, misalign=False, ref=None, smem_limit=48 * 1024):
     import inspect
-    import re
 
     jfn = _jit(fn)
     jfn(*args)
@@ -157,13 +156,15 @@ def _emulate(fn, args, misalign=False, ref=None, smem_limit=48 * 1024):
     src, grid, block, smem = _core.fuser_cuda_source(kernel, smem_limit)
     assert smem <= smem_limit
     expected = fn(*args) if ref is None else ref
-    out = torch.zeros_like(expected).share_memory_()
-    if out.is_floating_point():
-        out.fill_(123.0)  # every element must be written
+    several = isinstance(expected, tuple)
+    outs = [torch.zeros_like(e).share_memory_() for e in (expected if several else (expected,))]
+    for out in outs:
+        if out.is_floating_point():
+            out.fill_(123.0)  # every element must be written
     workspace = _core.fuser_cuda_workspace(kernel, smem_limit)
     scratch = [torch.zeros(workspace, dtype=torch.uint8).share_memory_()] if workspace else []
-    cuda_emulator.launch(src, grid, block, inputs + [out] + scratch)
-    return out, expected, kernel.kernel_ir.splitlines()[0]
+    cuda_emulator.launch(src, grid, block, inputs + outs + scratch)
+    return (tuple(outs) if several else outs[0]), expected, kernel.kernel_ir.splitlines()[0]
 
 
 H100_SMEM = 227 * 1024
@@ -329,19 +330,9 @@ def test_emulated_column_sum_beside_full_size_outputs_splits_rows_over_more_bloc
     # count that leaves the last split short).
     g, h = torch.randn(8193, 256), torch.randn(8193, 256)
     fn = lambda g, h: (g * torch.tanh(h), (g * torch.tanh(h)).sum(0))
-    jfn = _jit(fn)
-    jfn(g, h)
-    (kernel,) = fusionex.fusion_kernels(jfn)
-    assert kernel.kernel_ir.startswith("outer")
-    src, grid, block, _ = _core.fuser_cuda_source(kernel)
-    assert grid > 256
-    workspace = _core.fuser_cuda_workspace(kernel, 48 * 1024)
-    want = fn(g, h)
-    outs = [torch.full_like(w, 123.0).share_memory_() for w in want]
-    scratch = [torch.zeros(workspace, dtype=torch.uint8).share_memory_()]
-    call = re.search(r"= fusion_cuda_all\d+\(([^)]*)\)", str(thunder.last_traces(jfn)[-1])).group(1)
-    inputs = [{"g": g, "h": h}[n.strip()] for n in call.split(",")]
-    cuda_emulator.launch(src, grid, block, inputs + outs + scratch)
+    ((kernel, _, grid, _, _),) = _cuda_sources(fn, (g, h))
+    assert kernel.kernel_ir.startswith("outer") and grid > 256
+    outs, want, _ = _emulate(fn, (g, h))
     torch.testing.assert_close(outs[0], want[0])
     # The column sums add the 8193 rows in another order than eager: against float64, within four
     # roundings of the sum of the terms' magnitudes (a lost or doubled row would be off by ~0.5).

@@ -192,7 +192,7 @@ class CudaGen {
       // A column reduction's own outputs are written once per column, not per row: they do not
       // narrow the vectors of the rows it streams (bf16 rows beside a float32 bias gradient move
       // 16 bytes per access, not 8; the column store splits into two).
-      if (k_.kind == KernelDef::Kind::kOuter && (store_axes(o) & L_.reduced) == 0) {
+      if (k_.kind == KernelDef::Kind::kOuter && !per_row_output(o)) {
         column_bytes = std::max(column_bytes, vec.back().second);
       } else {
         max_bytes = std::max(max_bytes, vec.back().second);
@@ -222,6 +222,8 @@ class CudaGen {
   }
 
   uint64_t store_axes(size_t o) const { return fuser::store_axes(L_, o); }
+  // A column reduction's output stored per row (full size), not once per column.
+  bool per_row_output(size_t o) const { return (store_axes(o) & L_.reduced) != 0; }
 
   // ---- index expressions --------------------------------------------------------------------------
 
@@ -1006,8 +1008,7 @@ class CudaGen {
     // tensors per row: about 1024 blocks, so that enough loads are in flight (8 blocks of 256
     // threads per multiprocessor of an H100).
     bool streams_rows = false;
-    for (size_t o = 0; o < k_.outputs.size(); ++o)
-      streams_rows = streams_rows || (store_axes(o) & L_.reduced) != 0;
+    for (size_t o = 0; o < k_.outputs.size(); ++o) streams_rows = streams_rows || per_row_output(o);
     int64_t splits = 1;
     if (split_rows) {
       const int64_t target = streams_rows ? 1024 : 256;
@@ -1059,7 +1060,7 @@ class CudaGen {
       }
       std::vector<size_t> col_outputs;
       for (size_t o = 0; o < k_.outputs.size(); ++o) {
-        if ((store_axes(o) & L_.reduced) != 0) {
+        if (per_row_output(o)) {
           col_store(o, col_value(k_.output_nodes[o], s), s);
         } else {
           col_outputs.push_back(o);
@@ -1167,7 +1168,7 @@ class CudaGen {
   bool wide_ = false;
   int vec_ = 1;
   std::string params_, args_;
-  std::string name_ = "thunder_kernel";
+  std::string name_;  // set by run()
   std::string row_code_;
   std::unordered_map<int, std::string> row_memo_;
   std::unordered_map<int, std::string> reciprocals_;

@@ -22,6 +22,7 @@ This module is the adapter to torch's graph API; the decisions above come from t
 
 from __future__ import annotations
 
+import functools
 import sys
 import warnings
 import weakref
@@ -75,15 +76,11 @@ def _end_rng_capture(device):
         _warn(f"torch's CUDA random state may be unusable after the failed capture: {e}")
 
 
-_capture_streams = {}
-
-
+@functools.cache
 def _capture_stream(device):
     """A side stream of `device` to capture on (torch's default capture stream belongs to whichever
     device was current at the process's first capture)."""
-    if device not in _capture_streams:
-        _capture_streams[device] = torch.cuda.Stream(device=device)
-    return _capture_streams[device]
+    return torch.cuda.Stream(device=device)
 
 
 def _copy_out(x):
