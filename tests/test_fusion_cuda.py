@@ -104,6 +104,29 @@ def test_cuda_source_of_cross_entropy_gathers_inside_the_row_kernel():
 
 
 @requires_compiler
+def test_cuda_source_takes_exponentials_of_row_excess_from_the_hardware():
+    # exp(x - amax(x)) is at most 1: a multiply and the hardware's base-2 exponential, within 2^-24
+    # of the exact value. Any other exponential keeps the accurately rounded expf.
+    x = torch.randn(16, 1000)
+    for fn in (lambda t: torch.softmax(t, -1), lambda t: torch.log_softmax(t, -1)):
+        ((_, src, *_),) = _cuda_sources(fn, (x,))
+        body = src[src.index("typedef int idx_t"):]
+        assert "th_exp_nonpos(" in body and "expf(" not in body
+    ((_, src, *_),) = _cuda_sources(lambda t: torch.exp(t) * 2 + t, (x,))
+    body = src[src.index("typedef int idx_t"):]
+    assert "expf(" in body and "th_exp_nonpos(" not in body
+
+
+@requires_compiler
+def test_cuda_source_rounds_a_bf16_output_once():
+    # softmax of bf16 rows converts its float result to bf16: the store does that rounding, with no
+    # rounding and widening before it.
+    ((_, src, *_),) = _cuda_sources(lambda t: torch.softmax(t, -1), (torch.randn(16, 1000).bfloat16(),))
+    body = src[src.index("typedef int idx_t"):]
+    assert "th_st_bf16(" in body and "th_ld_bf16(th_st_bf16(" not in body
+
+
+@requires_compiler
 def test_cuda_source_uses_32_bit_indices_for_small_tensors():
     small = _cuda_sources(lambda a, b: a * b + 1, (torch.randn(8, 16), torch.randn(8, 16)))
     assert all("typedef int idx_t" in src for _, src, *_ in small)

@@ -421,6 +421,8 @@ class CudaGen {
       return r->second;
     } else if (n.op == "gather") {
       throw Error("internal: gather outside a row reduction");
+    } else if (exp_of_row_excess(id)) {
+      e = "th_exp_nonpos(" + col_value(n.args[0], s, c) + ")";
     } else if (n.op == "div" && is_floating(n.dtype) && row_level(n.args[1])) {
       // Division by a row-level value: one reciprocal per row, a multiply per element (as eager's
       // softmax and normalization kernels do).
@@ -448,6 +450,21 @@ class CudaGen {
     std::string r = "rcp" + std::to_string(id);
     row_code_ += "    const " + ct + " " + r + " = ((" + ct + ")1) / (" + ct + ")(" + den + ");\n";
     return reciprocals_[id] = r;
+  }
+
+  // Output o's value for lane l of the chunk at column `c`, as col_store takes it: a conversion to
+  // the output's bf16/fp16 dtype is left to the store (one rounding instead of a rounding, a
+  // widening and the store's rounding again).
+  std::string stored_value(size_t o, ColScope& s, const std::string& c = "c") {
+    const int id = k_.output_nodes[o];
+    const KNode& n = k_.nodes[id];
+    const DType d = k_.outputs[o]->dtype();
+    if (n.op == "convert_element_type" && n.dtype == d &&
+        (d == DType::kBFloat16 || d == DType::kFloat16) && !row_level(id) &&
+        is_floating(k_.nodes[n.args[0]].dtype)) {
+      return col_value(n.args[0], s, c);
+    }
+    return col_value(id, s, c);
   }
 
   // Stores output o's value `v` for lane l of the chunk at column `c` (row `r` for row kernels).
@@ -516,8 +533,7 @@ class CudaGen {
     s.v = v;
     s.split = true;
     for (size_t o = 0; o < k_.outputs.size(); ++o) {
-      std::string val = col_value(k_.output_nodes[o], s, "e");
-      col_store(o, val, s, "e");
+      col_store(o, stored_value(o, s, "e"), s, "e");
     }
     std::string vs = std::to_string(v);
     std::string lname = "th_load" + vs, sname = "th_store" + vs, rname = "th_regs" + vs;
@@ -775,8 +791,20 @@ class CudaGen {
            exp_of(ct, "om - mn") + "); " + am + " = mn;";
   }
 
+  // The exponentials of online pairs take values minus a maximum: at most 0 (or NaN).
   static std::string exp_of(const std::string& ct, const std::string& x) {
-    return (ct == "double" ? "exp(" : "expf(") + x + ")";
+    return (ct == "double" ? "exp(" : "th_exp_nonpos(") + x + ")";
+  }
+
+  // True for exp(a - amax(a)) in float: the argument is at most 0 (or NaN), where th_exp_nonpos
+  // is within 2^-24 of the exact value (softmax's numerators, log_softmax's sums).
+  bool exp_of_row_excess(int id) const {
+    const KNode& n = k_.nodes[id];
+    if (n.op != "exp" || compute_type(n.dtype) != "float") return false;
+    const KNode& d = k_.nodes[n.args[0]];
+    if (d.op != "sub") return false;
+    const KNode& m = k_.nodes[d.args[1]];
+    return m.op == "amax" && m.args[0] == d.args[0];
   }
 
   // Every lane of the warp must execute each shuffle: the partner's value is taken first, then
@@ -840,8 +868,7 @@ class CudaGen {
         if (it != p.online.end()) online_chunk(r, it->second, s);
       }
       for (int o : p.pass_outputs[q]) {
-        std::string val = col_value(k_.output_nodes[o], s);
-        col_store(static_cast<size_t>(o), val, s);
+        col_store(static_cast<size_t>(o), stored_value(static_cast<size_t>(o), s), s);
       }
       os << row_code_;
       row_code_.clear();
@@ -1061,7 +1088,7 @@ class CudaGen {
       std::vector<size_t> col_outputs;
       for (size_t o = 0; o < k_.outputs.size(); ++o) {
         if (per_row_output(o)) {
-          col_store(o, col_value(k_.output_nodes[o], s), s);
+          col_store(o, stored_value(o, s), s);
         } else {
           col_outputs.push_back(o);
         }
@@ -1069,7 +1096,7 @@ class CudaGen {
       ColScope e;
       e.v = v;
       for (int r : reds) reduced_[r] = "acc" + std::to_string(r) + "[l]";
-      for (size_t o : col_outputs) col_store(o, col_value(k_.output_nodes[o], e), e);
+      for (size_t o : col_outputs) col_store(o, stored_value(o, e), e);
       std::ostringstream f;
       std::string smp;
       for (int r : reds) smp += ", " + compute_type(k_.nodes[r].dtype) + "* sm" + std::to_string(r);
