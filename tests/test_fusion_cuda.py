@@ -178,6 +178,7 @@ def _emulate(fn, args, misalign=False, ref=None, smem_limit=48 * 1024):
         inputs = [torch.empty(t.numel() + 1, dtype=t.dtype)[1:].view(t.shape).copy_(t) for t in inputs]
     src, grid, block, smem = _core.fuser_cuda_source(kernel, smem_limit)
     assert smem <= smem_limit
+    _emulate.last_source = src
     expected = fn(*args) if ref is None else ref
     several = isinstance(expected, tuple)
     outs = [torch.zeros_like(e).share_memory_() for e in (expected if several else (expected,))]
@@ -191,6 +192,24 @@ def _emulate(fn, args, misalign=False, ref=None, smem_limit=48 * 1024):
 
 
 H100_SMEM = 227 * 1024
+
+
+@requires_emulator
+@pytest.mark.parametrize("misalign", [False, True], ids=["vector", "scalar"])
+@pytest.mark.parametrize("width", [50304, 50301])
+def test_emulated_rows_in_shared_memory_arrive_by_asynchronous_copies(width, misalign):
+    # fp32 rows 50304 wide (201 KB) kept in shared memory: the vector path copies each row there
+    # with cp.async, all of it issued before the first pass; the scalar path (misaligned or an odd
+    # width) stores what it loads. Rows with -inf, +inf and NaN propagate as in eager.
+    x = _inf_nan_rows(width)[:5]
+    w, b = torch.randn(width), torch.randn(width)
+    for fn, args in ((lambda t: torch.softmax(t, -1), (x,)),
+                     (lambda t, w, b: F.layer_norm(t, (width,), w, b), (x[4:] * 3 + 1, w, b))):
+        got, ref, _ = _emulate(fn, args, misalign, smem_limit=H100_SMEM)
+        src = _emulate.last_source
+        body = src[src.index("typedef int idx_t"):]
+        assert ("th_cp_async16(" in body) == (width % 4 == 0)
+        torch.testing.assert_close(got, ref, equal_nan=True)
 
 
 def _inf_nan_rows(width):
@@ -535,6 +554,21 @@ def test_cuda_rows_longer_than_a_block_holds(width, dtype):
     for fn, args in ((softmax, (x,)), (log_softmax, (x,)), (F.cross_entropy, (x, y))):
         ref = fn(*(a.float() if a.is_floating_point() else a for a in args)).to(dtype)
         torch.testing.assert_close(_jit(fn)(*args), ref)
+
+
+@requires_cuda
+@pytest.mark.parametrize("width", [50304, 65536, 300000])
+def test_cuda_wide_fp32_rows(width):
+    # fp32 rows of 201 KB (one block's shared memory holds them) to 1.2 MB (read once per pass),
+    # with -inf, +inf and NaN.
+    torch.manual_seed(0)
+    x = torch.randn(37, width, device="cuda") * 4
+    x[1] = -float("inf")
+    x[2, width // 3] = float("inf")
+    x[3, width - 1] = float("nan")
+    w, b = torch.randn(width, device="cuda"), torch.randn(width, device="cuda")
+    for fn, args in ((softmax, (x,)), (log_softmax, (x,)), (layer_norm, (x[4:], w, b))):
+        torch.testing.assert_close(_jit(fn)(*args), fn(*args), equal_nan=True)
 
 
 @requires_cuda

@@ -306,6 +306,21 @@ template <typename T, int V> TH_INLINE void th_stv(T* __restrict__ p, const T* v
     for (int l = 0; l < V; ++l) p[l] = v[l];
   }
 }
+// A 16-byte copy from global to shared memory, asynchronous from sm_80 on (cp.async), and the
+// wait for the calling thread's copies.
+TH_INLINE void th_cp_async16(void* smem, const void* gmem) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  unsigned s; asm volatile("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(s) : "l"(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" :: "r"(s), "l"(gmem) : "memory");
+#else
+  memcpy(smem, gmem, 16);
+#endif
+}
+TH_INLINE void th_cp_async_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_all;" ::: "memory");
+#endif
+}
 TH_INLINE float th_shfl(float v, int m) { return __shfl_xor_sync(0xffffffffu, v, m); }
 TH_INLINE double th_shfl(double v, int m) { return __shfl_xor_sync(0xffffffffu, v, m); }
 TH_INLINE int32_t th_shfl(int32_t v, int m) { return __shfl_xor_sync(0xffffffffu, v, m); }
