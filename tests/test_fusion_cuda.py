@@ -127,6 +127,27 @@ def test_cuda_source_rounds_a_bf16_output_once():
 
 
 @requires_compiler
+def test_equal_operations_in_a_kernel_are_one_node():
+    # cross-entropy's mean divides by the count of non-ignored targets, and the training forward
+    # saves that count for the backward: one sum in the kernel (two were accumulated before).
+    x, y = torch.randn(8, 33, requires_grad=True), torch.tensor([0, 1, 2, -100, 4, 5, 6, 32])
+    jfn = _jit(F.cross_entropy)
+    loss = jfn(x, y)
+    loss.backward()
+    x2 = x.detach().clone().requires_grad_(True)
+    ref = F.cross_entropy(x2, y)
+    ref.backward()
+    torch.testing.assert_close(loss, ref)
+    torch.testing.assert_close(x.grad, x2.grad)
+    kernels = fusionex.fusion_kernels(jfn)
+    assert any("= ne " in k.kernel_ir and "= sum " in k.kernel_ir for k in kernels)
+    for k in kernels:
+        ops = [line.split("=", 1)[1].strip() for line in k.kernel_ir.splitlines()
+               if re.match(r"\s+n\d+ = ", line) and " load " not in line]
+        assert len(ops) == len(set(ops)), k.kernel_ir
+
+
+@requires_compiler
 def test_cuda_source_uses_32_bit_indices_for_small_tensors():
     small = _cuda_sources(lambda a, b: a * b + 1, (torch.randn(8, 16), torch.randn(8, 16)))
     assert all("typedef int idx_t" in src for _, src, *_ in small)

@@ -11,7 +11,8 @@
 //   kInner:     a warp per row for rows of at most 128 chunks (8 rows per block), else a block of
 //               128..1024 threads per row; rows of up to 512 threads keep the loads that several
 //               passes read in registers, longer rows (1024 threads) in dynamic shared memory when
-//               the row fits the device's limit (one block per multiprocessor), else (two blocks
+//               the row fits the device's limit (one block per multiprocessor; the vector path
+//               copies the whole row there with cp.async before the first pass), else (two blocks
 //               per multiprocessor) they re-read them through L2. Pass k accumulates per thread,
 //               then reduces by warp shuffles and one shared-memory round; row-level values (and
 //               reciprocals of divisors) once per row.

@@ -910,6 +910,40 @@ void fold_one_hot_sums(KernelDef& k) {
   }
 }
 
+// Equal nodes (the same operation of the same operands) become one. The builder's memo keys a
+// reduction by the dims it reduces when it is built, and dims unified later leave equal reductions
+// apart (cross-entropy's count of non-ignored targets, once for the mean and once saved for the
+// backward): each would be accumulated on its own. Loads and random draws stay as built.
+void merge_equal_nodes(KernelDef& k) {
+  std::unordered_map<std::string, int> seen;
+  std::vector<int> remap(k.nodes.size(), -1);
+  std::vector<KNode> out;
+  out.reserve(k.nodes.size());
+  for (size_t i = 0; i < k.nodes.size(); ++i) {
+    KNode nd = k.nodes[i];
+    for (int& a : nd.args) a = remap[a];
+    if (nd.op != "load" && nd.op != "rand") {
+      char buf[160];
+      std::snprintf(buf, sizeof(buf), " %d %llx %a %lld %d %lld %d", static_cast<int>(nd.dtype),
+                    static_cast<unsigned long long>(nd.axes), nd.fvalue,
+                    static_cast<long long>(nd.ivalue), nd.is_float_const ? 1 : 0,
+                    static_cast<long long>(nd.step), nd.gather_axis);
+      std::string key = nd.op + buf;
+      for (int a : nd.args) key.append(" ").append(std::to_string(a));
+      auto [it, fresh] = seen.emplace(std::move(key), static_cast<int>(out.size()));
+      if (!fresh) {
+        remap[i] = it->second;
+        continue;
+      }
+    }
+    remap[i] = static_cast<int>(out.size());
+    out.push_back(std::move(nd));
+  }
+  if (out.size() == k.nodes.size()) return;
+  k.nodes = std::move(out);
+  for (int& o : k.output_nodes) o = remap[o];
+}
+
 }  // namespace
 
 std::optional<KernelDef> build_kernel(const std::vector<BSymRef>& prims,
@@ -917,7 +951,10 @@ std::optional<KernelDef> build_kernel(const std::vector<BSymRef>& prims,
                                       const std::vector<TensorRef>& outputs, std::string* why) {
   Builder b(inputs);
   std::optional<KernelDef> k = b.build(prims, outputs, why);
-  if (k) fold_one_hot_sums(*k);
+  if (k) {
+    merge_equal_nodes(*k);
+    fold_one_hot_sums(*k);
+  }
   return k;
 }
 
