@@ -22,10 +22,10 @@ identical copies of the model and the same batches.
      `--steps` steps of one, then of the other, alternating which goes first, so both see the same
      machine load); median per-step time over the repeats and the median of the per-repeat ratios.
 Writes benchmarks/results/training_step.json (training_step_fused.json with --fused: thunder with its
-default executors, the fuser among them, instead of executors=["torch"]).
+default executors, the fuser among them, instead of executors=["torch"]), or to --out.
 
     .venv/bin/python benchmarks/training_step.py [--config gpt2-small-demo] [--batch 4]
-        [--tokens 128] [--steps 1] [--repeats 31] [--threads N] [--fused]
+        [--tokens 128] [--steps 1] [--repeats 31] [--threads N] [--fused] [--out PATH]
 """
 
 from __future__ import annotations
@@ -103,8 +103,10 @@ def main():
     ap.add_argument("--repeats", type=int, default=31)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--fused", action="store_true", help="thunder's default executors (with the fuser)")
+    ap.add_argument("--out", default="",
+                    help="where the JSON goes (default: benchmarks/results/training_step[_fused].json)")
     args = ap.parse_args()
-    results = RESULTS.replace(".json", "_fused.json") if args.fused else RESULTS
+    results = args.out or (RESULTS.replace(".json", "_fused.json") if args.fused else RESULTS)
     executors = None if args.fused else ["torch"]
     if args.threads:
         torch.set_num_threads(args.threads)
