@@ -854,8 +854,9 @@ class CudaGen {
     if (async_fill) {
       for (int id : smem_ids) {
         std::string addr = row_part(id) + " + " + unravel(col_axes_, L_.loads[id].strides, "c");
-        cache_code += "    for (idx_t q = (idx_t)tid; q < " + lit(nq) + "; q += " + std::to_string(t) +
-                      ") { const idx_t c = q * " + vs + "; th_cp_async16(" + smem_ptr(id) + " + c, in" +
+        cache_code += "    for (idx_t q = (idx_t)tid; q < " + lit(nq) +
+                      "; q += " + std::to_string(t) + ") { const idx_t c = q * " + vs +
+                      "; th_cp_async16(" + smem_ptr(id) + " + c, in" +
                       std::to_string(k_.nodes[id].input) + " + " + addr + "); }\n";
         smem_filled_.insert(id);
       }
