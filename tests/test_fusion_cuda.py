@@ -233,6 +233,16 @@ def test_emulated_rows_in_shared_memory_arrive_by_asynchronous_copies(width, mis
         torch.testing.assert_close(got, ref, equal_nan=True)
 
 
+@requires_emulator
+def test_emulated_layer_norm_over_two_dims_copies_its_rows_asynchronously():
+    # A row of two reduced dims (64 x 800 floats, 200 KB): the asynchronous copies address each
+    # chunk through both dims.
+    x, w, b = torch.randn(3, 64, 800) * 2 + 1, torch.randn(64, 800), torch.randn(64, 800)
+    got, ref, ir = _emulate(lambda t, w, b: F.layer_norm(t, (64, 800), w, b), (x, w, b), smem_limit=H100_SMEM)
+    assert ir == "inner axes [3, 64r, 800r]" and "th_cp_async16(((float*)(th_smem" in _emulate.last_source
+    torch.testing.assert_close(got, ref)
+
+
 def _inf_nan_rows(width):
     x = torch.randn(6, width)
     x[0, : width - 3] = -float("inf")  # only the last chunk is finite
