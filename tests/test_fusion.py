@@ -538,6 +538,39 @@ def test_cpu_softmax_keeps_its_exponentials_in_the_output_row():
     assert "[1000];" in fusionex.fusion_source(jfn, 0)
 
 
+@pytest.mark.parametrize("scale", [1.0, 40.0])
+def test_cpu_exponentials_of_row_excess_are_inlined_and_within_float_rounding(scale):
+    # exp(x - amax(x)) has an argument at most 0: an inlined, vectorisable exponential instead of
+    # libm's call, for softmax's numerators and log_softmax's sums; any other exp keeps expf.
+    # Scaled rows reach arguments far below -87 (results that flush to 0), with -inf, +inf and NaN.
+    torch.manual_seed(0)
+    x = torch.randn(9, 3000) * scale
+    x[1] = -float("inf")
+    x[2, 5] = float("inf")
+    x[3, 17] = float("nan")
+    x[4, ::2] = -float("inf")
+    for fn in (softmax, lambda t: torch.log_softmax(t, -1)):
+        jfn = _jit(fn)
+        torch.testing.assert_close(jfn(x), fn(x), equal_nan=True)
+        src = fusionex.fusion_source(jfn, 0)
+        assert "th_exp_nonpos(v" in src and "expf(v" not in src
+    jfn = _jit(lambda t: torch.exp(t) * 2 + t)
+    torch.testing.assert_close(jfn(x), torch.exp(x) * 2 + x, equal_nan=True)
+    assert "th_exp_nonpos(v" not in fusionex.fusion_source(jfn, 0)
+
+
+def test_cpu_exponential_of_row_excess_error_bounds():
+    # The inlined exponential over a million arguments in [-104, 0] against float64: within 2^-21
+    # absolute (the results are at most 1), and 2^-20 relative down to -10.
+    torch.manual_seed(0)
+    x = torch.cat([torch.zeros(1), -torch.rand(2**20) * 104, -torch.rand(2**16) * 1e-3]).reshape(1, -1)
+    got = _jit(lambda t: torch.exp(t - t.amax(-1, keepdim=True)))(x).double()
+    ref = torch.exp(x.double())
+    assert (got - ref).abs().max().item() <= 2**-21
+    near = x >= -10
+    assert ((got - ref).abs() / ref)[near].max().item() <= 2**-20
+
+
 def test_mlp_backward_recomputes_gelu_in_the_kernel_of_its_backward():
     # The input gradient of the second linear is a matmul apart from its weight gradient, so the
     # recomputed gelu(h) (read by the weight gradient) and gelu's backward (after that matmul) are

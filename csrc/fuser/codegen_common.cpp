@@ -147,6 +147,15 @@ std::string op_expr(const KNode& n, const std::vector<std::string>& a,
   throw Error("fuser: no expression for " + op);
 }
 
+bool exp_of_row_excess(const KernelDef& k, int id) {
+  const KNode& n = k.nodes[id];
+  if (n.op != "exp" || compute_type(n.dtype) != "float") return false;
+  const KNode& d = k.nodes[n.args[0]];
+  if (d.op != "sub") return false;
+  const KNode& m = k.nodes[d.args[1]];
+  return m.op == "amax" && m.args[0] == d.args[0];
+}
+
 std::string reduce_identity(const std::string& op, DType d, Backend be) {
   std::string ct = compute_type(d);
   bool fp = is_fp(d);
@@ -222,16 +231,6 @@ TH_INLINE float th_rand(int64_t seed, int64_t offset, int64_t i) {
   const int w = (int)(i & 3);
   return th_u01(w == 0 ? c[0] : w == 1 ? c[1] : w == 2 ? c[2] : c[3]);
 }
-// exp(x) for x <= 0 or NaN (a value minus its row's maximum): a multiply and the hardware's
-// base-2 exponential. Relative error about 2^-22 plus |x| * 2^-24 from the multiply's rounding, so
-// the absolute error stays below 2^-24; results below 2^-126 flush to 0.
-TH_INLINE float th_exp_nonpos(float x) {
-#if defined(__CUDA_ARCH__)
-  float y; asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x * 1.4426950408889634f)); return y;
-#else
-  return exp2f(x * 1.4426950408889634f);
-#endif
-}
 TH_INLINE float th_ld_bf16(unsigned short h) { unsigned int u = ((unsigned int)h) << 16; float f; TH_BITCAST(f, u); return f; }
 TH_INLINE unsigned short th_st_bf16_sw(float f) { unsigned int u; TH_BITCAST(u, f); if ((u & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((u >> 16) | 0x40); u += 0x7fffu + ((u >> 16) & 1u); return (unsigned short)(u >> 16); }
 )";
@@ -270,6 +269,31 @@ static inline bool th_signbit(float f) { return __builtin_signbit(f) != 0; }
 static inline bool th_signbit_d(double f) { return __builtin_signbit(f) != 0; }
 TH_INLINE float th_ld_f16(unsigned short h) { _Float16 x; __builtin_memcpy(&x, &h, 2); return (float)x; }
 TH_INLINE unsigned short th_st_f16(float f) { _Float16 x = (_Float16)f; unsigned short h; __builtin_memcpy(&h, &x, 2); return h; }
+// exp(x) for x <= 0 or NaN (a value minus its row's maximum), vectorisable: 2^n 2^f with
+// n = round(x log2 e), |f| <= 1/2, 2^f by a degree-6 polynomial. Relative error about 2^-22 plus
+// |x| * 2^-24 from the multiply's rounding, so the absolute error stays below 2^-21 (the results
+// are at most 1); results below 2^-126 flush to 0. About 1.5x the throughput of libmvec's expf.
+TH_INLINE float th_exp_nonpos(float x) {
+  float t = x * 1.44269504088896341f;
+  t = t < -127.0f ? -127.0f : t;
+  const float n = (t + 12582912.0f) - 12582912.0f;
+  const float f = t - n;
+  float p = 1.535336188319500e-4f;
+  p = __builtin_fmaf(p, f, 1.339887440266574e-3f);
+  p = __builtin_fmaf(p, f, 9.618437357674640e-3f);
+  p = __builtin_fmaf(p, f, 5.550332471162809e-2f);
+  p = __builtin_fmaf(p, f, 2.402264791363012e-1f);
+  p = __builtin_fmaf(p, f, 6.931472028550421e-1f);
+  p = __builtin_fmaf(p, f, 1.0f);
+  const int ni = (int)n;
+  int bits;
+  TH_BITCAST(bits, p);
+  bits += ni * (1 << 23);
+  float r;
+  TH_BITCAST(r, bits);
+  r = ni <= -126 ? 0.0f : r;
+  return x != x ? x : r;
+}
 )" + common +
            "TH_INLINE unsigned short th_st_bf16(float f) { return th_st_bf16_sw(f); }\n";
   }
@@ -342,7 +366,19 @@ TH_INLINE bool th_signbit_d(double f) { return (__double_as_longlong(f) >> 63) !
 TH_INLINE float th_ld_f16(unsigned short h) { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h)); return f; }
 TH_INLINE unsigned short th_st_f16(float f) { unsigned short h; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f)); return h; }
 )" + common +
-         R"(// sm_80 and later round to bf16 in one instruction (NaN becomes the canonical NaN).
+         R"(// exp(x) for x <= 0 or NaN (a value minus its row's maximum): a multiply and the hardware's
+// base-2 exponential. Relative error about 2^-22 plus |x| * 2^-24 from the multiply's rounding, so
+// the absolute error stays below 2^-21 (the results are at most 1); results below 2^-126 flush to
+// 0. (Without a GPU, as the
+// emulator runs it: the same multiply, then exp2f.)
+TH_INLINE float th_exp_nonpos(float x) {
+#if defined(__CUDA_ARCH__)
+  float y; asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x * 1.4426950408889634f)); return y;
+#else
+  return exp2f(x * 1.4426950408889634f);
+#endif
+}
+// sm_80 and later round to bf16 in one instruction (NaN becomes the canonical NaN).
 TH_INLINE unsigned short th_st_bf16(float f) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   unsigned short h; asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(f)); return h;

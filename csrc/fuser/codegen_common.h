@@ -28,6 +28,9 @@ std::string rand_expr(const std::string& seed, const std::string& offset, const 
 // The expression of an elementwise node over operand expressions (with the operands' dtypes).
 std::string op_expr(const KNode& n, const std::vector<std::string>& args,
                     const std::vector<DType>& arg_dtypes);
+// True for exp(a - amax(a)) in float: the argument is at most 0 (or NaN), where th_exp_nonpos is
+// within 2^-21 of the exact value (softmax's numerators, log_softmax's sums).
+bool exp_of_row_excess(const KernelDef& k, int id);
 // Reductions: the identity, and acc (+) v.
 std::string reduce_identity(const std::string& op, DType d, Backend be);
 std::string reduce_combine(const std::string& op, DType d, const std::string& acc,

@@ -184,6 +184,8 @@ class CpuGen {
       std::string inner_v = value(n.args[0], g);
       row_.code += g.code;
       e = inner_v;
+    } else if (exp_of_row_excess(k_, id)) {
+      e = "th_exp_nonpos(" + value(n.args[0], s) + ")";
     } else if (n.op == "div" && !row_level && is_floating(n.dtype) &&
                is_floating(k_.nodes[n.args[1]].dtype) && (varies(n.args[1]) & col_mask_) == 0) {
       // Division by a row-level value: one reciprocal per row, a multiply per element (as eager's

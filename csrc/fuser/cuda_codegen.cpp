@@ -421,7 +421,7 @@ class CudaGen {
       return r->second;
     } else if (n.op == "gather") {
       throw Error("internal: gather outside a row reduction");
-    } else if (exp_of_row_excess(id)) {
+    } else if (exp_of_row_excess(k_, id)) {
       e = "th_exp_nonpos(" + col_value(n.args[0], s, c) + ")";
     } else if (n.op == "div" && is_floating(n.dtype) && row_level(n.args[1])) {
       // Division by a row-level value: one reciprocal per row, a multiply per element (as eager's
@@ -796,16 +796,6 @@ class CudaGen {
     return (ct == "double" ? "exp(" : "th_exp_nonpos(") + x + ")";
   }
 
-  // True for exp(a - amax(a)) in float: the argument is at most 0 (or NaN), where th_exp_nonpos
-  // is within 2^-24 of the exact value (softmax's numerators, log_softmax's sums).
-  bool exp_of_row_excess(int id) const {
-    const KNode& n = k_.nodes[id];
-    if (n.op != "exp" || compute_type(n.dtype) != "float") return false;
-    const KNode& d = k_.nodes[n.args[0]];
-    if (d.op != "sub") return false;
-    const KNode& m = k_.nodes[d.args[1]];
-    return m.op == "amax" && m.args[0] == d.args[0];
-  }
 
   // Every lane of the warp must execute each shuffle: the partner's value is taken first, then
   // combined (an integer max is a conditional that would evaluate a shuffle in some lanes only).
