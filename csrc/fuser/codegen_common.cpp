@@ -275,7 +275,7 @@ TH_INLINE unsigned short th_st_f16(float f) { _Float16 x = (_Float16)f; unsigned
 // are at most 1); results below 2^-126 flush to 0. About 1.5x the throughput of libmvec's expf.
 TH_INLINE float th_exp_nonpos(float x) {
   float t = x * 1.44269504088896341f;
-  t = t < -127.0f ? -127.0f : t;
+  t = t > -127.0f ? t : -127.0f;  // NaN too: every conversion below stays defined
   const float n = (t + 12582912.0f) - 12582912.0f;
   const float f = t - n;
   float p = 1.535336188319500e-4f;
@@ -285,10 +285,10 @@ TH_INLINE float th_exp_nonpos(float x) {
   p = __builtin_fmaf(p, f, 2.402264791363012e-1f);
   p = __builtin_fmaf(p, f, 6.931472028550421e-1f);
   p = __builtin_fmaf(p, f, 1.0f);
-  const int ni = (int)n;
-  int bits;
+  const int ni = (int)n;  // in [-127, 0]
+  unsigned bits;
   TH_BITCAST(bits, p);
-  bits += ni * (1 << 23);
+  bits += (unsigned)ni << 23;
   float r;
   TH_BITCAST(r, bits);
   r = ni <= -126 ? 0.0f : r;

@@ -796,7 +796,6 @@ class CudaGen {
     return (ct == "double" ? "exp(" : "th_exp_nonpos(") + x + ")";
   }
 
-
   // Every lane of the warp must execute each shuffle: the partner's value is taken first, then
   // combined (an integer max is a conditional that would evaluate a shuffle in some lanes only).
   std::string shuffle_reduce(const std::string& op, DType d, const std::string& acc) {
