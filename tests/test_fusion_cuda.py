@@ -70,6 +70,11 @@ SCHEDULES = [(gelu_chain, (33, 1027), "pointwise"), (gelu_chain, (64, 4096), "po
 KERNEL_PREFIX = {"pointwise": "thunder_pointwise", "inner": "thunder_rows", "outer": "thunder_cols"}
 
 
+def _kernel_body(src):
+    """A generated CUDA source without its prelude of helpers."""
+    return src[src.index("typedef int idx_t"):]
+
+
 def _cuda_sources(fn, args):
     jfn = _jit(fn)
     jfn(*args)
@@ -108,12 +113,12 @@ def test_cuda_source_takes_exponentials_of_row_excess_from_the_hardware():
     # exp(x - amax(x)) is at most 1: a multiply and the hardware's base-2 exponential, within 2^-21
     # of the exact value. Any other exponential keeps the accurately rounded expf.
     x = torch.randn(16, 1000)
-    for fn in (lambda t: torch.softmax(t, -1), lambda t: torch.log_softmax(t, -1)):
+    for fn in (softmax, log_softmax):
         ((_, src, *_),) = _cuda_sources(fn, (x,))
-        body = src[src.index("typedef int idx_t"):]
+        body = _kernel_body(src)
         assert "th_exp_nonpos(" in body and "expf(" not in body
     ((_, src, *_),) = _cuda_sources(lambda t: torch.exp(t) * 2 + t, (x,))
-    body = src[src.index("typedef int idx_t"):]
+    body = _kernel_body(src)
     assert "expf(" in body and "th_exp_nonpos(" not in body
 
 
@@ -121,8 +126,8 @@ def test_cuda_source_takes_exponentials_of_row_excess_from_the_hardware():
 def test_cuda_source_rounds_a_bf16_output_once():
     # softmax of bf16 rows converts its float result to bf16: the store does that rounding, with no
     # rounding and widening before it.
-    ((_, src, *_),) = _cuda_sources(lambda t: torch.softmax(t, -1), (torch.randn(16, 1000).bfloat16(),))
-    body = src[src.index("typedef int idx_t"):]
+    ((_, src, *_),) = _cuda_sources(softmax, (torch.randn(16, 1000).bfloat16(),))
+    body = _kernel_body(src)
     assert "th_st_bf16(" in body and "th_ld_bf16(th_st_bf16(" not in body
 
 
@@ -224,12 +229,9 @@ def test_emulated_rows_in_shared_memory_arrive_by_asynchronous_copies(width, mis
     # width) stores what it loads. Rows with -inf, +inf and NaN propagate as in eager.
     x = _inf_nan_rows(width)[:5]
     w, b = torch.randn(width), torch.randn(width)
-    for fn, args in ((lambda t: torch.softmax(t, -1), (x,)),
-                     (lambda t, w, b: F.layer_norm(t, (width,), w, b), (x[4:] * 3 + 1, w, b))):
+    for fn, args in ((softmax, (x,)), (layer_norm, (x[4:] * 3 + 1, w, b))):
         got, ref, _ = _emulate(fn, args, misalign, smem_limit=H100_SMEM)
-        src = _emulate.last_source
-        body = src[src.index("typedef int idx_t"):]
-        assert ("th_cp_async16(" in body) == (width % 4 == 0)
+        assert ("th_cp_async16(" in _kernel_body(_emulate.last_source)) == (width % 4 == 0)
         torch.testing.assert_close(got, ref, equal_nan=True)
 
 

@@ -369,8 +369,7 @@ TH_INLINE unsigned short th_st_f16(float f) { unsigned short h; asm("cvt.rn.f16.
          R"(// exp(x) for x <= 0 or NaN (a value minus its row's maximum): a multiply and the hardware's
 // base-2 exponential. Relative error about 2^-22 plus |x| * 2^-24 from the multiply's rounding, so
 // the absolute error stays below 2^-21 (the results are at most 1); results below 2^-126 flush to
-// 0. (Without a GPU, as the
-// emulator runs it: the same multiply, then exp2f.)
+// 0. Without a GPU (the emulator): the same multiply, then exp2f.
 TH_INLINE float th_exp_nonpos(float x) {
 #if defined(__CUDA_ARCH__)
   float y; asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x * 1.4426950408889634f)); return y;
