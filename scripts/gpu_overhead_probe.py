@@ -54,3 +54,33 @@ for _ in range(500):
 sync()
 pr.disable()
 pstats.Stats(pr).sort_stats("tottime").print_stats(22)
+
+# Where one fused inference call's host time goes: the cross-entropy forward at 2048x4096 (two
+# kernels) as a whole, each of its fused kernels called alone, and the torch calls each makes.
+xb = torch.randn(2048, 4096, device=DEV)
+yb = torch.randint(0, 4096, (2048,), device=DEV)
+with torch.no_grad():
+    jbig = thunder.jit(ce)
+    jbig(xb, yb)
+    parts = {"whole jitted call": lambda: jbig(xb, yb), "eager call": lambda: ce(xb, yb)}
+    ks = list(thunder.last_traces(jbig)[-1].fusion_callables)
+    rows_loss = ks[0](xb, yb)
+    parts["fused kernel 0 alone"] = lambda: ks[0](xb, yb)
+    if len(ks) > 1:
+        parts["fused kernel 1 alone"] = lambda: ks[1](yb, rows_loss)
+    parts["torch.empty(2048)"] = lambda: torch.empty((2048,), dtype=torch.float32, device=xb.device)
+    parts["torch.empty(())"] = lambda: torch.empty((), dtype=torch.float32, device=xb.device)
+    parts["x.stride()"] = lambda: xb.stride()
+    parts["x.data_ptr()"] = lambda: xb.data_ptr()
+    if DEV == "cuda":
+        parts["raw current stream"] = lambda: torch._C._cuda_getCurrentRawStream(0)
+    parts["eager y.clone() (a launch)"] = lambda: yb.clone()
+    for name, f in parts.items():
+        print(f"{name:32s} {host_us(f, 2000):7.2f} us per call")
+    pr = cProfile.Profile()
+    pr.enable()
+    for _ in range(2000):
+        jbig(xb, yb)
+    sync()
+    pr.disable()
+    pstats.Stats(pr).sort_stats("tottime").print_stats(12)

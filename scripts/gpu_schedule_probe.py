@@ -4,10 +4,11 @@ by side in one process (bandwidth over a device-to-device copy's, bytes read onc
     per pass (THUNDER_CUDA_SMEM_LIMIT=49152), for softmax and the cross-entropy forward;
   - the bf16 pointwise chain with eager's roundings against the same chain computed in fp32
     throughout, and without its erf: how much of its time is arithmetic;
+  - with --ce-forward, the cross-entropy forward's whole call, kernels and host time per call;
   - with --kernels, the device time of each kernel of a few training steps (thunder's kernels are
     named after their schedule and operations), thunder beside eager.
 Run on the GPU machine after building:
-  python3 scripts/gpu_schedule_probe.py [--pointwise-only | --kernels] [--out probe.json]"""
+  python3 scripts/gpu_schedule_probe.py [--pointwise-only | --kernels | --ce-forward] [--out probe.json]"""
 import argparse
 import json
 import os
@@ -107,12 +108,53 @@ def kernels():
     return rows
 
 
+def host_us(fn, args, n=300):
+    """Host microseconds per call of fn, the calls queued back to back (the device keeps up)."""
+    import time
+
+    for _ in range(20):
+        fn(*args)
+    torch.cuda.synchronize()
+    t = time.perf_counter()
+    for _ in range(n):
+        fn(*args)
+    torch.cuda.synchronize()
+    return (time.perf_counter() - t) / n * 1e6
+
+
+def ce_forward():
+    """Cross-entropy forward: the whole call's time (bench), its kernels' device time, and the host
+    time per call, thunder beside eager."""
+    rows = []
+    for dt in (torch.float32, torch.bfloat16):
+        for width in (4096, 50304):
+            x = torch.randn(2048, width, device="cuda", dtype=dt)
+            y = torch.randint(0, width, (2048,), device="cuda")
+            n = x.numel() * x.element_size()
+            for who, f in (("thunder", thunder.jit(cross_entropy)), ("eager", cross_entropy)):
+                name = f"{who} cross_entropy fwd 2048x{width} {dt}"
+                table = kernel_table(name, f, (x, y))
+                t = bench(lambda f=f, x=x, y=y: f(x, y))
+                h = host_us(f, (x, y))
+                ratio = n / t / copy_bandwidth(2 * n)
+                print(f"  whole call {t * 1e6:.1f} us ({ratio:.2f} of copy), host {h:.1f} us per call", flush=True)
+                rows.append({"name": name, "us": t * 1e6, "vs_copy": ratio, "host_us": h, "kernels": table})
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="")
     ap.add_argument("--pointwise-only", action="store_true")
     ap.add_argument("--kernels", action="store_true", help="only the per-kernel tables of training steps")
+    ap.add_argument("--ce-forward", action="store_true", help="only the cross-entropy forward's times")
     args = ap.parse_args()
+    if args.ce_forward:
+        rows = ce_forward()
+        if args.out:
+            with open(args.out, "w") as f:
+                json.dump(rows, f, indent=1)
+        return
     if args.kernels:
         rows = kernels()
         if args.out:

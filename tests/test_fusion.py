@@ -366,9 +366,10 @@ def test_cross_entropy_training_fuses_forward_and_backward(reduction, dtype):
 
 
 def test_cross_entropy_training_saves_row_statistics_not_log_probabilities():
-    # fp32 logits: the forward is one row kernel writing the losses and each row's maximum and sum of
-    # exponentials ([N, 1]); no [N, C] value is written for the backward, which recomputes exp(x - m)
-    # from the logits. Rows with +inf, -inf and NaN give eager's values and gradients.
+    # fp32 logits: the forward is one row kernel writing each row's maximum and sum of exponentials
+    # ([N, 1]) and the mean loss over the rows; no [N, C] value is written for the backward, which
+    # recomputes exp(x - m) from the logits. Rows with +inf, -inf and NaN give eager's values and
+    # gradients.
     torch.manual_seed(0)
     x, y = torch.randn(64, 1000) * 3, torch.randint(0, 1000, (64,))
     x[0, 5], x[1], x[2, 7] = float("inf"), -float("inf"), float("nan")
@@ -377,7 +378,7 @@ def test_cross_entropy_training_saves_row_statistics_not_log_probabilities():
     jfn = _jit(fn)
     _loss_and_grad_match(jfn, fn, x, y, equal_nan=True)
     forward = thunder.last_traces(jfn)[-1]
-    assert [k.kernel_ir.split()[0] for k in forward.fusion_callables] == ["inner", "inner"]
+    assert [k.kernel_ir.split()[0] for k in forward.fusion_callables] == ["inner"]
     header = str(thunder.last_backward_traces(jfn)[-1]).split("):")[1].split("\n  t")[0]
     assert header.count("f32[64, 1000]") == 1 and header.count("f32[64, 1]") == 2, header
 
@@ -392,6 +393,54 @@ def test_cross_entropy_keeps_log_softmax_where_no_fusion_executor_runs():
         _loss_and_grad_match(jfn, F.cross_entropy, x, y)
         forward = str(thunder.last_traces(jfn)[-1])
         assert ("log_softmax" not in forward) == written_out, forward
+
+
+def _rows_then_all(x):
+    # A row reduction, then the maximum of the rows' values over every row.
+    return torch.logsumexp(x, -1).amax()
+
+
+@pytest.mark.parametrize("shape", [(7, 33), (300, 1000), (1, 5), (0, 5), (4, 6, 50)], ids=str)
+def test_a_reduction_over_rows_joins_the_row_kernel(shape):
+    # After a row reduction, a reduction of the rows' values over every row (cross-entropy's mean
+    # over the losses) is the same kernel's: the rows leave their values, combined in row order after
+    # them, and the scalars computed from the result are stored once.
+    torch.manual_seed(0)
+    x = torch.randn(shape) * 3
+    fns = [lambda t: torch.logsumexp(t, -1).mean(), lambda t: t.softmax(-1).amax(-1).sum() * 2 + 1]
+    if x.numel():
+        fns.append(_rows_then_all)  # eager's amax of no rows raises
+    if x.dim() == 2:
+        y = torch.randint(0, shape[1], (shape[0],))
+        if shape[0] > 2:
+            y[1] = -100
+        for reduction in ("mean", "sum"):
+            fns.append(lambda t, r=reduction, y=y: F.cross_entropy(t, y, reduction=r))
+    for fn in fns:
+        jfn = _jit(fn)
+        torch.testing.assert_close(jfn(x), fn(x), equal_nan=True)
+        if shape[0] == 0:
+            continue  # sums over no rows are zeros of the trace's, not the kernel's
+        (kernel,) = fusionex.fusion_kernels(jfn)
+        # One row: its dim has size 1, so the row reduction reduces everything already.
+        assert kernel.kernel_ir.startswith("inner") and ("_rows n" in kernel.kernel_ir) == (shape[0] != 1)
+
+
+def test_reductions_over_part_of_the_rows_or_over_row_sized_dims_are_kernels_of_their_own():
+    # Over some of the kept dims only, the rows' values reduce in a second kernel; so do the rows of
+    # a square cross-entropy, whose row and class dims have one size (reductions over equal sizes
+    # iterate together).
+    torch.manual_seed(0)
+    x = torch.randn(4, 5, 60)
+    fn = lambda t: t.softmax(-1).amax(-1).sum(0)  # noqa: E731
+    jfn = _jit(fn)
+    torch.testing.assert_close(jfn(x), fn(x))
+    assert len(fusionex.fusion_kernels(jfn)) == 2
+    assert not any("_rows n" in k.kernel_ir for k in fusionex.fusion_kernels(jfn))
+    x, y = torch.randn(64, 64), torch.randint(0, 64, (64,))
+    jfn = _jit(F.cross_entropy)
+    torch.testing.assert_close(jfn(x, y), F.cross_entropy(x, y))
+    assert not any("_rows n" in k.kernel_ir for k in fusionex.fusion_kernels(jfn))
 
 
 def _one_hot(t, v, n=300):

@@ -214,6 +214,9 @@ def _emulate(fn, args, misalign=False, ref=None, smem_limit=48 * 1024):
     workspace = _core.fuser_cuda_workspace(kernel, smem_limit)
     scratch = [torch.zeros(workspace, dtype=torch.uint8).share_memory_()] if workspace else []
     cuda_emulator.launch(src, grid, block, inputs + outs + scratch)
+    if workspace:  # kernels on one stream share a workspace: its counters are left at zero
+        counters = _core.fuser_cuda_workspace_counters(kernel, smem_limit)
+        assert counters > 0 and not scratch[0][:counters].any()
     return (tuple(outs) if several else outs[0]), expected, kernel.kernel_ir.splitlines()[0]
 
 
@@ -371,15 +374,17 @@ def test_emulated_softmax_kernels_fold_the_sum_into_the_max_pass_only_for_rows_r
 @requires_emulator
 def test_emulated_cross_entropy_forward_saving_row_statistics_is_one_pass():
     # The training forward writes each row's maximum and sum of exponentials (float32 already: the
-    # saved maximum's conversion is a no-op) and reads wide rows once, in one online pass.
+    # saved maximum's conversion is a no-op) and reads wide rows once, in one online pass. The mean
+    # over the rows (and the count of targets the backward reads) is the same kernel's.
     x = torch.randn(4, 50304, requires_grad=True)
     y = torch.tensor([0, 7, 50303, -100])
     jfn = _jit(F.cross_entropy)
     loss = jfn(x, y)
-    row_kernel = next(k for k in fusionex.fusion_kernels(jfn) if "50304r" in k.kernel_ir)
+    (row_kernel,) = fusionex.fusion_kernels(jfn)
     assert "out0 = n1\n" in row_kernel.kernel_ir and "n1 = amax n0" in row_kernel.kernel_ir
+    assert row_kernel.kernel_ir.count(" = sum_rows ") == 2
     src = _core.fuser_cuda_source(row_kernel, H100_SMEM)[0]
-    body = src[src.rindex("TH_INLINE void th_rows"):]
+    body = src[src.rindex("TH_INLINE void th_rows"):src.index('extern "C"')]
     assert body.count("for (int m = 16; m > 0; m >>= 1)") == 1
     x2 = x.detach().clone().requires_grad_(True)
     ref = F.cross_entropy(x2, y)
@@ -387,15 +392,40 @@ def test_emulated_cross_entropy_forward_saving_row_statistics_is_one_pass():
     loss.backward()
     ref.backward()
     torch.testing.assert_close(x.grad, x2.grad)
-    # The kernel itself, emulated: the statistics and the per-row losses against eager's.
+    # The kernel itself, emulated: the statistics, the mean loss and the count against eager's, and
+    # the workspace's block count left at 0 for the next kernel.
     src, grid, block, _ = _core.fuser_cuda_source(row_kernel, H100_SMEM)
     outs = [torch.full((4, 1), 123.0).share_memory_(), torch.full((4, 1), 123.0).share_memory_(),
-            torch.full((4,), 123.0).share_memory_()]
-    cuda_emulator.launch(src, grid, block, [x.detach(), y, *outs])
+            torch.full((), 123.0).share_memory_(), torch.full((), 123.0).share_memory_()]
+    ws = torch.zeros(_core.fuser_cuda_workspace(row_kernel, H100_SMEM), dtype=torch.uint8).share_memory_()
+    cuda_emulator.launch(src, grid, block, [x.detach(), y, *outs, ws])
     m = x.detach().amax(1, keepdim=True)
     torch.testing.assert_close(outs[0], m)
     torch.testing.assert_close(outs[1], (x.detach() - m).exp().sum(1, keepdim=True))
-    torch.testing.assert_close(outs[2], F.cross_entropy(x.detach(), y, reduction="none"))
+    torch.testing.assert_close(outs[2], F.cross_entropy(x.detach(), y))
+    assert outs[3].item() == 3
+    assert int(ws[-16:].view(torch.int32)[0]) == 0
+
+
+@requires_emulator
+@pytest.mark.parametrize("shape", [(50, 40), (300, 1000), (3, 5000)], ids=str)
+def test_emulated_reductions_over_rows(shape):
+    # A row reduction's values reduced over every row in the same kernel: rows of a warp (8 per
+    # block, 50 rows: the last block short) and of a block. The last block to finish combines the
+    # blocks' partials.
+    torch.manual_seed(0)
+    x = torch.randn(shape) * 3
+    y = torch.randint(0, max(shape[1], 1), (shape[0],))
+    if shape[0] > 2:
+        y[1] = -100
+    fns = [lambda t, y: F.cross_entropy(t, y), lambda t, y: F.cross_entropy(t, y, reduction="sum"),
+           lambda t, y: torch.logsumexp(t, -1).mean()]
+    if x.numel():
+        fns.append(lambda t, y: t.softmax(-1).amax(-1).amin())
+    for fn in fns:
+        got, want, ir = _emulate(fn, (x, y))
+        assert ir.startswith("inner")
+        torch.testing.assert_close(got, want, equal_nan=True)
 
 
 @requires_emulator
@@ -614,6 +644,28 @@ def test_cuda_bias_gradients(shape):
         torch.testing.assert_close(_jit(fn)(g), fn(g), rtol=1e-4, atol=1e-3)
     gb = g.to(torch.bfloat16)
     torch.testing.assert_close(_jit(bias_grad)(gb), gb.float().sum(0).to(torch.bfloat16), rtol=2e-2, atol=5e-2)
+
+
+@requires_cuda
+def test_cuda_kernels_sharing_a_stream_workspace():
+    # Kernels that combine partial results across blocks share one workspace per stream, whose
+    # counters each leaves at zero: cross-entropy forwards (a mean over rows) of several sizes and
+    # bias gradients (rows split over blocks, a count per column tile) alternate, on the default
+    # stream and on a side stream, and each call matches eager.
+    torch.manual_seed(0)
+    ce, bias = _jit(F.cross_entropy), _jit(bias_grad)
+    g = torch.randn(8192, 768, device="cuda", dtype=torch.bfloat16)
+    side = torch.cuda.Stream()
+    for rows, width in ((2048, 4096), (300, 1000), (64, 50304), (50, 40)):
+        x = torch.randn(rows, width, device="cuda")
+        y = torch.randint(0, width, (rows,), device="cuda")
+        for stream in (torch.cuda.current_stream(), side, torch.cuda.current_stream()):
+            with torch.cuda.stream(stream):
+                for _ in range(3):
+                    torch.testing.assert_close(ce(x, y), F.cross_entropy(x, y))
+                    torch.testing.assert_close(bias(g), g.float().sum(0).to(torch.bfloat16), rtol=2e-2, atol=5e-2)
+    torch.cuda.synchronize()
+    assert any("sum_rows" in k.kernel_ir for k in fusionex.fusion_kernels(ce))
 
 
 @requires_cuda

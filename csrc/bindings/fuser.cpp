@@ -206,6 +206,16 @@ void bind_fuser(nb::module_& m) {
       "kernel"_a, "smem_limit"_a = fuser::kDefaultSmemLimit,
       "The bytes of zeroed scratch memory the kernel for contiguous inputs takes after its "
       "outputs.");
+  m.def(
+      "fuser_cuda_workspace_counters",
+      [](const runtime::FusedKernel& kernel, int smem_limit) {
+        fuser::CudaLaunch launch;
+        contiguous_cuda_source(kernel, smem_limit, &launch);
+        return launch.counter_bytes;
+      },
+      "kernel"_a, "smem_limit"_a = fuser::kDefaultSmemLimit,
+      "The leading bytes of that scratch memory that are counters: zero when the kernel starts, "
+      "and zero again when it ends.");
   m.def("fuser_nvrtc_compile", [](const std::string& source, int arch) {
     std::string log, why;
     bool ok = fuser::nvrtc_compile_check(source, arch, &log, &why);

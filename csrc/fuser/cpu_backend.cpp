@@ -254,6 +254,13 @@ std::shared_ptr<CpuBinary> open_binary(const std::string& path) {
     ::dlclose(h);
     return nullptr;
   }
+  b->finish = reinterpret_cast<void (*)(char**)>(::dlsym(h, "thunder_finish"));
+  auto scratch = reinterpret_cast<int64_t (*)()>(::dlsym(h, "thunder_scratch_bytes"));
+  if (!b->finish != !scratch) {
+    ::dlclose(h);
+    return nullptr;
+  }
+  if (scratch) b->scratch_bytes = scratch();
   return b;
 }
 
@@ -432,7 +439,15 @@ void gomp_worker(void* p) {
 
 }  // namespace
 
+// The kernel's items, in parallel.
+void cpu_run_items(const CpuBinary& binary, char** ptrs);
+
 void cpu_launch(const CpuBinary& binary, char** ptrs) {
+  cpu_run_items(binary, ptrs);
+  if (binary.finish) binary.finish(ptrs);
+}
+
+void cpu_run_items(const CpuBinary& binary, char** ptrs) {
   int64_t items = binary.items();
   if (items <= 0) return;
   int64_t cost = std::max<int64_t>(binary.item_cost(), 1);

@@ -14,6 +14,10 @@ struct CpuBinary {
   int64_t (*items)() = nullptr;
   int64_t (*item_cost)() = nullptr;
   void (*kernel)(int64_t, int64_t, char**) = nullptr;
+  // Kernels that reduce over rows: after the parallel loop (null otherwise), and the bytes of
+  // scratch memory they need (0 otherwise).
+  void (*finish)(char**) = nullptr;
+  int64_t scratch_bytes = 0;
   std::string path;
 };
 

@@ -34,6 +34,7 @@ class CpuGen {
 
   std::string run() {
     std::ostringstream os;
+    grid_reds_ = over_rows_reductions(k_);
     os << prelude(Backend::kCpu) << "\n";
     // Row axes / column axes of the loop nest.
     if (k_.kind == KernelDef::Kind::kPointwise) {
@@ -60,8 +61,24 @@ class CpuGen {
     }
     os << "extern \"C\" int64_t thunder_items() { return " << items << "LL; }\n";
     os << "extern \"C\" int64_t thunder_item_cost() { return " << cost << "LL; }\n";
-    os << "extern \"C\" void thunder_kernel(int64_t begin, int64_t end, char** ptrs) {\n";
-    size_t ni = k_.inputs.size();
+    os << "extern \"C\" void thunder_kernel(int64_t begin, int64_t end, char** ptrs) {\n"
+       << pointers() << body << "}\n";
+    if (!grid_reds_.empty()) os << finish();
+    return os.str();
+  }
+
+ private:
+  struct Scope {
+    std::string code;
+    std::unordered_map<int, std::string> memo;
+    std::string col;  // the column index variable
+  };
+
+  // The kernel's pointers, from `ptrs`: inputs, outputs, then (when it gathers) the index error
+  // report, then (reductions over rows) the scratch memory of the rows' values.
+  std::string pointers() const {
+    std::ostringstream os;
+    size_t ni = k_.inputs.size(), slot = ni + k_.outputs.size();
     for (size_t i = 0; i < ni; ++i) {
       os << "  const " << storage_type(k_.inputs[i]->dtype()) << "* __restrict in" << i << " = (const "
          << storage_type(k_.inputs[i]->dtype()) << "*)ptrs[" << i << "];\n";
@@ -72,17 +89,48 @@ class CpuGen {
     }
     bool gathers = false;
     for (const KNode& n : k_.nodes) gathers = gathers || n.op == "gather";
-    if (gathers) os << "  int64_t* th_err = (int64_t*)ptrs[" << ni + k_.outputs.size() << "];\n";
-    os << body << "}\n";
+    if (gathers) os << "  int64_t* th_err = (int64_t*)ptrs[" << slot++ << "];\n";
+    if (!grid_reds_.empty()) os << "  char* th_scratch = ptrs[" << slot << "]; (void)th_scratch;\n";
     return os.str();
   }
 
- private:
-  struct Scope {
-    std::string code;
-    std::unordered_map<int, std::string> memo;
-    std::string col;  // the column index variable
-  };
+  // The scratch slot of reduction over rows number j: 8 bytes per row.
+  std::string scratch(size_t j) const {
+    return "((" + compute_type(k_.nodes[grid_reds_[j]].dtype) + "*)(th_scratch + " +
+           std::to_string(static_cast<int64_t>(j) * rows_ * 8) + "LL))";
+  }
+
+  // Reductions over rows, after the parallel loop (thunder_finish, called once): the rows' values
+  // combined in row order, then the scalars computed from them.
+  std::string finish() {
+    std::ostringstream os;
+    os << "extern \"C\" int64_t thunder_scratch_bytes() { return "
+       << static_cast<int64_t>(grid_reds_.size()) * std::max<int64_t>(rows_, 1) * 8 << "LL; }\n"
+       << "extern \"C\" void thunder_finish(char** ptrs) {\n" << pointers()
+       << "  const int64_t row = 0; (void)row;\n";
+    for (size_t j = 0; j < grid_reds_.size(); ++j) {
+      const KNode& n = k_.nodes[grid_reds_[j]];
+      std::string a = "gfin" + std::to_string(grid_reds_[j]);
+      os << "  " << compute_type(n.dtype) << " " << a << " = " << reduce_identity(n.op, n.dtype, Backend::kCpu)
+         << ";\n  for (int64_t i = 0; i < " << rows_ << "LL; ++i) " << a << " = "
+         << reduce_combine(n.op, n.dtype, a, scratch(j) + "[i]") << ";\n";
+      reduced_[grid_reds_[j]] = a;
+    }
+    row_.memo.clear();
+    row_.code.clear();
+    bases_.clear();
+    Scope none;
+    none.col = "c";
+    std::string stores;
+    for (size_t o : grid_outputs_) {
+      std::string v = value(k_.output_nodes[o], none);
+      stores += "  out" + std::to_string(o) + "[" + std::to_string(L_.stores[o].offset) +
+                "LL] = " + store_expr(k_.outputs[o]->dtype(), v) + ";\n";
+    }
+    os << row_.code << stores << "}\n";
+    row_.code.clear();
+    return os.str();
+  }
 
   static uint64_t axis_mask(int a) { return uint64_t{1} << a; }
 
@@ -291,15 +339,18 @@ class CpuGen {
       }
     };
     for (size_t i = 0; i < k_.nodes.size(); ++i) {
-      if (is_reduce_op(k_.nodes[i].op)) {
+      if (is_reduce_op(k_.nodes[i].op) && !k_.nodes[i].over_rows) {
         grow(need[i]);
         pass_reductions[need[i]].push_back(static_cast<int>(i));
       }
     }
     std::vector<size_t> row_outputs;
+    std::vector<bool> grid = over_rows_values(k_);
     for (size_t o = 0; o < k_.outputs.size(); ++o) {
       int id = k_.output_nodes[o];
-      if ((store_axes(o) & col_mask_) == 0) {
+      if (grid[id]) {
+        grid_outputs_.push_back(o);
+      } else if ((store_axes(o) & col_mask_) == 0) {
         row_outputs.push_back(o);
       } else {
         grow(need[id] + 1);
@@ -441,6 +492,10 @@ class CpuGen {
       std::string v = value(k_.output_nodes[o], none);
       stores += store_stmt(o, v, "");
     }
+    // Reductions over rows: each row leaves its value in the scratch memory (thunder_finish).
+    for (size_t j = 0; j < grid_reds_.size(); ++j) {
+      stores += "    " + scratch(j) + "[row] = " + value(k_.nodes[grid_reds_[j]].args[0], none) + ";\n";
+    }
     os << item_prologue() << stores << "  }\n";
     return os.str();
   }
@@ -505,6 +560,8 @@ class CpuGen {
   int64_t rows_ = 1, cols_ = 1;
   uint64_t col_mask_ = 0;
   Scope row_;
+  std::vector<int> grid_reds_;       // reductions over rows
+  std::vector<size_t> grid_outputs_;  // scalars computed from them
   int counter_ = 0;
   std::vector<uint64_t> varies_;  // per node: the axes it varies over
   std::unordered_map<int, std::string> bases_;

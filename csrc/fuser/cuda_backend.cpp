@@ -52,6 +52,7 @@ struct Driver {
                              CUstream, void**, void**) = nullptr;
   CUresult (*cuGetErrorString)(CUresult, const char**) = nullptr;
   CUresult (*cuFuncSetAttribute)(CUfunction, int, int) = nullptr;  // optional (CUDA >= 9)
+  CUresult (*cuStreamIsCapturing)(CUstream, int*) = nullptr;       // optional (CUDA >= 10)
   int version = 0;
   int devices = 0;
   std::string why;
@@ -156,7 +157,8 @@ const Driver& driver() {
               sym(h, "cuModuleLoadData", &d.cuModuleLoadData) &&
               sym(h, "cuModuleGetFunction", &d.cuModuleGetFunction) && sym(h, "cuLaunchKernel", &d.cuLaunchKernel) &&
               sym(h, "cuGetErrorString", &d.cuGetErrorString);
-    sym(h, "cuFuncSetAttribute", &d.cuFuncSetAttribute);  // optional
+    sym(h, "cuFuncSetAttribute", &d.cuFuncSetAttribute);    // optional
+    sym(h, "cuStreamIsCapturing", &d.cuStreamIsCapturing);  // optional
     if (!ok) {
       d.why = "libcuda.so.1 lacks driver entry points";
       d.cuInit = nullptr;
@@ -317,6 +319,14 @@ Compiled compile(const std::string& source, const std::string& target, bool cubi
 int nvrtc_version() {
   const Nvrtc& n = nvrtc();
   return n.nvrtcVersion ? n.major * 1000 + n.minor * 10 : 0;
+}
+
+bool cuda_stream_capturing(void* stream) {
+  const Driver& d = driver();
+  if (!d.cuStreamIsCapturing) return false;  // no graphs before CUDA 10
+  int status = 0;
+  check(d.cuStreamIsCapturing(stream, &status), "cuStreamIsCapturing");
+  return status != 0;  // active (or invalidated) capture
 }
 
 bool cuda_available(std::string* why) {

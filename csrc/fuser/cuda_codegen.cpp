@@ -598,6 +598,7 @@ class CudaGen {
     int rows_per_block = 1;
     std::vector<std::vector<int>> pass_reductions, pass_outputs;
     std::vector<size_t> row_outputs;
+    std::vector<size_t> grid_outputs;  // scalars computed from reductions over rows
     int passes = 0;
     // Online softmax: sum(exp(a - amax(a))) computed in amax's pass, the running sum rescaled when
     // the running maximum grows (per chunk of V elements). Maps the sum to its amax.
@@ -628,6 +629,70 @@ class CudaGen {
       need[i] = it != online->end() ? need[it->second] : (is_reduce_op(n.op) ? m + 1 : m);
     }
     return need;
+  }
+
+  // A reduction over rows, after the row loop: the block's rows combined (in warp mode, its warps'
+  // in order), the block's partial written to the workspace, and the last block to finish (an
+  // atomic count) combines the partials in block order (deterministic for a device's grid) and
+  // stores the scalars computed from them. It leaves the count at 0 for the next kernel on the
+  // stream.
+  std::string over_rows_epilogue(const RowPlan& p, const std::vector<int64_t>& ws_offset, int64_t count_offset) {
+    std::vector<int> reds = over_rows_reductions(k_);
+    std::ostringstream os;
+    if (p.warp_mode) {
+      for (int g : reds) {
+        os << "  if ((threadIdx.x & 31) == 0) gsm" << g << "[threadIdx.x >> 5] = gacc" << g << ";\n";
+      }
+      os << "  __syncthreads();\n  if (threadIdx.x == 0) {\n";
+      for (int g : reds) {
+        const KNode& n = k_.nodes[g];
+        os << "    for (int w = 1; w < " << p.rows_per_block << "; ++w) gacc" << g << " = "
+           << reduce_combine(n.op, n.dtype, "gacc" + std::to_string(g), "gsm" + std::to_string(g) + "[w]") << ";\n";
+      }
+      os << "  }\n";
+    }
+    os << "  if (threadIdx.x == 0) {\n";
+    for (size_t j = 0; j < reds.size(); ++j) {
+      std::string ct = compute_type(k_.nodes[reds[j]].dtype);
+      os << "    ((" << ct << "*)(th_ws + " << ws_offset[j] << "))[blockIdx.x] = gacc" << reds[j] << ";\n";
+    }
+    os << "    __threadfence();\n"
+       << "    th_last = atomicAdd((unsigned*)(th_ws + " << count_offset << "), 1u) == gridDim.x - 1u;\n"
+       << "  }\n  __syncthreads();\n  if (th_last) {\n    __threadfence();\n";
+    for (size_t j = 0; j < reds.size(); ++j) {
+      const KNode& n = k_.nodes[reds[j]];
+      std::string ct = compute_type(n.dtype), a = "gfin" + std::to_string(reds[j]);
+      os << "    " << ct << " " << a << " = " << reduce_identity(n.op, n.dtype, Backend::kCuda) << ";\n"
+         << "    for (unsigned b = threadIdx.x; b < gridDim.x; b += blockDim.x) " << a << " = "
+         << reduce_combine(n.op, n.dtype, a, "((volatile " + ct + "*)(th_ws + " + std::to_string(ws_offset[j]) + "))[b]")
+         << ";\n"
+         << shuffle_reduce(n.op, n.dtype, a);
+    }
+    os << "    __syncthreads();\n";
+    for (int g : reds) os << "    if ((threadIdx.x & 31) == 0) gsm" << g << "[threadIdx.x >> 5] = gfin" << g << ";\n";
+    os << "    __syncthreads();\n    if (threadIdx.x == 0) {\n";
+    for (int g : reds) {
+      const KNode& n = k_.nodes[g];
+      std::string a = "gfin" + std::to_string(g);
+      os << "      " << a << " = gsm" << g << "[0];\n"
+         << "      for (unsigned w = 1; w < blockDim.x / 32; ++w) " << a << " = "
+         << reduce_combine(n.op, n.dtype, a, "gsm" + std::to_string(g) + "[w]") << ";\n";
+      reduced_[g] = a;
+    }
+    // The scalars computed from the reductions, in a scope of their own.
+    row_memo_.clear();
+    bases_.clear();
+    row_code_.clear();
+    std::string stores;
+    for (size_t o : p.grid_outputs) {
+      std::string val = row_value(k_.output_nodes[o]);
+      stores += "      out" + std::to_string(o) + "[" + lit(L_.stores[o].offset) +
+                "] = " + store_expr(k_.outputs[o]->dtype(), val) + ";\n";
+    }
+    os << "      const idx_t r = 0; (void)r;\n" << row_code_ << stores
+       << "      *(unsigned*)(th_ws + " << count_offset << ") = 0u;\n    }\n  }\n";
+    row_code_.clear();
+    return os.str();
   }
 
   // True for a load of weights: the same values for every row (its row stays in cache anyway).
@@ -686,14 +751,17 @@ class CudaGen {
       }
     };
     for (size_t i = 0; i < k_.nodes.size(); ++i) {
-      if (is_reduce_op(k_.nodes[i].op)) {
+      if (is_reduce_op(k_.nodes[i].op) && !k_.nodes[i].over_rows) {
         grow(need[i]);
         p.pass_reductions[need[i]].push_back(static_cast<int>(i));
       }
     }
+    std::vector<bool> grid = over_rows_values(k_);
     for (size_t o = 0; o < k_.outputs.size(); ++o) {
       int id = k_.output_nodes[o];
-      if ((store_axes(o) & col_mask_) == 0) {
+      if (grid[id]) {
+        p.grid_outputs.push_back(o);
+      } else if ((store_axes(o) & col_mask_) == 0) {
         p.row_outputs.push_back(o);
       } else {
         grow(need[id] + 1);
@@ -942,9 +1010,17 @@ class CudaGen {
                          "] = " + store_expr(k_.outputs[o]->dtype(), val) + ";";
       stores += "      " + (g.empty() ? stmt : "if (" + g + ") " + stmt) + "\n";
     }
+    // Reductions over rows: every thread combines the row's value (the same in all of them).
+    std::string grid;
+    for (int g : over_rows_reductions(k_)) {
+      const KNode& n = k_.nodes[g];
+      std::string acc = "gacc" + std::to_string(g);
+      grid += "    " + acc + " = " + reduce_combine(n.op, n.dtype, acc, row_value(n.args[0])) + ";\n";
+    }
     os << row_code_;
     row_code_.clear();
     if (!stores.empty()) os << "    if (tid == 0) {\n" << stores << "    }\n";
+    os << grid;
     return os.str();
   }
 
@@ -974,6 +1050,21 @@ class CudaGen {
         }
       }
     }
+    std::vector<int> grid_reds = over_rows_reductions(k_);
+    std::string grid_decls;
+    std::vector<int64_t> ws_offset;
+    const int64_t count_offset = 0;  // the count of finished blocks, then the blocks' partials
+    int64_t ws_bytes = grid_reds.empty() ? 0 : 16;
+    for (int g : grid_reds) {
+      std::string ct = compute_type(k_.nodes[g].dtype), acc = "gacc" + std::to_string(g);
+      smem_params += ", " + ct + "& " + acc;
+      smem_args += ", " + acc;
+      grid_decls += "  " + ct + " " + acc + " = " + reduce_identity(k_.nodes[g].op, k_.nodes[g].dtype, Backend::kCuda) +
+                    ";\n  __shared__ " + ct + " gsm" + std::to_string(g) + "[32];\n";
+      ws_offset.push_back(ws_bytes);
+      ws_bytes += ceil_div(std::max<int64_t>(1, ceil_div(rows_, p.rows_per_block)) * 8, 16) * 16;
+    }
+    if (!grid_reds.empty()) grid_decls += "  __shared__ unsigned th_last;\n";
     auto fn = [&](int v, bool use_cache) {
       std::string body = rows_body(p, v, use_cache);
       std::ostringstream f;
@@ -1002,12 +1093,18 @@ class CudaGen {
     // 1024-thread rows re-read through L2 run two blocks per multiprocessor; with the row in shared
     // memory, one (two blocks of bf16 rows 50304 wide, 100 KB each, measured the same on an H200).
     os << "extern \"C\" __global__ void __launch_bounds__(" << block
-       << (block >= 1024 && smem == 0 ? ", 2" : "") << ") " << name_ << "(" << params_ << ") {\n"
-       << smem_decls;
-    os << vector_or_scalar("th_rows", args_ + smem_args) << "}\n";
+       << (block >= 1024 && smem == 0 ? ", 2" : "") << ") " << name_ << "(" << params_
+       << (grid_reds.empty() ? "" : ", unsigned char* __restrict__ th_ws") << ") {\n"
+       << smem_decls << grid_decls;
+    os << vector_or_scalar("th_rows", args_ + smem_args);
+    if (!grid_reds.empty()) os << over_rows_epilogue(p, ws_offset, count_offset);
+    os << "}\n";
     launch->block = block;
-    launch->grid = rows_ == 0 ? 0 : ceil_div(rows_, p.rows_per_block);
+    // A reduction over no rows still stores its scalars (a sum of nothing is 0): one block.
+    launch->grid = rows_ == 0 ? (grid_reds.empty() ? 0 : 1) : ceil_div(rows_, p.rows_per_block);
     launch->shared_bytes = static_cast<int>(smem);
+    launch->workspace_bytes = ws_bytes;
+    launch->counter_bytes = ws_bytes > 0 ? 16 : 0;
     return os.str();
   }
 
@@ -1051,17 +1148,19 @@ class CudaGen {
       splits = std::max<int64_t>(1, std::min(ceil_div(target, tiles), rows_ / (int64_t{4} * ty)));
     }
     const int64_t rows_per_split = ceil_div(rows_, splits);
-    std::vector<int64_t> ws_offset;  // per reduction: its partials [splits][cols] in the workspace
-    int64_t ws_bytes = 0;
+    // The workspace: the tiles' counters (as many as the scalar variant has tiles), then per
+    // reduction its partials [splits][cols].
+    std::vector<int64_t> ws_offset;
+    int64_t ws_bytes = 0, count_bytes = 0;
     if (splits > 1) {
+      count_bytes = ceil_div(4 * ceil_div(cols_, tx), 16) * 16;
+      ws_bytes = count_bytes;
       for (int r : reds) {
         ws_offset.push_back(ws_bytes);
         std::string ct = compute_type(k_.nodes[r].dtype);
         int64_t item = ct == "double" || ct == "int64_t" ? 8 : 4;
         ws_bytes += ceil_div(splits * cols_ * item, 16) * 16;
       }
-      ws_offset.push_back(ws_bytes);  // the tiles' counters (as many as the scalar variant has)
-      ws_bytes += 4 * ceil_div(cols_, tx);
     }
     const std::string kparams = params_ + (splits > 1 ? ", unsigned char* __restrict__ th_ws" : "");
     const std::string kargs = args_ + (splits > 1 ? ", th_ws" : "");
@@ -1155,9 +1254,10 @@ class CudaGen {
         f << "    if (ty == 0 && q < " << lit(nqv) << ") {\n"
           << combine << write << "    }\n"
           << "    __threadfence();\n    __syncthreads();\n"
-          << "    if (threadIdx.x == 0) th_last = atomicAdd((unsigned*)(th_ws + "
-          << ws_offset.back() << ") + tile, 1u) == " << splits - 1 << "u;\n"
+          << "    if (threadIdx.x == 0) th_last = atomicAdd((unsigned*)th_ws + tile, 1u) == " << splits - 1
+          << "u;\n"
           << "    __syncthreads();\n"
+          << "    if (th_last && threadIdx.x == 0) ((unsigned*)th_ws)[tile] = 0u;  // for the next kernel\n"
           << "    if (th_last && ty == 0 && q < " << lit(nqv) << ") {\n"
           << "      __threadfence();\n"
           << gather;
@@ -1183,6 +1283,7 @@ class CudaGen {
     launch->grid = cols_ == 0 ? 0 : tiles * splits;
     launch->shared_bytes = 0;
     launch->workspace_bytes = ws_bytes;
+    launch->counter_bytes = count_bytes;
     return os.str();
   }
 

@@ -39,8 +39,12 @@ struct CudaLaunch {
   int block = 128;
   int shared_bytes = 0;
   std::vector<bool> by_value;  // per input: passed by value (a random state), not as a pointer
-  // Bytes of zeroed device memory the kernel takes after its outputs (0: no such parameter).
+  // Bytes of device memory the kernel takes after its outputs (0: no such parameter), of which the
+  // first `counter_bytes` are counters: zero when the kernel starts, and left at zero by it when it
+  // ends. The rest (partial results) needs no initial value. Kernels on one stream can share one
+  // buffer whose counters stay zero between kernels.
   int64_t workspace_bytes = 0;
+  int64_t counter_bytes = 0;
 };
 
 // Source exporting `extern "C" __global__ void <launch->name>(...)` with the pointers as individual

@@ -60,6 +60,23 @@ std::vector<int> available_from(const KernelDef& k) {
   return need;
 }
 
+std::vector<bool> over_rows_values(const KernelDef& k) {
+  std::vector<bool> g(k.nodes.size(), false);
+  for (size_t i = 0; i < k.nodes.size(); ++i) {
+    g[i] = k.nodes[i].over_rows;
+    for (int a : k.nodes[i].args) g[i] = g[i] || g[a];
+  }
+  return g;
+}
+
+std::vector<int> over_rows_reductions(const KernelDef& k) {
+  std::vector<int> r;
+  for (size_t i = 0; i < k.nodes.size(); ++i) {
+    if (k.nodes[i].over_rows) r.push_back(static_cast<int>(i));
+  }
+  return r;
+}
+
 bool host_input(const KernelDef& k, size_t i) {
   for (const KNode& n : k.nodes) {
     if (n.op == "rand" && n.input == static_cast<int>(i)) return true;
@@ -425,6 +442,13 @@ class Builder {
       }
       auto reduce = [&](const std::string& rop, int operand) {
         if (red_vars.empty()) return operand;  // only size-1 dims reduced
+        if (!reductions_.empty() && over_rows_candidate(red_vars, out_vars)) {
+          // After a row reduction, a reduction of every remaining dim of a value that does not vary
+          // along the rows (cross-entropy's mean of the rows' losses): over the kernel's rows.
+          int n = op_node(rop, out->dtype(), {operand}, "over rows");
+          nodes_[n].over_rows = true;
+          return n;
+        }
         std::string over = "over";  // a reduction is the same node only over the same dims
         for (int v : red_vars) over += " " + std::to_string(find(v));
         int n = op_node(rop, out->dtype(), {operand}, over);
@@ -551,6 +575,30 @@ class Builder {
       return;
     }
     reject(b.sym->qualname() + " is not fusible");
+  }
+
+  // True when reducing `red_vars` leaves no dim (`out_vars` all size 1) after a row reduction over
+  // other dims: a reduction over the kernel's rows. Dims of the same sizes as the row reduction's
+  // are not: those reductions iterate together (below).
+  bool over_rows_candidate(const std::vector<int>& red_vars, const std::vector<int>& out_vars) {
+    if (!reduced_innermost_) return false;
+    for (int v : out_vars) {
+      if (v >= 0) return false;
+    }
+    const std::vector<int>& first = reductions_[0].second;
+    if (first.size() == red_vars.size()) {
+      bool same_sizes = true;
+      for (size_t i = 0; i < red_vars.size(); ++i) {
+        same_sizes = same_sizes && var_size_[find(red_vars[i])] == var_size_[find(first[i])];
+      }
+      if (same_sizes) return false;
+    }
+    std::set<int> row_red;
+    for (int v : first) row_red.insert(find(v));
+    for (int v : red_vars) {
+      if (row_red.count(find(v))) return false;
+    }
+    return true;
   }
 
   // The dim variables of every value and load: what axes a merge or a union may not make collide.
@@ -723,6 +771,8 @@ class Builder {
         }
       } else if (n.op == "const") {
         n.axes = 0;
+      } else if (n.over_rows) {
+        n.axes = 0;
       } else if (n.op == "sum" || n.op == "amax" || n.op == "amin" || n.op == "prod") {
         n.axes = nodes_[n.args[0]].axes & ~k.reduced;
       } else if (n.op == "gather") {
@@ -735,6 +785,7 @@ class Builder {
         for (int a : n.args) n.axes |= nodes_[a].axes;
       }
     }
+    check_over_rows(k, kept);
     for (size_t o = 0; o < outs.size(); ++o) {
       std::vector<int> dims;
       uint64_t oaxes = 0;
@@ -769,6 +820,24 @@ class Builder {
       }
     }
     return k;
+  }
+
+  // Reductions over rows: in row kernels, of values that vary over every kept axis (each row
+  // counted once), not of one another; what is computed from them is a scalar.
+  void check_over_rows(const KernelDef& k, uint64_t kept) {
+    std::vector<bool> grid(nodes_.size(), false);
+    for (size_t i = 0; i < nodes_.size(); ++i) {
+      const KNode& n = nodes_[i];
+      for (int a : n.args) grid[i] = grid[i] || grid[a];
+      if (n.over_rows) {
+        if (k.kind != KernelDef::Kind::kInner) reject("a reduction over rows outside a row kernel");
+        if (grid[i]) reject("a reduction over rows of a reduction over rows");
+        if (nodes_[n.args[0]].axes != kept) reject("a reduction over rows of a value that does not vary over every row");
+        grid[i] = true;
+      } else if (grid[i] && n.axes != 0) {
+        reject("a value computed from a reduction over rows varies over the rows");
+      }
+    }
   }
 
   const std::vector<TensorRef>& inputs_;
@@ -815,7 +884,7 @@ void fold_one_hot_sums(KernelDef& k) {
   std::unordered_map<int, Fold> folds;
   for (size_t i = 0; i < k.nodes.size(); ++i) {
     const KNode& s = k.nodes[i];
-    if (s.op != "sum" || s.args.size() != 1) continue;
+    if (s.op != "sum" || s.args.size() != 1 || s.over_rows) continue;
     Fold f{-1, -1, {}};
     int x = s.args[0];
     for (;;) {
@@ -924,10 +993,10 @@ void merge_equal_nodes(KernelDef& k) {
     for (int& a : nd.args) a = remap[a];
     if (nd.op != "load" && nd.op != "rand") {
       char buf[160];
-      std::snprintf(buf, sizeof(buf), " %d %llx %a %lld %d %lld %d", static_cast<int>(nd.dtype),
+      std::snprintf(buf, sizeof(buf), " %d %llx %a %lld %d %lld %d %d", static_cast<int>(nd.dtype),
                     static_cast<unsigned long long>(nd.axes), nd.fvalue,
                     static_cast<long long>(nd.ivalue), nd.is_float_const ? 1 : 0,
-                    static_cast<long long>(nd.step), nd.gather_axis);
+                    static_cast<long long>(nd.step), nd.gather_axis, nd.over_rows ? 1 : 0);
       std::string key = nd.op + buf;
       for (int a : nd.args) key.append(" ").append(std::to_string(a));
       auto [it, fresh] = seen.emplace(std::move(key), static_cast<int>(out.size()));
@@ -968,7 +1037,7 @@ std::string KernelDef::str() const {
   os << "]\n";
   for (size_t i = 0; i < nodes.size(); ++i) {
     const KNode& n = nodes[i];
-    os << "  n" << i << " = " << n.op;
+    os << "  n" << i << " = " << n.op << (n.over_rows ? "_rows" : "");
     if (n.op == "load" || n.op == "rand") os << " in" << n.input;
     if (n.op == "const") os << " " << (n.is_float_const ? n.fvalue : static_cast<double>(n.ivalue));
     if (n.op == "iota") os << " " << n.ivalue << " step " << n.step;

@@ -12,6 +12,7 @@
 //               the row: pass k computes the reductions that need k-1 earlier ones (softmax: max, then
 //               sum of exp, then the output), row-level values between passes.
 //   kOuter:     reduced axes are outermost (bias gradients): per column, accumulate over rows.
+// A row kernel may also reduce a row-level value over all its rows (KNode::over_rows).
 // Compute happens in float for bf16/fp16/fp32 values (double for fp64, the integer type for integers).
 #pragma once
 
@@ -51,6 +52,11 @@ struct KNode {
   int64_t step = 0;  // iota
   // gather: the reduced axis indexed by args[1]
   int gather_axis = -1;
+  // A reduction over every kept axis of a row kernel (kInner): a row-level value combined over all
+  // rows (cross-entropy's mean of the rows' losses), in the same kernel. CUDA: blocks combine their
+  // rows, the last block to finish combines the blocks; CPU: rows leave their values in scratch
+  // memory, combined in row order after the parallel loop. Values computed from it are scalars.
+  bool over_rows = false;
   uint64_t axes = 0;  // bitmask of the axes the value varies over
 };
 
@@ -78,6 +84,12 @@ bool is_reduce_op(const std::string& op);
 // alone, k for values that need a reduction computed in pass k (a reduction whose operand is available
 // from pass k-1 is computed in pass k).
 std::vector<int> available_from(const KernelDef& k);
+
+// Per node: a reduction over rows (KNode::over_rows) or a value computed from one (a scalar).
+std::vector<bool> over_rows_values(const KernelDef& k);
+
+// The reductions over rows of `k`, in node order.
+std::vector<int> over_rows_reductions(const KernelDef& k);
 
 // True when input `i` is host data: a random state ([seed, offset], int64 on the CPU) that CUDA
 // kernels take by value.

@@ -380,7 +380,8 @@ std::string kernel_signature(const KernelDef& k) {
     std::snprintf(f, sizeof(f), "%a", n.fvalue);
     os << '\n'
        << n.op << ' ' << dtype_short_name(n.dtype) << ' ' << n.input << ' ' << f << ' ' << n.ivalue
-       << ' ' << n.is_float_const << ' ' << n.step << ' ' << n.gather_axis << ' ' << n.axes << " a";
+       << ' ' << n.is_float_const << ' ' << n.step << ' ' << n.gather_axis << ' ' << n.axes << ' '
+       << n.over_rows << " a";
     for (int a : n.args) os << a << ',';
     os << " d";
     for (int d : n.dims) os << d << ',';

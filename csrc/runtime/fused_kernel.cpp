@@ -3,6 +3,8 @@
 
 #include <nanobind/stl/string.h>
 
+#include <map>
+
 #include "core/error.h"
 #include "fuser/cpu_backend.h"
 #include "fuser/cpu_codegen.h"
@@ -61,6 +63,30 @@ std::vector<int64_t> int_tuple(PyObject* t) {
   Py_ssize_t n = PyTuple_GET_SIZE(t);
   for (Py_ssize_t i = 0; i < n; ++i) out.push_back(PyLong_AsLongLong(PyTuple_GET_ITEM(t, i)));
   return out;
+}
+
+// Per-stream workspaces of the CUDA kernels that combine partial results across blocks: counters
+// (a zeroed area the kernels leave zeroed) then room for the partials. Kernels on one stream run in
+// order, so they share one buffer; a buffer too small is replaced by a larger, zeroed one (the old
+// one returns to torch's allocator, which reuses it in the stream's order). Never destroyed: the
+// tensors would outlive the interpreter.
+constexpr int64_t kCounterArea = 64 * 1024;
+
+char* stream_workspace(const nb::object& device, int index, void* stream, int64_t bytes) {
+  struct Entry {
+    nb::object tensor;
+    int64_t bytes = 0;
+    char* data = nullptr;
+  };
+  static auto& buffers = *new std::map<std::pair<int, void*>, Entry>();
+  Entry& e = buffers[{index, stream}];
+  if (e.bytes < bytes) {
+    int64_t size = std::max(bytes, 2 * e.bytes);
+    e.tensor = new_tensor(torch_fns().zeros, nb::int_(size).ptr(), DType::kUInt8, device);
+    e.bytes = size;
+    e.data = data_ptr(e.tensor.ptr());
+  }
+  return e.data;
 }
 
 }  // namespace
@@ -204,16 +230,29 @@ nb::object FusedKernel::call(nb::args args) {
   if (gather_size_ >= 0) ptrs.push_back(reinterpret_cast<char*>(gather_error));
   if (cuda_) {
     const auto& fn = *std::static_pointer_cast<fuser::CudaFunction>(v->binary);
-    nb::object workspace;  // zeroed scratch memory of kernels that combine partial results
+    void* stream = current_cuda_stream(k_.device.index < 0 ? 0 : k_.device.index);
+    nb::object workspace;  // scratch memory of kernels that combine partial results
     if (fn.launch.workspace_bytes > 0) {
-      workspace =
-          new_tensor(tf.zeros, nb::int_(fn.launch.workspace_bytes).ptr(), DType::kUInt8, device);
-      ptrs.push_back(data_ptr(workspace.ptr()));
+      const fuser::CudaLaunch& l = fn.launch;
+      if (l.counter_bytes <= kCounterArea && !fuser::cuda_stream_capturing(stream)) {
+        // The stream's buffer: this kernel's counters end where the counter area does, so no
+        // kernel's partial results ever overwrite a counter.
+        char* base = stream_workspace(device, k_.device.index, stream,
+                                      kCounterArea + l.workspace_bytes - l.counter_bytes);
+        ptrs.push_back(base + (kCounterArea - l.counter_bytes));
+      } else {
+        // Captured into a CUDA graph (the fill is one of its nodes), or more counters than the
+        // area holds: zeroed memory of the call's own.
+        workspace = new_tensor(tf.zeros, nb::int_(l.workspace_bytes).ptr(), DType::kUInt8, device);
+        ptrs.push_back(data_ptr(workspace.ptr()));
+      }
     }
-    fuser::cuda_launch(fn, v->layout, k_, ptrs.data(),
-                       current_cuda_stream(k_.device.index < 0 ? 0 : k_.device.index));
+    fuser::cuda_launch(fn, v->layout, k_, ptrs.data(), stream);
   } else {
     const auto& bin = *std::static_pointer_cast<fuser::CpuBinary>(v->binary);
+    // Reductions over rows: the rows' values, combined after the parallel loop.
+    std::vector<int64_t> scratch(static_cast<size_t>((bin.scratch_bytes + 7) / 8));
+    if (bin.finish) ptrs.push_back(reinterpret_cast<char*>(scratch.data()));
     if (bin.items() * bin.item_cost() > 65536) {
       nb::gil_scoped_release release;
       fuser::cpu_launch(bin, ptrs.data());
