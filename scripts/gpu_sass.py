@@ -55,7 +55,8 @@ def main():
     args = ap.parse_args()
     out = args.keep or tempfile.mkdtemp(prefix="thunder-sass-")
     os.makedirs(out, exist_ok=True)
-    cache = os.environ["THUNDER_CACHE_DIR"]
+    cache = os.path.join(os.environ["THUNDER_CACHE_DIR"], "kernels")
+    os.makedirs(cache, exist_ok=True)
     for name, fn, inputs in cases():
         if args.only and args.only not in name:
             continue

@@ -318,6 +318,18 @@ template <typename T, int V> TH_INLINE void th_ldv(const T* __restrict__ p, T* o
     for (int l = 0; l < V; ++l) o[l] = p[l];
   }
 }
+// 16 bytes from L2, past L1 (partial results other blocks wrote).
+template <typename T> TH_INLINE void th_ldcg16(const T* p, T* o) {
+  constexpr int V = 16 / (int)sizeof(T);
+  union { int4 r; T e[V]; } u;
+#if defined(__CUDA_ARCH__)
+  u.r = __ldcg(reinterpret_cast<const int4*>(p));
+#else
+  memcpy(&u.r, p, 16);
+#endif
+#pragma unroll
+  for (int l = 0; l < V; ++l) o[l] = u.e[l];
+}
 template <typename T, int V> TH_INLINE void th_stv(T* __restrict__ p, const T* v) {
   constexpr int B = (int)sizeof(T) * V;
   if constexpr (V > 1 && (B == 2 || B == 4 || B == 8 || B == 16)) {

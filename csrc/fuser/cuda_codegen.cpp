@@ -633,9 +633,9 @@ class CudaGen {
 
   // A reduction over rows, after the row loop: the block's rows combined (in warp mode, its warps'
   // in order), the block's partial written to the workspace, and the last block to finish (an
-  // atomic count) combines the partials in block order (deterministic for a device's grid) and
-  // stores the scalars computed from them. It leaves the count at 0 for the next kernel on the
-  // stream.
+  // atomic count, after a fence that publishes the block's partials) combines the partials in a
+  // fixed order (deterministic for a device's grid), read from L2 (__ldcg), and stores the scalars
+  // computed from them. It leaves the count at 0 for the next kernel on the stream.
   std::string over_rows_epilogue(const RowPlan& p, const std::vector<int64_t>& ws_offset, int64_t count_offset) {
     std::vector<int> reds = over_rows_reductions(k_);
     std::ostringstream os;
@@ -654,20 +654,31 @@ class CudaGen {
     os << "  if (threadIdx.x == 0) {\n";
     for (size_t j = 0; j < reds.size(); ++j) {
       std::string ct = compute_type(k_.nodes[reds[j]].dtype);
-      os << "    ((" << ct << "*)(th_ws + " << ws_offset[j] << "))[blockIdx.x] = gacc" << reds[j] << ";\n";
+      os << "    ((" << ct << "*)(th_ws + " << ws_offset[j] << "))[blockIdx.x * (8 / sizeof(" << ct << "))] = gacc"
+         << reds[j] << ";\n";
     }
     os << "    __threadfence();\n"
        << "    th_last = atomicAdd((unsigned*)(th_ws + " << count_offset << "), 1u) == gridDim.x - 1u;\n"
-       << "  }\n  __syncthreads();\n  if (th_last) {\n    __threadfence();\n";
+       << "  }\n  __syncthreads();\n  if (th_last) {\n";
+    // The partials of every reduction in one loop of 16-byte loads, all in flight together: this is
+    // the kernel's critical path (a loop of 4-byte loads per reduction and a fence before them made
+    // a 2048x4096 cross-entropy forward's kernel 16 us against 7 without them). Partials are 8
+    // bytes apart (2 per 16 bytes); the odd last one is read alone.
+    std::string vec_loop = "#pragma unroll 4\n    for (unsigned b = threadIdx.x; b < gridDim.x / 2; b += blockDim.x) {";
+    std::string tail = "    if (threadIdx.x == 0 && (gridDim.x & 1u)) {";
     for (size_t j = 0; j < reds.size(); ++j) {
       const KNode& n = k_.nodes[reds[j]];
       std::string ct = compute_type(n.dtype), a = "gfin" + std::to_string(reds[j]);
-      os << "    " << ct << " " << a << " = " << reduce_identity(n.op, n.dtype, Backend::kCuda) << ";\n"
-         << "    for (unsigned b = threadIdx.x; b < gridDim.x; b += blockDim.x) " << a << " = "
-         << reduce_combine(n.op, n.dtype, a, "((volatile " + ct + "*)(th_ws + " + std::to_string(ws_offset[j]) + "))[b]")
-         << ";\n"
-         << shuffle_reduce(n.op, n.dtype, a);
+      std::string ws = "((const " + ct + "*)(th_ws + " + std::to_string(ws_offset[j]) + "))";
+      std::string t = "pt" + std::to_string(reds[j]);
+      os << "    " << ct << " " << a << " = " << reduce_identity(n.op, n.dtype, Backend::kCuda) << ";\n";
+      vec_loop += " " + ct + " " + t + "[16 / sizeof(" + ct + ")]; th_ldcg16(" + ws + " + 2 * b * (8 / sizeof(" + ct +
+                  ")), " + t + "); " + a + " = " + reduce_combine(n.op, n.dtype, a, t + "[0]") + "; " + a + " = " +
+                  reduce_combine(n.op, n.dtype, a, t + "[8 / sizeof(" + ct + ")]") + ";";
+      tail += " " + a + " = " + reduce_combine(n.op, n.dtype, a, ws + "[(gridDim.x - 1) * (8 / sizeof(" + ct + "))]") + ";";
     }
+    os << vec_loop << " }\n" << tail << " }\n";
+    for (int g : reds) os << shuffle_reduce(k_.nodes[g].op, k_.nodes[g].dtype, "gfin" + std::to_string(g));
     os << "    __syncthreads();\n";
     for (int g : reds) os << "    if ((threadIdx.x & 31) == 0) gsm" << g << "[threadIdx.x >> 5] = gfin" << g << ";\n";
     os << "    __syncthreads();\n    if (threadIdx.x == 0) {\n";
@@ -1010,17 +1021,17 @@ class CudaGen {
                          "] = " + store_expr(k_.outputs[o]->dtype(), val) + ";";
       stores += "      " + (g.empty() ? stmt : "if (" + g + ") " + stmt) + "\n";
     }
-    // Reductions over rows: every thread combines the row's value (the same in all of them).
-    std::string grid;
+    // Reductions over rows: the row's first thread combines its value, like the row outputs it
+    // stores (so that the row's tail, a gather load and a log in cross-entropy's loss, is that
+    // thread's alone).
     for (int g : over_rows_reductions(k_)) {
       const KNode& n = k_.nodes[g];
       std::string acc = "gacc" + std::to_string(g);
-      grid += "    " + acc + " = " + reduce_combine(n.op, n.dtype, acc, row_value(n.args[0])) + ";\n";
+      stores += "      " + acc + " = " + reduce_combine(n.op, n.dtype, acc, row_value(n.args[0])) + ";\n";
     }
     os << row_code_;
     row_code_.clear();
     if (!stores.empty()) os << "    if (tid == 0) {\n" << stores << "    }\n";
-    os << grid;
     return os.str();
   }
 

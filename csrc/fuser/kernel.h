@@ -53,9 +53,10 @@ struct KNode {
   // gather: the reduced axis indexed by args[1]
   int gather_axis = -1;
   // A reduction over every kept axis of a row kernel (kInner): a row-level value combined over all
-  // rows (cross-entropy's mean of the rows' losses), in the same kernel. CUDA: blocks combine their
-  // rows, the last block to finish combines the blocks; CPU: rows leave their values in scratch
-  // memory, combined in row order after the parallel loop. Values computed from it are scalars.
+  // rows (cross-entropy's mean of the rows' losses), in the same kernel. CUDA: blocks combine
+  // their rows, the last block to finish combines the blocks; CPU: rows leave their values in
+  // scratch memory, combined in row order after the parallel loop. Values computed from it are
+  // scalars.
   bool over_rows = false;
   uint64_t axes = 0;  // bitmask of the axes the value varies over
 };
