@@ -49,11 +49,21 @@ char* data_ptr(PyObject* tensor) {
   return r;
 }
 
-// `fn(shape, dtype=dtype, device=device)` for torch.empty or torch.zeros.
+// `fn(*shape, dtype=dtype, device=device)` for torch.empty or torch.zeros (`shape` a tuple of
+// ints, or an int). The sizes go as separate arguments: torch parses them about 0.5 us faster than
+// one tuple (1.0 against 1.5 us per torch.empty on the CPU machine). A 0-d shape stays a tuple.
 nb::object new_tensor(const nb::object& fn, PyObject* shape, DType dtype,
                       const nb::object& device) {
-  PyObject* argv[3] = {shape, dtype_object(dtype).ptr(), device.ptr()};
-  PyObject* r = PyObject_Vectorcall(fn.ptr(), argv, 1, torch_fns().kwnames.ptr());
+  std::vector<PyObject*> argv;
+  if (PyTuple_Check(shape) && PyTuple_GET_SIZE(shape) > 0) {
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(shape); ++i) argv.push_back(PyTuple_GET_ITEM(shape, i));
+  } else {
+    argv.push_back(shape);
+  }
+  size_t nargs = argv.size();
+  argv.push_back(dtype_object(dtype).ptr());
+  argv.push_back(device.ptr());
+  PyObject* r = PyObject_Vectorcall(fn.ptr(), argv.data(), nargs, torch_fns().kwnames.ptr());
   if (!r) throw nb::python_error();
   return nb::steal(r);
 }
