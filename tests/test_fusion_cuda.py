@@ -122,6 +122,30 @@ def test_cuda_source_takes_exponentials_of_row_excess_from_the_hardware():
     assert "expf(" in body and "th_exp_nonpos(" not in body
 
 
+def _erf2(t):
+    return torch.erf(t) * 2  # exact in bf16/fp16: the erf's rounding is what is compared
+
+
+def _gelu2(t):
+    return F.gelu(t) * 2
+
+
+@requires_compiler
+def test_cuda_source_takes_erf_of_values_rounded_to_half_precision_from_a_cheaper_form():
+    # gelu of bf16 values is rounded to bf16, so its erf needs no more precision: th_erf_lp. An erf
+    # read as fp32, or summed, or of fp16 values keeps erff.
+    x = torch.randn(16, 1000)
+    for fn, dtype, cheap in ((gelu_chain, torch.bfloat16, True), (gelu_chain, torch.float16, False),
+                             (gelu_chain, torch.float32, False), (_erf2, torch.bfloat16, True),
+                             (lambda t: torch.erf(t.float()) * 3, torch.bfloat16, False),
+                             (lambda t: (torch.erf(t.float()) * t.float()).sum(-1), torch.bfloat16, False)):
+        args = _args(fn, (16, 1000), dtype) if fn is gelu_chain else (x.to(dtype),)
+        for _, src, *_ in _cuda_sources(fn, args):
+            body = _kernel_body(src)
+            if "erf" in body:
+                assert ("th_erf_lp(" in body) == cheap and ("erff(" in body) == (not cheap), (fn, dtype)
+
+
 @requires_compiler
 def test_cuda_source_rounds_a_bf16_output_once():
     # softmax of bf16 rows converts its float result to bf16: the store does that rounding, with no
@@ -408,6 +432,32 @@ def test_emulated_cross_entropy_forward_saving_row_statistics_is_one_pass():
 
 
 @requires_emulator
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+def test_emulated_erf_of_bf16_and_fp16_values_rounds_as_eager(dtype):
+    # Arguments from -6 to 6, tiny ones down to 1e-30 (fp16: its smallest), +-inf and NaN: the
+    # erf's results (bf16: th_erf_lp; fp16: erff) round to the exact value (computed in float64), or
+    # (near a rounding boundary, under 1 % of them) one unit away. Eager's CPU erf, an approximation
+    # within 1e-7, gives 0 for tiny arguments: the GPU test compares with eager's CUDA erf.
+    tiny = torch.logspace(-30 if dtype == torch.bfloat16 else -7, -1, 300)
+    x = torch.cat([torch.linspace(-6, 6, 24001), tiny, -tiny, torch.tensor([float("inf"), -float("inf"), float("nan")])])
+    x = x.to(dtype)
+    xf = x.float()
+    exact_erf = lambda t: torch.erf(t.double()).float()  # noqa: E731
+    # Rounded, then doubled (as the kernel does: the doubling is exact, fp16's subnormals included).
+    refs = {_erf2: exact_erf(xf),
+            # eager's formula in float with an exactly rounded erf (below -2 its 1 + erf cancels: the
+            # float formula itself, eager's too, is no closer than an absolute 1e-7 there)
+            _gelu2: xf * 0.5 * (1 + exact_erf(xf * 0.7071067811865476))}
+    for fn, ref in refs.items():
+        got, _, _ = _emulate(fn, (x,))
+        want = ref.to(dtype) * 2
+        torch.testing.assert_close(got, want, equal_nan=True)
+        units = (got.view(torch.int16).int() - want.view(torch.int16).int()).abs()
+        checked = want.isfinite() & (xf >= -2)
+        assert units[checked].max() <= 1 and (units[checked] > 0).float().mean() < 0.01, (fn, units[checked].max())
+
+
+@requires_emulator
 @pytest.mark.parametrize("shape", [(50, 40), (300, 1000), (3, 5000)], ids=str)
 def test_emulated_reductions_over_rows(shape):
     # A row reduction's values reduced over every row in the same kernel: rows of a warp (8 per
@@ -644,6 +694,25 @@ def test_cuda_bias_gradients(shape):
         torch.testing.assert_close(_jit(fn)(g), fn(g), rtol=1e-4, atol=1e-3)
     gb = g.to(torch.bfloat16)
     torch.testing.assert_close(_jit(bias_grad)(gb), gb.float().sum(0).to(torch.bfloat16), rtol=2e-2, atol=5e-2)
+
+
+@requires_cuda
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+def test_cuda_erf_of_bf16_and_fp16_values_rounds_as_eager(dtype):
+    # gelu and erf of bf16 values (the cheaper erf, with the hardware's approximate reciprocal and
+    # exponential) and of fp16 values (erff): eager's value, or one unit away near a rounding
+    # boundary (under 1 % of them).
+    tiny = torch.logspace(-30 if dtype == torch.bfloat16 else -7, -1, 300)
+    x = torch.cat([torch.linspace(-6, 6, 240001), tiny, -tiny, torch.tensor([float("inf"), -float("inf"), float("nan")])])
+    x = x.to(dtype).cuda()
+    for fn in (_erf2, _gelu2, gelu_chain):
+        args = (x, x.flip(0), x.roll(7)) if fn is gelu_chain else (x,)
+        got, want = _jit(fn)(*args), fn(*args)
+        torch.testing.assert_close(got, want, equal_nan=True)
+        if fn is not gelu_chain:  # below -2, gelu's 1 + erf cancels in eager's float formula too
+            units = (got.view(torch.int16).int() - want.view(torch.int16).int()).abs()
+            checked = want.isfinite() & (x.float() >= -2)
+            assert units[checked].max() <= 1 and (units[checked] > 0).float().mean() < 0.01, (fn, units.max())
 
 
 @requires_cuda

@@ -31,6 +31,11 @@ std::string op_expr(const KNode& n, const std::vector<std::string>& args,
 // True for exp(a - amax(a)) in float: the argument is at most 0 (or NaN), where th_exp_nonpos is
 // within 2^-21 of the exact value (softmax's numerators, log_softmax's sums).
 bool exp_of_row_excess(const KernelDef& k, int id);
+// True for an erf in float whose every use ends, through element-wise arithmetic alone, in a
+// rounding to bf16 (a conversion, or a bf16 output): gelu of bf16 values. Such uses need no more
+// than bf16's precision, which th_erf_lp gives (CUDA). fp16 keeps erff: its 3 more bits would see
+// th_erf_lp's error in about 1 % of results (one unit).
+bool erf_rounded_to_bf16(const KernelDef& k, int id);
 // Reductions: the identity, and acc (+) v.
 std::string reduce_identity(const std::string& op, DType d, Backend be);
 std::string reduce_combine(const std::string& op, DType d, const std::string& acc,

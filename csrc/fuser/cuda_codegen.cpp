@@ -423,6 +423,8 @@ class CudaGen {
       throw Error("internal: gather outside a row reduction");
     } else if (exp_of_row_excess(k_, id)) {
       e = "th_exp_nonpos(" + col_value(n.args[0], s, c) + ")";
+    } else if (erf_rounded_to_bf16(k_, id)) {
+      e = "th_erf_lp(" + col_value(n.args[0], s, c) + ")";
     } else if (n.op == "div" && is_floating(n.dtype) && row_level(n.args[1])) {
       // Division by a row-level value: one reciprocal per row, a multiply per element (as eager's
       // softmax and normalization kernels do).
