@@ -458,6 +458,17 @@ def test_emulated_erf_of_bf16_and_fp16_values_rounds_as_eager(dtype):
 
 
 @requires_emulator
+def test_emulated_bf16_rounding_inside_a_kernel_is_eager_bit_for_bit():
+    # A bf16 rounding between operations: nearest even, ties both ways, subnormals, values rounding
+    # up to inf, inf and NaN.
+    bits = torch.arange(0, 2**16, dtype=torch.int32) << 16
+    x = torch.cat([bits.view(torch.float32), (bits | 0x8000).view(torch.float32), (bits | 0x7FFF).view(torch.float32),
+                   (bits | 0x8001).view(torch.float32), (bits | 0x1234).view(torch.float32)])
+    got, want, _ = _emulate(lambda t: t.to(torch.bfloat16).float() * 3, (x,))
+    torch.testing.assert_close(got, want, equal_nan=True, rtol=0, atol=0)
+
+
+@requires_emulator
 @pytest.mark.parametrize("shape", [(50, 40), (300, 1000), (3, 5000)], ids=str)
 def test_emulated_reductions_over_rows(shape):
     # A row reduction's values reduced over every row in the same kernel: rows of a warp (8 per
