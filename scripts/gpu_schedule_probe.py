@@ -149,14 +149,9 @@ def main():
     ap.add_argument("--kernels", action="store_true", help="only the per-kernel tables of training steps")
     ap.add_argument("--ce-forward", action="store_true", help="only the cross-entropy forward's times")
     args = ap.parse_args()
-    if args.ce_forward:
-        rows = ce_forward()
-        if args.out:
-            with open(args.out, "w") as f:
-                json.dump(rows, f, indent=1)
-        return
-    if args.kernels:
-        rows = kernels()
+    only = ce_forward if args.ce_forward else kernels if args.kernels else None
+    if only:
+        rows = only()
         if args.out:
             with open(args.out, "w") as f:
                 json.dump(rows, f, indent=1)

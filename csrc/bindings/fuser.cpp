@@ -196,22 +196,22 @@ void bind_fuser(nb::module_& m) {
         return std::make_tuple(src, launch.grid, launch.block, launch.shared_bytes);
       },
       "kernel"_a, "smem_limit"_a = fuser::kDefaultSmemLimit);
+  auto launch_of = [](const runtime::FusedKernel& kernel, int smem_limit) {
+    fuser::CudaLaunch launch;
+    contiguous_cuda_source(kernel, smem_limit, &launch);
+    return launch;
+  };
   m.def(
       "fuser_cuda_workspace",
-      [](const runtime::FusedKernel& kernel, int smem_limit) {
-        fuser::CudaLaunch launch;
-        contiguous_cuda_source(kernel, smem_limit, &launch);
-        return launch.workspace_bytes;
+      [launch_of](const runtime::FusedKernel& kernel, int smem_limit) {
+        return launch_of(kernel, smem_limit).workspace_bytes;
       },
       "kernel"_a, "smem_limit"_a = fuser::kDefaultSmemLimit,
-      "The bytes of zeroed scratch memory the kernel for contiguous inputs takes after its "
-      "outputs.");
+      "The bytes of scratch memory the kernel for contiguous inputs takes after its outputs.");
   m.def(
       "fuser_cuda_workspace_counters",
-      [](const runtime::FusedKernel& kernel, int smem_limit) {
-        fuser::CudaLaunch launch;
-        contiguous_cuda_source(kernel, smem_limit, &launch);
-        return launch.counter_bytes;
+      [launch_of](const runtime::FusedKernel& kernel, int smem_limit) {
+        return launch_of(kernel, smem_limit).counter_bytes;
       },
       "kernel"_a, "smem_limit"_a = fuser::kDefaultSmemLimit,
       "The leading bytes of that scratch memory that are counters: zero when the kernel starts, "

@@ -1,10 +1,9 @@
 // Expressions shared by the CPU and CUDA code generators.
 #include "fuser/codegen_common.h"
 
-#include <functional>
-
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <unordered_map>
 
 #include "core/error.h"
@@ -180,8 +179,8 @@ bool erf_rounded_to_bf16(const KernelDef& k, int id) {
       used = true;
       const KNode& w = k.nodes[u];
       if (w.op == "convert_element_type" && half(w.dtype)) continue;
-      bool arithmetic = w.op == "add" || w.op == "sub" || w.op == "mul" || w.op == "div" || w.op == "neg" ||
-                        (w.op == "where" && w.args[0] != v) ||
+      bool arithmetic = w.op == "add" || w.op == "sub" || w.op == "mul" || w.op == "div" ||
+                        w.op == "neg" || (w.op == "where" && w.args[0] != v) ||
                         (w.op == "convert_element_type" && compute_type(w.dtype) == "float");
       all = all && arithmetic && compute_type(w.dtype) == "float" && rounded(u);
     }

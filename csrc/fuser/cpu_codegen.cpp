@@ -106,13 +106,14 @@ class CpuGen {
     std::ostringstream os;
     os << "extern \"C\" int64_t thunder_scratch_bytes() { return "
        << static_cast<int64_t>(grid_reds_.size()) * std::max<int64_t>(rows_, 1) * 8 << "LL; }\n"
-       << "extern \"C\" void thunder_finish(char** ptrs) {\n" << pointers()
-       << "  const int64_t row = 0; (void)row;\n";
+       << "extern \"C\" void thunder_finish(char** ptrs) {\n"
+       << pointers() << "  const int64_t row = 0; (void)row;\n";
     for (size_t j = 0; j < grid_reds_.size(); ++j) {
       const KNode& n = k_.nodes[grid_reds_[j]];
       std::string a = "gfin" + std::to_string(grid_reds_[j]);
-      os << "  " << compute_type(n.dtype) << " " << a << " = " << reduce_identity(n.op, n.dtype, Backend::kCpu)
-         << ";\n  for (int64_t i = 0; i < " << rows_ << "LL; ++i) " << a << " = "
+      os << "  " << compute_type(n.dtype) << " " << a << " = "
+         << reduce_identity(n.op, n.dtype, Backend::kCpu) << ";\n  for (int64_t i = 0; i < "
+         << rows_ << "LL; ++i) " << a << " = "
          << reduce_combine(n.op, n.dtype, a, scratch(j) + "[i]") << ";\n";
       reduced_[grid_reds_[j]] = a;
     }
@@ -494,7 +495,8 @@ class CpuGen {
     }
     // Reductions over rows: each row leaves its value in the scratch memory (thunder_finish).
     for (size_t j = 0; j < grid_reds_.size(); ++j) {
-      stores += "    " + scratch(j) + "[row] = " + value(k_.nodes[grid_reds_[j]].args[0], none) + ";\n";
+      stores +=
+          "    " + scratch(j) + "[row] = " + value(k_.nodes[grid_reds_[j]].args[0], none) + ";\n";
     }
     os << item_prologue() << stores << "  }\n";
     return os.str();
@@ -560,7 +562,7 @@ class CpuGen {
   int64_t rows_ = 1, cols_ = 1;
   uint64_t col_mask_ = 0;
   Scope row_;
-  std::vector<int> grid_reds_;       // reductions over rows
+  std::vector<int> grid_reds_;        // reductions over rows
   std::vector<size_t> grid_outputs_;  // scalars computed from them
   int counter_ = 0;
   std::vector<uint64_t> varies_;  // per node: the axes it varies over

@@ -638,51 +638,66 @@ class CudaGen {
   // atomic count, after a fence that publishes the block's partials) combines the partials in a
   // fixed order (deterministic for a device's grid), read from L2 (__ldcg), and stores the scalars
   // computed from them. It leaves the count at 0 for the next kernel on the stream.
-  std::string over_rows_epilogue(const RowPlan& p, const std::vector<int64_t>& ws_offset, int64_t count_offset) {
+  std::string over_rows_epilogue(const RowPlan& p, const std::vector<int64_t>& ws_offset,
+                                 int64_t count_offset) {
     std::vector<int> reds = over_rows_reductions(k_);
     std::ostringstream os;
     if (p.warp_mode) {
       for (int g : reds) {
-        os << "  if ((threadIdx.x & 31) == 0) gsm" << g << "[threadIdx.x >> 5] = gacc" << g << ";\n";
+        os << "  if ((threadIdx.x & 31) == 0) gsm" << g << "[threadIdx.x >> 5] = gacc" << g
+           << ";\n";
       }
       os << "  __syncthreads();\n  if (threadIdx.x == 0) {\n";
       for (int g : reds) {
         const KNode& n = k_.nodes[g];
         os << "    for (int w = 1; w < " << p.rows_per_block << "; ++w) gacc" << g << " = "
-           << reduce_combine(n.op, n.dtype, "gacc" + std::to_string(g), "gsm" + std::to_string(g) + "[w]") << ";\n";
+           << reduce_combine(n.op, n.dtype, "gacc" + std::to_string(g),
+                             "gsm" + std::to_string(g) + "[w]")
+           << ";\n";
       }
       os << "  }\n";
     }
     os << "  if (threadIdx.x == 0) {\n";
     for (size_t j = 0; j < reds.size(); ++j) {
       std::string ct = compute_type(k_.nodes[reds[j]].dtype);
-      os << "    ((" << ct << "*)(th_ws + " << ws_offset[j] << "))[blockIdx.x * (8 / sizeof(" << ct << "))] = gacc"
-         << reds[j] << ";\n";
+      os << "    ((" << ct << "*)(th_ws + " << ws_offset[j] << "))[blockIdx.x * (8 / sizeof(" << ct
+         << "))] = gacc" << reds[j] << ";\n";
     }
     os << "    __threadfence();\n"
-       << "    th_last = atomicAdd((unsigned*)(th_ws + " << count_offset << "), 1u) == gridDim.x - 1u;\n"
+       << "    th_last = atomicAdd((unsigned*)(th_ws + " << count_offset
+       << "), 1u) == gridDim.x - 1u;\n"
        << "  }\n  __syncthreads();\n  if (th_last) {\n";
     // The partials of every reduction in one loop of 16-byte loads, all in flight together: this is
     // the kernel's critical path (a loop of 4-byte loads per reduction and a fence before them made
     // a 2048x4096 cross-entropy forward's kernel 16 us against 7 without them). Partials are 8
     // bytes apart (2 per 16 bytes); the odd last one is read alone.
-    std::string vec_loop = "#pragma unroll 4\n    for (unsigned b = threadIdx.x; b < gridDim.x / 2; b += blockDim.x) {";
+    std::string vec_loop =
+        "#pragma unroll 4\n    for (unsigned b = threadIdx.x; b < gridDim.x / 2; b += blockDim.x) "
+        "{";
     std::string tail = "    if (threadIdx.x == 0 && (gridDim.x & 1u)) {";
     for (size_t j = 0; j < reds.size(); ++j) {
       const KNode& n = k_.nodes[reds[j]];
       std::string ct = compute_type(n.dtype), a = "gfin" + std::to_string(reds[j]);
       std::string ws = "((const " + ct + "*)(th_ws + " + std::to_string(ws_offset[j]) + "))";
       std::string t = "pt" + std::to_string(reds[j]);
-      os << "    " << ct << " " << a << " = " << reduce_identity(n.op, n.dtype, Backend::kCuda) << ";\n";
-      vec_loop += " " + ct + " " + t + "[16 / sizeof(" + ct + ")]; th_ldcg16(" + ws + " + 2 * b * (8 / sizeof(" + ct +
-                  ")), " + t + "); " + a + " = " + reduce_combine(n.op, n.dtype, a, t + "[0]") + "; " + a + " = " +
+      os << "    " << ct << " " << a << " = " << reduce_identity(n.op, n.dtype, Backend::kCuda)
+         << ";\n";
+      vec_loop += " " + ct + " " + t + "[16 / sizeof(" + ct + ")]; th_ldcg16(" + ws +
+                  " + 2 * b * (8 / sizeof(" + ct + ")), " + t + "); " + a + " = " +
+                  reduce_combine(n.op, n.dtype, a, t + "[0]") + "; " + a + " = " +
                   reduce_combine(n.op, n.dtype, a, t + "[8 / sizeof(" + ct + ")]") + ";";
-      tail += " " + a + " = " + reduce_combine(n.op, n.dtype, a, ws + "[(gridDim.x - 1) * (8 / sizeof(" + ct + "))]") + ";";
+      tail +=
+          " " + a + " = " +
+          reduce_combine(n.op, n.dtype, a, ws + "[(gridDim.x - 1) * (8 / sizeof(" + ct + "))]") +
+          ";";
     }
     os << vec_loop << " }\n" << tail << " }\n";
-    for (int g : reds) os << shuffle_reduce(k_.nodes[g].op, k_.nodes[g].dtype, "gfin" + std::to_string(g));
+    for (int g : reds)
+      os << shuffle_reduce(k_.nodes[g].op, k_.nodes[g].dtype, "gfin" + std::to_string(g));
     os << "    __syncthreads();\n";
-    for (int g : reds) os << "    if ((threadIdx.x & 31) == 0) gsm" << g << "[threadIdx.x >> 5] = gfin" << g << ";\n";
+    for (int g : reds)
+      os << "    if ((threadIdx.x & 31) == 0) gsm" << g << "[threadIdx.x >> 5] = gfin" << g
+         << ";\n";
     os << "    __syncthreads();\n    if (threadIdx.x == 0) {\n";
     for (int g : reds) {
       const KNode& n = k_.nodes[g];
@@ -702,8 +717,9 @@ class CudaGen {
       stores += "      out" + std::to_string(o) + "[" + lit(L_.stores[o].offset) +
                 "] = " + store_expr(k_.outputs[o]->dtype(), val) + ";\n";
     }
-    os << "      const idx_t r = 0; (void)r;\n" << row_code_ << stores
-       << "      *(unsigned*)(th_ws + " << count_offset << ") = 0u;\n    }\n  }\n";
+    os << "      const idx_t r = 0; (void)r;\n"
+       << row_code_ << stores << "      *(unsigned*)(th_ws + " << count_offset
+       << ") = 0u;\n    }\n  }\n";
     row_code_.clear();
     return os.str();
   }
@@ -1029,7 +1045,8 @@ class CudaGen {
     for (int g : over_rows_reductions(k_)) {
       const KNode& n = k_.nodes[g];
       std::string acc = "gacc" + std::to_string(g);
-      stores += "      " + acc + " = " + reduce_combine(n.op, n.dtype, acc, row_value(n.args[0])) + ";\n";
+      stores +=
+          "      " + acc + " = " + reduce_combine(n.op, n.dtype, acc, row_value(n.args[0])) + ";\n";
     }
     os << row_code_;
     row_code_.clear();
@@ -1072,7 +1089,8 @@ class CudaGen {
       std::string ct = compute_type(k_.nodes[g].dtype), acc = "gacc" + std::to_string(g);
       smem_params += ", " + ct + "& " + acc;
       smem_args += ", " + acc;
-      grid_decls += "  " + ct + " " + acc + " = " + reduce_identity(k_.nodes[g].op, k_.nodes[g].dtype, Backend::kCuda) +
+      grid_decls += "  " + ct + " " + acc + " = " +
+                    reduce_identity(k_.nodes[g].op, k_.nodes[g].dtype, Backend::kCuda) +
                     ";\n  __shared__ " + ct + " gsm" + std::to_string(g) + "[32];\n";
       ws_offset.push_back(ws_bytes);
       ws_bytes += ceil_div(std::max<int64_t>(1, ceil_div(rows_, p.rows_per_block)) * 8, 16) * 16;
@@ -1267,10 +1285,11 @@ class CudaGen {
         f << "    if (ty == 0 && q < " << lit(nqv) << ") {\n"
           << combine << write << "    }\n"
           << "    __threadfence();\n    __syncthreads();\n"
-          << "    if (threadIdx.x == 0) th_last = atomicAdd((unsigned*)th_ws + tile, 1u) == " << splits - 1
-          << "u;\n"
+          << "    if (threadIdx.x == 0) th_last = atomicAdd((unsigned*)th_ws + tile, 1u) == "
+          << splits - 1 << "u;\n"
           << "    __syncthreads();\n"
-          << "    if (th_last && threadIdx.x == 0) ((unsigned*)th_ws)[tile] = 0u;  // for the next kernel\n"
+          << "    if (th_last && threadIdx.x == 0) ((unsigned*)th_ws)[tile] = 0u;  // for the next "
+             "kernel\n"
           << "    if (th_last && ty == 0 && q < " << lit(nqv) << ") {\n"
           << "      __threadfence();\n"
           << gather;

@@ -1,19 +1,21 @@
-// The fuser's kernel IR: a fused region of primitives as an expression DAG over one iteration domain.
+// The fuser's kernel IR: a fused region of primitives as an expression DAG over one iteration
+// domain.
 //
 // Every value of a kernel is a function of a point of the *domain* (a list of axes with sizes). A
 // value varies over a subset of the axes and is the same along the others (broadcast); broadcasts,
 // transposes and squeezes of a value therefore cost nothing (they only relabel which of the value's
-// dims lie on which axis). Loads read region inputs through a view (a chain of view primitives applied
-// to the input's real strides when the kernel is specialised at call time: slices and reshapes of
-// inputs are indexing). Reductions remove axes: a kernel reduces one set of axes (`reduced`), and its
-// schedule follows from where those axes lie:
+// dims lie on which axis). Loads read region inputs through a view (a chain of view primitives
+// applied to the input's real strides when the kernel is specialised at call time: slices and
+// reshapes of inputs are indexing). Reductions remove axes: a kernel reduces one set of axes
+// (`reduced`), and its schedule follows from where those axes lie:
 //   kPointwise: nothing is reduced; every output varies over every axis.
-//   kInner:     reduced axes are innermost; per row (point of the kept axes) the kernel makes passes over
-//               the row: pass k computes the reductions that need k-1 earlier ones (softmax: max, then
-//               sum of exp, then the output), row-level values between passes.
+//   kInner:     reduced axes are innermost; per row (point of the kept axes) the kernel makes
+//               passes over the row: pass k computes the reductions that need k-1 earlier ones
+//               (softmax: max, then sum of exp, then the output), row-level values between passes.
 //   kOuter:     reduced axes are outermost (bias gradients): per column, accumulate over rows.
 // A row kernel may also reduce a row-level value over all its rows (KNode::over_rows).
-// Compute happens in float for bf16/fp16/fp32 values (double for fp64, the integer type for integers).
+// Compute happens in float for bf16/fp16/fp32 values (double for fp64, the integer type for
+// integers).
 #pragma once
 
 #include <cstdint>

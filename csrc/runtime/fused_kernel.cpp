@@ -56,7 +56,8 @@ nb::object new_tensor(const nb::object& fn, PyObject* shape, DType dtype,
                       const nb::object& device) {
   std::vector<PyObject*> argv;
   if (PyTuple_Check(shape) && PyTuple_GET_SIZE(shape) > 0) {
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(shape); ++i) argv.push_back(PyTuple_GET_ITEM(shape, i));
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(shape); ++i)
+      argv.push_back(PyTuple_GET_ITEM(shape, i));
   } else {
     argv.push_back(shape);
   }
