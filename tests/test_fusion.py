@@ -407,7 +407,8 @@ def test_a_reduction_over_rows_joins_the_row_kernel(shape):
     # them, and the scalars computed from the result are stored once.
     torch.manual_seed(0)
     x = torch.randn(shape) * 3
-    fns = [lambda t: torch.logsumexp(t, -1).mean(), lambda t: t.softmax(-1).amax(-1).sum() * 2 + 1]
+    fns = [lambda t: torch.logsumexp(t, -1).mean(), lambda t: t.softmax(-1).amax(-1).sum() * 2 + 1,
+           lambda t: (t.amax(-1) > 2.5).sum(), lambda t: (t.amax(-1) * 100).int().amax() if t.numel() else t.sum()]
     if x.numel():
         fns.append(_rows_then_all)  # eager's amax of no rows raises
     if x.dim() == 2:

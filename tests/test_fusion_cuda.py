@@ -483,6 +483,8 @@ def test_emulated_reductions_over_rows(shape):
            lambda t, y: torch.logsumexp(t, -1).mean()]
     if x.numel():
         fns.append(lambda t, y: t.softmax(-1).amax(-1).amin())
+        # integer values over rows: an int64 count, an int32 maximum
+        fns += [lambda t, y: (t.amax(-1) > 2.5).sum(), lambda t, y: (t.amax(-1) * 100).int().amax()]
     for fn in fns:
         got, want, ir = _emulate(fn, (x, y))
         assert ir.startswith("inner")
