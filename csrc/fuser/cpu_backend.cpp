@@ -437,17 +437,8 @@ void gomp_worker(void* p) {
   }
 }
 
-}  // namespace
-
 // The kernel's items, in parallel.
-void cpu_run_items(const CpuBinary& binary, char** ptrs);
-
-void cpu_launch(const CpuBinary& binary, char** ptrs) {
-  cpu_run_items(binary, ptrs);
-  if (binary.finish) binary.finish(ptrs);
-}
-
-void cpu_run_items(const CpuBinary& binary, char** ptrs) {
+void run_items(const CpuBinary& binary, char** ptrs) {
   int64_t items = binary.items();
   if (items <= 0) return;
   int64_t cost = std::max<int64_t>(binary.item_cost(), 1);
@@ -473,6 +464,13 @@ void cpu_run_items(const CpuBinary& binary, char** ptrs) {
   }
   std::function<void(int64_t, int64_t)> fn = [&](int64_t b, int64_t e) { binary.kernel(b, e, ptrs); };
   pool.run(items, fn, chunk);
+}
+
+}  // namespace
+
+void cpu_launch(const CpuBinary& binary, char** ptrs) {
+  run_items(binary, ptrs);
+  if (binary.finish) binary.finish(ptrs);
 }
 
 void set_cpu_threads(int n) { Pool::instance().set_threads(n); }

@@ -346,7 +346,7 @@ class CpuGen {
       }
     }
     std::vector<size_t> row_outputs;
-    std::vector<bool> grid = over_rows_values(k_);
+    std::vector<bool> grid = over_rows_values(k_.nodes);
     for (size_t o = 0; o < k_.outputs.size(); ++o) {
       int id = k_.output_nodes[o];
       if (grid[id]) {

@@ -785,7 +785,7 @@ class CudaGen {
         p.pass_reductions[need[i]].push_back(static_cast<int>(i));
       }
     }
-    std::vector<bool> grid = over_rows_values(k_);
+    std::vector<bool> grid = over_rows_values(k_.nodes);
     for (size_t o = 0; o < k_.outputs.size(); ++o) {
       int id = k_.output_nodes[o];
       if (grid[id]) {
@@ -1081,6 +1081,9 @@ class CudaGen {
       }
     }
     std::vector<int> grid_reds = over_rows_reductions(k_);
+    // A reduction over no rows still stores its scalars (a sum of nothing is 0): one block.
+    const int64_t grid =
+        rows_ == 0 ? (grid_reds.empty() ? 0 : 1) : ceil_div(rows_, p.rows_per_block);
     std::string grid_decls;
     std::vector<int64_t> ws_offset;
     const int64_t count_offset = 0;  // the count of finished blocks, then the blocks' partials
@@ -1093,7 +1096,7 @@ class CudaGen {
                     reduce_identity(k_.nodes[g].op, k_.nodes[g].dtype, Backend::kCuda) +
                     ";\n  __shared__ " + ct + " gsm" + std::to_string(g) + "[32];\n";
       ws_offset.push_back(ws_bytes);
-      ws_bytes += ceil_div(std::max<int64_t>(1, ceil_div(rows_, p.rows_per_block)) * 8, 16) * 16;
+      ws_bytes += ceil_div(grid * 8, 16) * 16;  // a partial per block, 8 bytes apart
     }
     if (!grid_reds.empty()) grid_decls += "  __shared__ unsigned th_last;\n";
     auto fn = [&](int v, bool use_cache) {
@@ -1131,8 +1134,7 @@ class CudaGen {
     if (!grid_reds.empty()) os << over_rows_epilogue(p, ws_offset, count_offset);
     os << "}\n";
     launch->block = block;
-    // A reduction over no rows still stores its scalars (a sum of nothing is 0): one block.
-    launch->grid = rows_ == 0 ? (grid_reds.empty() ? 0 : 1) : ceil_div(rows_, p.rows_per_block);
+    launch->grid = grid;
     launch->shared_bytes = static_cast<int>(smem);
     launch->workspace_bytes = ws_bytes;
     launch->counter_bytes = ws_bytes > 0 ? 16 : 0;

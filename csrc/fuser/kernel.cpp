@@ -60,11 +60,11 @@ std::vector<int> available_from(const KernelDef& k) {
   return need;
 }
 
-std::vector<bool> over_rows_values(const KernelDef& k) {
-  std::vector<bool> g(k.nodes.size(), false);
-  for (size_t i = 0; i < k.nodes.size(); ++i) {
-    g[i] = k.nodes[i].over_rows;
-    for (int a : k.nodes[i].args) g[i] = g[i] || g[a];
+std::vector<bool> over_rows_values(const std::vector<KNode>& nodes) {
+  std::vector<bool> g(nodes.size(), false);
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    g[i] = nodes[i].over_rows;
+    for (int a : nodes[i].args) g[i] = g[i] || g[a];
   }
   return g;
 }
@@ -828,16 +828,14 @@ class Builder {
   // Reductions over rows: in row kernels, of values that vary over every kept axis (each row
   // counted once), not of one another; what is computed from them is a scalar.
   void check_over_rows(const KernelDef& k, uint64_t kept) {
-    std::vector<bool> grid(nodes_.size(), false);
+    std::vector<bool> grid = over_rows_values(nodes_);
     for (size_t i = 0; i < nodes_.size(); ++i) {
       const KNode& n = nodes_[i];
-      for (int a : n.args) grid[i] = grid[i] || grid[a];
       if (n.over_rows) {
         if (k.kind != KernelDef::Kind::kInner) reject("a reduction over rows outside a row kernel");
-        if (grid[i]) reject("a reduction over rows of a reduction over rows");
+        if (grid[n.args[0]]) reject("a reduction over rows of a reduction over rows");
         if (nodes_[n.args[0]].axes != kept)
           reject("a reduction over rows of a value that does not vary over every row");
-        grid[i] = true;
       } else if (grid[i] && n.axes != 0) {
         reject("a value computed from a reduction over rows varies over the rows");
       }

@@ -89,7 +89,7 @@ bool is_reduce_op(const std::string& op);
 std::vector<int> available_from(const KernelDef& k);
 
 // Per node: a reduction over rows (KNode::over_rows) or a value computed from one (a scalar).
-std::vector<bool> over_rows_values(const KernelDef& k);
+std::vector<bool> over_rows_values(const std::vector<KNode>& nodes);
 
 // The reductions over rows of `k`, in node order.
 std::vector<int> over_rows_reductions(const KernelDef& k);
