@@ -132,18 +132,37 @@ def _gelu2(t):
 
 @requires_compiler
 def test_cuda_source_takes_erf_of_values_rounded_to_half_precision_from_a_cheaper_form():
-    # gelu of bf16 values is rounded to bf16, so its erf needs no more precision: th_erf_lp. An erf
-    # read as fp32, or summed, or of fp16 values keeps erff.
+    # gelu of bf16 values is rounded to bf16, so its erf needs no more precision: th_erf_lp, or where
+    # the erf is only added to 1 (gelu), th_erf_as without the small-argument polynomial. An erf read
+    # as fp32, or summed, or of fp16 values keeps erff.
     x = torch.randn(16, 1000)
-    for fn, dtype, cheap in ((gelu_chain, torch.bfloat16, True), (gelu_chain, torch.float16, False),
-                             (gelu_chain, torch.float32, False), (_erf2, torch.bfloat16, True),
-                             (lambda t: torch.erf(t.float()) * 3, torch.bfloat16, False),
-                             (lambda t: (torch.erf(t.float()) * t.float()).sum(-1), torch.bfloat16, False)):
+    for fn, dtype, form in ((gelu_chain, torch.bfloat16, "th_erf_as("), (gelu_chain, torch.float16, "erff("),
+                            (gelu_chain, torch.float32, "erff("), (_erf2, torch.bfloat16, "th_erf_lp("),
+                            (lambda t: (torch.erf(t) + 0.5) * 2, torch.bfloat16, "th_erf_lp("),
+                            (lambda t: torch.erf(t.float()) * 3, torch.bfloat16, "erff("),
+                            (lambda t: (torch.erf(t.float()) * t.float()).sum(-1), torch.bfloat16, "erff(")):
         args = _args(fn, (16, 1000), dtype) if fn is gelu_chain else (x.to(dtype),)
         for _, src, *_ in _cuda_sources(fn, args):
             body = _kernel_body(src)
             if "erf" in body:
-                assert ("th_erf_lp(" in body) == cheap and ("erff(" in body) == (not cheap), (fn, dtype)
+                used = [f for f in ("th_erf_as(", "th_erf_lp(", "erff(") if f in body]
+                assert used == [form], (fn, dtype, used)
+
+
+@requires_compiler
+def test_cuda_source_loads_vectors_the_same_in_every_row_once_per_group_of_rows():
+    # bf16 x * w + b: the chunks of w and b are loaded (th_load8) for the first row of a group and
+    # reused for the others (th_loadv8 loads x alone); fp32 chunks and rows of a width that is not a
+    # multiple of 8 are not grouped.
+    bf = lambda *shape: torch.randn(*shape).bfloat16()  # noqa: E731
+    ((_, src, *_),) = _cuda_sources(lambda x, w, b: x * w + b, (bf(64, 4096), bf(4096), bf(4096)))
+    loadv = src[src.index("th_loadv8("):]
+    loadv = loadv[:loadv.index("}")]
+    assert "in0" in loadv and "in1 +" not in loadv and "in2 +" not in loadv
+    assert "th_store8(r[u], r[0]," in src
+    for args in ((bf(64, 4100), bf(4100), bf(4100)), (torch.randn(64, 4096), torch.randn(4096), torch.randn(4096))):
+        ((_, src, *_),) = _cuda_sources(lambda x, w, b: x * w + b, args)
+        assert "th_loadv" not in src
 
 
 @requires_compiler
@@ -357,6 +376,18 @@ EMULATED = {
     "softmax_inf_nan_block": (softmax, lambda: (_inf_nan_rows(3000),)),
     "softmax_inf_nan_online": (softmax, lambda: (_inf_nan_rows(50304),)),
     "log_softmax_inf_nan_online": (log_softmax, lambda: (_inf_nan_rows(50304),)),
+    # bf16 rows beside vectors the same in every row: each thread takes one chunk column in four rows
+    # and loads the vectors once for them (37 rows: a last group of one; 2 rows: fewer than four; a
+    # weight varying over the middle axis of three is loaded per row, the bias once).
+    "bf16_rows_grouped": (lambda x, w, b: F.gelu(x * w + b) * 0.5 + x,
+                          lambda: (torch.randn(37, 64).bfloat16(), torch.randn(64).bfloat16(),
+                                   torch.randn(64).bfloat16())),
+    "bf16_rows_grouped_few": (lambda x, w, b: x * w + b,
+                              lambda: (torch.randn(2, 64).bfloat16(), torch.randn(64).bfloat16(),
+                                       torch.randn(64).bfloat16())),
+    "bf16_rows_grouped_3d": (lambda x, w, b: x * w + b,
+                             lambda: (torch.randn(3, 5, 48).bfloat16(), torch.randn(5, 48).bfloat16(),
+                                      torch.randn(48).bfloat16())),
     "amax_nan_inf": (lambda t: t.amax(-1) * 2,
                      lambda: (torch.tensor([[1.0, float("nan"), 2.0], [float("inf"), 0.0, -1.0]]),)),
 }

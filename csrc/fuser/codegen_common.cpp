@@ -86,8 +86,8 @@ std::string op_expr(const KNode& n, const std::vector<std::string>& a,
     // every bit.
     const DType from = dt.empty() ? n.dtype : dt[0];
     if (from != n.dtype) {
-      if (n.dtype == DType::kBFloat16) return "th_ld_bf16(th_st_bf16((float)(" + a[0] + ")))";
-      if (n.dtype == DType::kFloat16) return "th_ld_f16(th_st_f16((float)(" + a[0] + ")))";
+      if (n.dtype == DType::kBFloat16) return "th_round_bf16((float)(" + a[0] + "))";
+      if (n.dtype == DType::kFloat16) return "th_round_f16((float)(" + a[0] + "))";
     }
     return cast(a[0]);
   }
@@ -188,6 +188,25 @@ bool erf_rounded_to_bf16(const KernelDef& k, int id) {
     return memo[v] == 1;
   };
   return rounded(id);
+}
+
+bool erf_offset_by_unit(const KernelDef& k, int id) {
+  bool used = false;
+  for (int o : k.output_nodes) {
+    if (o == id) return false;
+  }
+  for (const KNode& w : k.nodes) {
+    for (size_t i = 0; i < w.args.size(); ++i) {
+      if (w.args[i] != id) continue;
+      used = true;
+      if ((w.op != "add" && w.op != "sub") || w.args.size() != 2 || w.args[0] == w.args[1]) return false;
+      const KNode& c = k.nodes[w.args[1 - i]];
+      if (c.op != "const" || !(std::fabs(c.is_float_const ? c.fvalue : static_cast<double>(c.ivalue)) >= 1.0)) {
+        return false;
+      }
+    }
+  }
+  return used;
 }
 
 std::string reduce_identity(const std::string& op, DType d, Backend be) {
@@ -329,7 +348,9 @@ TH_INLINE float th_exp_nonpos(float x) {
   return x != x ? x : r;
 }
 )" + common +
-           "TH_INLINE unsigned short th_st_bf16(float f) { return th_st_bf16_sw(f); }\n";
+           "TH_INLINE unsigned short th_st_bf16(float f) { return th_st_bf16_sw(f); }\n"
+           "TH_INLINE float th_round_bf16(float f) { return th_ld_bf16(th_st_bf16_sw(f)); }\n"
+           "TH_INLINE float th_round_f16(float f) { return th_ld_f16(th_st_f16(f)); }\n";
   }
   // The CUDA kernels' own helpers follow: vector accesses and warp shuffles.
   static const char* cuda_helpers = R"(
@@ -423,27 +444,33 @@ TH_INLINE float th_exp_nonpos(float x) {
   return exp2f(x * 1.4426950408889634f);
 #endif
 }
-// erf of a value rounded to bf16 afterwards (gelu of bf16 values; see erf_rounded_to_bf16):
-// Abramowitz and Stegun 7.1.26 for |x| >= 0.1 (absolute error below 1.5e-7: an approximate
-// reciprocal and the hardware's base-2 exponential), x (2/sqrt(pi)) (1 - x^2/3 + x^4/10) below it
-// (relative error below 3e-8); relative error at most 2e-6 overall, against the 2^-9 of a bf16
-// rounding. About half the instructions of erff. NaN and +-inf give NaN and +-1.
-TH_INLINE float th_erf_lp(float x) {
-  const float a = fabsf(x);
-  const float d = fmaf(0.3275911f, a, 1.0f);
+// erf(s / sqrt(log2 e)) within an absolute 1.5e-7: Abramowitz and Stegun 7.1.26 with an
+// approximate reciprocal and the hardware's base-2 exponential, the argument scaled so that
+// exp(-x^2) is 2^(-s^2) (a multiply fewer; gelu's 1/sqrt(2) takes the scale). Not relatively
+// accurate near 0. NaN and +-inf give NaN and +-1.
+TH_INLINE float th_erf_as(float s) {
+  const float a = fabsf(s);
+  const float d = fmaf(0.2727374808792225f, a, 1.0f);  // 0.3275911 / sqrt(log2 e)
 #if defined(__CUDA_ARCH__)
   float t; asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(t) : "f"(d));
+  float e; asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(e) : "f"(-(a * a)));
 #else
   const float t = 1.0f / d;
+  const float e = exp2f(-(a * a));
 #endif
   float p = fmaf(1.061405429f, t, -1.453152027f);
   p = fmaf(p, t, 1.421413741f);
   p = fmaf(p, t, -0.284496736f);
   p = fmaf(p, t, 0.254829592f);
-  const float r = fmaf(-(p * t), th_exp_nonpos(-(a * a)), 1.0f);
+  return copysignf(fmaf(-(p * t), e, 1.0f), s);
+}
+// erf of a value rounded to bf16 afterwards (see erf_rounded_to_bf16): th_erf_as for |x| >= 0.1,
+// x (2/sqrt(pi)) (1 - x^2/3 + x^4/10) below it (relative error below 3e-8); relative error at most
+// 2e-6 overall, against the 2^-9 of a bf16 rounding. About half the instructions of erff.
+TH_INLINE float th_erf_lp(float x) {
   const float x2 = x * x;
   const float small = x * fmaf(fmaf(0.112837916709551f, x2, -0.376126389031838f), x2, 1.128379167095513f);
-  return a < 0.1f ? small : copysignf(r, x);
+  return fabsf(x) < 0.1f ? small : th_erf_as(x * 1.2011224087864498f);
 }
 // sm_80 and later round to bf16 in one instruction (NaN becomes the canonical NaN).
 TH_INLINE unsigned short th_st_bf16(float f) {
@@ -451,6 +478,24 @@ TH_INLINE unsigned short th_st_bf16(float f) {
   unsigned short h; asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(f)); return h;
 #else
   return th_st_bf16_sw(f);
+#endif
+}
+// A value rounded to bf16 or fp16 and widened back, as eager's conversion between two operations.
+// sm_80 and later: the packing conversion (F2FP, which issues at a higher rate than the one-value
+// conversion F2F) with 0 in the low half, so a bf16 result is the fp32 bits as they are.
+TH_INLINE float th_round_bf16(float f) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  unsigned p; asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(p) : "f"(f), "f"(0.0f)); return __uint_as_float(p);
+#else
+  return th_ld_bf16(th_st_bf16_sw(f));
+#endif
+}
+TH_INLINE float th_round_f16(float f) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  unsigned p; asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(p) : "f"(f), "f"(0.0f));
+  float r; asm("{ .reg .f16 lo, hi; mov.b32 {lo, hi}, %1; cvt.f32.f16 %0, hi; }" : "=f"(r) : "r"(p)); return r;
+#else
+  return th_ld_f16(th_st_f16(f));
 #endif
 }
 )" + std::string(cuda_helpers);

@@ -36,6 +36,10 @@ bool exp_of_row_excess(const KernelDef& k, int id);
 // than bf16's precision, which th_erf_lp gives (CUDA). fp16 keeps erff: its 3 more bits would see
 // th_erf_lp's error in about 1 % of results (one unit).
 bool erf_rounded_to_bf16(const KernelDef& k, int id);
+// True for an erf whose every use adds a constant of magnitude at least 1 to it (gelu's 1 + erf):
+// th_erf_as's absolute error is then relative to the sums, and the small-argument polynomial of
+// th_erf_lp has nothing to add.
+bool erf_offset_by_unit(const KernelDef& k, int id);
 // Reductions: the identity, and acc (+) v.
 std::string reduce_identity(const std::string& op, DType d, Backend be);
 std::string reduce_combine(const std::string& op, DType d, const std::string& acc,

@@ -6,6 +6,8 @@
 #include "fuser/cuda_codegen.h"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <sstream>
 #include <unordered_map>
@@ -18,11 +20,16 @@ namespace thunder::fuser {
 
 namespace {
 
-// Pointwise chunks per thread per loop iteration. One: fewer registers, more warps in flight (H200,
-// gelu(x*w+b)*0.5+x on 64 MB: fp32 0.95 of a copy's bandwidth at 1 against 0.87 at 4, bf16 0.56
-// against 0.51; a plain x * 2 reaches the copy's at either).
+// Pointwise chunks per thread per loop iteration, and threads per block. Chunks of 16 bytes of
+// 4-byte elements: one chunk, 256 threads (fewer registers, more warps in flight; H200,
+// gelu(x*w+b)*0.5+x on 64 MB fp32: 0.95 of a copy's bandwidth at 1 against 0.87 at 4). Chunks of 8
+// elements (2-byte dtypes) carry twice the arithmetic per byte: four chunks, so that each thread has
+// four loads in flight before it computes, and 128 threads (bf16: 0.78 against 0.70 at one chunk and
+// 256 threads, 0.76 at two chunks; a plain x * 2 reaches the copy's bandwidth at either).
 constexpr int kUnroll = 1;
 constexpr int kPointwiseThreads = 256;
+constexpr int kUnrollNarrow = 4;
+constexpr int kPointwiseThreadsNarrow = 128;
 // 32-bit indices while every element count and offset stays below this (2^31 less room for a
 // loop counter to step past the end).
 constexpr int64_t kInt32Limit = (int64_t{1} << 31) - (int64_t{1} << 16);
@@ -60,6 +67,10 @@ struct ColScope {
   std::string regs;
   std::unordered_map<int, std::string> memo;
   bool cached = false;  // cached loads read `cache<id>[k]`
+  // Pointwise chunks grouped over rows: loads the same in every row (same_in_every_row) go to
+  // `pre_inv` and are read from the group's first register struct `r0`.
+  bool grouped = false;
+  std::string pre_inv;
 };
 
 class CudaGen {
@@ -371,8 +382,10 @@ class CudaGen {
         } else {
           s.pre += "      " + st + " " + ld + arr + ";\n";
         }
+        const bool inv = s.grouped && same_in_every_row(id);
+        std::string& pre = inv ? s.pre_inv : s.pre;
         if (is == 1) {
-          s.pre += "      th_ldv<" + st + ", " + vs + ">(" + ptr + " + " + addr + ", " + nm + ");\n";
+          pre += "      th_ldv<" + st + ", " + vs + ">(" + ptr + " + " + addr + ", " + nm + ");\n";
           if (smem_cached_.count(id) && c == "c") {
             // The first pass that reads the load also keeps the chunk for the later passes.
             s.pre +=
@@ -380,12 +393,12 @@ class CudaGen {
             smem_filling_.insert(id);
           }
         } else if (is == 0) {
-          s.pre += "      " + nm + " = " + ptr + "[" + addr + "];\n";
+          pre += "      " + nm + " = " + ptr + "[" + addr + "];\n";
         } else {
-          s.pre += "#pragma unroll\n      for (int l = 0; l < " + vs + "; ++l) " + nm + "[l] = " + ptr + "[" + addr +
-                   " + (idx_t)l * " + lit(is) + "];\n";
+          pre += "#pragma unroll\n      for (int l = 0; l < " + vs + "; ++l) " + nm + "[l] = " + ptr + "[" + addr +
+                 " + (idx_t)l * " + lit(is) + "];\n";
         }
-        e = load_expr(n.dtype, nm + (is == 0 ? "" : "[l]"));
+        e = load_expr(n.dtype, (inv ? "r0." + ld : nm) + (is == 0 ? "" : "[l]"));
       }
     } else if (n.op == "iota" || n.op == "rand") {
       const Access& a = L_.loads[id];
@@ -424,7 +437,7 @@ class CudaGen {
     } else if (exp_of_row_excess(k_, id)) {
       e = "th_exp_nonpos(" + col_value(n.args[0], s, c) + ")";
     } else if (erf_rounded_to_bf16(k_, id)) {
-      e = "th_erf_lp(" + col_value(n.args[0], s, c) + ")";
+      e = erf_rounded(id, s, c);
     } else if (n.op == "div" && is_floating(n.dtype) && row_level(n.args[1])) {
       // Division by a row-level value: one reciprocal per row, a multiply per element (as eager's
       // softmax and normalization kernels do).
@@ -442,6 +455,32 @@ class CudaGen {
     s.lane += "        const " + ct + " " + v + " = " + e + ";\n";
     s.memo[id] = v;
     return v;
+  }
+
+  // An erf rounded to bf16 (see erf_rounded_to_bf16). Added only to 1 (gelu): th_erf_as of the
+  // argument times sqrt(log2 e), or of y times c sqrt(log2 e) for an argument y * c with c a positive
+  // constant (gelu's 1/sqrt(2)): one multiply for both scales.
+  std::string erf_rounded(int id, ColScope& s, const std::string& c) {
+    const KNode& n = k_.nodes[id];
+    if (!erf_offset_by_unit(k_, id)) return "th_erf_lp(" + col_value(n.args[0], s, c) + ")";
+    constexpr double kScale = 1.2011224087864498;  // sqrt(log2 e)
+    auto as = [&](int y, double scale) {
+      char lit[64];
+      std::snprintf(lit, sizeof(lit), "%a", static_cast<double>(static_cast<float>(scale)));
+      return "th_erf_as(" + col_value(y, s, c) + " * " + lit + "f)";
+    };
+    const KNode& m = k_.nodes[n.args[0]];
+    if (m.op == "mul" && m.args.size() == 2 && compute_type(m.dtype) == "float") {
+      for (int i = 0; i < 2; ++i) {
+        const KNode& k = k_.nodes[m.args[i]];
+        const double v = k.is_float_const ? k.fvalue : static_cast<double>(k.ivalue);
+        if (k.op == "const" && std::isfinite(v) && v > 0 &&
+            compute_type(k_.nodes[m.args[1 - i]].dtype) == "float") {
+          return as(m.args[1 - i], v * kScale);
+        }
+      }
+    }
+    return as(n.args[0], kScale);
   }
 
   // 1 / value(id) for a row-level value, computed once per row.
@@ -529,11 +568,14 @@ class CudaGen {
   // ---- pointwise ----------------------------------------------------------------------------------
 
   // Chunk functions for width V: th_load<V> fills a register struct, th_store<V> computes and stores.
-  std::string pointwise_chunk(int v) {
+  // Grouped over rows: th_loadv<V> loads only what varies between rows, and th_store<V> reads the
+  // rest from the group's first struct r0.
+  std::string pointwise_chunk(int v, bool grouped) {
     reset();
     ColScope s;
     s.v = v;
     s.split = true;
+    s.grouped = grouped;
     for (size_t o = 0; o < k_.outputs.size(); ++o) {
       col_store(o, stored_value(o, s, "e"), s, "e");
     }
@@ -542,39 +584,101 @@ class CudaGen {
     std::ostringstream os;
     os << "struct " << rname << " {\n" << (s.regs.empty() ? "  char unused;\n" : s.regs) << "};\n";
     os << "TH_INLINE void " << lname << "(" << rname << "& r, " << params_ << ", const idx_t e) {\n"
-       << s.pre << "}\n";
-    os << "TH_INLINE void " << sname << "(const " << rname << "& r, " << params_ << ", const idx_t e) {\n"
+       << s.pre_inv << s.pre << "}\n";
+    if (grouped) {
+      os << "TH_INLINE void th_loadv" << vs << "(" << rname << "& r, " << params_ << ", const idx_t e) {\n"
+         << s.pre << "}\n";
+    }
+    os << "TH_INLINE void " << sname << "(const " << rname << "& r, "
+       << (grouped ? "const " + rname + "& r0, " : "") << params_ << ", const idx_t e) {\n"
        << s.decl << "#pragma unroll\n      for (int l = 0; l < " << vs << "; ++l) {\n" << s.lane
        << "      }\n" << s.post << "}\n";
     return os.str();
   }
 
+  // A load that reads the same elements in every row of a pointwise kernel (a bias, a weight): zero
+  // strides on every axis but the innermost.
+  bool same_in_every_row(int id) const {
+    const Access& a = L_.loads[id];
+    if (a.strides.empty() || inner_ < 0) return false;
+    for (int i = 0; i < n_; ++i) {
+      if (i != inner_ && a.strides[i] != 0 && L_.sizes[i] > 1) return false;
+    }
+    return true;
+  }
+
+  // Rows of the innermost axis, grouped `unroll` at a time for a pointwise kernel whose chunks of
+  // vec_ elements stay inside rows and which reads a load the same in every row beside loads that vary:
+  // each thread takes one chunk column in `unroll` rows, and loads and widens those values once for
+  // them all (bias and weight vectors).
+  bool group_rows(int unroll) const {
+    if (unroll < 2 || vec_ < 2 || n_ < 2 || L_.sizes[inner_] % vec_ != 0) return false;
+    bool invariant = false, varying = false;
+    for (size_t i = 0; i < k_.nodes.size(); ++i) {
+      if (k_.nodes[i].op != "load" || L_.loads[i].strides.empty()) continue;
+      (same_in_every_row(static_cast<int>(i)) ? invariant : varying) = true;
+    }
+    return invariant && varying;
+  }
+
   std::string pointwise(CudaLaunch* launch) {
     int64_t numel = 1;
     for (int64_t s : L_.sizes) numel *= s;
+    const int unroll = vec_ >= 8 ? kUnrollNarrow : kUnroll;
+    const int threads = vec_ >= 8 ? kPointwiseThreadsNarrow : kPointwiseThreads;
+    const bool grouped = numel > 0 && group_rows(unroll);
+    const std::string us = std::to_string(unroll);
     std::ostringstream os;
-    os << pointwise_chunk(1);
-    if (vec_ > 1) os << pointwise_chunk(vec_);
+    os << pointwise_chunk(1, false);
+    if (vec_ > 1) os << pointwise_chunk(vec_, grouped);
     auto run = [&](int v) {
       std::string vs = std::to_string(v);
       return "TH_INLINE void th_run" + vs + "(" + params_ + ", const long long e0, const long long n) {\n" +
-             "  const long long step = (long long)gridDim.x * blockDim.x * " + std::to_string(kUnroll) + ";\n" +
-             "  for (long long b = (long long)blockIdx.x * blockDim.x * " + std::to_string(kUnroll) +
+             "  const long long step = (long long)gridDim.x * blockDim.x * " + us + ";\n" +
+             "  for (long long b = (long long)blockIdx.x * blockDim.x * " + us +
              " + threadIdx.x; b < n; b += step) {\n" +
-             "    th_regs" + vs + " r[" + std::to_string(kUnroll) + "];\n" +
-             "#pragma unroll\n    for (int u = 0; u < " + std::to_string(kUnroll) + "; ++u) {\n" +
+             "    th_regs" + vs + " r[" + us + "];\n" +
+             "#pragma unroll\n    for (int u = 0; u < " + us + "; ++u) {\n" +
              "      const long long q = b + (long long)u * blockDim.x;\n" +
              "      if (q < n) th_load" + vs + "(r[u], " + args_ + ", (idx_t)(e0 + q * " + vs + "));\n    }\n" +
-             "#pragma unroll\n    for (int u = 0; u < " + std::to_string(kUnroll) + "; ++u) {\n" +
+             "#pragma unroll\n    for (int u = 0; u < " + us + "; ++u) {\n" +
              "      const long long q = b + (long long)u * blockDim.x;\n" +
              "      if (q < n) th_store" + vs + "(r[u], " + args_ + ", (idx_t)(e0 + q * " + vs + "));\n    }\n" +
              "  }\n}\n";
     };
+    // Grouped rows (group_rows: an innermost axis exists and holds whole chunks).
+    const int64_t row_len = grouped ? L_.sizes[inner_] : 1, rows = numel / row_len;
+    const int64_t chunks = row_len / vec_, groups = ceil_div(rows, unroll);
     os << run(1);
-    if (vec_ > 1) os << run(vec_);
-    os << "extern \"C\" __global__ void __launch_bounds__(" << kPointwiseThreads << ") " << name_
+    if (grouped) {
+      // Thread q takes chunk q % chunks of rows unroll * (q / chunks) and the next unroll - 1 (those
+      // before `rows`); a warp's chunks are consecutive in each row.
+      const std::string vs = std::to_string(vec_), cl = std::to_string(chunks) + "LL";
+      os << "TH_INLINE void th_run" << vs << "(" << params_ << ") {\n"
+         << "  const long long step = (long long)gridDim.x * blockDim.x;\n"
+         << "  for (long long q = (long long)blockIdx.x * blockDim.x + threadIdx.x; q < " << groups * chunks
+         << "LL; q += step) {\n"
+         << "    const long long g = q / " << cl << ", e = g * " << unroll * row_len << "LL + (q - g * " << cl
+         << ") * " << vs << "LL;\n"
+         << "    th_regs" << vs << " r[" << us << "];\n"
+         << "    th_load" << vs << "(r[0], " << args_ << ", (idx_t)e);\n"
+         << "#pragma unroll\n    for (int u = 1; u < " << us << "; ++u) {\n"
+         << "      if (g * " << unroll << "LL + u < " << rows << "LL) th_loadv" << vs << "(r[u], " << args_
+         << ", (idx_t)(e + (long long)u * " << row_len << "LL));\n    }\n"
+         << "#pragma unroll\n    for (int u = 0; u < " << us << "; ++u) {\n"
+         << "      if (g * " << unroll << "LL + u < " << rows << "LL) th_store" << vs << "(r[u], r[0], " << args_
+         << ", (idx_t)(e + (long long)u * " << row_len << "LL));\n    }\n"
+         << "  }\n}\n";
+    } else if (vec_ > 1) {
+      os << run(vec_);
+    }
+    os << "extern \"C\" __global__ void __launch_bounds__(" << threads << ") " << name_
        << "(" << params_ << ") {\n";
-    if (vec_ > 1) {
+    if (grouped) {
+      os << "  if (" << alignment_check() << ") {\n"
+         << "    th_run" << vec_ << "(" << args_ << ");\n"
+         << "  } else {\n    th_run1(" << args_ << ", 0LL, " << numel << "LL);\n  }\n";
+    } else if (vec_ > 1) {
       int64_t nv = numel / vec_;
       os << "  if (" << alignment_check() << ") {\n"
          << "    th_run" << vec_ << "(" << args_ << ", 0LL, " << nv << "LL);\n";
@@ -586,8 +690,9 @@ class CudaGen {
       os << "  th_run1(" << args_ << ", 0LL, " << numel << "LL);\n";
     }
     os << "}\n";
-    launch->block = kPointwiseThreads;
-    launch->grid = numel == 0 ? 0 : ceil_div(ceil_div(numel, vec_), int64_t{kPointwiseThreads} * kUnroll);
+    launch->block = threads;
+    const int64_t work = grouped ? groups * chunks : ceil_div(ceil_div(numel, vec_), unroll);
+    launch->grid = numel == 0 ? 0 : ceil_div(work, int64_t{threads});
     launch->shared_bytes = 0;
     return os.str();
   }
