@@ -150,19 +150,24 @@ def test_cuda_source_takes_erf_of_values_rounded_to_half_precision_from_a_cheape
 
 
 @requires_compiler
-def test_cuda_source_loads_vectors_the_same_in_every_row_once_per_group_of_rows():
-    # bf16 x * w + b: the chunks of w and b are loaded (th_load8) for the first row of a group and
-    # reused for the others (th_loadv8 loads x alone); fp32 chunks and rows of a width that is not a
-    # multiple of 8 are not grouped.
+def test_cuda_source_loads_vectors_the_same_in_every_row_once_per_group_of_rows(monkeypatch):
+    # bf16 x * w + b of 4M elements: the chunks of w and b are loaded (th_load8) for the first row of
+    # a group and reused for the others (th_loadv8 loads x alone). Smaller kernels, fp32 chunks and
+    # rows of a width that is not a multiple of 8 are not grouped.
     bf = lambda *shape: torch.randn(*shape).bfloat16()  # noqa: E731
-    ((_, src, *_),) = _cuda_sources(lambda x, w, b: x * w + b, (bf(64, 4096), bf(4096), bf(4096)))
+    xwb = lambda x, w, b: x * w + b  # noqa: E731
+    ((_, src, grid, block, _),) = _cuda_sources(xwb, (bf(1024, 4096), bf(4096), bf(4096)))
     loadv = src[src.index("th_loadv8("):]
     loadv = loadv[:loadv.index("}")]
     assert "in0" in loadv and "in1 +" not in loadv and "in2 +" not in loadv
-    assert "th_store8(r[u], r[0]," in src
-    for args in ((bf(64, 4100), bf(4100), bf(4100)), (torch.randn(64, 4096), torch.randn(4096), torch.randn(4096))):
-        ((_, src, *_),) = _cuda_sources(lambda x, w, b: x * w + b, args)
-        assert "th_loadv" not in src
+    assert "th_store8(r[u], r[0]," in src and block == 128 and grid == 1024 // 4 * 4096 // 8 // 128
+    for args in ((bf(1023, 4096), bf(4096), bf(4096)), (bf(1024, 4100), bf(4100), bf(4100)),
+                 (torch.randn(1024, 4096), torch.randn(4096), torch.randn(4096))):
+        ((_, src, grid, block, _),) = _cuda_sources(xwb, args)
+        assert "th_loadv" not in src and block == 256
+    monkeypatch.setenv("THUNDER_CUDA_UNROLL_NUMEL", "many")
+    with pytest.raises(Exception, match="THUNDER_CUDA_UNROLL_NUMEL must be a number of elements"):
+        _cuda_sources(xwb, (bf(8, 64), bf(64), bf(64)))
 
 
 @requires_compiler
@@ -376,18 +381,6 @@ EMULATED = {
     "softmax_inf_nan_block": (softmax, lambda: (_inf_nan_rows(3000),)),
     "softmax_inf_nan_online": (softmax, lambda: (_inf_nan_rows(50304),)),
     "log_softmax_inf_nan_online": (log_softmax, lambda: (_inf_nan_rows(50304),)),
-    # bf16 rows beside vectors the same in every row: each thread takes one chunk column in four rows
-    # and loads the vectors once for them (37 rows: a last group of one; 2 rows: fewer than four; a
-    # weight varying over the middle axis of three is loaded per row, the bias once).
-    "bf16_rows_grouped": (lambda x, w, b: F.gelu(x * w + b) * 0.5 + x,
-                          lambda: (torch.randn(37, 64).bfloat16(), torch.randn(64).bfloat16(),
-                                   torch.randn(64).bfloat16())),
-    "bf16_rows_grouped_few": (lambda x, w, b: x * w + b,
-                              lambda: (torch.randn(2, 64).bfloat16(), torch.randn(64).bfloat16(),
-                                       torch.randn(64).bfloat16())),
-    "bf16_rows_grouped_3d": (lambda x, w, b: x * w + b,
-                             lambda: (torch.randn(3, 5, 48).bfloat16(), torch.randn(5, 48).bfloat16(),
-                                      torch.randn(48).bfloat16())),
     "amax_nan_inf": (lambda t: t.amax(-1) * 2,
                      lambda: (torch.tensor([[1.0, float("nan"), 2.0], [float("inf"), 0.0, -1.0]]),)),
 }
@@ -410,6 +403,34 @@ def test_emulated_cuda_kernel_matches_eager(case, misalign):
         truth = fn(*[a.double() if a.is_floating_point() else a for a in args])
         ours, eager = (out.double() - truth).abs().max().item(), (expected.double() - truth).abs().max().item()
         assert ours <= 2 * eager, f"error {ours:.3g} against float64, eager's {eager:.3g}"
+
+
+GROUPED_ROWS = {
+    # bf16 rows beside vectors the same in every row: each thread takes one chunk column in four rows
+    # and loads the vectors once for them (37 rows: a last group of one; 2 rows: fewer than four; a
+    # weight varying over the middle axis of three is loaded per row, the bias once).
+    "gelu_chain": (gelu_chain, ((37, 64), (64,), (64,))),
+    "few_rows": (lambda x, w, b: x * w + b, ((2, 64), (64,), (64,))),
+    "three_dims": (lambda x, w, b: x * w + b, ((3, 5, 48), (5, 48), (48,))),
+    # no vector the same in every row: four consecutive chunks a thread, and a scalar tail
+    "no_vector": (lambda x, y: x * y + 1, ((37, 64), (37, 64))),
+}
+
+
+@requires_emulator
+@pytest.mark.parametrize("misalign", [False, True], ids=["aligned", "misaligned"])
+@pytest.mark.parametrize("case", list(GROUPED_ROWS))
+def test_emulated_bf16_pointwise_with_four_chunks_a_thread(case, misalign, monkeypatch):
+    # 2-byte kernels of 4M elements and more take four chunks a thread; the threshold lowered to 0
+    # runs that schedule on small tensors.
+    monkeypatch.setenv("THUNDER_CUDA_UNROLL_NUMEL", "0")
+    torch.manual_seed(0)
+    fn, shapes = GROUPED_ROWS[case]
+    args = tuple(torch.randn(*s).bfloat16() for s in shapes)
+    out, expected, _ = _emulate(fn, args, misalign=misalign)
+    assert ("th_loadv8(" in _emulate.last_source) == (case != "no_vector")
+    assert "__launch_bounds__(128)" in _emulate.last_source
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
 
 
 @requires_emulator

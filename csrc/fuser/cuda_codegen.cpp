@@ -26,10 +26,25 @@ namespace {
 // elements (2-byte dtypes) carry twice the arithmetic per byte: four chunks, so that each thread has
 // four loads in flight before it computes, and 128 threads (bf16: 0.78 against 0.70 at one chunk and
 // 256 threads, 0.76 at two chunks; a plain x * 2 reaches the copy's bandwidth at either).
+// 2-byte kernels under 4M elements keep one chunk and 256 threads: four chunks a thread leave too
+// few threads to fill the device (bf16 chain, 64x4096: 3.1 us against 2.2; 2048x768: 4.8 against 4.1; even at
+// 8192x768; 8192x3072: 32 against 37). THUNDER_CUDA_UNROLL_NUMEL sets the threshold (elements).
 constexpr int kUnroll = 1;
 constexpr int kPointwiseThreads = 256;
 constexpr int kUnrollNarrow = 4;
 constexpr int kPointwiseThreadsNarrow = 128;
+constexpr int64_t kNarrowMinNumel = int64_t{1} << 22;
+
+int64_t narrow_min_numel() {
+  const char* e = std::getenv("THUNDER_CUDA_UNROLL_NUMEL");
+  if (!e || !*e) return kNarrowMinNumel;
+  char* end = nullptr;
+  const long long v = std::strtoll(e, &end, 10);
+  if (*end != '\0' || v < 0) {
+    throw Error("THUNDER_CUDA_UNROLL_NUMEL must be a number of elements >= 0, got '" + std::string(e) + "'");
+  }
+  return v;
+}
 // 32-bit indices while every element count and offset stays below this (2^31 less room for a
 // loop counter to step past the end).
 constexpr int64_t kInt32Limit = (int64_t{1} << 31) - (int64_t{1} << 16);
@@ -624,8 +639,9 @@ class CudaGen {
   std::string pointwise(CudaLaunch* launch) {
     int64_t numel = 1;
     for (int64_t s : L_.sizes) numel *= s;
-    const int unroll = vec_ >= 8 ? kUnrollNarrow : kUnroll;
-    const int threads = vec_ >= 8 ? kPointwiseThreadsNarrow : kPointwiseThreads;
+    const bool narrow = vec_ >= 8 && numel >= narrow_min_numel();
+    const int unroll = narrow ? kUnrollNarrow : kUnroll;
+    const int threads = narrow ? kPointwiseThreadsNarrow : kPointwiseThreads;
     const bool grouped = numel > 0 && group_rows(unroll);
     const std::string us = std::to_string(unroll);
     std::ostringstream os;
