@@ -57,7 +57,7 @@ def main():
                 dev.append(s.elapsed_time(e) * 1e3)
             host.sort()
             dev.sort()
-            whole = bench(lambda: f(*args)) * 1e6
+            whole = bench(lambda f=f, a=args: f(*a)) * 1e6
             print(f"{name:40s} {who:8s} {host[10]:18.1f} {dev[10]:19.1f} {whole:9.1f}", flush=True)
 
 

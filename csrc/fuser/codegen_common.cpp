@@ -199,9 +199,11 @@ bool erf_offset_by_unit(const KernelDef& k, int id) {
     for (size_t i = 0; i < w.args.size(); ++i) {
       if (w.args[i] != id) continue;
       used = true;
-      if ((w.op != "add" && w.op != "sub") || w.args.size() != 2 || w.args[0] == w.args[1]) return false;
+      if ((w.op != "add" && w.op != "sub") || w.args.size() != 2 || w.args[0] == w.args[1])
+        return false;
       const KNode& c = k.nodes[w.args[1 - i]];
-      if (c.op != "const" || !(std::fabs(c.is_float_const ? c.fvalue : static_cast<double>(c.ivalue)) >= 1.0)) {
+      if (c.op != "const" ||
+          !(std::fabs(c.is_float_const ? c.fvalue : static_cast<double>(c.ivalue)) >= 1.0)) {
         return false;
       }
     }

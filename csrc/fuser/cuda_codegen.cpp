@@ -23,12 +23,13 @@ namespace {
 // Pointwise chunks per thread per loop iteration, and threads per block. Chunks of 16 bytes of
 // 4-byte elements: one chunk, 256 threads (fewer registers, more warps in flight; H200,
 // gelu(x*w+b)*0.5+x on 64 MB fp32: 0.95 of a copy's bandwidth at 1 against 0.87 at 4). Chunks of 8
-// elements (2-byte dtypes) carry twice the arithmetic per byte: four chunks, so that each thread has
-// four loads in flight before it computes, and 128 threads (bf16: 0.78 against 0.70 at one chunk and
-// 256 threads, 0.76 at two chunks; a plain x * 2 reaches the copy's bandwidth at either).
+// elements (2-byte dtypes) carry twice the arithmetic per byte: four chunks, so that each thread
+// has four loads in flight before it computes, and 128 threads (bf16: 0.78 against 0.70 at one
+// chunk and 256 threads, 0.76 at two chunks; a plain x * 2 reaches the copy's bandwidth at either).
 // 2-byte kernels under 4M elements keep one chunk and 256 threads: four chunks a thread leave too
-// few threads to fill the device (bf16 chain, 64x4096: 3.1 us against 2.2; 2048x768: 4.8 against 4.1; even at
-// 8192x768; 8192x3072: 32 against 37). THUNDER_CUDA_UNROLL_NUMEL sets the threshold (elements).
+// few threads to fill the device (bf16 chain, 64x4096: 3.1 us against 2.2; 2048x768: 4.8
+// against 4.1; even at 8192x768; 8192x3072: 32 against 37). THUNDER_CUDA_UNROLL_NUMEL sets the
+// threshold (elements).
 constexpr int kUnroll = 1;
 constexpr int kPointwiseThreads = 256;
 constexpr int kUnrollNarrow = 4;
@@ -41,7 +42,8 @@ int64_t narrow_min_numel() {
   char* end = nullptr;
   const long long v = std::strtoll(e, &end, 10);
   if (*end != '\0' || v < 0) {
-    throw Error("THUNDER_CUDA_UNROLL_NUMEL must be a number of elements >= 0, got '" + std::string(e) + "'");
+    throw Error("THUNDER_CUDA_UNROLL_NUMEL must be a number of elements >= 0, got '" +
+                std::string(e) + "'");
   }
   return v;
 }
@@ -410,8 +412,8 @@ class CudaGen {
         } else if (is == 0) {
           pre += "      " + nm + " = " + ptr + "[" + addr + "];\n";
         } else {
-          pre += "#pragma unroll\n      for (int l = 0; l < " + vs + "; ++l) " + nm + "[l] = " + ptr + "[" + addr +
-                 " + (idx_t)l * " + lit(is) + "];\n";
+          pre += "#pragma unroll\n      for (int l = 0; l < " + vs + "; ++l) " + nm +
+                 "[l] = " + ptr + "[" + addr + " + (idx_t)l * " + lit(is) + "];\n";
         }
         e = load_expr(n.dtype, (inv ? "r0." + ld : nm) + (is == 0 ? "" : "[l]"));
       }
@@ -473,8 +475,8 @@ class CudaGen {
   }
 
   // An erf rounded to bf16 (see erf_rounded_to_bf16). Added only to 1 (gelu): th_erf_as of the
-  // argument times sqrt(log2 e), or of y times c sqrt(log2 e) for an argument y * c with c a positive
-  // constant (gelu's 1/sqrt(2)): one multiply for both scales.
+  // argument times sqrt(log2 e), or of y times c sqrt(log2 e) for an argument y * c with c a
+  // positive constant (gelu's 1/sqrt(2)): one multiply for both scales.
   std::string erf_rounded(int id, ColScope& s, const std::string& c) {
     const KNode& n = k_.nodes[id];
     if (!erf_offset_by_unit(k_, id)) return "th_erf_lp(" + col_value(n.args[0], s, c) + ")";
@@ -582,9 +584,9 @@ class CudaGen {
 
   // ---- pointwise ----------------------------------------------------------------------------------
 
-  // Chunk functions for width V: th_load<V> fills a register struct, th_store<V> computes and stores.
-  // Grouped over rows: th_loadv<V> loads only what varies between rows, and th_store<V> reads the
-  // rest from the group's first struct r0.
+  // Chunk functions for width V: th_load<V> fills a register struct, th_store<V> computes and
+  // stores. Grouped over rows: th_loadv<V> loads only what varies between rows, and th_store<V>
+  // reads the rest from the group's first struct r0.
   std::string pointwise_chunk(int v, bool grouped) {
     reset();
     ColScope s;
@@ -601,13 +603,15 @@ class CudaGen {
     os << "TH_INLINE void " << lname << "(" << rname << "& r, " << params_ << ", const idx_t e) {\n"
        << s.pre_inv << s.pre << "}\n";
     if (grouped) {
-      os << "TH_INLINE void th_loadv" << vs << "(" << rname << "& r, " << params_ << ", const idx_t e) {\n"
+      os << "TH_INLINE void th_loadv" << vs << "(" << rname << "& r, " << params_
+         << ", const idx_t e) {\n"
          << s.pre << "}\n";
     }
     os << "TH_INLINE void " << sname << "(const " << rname << "& r, "
        << (grouped ? "const " + rname + "& r0, " : "") << params_ << ", const idx_t e) {\n"
-       << s.decl << "#pragma unroll\n      for (int l = 0; l < " << vs << "; ++l) {\n" << s.lane
-       << "      }\n" << s.post << "}\n";
+       << s.decl << "#pragma unroll\n      for (int l = 0; l < " << vs << "; ++l) {\n"
+       << s.lane << "      }\n"
+       << s.post << "}\n";
     return os.str();
   }
 
@@ -623,9 +627,9 @@ class CudaGen {
   }
 
   // Rows of the innermost axis, grouped `unroll` at a time for a pointwise kernel whose chunks of
-  // vec_ elements stay inside rows and which reads a load the same in every row beside loads that vary:
-  // each thread takes one chunk column in `unroll` rows, and loads and widens those values once for
-  // them all (bias and weight vectors).
+  // vec_ elements stay inside rows and which reads a load the same in every row beside loads that
+  // vary: each thread takes one chunk column in `unroll` rows, and loads and widens those values
+  // once for them all (bias and weight vectors).
   bool group_rows(int unroll) const {
     if (unroll < 2 || vec_ < 2 || n_ < 2 || L_.sizes[inner_] % vec_ != 0) return false;
     bool invariant = false, varying = false;
@@ -649,47 +653,48 @@ class CudaGen {
     if (vec_ > 1) os << pointwise_chunk(vec_, grouped);
     auto run = [&](int v) {
       std::string vs = std::to_string(v);
-      return "TH_INLINE void th_run" + vs + "(" + params_ + ", const long long e0, const long long n) {\n" +
+      return "TH_INLINE void th_run" + vs + "(" + params_ +
+             ", const long long e0, const long long n) {\n" +
              "  const long long step = (long long)gridDim.x * blockDim.x * " + us + ";\n" +
              "  for (long long b = (long long)blockIdx.x * blockDim.x * " + us +
-             " + threadIdx.x; b < n; b += step) {\n" +
-             "    th_regs" + vs + " r[" + us + "];\n" +
+             " + threadIdx.x; b < n; b += step) {\n" + "    th_regs" + vs + " r[" + us + "];\n" +
              "#pragma unroll\n    for (int u = 0; u < " + us + "; ++u) {\n" +
              "      const long long q = b + (long long)u * blockDim.x;\n" +
-             "      if (q < n) th_load" + vs + "(r[u], " + args_ + ", (idx_t)(e0 + q * " + vs + "));\n    }\n" +
-             "#pragma unroll\n    for (int u = 0; u < " + us + "; ++u) {\n" +
+             "      if (q < n) th_load" + vs + "(r[u], " + args_ + ", (idx_t)(e0 + q * " + vs +
+             "));\n    }\n" + "#pragma unroll\n    for (int u = 0; u < " + us + "; ++u) {\n" +
              "      const long long q = b + (long long)u * blockDim.x;\n" +
-             "      if (q < n) th_store" + vs + "(r[u], " + args_ + ", (idx_t)(e0 + q * " + vs + "));\n    }\n" +
-             "  }\n}\n";
+             "      if (q < n) th_store" + vs + "(r[u], " + args_ + ", (idx_t)(e0 + q * " + vs +
+             "));\n    }\n" + "  }\n}\n";
     };
     // Grouped rows (group_rows: an innermost axis exists and holds whole chunks).
     const int64_t row_len = grouped ? L_.sizes[inner_] : 1, rows = numel / row_len;
     const int64_t chunks = row_len / vec_, groups = ceil_div(rows, unroll);
     os << run(1);
     if (grouped) {
-      // Thread q takes chunk q % chunks of rows unroll * (q / chunks) and the next unroll - 1 (those
-      // before `rows`); a warp's chunks are consecutive in each row.
+      // Thread q takes chunk q % chunks of rows unroll * (q / chunks) and the next unroll - 1
+      // (those before `rows`); a warp's chunks are consecutive in each row.
       const std::string vs = std::to_string(vec_), cl = std::to_string(chunks) + "LL";
       os << "TH_INLINE void th_run" << vs << "(" << params_ << ") {\n"
          << "  const long long step = (long long)gridDim.x * blockDim.x;\n"
-         << "  for (long long q = (long long)blockIdx.x * blockDim.x + threadIdx.x; q < " << groups * chunks
-         << "LL; q += step) {\n"
-         << "    const long long g = q / " << cl << ", e = g * " << unroll * row_len << "LL + (q - g * " << cl
-         << ") * " << vs << "LL;\n"
+         << "  for (long long q = (long long)blockIdx.x * blockDim.x + threadIdx.x; q < "
+         << groups * chunks << "LL; q += step) {\n"
+         << "    const long long g = q / " << cl << ", e = g * " << unroll * row_len
+         << "LL + (q - g * " << cl << ") * " << vs << "LL;\n"
          << "    th_regs" << vs << " r[" << us << "];\n"
          << "    th_load" << vs << "(r[0], " << args_ << ", (idx_t)e);\n"
          << "#pragma unroll\n    for (int u = 1; u < " << us << "; ++u) {\n"
-         << "      if (g * " << unroll << "LL + u < " << rows << "LL) th_loadv" << vs << "(r[u], " << args_
-         << ", (idx_t)(e + (long long)u * " << row_len << "LL));\n    }\n"
+         << "      if (g * " << unroll << "LL + u < " << rows << "LL) th_loadv" << vs << "(r[u], "
+         << args_ << ", (idx_t)(e + (long long)u * " << row_len << "LL));\n    }\n"
          << "#pragma unroll\n    for (int u = 0; u < " << us << "; ++u) {\n"
-         << "      if (g * " << unroll << "LL + u < " << rows << "LL) th_store" << vs << "(r[u], r[0], " << args_
-         << ", (idx_t)(e + (long long)u * " << row_len << "LL));\n    }\n"
+         << "      if (g * " << unroll << "LL + u < " << rows << "LL) th_store" << vs
+         << "(r[u], r[0], " << args_ << ", (idx_t)(e + (long long)u * " << row_len
+         << "LL));\n    }\n"
          << "  }\n}\n";
     } else if (vec_ > 1) {
       os << run(vec_);
     }
-    os << "extern \"C\" __global__ void __launch_bounds__(" << threads << ") " << name_
-       << "(" << params_ << ") {\n";
+    os << "extern \"C\" __global__ void __launch_bounds__(" << threads << ") " << name_ << "("
+       << params_ << ") {\n";
     if (grouped) {
       os << "  if (" << alignment_check() << ") {\n"
          << "    th_run" << vec_ << "(" << args_ << ");\n"
