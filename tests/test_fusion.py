@@ -588,6 +588,24 @@ def test_cpu_softmax_keeps_its_exponentials_in_the_output_row():
     assert "[1000];" in fusionex.fusion_source(jfn, 0)
 
 
+def test_cpu_softmax_prefetches_the_next_row_while_it_exponentiates():
+    # The exp pass (the second of three) brings the next row of x into cache for the max pass; rows
+    # of a width that is not a multiple of the unrolled step, and every row of each thread's range
+    # (its last has no next row). log_softmax and layer_norm read x again in their last pass, and
+    # do not prefetch.
+    torch.manual_seed(0)
+    x = torch.randn(301, 1037)
+    x[7] = -float("inf")
+    jfn = _jit(softmax)
+    torch.testing.assert_close(jfn(x), softmax(x), equal_nan=True)
+    src = fusionex.fusion_source(jfn, 0)
+    assert src.count("__builtin_prefetch") == 1 and "(row + 1)" in src and "if (row + 1 < end)" in src
+    for fn, args in ((log_softmax, (x,)), (layer_norm, (x.nan_to_num(neginf=0.0), torch.randn(1037), torch.randn(1037)))):
+        jfn = _jit(fn)
+        torch.testing.assert_close(jfn(*args), fn(*args), equal_nan=True)
+        assert "__builtin_prefetch" not in fusionex.fusion_source(jfn, 0), fn
+
+
 @pytest.mark.parametrize("scale", [1.0, 40.0])
 def test_cpu_exponentials_of_row_excess_are_inlined_and_within_float_rounding(scale):
     # exp(x - amax(x)) has an argument at most 0: an inlined, vectorisable exponential instead of
