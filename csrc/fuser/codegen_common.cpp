@@ -60,7 +60,7 @@ bool is_fp(DType d) { return is_floating(d); }
 std::string const_expr(const KNode& n, Backend be) {
   std::string ct = compute_type(n.dtype);
   if (n.dtype == DType::kBool) return (n.is_float_const ? n.fvalue != 0 : n.ivalue != 0) ? "true" : "false";
-  if (is_fp(n.dtype)) return float_literal(n.is_float_const ? n.fvalue : static_cast<double>(n.ivalue), ct);
+  if (is_fp(n.dtype)) return float_literal(n.number(), ct);
   if (n.is_float_const) return "((" + ct + ")" + float_literal(n.fvalue, "double") + ")";
   return "((" + ct + ")" + std::to_string(n.ivalue) + "LL)";
 }
@@ -202,10 +202,7 @@ bool erf_offset_by_unit(const KernelDef& k, int id) {
       if ((w.op != "add" && w.op != "sub") || w.args.size() != 2 || w.args[0] == w.args[1])
         return false;
       const KNode& c = k.nodes[w.args[1 - i]];
-      if (c.op != "const" ||
-          !(std::fabs(c.is_float_const ? c.fvalue : static_cast<double>(c.ivalue)) >= 1.0)) {
-        return false;
-      }
+      if (c.op != "const" || !(std::fabs(c.number()) >= 1.0)) return false;
     }
   }
   return used;

@@ -490,7 +490,7 @@ class CudaGen {
     if (m.op == "mul" && m.args.size() == 2 && compute_type(m.dtype) == "float") {
       for (int i = 0; i < 2; ++i) {
         const KNode& k = k_.nodes[m.args[i]];
-        const double v = k.is_float_const ? k.fvalue : static_cast<double>(k.ivalue);
+        const double v = k.number();
         if (k.op == "const" && std::isfinite(v) && v > 0 &&
             compute_type(k_.nodes[m.args[1 - i]].dtype) == "float") {
           return as(m.args[1 - i], v * kScale);
@@ -615,22 +615,18 @@ class CudaGen {
     return os.str();
   }
 
-  // A load that reads the same elements in every row of a pointwise kernel (a bias, a weight): zero
-  // strides on every axis but the innermost.
-  bool same_in_every_row(int id) const {
-    const Access& a = L_.loads[id];
-    if (a.strides.empty() || inner_ < 0) return false;
-    for (int i = 0; i < n_; ++i) {
-      if (i != inner_ && a.strides[i] != 0 && L_.sizes[i] > 1) return false;
-    }
-    return true;
+  // A load that reads the same elements in every row of a pointwise kernel (a bias, a weight): it
+  // varies over no axis but the innermost (row kernels' twin: row_invariant).
+  bool same_in_every_row(int id) {
+    if (L_.loads[id].strides.empty() || inner_ < 0) return false;
+    return (varies(id) & ~(uint64_t{1} << inner_)) == 0;
   }
 
   // Rows of the innermost axis, grouped `unroll` at a time for a pointwise kernel whose chunks of
   // vec_ elements stay inside rows and which reads a load the same in every row beside loads that
   // vary: each thread takes one chunk column in `unroll` rows, and loads and widens those values
   // once for them all (bias and weight vectors).
-  bool group_rows(int unroll) const {
+  bool group_rows(int unroll) {
     if (unroll < 2 || vec_ < 2 || n_ < 2 || L_.sizes[inner_] % vec_ != 0) return false;
     bool invariant = false, varying = false;
     for (size_t i = 0; i < k_.nodes.size(); ++i) {

@@ -51,6 +51,7 @@ struct KNode {
   double fvalue = 0;
   int64_t ivalue = 0;
   bool is_float_const = false;
+  double number() const { return is_float_const ? fvalue : static_cast<double>(ivalue); }  // const
   int64_t step = 0;  // iota
   // gather: the reduced axis indexed by args[1]
   int gather_axis = -1;
