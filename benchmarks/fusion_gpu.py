@@ -145,8 +145,7 @@ def flat(x):
     return torch.cat([t.flatten() for t in x]) if isinstance(x, tuple) else x
 
 
-def cases(quick):
-    dts = [torch.float32, torch.bfloat16]
+def cases(quick, dts=(torch.float32, torch.bfloat16)):
     out = []
     for mb in ([64] if quick else [64, 256]):
         for dt in dts:
@@ -216,6 +215,7 @@ def main():
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "fusion_gpu.json"))
     ap.add_argument("--only", default="", help="run the rows whose 'operation size' contains this text")
+    ap.add_argument("--dtypes", default="float32,bfloat16", help="comma-separated: float32, bfloat16, float16")
     args = ap.parse_args()
     assert torch.cuda.is_available() and fusionex.available("cuda"), "needs CUDA, its driver and NVRTC"
     torch.manual_seed(0)
@@ -229,7 +229,7 @@ def main():
               f"{'copy':>9s} {'thr/copy':>8s} {'eag/copy':>8s} {'cmp/copy':>8s} {'nvrtc s':>8s} {'kernels thr/eag/copy':>20s}")
     lines = []
     print(header, flush=True)
-    for name, size, dt, fn, shape, kind in cases(args.quick):
+    for name, size, dt, fn, shape, kind in cases(args.quick, [getattr(torch, d.strip()) for d in args.dtypes.split(",")]):
         if args.only and args.only not in f"{name} {size}":
             continue
         inp = make_inputs(shape, dt, kind)
@@ -250,7 +250,7 @@ def main():
         # Fused kernels round where eager's kernels round: the reference is eager in the same dtype.
         ref = flat(timed_fn(*inp)).clone()
         eager = lambda: timed_fn(*inp)  # noqa: E731
-        tol = dict(rtol=2e-2, atol=2e-2) if dt == torch.bfloat16 else dict(rtol=1e-4, atol=1e-4)
+        tol = dict(rtol=2e-2, atol=2e-2) if dt != torch.float32 else dict(rtol=1e-4, atol=1e-4)
         try:
             if kind == "drop_b":
                 # Random numbers of its own: x's gradient is g / 0.9 where kept, 0 elsewhere.

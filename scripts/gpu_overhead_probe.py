@@ -70,6 +70,23 @@ with torch.no_grad():
         parts["fused kernel 1 alone"] = lambda: ks[1](yb, rows_loss)
     parts["torch.empty(2048)"] = lambda: torch.empty((2048,), dtype=torch.float32, device=xb.device)
     parts["torch.empty(())"] = lambda: torch.empty((), dtype=torch.float32, device=xb.device)
+    # Other ways to allocate an output (which of them is cheapest on this host).
+    dev_obj, dt = xb.device, torch.float32
+    parts["torch.empty(2048, dtype=, device=obj)"] = lambda: torch.empty(2048, dtype=dt, device=dev_obj)
+    parts["torch.empty(2048, dtype=, device='cuda:0')"] = lambda: torch.empty(2048, dtype=dt, device=str(dev_obj))
+    parts["xb.new_empty((2048,))"] = lambda: xb.new_empty((2048,))
+    parts["xb.new_empty(2048)"] = lambda: xb.new_empty(2048)
+    parts["torch.empty_strided((2048,), (1,))"] = lambda: torch.empty_strided((2048,), (1,), dtype=dt, device=dev_obj)
+    parts["torch.empty_like(yb) (2048)"] = lambda: torch.empty_like(yb)
+    ve = torch._C._VariableFunctions.empty
+    parts["_VariableFunctions.empty(2048)"] = lambda: ve(2048, dtype=dt, device=dev_obj)
+    jid = thunder.jit(lambda a: a)
+    jid(xb)
+    parts["jitted identity (guards, no kernel)"] = lambda: jid(xb)
+    jmul = thunder.jit(lambda a: a * 2)
+    jmul(yb)
+    parts["jitted y * 2 (one fused kernel)"] = lambda: jmul(yb)
+    parts["eager y * 2"] = lambda: yb * 2
     parts["x.stride()"] = lambda: xb.stride()
     parts["x.data_ptr()"] = lambda: xb.data_ptr()
     if DEV == "cuda":

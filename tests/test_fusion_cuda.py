@@ -11,6 +11,7 @@ import glob
 import logging
 import os
 import re
+import re
 import subprocess
 import sys
 
@@ -106,6 +107,11 @@ def test_cuda_source_of_cross_entropy_gathers_inside_the_row_kernel():
     sources = _cuda_sources(F.cross_entropy, (x, y))
     assert any("idx_t g" in src for _, src, *_ in sources)
     assert any(") thunder_rows_amax_exp_sum_log(" in src for _, src, *_ in sources)
+    # The target's load (in1, read per row) goes out before the row's first reduction, not after the
+    # reductions that the gathered logit's loss needs.
+    for _, src, *_ in sources:
+        for fn in re.findall(r"TH_INLINE void th_rows\d.*?\n}\n", src, re.DOTALL):
+            assert "in1[" in fn and fn.index("in1[") < fn.index("th_shfl(")
 
 
 @requires_compiler

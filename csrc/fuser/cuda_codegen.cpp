@@ -9,6 +9,8 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
+#include <set>
 #include <sstream>
 #include <unordered_map>
 #include <unordered_set>
@@ -1070,9 +1072,19 @@ class CudaGen {
       }
       cache_code += "    th_cp_async_wait();\n";
     }
-    os << row_code_;  // row bases of the cached loads
+    // The row's tail values that no reduction feeds (cross-entropy's target index): their loads go
+    // out before the row's, their arithmetic after, so a load from another tensor waits alongside
+    // the row's loads instead of after the reductions.
+    std::vector<int> early = early_row_values(p);
+    for (int id : early) {
+      for (int l : early_loads(id)) row_value(l);
+    }
+    os << row_code_;  // row bases of the cached loads, the early loads
     row_code_.clear();
     os << cache_code;
+    for (int id : early) row_value(id);
+    os << row_code_;
+    row_code_.clear();
     for (int q = 1; q <= p.passes; ++q) {
       ColScope s;
       s.v = v;
@@ -1174,6 +1186,53 @@ class CudaGen {
     row_code_.clear();
     if (!stores.empty()) os << "    if (tid == 0) {\n" << stores << "    }\n";
     return os.str();
+  }
+
+  // Whether node `id` reads a reduction's result (directly or through its arguments).
+  bool after_reduction(int id) {
+    auto m = after_reduction_.find(id);
+    if (m != after_reduction_.end()) return m->second;
+    const KNode& n = k_.nodes[id];
+    bool r = is_reduce_op(n.op);
+    for (int a : n.args) r = r || after_reduction(a);
+    return after_reduction_[id] = r;
+  }
+
+  // The largest row-level values no reduction feeds among those the row's tail computes (its row
+  // outputs and its terms of reductions over rows), in node order.
+  std::vector<int> early_row_values(const RowPlan& p) {
+    std::vector<int> roots;
+    for (size_t o : p.row_outputs) roots.push_back(k_.output_nodes[o]);
+    for (int g : over_rows_reductions(k_)) roots.push_back(k_.nodes[g].args[0]);
+    std::set<int> early, seen;
+    std::function<void(int)> walk = [&](int id) {
+      if (!seen.insert(id).second || !row_level(id)) return;
+      const KNode& n = k_.nodes[id];
+      if (!after_reduction(id)) {
+        if (n.op != "const") early.insert(id);
+        return;
+      }
+      if (n.op == "gather") {
+        walk(n.args[1]);  // the index; the gathered row values are column-level
+        return;
+      }
+      for (int a : n.args) walk(a);
+    };
+    for (int r : roots) walk(r);
+    return {early.begin(), early.end()};
+  }
+
+  // The loads value `id` (row-level) computes from, in node order.
+  std::vector<int> early_loads(int id) {
+    std::set<int> loads, seen;
+    std::function<void(int)> walk = [&](int i) {
+      if (!seen.insert(i).second) return;
+      const KNode& n = k_.nodes[i];
+      if (n.op == "load") loads.insert(i);
+      for (int a : n.args) walk(a);
+    };
+    walk(id);
+    return {loads.begin(), loads.end()};
   }
 
   // The row of a load kept in dynamic shared memory, as a pointer of its storage type.
@@ -1467,6 +1526,7 @@ class CudaGen {
   std::unordered_map<int, std::string> reciprocals_;
   std::unordered_map<int, std::string> bases_;
   std::unordered_map<int, std::string> reduced_;
+  std::unordered_map<int, bool> after_reduction_;
   std::unordered_set<int> cached_;
   int smem_limit_ = kDefaultSmemLimit;
   std::unordered_map<int, int64_t> smem_cached_;        // load -> byte offset of its row in th_smem

@@ -1,8 +1,8 @@
-// A fused kernel as the runtime calls it: a Python callable (bound with nanobind) taking the region's
-// input tensors and returning its outputs. On each call it reads the inputs' data pointers and
-// strides, picks the variant compiled for that layout (specialising and compiling it on first use),
-// allocates the outputs through torch.empty (on CUDA: torch's caching allocator) and launches on the
-// CPU thread pool or on torch's current CUDA stream.
+// A fused kernel as the runtime calls it: a Python callable (bound with nanobind) taking the
+// region's input tensors and returning its outputs. On each call it reads the inputs' data pointers
+// and strides, picks the variant compiled for that layout (specialising and compiling it on first
+// use), allocates the outputs through torch.empty_strided (on CUDA: torch's caching allocator) and
+// launches on the CPU thread pool or on torch's current CUDA stream.
 #pragma once
 
 #include <nanobind/nanobind.h>
@@ -52,7 +52,9 @@ class FusedKernel {
   // The input strides `last_` was specialised for without copying any input (calls with the same
   // strides skip the specialisation).
   std::vector<std::vector<int64_t>> last_strides_;
-  std::vector<nb::object> empty_args_;  // per output: (shape tuple, dtype, device)
+  // Per output: its sizes and contiguous strides as tuples, the arguments of torch.empty_strided.
+  std::vector<nb::object> out_sizes_, out_strides_;
+  nb::object device_;  // the kernel's torch.device, made on the first call
   // The size of the axis a CPU kernel gathers along (it then reports an index out of range); -1.
   int64_t gather_size_ = -1;
 };

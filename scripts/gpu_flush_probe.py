@@ -1,0 +1,63 @@
+"""How the L2 clearing before each timed call weighs on a kernel that only reads (cross-entropy's
+forward at 2048x4096), against a copy and read-only ATen reductions of the same bytes. triton's
+do_bench clears L2 by zeroing 256 MB, which leaves L2 full of dirty lines: a kernel's first reads
+then also write those lines back. Each call is timed three ways: after that zeroing (do_bench's
+own), after reading 256 MB (L2 left full of clean lines), and with its inputs in L2 (no clearing; the
+GPU then waits for the host between calls, so that column is the host's time for small calls).
+Run on the GPU machine after building:
+    python3 scripts/gpu_flush_probe.py"""
+import os
+import sys
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+import thunder  # noqa: E402
+
+
+def timed(fn, clear, reps=200):
+    for _ in range(10):
+        fn()
+    torch.cuda.synchronize()
+    ts = []
+    for _ in range(reps):
+        clear()
+        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        s.record()
+        fn()
+        e.record()
+        ts.append((s, e))
+    torch.cuda.synchronize()
+    us = sorted(s.elapsed_time(e) * 1e3 for s, e in ts)
+    return us[len(us) // 2]
+
+
+def calls(dt):
+    x = torch.randn(2048, 4096, device="cuda", dtype=dt)
+    y = torch.randint(0, 4096, (2048,), device="cuda")
+    dst = torch.empty_like(x)
+    ce = thunder.jit(lambda a, b: F.cross_entropy(a.float(), b))
+    sm = thunder.jit(lambda a: torch.softmax(a, -1))
+    return {"copy x (read and write)": lambda: dst.copy_(x),
+            "eager x.amax(-1) (read)": lambda: x.amax(-1),
+            "eager x.sum() (read)": lambda: x.sum(),
+            "thunder cross_entropy fwd (read)": lambda: ce(x, y),
+            "thunder softmax (read and write)": lambda: sm(x)}
+
+
+def main():
+    flush = torch.empty(256 * 2**20 // 4, dtype=torch.int32, device="cuda")
+    sink = torch.empty((), dtype=torch.int64, device="cuda")
+    clears = {"zeroed (do_bench)": flush.zero_, "read 256 MB": lambda: torch.sum(flush, (0,), out=sink),
+              "none": lambda: None}
+    print(f"{'call':44s}" + "".join(f"{c:>20s}" for c in clears) + "   (us, median)")
+    for dt in (torch.float32, torch.bfloat16):
+        name = str(dt).replace("torch.", "")
+        for cname, fn in calls(dt).items():
+            row = [timed(fn, c) for c in clears.values()]
+            print(f"{cname + ' ' + name:44s}" + "".join(f"{t:20.1f}" for t in row), flush=True)
+
+
+if __name__ == "__main__":
+    main()
