@@ -11,7 +11,6 @@ import glob
 import logging
 import os
 import re
-import re
 import subprocess
 import sys
 
@@ -139,19 +138,22 @@ def _gelu2(t):
 @requires_compiler
 def test_cuda_source_takes_erf_of_values_rounded_to_half_precision_from_a_cheaper_form():
     # gelu of bf16 values is rounded to bf16, so its erf needs no more precision: th_erf_lp, or where
-    # the erf is only added to 1 (gelu), th_erf_as without the small-argument polynomial. An erf read
-    # as fp32, or summed, or of fp16 values keeps erff.
+    # the erf is only added to 1 (gelu), th_erf_as without the small-argument polynomial. gelu of
+    # fp16 values takes th_erf_as_lin (th_erf_as, erf's linear term near 0); any other erf of fp16
+    # values, an erf read as fp32, or summed, keeps erff.
     x = torch.randn(16, 1000)
-    for fn, dtype, form in ((gelu_chain, torch.bfloat16, "th_erf_as("), (gelu_chain, torch.float16, "erff("),
+    for fn, dtype, form in ((gelu_chain, torch.bfloat16, "th_erf_as("), (gelu_chain, torch.float16, "th_erf_as_lin("),
                             (gelu_chain, torch.float32, "erff("), (_erf2, torch.bfloat16, "th_erf_lp("),
+                            (_erf2, torch.float16, "erff("), (_gelu2, torch.float16, "th_erf_as_lin("),
                             (lambda t: (torch.erf(t) + 0.5) * 2, torch.bfloat16, "th_erf_lp("),
+                            (lambda t: (torch.erf(t) + 0.5) * 2, torch.float16, "erff("),
                             (lambda t: torch.erf(t.float()) * 3, torch.bfloat16, "erff("),
                             (lambda t: (torch.erf(t.float()) * t.float()).sum(-1), torch.bfloat16, "erff(")):
         args = _args(fn, (16, 1000), dtype) if fn is gelu_chain else (x.to(dtype),)
         for _, src, *_ in _cuda_sources(fn, args):
             body = _kernel_body(src)
             if "erf" in body:
-                used = [f for f in ("th_erf_as(", "th_erf_lp(", "erff(") if f in body]
+                used = [f for f in ("th_erf_as(", "th_erf_as_lin(", "th_erf_lp(", "erff(") if f in body]
                 assert used == [form], (fn, dtype, used)
 
 
@@ -493,12 +495,16 @@ def test_emulated_cross_entropy_forward_saving_row_statistics_is_one_pass():
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
 def test_emulated_erf_of_bf16_and_fp16_values_rounds_as_eager(dtype):
     # Arguments from -6 to 6, tiny ones down to 1e-30 (fp16: its smallest), +-inf and NaN: the
-    # erf's results (bf16: th_erf_lp; fp16: erff) round to the exact value (computed in float64), or
-    # (near a rounding boundary, under 1 % of them) one unit away. Eager's CPU erf, an approximation
-    # within 1e-7, gives 0 for tiny arguments: the GPU test compares with eager's CUDA erf.
+    # erf's results (bf16: th_erf_lp; fp16: erff; gelu's: th_erf_as, th_erf_as_lin) round to the exact
+    # value (computed in float64), or (near a rounding boundary, under 1 % of them) one unit away.
+    # Eager's CPU erf, an approximation within 1e-7, gives 0 for tiny arguments: the GPU test
+    # compares with eager's CUDA erf.
     tiny = torch.logspace(-30 if dtype == torch.bfloat16 else -7, -1, 300)
     x = torch.cat([torch.linspace(-6, 6, 24001), tiny, -tiny, torch.tensor([float("inf"), -float("inf"), float("nan")])])
     x = x.to(dtype)
+    if dtype == torch.float16:  # and every fp16 value from -6 to 6, subnormals included
+        every = torch.arange(-(2**15), 2**15, dtype=torch.int32).to(torch.int16).view(torch.float16)
+        x = torch.cat([x, every[every.float().abs() <= 6]])
     xf = x.float()
     exact_erf = lambda t: torch.erf(t.double()).float()  # noqa: E731
     # Rounded, then doubled (as the kernel does: the doubling is exact, fp16's subnormals included).
@@ -771,8 +777,8 @@ def test_cuda_bias_gradients(shape):
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
 def test_cuda_erf_of_bf16_and_fp16_values_rounds_as_eager(dtype):
     # gelu and erf of bf16 values (the cheaper erf, with the hardware's approximate reciprocal and
-    # exponential) and of fp16 values (erff): eager's value, or one unit away near a rounding
-    # boundary (under 1 % of them).
+    # exponential), erf of fp16 values (erff) and gelu of fp16 values (th_erf_as): eager's value, or
+    # one unit away near a rounding boundary (under 1 % of them).
     tiny = torch.logspace(-30 if dtype == torch.bfloat16 else -7, -1, 300)
     x = torch.cat([torch.linspace(-6, 6, 240001), tiny, -tiny, torch.tensor([float("inf"), -float("inf"), float("nan")])])
     x = x.to(dtype).cuda()

@@ -157,10 +157,10 @@ bool exp_of_row_excess(const KernelDef& k, int id) {
   return m.op == "amax" && m.args[0] == d.args[0];
 }
 
-bool erf_rounded_to_bf16(const KernelDef& k, int id) {
+bool erf_rounded_to_half(const KernelDef& k, int id, bool fp16_too) {
   const KNode& n = k.nodes[id];
   if (n.op != "erf" || compute_type(n.dtype) != "float") return false;
-  auto half = [](DType d) { return d == DType::kBFloat16; };
+  auto half = [&](DType d) { return d == DType::kBFloat16 || (fp16_too && d == DType::kFloat16); };
   std::vector<std::vector<int>> users(k.nodes.size());
   for (size_t u = 0; u < k.nodes.size(); ++u) {
     for (int a : k.nodes[u].args) users[a].push_back(static_cast<int>(u));
@@ -463,7 +463,13 @@ TH_INLINE float th_erf_as(float s) {
   p = fmaf(p, t, 0.254829592f);
   return copysignf(fmaf(-(p * t), e, 1.0f), s);
 }
-// erf of a value rounded to bf16 afterwards (see erf_rounded_to_bf16): th_erf_as for |x| >= 0.1,
+// th_erf_as, and for |s| below 2^-8 sqrt(log2 e) erf's linear term (the cubic term is below 2.2e-8
+// there): gelu of fp16 values. An fp16 subnormal x with an odd last bit makes x / 2 a tie, which
+// eager's 1 + erf(x / sqrt(2)) decides; th_erf_as's error near 0 is as large as erf there.
+TH_INLINE float th_erf_as_lin(float s) {
+  return fabsf(s) < 0.004691884f ? s * 0.9394372786996513f : th_erf_as(s);  // 2/sqrt(pi log2 e)
+}
+// erf of a value rounded to bf16 afterwards (see erf_rounded_to_half): th_erf_as for |x| >= 0.1,
 // x (2/sqrt(pi)) (1 - x^2/3 + x^4/10) below it (relative error below 3e-8); relative error at most
 // 2e-6 overall, against the 2^-9 of a bf16 rounding. About half the instructions of erff.
 TH_INLINE float th_erf_lp(float x) {

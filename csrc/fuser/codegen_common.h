@@ -32,10 +32,14 @@ std::string op_expr(const KNode& n, const std::vector<std::string>& args,
 // within 2^-21 of the exact value (softmax's numerators, log_softmax's sums).
 bool exp_of_row_excess(const KernelDef& k, int id);
 // True for an erf in float whose every use ends, through element-wise arithmetic alone, in a
-// rounding to bf16 (a conversion, or a bf16 output): gelu of bf16 values. Such uses need no more
-// than bf16's precision, which th_erf_lp gives (CUDA). fp16 keeps erff: its 3 more bits would see
-// th_erf_lp's error in about 1 % of results (one unit).
-bool erf_rounded_to_bf16(const KernelDef& k, int id);
+// rounding to bf16 (a conversion, or a bf16 output), or with `fp16_too` to bf16 or fp16: gelu of
+// bf16 or fp16 values. Such uses need no more than bf16's precision, which th_erf_lp gives (CUDA).
+// fp16 takes th_erf_as, and only where the erf is added to 1 (erf_offset_by_unit, gelu's form):
+// over every fp16 input, the gelu it gives is erff's in all but 0.05 % of inputs in [-3, 3] (one
+// unit), and differs by up to 3 units only below -4, where erff's own result is up to 2 units from
+// the exact one (1 + erf(x) cancels there). th_erf_lp's relative error would show in about 1 % of
+// fp16 results.
+bool erf_rounded_to_half(const KernelDef& k, int id, bool fp16_too);
 // True for an erf whose every use adds a constant of magnitude at least 1 to it (gelu's 1 + erf):
 // th_erf_as's absolute error is then relative to the sums, and the small-argument polynomial of
 // th_erf_lp has nothing to add.

@@ -455,8 +455,10 @@ class CudaGen {
       throw Error("internal: gather outside a row reduction");
     } else if (exp_of_row_excess(k_, id)) {
       e = "th_exp_nonpos(" + col_value(n.args[0], s, c) + ")";
-    } else if (erf_rounded_to_bf16(k_, id)) {
-      e = erf_rounded(id, s, c);
+    } else if (n.op == "erf" && erf_offset_by_unit(k_, id) && erf_rounded_to_half(k_, id, true)) {
+      e = erf_plus_one(id, s, c);
+    } else if (erf_rounded_to_half(k_, id, false)) {
+      e = "th_erf_lp(" + col_value(n.args[0], s, c) + ")";
     } else if (n.op == "div" && is_floating(n.dtype) && row_level(n.args[1])) {
       // Division by a row-level value: one reciprocal per row, a multiply per element (as eager's
       // softmax and normalization kernels do).
@@ -476,17 +478,18 @@ class CudaGen {
     return v;
   }
 
-  // An erf rounded to bf16 (see erf_rounded_to_bf16). Added only to 1 (gelu): th_erf_as of the
-  // argument times sqrt(log2 e), or of y times c sqrt(log2 e) for an argument y * c with c a
-  // positive constant (gelu's 1/sqrt(2)): one multiply for both scales.
-  std::string erf_rounded(int id, ColScope& s, const std::string& c) {
+  // An erf rounded to bf16 or fp16 and added only to 1 (gelu; see erf_rounded_to_half): th_erf_as
+  // of the argument times sqrt(log2 e), or of y times c sqrt(log2 e) for an argument y * c with c
+  // a positive constant (gelu's 1/sqrt(2)): one multiply for both scales.
+  // Where a use rounds to fp16, th_erf_as_lin: erf's linear term near 0.
+  std::string erf_plus_one(int id, ColScope& s, const std::string& c) {
     const KNode& n = k_.nodes[id];
-    if (!erf_offset_by_unit(k_, id)) return "th_erf_lp(" + col_value(n.args[0], s, c) + ")";
+    const std::string fn = erf_rounded_to_half(k_, id, false) ? "th_erf_as(" : "th_erf_as_lin(";
     constexpr double kScale = 1.2011224087864498;  // sqrt(log2 e)
     auto as = [&](int y, double scale) {
       char lit[64];
       std::snprintf(lit, sizeof(lit), "%a", static_cast<double>(static_cast<float>(scale)));
-      return "th_erf_as(" + col_value(y, s, c) + " * " + lit + "f)";
+      return fn + col_value(y, s, c) + " * " + lit + "f)";
     };
     const KNode& m = k_.nodes[n.args[0]];
     if (m.op == "mul" && m.args.size() == 2 && compute_type(m.dtype) == "float") {
