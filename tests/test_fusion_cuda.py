@@ -341,6 +341,13 @@ EMULATED = {
     # logit read at its index.
     "cross_entropy_rows_online": (lambda x, t: torch.nn.functional.cross_entropy(x, t, reduction="none"),
                                   lambda: (torch.randn(3, 50304), torch.tensor([0, 50303, 7])), H100_SMEM),
+    # The same from bf16 rows (16-byte chunks of 8 values), and rows of -inf, +inf and NaN.
+    "cross_entropy_rows_online_bf16": (lambda x, t: torch.nn.functional.cross_entropy(x.float(), t, reduction="none"),
+                                       lambda: (torch.randn(3, 50304).bfloat16(), torch.tensor([0, 50303, 7])),
+                                       H100_SMEM),
+    "cross_entropy_inf_nan_online_bf16": (lambda x, t: torch.nn.functional.cross_entropy(x.float(), t, reduction="none"),
+                                          lambda: (_inf_nan_rows(50304).bfloat16(), torch.tensor([50303, 0, 9, 7, 1, 3])),
+                                          H100_SMEM),
     "log_softmax_odd_width": (log_softmax, lambda: (torch.randn(3, 4100),)),
     "layer_norm": (layer_norm, lambda: _args(layer_norm, (6, 4096))),
     "rms_norm": (rms_norm, lambda: _args(rms_norm, (6, 4096))),
