@@ -4,8 +4,8 @@
 # sanitized extension (python itself is not sanitized: libasan and libubsan are preloaded; leak
 # reports are off, torch's allocations would fill them). Arguments go to pytest; the default is the
 # fuser's tests (generated kernels, layouts, the disk cache; about 9 minutes on 2 cores). The preload
-# is dropped from the environment once python has started, so the compilers the tests run are not
-# sanitized.
+# stays in the environment: the tests start python processes of their own that load the sanitized
+# extension (and the compilers they run start with the runtimes too).
 #   bash scripts/asan_check.sh
 #   bash scripts/asan_check.sh tests/test_fusion.py -x
 set -euo pipefail
@@ -26,5 +26,4 @@ cp build/asan/csrc/_core*.so "$pkg"/thunder/
 cd "$pkg"
 LD_PRELOAD="$(c++ -print-file-name=libasan.so) $(c++ -print-file-name=libubsan.so)" \
   ASAN_OPTIONS=detect_leaks=0:halt_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  PYTHONPATH="$pkg" "$PY" -c 'import os, sys, pytest; os.environ.pop("LD_PRELOAD"); sys.exit(pytest.main(sys.argv[1:]))' \
-  -q -p no:cacheprovider "${@:-${FUSER_TESTS[@]}}"
+  PYTHONPATH="$pkg" "$PY" -m pytest -q -p no:cacheprovider "${@:-${FUSER_TESTS[@]}}"
