@@ -1191,19 +1191,11 @@ class CudaGen {
     return os.str();
   }
 
-  // Whether node `id` reads a reduction's result (directly or through its arguments).
-  bool after_reduction(int id) {
-    auto m = after_reduction_.find(id);
-    if (m != after_reduction_.end()) return m->second;
-    const KNode& n = k_.nodes[id];
-    bool r = is_reduce_op(n.op);
-    for (int a : n.args) r = r || after_reduction(a);
-    return after_reduction_[id] = r;
-  }
-
-  // The largest row-level values no reduction feeds among those the row's tail computes (its row
-  // outputs and its terms of reductions over rows), in node order.
+  // The largest row-level values no reduction feeds (available before the first pass:
+  // available_from) among those the row's tail computes (its row outputs and its terms of
+  // reductions over rows), in node order.
   std::vector<int> early_row_values(const RowPlan& p) {
+    const std::vector<int> need = available_from(k_);
     std::vector<int> roots;
     for (size_t o : p.row_outputs) roots.push_back(k_.output_nodes[o]);
     for (int g : over_rows_reductions(k_)) roots.push_back(k_.nodes[g].args[0]);
@@ -1211,7 +1203,7 @@ class CudaGen {
     std::function<void(int)> walk = [&](int id) {
       if (!seen.insert(id).second || !row_level(id)) return;
       const KNode& n = k_.nodes[id];
-      if (!after_reduction(id)) {
+      if (need[id] == 0) {
         if (n.op != "const") early.insert(id);
         return;
       }
@@ -1529,7 +1521,6 @@ class CudaGen {
   std::unordered_map<int, std::string> reciprocals_;
   std::unordered_map<int, std::string> bases_;
   std::unordered_map<int, std::string> reduced_;
-  std::unordered_map<int, bool> after_reduction_;
   std::unordered_set<int> cached_;
   int smem_limit_ = kDefaultSmemLimit;
   std::unordered_map<int, int64_t> smem_cached_;        // load -> byte offset of its row in th_smem
