@@ -20,7 +20,8 @@ Each case is jitted with the default executors (the fuser among them) and checke
 are per call: eager and thunder alternate (which goes first alternates too), `--repeats` pairs, and the
 figure is the median; the ratio is the median of the per-pair ratios. Bandwidth is the bytes the case
 must move at least (inputs read once, outputs written once) over its time, set against a measured copy
-of 16 MiB into a preallocated 16 MiB buffer (read + write). First-call figures come from a fresh
+of 16 MiB into a preallocated 16 MiB buffer (read + write); `x.clone()` of the same 16 MiB is timed
+too: a new output, the least any case with a 16 MiB output can take. First-call figures come from a fresh
 kernel cache (a temporary THUNDER_CACHE_DIR) unless --keep-cache: the first call's time, the number of
 kernels compiled and the compile time per kernel (compiles run in parallel, one per core).
 
@@ -127,7 +128,13 @@ def _copy_bandwidth(torch, repeats):
         dst.copy_(src)
     ts = [_time_once(dst.copy_, (src,)) for _ in range(repeats)]
     t = statistics.median(ts)
-    return 2 * src.numel() * 4 / t / 1e9, t
+    # A clone writes a new 16 MiB tensor, as every case with a 16 MiB output does: the least time any
+    # kernel takes that reads x and returns a new tensor of its size (its pages are not the
+    # preallocated buffer's, hot in cache).
+    for _ in range(3):
+        src.clone()
+    clone = statistics.median(_time_once(src.clone, ()) for _ in range(repeats))
+    return 2 * src.numel() * 4 / t / 1e9, t, clone
 
 
 def run_cases(args) -> dict:
@@ -274,9 +281,10 @@ def main():
 
     if not fusionex.enabled_by_default() or not fusionex.available("cpu"):
         raise SystemExit("the fusion executor is off (THUNDER_FUSION=0 or no C++ compiler)")
-    copy_gbps, copy_s = _copy_bandwidth(torch, 41)
+    copy_gbps, copy_s, clone_s = _copy_bandwidth(torch, 41)
     print(f"CPU, {torch.get_num_threads()} torch threads, {_core_threads()} fuser threads; "
-          f"copy of 16 MiB: {copy_s * 1e3:.2f} ms = {copy_gbps:.1f} GB/s (read + write)")
+          f"copy of 16 MiB: {copy_s * 1e3:.2f} ms = {copy_gbps:.1f} GB/s (read + write); "
+          f"x.clone() (a new 16 MiB output): {clone_s * 1e3:.2f} ms")
     cases = run_cases(args)
     table = ["| case | eager ms | thunder ms | thunder / eager | eager GB/s | thunder GB/s | "
              "thunder % of copy | kernels (fwd/bwd) | first call s | compile s / kernel |",
@@ -301,6 +309,7 @@ def main():
             "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                         "torch": torch.__version__, "torch_threads": torch.get_num_threads()},
             "copy_GBps": copy_gbps,
+            "clone_ms": clone_s * 1e3,
             "repeats": args.repeats,
             "threads": torch.get_num_threads(),
             "cases": cases,

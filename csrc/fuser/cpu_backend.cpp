@@ -27,14 +27,6 @@ namespace thunder::fuser {
 
 namespace {
 
-// -march=native: the key holds the host CPU (model and flags), so a binary built for another CPU is
-// never loaded. No -ffast-math: NaN and inf behave as in eager. -ffp-contract=off: every operation
-// rounds as eager's kernels do; a multiply fused into a later add or subtract would not (x * 0.1 -
-// max(x * 0.1) came out positive at the maximum).
-const char* kFlags =
-    "-O2 -march=native -fopenmp-simd -fno-math-errno -fno-trapping-math -ffp-contract=off -fPIC "
-    "-shared -std=c++17";
-
 std::string run_capture(const std::string& cmd, int* status) {
   std::string out;
   FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
@@ -58,6 +50,24 @@ std::string cpu_identity() {
     if (!model.empty() && !flags.empty()) break;
   }
   return model + "\n" + flags;
+}
+
+// -march=native: the key holds the host CPU (model and flags), so a binary built for another CPU is
+// never loaded. No -ffast-math: NaN and inf behave as in eager. -ffp-contract=off: every operation
+// rounds as eager's kernels do; a multiply fused into a later add or subtract would not (x * 0.1 -
+// max(x * 0.1) came out positive at the maximum). 512-bit vectors where AVX-512 runs at full clock
+// (IFMA: Ice Lake, Sapphire Rapids, Zen 4 and later; -march=native keeps 256-bit lanes for every
+// AVX-512 part because the first ones slowed down): softmax 1024x4096 on two cores ran in 0.70-0.75x
+// eager's time against 0.75-0.99x with 256-bit lanes (BENCHMARKS.md, "512-bit vectors").
+const std::string& compile_flags() {
+  static const std::string& flags = *new std::string([] {
+    std::string f =
+        "-O2 -march=native -fopenmp-simd -fno-math-errno -fno-trapping-math -ffp-contract=off -fPIC -shared "
+        "-std=c++17";
+    if (cpu_identity().find(" avx512ifma") != std::string::npos) f += " -mprefer-vector-width=512";
+    return f;
+  }());
+  return flags;
 }
 
 struct CompilerInfo {
@@ -305,7 +315,7 @@ std::shared_ptr<CpuBinary> build(const std::string& key, const std::string& sour
     if (!f) throw Error("fuser: cannot write the kernel source to " + src);
   }
   int status = 0;
-  std::string log = run_capture(cc.cmd + " " + kFlags + " -o '" + tmp + "' '" + src + "' -lmvec -lm", &status);
+  std::string log = run_capture(cc.cmd + " " + compile_flags() + " -o '" + tmp + "' '" + src + "' -lmvec -lm", &status);
   if (status != 0) {
     ::unlink(tmp.c_str());
     throw Error("fuser: the CPU kernel failed to compile (source: " + src + ")\n" + log.substr(0, 4000));
@@ -330,7 +340,7 @@ std::string key_of(const std::string& source) {
   const CompilerInfo& cc = compiler_info();
   if (cc.cmd.empty()) throw Error("fuser: " + cc.why);
   static const std::string& identity = *new std::string(cpu_identity());
-  return hash_hex(source + "\n--\n" + cc.cmd + "\n" + cc.version + "\n" + kFlags + "\n" + identity);
+  return hash_hex(source + "\n--\n" + cc.cmd + "\n" + cc.version + "\n" + compile_flags() + "\n" + identity);
 }
 
 // The binary of `source`: found in memory, or built (here, or on the compile queue when `background`).

@@ -1,0 +1,23 @@
+"""One fused row-kernel call over 2048 rows of the given width and dtype, for Nsight Compute (the kernel
+thunder_rows_* of the last call): softmax, or the cross-entropy forward of the benchmark
+(`F.cross_entropy(x.float(), y)`). Usage: python3 scripts/gpu_ncu_rows.py 50304 bfloat16 [cross_entropy]"""
+import sys
+
+import torch
+import torch.nn.functional as F
+
+import thunder
+
+width, dtype = int(sys.argv[1]), getattr(torch, sys.argv[2])
+op = sys.argv[3] if len(sys.argv) > 3 else "softmax"
+x = torch.randn(2048, width, device="cuda", dtype=dtype)
+y = torch.randint(0, width, (2048,), device="cuda")
+if op == "softmax":
+    f, args = thunder.jit(lambda t: torch.softmax(t, -1)), (x,)
+elif op == "cross_entropy":
+    f, args = thunder.jit(lambda t, i: F.cross_entropy(t.float(), i)), (x, y)
+else:
+    raise SystemExit(f"unknown operation {op!r}: softmax or cross_entropy")
+for _ in range(3):
+    f(*args)
+torch.cuda.synchronize()
