@@ -872,3 +872,18 @@ def test_each_fused_operation_rounds_like_eager():
     got, want = _jit(fn)(c), fn(c)
     assert want[1] == 0 and got[1] == 0
     torch.testing.assert_close(got[0], want[0])
+
+
+def test_cpu_kernels_use_512_bit_vectors_where_avx512_has_ifma():
+    # -march=native alone keeps 256-bit lanes on every AVX-512 CPU; thunder asks for 512-bit lanes
+    # where AVX-512 runs at full clock (IFMA: Ice Lake, Sapphire Rapids, Zen 4 and later).
+    from thunder import _core
+
+    flags = _core.fuser_cpu_flags()
+    assert "-march=native" in flags and "-ffp-contract=off" in flags
+    with open("/proc/cpuinfo") as f:
+        cpu_flags = next((line for line in f if line.startswith("flags")), "")
+    assert ("-mprefer-vector-width=512" in flags) == (" avx512ifma" in cpu_flags)
+    x = torch.randn(33, 777)
+    jfn = _jit(softmax)
+    torch.testing.assert_close(jfn(x), softmax(x))

@@ -222,6 +222,7 @@ void bind_fuser(nb::module_& m) {
     return std::make_tuple(ok, log, why);
   });
   m.def("fuser_nvrtc_version", &fuser::nvrtc_version);
+  m.def("fuser_cpu_flags", [] { return fuser::cpu_compile_flags(); });
   m.def("fuser_cuda_load", [](const std::string& source, int device) {
     fuser::cuda_load(source, device, fuser::CudaLaunch{});
   });

@@ -383,6 +383,8 @@ BinaryFuture request(const std::string& source, bool background) {
 
 }  // namespace
 
+const std::string& cpu_compile_flags() { return compile_flags(); }
+
 const std::string& cpu_compiler(std::string* why) {
   const CompilerInfo& c = compiler_info();
   if (why) *why = c.why;

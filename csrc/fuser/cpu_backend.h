@@ -25,6 +25,9 @@ struct CpuBinary {
 // why).
 const std::string& cpu_compiler(std::string* why = nullptr);
 
+// The flags every CPU kernel compiles with (part of each kernel's cache key).
+const std::string& cpu_compile_flags();
+
 // The loaded kernel of `source`: from memory, from disk, or compiled now (concurrent requests for one
 // source, in this process or others sharing the disk cache, build it once). Throws Error on a compile
 // failure, naming the file that holds the source and the compiler's messages.
