@@ -57,13 +57,13 @@ std::string cpu_identity() {
 // rounds as eager's kernels do; a multiply fused into a later add or subtract would not (x * 0.1 -
 // max(x * 0.1) came out positive at the maximum). 512-bit vectors where AVX-512 runs at full clock
 // (IFMA: Ice Lake, Sapphire Rapids, Zen 4 and later; -march=native keeps 256-bit lanes for every
-// AVX-512 part because the first ones slowed down): softmax 1024x4096 on two cores ran in 0.70-0.75x
-// eager's time against 0.75-0.99x with 256-bit lanes (BENCHMARKS.md, "512-bit vectors").
+// AVX-512 part because the first ones slowed down): softmax 1024x4096 on two cores ran in
+// 0.70-0.75x eager's time against 0.75-0.99x with 256-bit lanes (BENCHMARKS.md, "512-bit vectors").
 const std::string& compile_flags() {
   static const std::string& flags = *new std::string([] {
     std::string f =
-        "-O2 -march=native -fopenmp-simd -fno-math-errno -fno-trapping-math -ffp-contract=off -fPIC -shared "
-        "-std=c++17";
+        "-O2 -march=native -fopenmp-simd -fno-math-errno -fno-trapping-math -ffp-contract=off "
+        "-fPIC -shared -std=c++17";
     if (cpu_identity().find(" avx512ifma") != std::string::npos) f += " -mprefer-vector-width=512";
     return f;
   }());
