@@ -1,11 +1,12 @@
 """How the L2 clearing before each timed call weighs on a kernel that only reads (cross-entropy's
-forward at 2048x4096), against a copy and read-only ATen reductions of the same bytes. triton's
+forward at 2048x4096, or another width), against a copy and read-only ATen reductions of the same bytes. triton's
 do_bench clears L2 by zeroing 256 MB, which leaves L2 full of dirty lines: a kernel's first reads
 then also write those lines back. Each call is timed three ways: after that zeroing (do_bench's
 own), after reading 256 MB (L2 left full of clean lines), and with its inputs in L2 (no clearing; the
 GPU then waits for the host between calls, so that column is the host's time for small calls).
-Run on the GPU machine after building:
-    python3 scripts/gpu_flush_probe.py"""
+Each call's bandwidth is then set against the copy's as benchmarks/fusion_gpu.py counts it (the bytes
+read once and written once). Run on the GPU machine after building:
+    python3 scripts/gpu_flush_probe.py [width]"""
 import os
 import sys
 
@@ -33,9 +34,9 @@ def timed(fn, clear, reps=200):
     return us[len(us) // 2]
 
 
-def calls(dt):
-    x = torch.randn(2048, 4096, device="cuda", dtype=dt)
-    y = torch.randint(0, 4096, (2048,), device="cuda")
+def calls(dt, width):
+    x = torch.randn(2048, width, device="cuda", dtype=dt)
+    y = torch.randint(0, width, (2048,), device="cuda")
     dst = torch.empty_like(x)
     ce = thunder.jit(lambda a, b: F.cross_entropy(a.float(), b))
     sm = thunder.jit(lambda a: torch.softmax(a, -1))
@@ -47,16 +48,22 @@ def calls(dt):
 
 
 def main():
+    width = int(sys.argv[1]) if len(sys.argv) > 1 else 4096
     flush = torch.empty(256 * 2**20 // 4, dtype=torch.int32, device="cuda")
     sink = torch.empty((), dtype=torch.int64, device="cuda")
     clears = {"zeroed (do_bench)": flush.zero_, "read 256 MB": lambda: torch.sum(flush, (0,), out=sink),
               "none": lambda: None}
-    print(f"{'call':44s}" + "".join(f"{c:>20s}" for c in clears) + "   (us, median)")
+    print(f"2048 x {width}")
+    print(f"{'call':44s}" + "".join(f"{c:>20s}" for c in clears) + "   (us, median; then of a copy's bandwidth)")
     for dt in (torch.float32, torch.bfloat16):
         name = str(dt).replace("torch.", "")
-        for cname, fn in calls(dt).items():
-            row = [timed(fn, c) for c in clears.values()]
+        times = {cname: [timed(fn, c) for c in clears.values()] for cname, fn in calls(dt, width).items()}
+        copy = times["copy x (read and write)"]
+        for cname, row in times.items():
             print(f"{cname + ' ' + name:44s}" + "".join(f"{t:20.1f}" for t in row), flush=True)
+        for cname, row in times.items():
+            moved = 2 if "read and write" in cname else 1  # x's bytes, as fusion_gpu.py counts them
+            print(f"{'  ' + cname + ' ' + name:44s}" + "".join(f"{moved * c / (2 * t):20.2f}" for c, t in zip(copy, row)))
 
 
 if __name__ == "__main__":
