@@ -111,6 +111,17 @@ def test_cuda_source_of_cross_entropy_gathers_inside_the_row_kernel():
     for _, src, *_ in sources:
         for fn in re.findall(r"TH_INLINE void th_rows\d.*?\n}\n", src, re.DOTALL):
             assert "in1[" in fn and fn.index("in1[") < fn.index("th_shfl(")
+    # The gathered logit's load goes out after the last pass's loop, before that pass's reductions
+    # combine the threads' values (their shuffles and barrier then cover the load's latency), for a
+    # row cached in registers (1000 wide) and for one online pass (50304 wide, bf16).
+    wide = (torch.randn(4, 50304).bfloat16(), torch.randint(0, 50304, (4,)))
+    for fn_, args in ((F.cross_entropy, (x, y)), (lambda a, t: F.cross_entropy(a.float(), t), wide)):
+        for _, src, *_ in _cuda_sources(fn_, args):
+            for fn in re.findall(r"TH_INLINE void th_rows\d.*?\n}\n", src, re.DOTALL):
+                load = re.search(r"const [\w ]+ gl\d+_\d+ = in0\[", fn)
+                assert load, fn
+                last_loop = max(fn.rfind("for (idx_t q"), fn.rfind("for (int k = 0"))
+                assert 0 < last_loop < load.start() < fn.rindex("th_shfl(")
 
 
 @requires_compiler

@@ -85,6 +85,7 @@ struct ColScope {
   bool split = false;  // loads go to members of a register struct `r` (declared in `regs`)
   std::string regs;
   std::unordered_map<int, std::string> memo;
+  std::unordered_map<int, std::string> preloaded;  // loads already read into a named value
   bool cached = false;  // cached loads read `cache<id>[k]`
   // Pointwise chunks grouped over rows: loads the same in every row (same_in_every_row) go to
   // `pre_inv` and are read from the group's first register struct `r0`.
@@ -338,15 +339,11 @@ class CudaGen {
     } else if (n.op == "const") {
       e = const_expr(n, Backend::kCuda);
     } else if (n.op == "gather") {
-      std::string iv = row_value(n.args[1]);
-      std::string gi = "g" + std::to_string(id);
-      // An index out of range reads index 0 and gives NaN (floating values): a loud result where
-      // eager raises a device-side assert; the CPU kernels raise IndexError.
-      row_code_ += "    idx_t " + gi + " = (idx_t)" + iv + ";\n    const bool " + gi +
-                   "_bad = " + gi + " < 0 || " + gi + " >= " + lit(cols_) + ";\n    if (" + gi +
-                   "_bad) " + gi + " = 0;\n";
+      std::string gi = gather_index(id);
       ColScope g;
       g.v = 1;
+      auto pre = gathered_.find(id);
+      if (pre != gathered_.end()) g.preloaded = pre->second;
       std::string inner = col_value(n.args[0], g, gi);
       std::string bad =
           is_floating(n.dtype) ? "        if (" + gi + "_bad) " + v + " = th_nan();\n" : "";
@@ -384,7 +381,9 @@ class CudaGen {
       std::string ptr = "in" + std::to_string(n.input);
       int64_t is = inner_ >= 0 ? a.strides[inner_] : 0;
       std::string ld = "ld" + std::to_string(id);
-      if (s.cached && cached_.count(id)) {
+      if (s.preloaded.count(id)) {
+        e = load_expr(n.dtype, s.preloaded.at(id));
+      } else if (s.cached && cached_.count(id)) {
         e = load_expr(n.dtype, "cache" + std::to_string(id) + "[k][l]");
       } else if (smem_cached_.count(id) && c == "c" && smem_filled_.count(id)) {
         std::string vs = std::to_string(s.v);
@@ -565,6 +564,8 @@ class CudaGen {
   void reset() {
     row_code_.clear();
     row_memo_.clear();
+    gather_indexed_.clear();
+    gathered_.clear();
     reciprocals_.clear();
     bases_.clear();
     reduced_.clear();
@@ -1161,6 +1162,11 @@ class CudaGen {
           }
         }
       }
+      if (q == p.passes) {
+        early_gather_loads(p);
+        os << row_code_;
+        row_code_.clear();
+      }
       os << fold;
       for (int r : p.pass_reductions[q]) reduced_[r] = "acc" + std::to_string(r);
       smem_filled_.insert(smem_filling_.begin(), smem_filling_.end());
@@ -1189,6 +1195,56 @@ class CudaGen {
     row_code_.clear();
     if (!stores.empty()) os << "    if (tid == 0) {\n" << stores << "    }\n";
     return os.str();
+  }
+
+  // The index of gather `id`, checked: emitted once per row. An index out of range reads index 0
+  // and gives NaN (floating values): a loud result where eager raises a device-side assert; the CPU
+  // kernels raise IndexError.
+  std::string gather_index(int id) {
+    std::string gi = "g" + std::to_string(id);
+    if (!gather_indexed_.insert(id).second) return gi;
+    std::string iv = row_value(k_.nodes[id].args[1]);
+    row_code_ += "    idx_t " + gi + " = (idx_t)" + iv + ";\n    const bool " + gi +
+                 "_bad = " + gi + " < 0 || " + gi + " >= " + lit(cols_) + ";\n    if (" + gi +
+                 "_bad) " + gi + " = 0;\n";
+    return gi;
+  }
+
+  // The row's tail gathers whose index no reduction feeds (cross-entropy's target logit): their
+  // loads are issued after the last pass's loop, before its reductions combine the threads' values,
+  // so that the load's latency passes under theirs instead of after them.
+  void early_gather_loads(const RowPlan& p) {
+    const std::vector<int> need = available_from(k_);
+    std::vector<int> roots;
+    for (size_t o : p.row_outputs) roots.push_back(k_.output_nodes[o]);
+    for (int g : over_rows_reductions(k_)) roots.push_back(k_.nodes[g].args[0]);
+    std::set<int> seen;
+    std::function<void(int)> walk = [&](int id) {
+      if (!seen.insert(id).second || !row_level(id)) return;
+      const KNode& n = k_.nodes[id];
+      if (n.op == "gather") {
+        if (need[n.args[1]] != 0 || gathered_.count(id)) return;
+        std::string gi = gather_index(id);
+        std::set<int> loads, inner;
+        std::function<void(int)> col = [&](int a) {
+          if (!inner.insert(a).second || row_level(a)) return;
+          if (k_.nodes[a].op == "load") loads.insert(a);
+          for (int b : k_.nodes[a].args) col(b);
+        };
+        col(n.args[0]);
+        auto& pre = gathered_[id];
+        for (int l : loads) {
+          const std::string v = "gl" + std::to_string(id) + "_" + std::to_string(l);
+          row_code_ += "    const " + storage_type(k_.nodes[l].dtype) + " " + v + " = in" +
+                       std::to_string(k_.nodes[l].input) + "[" + row_part(l) + " + " +
+                       unravel(col_axes_, L_.loads[l].strides, gi) + "];\n";
+          pre[l] = v;
+        }
+        return;
+      }
+      for (int a : n.args) walk(a);
+    };
+    for (int r : roots) walk(r);
   }
 
   // The largest row-level values no reduction feeds (available before the first pass:
@@ -1526,6 +1582,9 @@ class CudaGen {
   std::unordered_map<int, int64_t> smem_cached_;        // load -> byte offset of its row in th_smem
   std::unordered_set<int> smem_filled_, smem_filling_;  // stored by an earlier pass; by this one
   int64_t smem_bytes_ = 0;
+  std::set<int> gather_indexed_;  // gathers whose index is emitted
+  std::unordered_map<int, std::unordered_map<int, std::string>>
+      gathered_;                  // gather: its loads read early
   std::vector<uint64_t> varies_;  // per node: the axes it varies over
   int counter_ = 0;
 };
