@@ -1197,6 +1197,14 @@ class CudaGen {
     return os.str();
   }
 
+  // What a row's tail computes: its row outputs and its terms of reductions over rows.
+  std::vector<int> tail_roots(const RowPlan& p) const {
+    std::vector<int> roots;
+    for (size_t o : p.row_outputs) roots.push_back(k_.output_nodes[o]);
+    for (int g : over_rows_reductions(k_)) roots.push_back(k_.nodes[g].args[0]);
+    return roots;
+  }
+
   // The index of gather `id`, checked: emitted once per row. An index out of range reads index 0
   // and gives NaN (floating values): a loud result where eager raises a device-side assert; the CPU
   // kernels raise IndexError.
@@ -1215,9 +1223,7 @@ class CudaGen {
   // so that the load's latency passes under theirs instead of after them.
   void early_gather_loads(const RowPlan& p) {
     const std::vector<int> need = available_from(k_);
-    std::vector<int> roots;
-    for (size_t o : p.row_outputs) roots.push_back(k_.output_nodes[o]);
-    for (int g : over_rows_reductions(k_)) roots.push_back(k_.nodes[g].args[0]);
+    const std::vector<int> roots = tail_roots(p);
     std::set<int> seen;
     std::function<void(int)> walk = [&](int id) {
       if (!seen.insert(id).second || !row_level(id)) return;
@@ -1252,9 +1258,7 @@ class CudaGen {
   // reductions over rows), in node order.
   std::vector<int> early_row_values(const RowPlan& p) {
     const std::vector<int> need = available_from(k_);
-    std::vector<int> roots;
-    for (size_t o : p.row_outputs) roots.push_back(k_.output_nodes[o]);
-    for (int g : over_rows_reductions(k_)) roots.push_back(k_.nodes[g].args[0]);
+    const std::vector<int> roots = tail_roots(p);
     std::set<int> early, seen;
     std::function<void(int)> walk = [&](int id) {
       if (!seen.insert(id).second || !row_level(id)) return;
