@@ -1079,7 +1079,8 @@ class CudaGen {
     // The row's tail values that no reduction feeds (cross-entropy's target index): their loads go
     // out before the row's, their arithmetic after, so a load from another tensor waits alongside
     // the row's loads instead of after the reductions.
-    std::vector<int> early = early_row_values(p);
+    std::vector<int> early_gathers;
+    std::vector<int> early = early_row_values(p, &early_gathers);
     for (int id : early) {
       for (int l : early_loads(id)) row_value(l);
     }
@@ -1163,7 +1164,7 @@ class CudaGen {
         }
       }
       if (q == p.passes) {
-        early_gather_loads(p);
+        early_gather_loads(early_gathers);
         os << row_code_;
         row_code_.clear();
       }
@@ -1197,14 +1198,6 @@ class CudaGen {
     return os.str();
   }
 
-  // What a row's tail computes: its row outputs and its terms of reductions over rows.
-  std::vector<int> tail_roots(const RowPlan& p) const {
-    std::vector<int> roots;
-    for (size_t o : p.row_outputs) roots.push_back(k_.output_nodes[o]);
-    for (int g : over_rows_reductions(k_)) roots.push_back(k_.nodes[g].args[0]);
-    return roots;
-  }
-
   // The index of gather `id`, checked: emitted once per row. An index out of range reads index 0
   // and gives NaN (floating values): a loud result where eager raises a device-side assert; the CPU
   // kernels raise IndexError.
@@ -1218,48 +1211,41 @@ class CudaGen {
     return gi;
   }
 
-  // The row's tail gathers whose index no reduction feeds (cross-entropy's target logit): their
-  // loads are issued after the last pass's loop, before its reductions combine the threads' values,
-  // so that the load's latency passes under theirs instead of after them.
-  void early_gather_loads(const RowPlan& p) {
-    const std::vector<int> need = available_from(k_);
-    const std::vector<int> roots = tail_roots(p);
-    std::set<int> seen;
-    std::function<void(int)> walk = [&](int id) {
-      if (!seen.insert(id).second || !row_level(id)) return;
-      const KNode& n = k_.nodes[id];
-      if (n.op == "gather") {
-        if (need[n.args[1]] != 0 || gathered_.count(id)) return;
-        std::string gi = gather_index(id);
-        std::set<int> loads, inner;
-        std::function<void(int)> col = [&](int a) {
-          if (!inner.insert(a).second || row_level(a)) return;
-          if (k_.nodes[a].op == "load") loads.insert(a);
-          for (int b : k_.nodes[a].args) col(b);
-        };
-        col(n.args[0]);
-        auto& pre = gathered_[id];
-        for (int l : loads) {
-          const std::string v = "gl" + std::to_string(id) + "_" + std::to_string(l);
-          row_code_ += "    const " + storage_type(k_.nodes[l].dtype) + " " + v + " = in" +
-                       std::to_string(k_.nodes[l].input) + "[" + row_part(l) + " + " +
-                       unravel(col_axes_, L_.loads[l].strides, gi) + "];\n";
-          pre[l] = v;
-        }
-        return;
+  // The row's tail gathers whose index no reduction feeds (cross-entropy's target logit; listed by
+  // early_row_values): their loads are issued after the last pass's loop, before its reductions
+  // combine the threads' values, so that the load's latency passes under theirs instead of after
+  // them.
+  void early_gather_loads(const std::vector<int>& gathers) {
+    for (int id : gathers) {
+      std::string gi = gather_index(id);
+      std::set<int> loads, seen;
+      std::function<void(int)> col = [&](int a) {
+        if (!seen.insert(a).second || row_level(a)) return;
+        if (k_.nodes[a].op == "load") loads.insert(a);
+        for (int b : k_.nodes[a].args) col(b);
+      };
+      col(k_.nodes[id].args[0]);
+      auto& pre = gathered_[id];
+      for (int l : loads) {
+        const std::string v = "gl" + std::to_string(id) + "_" + std::to_string(l);
+        row_code_ += "    const " + storage_type(k_.nodes[l].dtype) + " " + v + " = in" +
+                     std::to_string(k_.nodes[l].input) + "[" + row_part(l) + " + " +
+                     unravel(col_axes_, L_.loads[l].strides, gi) + "];\n";
+        pre[l] = v;
       }
-      for (int a : n.args) walk(a);
-    };
-    for (int r : roots) walk(r);
+    }
   }
 
   // The largest row-level values no reduction feeds (available before the first pass:
   // available_from) among those the row's tail computes (its row outputs and its terms of
   // reductions over rows), in node order.
-  std::vector<int> early_row_values(const RowPlan& p) {
+  // `gathers` receives the tail's gathers whose index is among them (early_gather_loads).
+  std::vector<int> early_row_values(const RowPlan& p, std::vector<int>* gathers) {
     const std::vector<int> need = available_from(k_);
-    const std::vector<int> roots = tail_roots(p);
-    std::set<int> early, seen;
+    std::vector<int> roots;
+    for (size_t o : p.row_outputs) roots.push_back(k_.output_nodes[o]);
+    for (int g : over_rows_reductions(k_)) roots.push_back(k_.nodes[g].args[0]);
+    std::set<int> early, seen, gathered;
     std::function<void(int)> walk = [&](int id) {
       if (!seen.insert(id).second || !row_level(id)) return;
       const KNode& n = k_.nodes[id];
@@ -1269,11 +1255,13 @@ class CudaGen {
       }
       if (n.op == "gather") {
         walk(n.args[1]);  // the index; the gathered row values are column-level
+        if (need[n.args[1]] == 0) gathered.insert(id);
         return;
       }
       for (int a : n.args) walk(a);
     };
     for (int r : roots) walk(r);
+    gathers->assign(gathered.begin(), gathered.end());
     return {early.begin(), early.end()};
   }
 
