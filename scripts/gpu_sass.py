@@ -27,7 +27,7 @@ def gelu_chain(x, w, b):
 
 def cases():
     dev = "cuda" if torch.cuda.is_available() else "cpu"
-    for dt in (torch.float32, torch.bfloat16):
+    for dt in (torch.float32, torch.bfloat16, torch.float16):
         name = str(dt).replace("torch.", "")
         x = torch.randn(64, 4096, device=dev, dtype=dt)
         w, b = torch.randn(4096, device=dev, dtype=dt), torch.randn(4096, device=dev, dtype=dt)

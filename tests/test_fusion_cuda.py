@@ -550,6 +550,44 @@ def test_emulated_bf16_rounding_inside_a_kernel_is_eager_bit_for_bit():
     torch.testing.assert_close(got, want, equal_nan=True, rtol=0, atol=0)
 
 
+def _half_pairs(x, y, s):
+    # Packed operations of bf16/fp16 lane pairs: products, sums and differences of values of the
+    # dtype, constants it holds exactly (0.5, 3) and a value the same along the row (s, a pair of
+    # one value twice); a constant it does not hold (0.1) keeps the float product, rounded after.
+    a = x * y
+    d = (a + x - y * 0.5) * 3.0 + s
+    return d * 0.1 - x, (a * y).float()
+
+
+def _every_half_value(dtype):
+    """Every 16-bit pattern of `dtype` (subnormals, +-inf, NaNs) as x, a fixed shuffle of them as y, and
+    one value per row of 256 as s."""
+    x = torch.arange(-(2**15), 2**15, dtype=torch.int32).to(torch.int16).view(dtype).reshape(256, 256)
+    g = torch.Generator().manual_seed(0)
+    y = x.flatten()[torch.randperm(x.numel(), generator=g)].reshape(x.shape)
+    s = x.flatten()[torch.randperm(x.numel(), generator=g)[:256]].reshape(256, 1)
+    return x, y, s
+
+
+@requires_emulator
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+def test_emulated_half_pairs_are_eager_bit_for_bit(dtype):
+    # Chunks of bf16/fp16 values compute two lanes at a time: packed sums, differences and products
+    # round once where eager computes in float and rounds, which is the same result for values of
+    # the dtype (the emulator runs the helpers' portable form; the GPU test runs the packed
+    # instructions).
+    x, y, s = _every_half_value(dtype)
+    (got, got_f), (want, want_f), _ = _emulate(_half_pairs, (x, y, s))
+    body = _kernel_body(_emulate.last_source)
+    name = "f16" if dtype == torch.float16 else "bf16"
+    assert "l += 2" in body and "th_pair_dup(" in body and "th_st_pair(" in body
+    # x * y, y * 0.5, * 3 and a * y; the two subtractions (the float32 output keeps 4 lanes a chunk)
+    assert body.count(f"th_mul2_{name}(") == 4 and body.count(f"th_sub2_{name}(") == 2
+    assert f"th_pack_{name}(" in body  # the product by 0.1, rounded for both lanes at once
+    torch.testing.assert_close(got, want, equal_nan=True, rtol=0, atol=0)
+    torch.testing.assert_close(got_f, want_f, equal_nan=True, rtol=0, atol=0)
+
+
 @requires_emulator
 @pytest.mark.parametrize("shape", [(50, 40), (300, 1000), (3, 5000)], ids=str)
 def test_emulated_reductions_over_rows(shape):
@@ -723,6 +761,20 @@ def test_cuda_low_and_high_precision(dtype, fn):
     torch.manual_seed(0)
     args = _args(fn, (16, 4096 + 8), dtype, "cuda")
     torch.testing.assert_close(_jit(fn)(*args), fn(*args))
+
+
+@requires_cuda
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+def test_cuda_half_pairs_are_eager_bit_for_bit(dtype):
+    # The packed instructions (add.rn.f16x2, fma.rn.bf16x2, ...) over every value of the dtype
+    # against eager's float operations and roundings: subnormals, ties, overflow to inf and NaN.
+    x, y, s = (t.cuda() for t in _every_half_value(dtype))
+    jfn = _jit(_half_pairs)
+    (got, got_f), (want, want_f) = jfn(x, y, s), _half_pairs(x, y, s)
+    (kernel,) = fusionex.fusion_kernels(jfn)
+    assert "th_mul2_" in _core.fuser_cuda_source(kernel)[0]
+    torch.testing.assert_close(got, want, equal_nan=True, rtol=0, atol=0)
+    torch.testing.assert_close(got_f, want_f, equal_nan=True, rtol=0, atol=0)
 
 
 @requires_cuda

@@ -503,6 +503,57 @@ TH_INLINE float th_round_f16(float f) {
   return th_ld_f16(th_st_f16(f));
 #endif
 }
+// Lane pairs of 2-byte floating values: one 32-bit register, lane l in the low half.
+TH_INLINE unsigned th_pair(const unsigned short* a, int l) { return (unsigned)a[l] | ((unsigned)a[l + 1] << 16); }
+TH_INLINE unsigned th_pair_dup(unsigned short a) { return (unsigned)a * 0x10001u; }
+TH_INLINE void th_st_pair(unsigned short* a, int l, unsigned p) { a[l] = (unsigned short)p; a[l + 1] = (unsigned short)(p >> 16); }
+// Lane j of a pair, widened.
+TH_INLINE float th_half_f16(unsigned p, int j) { return th_ld_f16((unsigned short)(j ? p >> 16 : p)); }
+TH_INLINE float th_half_bf16(unsigned p, int j) { return __int_as_float((int)(j ? p & 0xffff0000u : p << 16)); }
+// Two float values rounded into a pair (one conversion from sm_80 on).
+TH_INLINE unsigned th_pack_f16(float lo, float hi) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  unsigned p; asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(p) : "f"(hi), "f"(lo)); return p;
+#else
+  return (unsigned)th_st_f16(lo) | ((unsigned)th_st_f16(hi) << 16);
+#endif
+}
+TH_INLINE unsigned th_pack_bf16(float lo, float hi) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  unsigned p; asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(p) : "f"(hi), "f"(lo)); return p;
+#else
+  return (unsigned)th_st_bf16_sw(lo) | ((unsigned)th_st_bf16_sw(hi) << 16);
+#endif
+}
+// Packed sums, differences and products, each rounded once: what eager's float operation and
+// rounding give for values of the dtype (see lane pairs in cuda_codegen.cpp). bf16 takes
+// fma.rn.bf16x2 (a * 1 + b, b * -1 + a, a * b + -0).
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 530
+#define TH_F16X2(name, ins, op) TH_INLINE unsigned name(unsigned a, unsigned b) { \
+  unsigned d; asm(ins " %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b)); return d; }
+#else
+#define TH_F16X2(name, ins, op) TH_INLINE unsigned name(unsigned a, unsigned b) { \
+  return th_pack_f16(th_half_f16(a, 0) op th_half_f16(b, 0), th_half_f16(a, 1) op th_half_f16(b, 1)); }
+#endif
+TH_F16X2(th_add2_f16, "add.rn.f16x2", +)
+TH_F16X2(th_sub2_f16, "sub.rn.f16x2", -)
+TH_F16X2(th_mul2_f16, "mul.rn.f16x2", *)
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+TH_INLINE unsigned th_fma2_bf16(unsigned a, unsigned b, unsigned c) {
+  unsigned d; asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c)); return d;
+}
+TH_INLINE unsigned th_add2_bf16(unsigned a, unsigned b) { return th_fma2_bf16(a, 0x3f803f80u, b); }
+TH_INLINE unsigned th_sub2_bf16(unsigned a, unsigned b) { return th_fma2_bf16(b, 0xbf80bf80u, a); }
+TH_INLINE unsigned th_mul2_bf16(unsigned a, unsigned b) { return th_fma2_bf16(a, b, 0x80008000u); }
+#else
+#define TH_BF16X2(name, op) TH_INLINE unsigned name(unsigned a, unsigned b) { \
+  return th_pack_bf16(th_half_bf16(a, 0) op th_half_bf16(b, 0), th_half_bf16(a, 1) op th_half_bf16(b, 1)); }
+TH_BF16X2(th_add2_bf16, +)
+TH_BF16X2(th_sub2_bf16, -)
+TH_BF16X2(th_mul2_bf16, *)
+#undef TH_BF16X2
+#endif
+#undef TH_F16X2
 )" + std::string(cuda_helpers);
 }
 

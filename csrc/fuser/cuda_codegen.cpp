@@ -91,6 +91,13 @@ struct ColScope {
   // `pre_inv` and are read from the group's first register struct `r0`.
   bool grouped = false;
   std::string pre_inv;
+  // Pointwise chunks of bf16/fp16 values (pairs_pay): each iteration of the lane loop computes
+  // lanes l and l + 1. `j` is the lane col_value computes (l + j); `memo1` holds lane l + 1's
+  // values, `pairs` values held as both lanes' halves in one 32-bit register (pair_value).
+  bool paired = false;
+  int j = 0;
+  std::unordered_map<int, std::string> memo1, pairs;
+  std::unordered_map<int, std::string> arrays;  // loads read into registers (load_array)
 };
 
 class CudaGen {
@@ -366,19 +373,64 @@ class CudaGen {
     return v;
   }
 
-  // A value in a column scope, for lane `l` of the chunk at column `c`.
+  // The index of the lane col_value computes: l, or l + 1 for the second lane of a pair.
+  static std::string lane_index(const ColScope& s) { return s.j ? "(l + 1)" : "l"; }
+
+  // The registers load `id` is read into for the chunk at column `c` (an array over the lanes, or
+  // one value where the innermost stride is 0), reading them on first use.
+  std::string load_array(int id, ColScope& s, const std::string& c) {
+    auto it = s.arrays.find(id);
+    if (it != s.arrays.end()) return it->second;
+    const KNode& n = k_.nodes[id];
+    const Access& a = L_.loads[id];
+    std::string st = storage_type(n.dtype);
+    std::string ptr = "in" + std::to_string(n.input);
+    int64_t is = inner_ >= 0 ? a.strides[inner_] : 0;
+    std::string ld = "ld" + std::to_string(id);
+    std::string addr = row_part(id) + " + " + unravel(col_axes_, a.strides, c);
+    std::string vs = std::to_string(s.v);
+    std::string nm = s.split ? "r." + ld : ld;
+    std::string arr = is == 0 ? "" : "[" + vs + "]";
+    if (s.split) {
+      s.regs += "  " + st + " " + ld + arr + ";\n";
+    } else {
+      s.pre += "      " + st + " " + ld + arr + ";\n";
+    }
+    const bool inv = s.grouped && same_in_every_row(id);
+    std::string& pre = inv ? s.pre_inv : s.pre;
+    if (is == 1) {
+      pre += "      th_ldv<" + st + ", " + vs + ">(" + ptr + " + " + addr + ", " + nm + ");\n";
+      if (smem_cached_.count(id) && c == "c") {
+        // The first pass that reads the load also keeps the chunk for the later passes.
+        s.pre += "      th_stv<" + st + ", " + vs + ">(" + smem_ptr(id) + " + c, " + nm + ");\n";
+        smem_filling_.insert(id);
+      }
+    } else if (is == 0) {
+      pre += "      " + nm + " = " + ptr + "[" + addr + "];\n";
+    } else {
+      pre += "#pragma unroll\n      for (int l = 0; l < " + vs + "; ++l) " + nm + "[l] = " + ptr +
+             "[" + addr + " + (idx_t)l * " + lit(is) + "];\n";
+    }
+    return s.arrays[id] = inv ? "r0." + ld : nm;
+  }
+
+  // A value in a column scope, for lane `l` (lane_index) of the chunk at column `c`.
   std::string col_value(int id, ColScope& s, const std::string& c = "c") {
     if (row_level(id)) return row_value(id);
-    auto m = s.memo.find(id);
-    if (m != s.memo.end()) return m->second;
+    auto& memo = s.j ? s.memo1 : s.memo;
+    auto m = memo.find(id);
+    if (m != memo.end()) return m->second;
     const KNode& n = k_.nodes[id];
     std::string ct = compute_type(n.dtype);
     std::string v = tmp();
     std::string e;
-    if (n.op == "load") {
+    const std::string li = lane_index(s);
+    if (s.paired && pair_first(id)) {
+      e = "th_half_" + half_name(n.dtype) + "(" + pair_value(id, n.dtype, s, c) + ", " +
+          std::to_string(s.j) + ")";
+    } else if (n.op == "load") {
       const Access& a = L_.loads[id];
       std::string st = storage_type(n.dtype);
-      std::string ptr = "in" + std::to_string(n.input);
       int64_t is = inner_ >= 0 ? a.strides[inner_] : 0;
       std::string ld = "ld" + std::to_string(id);
       if (s.preloaded.count(id)) {
@@ -391,56 +443,33 @@ class CudaGen {
                  smem_ptr(id) + " + c, " + ld + ");\n";
         e = load_expr(n.dtype, ld + "[l]");
       } else {
-        std::string addr = row_part(id) + " + " + unravel(col_axes_, a.strides, c);
-        std::string vs = std::to_string(s.v);
-        std::string nm = s.split ? "r." + ld : ld;
-        std::string arr = is == 0 ? "" : "[" + vs + "]";
-        if (s.split) {
-          s.regs += "  " + st + " " + ld + arr + ";\n";
-        } else {
-          s.pre += "      " + st + " " + ld + arr + ";\n";
-        }
-        const bool inv = s.grouped && same_in_every_row(id);
-        std::string& pre = inv ? s.pre_inv : s.pre;
-        if (is == 1) {
-          pre += "      th_ldv<" + st + ", " + vs + ">(" + ptr + " + " + addr + ", " + nm + ");\n";
-          if (smem_cached_.count(id) && c == "c") {
-            // The first pass that reads the load also keeps the chunk for the later passes.
-            s.pre +=
-                "      th_stv<" + st + ", " + vs + ">(" + smem_ptr(id) + " + c, " + nm + ");\n";
-            smem_filling_.insert(id);
-          }
-        } else if (is == 0) {
-          pre += "      " + nm + " = " + ptr + "[" + addr + "];\n";
-        } else {
-          pre += "#pragma unroll\n      for (int l = 0; l < " + vs + "; ++l) " + nm +
-                 "[l] = " + ptr + "[" + addr + " + (idx_t)l * " + lit(is) + "];\n";
-        }
-        e = load_expr(n.dtype, (inv ? "r0." + ld : nm) + (is == 0 ? "" : "[l]"));
+        e = load_expr(n.dtype, load_array(id, s, c) + (is == 0 ? "" : "[" + li + "]"));
       }
     } else if (n.op == "iota" || n.op == "rand") {
       const Access& a = L_.loads[id];
       int64_t is = inner_ >= 0 ? a.strides[inner_] : 0;
       std::string at = row_part(id) + " + " + unravel(col_axes_, a.strides, c);
       std::string idx = is == 0   ? at
-                        : is == 1 ? at + " + (idx_t)l"
-                                  : at + " + (idx_t)l * " + lit(is);
+                        : is == 1 ? at + " + (idx_t)" + li
+                                  : at + " + (idx_t)" + li + " * " + lit(is);
       std::string in = "in" + std::to_string(n.input);
       if (n.op == "rand" && rand_blocks(a, s.v)) {
         // Lane 0 starts a block of four: one Philox block per four lanes, drawn before the lanes.
         std::string q = "rq" + std::to_string(id), vs = std::to_string(s.v);
         std::string nm = s.split ? "r." + q : q;
-        if (s.split) {
-          s.regs += "  float " + q + "[" + vs + "];\n";
-        } else {
-          s.pre += "      float " + q + "[" + vs + "];\n";
+        if (s.arrays.emplace(id, nm).second) {
+          if (s.split) {
+            s.regs += "  float " + q + "[" + vs + "];\n";
+          } else {
+            s.pre += "      float " + q + "[" + vs + "];\n";
+          }
+          s.pre += "      { const int64_t g = (int64_t)(" + at + ") >> 2;\n#pragma unroll\n" +
+                   "        for (int k = 0; k < " + std::to_string(s.v / 4) + "; ++k) {\n" +
+                   "          uint32_t w[4];\n          th_rand_block(" + in + ".seed, " + in +
+                   ".offset, g + k, w);\n#pragma unroll\n          for (int j = 0; j < 4; ++j) " +
+                   nm + "[4 * k + j] = th_u01(w[j]);\n        }\n      }\n";
         }
-        s.pre += "      { const int64_t g = (int64_t)(" + at + ") >> 2;\n#pragma unroll\n" +
-                 "        for (int k = 0; k < " + std::to_string(s.v / 4) + "; ++k) {\n" +
-                 "          uint32_t w[4];\n          th_rand_block(" + in + ".seed, " + in +
-                 ".offset, g + k, w);\n#pragma unroll\n          for (int j = 0; j < 4; ++j) " +
-                 nm + "[4 * k + j] = th_u01(w[j]);\n        }\n      }\n";
-        e = nm + "[l]";
+        e = nm + "[" + li + "]";
       } else {
         e = n.op == "iota" ? iota_expr(n, idx) : rand_expr(in + ".seed", in + ".offset", idx);
       }
@@ -473,7 +502,7 @@ class CudaGen {
       e = op_expr(n, args, dts);
     }
     s.lane += "        const " + ct + " " + v + " = " + e + ";\n";
-    s.memo[id] = v;
+    memo[id] = v;
     return v;
   }
 
@@ -504,6 +533,133 @@ class CudaGen {
     return as(n.args[0], kScale);
   }
 
+  // ---- lane pairs (bf16 and fp16 pointwise chunks) ----------------------------------------------
+  //
+  // A pointwise chunk of 2-byte floating values computes lanes l and l + 1 in one iteration of its
+  // lane loop, so that a value can be held as both lanes' halves in one 32-bit register: packed
+  // instructions then do the work of two lanes where they give eager's results.
+  //   - A rounding to bf16/fp16 of the sum, difference or product of two values of that dtype (or
+  //     constants it represents exactly) is one packed instruction (`add.rn.f16x2`,
+  //     `fma.rn.bf16x2`). Its one rounding gives what eager's float operation and rounding give:
+  //     float's 24 bits hold at least 2p + 2 of the p bits of either dtype, so rounding to float
+  //     first never changes the final rounding (the double rounding of +, -, * is innocuous).
+  //   - A rounding of other float values to fp16 converts both lanes in one instruction (widening a
+  //     lane back is one more, where the single rounding took two).
+  //   - bf16/fp16 outputs are stored from the pair.
+
+  static bool half_dtype(DType d) { return d == DType::kFloat16 || d == DType::kBFloat16; }
+  static std::string half_name(DType d) { return d == DType::kFloat16 ? "f16" : "bf16"; }
+
+  // Whether a pointwise chunk of width v computes lane pairs: some value or output is bf16/fp16.
+  bool pairs_pay(int v) const {
+    if (v < 2 || v % 2 != 0 || k_.kind != KernelDef::Kind::kPointwise) return false;
+    for (const KNode& n : k_.nodes) {
+      if (half_dtype(n.dtype)) return true;
+    }
+    for (const TensorRef& t : k_.outputs) {
+      if (half_dtype(t->dtype())) return true;
+    }
+    return false;
+  }
+
+  // The bits of `v` in dtype h when h represents it exactly (finite values only).
+  static std::optional<uint16_t> half_bits(double v, DType h) {
+    if (!std::isfinite(v)) return std::nullopt;
+    const int p = h == DType::kFloat16 ? 11 : 8;         // significand bits
+    const int emin = h == DType::kFloat16 ? -14 : -126;  // smallest normal exponent
+    const int bias = h == DType::kFloat16 ? 15 : 127;
+    const double maxv = h == DType::kFloat16 ? 65504.0 : 0x1.fep127;
+    const uint16_t sign = std::signbit(v) ? 0x8000 : 0;
+    const double a = std::fabs(v);
+    if (a == 0) return sign;
+    if (a > maxv) return std::nullopt;
+    int e = 0;
+    std::frexp(a, &e);  // a = m 2^e, m in [0.5, 1)
+    const int exp = std::max(e - 1, emin);
+    const double units = std::ldexp(a, p - 1 - exp);  // a in units of the last place
+    if (units != std::floor(units)) return std::nullopt;
+    const auto u = static_cast<uint32_t>(units);
+    if (e - 1 < emin) return static_cast<uint16_t>(sign | u);  // subnormal
+    const uint32_t frac = u - (uint32_t{1} << (p - 1));
+    return static_cast<uint16_t>(sign | (static_cast<uint32_t>(exp + bias) << (p - 1)) | frac);
+  }
+
+  // Operand `a` of a packed operation in dtype h: a widened value that h holds exactly (a load of
+  // h, a rounding to h), or a constant h represents exactly.
+  bool half_operand(int a, DType h) const {
+    const KNode& x = k_.nodes[a];
+    if (x.op == "const") return is_floating(x.dtype) && half_bits(x.number(), h).has_value();
+    if (x.op != "convert_element_type" || x.dtype != DType::kFloat32) return false;
+    const KNode& y = k_.nodes[x.args[0]];
+    if (y.dtype != h) return false;
+    return y.op == "load" || (y.op == "convert_element_type" && k_.nodes[y.args[0]].dtype != h);
+  }
+
+  // A rounding to bf16/fp16 of a float add, sub or mul of two half_operands.
+  bool packed_op(int id) const {
+    const KNode& n = k_.nodes[id];
+    if (n.op != "convert_element_type" || !half_dtype(n.dtype)) return false;
+    const KNode& p = k_.nodes[n.args[0]];
+    if (p.dtype != DType::kFloat32 || p.args.size() != 2) return false;
+    if (p.op != "add" && p.op != "sub" && p.op != "mul") return false;
+    return half_operand(p.args[0], n.dtype) && half_operand(p.args[1], n.dtype);
+  }
+
+  // Values of a paired chunk computed as pairs first (their lanes widened from the pair).
+  bool pair_first(int id) const {
+    const KNode& n = k_.nodes[id];
+    if (packed_op(id)) return true;
+    return n.op == "convert_element_type" && n.dtype == DType::kFloat16 &&
+           k_.nodes[n.args[0]].dtype == DType::kFloat32;
+  }
+
+  // Node `id`'s lanes l and l + 1 rounded to dtype h (bf16 or fp16), in one 32-bit register: the
+  // low half lane l.
+  std::string pair_value(int id, DType h, ColScope& s, const std::string& c) {
+    const KNode& n = k_.nodes[id];
+    const bool own = h == n.dtype;
+    if (own) {
+      auto m = s.pairs.find(id);
+      if (m != s.pairs.end()) return m->second;
+    }
+    const std::string hn = half_name(h);
+    std::string e;
+    const int64_t is = n.op == "load" && inner_ >= 0 ? L_.loads[id].strides[inner_] : -1;
+    if (own && n.op == "load" && is >= 0 && !s.preloaded.count(id) && !s.cached) {
+      const std::string arr = load_array(id, s, c);
+      e = is == 0 ? "th_pair_dup(" + arr + ")" : "th_pair(" + arr + ", l)";
+    } else if (own && packed_op(id)) {
+      const KNode& p = k_.nodes[n.args[0]];
+      auto operand = [&](int a) {
+        const KNode& x = k_.nodes[a];
+        if (x.op != "const") return pair_value(x.args[0], h, s, c);
+        const unsigned b = *half_bits(x.number(), h);
+        char buf[32];
+        std::snprintf(buf, sizeof(buf), "0x%08xu", (b << 16) | b);
+        return std::string(buf);
+      };
+      e = "th_" + p.op + "2_" + hn + "(" + operand(p.args[0]) + ", " + operand(p.args[1]) + ")";
+    } else {
+      // Both lanes converted in one instruction: a rounding's operand, or the value itself (exact
+      // when it is of dtype h already).
+      const int src =
+          own && n.op == "convert_element_type" && k_.nodes[n.args[0]].dtype == DType::kFloat32
+              ? n.args[0]
+              : id;
+      const int j = s.j;
+      s.j = 0;
+      const std::string lo = col_value(src, s, c);
+      s.j = 1;
+      const std::string hi = col_value(src, s, c);
+      s.j = j;
+      e = "th_pack_" + hn + "((float)(" + lo + "), (float)(" + hi + "))";
+    }
+    const std::string v = "pk" + std::to_string(counter_++);
+    s.lane += "        const unsigned " + v + " = " + e + ";\n";
+    if (own) s.pairs[id] = v;
+    return v;
+  }
+
   // 1 / value(id) for a row-level value, computed once per row.
   std::string reciprocal(int id, const std::string& ct) {
     auto it = reciprocals_.find(id);
@@ -529,30 +685,49 @@ class CudaGen {
     return col_value(id, s, c);
   }
 
-  // Stores output o's value `v` for lane l of the chunk at column `c` (row `r` for row kernels).
-  void col_store(size_t o, const std::string& v, ColScope& s, const std::string& c = "c") {
+  // Stores output o's value for lane l of the chunk at column `c` (row `r` for row kernels); in a
+  // paired chunk, for lanes l and l + 1 (a bf16/fp16 output with the innermost stride 1 from the
+  // pair of its lanes).
+  void col_store(size_t o, ColScope& s, const std::string& c = "c") {
     const Access& a = L_.stores[o];
-    std::string st = storage_type(k_.outputs[o]->dtype());
+    const DType d = k_.outputs[o]->dtype();
+    std::string st = storage_type(d);
     std::string ptr = "out" + std::to_string(o);
     std::string row = row_axes_.empty() ? "" : " + " + unravel(row_axes_, a.strides, "r");
     std::string rg = row_axes_.empty() ? "" : guard(o, row_axes_, "r");
     int64_t is = inner_ >= 0 ? a.strides[inner_] : 0;
+    const bool pair = s.paired && is == 1 && half_dtype(d);
+    std::vector<std::string> vals;  // per lane of the iteration
+    for (int j = 0; j < (s.paired && !pair ? 2 : 1); ++j) {
+      s.j = j;
+      vals.push_back(pair ? pair_value(k_.output_nodes[o], d, s, c) : stored_value(o, s, c));
+    }
+    s.j = 0;
     if (is == 1) {
       std::string sv = "so" + std::to_string(o) + "_" + std::to_string(counter_++);
       s.decl += "      " + st + " " + sv + "[" + std::to_string(s.v) + "];\n";
-      s.lane += "        " + sv + "[l] = " + store_expr(k_.outputs[o]->dtype(), v) + ";\n";
+      if (pair) {
+        s.lane += "        th_st_pair(" + sv + ", l, " + vals[0] + ");\n";
+      }
+      for (size_t j = 0; j < vals.size() && !pair; ++j) {
+        s.lane +=
+            "        " + sv + "[" + (j ? "l + 1" : "l") + "] = " + store_expr(d, vals[j]) + ";\n";
+      }
       std::string g = guard(o, col_axes_, c);  // lane-invariant: the inner axis has stride 1
       if (!rg.empty()) g = g.empty() ? rg : rg + " && " + g;
       std::string stmt = "th_stv<" + st + ", " + std::to_string(s.v) + ">(" + ptr + " + " + lit(a.offset) + row +
                          " + " + unravel(col_axes_, a.strides, c) + ", " + sv + ");";
       s.post += "      " + (g.empty() ? stmt : "if (" + g + ") " + stmt) + "\n";
     } else {
-      std::string cl = "(" + c + " + (idx_t)l)";
-      std::string g = guard(o, col_axes_, cl);
-      if (!rg.empty()) g = g.empty() ? rg : rg + " && " + g;
-      std::string stmt = ptr + "[" + lit(a.offset) + row + " + " + unravel(col_axes_, a.strides, cl) +
-                         "] = " + store_expr(k_.outputs[o]->dtype(), v) + ";";
-      s.lane += "        " + (g.empty() ? stmt : "if (" + g + ") " + stmt) + "\n";
+      for (size_t j = 0; j < vals.size(); ++j) {
+        std::string cl = "(" + c + " + (idx_t)" + (j ? "(l + 1)" : "l") + ")";
+        std::string g = guard(o, col_axes_, cl);
+        if (!rg.empty()) g = g.empty() ? rg : rg + " && " + g;
+        std::string stmt = ptr + "[" + lit(a.offset) + row + " + " +
+                           unravel(col_axes_, a.strides, cl) + "] = " + store_expr(d, vals[j]) +
+                           ";";
+        s.lane += "        " + (g.empty() ? stmt : "if (" + g + ") " + stmt) + "\n";
+      }
     }
   }
 
@@ -599,8 +774,9 @@ class CudaGen {
     s.v = v;
     s.split = true;
     s.grouped = grouped;
+    s.paired = pairs_pay(v);
     for (size_t o = 0; o < k_.outputs.size(); ++o) {
-      col_store(o, stored_value(o, s, "e"), s, "e");
+      col_store(o, s, "e");
     }
     std::string vs = std::to_string(v);
     std::string lname = "th_load" + vs, sname = "th_store" + vs, rname = "th_regs" + vs;
@@ -615,7 +791,8 @@ class CudaGen {
     }
     os << "TH_INLINE void " << sname << "(const " << rname << "& r, "
        << (grouped ? "const " + rname + "& r0, " : "") << params_ << ", const idx_t e) {\n"
-       << s.decl << "#pragma unroll\n      for (int l = 0; l < " << vs << "; ++l) {\n"
+       << s.decl << "#pragma unroll\n      for (int l = 0; l < " << vs << "; "
+       << (s.paired ? "l += 2" : "++l") << ") {\n"
        << s.lane << "      }\n"
        << s.post << "}\n";
     return os.str();
@@ -1113,7 +1290,7 @@ class CudaGen {
         if (it != p.online.end()) online_chunk(r, it->second, s);
       }
       for (int o : p.pass_outputs[q]) {
-        col_store(static_cast<size_t>(o), stored_value(static_cast<size_t>(o), s), s);
+        col_store(static_cast<size_t>(o), s);
       }
       os << row_code_;
       row_code_.clear();
@@ -1453,7 +1630,7 @@ class CudaGen {
       std::vector<size_t> col_outputs;
       for (size_t o = 0; o < k_.outputs.size(); ++o) {
         if (per_row_output(o)) {
-          col_store(o, stored_value(o, s), s);
+          col_store(o, s);
         } else {
           col_outputs.push_back(o);
         }
@@ -1461,7 +1638,7 @@ class CudaGen {
       ColScope e;
       e.v = v;
       for (int r : reds) reduced_[r] = "acc" + std::to_string(r) + "[l]";
-      for (size_t o : col_outputs) col_store(o, stored_value(o, e), e);
+      for (size_t o : col_outputs) col_store(o, e);
       std::ostringstream f;
       std::string smp;
       for (int r : reds) smp += ", " + compute_type(k_.nodes[r].dtype) + "* sm" + std::to_string(r);
