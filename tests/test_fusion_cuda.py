@@ -588,6 +588,26 @@ def test_emulated_half_pairs_are_eager_bit_for_bit(dtype):
     torch.testing.assert_close(got_f, want_f, equal_nan=True, rtol=0, atol=0)
 
 
+# (dtype, constant, whether the dtype holds it exactly): normal, subnormal and largest values, and
+# values between two of the dtype's (a packed product would round the constant first).
+HALF_CONSTANTS = [
+    (torch.float16, 2.0**-24, True), (torch.float16, 65504.0, True), (torch.float16, -1.5 * 2.0**-20, True),
+    (torch.float16, 2.0**-25, False), (torch.float16, 1 + 2.0**-11, False), (torch.float16, 65520.0, False),
+    (torch.bfloat16, 2.0**-133, True), (torch.bfloat16, -(2.0**127) * 1.5, True), (torch.bfloat16, 1 + 2.0**-8, False),
+]
+
+
+@requires_emulator
+@pytest.mark.parametrize("dtype,c,exact", HALF_CONSTANTS, ids=lambda v: str(v))
+def test_emulated_half_pairs_take_constants_the_dtype_holds(dtype, c, exact):
+    # A product with a constant is packed only where the dtype holds the constant exactly; either
+    # way the results are eager's bit for bit (x: every 16-bit pattern).
+    x, _, _ = _every_half_value(dtype)
+    got, want, _ = _emulate(lambda t: t * c - t, (x,))  # two operations: a lone one stays with torch
+    assert ("th_mul2_" in _kernel_body(_emulate.last_source)) == exact
+    torch.testing.assert_close(got, want, equal_nan=True, rtol=0, atol=0)
+
+
 @requires_emulator
 @pytest.mark.parametrize("shape", [(50, 40), (300, 1000), (3, 5000)], ids=str)
 def test_emulated_reductions_over_rows(shape):
