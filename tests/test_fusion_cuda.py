@@ -552,11 +552,13 @@ def test_emulated_bf16_rounding_inside_a_kernel_is_eager_bit_for_bit():
 
 def _half_pairs(x, y, s):
     # Packed operations of bf16/fp16 lane pairs: products, sums and differences of values of the
-    # dtype, constants it holds exactly (0.5, 3) and a value the same along the row (s, a pair of
-    # one value twice); a constant it does not hold (0.1) keeps the float product, rounded after.
-    a = x * y
-    d = (a + x - y * 0.5) * 3.0 + s
-    return d * 0.1 - x, (a * y).float()
+    # dtype, constants it holds exactly (0.5, 3), a value the same along the row (s, a pair of one
+    # value twice) and a transposed one (y.mT, read lane by lane); a constant the dtype does not
+    # hold (0.1) keeps the float product, rounded after.
+    yt = y.mT
+    a = x * yt
+    d = (a + x - yt * 0.5) * 3.0 + s
+    return d * 0.1 - x, (a * yt).float()
 
 
 def _every_half_value(dtype):
