@@ -6,9 +6,13 @@ by side in one process (bandwidth over a device-to-device copy's, bytes read onc
     throughout, and without its erf: how much of its time is arithmetic;
   - with --ce-forward, the cross-entropy forward's whole call, kernels and host time per call;
   - with --kernels, the device time of each kernel of a few training steps (thunder's kernels are
-    named after their schedule and operations), thunder beside eager.
+    named after their schedule and operations), thunder beside eager;
+  - with --warp-rows, the device time of row kernels (layer_norm's forward and backward as under
+    bf16 autocast, a bf16 softmax) over 8192 rows of GPT-like widths, with rows of up to 4, 8, 16
+    and 32 chunks a lane on a warp each (THUNDER_CUDA_WARP_ROW_CHUNKS), beside eager.
 Run on the GPU machine after building:
-  python3 scripts/gpu_schedule_probe.py [--pointwise-only | --kernels | --ce-forward] [--out probe.json]"""
+  python3 scripts/gpu_schedule_probe.py [--pointwise-only | --kernels | --ce-forward | --warp-rows]
+      [--out probe.json]"""
 import argparse
 import json
 import os
@@ -108,6 +112,46 @@ def kernels():
     return rows
 
 
+def jit_with(fn, env):
+    """fn jitted through an executor of its own for the variables in `env` (set while the caller
+    makes the first calls, which build the kernels)."""
+    key = tuple(sorted(env.items()))
+    if key not in _executors:
+        _executors[key] = thunder.extend.register_executor(
+            fusionex.ThunderFusionExecutor(f"probe{len(_executors)}"))
+    return thunder.jit(fn, executors=[_executors[key]])
+
+
+def warp_rows():
+    rows = []
+
+    def ln_bf16_out(x, w, b):  # layer_norm in fp32 under autocast; the next matmul reads bf16
+        return F.layer_norm(x, (x.shape[-1],), w, b).to(torch.bfloat16)
+
+    for width in (768, 1024, 1600, 2048, 4096):
+        x = torch.randn(8192, width, device="cuda", requires_grad=True)
+        w = torch.randn(width, device="cuda", requires_grad=True)
+        b = torch.randn(width, device="cuda", requires_grad=True)
+        g = torch.randn(8192, width, device="cuda", dtype=torch.bfloat16)
+        xs = torch.randn(8192, width, device="cuda", dtype=torch.bfloat16)
+        for chunks in ("eager", "4", "8", "16", "32"):
+            if chunks == "eager":
+                ln, sm = ln_bf16_out, softmax
+            else:
+                env = {"THUNDER_CUDA_WARP_ROW_CHUNKS": chunks}
+                ln, sm = jit_with(ln_bf16_out, env), jit_with(softmax, env)
+                os.environ.update(env)
+                try:
+                    training_step(ln, cotangent=True)(x, w, b, g)
+                    sm(xs)
+                finally:
+                    os.environ.pop("THUNDER_CUDA_WARP_ROW_CHUNKS")
+            rows += kernel_table(f"{chunks} layer_norm fwd+bwd 8192x{width}", training_step(ln, cotangent=True),
+                                 (x, w, b, g))
+            rows += kernel_table(f"{chunks} softmax bf16 8192x{width}", sm, (xs,))
+    return rows
+
+
 def host_us(fn, args, n=300):
     """Host microseconds per call of fn, the calls queued back to back (the device keeps up)."""
     import time
@@ -148,8 +192,9 @@ def main():
     ap.add_argument("--pointwise-only", action="store_true")
     ap.add_argument("--kernels", action="store_true", help="only the per-kernel tables of training steps")
     ap.add_argument("--ce-forward", action="store_true", help="only the cross-entropy forward's times")
+    ap.add_argument("--warp-rows", action="store_true", help="only the row kernels with warp-per-row limits")
     args = ap.parse_args()
-    only = ce_forward if args.ce_forward else kernels if args.kernels else None
+    only = ce_forward if args.ce_forward else kernels if args.kernels else warp_rows if args.warp_rows else None
     if only:
         rows = only()
         if args.out:

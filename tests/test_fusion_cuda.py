@@ -611,6 +611,25 @@ def test_emulated_half_pairs_take_constants_the_dtype_holds(dtype, c, exact):
 
 
 @requires_emulator
+@pytest.mark.parametrize("width", [768, 1000, 770])
+def test_emulated_rows_of_a_warp_each_up_to_the_set_chunks(width, monkeypatch):
+    # THUNDER_CUDA_WARP_ROW_CHUNKS=16: rows of up to 16 chunks a lane run a warp each (eight rows a
+    # block, no block barrier): 6, 7.8 (lanes with fewer chunks) and 12.03 chunks a lane (770: chunks
+    # of two elements).
+    monkeypatch.setenv("THUNDER_CUDA_WARP_ROW_CHUNKS", "16")
+    torch.manual_seed(0)
+    x, g = torch.randn(19, width), torch.randn(19, width)
+    w = torch.randn(width)
+    for fn, args in ((layer_norm_input_grad, (x, g, w)), (softmax, (x,)), (layer_norm, (x, w, w.flip(0)))):
+        out, expected, ir = _emulate(fn, args)
+        assert ir.startswith("inner") and "__syncthreads" not in _kernel_body(_emulate.last_source)
+        torch.testing.assert_close(out, expected)
+    monkeypatch.setenv("THUNDER_CUDA_WARP_ROW_CHUNKS", "0")
+    with pytest.raises(Exception, match="THUNDER_CUDA_WARP_ROW_CHUNKS must be a number of chunks >= 1"):
+        _emulate(softmax, (x,))
+
+
+@requires_emulator
 @pytest.mark.parametrize("shape", [(50, 40), (300, 1000), (3, 5000)], ids=str)
 def test_emulated_reductions_over_rows(shape):
     # A row reduction's values reduced over every row in the same kernel: rows of a warp (8 per

@@ -38,16 +38,32 @@ constexpr int kUnrollNarrow = 4;
 constexpr int kPointwiseThreadsNarrow = 128;
 constexpr int64_t kNarrowMinNumel = int64_t{1} << 22;
 
-int64_t narrow_min_numel() {
-  const char* e = std::getenv("THUNDER_CUDA_UNROLL_NUMEL");
-  if (!e || !*e) return kNarrowMinNumel;
+// An integer schedule setting from the environment variable `name` (`fallback` when unset).
+int64_t env_count(const char* name, int64_t fallback, int64_t least, const char* what) {
+  const char* e = std::getenv(name);
+  if (!e || !*e) return fallback;
   char* end = nullptr;
   const long long v = std::strtoll(e, &end, 10);
-  if (*end != '\0' || v < 0) {
-    throw Error("THUNDER_CUDA_UNROLL_NUMEL must be a number of elements >= 0, got '" +
-                std::string(e) + "'");
+  if (*end != '\0' || v < least) {
+    throw Error(std::string(name) + " must be a number of " + what + " >= " + std::to_string(least) +
+                ", got '" + e + "'");
   }
   return v;
+}
+
+int64_t narrow_min_numel() {
+  return env_count("THUNDER_CUDA_UNROLL_NUMEL", kNarrowMinNumel, 0, "elements");
+}
+
+// Rows of at most this many 16-byte chunks per lane run a warp per row (several rows a block, no
+// block-wide barrier); longer rows a block per row. THUNDER_CUDA_WARP_ROW_CHUNKS sets it. H200,
+// 8192 rows (layer_norm forward and backward, bf16 softmax; scripts/gpu_schedule_probe.py
+// --warp-rows): 8 chunks is within 2 % of 4 at widths 768-4096, 16 and 32 are up to 2x slower from
+// width 1600 on.
+constexpr int64_t kWarpRowChunks = 4;
+
+int64_t warp_row_chunks() {
+  return env_count("THUNDER_CUDA_WARP_ROW_CHUNKS", kWarpRowChunks, 1, "chunks");
 }
 // 32-bit indices while every element count and offset stays below this (2^31 less room for a
 // loop counter to step past the end).
@@ -1056,7 +1072,7 @@ class CudaGen {
   RowPlan plan_rows() {
     RowPlan p;
     int64_t nq = ceil_div(cols_, vec_);
-    if (nq <= 32 * 4) {
+    if (nq <= 32 * warp_row_chunks()) {
       p.warp_mode = true;
       p.threads = 32;
       p.rows_per_block = 8;
