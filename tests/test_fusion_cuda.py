@@ -610,6 +610,50 @@ def test_emulated_half_pairs_take_constants_the_dtype_holds(dtype, c, exact):
     torch.testing.assert_close(got, want, equal_nan=True, rtol=0, atol=0)
 
 
+def _random_half_program(seed, dtype):
+    """A random chain of eager-exact operations on bf16/fp16 tensors a, b (rows) and c (a row
+    vector): sums, differences, products (with constants the dtype holds or not), negations,
+    maxima, selections, divisions and float32 detours. Returns fn(a, b, c) -> (last value, a middle
+    value as float32)."""
+    import random
+
+    rng = random.Random(seed)
+    steps = []
+    for i in range(rng.randint(4, 9)):
+        n = 3 + i  # values so far
+        op = rng.choice(["add", "sub", "mul", "mulk", "neg", "max", "where", "div", "float"])
+        steps.append((op, rng.randrange(n), rng.randrange(n), rng.choice([0.5, 3.0, -2.0, 0.1, 2.0**-10, 1e-3])))
+
+    def fn(a, b, c):
+        vals = [a, b, c]
+        for op, i, j, k in steps:
+            x, y = vals[i], vals[j]
+            vals.append({"add": lambda: x + y, "sub": lambda: x - y, "mul": lambda: x * y, "mulk": lambda: x * k,
+                         "neg": lambda: -x, "max": lambda: torch.maximum(x, y),
+                         "where": lambda: torch.where(x > y, x, y * k), "div": lambda: x / y,
+                         "float": lambda: (x.float() * k + y.float()).to(dtype)}[op]())
+        return vals[-1] + 0 * a, vals[len(vals) // 2 + 1].float() + 0 * a.float()  # noqa: B023
+
+    return fn
+
+
+@requires_emulator
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+def test_emulated_random_half_programs_are_eager_bit_for_bit(dtype, seed):
+    # Random chains over values of every magnitude (subnormals, overflow, inf, NaN), paired lanes
+    # packed where they may be: eager's results bit for bit.
+    g = torch.Generator().manual_seed(seed)
+    scale = torch.exp2(torch.randint(-30, 20, (64, 96), generator=g).float())
+    a, b = (torch.randn(64, 96, generator=g) * scale).to(dtype), (torch.randn(64, 96, generator=g) * 4).to(dtype)
+    a[0, :4] = torch.tensor([float("inf"), -float("inf"), float("nan"), 0.0])
+    c = torch.randn(96, generator=g).to(dtype)
+    (got, got_f), (want, want_f), _ = _emulate(_random_half_program(seed, dtype), (a, b, c))
+    assert "l += 2" in _kernel_body(_emulate.last_source)
+    torch.testing.assert_close(got, want, equal_nan=True, rtol=0, atol=0)
+    torch.testing.assert_close(got_f, want_f, equal_nan=True, rtol=0, atol=0)
+
+
 @requires_emulator
 @pytest.mark.parametrize("width", [768, 1000, 770])
 def test_emulated_rows_of_a_warp_each_up_to_the_set_chunks(width, monkeypatch):
