@@ -45,8 +45,8 @@ int64_t env_count(const char* name, int64_t fallback, int64_t least, const char*
   char* end = nullptr;
   const long long v = std::strtoll(e, &end, 10);
   if (*end != '\0' || v < least) {
-    throw Error(std::string(name) + " must be a number of " + what + " >= " + std::to_string(least) +
-                ", got '" + e + "'");
+    throw Error(std::string(name) + " must be a number of " + what +
+                " >= " + std::to_string(least) + ", got '" + e + "'");
   }
   return v;
 }
