@@ -7,6 +7,8 @@ by side in one process (bandwidth over a device-to-device copy's, bytes read onc
   - with --ce-forward, the cross-entropy forward's whole call, kernels and host time per call;
   - with --kernels, the device time of each kernel of a few training steps (thunder's kernels are
     named after their schedule and operations), thunder beside eager;
+  - with --gelu-backward, GPT-2's gelu backward as one column kernel against a pointwise kernel and
+    a column sum (device time, registers);
   - with --warp-rows, the device time of row kernels (layer_norm's forward and backward as under
     bf16 autocast, a bf16 softmax) over 8192 rows of GPT-like widths, with rows of up to 4, 8, 16
     and 32 chunks a lane on a warp each (THUNDER_CUDA_WARP_ROW_CHUNKS), beside eager.
@@ -152,6 +154,42 @@ def warp_rows():
     return rows
 
 
+def gelu_backward(h, g):
+    """GPT-2's MLP backward around gelu: gelu(h) (tanh form) recomputed for the next matmul's weight
+    gradient, its backward against g, and the bias gradient (a column sum): one column kernel."""
+    c = 0.7978845608028654
+    hf, gf = h.float(), g.float()
+    t = torch.tanh(c * (hf + 0.044715 * hf * hf * hf))
+    y = 0.5 * hf * (1 + t)
+    dy = (gf * (0.5 * (1 + t) + 0.5 * hf * (1 - t * t) * c * (1 + 3 * 0.044715 * hf * hf))).to(h.dtype)
+    return y.to(h.dtype), dy, dy.float().sum(0).to(h.dtype).float()
+
+
+def gelu_backward_split():
+    """The gelu backward's column kernel against the same work as a pointwise kernel (the two full-size
+    outputs) and a column sum reading dy: device time per call, registers per thread."""
+    rows = []
+    h = torch.randn(8192, 3072, device="cuda", dtype=torch.bfloat16)
+    g = torch.randn(8192, 3072, device="cuda", dtype=torch.bfloat16)
+    fused = thunder.jit(gelu_backward)
+    pointwise = thunder.jit(lambda h, g: gelu_backward(h, g)[:2])
+    colsum = thunder.jit(lambda dy: dy.float().sum(0).to(dy.dtype).float() + 0)
+    dy = pointwise(h, g)[1]
+    torch.testing.assert_close(fused(h, g)[2], colsum(dy), rtol=1e-2, atol=1e-1)
+    for name, fn, args in (("fused column kernel", fused, (h, g)), ("pointwise part", pointwise, (h, g)),
+                           ("column sum of dy", colsum, (dy,)), ("eager", gelu_backward, (h, g))):
+        rows += kernel_table(f"gelu backward 8192x3072 bf16: {name}", fn, args)
+        if fn is not gelu_backward:
+            os.environ["THUNDER_NVRTC_FLAGS"] = "--ptxas-options=-v"
+            for k in fusionex.fusion_kernels(fn):
+                src = thunder._core.fuser_cuda_source(k, 227 * 1024)[0]
+                _, log, _ = thunder._core.fuser_nvrtc_compile(src, 90)
+                print("   ", " ".join(line.split("ptxas info    : ")[-1] for line in log.splitlines()
+                                     if "Used" in line or "spill" in line)[:300])
+            os.environ.pop("THUNDER_NVRTC_FLAGS")
+    return rows
+
+
 def host_us(fn, args, n=300):
     """Host microseconds per call of fn, the calls queued back to back (the device keeps up)."""
     import time
@@ -193,8 +231,11 @@ def main():
     ap.add_argument("--kernels", action="store_true", help="only the per-kernel tables of training steps")
     ap.add_argument("--ce-forward", action="store_true", help="only the cross-entropy forward's times")
     ap.add_argument("--warp-rows", action="store_true", help="only the row kernels with warp-per-row limits")
+    ap.add_argument("--gelu-backward", action="store_true",
+                    help="only the gelu backward's column kernel against a pointwise kernel and a column sum")
     args = ap.parse_args()
-    only = ce_forward if args.ce_forward else kernels if args.kernels else warp_rows if args.warp_rows else None
+    only = (ce_forward if args.ce_forward else kernels if args.kernels else warp_rows if args.warp_rows
+            else gelu_backward_split if args.gelu_backward else None)
     if only:
         rows = only()
         if args.out:
