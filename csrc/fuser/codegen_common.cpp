@@ -527,13 +527,15 @@ TH_INLINE unsigned th_pack_bf16(float lo, float hi) {
 }
 // Packed sums, differences and products, each rounded once: what eager's float operation and
 // rounding give for values of the dtype (see lane pairs in cuda_codegen.cpp). bf16 takes
-// fma.rn.bf16x2 (a * 1 + b, b * -1 + a, a * b + -0).
+// fma.rn.bf16x2 (a * 1 + b, b * -1 + a, a * b + -0). Without the instructions (older devices, the
+// emulator): both lanes widened, the float operation, both rounded.
+#define TH_HALF2_SW(name, h, op) TH_INLINE unsigned name(unsigned a, unsigned b) { \
+  return th_pack_##h(th_half_##h(a, 0) op th_half_##h(b, 0), th_half_##h(a, 1) op th_half_##h(b, 1)); }
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 530
 #define TH_F16X2(name, ins, op) TH_INLINE unsigned name(unsigned a, unsigned b) { \
   unsigned d; asm(ins " %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b)); return d; }
 #else
-#define TH_F16X2(name, ins, op) TH_INLINE unsigned name(unsigned a, unsigned b) { \
-  return th_pack_f16(th_half_f16(a, 0) op th_half_f16(b, 0), th_half_f16(a, 1) op th_half_f16(b, 1)); }
+#define TH_F16X2(name, ins, op) TH_HALF2_SW(name, f16, op)
 #endif
 TH_F16X2(th_add2_f16, "add.rn.f16x2", +)
 TH_F16X2(th_sub2_f16, "sub.rn.f16x2", -)
@@ -546,14 +548,12 @@ TH_INLINE unsigned th_add2_bf16(unsigned a, unsigned b) { return th_fma2_bf16(a,
 TH_INLINE unsigned th_sub2_bf16(unsigned a, unsigned b) { return th_fma2_bf16(b, 0xbf80bf80u, a); }
 TH_INLINE unsigned th_mul2_bf16(unsigned a, unsigned b) { return th_fma2_bf16(a, b, 0x80008000u); }
 #else
-#define TH_BF16X2(name, op) TH_INLINE unsigned name(unsigned a, unsigned b) { \
-  return th_pack_bf16(th_half_bf16(a, 0) op th_half_bf16(b, 0), th_half_bf16(a, 1) op th_half_bf16(b, 1)); }
-TH_BF16X2(th_add2_bf16, +)
-TH_BF16X2(th_sub2_bf16, -)
-TH_BF16X2(th_mul2_bf16, *)
-#undef TH_BF16X2
+TH_HALF2_SW(th_add2_bf16, bf16, +)
+TH_HALF2_SW(th_sub2_bf16, bf16, -)
+TH_HALF2_SW(th_mul2_bf16, bf16, *)
 #endif
 #undef TH_F16X2
+#undef TH_HALF2_SW
 )" + std::string(cuda_helpers);
 }
 

@@ -727,10 +727,11 @@ class CudaGen {
       s.decl += "      " + st + " " + sv + "[" + std::to_string(s.v) + "];\n";
       if (pair) {
         s.lane += "        th_st_pair(" + sv + ", l, " + vals[0] + ");\n";
-      }
-      for (size_t j = 0; j < vals.size() && !pair; ++j) {
-        s.lane +=
-            "        " + sv + "[" + (j ? "l + 1" : "l") + "] = " + store_expr(d, vals[j]) + ";\n";
+      } else {
+        for (size_t j = 0; j < vals.size(); ++j) {
+          s.lane += "        " + sv + "[" + (j ? "l + 1" : "l") + "] = " + store_expr(d, vals[j]) +
+                    ";\n";
+        }
       }
       std::string g = guard(o, col_axes_, c);  // lane-invariant: the inner axis has stride 1
       if (!rg.empty()) g = g.empty() ? rg : rg + " && " + g;
@@ -750,8 +751,11 @@ class CudaGen {
     }
   }
 
+  // A chunk's code: its loads (unless they go to a register struct filled elsewhere), the lane loop
+  // (a pair of lanes an iteration in a paired chunk), then its vector stores.
   static std::string lane_loop(const ColScope& s) {
-    return s.decl + s.pre + "#pragma unroll\n      for (int l = 0; l < " + std::to_string(s.v) + "; ++l) {\n" + s.lane +
+    return s.decl + (s.split ? "" : s.pre) + "#pragma unroll\n      for (int l = 0; l < " +
+           std::to_string(s.v) + "; " + (s.paired ? "l += 2" : "++l") + ") {\n" + s.lane +
            "      }\n" + s.post;
   }
 
@@ -810,10 +814,7 @@ class CudaGen {
     }
     os << "TH_INLINE void " << sname << "(const " << rname << "& r, "
        << (grouped ? "const " + rname + "& r0, " : "") << params_ << ", const idx_t e) {\n"
-       << s.decl << "#pragma unroll\n      for (int l = 0; l < " << vs << "; "
-       << (s.paired ? "l += 2" : "++l") << ") {\n"
-       << s.lane << "      }\n"
-       << s.post << "}\n";
+       << lane_loop(s) << "}\n";
     return os.str();
   }
 
@@ -1693,8 +1694,7 @@ class CudaGen {
         << "        if (r < r1) {\n" << s.pre << "        }\n      }\n"
         << "#pragma unroll\n      for (int u = 0; u < " << us << "; ++u) {\n"
         << "        const idx_t r = rb + (idx_t)u * " << ty << ";\n"
-        << "        if (r < r1) {\n" << s.decl << "#pragma unroll\n      for (int l = 0; l < " << vs
-        << "; ++l) {\n" << s.lane << "      }\n" << s.post << "        }\n      }\n"
+        << "        if (r < r1) {\n" << lane_loop(s) << "        }\n      }\n"
         << "    }\n    }\n"
         << store_acc << "    __syncthreads();\n"
         << "    for (int h = " << ty / 2 << "; h > 0; h >>= 1) {\n"
