@@ -13,8 +13,8 @@ by side in one process (bandwidth over a device-to-device copy's, bytes read onc
     bf16 autocast, a bf16 softmax) over 8192 rows of GPT-like widths, with rows of up to 4, 8, 16
     and 32 chunks a lane on a warp each (THUNDER_CUDA_WARP_ROW_CHUNKS), beside eager.
 Run on the GPU machine after building:
-  python3 scripts/gpu_schedule_probe.py [--pointwise-only | --kernels | --ce-forward | --warp-rows]
-      [--out probe.json]"""
+  python3 scripts/gpu_schedule_probe.py [--pointwise-only | --kernels | --ce-forward | --warp-rows |
+      --gelu-backward] [--out probe.json]"""
 import argparse
 import json
 import os
@@ -33,29 +33,46 @@ from thunder.executors import fusionex
 _executors = {}
 
 
-def probe(name, fn, args, nbytes, env=None, ptxas=False):
-    """Times fn jitted with the variables in `env` set while its kernels are generated (each variant
-    through its own executor: a region fused again by the same executor reuses its kernel)."""
-    env = env or {}
+def jit_with(fn, env):
+    """fn jitted through an executor of its own for the variables in `env` (set while the caller
+    makes the first calls, which build the kernels): a region fused again by the same executor
+    reuses its kernel."""
     key = tuple(sorted(env.items()))
     if key not in _executors:
         _executors[key] = thunder.extend.register_executor(
             fusionex.ThunderFusionExecutor(f"probe{len(_executors)}"))
+    return thunder.jit(fn, executors=[_executors[key]])
+
+
+def ptxas_info(jfn, smem_limit=227 * 1024, width=200):
+    """ptxas's register and spill lines for each fused kernel of jfn's last program, compiled for
+    sm_90 with `smem_limit` bytes of shared memory a block (an H100's or H200's by default)."""
+    os.environ["THUNDER_NVRTC_FLAGS"] = "--ptxas-options=-v"
+    try:
+        infos = []
+        for k in fusionex.fusion_kernels(jfn):
+            src = thunder._core.fuser_cuda_source(k, smem_limit)[0]
+            _, log, _ = thunder._core.fuser_nvrtc_compile(src, 90)
+            infos.append(" ".join(line.split("ptxas info    : ")[-1] for line in log.splitlines()
+                                  if "Used" in line or "spill" in line)[:width])
+        return infos
+    finally:
+        os.environ.pop("THUNDER_NVRTC_FLAGS", None)
+
+
+def probe(name, fn, args, nbytes, env=None, ptxas=False):
+    """Times fn jitted with the variables in `env` set while its kernels are generated (jit_with)."""
+    env = env or {}
     os.environ.update(env)
     try:
-        jfn = thunder.jit(fn, executors=[_executors[key]])
+        jfn = jit_with(fn, env)
         jfn(*args)  # kernels are built here, with the variables in force
         regs = ""
         if ptxas:
-            os.environ["THUNDER_NVRTC_FLAGS"] = "--ptxas-options=-v"
-            for k in fusionex.fusion_kernels(jfn):
-                limit = int(env.get("THUNDER_CUDA_SMEM_LIMIT", 227 * 1024))  # an H100's or H200's
-                src = thunder._core.fuser_cuda_source(k, limit)[0]
-                _, log, _ = thunder._core.fuser_nvrtc_compile(src, 90)
-                regs += " | " + " ".join(line.split("ptxas info    : ")[-1] for line in log.splitlines()
-                                         if "Used" in line or "spill" in line)[:200]
+            limit = int(env.get("THUNDER_CUDA_SMEM_LIMIT", 227 * 1024))
+            regs = "".join(" | " + info for info in ptxas_info(jfn, limit))
     finally:
-        for k in (*env, "THUNDER_NVRTC_FLAGS"):
+        for k in env:
             os.environ.pop(k, None)
     t = bench(lambda: jfn(*args))
     ratio = nbytes / t / copy_bandwidth(nbytes)
@@ -114,16 +131,6 @@ def kernels():
     return rows
 
 
-def jit_with(fn, env):
-    """fn jitted through an executor of its own for the variables in `env` (set while the caller
-    makes the first calls, which build the kernels)."""
-    key = tuple(sorted(env.items()))
-    if key not in _executors:
-        _executors[key] = thunder.extend.register_executor(
-            fusionex.ThunderFusionExecutor(f"probe{len(_executors)}"))
-    return thunder.jit(fn, executors=[_executors[key]])
-
-
 def warp_rows():
     rows = []
 
@@ -180,13 +187,8 @@ def gelu_backward_split():
                            ("column sum of dy", colsum, (dy,)), ("eager", gelu_backward, (h, g))):
         rows += kernel_table(f"gelu backward 8192x3072 bf16: {name}", fn, args)
         if fn is not gelu_backward:
-            os.environ["THUNDER_NVRTC_FLAGS"] = "--ptxas-options=-v"
-            for k in fusionex.fusion_kernels(fn):
-                src = thunder._core.fuser_cuda_source(k, 227 * 1024)[0]
-                _, log, _ = thunder._core.fuser_nvrtc_compile(src, 90)
-                print("   ", " ".join(line.split("ptxas info    : ")[-1] for line in log.splitlines()
-                                     if "Used" in line or "spill" in line)[:300])
-            os.environ.pop("THUNDER_NVRTC_FLAGS")
+            for info in ptxas_info(fn, width=300):
+                print("   ", info)
     return rows
 
 
