@@ -21,6 +21,7 @@ _SHIM = r"""
 #include <cstring>
 #include <math.h>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <type_traits>
 #include <vector>
@@ -39,6 +40,18 @@ inline long long emu_islots[1024];
 #define __align__(n) alignas(n)
 #define __restrict__
 inline void __syncthreads() { emu_block_barrier->arrive_and_wait(); }
+// Named barriers (bar.sync id, n): one per id, made for n threads by the first thread to reach it.
+inline std::mutex emu_bar_mu;
+inline std::unique_ptr<std::barrier<>> emu_bars[16];
+inline void emu_bar_sync(int id, int n) {
+  std::barrier<>* b;
+  {
+    std::lock_guard<std::mutex> g(emu_bar_mu);
+    if (!emu_bars[id]) emu_bars[id].reset(new std::barrier<>(n));
+    b = emu_bars[id].get();
+  }
+  b->arrive_and_wait();
+}
 template <typename T> T emu_shfl(T v, int m) {
   unsigned t = threadIdx.x;
   auto& b = *emu_warp_barriers[t / 32];
@@ -69,6 +82,7 @@ extern "C" void emu_launch(void** args, int grid, int block) {
   emu_warp_barriers.clear();
   for (int w = 0; w < (block + 31) / 32; ++w)
     emu_warp_barriers.emplace_back(new std::barrier<>(std::min(32, block - 32 * w)));
+  for (auto& b : emu_bars) b.reset();
   for (int b = 0; b < grid; ++b) {
     std::vector<std::thread> ts;
     for (int t = 0; t < block; ++t)
@@ -81,8 +95,9 @@ extern "C" void emu_launch(void** args, int grid, int block) {
 _DIR = os.path.join(tempfile.gettempdir(), f"thunder-cuda-emulator-{os.getuid()}")
 
 
-def host_source(src: str) -> str:
-    """The CUDA source as host C++ with an `emu_launch(void** args, int grid, int block)` entry."""
+def host_source(src: str, kernel: str | None = None) -> str:
+    """The CUDA source as host C++ with an `emu_launch(void** args, int grid, int block)` entry that
+    runs `kernel` (the source's first thunder kernel by default)."""
     src = src.replace('asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));',
                       "{ _Float16 x; memcpy(&x, &h, 2); f = (float)x; }")
     src = src.replace('asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));',
@@ -91,7 +106,8 @@ def host_source(src: str) -> str:
     # Dynamic shared memory: one buffer (blocks run one after another), as large as any device allows.
     src = src.replace("extern __shared__ __align__(16) unsigned char th_smem[];",
                       "alignas(16) inline unsigned char th_smem[256 * 1024];")
-    m = re.search(r"__global__ void (?:__launch_bounds__\([^)]*\) )?(thunder_\w+)\(([^)]*)\)", src)
+    m = re.search(r"__global__ void (?:__launch_bounds__\([^)]*\) )?(" + (re.escape(kernel) if kernel else r"thunder_\w+")
+                  + r")\(([^)]*)\)", src)
     if not m:
         raise ValueError("no thunder kernel in the source")
     name, params = m.group(1), [p.strip() for p in m.group(2).split(",") if p.strip()]
@@ -108,9 +124,9 @@ def host_source(src: str) -> str:
     return _SHIM + "namespace kern {\n" + src + _LAUNCHER.replace("CALL_ARGS", call).replace("KERNEL_NAME", name)
 
 
-def compile_kernel(src: str) -> str:
+def compile_kernel(src: str, kernel: str | None = None) -> str:
     """The path of the emulator library for `src` (compiled once, cached by content)."""
-    host = host_source(src)
+    host = host_source(src, kernel)
     os.makedirs(_DIR, exist_ok=True)
     key = hashlib.sha1(host.encode()).hexdigest()[:20]
     so = os.path.join(_DIR, f"k_{key}.so")
@@ -137,9 +153,10 @@ def available() -> bool:
         return False
 
 
-def launch(src: str, grid: int, block: int, tensors, timeout: float = 60.0) -> None:
-    """Runs the kernel over `tensors` (CPU tensors: inputs then outputs; outputs in shared memory)."""
-    so = compile_kernel(src)
+def launch(src: str, grid: int, block: int, tensors, timeout: float = 60.0, kernel: str | None = None) -> None:
+    """Runs the kernel (`kernel`, or the source's first) over `tensors` (CPU tensors: inputs then
+    outputs; outputs in shared memory)."""
+    so = compile_kernel(src, kernel)
     ptrs = [t.data_ptr() for t in tensors]
     pid = os.fork()
     if pid == 0:  # the child runs the kernel and leaves without Python's teardown

@@ -562,16 +562,20 @@ def _outputs(kernel_ir):
     return sum(line.startswith("  out") for line in kernel_ir.splitlines())
 
 
-def test_layer_norm_backward_is_two_kernels_writing_only_gradients():
-    # The input-gradient row kernel writes only the input gradient: the weight and bias gradients'
-    # column kernel (one kernel for both) recomputes grad * xhat from grad, x, mean and rstd instead
-    # of reading intermediates written for it.
+def test_layer_norm_backward_is_one_kernel_writing_only_gradients():
+    # The input-gradient row kernel also sums the weight and bias gradients over its rows (grad *
+    # xhat and grad, per column): one read of grad and x for all three gradients, nothing else
+    # written. Rows wider than kMaxColumnsOverRows leave the column sums to a column kernel, which
+    # recomputes grad * xhat from grad, x, mean and rstd instead of reading intermediates.
     torch.manual_seed(0)
-    x, w, b, g = torch.randn(256, 1024), torch.randn(1024), torch.randn(1024), torch.randn(256, 1024)
-    fn = lambda x, w, b: (F.layer_norm(x, (1024,), w, b) * g).sum()  # noqa: E731
-    kernels = _backward_kernels(fn, (x, w, b))
-    assert [k.split()[0] for k in kernels] == ["inner", "outer"]
-    assert [_outputs(k) for k in kernels] == [1, 2]
+    for width, kinds, outputs in ((1024, ["inner"], [3]), (16385, ["inner", "outer"], [1, 2])):
+        x, w, b, g = torch.randn(64, width), torch.randn(width), torch.randn(width), torch.randn(64, width)
+        fn = lambda x, w, b: (F.layer_norm(x, (width,), w, b) * g).sum()  # noqa: E731
+        kernels = _backward_kernels(fn, (x, w, b))
+        assert [k.split()[0] for k in kernels] == kinds
+        assert [_outputs(k) for k in kernels] == outputs
+        if width == 1024:
+            assert sum("_rows" in line for line in kernels[0].splitlines()) == 2
 
 
 def test_cpu_softmax_keeps_its_exponentials_in_the_output_row():

@@ -295,7 +295,11 @@ def _emulate(fn, args, misalign=False, ref=None, smem_limit=48 * 1024):
     workspace = _core.fuser_cuda_workspace(kernel, smem_limit)
     scratch = [torch.zeros(workspace, dtype=torch.uint8).share_memory_()] if workspace else []
     cuda_emulator.launch(src, grid, block, inputs + outs + scratch)
-    if workspace:  # kernels on one stream share a workspace: its counters are left at zero
+    finish = _core.fuser_cuda_finish(kernel, smem_limit)
+    if finish:  # reductions over rows per column: the blocks' partials, combined by a second kernel
+        name, fgrid, fblock = finish
+        cuda_emulator.launch(src, fgrid, fblock, inputs + outs + scratch, kernel=name)
+    elif workspace:  # kernels on one stream share a workspace: its counters are left at zero
         counters = _core.fuser_cuda_workspace_counters(kernel, smem_limit)
         assert counters > 0 and not scratch[0][:counters].any()
     return (tuple(outs) if several else outs[0]), expected, kernel.kernel_ir.splitlines()[0]

@@ -216,6 +216,17 @@ void bind_fuser(nb::module_& m) {
       "kernel"_a, "smem_limit"_a = fuser::kDefaultSmemLimit,
       "The leading bytes of that scratch memory that are counters: zero when the kernel starts, "
       "and zero again when it ends.");
+  m.def(
+      "fuser_cuda_finish",
+      [launch_of](const runtime::FusedKernel& kernel, int smem_limit) -> nb::object {
+        fuser::CudaLaunch l = launch_of(kernel, smem_limit);
+        if (l.finish_name.empty()) return nb::none();
+        return nb::make_tuple(l.finish_name, l.finish_grid, l.finish_block);
+      },
+      "kernel"_a, "smem_limit"_a = fuser::kDefaultSmemLimit,
+      "(name, grid, block) of the second kernel of the source that combines the first's partial "
+      "results per column (reductions over rows per column), launched after it with the same "
+      "arguments; None for kernels without one.");
   m.def("fuser_nvrtc_compile", [](const std::string& source, int arch) {
     std::string log, why;
     bool ok = fuser::nvrtc_compile_check(source, arch, &log, &why);

@@ -372,6 +372,16 @@ template <typename T, int V> TH_INLINE void th_ldv(const T* __restrict__ p, T* o
     for (int l = 0; l < V; ++l) o[l] = p[l];
   }
 }
+// A barrier over `n` threads of the block (a multiple of 32) on named barrier `id` (1..15; 0 is
+// __syncthreads'): the row groups of a block synchronise apart. Without a GPU (the emulator): its
+// barrier of that id.
+TH_INLINE void th_bar_sync(int id, int n) {
+#if defined(__CUDA_ARCH__)
+  asm volatile("bar.sync %0, %1;" : : "r"(id), "r"(n) : "memory");
+#else
+  emu_bar_sync(id, n);
+#endif
+}
 // 16 bytes from L2, past L1 (partial results other blocks wrote).
 template <typename T> TH_INLINE void th_ldcg16(const T* p, T* o) {
   constexpr int V = 16 / (int)sizeof(T);

@@ -35,6 +35,7 @@ class CpuGen {
   std::string run() {
     std::ostringstream os;
     grid_reds_ = over_rows_reductions(k_);
+    for (int g : grid_reds_) columns_over_rows_ = columns_over_rows_ || k_.nodes[g].axes != 0;
     os << prelude(Backend::kCpu) << "\n";
     // Row axes / column axes of the loop nest.
     if (k_.kind == KernelDef::Kind::kPointwise) {
@@ -94,10 +95,20 @@ class CpuGen {
     return os.str();
   }
 
-  // The scratch slot of reduction over rows number j: 8 bytes per row.
+  // Work items of a row kernel: rows, or blocks of kColumnRowsBlock rows (reductions over rows per
+  // column).
+  int64_t row_items() const {
+    return columns_over_rows_ ? (rows_ + kColumnRowsBlock - 1) / kColumnRowsBlock : rows_;
+  }
+
+  // The scratch slot of reduction over rows number j: 8 bytes per row, or per column of each work
+  // item (reductions over rows per column).
+  int64_t scratch_slot_bytes() const {
+    return std::max<int64_t>(row_items(), 1) * (columns_over_rows_ ? cols_ : 1) * 8;
+  }
   std::string scratch(size_t j) const {
     return "((" + compute_type(k_.nodes[grid_reds_[j]].dtype) + "*)(th_scratch + " +
-           std::to_string(static_cast<int64_t>(j) * rows_ * 8) + "LL))";
+           std::to_string(static_cast<int64_t>(j) * scratch_slot_bytes()) + "LL))";
   }
 
   // Reductions over rows, after the parallel loop (thunder_finish, called once): the rows' values
@@ -105,9 +116,33 @@ class CpuGen {
   std::string finish() {
     std::ostringstream os;
     os << "extern \"C\" int64_t thunder_scratch_bytes() { return "
-       << static_cast<int64_t>(grid_reds_.size()) * std::max<int64_t>(rows_, 1) * 8 << "LL; }\n"
+       << static_cast<int64_t>(grid_reds_.size()) * scratch_slot_bytes() << "LL; }\n"
        << "extern \"C\" void thunder_finish(char** ptrs) {\n"
        << pointers() << "  const int64_t row = 0; (void)row;\n";
+    if (columns_over_rows_) {
+      // Per column: the items' partials in item order, then the column's outputs.
+      os << "  for (int64_t c = 0; c < " << cols_ << "LL; ++c) {\n";
+      for (size_t j = 0; j < grid_reds_.size(); ++j) {
+        const KNode& n = k_.nodes[grid_reds_[j]];
+        std::string a = "gfin" + std::to_string(grid_reds_[j]);
+        os << "    " << compute_type(n.dtype) << " " << a << " = "
+           << reduce_identity(n.op, n.dtype, Backend::kCpu) << ";\n    for (int64_t i = 0; i < "
+           << row_items() << "LL; ++i) " << a << " = "
+           << reduce_combine(n.op, n.dtype, a, scratch(j) + "[i * " + std::to_string(cols_) + "LL + c]")
+           << ";\n";
+        reduced_[grid_reds_[j]] = a;
+      }
+      row_.memo.clear();
+      row_.code.clear();
+      bases_.clear();
+      Scope col;
+      col.col = "c";
+      std::string stores;
+      for (size_t o : grid_outputs_) stores += store_stmt(o, value(k_.output_nodes[o], col), "c");
+      os << row_.code << col.code << stores << "  }\n}\n";
+      row_.code.clear();
+      return os.str();
+    }
     for (size_t j = 0; j < grid_reds_.size(); ++j) {
       const KNode& n = k_.nodes[grid_reds_[j]];
       std::string a = "gfin" + std::to_string(grid_reds_[j]);
@@ -327,8 +362,8 @@ class CpuGen {
   }
 
   std::string inner(int64_t* items, int64_t* cost) {
-    *items = rows_;
-    *cost = std::max<int64_t>(cols_, 1);
+    *items = row_items();
+    *cost = std::max<int64_t>(cols_, 1) * (columns_over_rows_ ? kColumnRowsBlock : 1);
     std::vector<int> need = available_from(k_);
     int passes = 0;
     std::vector<std::vector<int>> pass_reductions(1), pass_outputs(1);
@@ -358,6 +393,14 @@ class CpuGen {
         pass_outputs[need[id] + 1].push_back(static_cast<int>(o));
       }
     }
+    // Reductions over rows per column accumulate in the last pass (or the first their operand is
+    // available in).
+    int column_pass = 0;
+    if (columns_over_rows_) {
+      column_pass = passes;
+      for (int g : grid_reds_) column_pass = std::max(column_pass, need[k_.nodes[g].args[0]] + 1);
+      grow(column_pass);
+    }
     // Expensive full-level values needed by more than one pass are kept in a row buffer.
     std::vector<std::unordered_set<int>> uses(passes + 1);
     std::function<void(int, int)> visit = [&](int id, int p) {
@@ -368,6 +411,9 @@ class CpuGen {
     for (int p = 1; p <= passes; ++p) {
       for (int r : pass_reductions[p]) visit(k_.nodes[r].args[0], p);
       for (int o : pass_outputs[p]) visit(k_.output_nodes[o], p);
+    }
+    if (columns_over_rows_) {
+      for (int g : grid_reds_) visit(k_.nodes[g].args[0], column_pass);
     }
     std::string buffers;
     // The last pass's one output, when it is stored like a buffer's values (float32 from float32
@@ -418,7 +464,22 @@ class CpuGen {
       for (int o : pass_outputs[p]) late(k_.output_nodes[o], p);
     }
     std::ostringstream os;
-    os << "  for (int64_t row = begin; row < end; ++row) {\n" << buffers;
+    if (columns_over_rows_) {
+      // A work item's rows in order, its partials per column in its scratch slots.
+      os << "  for (int64_t item = begin; item < end; ++item) {\n";
+      for (size_t j = 0; j < grid_reds_.size(); ++j) {
+        const KNode& n = k_.nodes[grid_reds_[j]];
+        std::string cp = "cp" + std::to_string(grid_reds_[j]);
+        os << "  " << compute_type(n.dtype) << "* " << cp << " = " << scratch(j) << " + item * "
+           << cols_ << "LL;\n  for (int64_t c = 0; c < " << cols_ << "LL; ++c) " << cp
+           << "[c] = " << reduce_identity(n.op, n.dtype, Backend::kCpu) << ";\n";
+      }
+      os << "  for (int64_t row = item * " << kColumnRowsBlock << "LL; row < (item + 1) * "
+         << kColumnRowsBlock << "LL && row < " << rows_ << "LL; ++row) {\n"
+         << buffers;
+    } else {
+      os << "  for (int64_t row = begin; row < end; ++row) {\n" << buffers;
+    }
     std::unordered_set<int> computed;
     for (int p = 1; p <= passes; ++p) {
       Scope body;
@@ -444,6 +505,14 @@ class CpuGen {
       for (int o : pass_outputs[p]) {
         std::string v = value(k_.output_nodes[o], body);
         body.code += store_stmt(static_cast<size_t>(o), v, "c");
+      }
+      if (columns_over_rows_ && p == column_pass) {
+        for (int g : grid_reds_) {
+          const KNode& n = k_.nodes[g];
+          std::string cp = "cp" + std::to_string(g) + "[c]";
+          std::string v = value(n.args[0], body);
+          body.code += "    " + cp + " = " + reduce_combine(n.op, n.dtype, cp, v) + ";\n";
+        }
       }
       for (auto& [id, b] : buffered_) {
         if (body.memo.count(id)) computed.insert(id);
@@ -511,11 +580,12 @@ class CpuGen {
       stores += store_stmt(o, v, "");
     }
     // Reductions over rows: each row leaves its value in the scratch memory (thunder_finish).
-    for (size_t j = 0; j < grid_reds_.size(); ++j) {
+    for (size_t j = 0; j < grid_reds_.size() && !columns_over_rows_; ++j) {
       stores +=
           "    " + scratch(j) + "[row] = " + value(k_.nodes[grid_reds_[j]].args[0], none) + ";\n";
     }
     os << item_prologue() << stores << "  }\n";
+    if (columns_over_rows_) os << "  }\n";
     return os.str();
   }
 
@@ -607,7 +677,8 @@ class CpuGen {
   uint64_t col_mask_ = 0;
   Scope row_;
   std::vector<int> grid_reds_;        // reductions over rows
-  std::vector<size_t> grid_outputs_;  // scalars computed from them
+  std::vector<size_t> grid_outputs_;  // values computed from them (scalars, or per column)
+  bool columns_over_rows_ = false;    // they reduce to values per column
   int counter_ = 0;
   std::vector<uint64_t> varies_;  // per node: the axes it varies over
   std::unordered_map<int, std::string> bases_;

@@ -70,6 +70,11 @@ int64_t warp_row_chunks() {
 // 32-bit indices while every element count and offset stays below this (2^31 less room for a
 // loop counter to step past the end).
 constexpr int64_t kInt32Limit = (int64_t{1} << 31) - (int64_t{1} << 16);
+// Reductions over rows per column: threads per block of the row kernel, the most blocks (partials
+// per column) it runs, and the threads per column of the kernel that combines the partials.
+constexpr int kColumnBlock = 512;
+constexpr int64_t kMaxColumnPartials = 512;
+constexpr int kFinishRows = 16;
 
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -925,8 +930,13 @@ class CudaGen {
     int rows_per_block = 1;
     std::vector<std::vector<int>> pass_reductions, pass_outputs;
     std::vector<size_t> row_outputs;
-    std::vector<size_t> grid_outputs;  // scalars computed from reductions over rows
+    std::vector<size_t> grid_outputs;  // values computed from reductions over rows
     int passes = 0;
+    // Reductions over rows per column: each thread accumulates its columns over its rows in pass
+    // `column_pass`; block mode runs `groups` rows at a time per block (warp mode: rows_per_block).
+    bool columns = false;
+    int groups = 1;
+    int column_pass = 0;
     // Online softmax: sum(exp(a - amax(a))) computed in amax's pass, the running sum rescaled when
     // the running maximum grows (per chunk of V elements). Maps the sum to its amax.
     std::unordered_map<int, int> online;
@@ -1084,6 +1094,18 @@ class CudaGen {
       p.threads = static_cast<int>(
           std::min<int64_t>(1024, std::max<int64_t>(128, pow2_ceil(ceil_div(nq, 8)))));
     }
+    for (int g : over_rows_reductions(k_)) p.columns = p.columns || k_.nodes[g].axes != 0;
+    if (p.columns) {
+      // At most 4 chunks a thread (its column accumulators are registers), several rows a block of
+      // kColumnBlock threads (a block's partials are combined before they are written).
+      if (p.warp_mode) {
+        p.rows_per_block = kColumnBlock / 32;
+      } else {
+        p.threads = static_cast<int>(
+            std::min<int64_t>(1024, std::max<int64_t>(128, pow2_ceil(ceil_div(nq, 4)))));
+        p.groups = std::max(1, kColumnBlock / p.threads);
+      }
+    }
     // Online softmax only for 1024-thread rows that would otherwise be read from memory once per
     // pass (shared memory cannot hold them), or be held in shared memory only for a later pass that
     // writes nothing but per-row values (cross-entropy's loss: one pass, no cache). Elsewhere its
@@ -1122,6 +1144,13 @@ class CudaGen {
         p.pass_outputs[need[id] + 1].push_back(static_cast<int>(o));
       }
     }
+    if (p.columns) {
+      // In the last pass (or the first their operands are available in).
+      p.column_pass = p.passes;
+      for (int g : over_rows_reductions(k_))
+        p.column_pass = std::max(p.column_pass, need[k_.nodes[g].args[0]] + 1);
+      grow(p.column_pass);
+    }
     // One pass that writes only per-row values (cross-entropy's loss) caches nothing: wide rows run
     // on 256 threads, several rows per multiprocessor, so one row's reductions overlap other rows'
     // loads (H200, 2048x50304 fp32 cross-entropy forward: 0.54 of a copy's bandwidth on 1024
@@ -1143,6 +1172,9 @@ class CudaGen {
       std::vector<int> stack;
       for (int r : p.pass_reductions[q]) stack.push_back(k_.nodes[r].args[0]);
       for (int o : p.pass_outputs[q]) stack.push_back(k_.output_nodes[o]);
+      if (p.columns && q == p.column_pass) {
+        for (int g : over_rows_reductions(k_)) stack.push_back(k_.nodes[g].args[0]);
+      }
       while (!stack.empty()) {
         int id = stack.back();
         stack.pop_back();
@@ -1312,10 +1344,19 @@ class CudaGen {
       for (int o : p.pass_outputs[q]) {
         col_store(static_cast<size_t>(o), s);
       }
+      const bool column_pass = p.columns && q == p.column_pass;
+      if (column_pass) {
+        for (int g : over_rows_reductions(k_)) {
+          const KNode& n = k_.nodes[g];
+          std::string acc = "cacc" + std::to_string(g) + "[k][l]";
+          s.lane += "        " + acc + " = " +
+                    reduce_combine(n.op, n.dtype, acc, col_value(n.args[0], s)) + ";\n";
+        }
+      }
       os << row_code_;
       row_code_.clear();
       os << init;
-      bool uses_cache = false;
+      bool uses_cache = column_pass;  // the column accumulators are indexed by the chunk k
       for (int id : cached_) uses_cache = uses_cache || s.memo.count(id);
       if (uses_cache) {
         os << "#pragma unroll\n    for (int k = 0; k < " << kmax << "; ++k) {\n      const idx_t q = (idx_t)tid + (idx_t)k * "
@@ -1342,7 +1383,7 @@ class CudaGen {
         for (int r : p.pass_reductions[q]) {
           fold += "    if ((tid & 31) == 0) sm" + std::to_string(r) + "[tid >> 5] = acc" + std::to_string(r) + ";\n";
         }
-        fold += "    __syncthreads();\n";
+        fold += "    " + row_sync(p) + "\n";
         for (int r : p.pass_reductions[q]) {
           fold += "    acc" + std::to_string(r) + " = sm" + std::to_string(r) + "[0];\n";
         }
@@ -1383,7 +1424,7 @@ class CudaGen {
     // Reductions over rows: the row's first thread combines its value, like the row outputs it
     // stores (so that the row's tail, a gather load and a log in cross-entropy's loss, is that
     // thread's alone).
-    for (int g : over_rows_reductions(k_)) {
+    for (int g : p.columns ? std::vector<int>{} : over_rows_reductions(k_)) {
       const KNode& n = k_.nodes[g];
       std::string acc = "gacc" + std::to_string(g);
       stores +=
@@ -1491,50 +1532,69 @@ class CudaGen {
     RowPlan p = plan_rows();
     std::ostringstream os;
     std::string smem_params, smem_args, smem_decls;
+    const std::string group_of = "(threadIdx.x / " + std::to_string(p.threads) + ")";
     if (!p.warp_mode) {
       for (int q = 1; q <= p.passes; ++q) {
         for (int r : p.pass_reductions[q]) {
           std::string ct = compute_type(k_.nodes[r].dtype), sm = "sm" + std::to_string(r);
           smem_params += ", " + ct + "* " + sm;
-          smem_args += ", " + sm;
-          smem_decls += "  __shared__ " + ct + " " + sm + "[32];\n";
+          // A row group's own 32 slots.
+          smem_args += ", " + sm + (p.groups > 1 ? " + " + group_of + " * 32" : "");
+          smem_decls += "  __shared__ " + ct + " " + sm + "[" + std::to_string(32 * p.groups) + "];\n";
         }
       }
     }
     std::vector<int> grid_reds = over_rows_reductions(k_);
-    // A reduction over no rows still stores its scalars (a sum of nothing is 0): one block.
-    const int64_t grid =
-        rows_ == 0 ? (grid_reds.empty() ? 0 : 1) : ceil_div(rows_, p.rows_per_block);
+    const int row_groups = p.warp_mode ? p.rows_per_block : p.groups;  // rows a block runs at once
+    // A reduction over no rows still stores its scalars (a sum of nothing is 0) or its columns:
+    // one block.
+    int64_t grid = rows_ == 0 ? (grid_reds.empty() ? 0 : 1) : ceil_div(rows_, row_groups);
+    if (p.columns) grid = std::min(grid, kMaxColumnPartials);
     std::string grid_decls;
     std::vector<int64_t> ws_offset;
     const int64_t count_offset = 0;  // the count of finished blocks, then the blocks' partials
     int64_t ws_bytes = grid_reds.empty() ? 0 : 16;
     for (int g : grid_reds) {
-      std::string ct = compute_type(k_.nodes[g].dtype), acc = "gacc" + std::to_string(g);
+      std::string ct = compute_type(k_.nodes[g].dtype);
+      ws_offset.push_back(ws_bytes);
+      if (p.columns) {
+        ws_bytes += ceil_div(grid * cols_ * static_cast<int64_t>(dtype_size(compute_dtype(g))), 16) * 16;
+        continue;
+      }
+      std::string acc = "gacc" + std::to_string(g);
       smem_params += ", " + ct + "& " + acc;
       smem_args += ", " + acc;
       grid_decls += "  " + ct + " " + acc + " = " +
                     reduce_identity(k_.nodes[g].op, k_.nodes[g].dtype, Backend::kCuda) +
                     ";\n  __shared__ " + ct + " gsm" + std::to_string(g) + "[32];\n";
-      ws_offset.push_back(ws_bytes);
       ws_bytes += ceil_div(grid * 8, 16) * 16;  // a partial per block, 8 bytes apart
     }
-    if (!grid_reds.empty()) grid_decls += "  __shared__ unsigned th_last;\n";
+    if (p.columns) {
+      smem_params += ", unsigned char* __restrict__ th_ws";
+      smem_args += ", th_ws";
+    } else if (!grid_reds.empty()) {
+      grid_decls += "  __shared__ unsigned th_last;\n";
+    }
     auto fn = [&](int v, bool use_cache) {
       std::string body = rows_body(p, v, use_cache);
       std::ostringstream f;
       f << "TH_INLINE void th_rows" << v << "(" << params_ << smem_params << ") {\n";
+      const std::string rows = std::to_string(rows_) + "LL";
       if (p.warp_mode) {
-        f << "  const int tid = threadIdx.x & 31;\n"
+        f << "  const int tid = threadIdx.x & 31;\n" << column_init(p, v)
           << "  for (long long row = (long long)blockIdx.x * " << p.rows_per_block << " + (threadIdx.x >> 5); row < "
-          << rows_ << "LL; row += (long long)gridDim.x * " << p.rows_per_block << ") {\n";
+          << rows << "; row += (long long)gridDim.x * " << p.rows_per_block << ") {\n";
+      } else if (p.groups > 1) {
+        f << "  const int grp = " << group_of << ", tid = threadIdx.x % " << p.threads << ";\n"
+          << column_init(p, v) << "  for (long long row = (long long)blockIdx.x * " << p.groups
+          << " + grp; row < " << rows << "; row += (long long)gridDim.x * " << p.groups << ") {\n";
       } else {
-        f << "  const int tid = threadIdx.x;\n"
-          << "  for (long long row = blockIdx.x; row < " << rows_ << "LL; row += gridDim.x) {\n";
+        f << "  const int tid = threadIdx.x;\n" << column_init(p, v)
+          << "  for (long long row = blockIdx.x; row < " << rows << "; row += gridDim.x) {\n";
       }
       f << "    const idx_t r = (idx_t)row; (void)r;\n" << body;
-      if (!p.warp_mode) f << "    __syncthreads();\n";
-      f << "  }\n}\n";
+      if (!p.warp_mode) f << "    " << row_sync(p) << "\n";
+      f << "  }\n" << column_partials(p, v, ws_offset) << "}\n";
       return f.str();
     };
     // The vector path is generated last: its shared-memory row cache sizes the launch.
@@ -1544,7 +1604,7 @@ class CudaGen {
     int64_t smem = std::max(scalar_smem, vec_ > 1 ? smem_bytes_ : int64_t{0});
     if (smem > 0) os << "extern __shared__ __align__(16) unsigned char th_smem[];\n";
     os << scalar_rows << vector_rows;
-    int block = p.threads * p.rows_per_block;
+    int block = p.threads * row_groups;
     // 1024-thread rows re-read through L2 run two blocks per multiprocessor; with the row in shared
     // memory, one (two blocks of bf16 rows 50304 wide, 100 KB each, measured the same on an H200).
     os << "extern \"C\" __global__ void __launch_bounds__(" << block
@@ -1552,13 +1612,137 @@ class CudaGen {
        << (grid_reds.empty() ? "" : ", unsigned char* __restrict__ th_ws") << ") {\n"
        << smem_decls << grid_decls;
     os << vector_or_scalar("th_rows", args_ + smem_args);
-    if (!grid_reds.empty()) os << over_rows_epilogue(p, ws_offset, count_offset);
+    if (p.columns) {
+      os << "  if (blockIdx.x == 0 && threadIdx.x == 0) *(unsigned*)th_ws = gridDim.x;\n";
+    } else if (!grid_reds.empty()) {
+      os << over_rows_epilogue(p, ws_offset, count_offset);
+    }
     os << "}\n";
     launch->block = block;
     launch->grid = grid;
     launch->shared_bytes = static_cast<int>(smem);
     launch->workspace_bytes = ws_bytes;
-    launch->counter_bytes = ws_bytes > 0 ? 16 : 0;
+    launch->counter_bytes = ws_bytes > 0 && !p.columns ? 16 : 0;
+    if (p.columns) {
+      os << column_finish(ws_offset);
+      launch->finish_name = name_ + "_finish";
+      launch->finish_grid = ceil_div(cols_, 32);
+      launch->finish_block = 32 * kFinishRows;
+      launch->resident_grid = true;
+    }
+    return os.str();
+  }
+
+  // The row barrier of block mode: the block's, or its row group's (a named barrier per group).
+  static std::string row_sync(const RowPlan& p) {
+    return p.groups > 1 ? "th_bar_sync(1 + grp, " + std::to_string(p.threads) + ");"
+                        : "__syncthreads();";
+  }
+
+  DType compute_dtype(int id) const {
+    return compute_type(k_.nodes[id].dtype) == "double" ? DType::kFloat64
+           : is_floating(k_.nodes[id].dtype)           ? DType::kFloat32
+                                                       : k_.nodes[id].dtype;
+  }
+
+  // Reductions over rows per column: each thread's accumulators, per chunk k it computes (chunk
+  // tid + k * threads of the row) and lane.
+  std::string column_init(const RowPlan& p, int v) {
+    if (!p.columns) return "";
+    const int64_t kmax = ceil_div(ceil_div(cols_, v), p.threads);
+    std::string init;
+    for (int g : over_rows_reductions(k_)) {
+      const KNode& n = k_.nodes[g];
+      std::string acc = "cacc" + std::to_string(g);
+      init += "  " + compute_type(n.dtype) + " " + acc + "[" + std::to_string(kmax) + "][" +
+              std::to_string(v) + "];\n#pragma unroll\n  for (int k = 0; k < " +
+              std::to_string(kmax) + "; ++k)\n#pragma unroll\n    for (int l = 0; l < " +
+              std::to_string(v) + "; ++l) " + acc + "[k][l] = " +
+              reduce_identity(n.op, n.dtype, Backend::kCuda) + ";\n";
+    }
+    return init;
+  }
+
+  // After the row loop: the block's partial per column, its row groups' accumulators combined in
+  // group order through shared memory, written to the workspace row of the block.
+  std::string column_partials(const RowPlan& p, int v, const std::vector<int64_t>& ws_offset) {
+    if (!p.columns) return "";
+    const int t = p.threads;
+    const int groups = p.warp_mode ? p.rows_per_block : p.groups;
+    const int64_t kmax = ceil_div(ceil_div(cols_, v), t);
+    const std::string ks = std::to_string(kmax), vs = std::to_string(v), tv = std::to_string(t * v);
+    std::vector<int> reds = over_rows_reductions(k_);
+    std::string code;
+    int64_t buf_bytes = 0;
+    for (int g : reds) buf_bytes = std::max<int64_t>(buf_bytes, int64_t{groups} * t * v * dtype_size(compute_dtype(g)));
+    if (groups > 1) {
+      code += "  __shared__ double th_cb[" + std::to_string(ceil_div(buf_bytes, 8)) +
+              "];  // 8-byte aligned\n  __syncthreads();\n";
+    }
+    for (size_t j = 0; j < reds.size(); ++j) {
+      const KNode& n = k_.nodes[reds[j]];
+      const std::string ct = compute_type(n.dtype), acc = "cacc" + std::to_string(reds[j]);
+      const std::string part = "((" + ct + "*)(th_ws + " + std::to_string(ws_offset[j]) +
+                               ") + (idx_t)blockIdx.x * " + lit(cols_) + ")";
+      if (groups == 1) {
+        code += "#pragma unroll\n  for (int k = 0; k < " + ks + "; ++k) {\n#pragma unroll\n    for (int l = 0; l < " + vs +
+                "; ++l) {\n      const idx_t c = ((idx_t)k * " + std::to_string(t) + " + tid) * " + vs +
+                " + l;\n      if (c < " + lit(cols_) + ") " + part + "[c] = " + acc + "[k][l];\n    }\n  }\n";
+        continue;
+      }
+      const std::string grp = p.warp_mode ? "(threadIdx.x >> 5)" : "grp";
+      code += "  {\n    " + ct + "* cb = (" + ct + "*)th_cb;\n#pragma unroll\n    for (int k = 0; k < " + ks +
+              "; ++k) {\n#pragma unroll\n      for (int l = 0; l < " + vs + "; ++l) cb[(" + grp + " * " +
+              std::to_string(t) + " + tid) * " + vs + " + l] = " + acc + "[k][l];\n      __syncthreads();\n" +
+              "      for (int e = threadIdx.x; e < " + tv + "; e += blockDim.x) {\n        " + ct +
+              " a = cb[e];\n        for (int g = 1; g < " + std::to_string(groups) + "; ++g) a = " +
+              reduce_combine(n.op, n.dtype, "a", "cb[g * " + tv + " + e]") +
+              ";\n        const idx_t c = (idx_t)k * " + tv + " + e;\n        if (c < " + lit(cols_) + ") " +
+              part + "[c] = a;\n      }\n      __syncthreads();\n    }\n  }\n";
+    }
+    return code;
+  }
+
+  // The second kernel of reductions over rows per column: per column (32 a block, each on
+  // kFinishRows threads that take every kFinishRows-th block's partial, then combined in order),
+  // the blocks' partials in block order, then the column's outputs.
+  std::string column_finish(const std::vector<int64_t>& ws_offset) {
+    reset();
+    std::vector<int> reds = over_rows_reductions(k_);
+    const std::string fr = std::to_string(kFinishRows);
+    std::ostringstream os;
+    os << "extern \"C\" __global__ void __launch_bounds__(" << 32 * kFinishRows << ") " << name_
+       << "_finish(" << params_ << ", unsigned char* __restrict__ th_ws) {\n"
+       << "  const unsigned th_nb = *(const volatile unsigned*)th_ws;\n"
+       << "  const int x = threadIdx.x & 31, y = threadIdx.x >> 5;\n"
+       << "  const idx_t c = (idx_t)blockIdx.x * 32 + x;\n";
+    for (size_t j = 0; j < reds.size(); ++j) {
+      const KNode& n = k_.nodes[reds[j]];
+      const std::string ct = compute_type(n.dtype), g = std::to_string(reds[j]);
+      os << "  __shared__ " << ct << " fsm" << g << "[" << fr << "][32];\n  {\n    " << ct << " a = "
+         << reduce_identity(n.op, n.dtype, Backend::kCuda) << ";\n    if (c < " << lit(cols_)
+         << ") {\n      const " << ct << "* pt = (const " << ct << "*)(th_ws + " << ws_offset[j]
+         << ");\n#pragma unroll 4\n      for (unsigned b = y; b < th_nb; b += " << fr << ") a = "
+         << reduce_combine(n.op, n.dtype, "a", "__ldcg(pt + (idx_t)b * " + lit(cols_) + " + c)")
+         << ";\n    }\n    fsm" << g << "[y][x] = a;\n  }\n";
+    }
+    os << "  __syncthreads();\n  if (y == 0 && c < " << lit(cols_) << ") {\n";
+    for (int r : reds) {
+      const KNode& n = k_.nodes[r];
+      const std::string g = std::to_string(r), a = "gfin" + g;
+      os << "    " << compute_type(n.dtype) << " " << a << " = fsm" << g << "[0][x];\n"
+         << "    for (int w = 1; w < " << fr << "; ++w) " << a << " = "
+         << reduce_combine(n.op, n.dtype, a, "fsm" + g + "[w][x]") << ";\n";
+      reduced_[r] = a;
+    }
+    ColScope e;
+    e.v = 1;
+    const std::vector<bool> grid = over_rows_values(k_.nodes);
+    for (size_t o = 0; o < k_.outputs.size(); ++o) {
+      if (grid[k_.output_nodes[o]]) col_store(o, e);
+    }
+    os << "    const idx_t r = 0; (void)r;\n" << row_code_ << lane_loop(e) << "  }\n}\n";
+    row_code_.clear();
     return os.str();
   }
 

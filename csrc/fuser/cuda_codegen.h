@@ -45,6 +45,15 @@ struct CudaLaunch {
   // buffer whose counters stay zero between kernels.
   int64_t workspace_bytes = 0;
   int64_t counter_bytes = 0;
+  // Reductions over rows per column: the kernel leaves a partial per block and column in the
+  // workspace (after 16 bytes holding the number of blocks), and a second kernel of the source,
+  // `finish_name` (the same parameters), launched after it with finish_grid x finish_block threads,
+  // combines them per column in block order. The first kernel's grid is capped at the blocks the
+  // device runs at once (`resident_grid`), so the partials stay few.
+  std::string finish_name;
+  int64_t finish_grid = 0;
+  int finish_block = 0;
+  bool resident_grid = false;
 };
 
 // Source exporting `extern "C" __global__ void <launch->name>(...)` with the pointers as individual

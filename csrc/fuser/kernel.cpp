@@ -580,24 +580,29 @@ class Builder {
     reject(b.sym->qualname() + " is not fusible");
   }
 
-  // True when reducing `red_vars` leaves no dim (`out_vars` all size 1) after a row reduction over
-  // other dims: a reduction over the kernel's rows. Dims of the same sizes as the row reduction's
-  // are not: those reductions iterate together (below).
+  // True when reducing `red_vars` after a row reduction over other dims leaves no dim (`out_vars`
+  // all size 1) or only the row reduction's dims: a reduction over the kernel's rows, to a scalar
+  // (a mean of the rows' losses) or to a value per column (layer_norm's weight gradient). Dims of
+  // the same sizes as the row reduction's, leaving no dim, are not: those reductions iterate
+  // together (below).
   bool over_rows_candidate(const std::vector<int>& red_vars, const std::vector<int>& out_vars) {
     if (!reduced_innermost_) return false;
-    for (int v : out_vars) {
-      if (v >= 0) return false;
-    }
     const std::vector<int>& first = reductions_[0].second;
-    if (first.size() == red_vars.size()) {
+    std::set<int> row_red;
+    for (int v : first) row_red.insert(find(v));
+    bool per_column = false;
+    for (int v : out_vars) {
+      if (v < 0) continue;
+      if (!row_red.count(find(v))) return false;
+      per_column = true;
+    }
+    if (!per_column && first.size() == red_vars.size()) {
       bool same_sizes = true;
       for (size_t i = 0; i < red_vars.size(); ++i) {
         same_sizes = same_sizes && var_size_[find(red_vars[i])] == var_size_[find(first[i])];
       }
       if (same_sizes) return false;
     }
-    std::set<int> row_red;
-    for (int v : first) row_red.insert(find(v));
     for (int v : red_vars) {
       if (row_red.count(find(v))) return false;
     }
@@ -775,7 +780,7 @@ class Builder {
       } else if (n.op == "const") {
         n.axes = 0;
       } else if (n.over_rows) {
-        n.axes = 0;
+        n.axes = nodes_[n.args[0]].axes & k.reduced;
       } else if (n.op == "sum" || n.op == "amax" || n.op == "amin" || n.op == "prod") {
         n.axes = nodes_[n.args[0]].axes & ~k.reduced;
       } else if (n.op == "gather") {
@@ -789,6 +794,7 @@ class Builder {
       }
     }
     check_over_rows(k, kept);
+    const std::vector<bool> grid = over_rows_values(nodes_);
     for (size_t o = 0; o < outs.size(); ++o) {
       std::vector<int> dims;
       uint64_t oaxes = 0;
@@ -800,6 +806,9 @@ class Builder {
       }
       const KNode& n = nodes_[outs[o]->node];
       if ((n.axes & ~oaxes) != 0) reject("an output drops an axis its value varies over");
+      if (grid[outs[o]->node] && (oaxes & kept) != 0) {
+        reject("an output of a reduction over rows extends over the rows");
+      }
       (void)kept;  // outputs that do not vary over some kept axis are written once along it
       if (k.kind != KernelDef::Kind::kPointwise && (oaxes & k.reduced) != 0 &&
           (oaxes & k.reduced) != k.reduced) {
@@ -826,19 +835,36 @@ class Builder {
   }
 
   // Reductions over rows: in row kernels, of values that vary over every kept axis (each row
-  // counted once), not of one another; what is computed from them is a scalar.
+  // counted once), not of one another; what is computed from them does not vary over the rows. They
+  // reduce to scalars or to a value per column (varying over every reduced axis), not both in one
+  // kernel, and per column only for rows of at most kMaxColumnsOverRows elements (the code
+  // generators keep a column's partial result per thread).
   void check_over_rows(const KernelDef& k, uint64_t kept) {
     std::vector<bool> grid = over_rows_values(nodes_);
+    bool scalars = false, columns = false;
     for (size_t i = 0; i < nodes_.size(); ++i) {
       const KNode& n = nodes_[i];
       if (n.over_rows) {
         if (k.kind != KernelDef::Kind::kInner) reject("a reduction over rows outside a row kernel");
         if (grid[n.args[0]]) reject("a reduction over rows of a reduction over rows");
-        if (nodes_[n.args[0]].axes != kept)
+        if ((nodes_[n.args[0]].axes & kept) != kept)
           reject("a reduction over rows of a value that does not vary over every row");
-      } else if (grid[i] && n.axes != 0) {
-        reject("a value computed from a reduction over rows varies over the rows");
+        if (n.axes != 0 && n.axes != k.reduced)
+          reject("a reduction over rows of a value that varies over part of the row");
+        (n.axes != 0 ? columns : scalars) = true;
       }
+    }
+    if (scalars && columns) reject("reductions over rows to scalars and to columns in one kernel");
+    for (size_t i = 0; i < nodes_.size(); ++i) {
+      if (grid[i] && (nodes_[i].axes & (columns ? kept : ~uint64_t{0})) != 0)
+        reject("a value computed from a reduction over rows varies over the rows");
+    }
+    if (columns) {
+      int64_t width = 1;
+      for (int a = 0; a < k.num_axes(); ++a) {
+        if (k.reduced >> a & 1) width *= k.sizes[a];
+      }
+      if (width > kMaxColumnsOverRows) reject("a reduction over rows of rows wider than 16384");
     }
   }
 

@@ -55,11 +55,15 @@ struct KNode {
   int64_t step = 0;  // iota
   // gather: the reduced axis indexed by args[1]
   int gather_axis = -1;
-  // A reduction over every kept axis of a row kernel (kInner): a row-level value combined over all
-  // rows (cross-entropy's mean of the rows' losses), in the same kernel. CUDA: blocks combine
-  // their rows, the last block to finish combines the blocks; CPU: rows leave their values in
-  // scratch memory, combined in row order after the parallel loop. Values computed from it are
-  // scalars.
+  // A reduction over every kept axis of a row kernel (kInner), in the same kernel: of a row-level
+  // value, to a scalar (cross-entropy's mean of the rows' losses; CUDA: blocks combine their rows,
+  // the last block to finish combines the blocks; CPU: rows leave their values in scratch memory,
+  // combined in row order after the parallel loop), or of a value over the row, to a value per
+  // column (layer_norm's weight and bias gradients beside its input gradient; CUDA: each thread
+  // accumulates the columns it computes over its rows, a block's row groups combine theirs, and a
+  // second kernel combines the blocks' partials per column; CPU: blocks of kColumnRowsBlock rows
+  // leave partials, combined in order after the parallel loop). Values computed from it do not vary
+  // over the rows. A kernel has reductions over rows of one of the two kinds.
   bool over_rows = false;
   uint64_t axes = 0;  // bitmask of the axes the value varies over
 };
@@ -83,6 +87,12 @@ struct KernelDef {
 
 // True for the reduction ops of the kernel IR (sum, amax, amin, prod).
 bool is_reduce_op(const std::string& op);
+
+// The widest row (elements) whose columns a row kernel reduces over its rows.
+constexpr int64_t kMaxColumnsOverRows = 16384;
+// Rows per work item of a CPU row kernel with reductions over rows per column: each item leaves
+// its partial per column, combined in item order (the same result on any number of threads).
+constexpr int64_t kColumnRowsBlock = 32;
 
 // For every node, the pass from which its value is available: 0 for values computed from inputs
 // alone, k for values that need a reduction computed in pass k (a reduction whose operand is available

@@ -244,7 +244,7 @@ std::vector<uint64_t> varying_axes(const KernelDef& k, const Layout& layout) {
     } else if (node.op == "const") {
       m[id] = 0;
     } else if (node.over_rows) {
-      m[id] = 0;
+      m[id] = node.axes != 0 ? layout.reduced : 0;  // a value per column, or a scalar
     } else if (is_reduce_op(node.op)) {
       // A column reduction's result lives per column (its accumulators), whatever its operand
       // varies over: a column sum of a broadcast scalar is still read at its column.
