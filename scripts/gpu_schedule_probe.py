@@ -9,12 +9,15 @@ by side in one process (bandwidth over a device-to-device copy's, bytes read onc
     named after their schedule and operations), thunder beside eager;
   - with --gelu-backward, GPT-2's gelu backward as one column kernel against a pointwise kernel and
     a column sum (device time, registers);
+  - with --column-sums, layer_norm's and rms_norm's training steps with their weight and bias
+    gradients summed in the input gradient's row kernel (blocks of 256 or 512 threads) against a
+    column kernel of their own, beside eager;
   - with --warp-rows, the device time of row kernels (layer_norm's forward and backward as under
     bf16 autocast, a bf16 softmax) over 8192 rows of GPT-like widths, with rows of up to 4, 8, 16
     and 32 chunks a lane on a warp each (THUNDER_CUDA_WARP_ROW_CHUNKS), beside eager.
 Run on the GPU machine after building:
   python3 scripts/gpu_schedule_probe.py [--pointwise-only | --kernels | --ce-forward | --warp-rows |
-      --gelu-backward] [--out probe.json]"""
+      --gelu-backward | --column-sums] [--out probe.json]"""
 import argparse
 import json
 import os
@@ -161,6 +164,45 @@ def warp_rows():
     return rows
 
 
+def column_sums():
+    """layer_norm's and rms_norm's training steps with the weight and bias gradients summed in the
+    input gradient's row kernel (blocks of 256 or 512 threads: THUNDER_CUDA_COLUMN_BLOCK; 1024
+    measured 0.15-0.46 of a copy, its 64 registers a thread spill)
+    against a column kernel of their own (THUNDER_FUSION_COLUMNS_OVER_ROWS=0), beside eager: device
+    time per step, and its bandwidth over a copy's (5 passes: read x, write y; read g and x, write
+    x's gradient)."""
+    from fusion_gpu import rms_norm
+
+    rows = []
+    variants = {"eager": None, "column kernel": {"THUNDER_FUSION_COLUMNS_OVER_ROWS": "0"},
+                "rows 256": {"THUNDER_CUDA_COLUMN_BLOCK": "256"}, "rows 512": {"THUNDER_CUDA_COLUMN_BLOCK": "512"}}
+    for dt in (torch.float32, torch.bfloat16):
+        for n, width in ((2048, 4096), (8192, 768), (8192, 4096)):
+            x = torch.randn(n, width, device="cuda", dtype=dt, requires_grad=True)
+            w = torch.randn(width, device="cuda", dtype=dt, requires_grad=True)
+            b = torch.randn(width, device="cuda", dtype=dt, requires_grad=True)
+            g = torch.randn(n, width, device="cuda", dtype=dt)
+            nbytes = 5 * x.numel() * x.element_size()
+            copy = copy_bandwidth(nbytes)
+            for op, fn, args in (("layer_norm", layer_norm, (x, w, b, g)), ("rms_norm", rms_norm, (x, w, g))):
+                for vname, env in variants.items():
+                    f = fn
+                    if env is not None:
+                        f = jit_with(fn, env)
+                        os.environ.update(env)
+                        try:
+                            training_step(f, cotangent=True)(*args)  # builds the kernels
+                        finally:
+                            for k in env:
+                                os.environ.pop(k, None)
+                    name = f"{vname} {op} fwd+bwd {n}x{width} {dt}"
+                    table = kernel_table(name, training_step(f, cotangent=True), args)
+                    us = sum(r["us"] for r in table)
+                    print(f"    {nbytes / (us * 1e-6) / copy:.2f} of copy", flush=True)
+                    rows += table
+    return rows
+
+
 def gelu_backward(h, g):
     """GPT-2's MLP backward around gelu: gelu(h) (tanh form) recomputed for the next matmul's weight
     gradient, its backward against g, and the bias gradient (a column sum): one column kernel."""
@@ -233,11 +275,13 @@ def main():
     ap.add_argument("--kernels", action="store_true", help="only the per-kernel tables of training steps")
     ap.add_argument("--ce-forward", action="store_true", help="only the cross-entropy forward's times")
     ap.add_argument("--warp-rows", action="store_true", help="only the row kernels with warp-per-row limits")
+    ap.add_argument("--column-sums", action="store_true",
+                    help="only layer_norm's and rms_norm's steps with and without column sums over rows")
     ap.add_argument("--gelu-backward", action="store_true",
                     help="only the gelu backward's column kernel against a pointwise kernel and a column sum")
     args = ap.parse_args()
     only = (ce_forward if args.ce_forward else kernels if args.kernels else warp_rows if args.warp_rows
-            else gelu_backward_split if args.gelu_backward else None)
+            else gelu_backward_split if args.gelu_backward else column_sums if args.column_sums else None)
     if only:
         rows = only()
         if args.out:

@@ -679,17 +679,20 @@ def test_column_sum_of_a_broadcast_scalar_reads_its_accumulator_per_column():
 
 def test_rms_norm_backward_rows_join_past_the_weight_gradient_column_sum():
     # In rms_norm's backward the weight gradient's column sum comes between the rstd rows and the
-    # input-gradient rows; the rows are one kernel (it writes grad * xhat for the column kernel) and
-    # the column sum a second, instead of three kernels that write and read x * rstd.
+    # input-gradient rows; all of it is one row kernel that sums the weight gradient over its rows,
+    # instead of three kernels that write and read x * rstd. Rows too wide for sums over rows per
+    # column: the rows are one kernel and the column sum a second.
     torch.manual_seed(0)
-    x, w, g = torch.randn(256, 1024), torch.randn(1024), torch.randn(256, 1024)
-    fn = lambda x, w: (F.rms_norm(x, (1024,), w) * g).sum()  # noqa: E731
-    assert [k.split()[0] for k in _backward_kernels(fn, (x, w))] == ["inner", "outer"]
+    for width, kinds in ((1024, ["inner"]), (16400, ["inner", "outer"])):
+        x, w, g = torch.randn(32, width), torch.randn(width), torch.randn(32, width)
+        fn = lambda x, w: (F.rms_norm(x, (width,), w) * g).sum()  # noqa: E731
+        assert [k.split()[0] for k in _backward_kernels(fn, (x, w))] == kinds
 
 
-def test_kernel_takes_later_independent_operations_and_defers_what_reads_a_skipped_one():
-    # The column sum c does not join the row kernel; the row operations after it that do not read
-    # it join that kernel, and d (which reads c) runs after c. Values and order as in eager.
+def test_kernel_takes_later_independent_operations_and_defers_what_reads_a_skipped_one(monkeypatch):
+    # With sums over rows per column off, the column sum c does not join the row kernel; the row
+    # operations after it that do not read it join that kernel, and d (which reads c) runs after c.
+    # Values and order as in eager. With them on, all of it is one row kernel.
     def fn(x):
         r = x - x.mean(1, keepdim=True)
         c = (r * 2).sum(0)
@@ -698,11 +701,16 @@ def test_kernel_takes_later_independent_operations_and_defers_what_reads_a_skipp
         return s * 3, d, s.amax(1)
 
     x = torch.randn(128, 333)
-    jfn = _jit(fn)
-    for got, want in zip(jfn(x), fn(x)):
-        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)  # column sums of 128 rows
-    kernels = list(fusionex.fusion_kernels(jfn))
-    assert [k.kernel_ir.split()[0] for k in kernels] == ["inner", "outer"]
+    for off, kinds in ((True, ["inner", "outer"]), (False, ["inner"])):
+        if off:
+            monkeypatch.setenv("THUNDER_FUSION_COLUMNS_OVER_ROWS", "0")
+        else:
+            monkeypatch.delenv("THUNDER_FUSION_COLUMNS_OVER_ROWS")
+        jfn = _jit(fn)
+        for got, want in zip(jfn(x), fn(x)):
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)  # column sums of 128 rows
+        kernels = list(fusionex.fusion_kernels(jfn))
+        assert [k.kernel_ir.split()[0] for k in kernels] == kinds
 
 
 @pytest.mark.parametrize("fn", [
@@ -728,23 +736,21 @@ def _hand_written_layer_norm(x, w, b):
 
 
 @pytest.mark.parametrize("norm", [_hand_written_rms_norm, _hand_written_layer_norm], ids=["rms", "layer"])
-def test_hand_written_norm_backward_is_one_row_kernel_and_one_column_kernel(norm):
+def test_hand_written_norm_backward_is_one_row_kernel(norm):
     # The backward of mean broadcasts each row's value to the row's shape on a new dim; the row
     # kernel iterates that dim on the reduced axis, so the input gradient is one row kernel (reading
-    # grad and x once, recomputing what it needs) and the weight (and bias) gradients one column
-    # kernel, in one region with it although they share only their inputs.
+    # grad and x once, recomputing what it needs), which also sums the weight (and bias) gradients
+    # over its rows, in one region although they share only their inputs.
     torch.manual_seed(0)
     x, w, b, g = torch.randn(256, 1024), torch.randn(1024), torch.randn(1024), torch.randn(256, 1024)
 
     def fn(x, w, b):
         return (norm(x, w, b) * g).sum()
 
-    kernels = {k.split()[0]: k for k in _backward_kernels(fn, (x, w, b))}
-    assert sorted(kernels) == ["inner", "outer"]
-    # Only the gradients are written: the input's by the row kernel, the weight's (and bias's) by
-    # the column kernel.
-    assert _outputs(kernels["inner"]) == 1
-    assert _outputs(kernels["outer"]) == (2 if norm is _hand_written_layer_norm else 1)
+    (kernel,) = _backward_kernels(fn, (x, w, b))
+    assert kernel.split()[0] == "inner"
+    # Only the gradients are written.
+    assert _outputs(kernel) == (3 if norm is _hand_written_layer_norm else 2)
 
 
 def test_one_kernel_serves_inputs_whose_strides_change_between_calls():

@@ -1110,3 +1110,119 @@ def test_cuda_outer_reduction_splits_tall_columns_over_blocks():
     jfn(torch.randn(64, 4096))
     (kernel,) = fusionex.fusion_kernels(jfn)
     assert _core.fuser_cuda_workspace(kernel) == 0 and "th_ws" not in _core.fuser_cuda_source(kernel)[0]
+
+
+# ---- reductions over rows per column: layer_norm's weight and bias gradients in its row kernel ----
+
+def layer_norm_grads(x, g, w):
+    """layer_norm's three gradients (input, weight, bias) for cotangent g, as one region: the input
+    gradient per row, the weight and bias gradients summed over every row."""
+    mean = x.mean(-1, keepdim=True)
+    xc = x - mean
+    rstd = torch.rsqrt((xc * xc).mean(-1, keepdim=True) + 1e-5)
+    xhat = xc * rstd
+    gw = g * w
+    gx = rstd * (gw - gw.mean(-1, keepdim=True) - xhat * (gw * xhat).mean(-1, keepdim=True))
+    rows = tuple(range(x.dim() - 1))
+    return gx, (g * xhat).sum(rows), g.sum(rows)
+
+
+def rms_norm_grads(x, g, w):
+    """rms_norm's input and weight gradients, the weight's in bf16/fp16 when x is (converted from
+    the float sum), and a column maximum of |g| over the rows."""
+    xf, gf = x.float(), g.float()
+    rstd = torch.rsqrt((xf * xf).mean(-1, keepdim=True) + 1e-6)
+    gw = gf * w.float()
+    gx = rstd * (gw - xf * rstd * rstd * (gw * xf).mean(-1, keepdim=True))
+    rows = tuple(range(x.dim() - 1))
+    return gx.to(x.dtype), (gf * xf * rstd).sum(rows).to(x.dtype), gf.abs().amax(rows)
+
+
+@requires_emulator
+@pytest.mark.parametrize("misalign", [False, True], ids=["vector", "scalar"])
+@pytest.mark.parametrize("shape", [(6, 40), (3, 5, 768), (70, 96), (9, 1000), (33, 130), (2, 2, 16), (3, 2056)],
+                         ids=str)
+def test_emulated_row_kernel_sums_columns_over_its_rows(shape, misalign):
+    # One row kernel computes the input gradient and sums the weight and bias gradients per column
+    # over its rows: each thread accumulates its columns, a block's row groups (warps, or groups of
+    # 128..512 threads on named barriers) combine theirs, and a second kernel combines the blocks'
+    # partials per column. Widths that are not multiples of the vector width, rows fewer than a
+    # block's row groups, rows of one block and of several.
+    torch.manual_seed(0)
+    x, g, w = torch.randn(shape) * 2 + 1, torch.randn(shape), torch.randn(shape[-1])
+    got, ref, ir = _emulate(layer_norm_grads, (x, g, w), misalign)
+    assert ir.startswith("inner")
+    body = _kernel_body(_emulate.last_source)
+    assert "_finish(" in body and "cacc" in body
+    for a, b in zip(got, ref):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+@requires_emulator
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32], ids=str)
+def test_emulated_column_sums_over_rows_in_low_precision_and_nan(dtype):
+    # bf16/fp16 rows: the column sums accumulate in float and round once (the weight gradient's
+    # output dtype); a column maximum beside them; a NaN and an inf in one column propagate to
+    # that column alone.
+    torch.manual_seed(0)
+    x, g, w = torch.randn(40, 200), torch.randn(40, 200), torch.randn(200)
+    g[3, 7] = float("nan")
+    g[5, 11] = float("inf")
+    args = (x.to(dtype), g.to(dtype), w.to(dtype))
+    ref = rms_norm_grads(*(a.double() for a in args))
+    got, _, ir = _emulate(rms_norm_grads, args)
+    assert ir.startswith("inner")
+    tol = {"rtol": 2e-2, "atol": 2e-2} if dtype != torch.float32 else {"rtol": 1e-4, "atol": 1e-4}
+    for a, b in zip(got, ref):
+        torch.testing.assert_close(a.double(), b.to(a.dtype).double(), equal_nan=True, **tol)
+    assert got[1][7].isnan() and got[2][11].isinf() and got[1].isnan().sum() == 1
+
+
+@requires_compiler
+def test_cuda_source_of_column_sums_over_rows():
+    # The grid is capped at the blocks the device runs at once (the partials then stay few), and
+    # the kernel that combines them is part of the source, named after the row kernel.
+    torch.manual_seed(0)
+    x, g, w = torch.randn(8192, 768), torch.randn(8192, 768), torch.randn(768)
+    ((k, src, grid, block, _),) = _cuda_sources(layer_norm_grads, (x, g, w))
+    name, fgrid, fblock = _core.fuser_cuda_finish(k)
+    assert grid <= 512 and block == 512 and fgrid == 768 // 32 and fblock == 1024
+    assert f" {name}(" in src and "th_bar_sync(1 + grp, 128)" in src
+    assert _core.fuser_cuda_workspace_counters(k) == 0  # no counters: the second kernel combines
+    # Rows wider than 16384 leave the column sums to a column kernel.
+    x, g, w = torch.randn(4, 16400), torch.randn(4, 16400), torch.randn(16400)
+    kinds = sorted(k.kernel_ir.split()[0] for k, *_ in _cuda_sources(layer_norm_grads, (x, g, w)))
+    assert kinds == ["inner", "outer"]
+
+
+@requires_cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("shape", [(8, 1024, 768), (3, 77, 4096), (5000, 130), (1, 1, 64)], ids=str)
+def test_cuda_layer_norm_and_rms_norm_backward_is_one_row_kernel(shape, dtype):
+    # A training step's backward: one row kernel (and its partials' second kernel) for all the
+    # gradients, against eager's autograd; bf16 against the step in float64 (eager's bf16 weight
+    # gradient is itself a rounded float sum).
+    torch.manual_seed(0)
+    D = shape[-1]
+    for mod in (torch.nn.LayerNorm(D), torch.nn.RMSNorm(D)):
+        mod = mod.to("cuda", dtype)
+        with torch.no_grad():
+            mod.weight.normal_()
+        x = torch.randn(shape, device="cuda", dtype=dtype, requires_grad=True)
+        g = torch.randn(shape, device="cuda", dtype=dtype)
+        jm = _jit(mod)
+        jm(x).backward(g)
+        got = [x.grad] + [p.grad for p in mod.parameters()]
+        ref = torch.nn.LayerNorm(D) if isinstance(mod, torch.nn.LayerNorm) else torch.nn.RMSNorm(D)
+        ref = ref.to("cuda", torch.float64)
+        ref.load_state_dict({k: v.double() for k, v in mod.state_dict().items()})
+        x64 = x.detach().double().requires_grad_()
+        ref(x64).backward(g.double())
+        want = [x64.grad] + [p.grad for p in ref.parameters()]
+        tol = {"rtol": 1e-4, "atol": 1e-3} if dtype == torch.float32 else {"rtol": 2e-2, "atol": 5e-2}
+        for a, b in zip(got, want):
+            scale = max(1.0, b.abs().max().item())
+            torch.testing.assert_close(a.double() / scale, b / scale, **tol)
+        kernels = thunder.last_backward_traces(jm)[-1].fusion_callables
+        if x.numel() >= 4096:
+            assert [k.kernel_ir.split()[0] for k in kernels] == ["inner"], [k.kernel_ir for k in kernels]

@@ -53,6 +53,8 @@ struct Driver {
   CUresult (*cuGetErrorString)(CUresult, const char**) = nullptr;
   CUresult (*cuFuncSetAttribute)(CUfunction, int, int) = nullptr;  // optional (CUDA >= 9)
   CUresult (*cuStreamIsCapturing)(CUstream, int*) = nullptr;       // optional (CUDA >= 10)
+  CUresult (*cuOccupancyMaxActiveBlocksPerMultiprocessor)(int*, CUfunction, int,
+                                                          size_t) = nullptr;  // optional
   int version = 0;
   int devices = 0;
   std::string why;
@@ -159,6 +161,7 @@ const Driver& driver() {
               sym(h, "cuGetErrorString", &d.cuGetErrorString);
     sym(h, "cuFuncSetAttribute", &d.cuFuncSetAttribute);    // optional
     sym(h, "cuStreamIsCapturing", &d.cuStreamIsCapturing);  // optional
+    sym(h, "cuOccupancyMaxActiveBlocksPerMultiprocessor", &d.cuOccupancyMaxActiveBlocksPerMultiprocessor);
     if (!ok) {
       d.why = "libcuda.so.1 lacks driver entry points";
       d.cuInit = nullptr;
@@ -321,9 +324,16 @@ int nvrtc_version() {
   return n.nvrtcVersion ? n.major * 1000 + n.minor * 10 : 0;
 }
 
-bool cuda_stream_capturing(void* stream) {
+bool cuda_stream_capturing(void* stream, int device) {
   const Driver& d = driver();
   if (!d.cuStreamIsCapturing) return false;  // no graphs before CUDA 10
+  CUcontext ctx = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(g_mu);
+    ctx = device_info(device).ctx;
+  }
+  // The device's context: a backward runs on autograd's thread, which may have none current.
+  ContextGuard context(ctx);
   int status = 0;
   check(d.cuStreamIsCapturing(stream, &status), "cuStreamIsCapturing");
   return status != 0;  // active (or invalidated) capture
@@ -487,12 +497,40 @@ std::shared_ptr<CudaFunction> cuda_load(const std::string& source, int device, c
     std::lock_guard<std::mutex> stats_lock(cache_stats_mutex());
     ++cache_stats().disk_hits;
   }
+  if (!launch.finish_name.empty()) {
+    check(d.cuModuleGetFunction(&f->finish, f->module, launch.finish_name.c_str()),
+          "cuModuleGetFunction");
+  }
   f->context = info.ctx;
   f->device = device;
   f->launch = launch;
   // The kernels loop over their work: a grid of many waves gains nothing, a capped one saves the
   // launch of idle blocks for huge tensors.
   f->max_grid = std::max(1, info.sms) * std::max(1, 2048 / std::max(1, launch.block)) * 16;
+  if (launch.resident_grid) {
+    // As many blocks as the device runs at once (the occupancy its registers and shared memory
+    // allow): each block's partial results are combined afterwards, so fewer blocks, fewer partials.
+    int per_sm = std::max(1, 2048 / std::max(1, launch.block));
+    if (d.cuOccupancyMaxActiveBlocksPerMultiprocessor) {
+      int n = 0;
+      if (d.cuOccupancyMaxActiveBlocksPerMultiprocessor(&n, f->function, launch.block,
+                                                        static_cast<size_t>(launch.shared_bytes)) ==
+              kCudaSuccess &&
+          n > 0) {
+        per_sm = n;
+      }
+    }
+    // THUNDER_CUDA_COLUMN_BLOCKS_PER_SM caps it lower (fewer partials, fewer threads running).
+    if (const char* e = std::getenv("THUNDER_CUDA_COLUMN_BLOCKS_PER_SM"); e && *e) {
+      char* end = nullptr;
+      const long v = std::strtol(e, &end, 10);
+      if (*end != '\0' || v < 1)
+        throw Error("THUNDER_CUDA_COLUMN_BLOCKS_PER_SM must be a number of blocks >= 1, got '" +
+                    std::string(e) + "'");
+      per_sm = std::min(per_sm, static_cast<int>(v));
+    }
+    f->max_grid = std::max(1, info.sms) * per_sm;
+  }
   return g_loaded[mem_key] = f;
 }
 
@@ -528,6 +566,12 @@ void cuda_launch(const CudaFunction& f, const Layout& layout, const KernelDef& k
   CUresult r = d.cuLaunchKernel(f.function, static_cast<unsigned>(grid), 1, 1, static_cast<unsigned>(f.launch.block), 1,
                                 1, static_cast<unsigned>(f.launch.shared_bytes), stream, params.data(), nullptr);
   if (r != kCudaSuccess) throw Error("fuser: cuLaunchKernel failed: " + cu_error(r));
+  if (f.finish && f.launch.finish_grid > 0) {
+    r = d.cuLaunchKernel(f.finish, static_cast<unsigned>(f.launch.finish_grid), 1, 1,
+                         static_cast<unsigned>(f.launch.finish_block), 1, 1, 0, stream,
+                         params.data(), nullptr);
+    if (r != kCudaSuccess) throw Error("fuser: cuLaunchKernel failed: " + cu_error(r));
+  }
 }
 
 }  // namespace thunder::fuser

@@ -17,6 +17,7 @@ namespace thunder::fuser {
 struct CudaFunction {
   void* module = nullptr;
   void* function = nullptr;
+  void* finish = nullptr;  // the kernel combining partial results per column (CudaLaunch)
   void* context = nullptr;  // the device's primary context
   int device = 0;
   int max_grid = 0;  // grid cap (the kernels loop over their work, so any grid >= 1 is correct)
@@ -38,8 +39,8 @@ void cuda_prefetch(const std::string& source, int device);
 // The dynamic shared memory one block of `device` may use (its opt-in limit; 48 KiB without one).
 int cuda_smem_limit(int device);
 
-// True while `stream` (a CUstream) is being captured into a CUDA graph.
-bool cuda_stream_capturing(void* stream);
+// True while `stream` (a CUstream of `device`) is being captured into a CUDA graph.
+bool cuda_stream_capturing(void* stream, int device);
 
 // Launches with `ptrs` (inputs then outputs) on `stream` (a CUstream).
 void cuda_launch(const CudaFunction& f, const Layout& layout, const KernelDef& k, char** ptrs,

@@ -70,11 +70,19 @@ int64_t warp_row_chunks() {
 // 32-bit indices while every element count and offset stays below this (2^31 less room for a
 // loop counter to step past the end).
 constexpr int64_t kInt32Limit = (int64_t{1} << 31) - (int64_t{1} << 16);
-// Reductions over rows per column: threads per block of the row kernel, the most blocks (partials
-// per column) it runs, and the threads per column of the kernel that combines the partials.
+// Reductions over rows per column: threads per block of the row kernel (THUNDER_CUDA_COLUMN_BLOCK
+// sets it), the most blocks (partials per column) it runs, and the threads per column of the kernel
+// that combines the partials.
 constexpr int kColumnBlock = 512;
+int column_block() {
+  const int64_t b = env_count("THUNDER_CUDA_COLUMN_BLOCK", kColumnBlock, 32, "threads");
+  if (b > 1024 || b % 32 != 0)
+    throw Error("THUNDER_CUDA_COLUMN_BLOCK must be a multiple of 32 up to 1024, got " +
+                std::to_string(b));
+  return static_cast<int>(b);
+}
 constexpr int64_t kMaxColumnPartials = 512;
-constexpr int kFinishRows = 16;
+constexpr int kFinishRows = 32;
 
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -1096,14 +1104,18 @@ class CudaGen {
     }
     for (int g : over_rows_reductions(k_)) p.columns = p.columns || k_.nodes[g].axes != 0;
     if (p.columns) {
-      // At most 4 chunks a thread (its column accumulators are registers), several rows a block of
-      // kColumnBlock threads (a block's partials are combined before they are written).
+      // At most 16 column accumulators a thread per reduction (registers: 4 chunks of fp32, 2 of
+      // bf16), several rows a block of kColumnBlock threads (a block's partials are combined before
+      // they are written). H200 (scripts/gpu_schedule_probe.py --column-sums): bf16 layer_norm at
+      // 8192x4096, 4 bf16 chunks a thread on 512-thread blocks: 0.58 of a copy, on 256: 0.74.
+      const int block = column_block();
       if (p.warp_mode) {
-        p.rows_per_block = kColumnBlock / 32;
+        p.rows_per_block = block / 32;
       } else {
+        const int64_t chunks = std::max(1, 16 / vec_);
         p.threads = static_cast<int>(
-            std::min<int64_t>(1024, std::max<int64_t>(128, pow2_ceil(ceil_div(nq, 4)))));
-        p.groups = std::max(1, kColumnBlock / p.threads);
+            std::min<int64_t>(1024, std::max<int64_t>(128, pow2_ceil(ceil_div(nq, chunks)))));
+        p.groups = std::max(1, block / p.threads);
       }
     }
     // Online softmax only for 1024-thread rows that would otherwise be read from memory once per
@@ -1704,8 +1716,9 @@ class CudaGen {
   }
 
   // The second kernel of reductions over rows per column: per column (32 a block, each on
-  // kFinishRows threads that take every kFinishRows-th block's partial, then combined in order),
-  // the blocks' partials in block order, then the column's outputs.
+  // kFinishRows threads that take every kFinishRows-th block's partial, their loads in flight
+  // together, then combined in order), the blocks' partials in block order, then the column's
+  // outputs.
   std::string column_finish(const std::vector<int64_t>& ws_offset) {
     reset();
     std::vector<int> reds = over_rows_reductions(k_);
@@ -1716,17 +1729,22 @@ class CudaGen {
        << "  const unsigned th_nb = *(const volatile unsigned*)th_ws;\n"
        << "  const int x = threadIdx.x & 31, y = threadIdx.x >> 5;\n"
        << "  const idx_t c = (idx_t)blockIdx.x * 32 + x;\n";
+    std::string init, step, keep;
     for (size_t j = 0; j < reds.size(); ++j) {
       const KNode& n = k_.nodes[reds[j]];
       const std::string ct = compute_type(n.dtype), g = std::to_string(reds[j]);
-      os << "  __shared__ " << ct << " fsm" << g << "[" << fr << "][32];\n  {\n    " << ct << " a = "
-         << reduce_identity(n.op, n.dtype, Backend::kCuda) << ";\n    if (c < " << lit(cols_)
-         << ") {\n      const " << ct << "* pt = (const " << ct << "*)(th_ws + " << ws_offset[j]
-         << ");\n#pragma unroll 4\n      for (unsigned b = y; b < th_nb; b += " << fr << ") a = "
-         << reduce_combine(n.op, n.dtype, "a", "__ldcg(pt + (idx_t)b * " + lit(cols_) + " + c)")
-         << ";\n    }\n    fsm" << g << "[y][x] = a;\n  }\n";
+      os << "  __shared__ " << ct << " fsm" << g << "[" << fr << "][32];\n";
+      init += "  " + ct + " a" + g + " = " + reduce_identity(n.op, n.dtype, Backend::kCuda) + ";\n";
+      step += "      a" + g + " = " +
+              reduce_combine(n.op, n.dtype, "a" + g,
+                             "__ldcg((const " + ct + "*)(th_ws + " + std::to_string(ws_offset[j]) +
+                                 ") + (idx_t)b * " + lit(cols_) + " + c)") +
+              ";\n";
+      keep += "  fsm" + g + "[y][x] = a" + g + ";\n";
     }
-    os << "  __syncthreads();\n  if (y == 0 && c < " << lit(cols_) << ") {\n";
+    os << init << "  if (c < " << lit(cols_) << ") {\n#pragma unroll 8\n    for (unsigned b = y; b < th_nb; b += "
+       << fr << ") {\n" << step << "    }\n  }\n" << keep << "  __syncthreads();\n  if (y == 0 && c < "
+       << lit(cols_) << ") {\n";
     for (int r : reds) {
       const KNode& n = k_.nodes[r];
       const std::string g = std::to_string(r), a = "gfin" + g;

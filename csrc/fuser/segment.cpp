@@ -249,6 +249,60 @@ void recompute_pointwise_inputs(const std::vector<BSymRef>& prims,
       segs->end());
 }
 
+// Which dims a reduction primitive reduces, ignoring size-1 dims: +1 the innermost (a row
+// reduction), -1 leading ones only (a column reduction), 0 otherwise (or not a reduction).
+int reduction_side(const BoundSymbol& b) {
+  const std::string& n = b.sym->name;
+  if (!(is_reduce_op(n) || n == "var")) return 0;
+  const TensorRef& t = b.args[0].as_tensor();
+  std::vector<int64_t> dims = b.args[1].as_int_list();
+  const int64_t rank = static_cast<int64_t>(t->shape().size());
+  std::vector<bool> red(static_cast<size_t>(rank), false);
+  for (int64_t d : dims) red[static_cast<size_t>(d < 0 ? d + rank : d)] = true;
+  std::vector<bool> pattern;  // reduced or not, per dim larger than 1
+  for (int64_t d = 0; d < rank; ++d) {
+    if (t->shape()[static_cast<size_t>(d)].value() != 1) pattern.push_back(red[static_cast<size_t>(d)]);
+  }
+  if (pattern.empty() || std::find(pattern.begin(), pattern.end(), true) == pattern.end()) return 0;
+  if (pattern.back()) {
+    size_t k = pattern.size();
+    while (k > 0 && pattern[k - 1]) --k;
+    return std::find(pattern.begin(), pattern.begin() + k, true) == pattern.begin() + k ? 1 : 0;
+  }
+  size_t k = 0;
+  while (k < pattern.size() && pattern[k]) ++k;
+  return std::find(pattern.begin() + k, pattern.end(), true) == pattern.end() ? -1 : 0;
+}
+
+// A region with row reductions and column reductions: the column reductions (and what is computed
+// from them) move to the end, after the row reductions, so that a row kernel can take them as
+// reductions over its rows (rms_norm's backward sums its weight gradient before it reduces the
+// input gradient's rows). Moving a primitive later with everything that reads it keeps the order
+// topological.
+std::vector<BSymRef> columns_last(std::vector<BSymRef> prims) {
+  bool rows = false, columns = false;
+  for (const BSymRef& p : prims) {
+    int side = reduction_side(*p);
+    rows = rows || side > 0;
+    columns = columns || side < 0;
+  }
+  if (!rows || !columns) return prims;
+  std::unordered_set<const TensorProxy*> moved_out;
+  std::vector<BSymRef> kept, moved;
+  for (const BSymRef& p : prims) {
+    bool move = reduction_side(*p) < 0;
+    for (const TensorRef& t : p->input_tensors()) move = move || moved_out.count(t.get()) != 0;
+    if (move) {
+      for (const TensorRef& t : p->output_tensors()) moved_out.insert(t.get());
+      moved.push_back(p);
+    } else {
+      kept.push_back(p);
+    }
+  }
+  kept.insert(kept.end(), moved.begin(), moved.end());
+  return kept;
+}
+
 }  // namespace
 
 std::vector<Segment> segment_region(const std::vector<BSymRef>& all_prims,
@@ -259,7 +313,7 @@ std::vector<Segment> segment_region(const std::vector<BSymRef>& all_prims,
   // decomposes through) are dropped: they would only add their axes to a kernel's domain.
   // A value defined twice (a composite's decomposition beside the same primitive recomputed on its
   // own, as a backward may hold) is computed once: its first definition.
-  std::vector<BSymRef> prims = live(first_definitions(all_prims), region_out);
+  std::vector<BSymRef> prims = columns_last(live(first_definitions(all_prims), region_out));
   std::vector<Segment> out;
   static const bool debug = std::getenv("THUNDER_FUSION_DEBUG") != nullptr;
   auto try_build = [&](const std::vector<size_t>& members, Segment* seg) {
@@ -285,22 +339,43 @@ std::vector<Segment> segment_region(const std::vector<BSymRef>& all_prims,
     Segment best;
     std::vector<size_t> members;
     std::unordered_set<const TensorProxy*> deferred_out;
+    // Broadcasts and views that do not join alone (their new dims are not yet related to the
+    // kernel's: a weight broadcast to the rows of a kernel that sums over them), tried again with
+    // each later primitive that reads them.
+    std::vector<size_t> pending;
+    std::unordered_set<const TensorProxy*> pending_out;
     size_t scanned = begin;
     int misses = 0;
     for (size_t e = begin; e < prims.size(); ++e) {
-      bool blocked = false;
-      for (const TensorRef& t : prims[e]->input_tensors())
+      bool blocked = false, reads_pending = false;
+      for (const TensorRef& t : prims[e]->input_tensors()) {
         blocked = blocked || deferred_out.count(t.get()) != 0;
+        reads_pending = reads_pending || pending_out.count(t.get()) != 0;
+      }
       scanned = e + 1;
       if (!blocked) {
-        members.push_back(e);
+        std::vector<size_t> trial = members;
+        if (reads_pending) {
+          trial.insert(trial.end(), pending.begin(), pending.end());
+          std::sort(trial.begin(), trial.end());
+        }
+        trial.push_back(e);
         Segment s;
-        if (try_build(members, &s)) {
+        if (try_build(trial, &s)) {
           best = std::move(s);
+          members = std::move(trial);
+          if (reads_pending) {
+            pending.clear();
+            pending_out.clear();
+          }
           continue;
         }
-        members.pop_back();
         ++misses;
+        if (!computes(*prims[e]) && !members.empty() && !reads_pending) {
+          pending.push_back(e);
+          for (const TensorRef& t : prims[e]->output_tensors()) pending_out.insert(t.get());
+          continue;
+        }
       }
       if (members.empty() || misses > kMaxMisses || scanned - begin - members.size() > kMaxScan)
         break;
