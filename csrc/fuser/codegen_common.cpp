@@ -372,8 +372,8 @@ template <typename T, int V> TH_INLINE void th_ldv(const T* __restrict__ p, T* o
     for (int l = 0; l < V; ++l) o[l] = p[l];
   }
 }
-// A barrier over `n` threads of the block (a multiple of 32) on named barrier `id` (1..15; 0 is
-// __syncthreads'): the row groups of a block synchronise apart. Without a GPU (the emulator): its
+// A barrier over `n` threads of the block (a multiple of 32) on named barrier `id` (1..15; 0 is the
+// whole block's): the row groups of a block synchronise apart. Without a GPU (the emulator): its
 // barrier of that id.
 TH_INLINE void th_bar_sync(int id, int n) {
 #if defined(__CUDA_ARCH__)

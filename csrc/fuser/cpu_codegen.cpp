@@ -420,9 +420,10 @@ class CpuGen {
     // compute) and contiguous along the row, holds that buffer: the pass that fills the buffer
     // writes the output's row, so the stores to fresh memory overlap that pass's arithmetic (exp in
     // softmax), and the last pass rescales the row in place while it is in cache.
+    // Not with sums over rows per column, which may read the buffer after the store.
     int in_output = -1;
     if (passes >= 2 && pass_outputs[passes].size() == 1 && pass_reductions[passes].empty() &&
-        col_axes_.size() == 1) {
+        col_axes_.size() == 1 && !columns_over_rows_) {
       const int o = pass_outputs[passes][0];
       const Access& st = L_.stores[o];
       if (st.strides[col_axes_[0]] == 1 && store_guard(o, row_axes_, "row").empty()) in_output = o;
