@@ -128,7 +128,8 @@ class CpuGen {
         os << "    " << compute_type(n.dtype) << " " << a << " = "
            << reduce_identity(n.op, n.dtype, Backend::kCpu) << ";\n    for (int64_t i = 0; i < "
            << row_items() << "LL; ++i) " << a << " = "
-           << reduce_combine(n.op, n.dtype, a, scratch(j) + "[i * " + std::to_string(cols_) + "LL + c]")
+           << reduce_combine(n.op, n.dtype, a,
+                             scratch(j) + "[i * " + std::to_string(cols_) + "LL + c]")
            << ";\n";
         reduced_[grid_reds_[j]] = a;
       }

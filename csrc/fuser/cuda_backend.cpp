@@ -161,7 +161,8 @@ const Driver& driver() {
               sym(h, "cuGetErrorString", &d.cuGetErrorString);
     sym(h, "cuFuncSetAttribute", &d.cuFuncSetAttribute);    // optional
     sym(h, "cuStreamIsCapturing", &d.cuStreamIsCapturing);  // optional
-    sym(h, "cuOccupancyMaxActiveBlocksPerMultiprocessor", &d.cuOccupancyMaxActiveBlocksPerMultiprocessor);
+    sym(h, "cuOccupancyMaxActiveBlocksPerMultiprocessor",
+        &d.cuOccupancyMaxActiveBlocksPerMultiprocessor);
     if (!ok) {
       d.why = "libcuda.so.1 lacks driver entry points";
       d.cuInit = nullptr;
@@ -509,7 +510,8 @@ std::shared_ptr<CudaFunction> cuda_load(const std::string& source, int device, c
   f->max_grid = std::max(1, info.sms) * std::max(1, 2048 / std::max(1, launch.block)) * 16;
   if (launch.resident_grid) {
     // As many blocks as the device runs at once (the occupancy its registers and shared memory
-    // allow): each block's partial results are combined afterwards, so fewer blocks, fewer partials.
+    // allow): each block's partial results are combined afterwards, so fewer blocks, fewer
+    // partials.
     int per_sm = std::max(1, 2048 / std::max(1, launch.block));
     if (d.cuOccupancyMaxActiveBlocksPerMultiprocessor) {
       int n = 0;

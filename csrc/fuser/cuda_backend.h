@@ -17,7 +17,7 @@ namespace thunder::fuser {
 struct CudaFunction {
   void* module = nullptr;
   void* function = nullptr;
-  void* finish = nullptr;  // the kernel combining partial results per column (CudaLaunch)
+  void* finish = nullptr;   // the kernel combining partial results per column (CudaLaunch)
   void* context = nullptr;  // the device's primary context
   int device = 0;
   int max_grid = 0;  // grid cap (the kernels loop over their work, so any grid >= 1 is correct)

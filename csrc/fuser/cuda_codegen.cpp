@@ -84,7 +84,6 @@ int column_block() {
 constexpr int64_t kMaxColumnPartials = 512;
 constexpr int kFinishRows = 32;
 
-
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t pow2_ceil(int64_t v) {
   int64_t p = 1;
@@ -1552,7 +1551,8 @@ class CudaGen {
           smem_params += ", " + ct + "* " + sm;
           // A row group's own 32 slots.
           smem_args += ", " + sm + (p.groups > 1 ? " + " + group_of + " * 32" : "");
-          smem_decls += "  __shared__ " + ct + " " + sm + "[" + std::to_string(32 * p.groups) + "];\n";
+          smem_decls +=
+              "  __shared__ " + ct + " " + sm + "[" + std::to_string(32 * p.groups) + "];\n";
         }
       }
     }
@@ -1570,7 +1570,8 @@ class CudaGen {
       std::string ct = compute_type(k_.nodes[g].dtype);
       ws_offset.push_back(ws_bytes);
       if (p.columns) {
-        ws_bytes += ceil_div(grid * cols_ * static_cast<int64_t>(dtype_size(compute_dtype(g))), 16) * 16;
+        ws_bytes +=
+            ceil_div(grid * cols_ * static_cast<int64_t>(dtype_size(compute_dtype(g))), 16) * 16;
         continue;
       }
       std::string acc = "gacc" + std::to_string(g);
@@ -1593,16 +1594,18 @@ class CudaGen {
       f << "TH_INLINE void th_rows" << v << "(" << params_ << smem_params << ") {\n";
       const std::string rows = std::to_string(rows_) + "LL";
       if (p.warp_mode) {
-        f << "  const int tid = threadIdx.x & 31;\n" << column_init(p, v)
-          << "  for (long long row = (long long)blockIdx.x * " << p.rows_per_block << " + (threadIdx.x >> 5); row < "
-          << rows << "; row += (long long)gridDim.x * " << p.rows_per_block << ") {\n";
+        f << "  const int tid = threadIdx.x & 31;\n"
+          << column_init(p, v) << "  for (long long row = (long long)blockIdx.x * "
+          << p.rows_per_block << " + (threadIdx.x >> 5); row < " << rows
+          << "; row += (long long)gridDim.x * " << p.rows_per_block << ") {\n";
       } else if (p.groups > 1) {
         f << "  const int grp = " << group_of << ", tid = threadIdx.x % " << p.threads << ";\n"
           << column_init(p, v) << "  for (long long row = (long long)blockIdx.x * " << p.groups
           << " + grp; row < " << rows << "; row += (long long)gridDim.x * " << p.groups << ") {\n";
       } else {
-        f << "  const int tid = threadIdx.x;\n" << column_init(p, v)
-          << "  for (long long row = blockIdx.x; row < " << rows << "; row += gridDim.x) {\n";
+        f << "  const int tid = threadIdx.x;\n"
+          << column_init(p, v) << "  for (long long row = blockIdx.x; row < " << rows
+          << "; row += gridDim.x) {\n";
       }
       f << "    const idx_t r = (idx_t)row; (void)r;\n" << body;
       if (!p.warp_mode) f << "    " << row_sync(p) << "\n";
@@ -1653,8 +1656,8 @@ class CudaGen {
 
   DType compute_dtype(int id) const {
     return compute_type(k_.nodes[id].dtype) == "double" ? DType::kFloat64
-           : is_floating(k_.nodes[id].dtype)           ? DType::kFloat32
-                                                       : k_.nodes[id].dtype;
+           : is_floating(k_.nodes[id].dtype)            ? DType::kFloat32
+                                                        : k_.nodes[id].dtype;
   }
 
   // Reductions over rows per column: each thread's accumulators, per chunk k it computes (chunk
@@ -1669,8 +1672,8 @@ class CudaGen {
       init += "  " + compute_type(n.dtype) + " " + acc + "[" + std::to_string(kmax) + "][" +
               std::to_string(v) + "];\n#pragma unroll\n  for (int k = 0; k < " +
               std::to_string(kmax) + "; ++k)\n#pragma unroll\n    for (int l = 0; l < " +
-              std::to_string(v) + "; ++l) " + acc + "[k][l] = " +
-              reduce_identity(n.op, n.dtype, Backend::kCuda) + ";\n";
+              std::to_string(v) + "; ++l) " + acc +
+              "[k][l] = " + reduce_identity(n.op, n.dtype, Backend::kCuda) + ";\n";
     }
     return init;
   }
@@ -1686,7 +1689,9 @@ class CudaGen {
     std::vector<int> reds = over_rows_reductions(k_);
     std::string code;
     int64_t buf_bytes = 0;
-    for (int g : reds) buf_bytes = std::max<int64_t>(buf_bytes, int64_t{groups} * t * v * dtype_size(compute_dtype(g)));
+    for (int g : reds)
+      buf_bytes =
+          std::max<int64_t>(buf_bytes, int64_t{groups} * t * v * dtype_size(compute_dtype(g)));
     if (groups > 1) {
       code += "  __shared__ double th_cb[" + std::to_string(ceil_div(buf_bytes, 8)) +
               "];  // 8-byte aligned\n  __syncthreads();\n";
@@ -1697,20 +1702,24 @@ class CudaGen {
       const std::string part = "((" + ct + "*)(th_ws + " + std::to_string(ws_offset[j]) +
                                ") + (idx_t)blockIdx.x * " + lit(cols_) + ")";
       if (groups == 1) {
-        code += "#pragma unroll\n  for (int k = 0; k < " + ks + "; ++k) {\n#pragma unroll\n    for (int l = 0; l < " + vs +
-                "; ++l) {\n      const idx_t c = ((idx_t)k * " + std::to_string(t) + " + tid) * " + vs +
-                " + l;\n      if (c < " + lit(cols_) + ") " + part + "[c] = " + acc + "[k][l];\n    }\n  }\n";
+        code += "#pragma unroll\n  for (int k = 0; k < " + ks +
+                "; ++k) {\n#pragma unroll\n    for (int l = 0; l < " + vs +
+                "; ++l) {\n      const idx_t c = ((idx_t)k * " + std::to_string(t) + " + tid) * " +
+                vs + " + l;\n      if (c < " + lit(cols_) + ") " + part + "[c] = " + acc +
+                "[k][l];\n    }\n  }\n";
         continue;
       }
       const std::string grp = p.warp_mode ? "(threadIdx.x >> 5)" : "grp";
-      code += "  {\n    " + ct + "* cb = (" + ct + "*)th_cb;\n#pragma unroll\n    for (int k = 0; k < " + ks +
-              "; ++k) {\n#pragma unroll\n      for (int l = 0; l < " + vs + "; ++l) cb[(" + grp + " * " +
-              std::to_string(t) + " + tid) * " + vs + " + l] = " + acc + "[k][l];\n      __syncthreads();\n" +
-              "      for (int e = threadIdx.x; e < " + tv + "; e += blockDim.x) {\n        " + ct +
-              " a = cb[e];\n        for (int g = 1; g < " + std::to_string(groups) + "; ++g) a = " +
-              reduce_combine(n.op, n.dtype, "a", "cb[g * " + tv + " + e]") +
-              ";\n        const idx_t c = (idx_t)k * " + tv + " + e;\n        if (c < " + lit(cols_) + ") " +
-              part + "[c] = a;\n      }\n      __syncthreads();\n    }\n  }\n";
+      code += "  {\n    " + ct + "* cb = (" + ct +
+              "*)th_cb;\n#pragma unroll\n    for (int k = 0; k < " + ks +
+              "; ++k) {\n#pragma unroll\n      for (int l = 0; l < " + vs + "; ++l) cb[(" + grp +
+              " * " + std::to_string(t) + " + tid) * " + vs + " + l] = " + acc +
+              "[k][l];\n      __syncthreads();\n" + "      for (int e = threadIdx.x; e < " + tv +
+              "; e += blockDim.x) {\n        " + ct + " a = cb[e];\n        for (int g = 1; g < " +
+              std::to_string(groups) +
+              "; ++g) a = " + reduce_combine(n.op, n.dtype, "a", "cb[g * " + tv + " + e]") +
+              ";\n        const idx_t c = (idx_t)k * " + tv + " + e;\n        if (c < " +
+              lit(cols_) + ") " + part + "[c] = a;\n      }\n      __syncthreads();\n    }\n  }\n";
     }
     return code;
   }
@@ -1742,9 +1751,10 @@ class CudaGen {
               ";\n";
       keep += "  fsm" + g + "[y][x] = a" + g + ";\n";
     }
-    os << init << "  if (c < " << lit(cols_) << ") {\n#pragma unroll 8\n    for (unsigned b = y; b < th_nb; b += "
-       << fr << ") {\n" << step << "    }\n  }\n" << keep << "  __syncthreads();\n  if (y == 0 && c < "
-       << lit(cols_) << ") {\n";
+    os << init << "  if (c < " << lit(cols_)
+       << ") {\n#pragma unroll 8\n    for (unsigned b = y; b < th_nb; b += " << fr << ") {\n"
+       << step << "    }\n  }\n"
+       << keep << "  __syncthreads();\n  if (y == 0 && c < " << lit(cols_) << ") {\n";
     for (int r : reds) {
       const KNode& n = k_.nodes[r];
       const std::string g = std::to_string(r), a = "gfin" + g;

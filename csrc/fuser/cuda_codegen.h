@@ -18,8 +18,8 @@
 //               reciprocals of divisors) once per row. Sums over the rows per column (layer_norm's
 //               weight gradient): each thread accumulates its columns over its rows, a block of 512
 //               threads runs several rows at once (warps, or row groups on named barriers) and
-//               combines its groups' sums; a second kernel combines the blocks' partials per column.
-//               The grid is then capped at the blocks the device runs at once.
+//               combines its groups' sums; a second kernel combines the blocks' partials per
+//               column. The grid is then capped at the blocks the device runs at once.
 //   kOuter:     a block covers up to 32 column chunks with the rest of its 512 or 1024 threads on
 //   row
 //               groups; each thread accumulates its columns over its rows, then a shared-memory

@@ -858,7 +858,8 @@ class Builder {
     if (scalars && columns) reject("reductions over rows to scalars and to columns in one kernel");
     // THUNDER_FUSION_COLUMNS_OVER_ROWS=0 leaves column sums to column kernels (to compare).
     const char* off = std::getenv("THUNDER_FUSION_COLUMNS_OVER_ROWS");
-    if (columns && off && std::string(off) == "0") reject("reductions over rows per column are off");
+    if (columns && off && std::string(off) == "0")
+      reject("reductions over rows per column are off");
     for (size_t i = 0; i < nodes_.size(); ++i) {
       if (grid[i] && (nodes_[i].axes & (columns ? kept : ~uint64_t{0})) != 0)
         reject("a value computed from a reduction over rows varies over the rows");

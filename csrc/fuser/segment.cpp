@@ -261,7 +261,8 @@ int reduction_side(const BoundSymbol& b) {
   for (int64_t d : dims) red[static_cast<size_t>(d < 0 ? d + rank : d)] = true;
   std::vector<bool> pattern;  // reduced or not, per dim larger than 1
   for (int64_t d = 0; d < rank; ++d) {
-    if (t->shape()[static_cast<size_t>(d)].value() != 1) pattern.push_back(red[static_cast<size_t>(d)]);
+    if (t->shape()[static_cast<size_t>(d)].value() != 1)
+      pattern.push_back(red[static_cast<size_t>(d)]);
   }
   if (pattern.empty() || std::find(pattern.begin(), pattern.end(), true) == pattern.end()) return 0;
   if (pattern.back()) {
