@@ -112,59 +112,41 @@ class CpuGen {
   }
 
   // Reductions over rows, after the parallel loop (thunder_finish, called once): the rows' values
-  // combined in row order, then the scalars computed from them.
+  // combined in row order, then the scalars computed from them; per column, the items' partials in
+  // item order, then the column's outputs.
   std::string finish() {
     std::ostringstream os;
     os << "extern \"C\" int64_t thunder_scratch_bytes() { return "
        << static_cast<int64_t>(grid_reds_.size()) * scratch_slot_bytes() << "LL; }\n"
        << "extern \"C\" void thunder_finish(char** ptrs) {\n"
        << pointers() << "  const int64_t row = 0; (void)row;\n";
-    if (columns_over_rows_) {
-      // Per column: the items' partials in item order, then the column's outputs.
-      os << "  for (int64_t c = 0; c < " << cols_ << "LL; ++c) {\n";
-      for (size_t j = 0; j < grid_reds_.size(); ++j) {
-        const KNode& n = k_.nodes[grid_reds_[j]];
-        std::string a = "gfin" + std::to_string(grid_reds_[j]);
-        os << "    " << compute_type(n.dtype) << " " << a << " = "
-           << reduce_identity(n.op, n.dtype, Backend::kCpu) << ";\n    for (int64_t i = 0; i < "
-           << row_items() << "LL; ++i) " << a << " = "
-           << reduce_combine(n.op, n.dtype, a,
-                             scratch(j) + "[i * " + std::to_string(cols_) + "LL + c]")
-           << ";\n";
-        reduced_[grid_reds_[j]] = a;
-      }
-      row_.memo.clear();
-      row_.code.clear();
-      bases_.clear();
-      Scope col;
-      col.col = "c";
-      std::string stores;
-      for (size_t o : grid_outputs_) stores += store_stmt(o, value(k_.output_nodes[o], col), "c");
-      os << row_.code << col.code << stores << "  }\n}\n";
-      row_.code.clear();
-      return os.str();
-    }
+    const bool per_column = columns_over_rows_;
+    const std::string in = per_column ? "    " : "  ";
+    const std::string at = per_column ? "[i * " + std::to_string(cols_) + "LL + c]" : "[i]";
+    if (per_column) os << "  for (int64_t c = 0; c < " << cols_ << "LL; ++c) {\n";
     for (size_t j = 0; j < grid_reds_.size(); ++j) {
       const KNode& n = k_.nodes[grid_reds_[j]];
       std::string a = "gfin" + std::to_string(grid_reds_[j]);
-      os << "  " << compute_type(n.dtype) << " " << a << " = "
-         << reduce_identity(n.op, n.dtype, Backend::kCpu) << ";\n  for (int64_t i = 0; i < "
-         << rows_ << "LL; ++i) " << a << " = "
-         << reduce_combine(n.op, n.dtype, a, scratch(j) + "[i]") << ";\n";
+      os << in << compute_type(n.dtype) << " " << a << " = "
+         << reduce_identity(n.op, n.dtype, Backend::kCpu) << ";\n"
+         << in << "for (int64_t i = 0; i < " << (per_column ? row_items() : rows_) << "LL; ++i) "
+         << a << " = " << reduce_combine(n.op, n.dtype, a, scratch(j) + at) << ";\n";
       reduced_[grid_reds_[j]] = a;
     }
     row_.memo.clear();
     row_.code.clear();
     bases_.clear();
-    Scope none;
-    none.col = "c";
+    Scope col;
+    col.col = "c";
     std::string stores;
     for (size_t o : grid_outputs_) {
-      std::string v = value(k_.output_nodes[o], none);
-      stores += "  out" + std::to_string(o) + "[" + std::to_string(L_.stores[o].offset) +
-                "LL] = " + store_expr(k_.outputs[o]->dtype(), v) + ";\n";
+      std::string v = value(k_.output_nodes[o], col);
+      stores += per_column
+                    ? store_stmt(o, v, "c")
+                    : "  out" + std::to_string(o) + "[" + std::to_string(L_.stores[o].offset) +
+                          "LL] = " + store_expr(k_.outputs[o]->dtype(), v) + ";\n";
     }
-    os << row_.code << stores << "}\n";
+    os << row_.code << col.code << stores << (per_column ? "  }\n" : "") << "}\n";
     row_.code.clear();
     return os.str();
   }
