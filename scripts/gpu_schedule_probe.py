@@ -47,20 +47,22 @@ def jit_with(fn, env):
     return thunder.jit(fn, executors=[_executors[key]])
 
 
+def ptxas_log(src, width=200):
+    """ptxas's register and spill lines for CUDA source `src` compiled for sm_90."""
+    os.environ["THUNDER_NVRTC_FLAGS"] = "--ptxas-options=-v"
+    try:
+        _, log, _ = thunder._core.fuser_nvrtc_compile(src, 90)
+        return " ".join(line.split("ptxas info    : ")[-1] for line in log.splitlines()
+                        if "Used" in line or "spill" in line)[:width]
+    finally:
+        os.environ.pop("THUNDER_NVRTC_FLAGS", None)
+
+
 def ptxas_info(jfn, smem_limit=227 * 1024, width=200):
     """ptxas's register and spill lines for each fused kernel of jfn's last program, compiled for
     sm_90 with `smem_limit` bytes of shared memory a block (an H100's or H200's by default)."""
-    os.environ["THUNDER_NVRTC_FLAGS"] = "--ptxas-options=-v"
-    try:
-        infos = []
-        for k in fusionex.fusion_kernels(jfn):
-            src = thunder._core.fuser_cuda_source(k, smem_limit)[0]
-            _, log, _ = thunder._core.fuser_nvrtc_compile(src, 90)
-            infos.append(" ".join(line.split("ptxas info    : ")[-1] for line in log.splitlines()
-                                  if "Used" in line or "spill" in line)[:width])
-        return infos
-    finally:
-        os.environ.pop("THUNDER_NVRTC_FLAGS", None)
+    return [ptxas_log(thunder._core.fuser_cuda_source(k, smem_limit)[0], width)
+            for k in fusionex.fusion_kernels(jfn)]
 
 
 def probe(name, fn, args, nbytes, env=None, ptxas=False):
@@ -176,8 +178,13 @@ def column_sums():
     rows = []
     variants = {"eager": None, "column kernel": {"THUNDER_FUSION_COLUMNS_OVER_ROWS": "0"},
                 "rows 256": {"THUNDER_CUDA_COLUMN_BLOCK": "256"}, "rows 512": {"THUNDER_CUDA_COLUMN_BLOCK": "512"}}
+    for acc in os.environ.get("PROBE_COLUMN_ACCUMULATORS", "").split(","):
+        if acc:
+            variants[f"rows 512 acc {acc}"] = {"THUNDER_CUDA_COLUMN_ACCUMULATORS": acc}
+    widths = [tuple(int(v) for v in s.split("x")) for s in
+              os.environ.get("PROBE_SHAPES", "2048x4096,8192x768,8192x4096").split(",")]
     for dt in (torch.float32, torch.bfloat16):
-        for n, width in ((2048, 4096), (8192, 768), (8192, 4096)):
+        for n, width in widths:
             x = torch.randn(n, width, device="cuda", dtype=dt, requires_grad=True)
             w = torch.randn(width, device="cuda", dtype=dt, requires_grad=True)
             b = torch.randn(width, device="cuda", dtype=dt, requires_grad=True)
@@ -198,7 +205,11 @@ def column_sums():
                     name = f"{vname} {op} fwd+bwd {n}x{width} {dt}"
                     table = kernel_table(name, training_step(f, cotangent=True), args)
                     us = sum(r["us"] for r in table)
-                    print(f"    {nbytes / (us * 1e-6) / copy:.2f} of copy", flush=True)
+                    regs = ""
+                    if env is not None:  # the backward's kernels: registers and spills
+                        for k in thunder.last_backward_traces(f)[-1].fusion_callables:
+                            regs += " | " + ptxas_log(thunder._core.fuser_cuda_source(k, 227 * 1024)[0])
+                    print(f"    {nbytes / (us * 1e-6) / copy:.2f} of copy{regs}", flush=True)
                     rows += table
     return rows
 

@@ -1159,13 +1159,14 @@ def test_emulated_row_kernel_sums_columns_over_its_rows(shape, misalign):
 
 
 @requires_emulator
+@pytest.mark.parametrize("width", [200, 768])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32], ids=str)
-def test_emulated_column_sums_over_rows_in_low_precision_and_nan(dtype):
+def test_emulated_column_sums_over_rows_in_low_precision_and_nan(dtype, width):
     # bf16/fp16 rows: the column sums accumulate in float and round once (the weight gradient's
     # output dtype); a column maximum beside them; a NaN and an inf in one column propagate to
-    # that column alone.
+    # that column alone. 768 bf16/fp16 columns: a warp a row.
     torch.manual_seed(0)
-    x, g, w = torch.randn(40, 200), torch.randn(40, 200), torch.randn(200)
+    x, g, w = torch.randn(40, width), torch.randn(40, width), torch.randn(width)
     g[3, 7] = float("nan")
     g[5, 11] = float("inf")
     args = (x.to(dtype), g.to(dtype), w.to(dtype))
@@ -1176,6 +1177,14 @@ def test_emulated_column_sums_over_rows_in_low_precision_and_nan(dtype):
     for a, b in zip(got, ref):
         torch.testing.assert_close(a.double(), b.to(a.dtype).double(), equal_nan=True, **tol)
     assert got[1][7].isnan() and got[2][11].isinf() and got[1].isnan().sum() == 1
+    if width == 768 and dtype != torch.float32:  # 16-byte chunks of 8: a warp a row, 3 chunks a lane
+        args = (x.to(dtype), torch.randn(40, width).to(dtype), w.to(dtype))
+        got, _, _ = _emulate(layer_norm_grads, args)
+        assert "th_bar_sync" not in _kernel_body(_emulate.last_source) and "cacc" in _emulate.last_source
+        ref = layer_norm_grads(*(a.double() for a in args))
+        for a, b in zip(got, ref):  # within a few units of the dtype's last place of the largest
+            scale = b.abs().max().item()
+            torch.testing.assert_close(a.double(), b, rtol=2e-2, atol=2e-2 * scale)
 
 
 @requires_compiler

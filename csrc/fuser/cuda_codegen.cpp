@@ -82,6 +82,9 @@ int column_block() {
   return static_cast<int>(b);
 }
 constexpr int64_t kMaxColumnPartials = 512;
+int64_t column_accumulators() {
+  return env_count("THUNDER_CUDA_COLUMN_ACCUMULATORS", 16, 1, "accumulators");
+}
 constexpr int kFinishRows = 32;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -1107,11 +1110,15 @@ class CudaGen {
       // bf16), several rows a block of kColumnBlock threads (a block's partials are combined before
       // they are written). H200 (scripts/gpu_schedule_probe.py --column-sums): bf16 layer_norm at
       // 8192x4096, 4 bf16 chunks a thread on 512-thread blocks: 0.58 of a copy, on 256: 0.74.
+      // THUNDER_CUDA_COLUMN_ACCUMULATORS sets the budget (8 or 32: within 0.05 either way at
+      // fp32, up to 0.18 worse at bf16). A warp per row keeps its chunks (up to 4): bf16
+      // layer_norm at 8192x768 reached 0.87-0.88 of a copy on a warp a row (24 accumulators),
+      // 0.78 on 64 threads a row (16).
       const int block = column_block();
       if (p.warp_mode) {
         p.rows_per_block = block / 32;
       } else {
-        const int64_t chunks = std::max(1, 16 / vec_);
+        const int64_t chunks = std::max<int64_t>(1, column_accumulators() / vec_);
         p.threads = static_cast<int>(
             std::min<int64_t>(1024, std::max<int64_t>(128, pow2_ceil(ceil_div(nq, chunks)))));
         p.groups = std::max(1, block / p.threads);
