@@ -205,11 +205,7 @@ def column_sums():
                     name = f"{vname} {op} fwd+bwd {n}x{width} {dt}"
                     table = kernel_table(name, training_step(f, cotangent=True), args)
                     us = sum(r["us"] for r in table)
-                    regs = ""
-                    if env is not None:  # the backward's kernels: registers and spills
-                        for k in thunder.last_backward_traces(f)[-1].fusion_callables:
-                            regs += " | " + ptxas_log(thunder._core.fuser_cuda_source(k, 227 * 1024)[0])
-                    print(f"    {nbytes / (us * 1e-6) / copy:.2f} of copy{regs}", flush=True)
+                    print(f"    {nbytes / (us * 1e-6) / copy:.2f} of copy", flush=True)
                     rows += table
     return rows
 
