@@ -83,7 +83,7 @@ int column_block() {
 }
 constexpr int64_t kMaxColumnPartials = 512;
 int64_t column_accumulators() {
-  return env_count("THUNDER_CUDA_COLUMN_ACCUMULATORS", 16, 1, "accumulators");
+  return env_count("THUNDER_CUDA_COLUMN_ACCUMULATORS", 32, 1, "accumulators");
 }
 constexpr int kFinishRows = 32;
 
@@ -1106,19 +1106,21 @@ class CudaGen {
     }
     for (int g : over_rows_reductions(k_)) p.columns = p.columns || k_.nodes[g].axes != 0;
     if (p.columns) {
-      // At most 16 column accumulators a thread per reduction (registers: 4 chunks of fp32, 2 of
-      // bf16), several rows a block of kColumnBlock threads (a block's partials are combined before
-      // they are written). H200 (scripts/gpu_schedule_probe.py --column-sums): bf16 layer_norm at
-      // 8192x4096, 4 bf16 chunks a thread on 512-thread blocks: 0.58 of a copy, on 256: 0.74.
-      // THUNDER_CUDA_COLUMN_ACCUMULATORS sets the budget (8 or 32: within 0.05 either way at
-      // fp32, up to 0.18 worse at bf16). A warp per row keeps its chunks (up to 4): bf16
-      // layer_norm at 8192x768 reached 0.87-0.88 of a copy on a warp a row (24 accumulators),
-      // 0.78 on 64 threads a row (16).
+      // At most 32 column accumulators a thread, shared by the column sums (registers: layer_norm's
+      // two sums 4 chunks of fp32 or 2 of bf16 a thread, rms_norm's one 8 or 4), several rows a
+      // block of kColumnBlock threads (a block's partials are combined before they are written).
+      // H200 (scripts/gpu_schedule_probe.py --column-sums, PROBE_COLUMN_ACCUMULATORS): per sum, 8
+      // is worse at bf16 (0.45-0.75 of a copy), 32 better for bf16 rms_norm (0.79-0.90 against
+      // 0.73-0.80) and worse for bf16 layer_norm at 4096 wide (0.56-0.60 against 0.69-0.78), fp32
+      // within 0.05. THUNDER_CUDA_COLUMN_ACCUMULATORS sets the budget. A warp per row keeps its
+      // chunks (up to 4): bf16 layer_norm at 8192x768 reached 0.87-0.88 on a warp a row (24
+      // accumulators a sum), 0.78 on 64 threads a row (16).
       const int block = column_block();
       if (p.warp_mode) {
         p.rows_per_block = block / 32;
       } else {
-        const int64_t chunks = std::max<int64_t>(1, column_accumulators() / vec_);
+        const int64_t sums = static_cast<int64_t>(over_rows_reductions(k_).size());
+        const int64_t chunks = std::max<int64_t>(1, column_accumulators() / sums / vec_);
         p.threads = static_cast<int>(
             std::min<int64_t>(1024, std::max<int64_t>(128, pow2_ceil(ceil_div(nq, chunks)))));
         p.groups = std::max(1, block / p.threads);
