@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <unordered_map>
 
@@ -565,6 +566,18 @@ TH_HALF2_SW(th_mul2_bf16, bf16, *)
 #undef TH_F16X2
 #undef TH_HALF2_SW
 )" + std::string(cuda_helpers);
+}
+
+int64_t env_count(const char* name, int64_t fallback, int64_t least, const char* what) {
+  const char* e = std::getenv(name);
+  if (!e || !*e) return fallback;
+  char* end = nullptr;
+  const long long v = std::strtoll(e, &end, 10);
+  if (*end != '\0' || v < least) {
+    throw Error(std::string(name) + " must be a number of " + what +
+                " >= " + std::to_string(least) + ", got '" + e + "'");
+  }
+  return v;
 }
 
 }  // namespace thunder::fuser

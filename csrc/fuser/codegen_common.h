@@ -3,6 +3,7 @@
 // conversions, NaN-propagating max/min, Python-style remainder) each backend defines in its own way.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -50,5 +51,8 @@ std::string reduce_combine(const std::string& op, DType d, const std::string& ac
                            const std::string& v);
 // Helpers every generated source starts with.
 std::string prelude(Backend be);
+// An integer schedule setting from the environment variable `name` (`fallback` when unset); Error
+// when it is not a number of `what` of at least `least`.
+int64_t env_count(const char* name, int64_t fallback, int64_t least, const char* what);
 
 }  // namespace thunder::fuser

@@ -35,7 +35,7 @@ class CpuGen {
   std::string run() {
     std::ostringstream os;
     grid_reds_ = over_rows_reductions(k_);
-    for (int g : grid_reds_) columns_over_rows_ = columns_over_rows_ || k_.nodes[g].axes != 0;
+    columns_over_rows_ = columns_over_rows(k_);
     os << prelude(Backend::kCpu) << "\n";
     // Row axes / column axes of the loop nest.
     if (k_.kind == KernelDef::Kind::kPointwise) {

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "fuser/codegen_common.h"
 #include "fuser/disk_cache.h"
 
 namespace thunder::fuser {
@@ -325,16 +326,11 @@ int nvrtc_version() {
   return n.nvrtcVersion ? n.major * 1000 + n.minor * 10 : 0;
 }
 
-bool cuda_stream_capturing(void* stream, int device) {
+bool cuda_stream_capturing(const CudaFunction& f, void* stream) {
   const Driver& d = driver();
   if (!d.cuStreamIsCapturing) return false;  // no graphs before CUDA 10
-  CUcontext ctx = nullptr;
-  {
-    std::lock_guard<std::mutex> lock(g_mu);
-    ctx = device_info(device).ctx;
-  }
-  // The device's context: a backward runs on autograd's thread, which may have none current.
-  ContextGuard context(ctx);
+  // The function's context: a backward runs on autograd's thread, which may have none current.
+  ContextGuard context(f.context);
   int status = 0;
   check(d.cuStreamIsCapturing(stream, &status), "cuStreamIsCapturing");
   return status != 0;  // active (or invalidated) capture
@@ -523,14 +519,8 @@ std::shared_ptr<CudaFunction> cuda_load(const std::string& source, int device, c
       }
     }
     // THUNDER_CUDA_COLUMN_BLOCKS_PER_SM caps it lower (fewer partials, fewer threads running).
-    if (const char* e = std::getenv("THUNDER_CUDA_COLUMN_BLOCKS_PER_SM"); e && *e) {
-      char* end = nullptr;
-      const long v = std::strtol(e, &end, 10);
-      if (*end != '\0' || v < 1)
-        throw Error("THUNDER_CUDA_COLUMN_BLOCKS_PER_SM must be a number of blocks >= 1, got '" +
-                    std::string(e) + "'");
-      per_sm = std::min(per_sm, static_cast<int>(v));
-    }
+    per_sm = static_cast<int>(std::min<int64_t>(
+        per_sm, env_count("THUNDER_CUDA_COLUMN_BLOCKS_PER_SM", per_sm, 1, "blocks")));
     f->max_grid = std::max(1, info.sms) * per_sm;
   }
   return g_loaded[mem_key] = f;
@@ -541,15 +531,8 @@ int cuda_smem_limit(int device) {
   int limit = device_info(device).smem_optin;
   // THUNDER_CUDA_SMEM_LIMIT (bytes) lowers what one block may use: rows that no longer fit are read
   // through L2 once per pass instead of kept in shared memory (a schedule to compare by benchmark).
-  if (const char* e = std::getenv("THUNDER_CUDA_SMEM_LIMIT"); e && *e) {
-    char* end = nullptr;
-    long v = std::strtol(e, &end, 10);
-    if (*end != '\0' || v < 1024)
-      throw Error("THUNDER_CUDA_SMEM_LIMIT must be a number of bytes >= 1024, got '" +
-                  std::string(e) + "'");
-    limit = static_cast<int>(std::min<long>(limit, v));
-  }
-  return limit;
+  return static_cast<int>(
+      std::min<int64_t>(limit, env_count("THUNDER_CUDA_SMEM_LIMIT", limit, 1024, "bytes")));
 }
 
 void cuda_launch(const CudaFunction& f, const Layout& layout, const KernelDef& k, char** ptrs, void* stream) {
@@ -565,14 +548,16 @@ void cuda_launch(const CudaFunction& f, const Layout& layout, const KernelDef& k
     params[i] = i < by_value.size() && by_value[i] ? static_cast<void*>(ptrs[i]) : &ptrs[i];
   }
   int64_t grid = std::min<int64_t>(f.launch.grid, f.max_grid);
-  CUresult r = d.cuLaunchKernel(f.function, static_cast<unsigned>(grid), 1, 1, static_cast<unsigned>(f.launch.block), 1,
-                                1, static_cast<unsigned>(f.launch.shared_bytes), stream, params.data(), nullptr);
-  if (r != kCudaSuccess) throw Error("fuser: cuLaunchKernel failed: " + cu_error(r));
-  if (f.finish && f.launch.finish_grid > 0) {
-    r = d.cuLaunchKernel(f.finish, static_cast<unsigned>(f.launch.finish_grid), 1, 1,
-                         static_cast<unsigned>(f.launch.finish_block), 1, 1, 0, stream,
-                         params.data(), nullptr);
+  auto launch = [&](void* fn, int64_t blocks, int threads, int smem) {
+    CUresult r =
+        d.cuLaunchKernel(fn, static_cast<unsigned>(blocks), 1, 1, static_cast<unsigned>(threads), 1,
+                         1, static_cast<unsigned>(smem), stream, params.data(), nullptr);
     if (r != kCudaSuccess) throw Error("fuser: cuLaunchKernel failed: " + cu_error(r));
+  };
+  launch(f.function, grid, f.launch.block, f.launch.shared_bytes);
+  // The kernel combining the partials per column (reductions over rows per column), after it.
+  if (f.finish && f.launch.finish_grid > 0) {
+    launch(f.finish, f.launch.finish_grid, f.launch.finish_block, 0);
   }
 }
 

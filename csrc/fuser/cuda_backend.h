@@ -39,8 +39,8 @@ void cuda_prefetch(const std::string& source, int device);
 // The dynamic shared memory one block of `device` may use (its opt-in limit; 48 KiB without one).
 int cuda_smem_limit(int device);
 
-// True while `stream` (a CUstream of `device`) is being captured into a CUDA graph.
-bool cuda_stream_capturing(void* stream, int device);
+// True while `stream` (a CUstream of f's device) is being captured into a CUDA graph.
+bool cuda_stream_capturing(const CudaFunction& f, void* stream);
 
 // Launches with `ptrs` (inputs then outputs) on `stream` (a CUstream).
 void cuda_launch(const CudaFunction& f, const Layout& layout, const KernelDef& k, char** ptrs,

@@ -40,19 +40,6 @@ constexpr int64_t kNarrowMinNumel = int64_t{1} << 22;
 // Rows a column kernel's thread reads ahead before computing them.
 constexpr int kColRows = 4;
 
-// An integer schedule setting from the environment variable `name` (`fallback` when unset).
-int64_t env_count(const char* name, int64_t fallback, int64_t least, const char* what) {
-  const char* e = std::getenv(name);
-  if (!e || !*e) return fallback;
-  char* end = nullptr;
-  const long long v = std::strtoll(e, &end, 10);
-  if (*end != '\0' || v < least) {
-    throw Error(std::string(name) + " must be a number of " + what +
-                " >= " + std::to_string(least) + ", got '" + e + "'");
-  }
-  return v;
-}
-
 int64_t narrow_min_numel() {
   return env_count("THUNDER_CUDA_UNROLL_NUMEL", kNarrowMinNumel, 0, "elements");
 }
@@ -1104,7 +1091,7 @@ class CudaGen {
       p.threads = static_cast<int>(
           std::min<int64_t>(1024, std::max<int64_t>(128, pow2_ceil(ceil_div(nq, 8)))));
     }
-    for (int g : over_rows_reductions(k_)) p.columns = p.columns || k_.nodes[g].axes != 0;
+    p.columns = columns_over_rows(k_);
     if (p.columns) {
       // At most 32 column accumulators a thread, shared by the column sums (registers: layer_norm's
       // two sums 4 chunks of fp32 or 2 of bf16 a thread, rms_norm's one 8 or 4), several rows a
@@ -1444,11 +1431,13 @@ class CudaGen {
     // Reductions over rows: the row's first thread combines its value, like the row outputs it
     // stores (so that the row's tail, a gather load and a log in cross-entropy's loss, is that
     // thread's alone).
-    for (int g : p.columns ? std::vector<int>{} : over_rows_reductions(k_)) {
-      const KNode& n = k_.nodes[g];
-      std::string acc = "gacc" + std::to_string(g);
-      stores +=
-          "      " + acc + " = " + reduce_combine(n.op, n.dtype, acc, row_value(n.args[0])) + ";\n";
+    if (!p.columns) {
+      for (int g : over_rows_reductions(k_)) {
+        const KNode& n = k_.nodes[g];
+        std::string acc = "gacc" + std::to_string(g);
+        stores += "      " + acc + " = " +
+                  reduce_combine(n.op, n.dtype, acc, row_value(n.args[0])) + ";\n";
+      }
     }
     os << row_code_;
     row_code_.clear();
@@ -1579,8 +1568,7 @@ class CudaGen {
       std::string ct = compute_type(k_.nodes[g].dtype);
       ws_offset.push_back(ws_bytes);
       if (p.columns) {
-        ws_bytes +=
-            ceil_div(grid * cols_ * static_cast<int64_t>(dtype_size(compute_dtype(g))), 16) * 16;
+        ws_bytes += ceil_div(grid * cols_ * compute_bytes(g), 16) * 16;
         continue;
       }
       std::string acc = "gacc" + std::to_string(g);
@@ -1663,10 +1651,11 @@ class CudaGen {
                         : "__syncthreads();";
   }
 
-  DType compute_dtype(int id) const {
-    return compute_type(k_.nodes[id].dtype) == "double" ? DType::kFloat64
-           : is_floating(k_.nodes[id].dtype)            ? DType::kFloat32
-                                                        : k_.nodes[id].dtype;
+  // The bytes of node id's compute type (compute_type).
+  int compute_bytes(int id) const {
+    const DType d = k_.nodes[id].dtype;
+    return static_cast<int>(
+        dtype_size(is_floating(d) && d != DType::kFloat64 ? DType::kFloat32 : d));
   }
 
   // Reductions over rows per column: each thread's accumulators, per chunk k it computes (chunk
@@ -1699,8 +1688,7 @@ class CudaGen {
     std::string code;
     int64_t buf_bytes = 0;
     for (int g : reds)
-      buf_bytes =
-          std::max<int64_t>(buf_bytes, int64_t{groups} * t * v * dtype_size(compute_dtype(g)));
+      buf_bytes = std::max<int64_t>(buf_bytes, int64_t{groups} * t * v * compute_bytes(g));
     if (groups > 1) {
       code += "  __shared__ double th_cb[" + std::to_string(ceil_div(buf_bytes, 8)) +
               "];  // 8-byte aligned\n  __syncthreads();\n";

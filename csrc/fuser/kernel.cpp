@@ -78,6 +78,13 @@ std::vector<int> over_rows_reductions(const KernelDef& k) {
   return r;
 }
 
+bool columns_over_rows(const KernelDef& k) {
+  for (const KNode& n : k.nodes) {
+    if (n.over_rows && n.axes != 0) return true;
+  }
+  return false;
+}
+
 bool host_input(const KernelDef& k, size_t i) {
   for (const KNode& n : k.nodes) {
     if (n.op == "rand" && n.input == static_cast<int>(i)) return true;

@@ -105,6 +105,9 @@ std::vector<bool> over_rows_values(const std::vector<KNode>& nodes);
 // The reductions over rows of `k`, in node order.
 std::vector<int> over_rows_reductions(const KernelDef& k);
 
+// True when `k`'s reductions over rows reduce to values per column (not to scalars).
+bool columns_over_rows(const KernelDef& k);
+
 // True when input `i` is host data: a random state ([seed, offset], int64 on the CPU) that CUDA
 // kernels take by value.
 bool host_input(const KernelDef& k, size_t i);

@@ -249,8 +249,7 @@ nb::object FusedKernel::call(nb::args args) {
     nb::object workspace;  // scratch memory of kernels that combine partial results
     if (fn.launch.workspace_bytes > 0) {
       const fuser::CudaLaunch& l = fn.launch;
-      if (l.counter_bytes <= kCounterArea &&
-          !fuser::cuda_stream_capturing(stream, k_.device.index < 0 ? 0 : k_.device.index)) {
+      if (l.counter_bytes <= kCounterArea && !fuser::cuda_stream_capturing(fn, stream)) {
         // The stream's buffer: this kernel's counters end where the counter area does, so no
         // kernel's partial results ever overwrite a counter.
         char* base = stream_workspace(device_, k_.device.index, stream,
