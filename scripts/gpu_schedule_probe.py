@@ -11,7 +11,8 @@ by side in one process (bandwidth over a device-to-device copy's, bytes read onc
     a column sum (device time, registers);
   - with --column-sums, layer_norm's and rms_norm's training steps with their weight and bias
     gradients summed in the input gradient's row kernel (blocks of 256 or 512 threads) against a
-    column kernel of their own, beside eager;
+    column kernel of their own, beside eager (PROBE_COLUMN_VARIANTS picks variants by name,
+    PROBE_PTXAS=1 prints the backward kernels' registers);
   - with --warp-rows, the device time of row kernels (layer_norm's forward and backward as under
     bf16 autocast, a bf16 softmax) over 8192 rows of GPT-like widths, with rows of up to 4, 8, 16
     and 32 chunks a lane on a warp each (THUNDER_CUDA_WARP_ROW_CHUNKS), beside eager.
@@ -52,8 +53,9 @@ def ptxas_log(src, width=200):
     os.environ["THUNDER_NVRTC_FLAGS"] = "--ptxas-options=-v"
     try:
         _, log, _ = thunder._core.fuser_nvrtc_compile(src, 90)
-        return " ".join(line.split("ptxas info    : ")[-1] for line in log.splitlines()
-                        if "Used" in line or "spill" in line)[:width]
+        lines = [line.split("ptxas info    : ")[-1] for line in log.splitlines()
+                 if "Used" in line or "spill" in line]
+        return " ".join(lines)[:width] if lines else f"(no register lines; log: {log[:200]!r})"
     finally:
         os.environ.pop("THUNDER_NVRTC_FLAGS", None)
 
@@ -177,7 +179,11 @@ def column_sums():
 
     rows = []
     variants = {"eager": None, "column kernel": {"THUNDER_FUSION_COLUMNS_OVER_ROWS": "0"},
-                "rows 256": {"THUNDER_CUDA_COLUMN_BLOCK": "256"}, "rows 512": {"THUNDER_CUDA_COLUMN_BLOCK": "512"}}
+                "rows 256": {"THUNDER_CUDA_COLUMN_BLOCK": "256"}, "rows 512": {"THUNDER_CUDA_COLUMN_BLOCK": "512"},
+                "rows 512 1 block/SM": {"THUNDER_CUDA_COLUMN_BLOCKS_PER_SM": "1"}}
+    if os.environ.get("PROBE_COLUMN_VARIANTS"):
+        keep = os.environ["PROBE_COLUMN_VARIANTS"].split(",")
+        variants = {k: v for k, v in variants.items() if k in keep}
     for acc in os.environ.get("PROBE_COLUMN_ACCUMULATORS", "").split(","):
         if acc:
             variants[f"rows 512 acc {acc}"] = {"THUNDER_CUDA_COLUMN_ACCUMULATORS": acc}
@@ -199,6 +205,9 @@ def column_sums():
                         os.environ.update(env)
                         try:
                             training_step(f, cotangent=True)(*args)  # builds the kernels
+                            if os.environ.get("PROBE_PTXAS"):
+                                for k in thunder.last_backward_traces(f)[-1].fusion_callables:
+                                    print("    ptxas:", ptxas_log(thunder._core.fuser_cuda_source(k)[0], 400))
                         finally:
                             for k in env:
                                 os.environ.pop(k, None)

@@ -206,10 +206,12 @@ def test_cuda_source_loads_vectors_the_same_in_every_row_once_per_group_of_rows(
 @requires_compiler
 def test_cuda_source_rounds_a_bf16_output_once():
     # softmax of bf16 rows converts its float result to bf16: the store does that rounding, with no
-    # rounding and widening before it.
+    # rounding and widening before it; the vector path rounds its chunk's values two at a time.
     ((_, src, *_),) = _cuda_sources(softmax, (torch.randn(16, 1000).bfloat16(),))
     body = _kernel_body(src)
     assert "th_st_bf16(" in body and "th_ld_bf16(th_st_bf16(" not in body
+    vector = body[body.index("th_rows8("):]
+    assert "th_pack_bf16(" in vector and "th_st_bf16(" not in vector.split("th_rows1(")[0]
 
 
 @requires_compiler

@@ -727,8 +727,23 @@ class CudaGen {
     if (is == 1) {
       std::string sv = "so" + std::to_string(o) + "_" + std::to_string(counter_++);
       s.decl += "      " + st + " " + sv + "[" + std::to_string(s.v) + "];\n";
+      // bf16/fp16 values rounded two at a time: the packing conversion (F2FP) issues at a higher
+      // rate than the one-value conversion (F2F), and takes two values.
+      const bool halves = d == DType::kBFloat16 || d == DType::kFloat16;
+      const std::string pack = d == DType::kBFloat16 ? "th_pack_bf16(" : "th_pack_f16(";
+      std::string pack_post;
       if (pair) {
         s.lane += "        th_st_pair(" + sv + ", l, " + vals[0] + ");\n";
+      } else if (halves && vals.size() == 2) {
+        s.lane += "        th_st_pair(" + sv + ", l, " + pack + vals[0] + ", " + vals[1] + "));\n";
+      } else if (halves && s.v % 2 == 0) {
+        // A lane a iteration: the chunk's float values, rounded in pairs after the lane loop.
+        const std::string sf = sv + "f";
+        s.decl += "      float " + sf + "[" + std::to_string(s.v) + "];\n";
+        s.lane += "        " + sf + "[l] = " + vals[0] + ";\n";
+        pack_post = "#pragma unroll\n      for (int l = 0; l < " + std::to_string(s.v) +
+                    "; l += 2) th_st_pair(" + sv + ", l, " + pack + sf + "[l], " + sf +
+                    "[l + 1]));\n";
       } else {
         for (size_t j = 0; j < vals.size(); ++j) {
           s.lane += "        " + sv + "[" + (j ? "l + 1" : "l") + "] = " + store_expr(d, vals[j]) +
@@ -739,7 +754,7 @@ class CudaGen {
       if (!rg.empty()) g = g.empty() ? rg : rg + " && " + g;
       std::string stmt = "th_stv<" + st + ", " + std::to_string(s.v) + ">(" + ptr + " + " + lit(a.offset) + row +
                          " + " + unravel(col_axes_, a.strides, c) + ", " + sv + ");";
-      s.post += "      " + (g.empty() ? stmt : "if (" + g + ") " + stmt) + "\n";
+      s.post += pack_post + "      " + (g.empty() ? stmt : "if (" + g + ") " + stmt) + "\n";
     } else {
       for (size_t j = 0; j < vals.size(); ++j) {
         std::string cl = "(" + c + " + (idx_t)" + (j ? "(l + 1)" : "l") + ")";
