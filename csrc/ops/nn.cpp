@@ -492,8 +492,7 @@ Value group_norm_meta(Builder& b, const BoundArgs& a) {
   TensorRef x = lang::convert(b, x0, opmath(x0->dtype()));
   int64_t per_group = n * g == 0 ? 0 : x->numel() / (n * g);
   TensorRef xg = lang::reshape(b, x, {n, g, per_group});
-  TensorRef mean =
-      bin(b, prims::div(), Value(sum_keep(b, xg, {2})), Value(static_cast<double>(per_group)));
+  TensorRef mean = mean_keep(b, xg, {2}, static_cast<double>(per_group));
   TensorRef var = var_keep(b, xg, {2});
   TensorRef rstd = un(b, prims::rsqrt(), bin(b, prims::add(), Value(var), Value(a.number(4))));
   TensorRef y =
@@ -538,7 +537,7 @@ Value batch_norm_meta(Builder& b, const BoundArgs& a) {
   for (int64_t i = 2; i < rank; ++i) dims.push_back(i);
   TensorRef mean, var;  // shaped (1, C, 1, ...)
   if (training) {
-    mean = bin(b, prims::div(), Value(sum_keep(b, x, dims)), Value(static_cast<double>(count)));
+    mean = mean_keep(b, x, dims, static_cast<double>(count));
     var = var_keep(b, x, dims);
     double momentum = a[6].is_none() ? 0.0 : a.number(6);
     if (a[6].is_none() && (!a[1].is_none() || !a[2].is_none())) {
@@ -733,8 +732,7 @@ std::array<TensorRef, 3> layer_norm_parts(Builder& b, const BoundArgs& a) {
   require_floating(x0->dtype(), "LayerNormKernelImpl");
   TensorRef x = lang::convert(b, x0, opmath(x0->dtype()));
   if (dims.empty()) throw Error("layer_norm: normalized_shape must not be empty");
-  TensorRef mean =
-      bin(b, prims::div(), Value(sum_keep(b, x, dims)), Value(static_cast<double>(numel(ns))));
+  TensorRef mean = mean_keep(b, x, dims, static_cast<double>(numel(ns)));
   TensorRef var = var_keep(b, x, dims);
   TensorRef rstd = un(b, prims::rsqrt(), bin(b, prims::add(), Value(var), Value(a.number(4))));
   TensorRef y =

@@ -108,6 +108,21 @@ inline TensorRef var_keep(Builder& b, const TensorRef& x, const std::vector<int6
   return lang::keep_dims(b, v.as_tensor(), x->shape(), dims);
 }
 
+// The mean over `dims` (of `count` elements), kept as size-1 dims, for centring a normalisation:
+// sum / count, corrected by the mean of the differences from it. For a constant row the
+// differences are one value of a few ulps, their sum and the correction are exact, and the mean is
+// the row's value: x - mean is 0, as eager's Welford mean gives (sum / count alone can be an ulp
+// off, which the normalisation's rstd of 1/sqrt(eps) turns into an error of about 1e-4). Elsewhere
+// it halves the mean's rounding error. In a fused kernel the correction is one more sum in the
+// variance's pass, over the differences that pass computes anyway.
+inline TensorRef mean_keep(Builder& b, const TensorRef& x, const std::vector<int64_t>& dims,
+                           double count) {
+  TensorRef m = bin(b, prims::div(), Value(sum_keep(b, x, dims)), Value(count));
+  TensorRef d = bin(b, prims::sub(), Value(x), Value(m));
+  return bin(b, prims::add(), Value(m),
+             Value(bin(b, prims::div(), Value(sum_keep(b, d, dims)), Value(count))));
+}
+
 // A 1-D tensor (C) viewed as (1, C, 1, ..., 1) of rank `rank`, to broadcast along dim 1.
 inline TensorRef channel_view(Builder& b, const TensorRef& t, int64_t rank) {
   std::vector<int64_t> shape(rank, 1);
