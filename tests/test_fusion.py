@@ -608,6 +608,33 @@ def test_fused_norms_center_constant_rows_exactly(width):
         torch.testing.assert_close(got.grad.double(), f64.grad, atol=1e-5, rtol=1.3e-6)
 
 
+def test_fused_glu_softmin_and_losses_with_gradients():
+    # glu, softmin, smooth_l1/huber (both sides of beta / delta) and kl_div (targets with zeros:
+    # their input gradients are 0, their target gradients NaN, as in eager) in fused kernels,
+    # values and gradients against eager's autograd.
+    torch.manual_seed(0)
+    x, t = torch.randn(64, 130), torch.randn(64, 130)
+    p, q = F.log_softmax(torch.randn(64, 130), -1), F.softmax(torch.randn(64, 130) * 3, -1)
+    q[0, :5] = 0
+    cases = [(lambda x: F.glu(x * 2, 1), (x,)), (lambda x: F.softmin(x * 2, -1), (x,)),
+             (lambda x, t: F.smooth_l1_loss(x, t, beta=0.5), (x, t)),
+             (lambda x, t: F.huber_loss(x, t, delta=0.7, reduction="sum"), (x, t)),
+             (lambda p, q: F.kl_div(p, q, reduction="batchmean"), (p, q)),
+             (lambda p, q: F.kl_div(p, q.clamp_min(1e-6).log(), reduction="sum", log_target=True), (p, q))]
+    for fn, args in cases:
+        got_in = [a.clone().requires_grad_() for a in args]
+        want_in = [a.clone().requires_grad_() for a in args]
+        jfn = _jit(fn)
+        got, want = jfn(*got_in), fn(*want_in)
+        torch.testing.assert_close(got, want)
+        assert any(b["name"].startswith("fusion") for b in thunder.last_traces(jfn)[-1].bound_symbols)
+        g = torch.randn_like(want)
+        (got * g).sum().backward()
+        (want * g).sum().backward()
+        for a, e in zip(got_in, want_in):
+            torch.testing.assert_close(a.grad, e.grad, equal_nan=True)
+
+
 def test_cpu_softmax_keeps_its_exponentials_in_the_output_row():
     # The row buffer of exp(x - max) is the output's row (float32 like the buffer): the exp pass
     # writes it, the last pass rescales it in place. A bf16 output keeps a separate buffer.

@@ -213,6 +213,8 @@ SOFTMAX = [
     ("log_softmax_dim0", lambda x: torch.log_softmax(x, 0)),
     ("log_softmax_method", lambda x: x.log_softmax(dim=-1)),
     ("log_softmax_dtype", lambda x: F.log_softmax(x, 0, dtype=torch.float32)),
+    ("softmin", lambda x: F.softmin(x, -1)),
+    ("softmin_dim0_dtype", lambda x: F.softmin(x, 0, dtype=torch.float64)),
 ]
 
 
@@ -471,6 +473,67 @@ def test_binary_cross_entropy_with_logits(reduction, dtype, decompose):
     check(lambda x, t: bce(x, t, reduction=reduction), (x * 10, target), **wide)
     check(lambda x, t, w, pw: bce(x, t, w, reduction=reduction, pos_weight=pw),
           (x, target, torch.rand(4, dtype=dtype), torch.rand(4, dtype=dtype) * 3), **kw)
+
+
+@DECOMPOSE
+@DTYPES
+@REDUCTIONS
+@pytest.mark.parametrize("loss", [
+    lambda x, t, r: F.smooth_l1_loss(x, t, reduction=r),
+    lambda x, t, r: F.smooth_l1_loss(x, t, reduction=r, beta=0.3),
+    lambda x, t, r: F.smooth_l1_loss(x, t, reduction=r, beta=0.0),
+    lambda x, t, r: F.huber_loss(x, t, reduction=r),
+    lambda x, t, r: F.huber_loss(x, t, reduction=r, delta=0.4),
+], ids=["smooth_l1", "smooth_l1_beta", "smooth_l1_beta0", "huber", "huber_delta"])
+def test_smooth_losses(loss, reduction, dtype, decompose):
+    # |input - target| on both sides of beta / delta; broadcast and empty operands.
+    kw = {"decompose": decompose, "dtype": dtype}
+    x, t = randn(3, 4, dtype=dtype), randn(3, 4, dtype=dtype)
+    check(lambda x, t: loss(x, t, reduction), (x, t), **kw)
+    check(lambda x, t: loss(x, t, reduction), (noncontig(3, 4, dtype=dtype), t), **kw)
+    check(lambda x, t: loss(x, t, reduction), (randn(0, 2, dtype=dtype), randn(0, 2, dtype=dtype)), **kw)
+
+
+@DECOMPOSE
+@DTYPES
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum", "batchmean"])
+@pytest.mark.parametrize("log_target", [False, True])
+def test_kl_div(reduction, log_target, dtype, decompose):
+    # Targets with zeros (their terms are 0), log-probability inputs, a 0-d input's batchmean.
+    kw = {"decompose": decompose, "dtype": dtype}
+    p = F.log_softmax(randn(4, 6), -1).to(dtype)
+    q = F.softmax(randn(4, 6) * 3, -1)
+    q[0, :3] = 0
+    q = (q.clamp_min(1e-4).log() if log_target else q).to(dtype)
+    def fn(x, t):
+        return F.kl_div(x, t, reduction=reduction, log_target=log_target)
+
+    check(fn, (p, q), **kw)
+    check(fn, (p[0, 0], q[0, 1]), **kw)
+
+
+@DECOMPOSE
+@DTYPES
+@pytest.mark.parametrize("dim", [-1, 0, 1])
+def test_glu(dim, dtype, decompose):
+    check(lambda x: F.glu(x, dim), (randn(4, 6, 2, dtype=dtype) * 3,), decompose=decompose,
+          dtype=dtype)
+    check(lambda x: F.glu(x, dim), (noncontig(4, 6, dtype=dtype),), decompose=decompose, dtype=dtype)
+
+
+@DECOMPOSE
+def test_glu_smooth_and_kl_errors(decompose):
+    # torch's messages: an odd or scalar halving dimension, integer inputs, a negative beta, a
+    # non-positive delta, an unknown reduction.
+    for args in ((randn(3, 5),), (torch.tensor(1.0),), (torch.arange(4),)):
+        check(lambda x: F.glu(x, 1 if x.dim() > 1 else 0), args, decompose=decompose)
+    x, t = randn(3), randn(3)
+    check(lambda x, t: F.smooth_l1_loss(x, t, beta=-1.0), (x, t), decompose=decompose)
+    check(lambda x, t: F.huber_loss(x, t, delta=0.0), (x, t), decompose=decompose)
+    check(lambda x, t: F.kl_div(x, t, reduction="avg"), (x, t), decompose=decompose)
+    check(lambda x, t: F.huber_loss(x, t, reduction="avg"), (x, t), decompose=decompose)
+    with pytest.raises(RuntimeError, match="Halving dimension must be even, but dimension 1 is size 5"):
+        thunder.jit(lambda x: F.glu(x, 1), decompose_to_prims=decompose)(randn(3, 5))
 
 
 @DECOMPOSE

@@ -366,7 +366,8 @@ Value one_hot_meta(Builder& b, const BoundArgs& a) {
 // ---------------------------------------------------------------------------------------------
 // Softmax.
 
-template <bool kLog>
+// softmax, log_softmax, and softmin (kNeg: the softmax of -input).
+template <bool kLog, bool kNeg = false>
 Value softmax_meta(Builder& b, const BoundArgs& a) {
   TensorRef x = a.tensor(0);
   std::optional<DType> dtype = a.optional_dtype(3);
@@ -386,6 +387,7 @@ Value softmax_meta(Builder& b, const BoundArgs& a) {
   }
   Shape shape = x->shape();
   TensorRef xc = lang::convert(b, x, opmath(result));
+  if (kNeg) xc = un(b, prims::neg(), xc);
   if (rank == 0) xc = lang::reshape(b, xc, {1});
   TensorRef r;
   bool low = result == DType::kBFloat16 || result == DType::kFloat16;
@@ -404,6 +406,34 @@ Value softmax_meta(Builder& b, const BoundArgs& a) {
   }
   r = lang::reshape(b, r, shape);
   return lang::convert(b, r, result);
+}
+
+// F.glu(input, dim=-1): the first half of input along dim times the sigmoid of the second half.
+Value glu_meta(Builder& b, const BoundArgs& a) {
+  const TensorRef& x0 = a.tensor(0);
+  if (x0->rank() == 0)
+    throw Error("glu does not support scalars because halving size must be even");
+  const int64_t d = lang::canonical_dim(a.int_(1), x0->rank());
+  const int64_t n = x0->shape()[d].value();
+  if (n % 2 != 0) {
+    throw Error("Halving dimension must be even, but dimension " + std::to_string(d) + " is size " +
+                std::to_string(n));
+  }
+  require_floating(x0->dtype(), "glu_cpu");
+  TensorRef x = lang::convert(b, x0, opmath(x0->dtype()));
+  auto half = [&](int64_t start) {
+    std::vector<int64_t> lo(x->rank(), 0), hi, st(x->rank(), 1);
+    for (const auto& s : x->shape()) hi.push_back(s.value());
+    lo[d] = start;
+    hi[d] = start + n / 2;
+    return lang::call_t(b, prims::slice(),
+                        {Value(x), Value::ints(lo), Value::ints(hi), Value::ints(st)});
+  };
+  TensorRef gate =
+      un(b, prims::reciprocal(),
+         bin(b, prims::add(), Value(un(b, prims::exp(), un(b, prims::neg(), half(n / 2)))),
+             Value(1.0)));
+  return lang::convert(b, bin(b, prims::mul(), Value(half(0)), Value(gate)), x0->dtype());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -838,6 +868,11 @@ void register_nn_ops(SymbolTable& table) {
        softmax_meta<true>,
        {"torch.nn.functional.log_softmax", "torch.log_softmax", "torch.Tensor.log_softmax",
         "torch.special.log_softmax"}},
+      {"softmin",
+       "input, dim=None, _stacklevel=3, dtype=None",
+       softmax_meta<false, true>,
+       {"torch.nn.functional.softmin"}},
+      {"glu", "input, dim=-1", glu_meta, {"torch.nn.functional.glu"}},
       {"layer_norm",
        "input, normalized_shape, weight=None, bias=None, eps=1e-05",
        layer_norm_meta,

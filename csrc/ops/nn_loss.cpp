@@ -1,5 +1,6 @@
 // Torch-level loss functions: nll_loss, cross_entropy (class indices and probabilities, label
-// smoothing), mse_loss, l1_loss, binary_cross_entropy_with_logits. Each reduces with torch's
+// smoothing), mse_loss, l1_loss, smooth_l1_loss, huber_loss, kl_div,
+// binary_cross_entropy_with_logits. Each reduces with torch's
 // 'none' / 'mean' / 'sum' (or the legacy size_average / reduce flags).
 #include <algorithm>
 
@@ -259,6 +260,83 @@ Value bce_logits_meta(Builder& b, const BoundArgs& a) {
   return lang::convert(b, reduce_loss(b, loss, reduction), result);
 }
 
+// F.smooth_l1_loss(input, target, size_average, reduce, reduction, beta) and
+// F.huber_loss(input, target, reduction, delta, weight), with z = |input - target| and torch's
+// roundings: smooth L1 is 0.5 * z * z / beta where z < beta and z - 0.5 * beta elsewhere (beta 0:
+// z); huber is 0.5 * z * z where z < delta and delta * (z - 0.5 * delta) elsewhere.
+template <bool kHuber>
+Value smooth_loss_meta(Builder& b, const BoundArgs& a) {
+  std::string reduction;
+  if (kHuber) {
+    reduction = a[2].as_string();
+    if (reduction != "none" && reduction != "mean" && reduction != "sum")
+      throw ValueError(reduction + " is not a valid value for reduction");
+  } else {
+    reduction = loss_reduction(a, 2, 3, 4);
+  }
+  const double k = a.number(kHuber ? 3 : 5);
+  if (kHuber && !(k > 0)) throw Error("huber_loss does not support non-positive values for delta.");
+  if (!kHuber && k < 0) throw Error("smooth_l1_loss does not support negative values for beta.");
+  DType result;
+  auto [x, t] = loss_operands(b, a, &result);
+  require_floating(result, kHuber ? "huber_cpu" : "smooth_l1_cpu");
+  TensorRef z = un(b, prims::abs(), bin(b, prims::sub(), Value(x), Value(t)));
+  TensorRef loss = z;
+  if (kHuber || k != 0) {
+    TensorRef sq =
+        bin(b, prims::mul(), Value(bin(b, prims::mul(), Value(z), Value(0.5))), Value(z));
+    if (!kHuber) sq = bin(b, prims::div(), Value(sq), Value(k));
+    TensorRef lin = bin(b, prims::sub(), Value(z), Value(0.5 * k));
+    if (kHuber) lin = bin(b, prims::mul(), Value(lin), Value(k));
+    loss = where(b, cmp(b, prims::lt(), Value(z), Value(k)), sq, Value(lin));
+  }
+  if (kHuber && !a[4].is_none()) {
+    loss = bin(b, prims::mul(), Value(loss), Value(lang::convert(b, a.tensor(4), loss->dtype())));
+  }
+  return lang::convert(b, reduce_loss(b, loss, reduction), result);
+}
+
+// F.kl_div(input, target, size_average, reduce, reduction, log_target): input holds
+// log-probabilities; the pointwise loss is exp(target) * (target - input) with log_target, else
+// xlogy(target, target) - target * input (0 where target is 0). 'batchmean' divides the sum by
+// the batch size (input.size(0)).
+Value kl_div_meta(Builder& b, const BoundArgs& a) {
+  std::string reduction;
+  if (!a[2].is_none() || !a[3].is_none()) {
+    reduction = loss_reduction(a, 2, 3, 4);
+  } else {
+    reduction = a[4].as_string();
+    if (reduction != "none" && reduction != "mean" && reduction != "sum" &&
+        reduction != "batchmean")
+      throw ValueError(reduction + " is not a valid value for reduction");
+  }
+  const bool log_target = a.bool_(5);
+  DType result;
+  auto [x, t] = loss_operands(b, a, &result);
+  require_floating(result, "kl_div");
+  TensorRef loss;
+  if (log_target) {
+    loss = bin(b, prims::mul(), Value(un(b, prims::exp(), t)),
+               Value(bin(b, prims::sub(), Value(t), Value(x))));
+  } else {
+    TensorRef zero = cmp(b, prims::eq(), Value(t), Value(0.0));
+    TensorRef tx = bin(b, prims::mul(), Value(t), Value(x));
+    TensorRef xlogy = bin(b, prims::mul(), Value(t), Value(un(b, prims::log(), t)));
+    // Where target is 0: 0 - 0 * input (NaN for an infinite input, as in torch). The target's
+    // gradient there is NaN, as torch's (xlogy's derivative in its second argument, t / t).
+    TensorRef at_zero =
+        bin(b, prims::sub(), Value(0.0), Value(bin(b, prims::mul(), Value(x), Value(0.0))));
+    loss = where(b, zero, at_zero, Value(bin(b, prims::sub(), Value(xlogy), Value(tx))));
+  }
+  if (reduction == "batchmean") {
+    TensorRef s = sum_all(b, loss);
+    if (x->rank() == 0) return lang::convert(b, s, result);
+    double n = static_cast<double>(a.tensor(0)->shape()[0].value());
+    return lang::convert(b, bin(b, prims::div(), Value(s), Value(n)), result);
+  }
+  return lang::convert(b, reduce_loss(b, loss, reduction), result);
+}
+
 }  // namespace
 
 void register_nn_loss_ops(SymbolTable& table) {
@@ -281,6 +359,18 @@ void register_nn_loss_ops(SymbolTable& table) {
        "input, target, size_average=None, reduce=None, reduction='mean', weight=None",
        pointwise_loss_meta<false>,
        {"torch.nn.functional.l1_loss"}},
+      {"smooth_l1_loss",
+       "input, target, size_average=None, reduce=None, reduction='mean', beta=1.0",
+       smooth_loss_meta<false>,
+       {"torch.nn.functional.smooth_l1_loss"}},
+      {"huber_loss",
+       "input, target, reduction='mean', delta=1.0, weight=None",
+       smooth_loss_meta<true>,
+       {"torch.nn.functional.huber_loss"}},
+      {"kl_div",
+       "input, target, size_average=None, reduce=None, reduction='mean', log_target=False",
+       kl_div_meta,
+       {"torch.nn.functional.kl_div"}},
       {"binary_cross_entropy_with_logits",
        "input, target, weight=None, size_average=None, reduce=None, reduction='mean', "
        "pos_weight=None",
