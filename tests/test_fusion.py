@@ -608,15 +608,17 @@ def test_fused_norms_center_constant_rows_exactly(width):
         torch.testing.assert_close(got.grad.double(), f64.grad, atol=1e-5, rtol=1.3e-6)
 
 
-def test_fused_glu_softmin_and_losses_with_gradients():
-    # glu, softmin, smooth_l1/huber (both sides of beta / delta) and kl_div (targets with zeros:
-    # their input gradients are 0, their target gradients NaN, as in eager) in fused kernels,
-    # values and gradients against eager's autograd.
+def test_fused_glu_softmin_normalize_and_losses_with_gradients():
+    # glu, softmin, normalize (a zero row), smooth_l1/huber (both sides of beta / delta) and kl_div
+    # (targets with zeros: their input gradients are 0, their target gradients NaN, as in eager)
+    # in fused kernels, values and gradients against eager's autograd.
     torch.manual_seed(0)
     x, t = torch.randn(64, 130), torch.randn(64, 130)
+    x[3] = 0
     p, q = F.log_softmax(torch.randn(64, 130), -1), F.softmax(torch.randn(64, 130) * 3, -1)
     q[0, :5] = 0
     cases = [(lambda x: F.glu(x * 2, 1), (x,)), (lambda x: F.softmin(x * 2, -1), (x,)),
+             (lambda x: F.normalize(x * 2, dim=-1), (x,)),
              (lambda x, t: F.smooth_l1_loss(x, t, beta=0.5), (x, t)),
              (lambda x, t: F.huber_loss(x, t, delta=0.7, reduction="sum"), (x, t)),
              (lambda p, q: F.kl_div(p, q, reduction="batchmean"), (p, q)),

@@ -136,6 +136,8 @@ CASES = [
      lambda: (F.log_softmax(r(3, 4), -1), F.log_softmax(r(3, 4), -1))),
     ("glu", lambda x: F.glu(x, 1), lambda: (r(3, 4),)),
     ("softmin", lambda x: F.softmin(x, -1), lambda: (r(3, 5),)),
+    ("normalize", lambda x: F.normalize(x, dim=-1), lambda: (r(3, 5),)),
+    ("normalize_p1_dim0", lambda x: F.normalize(x, 1.0, 0), lambda: (r(3, 5),)),
     # arithmetic, comparisons, where, clamp, pow
     ("add_broadcast", torch.add, lambda: (r(2, 3, 4), r(4))),
     ("add_alpha", lambda a, b: torch.add(a, b, alpha=2.5), lambda: (r(3, 4), r(3, 1))),

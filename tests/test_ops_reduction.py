@@ -187,6 +187,25 @@ def test_sum_of_int32_keeps_dtype_with_explicit_dtype():
     check(lambda t: t.prod(0, dtype=torch.int32), (t,), decompose=True)
 
 
+@pytest.mark.parametrize("p", [2.0, 1.0, 3.0, 1.5, 0.5, math.inf], ids=str)
+def test_vector_norm_gradient_of_zero_vectors_and_elements(p):
+    # A zero vector's norm has gradient 0, as in torch (the root's derivative at 0 is infinite:
+    # through primitives alone the gradient was 0 * inf = NaN); zero elements of a nonzero vector
+    # too, for orders below 1. F.normalize of a zero row divides by eps.
+    x = torch.randn(5, 8, dtype=torch.float64)
+    x[0] = 0
+    x[1, :3] = 0
+    for fn in (lambda t: torch.linalg.vector_norm(t, p, dim=-1),
+               lambda t: torch.nn.functional.normalize(t, p, dim=-1)):
+        got_in, want_in = x.clone().requires_grad_(), x.clone().requires_grad_()
+        got, want = thunder.jit(fn)(got_in), fn(want_in)
+        torch.testing.assert_close(got, want)
+        g = torch.randn_like(want)
+        (got * g).sum().backward()
+        (want * g).sum().backward()
+        torch.testing.assert_close(got_in.grad, want_in.grad)
+
+
 def test_reduction_errors_match_eager():
     t = torch.randn(2, 3)
     for fn in (lambda t: t.sum(2), lambda t: t.prod((0, 1)), lambda t: t.long().mean(),

@@ -367,13 +367,30 @@ TensorRef vector_norm(Builder& b, const std::string& name, const TensorRef& x, d
     TensorRef abs = lang::call_t(b, prims::abs(), {Value(xc)});
     if (p == 1) {
       r = prim_reduce(b, prims::sum(), abs, dims);
-    } else if (p == 2) {
-      TensorRef sq = lang::call_t(b, prims::mul(), {Value(abs), Value(abs)});
-      r = lang::call_t(b, prims::sqrt(), {Value(prim_reduce(b, prims::sum(), sq, dims))});
     } else {
-      TensorRef pw = lang::call_t(b, prims::pow(), {Value(abs), Value(p)});
+      TensorRef pw;
+      if (p == 2) {
+        pw = lang::call_t(b, prims::mul(), {Value(abs), Value(abs)});
+      } else if (p > 0 && p < 1) {
+        // |x|^p of a zero element by a branch of its own, as the root below (the power's
+        // derivative at 0 is infinite; torch's gradient there is 0).
+        TensorRef z = lang::call_t(b, prims::eq(), {Value(abs), Value(0.0)});
+        TensorRef safe = lang::call_t(b, prims::where(), {Value(z), Value(1.0), Value(abs)});
+        pw = lang::call_t(
+            b, prims::where(),
+            {Value(z), Value(0.0), Value(lang::call_t(b, prims::pow(), {Value(safe), Value(p)}))});
+      } else {
+        pw = lang::call_t(b, prims::pow(), {Value(abs), Value(p)});
+      }
       TensorRef s = prim_reduce(b, prims::sum(), pw, dims);
-      r = lang::call_t(b, prims::pow(), {Value(s), Value(1.0 / p)});
+      // The root of a zero sum is 0 by a branch of its own, and the root itself reads 1 there:
+      // the root's derivative at 0 is infinite, and its gradient would reach x as 0 * inf = NaN.
+      // torch's gradient of a zero norm is 0.
+      TensorRef zero = lang::call_t(b, prims::eq(), {Value(s), Value(0.0)});
+      TensorRef one = lang::call_t(b, prims::where(), {Value(zero), Value(1.0), Value(s)});
+      TensorRef root = p == 2 ? lang::call_t(b, prims::sqrt(), {Value(one)})
+                              : lang::call_t(b, prims::pow(), {Value(one), Value(1.0 / p)});
+      r = lang::call_t(b, prims::where(), {Value(zero), Value(0.0), Value(root)});
     }
   }
   r = lang::convert(b, r, result);
@@ -396,6 +413,25 @@ Value vector_norm_meta(Builder& b, const BoundArgs& a) {
   std::vector<int64_t> dims = reduction_dims(a, 2, x->rank());
   return vector_norm(b, "linalg.vector_norm", x, norm_order(a, 1), dims, a.bool_(3),
                      a.optional_dtype(4));
+}
+
+// F.normalize(input, p=2.0, dim=1, eps=1e-12, out=None): input / max(vector_norm(input, p, dim,
+// keepdim=True), eps), the clamp's gradient passing where the norm is at least eps (clamp_min's).
+Value normalize_meta(Builder& b, const BoundArgs& a) {
+  if (!a[4].is_none()) {
+    throw NotImplementedError(
+        "thunder does not support torch.nn.functional.normalize writing into an existing tensor "
+        "(out=) yet; use its out-of-place form");
+  }
+  const TensorRef& x = a.tensor(0);
+  const int64_t dim = lang::canonical_dim(a.int_(2), x->rank());
+  TensorRef norm =
+      vector_norm(b, "linalg.vector_norm", x, norm_order(a, 1), {dim}, true, std::nullopt);
+  const double eps = a.number(3);
+  TensorRef small = lang::call_t(b, prims::lt(), {Value(norm), Value(eps)});
+  TensorRef denom = lang::call_t(b, prims::where(), {Value(small), Value(eps), Value(norm)});
+  denom = lang::expand_to(b, denom, x->shape());
+  return lang::call_t(b, prims::div(), {Value(x), Value(denom)});
 }
 
 // norm(input, p='fro', dim=None, keepdim=False, out=None, dtype=None): vector norms, and the
@@ -448,52 +484,130 @@ Value cumsum_meta(Builder& b, const BoundArgs& a) {
 
 void register_reduction_ops(SymbolTable& table) {
   std::vector<OpDef> defs = {
-      {"sum", "input, dim=None, keepdim=False, *, dtype=None", sum_meta,
-       {"torch.sum", "torch.Tensor.sum"}, {}, kTagReduction},
-      {"mean", "input, dim=None, keepdim=False, *, dtype=None", mean_meta,
-       {"torch.mean", "torch.Tensor.mean"}, {}, kTagReduction},
-      {"prod", "input, dim=None, keepdim=False, *, dtype=None", prod_meta,
-       {"torch.prod", "torch.Tensor.prod"}, "thunder.executors.torchex.ltorch_prod",
+      {"sum",
+       "input, dim=None, keepdim=False, *, dtype=None",
+       sum_meta,
+       {"torch.sum", "torch.Tensor.sum"},
+       {},
        kTagReduction},
-      {"amax", "input, dim=(), keepdim=False", amax_like_meta<prims::amax>,
-       {"torch.amax", "torch.Tensor.amax"}, {}, kTagReduction},
-      {"amin", "input, dim=(), keepdim=False", amax_like_meta<prims::amin>,
-       {"torch.amin", "torch.Tensor.amin"}, {}, kTagReduction},
-      {"max", "input, dim=None, keepdim=False", max_like_meta<true>,
-       {"torch.max", "torch.Tensor.max"}, "thunder.executors.torchex.ltorch_max", kTagReduction},
-      {"min", "input, dim=None, keepdim=False", max_like_meta<false>,
-       {"torch.min", "torch.Tensor.min"}, "thunder.executors.torchex.ltorch_min", kTagReduction},
-      {"argmax", "input, dim=None, keepdim=False", argmax_like_meta<prims::argmax>,
-       {"torch.argmax", "torch.Tensor.argmax"}, {}, kTagReduction},
-      {"argmin", "input, dim=None, keepdim=False", argmax_like_meta<prims::argmin>,
-       {"torch.argmin", "torch.Tensor.argmin"}, {}, kTagReduction},
-      {"var", "input, dim=None, unbiased=None, keepdim=False, *, correction=None",
-       var_meta<false>, {"torch.var", "torch.Tensor.var"}, "thunder.executors.torchex.ltorch_var",
+      {"mean",
+       "input, dim=None, keepdim=False, *, dtype=None",
+       mean_meta,
+       {"torch.mean", "torch.Tensor.mean"},
+       {},
        kTagReduction},
-      {"std", "input, dim=None, unbiased=None, keepdim=False, *, correction=None",
-       var_meta<true>, {"torch.std", "torch.Tensor.std"}, "thunder.executors.torchex.ltorch_std",
+      {"prod",
+       "input, dim=None, keepdim=False, *, dtype=None",
+       prod_meta,
+       {"torch.prod", "torch.Tensor.prod"},
+       "thunder.executors.torchex.ltorch_prod",
        kTagReduction},
-      {"var_mean", "input, dim=None, unbiased=None, keepdim=False, *, correction=None",
-       var_mean_meta<false>, {"torch.var_mean"}, "thunder.executors.torchex.ltorch_var_mean",
+      {"amax",
+       "input, dim=(), keepdim=False",
+       amax_like_meta<prims::amax>,
+       {"torch.amax", "torch.Tensor.amax"},
+       {},
        kTagReduction},
-      {"std_mean", "input, dim=None, unbiased=None, keepdim=False, *, correction=None",
-       var_mean_meta<true>, {"torch.std_mean"}, "thunder.executors.torchex.ltorch_std_mean",
+      {"amin",
+       "input, dim=(), keepdim=False",
+       amax_like_meta<prims::amin>,
+       {"torch.amin", "torch.Tensor.amin"},
+       {},
        kTagReduction},
-      {"all", "input, dim=None, keepdim=False", all_any_meta<true>,
-       {"torch.all", "torch.Tensor.all"}, {}, kTagReduction},
-      {"any", "input, dim=None, keepdim=False", all_any_meta<false>,
-       {"torch.any", "torch.Tensor.any"}, {}, kTagReduction},
-      {"logsumexp", "input, dim, keepdim=False", logsumexp_meta,
-       {"torch.logsumexp", "torch.Tensor.logsumexp", "torch.special.logsumexp"}, "torch.logsumexp",
+      {"max",
+       "input, dim=None, keepdim=False",
+       max_like_meta<true>,
+       {"torch.max", "torch.Tensor.max"},
+       "thunder.executors.torchex.ltorch_max",
        kTagReduction},
-      {"vector_norm", "x, ord=2, dim=None, keepdim=False, *, dtype=None", vector_norm_meta,
-       {"torch.linalg.vector_norm"}, {}, kTagReduction},
-      {"norm", "input, p='fro', dim=None, keepdim=False, out=None, dtype=None", norm_meta,
-       {"torch.norm", "torch.Tensor.norm"}, {}, kTagReduction},
-      {"count_nonzero", "input, dim=None", count_nonzero_meta,
-       {"torch.count_nonzero", "torch.Tensor.count_nonzero"}, {}, kTagReduction},
-      {"cumsum", "input, dim, *, dtype=None", cumsum_meta, {"torch.cumsum", "torch.Tensor.cumsum"},
-       {}, kTagNone},
+      {"min",
+       "input, dim=None, keepdim=False",
+       max_like_meta<false>,
+       {"torch.min", "torch.Tensor.min"},
+       "thunder.executors.torchex.ltorch_min",
+       kTagReduction},
+      {"argmax",
+       "input, dim=None, keepdim=False",
+       argmax_like_meta<prims::argmax>,
+       {"torch.argmax", "torch.Tensor.argmax"},
+       {},
+       kTagReduction},
+      {"argmin",
+       "input, dim=None, keepdim=False",
+       argmax_like_meta<prims::argmin>,
+       {"torch.argmin", "torch.Tensor.argmin"},
+       {},
+       kTagReduction},
+      {"var",
+       "input, dim=None, unbiased=None, keepdim=False, *, correction=None",
+       var_meta<false>,
+       {"torch.var", "torch.Tensor.var"},
+       "thunder.executors.torchex.ltorch_var",
+       kTagReduction},
+      {"std",
+       "input, dim=None, unbiased=None, keepdim=False, *, correction=None",
+       var_meta<true>,
+       {"torch.std", "torch.Tensor.std"},
+       "thunder.executors.torchex.ltorch_std",
+       kTagReduction},
+      {"var_mean",
+       "input, dim=None, unbiased=None, keepdim=False, *, correction=None",
+       var_mean_meta<false>,
+       {"torch.var_mean"},
+       "thunder.executors.torchex.ltorch_var_mean",
+       kTagReduction},
+      {"std_mean",
+       "input, dim=None, unbiased=None, keepdim=False, *, correction=None",
+       var_mean_meta<true>,
+       {"torch.std_mean"},
+       "thunder.executors.torchex.ltorch_std_mean",
+       kTagReduction},
+      {"all",
+       "input, dim=None, keepdim=False",
+       all_any_meta<true>,
+       {"torch.all", "torch.Tensor.all"},
+       {},
+       kTagReduction},
+      {"any",
+       "input, dim=None, keepdim=False",
+       all_any_meta<false>,
+       {"torch.any", "torch.Tensor.any"},
+       {},
+       kTagReduction},
+      {"logsumexp",
+       "input, dim, keepdim=False",
+       logsumexp_meta,
+       {"torch.logsumexp", "torch.Tensor.logsumexp", "torch.special.logsumexp"},
+       "torch.logsumexp",
+       kTagReduction},
+      {"normalize",
+       "input, p=2.0, dim=1, eps=1e-12, out=None",
+       normalize_meta,
+       {"torch.nn.functional.normalize"}},
+      {"vector_norm",
+       "x, ord=2, dim=None, keepdim=False, *, dtype=None",
+       vector_norm_meta,
+       {"torch.linalg.vector_norm"},
+       {},
+       kTagReduction},
+      {"norm",
+       "input, p='fro', dim=None, keepdim=False, out=None, dtype=None",
+       norm_meta,
+       {"torch.norm", "torch.Tensor.norm"},
+       {},
+       kTagReduction},
+      {"count_nonzero",
+       "input, dim=None",
+       count_nonzero_meta,
+       {"torch.count_nonzero", "torch.Tensor.count_nonzero"},
+       {},
+       kTagReduction},
+      {"cumsum",
+       "input, dim, *, dtype=None",
+       cumsum_meta,
+       {"torch.cumsum", "torch.Tensor.cumsum"},
+       {},
+       kTagNone},
   };
   register_ops(table, defs);
 }
