@@ -515,8 +515,19 @@ class Builder {
         int diff = op_node("sub", dt, {a.node, mean});
         int sq = op_node("mul", dt, {diff, diff});
         int ss = reduce("sum", sq);
+        // The corrected two-pass form: the squares' sum less (sum of differences)^2 / n, which
+        // takes out the error of the rounded mean (the differences' sum is one more add in the
+        // same pass, and the norms' corrected mean reads it too). A constant row's variance is 0
+        // exactly, as eager's Welford variance: its differences are one value of a few ulps and
+        // both terms are exact. Never below 0.
+        int sd = reduce("sum", diff);
+        int sd2 = op_node("mul", dt, {sd, sd});
+        int corr =
+            op_node("div", dt, {sd2, const_node(static_cast<double>(count), count, true, dt)});
+        int m2 =
+            op_node("maximum", dt, {op_node("sub", dt, {ss, corr}), const_node(0.0, 0, true, dt)});
         double denom = std::max(static_cast<double>(count) - correction, 0.0);
-        r.node = op_node("div", dt, {ss, const_node(denom, 0, true, dt)});
+        r.node = op_node("div", dt, {m2, const_node(denom, 0, true, dt)});
       }
       define(b.output, std::move(r));
       return;

@@ -159,9 +159,17 @@ Value clamp_meta(Builder& b, const BoundArgs& a) {
   if (!lo.is_none()) ops.push_back(lo);
   if (!hi.is_none()) ops.push_back(hi);
   DType dt = lang::result_type(ops);
+  // Selects, not maximum / minimum: the gradient reaches the input wherever lo <= x <= hi, as
+  // torch's clamp's does (a maximum splits a tie's gradient in two). min > max gives max, and NaN
+  // stays NaN.
   Value r = lang::convert_value(b, x, dt);
-  if (!lo.is_none()) r = lang::binary(b, prims::maximum(), r, lang::convert_value(b, lo, dt), Promotion::kNoOpmath);
-  if (!hi.is_none()) r = lang::binary(b, prims::minimum(), r, lang::convert_value(b, hi, dt), Promotion::kNoOpmath);
+  auto select = [&](const Symbol& beyond, const Value& bound) {
+    Value bd = lang::convert_value(b, bound, dt);
+    Value c = lang::binary(b, beyond, r, bd, Promotion::kAlwaysBool);
+    return b.call_bound(ltorch_symbol("where"), {c, bd, r});
+  };
+  if (!lo.is_none()) r = select(prims::lt(), lo);
+  if (!hi.is_none()) r = select(prims::gt(), hi);
   return r;
 }
 

@@ -254,9 +254,13 @@ Value silu_meta(Builder& b, const BoundArgs& a) {
 // log(1 + exp(beta * x)) / beta, and x itself where beta * x > threshold.
 TensorRef softplus_core(Builder& b, const TensorRef& x, double beta, double threshold) {
   TensorRef bx = beta == 1.0 ? x : bin(b, prims::mul(), Value(x), Value(beta));
-  TensorRef sp = un(b, prims::log1p(), un(b, prims::exp(), bx));
-  if (beta != 1.0) sp = bin(b, prims::div(), Value(sp), Value(beta));
   TensorRef over = cmp(b, prims::gt(), Value(bx), Value(threshold));
+  // The exponential reads 0 where the linear branch is taken: exp of a large bx is inf there, and
+  // the untaken branch's gradient would be 0 * inf = NaN (torch's is 1).
+  TensorRef safe =
+      where(b, over, lang::full(b, bx->shape(), Value(0.0), bx->device(), bx->dtype()), Value(bx));
+  TensorRef sp = un(b, prims::log1p(), un(b, prims::exp(), safe));
+  if (beta != 1.0) sp = bin(b, prims::div(), Value(sp), Value(beta));
   return where(b, over, x, Value(sp));
 }
 
@@ -298,11 +302,15 @@ Value elu_meta(Builder& b, const BoundArgs& a) {
   return lang::convert(b, where(b, pos, x, Value(neg)), x0->dtype());
 }
 
+// x clamped to [lo, hi] (NaN stays NaN) by selects, so that the gradient passes strictly inside
+// the range, as torch's hardtanh, relu6, hardsigmoid and hardswish backward kernels pass it.
+// Through maximum and minimum a value at an end got half the gradient.
 TensorRef clamp_to(Builder& b, const TensorRef& x, double lo, double hi) {
   Value l = lang::convert_value(b, Value(lo), x->dtype());
   Value h = lang::convert_value(b, Value(hi), x->dtype());
-  TensorRef r = bin(b, prims::maximum(), Value(x), l);
-  return bin(b, prims::minimum(), Value(r), h);
+  TensorRef r =
+      lang::call_t(b, prims::where(), {Value(cmp(b, prims::le(), Value(x), l)), l, Value(x)});
+  return lang::call_t(b, prims::where(), {Value(cmp(b, prims::ge(), Value(x), h)), h, Value(r)});
 }
 
 Value hardtanh_meta(Builder& b, const BoundArgs& a) {

@@ -264,12 +264,24 @@ VarArgs var_args(const BoundArgs& a, const TensorRef& x) {
   return r;
 }
 
+// s^(1/p) for a sum s >= 0 (a norm's root; p 2: sqrt) whose gradient at s == 0 is 0, torch's for a
+// zero norm or standard deviation: the root's derivative at 0 is infinite, and through the
+// primitives the gradient would reach x as 0 * inf = NaN. The root of 0 takes a branch of its own,
+// and the root itself reads 1 there.
+TensorRef root_zero_grad(Builder& b, const TensorRef& s, double p = 2.0) {
+  TensorRef zero = lang::call_t(b, prims::eq(), {Value(s), Value(0.0)});
+  TensorRef one = lang::call_t(b, prims::where(), {Value(zero), Value(1.0), Value(s)});
+  TensorRef root = p == 2.0 ? lang::call_t(b, prims::sqrt(), {Value(one)})
+                            : lang::call_t(b, prims::pow(), {Value(one), Value(1.0 / p)});
+  return lang::call_t(b, prims::where(), {Value(zero), Value(0.0), Value(root)});
+}
+
 // The variance (or standard deviation) of x over dims, in x's opmath dtype.
 TensorRef var_of(Builder& b, const TensorRef& xc, const VarArgs& v, bool sqrt) {
   TensorRef r = b.call(prims::var(), {Value(xc), Value::ints(v.dims)},
                        {{"correction", v.correction}})
                     .as_tensor();
-  if (sqrt) r = lang::call_t(b, prims::sqrt(), {Value(r)});
+  if (sqrt) r = root_zero_grad(b, r);
   return r;
 }
 
@@ -382,15 +394,7 @@ TensorRef vector_norm(Builder& b, const std::string& name, const TensorRef& x, d
       } else {
         pw = lang::call_t(b, prims::pow(), {Value(abs), Value(p)});
       }
-      TensorRef s = prim_reduce(b, prims::sum(), pw, dims);
-      // The root of a zero sum is 0 by a branch of its own, and the root itself reads 1 there:
-      // the root's derivative at 0 is infinite, and its gradient would reach x as 0 * inf = NaN.
-      // torch's gradient of a zero norm is 0.
-      TensorRef zero = lang::call_t(b, prims::eq(), {Value(s), Value(0.0)});
-      TensorRef one = lang::call_t(b, prims::where(), {Value(zero), Value(1.0), Value(s)});
-      TensorRef root = p == 2 ? lang::call_t(b, prims::sqrt(), {Value(one)})
-                              : lang::call_t(b, prims::pow(), {Value(one), Value(1.0 / p)});
-      r = lang::call_t(b, prims::where(), {Value(zero), Value(0.0), Value(root)});
+      r = root_zero_grad(b, prim_reduce(b, prims::sum(), pw, dims), p);
     }
   }
   r = lang::convert(b, r, result);

@@ -1,0 +1,62 @@
+"""Gradients at the edges of ops' domains against eager's autograd: a clamp's value at its bound,
+the root of a zero norm or standard deviation, softplus past its threshold (where exp overflows
+in the branch not taken). Each case runs on a small input (its forward left to torch, its backward
+thunder's) and on a tiled one the CPU fuser takes."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import thunder
+from thunder.executors import fusionex
+
+Z = torch.zeros(4, 6, dtype=torch.float64)
+C = torch.full((4, 6), 0.3, dtype=torch.float64)
+EDGES = torch.tensor([[-3.0, 3.0, 0.0, 6.0, -6.0, 2.0]], dtype=torch.float64).repeat(4, 1)
+
+CASES = [
+    ("std_of_constant_rows", lambda t: t.std(-1), C),
+    ("std_mean_of_constant_rows", lambda t: torch.std_mean(t, -1, correction=0)[0], C),
+    ("var_of_constant_rows", lambda t: t.var(-1), C),
+    ("vector_norm_of_zero_rows", lambda t: torch.linalg.vector_norm(t, dim=-1), Z),
+    ("norm_of_zero", lambda t: torch.norm(t), Z),
+    ("normalize_zero_rows", lambda t: F.normalize(t, dim=-1), Z),
+    ("clamp_at_bounds", lambda t: t.clamp(-3.0, 3.0), EDGES),
+    ("clamp_min_only", lambda t: t.clamp(min=0.0), EDGES),
+    ("clamp_max_only", lambda t: torch.clamp_max(t, 2.0), EDGES),
+    ("clamp_min_above_max", lambda t: torch.clamp(t, 2.0, 1.0), EDGES),
+    ("clamp_tensor_bounds", lambda t: torch.clamp(t, torch.full_like(t, -3.0), torch.full_like(t, 3.0)), EDGES),
+    ("clamp_nan", lambda t: (t / t).clamp(-1.0, 1.0), Z),
+    ("hardtanh_at_bounds", lambda t: F.hardtanh(t, -3.0, 3.0), EDGES),
+    ("relu6_at_bounds", F.relu6, EDGES),
+    ("hardsigmoid_at_bounds", F.hardsigmoid, EDGES),
+    ("hardswish_at_bounds", F.hardswish, EDGES),
+    ("softplus_past_threshold", F.softplus, C * 1e4),
+    ("softplus_beta_past_threshold", lambda t: F.softplus(t, beta=2.0, threshold=5.0), C * 1e4),
+    ("mish_large", F.mish, C * 1e4),
+    ("layer_norm_constant_rows", lambda t: F.layer_norm(t, t.shape[-1:]), C),
+]
+
+FUSE_ALL = thunder.extend.register_executor(fusionex.ThunderFusionExecutor("fusion_edges", min_cpu_numel=0))
+
+
+@pytest.mark.parametrize("size", ["small", "tiled"])
+@pytest.mark.parametrize("name,fn,x", CASES, ids=[c[0] for c in CASES])
+def test_gradient_at_domain_edges_matches_eager(name, fn, x, size):
+    if size == "tiled":
+        if not fusionex.available("cpu"):
+            pytest.skip("no C++ compiler")
+        x = x.repeat(16, 22)
+    got_in, want_in = x.clone().requires_grad_(), x.clone().requires_grad_()
+    jfn = thunder.jit(fn) if size == "small" else thunder.jit(fn, executors=[FUSE_ALL])
+    got, want = jfn(got_in), fn(want_in)
+    torch.testing.assert_close(got, want, equal_nan=True)
+    g = torch.linspace(-1, 1, want.numel(), dtype=want.dtype).reshape(want.shape)
+    (got * g).sum().backward()
+    (want * g).sum().backward()
+    torch.testing.assert_close(got_in.grad, want_in.grad, equal_nan=True)
+    assert not math.isnan(float(got_in.grad.sum())) or name == "clamp_nan"
