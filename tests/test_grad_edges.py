@@ -1,6 +1,6 @@
 """Gradients at the edges of ops' domains against eager's autograd: a clamp's value at its bound,
 the root of a zero norm or standard deviation, softplus past its threshold (where exp overflows
-in the branch not taken). Each case runs on a small input (its forward left to torch, its backward
+in the branch not taken), tied extrema, products with zeros, atan2 at the origin. Each case runs on a small input (its forward left to torch, its backward
 thunder's) and on a tiled one the CPU fuser takes."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from thunder.executors import fusionex
 
 Z = torch.zeros(4, 6, dtype=torch.float64)
 C = torch.full((4, 6), 0.3, dtype=torch.float64)
+ONE_ZERO = torch.tensor([[0.0, 1.5, -2.0, 0.5, 3.0, 1.0]], dtype=torch.float64).repeat(4, 1)
 EDGES = torch.tensor([[-3.0, 3.0, 0.0, 6.0, -6.0, 2.0]], dtype=torch.float64).repeat(4, 1)
 
 CASES = [
@@ -39,6 +40,15 @@ CASES = [
     ("softplus_beta_past_threshold", lambda t: F.softplus(t, beta=2.0, threshold=5.0), C * 1e4),
     ("mish_large", F.mish, C * 1e4),
     ("layer_norm_constant_rows", lambda t: F.layer_norm(t, t.shape[-1:]), C),
+    # max/min over a dim: the gradient goes to the first of tied extrema (amax shares it).
+    ("max_dim_ties", lambda t: t.max(-1).values, C),
+    ("min_dim_ties_keepdim", lambda t: torch.min(t, 0, keepdim=True)[0], C),
+    ("amax_ties", lambda t: t.amax(-1), C),
+    # prod: the product of the other elements (one zero: nonzero there; two: 0), not prod / x.
+    ("prod_with_one_zero", lambda t: t.prod(-1), ONE_ZERO),
+    ("prod_of_zeros", lambda t: t.prod(0), Z),
+    ("prod_without_zeros", lambda t: t.prod(-1), C + 1),
+    ("atan2_at_origin", lambda t: torch.atan2(t, t * 2.0), Z),
 ]
 
 FUSE_ALL = thunder.extend.register_executor(fusionex.ThunderFusionExecutor("fusion_edges", min_cpu_numel=0))

@@ -257,7 +257,10 @@ void register_elementwise_grad_rules() {
     const V& a = c.args[0];
     const V& o = c.args[1];
     TensorRef den = add(c.b, V(sq(c.b, a)), V(sq(c.b, o)));
-    TensorRef s = divide(c.b, V(g), V(den));
+    // At (0, 0) the gradient is 0, as torch's (not g * 0 / 0).
+    TensorRef s =
+        call(c.b, prims::where(),
+             {V(call(c.b, prims::eq(), {V(den), V(0.0)})), V(0.0), V(divide(c.b, V(g), V(den)))});
     if (na) c.put_grad(0, mul(c.b, V(s), o));
     if (nb) c.put_grad(1, neg(c.b, V(mul(c.b, V(s), a))));
   });

@@ -295,9 +295,27 @@ void register_structural_grad_rules() {
     if (!g || !c.needs(0)) return;
     const TensorRef& a = c.args[0].as_tensor();
     std::vector<int64_t> dims = lang::canonical_dims(c.args.ints(1), a->rank());
-    TensorRef go = call(c.b, prims::mul(), {V(g), c.output});
-    TensorRef e = unreduce(c.b, go, a->shape(), dims);
-    c.put_grad(0, call(c.b, prims::div(), {V(e), V(a)}));
+    // The product of the other elements, as torch's prod backward: grad * prod / x where the
+    // reduction has no zero; with one zero, that element gets grad * the product of the others
+    // and the rest 0; with more, all 0 (prod / x would be 0 / 0 = NaN there).
+    TensorRef zero = call(c.b, prims::eq(), {V(a), V(0.0)});
+    TensorRef safe = call(c.b, prims::where(), {V(zero), V(1.0), V(a)});
+    TensorRef zeros = unreduce(
+        c.b, call(c.b, prims::sum(), {V(lang::convert(c.b, zero, a->dtype())), V::ints(dims)}),
+        a->shape(), dims);
+    TensorRef gb = unreduce(c.b, g, a->shape(), dims);
+    TensorRef plain = call(
+        c.b, prims::div(),
+        {V(unreduce(c.b, call(c.b, prims::mul(), {V(g), c.output}), a->shape(), dims)), V(safe)});
+    TensorRef others =
+        unreduce(c.b, call(c.b, prims::prod(), {V(safe), V::ints(dims)}), a->shape(), dims);
+    TensorRef at_zero = call(c.b, prims::where(),
+                             {V(call(c.b, prims::eq(), {V(zeros), V(1.0)})),
+                              V(call(c.b, prims::mul(), {V(gb), V(others)})), V(0.0)});
+    TensorRef none = call(c.b, prims::eq(), {V(zeros), V(0.0)});
+    c.put_grad(
+        0, call(c.b, prims::where(),
+                {V(zero), V(at_zero), V(call(c.b, prims::where(), {V(none), V(plain), V(0.0)}))}));
   });
   auto extremum = [](BackwardContext& c) {
     // The cotangent is shared evenly among the elements equal to the extremum (torch's amax/amin).

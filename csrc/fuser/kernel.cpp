@@ -814,6 +814,7 @@ class Builder {
     }
     check_over_rows(k, kept);
     const std::vector<bool> grid = over_rows_values(nodes_);
+    std::vector<uint64_t> out_axes;
     for (size_t o = 0; o < outs.size(); ++o) {
       std::vector<int> dims;
       uint64_t oaxes = 0;
@@ -835,6 +836,7 @@ class Builder {
       }
       k.output_nodes.push_back(outs[o]->node);
       k.output_dims.push_back(std::move(dims));
+      out_axes.push_back(oaxes);
     }
     k.nodes = std::move(nodes_);
     if (k.kind == KernelDef::Kind::kOuter) {
@@ -843,9 +845,11 @@ class Builder {
       for (size_t i = 0; i < k.nodes.size(); ++i) {
         if (is_reduce_op(k.nodes[i].op) && need[i] > 1) reject("a column reduction needs another");
       }
+      // An output over the reduced axes is stored in the accumulation pass; one computed from a
+      // column reduction would need another pass over the rows, even where it is the same in
+      // every row (a broadcast written out at full size, as a gradient through prod can be).
       for (size_t o = 0; o < k.outputs.size(); ++o) {
-        const KNode& n = k.nodes[k.output_nodes[o]];
-        if ((n.axes & k.reduced) && need[k.output_nodes[o]] > 0) {
+        if ((out_axes[o] & k.reduced) && need[k.output_nodes[o]] > 0) {
           reject("a full-size output needs a column reduction");
         }
       }

@@ -203,9 +203,24 @@ Value max_like_meta(Builder& b, const BoundArgs& a) {
   int64_t dim = lang::canonical_dim(a.int_(1), x->rank());
   check_nonempty_dims(a, x, {dim});
   bool keepdim = a.bool_(2);
-  TensorRef values = lang::reduce(b, reduce_prim, x, {dim}, keepdim, std::nullopt);
-  TensorRef indices = kMax ? arg_reduce<prims::argmax>(b, x, dim, keepdim)
-                            : arg_reduce<prims::argmin>(b, x, dim, keepdim);
+  if (x->rank() == 0) {
+    return Value::tuple({Value(lang::reduce(b, reduce_prim, x, {dim}, keepdim, std::nullopt)),
+                         Value(kMax ? arg_reduce<prims::argmax>(b, x, dim, keepdim)
+                                    : arg_reduce<prims::argmin>(b, x, dim, keepdim))});
+  }
+  // The values gathered at the indices: their gradient goes to the element the index names (the
+  // first of tied extrema), as torch's max/min(dim) backward routes it (amax shares it evenly).
+  TensorRef indices = kMax ? arg_reduce<prims::argmax>(b, x, dim, true)
+                           : arg_reduce<prims::argmin>(b, x, dim, true);
+  TensorRef values =
+      lang::call_t(b, prims::take_along_axis(), {Value(x), Value(indices), Value(dim)});
+  if (!keepdim) {
+    Shape out;
+    for (int64_t d = 0; d < x->rank(); ++d)
+      if (d != dim) out.push_back(x->shape()[d]);
+    values = lang::reshape(b, values, out);
+    indices = lang::reshape(b, indices, out);
+  }
   return Value::tuple({Value(values), Value(indices)});
 }
 
