@@ -70,3 +70,18 @@ def test_gradient_at_domain_edges_matches_eager(name, fn, x, size):
     (want * g).sum().backward()
     torch.testing.assert_close(got_in.grad, want_in.grad, equal_nan=True)
     assert not math.isnan(float(got_in.grad.sum())) or name == "clamp_nan"
+
+
+@pytest.mark.parametrize("decompose", [False, True], ids=["fused", "prims"])
+def test_clamp_with_nan_bounds_matches_eager(decompose):
+    # A NaN input or bound gives NaN, min > max gives max: clamp as selects keeps torch's values.
+    x = torch.tensor([1.0, -2.0, math.nan, 3.0]).repeat(8)
+    lo = torch.tensor([0.0, math.nan, 0.0, 5.0]).repeat(8)
+    hi = torch.tensor([2.0, 2.0, math.nan, 4.0]).repeat(8)
+    fns = [lambda x: x.clamp(min=math.nan) * 1, lambda x: x.clamp(max=math.nan) * 1,
+           lambda x: torch.clamp(x, lo, hi) * 1, lambda x: torch.clamp(x, min=lo) * 1,
+           lambda x: torch.clamp(x, 2.0, 1.0) * 1, lambda x: torch.clamp(x.int(), 0, 2) * 1]
+    for fn in fns:
+        jfn = (thunder.jit(fn, decompose_to_prims=True) if decompose
+               else thunder.jit(fn, executors=[FUSE_ALL]))
+        torch.testing.assert_close(jfn(x), fn(x), equal_nan=True)

@@ -1,5 +1,7 @@
 // Torch-level elementwise ops: arithmetic, comparisons, math functions, where, clamp and their in-place
 // variants. Each decomposes into a primitive plus the promotions and broadcasts PyTorch applies.
+#include <cmath>
+
 #include "core/error.h"
 #include "ir/bound_symbol.h"
 #include "ops/lang.h"
@@ -160,12 +162,18 @@ Value clamp_meta(Builder& b, const BoundArgs& a) {
   if (!hi.is_none()) ops.push_back(hi);
   DType dt = lang::result_type(ops);
   // Selects, not maximum / minimum: the gradient reaches the input wherever lo <= x <= hi, as
-  // torch's clamp's does (a maximum splits a tie's gradient in two). min > max gives max, and NaN
-  // stays NaN.
+  // torch's clamp's does (a maximum splits a tie's gradient in two). min > max gives max; a NaN
+  // input or bound gives NaN.
   Value r = lang::convert_value(b, x, dt);
   auto select = [&](const Symbol& beyond, const Value& bound) {
     Value bd = lang::convert_value(b, bound, dt);
     Value c = lang::binary(b, beyond, r, bd, Promotion::kAlwaysBool);
+    if (bd.is_tensor() && is_floating(dt)) {
+      Value nan = lang::binary(b, prims::ne(), bd, bd, Promotion::kAlwaysBool);
+      c = lang::binary(b, prims::bitwise_or(), c, nan, Promotion::kAlwaysBool);
+    } else if (bd.is_number() && std::isnan(bd.as_double())) {
+      c = lang::binary(b, prims::ne(), r, bd, Promotion::kAlwaysBool);  // true everywhere
+    }
     return b.call_bound(ltorch_symbol("where"), {c, bd, r});
   };
   if (!lo.is_none()) r = select(prims::lt(), lo);
