@@ -18,6 +18,7 @@ namespace {
 
 using lang::dims_of;
 using lang::ints_str;
+using lang::slice_dim;
 
 TensorRef iota(Builder& b, int64_t n, int64_t start, int64_t step, Device device) {
   return b
@@ -27,16 +28,6 @@ TensorRef iota(Builder& b, int64_t n, int64_t start, int64_t step, Device device
              {"device", Value(device)},
              {"dtype", Value(DType::kInt64)}})
       .as_tensor();
-}
-
-TensorRef slice_dim(Builder& b, const TensorRef& x, int64_t dim, int64_t start, int64_t stop,
-                    int64_t step) {
-  std::vector<int64_t> lo(x->rank(), 0), hi = dims_of(x->shape()), st(x->rank(), 1);
-  lo[dim] = start;
-  hi[dim] = std::max(start, stop);
-  st[dim] = step;
-  return lang::call_t(b, prims::slice(),
-                      {Value(x), Value::ints(lo), Value::ints(hi), Value::ints(st)});
 }
 
 void check_index_dtype(const TensorRef& idx, const std::string& op) {

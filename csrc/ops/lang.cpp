@@ -176,6 +176,15 @@ TensorRef reshape(Builder& b, const TensorRef& t, const Shape& shape) {
   return call_t(b, prims::reshape(), {Value(t), Value::shape(shape)});
 }
 
+TensorRef slice_dim(Builder& b, const TensorRef& t, int64_t dim, int64_t start, int64_t stop,
+                    int64_t step) {
+  std::vector<int64_t> lo(t->rank(), 0), hi = dims_of(t->shape()), st(t->rank(), 1);
+  lo[dim] = start;
+  hi[dim] = std::max(start, stop);
+  st[dim] = step;
+  return call_t(b, prims::slice(), {Value(t), Value::ints(lo), Value::ints(hi), Value::ints(st)});
+}
+
 TensorRef transpose(Builder& b, const TensorRef& t, const std::vector<int64_t>& perm) {
   bool identity = true;
   for (size_t i = 0; i < perm.size(); ++i) identity = identity && perm[i] == static_cast<int64_t>(i);

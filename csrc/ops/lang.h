@@ -62,6 +62,9 @@ TensorRef convert(Builder& b, const TensorRef& t, DType dtype);
 Value convert_value(Builder& b, const Value& v, DType dtype);  // numbers convert in place
 TensorRef expand_to(Builder& b, const TensorRef& t, const Shape& shape);
 TensorRef reshape(Builder& b, const TensorRef& t, const Shape& shape);
+// t[..., start:stop:step, ...] along `dim`, bounds already normalised. Always records a slice.
+TensorRef slice_dim(Builder& b, const TensorRef& t, int64_t dim, int64_t start, int64_t stop,
+                    int64_t step = 1);
 TensorRef transpose(Builder& b, const TensorRef& t, const std::vector<int64_t>& perm);
 // Inserts size-1 dims at `dims` (of the output) by broadcast_in_dim.
 TensorRef unsqueeze(Builder& b, const TensorRef& t, const std::vector<int64_t>& dims);

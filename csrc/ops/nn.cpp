@@ -22,8 +22,15 @@ TensorRef softmax_along(Builder& b, const TensorRef& x, int64_t dim, bool log) {
   return bin(b, prims::div(), Value(e), Value(s));
 }
 
-std::string loss_reduction(const BoundArgs& a, size_t size_average, size_t reduce,
-                           size_t reduction) {
+const std::string& checked_reduction(const std::string& r, bool batchmean) {
+  if (r != "none" && r != "mean" && r != "sum" && !(batchmean && r == "batchmean")) {
+    throw ValueError(r + " is not a valid value for reduction");
+  }
+  return r;
+}
+
+std::string loss_reduction(const BoundArgs& a, size_t size_average, size_t reduce, size_t reduction,
+                           bool batchmean) {
   if (!a[size_average].is_none() || !a[reduce].is_none()) {
     // torch.nn._reduction.legacy_get_string
     bool sa = a[size_average].is_none() ? true : a[size_average].as_bool();
@@ -31,11 +38,7 @@ std::string loss_reduction(const BoundArgs& a, size_t size_average, size_t reduc
     if (!rd) return "none";
     return sa ? "mean" : "sum";
   }
-  const std::string& r = a[reduction].as_string();
-  if (r != "none" && r != "mean" && r != "sum") {
-    throw ValueError(r + " is not a valid value for reduction");
-  }
-  return r;
+  return checked_reduction(a[reduction].as_string(), batchmean);
 }
 
 }  // namespace detail::nn
@@ -257,8 +260,7 @@ TensorRef softplus_core(Builder& b, const TensorRef& x, double beta, double thre
   TensorRef over = cmp(b, prims::gt(), Value(bx), Value(threshold));
   // The exponential reads 0 where the linear branch is taken: exp of a large bx is inf there, and
   // the untaken branch's gradient would be 0 * inf = NaN (torch's is 1).
-  TensorRef safe =
-      where(b, over, lang::full(b, bx->shape(), Value(0.0), bx->device(), bx->dtype()), Value(bx));
+  TensorRef safe = lang::call_t(b, prims::where(), {Value(over), Value(0.0), Value(bx)});
   TensorRef sp = un(b, prims::log1p(), un(b, prims::exp(), safe));
   if (beta != 1.0) sp = bin(b, prims::div(), Value(sp), Value(beta));
   return where(b, over, x, Value(sp));
@@ -429,19 +431,12 @@ Value glu_meta(Builder& b, const BoundArgs& a) {
   }
   require_floating(x0->dtype(), "glu_cpu");
   TensorRef x = lang::convert(b, x0, opmath(x0->dtype()));
-  auto half = [&](int64_t start) {
-    std::vector<int64_t> lo(x->rank(), 0), hi, st(x->rank(), 1);
-    for (const auto& s : x->shape()) hi.push_back(s.value());
-    lo[d] = start;
-    hi[d] = start + n / 2;
-    return lang::call_t(b, prims::slice(),
-                        {Value(x), Value::ints(lo), Value::ints(hi), Value::ints(st)});
-  };
+  TensorRef second = lang::slice_dim(b, x, d, n / 2, n);
   TensorRef gate =
       un(b, prims::reciprocal(),
-         bin(b, prims::add(), Value(un(b, prims::exp(), un(b, prims::neg(), half(n / 2)))),
-             Value(1.0)));
-  return lang::convert(b, bin(b, prims::mul(), Value(half(0)), Value(gate)), x0->dtype());
+         bin(b, prims::add(), Value(un(b, prims::exp(), un(b, prims::neg(), second))), Value(1.0)));
+  return lang::convert(
+      b, bin(b, prims::mul(), Value(lang::slice_dim(b, x, d, 0, n / 2)), Value(gate)), x0->dtype());
 }
 
 // ---------------------------------------------------------------------------------------------

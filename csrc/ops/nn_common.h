@@ -171,10 +171,14 @@ std::array<TensorRef, 3> layer_norm_parts(Builder& b, const BoundArgs& a);
 TensorRef rms_norm_rstd(Builder& b, const TensorRef& x, const std::vector<int64_t>& dims,
                         const Value& eps);
 
+// `r` if it names a reduction mode ("none", "mean", "sum", and "batchmean" where `batchmean`
+// allows it: kl_div's); torch's ValueError otherwise.
+const std::string& checked_reduction(const std::string& r, bool batchmean = false);
+
 // The reduction mode from (size_average, reduce, reduction) as torch's _Reduction does it:
-// "none", "mean" or "sum".
-std::string loss_reduction(const BoundArgs& a, size_t size_average, size_t reduce,
-                           size_t reduction);
+// "none", "mean" or "sum" (or "batchmean", see checked_reduction).
+std::string loss_reduction(const BoundArgs& a, size_t size_average, size_t reduce, size_t reduction,
+                           bool batchmean = false);
 
 }  // namespace detail::nn
 }  // namespace thunder

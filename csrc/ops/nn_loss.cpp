@@ -266,14 +266,8 @@ Value bce_logits_meta(Builder& b, const BoundArgs& a) {
 // z); huber is 0.5 * z * z where z < delta and delta * (z - 0.5 * delta) elsewhere.
 template <bool kHuber>
 Value smooth_loss_meta(Builder& b, const BoundArgs& a) {
-  std::string reduction;
-  if (kHuber) {
-    reduction = a[2].as_string();
-    if (reduction != "none" && reduction != "mean" && reduction != "sum")
-      throw ValueError(reduction + " is not a valid value for reduction");
-  } else {
-    reduction = loss_reduction(a, 2, 3, 4);
-  }
+  const std::string reduction =
+      kHuber ? checked_reduction(a[2].as_string()) : loss_reduction(a, 2, 3, 4);
   const double k = a.number(kHuber ? 3 : 5);
   if (kHuber && !(k > 0)) throw Error("huber_loss does not support non-positive values for delta.");
   if (!kHuber && k < 0) throw Error("smooth_l1_loss does not support negative values for beta.");
@@ -301,15 +295,7 @@ Value smooth_loss_meta(Builder& b, const BoundArgs& a) {
 // xlogy(target, target) - target * input (0 where target is 0). 'batchmean' divides the sum by
 // the batch size (input.size(0)).
 Value kl_div_meta(Builder& b, const BoundArgs& a) {
-  std::string reduction;
-  if (!a[2].is_none() || !a[3].is_none()) {
-    reduction = loss_reduction(a, 2, 3, 4);
-  } else {
-    reduction = a[4].as_string();
-    if (reduction != "none" && reduction != "mean" && reduction != "sum" &&
-        reduction != "batchmean")
-      throw ValueError(reduction + " is not a valid value for reduction");
-  }
+  const std::string reduction = loss_reduction(a, 2, 3, 4, true);
   const bool log_target = a.bool_(5);
   DType result;
   auto [x, t] = loss_operands(b, a, &result);

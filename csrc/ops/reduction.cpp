@@ -279,16 +279,16 @@ VarArgs var_args(const BoundArgs& a, const TensorRef& x) {
   return r;
 }
 
-// s^(1/p) for a sum s >= 0 (a norm's root; p 2: sqrt) whose gradient at s == 0 is 0, torch's for a
-// zero norm or standard deviation: the root's derivative at 0 is infinite, and through the
-// primitives the gradient would reach x as 0 * inf = NaN. The root of 0 takes a branch of its own,
-// and the root itself reads 1 there.
-TensorRef root_zero_grad(Builder& b, const TensorRef& s, double p = 2.0) {
+// s^e for s >= 0 (e in (0, 1): a norm's root, or |x|^p for an order below 1) whose gradient at
+// s == 0 is 0, torch's for a zero norm, standard deviation or element: the power's derivative at 0
+// is infinite, and through the primitives the gradient would reach x as 0 * inf = NaN. The power
+// of 0 takes a branch of its own, and the power itself reads 1 there. `sqrt`: e is 0.5, by sqrt.
+TensorRef pow_zero_grad(Builder& b, const TensorRef& s, double e, bool sqrt = false) {
   TensorRef zero = lang::call_t(b, prims::eq(), {Value(s), Value(0.0)});
   TensorRef one = lang::call_t(b, prims::where(), {Value(zero), Value(1.0), Value(s)});
-  TensorRef root = p == 2.0 ? lang::call_t(b, prims::sqrt(), {Value(one)})
-                            : lang::call_t(b, prims::pow(), {Value(one), Value(1.0 / p)});
-  return lang::call_t(b, prims::where(), {Value(zero), Value(0.0), Value(root)});
+  TensorRef pw = sqrt ? lang::call_t(b, prims::sqrt(), {Value(one)})
+                      : lang::call_t(b, prims::pow(), {Value(one), Value(e)});
+  return lang::call_t(b, prims::where(), {Value(zero), Value(0.0), Value(pw)});
 }
 
 // The variance (or standard deviation) of x over dims, in x's opmath dtype.
@@ -296,7 +296,7 @@ TensorRef var_of(Builder& b, const TensorRef& xc, const VarArgs& v, bool sqrt) {
   TensorRef r = b.call(prims::var(), {Value(xc), Value::ints(v.dims)},
                        {{"correction", v.correction}})
                     .as_tensor();
-  if (sqrt) r = root_zero_grad(b, r);
+  if (sqrt) r = pow_zero_grad(b, r, 0.5, true);
   return r;
 }
 
@@ -399,17 +399,11 @@ TensorRef vector_norm(Builder& b, const std::string& name, const TensorRef& x, d
       if (p == 2) {
         pw = lang::call_t(b, prims::mul(), {Value(abs), Value(abs)});
       } else if (p > 0 && p < 1) {
-        // |x|^p of a zero element by a branch of its own, as the root below (the power's
-        // derivative at 0 is infinite; torch's gradient there is 0).
-        TensorRef z = lang::call_t(b, prims::eq(), {Value(abs), Value(0.0)});
-        TensorRef safe = lang::call_t(b, prims::where(), {Value(z), Value(1.0), Value(abs)});
-        pw = lang::call_t(
-            b, prims::where(),
-            {Value(z), Value(0.0), Value(lang::call_t(b, prims::pow(), {Value(safe), Value(p)}))});
+        pw = pow_zero_grad(b, abs, p);  // a zero element's gradient 0, as the root's below
       } else {
         pw = lang::call_t(b, prims::pow(), {Value(abs), Value(p)});
       }
-      r = root_zero_grad(b, prim_reduce(b, prims::sum(), pw, dims), p);
+      r = pow_zero_grad(b, prim_reduce(b, prims::sum(), pw, dims), 1.0 / p, p == 2);
     }
   }
   r = lang::convert(b, r, result);

@@ -19,6 +19,7 @@ void register_indexing_ops(SymbolTable& table);  // indexing.cpp
 namespace {
 
 using lang::ints_str;
+using lang::slice_dim;
 
 std::vector<int64_t> dims_of(const TensorRef& t) { return lang::dims_of(t->shape()); }
 
@@ -60,17 +61,6 @@ std::vector<int64_t> infer_shape(const std::vector<int64_t>& shape, int64_t nume
 // A fresh copy of `t` (eager returns a new tensor where the decomposition would return its input).
 TensorRef fresh(Builder& b, const TensorRef& t) {
   return lang::call_t(b, prims::convert_element_type(), {Value(t), Value(t->dtype())});
-}
-
-// x[..., start:stop:step, ...] along `dim`, bounds already normalised. Always records a slice.
-TensorRef slice_dim(Builder& b, const TensorRef& x, int64_t dim, int64_t start, int64_t stop,
-                    int64_t step = 1) {
-  std::vector<int64_t> lo(x->rank(), 0), hi = dims_of(x), st(x->rank(), 1);
-  lo[dim] = start;
-  hi[dim] = std::max(start, stop);
-  st[dim] = step;
-  return lang::call_t(b, prims::slice(),
-                      {Value(x), Value::ints(lo), Value::ints(hi), Value::ints(st)});
 }
 
 TensorRef squeeze_dims(Builder& b, const TensorRef& x, const std::vector<int64_t>& dims) {
