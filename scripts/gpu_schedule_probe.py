@@ -3,7 +3,8 @@ by side in one process (bandwidth over a device-to-device copy's, bytes read onc
   - wide rows kept in shared memory (the default where they fit) against rows read through L2 once
     per pass (THUNDER_CUDA_SMEM_LIMIT=49152), for softmax and the cross-entropy forward;
   - the bf16 pointwise chain with eager's roundings against the same chain computed in fp32
-    throughout, and without its erf: how much of its time is arithmetic;
+    throughout, and without its erf: how much of its time is arithmetic; chains with a clamp,
+    hardtanh or relu in place of the gelu;
   - with --ce-forward, the cross-entropy forward's whole call, kernels and host time per call;
   - with --kernels, the device time of each kernel of a few training steps (thunder's kernels are
     named after their schedule and operations), thunder beside eager;
@@ -325,6 +326,9 @@ def main():
                                                              + x.float()).bfloat16(),
         "gelu chain bf16, tanh gelu": lambda x, w, b: F.gelu(x * w + b, approximate="tanh") * 0.5 + x,
         "chain bf16 without gelu": lambda x, w, b: (x * w + b) * 0.5 + x,
+        "clamp chain bf16": lambda x, w, b: torch.clamp(x * w + b, -1.0, 1.0) * 0.5 + x,
+        "hardtanh chain bf16": lambda x, w, b: F.hardtanh(x * w + b) * 0.5 + x,
+        "relu chain bf16": lambda x, w, b: F.relu(x * w + b) * 0.5 + x,
         "x + 1 bf16": lambda x, w, b: x + 1,
     }
     for name, fn in variants.items():
