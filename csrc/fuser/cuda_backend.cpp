@@ -484,11 +484,13 @@ std::shared_ptr<CudaFunction> cuda_load(const std::string& source, int device, c
     throw Error("fuser: cuModuleLoadData failed for " + path + ": " + cu_error(r));
   }
   check(d.cuModuleGetFunction(&f->function, f->module, launch.name.c_str()), "cuModuleGetFunction");
-  if (launch.shared_bytes > 48 * 1024) {
-    if (!d.cuFuncSetAttribute)
-      throw Error("fuser: the driver cannot raise a kernel's shared memory limit");
+  // Raised for any dynamic shared memory: the default 48 KB counts the kernel's static arrays too
+  // (48 KB of rows beside 10 KB of static arrays fail to launch).
+  if (launch.shared_bytes > 0 && d.cuFuncSetAttribute) {
     check(d.cuFuncSetAttribute(f->function, kFuncAttrMaxDynamicShared, launch.shared_bytes),
           "cuFuncSetAttribute");
+  } else if (launch.shared_bytes > 48 * 1024) {
+    throw Error("fuser: the driver cannot raise a kernel's shared memory limit");
   }
   if (from_disk) {
     std::lock_guard<std::mutex> stats_lock(cache_stats_mutex());
