@@ -14,15 +14,11 @@ by side in one process (bandwidth over a device-to-device copy's, bytes read onc
     gradients summed in the input gradient's row kernel (blocks of 256 or 512 threads) against a
     column kernel of their own, beside eager (PROBE_COLUMN_VARIANTS picks variants by name,
     PROBE_PTXAS=1 prints the backward kernels' registers);
-  - with --row-prefetch, layer_norm's and rms_norm's training steps with the backward row kernel
-    copying each row into shared memory a row ahead, against reading it when its row starts
-    (THUNDER_CUDA_ROW_PREFETCH=0), beside eager (device time with L2 cleared, bandwidth over a
-    copy's; PROBE_SHAPES, PROBE_DTYPES);
   - with --warp-rows, the device time of row kernels (layer_norm's forward and backward as under
     bf16 autocast, a bf16 softmax) over 8192 rows of GPT-like widths, with rows of up to 4, 8, 16
     and 32 chunks a lane on a warp each (THUNDER_CUDA_WARP_ROW_CHUNKS), beside eager.
 Run on the GPU machine after building:
-  python3 scripts/gpu_schedule_probe.py [--pointwise-only | --row-prefetch | --kernels | --ce-forward | --warp-rows |
+  python3 scripts/gpu_schedule_probe.py [--pointwise-only | --kernels | --ce-forward | --warp-rows |
       --gelu-backward | --column-sums] [--out probe.json]"""
 import argparse
 import json
@@ -224,39 +220,6 @@ def column_sums():
     return rows
 
 
-def row_prefetch():
-    from fusion_gpu import kernel_time, rms_norm
-
-    variants = {"eager": None, "prefetch": {}, "no prefetch": {"THUNDER_CUDA_ROW_PREFETCH": "0"}}
-    widths = [tuple(int(v) for v in s.split("x")) for s in
-              os.environ.get("PROBE_SHAPES", "2048x4096,8192x4096,8192x768,8192x1024,2048x8192").split(",")]
-    dtypes = [getattr(torch, d) for d in os.environ.get("PROBE_DTYPES", "float32,bfloat16,float16").split(",")]
-    rows = []
-    for dt in dtypes:
-        for n, width in widths:
-            x = torch.randn(n, width, device="cuda", dtype=dt, requires_grad=True)
-            w = torch.randn(width, device="cuda", dtype=dt, requires_grad=True)
-            b = torch.randn(width, device="cuda", dtype=dt, requires_grad=True)
-            g = torch.randn(n, width, device="cuda", dtype=dt)
-            nbytes = 5 * x.numel() * x.element_size()
-            copy = copy_bandwidth(nbytes)
-            for op, fn, args in (("layer_norm step", layer_norm, (x, w, b, g)), ("rms_norm step", rms_norm, (x, w, g))):
-                line = f"{op} {n}x{width} {str(dt)[6:]}"
-                for vname, env in variants.items():
-                    call = training_step(fn if env is None else jit_with(fn, env), cotangent=True)
-                    os.environ.update(env or {})
-                    try:
-                        call(*args)  # builds the kernels
-                    finally:
-                        for k in env or {}:
-                            os.environ.pop(k, None)
-                    ratio = nbytes / kernel_time(lambda c=call, a=args: c(*a)) / copy
-                    line += f" | {vname} {ratio:.2f}"
-                    rows.append({"op": op, "shape": [n, width], "dtype": str(dt), "variant": vname, "vs_copy": ratio})
-                print(line, flush=True)
-    return rows
-
-
 def gelu_backward(h, g):
     """GPT-2's MLP backward around gelu: gelu(h) (tanh form) recomputed for the next matmul's weight
     gradient, its backward against g, and the bias gradient (a column sum): one column kernel."""
@@ -329,14 +292,12 @@ def main():
     ap.add_argument("--kernels", action="store_true", help="only the per-kernel tables of training steps")
     ap.add_argument("--ce-forward", action="store_true", help="only the cross-entropy forward's times")
     ap.add_argument("--warp-rows", action="store_true", help="only the row kernels with warp-per-row limits")
-    ap.add_argument("--row-prefetch", action="store_true",
-                    help="only the norms' steps with rows copied into shared memory a row ahead or not")
     ap.add_argument("--column-sums", action="store_true",
                     help="only layer_norm's and rms_norm's steps with and without column sums over rows")
     ap.add_argument("--gelu-backward", action="store_true",
                     help="only the gelu backward's column kernel against a pointwise kernel and a column sum")
     args = ap.parse_args()
-    only = (row_prefetch if args.row_prefetch else ce_forward if args.ce_forward else kernels if args.kernels else warp_rows if args.warp_rows
+    only = (ce_forward if args.ce_forward else kernels if args.kernels else warp_rows if args.warp_rows
             else gelu_backward_split if args.gelu_backward else column_sums if args.column_sums else None)
     if only:
         rows = only()

@@ -1161,32 +1161,6 @@ def test_emulated_row_kernel_sums_columns_over_its_rows(shape, misalign):
 
 
 @requires_emulator
-@pytest.mark.parametrize("misalign", [False, True], ids=["vector", "scalar"])
-@pytest.mark.parametrize("shape,dtype", [((9, 1000), torch.float32), ((3, 2056), torch.float32),
-                                         ((3, 4096), torch.bfloat16), ((37, 4096), torch.bfloat16),
-                                         ((5, 8192), torch.float16)], ids=str)
-def test_emulated_column_sums_copy_the_next_row_ahead(shape, dtype, misalign):
-    # With a multiprocessor's shared memory, the backward row kernel copies each row's loads into
-    # one of two shared buffers a row ahead (cp.async; memcpy in the emulator): a block whose second
-    # row group has no row, several rows a group, rows of one group a block. Misaligned inputs take
-    # the scalar path, which reads global memory.
-    torch.manual_seed(0)
-    x, g, w = torch.randn(shape) * 2 + 1, torch.randn(shape), torch.randn(shape[-1])
-    args = tuple(a.to(dtype) for a in (x, g, w))
-    got, _, ir = _emulate(layer_norm_grads, args, misalign, smem_limit=H100_SMEM)
-    body = _kernel_body(_emulate.last_source)
-    assert ir.startswith("inner") and "cacc" in body
-    scalar = body[body.index("TH_INLINE void th_rows1("):]
-    scalar, vector = scalar[:scalar.index("TH_INLINE", 1)], scalar[scalar.index("TH_INLINE", 1):]
-    assert "th_cp_async_wait_prior();" in vector and "th_cp_async" not in scalar
-    ref = layer_norm_grads(*(a.double() for a in args))
-    for a, b in zip(got, ref):
-        scale = b.abs().max().item()
-        tol = 1e-4 if dtype == torch.float32 else 2e-2
-        torch.testing.assert_close(a.double(), b.to(a.dtype).double(), rtol=tol, atol=tol * scale)
-
-
-@requires_emulator
 @pytest.mark.parametrize("width", [200, 768])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32], ids=str)
 def test_emulated_column_sums_over_rows_in_low_precision_and_nan(dtype, width):

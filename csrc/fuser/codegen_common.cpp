@@ -422,18 +422,6 @@ TH_INLINE void th_cp_async_wait() {
   asm volatile("cp.async.wait_all;" ::: "memory");
 #endif
 }
-// The calling thread's copies issued since the last commit form a group; the wait leaves the newest
-// group in flight and waits for the others.
-TH_INLINE void th_cp_async_commit() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("cp.async.commit_group;" ::: "memory");
-#endif
-}
-TH_INLINE void th_cp_async_wait_prior() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("cp.async.wait_group 1;" ::: "memory");
-#endif
-}
 TH_INLINE float th_shfl(float v, int m) { return __shfl_xor_sync(0xffffffffu, v, m); }
 TH_INLINE double th_shfl(double v, int m) { return __shfl_xor_sync(0xffffffffu, v, m); }
 TH_INLINE int32_t th_shfl(int32_t v, int m) { return __shfl_xor_sync(0xffffffffu, v, m); }

@@ -1284,85 +1284,10 @@ class CudaGen {
            ", m); " + acc + " = " + reduce_combine(op, d, acc, "o") + "; }\n";
   }
 
-  // Row kernels that sum columns over their rows (the norms' backward) run one or two rows a block
-  // at a time, a block a multiprocessor (their column accumulators take the registers): between a
-  // row's loads and the next row's, the row's reductions leave the memory idle. Their rows' loads
-  // are copied into shared memory a row ahead instead (cp.async, two buffers a row group, each
-  // thread copying the chunks it reads back: no barrier), so the next row's copies are in flight
-  // through the current row's passes. Where every row load is read in 16-byte chunks and both
-  // buffers fit beside the block's static arrays; THUNDER_CUDA_ROW_PREFETCH=0 turns it off.
-  bool plan_prefetch(const RowPlan& p, int v) {
-    prefetch_ = false;
-    smem_cached_.clear();
-    smem_bytes_ = 0;
-    if (!p.columns || p.warp_mode || inner_ < 0 ||
-        !env_count("THUNDER_CUDA_ROW_PREFETCH", 1, 0, "flag")) {
-      return false;
-    }
-    int64_t row = 0;
-    std::vector<int> ids;
-    for (size_t i = 0; i < k_.nodes.size(); ++i) {
-      int id = static_cast<int>(i);
-      if (k_.nodes[i].op != "load" || (varies(id) & col_mask_) == 0 || row_invariant(id)) continue;
-      if (L_.loads[i].strides[inner_] != 1 || v * storage_bytes(k_.nodes[i].dtype) != 16) return false;
-      ids.push_back(id);
-    }
-    if (ids.empty()) return false;
-    std::vector<std::pair<int, int64_t>> offsets;
-    for (int id : ids) {
-      offsets.emplace_back(id, row);
-      row += smem_row_bytes(id);
-    }
-    int64_t cb = 0;  // column_partials' static buffer
-    for (int g : over_rows_reductions(k_))
-      cb = std::max<int64_t>(cb, int64_t{p.groups} * p.threads * v * compute_bytes(g));
-    if (p.groups == 1) cb = 0;
-    const int64_t bytes = int64_t{2} * p.groups * row;
-    if (bytes + cb > smem_for_rows()) return false;
-    for (const auto& e : offsets) smem_cached_[e.first] = e.second;
-    smem_bytes_ = bytes;
-    prefetch_row_bytes_ = row;
-    prefetch_ = true;
-    return true;
-  }
-
-  // The buffer (of the block's 2 * groups) that holds the group's row `which` (0 or 1).
-  static std::string prefetch_buffer(const RowPlan& p, const std::string& which) {
-    return p.groups > 1 ? "grp * 2 + (" + which + ")" : "(" + which + ")";
-  }
-
-  // The rows between a row group's consecutive rows.
-  static std::string row_stride(const RowPlan& p) {
-    return "gridDim.x * " + std::to_string(p.groups);
-  }
-
-  // The copies of row `r` (an idx_t expression) of the prefetched loads into buffer `buf`.
-  std::string prefetch_copies(const RowPlan& p, int v, const std::string& r, const std::string& buf) {
-    const int64_t nq = ceil_div(cols_, v);
-    std::string code = "        unsigned char* th_sdst = th_smem + (" + buf + ") * " +
-                       std::to_string(prefetch_row_bytes_) + ";\n";
-    std::vector<std::pair<int, int64_t>> ids(smem_cached_.begin(), smem_cached_.end());
-    std::sort(ids.begin(), ids.end());
-    for (const auto& [id, off] : ids) {
-      const Access& a = L_.loads[id];
-      const std::string st = storage_type(k_.nodes[id].dtype);
-      code += "        for (idx_t q = (idx_t)tid; q < " + lit(nq) + "; q += " +
-              std::to_string(p.threads) + ") { const idx_t c = q * " + std::to_string(v) +
-              "; th_cp_async16((" + st + "*)(th_sdst + " + std::to_string(off) + ") + c, in" +
-              std::to_string(k_.nodes[id].input) + " + " + lit(a.offset) + " + " +
-              unravel(row_axes_, a.strides, r) + " + " + unravel(col_axes_, a.strides, "c") +
-              "); }\n";
-    }
-    return code;
-  }
-
   // The body of the row loop for chunk width v.
   std::string rows_body(const RowPlan& p, int v, bool use_cache) {
     reset();
-    prefetch_ = false;
-    if (use_cache && plan_prefetch(p, v)) {
-      cached_.clear();
-    } else if (use_cache) {
+    if (use_cache) {
       choose_cache(p, v);
     } else {
       cached_.clear();
@@ -1394,7 +1319,7 @@ class CudaGen {
     std::vector<int> smem_ids;
     for (const auto& e : smem_cached_) smem_ids.push_back(e.first);
     std::sort(smem_ids.begin(), smem_ids.end());
-    bool async_fill = !smem_ids.empty() && !prefetch_;
+    bool async_fill = !smem_ids.empty();
     for (int id : smem_ids) async_fill = async_fill && v * storage_bytes(k_.nodes[id].dtype) == 16;
     if (async_fill) {
       for (int id : smem_ids) {
@@ -1418,16 +1343,6 @@ class CudaGen {
     os << row_code_;  // row bases of the cached loads, the early loads
     row_code_.clear();
     os << cache_code;
-    if (prefetch_) {
-      // The next row's copies go out before this row is computed; then this row's (the group
-      // before them) are waited for.
-      os << "    unsigned char* th_srow = th_smem + (" << prefetch_buffer(p, "th_buf") << ") * "
-         << prefetch_row_bytes_ << ";\n    {\n      const long long nrow = row + (long long)"
-         << row_stride(p) << ";\n      if (nrow < " << rows_ << "LL) {\n        const idx_t nr = (idx_t)nrow;\n"
-         << prefetch_copies(p, v, "nr", prefetch_buffer(p, "th_buf ^ 1")) << "      }\n    }\n"
-         << "    th_cp_async_commit();\n    th_cp_async_wait_prior();\n";
-      for (int id : smem_ids) smem_filled_.insert(id);
-    }
     for (int id : early) row_value(id);
     os << row_code_;
     row_code_.clear();
@@ -1632,8 +1547,8 @@ class CudaGen {
 
   // The row of a load kept in dynamic shared memory, as a pointer of its storage type.
   std::string smem_ptr(int id) const {
-    return "((" + storage_type(k_.nodes[id].dtype) + "*)(" + (prefetch_ ? "th_srow" : "th_smem") +
-           " + " + std::to_string(smem_cached_.at(id)) + "))";
+    return "((" + storage_type(k_.nodes[id].dtype) + "*)(th_smem + " +
+           std::to_string(smem_cached_.at(id)) + "))";
   }
 
   static std::vector<int> sorted(const std::unordered_set<int>& s) {
@@ -1700,27 +1615,17 @@ class CudaGen {
           << column_init(p, v) << "  for (long long row = (long long)blockIdx.x * "
           << p.rows_per_block << " + (threadIdx.x >> 5); row < " << rows
           << "; row += (long long)gridDim.x * " << p.rows_per_block << ") {\n";
+      } else if (p.groups > 1) {
+        f << "  const int grp = " << group_of << ", tid = threadIdx.x % " << p.threads << ";\n"
+          << column_init(p, v) << "  for (long long row = (long long)blockIdx.x * " << p.groups
+          << " + grp; row < " << rows << "; row += (long long)gridDim.x * " << p.groups << ") {\n";
       } else {
-        const std::string first =
-            p.groups > 1 ? "(long long)blockIdx.x * " + std::to_string(p.groups) + " + grp"
-                         : "(long long)blockIdx.x";
-        f << (p.groups > 1 ? "  const int grp = " + group_of + ", tid = threadIdx.x % " +
-                                 std::to_string(p.threads) + ";\n"
-                           : "  const int tid = threadIdx.x;\n")
-          << column_init(p, v);
-        if (prefetch_) {
-          // The group's first row, copied before the loop; each row copies the next.
-          f << "  int th_buf = 0;\n  if (" << first << " < " << rows
-            << ") {\n        const idx_t nr = (idx_t)(" << first << ");\n"
-            << prefetch_copies(p, v, "nr", prefetch_buffer(p, "0")) << "  }\n"
-            << "  th_cp_async_commit();\n";
-        }
-        f << "  for (long long row = " << first << "; row < " << rows
-          << "; row += (long long)" << row_stride(p) << ") {\n";
+        f << "  const int tid = threadIdx.x;\n"
+          << column_init(p, v) << "  for (long long row = blockIdx.x; row < " << rows
+          << "; row += gridDim.x) {\n";
       }
       f << "    const idx_t r = (idx_t)row; (void)r;\n" << body;
       if (!p.warp_mode) f << "    " << row_sync(p) << "\n";
-      if (prefetch_) f << "    th_buf ^= 1;\n";
       f << "  }\n" << column_partials(p, v, ws_offset) << "}\n";
       return f.str();
     };
@@ -2109,9 +2014,6 @@ class CudaGen {
   std::unordered_map<int, int64_t> smem_cached_;        // load -> byte offset of its row in th_smem
   std::unordered_set<int> smem_filled_, smem_filling_;  // stored by an earlier pass; by this one
   int64_t smem_bytes_ = 0;
-  // Rows copied into shared memory a row ahead (plan_prefetch): the bytes of one row's loads.
-  bool prefetch_ = false;
-  int64_t prefetch_row_bytes_ = 0;
   std::set<int> gather_indexed_;  // gathers whose index is emitted
   std::unordered_map<int, std::unordered_map<int, std::string>>
       gathered_;                  // gather: its loads read early
