@@ -14,9 +14,6 @@ by side in one process (bandwidth over a device-to-device copy's, bytes read onc
     gradients summed in the input gradient's row kernel (blocks of 256 or 512 threads) against a
     column kernel of their own, beside eager (PROBE_COLUMN_VARIANTS picks variants by name,
     PROBE_PTXAS=1 prints the backward kernels' registers);
-  - with --keeps (an experiment's code), row kernels keeping in registers the values a later pass
-    reads against computing them again (THUNDER_CUDA_ROW_REGISTERS=0), with column sums in the
-    first pass or the last (THUNDER_CUDA_COLUMN_SUMS_LAST=1);
   - with --warp-rows, the device time of row kernels (layer_norm's forward and backward as under
     bf16 autocast, a bf16 softmax) over 8192 rows of GPT-like widths, with rows of up to 4, 8, 16
     and 32 chunks a lane on a warp each (THUNDER_CUDA_WARP_ROW_CHUNKS), beside eager.
@@ -223,45 +220,6 @@ def column_sums():
     return rows
 
 
-def keeps():
-    from fusion_gpu import kernel_time, rms_norm
-
-    variants = {"kept": {}, "recomputed": {"THUNDER_CUDA_ROW_REGISTERS": "0"},
-                "recomputed, sums last": {"THUNDER_CUDA_ROW_REGISTERS": "0", "THUNDER_CUDA_COLUMN_SUMS_LAST": "1"}}
-    widths = [tuple(int(v) for v in s.split("x")) for s in
-              os.environ.get("PROBE_SHAPES", "2048x4096,8192x768,8192x1024,2048x8192").split(",")]
-    dtypes = [getattr(torch, d) for d in os.environ.get("PROBE_DTYPES", "float32,bfloat16,float16").split(",")]
-    rows = []
-    for dt in dtypes:
-        for n, width in widths:
-            x = torch.randn(n, width, device="cuda", dtype=dt, requires_grad=True)
-            w = torch.randn(width, device="cuda", dtype=dt, requires_grad=True)
-            b = torch.randn(width, device="cuda", dtype=dt, requires_grad=True)
-            g = torch.randn(n, width, device="cuda", dtype=dt)
-            n1 = x.numel() * x.element_size()
-            ops = (("softmax", softmax, (x.detach(),), False, 2 * n1),
-                   ("softmax step", softmax, (x, g), True, 5 * n1),
-                   ("layer_norm step", layer_norm, (x, w, b, g), True, 5 * n1),
-                   ("rms_norm step", rms_norm, (x, w, g), True, 5 * n1))
-            for op, fn, args, step, nbytes in ops:
-                copy = copy_bandwidth(nbytes)
-                line = f"{op} {n}x{width} {str(dt)[6:]}"
-                for vname, env in variants.items():
-                    f = jit_with(fn, env)
-                    call = training_step(f, cotangent=True) if step else f
-                    os.environ.update(env)
-                    try:
-                        call(*args)  # builds the kernels
-                    finally:
-                        for k in env:
-                            os.environ.pop(k, None)
-                    ratio = nbytes / kernel_time(lambda c=call, a=args: c(*a)) / copy
-                    line += f" | {vname} {ratio:.2f}"
-                    rows.append({"op": op, "shape": [n, width], "dtype": str(dt), "variant": vname, "vs_copy": ratio})
-                print(line, flush=True)
-    return rows
-
-
 def gelu_backward(h, g):
     """GPT-2's MLP backward around gelu: gelu(h) (tanh form) recomputed for the next matmul's weight
     gradient, its backward against g, and the bias gradient (a column sum): one column kernel."""
@@ -334,13 +292,12 @@ def main():
     ap.add_argument("--kernels", action="store_true", help="only the per-kernel tables of training steps")
     ap.add_argument("--ce-forward", action="store_true", help="only the cross-entropy forward's times")
     ap.add_argument("--warp-rows", action="store_true", help="only the row kernels with warp-per-row limits")
-    ap.add_argument("--keeps", action="store_true", help="only row kernels with values kept across passes or not")
     ap.add_argument("--column-sums", action="store_true",
                     help="only layer_norm's and rms_norm's steps with and without column sums over rows")
     ap.add_argument("--gelu-backward", action="store_true",
                     help="only the gelu backward's column kernel against a pointwise kernel and a column sum")
     args = ap.parse_args()
-    only = (keeps if args.keeps else ce_forward if args.ce_forward else kernels if args.kernels else warp_rows if args.warp_rows
+    only = (ce_forward if args.ce_forward else kernels if args.kernels else warp_rows if args.warp_rows
             else gelu_backward_split if args.gelu_backward else column_sums if args.column_sums else None)
     if only:
         rows = only()

@@ -73,7 +73,6 @@ int64_t column_accumulators() {
   return env_count("THUNDER_CUDA_COLUMN_ACCUMULATORS", 32, 1, "accumulators");
 }
 constexpr int kFinishRows = 32;
-int64_t row_registers_budget() { return env_count("THUNDER_CUDA_ROW_REGISTERS", 48, 0, "registers"); }
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t pow2_ceil(int64_t v) {
@@ -108,8 +107,7 @@ struct ColScope {
   std::string regs;
   std::unordered_map<int, std::string> memo;
   std::unordered_map<int, std::string> preloaded;  // loads already read into a named value
-  bool cached = false;  // cached loads read `cache<id>[k]`, kept values `keep<id>[k]`
-  bool by_chunk = false;  // a kept value is stored or read: the pass loops over the chunks by k
+  bool cached = false;  // cached loads read `cache<id>[k]`
   // Pointwise chunks grouped over rows: loads the same in every row (same_in_every_row) go to
   // `pre_inv` and are read from the group's first register struct `r0`.
   bool grouped = false;
@@ -450,14 +448,9 @@ class CudaGen {
     if (m != memo.end()) return m->second;
     const KNode& n = k_.nodes[id];
     std::string ct = compute_type(n.dtype);
-    const std::string li = lane_index(s);
-    const bool kept = s.cached && kept_.count(id);
-    if (kept && kept_ready_.count(id)) {
-      s.by_chunk = true;
-      return memo[id] = "keep" + std::to_string(id) + "[k][" + li + "]";
-    }
     std::string v = tmp();
     std::string e;
+    const std::string li = lane_index(s);
     if (s.paired && pair_first(id)) {
       e = "th_half_" + half_name(n.dtype) + "(" + pair_value(id, n.dtype, s, c) + ", " +
           std::to_string(s.j) + ")";
@@ -535,11 +528,6 @@ class CudaGen {
       e = op_expr(n, args, dts);
     }
     s.lane += "        const " + ct + " " + v + " = " + e + ";\n";
-    if (kept) {
-      s.lane += "        keep" + std::to_string(id) + "[k][" + li + "] = " + v + ";\n";
-      s.by_chunk = true;
-      kept_storing_.insert(id);
-    }
     memo[id] = v;
     return v;
   }
@@ -1184,8 +1172,8 @@ class CudaGen {
       }
     }
     if (p.columns) {
-      // In the first pass their operands are available in, or the last (THUNDER_CUDA_COLUMN_SUMS_LAST=1).
-      p.column_pass = env_count("THUNDER_CUDA_COLUMN_SUMS_LAST", 0, 0, "flag") ? p.passes : 1;
+      // In the last pass (or the first their operands are available in).
+      p.column_pass = p.passes;
       for (int g : over_rows_reductions(k_))
         p.column_pass = std::max(p.column_pass, need[k_.nodes[g].args[0]] + 1);
       grow(p.column_pass);
@@ -1198,48 +1186,17 @@ class CudaGen {
     return p;
   }
 
-  // The column-varying nodes pass q evaluates; a value an earlier pass keeps is read, not evaluated.
-  std::unordered_set<int> pass_nodes(const RowPlan& p, int q) {
-    std::unordered_set<int> seen;
-    std::vector<int> stack;
-    for (int r : p.pass_reductions[q]) stack.push_back(k_.nodes[r].args[0]);
-    for (int o : p.pass_outputs[q]) stack.push_back(k_.output_nodes[o]);
-    if (p.columns && q == p.column_pass) {
-      for (int g : over_rows_reductions(k_)) stack.push_back(k_.nodes[g].args[0]);
-    }
-    while (!stack.empty()) {
-      int id = stack.back();
-      stack.pop_back();
-      if (seen.count(id) || (varies(id) & col_mask_) == 0) continue;
-      auto kt = kept_.find(id);
-      if (kt != kept_.end() && kt->second < q) continue;
-      seen.insert(id);
-      for (int a : k_.nodes[id].args) stack.push_back(a);
-    }
-    return seen;
-  }
-
-  bool recomputed_cheaply(int id) const {
-    const KNode& n = k_.nodes[id];
-    if (n.op == "load" || n.op == "const" || n.op == "iota") return true;
-    return n.op == "convert_element_type" && recomputed_cheaply(n.args[0]);
-  }
-
-  int64_t row_registers(int64_t kmax, int v, int bytes) const { return ceil_div(kmax * v * bytes, 4); }
-
-  // Experiment: values a later pass reads that an earlier pass computes, kept in registers
-  // (keep<id>[k][l]) instead of computed again, where they fit beside the shared loads.
-  int64_t plan_keeps(const RowPlan& p, int v) {
-    kept_.clear();
-    kept_ready_.clear();
-    kept_storing_.clear();
-    const int64_t budget = row_registers_budget();
-    if (!p.online.empty() || p.threads >= 1024 || inner_ < 0 || budget == 0) return 0;
-    const int64_t kmax = ceil_div(ceil_div(cols_, v), p.threads);
-    std::unordered_map<int, int> first;
+  // Loads of row data read by more than one pass, kept in registers when they fit.
+  void choose_cache(const RowPlan& p, int v) {
+    cached_.clear();
+    smem_cached_.clear();
+    smem_bytes_ = 0;
+    if (inner_ < 0) return;
+    int64_t k = ceil_div(ceil_div(cols_, v), p.threads);
+    std::unordered_map<int, int> uses;
     for (int q = 1; q <= p.passes; ++q) {
       std::unordered_set<int> seen;
-      std::vector<int> stack, evaluated;
+      std::vector<int> stack;
       for (int r : p.pass_reductions[q]) stack.push_back(k_.nodes[r].args[0]);
       for (int o : p.pass_outputs[q]) stack.push_back(k_.output_nodes[o]);
       if (p.columns && q == p.column_pass) {
@@ -1248,53 +1205,23 @@ class CudaGen {
       while (!stack.empty()) {
         int id = stack.back();
         stack.pop_back();
-        if (!seen.insert(id).second || (varies(id) & col_mask_) == 0 || kept_.count(id)) continue;
-        auto f = first.find(id);
-        if (f != first.end() && !recomputed_cheaply(id)) {
-          kept_[id] = f->second;
-          continue;
-        }
-        evaluated.push_back(id);
+        if (seen.count(id) || (varies(id) & col_mask_) == 0) continue;
+        seen.insert(id);
+        if (k_.nodes[id].op == "load") ++uses[id];
         for (int a : k_.nodes[id].args) stack.push_back(a);
       }
-      for (int id : evaluated) first.emplace(id, q);
     }
-    int64_t regs = 0;
-    for (const auto& e : kept_) regs += row_registers(kmax, v, compute_bytes(e.first));
-    int64_t shared = 0;
-    for (int id : multi_pass_loads(p)) shared += row_registers(kmax, v, storage_bytes(k_.nodes[id].dtype));
-    if (regs + shared > budget) {
-      kept_.clear();
-      return 0;
-    }
-    return regs;
-  }
-
-  std::vector<int> multi_pass_loads(const RowPlan& p) {
-    std::unordered_map<int, int> uses;
-    for (int q = 1; q <= p.passes; ++q) {
-      for (int id : pass_nodes(p, q)) {
-        if (k_.nodes[id].op == "load") ++uses[id];
-      }
-    }
-    std::vector<int> loads;
+    std::vector<int> candidates;
     for (size_t i = 0; i < k_.nodes.size(); ++i) {
       int id = static_cast<int>(i);
-      if (uses[id] < 2 || L_.loads[i].strides[inner_] != 1 || row_invariant(id)) continue;
-      loads.push_back(id);
+      if (uses[id] < 2 || L_.loads[i].strides[inner_] != 1) continue;
+      if (row_invariant(id)) continue;
+      candidates.push_back(id);
     }
-    return loads;
-  }
-
-  // Loads of row data read by more than one pass, kept in registers when they fit.
-  void choose_cache(const RowPlan& p, int v, int64_t kept_regs) {
-    cached_.clear();
-    smem_cached_.clear();
-    smem_bytes_ = 0;
-    if (inner_ < 0) return;
-    int64_t k = ceil_div(ceil_div(cols_, v), p.threads);
-    std::vector<int> candidates = multi_pass_loads(p);
     if (p.threads >= 1024) {
+      // Rows of 1024 threads: in registers they would leave one block per multiprocessor idling
+      // through each row's reductions. In dynamic shared memory (each thread reads back only the
+      // chunks it stored, so no barrier), when the row fits; otherwise they are re-read through L2.
       for (int id : candidates) {
         int64_t bytes = smem_row_bytes(id);
         if (smem_bytes_ + bytes > smem_for_rows()) continue;
@@ -1303,10 +1230,10 @@ class CudaGen {
       }
       return;
     }
-    const int64_t budget = std::max<int64_t>(row_registers_budget(), 48) - kept_regs;
+    int64_t budget = 48;  // 32-bit registers per thread
     int64_t used = 0;
     for (int id : candidates) {
-      int64_t regs = row_registers(k, v, storage_bytes(k_.nodes[id].dtype));
+      int64_t regs = ceil_div(k * v * storage_bytes(k_.nodes[id].dtype), 4);
       if (used + regs > budget) continue;
       used += regs;
       cached_.insert(id);
@@ -1361,11 +1288,8 @@ class CudaGen {
   std::string rows_body(const RowPlan& p, int v, bool use_cache) {
     reset();
     if (use_cache) {
-      choose_cache(p, v, plan_keeps(p, v));
+      choose_cache(p, v);
     } else {
-      kept_.clear();
-      kept_ready_.clear();
-      kept_storing_.clear();
       cached_.clear();
       smem_cached_.clear();
       smem_bytes_ = 0;
@@ -1387,10 +1311,6 @@ class CudaGen {
                     std::to_string(kmax) + "; ++k) {\n      const idx_t q = (idx_t)tid + (idx_t)k * " + std::to_string(t) +
                     ";\n      if (q < " + lit(nq) + ") { const idx_t c = q * " + vs + "; th_ldv<" + st + ", " + vs + ">(in" +
                     std::to_string(k_.nodes[id].input) + " + " + addr + ", " + cv + "[k]); }\n    }\n";
-    }
-    for (const auto& e : kept_) {
-      cache_code += "    " + compute_type(k_.nodes[e.first].dtype) + " keep" + std::to_string(e.first) +
-                    "[" + std::to_string(kmax) + "][" + vs + "];\n";
     }
     // Rows kept in shared memory arrive by asynchronous 16-byte copies issued for the whole row at
     // once: every load of the row is in flight together and passes through no registers (H200,
@@ -1429,7 +1349,7 @@ class CudaGen {
     for (int q = 1; q <= p.passes; ++q) {
       ColScope s;
       s.v = v;
-      s.cached = !cached_.empty() || !kept_.empty();
+      s.cached = !cached_.empty();
       std::string init, fold;
       std::unordered_set<int> paired;  // the amax and sum of online pairs
       for (int r : p.pass_reductions[q]) {
@@ -1463,7 +1383,7 @@ class CudaGen {
       os << row_code_;
       row_code_.clear();
       os << init;
-      bool uses_cache = column_pass || s.by_chunk;  // indexed by the chunk k
+      bool uses_cache = column_pass;  // the column accumulators are indexed by the chunk k
       for (int id : cached_) uses_cache = uses_cache || s.memo.count(id);
       if (uses_cache) {
         os << "#pragma unroll\n    for (int k = 0; k < " << kmax << "; ++k) {\n      const idx_t q = (idx_t)tid + (idx_t)k * "
@@ -1517,8 +1437,6 @@ class CudaGen {
       for (int r : p.pass_reductions[q]) reduced_[r] = "acc" + std::to_string(r);
       smem_filled_.insert(smem_filling_.begin(), smem_filling_.end());
       smem_filling_.clear();
-      kept_ready_.insert(kept_storing_.begin(), kept_storing_.end());
-      kept_storing_.clear();
     }
     // Row outputs: one thread writes them.
     std::string stores;
@@ -2092,10 +2010,6 @@ class CudaGen {
   std::unordered_map<int, std::string> bases_;
   std::unordered_map<int, std::string> reduced_;
   std::unordered_set<int> cached_;
-  // Values of a row kernel's pass that a later pass reads (plan_keeps), by the pass that computes
-  // them; those stored by the passes generated so far.
-  std::unordered_map<int, int> kept_;
-  std::unordered_set<int> kept_ready_, kept_storing_;
   int smem_limit_ = kDefaultSmemLimit;
   std::unordered_map<int, int64_t> smem_cached_;        // load -> byte offset of its row in th_smem
   std::unordered_set<int> smem_filled_, smem_filling_;  // stored by an earlier pass; by this one
