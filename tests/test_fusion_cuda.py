@@ -1161,6 +1161,24 @@ def test_emulated_row_kernel_sums_columns_over_its_rows(shape, misalign):
 
 
 @requires_emulator
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=str)
+def test_emulated_two_column_sums_keep_two_rows_a_block(dtype):
+    # layer_norm's backward 8192 wide: its two column sums would leave one 512-thread row a block
+    # within 32 accumulators a thread; with twice the accumulators, two rows of 256 threads share
+    # the block (one row's reductions no longer stall the whole multiprocessor).
+    torch.manual_seed(0)
+    args = tuple(a.to(dtype) for a in (torch.randn(5, 8192) * 2 + 1, torch.randn(5, 8192), torch.randn(8192)))
+    got, _, _ = _emulate(layer_norm_grads, args)
+    body = _kernel_body(_emulate.last_source)
+    assert "const int grp = (threadIdx.x / 256), tid = threadIdx.x % 256;" in body and "cacc" in body
+    ref = layer_norm_grads(*(a.double() for a in args))
+    for a, b in zip(got, ref):
+        scale = b.abs().max().item()
+        tol = 1e-4 if dtype == torch.float32 else 2e-2
+        torch.testing.assert_close(a.double(), b.to(a.dtype).double(), rtol=tol, atol=tol * scale)
+
+
+@requires_emulator
 @pytest.mark.parametrize("width", [200, 768])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32], ids=str)
 def test_emulated_column_sums_over_rows_in_low_precision_and_nan(dtype, width):

@@ -1127,9 +1127,22 @@ class CudaGen {
         p.rows_per_block = block / 32;
       } else {
         const int64_t sums = static_cast<int64_t>(over_rows_reductions(k_).size());
-        const int64_t chunks = std::max<int64_t>(1, column_accumulators() / sums / vec_);
-        p.threads = static_cast<int>(
-            std::min<int64_t>(1024, std::max<int64_t>(128, pow2_ceil(ceil_div(nq, chunks)))));
+        int64_t chunks = std::max<int64_t>(1, column_accumulators() / sums / vec_);
+        auto threads_for = [&](int64_t c) {
+          return static_cast<int>(
+              std::min<int64_t>(1024, std::max<int64_t>(128, pow2_ceil(ceil_div(nq, c)))));
+        };
+        p.threads = threads_for(chunks);
+        // Where two or more sums leave one row a block (a block a multiprocessor: its row's
+        // reductions stall it whole), twice the accumulators give two row groups. H200, 2048 x 8192
+        // layer_norm step (scripts/gpu_schedule_probe.py --column-sums, PROBE_COLUMN_ACCUMULATORS):
+        // bf16 0.47 -> 0.54 of a copy, fp32 0.75 -> 0.74; rows that had two groups lose with more
+        // (bf16 layer_norm at 4096 wide 0.69 -> 0.56, rms_norm's one sum at 8192 0.74 -> 0.53).
+        if (sums >= 2 && p.threads == block && !std::getenv("THUNDER_CUDA_COLUMN_ACCUMULATORS") &&
+            threads_for(chunks * 2) < p.threads) {
+          chunks *= 2;
+          p.threads = threads_for(chunks);
+        }
         p.groups = std::max(1, block / p.threads);
       }
     }
