@@ -1,5 +1,6 @@
 """Gradients at the edges of ops' domains against eager's autograd: a clamp's value at its bound,
-the root of a zero norm or standard deviation, softplus past its threshold (where exp overflows
+the root of a zero norm or standard deviation, norms of orders below 0 with zero or infinite
+elements, softplus past its threshold (where exp overflows
 in the branch not taken), tied extrema, products with zeros, atan2 at the origin. Each case runs on a small input (its forward left to torch, its backward
 thunder's) and on a tiled one the CPU fuser takes."""
 
@@ -25,6 +26,12 @@ CASES = [
     ("var_of_constant_rows", lambda t: t.var(-1), C),
     ("vector_norm_of_zero_rows", lambda t: torch.linalg.vector_norm(t, dim=-1), Z),
     ("norm_of_zero", lambda t: torch.norm(t), Z),
+    # Orders below 0: a zero element makes the norm 0 and every gradient 0; all elements infinite
+    # make it inf (its gradient NaN, as eager's).
+    ("vector_norm_order_minus_1_with_a_zero", lambda t: torch.linalg.vector_norm(t, ord=-1.0, dim=-1), ONE_ZERO),
+    ("vector_norm_order_minus_half_of_zeros", lambda t: torch.linalg.vector_norm(t, ord=-0.5, dim=-1), Z),
+    ("vector_norm_order_minus_2", lambda t: torch.linalg.vector_norm(t, ord=-2.0, dim=-1), C + 1),
+    ("vector_norm_order_minus_1_of_infinities", lambda t: torch.linalg.vector_norm(t, ord=-1.0, dim=-1), 1 / Z),
     ("normalize_zero_rows", lambda t: F.normalize(t, dim=-1), Z),
     ("clamp_at_bounds", lambda t: t.clamp(-3.0, 3.0), EDGES),
     ("clamp_min_only", lambda t: t.clamp(min=0.0), EDGES),
@@ -69,7 +76,7 @@ def test_gradient_at_domain_edges_matches_eager(name, fn, x, size):
     (got * g).sum().backward()
     (want * g).sum().backward()
     torch.testing.assert_close(got_in.grad, want_in.grad, equal_nan=True)
-    assert not math.isnan(float(got_in.grad.sum())) or name == "clamp_nan"
+    assert not math.isnan(float(got_in.grad.sum())) or name in ("clamp_nan", "vector_norm_order_minus_1_of_infinities")
 
 
 @pytest.mark.parametrize("decompose", [False, True], ids=["fused", "prims"])

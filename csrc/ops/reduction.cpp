@@ -282,13 +282,15 @@ VarArgs var_args(const BoundArgs& a, const TensorRef& x) {
 // s^e for s >= 0 (e in (0, 1): a norm's root, or |x|^p for an order below 1) whose gradient at
 // s == 0 is 0, torch's for a zero norm, standard deviation or element: the power's derivative at 0
 // is infinite, and through the primitives the gradient would reach x as 0 * inf = NaN. The power
-// of 0 takes a branch of its own, and the power itself reads 1 there. `sqrt`: e is 0.5, by sqrt.
+// of 0 takes a branch of its own (the value 0^e: 0, or inf for e < 0), and the power itself reads 1
+// there. `sqrt`: e is 0.5, by sqrt.
 TensorRef pow_zero_grad(Builder& b, const TensorRef& s, double e, bool sqrt = false) {
   TensorRef zero = lang::call_t(b, prims::eq(), {Value(s), Value(0.0)});
   TensorRef one = lang::call_t(b, prims::where(), {Value(zero), Value(1.0), Value(s)});
   TensorRef pw = sqrt ? lang::call_t(b, prims::sqrt(), {Value(one)})
                       : lang::call_t(b, prims::pow(), {Value(one), Value(e)});
-  return lang::call_t(b, prims::where(), {Value(zero), Value(0.0), Value(pw)});
+  const double at_zero = e < 0 ? std::numeric_limits<double>::infinity() : 0.0;
+  return lang::call_t(b, prims::where(), {Value(zero), Value(at_zero), Value(pw)});
 }
 
 // The variance (or standard deviation) of x over dims, in x's opmath dtype.
@@ -398,12 +400,19 @@ TensorRef vector_norm(Builder& b, const std::string& name, const TensorRef& x, d
       TensorRef pw;
       if (p == 2) {
         pw = lang::call_t(b, prims::mul(), {Value(abs), Value(abs)});
-      } else if (p > 0 && p < 1) {
-        pw = pow_zero_grad(b, abs, p);  // a zero element's gradient 0, as the root's below
+      } else if (p < 1) {
+        // A zero element's gradient 0, as the root's below. Below order 0 its power is inf and
+        // the norm 0: torch's gradient is then 0 for every element, which the root's vanishing
+        // derivative at inf gives the others.
+        pw = pow_zero_grad(b, abs, p);
       } else {
         pw = lang::call_t(b, prims::pow(), {Value(abs), Value(p)});
       }
-      r = pow_zero_grad(b, prim_reduce(b, prims::sum(), pw, dims), 1.0 / p, p == 2);
+      TensorRef sum = prim_reduce(b, prims::sum(), pw, dims);
+      // Below order 0 the root of a zero sum (every element infinite) is inf, its gradient NaN as
+      // eager's: a plain power.
+      r = p < 0 ? lang::call_t(b, prims::pow(), {Value(sum), Value(1.0 / p)})
+                : pow_zero_grad(b, sum, 1.0 / p, p == 2);
     }
   }
   r = lang::convert(b, r, result);
