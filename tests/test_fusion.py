@@ -637,6 +637,26 @@ def test_fused_glu_softmin_normalize_and_losses_with_gradients():
             torch.testing.assert_close(a.grad, e.grad, equal_nan=True)
 
 
+def test_fused_activations_with_gradients():
+    # selu, celu, logsigmoid, softsign, tanhshrink, softshrink, hardshrink and threshold in one
+    # fused kernel each (after a multiply: a lone op runs as its torch call), values and gradients against eager's autograd (NaN and inf elements too).
+    torch.manual_seed(0)
+    x = torch.randn(64, 130) * 3
+    x[0, :4] = torch.tensor([float("nan"), float("inf"), -float("inf"), 0.0])
+    fns = [F.selu, lambda t: F.celu(t, 0.5), F.logsigmoid, F.softsign, F.tanhshrink, F.softshrink,
+           lambda t: F.hardshrink(t, 1.0), lambda t: F.threshold(t, 0.2, -3.0)]
+    for fn in fns:
+        got_in, want_in = x.clone().requires_grad_(), x.clone().requires_grad_()
+        jfn = _jit(lambda t, fn=fn: fn(t * 0.5))
+        got, want = jfn(got_in), fn(want_in * 0.5)
+        torch.testing.assert_close(got, want, equal_nan=True)
+        assert [b["name"][:6] for b in thunder.last_traces(jfn)[-1].bound_symbols if b["name"] != "return"] == ["fusion"]
+        g = torch.randn_like(want)
+        (got * g).nansum().backward()
+        (want * g).nansum().backward()
+        torch.testing.assert_close(got_in.grad, want_in.grad, equal_nan=True)
+
+
 def test_cpu_softmax_keeps_its_exponentials_in_the_output_row():
     # The row buffer of exp(x - max) is the output's row (float32 like the buffer): the exp pass
     # writes it, the last pass rescales it in place. A bf16 output keeps a separate buffer.

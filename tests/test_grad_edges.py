@@ -1,6 +1,6 @@
 """Gradients at the edges of ops' domains against eager's autograd: a clamp's value at its bound,
 the root of a zero norm or standard deviation, norms of orders below 0 with zero or infinite
-elements, softplus past its threshold (where exp overflows
+elements, elu's family at inf, logsigmoid at 0, the shrinks and threshold at their bounds, softplus past its threshold (where exp overflows
 in the branch not taken), tied extrema, products with zeros, atan2 at the origin. Each case runs on a small input (its forward left to torch, its backward
 thunder's) and on a tiled one the CPU fuser takes."""
 
@@ -46,6 +46,14 @@ CASES = [
     ("softplus_past_threshold", F.softplus, C * 1e4),
     ("softplus_beta_past_threshold", lambda t: F.softplus(t, beta=2.0, threshold=5.0), C * 1e4),
     ("mish_large", F.mish, C * 1e4),
+    # logsigmoid: 1/2 at 0, and no NaN from the branch not taken at large |x|.
+    ("logsigmoid_at_zero_and_large", F.logsigmoid, EDGES * torch.tensor([[1.0, 1.0, 1.0, 1e3, -1e3, 1.0]], dtype=torch.float64)),
+    ("selu_celu_at_zero", lambda t: F.selu(t) + F.celu(t, 2.0), Z),
+    # elu's family at +inf: the exponential of the branch not taken overflowed (gradient NaN).
+    ("elu_selu_celu_at_inf", lambda t: F.elu(t) + F.selu(t) + F.celu(t, 0.5), 1 / Z),
+    ("softshrink_at_lambd", lambda t: F.softshrink(t, 3.0), EDGES),
+    ("hardshrink_at_lambd", lambda t: F.hardshrink(t, 3.0), EDGES),
+    ("threshold_at_threshold", lambda t: F.threshold(t, 3.0, -1.0), EDGES),
     ("layer_norm_constant_rows", lambda t: F.layer_norm(t, t.shape[-1:]), C),
     # max/min over a dim: the gradient goes to the first of tied extrema (amax shares it).
     ("max_dim_ties", lambda t: t.max(-1).values, C),

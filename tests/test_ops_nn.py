@@ -5,6 +5,7 @@ executor and decomposed to primitives."""
 from __future__ import annotations
 
 import ast
+import re
 
 import pytest
 import torch
@@ -175,6 +176,18 @@ ACTIVATIONS = [
     ("hardsigmoid", F.hardsigmoid),
     ("silu_module", torch.nn.SiLU()),
     ("gelu_module", torch.nn.GELU()),
+    ("selu", F.selu),
+    ("celu", F.celu),
+    ("celu_alpha", lambda x: F.celu(x, alpha=0.5)),
+    ("logsigmoid", F.logsigmoid),
+    ("softsign", F.softsign),
+    ("tanhshrink", F.tanhshrink),
+    ("softshrink", F.softshrink),
+    ("softshrink_lambd", lambda x: F.softshrink(x, 2.0)),
+    ("hardshrink", lambda x: F.hardshrink(x, 1.5)),
+    ("threshold", lambda x: F.threshold(x, 0.5, -2.0)),
+    ("selu_module", torch.nn.SELU()),
+    ("logsigmoid_module", torch.nn.LogSigmoid()),
 ]
 
 
@@ -195,6 +208,34 @@ def test_activation(name, fn, sample, dtype, decompose):
 @pytest.mark.parametrize("name,fn", ACTIVATIONS[:11], ids=[a[0] for a in ACTIVATIONS[:11]])
 def test_activation_rejects_integers(name, fn):
     check(fn, (torch.arange(4),))
+
+
+@pytest.mark.parametrize("fn", [F.selu, F.celu, F.logsigmoid, F.softshrink, F.hardshrink, F.softsign, F.tanhshrink,
+                                lambda x: F.threshold(x, -0.5, 5.7), lambda x: F.threshold(x, 1, 7)],
+                         ids=["selu", "celu", "logsigmoid", "softshrink", "hardshrink", "softsign", "tanhshrink",
+                              "threshold_float_numbers", "threshold"])
+def test_activation_on_integers_as_eager(fn):
+    # selu, celu, logsigmoid and the shrinks refuse integers as eager does; softsign and tanhshrink
+    # give floats; threshold keeps the integer dtype, its numbers truncated to it.
+    check(fn, (torch.arange(-3, 4),))
+
+
+def test_activation_edges_and_errors():
+    nan, inf = float("nan"), float("inf")
+    x = torch.tensor([-2.0, -0.5, 0.0, 0.5, 2.0, nan, inf, -inf, -100.0, 100.0])
+    for fn in (F.selu, F.celu, F.logsigmoid, F.softsign, F.tanhshrink, F.softshrink, F.hardshrink,
+               lambda t: F.threshold(t, 0.5, -1.0), lambda t: F.softshrink(t, 0.0)):
+        for decompose in (False, True):
+            check(fn, (x,), decompose=decompose)
+    # x * 0 between the lambdas: -0.0 for negative x, as eager.
+    assert torch.signbit(thunder.jit(F.softshrink, decompose_to_prims=True)(torch.tensor([-0.25]))).item()
+    with pytest.raises(RuntimeError, match="alpha cannot be 0 for CELU"):
+        thunder.jit(lambda t: F.celu(t, 0.0))(x)
+    with pytest.raises(RuntimeError, match=re.escape("lambda must be in range [0, 3.40282e+38] for input dtype Float, "
+                                                     "but found -1")):
+        thunder.jit(lambda t: F.softshrink(t, -1.0))(x)
+    with pytest.raises(RuntimeError, match=re.escape("[0, 65504] for input dtype Half, but found -0.5")):
+        thunder.jit(lambda t: F.softshrink(t, -0.5))(x.half())
 
 
 def test_activation_inplace_flag_is_refused():

@@ -4,6 +4,7 @@
 // kernels do.
 #include <cmath>
 #include <limits>
+#include <sstream>
 
 #include "ops/nn_common.h"
 
@@ -293,15 +294,139 @@ Value leaky_relu_meta(Builder& b, const BoundArgs& a) {
   return lang::convert(b, where(b, pos, x, Value(neg)), x0->dtype());
 }
 
+// scale * (x where x > 0, alpha * (exp(x * input_scale) - 1) elsewhere): elu, selu and celu,
+// torch's elu with its scale and input scale. At 0 the negative branch's gradient, as torch's. The
+// exponential reads 0 where x > 0: at x = inf its overflow would make the gradient NaN through the
+// branch not taken.
+TensorRef scaled_elu(Builder& b, const TensorRef& x, double alpha, double scale,
+                     double input_scale) {
+  TensorRef pos = cmp(b, prims::gt(), Value(x), Value(0.0));
+  TensorRef xn = lang::call_t(b, prims::where(), {Value(pos), Value(0.0), Value(x)});
+  TensorRef xs = input_scale == 1.0 ? xn : bin(b, prims::mul(), Value(xn), Value(input_scale));
+  TensorRef neg = bin(b, prims::mul(), Value(un(b, prims::expm1(), xs)), Value(alpha));
+  TensorRef r = where(b, pos, x, Value(neg));
+  return scale == 1.0 ? r : bin(b, prims::mul(), Value(r), Value(scale));
+}
+
 // x where x > 0, alpha * (exp(x) - 1) elsewhere.
 Value elu_meta(Builder& b, const BoundArgs& a) {
   reject_inplace(a, 2);
   const TensorRef& x0 = a.tensor(0);
   require_floating(x0->dtype(), "elu_cpu");
   TensorRef x = lang::convert(b, x0, opmath(x0->dtype()));
-  TensorRef pos = cmp(b, prims::gt(), Value(x), Value(0.0));
-  TensorRef neg = bin(b, prims::mul(), Value(un(b, prims::expm1(), x)), Value(a.number(1)));
-  return lang::convert(b, where(b, pos, x, Value(neg)), x0->dtype());
+  return lang::convert(b, scaled_elu(b, x, a.number(1), 1.0, 1.0), x0->dtype());
+}
+
+Value selu_meta(Builder& b, const BoundArgs& a) {
+  reject_inplace(a, 1);
+  const TensorRef& x0 = a.tensor(0);
+  require_floating(x0->dtype(), "elu_cpu");
+  TensorRef x = lang::convert(b, x0, opmath(x0->dtype()));
+  return lang::convert(
+      b,
+      scaled_elu(b, x, 1.6732632423543772848170429916717, 1.0507009873554804934193349852946, 1.0),
+      x0->dtype());
+}
+
+Value celu_meta(Builder& b, const BoundArgs& a) {
+  reject_inplace(a, 2);
+  const TensorRef& x0 = a.tensor(0);
+  require_floating(x0->dtype(), "elu_cpu");
+  const double alpha = a.number(1);
+  if (alpha == 0.0) throw Error("ZeroDivisionError: alpha cannot be 0 for CELU");
+  TensorRef x = lang::convert(b, x0, opmath(x0->dtype()));
+  return lang::convert(b, scaled_elu(b, x, alpha, 1.0, 1.0 / alpha), x0->dtype());
+}
+
+// log(sigmoid(x)): x - log1p(exp(x)) below 0, -log1p(exp(-x)) from 0 on, each branch's exponent
+// read as 0 where the other branch is taken (no overflow there, so no NaN in its gradient). At 0
+// the gradient is 1/2, as torch's.
+Value logsigmoid_meta(Builder& b, const BoundArgs& a) {
+  const TensorRef& x0 = a.tensor(0);
+  require_floating(x0->dtype(), "log_sigmoid_cpu");
+  TensorRef x = lang::convert(b, x0, opmath(x0->dtype()));
+  TensorRef neg = cmp(b, prims::lt(), Value(x), Value(0.0));
+  TensorRef xn = where(b, neg, x, Value(0.0));
+  TensorRef xp = lang::call_t(b, prims::where(), {Value(neg), Value(0.0), Value(x)});
+  TensorRef below =
+      bin(b, prims::sub(), Value(xn), Value(un(b, prims::log1p(), un(b, prims::exp(), xn))));
+  TensorRef above =
+      un(b, prims::neg(), un(b, prims::log1p(), un(b, prims::exp(), un(b, prims::neg(), xp))));
+  return lang::convert(b, where(b, neg, below, Value(above)), x0->dtype());
+}
+
+// x / (1 + |x|) and x - tanh(x), as torch's Python definitions: integers give floats.
+template <bool kTanh>
+Value shrink_like_meta(Builder& b, const BoundArgs& a) {
+  lang::PromotionResult p = lang::elementwise_promotion({a[0]}, lang::Promotion::kIntToFloat);
+  TensorRef x = lang::convert(b, a.tensor(0), p.compute);
+  TensorRef r;
+  if (kTanh) {
+    r = bin(b, prims::sub(), Value(x), Value(un(b, prims::tanh(), x)));
+  } else {
+    TensorRef d = bin(b, prims::add(), Value(un(b, prims::abs(), x)), Value(1.0));
+    r = bin(b, prims::div(), Value(x), Value(d));
+  }
+  return lang::convert(b, r, p.result);
+}
+
+// The largest finite value of a floating dtype, as torch prints it in softshrink's range check.
+std::string finite_max(DType d) {
+  switch (d) {
+    case DType::kFloat16:
+      return "65504";
+    case DType::kBFloat16:
+      return "3.38953e+38";
+    case DType::kFloat64:
+      return "1.79769e+308";
+    default:
+      return "3.40282e+38";
+  }
+}
+
+// x - lambd above lambd, x + lambd below -lambd, x * 0 between (-0 for negative x, NaN for NaN).
+Value softshrink_meta(Builder& b, const BoundArgs& a) {
+  const TensorRef& x0 = a.tensor(0);
+  require_floating(x0->dtype(), "softshrink_check");
+  const double l = a.number(1);
+  if (!(l >= 0)) {
+    std::ostringstream os;
+    os << "lambda must be in range [0, " << finite_max(x0->dtype()) << "] for input dtype "
+       << torch_type_name(x0->dtype()) << ", but found " << l;
+    throw Error(os.str());
+  }
+  TensorRef x = lang::convert(b, x0, opmath(x0->dtype()));
+  TensorRef mid = bin(b, prims::mul(), Value(x), Value(0.0));
+  TensorRef lo = where(b, cmp(b, prims::lt(), Value(x), Value(-l)),
+                       bin(b, prims::add(), Value(x), Value(l)), Value(mid));
+  TensorRef r = where(b, cmp(b, prims::gt(), Value(x), Value(l)),
+                      bin(b, prims::sub(), Value(x), Value(l)), Value(lo));
+  return lang::convert(b, r, x0->dtype());
+}
+
+// 0 for x in [-lambd, lambd], x elsewhere (NaN stays NaN).
+Value hardshrink_meta(Builder& b, const BoundArgs& a) {
+  const TensorRef& x = a.tensor(0);
+  require_floating(x->dtype(), "hardshrink_cpu");
+  const double l = a.number(1);
+  TensorRef inside = bin(b, prims::bitwise_and(), Value(cmp(b, prims::ge(), Value(x), Value(-l))),
+                         Value(cmp(b, prims::le(), Value(x), Value(l))));
+  return lang::call_t(b, prims::where(), {Value(inside), Value(0.0), Value(x)});
+}
+
+// value where x <= threshold, x elsewhere; both numbers in x's dtype (an integer tensor truncates
+// them), as torch's kernel.
+Value threshold_meta(Builder& b, const BoundArgs& a) {
+  reject_inplace(a, 3);
+  const TensorRef& x = a.tensor(0);
+  if (is_bool(x->dtype()) || is_complex(x->dtype())) {
+    throw NotImplementedError("\"threshold_cpu\" not implemented for '" +
+                              std::string(torch_type_name(x->dtype())) + "'");
+  }
+  Value th = lang::convert_value(b, a[1], x->dtype());
+  Value v = lang::convert_value(b, a[2], x->dtype());
+  TensorRef below = cmp(b, prims::le(), Value(x), th);
+  return lang::call_t(b, prims::where(), {Value(below), v, Value(x)});
 }
 
 // x clamped to [lo, hi] (NaN stays NaN) by selects, so that the gradient passes strictly inside
@@ -834,6 +959,54 @@ void register_nn_ops(SymbolTable& table) {
        "input, alpha=1.0, inplace=False",
        elu_meta,
        {"torch.nn.functional.elu"},
+       {},
+       kTagElementwise},
+      {"selu",
+       "input, inplace=False",
+       selu_meta,
+       {"torch.nn.functional.selu", "torch.selu"},
+       {},
+       kTagElementwise},
+      {"celu",
+       "input, alpha=1.0, inplace=False",
+       celu_meta,
+       {"torch.nn.functional.celu", "torch.celu"},
+       {},
+       kTagElementwise},
+      {"logsigmoid",
+       "input",
+       logsigmoid_meta,
+       {"torch.nn.functional.logsigmoid"},
+       {},
+       kTagElementwise},
+      {"softsign",
+       "input",
+       shrink_like_meta<false>,
+       {"torch.nn.functional.softsign"},
+       {},
+       kTagElementwise},
+      {"tanhshrink",
+       "input",
+       shrink_like_meta<true>,
+       {"torch.nn.functional.tanhshrink"},
+       {},
+       kTagElementwise},
+      {"softshrink",
+       "input, lambd=0.5",
+       softshrink_meta,
+       {"torch.nn.functional.softshrink"},
+       {},
+       kTagElementwise},
+      {"hardshrink",
+       "input, lambd=0.5",
+       hardshrink_meta,
+       {"torch.nn.functional.hardshrink", "torch.hardshrink", "torch.Tensor.hardshrink"},
+       {},
+       kTagElementwise},
+      {"threshold",
+       "input, threshold, value, inplace=False",
+       threshold_meta,
+       {"torch.nn.functional.threshold", "torch.threshold"},
        {},
        kTagElementwise},
       {"hardtanh",
