@@ -1,10 +1,13 @@
 // Torch-level elementwise ops: arithmetic, comparisons, math functions, where, clamp and their in-place
 // variants. Each decomposes into a primitive plus the promotions and broadcasts PyTorch applies.
 #include <cmath>
+#include <limits>
+#include <string>
 
 #include "core/error.h"
 #include "ir/bound_symbol.h"
 #include "ops/lang.h"
+#include "ops/nn_common.h"
 #include "ops/registry.h"
 
 namespace thunder {
@@ -240,6 +243,106 @@ Value addcdiv_meta(Builder& b, const BoundArgs& a) {
   return lang::binary(b, prims::add(), a[0], q, Promotion::kDefault);
 }
 
+// The operands of a binary math function (logaddexp): both converted to the promoted compute dtype,
+// numbers kept as numbers.
+struct MathOperands {
+  Value x, y;
+  lang::PromotionResult p;
+};
+MathOperands math_operands(Builder& b, const BoundArgs& a) {
+  MathOperands m;
+  m.p = lang::elementwise_promotion({a[0], a[1]}, Promotion::kDefault);
+  m.x = lang::convert_value(b, a[0], m.p.compute);
+  m.y = lang::convert_value(b, a[1], m.p.compute);
+  return m;
+}
+Value same(Builder& b, const Symbol& p, const Value& x, const Value& y) {
+  return lang::binary(b, p, x, y, Promotion::kNoOpmath);
+}
+Value test(Builder& b, const Symbol& p, const Value& x, const Value& y) {
+  return lang::binary(b, p, x, y, Promotion::kAlwaysBool);
+}
+Value select(Builder& b, const Value& c, const Value& x, const Value& y) {
+  return b.call_bound(ltorch_symbol("where"), {c, x, y});
+}
+
+// log(exp(x) + exp(y)) (kLog2: log2(2^x + 2^y)) as max(x, y) + log1p(exp(-|x - y|)): no overflow.
+// Two infinities of one sign give that infinity (x - y would be NaN), as torch's kernel.
+template <bool kLog2>
+Value logaddexp_meta(Builder& b, const BoundArgs& a) {
+  if (!a[0].is_tensor() || !a[1].is_tensor()) {
+    throw TypeError(a.symbol().qualname() + "(): argument 'other' must be a Tensor");
+  }
+  MathOperands m = math_operands(b, a);
+  if (!is_floating(m.p.result)) {
+    throw NotImplementedError(std::string("\"") + (kLog2 ? "logaddexp2" : "logaddexp") +
+                              "_cpu\" not implemented for '" +
+                              detail::nn::torch_type_name(m.p.result) + "'");
+  }
+  Value mx = same(b, prims::maximum(), m.x, m.y);
+  Value d = lang::unary(b, prims::abs(), same(b, prims::sub(), m.x, m.y), Promotion::kNoOpmath);
+  Value nd = lang::unary(b, prims::neg(), d, Promotion::kNoOpmath);
+  Value t =
+      lang::unary(b, prims::log1p(),
+                  lang::unary(b, kLog2 ? prims::exp2() : prims::exp(), nd, Promotion::kNoOpmath),
+                  Promotion::kNoOpmath);
+  if (kLog2) t = same(b, prims::mul(), t, Value(1.0 / M_LN2));
+  Value r = same(b, prims::add(), mx, t);
+  Value inf = test(b, prims::eq(), lang::unary(b, prims::abs(), m.x, Promotion::kNoOpmath),
+                   Value(std::numeric_limits<double>::infinity()));
+  Value both = test(b, prims::bitwise_and(), inf, test(b, prims::eq(), m.x, m.y));
+  r = select(b, both, m.x, r);
+  return lang::convert_value(b, r, m.p.result);
+}
+
+// x - trunc(x), floating only.
+Value frac_meta(Builder& b, const BoundArgs& a) {
+  const TensorRef& x = a.tensor(0);
+  if (!is_floating(x->dtype())) {
+    throw NotImplementedError(std::string("\"frac_cpu\" not implemented for '") +
+                              detail::nn::torch_type_name(x->dtype()) + "'");
+  }
+  return lang::binary(b, prims::sub(), a[0],
+                      lang::unary(b, prims::trunc(), a[0], Promotion::kDefault),
+                      Promotion::kDefault);
+}
+
+// The largest finite value of a floating dtype.
+double finite_max(DType d) {
+  switch (d) {
+    case DType::kFloat16:
+      return 65504.0;
+    case DType::kBFloat16:
+      return 3.3895313892515355e38;
+    case DType::kFloat64:
+      return std::numeric_limits<double>::max();
+    default:
+      return std::numeric_limits<float>::max();
+  }
+}
+
+// NaN, +inf and -inf replaced (by default with 0 and the dtype's largest and lowest finite values);
+// the gradient is 0 where a value is replaced. Integer and bool tensors come back unchanged (a
+// copy).
+Value nan_to_num_meta(Builder& b, const BoundArgs& a) {
+  const TensorRef& x = a.tensor(0);
+  if (!a[4].is_none()) throw NotImplementedError("nan_to_num: out= is not supported");
+  if (!is_floating(x->dtype())) {
+    if (is_complex(x->dtype()))
+      throw NotImplementedError("nan_to_num: complex tensors are not supported");
+    return lang::call_t(b, prims::convert_element_type(), {Value(x), Value(x->dtype())});
+  }
+  const double big = finite_max(x->dtype());
+  Value nan = a[1].is_none() ? Value(0.0) : a[1];
+  Value pos = a[2].is_none() ? Value(big) : a[2];
+  Value neg = a[3].is_none() ? Value(-big) : a[3];
+  const double inf = std::numeric_limits<double>::infinity();
+  Value r = select(b, test(b, prims::ne(), Value(x), Value(x)), nan, Value(x));
+  r = select(b, test(b, prims::eq(), Value(x), Value(inf)), pos, r);
+  r = select(b, test(b, prims::eq(), Value(x), Value(-inf)), neg, r);
+  return lang::convert_value(b, r, x->dtype());
+}
+
 #define UNARY(name, prim, kind, ...)                                                     \
   OpDef { #name, "input", unary_op<prims::prim, Promotion::kind>,                          \
           {"torch." #name, "torch.Tensor." #name __VA_OPT__(, ) __VA_ARGS__}, {},          \
@@ -259,24 +362,43 @@ Value addcdiv_meta(Builder& b, const BoundArgs& a) {
 void register_elementwise_ops(SymbolTable& table) {
   std::vector<OpDef> defs = {
       // Arithmetic.
-      {"add", "input, other, *, alpha=1", add_like<prims::add>,
-       {"torch.add", "torch.Tensor.add", "torch.Tensor.__add__"}, {}, kTagElementwise},
-      {"sub", "input, other, *, alpha=1", add_like<prims::sub>,
+      {"add",
+       "input, other, *, alpha=1",
+       add_like<prims::add>,
+       {"torch.add", "torch.Tensor.add", "torch.Tensor.__add__"},
+       {},
+       kTagElementwise},
+      {"sub",
+       "input, other, *, alpha=1",
+       add_like<prims::sub>,
        {"torch.sub", "torch.Tensor.sub", "torch.Tensor.__sub__", "torch.subtract",
-        "torch.Tensor.subtract"}, "torch.sub", kTagElementwise},
+        "torch.Tensor.subtract"},
+       "torch.sub",
+       kTagElementwise},
       {"rsub", "input, other, *, alpha=1", rsub_meta, {"torch.rsub"}, {}, kTagElementwise},
       BINARY(mul, mul, kDefault, "torch.Tensor.__mul__", "torch.multiply", "torch.Tensor.multiply"),
-      {"div", "input, other, *, rounding_mode=None", div_meta,
+      {"div",
+       "input, other, *, rounding_mode=None",
+       div_meta,
        {"torch.div", "torch.Tensor.div", "torch.Tensor.__truediv__", "torch.divide",
-        "torch.Tensor.divide"}, "torch.div", kTagElementwise},
+        "torch.Tensor.divide"},
+       "torch.div",
+       kTagElementwise},
       BINARY(true_divide, div, kIntToFloat),
-      {"floor_divide", "input, other", floor_divide_meta,
-       {"torch.floor_divide", "torch.Tensor.floor_divide", "torch.Tensor.__floordiv__"}, {},
+      {"floor_divide",
+       "input, other",
+       floor_divide_meta,
+       {"torch.floor_divide", "torch.Tensor.floor_divide", "torch.Tensor.__floordiv__"},
+       {},
        kTagElementwise},
       BINARY(remainder, remainder, kDefault, "torch.Tensor.__mod__"),
       BINARY(fmod, fmod, kDefault),
-      {"pow", "input, exponent", binary_op<prims::pow, Promotion::kDefault>,
-       {"torch.pow", "torch.Tensor.pow", "torch.Tensor.__pow__"}, {}, kTagElementwise},
+      {"pow",
+       "input, exponent",
+       binary_op<prims::pow, Promotion::kDefault>,
+       {"torch.pow", "torch.Tensor.pow", "torch.Tensor.__pow__"},
+       {},
+       kTagElementwise},
       BINARY(maximum, maximum, kDefault),
       BINARY(minimum, minimum, kDefault),
       BINARY(atan2, atan2, kIntToFloat, "torch.arctan2"),
@@ -285,12 +407,43 @@ void register_elementwise_ops(SymbolTable& table) {
       BINARY(bitwise_xor, bitwise_xor, kDefault, "torch.Tensor.__xor__"),
       BINARY(bitwise_left_shift, bitwise_left_shift, kDefault, "torch.Tensor.__lshift__"),
       BINARY(bitwise_right_shift, bitwise_right_shift, kDefault, "torch.Tensor.__rshift__"),
-      {"lerp", "input, end, weight", lerp_meta, {"torch.lerp", "torch.Tensor.lerp"}, {},
+      {"lerp",
+       "input, end, weight",
+       lerp_meta,
+       {"torch.lerp", "torch.Tensor.lerp"},
+       {},
        kTagElementwise},
-      {"addcmul", "input, tensor1, tensor2, *, value=1", addcmul_meta,
-       {"torch.addcmul", "torch.Tensor.addcmul"}, {}, kTagElementwise},
-      {"addcdiv", "input, tensor1, tensor2, *, value=1", addcdiv_meta,
-       {"torch.addcdiv", "torch.Tensor.addcdiv"}, {}, kTagElementwise},
+      {"logaddexp",
+       "input, other",
+       logaddexp_meta<false>,
+       {"torch.logaddexp", "torch.Tensor.logaddexp"},
+       {},
+       kTagElementwise},
+      {"logaddexp2",
+       "input, other",
+       logaddexp_meta<true>,
+       {"torch.logaddexp2", "torch.Tensor.logaddexp2"},
+       {},
+       kTagElementwise},
+      {"frac", "input", frac_meta, {"torch.frac", "torch.Tensor.frac"}, {}, kTagElementwise},
+      {"nan_to_num",
+       "input, nan=0.0, posinf=None, neginf=None, *, out=None",
+       nan_to_num_meta,
+       {"torch.nan_to_num", "torch.Tensor.nan_to_num"},
+       {},
+       kTagElementwise},
+      {"addcmul",
+       "input, tensor1, tensor2, *, value=1",
+       addcmul_meta,
+       {"torch.addcmul", "torch.Tensor.addcmul"},
+       {},
+       kTagElementwise},
+      {"addcdiv",
+       "input, tensor1, tensor2, *, value=1",
+       addcdiv_meta,
+       {"torch.addcdiv", "torch.Tensor.addcdiv"},
+       {},
+       kTagElementwise},
       // Comparisons and logic.
       BINARY(eq, eq, kAlwaysBool, "torch.Tensor.__eq__"),
       BINARY(ne, ne, kAlwaysBool, "torch.Tensor.__ne__", "torch.not_equal"),
@@ -298,22 +451,53 @@ void register_elementwise_ops(SymbolTable& table) {
       BINARY(le, le, kAlwaysBool, "torch.Tensor.__le__", "torch.less_equal"),
       BINARY(gt, gt, kAlwaysBool, "torch.Tensor.__gt__", "torch.greater"),
       BINARY(ge, ge, kAlwaysBool, "torch.Tensor.__ge__", "torch.greater_equal"),
-      {"logical_and", "input, other", logical_binary<prims::bitwise_and>,
-       {"torch.logical_and", "torch.Tensor.logical_and"}, {}, kTagElementwise},
-      {"logical_or", "input, other", logical_binary<prims::bitwise_or>,
-       {"torch.logical_or", "torch.Tensor.logical_or"}, {}, kTagElementwise},
-      {"logical_xor", "input, other", logical_binary<prims::bitwise_xor>,
-       {"torch.logical_xor", "torch.Tensor.logical_xor"}, {}, kTagElementwise},
-      {"logical_not", "input", logical_not_meta, {"torch.logical_not", "torch.Tensor.logical_not"},
-       {}, kTagElementwise},
-      {"where", "condition, input, other", where_meta, {"torch.where", "torch.Tensor.where"}, {},
+      {"logical_and",
+       "input, other",
+       logical_binary<prims::bitwise_and>,
+       {"torch.logical_and", "torch.Tensor.logical_and"},
+       {},
        kTagElementwise},
-      {"clamp", "input, min=None, max=None", clamp_meta,
-       {"torch.clamp", "torch.Tensor.clamp", "torch.clip", "torch.Tensor.clip"}, "torch.clamp",
+      {"logical_or",
+       "input, other",
+       logical_binary<prims::bitwise_or>,
+       {"torch.logical_or", "torch.Tensor.logical_or"},
+       {},
        kTagElementwise},
-      {"clamp_min", "input, min", clamp_min_meta, {"torch.clamp_min", "torch.Tensor.clamp_min"}, {},
+      {"logical_xor",
+       "input, other",
+       logical_binary<prims::bitwise_xor>,
+       {"torch.logical_xor", "torch.Tensor.logical_xor"},
+       {},
        kTagElementwise},
-      {"clamp_max", "input, max", clamp_max_meta, {"torch.clamp_max", "torch.Tensor.clamp_max"}, {},
+      {"logical_not",
+       "input",
+       logical_not_meta,
+       {"torch.logical_not", "torch.Tensor.logical_not"},
+       {},
+       kTagElementwise},
+      {"where",
+       "condition, input, other",
+       where_meta,
+       {"torch.where", "torch.Tensor.where"},
+       {},
+       kTagElementwise},
+      {"clamp",
+       "input, min=None, max=None",
+       clamp_meta,
+       {"torch.clamp", "torch.Tensor.clamp", "torch.clip", "torch.Tensor.clip"},
+       "torch.clamp",
+       kTagElementwise},
+      {"clamp_min",
+       "input, min",
+       clamp_min_meta,
+       {"torch.clamp_min", "torch.Tensor.clamp_min"},
+       {},
+       kTagElementwise},
+      {"clamp_max",
+       "input, max",
+       clamp_max_meta,
+       {"torch.clamp_max", "torch.Tensor.clamp_max"},
+       {},
        kTagElementwise},
       // Unary math.
       UNARY(abs, abs, kComplexToFloat, "torch.Tensor.__abs__", "torch.absolute"),
@@ -355,14 +539,29 @@ void register_elementwise_ops(SymbolTable& table) {
       UNARY(signbit, signbit, kAlwaysBool),
       {"isnan", "input", isnan_meta, {"torch.isnan", "torch.Tensor.isnan"}, {}, kTagElementwise},
       {"isinf", "input", isinf_meta, {"torch.isinf", "torch.Tensor.isinf"}, {}, kTagElementwise},
-      {"sigmoid", "input", sigmoid_meta,
+      {"sigmoid",
+       "input",
+       sigmoid_meta,
        {"torch.sigmoid", "torch.Tensor.sigmoid", "torch.nn.functional.sigmoid",
-        "torch.special.expit"}, "torch.sigmoid", kTagElementwise},
-      {"square", "input", square_meta, {"torch.square", "torch.Tensor.square"}, {},
+        "torch.special.expit"},
+       "torch.sigmoid",
        kTagElementwise},
-      {"copy", "input, src, non_blocking=False", copy_meta, {}, "thunder.executors.torchex.copy",
+      {"square",
+       "input",
+       square_meta,
+       {"torch.square", "torch.Tensor.square"},
+       {},
        kTagElementwise},
-      {"relu", "input", relu_meta, {"torch.relu", "torch.Tensor.relu", "torch.nn.functional.relu"},
+      {"copy",
+       "input, src, non_blocking=False",
+       copy_meta,
+       {},
+       "thunder.executors.torchex.copy",
+       kTagElementwise},
+      {"relu",
+       "input",
+       relu_meta,
+       {"torch.relu", "torch.Tensor.relu", "torch.nn.functional.relu"},
        "torch.relu",
        kTagElementwise},
   };

@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "ir/bound_symbol.h"
 #include "ops/lang.h"
+#include "ops/nn_common.h"
 #include "ops/registry.h"
 
 namespace thunder {
@@ -17,26 +18,8 @@ namespace {
 
 using lang::Promotion;
 
-DType opmath(DType d) { return is_low_precision(d) ? DType::kFloat32 : d; }
-
-// PyTorch's ScalarType name, as its error messages spell it ("Long").
-const char* scalar_type_name(DType d) {
-  switch (d) {
-    case DType::kBool: return "Bool";
-    case DType::kUInt8: return "Byte";
-    case DType::kInt8: return "Char";
-    case DType::kInt16: return "Short";
-    case DType::kInt32: return "Int";
-    case DType::kInt64: return "Long";
-    case DType::kFloat16: return "Half";
-    case DType::kBFloat16: return "BFloat16";
-    case DType::kFloat32: return "Float";
-    case DType::kFloat64: return "Double";
-    case DType::kComplex64: return "ComplexFloat";
-    case DType::kComplex128: return "ComplexDouble";
-  }
-  return "?";
-}
+using detail::nn::opmath;
+using detail::nn::torch_type_name;
 
 std::vector<int64_t> all_dims(int64_t rank) {
   std::vector<int64_t> dims;
@@ -137,10 +120,10 @@ Value mean_meta(Builder& b, const BoundArgs& a) {
   std::optional<DType> dtype = a.optional_dtype(3);
   DType result = dtype ? *dtype : x->dtype();
   if (!is_floating(result) && !is_complex(result)) {
-    throw Error(std::string("mean(): could not infer output dtype. ") +
-                (dtype ? "Optional dtype" : "Input dtype") +
-                " must be either a floating point or complex dtype. Got: " +
-                scalar_type_name(result));
+    throw Error(
+        std::string("mean(): could not infer output dtype. ") +
+        (dtype ? "Optional dtype" : "Input dtype") +
+        " must be either a floating point or complex dtype. Got: " + torch_type_name(result));
   }
   TensorRef xc = lang::convert(b, x, opmath(result));
   TensorRef m = lang::convert(b, mean_of(b, xc, dims), result);
@@ -371,11 +354,11 @@ TensorRef vector_norm(Builder& b, const std::string& name, const TensorRef& x, d
                       const std::vector<int64_t>& dims, bool keepdim, std::optional<DType> dtype) {
   if (!is_floating(x->dtype()) && !is_complex(x->dtype())) {
     throw Error("linalg.vector_norm: Expected a floating point or complex tensor as input. Got " +
-                std::string(scalar_type_name(x->dtype())));
+                std::string(torch_type_name(x->dtype())));
   }
   if (dtype && !is_floating(*dtype) && !is_complex(*dtype)) {
     throw Error(name + ": dtype should be floating point or complex. Got " +
-                scalar_type_name(*dtype));
+                torch_type_name(*dtype));
   }
   DType in = dtype ? *dtype : x->dtype();
   DType result = to_real(in);
