@@ -307,20 +307,6 @@ Value frac_meta(Builder& b, const BoundArgs& a) {
                       Promotion::kDefault);
 }
 
-// The largest finite value of a floating dtype.
-double finite_max(DType d) {
-  switch (d) {
-    case DType::kFloat16:
-      return 65504.0;
-    case DType::kBFloat16:
-      return 3.3895313892515355e38;
-    case DType::kFloat64:
-      return std::numeric_limits<double>::max();
-    default:
-      return std::numeric_limits<float>::max();
-  }
-}
-
 // NaN, +inf and -inf replaced (by default with 0 and the dtype's largest and lowest finite values);
 // the gradient is 0 where a value is replaced. Integer and bool tensors come back unchanged (a
 // copy).
@@ -332,7 +318,7 @@ Value nan_to_num_meta(Builder& b, const BoundArgs& a) {
       throw NotImplementedError("nan_to_num: complex tensors are not supported");
     return lang::call_t(b, prims::convert_element_type(), {Value(x), Value(x->dtype())});
   }
-  const double big = finite_max(x->dtype());
+  const double big = detail::nn::finite_max(x->dtype());
   Value nan = a[1].is_none() ? Value(0.0) : a[1];
   Value pos = a[2].is_none() ? Value(big) : a[2];
   Value neg = a[3].is_none() ? Value(-big) : a[3];

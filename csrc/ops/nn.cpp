@@ -370,20 +370,6 @@ Value shrink_like_meta(Builder& b, const BoundArgs& a) {
   return lang::convert(b, r, p.result);
 }
 
-// The largest finite value of a floating dtype, as torch prints it in softshrink's range check.
-std::string finite_max(DType d) {
-  switch (d) {
-    case DType::kFloat16:
-      return "65504";
-    case DType::kBFloat16:
-      return "3.38953e+38";
-    case DType::kFloat64:
-      return "1.79769e+308";
-    default:
-      return "3.40282e+38";
-  }
-}
-
 // x - lambd above lambd, x + lambd below -lambd, x * 0 between (-0 for negative x, NaN for NaN).
 Value softshrink_meta(Builder& b, const BoundArgs& a) {
   const TensorRef& x0 = a.tensor(0);

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <array>
+#include <limits>
 #include <optional>
 #include <string>
 #include <vector>
@@ -52,6 +53,21 @@ inline const char* torch_type_name(DType d) {
       return "ComplexDouble";
   }
   return "?";
+}
+
+// The largest finite value of a floating dtype (printed with 6 digits, as torch's messages show
+// it).
+inline double finite_max(DType d) {
+  switch (d) {
+    case DType::kFloat16:
+      return 65504.0;
+    case DType::kBFloat16:
+      return 3.3895313892515355e38;
+    case DType::kFloat64:
+      return std::numeric_limits<double>::max();
+    default:
+      return std::numeric_limits<float>::max();
+  }
 }
 
 // PyTorch's NotImplementedError for a kernel without an implementation for `d` unless it is
