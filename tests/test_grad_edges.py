@@ -54,6 +54,7 @@ CASES = [
     ("softshrink_at_lambd", lambda t: F.softshrink(t, 3.0), EDGES),
     ("hardshrink_at_lambd", lambda t: F.hardshrink(t, 3.0), EDGES),
     ("threshold_at_threshold", lambda t: F.threshold(t, 3.0, -1.0), EDGES),
+    ("prelu_at_zero", lambda t: F.prelu(t, torch.tensor([0.3], dtype=t.dtype)), EDGES),
     ("layer_norm_constant_rows", lambda t: F.layer_norm(t, t.shape[-1:]), C),
     # max/min over a dim: the gradient goes to the first of tied extrema (amax shares it).
     ("max_dim_ties", lambda t: t.max(-1).values, C),

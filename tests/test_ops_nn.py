@@ -238,6 +238,28 @@ def test_activation_edges_and_errors():
         thunder.jit(lambda t: F.softshrink(t, -0.5))(x.half())
 
 
+@DECOMPOSE
+@DTYPES
+def test_prelu(dtype, decompose):
+    # One weight, or one per channel (dim 1) for inputs of 1 to 4 dims; eager's errors for weights
+    # of another count, dims or dtype, and for a 0-d input with several weights.
+    kw = {"decompose": decompose, "dtype": dtype}
+    one, three = torch.tensor([0.25], dtype=dtype), torch.tensor([0.1, -0.2, 0.3], dtype=dtype)
+    for x in (randn(2, 3, 4, dtype=dtype), randn(2, 3, dtype=dtype), randn(2, 3, 4, 5, dtype=dtype),
+              noncontig(4, 3, dtype=dtype), randn(0, 3, dtype=dtype)):
+        check(F.prelu, (x, one), **kw)
+        check(F.prelu, (x, three), **kw)
+    check(F.prelu, (randn(5, dtype=dtype), one), **kw)
+    check(F.prelu, (randn(dtype=dtype), one), **kw)
+    check(F.prelu, (randn(dtype=dtype), three), **kw)
+    check(F.prelu, (randn(5, dtype=dtype), randn(5, dtype=dtype)), **kw)
+    check(F.prelu, (randn(2, 3, dtype=dtype), randn(1, 1, dtype=dtype)), **kw)
+    check(F.prelu, (randn(2, 4, dtype=dtype), three), **kw)
+    check(F.prelu, (randn(2, 3, dtype=torch.float64 if dtype != torch.float64 else torch.float32), three), **kw)
+    check(F.prelu, (torch.arange(6).reshape(2, 3), torch.tensor([1, 2, 3])), **kw)
+    check(torch.nn.PReLU(3).to(dtype), (randn(2, 3, 4, dtype=dtype),), **kw)
+
+
 def test_activation_inplace_flag_is_refused():
     with pytest.raises(NotImplementedError):
         thunder.jit(lambda x: F.silu(x, inplace=True))(randn(3))

@@ -308,6 +308,44 @@ TensorRef scaled_elu(Builder& b, const TensorRef& x, double alpha, double scale,
   return scale == 1.0 ? r : bin(b, prims::mul(), Value(r), Value(scale));
 }
 
+// x where x > 0, weight * x elsewhere; the weight one value, or one per channel (dim 1).
+Value prelu_meta(Builder& b, const BoundArgs& a) {
+  const TensorRef& x0 = a.tensor(0);
+  const TensorRef& w0 = a.tensor(1);
+  if (w0->rank() > 1) {
+    throw Error("prelu: Expected `weight` to be a scalar or 1D tensor, but got: ndim = " +
+                std::to_string(w0->rank()));
+  }
+  if (x0->dtype() != w0->dtype()) {
+    throw Error(std::string("prelu: Type promoting not supported. Got ") +
+                torch_type_name(x0->dtype()) + " and " + torch_type_name(w0->dtype()));
+  }
+  require_floating(x0->dtype(), "prelu_cpu");
+  const int64_t n = w0->numel();
+  if (n != 1) {
+    if (x0->rank() == 0) throw Error("Not allow zero-dim input tensor.");
+    const int64_t channels = x0->rank() >= 2 ? x0->shape()[1].value() : 1;
+    if (n != channels) {
+      throw Error(
+          "Mismatch of parameter numbers and input channel size. Found parameter numbers = " +
+          std::to_string(n) + " and channel size = " + std::to_string(channels) + ".");
+    }
+  }
+  const DType ct = opmath(x0->dtype());
+  TensorRef x = lang::convert(b, x0, ct);
+  TensorRef w = lang::convert(b, w0, ct);
+  if (n == 1) {
+    w = lang::reshape(b, w, {});
+  } else if (x0->rank() > 2) {
+    Shape ws = {w0->shape()[0]};
+    for (int64_t i = 2; i < x0->rank(); ++i) ws.push_back(Dim(1));
+    w = lang::reshape(b, w, ws);
+  }
+  TensorRef pos = cmp(b, prims::gt(), Value(x), Value(0.0));
+  TensorRef neg = bin(b, prims::mul(), Value(x), Value(w));
+  return lang::convert(b, where(b, pos, x, Value(neg)), x0->dtype());
+}
+
 // x where x > 0, alpha * (exp(x) - 1) elsewhere.
 Value elu_meta(Builder& b, const BoundArgs& a) {
   reject_inplace(a, 2);
@@ -945,6 +983,12 @@ void register_nn_ops(SymbolTable& table) {
        "input, alpha=1.0, inplace=False",
        elu_meta,
        {"torch.nn.functional.elu"},
+       {},
+       kTagElementwise},
+      {"prelu",
+       "input, weight",
+       prelu_meta,
+       {"torch.nn.functional.prelu", "torch.prelu", "torch.Tensor.prelu"},
        {},
        kTagElementwise},
       {"selu",
