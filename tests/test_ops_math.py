@@ -99,3 +99,13 @@ def test_gradients_as_eager(name, fn, make):
     for a, e in zip(got_in, want_in):
         torch.testing.assert_close(a.grad, e.grad, equal_nan=True)
     assert thunder.last_backward_traces(jfn)
+
+
+def test_complex_inputs_run_as_torch_calls():
+    # logaddexp and nan_to_num's rules cover real tensors; eager also takes complex ones, which run
+    # as opaque torch calls.
+    z = torch.tensor([1 + 2j, complex(nan, 1.0), complex(inf, 0.0)], dtype=torch.complex64)
+    for fn in (lambda t: torch.logaddexp(t, t * 2), torch.nan_to_num, lambda t: t.nan_to_num(nan=1.0)):
+        jfn = thunder.jit(fn)
+        torch.testing.assert_close(jfn(z), fn(z), equal_nan=True)
+        assert thunder.examine.opaque_ops(jfn)

@@ -262,11 +262,11 @@ VarArgs var_args(const BoundArgs& a, const TensorRef& x) {
   return r;
 }
 
-// s^e for s >= 0 (e in (0, 1): a norm's root, or |x|^p for an order below 1) whose gradient at
-// s == 0 is 0, torch's for a zero norm, standard deviation or element: the power's derivative at 0
-// is infinite, and through the primitives the gradient would reach x as 0 * inf = NaN. The power
-// of 0 takes a branch of its own (the value 0^e: 0, or inf for e < 0), and the power itself reads 1
-// there. `sqrt`: e is 0.5, by sqrt.
+// s^e for s >= 0 (e in (0, 1): a norm's root, or |x|^p for an order below 1; e < 0: |x|^p for an
+// order below 0) whose gradient at s == 0 is 0, torch's for a zero norm, standard deviation or
+// element: the power's derivative at 0 is infinite, and through the primitives the gradient would
+// reach x as 0 * inf = NaN. The power of 0 takes a branch of its own (the value 0^e: 0, or inf for
+// e < 0), and the power itself reads 1 there. `sqrt`: e is 0.5, by sqrt.
 TensorRef pow_zero_grad(Builder& b, const TensorRef& s, double e, bool sqrt = false) {
   TensorRef zero = lang::call_t(b, prims::eq(), {Value(s), Value(0.0)});
   TensorRef one = lang::call_t(b, prims::where(), {Value(zero), Value(1.0), Value(s)});

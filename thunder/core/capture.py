@@ -249,6 +249,15 @@ _PROPERTY_VIEWS = {
     torch.Tensor.mH.__get__: lambda x: (torch.transpose, (x, -2, -1)),
 }
 
+# Functions whose thunder rules cover real tensors only: with a complex first argument they run as
+# opaque torch calls (eager supports complex there).
+_REAL_RULES = {torch.logaddexp, torch.Tensor.logaddexp, torch.nan_to_num, torch.Tensor.nan_to_num}
+
+
+def _complex_first(args, kwargs):
+    x = args[0] if args else kwargs.get("input")
+    return isinstance(x, torch.Tensor) and x.is_complex()
+
 
 class CaptureMode(TorchFunctionMode):
     """Routes every torch call made while it is active into a CaptureSession."""
@@ -285,6 +294,8 @@ class CaptureMode(TorchFunctionMode):
             view_fn, view_args = prop(args[0])
             return self.__torch_function__(view_fn, types, view_args, {})
         sym = self.table.by_fn.get(func)
+        if func in _REAL_RULES and _complex_first(args, kwargs):
+            sym = None
         try:
             if func is torch.where and len(args) + len(kwargs) == 1:
                 raise _data_dependent("torch.where(condition) with one argument (its output shape "
