@@ -135,6 +135,8 @@ CASES = [
     ("kl_div_log_target", lambda x, t: F.kl_div(x, t, reduction="sum", log_target=True),
      lambda: (F.log_softmax(r(3, 4), -1), F.log_softmax(r(3, 4), -1))),
     ("glu", lambda x: F.glu(x, 1), lambda: (r(3, 4),)),
+    ("tile", lambda x: torch.tile(x, (2, 1, 3)), lambda: (r(2, 3),)),
+    ("outer", torch.outer, lambda: (r(3), r(4))),
     ("prelu_channels", F.prelu, lambda: (r(2, 3, 4), r(3))),
     ("prelu_one", F.prelu, lambda: (r(3, 4), r(1))),
     ("selu", F.selu, lambda: (r(3, 4) * 3,)),

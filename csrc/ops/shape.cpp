@@ -184,9 +184,8 @@ Value expand_as_meta(Builder& b, const BoundArgs& a) {
   return lang::expand_to(b, x, expand_shape(x, dims_of(a.tensor(1))));
 }
 
-Value repeat_meta(Builder& b, const BoundArgs& a) {
-  const TensorRef& x = a.tensor(0);
-  std::vector<int64_t> reps = a.ints(1);
+// x repeated reps[i] times along each dim (leading reps add dims).
+TensorRef repeat_to(Builder& b, const TensorRef& x, const std::vector<int64_t>& reps) {
   int64_t n = static_cast<int64_t>(reps.size());
   if (n < x->rank()) {
     throw ValueError(
@@ -211,6 +210,29 @@ Value repeat_meta(Builder& b, const BoundArgs& a) {
   TensorRef w =
       lang::call_t(b, prims::broadcast_in_dim(), {Value(x), Value::ints(wide), Value::ints(bdims)});
   return lang::call_t(b, prims::reshape(), {Value(w), Value::ints(out)});
+}
+
+Value repeat_meta(Builder& b, const BoundArgs& a) { return repeat_to(b, a.tensor(0), a.ints(1)); }
+
+// torch.tile(input, dims): repeat with dims padded by leading 1s to the input's rank.
+Value tile_meta(Builder& b, const BoundArgs& a) {
+  const TensorRef& x = a.tensor(0);
+  std::vector<int64_t> reps = a.ints(1);
+  while (static_cast<int64_t>(reps.size()) < x->rank()) reps.insert(reps.begin(), 1);
+  return repeat_to(b, x, reps);
+}
+
+// torch.outer(input, vec2): input[:, None] * vec2[None, :], both 1-D.
+Value outer_meta(Builder& b, const BoundArgs& a) {
+  const char* names[] = {"self", "vec2"};
+  for (int i = 0; i < 2; ++i) {
+    if (a.tensor(i)->rank() != 1) {
+      throw Error(std::string("outer: Expected 1-D argument ") + names[i] + ", but got " +
+                  std::to_string(a.tensor(i)->rank()) + "-D");
+    }
+  }
+  return lang::binary(b, prims::mul(), Value(lang::unsqueeze(b, a.tensor(0), {1})),
+                      Value(lang::unsqueeze(b, a.tensor(1), {0})), lang::Promotion::kDefault);
 }
 
 Value repeat_interleave_meta(Builder& b, const BoundArgs& a) {
@@ -823,6 +845,13 @@ void register_shape_ops(SymbolTable& table) {
        {},
        kView},
       {"repeat", "input, *repeats", repeat_meta, {"torch.Tensor.repeat"}, {}, kTagShape},
+      {"tile", "input, *dims", tile_meta, {"torch.tile", "torch.Tensor.tile"}, {}, kTagShape},
+      {"outer",
+       "input, vec2",
+       outer_meta,
+       {"torch.outer", "torch.Tensor.outer", "torch.ger", "torch.Tensor.ger"},
+       {},
+       kTagElementwise},
       {"repeat_interleave",
        "input, repeats=None, dim=None, *, output_size=None",
        repeat_interleave_meta,
