@@ -1,10 +1,10 @@
 """Randomly generated programs through the fusion executor against eager, on the CPU and on CUDA
-where present: chains that meet, values read by several kernels (recomputed or written), reductions
-with kept dims, matmuls between fused regions (symbols the fuser does not take, which regions must
-not enclose), several outputs, reductions broadcast back without kept dims, a value's row and column
-reductions together, transposes of computed values (square values), bf16 round trips and selects.
-Each program is built from a seed, so a failure names a reproducible
-case."""
+where present: chains of elementwise functions (activations, logaddexp and threshold among them)
+that meet, values read by several kernels (recomputed or written), reductions with kept dims,
+matmuls between fused regions (symbols the fuser does not take, which regions must not enclose),
+several outputs, reductions broadcast back without kept dims, a value's row and column reductions
+together, transposes of computed values (square values), bf16 round trips and selects. Each program
+is built from a seed, so a failure names a reproducible case."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import random
 
 import pytest
 import torch
+import torch.nn.functional as F
 from random_programs import check_forward, check_gradients, seeded_inputs
 
 import thunder
@@ -23,8 +24,11 @@ DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not CUDA, reason
 
 FUSE_ALL = thunder.extend.register_executor(fusionex.ThunderFusionExecutor("fusion_random", min_cpu_numel=0))
 
-UNARY = [torch.sin, torch.tanh, torch.sigmoid, lambda t: t * 0.5 + 0.25, torch.abs, torch.neg]
-BINARY = [torch.add, torch.mul, torch.sub, torch.maximum, lambda a, b: torch.where(a > b, a, b * 0.5)]
+UNARY = [torch.sin, torch.tanh, torch.sigmoid, lambda t: t * 0.5 + 0.25, torch.abs, torch.neg,
+         F.selu, F.logsigmoid, F.softsign, F.tanhshrink, lambda t: F.softshrink(t, 0.3), lambda t: F.celu(t, 0.7),
+         F.elu, lambda t: F.hardshrink(t, 0.2), torch.nan_to_num]
+BINARY = [torch.add, torch.mul, torch.sub, torch.maximum, lambda a, b: torch.where(a > b, a, b * 0.5),
+          torch.logaddexp, torch.logaddexp2, lambda a, b: F.threshold(a, 0.1, -0.5) + b]
 
 
 def _program(seed):
@@ -141,9 +145,10 @@ def test_random_program_matches_eager(seed, device, shape):
     check_forward(fn, (a, b, c), device, FUSE_ALL, f"seed {seed}, {steps}, {outs}")
 
 
-# Seeds past the first 20 that once failed: 87, 112 and 180 (a value compared with its maximum in
-# amax's backward was recomputed in another kernel, an ulp apart: no element matched), 384 (two groups
-# joined through a third formed a cycle, and the forward program lost its symbols).
+# Seeds past the first 20 that once failed (with the shorter op lists of the time): 87, 112 and 180 (a
+# value compared with its maximum in amax's backward was recomputed in another kernel, an ulp apart:
+# no element matched), 384 (two groups joined through a third formed a cycle, and the forward program
+# lost its symbols).
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("seed", [*range(20), 87, 112, 180, 384])
