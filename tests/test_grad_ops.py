@@ -137,6 +137,7 @@ CASES = [
     ("glu", lambda x: F.glu(x, 1), lambda: (r(3, 4),)),
     ("tile", lambda x: torch.tile(x, (2, 1, 3)), lambda: (r(2, 3),)),
     ("outer", torch.outer, lambda: (r(3), r(4))),
+    ("rrelu_eval", lambda x: F.rrelu(x, 0.1, 0.3), lambda: (r(3, 4),)),
     ("prelu_channels", F.prelu, lambda: (r(2, 3, 4), r(3))),
     ("prelu_one", F.prelu, lambda: (r(3, 4), r(1))),
     ("selu", F.selu, lambda: (r(3, 4) * 3,)),

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 import thunder
+import thunder.examine
 
 FLOATS = (torch.float32, torch.float64, torch.bfloat16)
 
@@ -186,6 +187,8 @@ ACTIVATIONS = [
     ("softshrink_lambd", lambda x: F.softshrink(x, 2.0)),
     ("hardshrink", lambda x: F.hardshrink(x, 1.5)),
     ("threshold", lambda x: F.threshold(x, 0.5, -2.0)),
+    ("rrelu_eval", F.rrelu),
+    ("rrelu_eval_bounds", lambda x: F.rrelu(x, 0.05, 0.4, training=False)),
     ("selu_module", torch.nn.SELU()),
     ("logsigmoid_module", torch.nn.LogSigmoid()),
 ]
@@ -258,6 +261,28 @@ def test_prelu(dtype, decompose):
     check(F.prelu, (randn(2, 3, dtype=torch.float64 if dtype != torch.float64 else torch.float32), three), **kw)
     check(F.prelu, (torch.arange(6).reshape(2, 3), torch.tensor([1, 2, 3])), **kw)
     check(torch.nn.PReLU(3).to(dtype), (randn(2, 3, 4, dtype=dtype),), **kw)
+
+
+def test_rrelu_in_training_runs_as_torch_call_with_eager_draws():
+    # rrelu's rule is its eval form (errors as eager's: bounds out of order, integers); in training
+    # its random slopes come from the torch call, the same draws as eager's from the same seed.
+    check(lambda x: F.rrelu(x, 0.5, 0.1), (randn(4),))
+    check(F.rrelu, (torch.arange(4),))
+    x = -torch.rand(6)
+    def fn(t):
+        return F.rrelu(t * 2, training=True) + 1
+
+    jfn = thunder.jit(fn)
+    got_in, want_in = x.clone().requires_grad_(), x.clone().requires_grad_()
+    torch.manual_seed(3)
+    got = jfn(got_in)
+    torch.manual_seed(3)
+    want = fn(want_in)
+    torch.testing.assert_close(got, want)
+    assert thunder.examine.opaque_ops(jfn) == ["torch.nn.functional.rrelu"]
+    got.sum().backward()
+    want.sum().backward()
+    torch.testing.assert_close(got_in.grad, want_in.grad)
 
 
 def test_activation_inplace_flag_is_refused():

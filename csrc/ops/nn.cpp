@@ -346,6 +346,24 @@ Value prelu_meta(Builder& b, const BoundArgs& a) {
   return lang::convert(b, where(b, pos, x, Value(neg)), x0->dtype());
 }
 
+// rrelu out of training: leaky_relu with the slope (lower + upper) / 2. In training its slopes are
+// random (capture runs those calls as torch calls).
+Value rrelu_meta(Builder& b, const BoundArgs& a) {
+  reject_inplace(a, 4);
+  const TensorRef& x0 = a.tensor(0);
+  const double lower = a.number(1), upper = a.number(2);
+  if (lower > upper) throw Error("Lower bound should be less than or equal to the upper bound");
+  if (a.bool_(3)) {
+    throw NotImplementedError(
+        "rrelu with training=True draws random slopes; thunder has no rule for it");
+  }
+  require_floating(x0->dtype(), "leaky_relu_cpu");
+  TensorRef x = lang::convert(b, x0, opmath(x0->dtype()));
+  TensorRef pos = cmp(b, prims::gt(), Value(x), Value(0.0));
+  TensorRef neg = bin(b, prims::mul(), Value(x), Value((lower + upper) / 2));
+  return lang::convert(b, where(b, pos, x, Value(neg)), x0->dtype());
+}
+
 // x where x > 0, alpha * (exp(x) - 1) elsewhere.
 Value elu_meta(Builder& b, const BoundArgs& a) {
   reject_inplace(a, 2);
@@ -983,6 +1001,12 @@ void register_nn_ops(SymbolTable& table) {
        "input, alpha=1.0, inplace=False",
        elu_meta,
        {"torch.nn.functional.elu"},
+       {},
+       kTagElementwise},
+      {"rrelu",
+       "input, lower=0.125, upper=0.3333333333333333, training=False, inplace=False",
+       rrelu_meta,
+       {"torch.nn.functional.rrelu"},
        {},
        kTagElementwise},
       {"prelu",

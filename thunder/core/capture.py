@@ -249,14 +249,25 @@ _PROPERTY_VIEWS = {
     torch.Tensor.mH.__get__: lambda x: (torch.transpose, (x, -2, -1)),
 }
 
-# Functions whose thunder rules cover real tensors only: with a complex first argument they run as
-# opaque torch calls (eager supports complex there).
-_REAL_RULES = {torch.logaddexp, torch.Tensor.logaddexp, torch.nan_to_num, torch.Tensor.nan_to_num}
-
-
 def _complex_first(args, kwargs):
     x = args[0] if args else kwargs.get("input")
     return isinstance(x, torch.Tensor) and x.is_complex()
+
+
+def _training(position):
+    def check(args, kwargs):
+        return bool(args[position] if len(args) > position else kwargs.get("training", False))
+    return check
+
+
+# Calls that run as opaque torch calls though thunder has a rule for the function: the rules of
+# logaddexp and nan_to_num cover real tensors (eager takes complex ones too), rrelu's its eval form
+# (in training its slopes are random).
+_TORCH_CALL_WHEN = {
+    torch.logaddexp: _complex_first, torch.Tensor.logaddexp: _complex_first,
+    torch.nan_to_num: _complex_first, torch.Tensor.nan_to_num: _complex_first,
+    torch.nn.functional.rrelu: _training(3),
+}
 
 
 class CaptureMode(TorchFunctionMode):
@@ -294,7 +305,8 @@ class CaptureMode(TorchFunctionMode):
             view_fn, view_args = prop(args[0])
             return self.__torch_function__(view_fn, types, view_args, {})
         sym = self.table.by_fn.get(func)
-        if func in _REAL_RULES and _complex_first(args, kwargs):
+        torch_call = _TORCH_CALL_WHEN.get(func)
+        if torch_call is not None and torch_call(args, kwargs):
             sym = None
         try:
             if func is torch.where and len(args) + len(kwargs) == 1:
