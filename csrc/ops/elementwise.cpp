@@ -256,12 +256,10 @@ MathOperands math_operands(Builder& b, const BoundArgs& a) {
   m.y = lang::convert_value(b, a[1], m.p.compute);
   return m;
 }
-Value same(Builder& b, const Symbol& p, const Value& x, const Value& y) {
-  return lang::binary(b, p, x, y, Promotion::kNoOpmath);
-}
-Value test(Builder& b, const Symbol& p, const Value& x, const Value& y) {
-  return lang::binary(b, p, x, y, Promotion::kAlwaysBool);
-}
+using detail::nn::bin;
+using detail::nn::cmp;
+using detail::nn::finite_max;
+using detail::nn::torch_type_name;
 Value select(Builder& b, const Value& c, const Value& x, const Value& y) {
   return b.call_bound(ltorch_symbol("where"), {c, x, y});
 }
@@ -276,21 +274,20 @@ Value logaddexp_meta(Builder& b, const BoundArgs& a) {
   MathOperands m = math_operands(b, a);
   if (!is_floating(m.p.result)) {
     throw NotImplementedError(std::string("\"") + (kLog2 ? "logaddexp2" : "logaddexp") +
-                              "_cpu\" not implemented for '" +
-                              detail::nn::torch_type_name(m.p.result) + "'");
+                              "_cpu\" not implemented for '" + torch_type_name(m.p.result) + "'");
   }
-  Value mx = same(b, prims::maximum(), m.x, m.y);
-  Value d = lang::unary(b, prims::abs(), same(b, prims::sub(), m.x, m.y), Promotion::kNoOpmath);
+  Value mx = bin(b, prims::maximum(), m.x, m.y);
+  Value d = lang::unary(b, prims::abs(), bin(b, prims::sub(), m.x, m.y), Promotion::kNoOpmath);
   Value nd = lang::unary(b, prims::neg(), d, Promotion::kNoOpmath);
   Value t =
       lang::unary(b, prims::log1p(),
                   lang::unary(b, kLog2 ? prims::exp2() : prims::exp(), nd, Promotion::kNoOpmath),
                   Promotion::kNoOpmath);
-  if (kLog2) t = same(b, prims::mul(), t, Value(1.0 / M_LN2));
-  Value r = same(b, prims::add(), mx, t);
-  Value inf = test(b, prims::eq(), lang::unary(b, prims::abs(), m.x, Promotion::kNoOpmath),
-                   Value(std::numeric_limits<double>::infinity()));
-  Value both = test(b, prims::bitwise_and(), inf, test(b, prims::eq(), m.x, m.y));
+  if (kLog2) t = bin(b, prims::mul(), t, Value(1.0 / M_LN2));
+  Value r = bin(b, prims::add(), mx, t);
+  Value inf = cmp(b, prims::eq(), lang::unary(b, prims::abs(), m.x, Promotion::kNoOpmath),
+                  Value(std::numeric_limits<double>::infinity()));
+  Value both = cmp(b, prims::bitwise_and(), inf, cmp(b, prims::eq(), m.x, m.y));
   r = select(b, both, m.x, r);
   return lang::convert_value(b, r, m.p.result);
 }
@@ -300,7 +297,7 @@ Value frac_meta(Builder& b, const BoundArgs& a) {
   const TensorRef& x = a.tensor(0);
   if (!is_floating(x->dtype())) {
     throw NotImplementedError(std::string("\"frac_cpu\" not implemented for '") +
-                              detail::nn::torch_type_name(x->dtype()) + "'");
+                              torch_type_name(x->dtype()) + "'");
   }
   return lang::binary(b, prims::sub(), a[0],
                       lang::unary(b, prims::trunc(), a[0], Promotion::kDefault),
@@ -318,14 +315,14 @@ Value nan_to_num_meta(Builder& b, const BoundArgs& a) {
       throw NotImplementedError("nan_to_num: complex tensors are not supported");
     return lang::call_t(b, prims::convert_element_type(), {Value(x), Value(x->dtype())});
   }
-  const double big = detail::nn::finite_max(x->dtype());
+  const double big = finite_max(x->dtype());
   Value nan = a[1].is_none() ? Value(0.0) : a[1];
   Value pos = a[2].is_none() ? Value(big) : a[2];
   Value neg = a[3].is_none() ? Value(-big) : a[3];
   const double inf = std::numeric_limits<double>::infinity();
-  Value r = select(b, test(b, prims::ne(), Value(x), Value(x)), nan, Value(x));
-  r = select(b, test(b, prims::eq(), Value(x), Value(inf)), pos, r);
-  r = select(b, test(b, prims::eq(), Value(x), Value(-inf)), neg, r);
+  Value r = select(b, cmp(b, prims::ne(), Value(x), Value(x)), nan, Value(x));
+  r = select(b, cmp(b, prims::eq(), Value(x), Value(inf)), pos, r);
+  r = select(b, cmp(b, prims::eq(), Value(x), Value(-inf)), neg, r);
   return lang::convert_value(b, r, x->dtype());
 }
 

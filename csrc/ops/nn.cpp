@@ -284,14 +284,19 @@ Value mish_meta(Builder& b, const BoundArgs& a) {
   return lang::convert(b, bin(b, prims::mul(), Value(x), Value(t)), x0->dtype());
 }
 
+// x where x > 0, x * slope elsewhere (0 takes the slope's side): leaky_relu, rrelu out of
+// training, prelu (a weight tensor broadcast to x).
+TensorRef leaky(Builder& b, const TensorRef& x, const Value& slope) {
+  TensorRef pos = cmp(b, prims::gt(), Value(x), Value(0.0));
+  return where(b, pos, x, Value(bin(b, prims::mul(), Value(x), slope)));
+}
+
 Value leaky_relu_meta(Builder& b, const BoundArgs& a) {
   reject_inplace(a, 2);
   const TensorRef& x0 = a.tensor(0);
   require_floating(x0->dtype(), "leaky_relu_cpu");
   TensorRef x = lang::convert(b, x0, opmath(x0->dtype()));
-  TensorRef pos = cmp(b, prims::gt(), Value(x), Value(0.0));
-  TensorRef neg = bin(b, prims::mul(), Value(x), Value(a.number(1)));
-  return lang::convert(b, where(b, pos, x, Value(neg)), x0->dtype());
+  return lang::convert(b, leaky(b, x, Value(a.number(1))), x0->dtype());
 }
 
 // scale * (x where x > 0, alpha * (exp(x * input_scale) - 1) elsewhere): elu, selu and celu,
@@ -341,9 +346,7 @@ Value prelu_meta(Builder& b, const BoundArgs& a) {
     for (int64_t i = 2; i < x0->rank(); ++i) ws.push_back(Dim(1));
     w = lang::reshape(b, w, ws);
   }
-  TensorRef pos = cmp(b, prims::gt(), Value(x), Value(0.0));
-  TensorRef neg = bin(b, prims::mul(), Value(x), Value(w));
-  return lang::convert(b, where(b, pos, x, Value(neg)), x0->dtype());
+  return lang::convert(b, leaky(b, x, Value(w)), x0->dtype());
 }
 
 // rrelu out of training: leaky_relu with the slope (lower + upper) / 2. In training its slopes are
@@ -359,9 +362,7 @@ Value rrelu_meta(Builder& b, const BoundArgs& a) {
   }
   require_floating(x0->dtype(), "leaky_relu_cpu");
   TensorRef x = lang::convert(b, x0, opmath(x0->dtype()));
-  TensorRef pos = cmp(b, prims::gt(), Value(x), Value(0.0));
-  TensorRef neg = bin(b, prims::mul(), Value(x), Value((lower + upper) / 2));
-  return lang::convert(b, where(b, pos, x, Value(neg)), x0->dtype());
+  return lang::convert(b, leaky(b, x, Value((lower + upper) / 2)), x0->dtype());
 }
 
 // x where x > 0, alpha * (exp(x) - 1) elsewhere.
