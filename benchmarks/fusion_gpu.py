@@ -157,10 +157,11 @@ def cases(quick, dts=(torch.float32, torch.bfloat16)):
     for dt in dts:
         for w in widths + [128256]:  # 128256: rows one block's shared memory cannot hold
             out.append(("softmax", f"2048x{w}", dt, softmax, (2048, w), "x"))
-        out.append(("layer_norm", "2048x4096", dt, layer_norm, (2048, 4096), "xwb"))
-        out.append(("rms_norm", "2048x4096", dt, rms_norm, (2048, 4096), "xw"))
-        out.append(("layer_norm fwd+bwd", "2048x4096", dt, layer_norm, (2048, 4096), "xwb_b"))
-        out.append(("rms_norm fwd+bwd", "2048x4096", dt, rms_norm, (2048, 4096), "xw_b"))
+        for w in (4096, 8192):  # the hidden sizes of 7B- and 70B-class models
+            out.append(("layer_norm", f"2048x{w}", dt, layer_norm, (2048, w), "xwb"))
+            out.append(("rms_norm", f"2048x{w}", dt, rms_norm, (2048, w), "xw"))
+            out.append(("layer_norm fwd+bwd", f"2048x{w}", dt, layer_norm, (2048, w), "xwb_b"))
+            out.append(("rms_norm fwd+bwd", f"2048x{w}", dt, rms_norm, (2048, w), "xw_b"))
         for w in widths:
             out.append(("cross_entropy fwd", f"2048x{w}", dt, cross_entropy, (2048, w), "ce"))
             out.append(("cross_entropy fwd+bwd", f"2048x{w}", dt, cross_entropy, (2048, w), "ceb"))

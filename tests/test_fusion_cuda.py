@@ -1179,6 +1179,30 @@ def test_emulated_two_column_sums_keep_two_rows_a_block(dtype):
 
 
 @requires_emulator
+@pytest.mark.parametrize("shape", [(7, 4096), (5, 8192), (9, 2001)], ids=str)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=str)
+def test_emulated_column_sums_in_shared_memory(dtype, shape, monkeypatch):
+    # THUNDER_CUDA_COLUMN_SMEM=1: the column accumulators live in dynamic shared memory (each row
+    # group its own slots), the block's groups combined in group order from there; a NaN in one
+    # column stays in that column.
+    monkeypatch.setenv("THUNDER_CUDA_COLUMN_SMEM", "1")
+    torch.manual_seed(0)
+    x, g, w = torch.randn(shape) * 2 + 1, torch.randn(shape), torch.randn(shape[1])
+    g[3, 5] = float("nan")
+    args = tuple(a.to(dtype) for a in (x, g, w))
+    for fn in (layer_norm_grads, rms_norm_grads):
+        got, _, _ = _emulate(fn, args, smem_limit=H100_SMEM)
+        body = _kernel_body(_emulate.last_source)
+        assert "th_smem" in body and "* const cacc" in body
+        ref = fn(*(a.double() for a in args))
+        for a, b in zip(got, ref):
+            scale = b.nan_to_num().abs().max().item()
+            tol = 1e-4 if dtype == torch.float32 else 2e-2
+            torch.testing.assert_close(a.double(), b.to(a.dtype).double(), rtol=tol, atol=tol * scale, equal_nan=True)
+        assert got[1][5].isnan() and got[1].isnan().sum() == 1
+
+
+@requires_emulator
 @pytest.mark.parametrize("width", [200, 768])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32], ids=str)
 def test_emulated_column_sums_over_rows_in_low_precision_and_nan(dtype, width):

@@ -73,6 +73,12 @@ int64_t column_accumulators() {
   return env_count("THUNDER_CUDA_COLUMN_ACCUMULATORS", 32, 1, "accumulators");
 }
 constexpr int kFinishRows = 32;
+// Column accumulators in shared memory instead of registers (THUNDER_CUDA_COLUMN_SMEM=1): each
+// thread owns its slots, so no barrier until the block combines its row groups.
+bool column_smem() {
+  const char* e = std::getenv("THUNDER_CUDA_COLUMN_SMEM");
+  return e != nullptr && std::string(e) == "1";
+}
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t pow2_ceil(int64_t v) {
@@ -954,6 +960,9 @@ class CudaGen {
     bool columns = false;
     int groups = 1;
     int column_pass = 0;
+    // The column accumulators in dynamic shared memory (per row group, slot (k * V + l) * threads +
+    // tid for chunk k and lane l: a warp's accesses fall in distinct banks) rather than registers.
+    bool column_smem = false;
     // Online softmax: sum(exp(a - amax(a))) computed in amax's pass, the running sum rescaled when
     // the running maximum grows (per chunk of V elements). Maps the sum to its amax.
     std::unordered_map<int, int> online;
@@ -1144,6 +1153,18 @@ class CudaGen {
           p.threads = threads_for(chunks);
         }
         p.groups = std::max(1, block / p.threads);
+        if (column_smem() && p.threads < 1024) {
+          // Registers no longer bound the chunks a thread: the plan above keeps its threads a row;
+          // the groups a block are those whose accumulators fit the shared memory.
+          int64_t group_bytes = 0;
+          for (int g : over_rows_reductions(k_))
+            group_bytes += ceil_div(nq, p.threads) * p.threads * vec_ * compute_bytes(g);
+          const int fit = static_cast<int>(std::min<int64_t>(p.groups, smem_for_rows() / group_bytes));
+          if (fit >= 1) {
+            p.column_smem = true;
+            p.groups = fit;
+          }
+        }
       }
     }
     // Online softmax only for 1024-thread rows that would otherwise be read from memory once per
@@ -1388,7 +1409,9 @@ class CudaGen {
       if (column_pass) {
         for (int g : over_rows_reductions(k_)) {
           const KNode& n = k_.nodes[g];
-          std::string acc = "cacc" + std::to_string(g) + "[k][l]";
+          std::string acc = "cacc" + std::to_string(g) +
+                            (p.column_smem ? "[(k * " + vs + " + l) * " + std::to_string(t) + " + tid]"
+                                           : "[k][l]");
           s.lane += "        " + acc + " = " +
                     reduce_combine(n.op, n.dtype, acc, col_value(n.args[0], s)) + ";\n";
         }
@@ -1652,8 +1675,11 @@ class CudaGen {
     int block = p.threads * row_groups;
     // 1024-thread rows re-read through L2 run two blocks per multiprocessor; with the row in shared
     // memory, one (two blocks of bf16 rows 50304 wide, 100 KB each, measured the same on an H200).
+    // Column accumulators in shared memory leave the registers of two blocks a multiprocessor.
+    const bool two_blocks =
+        (block >= 1024 && smem == 0) || (p.column_smem && block <= 512 && 2 * smem <= smem_limit_);
     os << "extern \"C\" __global__ void __launch_bounds__(" << block
-       << (block >= 1024 && smem == 0 ? ", 2" : "") << ") " << name_ << "(" << params_
+       << (two_blocks ? ", 2" : "") << ") " << name_ << "(" << params_
        << (grid_reds.empty() ? "" : ", unsigned char* __restrict__ th_ws") << ") {\n"
        << smem_decls << grid_decls;
     os << vector_or_scalar("th_rows", args_ + smem_args);
@@ -1697,6 +1723,25 @@ class CudaGen {
     if (!p.columns) return "";
     const int64_t kmax = ceil_div(ceil_div(cols_, v), p.threads);
     std::string init;
+    if (p.column_smem) {
+      // After the rows kept in shared memory (rows_body sized them): each sum's slots for every
+      // row group, the thread's own zeroed.
+      const std::string slots = std::to_string(kmax * v * p.threads), t = std::to_string(p.threads);
+      column_smem_offset_.clear();
+      for (int g : over_rows_reductions(k_)) {
+        const KNode& n = k_.nodes[g];
+        const std::string ct = compute_type(n.dtype), id = std::to_string(g);
+        smem_bytes_ = ceil_div(smem_bytes_, 16) * 16;
+        column_smem_offset_.push_back(smem_bytes_);
+        smem_bytes_ += int64_t{p.groups} * kmax * v * p.threads * compute_bytes(g);
+        init += "  " + ct + "* const cacc" + id + " = (" + ct + "*)(th_smem + " +
+                std::to_string(column_smem_offset_.back()) + ") + " +
+                (p.groups > 1 ? "grp * " + slots : std::string("0")) + ";\n  for (int k = 0; k < " +
+                slots + "; k += " + t + ") cacc" + id + "[k + tid] = " +
+                reduce_identity(n.op, n.dtype, Backend::kCuda) + ";\n";
+      }
+      return init;
+    }
     for (int g : over_rows_reductions(k_)) {
       const KNode& n = k_.nodes[g];
       std::string acc = "cacc" + std::to_string(g);
@@ -1719,6 +1764,29 @@ class CudaGen {
     const std::string ks = std::to_string(kmax), vs = std::to_string(v), tv = std::to_string(t * v);
     std::vector<int> reds = over_rows_reductions(k_);
     std::string code;
+    if (p.column_smem) {
+      // Each thread of the block takes whole chunks (V columns) of every sum: the groups' slots in
+      // group order (a warp reads consecutive slots), then the chunk's columns written together.
+      const std::string slots = std::to_string(kmax * v * t), ts = std::to_string(t);
+      code += "  __syncthreads();\n";
+      for (size_t j = 0; j < reds.size(); ++j) {
+        const KNode& n = k_.nodes[reds[j]];
+        const std::string ct = compute_type(n.dtype);
+        const std::string base =
+            "((const " + ct + "*)(th_smem + " + std::to_string(column_smem_offset_[j]) + "))";
+        const std::string part = "((" + ct + "*)(th_ws + " + std::to_string(ws_offset[j]) +
+                                 ") + (idx_t)blockIdx.x * " + lit(cols_) + ")";
+        code += "  for (int u = threadIdx.x; u < " + std::to_string(kmax * t) +
+                "; u += blockDim.x) {\n    const int k = u / " + ts + ", s = (k * " + vs +
+                ") * " + ts + " + u % " + ts + ";\n#pragma unroll\n    for (int l = 0; l < " + vs +
+                "; ++l) {\n      " + ct + " a = " + base + "[s + l * " + ts +
+                "];\n      for (int g = 1; g < " + std::to_string(groups) + "; ++g) a = " +
+                reduce_combine(n.op, n.dtype, "a", base + "[g * " + slots + " + s + l * " + ts + "]") +
+                ";\n      const idx_t c = (idx_t)u * " + vs + " + l;\n      if (c < " + lit(cols_) +
+                ") " + part + "[c] = a;\n    }\n  }\n";
+      }
+      return code;
+    }
     int64_t buf_bytes = 0;
     for (int g : reds)
       buf_bytes = std::max<int64_t>(buf_bytes, int64_t{groups} * t * v * compute_bytes(g));
@@ -2027,6 +2095,7 @@ class CudaGen {
   std::unordered_map<int, int64_t> smem_cached_;        // load -> byte offset of its row in th_smem
   std::unordered_set<int> smem_filled_, smem_filling_;  // stored by an earlier pass; by this one
   int64_t smem_bytes_ = 0;
+  std::vector<int64_t> column_smem_offset_;  // per column sum, its slots' offset in th_smem
   std::set<int> gather_indexed_;  // gathers whose index is emitted
   std::unordered_map<int, std::unordered_map<int, std::string>>
       gathered_;                  // gather: its loads read early
