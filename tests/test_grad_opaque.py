@@ -127,3 +127,55 @@ def test_torch_ops_overloads_print_as_called():
         jfn(a)
     source = str(thunder.last_traces(jfn)[-1])
     assert "torch.ops.aten.sinc.default(a)" in source and "torch.ops.aten.special_i1(a)" in source
+
+
+# Complex values: thunder's gradient rules are those of real values, so while gradients are
+# recorded a call with a complex tensor or dtype runs as a torch call (torch's autograd applies the
+# conjugate conventions); Python complex numbers are torch calls always.
+def _complex(*shape, requires_grad=True):
+    return torch.randn(*shape, dtype=torch.complex128, requires_grad=requires_grad)
+
+
+@pytest.mark.parametrize("name,fn", [
+    ("mul_abs", lambda z, w: (z * w).abs()),
+    ("exp_real", lambda z, w: (z.exp() * w).real),
+    ("div_imag", lambda z, w: (z / w).imag),
+    ("sum_angle", lambda z, w: torch.angle(z + w.conj())),
+    ("matmul", lambda z, w: torch.view_as_real(z @ w.mT)),
+    ("where_cat", lambda z, w: torch.view_as_real(torch.cat([torch.where(z.real > 0, z, w), w * 2]))),
+], ids=lambda v: v if isinstance(v, str) else "")
+def test_complex_tensors_get_torch_gradients(name, fn):
+    _check(fn, _complex(3, 4), _complex(3, 4))
+
+
+def test_complex_from_real_inputs_and_back():
+    x = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    w = _complex(3, 4)
+    _check(lambda x, w: (torch.complex(x, x * 2) * w).abs(), x, w)
+    _check(lambda x, w: torch.view_as_real(torch.polar(x.abs(), x) * w), x, w)
+    _check(lambda x: (x.to(torch.complex128) * (1 + 2j)).imag, x)
+    # a complex tensor that needs no gradient beside a real one that does
+    _check(lambda x, w: (x * w).real, x, _complex(3, 4, requires_grad=False))
+
+
+def test_python_complex_numbers():
+    x = torch.randn(3, 4)
+    for fn in (lambda a: a * 1j, lambda a: 1j * a, lambda a: a + (2 + 1j), lambda a: (a - 0.5j) / (1 + 1j)):
+        jfn = thunder.jit(fn)
+        for t in (x, x.double(), x.to(torch.complex64), torch.arange(12).reshape(3, 4)):
+            out, expected = jfn(t), fn(t)
+            assert out.dtype == expected.dtype
+            torch.testing.assert_close(out, expected)
+
+
+def test_complex_without_gradients_keeps_thunder_rules():
+    z = _complex(3, 4, requires_grad=False)
+    jfn = thunder.jit(lambda z: (z * z).exp())
+    torch.testing.assert_close(jfn(z), (z * z).exp())
+    final = str(thunder.last_traces(jfn)[-1])
+    assert "prims.exp(" in final and "augmented_forward" not in final
+    # with a gradient: the torch calls' own forward and backward
+    jfn = thunder.jit(lambda z: (z * z).exp())
+    _check(lambda z: (z * z).exp(), z.requires_grad_())
+    jfn(z)
+    assert "exp_augmented_forward" in str(thunder.last_traces(jfn)[-1])

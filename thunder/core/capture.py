@@ -270,6 +270,27 @@ _TORCH_CALL_WHEN = {
 }
 
 
+def _complex_operands(args, kwargs):
+    """Whether a call runs as a torch call because of complex values: a Python complex number
+    (thunder's scalars are real), or, while gradients are recorded, a complex tensor or dtype with
+    an input that requires a gradient (thunder's gradient rules are those of real values; torch's
+    autograd differentiates complex ones)."""
+    stack = [*args, *kwargs.values()]
+    complex_value = needs_grad = False
+    while stack:
+        a = stack.pop()
+        if isinstance(a, torch.Tensor):
+            complex_value = complex_value or a.is_complex()
+            needs_grad = needs_grad or a.requires_grad
+        elif isinstance(a, complex):
+            return True
+        elif isinstance(a, torch.dtype):
+            complex_value = complex_value or a.is_complex
+        elif isinstance(a, (list, tuple)):
+            stack.extend(a)
+    return complex_value and needs_grad and torch.is_grad_enabled()
+
+
 class CaptureMode(TorchFunctionMode):
     """Routes every torch call made while it is active into a CaptureSession."""
 
@@ -307,6 +328,8 @@ class CaptureMode(TorchFunctionMode):
         sym = self.table.by_fn.get(func)
         torch_call = _TORCH_CALL_WHEN.get(func)
         if torch_call is not None and torch_call(args, kwargs):
+            sym = None
+        if sym is not None and _complex_operands(args, kwargs):
             sym = None
         try:
             if func is torch.where and len(args) + len(kwargs) == 1:
