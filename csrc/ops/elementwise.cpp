@@ -221,27 +221,86 @@ Value copy_meta(Builder& b, const BoundArgs& a) {
 }
 
 Value lerp_meta(Builder& b, const BoundArgs& a) {
-  // start + weight * (end - start)
-  Value diff = lang::binary(b, prims::sub(), a[1], a[0], Promotion::kDefault);
-  Value scaled = lang::binary(b, prims::mul(), a[2], diff, Promotion::kDefault);
-  return lang::binary(b, prims::add(), a[0], scaled, Promotion::kDefault);
+  // Eager's lerp: end and a tensor weight of the start's dtype, floating or complex; computed as
+  // start + weight * (end - start) where |weight| < 0.5, else end - (end - start) * (1 - weight)
+  // (exact at weight 1).
+  const TensorRef& start = a.tensor(0);
+  const DType dt = start->dtype();
+  auto same_dtype = [&](const Value& v, const char* name) {
+    if (v.is_tensor() && v.as_tensor()->dtype() != dt) {
+      throw Error(std::string("expected dtype ") + dtype_name(dt) + " for `" + name +
+                  "` but got dtype " + dtype_name(v.as_tensor()->dtype()));
+    }
+  };
+  same_dtype(a[1], "end");
+  same_dtype(a[2], "weight");
+  if (!is_floating(dt) && !is_complex(dt)) {
+    throw NotImplementedError(std::string("lerp: not implemented for '") + dtype_name(dt) + "'");
+  }
+  const auto p = lang::elementwise_promotion({a[0], a[1], a[2]}, Promotion::kDefault);
+  Value s = lang::convert_value(b, a[0], p.compute), e = lang::convert_value(b, a[1], p.compute);
+  Value w = lang::convert_value(b, a[2], p.compute);
+  Value diff = lang::binary(b, prims::sub(), e, s, Promotion::kDefault);
+  auto low = [&] {
+    return lang::binary(b, prims::add(), s,
+                        lang::binary(b, prims::mul(), w, diff, Promotion::kDefault),
+                        Promotion::kDefault);
+  };
+  auto high = [&](const Value& one_minus_w) {
+    return lang::binary(b, prims::sub(), e,
+                        lang::binary(b, prims::mul(), diff, one_minus_w, Promotion::kDefault),
+                        Promotion::kDefault);
+  };
+  Value r;
+  if (w.is_number()) {
+    const double wd = w.as_double();
+    r = std::abs(wd) < 0.5 ? low() : high(Value(1.0 - wd));
+  } else {
+    Value aw = b.call_bound(ltorch_symbol("abs"), {w});
+    Value c = lang::binary(b, prims::lt(), aw, Value(0.5), Promotion::kAlwaysBool);
+    Value l = low();
+    r = lang::call(b, prims::where(),
+                   {c, l, high(lang::binary(b, prims::sub(), Value(1.0), w, Promotion::kDefault))});
+  }
+  return lang::convert_value(b, r, p.result);
 }
 
-Value addcmul_meta(Builder& b, const BoundArgs& a) {
-  Value prod = lang::binary(b, prims::mul(), a[1], a[2], Promotion::kDefault);
-  if (!(a[3].is_int() && a[3].as_int() == 1)) {
-    prod = lang::binary(b, prims::mul(), prod, a[3], Promotion::kDefault);
+// addcmul and addcdiv as eager computes them: input, tensor1 and tensor2 converted to their common
+// dtype (`value` does not take part; it is converted to that dtype, truncated for integers), then
+// input + value * tensor1 (* or /) tensor2 in its compute type.
+Value addc_meta(Builder& b, const BoundArgs& a, bool divide) {
+  const auto p = lang::elementwise_promotion({a[0], a[1], a[2]}, Promotion::kDefault);
+  const char* name = divide ? "addcdiv" : "addcmul";
+  if (is_bool(p.result)) {
+    throw NotImplementedError(std::string(name) + ": not implemented for 'Bool'");
   }
-  return lang::binary(b, prims::add(), a[0], prod, Promotion::kDefault);
-}
-
-Value addcdiv_meta(Builder& b, const BoundArgs& a) {
-  Value q = lang::binary(b, prims::div(), a[1], a[2], Promotion::kIntToFloat);
-  if (!(a[3].is_int() && a[3].as_int() == 1)) {
-    q = lang::binary(b, prims::mul(), q, a[3], Promotion::kDefault);
+  auto integral = [](const Value& v) {
+    const DType d = v.is_tensor() ? v.as_tensor()->dtype() : DType::kFloat32;
+    return is_bool(d) || is_integer(d);
+  };
+  if (divide && integral(a[1]) && integral(a[2])) {
+    throw Error(
+        "Integer division with addcdiv is no longer supported, and in a future release addcdiv "
+        "will perform a true division of tensor1 and tensor2. The historic addcdiv behavior can "
+        "be implemented as (input + value * torch.trunc(tensor1 / tensor2)).to(input.dtype) for "
+        "integer inputs and as (input + value * tensor1 / tensor2) for float inputs. The future "
+        "addcdiv behavior is just the latter implementation: (input + value * tensor1 / tensor2), "
+        "for all dtypes.");
   }
-  return lang::binary(b, prims::add(), a[0], q, Promotion::kDefault);
+  Value x = lang::convert_value(b, a[0], p.compute);
+  Value t1 = lang::convert_value(b, a[1], p.compute), t2 = lang::convert_value(b, a[2], p.compute);
+  Value v = a[3];
+  if (v.is_float() && is_integer(p.result)) v = Value(static_cast<int64_t>(v.as_double()));
+  Value scaled = t1;
+  if (!(v.is_number() && v.as_double() == 1.0)) {
+    scaled = lang::binary(b, prims::mul(), lang::convert_value(b, v, p.compute), t1,
+                          Promotion::kDefault);
+  }
+  Value q = lang::binary(b, divide ? prims::div() : prims::mul(), scaled, t2, Promotion::kDefault);
+  return lang::convert_value(b, lang::binary(b, prims::add(), x, q, Promotion::kDefault), p.result);
 }
+Value addcmul_meta(Builder& b, const BoundArgs& a) { return addc_meta(b, a, false); }
+Value addcdiv_meta(Builder& b, const BoundArgs& a) { return addc_meta(b, a, true); }
 
 // The operands of a binary math function (logaddexp): both converted to the promoted compute dtype,
 // numbers kept as numbers.
