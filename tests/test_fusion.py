@@ -639,14 +639,18 @@ def test_fused_glu_softmin_normalize_and_losses_with_gradients():
 
 def test_fused_activations_with_gradients():
     # selu, celu, logsigmoid, softsign, tanhshrink, softshrink, hardshrink, threshold, frac,
-    # nan_to_num, logaddexp and prelu in one fused kernel each (after a multiply: a lone op runs as its torch call), values and gradients against eager's autograd (NaN and inf elements too).
+    # nan_to_num, logaddexp, prelu, hypot, logit, copysign, xlogy, xlog1py and float_power in one
+    # fused kernel each (after a multiply: a lone op runs as its torch call), values and gradients against eager's autograd (NaN and inf elements too).
     torch.manual_seed(0)
     x = torch.randn(64, 130) * 3
     x[0, :4] = torch.tensor([float("nan"), float("inf"), -float("inf"), 0.0])
     slope = torch.tensor([0.2])
     fns = [F.selu, lambda t: F.celu(t, 0.5), F.logsigmoid, F.softsign, F.tanhshrink, F.softshrink,
            lambda t: F.hardshrink(t, 1.0), lambda t: F.threshold(t, 0.2, -3.0), torch.frac,
-           torch.nan_to_num, lambda t: torch.logaddexp(t, t * -0.3), lambda t: F.prelu(t, slope)]
+           torch.nan_to_num, lambda t: torch.logaddexp(t, t * -0.3), lambda t: F.prelu(t, slope),
+           lambda t: torch.hypot(t, t * -0.3), lambda t: torch.logit(t * 0.1 + 0.5),
+           lambda t: torch.copysign(t, -0.0), lambda t: torch.copysign(t, t - 1), lambda t: torch.xlogy(t, t + 1),
+           lambda t: torch.special.xlog1py(t, t * t), lambda t: torch.float_power(t, 2.0).float()]
     for fn in fns:
         got_in, want_in = x.clone().requires_grad_(), x.clone().requires_grad_()
         jfn = _jit(lambda t, fn=fn: fn(t * 0.5))

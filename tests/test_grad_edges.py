@@ -54,6 +54,12 @@ CASES = [
     ("softshrink_at_lambd", lambda t: F.softshrink(t, 3.0), EDGES),
     ("hardshrink_at_lambd", lambda t: F.hardshrink(t, 3.0), EDGES),
     ("threshold_at_threshold", lambda t: F.threshold(t, 3.0, -1.0), EDGES),
+    # copysign: 0 at x = 0 (either sign of y); hypot away from the origin with zeros in one operand.
+    ("copysign_at_zero", lambda t: torch.copysign(t, t - 1.0), EDGES),
+    ("hypot_with_a_zero_operand", lambda t: torch.hypot(t, t * 0 + 2.0), EDGES),
+    # logit at its bounds 0 and 1 (inf), xlogy where x is 0 and y <= 0 (0).
+    ("logit_at_bounds", lambda t: torch.logit((t + 6.0) / 12.0), EDGES),
+    ("xlogy_x_zero", lambda t: torch.xlogy(t, (t + 3.0).abs() + 1.0) + torch.xlogy(t * 0, t.detach()), EDGES),
     ("prelu_at_zero", lambda t: F.prelu(t, torch.tensor([0.3], dtype=t.dtype)), EDGES),
     ("layer_norm_constant_rows", lambda t: F.layer_norm(t, t.shape[-1:]), C),
     # max/min over a dim: the gradient goes to the first of tied extrema (amax shares it).
@@ -85,7 +91,8 @@ def test_gradient_at_domain_edges_matches_eager(name, fn, x, size):
     (got * g).sum().backward()
     (want * g).sum().backward()
     torch.testing.assert_close(got_in.grad, want_in.grad, equal_nan=True)
-    assert not math.isnan(float(got_in.grad.sum())) or name in ("clamp_nan", "vector_norm_order_minus_1_of_infinities")
+    assert not math.isnan(float(got_in.grad.sum())) or name in ("clamp_nan", "vector_norm_order_minus_1_of_infinities",
+                                                                   "logit_at_bounds")
 
 
 @pytest.mark.parametrize("decompose", [False, True], ids=["fused", "prims"])

@@ -584,6 +584,65 @@ def test_smooth_losses(loss, reduction, dtype, decompose):
 
 @DECOMPOSE
 @DTYPES
+@REDUCTIONS
+def test_margin_and_embedding_losses(reduction, dtype, decompose):
+    # ATen's composites: margin ranking, hinge embedding (targets 1, -1 and others), soft margin,
+    # cosine embedding (2-D rows with a 1-D target, 1-D with a 0-d one, a zero row) and Poisson NLL
+    # (log input, and full with targets on both sides of 1).
+    kw = {"decompose": decompose, "dtype": dtype}
+    sign = torch.tensor([1.0, -1.0, 1.0, -1.0, 0.5], dtype=dtype)
+    x1, x2 = randn(5, dtype=dtype), randn(5, dtype=dtype)
+    check(lambda a, b, t: F.margin_ranking_loss(a, b, t, 0.3, reduction=reduction), (x1, x2, sign), **kw)
+    check(lambda a, t: F.hinge_embedding_loss(a, t, 0.5, reduction=reduction), (x1 * 2, sign), **kw)
+    check(lambda a, t: F.hinge_embedding_loss(a, t, reduction=reduction), (randn(2, 5, dtype=dtype), sign), **kw)
+    check(lambda a, t: F.soft_margin_loss(a, t, reduction=reduction), (x1 * 2, sign), **kw)
+    rows = randn(5, 3, dtype=dtype)
+    rows[1] = 0
+    check(lambda a, b, t: F.cosine_embedding_loss(a, b, t, 0.2, reduction=reduction),
+          (rows, randn(5, 3, dtype=dtype), sign), **kw)
+    check(lambda a, b, t: F.cosine_embedding_loss(a, b, t, reduction=reduction),
+          (randn(3, dtype=dtype), randn(3, dtype=dtype), torch.tensor(-1.0, dtype=dtype)), **kw)
+    counts = torch.tensor([0.0, 0.5, 1.0, 2.0, 5.0], dtype=dtype)
+    check(lambda a, t: F.poisson_nll_loss(a, t, reduction=reduction), (x1, counts), **kw)
+    check(lambda a, t: F.poisson_nll_loss(a, t, log_input=False, full=True, reduction=reduction),
+          (x1.abs(), counts), **kw)
+
+
+def test_margin_and_embedding_loss_errors_and_dtypes():
+    # Eager's messages for dims, targets and reductions; integer operands as eager promotes them.
+    sign = torch.tensor([1.0, -1.0, 1.0])
+    check(F.margin_ranking_loss, (randn(3), randn(3, 1), randn(3)))
+    check(lambda a, b, t: F.margin_ranking_loss(a, b, t, reduction="x"), (randn(3), randn(3), sign))
+    check(lambda a, b, t: F.margin_ranking_loss(a, b, t, size_average=False), (randn(3), randn(3), sign))
+    check(F.margin_ranking_loss, (torch.arange(3), torch.arange(3), torch.tensor([1, -1, 1])))
+    check(F.cosine_embedding_loss, (randn(2, 3), randn(2, 3), randn(2, 1)))
+    check(F.cosine_embedding_loss, (randn(2, 3), randn(3), randn(2)))
+    check(F.cosine_embedding_loss, (randn(3), randn(2, 3), torch.tensor(1.0)))
+    check(F.cosine_embedding_loss, (torch.ones(2, 3, dtype=torch.int64), torch.ones(2, 3, dtype=torch.int64),
+                                    torch.tensor([1, -1])))
+    check(F.hinge_embedding_loss, (torch.arange(4), torch.tensor([1, -1, 1, -1])))
+    check(F.soft_margin_loss, (randn(3), torch.tensor([1, -1, 1])))
+    check(F.soft_margin_loss, (randn(3), torch.ones(2, 3)))
+    check(F.soft_margin_loss, (torch.arange(3), torch.arange(3)))
+    check(lambda a, t: F.poisson_nll_loss(a, t, reduction="x"), (randn(3), randn(3)))
+    check(F.poisson_nll_loss, (torch.arange(3), torch.arange(3)))
+    for fn, args in [(F.margin_ranking_loss, (randn(3), randn(3), randn(3))),
+                     (F.cosine_embedding_loss, (randn(2, 3), randn(2, 3), torch.ones(2))),
+                     (F.poisson_nll_loss, (randn(3), randn(3))), (F.soft_margin_loss, (randn(3), randn(3)))]:
+        jfn = thunder.jit(fn)
+        jfn(*args)
+        assert not thunder.examine.opaque_ops(jfn)
+
+
+def test_soft_margin_loss_target_requiring_grad_raises_as_eager():
+    # Eager has no derivative for the target and raises in the forward; so does its torch call.
+    x, t = randn(3, 4).requires_grad_(), randn(3, 4).requires_grad_()
+    with pytest.raises(RuntimeError, match="not differentiable with respect to argument 'target'"):
+        thunder.jit(F.soft_margin_loss)(x, t)
+
+
+@DECOMPOSE
+@DTYPES
 @pytest.mark.parametrize("reduction", ["none", "mean", "sum", "batchmean"])
 @pytest.mark.parametrize("log_target", [False, True])
 def test_kl_div(reduction, log_target, dtype, decompose):

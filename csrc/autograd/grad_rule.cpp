@@ -28,6 +28,7 @@ void ensure_builtin_rules() {
     detail::register_elementwise_grad_rules();
     detail::register_structural_grad_rules();
     detail::register_nn_grad_rules();
+    detail::register_math_grad_rules();
   });
 }
 

@@ -9,15 +9,16 @@
 // - a backward that, given the cotangents of the outputs, emits the backward computation with the
 //   Builder and hands each differentiable input its cotangent with put_grad.
 //
-// Rules exist for every differentiable primitive (grad_rules_prims*.cpp) and for torch-level symbols
-// whose decomposed gradient would be wasteful (grad_rules_nn.cpp). A torch-level symbol with no rule
-// is differentiated through its decomposition (see vjp.h).
+// Rules exist for every differentiable primitive (grad_rules_prims*.cpp) and for torch-level
+// symbols whose decomposed gradient would be wasteful (grad_rules_nn.cpp) or would differ from
+// eager's at the edges of their domains (grad_rules_math.cpp). A torch-level symbol with no rule is
+// differentiated through its decomposition (see vjp.h).
 //
 // Contract for rules added at run time (register_grad_rule, thunder.core.transforms.register_grad):
 // the backward may only read the bound symbol's arguments, its outputs (as returned by the
 // augmented forward) and the residuals; every symbol it emits must have a meta function and an
-// executor able to run it; put_grad must receive a tensor of the input's shape (its dtype is converted
-// when it differs). A later registration for the same symbol replaces the earlier one.
+// executor able to run it; put_grad must receive a tensor of the input's shape (its dtype is
+// converted when it differs). A later registration for the same symbol replaces the earlier one.
 #pragma once
 
 #include <functional>
@@ -135,10 +136,14 @@ void set_missing_rule_hook(MissingRuleHook hook);
 bool call_missing_rule_hook(const BoundSymbol& bsym);
 
 namespace detail {
+// Sums `t` down to `shape` (undoing broadcasting: leading dims, and dims of size 1 in `shape`).
+TensorRef sum_to_shape(Builder& b, const TensorRef& t, const Shape& shape);
+
 // Per-family registration of the built-in rules.
 void register_elementwise_grad_rules();
 void register_structural_grad_rules();
 void register_nn_grad_rules();
+void register_math_grad_rules();
 }  // namespace detail
 
 }  // namespace thunder::autograd

@@ -27,7 +27,8 @@ std::vector<int64_t> iota_vec(int64_t n, int64_t start = 0) {
   return v;
 }
 
-// Sums `t` down to `shape` (undoing broadcasting: leading dims, and dims of size 1 in `shape`).
+}  // namespace
+
 TensorRef sum_to_shape(Builder& b, const TensorRef& t, const Shape& shape) {
   if (t->shape() == shape) return t;
   int64_t lead = t->rank() - static_cast<int64_t>(shape.size());
@@ -39,6 +40,8 @@ TensorRef sum_to_shape(Builder& b, const TensorRef& t, const Shape& shape) {
   TensorRef s = dims.empty() ? t : call(b, prims::sum(), {V(t), V::ints(dims)});
   return lang::reshape(b, s, shape);
 }
+
+namespace {
 
 // Broadcasts a reduction's result (or its cotangent) back to the input's shape.
 TensorRef unreduce(Builder& b, const TensorRef& r, const Shape& shape,

@@ -1,5 +1,6 @@
 // Torch-level elementwise ops: arithmetic, comparisons, math functions, where, clamp and their in-place
 // variants. Each decomposes into a primitive plus the promotions and broadcasts PyTorch applies.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <string>
@@ -385,6 +386,121 @@ Value nan_to_num_meta(Builder& b, const BoundArgs& a) {
   return lang::convert_value(b, r, x->dtype());
 }
 
+// hypot(x, y) as m * sqrt(1 + (n / m)^2), m = max(|x|, |y|) and n = min(|x|, |y|): no overflow
+// or underflow in the squares. An infinite operand gives inf (a NaN beside it too) and two zeros
+// give 0, as C's hypot. Floating only; the gradient is eager's (autograd/grad_rules_math.cpp).
+Value hypot_meta(Builder& b, const BoundArgs& a) {
+  MathOperands m = math_operands(b, a);
+  detail::nn::require_floating(m.p.result, "hypot_cpu");
+  const double inf = std::numeric_limits<double>::infinity();
+  Value ax = lang::unary(b, prims::abs(), m.x, Promotion::kNoOpmath);
+  Value ay = lang::unary(b, prims::abs(), m.y, Promotion::kNoOpmath);
+  Value hi = bin(b, prims::maximum(), ax, ay);
+  Value q = bin(b, prims::div(), bin(b, prims::minimum(), ax, ay), hi);
+  Value r = bin(b, prims::mul(), hi,
+                lang::unary(b, prims::sqrt(), bin(b, prims::add(), bin(b, prims::mul(), q, q), 1.0),
+                            Promotion::kNoOpmath));
+  r = select(b, cmp(b, prims::eq(), hi, Value(0.0)), Value(0.0), r);
+  Value infinite = cmp(b, prims::bitwise_or(), cmp(b, prims::eq(), ax, Value(inf)),
+                       cmp(b, prims::eq(), ay, Value(inf)));
+  r = select(b, infinite, Value(inf), r);
+  return lang::convert_value(b, r, m.p.result);
+}
+
+// logit(x, eps) = log(x / (1 - x)), x first clamped to [eps, 1 - eps] when eps >= 0 (eps and
+// 1 - eps rounded to the input's dtype, a NaN kept); integers give floats. The gradient is eager's
+// (autograd/grad_rules_math.cpp).
+Value logit_meta(Builder& b, const BoundArgs& a) {
+  lang::PromotionResult p = lang::elementwise_promotion({a[0]}, Promotion::kIntToFloat);
+  detail::nn::require_floating(p.result, "logit_cpu");
+  TensorRef x = lang::convert(b, a.tensor(0), p.compute);
+  if (!a[1].is_none() && a.number(1) >= 0) {
+    const double lo = detail::nn::round_to(p.result, a.number(1));
+    const double hi = detail::nn::round_to(p.result, 1.0 - lo);
+    // x < lo ? lo : (x > hi ? hi : x), as eager's kernel (lo > hi when eps > 0.5).
+    Value below = cmp(b, prims::lt(), Value(x), Value(lo));
+    Value upper = select(b, cmp(b, prims::gt(), Value(x), Value(hi)), Value(hi), Value(x));
+    x = select(b, below, Value(lo), upper).as_tensor();
+  }
+  TensorRef q = bin(b, prims::div(), Value(x), Value(bin(b, prims::sub(), Value(1.0), Value(x))));
+  return lang::convert(b, detail::nn::un(b, prims::log(), q), p.result);
+}
+
+// copysign(x, y): |x| with y's sign bit (-0.0 and a NaN's sign bit too); integers give floats. The
+// gradient is eager's (autograd/grad_rules_math.cpp).
+Value copysign_meta(Builder& b, const BoundArgs& a) {
+  lang::PromotionResult p = lang::elementwise_promotion({a[0], a[1]}, Promotion::kIntToFloat);
+  detail::nn::require_floating(p.result, "copysign_cpu");
+  Value x = lang::convert_value(b, a[0], p.result);
+  Value y = lang::convert_value(b, a[1], p.result);
+  Value ax = lang::unary(b, prims::abs(), x, Promotion::kNoOpmath);
+  Value nax = lang::unary(b, prims::neg(), ax, Promotion::kNoOpmath);
+  if (!y.is_tensor()) return std::signbit(y.as_double()) ? nax : ax;
+  Value neg = lang::unary(b, prims::signbit(), y, Promotion::kAlwaysBool);
+  return select(b, neg, nax, ax);
+}
+
+// heaviside(x, values): values where x is 0, 1 where x > 0, 0 elsewhere (NaN too). Both tensors of
+// one dtype, as eager requires. Not differentiable in eager: capture runs it as its torch call when
+// an operand requires grad.
+Value heaviside_meta(Builder& b, const BoundArgs& a) {
+  const TensorRef& x = a.tensor(0);
+  const TensorRef& v = a.tensor(1);
+  if (is_complex(x->dtype()) || is_complex(v->dtype())) {
+    throw Error("heaviside is not yet implemented for complex tensors.");
+  }
+  if (x->dtype() != v->dtype()) {
+    throw Error("heaviside is not yet implemented for tensors with different dtypes.");
+  }
+  Value zero = cmp(b, prims::eq(), Value(x), Value(int64_t{0}));
+  Value pos = lang::convert(b, cmp(b, prims::gt(), Value(x), Value(int64_t{0})), x->dtype());
+  return select(b, zero, Value(v), pos);
+}
+
+// xlogy(x, y) = x * log(y) (kLog1p: xlog1py, x * log1p(y)): NaN where y is NaN, else 0 where x is 0
+// (eager's order); integers give floats. The gradient is eager's (autograd/grad_rules_math.cpp).
+template <bool kLog1p>
+Value xlogy_meta(Builder& b, const BoundArgs& a) {
+  lang::PromotionResult p = lang::elementwise_promotion({a[0], a[1]}, Promotion::kIntToFloat);
+  detail::nn::require_floating(p.result, kLog1p ? "xlog1py_cpu" : "xlogy_cpu");
+  Value x = lang::convert_value(b, a[0], p.compute);
+  Value y = lang::convert_value(b, a[1], p.compute);
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  Value ly = y.is_tensor()
+                 ? lang::unary(b, kLog1p ? prims::log1p() : prims::log(), y, Promotion::kNoOpmath)
+                 : Value(kLog1p ? std::log1p(y.as_double()) : std::log(y.as_double()));
+  Value r = bin(b, prims::mul(), x, ly);
+  if (x.is_tensor()) {
+    r = select(b, cmp(b, prims::eq(), x, Value(0.0)), Value(0.0), r);
+  } else if (x.as_double() == 0) {
+    const TensorRef& t = r.as_tensor();
+    r = lang::full(b, t->shape(), Value(0.0), t->device(), t->dtype());
+  }
+  if (y.is_tensor()) {
+    r = select(b, cmp(b, prims::ne(), y, y), Value(nan), r);
+  } else if (std::isnan(y.as_double())) {
+    const TensorRef& t = r.as_tensor();
+    r = lang::full(b, t->shape(), Value(nan), t->device(), t->dtype());
+  }
+  return lang::convert_value(b, r, p.result);
+}
+
+// float_power(x, y): pow in float64 (integers and floats of any width alike); the gradient is pow's
+// through the conversions, as eager's composite. Complex operands run as the torch call (capture).
+Value float_power_meta(Builder& b, const BoundArgs& a) {
+  for (size_t i = 0; i < 2; ++i) {
+    if (a[i].is_tensor() && is_complex(a[i].as_tensor()->dtype())) {
+      throw NotImplementedError("float_power: complex operands are not supported");
+    }
+  }
+  Value x = lang::convert_value(b, a[0], DType::kFloat64);
+  Value y = lang::convert_value(b, a[1], DType::kFloat64);
+  if (!x.is_tensor() && !y.is_tensor()) {
+    throw TypeError("float_power(): one of the operands must be a Tensor");
+  }
+  return lang::binary(b, prims::pow(), x, y, Promotion::kDefault);
+}
+
 #define UNARY(name, prim, kind, ...)                                                     \
   OpDef { #name, "input", unary_op<prims::prim, Promotion::kind>,                          \
           {"torch." #name, "torch.Tensor." #name __VA_OPT__(, ) __VA_ARGS__}, {},          \
@@ -472,6 +588,43 @@ void register_elementwise_ops(SymbolTable& table) {
        "input, nan=0.0, posinf=None, neginf=None, *, out=None",
        nan_to_num_meta,
        {"torch.nan_to_num", "torch.Tensor.nan_to_num"},
+       {},
+       kTagElementwise},
+      {"hypot",
+       "input, other",
+       hypot_meta,
+       {"torch.hypot", "torch.Tensor.hypot"},
+       {},
+       kTagElementwise},
+      {"logit",
+       "input, eps=None",
+       logit_meta,
+       {"torch.logit", "torch.Tensor.logit", "torch.special.logit"},
+       {},
+       kTagElementwise},
+      {"copysign",
+       "input, other",
+       copysign_meta,
+       {"torch.copysign", "torch.Tensor.copysign"},
+       {},
+       kTagElementwise},
+      {"heaviside",
+       "input, values",
+       heaviside_meta,
+       {"torch.heaviside", "torch.Tensor.heaviside"},
+       {},
+       kTagElementwise},
+      {"xlogy",
+       "input, other",
+       xlogy_meta<false>,
+       {"torch.xlogy", "torch.Tensor.xlogy", "torch.special.xlogy"},
+       {},
+       kTagElementwise},
+      {"xlog1py", "input, other", xlogy_meta<true>, {"torch.special.xlog1py"}, {}, kTagElementwise},
+      {"float_power",
+       "input, exponent",
+       float_power_meta,
+       {"torch.float_power", "torch.Tensor.float_power"},
        {},
        kTagElementwise},
       {"addcmul",

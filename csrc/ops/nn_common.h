@@ -3,7 +3,9 @@
 // whose operands already have one dtype.
 #pragma once
 
+#include <algorithm>
 #include <array>
+#include <cmath>
 #include <limits>
 #include <optional>
 #include <string>
@@ -68,6 +70,19 @@ inline double finite_max(DType d) {
     default:
       return std::numeric_limits<float>::max();
   }
+}
+
+// `v` rounded to the nearest value of the floating dtype `d` (ties to even), as a number PyTorch
+// converts to the tensor's scalar type; no overflow handling (for small constants such as an eps).
+inline double round_to(DType d, double v) {
+  if (d == DType::kFloat64 || v == 0.0 || !std::isfinite(v)) return v;
+  if (d == DType::kFloat32) return static_cast<float>(v);
+  const int bits = d == DType::kFloat16 ? 11 : 8;  // significand bits
+  const int min_exp = d == DType::kFloat16 ? -14 : -126;
+  int e = 0;
+  std::frexp(v, &e);  // v = f * 2^e, 0.5 <= |f| < 1
+  const double ulp = std::ldexp(1.0, std::max(e - 1, min_exp) - (bits - 1));
+  return std::nearbyint(v / ulp) * ulp;
 }
 
 // PyTorch's NotImplementedError for a kernel without an implementation for `d` unless it is

@@ -1,8 +1,10 @@
 // Torch-level loss functions: nll_loss, cross_entropy (class indices and probabilities, label
 // smoothing), mse_loss, l1_loss, smooth_l1_loss, huber_loss, kl_div,
-// binary_cross_entropy_with_logits. Each reduces with torch's
+// binary_cross_entropy_with_logits, margin_ranking_loss, hinge_embedding_loss, soft_margin_loss,
+// cosine_embedding_loss, poisson_nll_loss. Each reduces with torch's
 // 'none' / 'mean' / 'sum' (or the legacy size_average / reduce flags).
 #include <algorithm>
+#include <cmath>
 
 #include "ops/nn_common.h"
 
@@ -323,6 +325,140 @@ Value kl_div_meta(Builder& b, const BoundArgs& a) {
   return lang::convert(b, reduce_loss(b, loss, reduction), result);
 }
 
+// The losses below are ATen composites; each is written with the torch-level ops ATen's composite
+// calls, in its order, so values, dtypes and gradients follow eager's (its zeros_like operands as 0
+// selects of the same dtype).
+Value call(Builder& b, const char* name, std::vector<Value> args) {
+  return b.call(ltorch_symbol(name), std::move(args));
+}
+Value zeros_like(Builder& b, const Value& t) { return call(b, "zeros_like", {t}); }
+
+// ATen's apply_loss_reduction: loss.mean() or loss.sum().
+Value reduce_as_aten(Builder& b, const Value& loss, const std::string& reduction) {
+  if (reduction == "none") return loss;
+  return call(b, reduction == "sum" ? "sum" : "mean", {loss});
+}
+
+std::string size_str(const Shape& s) { return "torch.Size(" + shape_str(s) + ")"; }
+
+// F.margin_ranking_loss(input1, input2, target, margin, size_average, reduce, reduction):
+// max(0, -target * (input1 - input2) + margin).
+Value margin_ranking_loss_meta(Builder& b, const BoundArgs& a) {
+  const std::string reduction = loss_reduction(a, 4, 5, 6);
+  const TensorRef& x1 = a.tensor(0);
+  const TensorRef& x2 = a.tensor(1);
+  const TensorRef& t = a.tensor(2);
+  if (x1->rank() != x2->rank() || x1->rank() != t->rank()) {
+    throw Error(
+        "margin_ranking_loss : All input tensors should have same dimension but got sizes: "
+        "input1: " +
+        size_str(x1->shape()) + ", input2: " + size_str(x2->shape()) +
+        ", target: " + size_str(t->shape()) + " ");
+  }
+  Value d = call(b, "mul", {call(b, "neg", {Value(t)}), call(b, "sub", {Value(x1), Value(x2)})});
+  Value loss = call(b, "clamp_min", {call(b, "add", {d, Value(a.number(3))}), Value(int64_t{0})});
+  return reduce_as_aten(b, loss, reduction);
+}
+
+// F.hinge_embedding_loss(input, target, margin, size_average, reduce, reduction): where target
+// is not 1, max(0, margin - input); where target is not -1, input; the two added.
+Value hinge_embedding_loss_meta(Builder& b, const BoundArgs& a) {
+  const std::string reduction = loss_reduction(a, 3, 4, 5);
+  Value x = a[0], t = a[1];
+  Value zeros = zeros_like(b, x);
+  Value margin_clamp =
+      call(b, "clamp_min", {call(b, "sub", {Value(a.number(2)), x}), Value(int64_t{0})});
+  Value out_margin = call(b, "where", {call(b, "ne", {t, Value(int64_t{1})}), margin_clamp, zeros});
+  Value out_self = call(b, "where", {call(b, "ne", {t, Value(int64_t{-1})}), x, zeros});
+  return reduce_as_aten(b, call(b, "add", {out_margin, out_self}), reduction);
+}
+
+// F.soft_margin_loss(input, target, size_average, reduce, reduction): log(1 + exp(-input *
+// target)), in the input's shape and dtype (ATen writes it into a tensor like the input).
+Value soft_margin_loss_meta(Builder& b, const BoundArgs& a) {
+  const std::string reduction = loss_reduction(a, 2, 3, 4);
+  const TensorRef& x = a.tensor(0);
+  const TensorRef& t = a.tensor(1);
+  Shape shape = lang::broadcast_shapes(x->shape(), t->shape());
+  if (shape != x->shape()) {
+    throw Error("output with shape " + shape_str(x->shape()) +
+                " doesn't match the broadcast shape " + shape_str(shape));
+  }
+  DType result = lang::result_type({Value(x), Value(t)});
+  if (is_floating(result) && !is_floating(x->dtype())) {
+    throw Error(std::string("result type ") + torch_type_name(result) +
+                " can't be cast to the desired output type " + torch_type_name(x->dtype()));
+  }
+  Value loss =
+      call(b, "log1p", {call(b, "exp", {call(b, "mul", {call(b, "neg", {Value(x)}), Value(t)})})});
+  return reduce_as_aten(b, loss, reduction);
+}
+
+// F.cosine_embedding_loss(input1, input2, target, margin, size_average, reduce, reduction): the
+// cosine of each pair of rows (squared magnitudes plus 1e-12), 1 - cos where target is 1 and
+// max(0, cos - margin) where it is -1.
+Value cosine_embedding_loss_meta(Builder& b, const BoundArgs& a) {
+  const std::string reduction = loss_reduction(a, 4, 5, 6);
+  const TensorRef& x1 = a.tensor(0);
+  const TensorRef& x2 = a.tensor(1);
+  const TensorRef& t = a.tensor(2);
+  const int64_t td = t->rank();
+  if (td != 0 && td != 1)
+    throw Error("0D or 1D target tensor expected, multi-target not supported");
+  if (x1->rank() != td + 1 || x2->rank() != td + 1) {
+    throw Error(
+        std::string(td == 1 ? "1D target tensor expects 2D" : "0D target tensor expects 1D") +
+        " input tensors, but found inputs with sizes " + shape_str(x1->shape()) + " and " +
+        shape_str(x2->shape()) + ".");
+  }
+  const double eps = 1e-12;
+  Value dim = Value(td);
+  auto sum_of = [&](const Value& p, const Value& q) {
+    return call(b, "sum", {call(b, "mul", {p, q}), dim});
+  };
+  Value prod_sum = sum_of(Value(x1), Value(x2));
+  Value mag1 = call(b, "add", {sum_of(Value(x1), Value(x1)), Value(eps)});
+  Value mag2 = call(b, "add", {sum_of(Value(x2), Value(x2)), Value(eps)});
+  Value denom = call(b, "sqrt", {call(b, "mul", {mag1, mag2})});
+  Value cos = call(b, "div", {prod_sum, denom});
+  Value zeros = zeros_like(b, cos);
+  Value pos = call(b, "rsub", {cos, Value(int64_t{1})});
+  Value neg = call(b, "clamp_min", {call(b, "sub", {cos, Value(a.number(3))}), Value(int64_t{0})});
+  Value out_pos = call(b, "where", {call(b, "eq", {Value(t), Value(int64_t{1})}), pos, zeros});
+  Value out_neg = call(b, "where", {call(b, "eq", {Value(t), Value(int64_t{-1})}), neg, zeros});
+  return reduce_as_aten(b, call(b, "add", {out_pos, out_neg}), reduction);
+}
+
+// F.poisson_nll_loss(input, target, log_input, full, size_average, eps, reduce, reduction):
+// exp(input) - target * input (log_input), else input - target * log(input + eps); with full, the
+// Stirling term target * log(target) - target + 0.5 * log(2 pi target) added where target > 1.
+Value poisson_nll_loss_meta(Builder& b, const BoundArgs& a) {
+  std::string reduction = a[7].as_string();
+  if (!a[4].is_none() || !a[6].is_none()) {
+    reduction = loss_reduction(a, 4, 6, 7);
+  } else if (reduction != "none" && reduction != "mean" && reduction != "sum") {
+    throw ValueError(reduction + " is not a valid value for reduction");
+  }
+  Value x = a[0], t = a[1];
+  Value loss;
+  if (a.bool_(2)) {
+    loss = call(b, "sub", {call(b, "exp", {x}), call(b, "mul", {t, x})});
+  } else {
+    Value l = call(b, "log", {call(b, "add", {x, Value(a.number(5))})});
+    loss = call(b, "sub", {x, call(b, "mul", {t, l})});
+  }
+  if (a.bool_(3)) {
+    Value st = call(b, "sub", {call(b, "mul", {t, call(b, "log", {t})}), t});
+    Value half_log =
+        call(b, "mul", {call(b, "log", {call(b, "mul", {Value(2 * M_PI), t})}), Value(0.5)});
+    st = call(b, "add", {st, half_log});
+    st = call(b, "masked_fill", {st, call(b, "le", {t, Value(int64_t{1})}), Value(int64_t{0})});
+    DType ld = loss.as_tensor()->dtype();
+    loss = lang::convert_value(b, call(b, "add", {loss, st}), ld);
+  }
+  return reduce_as_aten(b, loss, reduction);
+}
+
 }  // namespace
 
 void register_nn_loss_ops(SymbolTable& table) {
@@ -362,6 +498,27 @@ void register_nn_loss_ops(SymbolTable& table) {
        "pos_weight=None",
        bce_logits_meta,
        {"torch.nn.functional.binary_cross_entropy_with_logits"}},
+      {"margin_ranking_loss",
+       "input1, input2, target, margin=0, size_average=None, reduce=None, reduction='mean'",
+       margin_ranking_loss_meta,
+       {"torch.nn.functional.margin_ranking_loss"}},
+      {"hinge_embedding_loss",
+       "input, target, margin=1.0, size_average=None, reduce=None, reduction='mean'",
+       hinge_embedding_loss_meta,
+       {"torch.nn.functional.hinge_embedding_loss"}},
+      {"soft_margin_loss",
+       "input, target, size_average=None, reduce=None, reduction='mean'",
+       soft_margin_loss_meta,
+       {"torch.nn.functional.soft_margin_loss"}},
+      {"cosine_embedding_loss",
+       "input1, input2, target, margin=0, size_average=None, reduce=None, reduction='mean'",
+       cosine_embedding_loss_meta,
+       {"torch.nn.functional.cosine_embedding_loss"}},
+      {"poisson_nll_loss",
+       "input, target, log_input=True, full=False, size_average=None, eps=1e-08, reduce=None, "
+       "reduction='mean'",
+       poisson_nll_loss_meta,
+       {"torch.nn.functional.poisson_nll_loss"}},
   };
   register_ops(table, defs);
 }

@@ -254,6 +254,27 @@ def _complex_first(args, kwargs):
     return isinstance(x, torch.Tensor) and x.is_complex()
 
 
+def _complex_any(args, kwargs):
+    return any(isinstance(a, torch.Tensor) and a.is_complex() for a in (*args, *kwargs.values()))
+
+
+def _needs_grad(args, kwargs):
+    return torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad
+                                           for a in (*args, *kwargs.values()))
+
+
+def _needs_grad_at(position, name):
+    def check(args, kwargs):
+        t = args[position] if len(args) > position else kwargs.get(name)
+        return torch.is_grad_enabled() and isinstance(t, torch.Tensor) and t.requires_grad
+    return check
+
+
+def _logit_eps_needs_grad(args, kwargs):
+    eps = args[1] if len(args) > 1 else kwargs.get("eps")
+    return eps is not None and eps >= 0 and _needs_grad(args[:1], {})
+
+
 def _training(position):
     def check(args, kwargs):
         return bool(args[position] if len(args) > position else kwargs.get("training", False))
@@ -261,11 +282,19 @@ def _training(position):
 
 
 # Calls that run as opaque torch calls though thunder has a rule for the function: the rules of
-# logaddexp and nan_to_num cover real tensors (eager takes complex ones too), rrelu's its eval form
-# (in training its slopes are random).
+# logaddexp, nan_to_num and float_power cover real tensors (eager takes complex ones too), rrelu's
+# its eval form (in training its slopes are random), heaviside's and soft_margin_loss's target's no
+# gradient (eager has no derivative for them and raises, which their torch calls keep), logit's with
+# eps when its input needs a gradient (at a NaN input eager's backward gives 0 in its vectorised
+# loop and NaN in its scalar one, so the gradient depends on the element's position).
 _TORCH_CALL_WHEN = {
     torch.logaddexp: _complex_first, torch.Tensor.logaddexp: _complex_first,
     torch.nan_to_num: _complex_first, torch.Tensor.nan_to_num: _complex_first,
+    torch.float_power: _complex_any, torch.Tensor.float_power: _complex_any,
+    torch.heaviside: _needs_grad, torch.Tensor.heaviside: _needs_grad,
+    torch.nn.functional.soft_margin_loss: _needs_grad_at(1, "target"),
+    torch.logit: _logit_eps_needs_grad, torch.Tensor.logit: _logit_eps_needs_grad,
+    torch.special.logit: _logit_eps_needs_grad,
     torch.nn.functional.rrelu: _training(3),
 }
 
