@@ -59,6 +59,10 @@ def test_nan_and_inf_propagate_like_eager():
     x = torch.tensor([[1.0, float("nan"), 2.0], [float("inf"), 0.0, -1.0], [-float("inf"), 1.0, 2.0]])
     for fn in (softmax, lambda t: torch.maximum(t * 2, t + 1) - 1):
         torch.testing.assert_close(_jit(fn)(x), fn(x), equal_nan=True)
+    # eager's sign is (0 < x) - (x < 0): 0 at NaN, not NaN
+    sign = lambda t: torch.sign(t * 2) - 1  # noqa: E731
+    torch.testing.assert_close(_jit(sign)(x[:, :2]), sign(x[:, :2]), equal_nan=True)
+    assert _jit(sign)(x[:, :2])[0, 1].item() == -1.0
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float64])

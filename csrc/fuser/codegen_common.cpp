@@ -120,10 +120,8 @@ std::string op_expr(const KNode& n, const std::vector<std::string>& a,
   if (op == "neg") return cast("-" + a[0]);
   if (op == "rsqrt") return "(" + std::string(dbl ? "1.0" : "1.0f") + " / " + fn("sqrt") + ")";
   if (op == "reciprocal") return "(" + std::string(dbl ? "1.0" : "1.0f") + " / " + a[0] + ")";
-  if (op == "sign") {
-    std::string s = "((" + ct + ")((" + a[0] + " > 0) - (" + a[0] + " < 0)))";
-    return fp ? "(" + a[0] + " != " + a[0] + " ? " + a[0] + " : " + s + ")" : s;
-  }
+  // Eager's sign: (0 < x) - (x < 0), so NaN gives 0 (CPU and CUDA alike).
+  if (op == "sign") return "((" + ct + ")((" + a[0] + " > 0) - (" + a[0] + " < 0)))";
   if (op == "floor" || op == "ceil" || op == "trunc" || op == "round" || op == "real") return a[0];
   if (op == "bitwise_not") return in == DType::kBool ? "(!" + a[0] + ")" : cast("~" + a[0]);
   if (op == "isfinite") return fp ? "(" + a[0] + " - " + a[0] + " == " + a[0] + " - " + a[0] + ")" : "true";
