@@ -60,7 +60,7 @@ def test_nan_and_inf_propagate_like_eager():
     for fn in (softmax, lambda t: torch.maximum(t * 2, t + 1) - 1):
         torch.testing.assert_close(_jit(fn)(x), fn(x), equal_nan=True)
     # eager's sign is (0 < x) - (x < 0): 0 at NaN, not NaN
-    sign = lambda t: torch.sign(t * 2) - 1  # noqa: E731
+    sign = lambda t: torch.sign(t * 2) - 1
     torch.testing.assert_close(_jit(sign)(x[:, :2]), sign(x[:, :2]), equal_nan=True)
     assert _jit(sign)(x[:, :2])[0, 1].item() == -1.0
 
