@@ -316,8 +316,10 @@ double trunc(double) noexcept; double nearbyint(double) noexcept; double fabs(do
 }
 static inline float th_inf() { return __builtin_inff(); }
 static inline float th_nan() { return __builtin_nanf(""); }
-static inline bool th_signbit(float f) { return __builtin_signbit(f) != 0; }
-static inline bool th_signbit_d(double f) { return __builtin_signbit(f) != 0; }
+// The sign bit by a bit cast: g++ 12 crashes (an internal compiler error) vectorizing
+// __builtin_signbit of a value loaded from bf16 under AVX-512.
+static inline bool th_signbit(float f) { unsigned u; TH_BITCAST(u, f); return (u >> 31) != 0; }
+static inline bool th_signbit_d(double f) { unsigned long long u; TH_BITCAST(u, f); return (u >> 63) != 0; }
 TH_INLINE float th_ld_f16(unsigned short h) { _Float16 x; __builtin_memcpy(&x, &h, 2); return (float)x; }
 TH_INLINE unsigned short th_st_f16(float f) { _Float16 x = (_Float16)f; unsigned short h; __builtin_memcpy(&h, &x, 2); return h; }
 // exp(x) for x <= 0 or NaN (a value minus its row's maximum), vectorisable: 2^n 2^f with

@@ -27,24 +27,94 @@ Value binary_op(Builder& b, const BoundArgs& a) {
   return lang::binary(b, P(), a[0], a[1], K);
 }
 
-// add/sub with alpha: a + alpha * b.
+// Eager refuses `-` with a bool tensor (an inverted mask is ~ or logical_not, a difference of two
+// masks ^ or logical_xor).
+void check_sub_operands(const Value& x, const Value& y) {
+  auto is_bool_tensor = [](const Value& v) {
+    return v.is_tensor() && is_bool(v.as_tensor()->dtype());
+  };
+  if (is_bool_tensor(x) && is_bool_tensor(y)) {
+    throw Error(
+        "Subtraction, the `-` operator, with two bool tensors is not supported. Use the `^` or "
+        "`logical_xor()` operator instead.");
+  }
+  if (is_bool_tensor(x) || is_bool_tensor(y)) {
+    throw Error(
+        "Subtraction, the `-` operator, with a bool tensor is not supported. If you are trying to "
+        "invert a mask, use the `~` or `logical_not()` operator instead.");
+  }
+}
+
+// x + alpha * y (P = sub: x - alpha * y) as eager computes it: both operands in their common dtype
+// first, alpha converted to it (a product in y's own dtype would wrap or round before the
+// promotion), with eager's checks of alpha against that dtype.
+Value scaled_binary(Builder& b, const Symbol& prim, const Value& x, const Value& y,
+                    const Value& alpha, const std::string& name) {
+  if (alpha.is_int() && alpha.as_int() == 1)
+    return lang::binary(b, prim, x, y, Promotion::kDefault);
+  if (!alpha.is_number()) throw TypeError(name + ": alpha must be a number");
+  const auto p = lang::elementwise_promotion({x, y}, Promotion::kDefault);
+  if (alpha.is_bool() && !is_bool(p.result)) {
+    throw Error("Boolean alpha only supported for Boolean results.");
+  }
+  if (alpha.is_float() && (is_bool(p.result) || is_integer(p.result))) {
+    throw Error("For integral input tensors, argument alpha must not be a floating point number.");
+  }
+  if (is_bool(p.result)) {  // x or (alpha and y)
+    return alpha.as_int() != 0 ? lang::binary(b, prim, x, y, Promotion::kDefault)
+                               : lang::convert_value(b, x, p.result);
+  }
+  Value ys = lang::binary(b, prims::mul(), lang::to_compute(b, y, p),
+                          lang::convert_value(b, alpha, p.compute), Promotion::kDefault);
+  Value r = lang::binary(b, prim, lang::to_compute(b, x, p), ys, Promotion::kDefault);
+  return lang::convert_value(b, r, p.result);
+}
+
 template <const Symbol& (*P)()>
 Value add_like(Builder& b, const BoundArgs& a) {
-  Value other = a[1];
-  const Value& alpha = a[2];
-  if (!(alpha.is_int() && alpha.as_int() == 1)) {
-    if (!alpha.is_number()) throw TypeError(a.symbol().qualname() + ": alpha must be a number");
-    other = lang::binary(b, prims::mul(), other, alpha, Promotion::kDefault);
-  }
-  return lang::binary(b, P(), a[0], other, Promotion::kDefault);
+  if (&P() == &prims::sub()) check_sub_operands(a[0], a[1]);
+  return scaled_binary(b, P(), a[0], a[1], a[2], a.symbol().qualname());
 }
 
 Value rsub_meta(Builder& b, const BoundArgs& a) {
-  Value scaled = a[0];
-  if (!(a[2].is_int() && a[2].as_int() == 1)) {
-    scaled = lang::binary(b, prims::mul(), a[0], a[2], Promotion::kDefault);
+  check_sub_operands(a[0], a[1]);
+  return scaled_binary(b, prims::sub(), a[1], a[0], a[2], "rsub");
+}
+
+// Floating floor division as eager's (Python's): from the remainder m = fmod(x, y), the quotient
+// (x - m) / y less one where m's sign differs from y's, then rounded to the nearest integer below;
+// a zero quotient keeps the sign of x / y, a zero divisor gives x / y. So 7 // -inf is -1 (floor of
+// the quotient would give -0) and inf // 3 is NaN. Computed in the compute dtype, rounded once.
+Value floor_divide_floating(Builder& b, const Value& xv, const Value& yv) {
+  const auto p = lang::elementwise_promotion({xv, yv}, Promotion::kDefault);
+  Value x = lang::to_compute(b, xv, p), y = lang::to_compute(b, yv, p);
+  auto bin = [&](const Symbol& prim, const Value& l, const Value& r) {
+    return lang::binary(b, prim, l, r, Promotion::kDefault);
+  };
+  auto cmp = [&](const Symbol& prim, const Value& l, const Value& r) {
+    return lang::binary(b, prim, l, r, Promotion::kAlwaysBool);
+  };
+  auto where = [&](const Value& c, const Value& t, const Value& f) {
+    return b.call_bound(ltorch_symbol("where"), {c, t, f});
+  };
+  Value quotient = bin(prims::div(), x, y);
+  Value m = bin(prims::fmod(), x, y);
+  Value d = bin(prims::div(), bin(prims::sub(), x, m), y);
+  Value y_neg = y.is_tensor() ? cmp(prims::lt(), y, Value(0.0)) : Value(y.as_double() < 0);
+  Value fix = cmp(prims::bitwise_and(), cmp(prims::ne(), m, Value(0.0)),
+                  cmp(prims::ne(), y_neg, cmp(prims::lt(), m, Value(0.0))));
+  d = where(fix, bin(prims::sub(), d, Value(1.0)), d);
+  Value fl = lang::unary(b, prims::floor(), d, Promotion::kNoOpmath);
+  fl = where(cmp(prims::gt(), bin(prims::sub(), d, fl), Value(0.5)),
+             bin(prims::add(), fl, Value(1.0)), fl);
+  // d is 0 only where |x| < |y| (or x is 0): x / y is finite there, and times 0 keeps its sign.
+  Value r = where(cmp(prims::ne(), d, Value(0.0)), fl, bin(prims::mul(), quotient, Value(0.0)));
+  if (y.is_tensor()) {
+    r = where(cmp(prims::eq(), y, Value(0.0)), quotient, r);
+  } else if (y.as_double() == 0.0) {
+    r = quotient;
   }
-  return lang::binary(b, prims::sub(), a[1], scaled, Promotion::kDefault);
+  return lang::convert_value(b, r, p.result);
 }
 
 Value div_meta(Builder& b, const BoundArgs& a) {
@@ -75,8 +145,7 @@ Value div_meta(Builder& b, const BoundArgs& a) {
       Value fix_i = lang::convert_value(b, fix, q.as_tensor()->dtype());
       return lang::binary(b, prims::sub(), q, fix_i, Promotion::kDefault);
     }
-    Value q = lang::binary(b, prims::div(), a[0], a[1], Promotion::kDefault);
-    return lang::unary(b, prims::floor(), q, Promotion::kDefault);
+    return floor_divide_floating(b, a[0], a[1]);
   }
   throw ValueError("div expected rounding_mode to be one of None, 'trunc', or 'floor' but found '" +
                    m + "'");
@@ -288,8 +357,8 @@ Value addc_meta(Builder& b, const BoundArgs& a, bool divide) {
         "addcdiv behavior is just the latter implementation: (input + value * tensor1 / tensor2), "
         "for all dtypes.");
   }
-  Value x = lang::convert_value(b, a[0], p.compute);
-  Value t1 = lang::convert_value(b, a[1], p.compute), t2 = lang::convert_value(b, a[2], p.compute);
+  Value x = lang::to_compute(b, a[0], p);
+  Value t1 = lang::to_compute(b, a[1], p), t2 = lang::to_compute(b, a[2], p);
   Value v = a[3];
   if (v.is_float() && is_integer(p.result)) v = Value(static_cast<int64_t>(v.as_double()));
   Value scaled = t1;
@@ -312,8 +381,8 @@ struct MathOperands {
 MathOperands math_operands(Builder& b, const BoundArgs& a) {
   MathOperands m;
   m.p = lang::elementwise_promotion({a[0], a[1]}, Promotion::kDefault);
-  m.x = lang::convert_value(b, a[0], m.p.compute);
-  m.y = lang::convert_value(b, a[1], m.p.compute);
+  m.x = lang::to_compute(b, a[0], m.p);
+  m.y = lang::to_compute(b, a[1], m.p);
   return m;
 }
 using detail::nn::bin;
@@ -463,8 +532,8 @@ template <bool kLog1p>
 Value xlogy_meta(Builder& b, const BoundArgs& a) {
   lang::PromotionResult p = lang::elementwise_promotion({a[0], a[1]}, Promotion::kIntToFloat);
   detail::nn::require_floating(p.result, kLog1p ? "xlog1py_cpu" : "xlogy_cpu");
-  Value x = lang::convert_value(b, a[0], p.compute);
-  Value y = lang::convert_value(b, a[1], p.compute);
+  Value x = lang::to_compute(b, a[0], p);
+  Value y = lang::to_compute(b, a[1], p);
   const double nan = std::numeric_limits<double>::quiet_NaN();
   Value ly = y.is_tensor()
                  ? lang::unary(b, kLog1p ? prims::log1p() : prims::log(), y, Promotion::kNoOpmath)

@@ -160,6 +160,15 @@ Value convert_value(Builder& b, const Value& v, DType dtype) {
   return v;
 }
 
+Value to_compute(Builder& b, const Value& v, const PromotionResult& p) {
+  if (v.is_tensor() && p.compute != p.result && is_low_precision(p.result)) {
+    const DType d = v.as_tensor()->dtype();
+    if (is_bool(d) || is_integer(d))
+      return convert(b, convert(b, v.as_tensor(), p.result), p.compute);
+  }
+  return convert_value(b, v, p.compute);
+}
+
 TensorRef expand_to(Builder& b, const TensorRef& t, const Shape& shape) {
   if (t->shape() == shape) return t;
   int64_t offset = static_cast<int64_t>(shape.size()) - t->rank();
@@ -235,7 +244,7 @@ Value binary(Builder& b, const Symbol& prim, const Value& a, const Value& c, Pro
   if (a.is_tensor()) shape = a.as_tensor()->shape();
   if (c.is_tensor()) shape = a.is_tensor() ? broadcast_shapes(shape, c.as_tensor()->shape()) : c.as_tensor()->shape();
   auto prep = [&](const Value& v) -> Value {
-    Value w = convert_value(b, v, compute);
+    Value w = kind == Promotion::kAlwaysBool ? convert_value(b, v, compute) : to_compute(b, v, p);
     if (w.is_tensor()) {
       const TensorRef& t = w.as_tensor();
       // A zero-dim tensor on another device (a CPU scalar with a CUDA tensor) broadcasts like a number.

@@ -60,6 +60,10 @@ Value philox_dropout(Builder& b, const Value& x, const Value& state, double p);
 // Shape and dtype helpers that record nothing when nothing needs doing.
 TensorRef convert(Builder& b, const TensorRef& t, DType dtype);
 Value convert_value(Builder& b, const Value& v, DType dtype);  // numbers convert in place
+// An operand of an elementwise function converted to its compute dtype as eager converts it: an
+// integer or bool tensor meets a float16/bfloat16 result in that dtype first (2049 becomes 2048,
+// a large integer inf), then widens to the compute dtype.
+Value to_compute(Builder& b, const Value& v, const PromotionResult& p);
 TensorRef expand_to(Builder& b, const TensorRef& t, const Shape& shape);
 TensorRef reshape(Builder& b, const TensorRef& t, const Shape& shape);
 // t[..., start:stop:step, ...] along `dim`, bounds already normalised. Always records a slice.
