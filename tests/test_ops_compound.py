@@ -209,3 +209,29 @@ def test_alpha_gradients():
     want = torch.autograd.grad(fn(a, b).sum(), (a, b))
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64], ids=str)
+def test_round_with_decimals(dtype):
+    x = torch.tensor([1.25, -2.5, 1234.5678, 0.05, -0.15, 2.675, float("inf"), float("nan")]).to(dtype)
+    for d in (0, 1, 2, -1, -2):
+        fn = lambda t: torch.round(t, decimals=d) * 1  # noqa: B023
+        torch.testing.assert_close(thunder.jit(fn, executors=[FUSE_ALL])(x), fn(x), equal_nan=True)
+
+    def in_place(t):
+        t = t.clone()
+        t.round_(decimals=1)
+        return t
+
+    torch.testing.assert_close(thunder.jit(in_place)(x), in_place(x), equal_nan=True)
+
+
+def test_rounding_functions_on_integers_and_bool():
+    i = torch.tensor([3, -2, 7])
+    for fn in (torch.floor, torch.ceil, torch.round, torch.trunc, torch.fix):
+        got = thunder.jit(lambda t: fn(t) * 2)(i)  # noqa: B023
+        assert got.dtype == torch.int64 and got.tolist() == [6, -4, 14]
+        with pytest.raises(NotImplementedError, match="not implemented for 'Bool'"):
+            thunder.jit(lambda t: fn(t))(torch.tensor([True]))  # noqa: B023
+    with pytest.raises(NotImplementedError, match="with decimals"):
+        thunder.jit(lambda t: torch.round(t, decimals=1))(i)

@@ -156,6 +156,41 @@ Value floor_divide_meta(Builder& b, const BoundArgs& a) {
   return b.call_bound(ltorch_symbol("div"), std::move(args));
 }
 
+// floor, ceil, round and trunc: integers unchanged (a copy), bool refused as eager.
+template <const Symbol& (*P)()>
+Value rounding_meta(Builder& b, const BoundArgs& a) {
+  if (is_bool(a.tensor(0)->dtype())) {
+    throw NotImplementedError(a.symbol().name + ": not implemented for 'Bool'");
+  }
+  return lang::unary(b, P(), a[0], Promotion::kDefault);
+}
+
+// round with decimals as eager's: nearbyint(x * 10^d) / 10^d, or nearbyint(x / 10^-d) * 10^-d for
+// d < 0, in the compute dtype.
+Value round_meta(Builder& b, const BoundArgs& a) {
+  const int64_t d = a[1].is_none() ? 0 : a[1].as_int();
+  if (d == 0) return rounding_meta<prims::round>(b, a);
+  const DType dt = a.tensor(0)->dtype();
+  if (!is_floating(dt)) {
+    throw NotImplementedError(std::string("round: not implemented for '") + dtype_name(dt) +
+                              "' with decimals");
+  }
+  const auto p = lang::elementwise_promotion({a[0]}, Promotion::kDefault);
+  Value x = lang::convert_value(b, a[0], p.compute);
+  const Value ten(std::pow(10.0, static_cast<double>(d > 0 ? d : -d)));
+  auto bin = [&](const Symbol& prim, const Value& l, const Value& r) {
+    return lang::binary(b, prim, l, r, Promotion::kDefault);
+  };
+  Value r =
+      d > 0 ? bin(prims::div(),
+                  lang::unary(b, prims::round(), bin(prims::mul(), x, ten), Promotion::kNoOpmath),
+                  ten)
+            : bin(prims::mul(),
+                  lang::unary(b, prims::round(), bin(prims::div(), x, ten), Promotion::kNoOpmath),
+                  ten);
+  return lang::convert_value(b, r, p.result);
+}
+
 Value sigmoid_meta(Builder& b, const BoundArgs& a) {
   // 1 / (1 + exp(-x)), computed in the promoted float type.
   lang::PromotionResult p = lang::elementwise_promotion({a[0]}, Promotion::kIntToFloat);
@@ -794,10 +829,30 @@ void register_elementwise_ops(SymbolTable& table) {
       UNARY(digamma, digamma, kIntToFloat, "torch.special.digamma"),
       UNARY(reciprocal, reciprocal, kIntToFloat),
       UNARY(sign, sign, kDefault),
-      UNARY(floor, floor, kDefault),
-      UNARY(ceil, ceil, kDefault),
-      UNARY(round, round, kDefault),
-      UNARY(trunc, trunc, kDefault, "torch.fix"),
+      {"floor",
+       "input",
+       rounding_meta<prims::floor>,
+       {"torch.floor", "torch.Tensor.floor"},
+       {},
+       kTagElementwise},
+      {"ceil",
+       "input",
+       rounding_meta<prims::ceil>,
+       {"torch.ceil", "torch.Tensor.ceil"},
+       {},
+       kTagElementwise},
+      {"round",
+       "input, *, decimals=0",
+       round_meta,
+       {"torch.round", "torch.Tensor.round"},
+       {},
+       kTagElementwise},
+      {"trunc",
+       "input",
+       rounding_meta<prims::trunc>,
+       {"torch.trunc", "torch.Tensor.trunc", "torch.fix", "torch.Tensor.fix"},
+       {},
+       kTagElementwise},
       UNARY(bitwise_not, bitwise_not, kDefault, "torch.Tensor.__invert__"),
       UNARY(isfinite, isfinite, kAlwaysBool),
       UNARY(signbit, signbit, kAlwaysBool),
@@ -832,30 +887,64 @@ void register_elementwise_ops(SymbolTable& table) {
   register_ops(table, defs);
 
   std::vector<OpDef> inplace = {
-      {"add_", "input, other, *, alpha=1", nullptr, {"torch.Tensor.add_", "torch.Tensor.__iadd__"},
-       "torch.Tensor.add_", kTagElementwise, "add"},
-      {"sub_", "input, other, *, alpha=1", nullptr, {"torch.Tensor.sub_", "torch.Tensor.__isub__"},
-       "torch.Tensor.sub_", kTagElementwise, "sub"},
+      {"add_",
+       "input, other, *, alpha=1",
+       nullptr,
+       {"torch.Tensor.add_", "torch.Tensor.__iadd__"},
+       "torch.Tensor.add_",
+       kTagElementwise,
+       "add"},
+      {"sub_",
+       "input, other, *, alpha=1",
+       nullptr,
+       {"torch.Tensor.sub_", "torch.Tensor.__isub__"},
+       "torch.Tensor.sub_",
+       kTagElementwise,
+       "sub"},
       BINARY_INPLACE(mul, "torch.Tensor.__imul__"),
-      {"div_", "input, other, *, rounding_mode=None", nullptr,
-       {"torch.Tensor.div_", "torch.Tensor.__itruediv__"}, "torch.Tensor.div_", kTagElementwise,
+      {"div_",
+       "input, other, *, rounding_mode=None",
+       nullptr,
+       {"torch.Tensor.div_", "torch.Tensor.__itruediv__"},
+       "torch.Tensor.div_",
+       kTagElementwise,
        "div"},
       BINARY_INPLACE(floor_divide, "torch.Tensor.__ifloordiv__"),
       BINARY_INPLACE(remainder, "torch.Tensor.__imod__"),
-      {"pow_", "input, exponent", nullptr, {"torch.Tensor.pow_", "torch.Tensor.__ipow__"},
-       "torch.Tensor.pow_", kTagElementwise, "pow"},
+      {"pow_",
+       "input, exponent",
+       nullptr,
+       {"torch.Tensor.pow_", "torch.Tensor.__ipow__"},
+       "torch.Tensor.pow_",
+       kTagElementwise,
+       "pow"},
       BINARY_INPLACE(bitwise_and, "torch.Tensor.__iand__"),
       BINARY_INPLACE(bitwise_or, "torch.Tensor.__ior__"),
       BINARY_INPLACE(bitwise_xor, "torch.Tensor.__ixor__"),
       BINARY_INPLACE(maximum),
       BINARY_INPLACE(minimum),
-      {"clamp_", "input, min=None, max=None", nullptr, {"torch.Tensor.clamp_", "torch.Tensor.clip_"},
-       "torch.Tensor.clamp_", kTagElementwise, "clamp"},
+      {"clamp_",
+       "input, min=None, max=None",
+       nullptr,
+       {"torch.Tensor.clamp_", "torch.Tensor.clip_"},
+       "torch.Tensor.clamp_",
+       kTagElementwise,
+       "clamp"},
       {"lerp_", "input, end, weight", nullptr, {"torch.Tensor.lerp_"}, {}, kTagElementwise, "lerp"},
-      {"addcmul_", "input, tensor1, tensor2, *, value=1", nullptr, {"torch.Tensor.addcmul_"}, {},
-       kTagElementwise, "addcmul"},
-      {"addcdiv_", "input, tensor1, tensor2, *, value=1", nullptr, {"torch.Tensor.addcdiv_"}, {},
-       kTagElementwise, "addcdiv"},
+      {"addcmul_",
+       "input, tensor1, tensor2, *, value=1",
+       nullptr,
+       {"torch.Tensor.addcmul_"},
+       {},
+       kTagElementwise,
+       "addcmul"},
+      {"addcdiv_",
+       "input, tensor1, tensor2, *, value=1",
+       nullptr,
+       {"torch.Tensor.addcdiv_"},
+       {},
+       kTagElementwise,
+       "addcdiv"},
       UNARY_INPLACE(neg),
       UNARY_INPLACE(exp),
       UNARY_INPLACE(log),
@@ -868,13 +957,29 @@ void register_elementwise_ops(SymbolTable& table) {
       UNARY_INPLACE(abs),
       UNARY_INPLACE(floor),
       UNARY_INPLACE(ceil),
-      UNARY_INPLACE(round),
+      {"round_",
+       "input, *, decimals=0",
+       nullptr,
+       {"torch.Tensor.round_"},
+       {},
+       kTagElementwise,
+       "round"},
       UNARY_INPLACE(trunc),
       UNARY_INPLACE(reciprocal),
-      {"copy_", "input, src, non_blocking=False", nullptr, {"torch.Tensor.copy_"},
-       "thunder.executors.torchex.copy", kTagElementwise, "copy"},
-      {"relu_", "input", nullptr, {"torch.Tensor.relu_", "torch.relu_"}, "torch.relu_",
-       kTagElementwise, "relu"},
+      {"copy_",
+       "input, src, non_blocking=False",
+       nullptr,
+       {"torch.Tensor.copy_"},
+       "thunder.executors.torchex.copy",
+       kTagElementwise,
+       "copy"},
+      {"relu_",
+       "input",
+       nullptr,
+       {"torch.Tensor.relu_", "torch.relu_"},
+       "torch.relu_",
+       kTagElementwise,
+       "relu"},
   };
   register_ops(table, inplace);
 }
