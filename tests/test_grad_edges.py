@@ -33,6 +33,7 @@ CASES = [
     ("vector_norm_order_minus_2", lambda t: torch.linalg.vector_norm(t, ord=-2.0, dim=-1), C + 1),
     ("vector_norm_order_minus_1_of_infinities", lambda t: torch.linalg.vector_norm(t, ord=-1.0, dim=-1), 1 / Z),
     ("normalize_zero_rows", lambda t: F.normalize(t, dim=-1), Z),
+    ("glu_saturated_gate", lambda t: F.glu(t * 40, -1), EDGES),  # sigmoid(-240): no inf * 0
     ("clamp_at_bounds", lambda t: t.clamp(-3.0, 3.0), EDGES),
     ("clamp_min_only", lambda t: t.clamp(min=0.0), EDGES),
     ("clamp_max_only", lambda t: torch.clamp_max(t, 2.0), EDGES),

@@ -135,6 +135,8 @@ CASES = [
     ("kl_div_log_target", lambda x, t: F.kl_div(x, t, reduction="sum", log_target=True),
      lambda: (F.log_softmax(r(3, 4), -1), F.log_softmax(r(3, 4), -1))),
     ("glu", lambda x: F.glu(x, 1), lambda: (r(3, 4),)),
+    ("cumsum", lambda x: torch.cumsum(x, 1) * x, lambda: (r(3, 5),)),
+    ("cumsum_dtype_1d", lambda x: torch.cumsum(x, -1, dtype=torch.float64), lambda: (r(6),)),
     ("tile", lambda x: torch.tile(x, (2, 1, 3)), lambda: (r(2, 3),)),
     ("outer", torch.outer, lambda: (r(3), r(4))),
     ("rrelu_eval", lambda x: F.rrelu(x, 0.1, 0.3), lambda: (r(3, 4),)),

@@ -67,6 +67,21 @@ void register_math_grad_rules() {
     register_grad_rule(&ltorch_symbol(name), std::move(r));
   };
 
+  // cumsum: the cotangent's cumulative sum from the end (flip, cumsum, flip), in the input's dtype.
+  rule("cumsum", [](BackwardContext& c) {
+    TensorRef g = c.grad_out();
+    if (!g || !c.needs(0)) return;
+    const TensorRef& x = c.args[0].as_tensor();
+    TensorRef r = g;
+    if (x->rank() > 0 && x->numel() > 1) {
+      const int64_t d = lang::canonical_dim(c.args[1].as_int(), x->rank());
+      TensorRef f = lang::call_t(c.b, prims::flip(), {V(g), V::ints({d})});
+      TensorRef s = c.b.call_bound(ltorch_symbol("cumsum"), {V(f), V(d), V()}).as_tensor();
+      r = lang::call_t(c.b, prims::flip(), {V(s), V::ints({d})});
+    }
+    c.put_grad(0, lang::reshape(c.b, lang::convert(c.b, r, x->dtype()), x->shape()));
+  });
+
   // hypot: grad * x / result and grad * y / result.
   rule("hypot", [](BackwardContext& c) {
     TensorRef g = c.grad_out();

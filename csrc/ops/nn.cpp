@@ -600,9 +600,9 @@ Value glu_meta(Builder& b, const BoundArgs& a) {
   require_floating(x0->dtype(), "glu_cpu");
   TensorRef x = lang::convert(b, x0, opmath(x0->dtype()));
   TensorRef second = lang::slice_dim(b, x, d, n / 2, n);
-  TensorRef gate =
-      un(b, prims::reciprocal(),
-         bin(b, prims::add(), Value(un(b, prims::exp(), un(b, prims::neg(), second))), Value(1.0)));
+  // torch's sigmoid (its gradient y * (1 - y) is 0 where the gate saturates; the primitives'
+  // chain rule gives inf * 0 there).
+  TensorRef gate = b.call_bound(ltorch_symbol("sigmoid"), {Value(second)}).as_tensor();
   return lang::convert(
       b, bin(b, prims::mul(), Value(lang::slice_dim(b, x, d, 0, n / 2)), Value(gate)), x0->dtype());
 }
