@@ -179,3 +179,14 @@ def test_complex_without_gradients_keeps_thunder_rules():
     _check(lambda z: (z * z).exp(), z.requires_grad_())
     jfn(z)
     assert "exp_augmented_forward" in str(thunder.last_traces(jfn)[-1])
+
+
+def test_digamma_gradient_from_torch():
+    # digamma's derivative (polygamma(1, x)) has no primitive: with a gradient it runs as its torch
+    # call; without one it keeps thunder's rule.
+    x = torch.rand(4, 6, dtype=torch.float64) + 0.5
+    jfn = _check(lambda t: torch.digamma(t) * t + torch.special.psi(t), x.clone().requires_grad_())
+    assert "digamma_augmented_forward" in str(thunder.last_traces(jfn)[-1])
+    jfn = thunder.jit(lambda t: torch.digamma(t) * t)
+    torch.testing.assert_close(jfn(x), torch.digamma(x) * x)
+    assert "prims.digamma(" in str(thunder.last_traces(jfn)[-1])

@@ -296,6 +296,9 @@ _TORCH_CALL_WHEN = {
     torch.logit: _logit_eps_needs_grad, torch.Tensor.logit: _logit_eps_needs_grad,
     torch.special.logit: _logit_eps_needs_grad,
     torch.nn.functional.rrelu: _training(3),
+    # digamma's derivative is polygamma(1, x), which has no primitive: torch's autograd gives it
+    torch.digamma: _needs_grad, torch.Tensor.digamma: _needs_grad, torch.special.digamma: _needs_grad,
+    torch.special.psi: _needs_grad,
 }
 
 
