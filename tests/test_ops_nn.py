@@ -561,6 +561,9 @@ def test_binary_cross_entropy_with_logits(reduction, dtype, decompose):
     check(lambda x, t: bce(x, t, reduction=reduction), (x * 10, target), **wide)
     check(lambda x, t, w, pw: bce(x, t, w, reduction=reduction, pos_weight=pw),
           (x, target, torch.rand(4, dtype=dtype), torch.rand(4, dtype=dtype) * 3), **kw)
+    # a target of another float dtype: eager's loss has the target's dtype
+    other = torch.float64 if dtype is not torch.float64 else torch.float32
+    check(lambda x, t: bce(x, t, reduction=reduction), (x, target.to(other)), **wide)
 
 
 @DECOMPOSE

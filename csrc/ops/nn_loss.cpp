@@ -235,9 +235,12 @@ Value bce_logits_meta(Builder& b, const BoundArgs& a) {
                      ")) must be the same as input size (torch.Size(" + shape_str(x0->shape()) +
                      "))");
   }
-  DType result = promote_types(x0->dtype(), t0->dtype());
-  require_floating(result, "binary_cross_entropy_with_logits");
-  DType compute = opmath(result);
+  DType common = promote_types(x0->dtype(), t0->dtype());
+  require_floating(common, "binary_cross_entropy_with_logits");
+  // Eager computes in place into (1 - target): the loss has the target's dtype (a float64 input
+  // with a float32 target gives float32).
+  const DType result = is_floating(t0->dtype()) ? t0->dtype() : common;
+  DType compute = opmath(common);
   TensorRef x = lang::convert(b, x0, compute);
   TensorRef t = lang::convert(b, t0, compute);
   TensorRef one_minus_t = bin(b, prims::sub(), Value(1.0), Value(t));
