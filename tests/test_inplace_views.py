@@ -130,3 +130,23 @@ def test_update_through_expand_is_refused_as_in_eager():
         f(torch.randn(3, 1))
     with pytest.raises(Exception):
         thunder.jit(f)(torch.randn(3, 1))
+
+
+def test_torch_functions_that_update_in_place():
+    # torch.relu_(x), torch.sigmoid_(x), F.relu_(x)...: recorded as the Tensor methods of the same
+    # name, the input updated as eager updates it.
+    import torch.nn.functional as F
+
+    def fn(x, y):
+        torch.relu_(x)
+        torch.sigmoid_(x)
+        F.relu_(y)
+        torch.clamp_(y, 0.1, 0.7)
+        torch.exp_(x)
+        return x * y
+
+    x, y = torch.randn(6, 8), torch.randn(6, 8)
+    x2, y2 = x.clone(), y.clone()
+    torch.testing.assert_close(thunder.jit(fn)(x, y), fn(x2, y2))
+    torch.testing.assert_close(x, x2)
+    torch.testing.assert_close(y, y2)

@@ -161,6 +161,15 @@ class _Dispatch:
                 fn = _resolve(path)
                 if fn is not None:
                     self.by_fn.setdefault(fn, sym)
+        # torch.relu_(x), torch.sigmoid_(x), F.relu_(x)...: the functions that update their first
+        # argument in place as the Tensor method of the same name does.
+        for mod in (torch, torch.nn.functional):
+            for name in dir(mod):
+                method = getattr(torch.Tensor, name, None) if name.endswith("_") and not name.startswith("_") else None
+                sym = self.by_fn.get(method) if method is not None else None
+                fn = getattr(mod, name)
+                if sym is not None and callable(fn) and fn not in self.by_fn:
+                    self.by_fn[fn] = sym
         self.reflected = {}
         for fn, name in _REFLECTED.items():
             sym = _core.find_symbol("ltorch", name)
