@@ -223,6 +223,13 @@ def test_activation_on_integers_as_eager(fn):
     check(fn, (torch.arange(-3, 4),))
 
 
+def test_hardtanh_on_unsigned_integers():
+    # eager refuses negative limits for uint8 (they cannot be represented), keeps others
+    u = torch.tensor([0, 3, 200], dtype=torch.uint8)
+    check(lambda t: F.hardtanh(t) * 1, (u,))
+    check(lambda t: F.hardtanh(t, 0, 5) * 1, (u,))
+
+
 def test_activation_edges_and_errors():
     nan, inf = float("nan"), float("inf")
     x = torch.tensor([-2.0, -0.5, 0.0, 0.5, 2.0, nan, inf, -inf, -100.0, 100.0])

@@ -490,6 +490,9 @@ Value hardtanh_meta(Builder& b, const BoundArgs& a) {
     throw NotImplementedError("\"clamp_scalar_cpu\" not implemented for 'Bool'");
   double lo = a.number(1), hi = a.number(2);
   if (lo > hi) throw ValueError("min_val cannot be greater than max_val");
+  if (x->dtype() == DType::kUInt8 && lo < 0) {
+    throw Error("cannot do hardtanh on an unsigned type with negative limits");
+  }
   return clamp_to(b, x, lo, hi);
 }
 
