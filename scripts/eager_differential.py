@@ -3,7 +3,9 @@ small chain (so its decomposition runs fused, not as the torch call a lone funct
 a fusion executor that takes every region, for every dtype (and pair of dtypes for binary
 functions) on inputs with edge values (0, -0, inf, NaN, integer extremes); results must match
 eager's dtype, shape and values (or both raise). Prints one line per mismatch and a count.
-    PYTHONPATH=. python scripts/eager_differential.py [unary|binary|reductions] [name-filter]"""
+With `gradients`, differentiable functions in float64 and float32 compare their gradients with
+torch.autograd's for a random cotangent as well.
+    PYTHONPATH=. python scripts/eager_differential.py [unary|binary|reductions|gradients] [name-filter]"""
 import itertools
 import sys
 
@@ -70,6 +72,39 @@ REDUCTIONS = {"sum": lambda t: t.sum(1), "sum0": lambda t: t.sum(0, keepdim=True
      "max_bcast": lambda t: torch.maximum(t, t.amax(0, keepdim=True) * 0.5) if t.is_floating_point() else t, "ce": lambda t: F.cross_entropy(t.float(), torch.arange(6) % 9, reduction="none")}
 
 
+idx = torch.randint(0, 12, (7, 5), generator=GEN)
+GRADIENTS = {"sin": torch.sin, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "gelu": F.gelu, "gelu_t": lambda t: F.gelu(t, approximate="tanh"), "silu": F.silu,
+     "softplus": F.softplus, "mish": F.mish, "elu": F.elu, "selu": F.selu, "celu": F.celu, "leaky": F.leaky_relu, "relu": torch.relu, "relu6": F.relu6,
+     "hardswish": F.hardswish, "hardsigmoid": F.hardsigmoid, "hardtanh": F.hardtanh, "logsigmoid": F.logsigmoid, "softsign": F.softsign, "tanhshrink": F.tanhshrink,
+     "abs": torch.abs, "sqrt_abs": lambda t: t.abs().sqrt(), "rsqrt_abs": lambda t: (t.abs() + 1).rsqrt(), "exp": torch.exp, "log_abs": lambda t: (t.abs() + 1e-3).log(),
+     "log1p": lambda t: torch.log1p(t.abs()), "expm1": torch.expm1, "erf": torch.erf, "erfc": torch.erfc, "atan": torch.atan, "asinh": torch.asinh, "sinh": torch.sinh,
+     "cosh": torch.cosh, "reciprocal": lambda t: torch.reciprocal(t + 0.3), "pow3": lambda t: t ** 3, "pow_half": lambda t: t.abs() ** 0.5, "pow_neg": lambda t: (t.abs() + 1) ** -1.5,
+     "rpow": lambda t: 2 ** t.clamp(-10, 10), "square": torch.square, "clamp": lambda t: t.clamp(-1, 2), "clamp_min": lambda t: t.clamp_min(0.5), "where": lambda t: torch.where(t > 0, t * 2, t.sin()),
+     "maximum": lambda t: torch.maximum(t, t.flip(1)), "minimum": lambda t: torch.minimum(t, 0.5 * t.flip(0)), "amax": lambda t: t.amax(1), "max": lambda t: t.max(1).values,
+     "amin": lambda t: t.amin(0), "sum": lambda t: t.sum(1), "mean": lambda t: t.mean(0), "prod": lambda t: (t / 3).prod(1), "var": lambda t: t.var(1), "std": lambda t: t.std(0),
+     "std0": lambda t: t.std(1, correction=0), "norm": lambda t: t.norm(dim=1), "norm1": lambda t: t.norm(p=1, dim=1), "norm_inf": lambda t: torch.linalg.vector_norm(t, float("inf"), dim=1),
+     "logsumexp": lambda t: t.logsumexp(1), "softmax": lambda t: t.softmax(1), "log_softmax": lambda t: t.log_softmax(0), "cumsum": lambda t: t.cumsum(1),
+     "layer_norm": lambda t: F.layer_norm(t, (12,)), "rms_norm": lambda t: F.rms_norm(t, (12,), eps=1e-6), "group_norm": lambda t: F.group_norm(t.reshape(7, 4, 3), 2),
+     "normalize": lambda t: F.normalize(t, dim=1), "cosine": lambda t: F.cosine_similarity(t, t.flip(0)), "gather": lambda t: t.gather(1, idx),
+     "cross_entropy": lambda t: F.cross_entropy(t, idx[:, 0], reduction="none"), "ce_smooth": lambda t: F.cross_entropy(t, idx[:, 0], label_smoothing=0.1),
+     "mse": lambda t: F.mse_loss(t, t.flip(1).detach()), "l1": lambda t: F.l1_loss(t, t.flip(0).detach()), "smooth_l1": lambda t: F.smooth_l1_loss(t, t.flip(1).detach(), beta=0.5),
+     "huber": lambda t: F.huber_loss(t, t.flip(1).detach()), "bce_logits": lambda t: F.binary_cross_entropy_with_logits(t, (t.flip(1) > 0).float()),
+     "kl": lambda t: F.kl_div(F.log_softmax(t, 1), F.softmax(t.flip(1).detach(), 1), reduction="batchmean"), "glu": lambda t: F.glu(t, 1),
+     "hypot": lambda t: torch.hypot(t, t.flip(1)), "atan2": lambda t: torch.atan2(t, t.flip(1) + 0.1), "logaddexp": lambda t: torch.logaddexp(t, t.flip(0)),
+     "lerp": lambda t: torch.lerp(t, t.flip(1), 0.7), "lerp_t": lambda t: torch.lerp(t, t.flip(1), t.flip(0).sigmoid()), "addcmul": lambda t: torch.addcmul(t, t.flip(0), t.flip(1), value=0.3),
+     "addcdiv": lambda t: torch.addcdiv(t, t.flip(0), t.flip(1).abs() + 1, value=0.3), "sub_alpha": lambda t: torch.sub(t, t.flip(1), alpha=2.5),
+     "fmod": lambda t: torch.fmod(t, 1.7), "remainder": lambda t: torch.remainder(t, t.flip(1).abs() + 0.5), "copysign": lambda t: torch.copysign(t, t.flip(1)),
+     "xlogy": lambda t: torch.xlogy(t, t.flip(1).abs() + 0.1), "logit": lambda t: torch.logit(t.sigmoid()), "frac": torch.frac, "trunc_mix": lambda t: t.trunc() * t,
+     "masked_fill": lambda t: t.masked_fill(t > 1, 7.0), "pad": lambda t: F.pad(t, (1, 2), value=3.0), "roll_flip": lambda t: t.roll(2, 1).flip(0) * t,
+     "expand_sum": lambda t: (t[:1].expand(7, 12) * t).sum(0), "matmul": lambda t: (t @ t.t()).tanh(), "dropout_eval": lambda t: F.dropout(t, 0.3, training=False) * t,
+     "embedding_w": lambda t: F.embedding(idx % 7, t).sum(1), "index_select": lambda t: t.index_select(1, idx[0]) * 2, "scatter_add": lambda t: torch.zeros(7, 12, dtype=t.dtype).scatter_add(1, idx, t[:, :5]),
+     "sort_vals": lambda t: torch.sort(t, 1).values, "topk": lambda t: torch.topk(t, 3, 1).values, "cummax": lambda t: torch.cummax(t, 1).values, "diff": lambda t: torch.diff(t, dim=1),
+     "outer": lambda t: torch.outer(t[0], t[1]), "polar_abs": lambda t: t.abs().sqrt() * t.sign(), "nan_to_num": lambda t: torch.nan_to_num(t / 0.0 * t.sign()),
+     "prelu": lambda t: F.prelu(t, torch.tensor([0.2], dtype=t.dtype)), "threshold": lambda t: F.threshold(t, 0.5, -1.0), "softshrink": lambda t: F.softshrink(t, 0.5),
+     "margin": lambda t: F.margin_ranking_loss(t, t.flip(1), torch.sign(t.flip(0)).detach()), "poisson": lambda t: F.poisson_nll_loss(t, t.flip(1).abs().detach()),
+     "soft_margin": lambda t: F.soft_margin_loss(t, torch.sign(t.flip(0)).detach()), "hinge": lambda t: F.hinge_embedding_loss(t, torch.sign(t.flip(0)).detach())}
+
+
 def compare(name, op, args):
     """1 when jit(op) differs from eager on args (printing how), else 0."""
     def chained(*a):
@@ -105,6 +140,26 @@ def compare(name, op, args):
         return 1
 
 
+def compare_gradients(name, op, dtype):
+    """1 when jit(op)'s value or gradient differs from eager's (printing how), else 0."""
+    x = torch.randn(7, 12, generator=GEN) * 3
+    x[0] = torch.tensor([0.0, -0.0, 1.0, -1.0, 0.5, -2.5, 3.0, 1e-3, 100.0, -100.0, 2.0, -0.5])
+    x = x.to(dtype)
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    tol = {"rtol": 1e-7, "atol": 1e-7} if dtype == torch.float64 else {"rtol": 1.3e-5, "atol": 1e-5}
+    try:
+        got = thunder.jit(lambda t: op(t) * 1, executors=[FUSE_ALL])(a)
+        want = op(b) * 1
+        cot = torch.randn(want.shape, generator=GEN, dtype=want.dtype)
+        (ga,), (gb,) = torch.autograd.grad(got, a, cot), torch.autograd.grad(want, b, cot)
+        torch.testing.assert_close(got, want, equal_nan=True, **tol)
+        torch.testing.assert_close(ga, gb, equal_nan=True, **tol)
+        return 0
+    except Exception as e:  # noqa: BLE001 - reported, whatever it is
+        print("GRADIENT", name, dtype, type(e).__name__, str(e)[:200].replace("\n", " "))
+        return 1
+
+
 def main():
     which = sys.argv[1] if len(sys.argv) > 1 else "all"
     only = sys.argv[2] if len(sys.argv) > 2 else ""
@@ -124,6 +179,11 @@ def main():
             for dt, kind in itertools.product(DTYPES, ("edges", "ties")) if only in name else ():
                 n += 1
                 bad += compare(f"{name}[{kind}]", op, (make(dt, kind, extremes=False),))
+    if which in ("all", "gradients"):
+        for name, op in GRADIENTS.items():
+            for dt in (torch.float64, torch.float32) if only in name else ():
+                n += 1
+                bad += compare_gradients(name, op, dt)
     print(f"cases {n}, mismatches {bad}")
 
 
