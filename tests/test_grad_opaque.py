@@ -190,3 +190,27 @@ def test_digamma_gradient_from_torch():
     jfn = thunder.jit(lambda t: torch.digamma(t) * t)
     torch.testing.assert_close(jfn(x), torch.digamma(x) * x)
     assert "prims.digamma(" in str(thunder.last_traces(jfn)[-1])
+
+
+def test_opaque_function_updating_buffers_in_training():
+    # instance_norm with running statistics has no thunder rule: torch's autograd records it with
+    # only the tensors that require grad (its running statistics, updated in place, must not).
+    import copy
+
+    torch.manual_seed(0)
+    m = torch.nn.InstanceNorm1d(4, track_running_stats=True, affine=True).double()
+    m2 = copy.deepcopy(m)
+    jm = thunder.jit(m)
+    for _ in range(2):
+        x = torch.randn(3, 4, 5, dtype=torch.float64)
+        a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+        got, want = jm(a), m2(b)
+        torch.testing.assert_close(got, want)
+        g = torch.randn_like(want)
+        got.backward(g)
+        want.backward(g)
+        torch.testing.assert_close(a.grad, b.grad)
+        for p, q in zip(m.parameters(), m2.parameters()):
+            torch.testing.assert_close(p.grad, q.grad)
+        for p, q in zip(m.buffers(), m2.buffers()):
+            torch.testing.assert_close(p, q)

@@ -109,42 +109,65 @@ void emit_python_backward(const Symbol* bwd, autograd::BackwardContext& c, bool 
 }  // namespace
 
 void bind_autograd(nb::module_& m) {
-  m.def("register_python_grad", [](const Symbol* sym, nb::object augmented_forward,
-                                   nb::object backward, nb::object residual_meta, bool flat) {
-    const Symbol* fwd = executor_symbol(sym->name + "_augmented_forward", sym->signature,
-                                        augmented_forward);
-    const Symbol* bwd = executor_symbol(sym->name + "_backward", Signature::parse("args"), backward);
-    autograd::GradRule rule;
-    rule.augmented_forward = [fwd, residual_meta](autograd::ForwardContext& c) {
-      nb::gil_scoped_acquire gil;
-      nb::list spec;
-      for (const Value& a : c.bsym.args) spec.append(describe(a));
-      nb::object metas = residual_meta(spec);
-      Device device = Device::cpu();
-      for (const TensorRef& t : c.bsym.input_tensors()) {
-        device = t->device();
-        break;
-      }
-      std::vector<Value> residuals;
-      for (nb::handle h : metas) {
-        nb::tuple t = nb::cast<nb::tuple>(h);
-        Shape shape;
-        for (nb::handle d : t[0]) shape.push_back(Dim(nb::cast<int64_t>(d)));
-        DType dt;
-        if (!runtime::dtype_of(t[1].ptr(), &dt)) throw TypeError("residual_meta: expected a dtype");
-        residuals.push_back(Value(c.b.new_tensor(shape, dt, device, false)));
-      }
-      Value out = map_tensors(c.bsym.output, [&](const TensorRef& t) -> Value {
-        return Value(c.b.new_tensor(t->shape(), t->dtype(), t->device(), t->requires_grad()));
-      });
-      c.b.append(BoundSymbol::make(fwd, c.bsym.args, Value::tuple({out, Value::tuple(residuals)}),
-                                   {}, c.bsym.source));
-      return autograd::AugmentedForward{out, residuals};
-    };
-    rule.backward = [bwd, flat](autograd::BackwardContext& c) { emit_python_backward(bwd, c, flat); };
-    autograd::register_grad_rule(sym, std::move(rule));
-  }, nb::arg("symbol"), nb::arg("augmented_forward"), nb::arg("backward"),
-     nb::arg("residual_meta"), nb::arg("flat") = false);
+  m.def(
+      "register_python_grad",
+      [](const Symbol* sym, nb::object augmented_forward, nb::object backward,
+         nb::object residual_meta, bool flat, bool forward_mask) {
+        // forward_mask (an opaque torch function, called as fn(args, kwargs)): its augmented
+        // forward also takes, per tensor anywhere in its arguments in order, whether it requires
+        // grad, so torch's autograd records only those (a buffer its function updates in place,
+        // such as instance_norm's running statistics, must not require grad).
+        const Symbol* fwd = executor_symbol(
+            sym->name + "_augmented_forward",
+            forward_mask ? Signature::parse("args, kwargs, requires_grad") : sym->signature,
+            augmented_forward);
+        const Symbol* bwd =
+            executor_symbol(sym->name + "_backward", Signature::parse("args"), backward);
+        autograd::GradRule rule;
+        rule.augmented_forward = [fwd, residual_meta, forward_mask](autograd::ForwardContext& c) {
+          nb::gil_scoped_acquire gil;
+          nb::list spec;
+          for (const Value& a : c.bsym.args) spec.append(describe(a));
+          nb::object metas = residual_meta(spec);
+          Device device = Device::cpu();
+          for (const TensorRef& t : c.bsym.input_tensors()) {
+            device = t->device();
+            break;
+          }
+          std::vector<Value> residuals;
+          for (nb::handle h : metas) {
+            nb::tuple t = nb::cast<nb::tuple>(h);
+            Shape shape;
+            for (nb::handle d : t[0]) shape.push_back(Dim(nb::cast<int64_t>(d)));
+            DType dt;
+            if (!runtime::dtype_of(t[1].ptr(), &dt))
+              throw TypeError("residual_meta: expected a dtype");
+            residuals.push_back(Value(c.b.new_tensor(shape, dt, device, false)));
+          }
+          Value out = map_tensors(c.bsym.output, [&](const TensorRef& t) -> Value {
+            return Value(c.b.new_tensor(t->shape(), t->dtype(), t->device(), t->requires_grad()));
+          });
+          std::vector<Value> args = c.bsym.args;
+          if (forward_mask) {
+            std::vector<Value> mask;
+            for (const Value& a : c.bsym.args) {
+              a.for_each_tensor(
+                  [&](const TensorRef& t) { mask.push_back(Value(t->requires_grad())); });
+            }
+            args.push_back(Value::tuple(std::move(mask)));
+          }
+          c.b.append(BoundSymbol::make(fwd, std::move(args),
+                                       Value::tuple({out, Value::tuple(residuals)}), {},
+                                       c.bsym.source));
+          return autograd::AugmentedForward{out, residuals};
+        };
+        rule.backward = [bwd, flat](autograd::BackwardContext& c) {
+          emit_python_backward(bwd, c, flat);
+        };
+        autograd::register_grad_rule(sym, std::move(rule));
+      },
+      nb::arg("symbol"), nb::arg("augmented_forward"), nb::arg("backward"),
+      nb::arg("residual_meta"), nb::arg("flat") = false, nb::arg("forward_mask") = false);
 
   m.def("register_nondifferentiable",
         [](const Symbol* sym) { autograd::register_nondifferentiable(sym); }, nb::arg("symbol"));

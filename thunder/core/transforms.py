@@ -86,11 +86,13 @@ def _bind(sym, values):
     return args, kwargs
 
 
-def register_grad(sym_or_id, *, augmented_forward, backward, residual_meta=None, _flat=False):
+def register_grad(sym_or_id, *, augmented_forward, backward, residual_meta=None, _flat=False,
+                  _forward_mask=False):
     """Gives the symbol `sym_or_id` a gradient made of two Python functions (see the module doc).
     (`_flat`: the backward takes a mask of the tensors that need a gradient first, and returns one
     gradient per tensor anywhere in the arguments, nested sequences and dicts included, in order;
-    used for opaque torch functions.)"""
+    used for opaque torch functions. `_forward_mask`: the augmented forward of an opaque torch
+    function takes (args, kwargs, requires_grad), the last per tensor in the same order.)"""
     sym = _symbol(sym_or_id)
     if not callable(augmented_forward) or not callable(backward):
         raise TypeError("register_grad: augmented_forward and backward must be callable")
@@ -139,7 +141,7 @@ def register_grad(sym_or_id, *, augmented_forward, backward, residual_meta=None,
             out.append((tuple(r.shape), r.dtype))
         return out
 
-    _core.register_python_grad(sym, run_forward, run_backward, meta, _flat)
+    _core.register_python_grad(sym, run_forward, run_backward, meta, _flat, _forward_mask)
 
 
 def torch_autograd_grad(fn):
@@ -205,21 +207,35 @@ class _TorchGraph:
         return tuple(None if x is None else next(got) for x in self.leaves)
 
 
-def _track(x, leaves):
+def _track(x, leaves, wanted=None):
     """x with every floating-point or complex tensor (in nested tuples, lists and dicts) replaced by a
-    detached copy that requires grad; appends, per tensor in order, that leaf or None."""
+    detached copy that requires grad; appends, per tensor in order, that leaf or None. `wanted`: an
+    iterator of flags, one per tensor in the same order; a tensor whose flag is false stays as it is
+    (a buffer the function updates in place)."""
     if isinstance(x, torch.Tensor):
-        if x.is_floating_point() or x.is_complex():
+        wants = next(wanted, True) if wanted is not None else True
+        if wants and (x.is_floating_point() or x.is_complex()):
             x = x.detach().requires_grad_(True)
             leaves.append(x)
             return x
         leaves.append(None)
         return x
     if isinstance(x, (tuple, list)) and not hasattr(x, "_fields"):
-        return type(x)(_track(i, leaves) for i in x)
+        return type(x)(_track(i, leaves, wanted) for i in x)
     if isinstance(x, dict):
-        return {k: _track(v, leaves) for k, v in x.items()}
+        return {k: _track(v, leaves, wanted) for k, v in x.items()}
     return x
+
+
+def _count_tensors(x):
+    """The tensors _track visits in x."""
+    if isinstance(x, torch.Tensor):
+        return 1
+    if isinstance(x, (tuple, list)) and not hasattr(x, "_fields"):
+        return sum(_count_tensors(i) for i in x)
+    if isinstance(x, dict):
+        return sum(_count_tensors(v) for v in x.values())
+    return 0
 
 
 def _detach_outputs(x, outs):
@@ -250,11 +266,16 @@ def _opaque_torch_autograd(fn):
     anywhere in args and kwargs): the forward runs `fn` with torch's autograd recording, the backward
     asks torch.autograd for the gradients of the tensor occurrences that need one."""
 
-    def augmented_forward(args, kwargs):
+    def augmented_forward(args, kwargs, requires_grad=None):
         leaves = []
         first = _first_tensor((args, kwargs))
-        args = _track(tuple(args), leaves)
-        kwargs = _track(dict(kwargs), leaves)
+        # The flags walk the tensors as the recording did; should the two walks disagree (a tensor
+        # inside a named tuple), every tensor is tracked, as without flags.
+        wanted = None
+        if requires_grad is not None and len(requires_grad) == _count_tensors((args, kwargs)):
+            wanted = iter(requires_grad)
+        args = _track(tuple(args), leaves, wanted)
+        kwargs = _track(dict(kwargs), leaves, wanted)
         with torch.enable_grad():
             out = fn(*args, **kwargs)
         outs = []
@@ -288,7 +309,7 @@ def _missing_grad_hook(sym, fn, spec) -> bool:
     if not _differentiable_on_meta(fn, args, kwargs):
         _core.register_nondifferentiable(sym)
         return True
-    register_grad(sym, **_opaque_torch_autograd(fn), _flat=True)
+    register_grad(sym, **_opaque_torch_autograd(fn), _flat=True, _forward_mask=True)
     return True
 
 
