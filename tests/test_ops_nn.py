@@ -846,3 +846,26 @@ def test_pad_errors(decompose):
     check(lambda x: F.pad(x, [1, 1], mode="foo"), (x,), decompose=decompose)
     check(lambda x: F.pad(x, [1, 1], mode="reflect", value=1.0), (randn(2, 3),),
           decompose=decompose)
+
+
+@pytest.mark.parametrize("shapes,kw", [
+    (((5, 7), (5, 7)), {}), (((5, 7), (7,)), {}), (((7,), (5, 7)), {"keepdim": True}),
+    (((3, 4, 6), (4, 6)), {"p": 1}), (((5, 7), (5, 7)), {"p": float("inf")}), (((5, 7), (5, 7)), {"p": 0}),
+    (((5, 7), (5, 7)), {"p": 1.5, "eps": 0.0}), (((), ()), {}), (((5, 7), (5, 7)), {"p": -1.0}),
+], ids=str)
+def test_pairwise_distance(shapes, kw):
+    # eager's norm(x1 - x2 + eps, p) over the last dim of the larger rank: values, dtypes (integers
+    # give floats through eps), broadcasting, and gradients against torch.autograd
+    gen = torch.Generator().manual_seed(0)
+    fn = lambda a, b: F.pairwise_distance(a, b, **kw) * 1
+    for dtype in (torch.float64, torch.float16, torch.int64):
+        x1, x2 = ((torch.randn(s, generator=gen) * 3).to(dtype) for s in shapes)
+        check(fn, (x1, x2), dtype=dtype if dtype.is_floating_point else torch.float32)
+    x1, x2 = (torch.randn(s, generator=gen, dtype=torch.float64) for s in shapes)
+    a, b = x1.clone().requires_grad_(), x2.clone().requires_grad_()
+    c, d = x1.clone().requires_grad_(), x2.clone().requires_grad_()
+    got, want = thunder.jit(fn)(a, b), fn(c, d)
+    cot = torch.randn(want.shape, generator=gen, dtype=want.dtype)
+    for g, w, x in zip(torch.autograd.grad(got, (a, b), cot, allow_unused=True),
+                       torch.autograd.grad(want, (c, d), cot, allow_unused=True), (x1, x2)):
+        torch.testing.assert_close(torch.zeros_like(x) if g is None else g, torch.zeros_like(x) if w is None else w)

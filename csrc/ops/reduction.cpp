@@ -439,6 +439,18 @@ Value normalize_meta(Builder& b, const BoundArgs& a) {
   return lang::call_t(b, prims::div(), {Value(x), Value(denom)});
 }
 
+// F.pairwise_distance(x1, x2, p=2.0, eps=1e-6, keepdim=False): eager's norm(x1 - x2 + eps, p) over
+// the last dim of the larger rank (a 0-d pair: the whole difference).
+Value pairwise_distance_meta(Builder& b, const BoundArgs& a) {
+  const int64_t rank = std::max(a.tensor(0)->rank(), a.tensor(1)->rank());
+  Value d = b.call_bound(ltorch_symbol("sub"), {a[0], a[1], Value(int64_t{1})});
+  d = b.call_bound(ltorch_symbol("add"), {d, Value(a.number(3)), Value(int64_t{1})});
+  std::vector<int64_t> dims;
+  if (rank > 0) dims.push_back(rank - 1);
+  return vector_norm(b, "linalg.vector_norm", d.as_tensor(), norm_order(a, 2), dims, a.bool_(4),
+                     std::nullopt);
+}
+
 // norm(input, p='fro', dim=None, keepdim=False, out=None, dtype=None): vector norms, and the
 // Frobenius norm (the 2-norm over at most two dims). Tensor.norm has no `out`: its fifth positional
 // is the dtype.
@@ -589,6 +601,10 @@ void register_reduction_ops(SymbolTable& table) {
        "input, p=2.0, dim=1, eps=1e-12, out=None",
        normalize_meta,
        {"torch.nn.functional.normalize"}},
+      {"pairwise_distance",
+       "x1, x2, p=2.0, eps=1e-06, keepdim=False",
+       pairwise_distance_meta,
+       {"torch.nn.functional.pairwise_distance", "torch.pairwise_distance"}},
       {"vector_norm",
        "x, ord=2, dim=None, keepdim=False, *, dtype=None",
        vector_norm_meta,
