@@ -1764,6 +1764,11 @@ class CudaGen {
     const std::string ks = std::to_string(kmax), vs = std::to_string(v), tv = std::to_string(t * v);
     std::vector<int> reds = over_rows_reductions(k_);
     std::string code;
+    // Sum j's workspace row of this block.
+    auto partial_row = [&](size_t j, const std::string& ct) {
+      return "((" + ct + "*)(th_ws + " + std::to_string(ws_offset[j]) + ") + (idx_t)blockIdx.x * " +
+             lit(cols_) + ")";
+    };
     if (p.column_smem) {
       // Each thread of the block takes whole chunks (V columns) of every sum: the groups' slots in
       // group order (a warp reads consecutive slots), then the chunk's columns written together.
@@ -1774,8 +1779,7 @@ class CudaGen {
         const std::string ct = compute_type(n.dtype);
         const std::string base =
             "((const " + ct + "*)(th_smem + " + std::to_string(column_smem_offset_[j]) + "))";
-        const std::string part = "((" + ct + "*)(th_ws + " + std::to_string(ws_offset[j]) +
-                                 ") + (idx_t)blockIdx.x * " + lit(cols_) + ")";
+        const std::string part = partial_row(j, ct);
         code += "  for (int u = threadIdx.x; u < " + std::to_string(kmax * t) +
                 "; u += blockDim.x) {\n    const int k = u / " + ts + ", s = (k * " + vs +
                 ") * " + ts + " + u % " + ts + ";\n#pragma unroll\n    for (int l = 0; l < " + vs +
@@ -1797,8 +1801,7 @@ class CudaGen {
     for (size_t j = 0; j < reds.size(); ++j) {
       const KNode& n = k_.nodes[reds[j]];
       const std::string ct = compute_type(n.dtype), acc = "cacc" + std::to_string(reds[j]);
-      const std::string part = "((" + ct + "*)(th_ws + " + std::to_string(ws_offset[j]) +
-                               ") + (idx_t)blockIdx.x * " + lit(cols_) + ")";
+      const std::string part = partial_row(j, ct);
       if (groups == 1) {
         code += "#pragma unroll\n  for (int k = 0; k < " + ks +
                 "; ++k) {\n#pragma unroll\n    for (int l = 0; l < " + vs +

@@ -15,7 +15,15 @@ namespace thunder {
 
 namespace {
 
+using detail::nn::bin;
+using detail::nn::cmp;
+using detail::nn::finite_max;
+using detail::nn::torch_type_name;
+using detail::nn::un;
 using lang::Promotion;
+Value select(Builder& b, const Value& c, const Value& x, const Value& y) {
+  return b.call_bound(ltorch_symbol("where"), {c, x, y});
+}
 
 template <const Symbol& (*P)(), Promotion K>
 Value unary_op(Builder& b, const BoundArgs& a) {
@@ -88,29 +96,22 @@ Value rsub_meta(Builder& b, const BoundArgs& a) {
 Value floor_divide_floating(Builder& b, const Value& xv, const Value& yv) {
   const auto p = lang::elementwise_promotion({xv, yv}, Promotion::kDefault);
   Value x = lang::to_compute(b, xv, p), y = lang::to_compute(b, yv, p);
-  auto bin = [&](const Symbol& prim, const Value& l, const Value& r) {
-    return lang::binary(b, prim, l, r, Promotion::kDefault);
-  };
-  auto cmp = [&](const Symbol& prim, const Value& l, const Value& r) {
-    return lang::binary(b, prim, l, r, Promotion::kAlwaysBool);
-  };
-  auto where = [&](const Value& c, const Value& t, const Value& f) {
-    return b.call_bound(ltorch_symbol("where"), {c, t, f});
-  };
-  Value quotient = bin(prims::div(), x, y);
-  Value m = bin(prims::fmod(), x, y);
-  Value d = bin(prims::div(), bin(prims::sub(), x, m), y);
-  Value y_neg = y.is_tensor() ? cmp(prims::lt(), y, Value(0.0)) : Value(y.as_double() < 0);
-  Value fix = cmp(prims::bitwise_and(), cmp(prims::ne(), m, Value(0.0)),
-                  cmp(prims::ne(), y_neg, cmp(prims::lt(), m, Value(0.0))));
-  d = where(fix, bin(prims::sub(), d, Value(1.0)), d);
+  Value quotient = bin(b, prims::div(), x, y);
+  Value m = bin(b, prims::fmod(), x, y);
+  Value d = bin(b, prims::div(), bin(b, prims::sub(), x, m), y);
+  Value y_neg =
+      y.is_tensor() ? Value(cmp(b, prims::lt(), y, Value(0.0))) : Value(y.as_double() < 0);
+  Value fix = cmp(b, prims::bitwise_and(), cmp(b, prims::ne(), m, Value(0.0)),
+                  cmp(b, prims::ne(), y_neg, cmp(b, prims::lt(), m, Value(0.0))));
+  d = select(b, fix, bin(b, prims::sub(), d, Value(1.0)), d);
   Value fl = lang::unary(b, prims::floor(), d, Promotion::kNoOpmath);
-  fl = where(cmp(prims::gt(), bin(prims::sub(), d, fl), Value(0.5)),
-             bin(prims::add(), fl, Value(1.0)), fl);
+  fl = select(b, cmp(b, prims::gt(), bin(b, prims::sub(), d, fl), Value(0.5)),
+              bin(b, prims::add(), fl, Value(1.0)), fl);
   // d is 0 only where |x| < |y| (or x is 0): x / y is finite there, and times 0 keeps its sign.
-  Value r = where(cmp(prims::ne(), d, Value(0.0)), fl, bin(prims::mul(), quotient, Value(0.0)));
+  Value r =
+      select(b, cmp(b, prims::ne(), d, Value(0.0)), fl, bin(b, prims::mul(), quotient, Value(0.0)));
   if (y.is_tensor()) {
-    r = where(cmp(prims::eq(), y, Value(0.0)), quotient, r);
+    r = select(b, cmp(b, prims::eq(), y, Value(0.0)), quotient, r);
   } else if (y.as_double() == 0.0) {
     r = quotient;
   }
@@ -178,16 +179,8 @@ Value round_meta(Builder& b, const BoundArgs& a) {
   const auto p = lang::elementwise_promotion({a[0]}, Promotion::kDefault);
   Value x = lang::convert_value(b, a[0], p.compute);
   const Value ten(std::pow(10.0, static_cast<double>(d > 0 ? d : -d)));
-  auto bin = [&](const Symbol& prim, const Value& l, const Value& r) {
-    return lang::binary(b, prim, l, r, Promotion::kDefault);
-  };
-  Value r =
-      d > 0 ? bin(prims::div(),
-                  lang::unary(b, prims::round(), bin(prims::mul(), x, ten), Promotion::kNoOpmath),
-                  ten)
-            : bin(prims::mul(),
-                  lang::unary(b, prims::round(), bin(prims::div(), x, ten), Promotion::kNoOpmath),
-                  ten);
+  Value r = d > 0 ? bin(b, prims::div(), un(b, prims::round(), bin(b, prims::mul(), x, ten)), ten)
+                  : bin(b, prims::mul(), un(b, prims::round(), bin(b, prims::div(), x, ten)), ten);
   return lang::convert_value(b, r, p.result);
 }
 
@@ -420,13 +413,6 @@ MathOperands math_operands(Builder& b, const BoundArgs& a) {
   m.y = lang::to_compute(b, a[1], m.p);
   return m;
 }
-using detail::nn::bin;
-using detail::nn::cmp;
-using detail::nn::finite_max;
-using detail::nn::torch_type_name;
-Value select(Builder& b, const Value& c, const Value& x, const Value& y) {
-  return b.call_bound(ltorch_symbol("where"), {c, x, y});
-}
 
 // log(exp(x) + exp(y)) (kLog2: log2(2^x + 2^y)) as max(x, y) + log1p(exp(-|x - y|)): no overflow.
 // Two infinities of one sign give that infinity (x - y would be NaN), as torch's kernel.
@@ -527,7 +513,7 @@ Value logit_meta(Builder& b, const BoundArgs& a) {
     x = select(b, below, Value(lo), upper).as_tensor();
   }
   TensorRef q = bin(b, prims::div(), Value(x), Value(bin(b, prims::sub(), Value(1.0), Value(x))));
-  return lang::convert(b, detail::nn::un(b, prims::log(), q), p.result);
+  return lang::convert(b, un(b, prims::log(), q), p.result);
 }
 
 // copysign(x, y): |x| with y's sign bit (-0.0 and a NaN's sign bit too); integers give floats. The

@@ -165,10 +165,11 @@ class _Dispatch:
         # argument in place as the Tensor method of the same name does.
         for mod in (torch, torch.nn.functional):
             for name in dir(mod):
-                method = getattr(torch.Tensor, name, None) if name.endswith("_") and not name.startswith("_") else None
-                sym = self.by_fn.get(method) if method is not None else None
+                if not name.endswith("_") or name.startswith("_"):
+                    continue
+                sym = self.by_fn.get(getattr(torch.Tensor, name, None))
                 fn = getattr(mod, name)
-                if sym is not None and callable(fn) and fn not in self.by_fn:
+                if sym is not None and fn not in self.by_fn:
                     self.by_fn[fn] = sym
         self.reflected = {}
         for fn, name in _REFLECTED.items():
