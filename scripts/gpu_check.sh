@@ -4,6 +4,8 @@
 # Logs and results go under $OUT (default: build/gpu_check).
 #   TESTS="tests/a.py tests/b.py"  the test files (default: below)
 #   PYTEST_ARGS="-x"                 extra pytest arguments
+#   PYTEST_SHARDS=4                  split each file's tests over this many pytest processes at once
+#                                    (kernel compiles are most of the time, and they use one core each)
 #   BENCH_ARGS="--quick"             arguments of benchmarks/fusion_gpu.py; BENCH=0 skips it
 #                                    (a --quick run with torch.compile takes about 9 minutes on an
 #                                    H200: add --no-compile or --only <text> to stay well inside
@@ -44,13 +46,40 @@ for f in $(grep -l "cuda" tests/test_*.py 2>/dev/null); do
   case " $DEFAULT_TESTS " in *" $f "*) ;; *) DEFAULT_TESTS="$DEFAULT_TESTS $f" ;; esac
 done
 TESTS=${TESTS:-$DEFAULT_TESTS}
+# run_shards FILE: FILE's test ids dealt round-robin to PYTEST_SHARDS pytest processes run at once;
+# prints their logs one after another and a summary line; fails when one of them fails.
+run_shards() {
+  local ids n=$PYTEST_SHARDS i rc=0 pids=()
+  ids=$(mktemp -d)
+  # shellcheck disable=SC2086
+  "$PY" -m pytest "$1" -q --co -p no:cacheprovider ${PYTEST_ARGS:-} 2>/dev/null | grep "::" >"$ids/all"
+  awk -v n="$n" -v d="$ids" '{ print > (d "/shard" (NR % n)) }' "$ids/all"
+  for ((i = 0; i < n; i++)); do
+    [ -s "$ids/shard$i" ] || continue
+    # shellcheck disable=SC2086
+    xargs -d '\n' -a "$ids/shard$i" "$PY" -m pytest -q -rs -p no:cacheprovider ${PYTEST_ARGS:-} \
+      >"$ids/log$i" 2>&1 &
+    pids+=($!)
+  done
+  for i in "${pids[@]}"; do wait "$i" || rc=1; done
+  cat "$ids"/log*
+  echo "$(cat "$ids"/log* | grep -oE "[0-9]+ passed" | awk '{s += $1} END {print s + 0}') passed," \
+    "$(cat "$ids"/log* | grep -oE "[0-9]+ failed" | awk '{s += $1} END {print s + 0}') failed in $n shards"
+  rm -rf "$ids"
+  return $rc
+}
+
 status=0
 t0=$(date +%s)
 # One pytest process per file: a CUDA error in one file (sticky for its process) stays in that file.
 : >"$OUT/pytest.log"
 for f in $TESTS; do
-  # shellcheck disable=SC2086
-  "$PY" -m pytest "$f" -q -rs -p no:cacheprovider ${PYTEST_ARGS:-} >"$OUT/pytest_one.log" 2>&1
+  if [ "${PYTEST_SHARDS:-1}" -gt 1 ]; then
+    run_shards "$f" >"$OUT/pytest_one.log" 2>&1
+  else
+    # shellcheck disable=SC2086
+    "$PY" -m pytest "$f" -q -rs -p no:cacheprovider ${PYTEST_ARGS:-} >"$OUT/pytest_one.log" 2>&1
+  fi
   rc=$?
   cat "$OUT/pytest_one.log" >>"$OUT/pytest.log"
   echo "== $f (exit $rc): $(grep -E '(passed|failed|error|skipped)' "$OUT/pytest_one.log" | tail -1)"

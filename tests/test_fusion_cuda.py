@@ -274,7 +274,7 @@ requires_emulator = pytest.mark.skipif(not (fusionex.available("cpu") and cuda_e
                                        reason="no C++20 compiler for the CUDA emulator")
 
 
-def _emulate(fn, args, misalign=False, ref=None, smem_limit=48 * 1024):
+def _emulate(fn, args, misalign=False, ref=None, smem_limit=48 * 1024, blocks=None):
     import inspect
 
     jfn = _jit(fn)
@@ -296,7 +296,8 @@ def _emulate(fn, args, misalign=False, ref=None, smem_limit=48 * 1024):
             out.fill_(123.0)  # every element must be written
     workspace = _core.fuser_cuda_workspace(kernel, smem_limit)
     scratch = [torch.zeros(workspace, dtype=torch.uint8).share_memory_()] if workspace else []
-    cuda_emulator.launch(src, grid, block, inputs + outs + scratch)
+    # `blocks` caps the grid as the launch does to the blocks a device runs at once.
+    cuda_emulator.launch(src, grid if blocks is None else min(grid, blocks), block, inputs + outs + scratch)
     finish = _core.fuser_cuda_finish(kernel, smem_limit)
     if finish:  # reductions over rows per column: the blocks' partials, combined by a second kernel
         name, fgrid, fblock = finish
@@ -1200,6 +1201,31 @@ def test_emulated_column_sums_in_shared_memory(dtype, shape, monkeypatch):
             tol = 1e-4 if dtype == torch.float32 else 2e-2
             torch.testing.assert_close(a.double(), b.to(a.dtype).double(), rtol=tol, atol=tol * scale, equal_nan=True)
         assert got[1][5].isnan() and got[1].isnan().sum() == 1
+
+
+@requires_emulator
+@pytest.mark.parametrize("prefetch", ["1", "0"], ids=["prefetch", "no_prefetch"])
+@pytest.mark.parametrize(("dtype", "width"), [(torch.bfloat16, 4096), (torch.float32, 1024),
+                                              (torch.bfloat16, 768), (torch.float32, 200)], ids=str)
+def test_emulated_column_sums_prefetch_the_next_row(dtype, width, prefetch, monkeypatch):
+    # Three blocks loop over 37 rows (the grid runs only what the device holds at once), loading
+    # each next row's cached chunks before reducing the current one; the last row of a block
+    # prefetches nothing. A NaN and an inf stay in their rows and columns.
+    monkeypatch.setenv("THUNDER_CUDA_ROW_PREFETCH", prefetch)
+    torch.manual_seed(0)
+    x, g, w = torch.randn(37, width) * 2 + 1, torch.randn(37, width), torch.randn(width)
+    g[36, 5] = float("nan")
+    x[17, 9] = float("inf")
+    args = tuple(a.to(dtype) for a in (x, g, w))
+    for fn in (layer_norm_grads, rms_norm_grads):
+        got, _, _ = _emulate(fn, args, smem_limit=H100_SMEM, blocks=3)
+        body = _kernel_body(_emulate.last_source)
+        assert ("nxt" in body) == (prefetch == "1")
+        ref = fn(*(a.double() for a in args))
+        for a, b in zip(got, ref):
+            scale = b.nan_to_num(posinf=0, neginf=0).abs().max().item()
+            tol = 1e-4 if dtype == torch.float32 else 2e-2
+            torch.testing.assert_close(a.double(), b.to(a.dtype).double(), rtol=tol, atol=tol * scale, equal_nan=True)
 
 
 @requires_emulator
