@@ -13,8 +13,7 @@ by side in one process (bandwidth over a device-to-device copy's, bytes read onc
   - with --column-sums, layer_norm's and rms_norm's training steps with their weight and bias
     gradients summed in the input gradient's row kernel (blocks of 256 or 512 threads) against a
     column kernel of their own, or with their accumulators in shared memory (blocks of 512 or
-    1024 threads), or without loading each next row ahead ("no prefetch"), beside eager
-    (PROBE_COLUMN_VARIANTS picks variants by name,
+    1024 threads), beside eager (PROBE_COLUMN_VARIANTS picks variants by name,
     PROBE_PTXAS=1 prints the backward kernels' registers);
   - with --warp-rows, the device time of row kernels (layer_norm's forward and backward as under
     bf16 autocast, a bf16 softmax) over 8192 rows of GPT-like widths, with rows of up to 4, 8, 16
@@ -185,7 +184,6 @@ def column_sums():
                 "rows 256": {"THUNDER_CUDA_COLUMN_BLOCK": "256"}, "rows 512": {"THUNDER_CUDA_COLUMN_BLOCK": "512"},
                 "rows 1024": {"THUNDER_CUDA_COLUMN_BLOCK": "1024"},
                 "rows 512 1 block/SM": {"THUNDER_CUDA_COLUMN_BLOCKS_PER_SM": "1"},
-                "no prefetch": {"THUNDER_CUDA_ROW_PREFETCH": "0"},
                 "smem 512": {"THUNDER_CUDA_COLUMN_SMEM": "1"},
                 "smem 1024": {"THUNDER_CUDA_COLUMN_SMEM": "1", "THUNDER_CUDA_COLUMN_BLOCK": "1024"}}
     if os.environ.get("PROBE_COLUMN_VARIANTS"):

@@ -80,16 +80,6 @@ bool column_smem() {
   return e != nullptr && std::string(e) == "1";
 }
 
-// Kernels that loop over many rows (the column sums' resident grid) load the next row's cached
-// chunks while they reduce and store this one, so the loads stay in flight through the row's
-// barriers and arithmetic (THUNDER_CUDA_ROW_PREFETCH=0 turns it off). Only for row caches of at
-// most kPrefetchRegisters registers: the next row's copy doubles them.
-bool row_prefetch() {
-  const char* e = std::getenv("THUNDER_CUDA_ROW_PREFETCH");
-  return e == nullptr || std::string(e) != "0";
-}
-constexpr int64_t kPrefetchRegisters = 24;
-
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t pow2_ceil(int64_t v) {
   int64_t p = 1;
@@ -1235,7 +1225,6 @@ class CudaGen {
     cached_.clear();
     smem_cached_.clear();
     smem_bytes_ = 0;
-    cache_regs_ = 0;
     if (inner_ < 0) return;
     int64_t k = ceil_div(ceil_div(cols_, v), p.threads);
     std::unordered_map<int, int> uses;
@@ -1283,32 +1272,6 @@ class CudaGen {
       used += regs;
       cached_.insert(id);
     }
-    cache_regs_ = used;
-  }
-
-  // Whether this row body loads the next row's cached chunks ahead (row_prefetch).
-  bool prefetching() const {
-    return !prefetch_stride_.empty() && !cached_.empty() && cache_regs_ <= kPrefetchRegisters;
-  }
-
-  // Loads of the cached chunks of row `r` (a variable of that name in scope) into arrays named
-  // `prefix` + load id, each chunk if its column is in the row.
-  std::string cache_loads(const std::string& prefix, int v, int threads) {
-    const int64_t nq = ceil_div(cols_, v), kmax = ceil_div(nq, threads);
-    const std::string vs = std::to_string(v);
-    std::string code;
-    for (int id : sorted(cached_)) {
-      const Access& a = L_.loads[id];
-      std::string st = storage_type(k_.nodes[id].dtype);
-      std::string addr = lit(a.offset) + " + " + unravel(row_axes_, a.strides, "r") + " + " +
-                         unravel(col_axes_, a.strides, "c");
-      code += "#pragma unroll\n      for (int k = 0; k < " + std::to_string(kmax) +
-              "; ++k) {\n        const idx_t q = (idx_t)tid + (idx_t)k * " + std::to_string(threads) +
-              ";\n        if (q < " + lit(nq) + ") { const idx_t c = q * " + vs + "; th_ldv<" + st +
-              ", " + vs + ">(in" + std::to_string(k_.nodes[id].input) + " + " + addr + ", " + prefix +
-              std::to_string(id) + "[k]); }\n      }\n";
-    }
-    return code;
   }
 
   // An online pair's chunk update: the chunk's maximum, then the running sum rescaled to the new
@@ -1374,20 +1337,7 @@ class CudaGen {
     std::ostringstream os;
     // Cached loads, read once per row.
     std::string cache_code;
-    if (prefetching()) {
-      // This row's chunks arrived during the last row; the next row's go out now.
-      for (int id : sorted(cached_)) {
-        std::string st = storage_type(k_.nodes[id].dtype), cv = "cache" + std::to_string(id);
-        cache_code += "    " + st + " " + cv + "[" + std::to_string(kmax) + "][" + vs +
-                      "];\n#pragma unroll\n    for (int k = 0; k < " + std::to_string(kmax) +
-                      "; ++k)\n#pragma unroll\n      for (int l = 0; l < " + vs + "; ++l) " + cv +
-                      "[k][l] = nxt" + std::to_string(id) + "[k][l];\n";
-      }
-      cache_code += "    { const long long rn = row + " + prefetch_stride_ + "; if (rn < " +
-                    std::to_string(rows_) + "LL) { const idx_t r = (idx_t)rn;\n" +
-                    cache_loads("nxt", v, t) + "    } }\n";
-    }
-    for (int id : prefetching() ? std::vector<int>{} : sorted(cached_)) {
+    for (int id : sorted(cached_)) {
       std::string st = storage_type(k_.nodes[id].dtype);
       std::string cv = "cache" + std::to_string(id);
       std::string addr = row_part(id) + " + " + unravel(col_axes_, L_.loads[id].strides, "c");
@@ -1692,39 +1642,24 @@ class CudaGen {
       grid_decls += "  __shared__ unsigned th_last;\n";
     }
     auto fn = [&](int v, bool use_cache) {
-      // A block's rows: its first, and the step to its next (warp mode: a warp a row).
-      const int step = p.warp_mode ? p.rows_per_block : p.groups;
-      const std::string first =
-          p.warp_mode ? "(long long)blockIdx.x * " + std::to_string(step) + " + (threadIdx.x >> 5)"
-          : step > 1  ? "(long long)blockIdx.x * " + std::to_string(step) + " + grp"
-                      : std::string("(long long)blockIdx.x");
-      const std::string stride =
-          "(long long)gridDim.x" + (step > 1 ? " * " + std::to_string(step) : std::string());
-      prefetch_stride_ = p.columns && row_prefetch() ? stride : "";
       std::string body = rows_body(p, v, use_cache);
       std::ostringstream f;
       f << "TH_INLINE void th_rows" << v << "(" << params_ << smem_params << ") {\n";
+      const std::string rows = std::to_string(rows_) + "LL";
       if (p.warp_mode) {
-        f << "  const int tid = threadIdx.x & 31;\n";
+        f << "  const int tid = threadIdx.x & 31;\n"
+          << column_init(p, v) << "  for (long long row = (long long)blockIdx.x * "
+          << p.rows_per_block << " + (threadIdx.x >> 5); row < " << rows
+          << "; row += (long long)gridDim.x * " << p.rows_per_block << ") {\n";
       } else if (p.groups > 1) {
-        f << "  const int grp = " << group_of << ", tid = threadIdx.x % " << p.threads << ";\n";
+        f << "  const int grp = " << group_of << ", tid = threadIdx.x % " << p.threads << ";\n"
+          << column_init(p, v) << "  for (long long row = (long long)blockIdx.x * " << p.groups
+          << " + grp; row < " << rows << "; row += (long long)gridDim.x * " << p.groups << ") {\n";
       } else {
-        f << "  const int tid = threadIdx.x;\n";
+        f << "  const int tid = threadIdx.x;\n"
+          << column_init(p, v) << "  for (long long row = blockIdx.x; row < " << rows
+          << "; row += gridDim.x) {\n";
       }
-      f << column_init(p, v);
-      if (prefetching()) {  // the first row's cached chunks
-        const int64_t kmax = ceil_div(ceil_div(cols_, v), p.threads);
-        for (int id : sorted(cached_)) {
-          f << "  " << storage_type(k_.nodes[id].dtype) << " nxt" << id << "[" << kmax << "][" << v
-            << "];\n";
-        }
-        f << "  { const long long rn = " << first << "; if (rn < " << rows_
-          << "LL) { const idx_t r = (idx_t)rn;\n"
-          << cache_loads("nxt", v, p.threads) << "  } }\n";
-      }
-      prefetch_stride_.clear();
-      f << "  for (long long row = " << first << "; row < " << rows_ << "LL; row += " << stride
-        << ") {\n";
       f << "    const idx_t r = (idx_t)row; (void)r;\n" << body;
       if (!p.warp_mode) f << "    " << row_sync(p) << "\n";
       f << "  }\n" << column_partials(p, v, ws_offset) << "}\n";
@@ -2159,8 +2094,6 @@ class CudaGen {
   std::unordered_map<int, std::string> bases_;
   std::unordered_map<int, std::string> reduced_;
   std::unordered_set<int> cached_;
-  int64_t cache_regs_ = 0;        // the registers a thread's row cache takes
-  std::string prefetch_stride_;  // the step to a block's next row while prefetching
   int smem_limit_ = kDefaultSmemLimit;
   std::unordered_map<int, int64_t> smem_cached_;        // load -> byte offset of its row in th_smem
   std::unordered_set<int> smem_filled_, smem_filling_;  // stored by an earlier pass; by this one
