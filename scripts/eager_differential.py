@@ -4,8 +4,10 @@ a fusion executor that takes every region, for every dtype (and pair of dtypes f
 functions) on inputs with edge values (0, -0, inf, NaN, integer extremes); results must match
 eager's dtype, shape and values (or both raise). Prints one line per mismatch and a count.
 With `gradients`, differentiable functions in float64 and float32 compare their gradients with
-torch.autograd's for a random cotangent as well.
-    PYTHONPATH=. python scripts/eager_differential.py [unary|binary|reductions|gradients] [name-filter]"""
+torch.autograd's for a random cotangent as well. With `modules`, layers of torch.nn train for two
+steps (float64, float32, and float32 under bfloat16 autocast): outputs, input and parameter
+gradients and buffers against eager's.
+    PYTHONPATH=. python scripts/eager_differential.py [unary|binary|reductions|gradients|modules] [name-filter]"""
 import itertools
 import sys
 
@@ -160,6 +162,123 @@ def compare_gradients(name, op, dtype):
         return 1
 
 
+def _modules():
+    """(name, module factory, input shape): layers of torch.nn in training mode."""
+    nn = torch.nn
+    return {
+        "linear_gelu": (lambda: nn.Sequential(nn.Linear(12, 16), nn.GELU()), (6, 12)),
+        "conv1d": (lambda: nn.Conv1d(3, 4, 3, padding=1), (2, 3, 10)),
+        "conv2d_stride": (lambda: nn.Conv2d(3, 4, 3, stride=2, padding=1, bias=False), (2, 3, 9, 9)),
+        "conv2d_groups": (lambda: nn.Conv2d(4, 8, 3, groups=2, dilation=2), (2, 4, 9, 9)),
+        "conv_transpose2d": (lambda: nn.ConvTranspose2d(3, 2, 3, stride=2), (2, 3, 5, 5)),
+        "batchnorm1d": (lambda: nn.BatchNorm1d(5), (8, 5)),
+        "batchnorm2d": (lambda: nn.BatchNorm2d(3), (4, 3, 5, 5)),
+        "batchnorm2d_noaffine": (lambda: nn.BatchNorm2d(3, affine=False, momentum=0.3), (4, 3, 5, 5)),
+        "layernorm": (lambda: nn.LayerNorm(12), (3, 4, 12)),
+        "layernorm_nobias": (lambda: nn.LayerNorm((4, 12), bias=False), (3, 4, 12)),
+        "rmsnorm": (lambda: nn.RMSNorm(12), (3, 4, 12)),
+        "groupnorm": (lambda: nn.GroupNorm(2, 4), (3, 4, 5)),
+        "instancenorm": (lambda: nn.InstanceNorm1d(4, affine=True), (3, 4, 6)),
+        "instancenorm_stats": (lambda: nn.InstanceNorm2d(3, track_running_stats=True), (2, 3, 4, 4)),
+        "localresponse": (lambda: nn.LocalResponseNorm(2), (2, 5, 4, 4)),
+        "embedding_bag": (lambda: nn.EmbeddingBag(10, 6, mode="mean"), None),
+        "maxpool2d": (lambda: nn.MaxPool2d(2, ceil_mode=True), (2, 3, 5, 5)),
+        "avgpool2d": (lambda: nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False), (2, 3, 6, 6)),
+        "adaptive_avg": (lambda: nn.AdaptiveAvgPool2d((2, 3)), (2, 3, 7, 5)),
+        "adaptive_max": (lambda: nn.AdaptiveMaxPool1d(3), (2, 3, 8)),
+        "lppool": (lambda: nn.LPPool2d(2, 2), (2, 3, 6, 6)),
+        "upsample_bilinear": (lambda: nn.Upsample(scale_factor=2, mode="bilinear"), (2, 3, 4, 4)),
+        "upsample_nearest": (lambda: nn.Upsample(size=(5, 7), mode="nearest"), (2, 3, 4, 4)),
+        "pixel_shuffle": (lambda: nn.Sequential(nn.PixelShuffle(2), nn.PixelUnshuffle(2)), (2, 8, 3, 3)),
+        "pads": (lambda: nn.Sequential(nn.ReflectionPad2d(1), nn.ReplicationPad2d((1, 0, 2, 1)), nn.CircularPad2d(1)), (2, 3, 4, 4)),
+        "unfold_fold": (lambda: nn.Sequential(nn.Unfold(2), nn.Fold((4, 4), 2)), (2, 3, 4, 4)),
+        "bilinear": (lambda: _Bilinear(), (5, 4)),
+        "prelu": (lambda: nn.PReLU(3), (2, 3, 4)),
+        "activations": (lambda: nn.Sequential(nn.SiLU(), nn.Hardswish(), nn.Mish(), nn.Softplus(beta=2), nn.ELU(0.5), nn.LeakyReLU(0.2)), (4, 9)),
+        "softmax2d": (lambda: nn.Sequential(nn.Softmax2d(), nn.LogSoftmax(1)), (2, 3, 4, 4)),
+        "mha": (lambda: _Attention(), (2, 5, 8)),
+        "encoder_layer": (lambda: nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True), (2, 5, 8)),
+        "encoder_norm_first": (lambda: nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True, norm_first=True, activation="gelu"), (2, 5, 8)),
+        "gru": (lambda: _First(nn.GRU(4, 6, batch_first=True)), (2, 5, 4)),
+        "lstm": (lambda: _First(nn.LSTM(4, 6, num_layers=2)), (5, 2, 4)),
+        "flatten": (lambda: nn.Sequential(nn.Flatten(), nn.Unflatten(1, (3, 16)), nn.ChannelShuffle(3)), (2, 3, 4, 4)),
+    }
+
+
+class _First(torch.nn.Module):
+    def __init__(self, m):
+        super().__init__()
+        self.m = m
+
+    def forward(self, x):
+        return self.m(x)[0]
+
+
+class _Bilinear(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.m = torch.nn.Bilinear(4, 4, 3)
+
+    def forward(self, x):
+        return self.m(x, x.flip(0))
+
+
+class _Attention(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.m = torch.nn.MultiheadAttention(8, 2, batch_first=True)
+
+    def forward(self, x):
+        out, weights = self.m(x, x, x, need_weights=True)
+        return out + weights.sum(-1, keepdim=True)
+
+
+def compare_module(name, factory, shape, dtype, autocast=False):
+    """1 when a jitted module's output, input and parameter gradients or buffers after two training
+    steps differ from eager's (printing how), else 0; `autocast`: under CPU bfloat16 autocast."""
+    import contextlib
+    import copy
+
+    torch.manual_seed(0)
+    ref = factory().to(dtype).train()
+    mod = copy.deepcopy(ref)
+    jm = thunder.jit(mod, executors=[FUSE_ALL])
+    tol = {"rtol": 1e-7, "atol": 1e-7} if dtype == torch.float64 else {"rtol": 2e-5, "atol": 2e-5}
+    if autocast:
+        tol = {"rtol": 2e-2, "atol": 2e-2}
+    amp = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if autocast else contextlib.nullcontext
+    try:
+        for step in range(2):
+            if shape is None:  # EmbeddingBag: indices and offsets
+                args_r = (torch.tensor([1, 2, 4, 5, 4, 3, 2, 9]), torch.tensor([0, 4]))
+                args_j = args_r
+                x_r = x_j = None
+            else:
+                x = torch.randn(shape, generator=GEN, dtype=dtype)
+                x_r, x_j = x.clone().requires_grad_(), x.clone().requires_grad_()
+                args_r, args_j = (x_r,), (x_j,)
+            with amp():
+                want, got = ref(*args_r), jm(*args_j)
+            torch.testing.assert_close(got, want, **tol)
+            cot = torch.randn(want.shape, generator=GEN, dtype=want.dtype)
+            want.backward(cot)
+            got.backward(cot)
+            if x_r is not None:
+                torch.testing.assert_close(x_j.grad, x_r.grad, **tol, msg=lambda m: f"input grad at step {step}: {m}")
+            for (pn, pr), pj in zip(ref.named_parameters(), mod.parameters()):
+                torch.testing.assert_close(pj.grad, pr.grad, **tol, msg=lambda m, pn=pn: f"{pn}.grad at step {step}: {m}")
+                with torch.no_grad():
+                    pr -= 0.1 * pr.grad
+                    pj -= 0.1 * pj.grad
+                pr.grad = pj.grad = None
+            for (bn, br), bj in zip(ref.named_buffers(), mod.buffers()):
+                torch.testing.assert_close(bj, br, **tol, msg=lambda m, bn=bn: f"buffer {bn} at step {step}: {m}")
+        return 0
+    except Exception as e:  # noqa: BLE001 - reported, whatever it is
+        print("MODULE", name, dtype, type(e).__name__, str(e)[:300].replace("\n", " "))
+        return 1
+
+
 def main():
     which = sys.argv[1] if len(sys.argv) > 1 else "all"
     only = sys.argv[2] if len(sys.argv) > 2 else ""
@@ -184,6 +303,14 @@ def main():
             for dt in (torch.float64, torch.float32) if only in name else ():
                 n += 1
                 bad += compare_gradients(name, op, dt)
+    if which in ("all", "modules"):
+        for name, (factory, shape) in _modules().items():
+            for dt in (torch.float64, torch.float32) if only in name else ():
+                n += 1
+                bad += compare_module(name, factory, shape, dt)
+            if only in name and shape is not None:
+                n += 1
+                bad += compare_module(name, factory, shape, torch.float32, autocast=True)
     print(f"cases {n}, mismatches {bad}")
 
 

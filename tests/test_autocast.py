@@ -169,3 +169,41 @@ def test_cuda_autocast_matches_eager(dtype):
     for g, w in zip(got, want):
         assert g.dtype == w.dtype, (g.dtype, w.dtype)
         torch.testing.assert_close(g, w, **tol)
+
+
+class _Attention(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.attn = torch.nn.MultiheadAttention(8, 2, batch_first=True)
+        self.rnn = torch.nn.LSTM(8, 6, batch_first=True)
+
+    def forward(self, x):
+        out, weights = self.attn(x, x, x, need_weights=True)
+        return out, weights, self.rnn(out)[0]
+
+
+def test_torch_calls_without_a_rule_cast_inside_themselves_as_in_eager():
+    # multi_head_attention_forward (a Python composite) and the LSTM's kernel run as torch calls: under
+    # autocast they cast inside themselves as eager does (bf16 outputs, not float32), their dtypes
+    # known while tracing, and their gradients are eager's.
+    torch.manual_seed(0)
+    ref = _Attention()
+    mod = copy.deepcopy(ref)
+    jm = thunder.jit(mod)
+    x = torch.randn(2, 5, 8)
+    xr, xj = x.clone().requires_grad_(), x.clone().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        want, got = ref(xr), jm(xj)
+    _same(got, want)
+    cot = [torch.randn_like(w) for w in want]
+    torch.autograd.backward(want, cot)
+    torch.autograd.backward(got, cot)
+    torch.testing.assert_close(xj.grad, xr.grad)
+    for (name, pr), pj in zip(ref.named_parameters(), mod.parameters()):
+        torch.testing.assert_close(pj.grad, pr.grad, msg=name)
+    src = str(thunder.last_traces(jm)[0])  # as captured
+    assert "autocast_cpu_bfloat16.multi_head_attention_forward(" in src
+    assert "__get__" not in src  # is_nested is answered while tracing, not recorded
+    # Without autocast the same module records the plain torch call, in float32.
+    out = jm(x)
+    assert out[0].dtype == torch.float32 and "autocast_cpu" not in str(thunder.last_traces(jm)[-1])

@@ -171,3 +171,36 @@ def cast_eligible(x, device_type, dtype, cast):
     if isinstance(x, (tuple, list)) and not hasattr(x, "_fields"):
         return type(x)(cast_eligible(i, device_type, dtype, cast) for i in x)
     return x
+
+
+class Under:
+    """A torch callable run under an autocast state (the state a traced function called it in).
+
+    Programs run with autocast off, their casts written out; a torch call thunder has no rule for
+    (recorded as it is) still casts inside itself as eager would, so it runs under the state it was
+    traced in. One object per callable and state, so a program's symbols stay few."""
+
+    _made: dict = {}
+
+    def __init__(self, func, autocast_state):
+        self.func = func
+        self.state = autocast_state
+        self.__name__ = getattr(func, "__name__", type(func).__name__)
+        self.__qualname__ = self.__name__
+        self.__module__ = "autocast_" + "_".join(f"{d}_{str(t).removeprefix('torch.')}" for d, t in autocast_state)
+
+    @classmethod
+    def of(cls, func, autocast_state):
+        key = (func, autocast_state)
+        made = cls._made.get(key)
+        if made is None:
+            made = cls._made[key] = cls(func, autocast_state)
+        return made
+
+    def __call__(self, *args, **kwargs):
+        import contextlib
+
+        with contextlib.ExitStack() as stack:
+            for device_type, dtype in self.state:
+                stack.enter_context(torch.autocast(device_type, dtype=dtype))
+            return self.func(*args, **kwargs)

@@ -103,6 +103,13 @@ _METADATA = {
     torch.is_floating_point, torch.is_complex, torch.numel, torch.is_tensor,
     torch.Tensor.__format__, torch.Tensor.storage_offset,
 }
+# Properties that depend only on a tensor's device, layout or dtype (multi_head_attention_forward
+# reads is_nested): answered while tracing instead of recorded as calls.
+_METADATA.update(
+    getattr(torch.Tensor, p).__get__ for p in (
+        "is_nested", "is_cpu", "is_mkldnn", "is_xpu", "is_mps", "is_sparse_csr", "is_xla", "is_ipu",
+        "is_vulkan", "is_mtia", "is_maia", "itemsize", "nbytes")
+    if hasattr(getattr(torch.Tensor, p, None), "__get__"))
 
 # Functions whose results depend on tensor values.
 _DATA_DEPENDENT = {
@@ -229,6 +236,27 @@ def _to_meta(x):
     if isinstance(x, torch.Tensor):
         return torch.empty(tuple(x.shape), dtype=x.dtype, device="meta")
     return x
+
+
+def _fake_call(func, args, kwargs):
+    """func's outputs on fake tensors with the proxies' devices, dtypes, shapes and strides, as meta
+    tensors."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    def fake(x):
+        if isinstance(x, TensorProxy):
+            return torch.empty_strided(tuple(x.shape), _strides(x), dtype=x.dtype, device=x.device)
+        if isinstance(x, (list, tuple)):
+            return type(x)(fake(i) for i in x) if not hasattr(x, "_fields") else type(x)(*(fake(i) for i in x))
+        if isinstance(x, dict):
+            return {k: fake(v) for k, v in x.items()}
+        if isinstance(x, torch.Tensor):
+            return torch.empty(tuple(x.shape), dtype=x.dtype, device=x.device)
+        return x
+
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        out = func(*fake(args), **fake(kwargs))
+    return _to_meta(out)
 
 
 def _inplace_flag(func, args, kwargs):
@@ -456,8 +484,16 @@ class CaptureMode(TorchFunctionMode):
                 f"thunder does not support the in-place operation {module}.{name} yet; "
                 f"use its out-of-place form"
             )
+        autocast_state = _autocast.state() if _autocast.any_enabled() else ()
+        if autocast_state:
+            # Under autocast the call casts inside itself (a Python composite such as
+            # multi_head_attention_forward, an RNN's kernel): it runs under the same state, and its
+            # outputs' dtypes come from fake tensors on the inputs' devices (meta tensors are on no
+            # device autocast applies to).
+            func = _autocast.Under.of(func, autocast_state)
+            module = func.__module__
         try:
-            meta_out = func(*_to_meta(args), **_to_meta(kwargs))
+            meta_out = _fake_call(func, args, kwargs) if autocast_state else func(*_to_meta(args), **_to_meta(kwargs))
         except Exception as e:  # the meta kernel refused: thunder cannot know the output
             raise NotImplementedError(
                 f"thunder cannot trace {module}.{name}: it has no thunder rule and torch's meta "

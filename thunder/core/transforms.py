@@ -197,33 +197,50 @@ class _TorchGraph:
 
     def grad(self, grads, needed=None):
         if needed is not None:  # leave out the inputs that need no gradient
-            leaves = [x if (x is not None and n) else None for x, n in zip(self.leaves, needed)]
+            leaves = [x if (isinstance(x, torch.Tensor) and n) else None for x, n in zip(self.leaves, needed)]
             return _TorchGraph(self.outs, leaves).grad(grads)
-        inputs = [x for x in self.leaves if x is not None]
+        inputs = [x for x in self.leaves if isinstance(x, torch.Tensor)]
         pairs = [(o, g) for o, g in zip(self.outs, grads) if o.requires_grad]
         got = iter(torch.autograd.grad([o for o, _ in pairs], inputs, [g for _, g in pairs],
                                        allow_unused=True, retain_graph=True)) if pairs else iter(
                                            [None] * len(inputs))
-        return tuple(None if x is None else next(got) for x in self.leaves)
+        return tuple(next(got) if isinstance(x, torch.Tensor) else None for x in self.leaves)
 
 
-def _track(x, leaves, wanted=None):
+class _Again:
+    """A tensor's place in a call's arguments after its first: no leaf of its own (its gradient is
+    the first place's), and zeros where a gradient is needed there."""
+
+    __slots__ = ("leaf",)
+
+    def __init__(self, leaf):
+        self.leaf = leaf
+
+
+def _track(x, leaves, wanted=None, seen=None):
     """x with every floating-point or complex tensor (in nested tuples, lists and dicts) replaced by a
     detached copy that requires grad; appends, per tensor in order, that leaf or None. `wanted`: an
     iterator of flags, one per tensor in the same order; a tensor whose flag is false stays as it is
-    (a buffer the function updates in place)."""
+    (a buffer the function updates in place). A tensor passed again is the same leaf again (the
+    function may test `query is key`, as multi_head_attention_forward does), its gradient reported
+    once, at its first place (an _Again at the others)."""
+    seen = {} if seen is None else seen
     if isinstance(x, torch.Tensor):
         wants = next(wanted, True) if wanted is not None else True
         if wants and (x.is_floating_point() or x.is_complex()):
-            x = x.detach().requires_grad_(True)
-            leaves.append(x)
-            return x
+            leaf = seen.get(id(x))
+            if leaf is not None:
+                leaves.append(_Again(leaf))
+                return leaf
+            leaf = seen[id(x)] = x.detach().requires_grad_(True)
+            leaves.append(leaf)
+            return leaf
         leaves.append(None)
         return x
     if isinstance(x, (tuple, list)) and not hasattr(x, "_fields"):
-        return type(x)(_track(i, leaves, wanted) for i in x)
+        return type(x)(_track(i, leaves, wanted, seen) for i in x)
     if isinstance(x, dict):
-        return {k: _track(v, leaves, wanted) for k, v in x.items()}
+        return {k: _track(v, leaves, wanted, seen) for k, v in x.items()}
     return x
 
 
@@ -274,8 +291,9 @@ def _opaque_torch_autograd(fn):
         wanted = None
         if requires_grad is not None and len(requires_grad) == _count_tensors((args, kwargs)):
             wanted = iter(requires_grad)
-        args = _track(tuple(args), leaves, wanted)
-        kwargs = _track(dict(kwargs), leaves, wanted)
+        seen = {}
+        args = _track(tuple(args), leaves, wanted, seen)
+        kwargs = _track(dict(kwargs), leaves, wanted, seen)
         with torch.enable_grad():
             out = fn(*args, **kwargs)
         outs = []
@@ -286,8 +304,9 @@ def _opaque_torch_autograd(fn):
     def backward(mask, handle, *grads):
         graph = handle._thunder_torch_graph
         got = graph.grad(grads, mask)
-        # An input the outputs do not depend on gets zeros (eager adds nothing to it).
-        return tuple(torch.zeros_like(x) if g is None and n else g
+        # An input the outputs do not depend on gets zeros (eager adds nothing to it), as does a
+        # tensor's place after its first.
+        return tuple(torch.zeros_like(x.leaf if isinstance(x, _Again) else x) if g is None and n else g
                      for g, n, x in zip(got, mask, graph.leaves))
 
     def residual_meta(args, kwargs):
