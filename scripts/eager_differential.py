@@ -202,7 +202,77 @@ def _modules():
         "gru": (lambda: _First(nn.GRU(4, 6, batch_first=True)), (2, 5, 4)),
         "lstm": (lambda: _First(nn.LSTM(4, 6, num_layers=2)), (5, 2, 4)),
         "flatten": (lambda: nn.Sequential(nn.Flatten(), nn.Unflatten(1, (3, 16)), nn.ChannelShuffle(3)), (2, 3, 4, 4)),
+        "conv3d": (lambda: nn.Conv3d(2, 3, 2, padding="same"), (1, 2, 4, 4, 4)),
+        "conv_transpose1d": (lambda: nn.ConvTranspose1d(3, 2, 4, stride=3, output_padding=1), (2, 3, 5)),
+        "maxpool_unpool": (lambda: _Unpool(), (2, 3, 6, 6)),
+        "interp_bicubic": (lambda: _Call(lambda x: F.interpolate(x, scale_factor=1.5, mode="bicubic", align_corners=True)), (2, 3, 4, 4)),
+        "interp_area": (lambda: _Call(lambda x: F.interpolate(x, size=(3, 2), mode="area")), (2, 3, 7, 5)),
+        "interp_trilinear": (lambda: _Call(lambda x: F.interpolate(x, scale_factor=2, mode="trilinear")), (1, 2, 3, 3, 3)),
+        "interp_nearest_exact": (lambda: _Call(lambda x: F.interpolate(x, size=7, mode="nearest-exact")), (2, 3, 4)),
+        "interp_antialias": (lambda: _Call(lambda x: F.interpolate(x, size=(3, 3), mode="bilinear", antialias=True)), (2, 3, 8, 8)),
+        "grid_sample": (lambda: _Call(lambda x: F.grid_sample(x, F.affine_grid(torch.eye(2, 3, dtype=x.dtype).expand(2, 2, 3) * 0.9, (2, 3, 4, 4), align_corners=False), align_corners=False)), (2, 3, 5, 5)),
+        "transformer": (lambda: _Transformer(), (2, 5, 8)),
+        "embedding_pad": (lambda: _Embed(), None),
+        "losses": (lambda: _Losses(), (6, 5)),
+        "weight_norm": (lambda: torch.nn.utils.parametrizations.weight_norm(nn.Linear(5, 4)), (3, 5)),
+        "spectral_norm": (lambda: torch.nn.utils.parametrizations.spectral_norm(nn.Linear(5, 4)), (3, 5)),
+        "conv_padding_modes": (lambda: nn.Sequential(nn.Conv2d(3, 3, 3, padding=1, padding_mode="reflect"), nn.Conv2d(3, 2, 3, padding=2, padding_mode="circular")), (2, 3, 5, 5)),
     }
+
+
+class _Call(torch.nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(x)
+
+
+class _Unpool(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.pool = torch.nn.MaxPool2d(2, return_indices=True)
+        self.unpool = torch.nn.MaxUnpool2d(2)
+
+    def forward(self, x):
+        y, i = self.pool(x)
+        return self.unpool(y * 2, i)
+
+
+class _Transformer(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.m = torch.nn.Transformer(8, 2, 1, 1, 16, dropout=0.0, batch_first=True)
+
+    def forward(self, x):
+        mask = torch.nn.Transformer.generate_square_subsequent_mask(4, dtype=x.dtype)
+        pad = torch.tensor([[False] * 4 + [True], [False] * 5])
+        return self.m(x, x[:, :4].flip(1), tgt_mask=mask, src_key_padding_mask=pad)
+
+
+class _Embed(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.e = torch.nn.Embedding(10, 4, padding_idx=0)
+        self.n = torch.nn.Embedding(10, 4, max_norm=1.0)
+
+    def forward(self, i, _offsets):
+        return self.e(i) * 2 + self.n(i)
+
+
+class _Losses(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("w", torch.tensor([1.0, 2.0, 0.5, 1.0, 3.0]))
+
+    def forward(self, x):
+        t = torch.tensor([0, 4, 2, 2, 1, 3])
+        p = x.sigmoid()
+        return (F.cross_entropy(x, t, weight=self.w, ignore_index=2) + F.nll_loss(x.log_softmax(1), t, reduction="sum")
+                + F.binary_cross_entropy(p, (x.detach() > 0).to(x.dtype)) + F.multi_margin_loss(x, t)
+                + F.multilabel_soft_margin_loss(x, (x.detach() > 0).to(x.dtype)) + F.triplet_margin_loss(x, x.flip(0), x.roll(1, 0))
+                + F.gaussian_nll_loss(x, x.flip(1).detach(), torch.ones_like(x)) + F.cross_entropy(x, p.detach(), label_smoothing=0.2))
 
 
 class _First(torch.nn.Module):

@@ -150,3 +150,54 @@ def test_torch_functions_that_update_in_place():
     torch.testing.assert_close(thunder.jit(fn)(x, y), fn(x2, y2))
     torch.testing.assert_close(x, x2)
     torch.testing.assert_close(y, y2)
+
+
+def test_out_arguments_write_into_their_tensors():
+    # out=: the call out of place, its result copied into `out` (an input, a view of one, a tensor
+    # made in the function, or a tuple for calls with several outputs), as eager writes it.
+    import torch.nn.functional as F
+
+    def f(x, buf, vals, idx):
+        F.normalize(x, dim=0, out=buf[1:])
+        y = torch.add(x, 1, out=torch.empty_like(x))
+        torch.max(x, 1, out=(vals, idx))
+        z = torch.mul(x, 3, out=torch.empty(4, 3, dtype=torch.float64))  # cast up on the copy
+        return buf[1:] * 2 + y, torch.max(x, 0, out=(torch.empty(3), torch.empty(3, dtype=torch.long))).indices, z
+
+    torch.manual_seed(0)
+    _run(f, torch.randn(4, 3), torch.zeros(5, 3), torch.empty(4), torch.zeros(4, dtype=torch.long))
+
+
+def test_out_arguments_that_eager_refuses_or_resizes():
+    x = torch.randn(4, 3)
+    with pytest.raises(RuntimeError, match="can't be cast") as e:  # eager's check, as its meta kernel words it
+        thunder.jit(lambda x: torch.add(x, 1, out=torch.empty(4, 3, dtype=torch.long)))(x)
+    assert "test_inplace_views.py" in str(e.value)  # the user's line
+    with pytest.raises(RuntimeError, match="Expected out tensor to have dtype"):
+        thunder.jit(lambda x: torch.matmul(x, x.t(), out=torch.empty(4, 4, dtype=torch.float64)))(x)
+    with pytest.raises(NotImplementedError, match=r"out= tensor of shape \(2,\) for a result of shape \(4, 3\)"):
+        thunder.jit(lambda x: torch.add(x, 1, out=torch.empty(2)))(x)
+
+
+def test_spectral_norm_trains_as_in_eager():
+    # Its power iteration updates the u and v buffers through F.normalize(..., out=) under no_grad.
+    import copy
+
+    torch.manual_seed(0)
+    ref = torch.nn.utils.parametrizations.spectral_norm(torch.nn.Linear(5, 4))
+    mod = copy.deepcopy(ref)
+    jm = thunder.jit(mod)
+    for _ in range(2):
+        x = torch.randn(3, 5)
+        want, got = ref(x), jm(x)
+        torch.testing.assert_close(got, want)
+        want.sum().backward()
+        got.sum().backward()
+        for (name, pr), pj in zip(ref.named_parameters(), mod.parameters()):
+            torch.testing.assert_close(pj.grad, pr.grad, msg=name)
+            with torch.no_grad():
+                pr -= 0.1 * pr.grad
+                pj -= 0.1 * pj.grad
+            pr.grad = pj.grad = None
+        for (name, br), bj in zip(ref.named_buffers(), mod.buffers()):
+            torch.testing.assert_close(bj, br, msg=name)

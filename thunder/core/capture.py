@@ -238,6 +238,11 @@ def _to_meta(x):
     return x
 
 
+def _dtype_name(dtype):
+    """Eager's spelling of a dtype in its errors (Float, Long, BFloat16, ...)."""
+    return torch.empty((), dtype=dtype, device="meta").type().split(".")[-1].replace("Tensor", "")
+
+
 def _fake_call(func, args, kwargs):
     """func's outputs on fake tensors with the proxies' devices, dtypes, shapes and strides, as meta
     tensors."""
@@ -389,6 +394,22 @@ class CaptureMode(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        if kwargs.get("out") is not None and func not in _METADATA:
+            # out=: the call out of place, then its result copied into `out` (as eager writes it).
+            out = kwargs["out"]
+            rest = {k: v for k, v in kwargs.items() if k != "out"}
+            try:  # eager's checks of out= (its dtype: matmul's must match, add's may be wider)
+                func(*_to_meta(args), **_to_meta(rest), out=_to_meta(out))
+            except RuntimeError as e:
+                if "meta" not in str(e).lower():
+                    raise _with_location(e) from None
+            except Exception:  # noqa: BLE001 - no meta kernel: the checks below apply
+                pass
+            result = self.__torch_function__(func, types, args, rest)
+            try:
+                return self._write_out(func, result, out)
+            except (TypeError, RuntimeError, NotImplementedError) as e:
+                raise _with_location(e) from None
         if _autocast.any_enabled():
             args, kwargs = self._autocast(func, types, args, kwargs)
         prop = _PROPERTY_VIEWS.get(func)
@@ -451,6 +472,26 @@ class CaptureMode(TorchFunctionMode):
         except (TypeError, ValueError, IndexError, NotImplementedError, RuntimeError) as e:
             raise _with_location(e) from None
 
+    def _write_out(self, func, result, out):
+        """`result` copied into the tensors of `out` (a tensor, or a tuple for calls with several
+        outputs); returns `out` updated."""
+        module, name = _callable_name(func)
+        if isinstance(out, (tuple, list)) and isinstance(result, (tuple, list)) and len(out) == len(result):
+            written = [self._write_out(func, r, o) for r, o in zip(result, out)]
+            named = _RETURN_TYPES.get(func)
+            return named(written) if named is not None else type(out)(written)
+        if not isinstance(out, torch.Tensor) or not isinstance(result, torch.Tensor):
+            raise TypeError(f"{module}.{name}: out= must match its result's structure")
+        if not torch.can_cast(result.dtype, out.dtype):
+            raise RuntimeError(f"result type {_dtype_name(result.dtype)} can't be cast to the desired "
+                               f"output type {_dtype_name(out.dtype)}")
+        if tuple(out.shape) != tuple(result.shape):
+            raise NotImplementedError(
+                f"thunder does not support {module}.{name} with an out= tensor of shape "
+                f"{tuple(out.shape)} for a result of shape {tuple(result.shape)} (eager resizes it); "
+                f"pass an out= tensor of the result's shape, or use the out-of-place form")
+        return self._record(self.table.copy_, (out, result), {})
+
     def _record(self, sym, args, kwargs):
         self.sync_grad_mode()
         hook = self.table.record_hooks.get(sym.qualname) if self.table.record_hooks else None
@@ -474,10 +515,10 @@ class CaptureMode(TorchFunctionMode):
 
     def _record_opaque(self, func, args, kwargs):
         module, name = _callable_name(func)
-        if kwargs.get("out") is not None or (_takes_inplace(func) and _inplace_flag(func, args, kwargs)[0]):
+        if _takes_inplace(func) and _inplace_flag(func, args, kwargs)[0]:
             raise NotImplementedError(
                 f"thunder does not support {module}.{name} writing into an existing tensor "
-                f"(inplace=True or out=) yet; use its out-of-place form"
+                f"(inplace=True) yet; use its out-of-place form"
             )
         if name.endswith("_") and not name.endswith("__"):
             raise NotImplementedError(
