@@ -366,8 +366,34 @@ def _complex_operands(args, kwargs):
     return complex_value and needs_grad and torch.is_grad_enabled()
 
 
+def _detect_is_causal_while_tracing(mask=None, is_causal=None, size=None):
+    """torch.nn's transformer modules compare a mask with the causal mask by value to pick a faster
+    kernel, a comparison that needs the mask's data. While tracing the answer is "not known to be
+    causal" unless the caller said so: the mask is then applied as given, which torch documents as
+    correct (only possibly slower)."""
+    if isinstance(mask, TensorProxy):
+        return is_causal is True
+    return _detect_is_causal_eager(mask, is_causal, size)
+
+
+try:
+    from torch.nn.modules import transformer as _transformer_module
+
+    _detect_is_causal_eager = _transformer_module._detect_is_causal_mask
+except (ImportError, AttributeError):  # a torch without it
+    _transformer_module = None
+_capture_depth = 0
+
+
 class CaptureMode(TorchFunctionMode):
     """Routes every torch call made while it is active into a CaptureSession."""
+
+    def __enter__(self):
+        global _capture_depth
+        if _transformer_module is not None and _capture_depth == 0:
+            _transformer_module._detect_is_causal_mask = _detect_is_causal_while_tracing
+        _capture_depth += 1
+        return super().__enter__()
 
     def __init__(self, session):
         super().__init__()
@@ -387,6 +413,10 @@ class CaptureMode(TorchFunctionMode):
             self.session.record(self._set_grad, (mode,), {}, _where())
 
     def __exit__(self, *exc):
+        global _capture_depth
+        _capture_depth -= 1
+        if _transformer_module is not None and _capture_depth == 0:
+            _transformer_module._detect_is_causal_mask = _detect_is_causal_eager
         if self.grad_enabled != self.initial_grad_enabled:
             self.grad_enabled = self.initial_grad_enabled
             self.session.record(self._set_grad, (self.initial_grad_enabled,), {}, "")
