@@ -986,3 +986,53 @@ def test_cpu_kernels_use_512_bit_vectors_where_avx512_has_ifma():
     x = torch.randn(33, 777)
     jfn = _jit(softmax)
     torch.testing.assert_close(jfn(x), softmax(x))
+
+
+def test_cpu_outputs_are_written_again_only_once_nothing_holds_them():
+    # A CPU kernel's outputs of 1 MiB and more are kept and written again by a later call once nothing
+    # else refers to them: a held output, a view of one, an output saved for backward, one a caller
+    # made require grad, resized or set to other memory is never written again or handed out stale.
+    torch.manual_seed(0)
+    x = torch.randn(512, 1024)
+    ref = torch.softmax(x * 2, -1)
+    jfn = _jit(lambda x: torch.softmax(x * 2, -1))
+    seen = set()
+    for _ in range(6):  # the previous result is still held while the next is computed
+        y = jfn(x)
+        seen.add(y.data_ptr())
+        torch.testing.assert_close(y, ref)
+    assert len(seen) <= 2
+    del y
+    held = jfn(x)
+    view = jfn(x * 3)[:2]
+    snapshot = (held.clone(), view.clone())
+    for _ in range(4):
+        torch.testing.assert_close(jfn(x * 5), torch.softmax(x * 10, -1))
+    torch.testing.assert_close((held, view), snapshot)
+    y = jfn(x)
+    y.requires_grad_()
+    del y
+    z = jfn(x)
+    assert not z.requires_grad and z.grad_fn is None
+    del z
+    y = jfn(x)
+    y.resize_(10)
+    del y
+    y = jfn(x)
+    y.set_(torch.empty(5))
+    del y
+    for _ in range(3):
+        z = jfn(x)
+        assert z.shape == (512, 1024)
+        torch.testing.assert_close(z, ref)
+    # Training: outputs with autograd history, saved for backward, reused across steps.
+    w = torch.randn(1024, requires_grad=True)
+    jg = _jit(lambda x, w: torch.softmax(x * w, -1))
+    for _ in range(3):
+        out = jg(x, w)
+        g = torch.randn_like(out)
+        w2 = w.detach().clone().requires_grad_()
+        want = torch.softmax(x * w2, -1)
+        torch.testing.assert_close(out, want)
+        torch.testing.assert_close(torch.autograd.grad(out, w, g)[0], torch.autograd.grad(want, w2, g)[0])
+        del out
