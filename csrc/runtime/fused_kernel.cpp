@@ -4,6 +4,7 @@
 #include <nanobind/stl/string.h>
 
 #include <algorithm>
+#include <atomic>
 #include <map>
 
 #include "core/error.h"
@@ -79,6 +80,9 @@ nb::object new_output(PyObject* sizes, PyObject* strides, DType dtype, const nb:
 // no other tensor on its storage (views). THUNDER_CPU_OUTPUT_REUSE=0 turns it off.
 constexpr int64_t kReuseBytes = 1 << 20;
 constexpr size_t kReuseSlots = 2;
+// The bytes of the outputs all kernels keep (in use by their callers or not): what a measurement of
+// memory allocated during a call does not see again when a kept output is written.
+std::atomic<int64_t> g_kept_bytes{0};
 
 struct ReuseCheck {
   bool on = false;
@@ -322,8 +326,20 @@ nb::object FusedKernel::reuse_output(size_t o) {
   }
   nb::object r = fresh();
   kept.insert(kept.begin(), r);
-  if (kept.size() > kReuseSlots) kept.pop_back();
+  g_kept_bytes += bytes;
+  if (kept.size() > kReuseSlots) {
+    kept.pop_back();
+    g_kept_bytes -= bytes;
+  }
   return r;
+}
+
+FusedKernel::~FusedKernel() {
+  for (size_t o = 0; o < reuse_.size(); ++o) {
+    int64_t bytes = dtype_size(k_.outputs[o]->dtype());
+    for (Dim d : k_.outputs[o]->shape()) bytes *= d.value();
+    g_kept_bytes -= bytes * static_cast<int64_t>(reuse_[o].size());
+  }
 }
 
 nb::object FusedKernel::call(nb::args args) {
@@ -434,6 +450,8 @@ void bind_fused_kernel(nb::module_& m) {
       .def("precompile", &FusedKernel::precompile)
       .def_prop_ro("name", &FusedKernel::name)
       .def_prop_ro("kernel_ir", [](const FusedKernel& k) { return k.kernel().str(); });
+  m.def("fuser_cpu_kept_bytes", [] { return g_kept_bytes.load(); },
+        "Bytes of the CPU outputs kernels keep to write again (THUNDER_CPU_OUTPUT_REUSE).");
 }
 
 }  // namespace thunder::runtime

@@ -23,6 +23,9 @@ namespace nb = nanobind;
 class FusedKernel {
  public:
   FusedKernel(fuser::KernelDef k, std::string name);
+  ~FusedKernel();
+  FusedKernel(const FusedKernel&) = delete;
+  FusedKernel& operator=(const FusedKernel&) = delete;
   nb::object call(nb::args args);
   // Generated source of the variant run last, or of the one for contiguous inputs.
   std::string source();
