@@ -334,15 +334,15 @@ def compare_module(name, factory, shape, dtype, autocast=False):
             want.backward(cot)
             got.backward(cot)
             if x_r is not None:
-                torch.testing.assert_close(x_j.grad, x_r.grad, **tol, msg=lambda m: f"input grad at step {step}: {m}")
+                torch.testing.assert_close(x_j.grad, x_r.grad, **tol, msg=lambda m, step=step: f"input grad at step {step}: {m}")
             for (pn, pr), pj in zip(ref.named_parameters(), mod.parameters()):
-                torch.testing.assert_close(pj.grad, pr.grad, **tol, msg=lambda m, pn=pn: f"{pn}.grad at step {step}: {m}")
+                torch.testing.assert_close(pj.grad, pr.grad, **tol, msg=lambda m, pn=pn, step=step: f"{pn}.grad at step {step}: {m}")
                 with torch.no_grad():
                     pr -= 0.1 * pr.grad
                     pj -= 0.1 * pj.grad
                 pr.grad = pj.grad = None
             for (bn, br), bj in zip(ref.named_buffers(), mod.buffers()):
-                torch.testing.assert_close(bj, br, **tol, msg=lambda m, bn=bn: f"buffer {bn} at step {step}: {m}")
+                torch.testing.assert_close(bj, br, **tol, msg=lambda m, bn=bn, step=step: f"buffer {bn} at step {step}: {m}")
         return 0
     except Exception as e:  # noqa: BLE001 - reported, whatever it is
         print("MODULE", name, dtype, type(e).__name__, str(e)[:300].replace("\n", " "))

@@ -83,13 +83,13 @@ def _train_two_steps(factory, shape, autocast):
         got.backward(cot)
         torch.testing.assert_close(xj.grad, xr.grad, **tol)
         for (name, pr), pj in zip(ref.named_parameters(), mod.parameters()):
-            torch.testing.assert_close(pj.grad, pr.grad, **tol, msg=lambda m, name=name: f"{name} at step {step}: {m}")
+            torch.testing.assert_close(pj.grad, pr.grad, **tol, msg=lambda m, name=name, step=step: f"{name} at step {step}: {m}")
             with torch.no_grad():
                 pr -= 0.1 * pr.grad
                 pj -= 0.1 * pj.grad
             pr.grad = pj.grad = None
         for (name, br), bj in zip(ref.named_buffers(), mod.buffers()):
-            torch.testing.assert_close(bj, br, **tol, msg=lambda m, name=name: f"buffer {name} at step {step}: {m}")
+            torch.testing.assert_close(bj, br, **tol, msg=lambda m, name=name, step=step: f"buffer {name} at step {step}: {m}")
 
 
 @pytest.mark.parametrize("name", list(CASES))

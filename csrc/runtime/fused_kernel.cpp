@@ -130,7 +130,8 @@ const ReuseCheck& reuse_check() {
     nb::module_ torch = nb::module_::import_("torch");
     nb::object C = torch.attr("_C");
     // Both counts are private torch API: without them, no reuse.
-    if (!nb::hasattr(C, "_storage_Use_Count") || !nb::hasattr(torch.attr("Tensor"), "_use_count")) return r;
+    if (!nb::hasattr(C, "_storage_Use_Count") || !nb::hasattr(torch.attr("Tensor"), "_use_count"))
+      return r;
     r->storage_use_count = C.attr("_storage_Use_Count");
     r->s_use_count = PyUnicode_InternFromString("_use_count");
     r->s_untyped_storage = PyUnicode_InternFromString("untyped_storage");
@@ -320,7 +321,8 @@ nb::object FusedKernel::reuse_output(size_t o) {
       if (nb::cast<bool>(kept[i].attr("requires_grad"))) kept[i] = kept[i].attr("detach")();
       nb::object r = kept[i];
       // The most recent first: the next call tries the other.
-      std::rotate(kept.begin(), kept.begin() + static_cast<std::ptrdiff_t>(i), kept.begin() + static_cast<std::ptrdiff_t>(i) + 1);
+      std::rotate(kept.begin(), kept.begin() + static_cast<std::ptrdiff_t>(i),
+                  kept.begin() + static_cast<std::ptrdiff_t>(i) + 1);
       return r;
     }
   }
@@ -367,7 +369,8 @@ nb::object FusedKernel::call(nb::args args) {
   std::vector<nb::object> outs(no);
   if (!device_.is_valid()) device_ = device_object(k_.device);
   for (size_t o = 0; o < no; ++o) {
-    outs[o] = cuda_ ? new_output(out_sizes_[o].ptr(), out_strides_[o].ptr(), k_.outputs[o]->dtype(), device_)
+    outs[o] = cuda_ ? new_output(out_sizes_[o].ptr(), out_strides_[o].ptr(), k_.outputs[o]->dtype(),
+                                 device_)
                     : reuse_output(o);
     ptrs.push_back(data_ptr(outs[o].ptr()));
   }
@@ -450,8 +453,9 @@ void bind_fused_kernel(nb::module_& m) {
       .def("precompile", &FusedKernel::precompile)
       .def_prop_ro("name", &FusedKernel::name)
       .def_prop_ro("kernel_ir", [](const FusedKernel& k) { return k.kernel().str(); });
-  m.def("fuser_cpu_kept_bytes", [] { return g_kept_bytes.load(); },
-        "Bytes of the CPU outputs kernels keep to write again (THUNDER_CPU_OUTPUT_REUSE).");
+  m.def(
+      "fuser_cpu_kept_bytes", [] { return g_kept_bytes.load(); },
+      "Bytes of the CPU outputs kernels keep to write again (THUNDER_CPU_OUTPUT_REUSE).");
 }
 
 }  // namespace thunder::runtime

@@ -13,6 +13,8 @@ on them runs as it would with autocast off, as in eager.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 
 __all__ = ["any_enabled", "state", "state_key", "disabled", "cast_policy"]
@@ -180,7 +182,7 @@ class Under:
     (recorded as it is) still casts inside itself as eager would, so it runs under the state it was
     traced in. One object per callable and state, so a program's symbols stay few."""
 
-    _made: dict = {}
+    _made: ClassVar[dict] = {}
 
     def __init__(self, func, autocast_state):
         self.func = func

@@ -428,13 +428,17 @@ class CaptureMode(TorchFunctionMode):
             # out=: the call out of place, then its result copied into `out` (as eager writes it).
             out = kwargs["out"]
             rest = {k: v for k, v in kwargs.items() if k != "out"}
-            try:  # eager's checks of out= (its dtype: matmul's must match, add's may be wider)
+            # eager's checks of out= (its dtype: matmul's must match, add's may be wider); without a
+            # meta kernel, the checks of _write_out alone.
+            refused = None
+            try:
                 func(*_to_meta(args), **_to_meta(rest), out=_to_meta(out))
             except RuntimeError as e:
-                if "meta" not in str(e).lower():
-                    raise _with_location(e) from None
-            except Exception:  # noqa: BLE001 - no meta kernel: the checks below apply
-                pass
+                refused = None if "meta" in str(e).lower() else e
+            except Exception:  # noqa: BLE001 - no meta kernel
+                refused = None
+            if refused is not None:
+                raise _with_location(refused) from None
             result = self.__torch_function__(func, types, args, rest)
             try:
                 return self._write_out(func, result, out)
