@@ -1,14 +1,10 @@
 """torch.nn layers trained through thunder for two steps: outputs, input and parameter gradients and
 buffers against eager's (float32, and bfloat16 autocast on the CPU)."""
 
-import contextlib
-import copy
-
 import pytest
 import torch
 import torch.nn.functional as F
-
-import thunder
+from nn_training import train_two_steps
 
 nn = torch.nn
 
@@ -63,40 +59,11 @@ CASES = {
 }
 
 
-def _train_two_steps(factory, shape, autocast):
-    torch.manual_seed(0)
-    ref = factory().train()
-    mod = copy.deepcopy(ref)
-    jm = thunder.jit(mod)
-    amp = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if autocast else contextlib.nullcontext
-    # float32: sums over a batch in another order differ by a few units in the 5th digit.
-    tol = {"rtol": 2e-2, "atol": 2e-2} if autocast else {"rtol": 5e-5, "atol": 5e-5}
-    for step in range(2):
-        x = torch.randn(shape)
-        xr, xj = x.clone().requires_grad_(), x.clone().requires_grad_()
-        with amp():
-            want, got = ref(xr), jm(xj)
-        assert got.dtype == want.dtype
-        torch.testing.assert_close(got, want, **tol)
-        cot = torch.randn(want.shape, dtype=want.dtype)
-        want.backward(cot)
-        got.backward(cot)
-        torch.testing.assert_close(xj.grad, xr.grad, **tol)
-        for (name, pr), pj in zip(ref.named_parameters(), mod.parameters()):
-            torch.testing.assert_close(pj.grad, pr.grad, **tol, msg=lambda m, name=name, step=step: f"{name} at step {step}: {m}")
-            with torch.no_grad():
-                pr -= 0.1 * pr.grad
-                pj -= 0.1 * pj.grad
-            pr.grad = pj.grad = None
-        for (name, br), bj in zip(ref.named_buffers(), mod.buffers()):
-            torch.testing.assert_close(bj, br, **tol, msg=lambda m, name=name, step=step: f"buffer {name} at step {step}: {m}")
-
-
 @pytest.mark.parametrize("name", list(CASES))
 def test_layer_trains_as_in_eager(name):
-    _train_two_steps(*CASES[name], autocast=False)
+    train_two_steps(*CASES[name])
 
 
 @pytest.mark.parametrize("name", ["transformer", "self_attention_gru", "encoder_norm_first"])
 def test_layer_trains_as_in_eager_under_bf16_autocast(name):
-    _train_two_steps(*CASES[name], autocast=True)
+    train_two_steps(*CASES[name], autocast=True)
