@@ -203,6 +203,7 @@ def test_torch_calls_without_a_rule_cast_inside_themselves_as_in_eager():
         torch.testing.assert_close(pj.grad, pr.grad, msg=name)
     src = str(thunder.last_traces(jm)[0])  # as captured
     assert "autocast_cpu_bfloat16.multi_head_attention_forward(" in src
+    assert "import autocast" not in src and "# autocast_cpu_bfloat16: not a Python module" in src
     assert "__get__" not in src  # is_nested is answered while tracing, not recorded
     # Without autocast the same module records the plain torch call, in float32.
     out = jm(x)

@@ -281,6 +281,10 @@ std::string Trace::python(bool include_subsymbols) const {
       line = it->second;
     } else if (reg != registered.end()) {
       line = reg->second;
+    } else if (m.rfind("autocast_", 0) == 0) {
+      // thunder.core.autocast.Under: a torch callable run under the autocast state it names.
+      line = "# " + m + ": not a Python module; its calls run the torch function of that name " +
+             "under that autocast state";
     } else {
       std::string root = m.substr(0, m.find('.'));
       if (!kImports.count(root)) line = "import " + root;
