@@ -15,8 +15,7 @@ identical copies of the model and the same batches.
      saved_tensors_hooks, counted once per storage; reported in total and without the parameters
      and inputs (which are alive anyway);
   2. peak memory: the highest allocated CPU memory during forward + backward above the level at the
-     start of the step (from torch.profiler's memory events), gradients already allocated, plus the
-     outputs thunder's CPU kernels keep to write again (allocated in earlier steps); and the
+     start of the step (from torch.profiler's memory events), gradients already allocated; and the
      level when 25/50/75% of the backward's allocation events have happened (how fast the backward
      frees what the forward saved);
   3. step time: forward + backward + optimizer step, eager and thunder interleaved (each repeat runs
@@ -145,10 +144,6 @@ def main():
 
     e_peak, e_quarters = memory_profile(eager, idx, tgt)
     t_peak, t_quarters = memory_profile(jitted, idx, tgt)
-    # thunder's CPU kernels write again into outputs they kept from earlier calls (allocated before
-    # the step, so not in its events): counted as if allocated at its start, an upper bound.
-    kept = thunder._core.fuser_cpu_kept_bytes()
-    t_peak, t_quarters = t_peak + kept, [q + kept for q in t_quarters]
 
     e_times, t_times, ratios = [], [], []
     for r in range(args.repeats):

@@ -3,8 +3,6 @@
 
 #include <nanobind/stl/string.h>
 
-#include <algorithm>
-#include <atomic>
 #include <map>
 
 #include "core/error.h"
@@ -70,86 +68,6 @@ nb::object new_output(PyObject* sizes, PyObject* strides, DType dtype, const nb:
       PyObject_Vectorcall(torch_fns().empty_strided.ptr(), argv, 2, torch_fns().kwnames.ptr());
   if (!r) throw nb::python_error();
   return nb::steal(r);
-}
-
-// Reuse of CPU outputs. A fresh CPU tensor's memory comes from the operating system, page by page:
-// writing a new 16 MiB output costs about as much as the kernel that fills it (page faults and
-// zeroing; torch's CPU allocator keeps no memory between tensors). A kernel keeps its outputs of
-// the last kReuseSlots calls and writes into one of them again once nothing else holds it: no
-// Python reference but the list's, no other owner of its TensorImpl (autograd's saved tensors) and
-// no other tensor on its storage (views). THUNDER_CPU_OUTPUT_REUSE=0 turns it off.
-constexpr int64_t kReuseBytes = 1 << 20;
-constexpr size_t kReuseSlots = 2;
-// The bytes of the outputs all kernels keep (in use by their callers or not): what a measurement of
-// memory allocated during a call does not see again when a kept output is written.
-std::atomic<int64_t> g_kept_bytes{0};
-
-struct ReuseCheck {
-  bool on = false;
-  nb::object storage_use_count;  // torch._C._storage_Use_Count
-  PyObject* s_use_count = nullptr;
-  PyObject* s_untyped_storage = nullptr;
-  PyObject* s_cdata = nullptr;
-  long baseline = -1;  // the storage count of a tensor nothing else holds, while it is asked
-
-  long storage_count(PyObject* t) const {
-    PyObject* st = PyObject_CallMethodNoArgs(t, s_untyped_storage);
-    if (!st) throw nb::python_error();
-    PyObject* cdata = PyObject_GetAttr(st, s_cdata);
-    long n = -1;
-    if (cdata) {
-      PyObject* r = PyObject_CallOneArg(storage_use_count.ptr(), cdata);
-      if (r) {
-        n = PyLong_AsLong(r);
-        Py_DECREF(r);
-      }
-      Py_DECREF(cdata);
-    }
-    Py_DECREF(st);
-    if (n < 0) throw nb::python_error();
-    return n;
-  }
-  long use_count(PyObject* t) const {
-    PyObject* r = PyObject_CallMethodNoArgs(t, s_use_count);
-    if (!r) throw nb::python_error();
-    long n = PyLong_AsLong(r);
-    Py_DECREF(r);
-    return n;
-  }
-  // Nothing but `t` itself (held once, by the caller's list) refers to its data.
-  bool free(const nb::object& t) const {
-    return Py_REFCNT(t.ptr()) == 1 && use_count(t.ptr()) == 1 && storage_count(t.ptr()) == baseline;
-  }
-};
-
-const ReuseCheck& reuse_check() {
-  static ReuseCheck* c = [] {
-    auto* r = new ReuseCheck();
-    const char* e = std::getenv("THUNDER_CPU_OUTPUT_REUSE");
-    if (e != nullptr && std::string(e) == "0") return r;
-    nb::module_ torch = nb::module_::import_("torch");
-    nb::object C = torch.attr("_C");
-    // Both counts are private torch API: without them, no reuse.
-    if (!nb::hasattr(C, "_storage_Use_Count") || !nb::hasattr(torch.attr("Tensor"), "_use_count"))
-      return r;
-    r->storage_use_count = C.attr("_storage_Use_Count");
-    r->s_use_count = PyUnicode_InternFromString("_use_count");
-    r->s_untyped_storage = PyUnicode_InternFromString("untyped_storage");
-    r->s_cdata = PyUnicode_InternFromString("_cdata");
-    try {
-      nb::object probe = torch.attr("empty")(4);
-      if (r->use_count(probe.ptr()) != 1) return r;
-      r->baseline = r->storage_count(probe.ptr());
-      nb::object view = probe.attr("__getitem__")(nb::slice(1, 3));
-      // A view must show in the count, or the check cannot tell a held output from a free one.
-      if (r->storage_count(probe.ptr()) <= r->baseline) return r;
-    } catch (nb::python_error&) {
-      return r;
-    }
-    r->on = true;
-    return r;
-  }();
-  return *c;
 }
 
 std::vector<int64_t> int_tuple(PyObject* t) {
@@ -293,57 +211,6 @@ std::string FusedKernel::source() {
   return cuda_ ? fuser::cuda_source(k_, layout) : fuser::cpu_source(k_, layout);
 }
 
-// Whether a kept output still has the sizes, strides, dtype and place the kernel writes (a caller
-// may have resized it, or set_() another storage into it, before dropping it).
-bool FusedKernel::unchanged(const nb::object& t, size_t o) {
-  nb::object shape = t.attr("shape"), strides = t.attr("stride")();
-  return PyObject_RichCompareBool(shape.ptr(), out_sizes_[o].ptr(), Py_EQ) == 1 &&
-         PyObject_RichCompareBool(strides.ptr(), out_strides_[o].ptr(), Py_EQ) == 1 &&
-         t.attr("dtype").ptr() == dtype_object(k_.outputs[o]->dtype()).ptr() &&
-         nb::cast<int64_t>(t.attr("storage_offset")()) == 0;
-}
-
-nb::object FusedKernel::reuse_output(size_t o) {
-  auto fresh = [&] {
-    return new_output(out_sizes_[o].ptr(), out_strides_[o].ptr(), k_.outputs[o]->dtype(), device_);
-  };
-  const auto& t = k_.outputs[o];
-  int64_t bytes = dtype_size(t->dtype());
-  for (Dim d : t->shape()) bytes *= d.value();
-  const ReuseCheck& check = reuse_check();
-  if (bytes < kReuseBytes || !check.on) return fresh();
-  if (reuse_.size() < k_.outputs.size()) reuse_.resize(k_.outputs.size());
-  std::vector<nb::object>& kept = reuse_[o];
-  for (size_t i = 0; i < kept.size(); ++i) {
-    if (check.free(kept[i]) && unchanged(kept[i], o)) {
-      // A tensor of an autograd graph (an earlier output of a training program) or one a caller
-      // made require grad: a fresh tensor object on the same memory, without that history.
-      if (nb::cast<bool>(kept[i].attr("requires_grad"))) kept[i] = kept[i].attr("detach")();
-      nb::object r = kept[i];
-      // The most recent first: the next call tries the other.
-      std::rotate(kept.begin(), kept.begin() + static_cast<std::ptrdiff_t>(i),
-                  kept.begin() + static_cast<std::ptrdiff_t>(i) + 1);
-      return r;
-    }
-  }
-  nb::object r = fresh();
-  kept.insert(kept.begin(), r);
-  g_kept_bytes += bytes;
-  if (kept.size() > kReuseSlots) {
-    kept.pop_back();
-    g_kept_bytes -= bytes;
-  }
-  return r;
-}
-
-FusedKernel::~FusedKernel() {
-  for (size_t o = 0; o < reuse_.size(); ++o) {
-    int64_t bytes = dtype_size(k_.outputs[o]->dtype());
-    for (Dim d : k_.outputs[o]->shape()) bytes *= d.value();
-    g_kept_bytes -= bytes * static_cast<int64_t>(reuse_[o].size());
-  }
-}
-
 nb::object FusedKernel::call(nb::args args) {
   TorchFns& tf = torch_fns();
   size_t ni = k_.inputs.size();
@@ -369,9 +236,8 @@ nb::object FusedKernel::call(nb::args args) {
   std::vector<nb::object> outs(no);
   if (!device_.is_valid()) device_ = device_object(k_.device);
   for (size_t o = 0; o < no; ++o) {
-    outs[o] = cuda_ ? new_output(out_sizes_[o].ptr(), out_strides_[o].ptr(), k_.outputs[o]->dtype(),
-                                 device_)
-                    : reuse_output(o);
+    outs[o] =
+        new_output(out_sizes_[o].ptr(), out_strides_[o].ptr(), k_.outputs[o]->dtype(), device_);
     ptrs.push_back(data_ptr(outs[o].ptr()));
   }
   // CPU kernels that gather report an index out of range through two int64 (a flag, the index).
@@ -453,9 +319,6 @@ void bind_fused_kernel(nb::module_& m) {
       .def("precompile", &FusedKernel::precompile)
       .def_prop_ro("name", &FusedKernel::name)
       .def_prop_ro("kernel_ir", [](const FusedKernel& k) { return k.kernel().str(); });
-  m.def(
-      "fuser_cpu_kept_bytes", [] { return g_kept_bytes.load(); },
-      "Bytes of the CPU outputs kernels keep to write again (THUNDER_CPU_OUTPUT_REUSE).");
 }
 
 }  // namespace thunder::runtime

@@ -23,9 +23,6 @@ namespace nb = nanobind;
 class FusedKernel {
  public:
   FusedKernel(fuser::KernelDef k, std::string name);
-  ~FusedKernel();
-  FusedKernel(const FusedKernel&) = delete;
-  FusedKernel& operator=(const FusedKernel&) = delete;
   nb::object call(nb::args args);
   // Generated source of the variant run last, or of the one for contiguous inputs.
   std::string source();
@@ -58,11 +55,6 @@ class FusedKernel {
   // Per output: its sizes and contiguous strides as tuples, the arguments of torch.empty_strided.
   std::vector<nb::object> out_sizes_, out_strides_;
   nb::object device_;  // the kernel's torch.device, made on the first call
-  // CPU outputs of at least kReuseBytes: per output, the tensors of its last calls, reused once
-  // nothing but this list holds them (reuse_output).
-  std::vector<std::vector<nb::object>> reuse_;
-  nb::object reuse_output(size_t o);
-  bool unchanged(const nb::object& t, size_t o);
   // The size of the axis a CPU kernel gathers along (it then reports an index out of range); -1.
   int64_t gather_size_ = -1;
 };
