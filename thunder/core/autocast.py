@@ -193,8 +193,11 @@ class Under:
 
     @classmethod
     def of(cls, func, autocast_state):
-        key = (func, autocast_state)
-        made = cls._made.get(key)
+        try:
+            key = (func, autocast_state)
+            made = cls._made.get(key)
+        except TypeError:  # an unhashable callable: one object per call
+            return cls(func, autocast_state)
         if made is None:
             made = cls._made[key] = cls(func, autocast_state)
         return made
