@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from nn_training import train_two_steps
 
+import thunder
+
 nn = torch.nn
 
 
@@ -67,3 +69,23 @@ def test_layer_trains_as_in_eager(name):
 @pytest.mark.parametrize("name", ["transformer", "self_attention_gru", "encoder_norm_first"])
 def test_layer_trains_as_in_eager_under_bf16_autocast(name):
     train_two_steps(*CASES[name], autocast=True)
+
+
+def test_transformer_encoder_in_eval_mode_with_a_padding_mask():
+    # Its nested-tensor fast path checks the mask's values: thunder says so and names the remedy;
+    # with enable_nested_tensor=False the encoder runs its layers on the padded tensor, as eager does.
+    from thunder.core.errors import DataDependentError
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 8)
+    pad = torch.tensor([[False] * 4 + [True], [False] * 5])
+    for nested in (True, False):
+        layer = torch.nn.TransformerEncoderLayer(8, 2, 16, batch_first=True)
+        enc = torch.nn.TransformerEncoder(layer, 2, enable_nested_tensor=nested).eval()
+        jfn = thunder.jit(lambda x, pad, enc=enc: enc(x, src_key_padding_mask=pad))
+        with torch.no_grad():
+            if nested:
+                with pytest.raises(DataDependentError, match="enable_nested_tensor=False"):
+                    jfn(x, pad)
+            else:
+                torch.testing.assert_close(jfn(x, pad), enc(x, src_key_padding_mask=pad))
