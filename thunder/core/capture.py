@@ -136,10 +136,10 @@ _DATA_DEPENDENT = {
 # nested tensors (whose outputs are zero at the padded places).
 if hasattr(torch, "_nested_tensor_from_mask_left_aligned"):
     _DATA_DEPENDENT[torch._nested_tensor_from_mask_left_aligned] = (
-        "nn.TransformerEncoder's nested-tensor fast path (eval mode with src_key_padding_mask checks "
-        "the mask's values)",
-        "Construct the encoder with enable_nested_tensor=False: its layers then run on the padded "
-        "tensor, as in training.")
+        ("nn.TransformerEncoder's nested-tensor fast path (eval mode with src_key_padding_mask "
+         "checks the mask's values)"),
+        ("Construct the encoder with enable_nested_tensor=False: its layers then run on the padded "
+         "tensor, as in training."))
 
 # Reflected operators: the symbol of the forward operator with the operands swapped.
 _REFLECTED = {
