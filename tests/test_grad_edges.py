@@ -109,3 +109,24 @@ def test_clamp_with_nan_bounds_matches_eager(decompose):
         jfn = (thunder.jit(fn, decompose_to_prims=True) if decompose
                else thunder.jit(fn, executors=[FUSE_ALL]))
         torch.testing.assert_close(jfn(x), fn(x), equal_nan=True)
+
+
+def test_a_call_under_no_grad_is_not_merged_with_the_same_call_outside():
+    # x * w under torch.no_grad() has no autograd history; the same product outside it has: the two
+    # stay separate calls (they were merged, and the result lost w's gradient).
+    def f(x, w):
+        with torch.no_grad():
+            s = (x * w).sum()
+            detached = x * w
+        return x * w * s, detached, x * w
+
+    x = torch.randn(3, 8)
+    w = torch.randn(8, requires_grad=True)
+    w2 = w.detach().clone().requires_grad_()
+    got, want = thunder.jit(f)(x, w), f(x, w2)
+    assert [t.requires_grad for t in got] == [t.requires_grad for t in want] == [True, False, True]
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b)
+    (got[0].sum() + got[2].sum()).backward()
+    (want[0].sum() + want[2].sum()).backward()
+    torch.testing.assert_close(w.grad, w2.grad)

@@ -35,16 +35,26 @@ void map_outputs(const Value& from, const Value& to, ProxyMap& map) {
   }
 }
 
+// A switch of grad mode (torch.no_grad() inside the traced function), claimed by an executor or not.
+bool grad_switch(const BoundSymbol& b) {
+  return b.sym == &prims::set_grad_enabled() || b.sym->implements == &prims::set_grad_enabled();
+}
+
 }  // namespace
 
 Trace cse(const Trace& trace) {
   ProxyMap replaced;
   std::unordered_map<std::string, BSymRef> seen;
   std::vector<BSymRef> out;
+  // The grad mode the calls run in: a call under torch.no_grad() gives a result without autograd
+  // history, so it is merged only with calls in the same mode ("?" until the first switch: the
+  // caller's mode).
+  std::string mode = "?";
   for (const BSymRef& original : trace.bsyms) {
     BSymRef b = substitute(original, replaced);
+    if (grad_switch(*b) && !b->args.empty()) mode = python_repr(b->args[0]);
     if (mergeable(*b)) {
-      std::string key = key_of(*b);
+      std::string key = mode + "|" + key_of(*b);
       auto it = seen.find(key);
       if (it != seen.end()) {
         map_outputs(b->output, it->second->output, replaced);

@@ -71,6 +71,14 @@ class ThunderAutogradFunction(torch.autograd.Function):
         ctx.bridge = bridge
         ctx.save_for_backward(*saved)
         if bridge.nondiff_idx:
+            # One tensor at a differentiable and a non-differentiable place (the program computed a
+            # value once that eager computes twice, under torch.no_grad() and outside it): the
+            # non-differentiable place gets its own copy, as eager's is a tensor of its own.
+            nondiff = set(bridge.nondiff_idx)
+            diff_ids = {id(t) for i, t in enumerate(leaves) if i not in nondiff}
+            for i in bridge.nondiff_idx:
+                if id(leaves[i]) in diff_ids:
+                    leaves[i] = leaves[i].clone()
             ctx.mark_non_differentiable(*[leaves[i] for i in bridge.nondiff_idx])
         return tuple(leaves)
 
