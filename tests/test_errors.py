@@ -439,3 +439,22 @@ def test_inplace_through_view_is_correct_or_refused(view):
         check_inplace(f, x)
     except NotImplementedError as e:
         assert "view" in str(e)
+
+
+def test_reading_an_inputs_grad_is_refused_clearly():
+    # An optimizer-like update inside the jitted function: .grad of an input is the caller's tensor,
+    # which the program cannot read (None would skip the update silently).
+    def step(params, lr: float):
+        with torch.no_grad():
+            for p in params:
+                if p.grad is None:
+                    continue
+                p.sub_(lr * p.grad)
+
+    p = torch.randn(3, requires_grad=True)
+    p.grad = torch.ones(3)
+    with pytest.raises(NotImplementedError, match=r"cannot read an input's \.grad") as e:
+        thunder.jit(step)([p], 0.1)
+    assert "test_errors.py" in str(e.value)
+    # A tensor made inside the function has no .grad, as in eager.
+    assert thunder.jit(lambda x: (x * 2).grad is None and x.sum())(torch.randn(3)) is not None

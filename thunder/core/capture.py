@@ -496,6 +496,13 @@ class CaptureMode(TorchFunctionMode):
                     return func(*args, **kwargs)
             if func in _LAYOUT_QUERIES and args and getattr(args[0], "_thunder_strides", None) is not None:
                 return func(_to_meta(args[0]), *args[1:], **kwargs)
+            if func == _GRAD_GET and args and getattr(args[0], "_thunder_input", False):
+                # An input's .grad is the caller's tensor (or None): the program cannot read it, and
+                # None would silently skip an update (`if p.grad is None: continue`).
+                raise NotImplementedError(
+                    "thunder cannot read an input's .grad inside a jitted function (the gradient is not "
+                    "an input of the program); pass the gradients as arguments, or run the code that "
+                    "reads them (an optimizer step) outside the jitted function")
             if func in _METADATA:
                 with torch._C.DisableTorchFunction():
                     return func(*args, **kwargs)
@@ -636,6 +643,7 @@ for _name in ("max", "min", "sort", "topk", "kthvalue", "mode", "median", "nanme
             _RETURN_TYPES[_f] = _rt
 
 _LAYOUT_QUERIES = {torch.Tensor.stride, torch.Tensor.is_contiguous}
+_GRAD_GET = torch.Tensor.grad.__get__
 
 
 def _walk_proxies(x):

@@ -179,6 +179,7 @@ class _Compiler:
     def proxify(self, x, path, name, session, counter):
         if isinstance(x, torch.Tensor):
             proxy = session.new_input(x, name, counter[0])
+            proxy._thunder_input = True  # its .grad is the caller's, which the program cannot read
             counter[0] += 1
             return proxy
         if isinstance(x, (tuple, list)):
@@ -214,6 +215,7 @@ class _Compiler:
         try:
             for (qualname, d, key), tensor in zip(self.params, params):
                 proxy = session.new_input(tensor, "t_" + qualname.replace(".", "_"), counter[0])
+                proxy._thunder_input = True
                 counter[0] += 1
                 swapped.append((d, key, tensor))
                 d[key] = proxy
