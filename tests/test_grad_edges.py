@@ -130,3 +130,17 @@ def test_a_call_under_no_grad_is_not_merged_with_the_same_call_outside():
     (got[0].sum() + got[2].sum()).backward()
     (want[0].sum() + want[2].sum()).backward()
     torch.testing.assert_close(w.grad, w2.grad)
+
+
+def test_is_leaf_and_grad_fn_answer_as_in_eager():
+    def f(w, x, nonleaf):
+        y = w * x
+        return torch.tensor([w.is_leaf, x.is_leaf, y.is_leaf, (x * 2).is_leaf, nonleaf.is_leaf,
+                             w.grad_fn is None, y.grad_fn is None, (x * 2).grad_fn is None])
+
+    w = torch.randn(3, requires_grad=True)
+    x = torch.randn(3)
+    nonleaf = w * 2
+    torch.testing.assert_close(thunder.jit(f)(w, x, nonleaf), f(w, x, nonleaf))
+    with pytest.raises(NotImplementedError, match="cannot inspect a grad_fn while tracing"):
+        thunder.jit(lambda w: (w * 2).grad_fn.next_functions)(w)

@@ -201,3 +201,41 @@ def test_spectral_norm_trains_as_in_eager():
             pr.grad = pj.grad = None
         for (name, br), bj in zip(ref.named_buffers(), mod.buffers()):
             torch.testing.assert_close(bj, br, msg=name)
+
+
+def test_in_place_writes_through_data_reach_the_tensor():
+    # p.data is p's memory without autograd history: a clamp through it (weight clipping) or an
+    # update (an exponential moving average) changes p, as in eager.
+    def clip_and_use(p, ema, x):
+        p.data.clamp_(-0.5, 0.5)
+        ema.data.mul_(0.9).add_(p.data, alpha=0.1)
+        return (p * x).sum() + ema.data.sum()
+
+    torch.manual_seed(0)
+    p, ema, x = torch.randn(6), torch.zeros(6), torch.randn(6)
+    p2, ema2 = p.clone(), ema.clone()
+    jfn = thunder.jit(clip_and_use)
+    for _ in range(2):
+        torch.testing.assert_close(jfn(p, ema, x), clip_and_use(p2, ema2, x))
+        torch.testing.assert_close((p, ema), (p2, ema2))
+
+
+@pytest.mark.parametrize("how", ["no_grad", "data", "detach", "view"])
+def test_in_place_update_of_a_leaf_that_requires_grad_is_refused(how):
+    # Eager updates the leaf's values and keeps differentiating with respect to it (or, through a
+    # view with grad on, refuses); the program would lose its gradient, so thunder refuses clearly.
+    def f(p, x):
+        if how == "no_grad":
+            with torch.no_grad():
+                p.clamp_(-0.5, 0.5)
+        elif how == "data":
+            p.data.clamp_(-0.5, 0.5)
+        elif how == "detach":
+            p.detach().clamp_(-0.5, 0.5)
+        else:
+            p[:2].mul_(2)
+        return (p * x).sum()
+
+    p = torch.randn(6, requires_grad=True)
+    with pytest.raises(NotImplementedError, match="a leaf tensor that requires grad .*its gradient would be lost"):
+        thunder.jit(f)(p, torch.randn(6))

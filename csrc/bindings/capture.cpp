@@ -40,6 +40,7 @@ TensorRef CaptureSession::input_from_tensor(nb::handle t, const std::string& nam
   TensorRef ref = builder_.new_tensor(std::move(shape), dtype, device, rg, name);
   inputs_.push_back(ref);
   input_set_.insert(ref.get());
+  if (rg && nb::cast<bool>(t.attr("is_leaf"))) grad_leaf_inputs_.insert(ref.get());
   return ref;
 }
 
@@ -387,6 +388,20 @@ std::string CaptureSession::stale_reason() const {
 nb::object CaptureSession::after_inplace(nb::handle self_obj, const TensorRef& old, const Value& out) {
   const TensorRef& updated = out.as_tensor();
   const TensorProxy* r = root(old.get());
+  if (grad_leaf_inputs_.count(r)) {
+    // Eager updates such a leaf's values under torch.no_grad() or through .data / .detach() and
+    // keeps differentiating with respect to it; the program would differentiate with respect to a
+    // new value that has no history, so the gradient would be lost. (Directly, with grad on, eager
+    // refuses the update itself, as the program does when it runs.)
+    static nb::object grad_enabled = nb::module_::import_("torch").attr("is_grad_enabled");
+    if (r != old.get() || !nb::cast<bool>(grad_enabled())) {
+      throw NotImplementedError(
+          "in-place update of the input '" + r->name() + "', a leaf tensor that requires grad" +
+          at_source() +
+          " (under torch.no_grad(), or through .data, .detach() or a view) is not supported by "
+          "thunder yet: its gradient would be lost. Update it outside the jitted function");
+    }
+  }
   if (r != old.get()) {
     if (propagate_view_update(old.get(), updated)) return nb::borrow(self_obj);
     // A view between `old` and its root has no inverse: the other aliases go stale.

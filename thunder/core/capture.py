@@ -298,6 +298,9 @@ _PROPERTY_VIEWS = {
     torch.Tensor.H.__get__: lambda x: (torch.permute, (x, tuple(range(x.ndim - 1, -1, -1)))),
     torch.Tensor.mT.__get__: lambda x: (torch.transpose, (x, -2, -1)),
     torch.Tensor.mH.__get__: lambda x: (torch.transpose, (x, -2, -1)),
+    # x.data: the same memory without autograd history (in-place writes through it reach x, as
+    # `p.data.clamp_(-c, c)` relies on).
+    torch.Tensor.data.__get__: lambda x: (torch.Tensor.detach, (x,)),
 }
 
 def _complex_first(args, kwargs):
@@ -503,6 +506,15 @@ class CaptureMode(TorchFunctionMode):
                     "thunder cannot read an input's .grad inside a jitted function (the gradient is not "
                     "an input of the program); pass the gradients as arguments, or run the code that "
                     "reads them (an optimizer step) outside the jitted function")
+            if (func == _IS_LEAF_GET or func == _GRAD_FN_GET) and args and isinstance(args[0], TensorProxy):
+                # As eager answers: an input as the caller's tensor is (parameters are leaves); a
+                # tensor that does not require grad is a leaf (grad_fn None); a result computed from
+                # tensors that require grad is not.
+                leaf = getattr(args[0], "_thunder_leaf", True) if getattr(args[0], "_thunder_input", False) \
+                    else not args[0].requires_grad
+                if func == _IS_LEAF_GET:
+                    return leaf
+                return None if leaf else _TracedGradFn()
             if func in _METADATA:
                 with torch._C.DisableTorchFunction():
                     return func(*args, **kwargs)
@@ -644,6 +656,18 @@ for _name in ("max", "min", "sort", "topk", "kthvalue", "mode", "median", "nanme
 
 _LAYOUT_QUERIES = {torch.Tensor.stride, torch.Tensor.is_contiguous}
 _GRAD_GET = torch.Tensor.grad.__get__
+_IS_LEAF_GET = torch.Tensor.is_leaf.__get__
+_GRAD_FN_GET = torch.Tensor.grad_fn.__get__
+
+
+class _TracedGradFn:
+    """A traced result's grad_fn: there is one (`x.grad_fn is not None` holds, as in eager), but the
+    autograd graph is built when the program runs, so it cannot be inspected while tracing."""
+
+    def __getattr__(self, name):
+        raise NotImplementedError(
+            f"thunder cannot inspect a grad_fn while tracing (grad_fn.{name}): the autograd graph is "
+            f"built when the program runs")
 
 
 def _walk_proxies(x):

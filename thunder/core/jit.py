@@ -180,6 +180,7 @@ class _Compiler:
         if isinstance(x, torch.Tensor):
             proxy = session.new_input(x, name, counter[0])
             proxy._thunder_input = True  # its .grad is the caller's, which the program cannot read
+            proxy._thunder_leaf = x.is_leaf
             counter[0] += 1
             return proxy
         if isinstance(x, (tuple, list)):
