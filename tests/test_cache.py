@@ -435,3 +435,39 @@ def test_compile_stats_counters():
     assert stats.cache_misses == 2
     assert stats.cache_hits == 1
     assert stats.calls == 3
+
+
+GLOBAL_SCALE = 2.0
+GLOBAL_MODE = "double"
+
+
+def _helper_reading_a_global(x):
+    return x + (1 if GLOBAL_MODE == "double" else -1)
+
+
+def test_a_global_number_or_string_the_function_reads_is_guarded():
+    # Its value is a constant of the program: a new value recompiles instead of reusing a stale
+    # program (the function's own globals, and those of the functions it calls).
+    global GLOBAL_SCALE, GLOBAL_MODE
+
+    def f(x):
+        return _helper_reading_a_global(x * GLOBAL_SCALE)
+
+    class M(torch.nn.Module):
+        def forward(self, x):
+            return x * GLOBAL_SCALE
+
+    x = torch.ones(3)
+    jf, jm = thunder.jit(f), thunder.jit(M())
+    try:
+        torch.testing.assert_close(jf(x), f(x))
+        torch.testing.assert_close(jm(x), x * 2)
+        assert "check_value(sys.modules['test_cache'].GLOBAL_SCALE, 2.0)" in str(thunder.last_prologue_traces(jf)[-1])
+        GLOBAL_SCALE = 3.0
+        torch.testing.assert_close(jf(x), f(x))
+        torch.testing.assert_close(jm(x), x * 3)
+        GLOBAL_MODE = "other"
+        torch.testing.assert_close(jf(x), f(x))
+        assert thunder.cache_misses(jf) == 3
+    finally:
+        GLOBAL_SCALE, GLOBAL_MODE = 2.0, "double"

@@ -169,6 +169,12 @@ class _Compiler:
         self.params = []  # (qualified name, dict, key) of module parameters and buffers
         self.module_dicts = []  # the __dict__ of every submodule
 
+    def traced_functions(self):
+        """The function traced, or the forward of every submodule."""
+        if self.module is None:
+            return [self.fn]
+        return [type(m).forward for _, m in self.module.named_modules()]
+
     def arg_name(self, i):
         if i < len(self.param_names):
             p = self.param_names[i]
@@ -211,7 +217,7 @@ class _Compiler:
         cfn = self.cfn()
         params = cfn.current_params()
         flags = cfn.current_flags()
-        attributes = _module_attributes(self.module_dicts)
+        attributes = _module_attributes(self.module_dicts) + _global_scalars(self.traced_functions())
         swapped = []
         try:
             for (qualname, d, key), tensor in zip(self.params, params):
@@ -259,13 +265,49 @@ class _Compiler:
         info.traces = traces
         info.backward_traces = backward_traces
         info.prologue = PrologueTrace(_prologue_source(trace, args, kwargs, self.params, params,
-                                                       self.module_dicts))
+                                                       self.module_dicts, self.traced_functions()))
         info.stage_times = [("capture", (traced - start) / 1e9)] + list(times)
         info.opaque_ops = session.opaque_names()
         info.cuda_graphs = graphs
         info.tracing_start_ns, info.tracing_stop_ns = start, traced
         info.compile_start_ns, info.compile_stop_ns = start, time.perf_counter_ns()
         return _core.CacheEntry(guard, program, session, info, attributes)
+
+
+_SCALARS = (bool, int, float, str)
+
+
+def _global_scalars(fns):
+    """(globals dict, name, value) of every global number, string or None the code of `fns` reads,
+    and of the functions it calls by a global name, two calls deep (torch's and thunder's own code
+    left out): a program uses their values as constants, so they are guarded like module attributes
+    and a new value recompiles instead of reusing a stale one."""
+    out, seen = [], set()
+
+    def visit(fn, depth):
+        fn = getattr(fn, "__func__", fn)
+        code, g = getattr(fn, "__code__", None), getattr(fn, "__globals__", None)
+        module = getattr(fn, "__module__", None) or ""
+        if code is None or g is None or id(code) in seen or module.split(".")[0] in ("torch", "thunder"):
+            return
+        seen.add(id(code))
+        codes = [code]
+        while codes:
+            c = codes.pop()
+            codes.extend(k for k in c.co_consts if inspect.iscode(k))
+            for name in c.co_names:
+                if name not in g:
+                    continue
+                v = g[name]
+                if (v is None or type(v) in _SCALARS) and (id(g), name) not in seen:
+                    seen.add((id(g), name))
+                    out.append((g, name, v))
+                elif depth < 2 and inspect.isfunction(v):
+                    visit(v, depth + 1)
+
+    for fn in fns:
+        visit(fn, 0)
+    return out
 
 
 def _module_attributes(module_dicts):
@@ -280,7 +322,7 @@ def _module_attributes(module_dicts):
     return out
 
 
-def _prologue_source(trace, args, kwargs, param_meta, params, module_dicts=()):
+def _prologue_source(trace, args, kwargs, param_meta, params, module_dicts=(), functions=()):
     lines = ["# Constructed by thunder (stage: prologue). These checks run in C++ on every call.",
              "def prologue(*args, **kwargs):"]
 
@@ -311,6 +353,8 @@ def _prologue_source(trace, args, kwargs, param_meta, params, module_dicts=()):
         for k, v in d.items():
             if not k.startswith("_") and k != "training" and (v is None or type(v) in (bool, int, float, str)):
                 lines.append(f"  check_value(module.get_submodule({mname!r}).{k}, {v!r})")
+    for g, name, v in _global_scalars(functions):
+        lines.append(f"  check_value(sys.modules[{g.get('__name__')!r}].{name}, {v!r})")
     lines.append(f"  check_grad_enabled({torch.is_grad_enabled()})")
     autocast = _autocast.state()
     for device_type, dtype in autocast:
