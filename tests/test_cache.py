@@ -471,3 +471,31 @@ def test_a_global_number_or_string_the_function_reads_is_guarded():
         assert thunder.cache_misses(jf) == 3
     finally:
         GLOBAL_SCALE, GLOBAL_MODE = 2.0, "double"
+
+
+def test_a_module_changed_after_its_first_call_recompiles():
+    # A hook registered or removed, a submodule replaced or added: eager runs the module as it is
+    # now, so the cached program (traced from the module as it was) is not reused.
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU())
+    jm = thunder.jit(m)
+    x = torch.randn(2, 4)
+    torch.testing.assert_close(jm(x), m(x))
+    handle = m[0].register_forward_hook(lambda mod, inp, out: out * 0 + 1)
+    torch.testing.assert_close(jm(x), m(x))
+    handle.remove()
+    torch.testing.assert_close(jm(x), m(x))
+    handle = torch.nn.modules.module.register_module_forward_hook(lambda mod, inp, out: out * 2)
+    try:
+        torch.testing.assert_close(jm(x), m(x))
+    finally:
+        handle.remove()
+    m[0] = torch.nn.Linear(4, 4)
+    torch.testing.assert_close(jm(x), m(x))
+    m.add_module("extra", torch.nn.Tanh())
+    torch.testing.assert_close(jm(x), m(x))
+    jm(x).sum().backward()
+    assert m[0].weight.grad is not None
+    calls = thunder.cache_misses(jm)
+    jm(x)
+    assert thunder.cache_misses(jm) == calls  # unchanged: the program is reused

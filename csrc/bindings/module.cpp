@@ -349,7 +349,12 @@ NB_MODULE(_core, m) {
         e->info = std::move(info);
         for (nb::handle a : attrs) {
           nb::tuple t = nb::cast<nb::tuple>(a);
-          e->attr_guards.push_back({nb::borrow(t[0]), nb::borrow(t[1]), nb::borrow(t[2])});
+          if (t.size() == 2) {  // (dict, size)
+            if (!PyDict_Check(t[0].ptr())) throw TypeError("CacheEntry: a size guard needs a dict");
+            e->size_guards.push_back({nb::borrow(t[0]), nb::cast<Py_ssize_t>(t[1])});
+          } else {
+            e->attr_guards.push_back({nb::borrow(t[0]), nb::borrow(t[1]), nb::borrow(t[2])});
+          }
         }
       }, "guard"_a, "program"_a, "session"_a, "info"_a, "attributes"_a = nb::list())
       .def_prop_ro("info", [](const CacheEntry& e) { return e.info; })

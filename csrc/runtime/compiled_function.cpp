@@ -27,6 +27,9 @@ CompiledFunction::CompiledFunction(nb::object compile, nb::list param_sources,
 }
 
 bool CacheEntry::attributes_match() const {
+  for (const SizeGuard& g : size_guards) {
+    if (PyDict_Size(g.dict.ptr()) != g.size) return false;
+  }
   for (const AttrGuard& g : attr_guards) {
     PyObject* v = PyDict_GetItemWithError(g.dict.ptr(), g.key.ptr());
     if (v == g.value.ptr()) continue;

@@ -33,6 +33,13 @@ struct CacheEntry {
     nb::object dict, key, value;
   };
   std::vector<AttrGuard> attr_guards;
+  // The sizes of a module's dicts of submodules, parameters, buffers and hooks, and of torch's
+  // global hook dicts: a submodule, parameter or hook added or removed recompiles.
+  struct SizeGuard {
+    nb::object dict;
+    Py_ssize_t size;
+  };
+  std::vector<SizeGuard> size_guards;
   bool attributes_match() const;
 };
 

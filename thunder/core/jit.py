@@ -217,7 +217,8 @@ class _Compiler:
         cfn = self.cfn()
         params = cfn.current_params()
         flags = cfn.current_flags()
-        attributes = _module_attributes(self.module_dicts) + _global_scalars(self.traced_functions())
+        attributes = (_module_attributes(self.module_dicts) + _global_scalars(self.traced_functions())
+                      + _module_structure(self.module))
         swapped = []
         try:
             for (qualname, d, key), tensor in zip(self.params, params):
@@ -310,6 +311,37 @@ def _global_scalars(fns):
     return out
 
 
+_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+_GLOBAL_HOOK_DICTS = ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks",
+                      "_global_backward_pre_hooks")
+
+
+def _module_structure(module):
+    """Guards on a module's structure, which the program was traced from: each submodule's children
+    by identity, and the sizes of its dicts of children, parameters, buffers and hooks, and of
+    torch's global hook dicts. A submodule replaced, or a submodule, parameter, buffer or hook added
+    or removed after the first call recompiles (eager would run it)."""
+    out = []
+    if module is None:
+        return out
+    for _, m in module.named_modules(remove_duplicate=True):
+        d = m.__dict__
+        children = d.get("_modules")
+        if isinstance(children, dict):
+            out.append((children, len(children)))
+            out.extend((children, k, v) for k, v in children.items() if v is not None)
+        for name in ("_parameters", "_buffers", *_HOOK_DICTS):
+            x = d.get(name)
+            if isinstance(x, dict):
+                out.append((x, len(x)))
+    mod = sys.modules.get("torch.nn.modules.module")
+    for name in _GLOBAL_HOOK_DICTS:
+        x = getattr(mod, name, None)
+        if isinstance(x, dict):
+            out.append((x, len(x)))
+    return out
+
+
 def _module_attributes(module_dicts):
     """(dict, name, value) of every plain public attribute (number, string, None) of the modules."""
     out = []
@@ -383,6 +415,14 @@ class ThunderModule(torch.nn.Module):
         self._cfn = cfn
 
     def forward(self, *args, **kwargs):
+        return self._cfn(*args, **kwargs)
+
+    def __call__(self, *args, **kwargs):
+        # The wrapped module's hooks, and torch's global module hooks, are in the traced program:
+        # nn.Module's call would run the global ones a second time around this wrapper. Hooks
+        # registered on the wrapper itself still run around it.
+        if self._forward_hooks or self._forward_pre_hooks or self._backward_hooks or self._backward_pre_hooks:
+            return super().__call__(*args, **kwargs)
         return self._cfn(*args, **kwargs)
 
     def named_parameters(self, prefix="", recurse=True, remove_duplicate=True):
