@@ -499,3 +499,13 @@ def test_a_module_changed_after_its_first_call_recompiles():
     calls = thunder.cache_misses(jm)
     jm(x)
     assert thunder.cache_misses(jm) == calls  # unchanged: the program is reused
+
+
+def test_a_variable_of_an_enclosing_function_is_guarded():
+    scale = 2.0
+    jfn = thunder.jit(lambda x: x * scale)
+    x = torch.ones(3)
+    torch.testing.assert_close(jfn(x), x * 2)
+    scale = 3.0
+    torch.testing.assert_close(jfn(x), x * scale)
+    assert "check_value(closure['scale'], 3.0)" in str(thunder.last_prologue_traces(jfn)[-1])

@@ -31,7 +31,9 @@ bool CacheEntry::attributes_match() const {
     if (PyDict_Size(g.dict.ptr()) != g.size) return false;
   }
   for (const AttrGuard& g : attr_guards) {
-    PyObject* v = PyDict_GetItemWithError(g.dict.ptr(), g.key.ptr());
+    // A closure's cell (the function reads a variable of an enclosing function), or a dict entry.
+    PyObject* v = PyCell_Check(g.dict.ptr()) ? PyCell_GET(g.dict.ptr())
+                                             : PyDict_GetItemWithError(g.dict.ptr(), g.key.ptr());
     if (v == g.value.ptr()) continue;
     if (!v) {
       if (PyErr_Occurred()) throw nb::python_error();

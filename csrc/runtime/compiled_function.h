@@ -30,7 +30,7 @@ struct CacheEntry {
   // Plain module attributes (numbers, strings, None) the program may have read, by value: a change
   // (`m.scale = 2.0`) recompiles instead of running a stale program.
   struct AttrGuard {
-    nb::object dict, key, value;
+    nb::object dict, key, value;  // dict[key] is value; or a closure cell (key: its name) holding value
   };
   std::vector<AttrGuard> attr_guards;
   // The sizes of a module's dicts of submodules, parameters, buffers and hooks, and of torch's

@@ -281,8 +281,9 @@ _SCALARS = (bool, int, float, str)
 def _global_scalars(fns):
     """(globals dict, name, value) of every global number, string or None the code of `fns` reads,
     and of the functions it calls by a global name, two calls deep (torch's and thunder's own code
-    left out): a program uses their values as constants, so they are guarded like module attributes
-    and a new value recompiles instead of reusing a stale one."""
+    left out), and (cell, name, value) of those it reads from enclosing functions: a program uses
+    their values as constants, so they are guarded like module attributes and a new value
+    recompiles instead of reusing a stale one."""
     out, seen = [], set()
 
     def visit(fn, depth):
@@ -292,6 +293,13 @@ def _global_scalars(fns):
         if code is None or g is None or id(code) in seen or module.split(".")[0] in ("torch", "thunder"):
             return
         seen.add(id(code))
+        for name, cell in zip(code.co_freevars, getattr(fn, "__closure__", None) or ()):
+            try:
+                v = cell.cell_contents
+            except ValueError:  # not yet assigned
+                continue
+            if v is None or type(v) in _SCALARS:
+                out.append((cell, name, v))
         codes = [code]
         while codes:
             c = codes.pop()
@@ -386,7 +394,10 @@ def _prologue_source(trace, args, kwargs, param_meta, params, module_dicts=(), f
             if not k.startswith("_") and k != "training" and (v is None or type(v) in (bool, int, float, str)):
                 lines.append(f"  check_value(module.get_submodule({mname!r}).{k}, {v!r})")
     for g, name, v in _global_scalars(functions):
-        lines.append(f"  check_value(sys.modules[{g.get('__name__')!r}].{name}, {v!r})")
+        if isinstance(g, dict):
+            lines.append(f"  check_value(sys.modules[{g.get('__name__')!r}].{name}, {v!r})")
+        else:
+            lines.append(f"  check_value(closure[{name!r}], {v!r})  # a variable of an enclosing function")
     lines.append(f"  check_grad_enabled({torch.is_grad_enabled()})")
     autocast = _autocast.state()
     for device_type, dtype in autocast:
