@@ -509,3 +509,27 @@ def test_a_variable_of_an_enclosing_function_is_guarded():
     scale = 3.0
     torch.testing.assert_close(jfn(x), x * scale)
     assert "check_value(closure['scale'], 3.0)" in str(thunder.last_prologue_traces(jfn)[-1])
+
+
+GLOBAL_WEIGHT = torch.ones(4)
+
+
+def test_a_global_tensor_rebound_recompiles():
+    # The program holds the tensor it read; in-place updates of that tensor are seen, and another
+    # tensor bound to the name recompiles.
+    global GLOBAL_WEIGHT
+
+    def f(x):
+        return x * GLOBAL_WEIGHT
+
+    jfn, x = thunder.jit(f), torch.ones(4)
+    old = GLOBAL_WEIGHT
+    try:
+        torch.testing.assert_close(jfn(x), f(x))
+        GLOBAL_WEIGHT.mul_(3)
+        torch.testing.assert_close(jfn(x), f(x))
+        GLOBAL_WEIGHT = torch.full((4,), 5.0)
+        torch.testing.assert_close(jfn(x), f(x))
+        assert "check_identity(sys.modules['test_cache'].GLOBAL_WEIGHT)" in str(thunder.last_prologue_traces(jfn)[-1])
+    finally:
+        GLOBAL_WEIGHT = old.fill_(1.0)

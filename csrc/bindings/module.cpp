@@ -353,7 +353,9 @@ NB_MODULE(_core, m) {
             if (!PyDict_Check(t[0].ptr())) throw TypeError("CacheEntry: a size guard needs a dict");
             e->size_guards.push_back({nb::borrow(t[0]), nb::cast<Py_ssize_t>(t[1])});
           } else {
-            e->attr_guards.push_back({nb::borrow(t[0]), nb::borrow(t[1]), nb::borrow(t[2])});
+            // (dict or cell, key, value[, True for the same object rather than an equal one])
+            e->attr_guards.push_back({nb::borrow(t[0]), nb::borrow(t[1]), nb::borrow(t[2]),
+                                      t.size() > 3 && nb::cast<bool>(t[3])});
           }
         }
       }, "guard"_a, "program"_a, "session"_a, "info"_a, "attributes"_a = nb::list())

@@ -35,6 +35,7 @@ bool CacheEntry::attributes_match() const {
     PyObject* v = PyCell_Check(g.dict.ptr()) ? PyCell_GET(g.dict.ptr())
                                              : PyDict_GetItemWithError(g.dict.ptr(), g.key.ptr());
     if (v == g.value.ptr()) continue;
+    if (g.identity) return false;
     if (!v) {
       if (PyErr_Occurred()) throw nb::python_error();
       return false;

@@ -31,6 +31,7 @@ struct CacheEntry {
   // (`m.scale = 2.0`) recompiles instead of running a stale program.
   struct AttrGuard {
     nb::object dict, key, value;  // dict[key] is value; or a closure cell (key: its name) holding value
+    bool identity = false;        // the same object (a tensor the program holds), not an equal one
   };
   std::vector<AttrGuard> attr_guards;
   // The sizes of a module's dicts of submodules, parameters, buffers and hooks, and of torch's

@@ -283,7 +283,8 @@ def _global_scalars(fns):
     and of the functions it calls by a global name, two calls deep (torch's and thunder's own code
     left out), and (cell, name, value) of those it reads from enclosing functions: a program uses
     their values as constants, so they are guarded like module attributes and a new value
-    recompiles instead of reusing a stale one."""
+    recompiles instead of reusing a stale one. Tensors read so are (dict or cell, name, tensor,
+    True): the program holds that tensor, so another one bound to the name recompiles."""
     out, seen = [], set()
 
     def visit(fn, depth):
@@ -300,6 +301,8 @@ def _global_scalars(fns):
                 continue
             if v is None or type(v) in _SCALARS:
                 out.append((cell, name, v))
+            elif isinstance(v, torch.Tensor):
+                out.append((cell, name, v, True))
         codes = [code]
         while codes:
             c = codes.pop()
@@ -308,9 +311,14 @@ def _global_scalars(fns):
                 if name not in g:
                     continue
                 v = g[name]
-                if (v is None or type(v) in _SCALARS) and (id(g), name) not in seen:
+                if (id(g), name) in seen:
+                    continue
+                if v is None or type(v) in _SCALARS:
                     seen.add((id(g), name))
                     out.append((g, name, v))
+                elif isinstance(v, torch.Tensor):  # held by the program: the same tensor, not a new one
+                    seen.add((id(g), name))
+                    out.append((g, name, v, True))
                 elif depth < 2 and inspect.isfunction(v):
                     visit(v, depth + 1)
 
@@ -393,8 +401,11 @@ def _prologue_source(trace, args, kwargs, param_meta, params, module_dicts=(), f
         for k, v in d.items():
             if not k.startswith("_") and k != "training" and (v is None or type(v) in (bool, int, float, str)):
                 lines.append(f"  check_value(module.get_submodule({mname!r}).{k}, {v!r})")
-    for g, name, v in _global_scalars(functions):
-        if isinstance(g, dict):
+    for g, name, v, *_ in _global_scalars(functions):
+        if isinstance(v, torch.Tensor):
+            where = f"sys.modules[{g.get('__name__')!r}].{name}" if isinstance(g, dict) else f"closure[{name!r}]"
+            lines.append(f"  check_identity({where})  # a tensor the program holds")
+        elif isinstance(g, dict):
             lines.append(f"  check_value(sys.modules[{g.get('__name__')!r}].{name}, {v!r})")
         else:
             lines.append(f"  check_value(closure[{name!r}], {v!r})  # a variable of an enclosing function")
