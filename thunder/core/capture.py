@@ -399,13 +399,6 @@ _capture_depth = 0
 class CaptureMode(TorchFunctionMode):
     """Routes every torch call made while it is active into a CaptureSession."""
 
-    def __enter__(self):
-        global _capture_depth
-        if _transformer_module is not None and _capture_depth == 0:
-            _transformer_module._detect_is_causal_mask = _detect_is_causal_while_tracing
-        _capture_depth += 1
-        return super().__enter__()
-
     def __init__(self, session):
         super().__init__()
         self.session = session
@@ -422,6 +415,13 @@ class CaptureMode(TorchFunctionMode):
             self.grad_enabled = mode
             self.enabled_grad = self.enabled_grad or mode
             self.session.record(self._set_grad, (mode,), {}, _where())
+
+    def __enter__(self):
+        global _capture_depth
+        if _transformer_module is not None and _capture_depth == 0:
+            _transformer_module._detect_is_causal_mask = _detect_is_causal_while_tracing
+        _capture_depth += 1
+        return super().__enter__()
 
     def __exit__(self, *exc):
         global _capture_depth
