@@ -100,7 +100,8 @@ class CaptureSession {
   std::unordered_map<const TensorProxy*, ViewDef> view_def_;
   std::unordered_map<const TensorProxy*, TensorRef> ref_of_;  // proxy -> owning reference
   std::unordered_set<const TensorProxy*> input_set_;
-  std::unordered_set<const TensorProxy*> grad_leaf_inputs_;  // inputs that are leaves requiring grad
+  // The inputs that are leaves requiring grad (an in-place update of one is refused).
+  std::unordered_set<const TensorProxy*> grad_leaf_inputs_;
   std::vector<std::string> opaque_names_;
   std::string source_;
 };

@@ -29,9 +29,11 @@ struct CacheEntry {
   int64_t calls = 0;
   // Plain module attributes (numbers, strings, None) the program may have read, by value: a change
   // (`m.scale = 2.0`) recompiles instead of running a stale program.
+  // dict[key] is value, or a closure cell (key: its name) holds value; with `identity`, the same
+  // object (a tensor the program holds) rather than an equal one.
   struct AttrGuard {
-    nb::object dict, key, value;  // dict[key] is value; or a closure cell (key: its name) holding value
-    bool identity = false;        // the same object (a tensor the program holds), not an equal one
+    nb::object dict, key, value;
+    bool identity = false;
   };
   std::vector<AttrGuard> attr_guards;
   // The sizes of a module's dicts of submodules, parameters, buffers and hooks, and of torch's
