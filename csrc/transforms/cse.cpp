@@ -35,7 +35,7 @@ void map_outputs(const Value& from, const Value& to, ProxyMap& map) {
   }
 }
 
-// A switch of grad mode (torch.no_grad() inside the traced function), claimed by an executor or not.
+// A switch of grad mode (torch.no_grad() inside the traced function), claimed or not.
 bool grad_switch(const BoundSymbol& b) {
   return b.sym == &prims::set_grad_enabled() || b.sym->implements == &prims::set_grad_enabled();
 }
