@@ -72,12 +72,15 @@ def test_integers_numbers_and_mixed_dtypes(decompose):
         check(fn, *args, decompose=decompose)
 
 
-def test_nan_to_num_returns_a_new_tensor_and_refuses_out():
+def test_nan_to_num_returns_a_new_tensor_and_writes_out():
     i = torch.arange(4)
     out = thunder.jit(torch.nan_to_num)(i)
     assert torch.equal(out, i) and out.data_ptr() != i.data_ptr()
-    with pytest.raises(NotImplementedError, match="out="):
-        thunder.jit(lambda t, o: torch.nan_to_num(t, out=o))(torch.randn(3), torch.empty(3))
+    t = torch.tensor([1.0, float("nan"), float("inf"), -float("inf")])
+    o, o2 = torch.empty(4), torch.empty(4)
+    got = thunder.jit(lambda t, o: torch.nan_to_num(t, out=o) * 1)(t, o)
+    torch.testing.assert_close(got, torch.nan_to_num(t, out=o2) * 1)
+    torch.testing.assert_close(o, o2)
 
 
 def _check_gradients(fn, args):
