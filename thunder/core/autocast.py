@@ -13,6 +13,7 @@ on them runs as it would with autocast off, as in eager.
 
 from __future__ import annotations
 
+import contextlib
 from typing import ClassVar
 
 import torch
@@ -203,8 +204,6 @@ class Under:
         return made
 
     def __call__(self, *args, **kwargs):
-        import contextlib
-
         with contextlib.ExitStack() as stack:
             for device_type, dtype in self.state:
                 stack.enter_context(torch.autocast(device_type, dtype=dtype))

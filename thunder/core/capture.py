@@ -234,15 +234,18 @@ def _strides(p):
     return s if s is not None else torch.Tensor.stride(p)
 
 
-def _to_meta(x):
+def _to_meta(x, device="meta"):
+    """x with its proxies and tensors replaced by empty tensors of their shapes, strides and dtypes
+    on `device` (None: each on its own device, for fake tensors)."""
     if isinstance(x, TensorProxy):
-        return torch.empty_strided(tuple(x.shape), _strides(x), dtype=x.dtype, device="meta")
+        return torch.empty_strided(tuple(x.shape), _strides(x), dtype=x.dtype, device=device or x.device)
     if isinstance(x, (list, tuple)):
-        return type(x)(_to_meta(i) for i in x) if not hasattr(x, "_fields") else type(x)(*(_to_meta(i) for i in x))
+        items = (_to_meta(i, device) for i in x)
+        return type(x)(*items) if hasattr(x, "_fields") else type(x)(items)
     if isinstance(x, dict):
-        return {k: _to_meta(v) for k, v in x.items()}
+        return {k: _to_meta(v, device) for k, v in x.items()}
     if isinstance(x, torch.Tensor):
-        return torch.empty(tuple(x.shape), dtype=x.dtype, device="meta")
+        return torch.empty(tuple(x.shape), dtype=x.dtype, device=device or x.device)
     return x
 
 
@@ -256,19 +259,8 @@ def _fake_call(func, args, kwargs):
     tensors."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
-    def fake(x):
-        if isinstance(x, TensorProxy):
-            return torch.empty_strided(tuple(x.shape), _strides(x), dtype=x.dtype, device=x.device)
-        if isinstance(x, (list, tuple)):
-            return type(x)(fake(i) for i in x) if not hasattr(x, "_fields") else type(x)(*(fake(i) for i in x))
-        if isinstance(x, dict):
-            return {k: fake(v) for k, v in x.items()}
-        if isinstance(x, torch.Tensor):
-            return torch.empty(tuple(x.shape), dtype=x.dtype, device=x.device)
-        return x
-
     with FakeTensorMode(allow_non_fake_inputs=True):
-        out = func(*fake(args), **fake(kwargs))
+        out = func(*_to_meta(args, None), **_to_meta(kwargs, None))
     return _to_meta(out)
 
 

@@ -217,8 +217,8 @@ class _Compiler:
         cfn = self.cfn()
         params = cfn.current_params()
         flags = cfn.current_flags()
-        attributes = (_module_attributes(self.module_dicts) + _global_scalars(self.traced_functions())
-                      + _module_structure(self.module))
+        globals_read = _global_scalars(self.traced_functions())
+        attributes = _module_attributes(self.module_dicts) + globals_read + _module_structure(self.module)
         swapped = []
         try:
             for (qualname, d, key), tensor in zip(self.params, params):
@@ -266,7 +266,7 @@ class _Compiler:
         info.traces = traces
         info.backward_traces = backward_traces
         info.prologue = PrologueTrace(_prologue_source(trace, args, kwargs, self.params, params,
-                                                       self.module_dicts, self.traced_functions()))
+                                                       self.module_dicts, globals_read))
         info.stage_times = [("capture", (traced - start) / 1e9)] + list(times)
         info.opaque_ops = session.opaque_names()
         info.cuda_graphs = graphs
@@ -287,6 +287,16 @@ def _global_scalars(fns):
     True): the program holds that tensor, so another one bound to the name recompiles."""
     out, seen = [], set()
 
+    def guard(where, name, v):
+        """Appends the guard of a value the program holds as a constant; whether v is one."""
+        if v is None or type(v) in _SCALARS:
+            out.append((where, name, v))
+        elif isinstance(v, torch.Tensor):  # the same tensor, not an equal one
+            out.append((where, name, v, True))
+        else:
+            return False
+        return True
+
     def visit(fn, depth):
         fn = getattr(fn, "__func__", fn)
         code, g = getattr(fn, "__code__", None), getattr(fn, "__globals__", None)
@@ -296,29 +306,19 @@ def _global_scalars(fns):
         seen.add(id(code))
         for name, cell in zip(code.co_freevars, getattr(fn, "__closure__", None) or ()):
             try:
-                v = cell.cell_contents
+                guard(cell, name, cell.cell_contents)
             except ValueError:  # not yet assigned
                 continue
-            if v is None or type(v) in _SCALARS:
-                out.append((cell, name, v))
-            elif isinstance(v, torch.Tensor):
-                out.append((cell, name, v, True))
         codes = [code]
         while codes:
             c = codes.pop()
             codes.extend(k for k in c.co_consts if inspect.iscode(k))
             for name in c.co_names:
-                if name not in g:
+                if name not in g or (id(g), name) in seen:
                     continue
                 v = g[name]
-                if (id(g), name) in seen:
-                    continue
-                if v is None or type(v) in _SCALARS:
+                if guard(g, name, v):
                     seen.add((id(g), name))
-                    out.append((g, name, v))
-                elif isinstance(v, torch.Tensor):  # held by the program: the same tensor, not a new one
-                    seen.add((id(g), name))
-                    out.append((g, name, v, True))
                 elif depth < 2 and inspect.isfunction(v):
                     visit(v, depth + 1)
 
@@ -365,12 +365,12 @@ def _module_attributes(module_dicts):
         for k, v in d.items():
             if k.startswith("_") or k == "training":
                 continue
-            if v is None or type(v) in (bool, int, float, str):
+            if v is None or type(v) in _SCALARS:
                 out.append((d, k, v))
     return out
 
 
-def _prologue_source(trace, args, kwargs, param_meta, params, module_dicts=(), functions=()):
+def _prologue_source(trace, args, kwargs, param_meta, params, module_dicts=(), globals_read=()):
     lines = ["# Constructed by thunder (stage: prologue). These checks run in C++ on every call.",
              "def prologue(*args, **kwargs):"]
 
@@ -399,9 +399,9 @@ def _prologue_source(trace, args, kwargs, param_meta, params, module_dicts=(), f
         walk(p, f"module[{qualname!r}]")
     for mname, d in module_dicts:
         for k, v in d.items():
-            if not k.startswith("_") and k != "training" and (v is None or type(v) in (bool, int, float, str)):
+            if not k.startswith("_") and k != "training" and (v is None or type(v) in _SCALARS):
                 lines.append(f"  check_value(module.get_submodule({mname!r}).{k}, {v!r})")
-    for g, name, v, *_ in _global_scalars(functions):
+    for g, name, v, *_ in globals_read:
         if isinstance(v, torch.Tensor):
             where = f"sys.modules[{g.get('__name__')!r}].{name}" if isinstance(g, dict) else f"closure[{name!r}]"
             lines.append(f"  check_identity({where})  # a tensor the program holds")
