@@ -208,3 +208,28 @@ def test_torch_calls_without_a_rule_cast_inside_themselves_as_in_eager():
     # Without autocast the same module records the plain torch call, in float32.
     out = jm(x)
     assert out[0].dtype == torch.float32 and "autocast_cpu" not in str(thunder.last_traces(jm)[-1])
+
+
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_cuda_torch_calls_without_a_rule_cast_inside_themselves_as_in_eager(dtype):
+    # The same on CUDA: the opaque calls run under CUDA autocast, as traced.
+    torch.manual_seed(0)
+    ref = _Attention().cuda()
+    mod = copy.deepcopy(ref)
+    jm = thunder.jit(mod)
+    x = torch.randn(2, 5, 8, device="cuda")
+    xr, xj = x.clone().requires_grad_(), x.clone().requires_grad_()
+    with torch.autocast("cuda", dtype=dtype):
+        want, got = ref(xr), jm(xj)
+    for g, w in zip(got, want):
+        assert g.dtype == w.dtype, (g.dtype, w.dtype)
+        torch.testing.assert_close(g, w, rtol=2e-2, atol=2e-2)
+    cot = [torch.randn_like(w) for w in want]
+    torch.autograd.backward(want, cot)
+    torch.autograd.backward(got, cot)
+    torch.testing.assert_close(xj.grad, xr.grad, rtol=2e-2, atol=2e-2)
+    for (name, pr), pj in zip(ref.named_parameters(), mod.parameters()):
+        torch.testing.assert_close(pj.grad, pr.grad, rtol=2e-2, atol=2e-2, msg=name)
+    src = str(thunder.last_traces(jm)[0])
+    assert f"autocast_cuda_{str(dtype).removeprefix('torch.')}.multi_head_attention_forward(" in src
