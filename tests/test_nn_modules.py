@@ -89,3 +89,29 @@ def test_transformer_encoder_in_eval_mode_with_a_padding_mask():
                     jfn(x, pad)
             else:
                 torch.testing.assert_close(jfn(x, pad), enc(x, src_key_padding_mask=pad))
+
+
+def test_rnn_weights_are_not_regrouped_while_tracing():
+    # On CUDA an RNN regroups its weights before each call by comparing their addresses, which
+    # proxies do not have: while tracing the regrouping is skipped (values are unchanged by it), and
+    # torch's own function is back in place afterwards.
+    from thunder.core import capture
+
+    original = torch.nn.RNNBase.flatten_parameters
+    seen = []
+
+    class M(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = torch.nn.GRU(4, 3, batch_first=True)
+
+        def forward(self, x):
+            seen.append(torch.nn.RNNBase.flatten_parameters)
+            self.rnn.flatten_parameters()
+            return self.rnn(x)[0]
+
+    m = M()
+    x = torch.randn(2, 5, 4)
+    torch.testing.assert_close(thunder.jit(m)(x), m(x))
+    assert seen[0] is capture._flatten_parameters_while_tracing and seen[1] is original
+    assert torch.nn.RNNBase.flatten_parameters is original

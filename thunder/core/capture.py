@@ -379,12 +379,29 @@ def _detect_is_causal_while_tracing(mask=None, is_causal=None, size=None):
     return _detect_is_causal_eager(mask, is_causal, size)
 
 
+def _flatten_parameters_while_tracing(self):
+    """An RNN module on CUDA regroups its weights into one block of memory before each call when they
+    are not (cuDNN's layout; the values stay the same), a choice made by comparing the weights'
+    addresses. While tracing the weights are proxies, which have no address: the regrouping is left
+    to eager calls, and the traced call reads the weights as they are."""
+    if any(isinstance(w, TensorProxy) for w in getattr(self, "_flat_weights", ())):
+        return None
+    return _flatten_parameters_eager(self)
+
+
+# torch functions replaced while a function is traced: (owner, name, replacement); the originals are
+# put back when tracing ends.
+_TRACING_PATCHES = []
 try:
     from torch.nn.modules import transformer as _transformer_module
 
     _detect_is_causal_eager = _transformer_module._detect_is_causal_mask
+    _TRACING_PATCHES.append((_transformer_module, "_detect_is_causal_mask", _detect_is_causal_while_tracing))
 except (ImportError, AttributeError):  # a torch without it
-    _transformer_module = None
+    pass
+_flatten_parameters_eager = torch.nn.RNNBase.flatten_parameters
+_TRACING_PATCHES.append((torch.nn.RNNBase, "flatten_parameters", _flatten_parameters_while_tracing))
+_PATCHED_ORIGINALS = [getattr(owner, name) for owner, name, _ in _TRACING_PATCHES]
 _capture_depth = 0
 
 
@@ -410,16 +427,18 @@ class CaptureMode(TorchFunctionMode):
 
     def __enter__(self):
         global _capture_depth
-        if _transformer_module is not None and _capture_depth == 0:
-            _transformer_module._detect_is_causal_mask = _detect_is_causal_while_tracing
+        if _capture_depth == 0:
+            for owner, name, replacement in _TRACING_PATCHES:
+                setattr(owner, name, replacement)
         _capture_depth += 1
         return super().__enter__()
 
     def __exit__(self, *exc):
         global _capture_depth
         _capture_depth -= 1
-        if _transformer_module is not None and _capture_depth == 0:
-            _transformer_module._detect_is_causal_mask = _detect_is_causal_eager
+        if _capture_depth == 0:
+            for (owner, name, _), original in zip(_TRACING_PATCHES, _PATCHED_ORIGINALS):
+                setattr(owner, name, original)
         if self.grad_enabled != self.initial_grad_enabled:
             self.grad_enabled = self.initial_grad_enabled
             self.session.record(self._set_grad, (self.initial_grad_enabled,), {}, "")
