@@ -1,6 +1,8 @@
 """In-place updates through views: the update reaches the viewed tensor (and, for a function input,
 the caller's tensor), and every other view of it sees the new values, as in eager."""
 
+import copy
+
 import pytest
 import torch
 
@@ -220,11 +222,13 @@ def test_in_place_writes_through_data_reach_the_tensor():
         torch.testing.assert_close((p, ema), (p2, ema2))
 
 
-@pytest.mark.parametrize("how", ["no_grad", "data", "detach", "view"])
-def test_in_place_update_of_a_leaf_that_requires_grad_is_refused(how):
-    # Eager updates the leaf's values and keeps differentiating with respect to it (or, through a
-    # view with grad on, refuses); the program would lose its gradient, so thunder refuses clearly.
+@pytest.mark.parametrize("how", ["no_grad", "data", "detach", "no_grad_view", "twice"])
+def test_in_place_update_of_a_leaf_that_requires_grad_matches_eager(how):
+    # Eager updates the leaf's values without history and keeps differentiating with respect to the
+    # leaf: what reads it afterwards gives the leaf its gradient (prims.leaf_update), and the leaf
+    # holds the new values after the call.
     def f(p, x):
+        before = (p + x).sum()  # read before the update: differentiates with respect to the leaf too
         if how == "no_grad":
             with torch.no_grad():
                 p.clamp_(-0.5, 0.5)
@@ -232,10 +236,106 @@ def test_in_place_update_of_a_leaf_that_requires_grad_is_refused(how):
             p.data.clamp_(-0.5, 0.5)
         elif how == "detach":
             p.detach().clamp_(-0.5, 0.5)
+        elif how == "no_grad_view":
+            with torch.no_grad():
+                p[:2].mul_(2)
+        else:
+            p.data.mul_(2)
+            with torch.no_grad():
+                p[1:].add_(1)
+        return (p * x).sum() + before
+
+    torch.manual_seed(0)
+    p0, x = torch.randn(6), torch.randn(6)
+    pe, pj = p0.clone().requires_grad_(), p0.clone().requires_grad_()
+    jf = thunder.jit(f)
+    want, got = f(pe, x), jf(pj, x)
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(pj.detach(), pe.detach())
+    want.backward()
+    got.backward()
+    torch.testing.assert_close(pj.grad, pe.grad)
+    assert "prims.leaf_update(" in str(thunder.last_traces(jf)[-1])
+
+
+@pytest.mark.parametrize("how", ["direct", "view"])
+def test_in_place_update_of_a_leaf_that_requires_grad_with_grad_on_is_refused_as_in_eager(how):
+    def f(p):
+        if how == "direct":
+            p.mul_(2)
         else:
             p[:2].mul_(2)
-        return (p * x).sum()
+        return p.sum()
 
-    p = torch.randn(6, requires_grad=True)
-    with pytest.raises(NotImplementedError, match="a leaf tensor that requires grad .*its gradient would be lost"):
-        thunder.jit(f)(p, torch.randn(6))
+    for fn in (f, thunder.jit(f)):
+        with pytest.raises(RuntimeError, match="leaf Variable that requires grad is being used in an in-place operation"):
+            fn(torch.randn(6, requires_grad=True))
+
+
+def test_parameter_clamped_in_forward_trains_as_in_eager():
+    # A module that renormalizes its weight in place under no_grad in forward (as Embedding(max_norm)
+    # does): its parameter's gradient and values after a step are eager's.
+    class Clamped(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(4, 3)
+
+        def forward(self, x):
+            with torch.no_grad():
+                self.lin.weight.clamp_(-0.2, 0.2)
+            return self.lin(x).tanh().sum()
+
+    torch.manual_seed(0)
+    ref = Clamped()
+    mod = copy.deepcopy(ref)
+    jm = thunder.jit(mod)
+    for _ in range(2):
+        x = torch.randn(5, 4)
+        want, got = ref(x), jm(x)
+        torch.testing.assert_close(got, want)
+        want.backward()
+        got.backward()
+        for pr, pj in zip(ref.parameters(), mod.parameters()):
+            torch.testing.assert_close(pj, pr)
+            torch.testing.assert_close(pj.grad, pr.grad)
+
+
+_COUNTS = torch.zeros(3)
+
+
+def test_in_place_update_of_a_global_tensor_is_seen_by_later_reads():
+    # A global tensor (an input of the program, by identity) updated in place: what reads it
+    # afterwards sees the new values, and the tensor holds them after the call.
+    def f(x):
+        _COUNTS.add_(1)
+        return x + _COUNTS
+
+    mine = torch.zeros(3)
+
+    def eager(x):
+        mine.add_(1)
+        return x + mine
+
+    jf = thunder.jit(f)
+    for _ in range(2):
+        torch.testing.assert_close(jf(torch.ones(3)), eager(torch.ones(3)))
+        torch.testing.assert_close(_COUNTS, mine)
+    assert not hasattr(_COUNTS, "_thunder_ref")
+
+
+def test_kv_cache_in_a_plain_tensor_attribute_is_written_and_read_as_eager():
+    class Cache(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.k = torch.zeros(4, 2)  # a plain attribute, not a buffer
+
+        def forward(self, pos, k):
+            self.k[pos] = k
+            self.k[:, 1].mul_(2)
+            return self.k.sum(0)
+
+    mod, ref = Cache(), Cache()
+    jm = thunder.jit(mod)
+    for i in range(3):
+        torch.testing.assert_close(jm(i, torch.full((2,), float(i + 1))), ref(i, torch.full((2,), float(i + 1))))
+    torch.testing.assert_close(mod.k, ref.k)

@@ -115,3 +115,38 @@ def test_rnn_weights_are_not_regrouped_while_tracing():
     torch.testing.assert_close(thunder.jit(m)(x), m(x))
     assert seen[0] is capture._flatten_parameters_while_tracing and seen[1] is original
     assert torch.nn.RNNBase.flatten_parameters is original
+
+
+INPLACE_ACTIVATIONS = {
+    "ReLU6": lambda: torch.nn.ReLU6(inplace=True), "SiLU": lambda: torch.nn.SiLU(inplace=True),
+    "LeakyReLU": lambda: torch.nn.LeakyReLU(0.1, inplace=True), "Hardswish": lambda: torch.nn.Hardswish(inplace=True),
+    "ELU": lambda: torch.nn.ELU(inplace=True), "Hardtanh": lambda: torch.nn.Hardtanh(inplace=True),
+    "Mish": lambda: torch.nn.Mish(inplace=True), "Hardsigmoid": lambda: torch.nn.Hardsigmoid(inplace=True),
+    "Threshold": lambda: torch.nn.Threshold(0.1, 20.0, inplace=True), "SELU": lambda: torch.nn.SELU(inplace=True),
+    "CELU": lambda: torch.nn.CELU(inplace=True),
+}
+
+
+@pytest.mark.parametrize("name", sorted(INPLACE_ACTIVATIONS))
+def test_activations_with_inplace_true_train_as_in_eager(name):
+    # inplace=True (MobileNet's Hardswish, EfficientNet's SiLU): the activation out of place, its
+    # result written into its input, as eager's values and gradients.
+    act = INPLACE_ACTIVATIONS[name]
+    train_two_steps(lambda: torch.nn.Sequential(torch.nn.Linear(6, 8), act(), torch.nn.Linear(8, 3)), (5, 6))
+
+
+def test_dropout_with_inplace_true_draws_eager_mask():
+    def f(x):
+        y = x * 2
+        return torch.nn.functional.dropout(y, 0.3, True, True) + y
+
+    x = torch.randn(4, 5, requires_grad=True)
+    torch.manual_seed(0)
+    want = f(x)
+    (gw,) = torch.autograd.grad(want.sum(), x)
+    jf = thunder.jit(f)
+    torch.manual_seed(0)
+    got = jf(x)
+    (gg,) = torch.autograd.grad(got.sum(), x)
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(gg, gw)

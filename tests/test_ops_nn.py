@@ -292,9 +292,16 @@ def test_rrelu_in_training_runs_as_torch_call_with_eager_draws():
     torch.testing.assert_close(got_in.grad, want_in.grad)
 
 
-def test_activation_inplace_flag_is_refused():
-    with pytest.raises(NotImplementedError):
-        thunder.jit(lambda x: F.silu(x, inplace=True))(randn(3))
+def test_activation_inplace_flag_writes_into_the_input_as_eager():
+    def f(x):
+        y = F.silu(x, inplace=True)
+        return y, x
+
+    a, b = randn(3), randn(3)
+    b.copy_(a)
+    got, want = thunder.jit(f)(a), f(b)
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(a, b)
 
 
 # ---- softmax -----------------------------------------------------------------------------------

@@ -366,6 +366,12 @@ void register_structural_grad_rules() {
     c.put_grad(0, gs);
   });
 
+  // leaf_update(leaf, value): what reads the result differentiates with respect to the leaf.
+  rule(prims::leaf_update(), [](BackwardContext& c) {
+    TensorRef g = c.grad_out();
+    if (g && c.needs(0)) c.put_grad(0, g);
+  });
+
   rule(prims::matmul(), matmul_backward);
   rule(prims::linear(), linear_backward);
   rule(prims::convolution(), [](BackwardContext& c) {

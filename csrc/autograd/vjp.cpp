@@ -68,7 +68,9 @@ class Differentiator {
       }
       bool reads_diff = false;
       for (const TensorRef& t : bs->input_tensors()) reads_diff = reads_diff || diff_.count(t.get());
-      if (!reads_diff || !grad_on) {
+      // A leaf's update without history is recorded where grad mode is off (torch.no_grad()), yet
+      // what reads it differentiates with respect to the leaf.
+      if (!reads_diff || (!grad_on && bs->sym != &prims::leaf_update())) {
         if (!all_predefined) emit(out, bs, predefined);
         continue;
       }

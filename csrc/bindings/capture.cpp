@@ -7,6 +7,7 @@
 #include <nanobind/stl/vector.h>
 
 #include "core/error.h"
+#include "ops/registry.h"
 #include "runtime/objects.h"
 
 namespace thunder::bindings {
@@ -321,6 +322,11 @@ std::optional<TensorRef> CaptureSession::replay_view(const ViewDef& def, const T
 }
 
 void CaptureSession::repoint(const TensorProxy* from, const TensorRef& to) {
+  // A tensor the function closes over (a global, a plain tensor attribute) is read through
+  // constants_: later reads see the new version.
+  for (auto& [obj, ref] : constants_) {
+    if (ref.get() == from) ref = to;
+  }
   auto it = py_of_.find(from);
   if (it == py_of_.end()) return;
   nb::object obj = it->second;
@@ -347,7 +353,8 @@ bool CaptureSession::propagate_view_update(const TensorProxy* old, const TensorR
   // The root's update, recorded as an in-place copy (functionalization writes an input back).
   TensorRef root_ref = ref_of_.at(r);
   Value new_root = builder_.call(ltorch_symbol("copy_"), {Value(root_ref), Value(value)});
-  const TensorRef& nr = new_root.as_tensor();
+  TensorRef nr = new_root.as_tensor();
+  if (grad_leaf_inputs_.count(r)) nr = leaf_update(root_ref, nr);
   repoint(r, nr);
   refresh_views(r, nr);
   return true;
@@ -374,6 +381,23 @@ void CaptureSession::refresh_views(const TensorProxy* r, const TensorRef& nr) {
   }
 }
 
+TensorRef CaptureSession::leaf_update(const TensorRef& leaf, const TensorRef& value) {
+  TensorRef next = builder_.call(prims::leaf_update(), {Value(leaf), Value(value)}).as_tensor();
+  grad_leaf_inputs_.insert(next.get());  // the same leaf, for its later updates
+  return next;
+}
+
+bool CaptureSession::detached(const TensorProxy* view) const {
+  const TensorProxy* r = root(view);
+  for (const TensorProxy* p = view; p != r;) {
+    auto it = view_def_.find(p);
+    if (it == view_def_.end()) return false;
+    if (it->second.bsym && it->second.bsym->sym->name == "detach") return true;
+    p = it->second.parent;
+  }
+  return false;
+}
+
 std::string CaptureSession::at_source() const {
   return source_.empty() ? "" : " (at " + source_ + ")";
 }
@@ -388,18 +412,15 @@ std::string CaptureSession::stale_reason() const {
 nb::object CaptureSession::after_inplace(nb::handle self_obj, const TensorRef& old, const Value& out) {
   const TensorRef& updated = out.as_tensor();
   const TensorProxy* r = root(old.get());
-  if (grad_leaf_inputs_.count(r)) {
-    // Eager updates such a leaf's values under torch.no_grad() or through .data / .detach() and
-    // keeps differentiating with respect to it; the program would differentiate with respect to a
-    // new value that has no history, so the gradient would be lost. (Directly, with grad on, eager
-    // refuses the update itself, as the program does when it runs.)
+  const bool grad_leaf = grad_leaf_inputs_.count(r) > 0;
+  if (grad_leaf) {
+    // With grad on, eager refuses to update such a leaf, or a view of it that is not detached.
     static nb::object grad_enabled = nb::module_::import_("torch").attr("is_grad_enabled");
-    if (r != old.get() || !nb::cast<bool>(grad_enabled())) {
-      throw NotImplementedError(
-          "in-place update of the input '" + r->name() + "', a leaf tensor that requires grad" +
-          at_source() +
-          " (under torch.no_grad(), or through .data, .detach() or a view) is not supported by "
-          "thunder yet: its gradient would be lost. Update it outside the jitted function");
+    if (nb::cast<bool>(grad_enabled()) && (r == old.get() || !detached(old.get()))) {
+      throw Error(std::string(r == old.get() ? "a leaf Variable" : "a view of a leaf Variable") +
+                  " that requires grad is being used in an in-place operation (the input '" +
+                  r->name() + "')" + at_source() +
+                  ". Update it under torch.no_grad(), or through .data or .detach()");
     }
   }
   if (r != old.get()) {
@@ -417,12 +438,17 @@ nb::object CaptureSession::after_inplace(nb::handle self_obj, const TensorRef& o
       if (m != old.get()) stale_[m] = why;
     }
   }
-  // The Python object now stands for the new version.
-  nb::setattr(self_obj, "_thunder_ref", nb::cast(ProxyHandle{updated}));
-  py_of_[updated.get()] = nb::borrow(self_obj);
+  // The Python object now stands for the new version (a closed-over tensor: through constants_).
+  TensorRef now = grad_leaf && r == old.get() ? leaf_update(old, updated) : updated;
+  if (PyObject_TypeCheck(self_obj.ptr(), reinterpret_cast<PyTypeObject*>(proxy_type_.ptr()))) {
+    nb::setattr(self_obj, "_thunder_ref", nb::cast(ProxyHandle{now}));
+    py_of_[now.get()] = nb::borrow(self_obj);
+  } else {
+    repoint(old.get(), now);
+  }
   // The viewed tensor itself was updated: its views are recomputed from the new version.
   auto views = members_.find(r);
-  if (r == old.get() && views != members_.end() && !views->second.empty()) refresh_views(r, updated);
+  if (r == old.get() && views != members_.end() && !views->second.empty()) refresh_views(r, now);
   return nb::borrow(self_obj);
 }
 

@@ -79,6 +79,11 @@ class CaptureSession {
   void repoint(const TensorProxy* from, const TensorRef& to);
   // Recomputes every view of root `r` from its new version `nr` (views without an inverse go stale).
   void refresh_views(const TensorProxy* r, const TensorRef& nr);
+  // The next version of a leaf input that requires grad, updated to `value` without history
+  // (prims.leaf_update: what reads it differentiates with respect to the leaf).
+  TensorRef leaf_update(const TensorRef& leaf, const TensorRef& value);
+  // True when `view` reaches its root through a detach (.detach(), .data).
+  bool detached(const TensorProxy* view) const;
   bool invertible(const ViewDef& def);
   // Why a stale alias cannot be read (with the current source line).
   std::string stale_reason() const;
@@ -100,7 +105,7 @@ class CaptureSession {
   std::unordered_map<const TensorProxy*, ViewDef> view_def_;
   std::unordered_map<const TensorProxy*, TensorRef> ref_of_;  // proxy -> owning reference
   std::unordered_set<const TensorProxy*> input_set_;
-  // The inputs that are leaves requiring grad (an in-place update of one is refused).
+  // The inputs that are leaves requiring grad, and their later versions (prims.leaf_update).
   std::unordered_set<const TensorProxy*> grad_leaf_inputs_;
   std::vector<std::string> opaque_names_;
   std::string source_;

@@ -483,6 +483,16 @@ Value meta_none(Builder& b, const BoundArgs& a) {
   return Value();
 }
 
+Value meta_leaf_update(Builder& b, const BoundArgs& a) {
+  const TensorRef& leaf = a.tensor(0);
+  const TensorRef& value = a.tensor(1);
+  if (value->shape() != leaf->shape() || value->dtype() != leaf->dtype()) {
+    throw ValueError("prims.leaf_update: the value " + value->type_string() +
+                     " does not match the leaf " + leaf->type_string());
+  }
+  return b.new_tensor(leaf->shape(), leaf->dtype(), leaf->device(), leaf->requires_grad());
+}
+
 Value meta_copy_(Builder& b, const BoundArgs& a) {
   const TensorRef& src = a.tensor(0);
   const TensorRef& dst = a.tensor(1);

@@ -14,12 +14,18 @@ Trace functionalize(const Trace& trace) {
   std::unordered_map<const TensorProxy*, TensorRef> latest;   // root -> latest version
   std::vector<BSymRef> out;
   for (const BSymRef& b : trace.bsyms) {
-    if (!b->sym->has_tag(kTagInplace) || b->sym->is_prim()) {
+    // A leaf's update without history is the leaf's next version, like an in-place symbol's output.
+    const bool leaf_update = b->sym == &prims::leaf_update();
+    if (!leaf_update && (!b->sym->has_tag(kTagInplace) || b->sym->is_prim())) {
       out.push_back(b);
       continue;
     }
     const TensorRef& mutated = b->args.at(0).as_tensor();
-    for (const BSymRef& s : b->subsymbols) out.push_back(s);
+    if (leaf_update) {
+      out.push_back(b);
+    } else {
+      for (const BSymRef& s : b->subsymbols) out.push_back(s);
+    }
     if (!b->output.is_tensor()) {
       throw Error(b->sym->qualname() + ": an in-place symbol must produce the updated tensor");
     }

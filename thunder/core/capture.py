@@ -484,9 +484,10 @@ class CaptureMode(TorchFunctionMode):
                                       "depends on the data)",
                                       "Use the three-argument torch.where(condition, x, y) instead.")
             if sym is not None:
-                if "inplace" in sym.signature:
-                    return self._record(sym, args, kwargs)
-                inplace, args2, kwargs2 = _inplace_flag(func, args, kwargs) if _takes_inplace(func) else (False, args, kwargs)
+                # inplace=True (F.silu(x, inplace=True), nn.Hardswish(inplace=True)): the function
+                # out of place, then its result copied into the input.
+                takes_inplace = "inplace" in sym.signature or _takes_inplace(func)
+                inplace, args2, kwargs2 = _inplace_flag(func, args, kwargs) if takes_inplace else (False, args, kwargs)
                 if inplace:
                     out = self._record(sym, args2, kwargs2)
                     return self._record(self.table.copy_, (args2[0] if args2 else kwargs2["input"], out), {})

@@ -252,6 +252,11 @@ def set_grad_enabled(mode):
     torch._C._set_grad_enabled(mode)
 
 
+def leaf_update(leaf, value):
+    """A leaf's update without history: the value itself (the gradient rule routes it to the leaf)."""
+    return value
+
+
 def copy(input, src, non_blocking=False):
     """The value `input` holds after `input.copy_(src)`, as a new tensor."""
     out = torch.empty_like(input)
