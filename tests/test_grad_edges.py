@@ -144,3 +144,74 @@ def test_is_leaf_and_grad_fn_answer_as_in_eager():
     torch.testing.assert_close(thunder.jit(f)(w, x, nonleaf), f(w, x, nonleaf))
     with pytest.raises(NotImplementedError, match="cannot inspect a grad_fn while tracing"):
         thunder.jit(lambda w: (w * 2).grad_fn.next_functions)(w)
+
+
+def test_jitted_function_and_module_called_inside_a_jitted_function_are_differentiated():
+    # A jitted callable called while another function is traced is traced inline: its gradient
+    # reaches the outer program's inputs (it ran as its own autograd Function under no_grad, and the
+    # gradient through it was lost).
+    torch.manual_seed(0)
+    x = torch.randn(3, requires_grad=True)
+    inner = thunder.jit(lambda x: x.sin().sum())
+
+    def g(x):
+        return inner(x) + x.sum()
+
+    (got,) = torch.autograd.grad(thunder.jit(g)(x), x)
+    (want,) = torch.autograd.grad(g(x), x)
+    torch.testing.assert_close(got, want)
+
+    lin = torch.nn.Linear(3, 3)
+    seq = torch.nn.Sequential(thunder.jit(lin), torch.nn.Tanh())
+    xx = torch.randn(2, 3)
+    thunder.jit(seq)(xx).sum().backward()
+    got_w = lin.weight.grad.clone()
+    lin.weight.grad = None
+    seq(xx).sum().backward()
+    torch.testing.assert_close(got_w, lin.weight.grad)
+
+
+class _Square(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return 2 * g * x
+
+
+class _StraightThrough(torch.autograd.Function):
+    # Its backward is not the derivative of its forward: only running it gives eager's gradient.
+    @staticmethod
+    def forward(x, scale):
+        return torch.round(x * scale)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.scale = inputs[1]
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * ctx.scale, None
+
+
+@pytest.mark.parametrize("fn_cls", [_Square, _StraightThrough])
+def test_custom_autograd_function_gradients_are_its_own(fn_cls):
+    def f(x):
+        y = fn_cls.apply(x * 2) if fn_cls is _Square else fn_cls.apply(x * 2, 3.0)
+        return (y * x).sum()
+
+    torch.manual_seed(0)
+    x = torch.randn(4, requires_grad=True)
+    jf = thunder.jit(f)
+    (got,) = torch.autograd.grad(jf(x), x)
+    (want,) = torch.autograd.grad(f(x), x)
+    torch.testing.assert_close(got, want)
+    assert f"{fn_cls.__qualname__}.apply(" in str(thunder.last_traces(jf)[0])  # one call, run by torch
+    # Without gradients its forward is traced inline (and fused) as before.
+    with torch.no_grad():
+        torch.testing.assert_close(jf(x), f(x))
+    assert ".apply(" not in str(thunder.last_traces(jf)[-1])

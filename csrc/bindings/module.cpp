@@ -365,6 +365,7 @@ NB_MODULE(_core, m) {
   bindings::bind_fuser(m);
   bindings::bind_extend(m);
 
+  m.def("_set_tracing_depth", &runtime::set_tracing_depth, "depth"_a);
   nb::class_<CompiledFunction>(m, "CompiledFunction", nb::dynamic_attr())
       .def("__init__", [](CompiledFunction* f, nb::object compile, nb::list params, nb::list flags,
                           int mode) {

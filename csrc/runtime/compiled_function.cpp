@@ -41,6 +41,10 @@ bool CacheEntry::attributes_match() const {
       return false;
     }
     if (Py_TYPE(v) != Py_TYPE(g.value.ptr())) return false;
+    if (PyFloat_CheckExact(v)) {
+      if (!same_float(PyFloat_AS_DOUBLE(v), PyFloat_AS_DOUBLE(g.value.ptr()))) return false;
+      continue;
+    }
     int eq = PyObject_RichCompareBool(v, g.value.ptr(), Py_EQ);
     if (eq < 0) throw nb::python_error();
     if (!eq) return false;
@@ -107,7 +111,17 @@ nb::object CompiledFunction::run_entry(CacheEntry& e, const std::vector<PyObject
   return out;
 }
 
+namespace {
+int g_tracing_depth = 0;  // functions being traced now (a jitted function called inside one)
+}  // namespace
+
+void set_tracing_depth(int depth) { g_tracing_depth = depth; }
+
 nb::object CompiledFunction::call(nb::args args, nb::kwargs kwargs) {
+  // Called while another function is traced: the wrapped function is traced inline, so the outer
+  // program differentiates through it (its own program would run as an opaque autograd Function
+  // under no_grad, and the gradient through it would be lost).
+  if (g_tracing_depth > 0) return compile_.attr("inline")(args, kwargs);
   PyObject* kw = PyDict_GET_SIZE(kwargs.ptr()) ? kwargs.ptr() : nullptr;
   // Parameters and flags as they are now.
   PyObject* pstack[256];

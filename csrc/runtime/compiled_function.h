@@ -48,6 +48,10 @@ struct CacheEntry {
 
 enum class CacheMode : uint8_t { kConstantValues = 0, kSameInput = 1, kNoCaching = 2 };
 
+// The number of functions being traced now (set by the capture; a jitted function called while it is
+// positive traces its wrapped function inline).
+void set_tracing_depth(int depth);
+
 class CompiledFunction {
  public:
   // `compile` is called as compile(args, kwargs) on a miss and returns a CacheEntry. `param_sources` is

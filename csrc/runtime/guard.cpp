@@ -134,8 +134,7 @@ bool Guard::check_node(PyObject* o, const Node& n, std::vector<PyObject*>& tenso
     }
     case Node::Kind::kFloat: {
       if (!PyFloat_CheckExact(o)) return false;
-      double v = PyFloat_AS_DOUBLE(o);
-      return v == n.f || (std::isnan(v) && std::isnan(n.f));
+      return same_float(PyFloat_AS_DOUBLE(o), n.f);
     }
     case Node::Kind::kStr: {
       if (!PyUnicode_CheckExact(o)) return false;

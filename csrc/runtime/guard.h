@@ -6,6 +6,7 @@
 
 #include <nanobind/nanobind.h>
 
+#include <cmath>
 #include <memory>
 #include <string>
 #include <vector>
@@ -13,6 +14,11 @@
 namespace thunder::runtime {
 
 namespace nb = nanobind;
+
+// Python floats as a program sees them: -0.0 is not 0.0 (x / s, copysign), and NaN matches NaN.
+inline bool same_float(double a, double b) {
+  return (a == b && std::signbit(a) == std::signbit(b)) || (std::isnan(a) && std::isnan(b));
+}
 
 class Guard {
  public:

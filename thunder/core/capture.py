@@ -8,6 +8,7 @@ import inspect
 import linecache
 import os
 import sys
+from typing import ClassVar
 
 import torch
 from torch.overrides import TorchFunctionMode
@@ -389,6 +390,41 @@ def _flatten_parameters_while_tracing(self):
     return _flatten_parameters_eager(self)
 
 
+class _ApplyOf:
+    """A torch.autograd.Function's own apply, as a callable the program runs (by torch, opaque)."""
+
+    _made: ClassVar[dict] = {}
+
+    def __init__(self, cls):
+        self.cls = cls
+        self.__name__ = "apply"
+        self.__qualname__ = f"{cls.__qualname__}.apply"
+        self.__module__ = getattr(cls, "__module__", None) or "torch"
+
+    @classmethod
+    def of(cls, fn_cls):
+        made = cls._made.get(fn_cls)
+        if made is None:
+            made = cls._made[fn_cls] = cls(fn_cls)
+        return made
+
+    def __call__(self, *args, **kwargs):
+        return _function_apply_eager(self.cls, *args, **kwargs)
+
+
+def _function_apply_while_tracing(cls, *args, **kwargs):
+    """A custom torch.autograd.Function applied to tensors that require grad, with grad mode on: one
+    opaque call, run by torch, so its own backward gives the gradient (its forward runs under
+    no_grad: traced inline, its operations had no gradient, and the gradient through it was lost).
+    Otherwise its forward is traced inline as before."""
+    flat = [*args, *kwargs.values()]
+    if _ACTIVE_MODES and torch.is_grad_enabled() and any(
+            isinstance(a, TensorProxy) and a.requires_grad for a in flat):
+        with torch._C.DisableTorchFunction():  # its meta call below is not part of the program
+            return _ACTIVE_MODES[-1]._record_opaque(_ApplyOf.of(cls), args, kwargs)
+    return _function_apply_eager(cls, *args, **kwargs)
+
+
 # torch functions replaced while a function is traced: (owner, name, replacement); the originals are
 # put back when tracing ends.
 _TRACING_PATCHES = []
@@ -401,8 +437,12 @@ except (ImportError, AttributeError):  # a torch without it
     pass
 _flatten_parameters_eager = torch.nn.RNNBase.flatten_parameters
 _TRACING_PATCHES.append((torch.nn.RNNBase, "flatten_parameters", _flatten_parameters_while_tracing))
-_PATCHED_ORIGINALS = [getattr(owner, name) for owner, name, _ in _TRACING_PATCHES]
+_function_apply_eager = torch.autograd.Function.__dict__["apply"].__func__
+_TRACING_PATCHES.append((torch.autograd.Function, "apply", classmethod(_function_apply_while_tracing)))
+# As each owner holds them (a classmethod object, not the bound method getattr gives).
+_PATCHED_ORIGINALS = [vars(owner)[name] for owner, name, _ in _TRACING_PATCHES]
 _capture_depth = 0
+_ACTIVE_MODES = []  # the capture modes entered, innermost last
 
 
 class CaptureMode(TorchFunctionMode):
@@ -431,11 +471,15 @@ class CaptureMode(TorchFunctionMode):
             for owner, name, replacement in _TRACING_PATCHES:
                 setattr(owner, name, replacement)
         _capture_depth += 1
+        _core._set_tracing_depth(_capture_depth)
+        _ACTIVE_MODES.append(self)
         return super().__enter__()
 
     def __exit__(self, *exc):
         global _capture_depth
         _capture_depth -= 1
+        _core._set_tracing_depth(_capture_depth)
+        _ACTIVE_MODES.pop()
         if _capture_depth == 0:
             for (owner, name, _), original in zip(_TRACING_PATCHES, _PATCHED_ORIGINALS):
                 setattr(owner, name, original)

@@ -169,6 +169,11 @@ class _Compiler:
         self.params = []  # (qualified name, dict, key) of module parameters and buffers
         self.module_dicts = []  # the __dict__ of every submodule
 
+    def inline(self, args, kwargs):
+        """A call made while another function is traced: the wrapped function or module, traced
+        as part of that function."""
+        return self.fn(*args, **kwargs)
+
     def traced_functions(self):
         """The function traced, or the forward of every submodule."""
         if self.module is None:
