@@ -533,3 +533,28 @@ def test_a_global_tensor_rebound_recompiles():
         assert "check_identity(sys.modules['test_cache'].GLOBAL_WEIGHT)" in str(thunder.last_prologue_traces(jfn)[-1])
     finally:
         GLOBAL_WEIGHT = old.fill_(1.0)
+
+
+def test_negative_zero_is_not_zero_to_the_guards():
+    # x / s and copysign tell -0.0 from 0.0: a program compiled for one is not reused for the other.
+    jf = thunder.jit(lambda x, s: (x / s, torch.copysign(x, s)))
+    x = torch.ones(2)
+    for s in (0.0, -0.0, 0.0):
+        want = (x / s, torch.copysign(x, torch.tensor(s)))
+        got = jf(x, s)
+        torch.testing.assert_close(got, want)
+
+
+_ZERO = 0.0
+
+
+def test_negative_zero_global_recompiles():
+    global _ZERO
+    jf = thunder.jit(lambda x: x / _ZERO)
+    x = torch.ones(2)
+    try:
+        for z in (0.0, -0.0):
+            _ZERO = z
+            torch.testing.assert_close(jf(x), x / z)
+    finally:
+        _ZERO = 0.0
