@@ -458,3 +458,47 @@ def test_reading_an_inputs_grad_is_refused_clearly():
     assert "test_errors.py" in str(e.value)
     # A tensor made inside the function has no .grad, as in eager.
     assert thunder.jit(lambda x: (x * 2).grad is None and x.sum())(torch.randn(3)) is not None
+
+
+def test_augmented_assignment_that_cannot_cast_raises_as_eager():
+    # `a *= 1.5` on an integer tensor: eager's RuntimeError (a TypeError made Python fall back to
+    # a = a * 1.5, a float result and an untouched input).
+    def f(a):
+        a *= 1.5
+        return a
+
+    for fn in (f, thunder.jit(f)):
+        a = torch.tensor([2, 4])
+        with pytest.raises(RuntimeError, match="can't be cast to the desired output type"):
+            fn(a)
+        assert a.tolist() == [2, 4]
+
+
+def test_inplace_shift_without_a_rule_is_refused():
+    def f(x):
+        x <<= 1
+        x += 1
+
+    with pytest.raises(NotImplementedError, match="in-place operation torch.Tensor.__ilshift__"):
+        thunder.jit(f)(torch.tensor([1, 2, 3]))
+
+
+def test_manual_seed_inside_a_jitted_function_is_refused():
+    def f(x):
+        torch.manual_seed(5)
+        return x + torch.rand(2)
+
+    with pytest.raises(NotImplementedError, match="torch.manual_seed inside a jitted function"):
+        thunder.jit(f)(torch.zeros(2))
+    assert torch.manual_seed.__module__ == "torch.random"  # put back after tracing
+
+
+def test_random_calls_without_tensor_inputs_draw_as_eager():
+    # Their outputs' shapes are learned by calling them; that call must not draw the numbers.
+    f = lambda x: x[torch.randperm(4)] + torch.normal(0.0, 1.0, size=(4,))  # noqa: E731
+    x = torch.arange(4.0)
+    torch.manual_seed(0)
+    want = (f(x), torch.rand(1))
+    torch.manual_seed(0)
+    got = (thunder.jit(f)(x), torch.rand(1))
+    torch.testing.assert_close(got, want)

@@ -876,3 +876,28 @@ def test_pairwise_distance(shapes, kw):
     for g, w, x in zip(torch.autograd.grad(got, (a, b), cot, allow_unused=True),
                        torch.autograd.grad(want, (c, d), cot, allow_unused=True), (x1, x2)):
         torch.testing.assert_close(torch.zeros_like(x) if g is None else g, torch.zeros_like(x) if w is None else w)
+
+
+@pytest.mark.parametrize("case", ["ties_2d", "ties_1d", "relu_zeros", "dilated_ceil", "overlap_1d"])
+def test_max_pool_gradient_goes_to_each_windows_first_maximum_as_in_eager(case):
+    # amax shares a window's cotangent among tied maxima; eager's max_pool routes it to the first
+    # (ties are common: a ReLU's zeros, rounded or quantized values).
+    torch.manual_seed(0)
+    f, x = {
+        "ties_2d": (lambda a: F.max_pool2d(a, 2), torch.ones(1, 1, 2, 2)),
+        "ties_1d": (lambda a: F.max_pool1d(a, 2), torch.tensor([[[3.0, 3, 1, 1]]])),
+        "relu_zeros": (lambda a: F.max_pool2d(F.relu(a), 3, 2, 1), torch.randn(2, 3, 9, 9)),
+        "dilated_ceil": (lambda a: F.max_pool2d(a.round(), 3, 1, 1, dilation=2, ceil_mode=True),
+                         torch.randn(2, 3, 9, 9) * 2),
+        "overlap_1d": (lambda a: F.max_pool1d(a.round(), 3, 2, 1), torch.randn(2, 3, 11)),
+    }[case]
+    xe, xj = x.clone().requires_grad_(), x.clone().requires_grad_()
+    jf = thunder.jit(f)
+    want, got = f(xe), jf(xj)
+    torch.testing.assert_close(got, want)
+    cot = torch.randn_like(want)
+    want.backward(cot)
+    got.backward(cot)
+    torch.testing.assert_close(xj.grad, xe.grad)
+    with torch.no_grad():
+        torch.testing.assert_close(jf(x), f(x))

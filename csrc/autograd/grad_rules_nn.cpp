@@ -218,6 +218,19 @@ void register_nn_grad_rules() {
                                      c.args[5]}));
        }));
 
+  // max_pool{1,2}d: differentiated as each window's first maximum gathered (eager's routing of the
+  // gradient; the forward's amax would share it among ties, such as a ReLU's zeros).
+  for (const char* name : {"max_pool1d", "max_pool2d"}) {
+    GradRule r;
+    r.rewrite_if = [](const BoundSymbol&) { return true; };
+    r.rewrite = [name](ForwardContext& c) {
+      AugmentedForward af;
+      af.output = c.b.call(op((std::string(name) + "_first_index").c_str()), c.bsym.args);
+      return af;
+    };
+    rule(name, std::move(r));
+  }
+
   rule("gelu", activation_rule("gelu_backward", false, true));
   rule("silu", activation_rule("silu_backward", false));
   rule("relu", activation_rule("threshold_backward", true));

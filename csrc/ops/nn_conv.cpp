@@ -231,7 +231,9 @@ std::vector<int64_t> last_dims(int64_t rank, int64_t nd) {
 }
 
 // F.max_pool{1,2}d(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
-template <int kNd>
+// With first_index, each window's first maximum is gathered (what training differentiates: the
+// gradient goes to that element, as in eager); without, the windows' amax (the same values).
+template <int kNd, bool first_index = false>
 Value max_pool_meta(Builder& b, const BoundArgs& a) {
   if (a.bool_(6)) throw NotImplementedError("max_pool: return_indices=True is not supported");
   const std::string op = "max_pool" + std::to_string(kNd) + "d";
@@ -252,8 +254,25 @@ Value max_pool_meta(Builder& b, const BoundArgs& a) {
   }
   TensorRef padded = pad_spatial(b, x, lowest, g.padding, g.pad_hi);
   TensorRef win = windows(b, padded, g);
-  TensorRef r =
-      lang::call_t(b, prims::amax(), {Value(win), Value::ints(last_dims(win->rank(), kNd))});
+  TensorRef r;
+  if (!first_index) {
+    r = lang::call_t(b, prims::amax(), {Value(win), Value::ints(last_dims(win->rank(), kNd))});
+  } else {
+    // Each window's first maximum (in its row-major order), gathered: its gradient goes to that
+    // element alone, as eager's max_pool routes it (amax's shares it among ties).
+    Shape flat(win->shape().begin(), win->shape().end() - kNd);
+    int64_t k = 1;
+    for (int64_t i = win->rank() - kNd; i < win->rank(); ++i) k *= win->shape()[i].value();
+    Shape keep = flat;
+    flat.push_back(Dim(k));
+    keep.push_back(Dim(1));
+    TensorRef w = lang::reshape(b, win, flat);
+    const int64_t last = w->rank() - 1;
+    TensorRef idx = lang::reshape(
+        b, lang::call_t(b, prims::argmax(), {Value(w), Value(last)}), keep);
+    r = lang::call_t(b, prims::take_along_axis(), {Value(w), Value(idx), Value(last)});
+    r = lang::call_t(b, prims::squeeze(), {Value(r), Value::ints({last})});
+  }
   return unbatch(b, r, batched);
 }
 
@@ -531,6 +550,16 @@ void register_nn_conv_ops(SymbolTable& table) {
        "return_indices=False",
        max_pool_meta<2>,
        {"torch.nn.functional.max_pool2d"}},
+      {"max_pool1d_first_index",
+       "input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, "
+       "return_indices=False",
+       max_pool_meta<1, true>,
+       {}},
+      {"max_pool2d_first_index",
+       "input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, "
+       "return_indices=False",
+       max_pool_meta<2, true>,
+       {}},
       {"avg_pool1d",
        "input, kernel_size, stride=None, padding=0, ceil_mode=False, "
        "count_include_pad=True",

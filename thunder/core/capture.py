@@ -4,6 +4,7 @@ to symbols and converts arguments."""
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import linecache
 import os
@@ -390,6 +391,27 @@ def _flatten_parameters_while_tracing(self):
     return _flatten_parameters_eager(self)
 
 
+@contextlib.contextmanager
+def _rng_kept():
+    """Puts torch's random generators back as they were: a call made only to learn its outputs'
+    shapes (torch.randperm(n), torch.normal(0., 1., size)) must not draw numbers the program will
+    draw when it runs."""
+    cpu = torch.get_rng_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    try:
+        yield
+    finally:
+        torch.set_rng_state(cpu)
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
+
+
+def _manual_seed_while_tracing(seed):
+    raise NotImplementedError(
+        "thunder cannot trace torch.manual_seed inside a jitted function: the seed would be set only "
+        "while tracing, not when the program runs. Seed outside the jitted function")
+
+
 class _ApplyOf:
     """A torch.autograd.Function's own apply, as a callable the program runs (by torch, opaque)."""
 
@@ -437,6 +459,8 @@ except (ImportError, AttributeError):  # a torch without it
     pass
 _flatten_parameters_eager = torch.nn.RNNBase.flatten_parameters
 _TRACING_PATCHES.append((torch.nn.RNNBase, "flatten_parameters", _flatten_parameters_while_tracing))
+_TRACING_PATCHES.append((torch, "manual_seed", _manual_seed_while_tracing))
+_TRACING_PATCHES.append((torch.random, "manual_seed", _manual_seed_while_tracing))
 _function_apply_eager = torch.autograd.Function.__dict__["apply"].__func__
 _TRACING_PATCHES.append((torch.autograd.Function, "apply", classmethod(_function_apply_while_tracing)))
 # As each owner holds them (a classmethod object, not the bound method getattr gives).
@@ -637,7 +661,7 @@ class CaptureMode(TorchFunctionMode):
                 f"thunder does not support {module}.{name} writing into an existing tensor "
                 f"(inplace=True) yet; use its out-of-place form"
             )
-        if name.endswith("_") and not name.endswith("__"):
+        if (name.endswith("_") and not name.endswith("__")) or name in _INPLACE_DUNDERS:
             raise NotImplementedError(
                 f"thunder does not support the in-place operation {module}.{name} yet; "
                 f"use its out-of-place form"
@@ -651,7 +675,8 @@ class CaptureMode(TorchFunctionMode):
             func = _autocast.Under.of(func, autocast_state)
             module = func.__module__
         try:
-            meta_out = _fake_call(func, args, kwargs) if autocast_state else func(*_to_meta(args), **_to_meta(kwargs))
+            with _rng_kept():  # a random function without tensor inputs runs for real here
+                meta_out = _fake_call(func, args, kwargs) if autocast_state else func(*_to_meta(args), **_to_meta(kwargs))
         except Exception as e:  # the meta kernel refused: thunder cannot know the output
             raise NotImplementedError(
                 f"thunder cannot trace {module}.{name}: it has no thunder rule and torch's meta "
@@ -765,6 +790,12 @@ def _walk_meta(x):
 
 
 _INPLACE_FUNCS = None
+
+
+# Augmented assignments torch runs in place (x <<= 1): without a thunder rule, refused like other
+# in-place calls (as an out-of-place call, later updates of x would not reach the caller's tensor).
+_INPLACE_DUNDERS = {f"__i{op}__" for op in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow",
+                                            "matmul", "and", "or", "xor", "lshift", "rshift")}
 
 
 def _takes_inplace(func):
