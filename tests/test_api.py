@@ -492,3 +492,36 @@ def test_unused_random_op_still_advances_the_generator():
         actual, actual_next = jf(x), torch.rand(4)
         torch.testing.assert_close(actual, expected)
         torch.testing.assert_close(actual_next, expected_next)
+
+
+def test_structured_results_keep_their_types():
+    # Named tuples, torch.return_types (`.values`), torch.Size and OrderedDict come back as eager's
+    # types, not plain tuples and dicts.
+    import collections
+    import dataclasses
+
+    Pair = collections.namedtuple("Pair", "a b")
+    fns = [
+        lambda x: torch.max(x, 1),
+        lambda x: x.sort(),
+        lambda x: Pair(x * 2, [x + 1, (x.shape, x.sum())]),
+        lambda x: collections.OrderedDict(a=x, b={"c": torch.min(x, 0)}),
+    ]
+    x = torch.randn(3, 4, requires_grad=True)
+    for f in fns:
+        want, got = f(x), thunder.jit(f)(x)
+        assert type(got) is type(want)
+        torch.testing.assert_close(got, want)
+    got = thunder.jit(fns[2])(x)
+    assert type(got.b[1][0]) is torch.Size
+    assert type(thunder.jit(fns[3])(x)["b"]["c"]) is type(torch.min(x, 0))
+    values = thunder.jit(fns[0])(x).values
+    values.sum().backward()
+    assert x.grad is not None
+
+    @dataclasses.dataclass
+    class Out:
+        y: torch.Tensor
+
+    with pytest.raises(TypeError, match="object of type .*Out holding tensors"):
+        thunder.jit(lambda x: Out(x * 2))(x)

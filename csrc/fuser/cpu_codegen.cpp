@@ -26,7 +26,7 @@ bool is_expensive(const std::string& op) {
 
 constexpr int kLanes = 16;  // lanes of a row reduction's accumulators (one 512-bit vector of floats)
 constexpr int kUnroll = 4;  // vectors per step of a row reduction's main loop
-constexpr int kSumBlock = 64;  // steps of the main loop a floating sum's accumulators take at once
+constexpr int kSumBlock = 16;  // steps of the main loop a floating sum's accumulators take at once
 constexpr int64_t kPointwiseBlock = 16384;  // elements per work item of a pointwise kernel
 
 class CpuGen {
@@ -525,9 +525,9 @@ class CpuGen {
                        reduce_combine(n.op, n.dtype, acc + "[l]", au + "[l]") + ";\n";
             }
           }
-          // Floating sums over long rows: the accumulators are folded into totals every
-          // kSumBlock steps (a two-level sum, as eager's cascade sum: one accumulator adding 60 000
-          // values lost 6e-4 of a 4M-element float sum, eager 1e-7).
+          // Floating sums over long rows: the accumulators are folded into double totals every
+          // kSumBlock steps (one float accumulator adding 60 000 values lost 6e-4 of a 4M-element
+          // float sum; eager's cascade sum 6e-8).
           std::vector<int> blocked;
           for (int r : pass_reductions[p]) {
             const KNode& n = k_.nodes[r];
@@ -539,8 +539,7 @@ class CpuGen {
           for (int r : blocked) {
             const KNode& n = k_.nodes[r];
             std::string acc = "acc" + std::to_string(r), tot = "tot" + std::to_string(r);
-            totals += "    " + compute_type(n.dtype) + " " + tot + "[" + std::to_string(kLanes) +
-                      "] = {};\n";
+            totals += "    double " + tot + "[" + std::to_string(kLanes) + "] = {};\n";
             std::string sum = acc + "[l]";
             std::string reset = acc + "[l] = 0";
             for (int u = 1; u < kUnroll; ++u) {
@@ -551,7 +550,7 @@ class CpuGen {
             fold += "      for (int l = 0; l < " + std::to_string(kLanes) + "; ++l) { " + tot +
                     "[l] += " + sum + "; " + reset + "; }\n";
             unfold += "    for (int l = 0; l < " + std::to_string(kLanes) + "; ++l) " + acc +
-                      "[l] = " + tot + "[l];\n";
+                      "[l] = (" + compute_type(n.dtype) + ")" + tot + "[l];\n";
           }
           os << decl << totals;
           const int64_t step = kUnroll * kLanes;

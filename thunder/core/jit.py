@@ -7,6 +7,7 @@ which captures the function with proxies, runs the C++ pipeline and returns a ne
 
 from __future__ import annotations
 
+import collections
 import enum
 import functools
 import inspect
@@ -144,6 +145,51 @@ def _leaf_kind_ok(x):
     return x is None or isinstance(x, (torch.Tensor, bool, int, float, str, torch.dtype, torch.device))
 
 
+def _result_types(result, path="the result"):
+    """A function that gives the program's output (plain tuples, lists and dicts) the types of the
+    traced function's result: named tuples, torch.return_types (`torch.max(x, 1).values`),
+    torch.Size, OrderedDict and other subclasses; None when there are none. Raises TypeError for a
+    result that holds tensors in an object thunder cannot return (a dataclass, say)."""
+    if isinstance(result, torch.Size):
+        return torch.Size
+    if isinstance(result, (tuple, list)):
+        subs = [_result_types(v, f"{path}[{i}]") for i, v in enumerate(result)]
+        kind = type(result)
+        if kind in (tuple, list) and all(f is None for f in subs):
+            return None
+        if hasattr(kind, "_fields"):
+            make = lambda items: kind(*items)  # noqa: E731 - a named tuple
+        elif hasattr(kind, "n_sequence_fields"):
+            make = kind  # torch.return_types (a structseq) takes one sequence
+        else:
+            make = kind
+
+        def restore(out):
+            return make([f(v) if f is not None else v for f, v in zip(subs, out)])
+
+        return restore
+    if isinstance(result, dict):
+        subs = {k: _result_types(v, f"{path}[{k!r}]") for k, v in result.items()}
+        kind = type(result)
+        if kind is dict and all(f is None for f in subs.values()):
+            return None
+
+        def restore(out):
+            new = {k: (subs[k](v) if subs.get(k) is not None else v) for k, v in out.items()}
+            if kind is dict:
+                return new
+            if kind is collections.defaultdict:
+                return collections.defaultdict(result.default_factory, new)
+            return kind(new)
+
+        return restore
+    if not _leaf_kind_ok(result) and any(isinstance(v, torch.Tensor) for v in getattr(result, "__dict__", {}).values()):
+        raise TypeError(
+            f"{path} is an object of type {type(result).__qualname__} holding tensors, which thunder "
+            f"cannot return; return its tensors in a tuple, list or dict")
+    return None
+
+
 def _describe(path):
     return path[0] + "".join(f"[{p!r}]" for p in path[1:])
 
@@ -239,6 +285,7 @@ class _Compiler:
             for d, key, tensor in swapped:
                 d[key] = tensor
         try:
+            restore = _result_types(result)
             trace = session.finish(result)
         except (TypeError, ValueError, NotImplementedError) as e:
             raise type(e)(f"thunder.jit: the function's result cannot be returned: {e}") from None
@@ -265,6 +312,9 @@ class _Compiler:
             if graph_plan is not None:
                 graphs = cudagraphs.InferenceGraph(program, graph_plan)
                 program = _core.runner_program(traces[-1], graphs)
+        if restore is not None:
+            inner = program
+            program = _core.runner_program(trace, lambda *ins: restore(inner(*ins)))
         guard = _core.Guard.build(tuple(args), dict(kwargs), params, flags, torch.is_grad_enabled(),
                                   _core.autocast_state())
         info = _EntryInfo()
