@@ -558,3 +558,40 @@ def test_negative_zero_global_recompiles():
             torch.testing.assert_close(jf(x), x / z)
     finally:
         _ZERO = 0.0
+
+
+_IDX = [0, 1]
+_DTYPE = torch.float32
+
+
+def test_private_attributes_dtypes_and_lists_of_numbers_are_guarded():
+    # Values the program uses as constants: a private attribute, a dtype attribute, a list
+    # attribute changed in place, a global list and a global dtype. Changing any recompiles (the
+    # old program gave the old values).
+    global _IDX, _DTYPE
+
+    class M(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self._scale = 2.0
+            self.dt = torch.float32
+            self.sizes = [1.0, 2.0]
+
+        def forward(self, x):
+            return (x * self._scale * self.sizes[0]).to(self.dt)[:, _IDX].to(_DTYPE)
+
+    m = M()
+    jm = thunder.jit(m)
+    x = torch.arange(12.0).view(2, 6)
+    try:
+        for change in (None, lambda: setattr(m, "_scale", 3.0), lambda: setattr(m, "dt", torch.float64),
+                       lambda: m.sizes.__setitem__(0, 5.0), lambda: globals().__setitem__("_IDX", [3, 4]),
+                       lambda: globals().__setitem__("_DTYPE", torch.float16)):
+            if change is not None:
+                change()
+            want, got = m(x), jm(x)
+            assert got.dtype == want.dtype
+            torch.testing.assert_close(got, want)
+        assert "check_value(module.get_submodule('')._scale, 3.0)" in str(thunder.last_prologue_traces(jm)[-1])
+    finally:
+        _IDX, _DTYPE = [0, 1], torch.float32

@@ -331,6 +331,31 @@ class _Compiler:
 
 
 _SCALARS = (bool, int, float, str)
+_NOT_GUARDED = object()
+# nn.Module's own private attributes (hook dicts, flags): its structure guards cover what matters.
+_MODULE_OWN = frozenset(torch.nn.Module().__dict__)
+
+
+def _guard_value(v, depth=0):
+    """The value a guard compares an attribute, global or closure variable with, when the program
+    uses it as a constant: numbers, strings, None, dtypes, devices, and short tuples and lists of
+    them (a list is copied: a change made to it in place recompiles); _NOT_GUARDED otherwise."""
+    if v is None or type(v) in _SCALARS or isinstance(v, (torch.dtype, torch.device)):
+        return v
+    if type(v) in (tuple, list) and depth < 2 and len(v) <= 64:
+        items = [_guard_value(x, depth + 1) for x in v]
+        if any(x is _NOT_GUARDED for x in items):
+            return _NOT_GUARDED
+        return tuple(items) if type(v) is tuple else items
+    return _NOT_GUARDED
+
+
+def _guarded_attribute(name, v):
+    """The guard value of a module attribute (name, v), or _NOT_GUARDED (the module's own private
+    attributes, its training flag, and values _guard_value leaves alone)."""
+    if name == "training" or name in _MODULE_OWN or (name.startswith("__") and name.endswith("__")):
+        return _NOT_GUARDED
+    return _guard_value(v)
 
 
 def _global_scalars(fns):
@@ -344,8 +369,9 @@ def _global_scalars(fns):
 
     def guard(where, name, v):
         """Appends the guard of a value the program holds as a constant; whether v is one."""
-        if v is None or type(v) in _SCALARS:
-            out.append((where, name, v))
+        snapshot = _guard_value(v)
+        if snapshot is not _NOT_GUARDED:
+            out.append((where, name, snapshot))
         elif isinstance(v, torch.Tensor):  # the same tensor, not an equal one
             out.append((where, name, v, True))
         else:
@@ -414,14 +440,14 @@ def _module_structure(module):
 
 
 def _module_attributes(module_dicts):
-    """(dict, name, value) of every plain public attribute (number, string, None) of the modules."""
+    """(dict, name, value) of every plain attribute of the modules (numbers, strings, None, dtypes,
+    devices, short tuples and lists of them; private ones included, nn.Module's own left out)."""
     out = []
     for _, d in module_dicts:
         for k, v in d.items():
-            if k.startswith("_") or k == "training":
-                continue
-            if v is None or type(v) in _SCALARS:
-                out.append((d, k, v))
+            snapshot = _guarded_attribute(k, v)
+            if snapshot is not _NOT_GUARDED:
+                out.append((d, k, snapshot))
     return out
 
 
@@ -454,8 +480,9 @@ def _prologue_source(trace, args, kwargs, param_meta, params, module_dicts=(), g
         walk(p, f"module[{qualname!r}]")
     for mname, d in module_dicts:
         for k, v in d.items():
-            if not k.startswith("_") and k != "training" and (v is None or type(v) in _SCALARS):
-                lines.append(f"  check_value(module.get_submodule({mname!r}).{k}, {v!r})")
+            snapshot = _guarded_attribute(k, v)
+            if snapshot is not _NOT_GUARDED:
+                lines.append(f"  check_value(module.get_submodule({mname!r}).{k}, {snapshot!r})")
     for g, name, v, *_ in globals_read:
         if isinstance(v, torch.Tensor):
             where = f"sys.modules[{g.get('__name__')!r}].{name}" if isinstance(g, dict) else f"closure[{name!r}]"
