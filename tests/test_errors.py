@@ -502,3 +502,19 @@ def test_random_calls_without_tensor_inputs_draw_as_eager():
     torch.manual_seed(0)
     got = (thunder.jit(f)(x), torch.rand(1))
     torch.testing.assert_close(got, want)
+
+
+def test_bad_shapes_raise_an_error_eager_code_catches_as_runtime_error():
+    # Eager raises RuntimeError for sizes that do not fit; thunder's error is a ValueError and a
+    # RuntimeError, so `except RuntimeError` fallbacks work inside and around jitted functions.
+    def f(x):
+        try:
+            return x.reshape(5, 7)
+        except RuntimeError:
+            return x * 0
+
+    x = torch.randn(3, 4)
+    torch.testing.assert_close(thunder.jit(f)(x), f(x))
+    for exc in (ValueError, RuntimeError):
+        with pytest.raises(exc, match="cannot be broadcast"):
+            thunder.jit(lambda x: x + torch.ones(5))(x)

@@ -86,13 +86,26 @@ NB_MODULE(_core, m) {
   nb::set_leak_warnings(false);
 
   nb::exception<Error>(m, "ThunderError", PyExc_RuntimeError);
+  // A ValueError that is also a RuntimeError: eager raises RuntimeError for most of what the core
+  // reports as bad values (shapes that do not broadcast, reshape sizes), and code that catches
+  // either keeps working.
+  static PyObject* value_error = [] {
+    PyObject* bases = PyTuple_Pack(2, PyExc_ValueError, PyExc_RuntimeError);
+    PyObject* t = PyErr_NewExceptionWithDoc(
+        "thunder._core.ThunderValueError",
+        "A bad value (a shape, a size, an argument); a ValueError and a RuntimeError.", bases,
+        nullptr);
+    Py_DECREF(bases);
+    return t;
+  }();
+  m.attr("ThunderValueError") = nb::borrow(value_error);
   nb::register_exception_translator([](const std::exception_ptr& p, void*) {
     try {
       std::rethrow_exception(p);
     } catch (const TypeError& e) {
       PyErr_SetString(PyExc_TypeError, e.what());
     } catch (const ValueError& e) {
-      PyErr_SetString(PyExc_ValueError, e.what());
+      PyErr_SetString(value_error, e.what());
     } catch (const IndexError& e) {
       PyErr_SetString(PyExc_IndexError, e.what());
     } catch (const NotImplementedError& e) {
