@@ -525,3 +525,33 @@ def test_structured_results_keep_their_types():
 
     with pytest.raises(TypeError, match="object of type .*Out holding tensors"):
         thunder.jit(lambda x: Out(x * 2))(x)
+
+
+def test_module_changed_through_the_jitted_wrapper_or_to_none_after_the_first_call():
+    lin = torch.nn.Linear(3, 2)
+    jl = thunder.jit(lin)
+    x = torch.randn(4, 3)
+    jl(x)
+    lin.bias = None  # a parameter set to None: the program without it
+    torch.testing.assert_close(jl(x), lin(x))
+    jl.weight = torch.nn.Parameter(torch.zeros(2, 3))  # set on the wrapped module
+    assert lin.weight is jl.weight
+    torch.testing.assert_close(jl(x), lin(x))
+
+
+@pytest.mark.parametrize("layout", ["copy", "view"])
+def test_in_place_update_through_contiguous_as_eager(layout):
+    # contiguous() of a non-contiguous tensor is a copy (the update leaves the input alone); of a
+    # contiguous one, the tensor itself (the update reaches the input). The copy was taken for a
+    # view without an inverse and refused.
+    def f(x):
+        h = x.t().contiguous()
+        h.mul_(2)
+        return h + x.t()
+
+    base = torch.randn(4, 3)
+    x = base if layout == "copy" else base.t()
+    a, b = x.clone(memory_format=torch.preserve_format), x.clone(memory_format=torch.preserve_format)
+    assert a.stride() == x.stride()
+    torch.testing.assert_close(thunder.jit(f)(a), f(b))
+    torch.testing.assert_close(a, b)

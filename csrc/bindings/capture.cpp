@@ -184,9 +184,12 @@ bool advanced_index(const Value& v) {
 }
 
 // Reshapes: views only where the input's layout allows (a copy in eager otherwise).
+// Views only when the input's layout allows (otherwise eager copies): reshapes, and contiguous()
+// (the tensor itself when it is contiguous, a copy when not).
 bool reshape_like(const Symbol& s) {
   return s.module == "ltorch" && (s.name == "reshape" || s.name == "flatten" ||
-                                  s.name == "reshape_as" || s.name == "unflatten");
+                                  s.name == "reshape_as" || s.name == "unflatten" ||
+                                  s.name == "contiguous");
 }
 
 int64_t norm_dim(int64_t d, size_t rank) { return d < 0 ? d + static_cast<int64_t>(rank) : d; }

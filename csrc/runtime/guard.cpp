@@ -206,7 +206,10 @@ Guard Guard::build(nb::handle args, nb::handle kwargs, nb::handle params, nb::ha
   g.kwargs_ = build_node(kwargs);
   for (nb::handle p : params) {
     Node n = build_node(p);
-    if (n.kind != Node::Kind::kTensor) throw Error("a module parameter or buffer is not a tensor");
+    // None: a parameter set to None after thunder.jit (lin.bias = None).
+    if (n.kind != Node::Kind::kTensor && n.kind != Node::Kind::kNone) {
+      throw Error("a module parameter or buffer is not a tensor");
+    }
     g.params_.push_back(std::move(n));
   }
   for (nb::handle f : flags) g.flags_.push_back(nb::cast<bool>(f));
@@ -235,7 +238,9 @@ void Guard::collect(PyObject* args, PyObject* kwargs, PyObject* const* params, s
                     std::vector<PyObject*>& tensors) const {
   collect_node(args, args_, tensors);
   if (kwargs) collect_node(kwargs, kwargs_, tensors);
-  for (size_t i = 0; i < num_params; ++i) tensors.push_back(params[i]);
+  for (size_t i = 0; i < num_params; ++i) {
+    if (params_[i].kind == Node::Kind::kTensor) tensors.push_back(params[i]);
+  }
 }
 
 std::string Guard::describe() const {

@@ -273,6 +273,8 @@ class _Compiler:
         swapped = []
         try:
             for (qualname, d, key), tensor in zip(self.params, params):
+                if tensor is None:  # set to None after thunder.jit (lin.bias = None): none read
+                    continue
                 proxy = session.new_input(tensor, "t_" + qualname.replace(".", "_"), counter[0])
                 proxy._thunder_input = True
                 counter[0] += 1
@@ -555,6 +557,15 @@ class ThunderModule(torch.nn.Module):
             return super().__getattr__(name)
         except AttributeError:
             return getattr(self._modules["_model"], name)
+
+    def __setattr__(self, name, value):
+        # The wrapped module's attributes (parameters, submodules, settings) are set on it, where
+        # the program reads them (nn.Module's own registration refused a parameter of that name).
+        model = self.__dict__.get("_modules", {}).get("_model")
+        if model is not None and not name.startswith("_") and name != "training" and hasattr(model, name):
+            setattr(model, name, value)
+        else:
+            super().__setattr__(name, value)
 
 
 def _check_callable(fn):
