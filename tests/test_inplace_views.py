@@ -339,3 +339,25 @@ def test_kv_cache_in_a_plain_tensor_attribute_is_written_and_read_as_eager():
     for i in range(3):
         torch.testing.assert_close(jm(i, torch.full((2,), float(i + 1))), ref(i, torch.full((2,), float(i + 1))))
     torch.testing.assert_close(mod.k, ref.k)
+
+
+def test_updating_an_input_that_shares_memory_with_another_is_refused():
+    # The program treats inputs as separate memory: with the same tensor passed twice (or a view of
+    # another input), the other input would not see the update. Refused clearly, also when a
+    # program compiled for separate tensors is called with aliased ones.
+    def f(a, b):
+        a.add_(1)
+        return b * 2
+
+    jf = thunder.jit(f)
+    x, y = torch.zeros(3), torch.zeros(3)
+    torch.testing.assert_close(jf(x, y), torch.zeros(3))
+    t = torch.zeros(3)
+    with pytest.raises(NotImplementedError, match="'a' is updated in place and shares memory with the input 'b'"):
+        jf(t, t)
+    base = torch.zeros(2, 3)
+    with pytest.raises(NotImplementedError, match="shares memory"):
+        jf(base[1], base)
+    torch.testing.assert_close(jf(x, y), torch.zeros(3))  # separate tensors still run
+    # Aliased inputs the function does not update are fine.
+    torch.testing.assert_close(thunder.jit(lambda a, b: a + b)(t, t), t + t)

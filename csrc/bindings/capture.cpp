@@ -384,6 +384,14 @@ void CaptureSession::refresh_views(const TensorProxy* r, const TensorRef& nr) {
   }
 }
 
+std::vector<int> CaptureSession::updated_inputs() const {
+  std::vector<int> out;
+  for (size_t i = 0; i < inputs_.size(); ++i) {
+    if (updated_.count(inputs_[i].get())) out.push_back(static_cast<int>(i));
+  }
+  return out;
+}
+
 TensorRef CaptureSession::leaf_update(const TensorRef& leaf, const TensorRef& value) {
   TensorRef next = builder_.call(prims::leaf_update(), {Value(leaf), Value(value)}).as_tensor();
   grad_leaf_inputs_.insert(next.get());  // the same leaf, for its later updates
@@ -415,6 +423,7 @@ std::string CaptureSession::stale_reason() const {
 nb::object CaptureSession::after_inplace(nb::handle self_obj, const TensorRef& old, const Value& out) {
   const TensorRef& updated = out.as_tensor();
   const TensorProxy* r = root(old.get());
+  if (input_set_.count(r)) updated_.insert(r);
   const bool grad_leaf = grad_leaf_inputs_.count(r) > 0;
   if (grad_leaf) {
     // With grad on, eager refuses to update such a leaf, or a view of it that is not detached.

@@ -51,6 +51,8 @@ class CaptureSession {
   Trace finish(nb::handle output);
   std::vector<runtime::InputSource> sources() const { return sources_; }
   std::vector<std::string> opaque_names() const { return opaque_names_; }
+  // The indices (in input order) of the inputs updated in place.
+  std::vector<int> updated_inputs() const;
 
   Value to_value(nb::handle h);
   nb::object to_python(const Value& v);
@@ -108,6 +110,7 @@ class CaptureSession {
   // The inputs that are leaves requiring grad, and their later versions (prims.leaf_update).
   std::unordered_set<const TensorProxy*> grad_leaf_inputs_;
   std::vector<std::string> opaque_names_;
+  std::unordered_set<const TensorProxy*> updated_;  // inputs updated in place
   std::string source_;
 };
 

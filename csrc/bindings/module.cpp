@@ -277,7 +277,8 @@ NB_MODULE(_core, m) {
       .def("finish", [](CaptureSession& s, nb::handle out) {
         return PyTrace{std::make_shared<Trace>(s.finish(out))};
       }, nb::arg("out").none())
-      .def("opaque_names", &CaptureSession::opaque_names);
+      .def("opaque_names", &CaptureSession::opaque_names)
+      .def("updated_inputs", &CaptureSession::updated_inputs);
 
   m.def("needs_grad", [](const PyTrace& t) { return autograd::needs_grad(*t.t); });
   m.def("run_training_pipeline",
@@ -373,7 +374,9 @@ NB_MODULE(_core, m) {
         }
       }, "guard"_a, "program"_a, "session"_a, "info"_a, "attributes"_a = nb::list())
       .def_prop_ro("info", [](const CacheEntry& e) { return e.info; })
-      .def_prop_ro("calls", [](const CacheEntry& e) { return e.calls; });
+      .def_prop_ro("calls", [](const CacheEntry& e) { return e.calls; })
+      .def_rw("updated_inputs", &CacheEntry::updated_inputs)
+      .def_rw("arg_tensors", &CacheEntry::arg_tensors);
 
   bindings::bind_fuser(m);
   bindings::bind_extend(m);

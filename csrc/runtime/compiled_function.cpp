@@ -1,6 +1,8 @@
 // The cached call path.
 #include "runtime/compiled_function.h"
 
+#include <algorithm>
+
 #include <nanobind/stl/shared_ptr.h>
 #include <nanobind/stl/string.h>
 
@@ -24,6 +26,36 @@ CompiledFunction::CompiledFunction(nb::object compile, nb::list param_sources,
     param_sources_.emplace_back(nb::borrow(t[0]), nb::borrow(t[1]));
   }
   for (nb::handle f : flag_sources) flag_sources_.push_back(nb::borrow(f));
+}
+
+namespace {
+// The address of the memory a tensor's storage starts at (0 for an empty one).
+uintptr_t storage_address(PyObject* t) {
+  nb::object storage = nb::steal(PyObject_CallMethod(t, "untyped_storage", nullptr));
+  if (!storage) throw nb::python_error();
+  nb::object ptr = nb::steal(PyObject_CallMethod(storage.ptr(), "data_ptr", nullptr));
+  if (!ptr) throw nb::python_error();
+  return static_cast<uintptr_t>(PyLong_AsUnsignedLongLong(ptr.ptr()));
+}
+}  // namespace
+
+bool CacheEntry::inputs_alias(const std::vector<PyObject*>& tensors) const {
+  if (updated_inputs.empty()) return false;
+  std::vector<int> candidates;
+  for (int i = 0; i < arg_tensors && i < static_cast<int>(tensors.size()); ++i) candidates.push_back(i);
+  for (int u : updated_inputs) {
+    if (u >= arg_tensors && u < static_cast<int>(tensors.size())) candidates.push_back(u);
+  }
+  std::vector<uintptr_t> address(candidates.size());
+  for (size_t i = 0; i < candidates.size(); ++i) address[i] = storage_address(tensors[candidates[i]]);
+  for (int u : updated_inputs) {
+    if (u >= static_cast<int>(tensors.size())) continue;
+    auto pos = std::find(candidates.begin(), candidates.end(), u) - candidates.begin();
+    for (size_t j = 0; j < candidates.size(); ++j) {
+      if (candidates[j] != u && address[j] != 0 && address[j] == address[pos]) return true;
+    }
+  }
+  return false;
 }
 
 bool CacheEntry::attributes_match() const {
@@ -162,7 +194,7 @@ nb::object CompiledFunction::call(nb::args args, nb::kwargs kwargs) {
     for (auto& e : entries_) {
       tensors.clear();
       if (e->guard.check(args.ptr(), kw, params, np, flags, grad, autocast, tensors) &&
-          e->attributes_match()) {
+          e->attributes_match() && !e->inputs_alias(tensors)) {
         ++hits_;
         last_ = e;
         return run_entry(*e, tensors, autocast);

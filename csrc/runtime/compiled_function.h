@@ -44,6 +44,13 @@ struct CacheEntry {
   };
   std::vector<SizeGuard> size_guards;
   bool attributes_match() const;
+  // The inputs (indices into the call's tensors) the program updates in place, and how many of the
+  // call's tensors are arguments (the rest are parameters and buffers). The program treats its
+  // inputs as separate memory: a call where an updated input shares memory with an argument or
+  // another updated input does not match (thunder compiles again, and refuses it clearly).
+  std::vector<int> updated_inputs;
+  int arg_tensors = 0;
+  bool inputs_alias(const std::vector<PyObject*>& tensors) const;
 };
 
 enum class CacheMode : uint8_t { kConstantValues = 0, kSameInput = 1, kNoCaching = 2 };

@@ -145,6 +145,24 @@ def _leaf_kind_ok(x):
     return x is None or isinstance(x, (torch.Tensor, bool, int, float, str, torch.dtype, torch.device))
 
 
+def _refuse_aliased_updates(updated, inputs):
+    """Raises when an input the function updates in place shares memory with another input (the
+    same tensor passed twice, or a view of another): the program treats inputs as separate memory,
+    so the other would not see the update."""
+    if not updated:
+        return
+    address = [t.untyped_storage().data_ptr() if t.untyped_storage().nbytes() else 0 for t, _ in inputs]
+    for u in updated:
+        if u >= len(inputs) or not address[u]:
+            continue
+        for i, (_, name) in enumerate(inputs):
+            if i != u and address[i] == address[u]:
+                raise NotImplementedError(
+                    f"thunder.jit: the input '{inputs[u][1]}' is updated in place and shares memory "
+                    f"with the input '{name}' (the same tensor, or views of one); thunder does not "
+                    f"support updating aliased inputs yet. Pass separate tensors (a clone)")
+
+
 def _result_types(result, path="the result"):
     """A function that gives the program's output (plain tuples, lists and dicts) the types of the
     traced function's result: named tuples, torch.return_types (`torch.max(x, 1).values`),
@@ -236,6 +254,7 @@ class _Compiler:
     def proxify(self, x, path, name, session, counter):
         if isinstance(x, torch.Tensor):
             proxy = session.new_input(x, name, counter[0])
+            counter[1].append((x, name))
             proxy._thunder_input = True  # its .grad is the caller's, which the program cannot read
             proxy._thunder_leaf = x.is_leaf
             counter[0] += 1
@@ -261,10 +280,11 @@ class _Compiler:
     def __call__(self, args, kwargs):
         start = time.perf_counter_ns()
         session = capture.new_session()
-        counter = [0]
+        counter = [0, []]  # the next input's index; the inputs' tensors and names, in order
         pargs = [self.proxify(a, [f"argument {i} ('{self.arg_name(i)}')"], self.arg_name(i), session, counter)
                  for i, a in enumerate(args)]
         pkwargs = {k: self.proxify(v, [f"keyword argument '{k}'"], k, session, counter) for k, v in kwargs.items()}
+        arg_tensors = len(counter[1])
         cfn = self.cfn()
         params = cfn.current_params()
         flags = cfn.current_flags()
@@ -276,6 +296,7 @@ class _Compiler:
                 if tensor is None:  # set to None after thunder.jit (lin.bias = None): none read
                     continue
                 proxy = session.new_input(tensor, "t_" + qualname.replace(".", "_"), counter[0])
+                counter[1].append((tensor, qualname))
                 proxy._thunder_input = True
                 counter[0] += 1
                 swapped.append((d, key, tensor))
@@ -286,6 +307,8 @@ class _Compiler:
         finally:
             for d, key, tensor in swapped:
                 d[key] = tensor
+        updated = session.updated_inputs()
+        _refuse_aliased_updates(updated, counter[1])
         try:
             restore = _result_types(result)
             trace = session.finish(result)
@@ -329,7 +352,10 @@ class _Compiler:
         info.cuda_graphs = graphs
         info.tracing_start_ns, info.tracing_stop_ns = start, traced
         info.compile_start_ns, info.compile_stop_ns = start, time.perf_counter_ns()
-        return _core.CacheEntry(guard, program, session, info, attributes)
+        entry = _core.CacheEntry(guard, program, session, info, attributes)
+        entry.updated_inputs = updated
+        entry.arg_tensors = arg_tensors
+        return entry
 
 
 _SCALARS = (bool, int, float, str)
