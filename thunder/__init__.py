@@ -25,7 +25,7 @@ from thunder.core import autocast as _autocast  # noqa: E402
 _core.set_autocast_hooks(_autocast.any_enabled, _autocast.state_key, _autocast.disabled)
 
 from thunder import extend  # noqa: E402
-from thunder.core.errors import DataDependentError  # noqa: E402
+from thunder.core.errors import DataDependentError, ThunderValueError  # noqa: E402
 from thunder.core.jit import (  # noqa: E402
     CACHE_OPTIONS,
     ThunderModule,
@@ -74,6 +74,6 @@ __all__ = [
     "jit", "compile", "last_traces", "last_backward_traces", "last_prologue_traces", "compile_stats",
     "compile_data", "cache_hits", "cache_misses", "cache_option", "last_compile_options",
     "get_default_executors", "get_always_executors", "get_all_executors", "ThunderModule",
-    "DataDependentError", "CACHE_OPTIONS", "pytorch_executor", "python_executor",
+    "DataDependentError", "ThunderValueError", "CACHE_OPTIONS", "pytorch_executor", "python_executor",
     "fusion_executor", "fusion_source", "torch_compile_executor", "sdpa_executor",
 ]
