@@ -361,3 +361,19 @@ def test_updating_an_input_that_shares_memory_with_another_is_refused():
     torch.testing.assert_close(jf(x, y), torch.zeros(3))  # separate tensors still run
     # Aliased inputs the function does not update are fine.
     torch.testing.assert_close(thunder.jit(lambda a, b: a + b)(t, t), t + t)
+
+
+def test_updating_a_non_leaf_input_that_requires_grad_is_refused():
+    # Eager puts the update into the tensor's history; the program's write-back cannot, so the
+    # caller's later gradients through it would be wrong. Under no_grad the update is fine.
+    def f(h):
+        h.mul_(2)
+        return h.sum()
+
+    w = torch.ones(3, requires_grad=True)
+    with pytest.raises(NotImplementedError, match="requires grad and is computed from others"):
+        thunder.jit(f)(w * 3)
+    with torch.no_grad():
+        h = w * 3
+        torch.testing.assert_close(thunder.jit(f)(h), torch.tensor(18.0))
+    torch.testing.assert_close(h, torch.full((3,), 6.0))

@@ -41,7 +41,13 @@ TensorRef CaptureSession::input_from_tensor(nb::handle t, const std::string& nam
   TensorRef ref = builder_.new_tensor(std::move(shape), dtype, device, rg, name);
   inputs_.push_back(ref);
   input_set_.insert(ref.get());
-  if (rg && nb::cast<bool>(t.attr("is_leaf"))) grad_leaf_inputs_.insert(ref.get());
+  if (rg) {
+    if (nb::cast<bool>(t.attr("is_leaf"))) {
+      grad_leaf_inputs_.insert(ref.get());
+    } else {
+      grad_nonleaf_inputs_.insert(ref.get());
+    }
+  }
   return ref;
 }
 
@@ -424,6 +430,19 @@ nb::object CaptureSession::after_inplace(nb::handle self_obj, const TensorRef& o
   const TensorRef& updated = out.as_tensor();
   const TensorProxy* r = root(old.get());
   if (input_set_.count(r)) updated_.insert(r);
+  if (grad_nonleaf_inputs_.count(r)) {
+    // Eager makes the update part of the tensor's history (what the caller computes from it
+    // afterwards differentiates through the update); the program's write-back into the caller's
+    // tensor has no history, so those gradients would be wrong.
+    static nb::object grad_on = nb::module_::import_("torch").attr("is_grad_enabled");
+    if (nb::cast<bool>(grad_on())) {
+      throw NotImplementedError(
+          "in-place update of the input '" + r->name() + "'" + at_source() +
+          ", a tensor that requires grad and is computed from others (not a leaf), is not "
+          "supported by thunder yet: the caller's tensor would hold the new values without the "
+          "update in its gradient history. Update a copy (x = x.clone()), or compute out of place");
+    }
+  }
   const bool grad_leaf = grad_leaf_inputs_.count(r) > 0;
   if (grad_leaf) {
     // With grad on, eager refuses to update such a leaf, or a view of it that is not detached.

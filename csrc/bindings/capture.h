@@ -109,6 +109,8 @@ class CaptureSession {
   std::unordered_set<const TensorProxy*> input_set_;
   // The inputs that are leaves requiring grad, and their later versions (prims.leaf_update).
   std::unordered_set<const TensorProxy*> grad_leaf_inputs_;
+  // The inputs that require grad and are not leaves (an update of one with grad on is refused).
+  std::unordered_set<const TensorProxy*> grad_nonleaf_inputs_;
   std::vector<std::string> opaque_names_;
   std::unordered_set<const TensorProxy*> updated_;  // inputs updated in place
   std::string source_;
