@@ -215,3 +215,17 @@ def test_custom_autograd_function_gradients_are_its_own(fn_cls):
     with torch.no_grad():
         torch.testing.assert_close(jf(x), f(x))
     assert ".apply(" not in str(thunder.last_traces(jf)[-1])
+
+
+def test_clamp_nan_scalar_bound_follows_the_installed_torch():
+    # Older torch releases leave values alone for a Python float NaN bound; newer ones give NaN.
+    # thunder drops such a bound where eager ignores it (checked here with both answers).
+    from thunder.core.capture import _clamp_bounds
+
+    assert _clamp_bounds((1, math.nan, 2.0), {}, ignores_nan=True) == ((1, None, 2.0), {})
+    assert _clamp_bounds((1,), {"max": math.nan}, ignores_nan=True) == ((1,), {"max": None})
+    args, kwargs = _clamp_bounds((1, math.nan), {}, ignores_nan=False)
+    assert math.isnan(args[1]) and kwargs == {}
+    x = torch.tensor([1.0, -2.0, math.nan, 3.0])
+    for fn in (lambda x: x.clamp(min=math.nan) * 1, lambda x: torch.clip(x, None, math.nan) * 1):
+        torch.testing.assert_close(thunder.jit(fn)(x), fn(x), equal_nan=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import linecache
+import math
 import os
 import sys
 from typing import ClassVar
@@ -721,8 +722,32 @@ def _dtype_third(args, kwargs):
     return args, kwargs
 
 
+def _eager_ignores_nan_scalar_bound():
+    """Whether this torch's clamp leaves values alone for a Python float NaN bound (older releases;
+    newer ones give NaN, as thunder's clamp does)."""
+    with torch._C.DisableTorchFunction():
+        return not bool(torch.tensor([1.0]).clamp(min=math.nan).isnan().all())
+
+
+_CLAMP_IGNORES_NAN = _eager_ignores_nan_scalar_bound()
+
+
+def _clamp_bounds(args, kwargs, ignores_nan=None):
+    """clamp(x, min, max) with a Python float NaN bound: dropped where eager ignores one."""
+    if not (_CLAMP_IGNORES_NAN if ignores_nan is None else ignores_nan):
+        return args, kwargs
+    args, kwargs = list(args), dict(kwargs)
+    for i, name in ((1, "min"), (2, "max")):
+        if i < len(args) and isinstance(args[i], float) and math.isnan(args[i]):
+            args[i] = None
+        if isinstance(kwargs.get(name), float) and math.isnan(kwargs[name]):
+            kwargs[name] = None
+    return tuple(args), kwargs
+
+
 _ARG_FIXES = {f: _dtype_third for f in (torch.softmax, torch.Tensor.softmax, torch.log_softmax,
                                         torch.Tensor.log_softmax)}
+_ARG_FIXES.update({f: _clamp_bounds for f in (torch.clamp, torch.Tensor.clamp, torch.clip, torch.Tensor.clip)})
 
 # Ops that return a named tuple in eager (`torch.max(x, 1).values`).
 _RETURN_TYPES = {}
