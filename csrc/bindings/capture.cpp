@@ -1,10 +1,10 @@
 // Capture session: Python <-> Value conversion, recording, and alias tracking.
 #include "bindings/capture.h"
 
-#include <mutex>
-
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
+
+#include <mutex>
 
 #include "core/error.h"
 #include "ops/registry.h"
@@ -193,9 +193,9 @@ bool advanced_index(const Value& v) {
 // Views only when the input's layout allows (otherwise eager copies): reshapes, and contiguous()
 // (the tensor itself when it is contiguous, a copy when not).
 bool reshape_like(const Symbol& s) {
-  return s.module == "ltorch" && (s.name == "reshape" || s.name == "flatten" ||
-                                  s.name == "reshape_as" || s.name == "unflatten" ||
-                                  s.name == "contiguous");
+  return s.module == "ltorch" &&
+         (s.name == "reshape" || s.name == "flatten" || s.name == "reshape_as" ||
+          s.name == "unflatten" || s.name == "contiguous");
 }
 
 int64_t norm_dim(int64_t d, size_t rank) { return d < 0 ? d + static_cast<int64_t>(rank) : d; }

@@ -274,9 +274,12 @@ NB_MODULE(_core, m) {
       .def("new_input", &CaptureSession::new_input)
       .def("record", &CaptureSession::record)
       .def("record_opaque", &CaptureSession::record_opaque)
-      .def("finish", [](CaptureSession& s, nb::handle out) {
-        return PyTrace{std::make_shared<Trace>(s.finish(out))};
-      }, nb::arg("out").none())
+      .def(
+          "finish",
+          [](CaptureSession& s, nb::handle out) {
+            return PyTrace{std::make_shared<Trace>(s.finish(out))};
+          },
+          nb::arg("out").none())
       .def("opaque_names", &CaptureSession::opaque_names)
       .def("updated_inputs", &CaptureSession::updated_inputs);
 
@@ -354,25 +357,29 @@ NB_MODULE(_core, m) {
       .def("describe", &Guard::describe);
 
   nb::class_<CacheEntry>(m, "CacheEntry")
-      .def("__init__", [](CacheEntry* e, const Guard& g, std::shared_ptr<Program> p,
-                          CaptureSession& session, nb::object info, nb::list attrs) {
-        new (e) CacheEntry();
-        e->guard = g;
-        e->program = std::move(p);
-        e->sources = session.sources();
-        e->info = std::move(info);
-        for (nb::handle a : attrs) {
-          nb::tuple t = nb::cast<nb::tuple>(a);
-          if (t.size() == 2) {  // (dict, size)
-            if (!PyDict_Check(t[0].ptr())) throw TypeError("CacheEntry: a size guard needs a dict");
-            e->size_guards.push_back({nb::borrow(t[0]), nb::cast<Py_ssize_t>(t[1])});
-          } else {
-            // (dict or cell, key, value[, True for the same object rather than an equal one])
-            e->attr_guards.push_back({nb::borrow(t[0]), nb::borrow(t[1]), nb::borrow(t[2]),
-                                      t.size() > 3 && nb::cast<bool>(t[3])});
-          }
-        }
-      }, "guard"_a, "program"_a, "session"_a, "info"_a, "attributes"_a = nb::list())
+      .def(
+          "__init__",
+          [](CacheEntry* e, const Guard& g, std::shared_ptr<Program> p, CaptureSession& session,
+             nb::object info, nb::list attrs) {
+            new (e) CacheEntry();
+            e->guard = g;
+            e->program = std::move(p);
+            e->sources = session.sources();
+            e->info = std::move(info);
+            for (nb::handle a : attrs) {
+              nb::tuple t = nb::cast<nb::tuple>(a);
+              if (t.size() == 2) {  // (dict, size)
+                if (!PyDict_Check(t[0].ptr()))
+                  throw TypeError("CacheEntry: a size guard needs a dict");
+                e->size_guards.push_back({nb::borrow(t[0]), nb::cast<Py_ssize_t>(t[1])});
+              } else {
+                // (dict or cell, key, value[, True for the same object rather than an equal one])
+                e->attr_guards.push_back({nb::borrow(t[0]), nb::borrow(t[1]), nb::borrow(t[2]),
+                                          t.size() > 3 && nb::cast<bool>(t[3])});
+              }
+            }
+          },
+          "guard"_a, "program"_a, "session"_a, "info"_a, "attributes"_a = nb::list())
       .def_prop_ro("info", [](const CacheEntry& e) { return e.info; })
       .def_prop_ro("calls", [](const CacheEntry& e) { return e.calls; })
       .def_rw("updated_inputs", &CacheEntry::updated_inputs)

@@ -559,9 +559,9 @@ class CpuGen {
                << "    const int64_t cend = " << cb << " + " << kSumBlock * step << " <= " << cols_
                << "LL ? " << cb << " + " << kSumBlock * step << " : " << cols_ << "LL;\n";
           }
-          os << "    for (; " << cb << " + " << step << " <= "
-             << (blocked.empty() ? std::to_string(cols_) + "LL" : std::string("cend")) << "; " << cb
-             << " += " << step << ") {\n";
+          os << "    for (; " << cb << " + " << step
+             << " <= " << (blocked.empty() ? std::to_string(cols_) + "LL" : std::string("cend"))
+             << "; " << cb << " += " << step << ") {\n";
           if (p == 2 && passes >= 3) os << next_row_prefetch(uses[1], read_late, cb);
           for (int u = 0; u < kUnroll; ++u) {
             std::string code = body.code;

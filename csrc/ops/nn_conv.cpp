@@ -268,8 +268,8 @@ Value max_pool_meta(Builder& b, const BoundArgs& a) {
     keep.push_back(Dim(1));
     TensorRef w = lang::reshape(b, win, flat);
     const int64_t last = w->rank() - 1;
-    TensorRef idx = lang::reshape(
-        b, lang::call_t(b, prims::argmax(), {Value(w), Value(last)}), keep);
+    TensorRef idx =
+        lang::reshape(b, lang::call_t(b, prims::argmax(), {Value(w), Value(last)}), keep);
     r = lang::call_t(b, prims::take_along_axis(), {Value(w), Value(idx), Value(last)});
     r = lang::call_t(b, prims::squeeze(), {Value(r), Value::ints({last})});
   }

@@ -62,14 +62,14 @@ Value meta_inplace(Builder& b, const BoundArgs& a) {
   if (r->shape() != self->shape()) {
     // RuntimeError, as eager raises (a TypeError would make Python's `x *= y` fall back to x * y).
     throw Error(a.symbol().qualname() + ": the result of shape " + r->type_string() +
-                     " cannot be written into " + self->type_string() +
-                     " in place (in-place ops cannot broadcast their first argument)");
+                " cannot be written into " + self->type_string() +
+                " in place (in-place ops cannot broadcast their first argument)");
   }
   if (r->dtype() != self->dtype()) {
     if (dtype_kind(r->dtype()) > dtype_kind(self->dtype())) {
       throw Error(std::string("result type ") + dtype_name(r->dtype()) +
-                      " can't be cast to the desired output type " + dtype_name(self->dtype()) +
-                      " (in " + a.symbol().qualname() + ")");
+                  " can't be cast to the desired output type " + dtype_name(self->dtype()) +
+                  " (in " + a.symbol().qualname() + ")");
     }
     r = lang::convert(b, r, self->dtype());
   }

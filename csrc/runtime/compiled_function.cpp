@@ -1,10 +1,10 @@
 // The cached call path.
 #include "runtime/compiled_function.h"
 
-#include <algorithm>
-
 #include <nanobind/stl/shared_ptr.h>
 #include <nanobind/stl/string.h>
+
+#include <algorithm>
 
 #include "core/error.h"
 #include "runtime/objects.h"
@@ -42,12 +42,14 @@ uintptr_t storage_address(PyObject* t) {
 bool CacheEntry::inputs_alias(const std::vector<PyObject*>& tensors) const {
   if (updated_inputs.empty()) return false;
   std::vector<int> candidates;
-  for (int i = 0; i < arg_tensors && i < static_cast<int>(tensors.size()); ++i) candidates.push_back(i);
+  for (int i = 0; i < arg_tensors && i < static_cast<int>(tensors.size()); ++i)
+    candidates.push_back(i);
   for (int u : updated_inputs) {
     if (u >= arg_tensors && u < static_cast<int>(tensors.size())) candidates.push_back(u);
   }
   std::vector<uintptr_t> address(candidates.size());
-  for (size_t i = 0; i < candidates.size(); ++i) address[i] = storage_address(tensors[candidates[i]]);
+  for (size_t i = 0; i < candidates.size(); ++i)
+    address[i] = storage_address(tensors[candidates[i]]);
   for (int u : updated_inputs) {
     if (u >= static_cast<int>(tensors.size())) continue;
     auto pos = std::find(candidates.begin(), candidates.end(), u) - candidates.begin();

@@ -55,8 +55,8 @@ struct CacheEntry {
 
 enum class CacheMode : uint8_t { kConstantValues = 0, kSameInput = 1, kNoCaching = 2 };
 
-// The number of functions being traced now (set by the capture; a jitted function called while it is
-// positive traces its wrapped function inline).
+// The number of functions being traced now (set by the capture; a jitted function called while it
+// is positive traces its wrapped function inline).
 void set_tracing_depth(int depth);
 
 class CompiledFunction {
