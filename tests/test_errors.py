@@ -495,7 +495,7 @@ def test_manual_seed_inside_a_jitted_function_is_refused():
 
 def test_random_calls_without_tensor_inputs_draw_as_eager():
     # Their outputs' shapes are learned by calling them; that call must not draw the numbers.
-    f = lambda x: x[torch.randperm(4)] + torch.normal(0.0, 1.0, size=(4,))  # noqa: E731
+    f = lambda x: x[torch.randperm(4)] + torch.normal(0.0, 1.0, size=(4,))
     x = torch.arange(4.0)
     torch.manual_seed(0)
     want = (f(x), torch.rand(1))

@@ -176,7 +176,7 @@ def _result_types(result, path="the result"):
         if kind in (tuple, list) and all(f is None for f in subs):
             return None
         if hasattr(kind, "_fields"):
-            make = lambda items: kind(*items)  # noqa: E731 - a named tuple
+            make = lambda items: kind(*items)  # a named tuple
         elif hasattr(kind, "n_sequence_fields"):
             make = kind  # torch.return_types (a structseq) takes one sequence
         else:
