@@ -1,8 +1,6 @@
 """In-place updates through views: the update reaches the viewed tensor (and, for a function input,
 the caller's tensor), and every other view of it sees the new values, as in eager."""
 
-import copy
-
 import pytest
 import torch
 
