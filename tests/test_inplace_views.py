@@ -3,9 +3,9 @@ the caller's tensor), and every other view of it sees the new values, as in eage
 
 import pytest
 import torch
+from nn_training import train_two_steps
 
 import thunder
-from nn_training import train_two_steps
 
 
 def _run(fn, *inputs):
