@@ -1,0 +1,62 @@
+"""Accuracy and time of long float32 sums: eager against thunder's fused CPU kernels, side by side in
+one process. Relative error against a float64 sum of the same values; time as the median of a few
+calls. Prints a table and writes JSON (--out).
+    PYTHONPATH=. python scripts/sum_accuracy.py [--out sum_accuracy.json]"""
+import argparse
+import json
+import statistics
+import time
+
+import torch
+
+import thunder
+from thunder.executors import fusionex
+
+FUSE_ALL = thunder.extend.register_executor(fusionex.ThunderFusionExecutor("sum_accuracy", min_cpu_numel=0))
+
+CASES = {
+    "sum of 4M x 0.1": (lambda x: x.sum(), lambda: torch.full((4_000_000,), 0.1)),
+    "mean of 4M x 0.1": (lambda x: x.mean(), lambda: torch.full((4_000_000,), 0.1)),
+    "sum of 4M randn": (lambda x: x.sum(), lambda: torch.randn(4_000_000, generator=torch.Generator().manual_seed(0))),
+    "row sums 1024 x 65536 randn": (lambda x: x.sum(1),
+                                    lambda: torch.randn(1024, 65536, generator=torch.Generator().manual_seed(0))),
+}
+
+
+def median_ms(fn, x, repeats=7):
+    fn(x)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn(x)
+        times.append((time.perf_counter() - t) * 1e3)
+    return statistics.median(times)
+
+
+def rel_error(got, exact):
+    return float(((got.double() - exact).abs() / exact.abs().clamp_min(1e-30)).max())
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="sum_accuracy.json")
+    args = parser.parse_args()
+    rows = []
+    print("| case | eager rel. error | thunder rel. error | eager ms | thunder ms |")
+    print("|---|---:|---:|---:|---:|")
+    for name, (fn, make) in CASES.items():
+        x = make()
+        exact = fn(x.double())
+        jfn = thunder.jit(fn, executors=[FUSE_ALL])
+        row = {"case": name, "eager_rel_error": rel_error(fn(x), exact),
+               "thunder_rel_error": rel_error(jfn(x), exact), "fused_kernels": len(fusionex.fusion_kernels(jfn)),
+               "eager_ms": median_ms(fn, x), "thunder_ms": median_ms(jfn, x)}
+        rows.append(row)
+        print(f"| {name} | {row['eager_rel_error']:.1e} | {row['thunder_rel_error']:.1e} | "
+              f"{row['eager_ms']:.2f} | {row['thunder_ms']:.2f} |")
+    with open(args.out, "w") as f:
+        json.dump({"torch": torch.__version__, "threads": torch.get_num_threads(), "rows": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
