@@ -364,3 +364,20 @@ def test_updating_a_non_leaf_input_that_requires_grad_is_refused():
         h = w * 3
         torch.testing.assert_close(thunder.jit(f)(h), torch.tensor(18.0))
     torch.testing.assert_close(h, torch.full((3,), 6.0))
+
+
+@pytest.mark.parametrize("case", ["broadcast_tensors", "atleast_2d", "real", "positive", "conj"])
+def test_calls_that_return_their_input_alias_it_as_in_eager(case):
+    # These return the input itself in eager: an in-place update through the result reaches it (as a
+    # copy, the update was lost).
+    f = {
+        "broadcast_tensors": lambda x: torch.broadcast_tensors(x, torch.zeros(3))[0].add_(1),
+        "atleast_2d": lambda x: torch.atleast_2d(x).mul_(2),
+        "real": lambda x: x.real.add_(1),
+        "positive": lambda x: torch.positive(x).sub_(1),
+        "conj": lambda x: x.conj().mul_(3),
+    }[case]
+    a = torch.randn(2, 3)
+    b = a.clone()
+    torch.testing.assert_close(thunder.jit(f)(a), f(b))
+    torch.testing.assert_close(a, b)

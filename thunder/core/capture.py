@@ -288,6 +288,18 @@ def _inplace_flag(func, args, kwargs):
 
 # Tensor properties that are views, as the calls they equal (`x.T` is `x.permute(n-1, ..., 0)`;
 # on real tensors `x.H` and `x.mH` equal `x.T` and `x.mT`).
+# Calls that return their input itself in eager, when the predicate holds (a real tensor's .real and
+# conj(), positive() of a number tensor, atleast_nd of a tensor with n dims or more).
+_RETURNS_ITS_INPUT = {
+    **{f: (lambda x, **k: not x.is_complex()) for f in (
+        torch.Tensor.real.__get__, torch.real, torch.conj, torch.Tensor.conj, torch.resolve_conj,
+        torch.Tensor.resolve_conj, torch.resolve_neg, torch.Tensor.resolve_neg)},
+    **{f: (lambda x, **k: x.dtype != torch.bool) for f in (torch.positive, torch.Tensor.positive)},
+    torch.atleast_1d: lambda *xs, **k: len(xs) == 1 and xs[0].ndim >= 1,
+    torch.atleast_2d: lambda *xs, **k: len(xs) == 1 and xs[0].ndim >= 2,
+    torch.atleast_3d: lambda *xs, **k: len(xs) == 1 and xs[0].ndim >= 3,
+}
+
 _PROPERTY_VIEWS = {
     torch.Tensor.T.__get__: lambda x: (torch.permute, (x, tuple(range(x.ndim - 1, -1, -1)))),
     torch.Tensor.H.__get__: lambda x: (torch.permute, (x, tuple(range(x.ndim - 1, -1, -1)))),
@@ -537,6 +549,14 @@ class CaptureMode(TorchFunctionMode):
                 raise _with_location(e) from None
         if _autocast.any_enabled():
             args, kwargs = self._autocast(func, types, args, kwargs)
+        same = _RETURNS_ITS_INPUT.get(func)
+        if same is not None and args and all(isinstance(a, TensorProxy) for a in args) and same(*args, **kwargs):
+            # Eager returns the input itself (an in-place update through the result reaches it).
+            return args[0]
+        if func is torch.broadcast_tensors and args and all(isinstance(a, TensorProxy) for a in args):
+            shape = torch.broadcast_shapes(*(a.shape for a in args))
+            return tuple(a if a.shape == shape else self.__torch_function__(torch.Tensor.expand, types, (a, shape), {})
+                         for a in args)
         prop = _PROPERTY_VIEWS.get(func)
         if prop is not None and args and not args[0].is_complex():
             view_fn, view_args = prop(args[0])
