@@ -555,3 +555,10 @@ def test_in_place_update_through_contiguous_as_eager(layout):
     assert a.stride() == x.stride()
     torch.testing.assert_close(thunder.jit(f)(a), f(b))
     torch.testing.assert_close(a, b)
+
+
+def test_numpy_integer_scalars_and_size_varargs_as_eager():
+    np = pytest.importorskip("numpy")
+    x = torch.randn(2, 3)
+    for f in (lambda x: x[np.int64(1)], lambda x: x.reshape(np.int64(3), 2), lambda x: x.broadcast_to(2, 2, 3)):
+        torch.testing.assert_close(thunder.jit(f)(x), f(x))

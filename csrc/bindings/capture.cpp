@@ -109,6 +109,12 @@ Value CaptureSession::to_value(nb::handle h) {
   }
   DType dt;
   if (runtime::dtype_of(o, &dt)) return Value(dt);
+  if (PyIndex_Check(o) && nb::len(nb::getattr(h, "shape", nb::tuple())) == 0) {
+    // An integer scalar of another library (numpy.int64): as Python's int.
+    nb::object i = nb::steal(PyNumber_Index(o));
+    if (i) return to_value(i);
+    PyErr_Clear();
+  }
   if (PySlice_Check(o)) {
     PySliceObject* s = reinterpret_cast<PySliceObject*>(o);
     auto part = [&](PyObject* p) -> std::optional<int64_t> {

@@ -769,6 +769,16 @@ _ARG_FIXES = {f: _dtype_third for f in (torch.softmax, torch.Tensor.softmax, tor
                                         torch.Tensor.log_softmax)}
 _ARG_FIXES.update({f: _clamp_bounds for f in (torch.clamp, torch.Tensor.clamp, torch.clip, torch.Tensor.clip)})
 
+
+def _sizes_as_varargs(args, kwargs):
+    """x.broadcast_to(2, 2, 3): the sizes as one tuple, as torch.broadcast_to takes them."""
+    if len(args) > 2 and all(isinstance(a, int) for a in args[1:]):
+        return (args[0], tuple(args[1:])), kwargs
+    return args, kwargs
+
+
+_ARG_FIXES[torch.Tensor.broadcast_to] = _sizes_as_varargs
+
 # Ops that return a named tuple in eager (`torch.max(x, 1).values`).
 _RETURN_TYPES = {}
 for _name in ("max", "min", "sort", "topk", "kthvalue", "mode", "median", "nanmedian", "aminmax",
