@@ -146,7 +146,7 @@ nb::object CompiledFunction::run_entry(CacheEntry& e, const std::vector<PyObject
 }
 
 namespace {
-int g_tracing_depth = 0;  // functions being traced now (a jitted function called inside one)
+thread_local int g_tracing_depth = 0;  // functions this thread is tracing now
 }  // namespace
 
 void set_tracing_depth(int depth) { g_tracing_depth = depth; }
