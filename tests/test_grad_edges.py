@@ -229,3 +229,47 @@ def test_clamp_nan_scalar_bound_follows_the_installed_torch():
     x = torch.tensor([1.0, -2.0, math.nan, 3.0])
     for fn in (lambda x: x.clamp(min=math.nan) * 1, lambda x: torch.clip(x, None, math.nan) * 1):
         torch.testing.assert_close(thunder.jit(fn)(x), fn(x), equal_nan=True)
+
+
+_W = torch.randn(4)
+
+
+class _ScaledByGlobal(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x * _W
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * _W
+
+
+def test_custom_autograd_function_reading_a_global_tensor():
+    # Its output shapes are worked out on fake tensors, which accept the real tensor it reads.
+    x = torch.randn(4, requires_grad=True)
+    f = lambda x: _ScaledByGlobal.apply(x).sum()
+    (got,) = torch.autograd.grad(thunder.jit(f)(x), x)
+    torch.testing.assert_close(got, _W)
+
+
+def test_manual_seed_on_another_thread_while_tracing_runs():
+    import threading
+
+    started, release, errors = threading.Event(), threading.Event(), []
+
+    def f(x):
+        started.set()
+        release.wait(10)
+        return x * 2
+
+    t = threading.Thread(target=lambda: thunder.jit(f)(torch.ones(2)))
+    t.start()
+    started.wait(10)
+    try:
+        torch.manual_seed(0)  # this thread is not tracing
+    except Exception as e:  # noqa: BLE001 - recorded, asserted below
+        errors.append(e)
+    release.set()
+    t.join()
+    assert not errors
+    assert torch.manual_seed.__module__ == "torch.random"

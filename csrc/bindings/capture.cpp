@@ -240,7 +240,8 @@ void CaptureSession::after_view(const Value& in, const Value& out, const BSymRef
     root_of_[t.get()] = r;
     members_[r].push_back(t.get());
     ref_of_[t.get()] = t;
-    if (bsym) view_def_[t.get()] = ViewDef{in.as_tensor().get(), bsym, multi ? k : -1};
+    if (bsym)
+      view_def_[t.get()] = ViewDef{in.as_tensor().get(), bsym, multi ? k : -1, grad_enabled()};
   });
 }
 
@@ -380,12 +381,22 @@ void CaptureSession::refresh_views(const TensorProxy* r, const TensorRef& nr) {
   // Every view of the root, recomputed from the new root (in creation order: parents first).
   std::unordered_map<const TensorProxy*, TensorRef> fresh{{r, nr}};
   std::vector<const TensorProxy*> members = members_[r];
+  // Each view is replayed in the grad mode it was taken in (a view taken before a leaf's update
+  // under no_grad still differentiates with respect to the leaf), then the mode is put back.
+  const bool mode = grad_enabled();
+  bool recorded = mode;
   for (const TensorProxy* m : members) {
     std::optional<TensorRef> now;
     auto d = view_def_.find(m);
     if (d != view_def_.end()) {
       auto p = fresh.find(d->second.parent);
-      if (p != fresh.end()) now = replay_view(d->second, p->second);
+      if (p != fresh.end()) {
+        if (d->second.grad != recorded) {
+          recorded = d->second.grad;
+          builder_.call(prims::set_grad_enabled(), {Value(recorded)});
+        }
+        now = replay_view(d->second, p->second);
+      }
     }
     if (!now) {
       stale_[m] = stale_reason();
@@ -394,6 +405,12 @@ void CaptureSession::refresh_views(const TensorProxy* r, const TensorRef& nr) {
     fresh[m] = *now;
     repoint(m, *now);
   }
+  if (recorded != mode) builder_.call(prims::set_grad_enabled(), {Value(mode)});
+}
+
+bool CaptureSession::grad_enabled() {
+  static nb::object is_enabled = nb::module_::import_("torch").attr("is_grad_enabled");
+  return nb::cast<bool>(is_enabled());
 }
 
 std::vector<int> CaptureSession::updated_inputs() const {
@@ -436,24 +453,22 @@ nb::object CaptureSession::after_inplace(nb::handle self_obj, const TensorRef& o
   const TensorRef& updated = out.as_tensor();
   const TensorProxy* r = root(old.get());
   if (input_set_.count(r)) updated_.insert(r);
-  if (grad_nonleaf_inputs_.count(r)) {
-    // Eager makes the update part of the tensor's history (what the caller computes from it
-    // afterwards differentiates through the update); the program's write-back into the caller's
-    // tensor has no history, so those gradients would be wrong.
-    static nb::object grad_on = nb::module_::import_("torch").attr("is_grad_enabled");
-    if (nb::cast<bool>(grad_on())) {
-      throw NotImplementedError(
-          "in-place update of the input '" + r->name() + "'" + at_source() +
-          ", a tensor that requires grad and is computed from others (not a leaf), is not "
-          "supported by thunder yet: the caller's tensor would hold the new values without the "
-          "update in its gradient history. Update a copy (x = x.clone()), or compute out of place");
-    }
+  if (grad_nonleaf_inputs_.count(r) && grad_enabled() && warned_nonleaf_.insert(r).second) {
+    // Eager makes the update part of the tensor's history; the program writes the new values back
+    // into the caller's tensor without it. The function's own results are right; what the caller
+    // computes from that tensor afterwards would differentiate without the update.
+    std::string msg =
+        "thunder.jit: the input '" + r->name() + "'" + at_source() +
+        " requires grad, is computed from other tensors (not a leaf) and is updated in "
+        "place: the caller's tensor gets the new values, but not the update in its "
+        "gradient history, so gradients through later uses of it by the caller would "
+        "differ from eager's. Update a copy (x = x.clone()) if the caller uses it again";
+    if (PyErr_WarnEx(PyExc_UserWarning, msg.c_str(), 1) < 0) throw nb::python_error();
   }
   const bool grad_leaf = grad_leaf_inputs_.count(r) > 0;
   if (grad_leaf) {
     // With grad on, eager refuses to update such a leaf, or a view of it that is not detached.
-    static nb::object grad_enabled = nb::module_::import_("torch").attr("is_grad_enabled");
-    if (nb::cast<bool>(grad_enabled()) && (r == old.get() || !detached(old.get()))) {
+    if (grad_enabled() && (r == old.get() || !detached(old.get()))) {
       throw Error(std::string(r == old.get() ? "a leaf Variable" : "a view of a leaf Variable") +
                   " that requires grad is being used in an in-place operation (the input '" +
                   r->name() + "')" + at_source() +

@@ -69,6 +69,7 @@ class CaptureSession {
     const TensorProxy* parent = nullptr;
     BSymRef bsym;
     int output_index = -1;
+    bool grad = true;  // the grad mode it was taken in (its replays are recorded in it)
   };
   // The parent's new value when the view `def` of it gets `updated` (nullopt: no inverse).
   std::optional<Value> scatter_into_parent(const ViewDef& def, const TensorRef& parent,
@@ -86,6 +87,8 @@ class CaptureSession {
   TensorRef leaf_update(const TensorRef& leaf, const TensorRef& value);
   // True when `view` reaches its root through a detach (.detach(), .data).
   bool detached(const TensorProxy* view) const;
+  // torch's grad mode now.
+  static bool grad_enabled();
   bool invertible(const ViewDef& def);
   // Why a stale alias cannot be read (with the current source line).
   std::string stale_reason() const;
@@ -109,8 +112,9 @@ class CaptureSession {
   std::unordered_set<const TensorProxy*> input_set_;
   // The inputs that are leaves requiring grad, and their later versions (prims.leaf_update).
   std::unordered_set<const TensorProxy*> grad_leaf_inputs_;
-  // The inputs that require grad and are not leaves (an update of one with grad on is refused).
+  // The inputs that require grad and are not leaves (an update of one with grad on warns).
   std::unordered_set<const TensorProxy*> grad_nonleaf_inputs_;
+  std::unordered_set<const TensorProxy*> warned_nonleaf_;  // warned once each
   std::vector<std::string> opaque_names_;
   std::unordered_set<const TensorProxy*> updated_;  // inputs updated in place
   std::string source_;

@@ -5,6 +5,7 @@
 #include <nanobind/stl/string.h>
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "core/error.h"
 #include "runtime/objects.h"
@@ -39,22 +40,37 @@ uintptr_t storage_address(PyObject* t) {
 }
 }  // namespace
 
-bool CacheEntry::inputs_alias(const std::vector<PyObject*>& tensors) const {
-  if (updated_inputs.empty()) return false;
-  std::vector<int> candidates;
-  for (int i = 0; i < arg_tensors && i < static_cast<int>(tensors.size()); ++i)
-    candidates.push_back(i);
-  for (int u : updated_inputs) {
-    if (u >= arg_tensors && u < static_cast<int>(tensors.size())) candidates.push_back(u);
+// The bytes of its storage a tensor spans, [first, last) (empty for a tensor without elements).
+std::pair<int64_t, int64_t> byte_span(PyObject* t) {
+  nb::handle h(t);
+  int64_t item = nb::cast<int64_t>(h.attr("element_size")());
+  int64_t first = nb::cast<int64_t>(h.attr("storage_offset")()) * item, extent = 1;
+  nb::tuple shape = nb::borrow<nb::tuple>(h.attr("shape")),
+            strides = nb::borrow<nb::tuple>(h.attr("stride")());
+  for (size_t i = 0; i < shape.size(); ++i) {
+    int64_t n = nb::cast<int64_t>(shape[i]);
+    if (n == 0) return {first, first};
+    extent += (n - 1) * std::abs(nb::cast<int64_t>(strides[i]));
   }
-  std::vector<uintptr_t> address(candidates.size());
-  for (size_t i = 0; i < candidates.size(); ++i)
-    address[i] = storage_address(tensors[candidates[i]]);
+  return {first, first + extent * item};
+}
+
+bool CacheEntry::inputs_alias(const std::vector<PyObject*>& tensors) const {
+  // Only updated arguments are checked on each call (parameters and buffers a module updates,
+  // such as batch norm's running statistics, were checked when the program was traced).
+  const int args = std::min<int>(arg_tensors, static_cast<int>(tensors.size()));
+  bool any = false;
+  for (int u : updated_inputs) any = any || u < args;
+  if (!any) return false;
+  std::vector<uintptr_t> address(args);
+  for (int i = 0; i < args; ++i) address[i] = storage_address(tensors[i]);
   for (int u : updated_inputs) {
-    if (u >= static_cast<int>(tensors.size())) continue;
-    auto pos = std::find(candidates.begin(), candidates.end(), u) - candidates.begin();
-    for (size_t j = 0; j < candidates.size(); ++j) {
-      if (candidates[j] != u && address[j] != 0 && address[j] == address[pos]) return true;
+    if (u >= args || address[u] == 0) continue;
+    for (int j = 0; j < args; ++j) {
+      if (j == u || address[j] != address[u]) continue;
+      // The same storage: aliased when the spans of bytes overlap.
+      auto a = byte_span(tensors[u]), b = byte_span(tensors[j]);
+      if (a.first < b.second && b.first < a.second) return true;
     }
   }
   return false;

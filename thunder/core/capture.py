@@ -10,6 +10,7 @@ import linecache
 import math
 import os
 import sys
+import threading
 from typing import ClassVar
 
 import torch
@@ -420,6 +421,8 @@ def _rng_kept():
 
 
 def _manual_seed_while_tracing(seed):
+    if not _TRACING.modes:  # another thread, not tracing
+        return _manual_seed_eager(seed)
     raise NotImplementedError(
         "thunder cannot trace torch.manual_seed inside a jitted function: the seed would be set only "
         "while tracing, not when the program runs. Seed outside the jitted function")
@@ -453,10 +456,10 @@ def _function_apply_while_tracing(cls, *args, **kwargs):
     no_grad: traced inline, its operations had no gradient, and the gradient through it was lost).
     Otherwise its forward is traced inline as before."""
     flat = [*args, *kwargs.values()]
-    if _ACTIVE_MODES and torch.is_grad_enabled() and any(
+    if _TRACING.modes and torch.is_grad_enabled() and any(
             isinstance(a, TensorProxy) and a.requires_grad for a in flat):
         with torch._C.DisableTorchFunction():  # its meta call below is not part of the program
-            return _ACTIVE_MODES[-1]._record_opaque(_ApplyOf.of(cls), args, kwargs)
+            return _TRACING.modes[-1]._record_opaque(_ApplyOf.of(cls), args, kwargs)
     return _function_apply_eager(cls, *args, **kwargs)
 
 
@@ -472,14 +475,25 @@ except (ImportError, AttributeError):  # a torch without it
     pass
 _flatten_parameters_eager = torch.nn.RNNBase.flatten_parameters
 _TRACING_PATCHES.append((torch.nn.RNNBase, "flatten_parameters", _flatten_parameters_while_tracing))
+_manual_seed_eager = torch.manual_seed
 _TRACING_PATCHES.append((torch, "manual_seed", _manual_seed_while_tracing))
 _TRACING_PATCHES.append((torch.random, "manual_seed", _manual_seed_while_tracing))
 _function_apply_eager = torch.autograd.Function.__dict__["apply"].__func__
 _TRACING_PATCHES.append((torch.autograd.Function, "apply", classmethod(_function_apply_while_tracing)))
 # As each owner holds them (a classmethod object, not the bound method getattr gives).
 _PATCHED_ORIGINALS = [vars(owner)[name] for owner, name, _ in _TRACING_PATCHES]
-_capture_depth = 0
-_ACTIVE_MODES = []  # the capture modes entered, innermost last
+_patched_threads = 0  # threads tracing now (the patches above are installed while any does)
+_patch_lock = threading.Lock()
+
+
+class _Tracing(threading.local):
+    """This thread's tracing: the capture modes it entered, innermost last."""
+
+    def __init__(self):
+        self.modes = []
+
+
+_TRACING = _Tracing()
 
 
 class CaptureMode(TorchFunctionMode):
@@ -503,23 +517,27 @@ class CaptureMode(TorchFunctionMode):
             self.session.record(self._set_grad, (mode,), {}, _where())
 
     def __enter__(self):
-        global _capture_depth
-        if _capture_depth == 0:
-            for owner, name, replacement in _TRACING_PATCHES:
-                setattr(owner, name, replacement)
-        _capture_depth += 1
-        _core._set_tracing_depth(_capture_depth)
-        _ACTIVE_MODES.append(self)
+        global _patched_threads
+        if not _TRACING.modes:
+            with _patch_lock:
+                if _patched_threads == 0:
+                    for owner, name, replacement in _TRACING_PATCHES:
+                        setattr(owner, name, replacement)
+                _patched_threads += 1
+        _TRACING.modes.append(self)
+        _core._set_tracing_depth(len(_TRACING.modes))
         return super().__enter__()
 
     def __exit__(self, *exc):
-        global _capture_depth
-        _capture_depth -= 1
-        _core._set_tracing_depth(_capture_depth)
-        _ACTIVE_MODES.pop()
-        if _capture_depth == 0:
-            for (owner, name, _), original in zip(_TRACING_PATCHES, _PATCHED_ORIGINALS):
-                setattr(owner, name, original)
+        global _patched_threads
+        _TRACING.modes.pop()
+        _core._set_tracing_depth(len(_TRACING.modes))
+        if not _TRACING.modes:
+            with _patch_lock:
+                _patched_threads -= 1
+                if _patched_threads == 0:
+                    for (owner, name, _), original in zip(_TRACING_PATCHES, _PATCHED_ORIGINALS):
+                        setattr(owner, name, original)
         if self.grad_enabled != self.initial_grad_enabled:
             self.grad_enabled = self.initial_grad_enabled
             self.session.record(self._set_grad, (self.initial_grad_enabled,), {}, "")
@@ -697,7 +715,10 @@ class CaptureMode(TorchFunctionMode):
             module = func.__module__
         try:
             with _rng_kept():  # a random function without tensor inputs runs for real here
-                meta_out = _fake_call(func, args, kwargs) if autocast_state else func(*_to_meta(args), **_to_meta(kwargs))
+                # A custom autograd Function may read real tensors it closes over: fake tensors
+                # accept them, meta tensors do not.
+                fake = autocast_state or isinstance(func, _ApplyOf)
+                meta_out = _fake_call(func, args, kwargs) if fake else func(*_to_meta(args), **_to_meta(kwargs))
         except Exception as e:  # the meta kernel refused: thunder cannot know the output
             raise NotImplementedError(
                 f"thunder cannot trace {module}.{name}: it has no thunder rule and torch's meta "

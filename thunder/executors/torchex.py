@@ -265,6 +265,12 @@ def copy(input, src, non_blocking=False):
 
 
 def copy_(copy_from, copy_to):
+    if copy_to.requires_grad and torch.is_grad_enabled():
+        # The write-back into an input that requires grad (a leaf updated under no_grad in the
+        # function): its history is in the program, not in this copy.
+        with torch.no_grad():
+            copy_to.copy_(copy_from)
+        return copy_to
     copy_to.copy_(copy_from)
     return copy_to
 
