@@ -150,3 +150,35 @@ def test_dropout_with_inplace_true_draws_eager_mask():
     (gg,) = torch.autograd.grad(got.sum(), x)
     torch.testing.assert_close(got, want)
     torch.testing.assert_close(gg, gw)
+
+
+@pytest.mark.parametrize("norm_type", [2.0, 1.0])
+def test_embedding_with_max_norm_renormalizes_and_trains_as_eager(norm_type):
+    # Eager renormalizes the looked-up rows of the weight in place, without history, then looks them
+    # up; the weight keeps differentiating as itself (prims.leaf_update).
+    import copy
+
+    torch.manual_seed(0)
+    ref = torch.nn.Embedding(10, 4, max_norm=1.0, norm_type=norm_type)
+    with torch.no_grad():
+        ref.weight.mul_(3)
+    mod = copy.deepcopy(ref)
+    jm = thunder.jit(mod)
+    opt_r = torch.optim.SGD(ref.parameters(), lr=0.1)
+    opt_j = torch.optim.SGD(mod.parameters(), lr=0.1)
+    for idx in (torch.tensor([[1, 2, 2], [3, 9, 1]]), torch.tensor([[0, 1, 5]])):
+        want, got = ref(idx), jm(idx)
+        torch.testing.assert_close(got, want)
+        torch.testing.assert_close(mod.weight.detach(), ref.weight.detach())
+        cot = torch.randn_like(want)
+        want.backward(cot)
+        got.backward(cot)
+        torch.testing.assert_close(mod.weight.grad, ref.weight.grad)
+        opt_r.step()
+        opt_j.step()
+        opt_r.zero_grad()
+        opt_j.zero_grad()
+    with torch.no_grad():
+        idx = torch.tensor([4, 4, 6])
+        torch.testing.assert_close(jm(idx), ref(idx))
+        torch.testing.assert_close(mod.weight, ref.weight)

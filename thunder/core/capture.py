@@ -567,6 +567,15 @@ class CaptureMode(TorchFunctionMode):
                 raise _with_location(e) from None
         if _autocast.any_enabled():
             args, kwargs = self._autocast(func, types, args, kwargs)
+        if func is torch.nn.functional.embedding:
+            bound = _EMBEDDING_SIGNATURE.bind(*args, **kwargs)
+            if bound.arguments.get("max_norm") is not None and isinstance(bound.arguments.get("weight"), TensorProxy):
+                # The looked-up rows renormalized in place first (without history, as eager's
+                # embedding_renorm_), then the lookup without max_norm.
+                self._embedding_renorm(types, bound.arguments["weight"], bound.arguments["input"],
+                                       bound.arguments["max_norm"], bound.arguments.get("norm_type", 2.0))
+                bound.arguments["max_norm"] = None
+                return self.__torch_function__(func, types, bound.args, bound.kwargs)
         same = _RETURNS_ITS_INPUT.get(func)
         if same is not None and args and all(isinstance(a, TensorProxy) for a in args) and same(*args, **kwargs):
             # Eager returns the input itself (an in-place update through the result reaches it).
@@ -651,6 +660,22 @@ class CaptureMode(TorchFunctionMode):
             raise
         except (TypeError, ValueError, IndexError, NotImplementedError, RuntimeError) as e:
             raise _with_location(e) from None
+
+    def _embedding_renorm(self, types, weight, indices, max_norm, norm_type):
+        """Eager's embedding_renorm_: each looked-up row whose norm exceeds max_norm is scaled by
+        max_norm / (norm + 1e-7), in place and without history (the weight stays a leaf that
+        differentiates as itself). Repeated indices write the same values."""
+        def call(fn, *a, **k):
+            return self.__torch_function__(fn, types, a, k)
+
+        with torch.no_grad():
+            flat = call(torch.Tensor.reshape, indices, (-1,))
+            rows = call(torch.Tensor.__getitem__, weight, flat)
+            norms = call(torch.linalg.vector_norm, rows, norm_type, -1, True)
+            scale = call(torch.where, call(torch.gt, norms, max_norm),
+                         call(torch.Tensor.__rtruediv__, call(torch.add, norms, 1e-7), max_norm), 1.0)
+            call(torch.Tensor.__setitem__, call(torch.Tensor.detach, weight), flat,
+                 call(torch.mul, rows, scale))
 
     def _write_out(self, func, result, out):
         """`result` copied into the tensors of `out` (a tensor, or a tuple for calls with several
@@ -866,6 +891,9 @@ def _walk_meta(x):
 
 
 _INPLACE_FUNCS = None
+
+
+_EMBEDDING_SIGNATURE = inspect.signature(torch.nn.functional.embedding)
 
 
 # Augmented assignments torch runs in place (x <<= 1): without a thunder rule, refused like other
