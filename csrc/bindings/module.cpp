@@ -389,6 +389,17 @@ NB_MODULE(_core, m) {
   bindings::bind_extend(m);
 
   m.def("_set_tracing_depth", &runtime::set_tracing_depth, "depth"_a);
+  m.def(
+      "overlapping_update",
+      [](nb::list tensors, const std::vector<int>& updated) -> nb::object {
+        std::vector<PyObject*> ts;
+        for (nb::handle t : tensors) ts.push_back(t.ptr());
+        auto pair = runtime::overlapping_update(ts, updated, static_cast<int>(ts.size()));
+        if (!pair) return nb::none();
+        return nb::make_tuple(pair->first, pair->second);
+      },
+      "tensors"_a, "updated"_a,
+      "The first (updated, other) pair of indices of tensors that overlap in memory, or None.");
   nb::class_<CompiledFunction>(m, "CompiledFunction", nb::dynamic_attr())
       .def("__init__", [](CompiledFunction* f, nb::object compile, nb::list params, nb::list flags,
                           int mode) {

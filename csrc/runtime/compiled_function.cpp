@@ -38,7 +38,6 @@ uintptr_t storage_address(PyObject* t) {
   if (!ptr) throw nb::python_error();
   return static_cast<uintptr_t>(PyLong_AsUnsignedLongLong(ptr.ptr()));
 }
-}  // namespace
 
 // The bytes of its storage a tensor spans, [first, last) (empty for a tensor without elements).
 std::pair<int64_t, int64_t> byte_span(PyObject* t) {
@@ -54,26 +53,34 @@ std::pair<int64_t, int64_t> byte_span(PyObject* t) {
   }
   return {first, first + extent * item};
 }
+}  // namespace
+
+std::optional<std::pair<int, int>> overlapping_update(const std::vector<PyObject*>& tensors,
+                                                      const std::vector<int>& updated, int limit) {
+  limit = std::min<int>(limit, static_cast<int>(tensors.size()));
+  bool any = false;
+  for (int u : updated) any = any || u < limit;
+  if (!any) return std::nullopt;
+  std::vector<uintptr_t> address(limit);
+  for (int i = 0; i < limit; ++i) address[i] = storage_address(tensors[i]);
+  for (int u : updated) {
+    if (u >= limit || address[u] == 0) continue;
+    auto a = byte_span(tensors[u]);
+    if (a.first == a.second) continue;
+    for (int j = 0; j < limit; ++j) {
+      if (j == u || address[j] != address[u]) continue;
+      // The same storage: aliased when the spans of bytes overlap.
+      auto b = byte_span(tensors[j]);
+      if (a.first < b.second && b.first < a.second) return std::make_pair(u, j);
+    }
+  }
+  return std::nullopt;
+}
 
 bool CacheEntry::inputs_alias(const std::vector<PyObject*>& tensors) const {
   // Only updated arguments are checked on each call (parameters and buffers a module updates,
   // such as batch norm's running statistics, were checked when the program was traced).
-  const int args = std::min<int>(arg_tensors, static_cast<int>(tensors.size()));
-  bool any = false;
-  for (int u : updated_inputs) any = any || u < args;
-  if (!any) return false;
-  std::vector<uintptr_t> address(args);
-  for (int i = 0; i < args; ++i) address[i] = storage_address(tensors[i]);
-  for (int u : updated_inputs) {
-    if (u >= args || address[u] == 0) continue;
-    for (int j = 0; j < args; ++j) {
-      if (j == u || address[j] != address[u]) continue;
-      // The same storage: aliased when the spans of bytes overlap.
-      auto a = byte_span(tensors[u]), b = byte_span(tensors[j]);
-      if (a.first < b.second && b.first < a.second) return true;
-    }
-  }
-  return false;
+  return overlapping_update(tensors, updated_inputs, arg_tensors).has_value();
 }
 
 bool CacheEntry::attributes_match() const {

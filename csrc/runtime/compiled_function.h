@@ -5,6 +5,8 @@
 #include <nanobind/nanobind.h>
 
 #include <memory>
+#include <optional>
+#include <utility>
 #include <vector>
 
 #include "runtime/guard.h"
@@ -54,6 +56,12 @@ struct CacheEntry {
 };
 
 enum class CacheMode : uint8_t { kConstantValues = 0, kSameInput = 1, kNoCaching = 2 };
+
+// The first (updated, other) pair of indices among tensors[0, limit) whose tensors overlap in
+// memory (the same storage, overlapping spans of bytes), where `updated` lists the tensors a
+// program updates in place; nullopt when there is none.
+std::optional<std::pair<int, int>> overlapping_update(const std::vector<PyObject*>& tensors,
+                                                      const std::vector<int>& updated, int limit);
 
 // The number of functions being traced now (set by the capture; a jitted function called while it
 // is positive traces its wrapped function inline).

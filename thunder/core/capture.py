@@ -287,8 +287,6 @@ def _inplace_flag(func, args, kwargs):
     return False, args, kwargs
 
 
-# Tensor properties that are views, as the calls they equal (`x.T` is `x.permute(n-1, ..., 0)`;
-# on real tensors `x.H` and `x.mH` equal `x.T` and `x.mT`).
 # Calls that return their input itself in eager, when the predicate holds (a real tensor's .real and
 # conj(), positive() of a number tensor, atleast_nd of a tensor with n dims or more).
 _RETURNS_ITS_INPUT = {
@@ -301,6 +299,8 @@ _RETURNS_ITS_INPUT = {
     torch.atleast_3d: lambda *xs, **k: len(xs) == 1 and xs[0].ndim >= 3,
 }
 
+# Tensor properties that are views, as the calls they equal (`x.T` is `x.permute(n-1, ..., 0)`;
+# on real tensors `x.H` and `x.mH` equal `x.T` and `x.mT`).
 _PROPERTY_VIEWS = {
     torch.Tensor.T.__get__: lambda x: (torch.permute, (x, tuple(range(x.ndim - 1, -1, -1)))),
     torch.Tensor.H.__get__: lambda x: (torch.permute, (x, tuple(range(x.ndim - 1, -1, -1)))),

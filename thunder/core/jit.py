@@ -145,34 +145,19 @@ def _leaf_kind_ok(x):
     return x is None or isinstance(x, (torch.Tensor, bool, int, float, str, torch.dtype, torch.device))
 
 
-def _byte_span(t):
-    """(storage address, first byte, last byte + 1) of the memory tensor t spans."""
-    item = t.element_size()
-    first = t.storage_offset() * item
-    if t.numel() == 0:
-        return t.untyped_storage().data_ptr(), first, first
-    extent = 1 + sum((n - 1) * abs(s) for n, s in zip(t.shape, t.stride()))
-    return t.untyped_storage().data_ptr(), first, first + extent * item
-
-
 def _refuse_aliased_updates(updated, inputs):
     """Raises when an input the function updates in place overlaps the memory of another input (the
     same tensor passed twice, or overlapping views of one): the program treats inputs as separate
     memory, so the other would not see the update. Views of one storage whose bytes do not overlap
-    (the two halves of a buffer) are separate."""
-    if not updated:
-        return
-    spans = [_byte_span(t) for t, _ in inputs]
-    for u in updated:
-        if u >= len(inputs) or spans[u][1] == spans[u][2]:
-            continue
-        for i, (_, name) in enumerate(inputs):
-            a, b = spans[u], spans[i]
-            if i != u and a[0] == b[0] and a[1] < b[2] and b[1] < a[2]:
-                raise NotImplementedError(
-                    f"thunder.jit: the input '{inputs[u][1]}' is updated in place and shares memory "
-                    f"with the input '{name}' (the same tensor, or views of one); thunder does not "
-                    f"support updating aliased inputs yet. Pass separate tensors (a clone)")
+    (the two halves of a buffer) are separate. The check each call makes on its updated arguments
+    (CacheEntry::inputs_alias), here over every input."""
+    pair = _core.overlapping_update([t for t, _ in inputs], updated) if updated else None
+    if pair is not None:
+        u, other = pair
+        raise NotImplementedError(
+            f"thunder.jit: the input '{inputs[u][1]}' is updated in place and shares memory "
+            f"with the input '{inputs[other][1]}' (the same tensor, or views of one); thunder does not "
+            f"support updating aliased inputs yet. Pass separate tensors (a clone)")
 
 
 def _result_types(result, path="the result"):
