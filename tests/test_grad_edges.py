@@ -222,13 +222,17 @@ def test_clamp_nan_scalar_bound_follows_the_installed_torch():
     # thunder drops such a bound where eager ignores it (checked here with both answers).
     from thunder.core.capture import _clamp_bounds
 
-    assert _clamp_bounds((1, math.nan, 2.0), {}, ignores_nan=True) == ((1, None, 2.0), {})
-    assert _clamp_bounds((1,), {"max": math.nan}, ignores_nan=True) == ((1,), {"max": None})
+    assert _clamp_bounds((1, math.nan, 2.0), {}, ignores_nan=True) == ((1, -math.inf, 2.0), {})
+    assert _clamp_bounds((1,), {"max": math.nan}, ignores_nan=True) == ((1,), {"max": math.inf})
     args, kwargs = _clamp_bounds((1, math.nan), {}, ignores_nan=False)
     assert math.isnan(args[1]) and kwargs == {}
     x = torch.tensor([1.0, -2.0, math.nan, 3.0])
-    for fn in (lambda x: x.clamp(min=math.nan) * 1, lambda x: torch.clip(x, None, math.nan) * 1):
+    for fn in (lambda x: x.clamp(min=math.nan) * 1, lambda x: torch.clip(x, None, math.nan) * 1,
+               lambda x: x.clone().clamp_(min=math.nan), lambda x: x.clone().clip_(max=math.nan)):
         torch.testing.assert_close(thunder.jit(fn)(x), fn(x), equal_nan=True)
+        # Eager on the other answer: the bound made unbounded, or kept.
+        args, kwargs = _clamp_bounds((x,), {"min": math.nan}, ignores_nan=True)
+        torch.testing.assert_close(torch.clamp(*args, **kwargs), x, equal_nan=True)
 
 
 _W = torch.randn(4)

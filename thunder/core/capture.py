@@ -799,21 +799,23 @@ _CLAMP_IGNORES_NAN = _eager_ignores_nan_scalar_bound()
 
 
 def _clamp_bounds(args, kwargs, ignores_nan=None):
-    """clamp(x, min, max) with a Python float NaN bound: dropped where eager ignores one."""
+    """clamp(x, min, max) with a Python float NaN bound: made unbounded (-inf, inf) where eager ignores
+    one (dropping it could leave clamp with no bound at all, which is an error)."""
     if not (_CLAMP_IGNORES_NAN if ignores_nan is None else ignores_nan):
         return args, kwargs
     args, kwargs = list(args), dict(kwargs)
     for i, name in ((1, "min"), (2, "max")):
         if i < len(args) and isinstance(args[i], float) and math.isnan(args[i]):
-            args[i] = None
+            args[i] = -math.inf if name == "min" else math.inf
         if isinstance(kwargs.get(name), float) and math.isnan(kwargs[name]):
-            kwargs[name] = None
+            kwargs[name] = -math.inf if name == "min" else math.inf
     return tuple(args), kwargs
 
 
 _ARG_FIXES = {f: _dtype_third for f in (torch.softmax, torch.Tensor.softmax, torch.log_softmax,
                                         torch.Tensor.log_softmax)}
-_ARG_FIXES.update({f: _clamp_bounds for f in (torch.clamp, torch.Tensor.clamp, torch.clip, torch.Tensor.clip)})
+_ARG_FIXES.update({f: _clamp_bounds for f in (torch.clamp, torch.Tensor.clamp, torch.clip, torch.Tensor.clip,
+                                               torch.clamp_, torch.Tensor.clamp_, torch.Tensor.clip_)})
 
 
 def _sizes_as_varargs(args, kwargs):
