@@ -474,13 +474,22 @@ def test_augmented_assignment_that_cannot_cast_raises_as_eager():
         assert a.tolist() == [2, 4]
 
 
-def test_inplace_shift_without_a_rule_is_refused():
+def test_inplace_shift_updates_the_input_as_in_eager():
+    # No rule for <<=: its out-of-place form, copied into x (not Python's fallback to x = x << 1).
     def f(x):
         x <<= 1
         x += 1
 
-    with pytest.raises(NotImplementedError, match="in-place operation torch.Tensor.__ilshift__"):
-        thunder.jit(f)(torch.tensor([1, 2, 3]))
+    a, b = torch.tensor([1, 2, 3]), torch.tensor([1, 2, 3])
+    f(a)
+    thunder.jit(f)(b)
+    assert b.tolist() == a.tolist() == [3, 5, 7]
+
+
+def test_inplace_methods_that_change_the_shape_are_refused():
+    for f in (lambda x: x.t_(), lambda x: x.unsqueeze_(0), lambda x: x.transpose_(0, 1)):
+        with pytest.raises(NotImplementedError, match="in-place operation torch.Tensor.(t_|unsqueeze_|transpose_)"):
+            thunder.jit(f)(torch.zeros(3, 2))
 
 
 def test_manual_seed_inside_a_jitted_function_is_refused():

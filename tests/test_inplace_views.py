@@ -430,3 +430,98 @@ def test_updated_views_of_one_buffer_that_do_not_overlap_are_separate_inputs():
     assert thunder.cache_misses(jf) == 1
     with pytest.raises(NotImplementedError, match="shares memory"):
         jf(kv[0], kv[0], torch.ones(4), torch.ones(4))
+
+
+_IDX = torch.tensor([0, 2])
+
+
+@pytest.mark.parametrize("case", [
+    lambda x: x.index_add_(0, _IDX, torch.ones(2, 4), alpha=3),
+    lambda x: x.index_copy_(0, _IDX, torch.full((2, 4), 7.0)),
+    lambda x: x.index_fill_(1, _IDX, -1.0),
+    lambda x: x[1:].cumsum_(0),
+    lambda x: x.div_(0).nan_to_num_(posinf=5.0),
+    lambda x: x.put_(_IDX, torch.tensor([1.0, 2.0]), accumulate=True),
+    lambda x: x.masked_scatter_(x > 0, torch.arange(20.0).reshape(5, 4)),
+], ids=["index_add_", "index_copy_", "index_fill_", "cumsum_ of a view", "nan_to_num_", "put_",
+        "masked_scatter_"])
+def test_inplace_methods_without_a_rule_update_the_input(case):
+    # Traced as their out-of-place form copied into the tensor: the input and its views see it.
+    _run(lambda x: case(x) * 1, torch.randn(5, 4))
+
+
+def test_inplace_method_without_a_rule_differentiates_and_refuses_a_leaf():
+    x = torch.randn(5, 4, requires_grad=True)
+    src = torch.randn(2, 4, requires_grad=True)
+
+    def f(x, src):
+        y = x * 2
+        y.index_add_(0, _IDX, src, alpha=3)
+        return (y * y).sum()
+
+    got = torch.autograd.grad(thunder.jit(f)(x, src), (x, src))
+    torch.testing.assert_close(got, torch.autograd.grad(f(x, src), (x, src)))
+    with pytest.raises(RuntimeError, match="leaf Variable that requires grad"):
+        thunder.jit(lambda x: x.index_add_(0, _IDX, src))(x)
+    # eager's own checks of the call (through torch's meta kernel)
+    with pytest.raises(RuntimeError, match="must have the same scalar type"):
+        thunder.jit(lambda x: x.index_add_(0, _IDX, torch.ones(2, 4)))(torch.zeros(5, 4, dtype=torch.long))
+
+
+def test_static_cache_buffer_updated_by_index_copy_():
+    class Cache(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("k", torch.zeros(1, 2, 8, 4))
+
+        def forward(self, pos, kv):
+            self.k.index_copy_(2, pos, kv)
+            return self.k.sum(-1)
+
+    eager, jitted = Cache(), Cache()
+    jm = thunder.jit(jitted)
+    for p in range(3):
+        pos, kv = torch.tensor([p]), torch.randn(1, 2, 1, 4)
+        torch.testing.assert_close(jm(pos, kv), eager(pos, kv))
+    torch.testing.assert_close(jitted.k, eager.k)
+
+
+def test_random_inplace_fills_draw_as_eager_describes():
+    n = 200_000
+    u = thunder.jit(lambda x: torch.empty_like(x).uniform_(-2, 3))(torch.empty(n))
+    assert -2 <= u.min().item() and u.max().item() < 3 and abs(u.mean().item() - 0.5) < 0.02
+    for dtype in (torch.float32, torch.bfloat16):
+        r = thunder.jit(lambda x: x.normal_(1.5, 2.0))(torch.empty(n, dtype=dtype))
+        assert r.dtype == dtype
+        assert abs(r.float().mean().item() - 1.5) < 0.03 and abs(r.float().std().item() - 2.0) < 0.03
+    b = thunder.jit(lambda x, p: x.bernoulli_(p))(torch.empty(n, dtype=torch.long), torch.full((n,), 0.3))
+    assert b.dtype == torch.long and set(b.unique().tolist()) <= {0, 1} and abs(b.float().mean().item() - 0.3) < 0.01
+
+
+def test_drop_path_with_bernoulli_():
+    # Stochastic depth as written in common vision models: a per-sample mask drawn in place.
+    def drop_path(x, p=0.25):
+        keep = 1 - p
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        mask.div_(keep)
+        return x * mask
+
+    x = torch.randn(4096, 3, requires_grad=True)
+    y = thunder.jit(drop_path)(x)
+    dropped = (y == 0).all(1)
+    assert abs(dropped.float().mean().item() - 0.25) < 0.05
+    torch.testing.assert_close(y[~dropped], x[~dropped] / 0.75)
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, (~dropped).float()[:, None].expand(-1, 3) / 0.75)
+
+
+@pytest.mark.parametrize("case, error, match", [
+    (lambda x: x.bernoulli_(2.0), RuntimeError, r"bernoulli_ expects p to be in \[0, 1\]"),
+    (lambda x: x.uniform_(1.0, 0.0), RuntimeError, r"uniform_ expects to return a \[from, to\) range"),
+    (lambda x: x.normal_(0.0, -1.0), RuntimeError, "normal expects std >= 0.0"),
+    (lambda x: x.long().uniform_(), RuntimeError, "not implemented for 'int64'"),
+    (lambda x: x.uniform_(generator=torch.Generator()), NotImplementedError, "generator= is not supported"),
+])
+def test_random_inplace_fills_refuse_bad_arguments(case, error, match):
+    with pytest.raises(error, match=match):
+        thunder.jit(case)(torch.zeros(3))

@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "ir/bound_symbol.h"
+#include "ir/printer.h"
 #include "ops/lang.h"
 #include "ops/registry.h"
 
@@ -151,6 +152,74 @@ Value fill_inplace_meta(Builder& b, const BoundArgs& a) {
   }
   check_number(a, 1);
   return lang::full(b, x->shape(), a[1], x->device(), x->dtype());
+}
+
+// The random in-place fills x.uniform_(from, to), x.normal_(mean, std) and x.bernoulli_(p): the new
+// version is a fresh draw of the input's shape and device, made in fp32 for lower-precision floats and
+// converted to the input's dtype. A generator cannot be honoured (the primitives draw from the default
+// generator), so it is refused rather than ignored.
+void reject_generator(const BoundArgs& a, size_t i) {
+  if (!a[i].is_none()) {
+    throw NotImplementedError(a.symbol().name +
+                              ": generator= is not supported; call it outside the jitted function");
+  }
+}
+
+TensorRef draw_uniform(Builder& b, const TensorRef& x, DType dtype, double lo, double hi) {
+  return b.call(prims::uniform(), {Value::shape(x->shape()), Value(lo), Value(hi)},
+                {{"device", Value(x->device())}, {"dtype", Value(dtype)}})
+      .as_tensor();
+}
+
+template <bool kNormal>
+Value random_fill_inplace_meta(Builder& b, const BoundArgs& a) {
+  const TensorRef& x = a.tensor(0);
+  reject_generator(a, 3);
+  if (!is_floating(x->dtype())) {
+    throw Error(std::string(kNormal ? "\"normal_kernel_cpu\"" : "\"check_uniform_bounds\"") +
+                " not implemented for '" + dtype_name(x->dtype()) + "'");
+  }
+  double p1 = a.number(1), p2 = a.number(2);
+  DType compute = x->dtype() == DType::kFloat64 ? DType::kFloat64 : DType::kFloat32;
+  TensorRef r;
+  if (kNormal) {
+    if (!(p2 >= 0.0)) throw Error("normal expects std >= 0.0, but found std " + python_repr(Value(p2)));
+    r = b.call(prims::randn(), {Value::shape(x->shape())},
+               {{"device", Value(x->device())}, {"dtype", Value(compute)}})
+            .as_tensor();
+    r = lang::call_t(b, prims::add(),
+                     {Value(lang::call_t(b, prims::mul(), {Value(r), Value(p2)})), Value(p1)});
+  } else {
+    if (p1 > p2) {
+      throw Error("uniform_ expects to return a [from, to) range, but found from=" +
+                  python_repr(Value(p1)) + " > to=" + python_repr(Value(p2)));
+    }
+    r = draw_uniform(b, x, compute, p1, p2);
+  }
+  return lang::convert(b, r, x->dtype());
+}
+
+// x.bernoulli_(p=0.5): 1 where a uniform draw falls below p (a number, or a tensor broadcast to x).
+Value bernoulli_inplace_meta(Builder& b, const BoundArgs& a) {
+  const TensorRef& x = a.tensor(0);
+  reject_generator(a, 2);
+  DType compute = x->dtype() == DType::kFloat64 ? DType::kFloat64 : DType::kFloat32;
+  Value p = a[1];
+  if (p.is_tensor()) {
+    TensorRef pt = p.as_tensor();
+    if (!is_floating(pt->dtype())) {
+      throw Error(std::string("expected probabilities tensor to have floating type, got ") +
+                  dtype_name(pt->dtype()));
+    }
+    p = Value(lang::expand_to(b, lang::convert(b, pt, compute), x->shape()));
+  } else {
+    double pv = a.number(1);
+    if (!(pv >= 0.0 && pv <= 1.0)) {
+      throw Error("bernoulli_ expects p to be in [0, 1], but got p=" + python_repr(Value(pv)));
+    }
+  }
+  TensorRef u = draw_uniform(b, x, compute, 0.0, 1.0);
+  return lang::convert(b, lang::call_t(b, prims::lt(), {Value(u), p}), x->dtype());
 }
 
 // Tensor.new_zeros/new_ones/new_empty(input, *size, dtype=None, ...)
@@ -497,6 +566,12 @@ void register_creation_ops(SymbolTable& table) {
       {"zero_", "input", zero_inplace_meta, {"torch.Tensor.zero_", "torch.zero_"}, {}, kTagInplace},
       {"fill_", "input, value", fill_inplace_meta, {"torch.Tensor.fill_", "torch.fill_"}, {},
        kTagInplace},
+      {"uniform_", "input, from=0.0, to=1.0, *, generator=None", random_fill_inplace_meta<false>,
+       {"torch.Tensor.uniform_"}, {}, kTagInplace | kTagRandom},
+      {"normal_", "input, mean=0.0, std=1.0, *, generator=None", random_fill_inplace_meta<true>,
+       {"torch.Tensor.normal_"}, {}, kTagInplace | kTagRandom},
+      {"bernoulli_", "input, p=0.5, *, generator=None", bernoulli_inplace_meta,
+       {"torch.Tensor.bernoulli_"}, {}, kTagInplace | kTagRandom},
   };
   register_ops(table, inplace);
 }

@@ -655,6 +655,9 @@ class CaptureMode(TorchFunctionMode):
                 return id(args[0])
             if func is torch.Tensor.__setstate__ or func is torch.Tensor.__reduce_ex__:
                 raise NotImplementedError("thunder cannot pickle or copy a tensor while tracing")
+            functional = _functional_of_inplace(func, args)
+            if functional is not None:
+                return self._inplace_through(func, functional, types, args, kwargs)
             return self._record_opaque(func, args, kwargs)
         except DataDependentError:
             raise
@@ -676,6 +679,31 @@ class CaptureMode(TorchFunctionMode):
                          call(torch.Tensor.__rtruediv__, call(torch.add, norms, 1e-7), max_norm), 1.0)
             call(torch.Tensor.__setitem__, call(torch.Tensor.detach, weight), flat,
                  call(torch.mul, rows, scale))
+
+    def _inplace_through(self, func, functional, types, args, kwargs):
+        """An in-place method without a thunder rule (`x.index_add_(...)`, `x.cumsum_(0)`): its
+        out-of-place form, then the result copied into x, which is what eager's in-place variants
+        compute. torch's meta kernel checks the call first, so refusals carry eager's messages."""
+        try:
+            func(*_to_meta(args), **_to_meta(kwargs))
+        except RuntimeError as e:
+            if "meta" not in str(e).lower():
+                raise
+        except Exception:  # noqa: BLE001 - no meta kernel: the checks below alone
+            pass
+        x = args[0]
+        result = self.__torch_function__(functional, types, args, kwargs)
+        module, name = _callable_name(func)
+        if not isinstance(result, torch.Tensor):
+            raise NotImplementedError(f"thunder cannot trace {module}.{name}: its out-of-place form "
+                                      f"does not return one tensor")
+        if tuple(result.shape) != tuple(x.shape):
+            raise RuntimeError(f"{module}.{name}: the result of shape {tuple(result.shape)} cannot be "
+                               f"written into a tensor of shape {tuple(x.shape)} in place")
+        if not torch.can_cast(result.dtype, x.dtype):
+            raise RuntimeError(f"result type {_dtype_name(result.dtype)} can't be cast to the desired "
+                               f"output type {_dtype_name(x.dtype)}")
+        return self._record(self.table.copy_, (x, result), {})
 
     def _write_out(self, func, result, out):
         """`result` copied into the tensors of `out` (a tensor, or a tuple for calls with several
@@ -902,6 +930,28 @@ _EMBEDDING_SIGNATURE = inspect.signature(torch.nn.functional.embedding)
 # in-place calls (as an out-of-place call, later updates of x would not reach the caller's tensor).
 _INPLACE_DUNDERS = {f"__i{op}__" for op in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow",
                                             "matmul", "and", "or", "xor", "lshift", "rshift")}
+
+
+# In-place methods that change the tensor's shape or strides (or its autograd state) rather than its
+# values: not the copy of an out-of-place result, so never traced through one.
+_METADATA_INPLACE = {"t_", "transpose_", "swapdims_", "swapaxes_", "squeeze_", "unsqueeze_",
+                     "as_strided_", "resize_", "resize_as_", "set_", "detach_", "requires_grad_",
+                     "share_memory_", "map_", "map2_", "apply_", "rename_"}
+
+
+def _functional_of_inplace(func, args):
+    """The out-of-place form of an in-place Tensor method (`index_add_` -> `index_add`, `__ilshift__`
+    -> `__lshift__`) applied to a traced tensor; None for anything else."""
+    name = getattr(func, "__name__", "")
+    if not args or not isinstance(args[0], TensorProxy) or getattr(torch.Tensor, name, None) is not func:
+        return None
+    if name in _INPLACE_DUNDERS:
+        functional = "__" + name[3:]
+    elif name.endswith("_") and not name.endswith("__") and name not in _METADATA_INPLACE:
+        functional = name[:-1]
+    else:
+        return None
+    return getattr(torch.Tensor, functional, None)
 
 
 def _takes_inplace(func):
