@@ -99,6 +99,19 @@ def test_is_contiguous_seen_while_tracing():
     _check_recompiles(f, (base,), (transposed,))
 
 
+def test_a_branch_on_strides_recompiles_for_another_layout():
+    """Two non-contiguous layouts of one shape: a program that read the strides runs only for its own;
+    one that did not is shared by both (its kernels take the strides as they come)."""
+    transposed = torch.arange(24.0).reshape(4, 6).t()  # (6, 4), strides (1, 6)
+    strided = torch.arange(48.0).reshape(6, 8)[:, ::2]  # (6, 4), strides (8, 2)
+    _check_recompiles(lambda x: x * 2 if x.stride(0) == 1 else x * 3, (transposed,), (strided,))
+    _check_recompiles(lambda x: x.sum(0) if x.t().is_contiguous() else x.sum(1), (transposed,), (strided,))
+    jf = thunder.jit(lambda x: x * 2)
+    for x in (transposed, strided, transposed):
+        torch.testing.assert_close(jf(x), x * 2)
+    assert counts(jf) == (1, 2)
+
+
 def test_view_of_transposed_input_raises_like_eager():
     def f(x):
         return x.view(-1)

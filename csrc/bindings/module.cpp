@@ -353,7 +353,8 @@ NB_MODULE(_core, m) {
 
   nb::class_<Guard>(m, "Guard")
       .def_static("build", &Guard::build, nb::arg("args"), nb::arg("kwargs"), nb::arg("params"),
-                  nb::arg("flags"), nb::arg("grad"), nb::arg("autocast") = 0)
+                  nb::arg("flags"), nb::arg("grad"), nb::arg("autocast") = 0,
+                  nb::arg("strides") = false)
       .def("describe", &Guard::describe);
 
   nb::class_<CacheEntry>(m, "CacheEntry")

@@ -18,6 +18,7 @@ struct Names {
   PyObject* requires_grad = PyUnicode_InternFromString("requires_grad");
   PyObject* get_device = PyUnicode_InternFromString("get_device");
   PyObject* is_contiguous = PyUnicode_InternFromString("is_contiguous");
+  PyObject* stride = PyUnicode_InternFromString("stride");
 };
 const Names& names() {
   static Names* n = new Names();
@@ -46,14 +47,29 @@ bool read_tensor(PyObject* o, Guard::Node& n) {
   return true;
 }
 
+// o.stride() as integers; false (no Python error set) if unreadable.
+bool read_strides(PyObject* o, std::vector<int64_t>& out) {
+  nb::object st = nb::steal(PyObject_CallMethodNoArgs(o, names().stride));
+  if (!st || !PyTuple_Check(st.ptr())) {
+    PyErr_Clear();
+    return false;
+  }
+  out.resize(PyTuple_GET_SIZE(st.ptr()));
+  for (size_t i = 0; i < out.size(); ++i) out[i] = PyLong_AsLongLong(PyTuple_GET_ITEM(st.ptr(), i));
+  return true;
+}
+
 }  // namespace
 
-Guard::Node Guard::build_node(nb::handle h) {
+Guard::Node Guard::build_node(nb::handle h, bool strides) {
   PyObject* o = h.ptr();
   Node n;
   if (is_tensor(o)) {
     n.kind = Node::Kind::kTensor;
     if (!read_tensor(o, n)) throw Error("cannot read a tensor's metadata");
+    if (strides && !n.contiguous && !read_strides(o, n.strides)) {
+      throw Error("cannot read a tensor's strides");
+    }
   } else if (o == Py_None) {
     n.kind = Node::Kind::kNone;
   } else if (PyBool_Check(o)) {
@@ -73,7 +89,7 @@ Guard::Node Guard::build_node(nb::handle h) {
     n.kind = PyTuple_Check(o) ? Node::Kind::kTuple : Node::Kind::kList;
     if (!PyTuple_CheckExact(o) && !PyList_CheckExact(o)) n.obj = nb::borrow(reinterpret_cast<PyObject*>(Py_TYPE(o)));
     Py_ssize_t len = PySequence_Size(o);
-    for (Py_ssize_t i = 0; i < len; ++i) n.items.push_back(build_node(nb::steal(PySequence_GetItem(o, i))));
+    for (Py_ssize_t i = 0; i < len; ++i) n.items.push_back(build_node(nb::steal(PySequence_GetItem(o, i)), strides));
   } else if (PyDict_Check(o)) {
     n.kind = Node::Kind::kDict;
     nb::list keys;
@@ -81,7 +97,7 @@ Guard::Node Guard::build_node(nb::handle h) {
     Py_ssize_t pos = 0;
     while (PyDict_Next(o, &pos, &k, &v)) {
       keys.append(nb::borrow(k));
-      n.items.push_back(build_node(nb::borrow(v)));
+      n.items.push_back(build_node(nb::borrow(v), strides));
     }
     n.obj = nb::tuple(keys);
   } else {
@@ -121,6 +137,10 @@ bool Guard::check_node(PyObject* o, const Node& n, std::vector<PyObject*>& tenso
       if (!contig) return PyErr_Clear(), false;
       Py_DECREF(contig);
       if ((contig == Py_True) != n.contiguous) return false;
+      if (!n.strides.empty()) {
+        std::vector<int64_t> st;
+        if (!read_strides(o, st) || st != n.strides) return false;
+      }
       tensors.push_back(o);
       return true;
     }
@@ -200,12 +220,12 @@ void Guard::collect_node(PyObject* o, const Node& n, std::vector<PyObject*>& ten
 }
 
 Guard Guard::build(nb::handle args, nb::handle kwargs, nb::handle params, nb::handle flags,
-                   bool grad, int64_t autocast) {
+                   bool grad, int64_t autocast, bool strides) {
   Guard g;
-  g.args_ = build_node(args);
-  g.kwargs_ = build_node(kwargs);
+  g.args_ = build_node(args, strides);
+  g.kwargs_ = build_node(kwargs, strides);
   for (nb::handle p : params) {
-    Node n = build_node(p);
+    Node n = build_node(p, strides);
     // None: a parameter set to None after thunder.jit (lin.bias = None).
     if (n.kind != Node::Kind::kTensor && n.kind != Node::Kind::kNone) {
       throw Error("a module parameter or buffer is not a tensor");

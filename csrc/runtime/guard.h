@@ -1,7 +1,8 @@
 // Guards: the conditions under which a compiled program may run on a call's arguments. A guard is a
 // tree mirroring the argument structure; tensors are checked for shape, dtype, device, requires_grad
-// and contiguity, Python numbers and strings by value, other objects by identity. Checking walks the
-// arguments once and collects the tensors the program takes as inputs.
+// and contiguity (and the exact strides of non-contiguous ones when the traced code read a layout:
+// `x.stride()`, `x.is_contiguous()`), Python numbers and strings by value, other objects by identity.
+// Checking walks the arguments once and collects the tensors the program takes as inputs.
 #pragma once
 
 #include <nanobind/nanobind.h>
@@ -24,9 +25,10 @@ class Guard {
  public:
   // Builds the guard that accepts exactly calls like this one. `params` is a list of tensors (module
   // parameters and buffers), `flags` a list of bools (module training flags), `grad` the grad mode.
-  // `autocast` is the autocast state key (0: off).
+  // `autocast` is the autocast state key (0: off). `strides`: the non-contiguous tensors' strides are
+  // part of the guard (the program's code branched on a layout, which contiguity alone does not fix).
   static Guard build(nb::handle args, nb::handle kwargs, nb::handle params, nb::handle flags,
-                     bool grad, int64_t autocast = 0);
+                     bool grad, int64_t autocast = 0, bool strides = false);
 
   // True when the call matches; appends the tensors of args, kwargs and params, in order, to `tensors`.
   bool check(PyObject* args, PyObject* kwargs, PyObject* const* params, size_t num_params,
@@ -48,6 +50,7 @@ class Guard {
     int device = -1;            // get_device(): -1 for CPU
     bool requires_grad = false;
     bool contiguous = true;
+    std::vector<int64_t> strides;  // non-empty: the strides must match exactly
     // Scalars and identity.
     int64_t i = 0;
     double f = 0;
@@ -56,7 +59,7 @@ class Guard {
   };
 
  private:
-  static Node build_node(nb::handle obj);
+  static Node build_node(nb::handle obj, bool strides);
   static bool check_node(PyObject* obj, const Node& n, std::vector<PyObject*>& tensors);
   static void collect_node(PyObject* obj, const Node& n, std::vector<PyObject*>& tensors);
   Node args_;

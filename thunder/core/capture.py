@@ -506,6 +506,7 @@ class CaptureMode(TorchFunctionMode):
         self.grad_enabled = torch.is_grad_enabled()
         self.initial_grad_enabled = self.grad_enabled
         self.enabled_grad = False  # the function turned grad mode on somewhere (torch.enable_grad())
+        self.layout_read = False  # x.stride() / x.is_contiguous() answered: the guard keeps strides
         self._set_grad = _core.find_symbol("prims", "set_grad_enabled")
 
     def sync_grad_mode(self):
@@ -625,8 +626,11 @@ class CaptureMode(TorchFunctionMode):
                 # the mode) and record the switch before the next operation.
                 with torch._C.DisableTorchFunction():
                     return func(*args, **kwargs)
-            if func in _LAYOUT_QUERIES and args and getattr(args[0], "_thunder_strides", None) is not None:
-                return func(_to_meta(args[0]), *args[1:], **kwargs)
+            if func in _LAYOUT_QUERIES and args and isinstance(args[0], TensorProxy):
+                # The answer may depend on the inputs' strides, which contiguity alone does not fix.
+                self.layout_read = True
+                if getattr(args[0], "_thunder_strides", None) is not None:
+                    return func(_to_meta(args[0]), *args[1:], **kwargs)
             if func == _GRAD_GET and args and getattr(args[0], "_thunder_input", False):
                 # An input's .grad is the caller's tensor (or None): the program cannot read it, and
                 # None would silently skip an update (`if p.grad is None: continue`).

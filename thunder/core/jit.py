@@ -338,7 +338,7 @@ class _Compiler:
             inner = program
             program = _core.runner_program(trace, lambda *ins: restore(inner(*ins)))
         guard = _core.Guard.build(tuple(args), dict(kwargs), params, flags, torch.is_grad_enabled(),
-                                  _core.autocast_state())
+                                  _core.autocast_state(), mode.layout_read)
         info = _EntryInfo()
         info.traces = traces
         info.backward_traces = backward_traces
