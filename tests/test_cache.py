@@ -608,3 +608,87 @@ def test_private_attributes_dtypes_and_lists_of_numbers_are_guarded():
         assert "check_value(module.get_submodule('')._scale, 3.0)" in str(thunder.last_prologue_traces(jm)[-1])
     finally:
         _IDX, _DTYPE = [0, 1], torch.float32
+
+
+def test_a_tensor_attribute_assigned_anew_recompiles():
+    class Scaled(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = torch.tensor(2.0)
+
+        def forward(self, x):
+            return x * self.scale
+
+    m = Scaled()
+    jm = thunder.jit(m)
+    x = torch.ones(3)
+    torch.testing.assert_close(jm(x), x * 2)
+    m.scale = torch.tensor(3.0)
+    torch.testing.assert_close(jm(x), x * 3)
+    torch.testing.assert_close(jm(x), x * 3)
+    assert counts(jm) == (2, 1)
+
+
+class _KeepsItsAttention(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.q = torch.nn.Linear(8, 8)
+        self.last = None
+
+    def forward(self, x):
+        w = (self.q(x) @ x.transpose(-1, -2)).softmax(-1)
+        self.last = w
+        self.stats = {"max": w.amax(), "n": 3}
+        y = w @ x
+        self.out = y
+        return y
+
+
+def test_module_attributes_set_to_traced_tensors_are_set_on_every_call():
+    torch.manual_seed(0)
+    eager, jitted = _KeepsItsAttention(), _KeepsItsAttention()
+    jitted.load_state_dict(eager.state_dict())
+    jm = thunder.jit(jitted)
+    for _ in range(3):
+        x = torch.randn(2, 5, 8)
+        want, got = eager(x), jm(x)
+        torch.testing.assert_close(got, want)
+        torch.testing.assert_close(jitted.last, eager.last)
+        torch.testing.assert_close(jitted.stats["max"], eager.stats["max"])
+        assert jitted.stats["n"] == 3 and jitted.out is got
+        # the stored tensor differentiates like eager's
+        g = torch.autograd.grad((jitted.last ** 2).sum(), jitted.q.weight, retain_graph=True)
+        torch.testing.assert_close(g, torch.autograd.grad((eager.last ** 2).sum(), eager.q.weight, retain_graph=True))
+        want.sum().backward()
+        got.sum().backward()
+        torch.testing.assert_close(jitted.q.weight.grad, eager.q.weight.grad)
+    # `last` was None at the first call: one compile for that, one for a tensor; then hits.
+    assert counts(jm) == (2, 1)
+
+
+def test_state_read_and_set_by_the_module_warns_and_stays_correct():
+    class Decaying(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.h = torch.zeros(3)
+
+        def forward(self, x):
+            self.h = self.h * 0.5 + x
+            return self.h
+
+    eager, jitted = Decaying(), Decaying()
+    jm = thunder.jit(jitted)
+    with pytest.warns(UserWarning, match="'h' is read and set by the traced code"):
+        for _ in range(3):
+            x = torch.randn(3)
+            torch.testing.assert_close(jm(x), eager(x))
+    torch.testing.assert_close(jitted.h, eager.h)
+
+
+def test_a_traced_tensor_that_escapes_says_so_when_used():
+    acts = []
+    m = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU())
+    m[0].register_forward_hook(lambda mod, i, o: acts.append(o))
+    thunder.jit(m)(torch.randn(2, 4))
+    with pytest.raises(RuntimeError, match="placeholder thunder traced with, used after tracing"):
+        acts[0].sum()

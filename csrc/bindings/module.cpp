@@ -281,7 +281,8 @@ NB_MODULE(_core, m) {
           },
           nb::arg("out").none())
       .def("opaque_names", &CaptureSession::opaque_names)
-      .def("updated_inputs", &CaptureSession::updated_inputs);
+      .def("updated_inputs", &CaptureSession::updated_inputs)
+      .def("holds_constant", &CaptureSession::holds_constant);
 
   m.def("needs_grad", [](const PyTrace& t) { return autograd::needs_grad(*t.t); });
   m.def("run_training_pipeline",

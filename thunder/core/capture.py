@@ -42,6 +42,14 @@ class TensorProxy(torch.Tensor):
 
     @classmethod
     def __torch_dispatch__(cls, func, types, args=(), kwargs=None):
+        if not _TRACING.modes:
+            escaped = next((a for a in _walk_proxies(args) if isinstance(a, TensorProxy)), None)
+            raise RuntimeError(
+                f"{escaped!r} is a placeholder thunder traced with, used after tracing (in {func}): "
+                f"the jitted function stored it where the program does not return it (a list, a "
+                f"global, a forward hook's closure). thunder replays only module attributes set to "
+                f"tensors; return the tensor from the function, or store it outside the jitted call"
+            )
         raise NotImplementedError(
             f"thunder could not intercept {func} while tracing (it was called below the torch "
             f"function layer); please report this operation"

@@ -306,8 +306,12 @@ class _Compiler:
                 d[key] = tensor
         updated = session.updated_inputs()
         _refuse_aliased_updates(updated, counter[1])
+        assigned = _attributes_set_to_proxies(self.module_dicts)
+        attributes = _without_written_attributes(attributes, assigned, session)
         try:
             restore = _result_types(result)
+            if assigned:
+                result, restore = _replaying_attributes(result, restore, assigned)
             trace = session.finish(result)
         except (TypeError, ValueError, NotImplementedError) as e:
             raise type(e)(f"thunder.jit: the function's result cannot be returned: {e}") from None
@@ -343,7 +347,7 @@ class _Compiler:
         info.traces = traces
         info.backward_traces = backward_traces
         info.prologue = PrologueTrace(_prologue_source(trace, args, kwargs, self.params, params,
-                                                       self.module_dicts, globals_read))
+                                                       self.module_dicts, globals_read, attributes))
         info.stage_times = [("capture", (traced - start) / 1e9)] + list(times)
         info.opaque_ops = session.opaque_names()
         info.cuda_graphs = graphs
@@ -466,17 +470,70 @@ def _module_structure(module):
 
 def _module_attributes(module_dicts):
     """(dict, name, value) of every plain attribute of the modules (numbers, strings, None, dtypes,
-    devices, short tuples and lists of them; private ones included, nn.Module's own left out)."""
+    devices, short tuples and lists of them; private ones included, nn.Module's own left out), and
+    (dict, name, tensor, True) of every plain tensor attribute: a program that read it holds that
+    tensor, so another one assigned to the name (`m.scale = torch.tensor(3.0)`) recompiles."""
     out = []
     for _, d in module_dicts:
         for k, v in d.items():
             snapshot = _guarded_attribute(k, v)
             if snapshot is not _NOT_GUARDED:
                 out.append((d, k, snapshot))
+            elif isinstance(v, torch.Tensor) and not isinstance(v, capture.TensorProxy) and k not in _MODULE_OWN:
+                out.append((d, k, v, True))
     return out
 
 
-def _prologue_source(trace, args, kwargs, param_meta, params, module_dicts=(), globals_read=()):
+def _attributes_set_to_proxies(module_dicts):
+    """(dict, name, value) of each module attribute the traced code set to a traced tensor, or to a
+    tuple, list or dict holding some (`self.last_attention = weights`)."""
+    out = []
+    for _, d in module_dicts:
+        for k, v in d.items():
+            if k not in _MODULE_OWN and any(True for _ in capture._walk_proxies(v)):
+                out.append((d, k, v))
+    return out
+
+
+def _without_written_attributes(attributes, assigned, session):
+    """The attribute guards, less those of tensor attributes the traced code set without reading
+    them (the program sets them again on each call, so guarding the old tensor would recompile on
+    every call). An attribute it both read and set (state carried from call to call) keeps its
+    guard, so each call recompiles: a warning says so."""
+    written = {(id(d), k) for d, k, _ in assigned}
+    out = []
+    for a in attributes:
+        if len(a) == 4 and (id(a[0]), a[1]) in written and isinstance(a[2], torch.Tensor):
+            k = a[1]
+            if not session.holds_constant(a[2]):
+                continue
+            warnings.warn(
+                f"thunder.jit: the module attribute {k!r} is read and set by the traced code (state "
+                f"carried between calls): each call compiles again, as the program holds the tensor "
+                f"it read; pass the state as an argument and return the new one instead",
+                stacklevel=4)
+        out.append(a)
+    return out
+
+
+def _replaying_attributes(result, restore, assigned):
+    """The traced result with the attributes' traced values appended, and a restore function that
+    sets each attribute to its value from the program's output on every call, then gives the user's
+    result (eager sets them as the code runs; a program runs the code's tensor work only)."""
+    targets = [(d, k) for d, k, _ in assigned]
+    types = [_result_types(v, f"attribute {k!r}") for _, k, v in assigned]
+
+    def replay(out):
+        user, values = out
+        for (d, k), f, v in zip(targets, types, values):
+            d[k] = f(v) if f is not None else v
+        return restore(user) if restore is not None else user
+
+    return (result, [v for _, _, v in assigned]), replay
+
+
+def _prologue_source(trace, args, kwargs, param_meta, params, module_dicts=(), globals_read=(),
+                     attributes=()):
     lines = ["# Constructed by thunder (stage: prologue). These checks run in C++ on every call.",
              "def prologue(*args, **kwargs):"]
 
@@ -508,6 +565,8 @@ def _prologue_source(trace, args, kwargs, param_meta, params, module_dicts=(), g
             snapshot = _guarded_attribute(k, v)
             if snapshot is not _NOT_GUARDED:
                 lines.append(f"  check_value(module.get_submodule({mname!r}).{k}, {snapshot!r})")
+            elif any(len(a) == 4 and a[0] is d and a[1] == k for a in attributes):
+                lines.append(f"  check_identity(module.get_submodule({mname!r}).{k})  # a tensor the program may hold")
     for g, name, v, *_ in globals_read:
         if isinstance(v, torch.Tensor):
             where = f"sys.modules[{g.get('__name__')!r}].{name}" if isinstance(g, dict) else f"closure[{name!r}]"
