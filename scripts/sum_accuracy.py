@@ -20,6 +20,11 @@ CASES = {
     "sum of 4M randn": (lambda x: x.sum(), lambda: torch.randn(4_000_000, generator=torch.Generator().manual_seed(0))),
     "row sums 1024 x 65536 randn": (lambda x: x.sum(1),
                                     lambda: torch.randn(1024, 65536, generator=torch.Generator().manual_seed(0))),
+    "column sums 65536 x 1024 of 0.1": (lambda x: x.sum(0), lambda: torch.full((65536, 1024), 0.1)),
+    "column means 65536 x 1024 randn": (lambda x: x.mean(0),
+                                        lambda: torch.randn(65536, 1024, generator=torch.Generator().manual_seed(0)).abs()),
+    "column sums 4096 x 4096 randn": (lambda x: x.sum(0),
+                                      lambda: torch.randn(4096, 4096, generator=torch.Generator().manual_seed(0)).abs()),
 }
 
 
