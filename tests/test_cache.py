@@ -692,3 +692,21 @@ def test_a_traced_tensor_that_escapes_says_so_when_used():
     thunder.jit(m)(torch.randn(2, 4))
     with pytest.raises(RuntimeError, match="placeholder thunder traced with, used after tracing"):
         acts[0].sum()
+
+
+def test_a_counter_the_module_increments_warns_that_each_call_compiles():
+    class Counter(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.calls = 0
+
+        def forward(self, x):
+            self.calls += 1
+            return x * self.calls
+
+    m = Counter()
+    jm = thunder.jit(m)
+    for i in range(1, 4):
+        with pytest.warns(UserWarning, match="the traced code changed 'calls'"):
+            torch.testing.assert_close(jm(torch.ones(2)), torch.full((2,), float(i)))
+    assert m.calls == 3 and counts(jm) == (3, 0)

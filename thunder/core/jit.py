@@ -11,6 +11,7 @@ import collections
 import enum
 import functools
 import inspect
+import math
 import sys
 import time
 import warnings
@@ -308,6 +309,7 @@ class _Compiler:
         _refuse_aliased_updates(updated, counter[1])
         assigned = _attributes_set_to_proxies(self.module_dicts)
         attributes = _without_written_attributes(attributes, assigned, session)
+        _warn_changed_while_tracing(attributes, assigned)
         try:
             restore = _result_types(result)
             if assigned:
@@ -514,6 +516,41 @@ def _without_written_attributes(attributes, assigned, session):
                 stacklevel=4)
         out.append(a)
     return out
+
+
+def _warn_changed_while_tracing(attributes, assigned):
+    """A warning for each guarded value (a module attribute, global or enclosing variable compared by
+    value) the traced code itself changed (`self.calls += 1`): the program's guard holds the value
+    before the call, so no later call matches it and each call compiles again. Attributes set to
+    traced tensors (replayed on each call) are left out: they recompile once, from None say."""
+    replayed = {(id(d), k) for d, k, _ in assigned}
+    for a in attributes:
+        if len(a) != 3 or (id(a[0]), a[1]) in replayed:
+            continue
+        where, name, snapshot = a
+        if _guard_value(snapshot) is _NOT_GUARDED:  # a structure guard (a submodule by identity)
+            continue
+        if isinstance(where, dict):
+            if name not in where:
+                continue
+            now = where[name]
+        else:
+            try:
+                now = where.cell_contents
+            except ValueError:
+                continue
+        now = _guard_value(now)
+        if type(now) is float and type(snapshot) is float:  # as the guard compares: -0.0 is not 0.0
+            same = (now == snapshot and math.copysign(1, now) == math.copysign(1, snapshot)) or (
+                math.isnan(now) and math.isnan(snapshot))
+        else:
+            same = type(now) is type(snapshot) and now == snapshot
+        if not same:
+            warnings.warn(
+                f"thunder.jit: the traced code changed {name!r}, a value the program was compiled "
+                f"for (a counter such as `self.{name} += 1`?): each call compiles again, and the change "
+                f"is made only while compiling; keep such state outside the jitted code, or in a "
+                f"tensor buffer updated in place", stacklevel=4)
 
 
 def _replaying_attributes(result, restore, assigned):
