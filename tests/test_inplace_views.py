@@ -486,19 +486,26 @@ def test_static_cache_buffer_updated_by_index_copy_():
     torch.testing.assert_close(jitted.k, eager.k)
 
 
-def test_random_inplace_fills_draw_as_eager_describes():
+_DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", _DEVICES)
+def test_random_inplace_fills_draw_as_eager_describes(device):
     n = 200_000
-    u = thunder.jit(lambda x: torch.empty_like(x).uniform_(-2, 3))(torch.empty(n))
+    u = thunder.jit(lambda x: torch.empty_like(x).uniform_(-2, 3))(torch.empty(n, device=device))
     assert -2 <= u.min().item() and u.max().item() < 3 and abs(u.mean().item() - 0.5) < 0.02
     for dtype in (torch.float32, torch.bfloat16):
-        r = thunder.jit(lambda x: x.normal_(1.5, 2.0))(torch.empty(n, dtype=dtype))
-        assert r.dtype == dtype
+        x = torch.empty(n, dtype=dtype, device=device)
+        r = thunder.jit(lambda x: x.normal_(1.5, 2.0))(x)
+        assert r.dtype == dtype and r is x
         assert abs(r.float().mean().item() - 1.5) < 0.03 and abs(r.float().std().item() - 2.0) < 0.03
-    b = thunder.jit(lambda x, p: x.bernoulli_(p))(torch.empty(n, dtype=torch.long), torch.full((n,), 0.3))
+    b = thunder.jit(lambda x, p: x.bernoulli_(p))(torch.empty(n, dtype=torch.long, device=device),
+                                                  torch.full((n,), 0.3, device=device))
     assert b.dtype == torch.long and set(b.unique().tolist()) <= {0, 1} and abs(b.float().mean().item() - 0.3) < 0.01
 
 
-def test_drop_path_with_bernoulli_():
+@pytest.mark.parametrize("device", _DEVICES)
+def test_drop_path_with_bernoulli_(device):
     # Stochastic depth as written in common vision models: a per-sample mask drawn in place.
     def drop_path(x, p=0.25):
         keep = 1 - p
@@ -506,13 +513,14 @@ def test_drop_path_with_bernoulli_():
         mask.div_(keep)
         return x * mask
 
-    x = torch.randn(4096, 3, requires_grad=True)
+    x = torch.randn(4096, 3, device=device, requires_grad=True)
     y = thunder.jit(drop_path)(x)
     dropped = (y == 0).all(1)
     assert abs(dropped.float().mean().item() - 0.25) < 0.05
     torch.testing.assert_close(y[~dropped], x[~dropped] / 0.75)
     y.sum().backward()
     torch.testing.assert_close(x.grad, (~dropped).float()[:, None].expand(-1, 3) / 0.75)
+    torch.testing.assert_close(y, x.detach() * (~dropped).float()[:, None] / 0.75)
 
 
 @pytest.mark.parametrize("case, error, match", [
@@ -525,3 +533,26 @@ def test_drop_path_with_bernoulli_():
 def test_random_inplace_fills_refuse_bad_arguments(case, error, match):
     with pytest.raises(error, match=match):
         thunder.jit(case)(torch.zeros(3))
+
+
+def test_an_updated_input_returned_is_the_callers_tensor():
+    def f(x, kv):
+        x.index_copy_(0, _IDX, kv)
+        return x
+
+    x = torch.zeros(5, 4)
+    out = thunder.jit(f)(x, torch.ones(2, 4))
+    assert out is x
+    out.mul_(3)  # as in eager, the caller's tensor changes with it
+    assert x[0].tolist() == [3.0] * 4 and x[1].tolist() == [0.0] * 4
+
+    # In a training program the result shares the input's memory (torch's autograd returns a view).
+    def g(w, buf):
+        buf.mul_(2)
+        return w.sin(), buf
+
+    w, buf = torch.randn(3, requires_grad=True), torch.ones(3)
+    s, b = thunder.jit(g)(w, buf)
+    s.sum().backward()
+    assert b.data_ptr() == buf.data_ptr() and buf.tolist() == [2.0] * 3
+    torch.testing.assert_close(w.grad, w.detach().cos())

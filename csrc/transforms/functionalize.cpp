@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "ir/builder.h"
+#include "transforms/substitute.h"
 
 namespace thunder {
 
@@ -35,13 +36,20 @@ Trace functionalize(const Trace& trace) {
     latest[root.get()] = b->output.as_tensor();
   }
   Builder builder(trace);
+  // The function returns an updated input (`x.add_(1); return x`): it returns the input itself, as
+  // eager does (the write-back's result is the caller's tensor), not a copy of its new value. Inputs
+  // that require grad keep the new value as the output (its history is the program's).
+  ProxyMap returned;
   for (const TensorRef& in : trace.inputs) {
     auto it = latest.find(in.get());
     if (it == latest.end()) continue;
-    builder.call(prims::copy_(), {Value(it->second), Value(in)});
+    Value written = builder.call(prims::copy_(), {Value(it->second), Value(in)});
+    if (!in->requires_grad() && written.is_tensor()) returned[it->second.get()] = written.as_tensor();
   }
   for (BSymRef& b : builder.take()) out.push_back(std::move(b));
-  return trace.with_bsyms(std::move(out), "functionalize");
+  Trace result = trace.with_bsyms(std::move(out), "functionalize");
+  if (!returned.empty()) result.output = substitute(result.output, returned);
+  return result;
 }
 
 }  // namespace thunder
