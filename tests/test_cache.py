@@ -8,6 +8,9 @@ import pytest
 import torch
 
 import thunder
+from thunder.executors import fusionex
+
+FUSE_ALL = thunder.extend.register_executor(fusionex.ThunderFusionExecutor("cache_fusion_all", min_cpu_numel=0))
 
 
 def counts(jfn):
@@ -710,3 +713,23 @@ def test_a_counter_the_module_increments_warns_that_each_call_compiles():
         with pytest.warns(UserWarning, match="the traced code changed 'calls'"):
             torch.testing.assert_close(jm(torch.ones(2)), torch.full((2,), float(i)))
     assert m.calls == 3 and counts(jm) == (3, 0)
+
+
+def test_the_default_dtype_shapes_the_program_and_its_guard():
+    # Python floats and creation ops without a dtype take torch.get_default_dtype(), at trace time
+    # (the rules) and in the guard (a later change compiles again).
+    def f(x):
+        return (x * 2.5).exp() + torch.ones(x.shape) + torch.arange(3.0) + torch.full((3,), 2.0) + torch.rand(3) * 0
+
+    x = torch.arange(3)
+    for executors in (None, [FUSE_ALL]):
+        jf = thunder.jit(f) if executors is None else thunder.jit(f, executors=executors)
+        try:
+            for dtype in (torch.float32, torch.float64, torch.float32):
+                torch.set_default_dtype(dtype)
+                got = jf(x)
+                assert got.dtype == dtype
+                torch.testing.assert_close(got, f(x))
+        finally:
+            torch.set_default_dtype(torch.float32)
+        assert counts(jf) == (2, 1)

@@ -19,6 +19,7 @@ _core.set_torch_objects(
         _torch.complex128)],
     _torch.device,
     _torch.is_grad_enabled,
+    _torch.get_default_dtype,
 )
 from thunder.core import autocast as _autocast  # noqa: E402
 

@@ -114,7 +114,7 @@ NB_MODULE(_core, m) {
   });
 
   m.def("set_torch_objects", [](nb::object tensor_type, nb::list dtypes, nb::object device_ctor,
-                                nb::object is_grad_enabled) {
+                                nb::object is_grad_enabled, nb::object get_default_dtype) {
     auto& t = runtime::torch_objects();
     t.tensor_type = tensor_type;
     for (nb::handle pair : dtypes) {
@@ -124,7 +124,16 @@ NB_MODULE(_core, m) {
     }
     t.device_ctor = device_ctor;
     t.is_grad_enabled = is_grad_enabled;
+    t.get_default_dtype = get_default_dtype;
   });
+  m.def(
+      "_set_default_float_dtype",
+      [](nb::handle dtype) {
+        DType d;
+        if (!runtime::dtype_of(dtype.ptr(), &d)) throw TypeError("expected a torch.dtype");
+        set_default_float_dtype(d);
+      },
+      "The default dtype (torch.get_default_dtype()) the rules use while this thread traces.");
   m.def("set_autocast_hooks", [](nb::object any_enabled, nb::object state_key, nb::object disabled) {
     auto& t = runtime::torch_objects();
     t.autocast_any_enabled = any_enabled;

@@ -59,6 +59,13 @@ DType to_complex(DType d) {
   }
 }
 
+namespace {
+thread_local DType g_default_float = DType::kFloat32;
+}  // namespace
+
+DType default_float_dtype() { return g_default_float; }
+void set_default_float_dtype(DType d) { g_default_float = d; }
+
 DType promote_types(DType a, DType b) {
   if (a == b) return a;
   if (a == DType::kBool) return b;

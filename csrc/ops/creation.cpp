@@ -19,8 +19,6 @@ namespace thunder {
 
 namespace {
 
-constexpr DType kDefaultFloat = DType::kFloat32;
-
 bool differentiable(DType d) { return is_floating(d) || is_complex(d); }
 
 // A device argument: None (the fallback), a torch.device, a string ("cuda:1") or a CUDA index.
@@ -60,7 +58,7 @@ Shape size_arg(const BoundArgs& a, size_t i) {
 // The dtype of a fill value when none is given: bool, int64 or the default float.
 DType fill_dtype(const Value& fill) {
   if (fill.is_tensor()) return fill.as_tensor()->dtype();
-  return lang::value_dtype(fill, kDefaultFloat);
+  return lang::value_dtype(fill, default_float_dtype());
 }
 
 void check_number(const BoundArgs& a, size_t i) {
@@ -107,7 +105,7 @@ Value make_full(Builder& b, const Target& t, const Value& fill) {
 // zeros/ones/empty(*size, dtype=None, layout=None, device=None, requires_grad=False, ...)
 template <int kFill>
 Value filled_meta(Builder& b, const BoundArgs& a) {
-  Target t = creation_target(a, 1, size_arg(a, 0), kDefaultFloat, Device::cpu());
+  Target t = creation_target(a, 1, size_arg(a, 0), default_float_dtype(), Device::cpu());
   return make_full(b, t, Value(int64_t{kFill}));
 }
 
@@ -250,7 +248,7 @@ Value arange_meta(Builder& b, const BoundArgs& a) {
     start = Value(int64_t{0});
   }
   bool any_float = start.is_float() || end.is_float() || step.is_float();
-  DType dtype = a.optional_dtype(3).value_or(any_float ? kDefaultFloat : DType::kInt64);
+  DType dtype = a.optional_dtype(3).value_or(any_float ? default_float_dtype() : DType::kInt64);
   if (is_bool(dtype)) throw NotImplementedError("\"arange_cpu\" not implemented for 'Bool'");
   double s = start.as_double(), e = end.as_double(), st = step.as_double();
   if (st == 0) throw Error("step must be nonzero");
@@ -283,7 +281,7 @@ Value linspace_meta(Builder& b, const BoundArgs& a) {
   check_number(a, 1);
   int64_t steps = a.int_(2);
   if (steps < 0) throw Error("linspace(): number of steps must be non-negative");
-  Target t = creation_target(a, 3, {steps}, kDefaultFloat, Device::cpu());
+  Target t = creation_target(a, 3, {steps}, default_float_dtype(), Device::cpu());
   if (t.requires_grad) return b.new_tensor(t.shape, t.dtype, t.device, true);
   if (steps <= 1) return lang::full(b, t.shape, a[0], t.device, t.dtype);
   // Integral results are computed in float64, floating ones in their opmath type.
@@ -314,7 +312,7 @@ Value eye_meta(Builder& b, const BoundArgs& a) {
   int64_t m = a[1].is_none() ? n : a.int_(1);
   if (n < 0) throw Error("n must be greater or equal to 0, got " + std::to_string(n));
   if (m < 0) throw Error("m must be greater or equal to 0, got " + std::to_string(m));
-  Target t = creation_target(a, 2, {n, m}, kDefaultFloat, Device::cpu());
+  Target t = creation_target(a, 2, {n, m}, default_float_dtype(), Device::cpu());
   if (t.requires_grad) return b.new_tensor(t.shape, t.dtype, t.device, true);
   Value one(int64_t{1}), zero(int64_t{0});
   TensorRef rows = iota(b, n, zero, one, t.device, DType::kInt64);
@@ -347,7 +345,7 @@ Value random_tensor(Builder& b, const Target& t, bool has_generator) {
 // rand/randn(*size, generator=None, dtype=None, ...)
 template <bool kNormal>
 Value rand_meta(Builder& b, const BoundArgs& a) {
-  Target t = creation_target(a, 2, size_arg(a, 0), kDefaultFloat, Device::cpu());
+  Target t = creation_target(a, 2, size_arg(a, 0), default_float_dtype(), Device::cpu());
   return random_tensor<kNormal>(b, t, !a[1].is_none());
 }
 

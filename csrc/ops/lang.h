@@ -29,9 +29,9 @@ struct PromotionResult {
 
 // torch.result_type over tensors and Python numbers (dimensioned tensors, zero-dim tensors and numbers
 // form three priority tiers). `default_float` is torch.get_default_dtype().
-DType result_type(const std::vector<Value>& operands, DType default_float = DType::kFloat32);
+DType result_type(const std::vector<Value>& operands, DType default_float = default_float_dtype());
 PromotionResult elementwise_promotion(const std::vector<Value>& operands, Promotion kind,
-                                      DType default_float = DType::kFloat32);
+                                      DType default_float = default_float_dtype());
 
 // Broadcast shapes as PyTorch does; ValueError naming both shapes when incompatible.
 Shape broadcast_shapes(const Shape& a, const Shape& b);
@@ -45,7 +45,7 @@ int64_t canonical_dim(int64_t dim, int64_t rank);
 std::vector<int64_t> canonical_dims(const std::vector<int64_t>& dims, int64_t rank);
 
 // The dtype of a value: a tensor's dtype, or the dtype a Python number takes alone.
-DType value_dtype(const Value& v, DType default_float = DType::kFloat32);
+DType value_dtype(const Value& v, DType default_float = default_float_dtype());
 bool requires_grad(const BoundArgs& args);
 
 // Calls a primitive (or any symbol) through the builder.

@@ -205,6 +205,7 @@ nb::object CompiledFunction::call(nb::args args, nb::kwargs kwargs) {
   }
   bool grad = grad_enabled();
   int64_t autocast = autocast_state();
+  PyObject* ddtype = default_dtype();
   std::vector<PyObject*> tensors;
   tensors.reserve(8 + np);
 
@@ -218,7 +219,7 @@ nb::object CompiledFunction::call(nb::args args, nb::kwargs kwargs) {
   if (mode_ != CacheMode::kNoCaching) {
     for (auto& e : entries_) {
       tensors.clear();
-      if (e->guard.check(args.ptr(), kw, params, np, flags, grad, autocast, tensors) &&
+      if (e->guard.check(args.ptr(), kw, params, np, flags, grad, autocast, ddtype, tensors) &&
           e->attributes_match() && !e->inputs_alias(tensors)) {
         ++hits_;
         last_ = e;
@@ -232,7 +233,7 @@ nb::object CompiledFunction::call(nb::args args, nb::kwargs kwargs) {
   if (mode_ != CacheMode::kNoCaching) entries_.push_back(entry);
   last_ = entry;
   tensors.clear();
-  if (!entry->guard.check(args.ptr(), kw, params, np, flags, grad, autocast, tensors)) {
+  if (!entry->guard.check(args.ptr(), kw, params, np, flags, grad, autocast, ddtype, tensors)) {
     throw Error("internal: a freshly compiled entry's guard rejects the call it was compiled for");
   }
   return run_entry(*entry, tensors, autocast);

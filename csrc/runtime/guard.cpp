@@ -235,13 +235,17 @@ Guard Guard::build(nb::handle args, nb::handle kwargs, nb::handle params, nb::ha
   for (nb::handle f : flags) g.flags_.push_back(nb::cast<bool>(f));
   g.grad_ = grad;
   g.autocast_ = autocast;
+  g.default_dtype_ = default_dtype();
   return g;
 }
 
 bool Guard::check(PyObject* args, PyObject* kwargs, PyObject* const* params, size_t num_params,
                   const std::vector<bool>& flags, bool grad, int64_t autocast,
-                  std::vector<PyObject*>& tensors) const {
-  if (grad != grad_ || autocast != autocast_ || flags != flags_ || num_params != params_.size()) return false;
+                  PyObject* default_dtype, std::vector<PyObject*>& tensors) const {
+  if (grad != grad_ || autocast != autocast_ || default_dtype != default_dtype_ || flags != flags_ ||
+      num_params != params_.size()) {
+    return false;
+  }
   if (!check_node(args, args_, tensors)) return false;
   if (kwargs) {
     if (!check_node(kwargs, kwargs_, tensors)) return false;

@@ -31,8 +31,10 @@ class Guard {
                      bool grad, int64_t autocast = 0, bool strides = false);
 
   // True when the call matches; appends the tensors of args, kwargs and params, in order, to `tensors`.
+  // `default_dtype` is torch.get_default_dtype() now (the program's creation ops and Python floats
+  // took the one of the first call).
   bool check(PyObject* args, PyObject* kwargs, PyObject* const* params, size_t num_params,
-             const std::vector<bool>& flags, bool grad, int64_t autocast,
+             const std::vector<bool>& flags, bool grad, int64_t autocast, PyObject* default_dtype,
              std::vector<PyObject*>& tensors) const;
   // Collects the tensors without checking ("same input" caching).
   void collect(PyObject* args, PyObject* kwargs, PyObject* const* params, size_t num_params,
@@ -68,6 +70,7 @@ class Guard {
   std::vector<bool> flags_;
   bool grad_ = true;
   int64_t autocast_ = 0;
+  PyObject* default_dtype_ = nullptr;  // borrowed: dtypes are immortal singletons
 };
 
 }  // namespace thunder::runtime

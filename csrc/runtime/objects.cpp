@@ -121,6 +121,15 @@ int64_t autocast_state() {
   return nb::cast<int64_t>(t.autocast_state_key());
 }
 
+PyObject* default_dtype() {
+  const TorchObjects& t = torch_objects();
+  if (!t.get_default_dtype.is_valid()) return nullptr;
+  PyObject* r = PyObject_CallNoArgs(t.get_default_dtype.ptr());
+  if (!r) throw nb::python_error();
+  Py_DECREF(r);  // dtypes are immortal singletons held by torch
+  return r;
+}
+
 bool grad_enabled() {
   PyObject* r = PyObject_CallNoArgs(torch_objects().is_grad_enabled.ptr());
   if (!r) throw nb::python_error();

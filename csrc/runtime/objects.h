@@ -34,6 +34,7 @@ struct TorchObjects {
   nb::object dtypes[kNumDTypes];      // torch.float32 ...
   nb::object device_ctor;             // torch.device
   nb::object is_grad_enabled;         // torch.is_grad_enabled
+  nb::object get_default_dtype;       // torch.get_default_dtype
   // Autocast (thunder.core.autocast): any_enabled() -> bool, cheap; state_key() -> int, nonzero,
   // naming the enabled device types and their dtypes; disabled() -> a context manager that turns
   // autocast off while a program runs (the program's casts are explicit).
@@ -48,6 +49,8 @@ bool dtype_of(PyObject* obj, DType* out);
 nb::object dtype_object(DType d);
 nb::object device_object(Device d);
 bool grad_enabled();
+// torch.get_default_dtype() (a borrowed dtype singleton); nullptr before set_torch_objects.
+PyObject* default_dtype();
 // 0 when autocast is off everywhere, else a key of its state (thunder.core.autocast.state_key()).
 int64_t autocast_state();
 

@@ -535,6 +535,7 @@ class CaptureMode(TorchFunctionMode):
                 _patched_threads += 1
         _TRACING.modes.append(self)
         _core._set_tracing_depth(len(_TRACING.modes))
+        _core._set_default_float_dtype(torch.get_default_dtype())
         return super().__enter__()
 
     def __exit__(self, *exc):

@@ -613,6 +613,7 @@ def _prologue_source(trace, args, kwargs, param_meta, params, module_dicts=(), g
         else:
             lines.append(f"  check_value(closure[{name!r}], {v!r})  # a variable of an enclosing function")
     lines.append(f"  check_grad_enabled({torch.is_grad_enabled()})")
+    lines.append(f"  check_default_dtype({torch.get_default_dtype()})")
     autocast = _autocast.state()
     for device_type, dtype in autocast:
         lines.append(f"  check_autocast({device_type!r}, {dtype})")
