@@ -733,3 +733,21 @@ def test_the_default_dtype_shapes_the_program_and_its_guard():
         finally:
             torch.set_default_dtype(torch.float32)
         assert counts(jf) == (2, 1)
+
+
+def test_negative_zero_inside_a_guarded_tuple_recompiles():
+    class Divides(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.by = (1.0, 0.0)
+
+        def forward(self, x):
+            return x / self.by[1]
+
+    m = Divides()
+    jm = thunder.jit(m)
+    x = torch.ones(2)
+    assert jm(x).tolist() == [float("inf")] * 2
+    m.by = (1.0, -0.0)
+    assert jm(x).tolist() == [float("-inf")] * 2
+    assert counts(jm) == (2, 0)

@@ -527,3 +527,13 @@ def test_bad_shapes_raise_an_error_eager_code_catches_as_runtime_error():
     for exc in (ValueError, RuntimeError):
         with pytest.raises(exc, match="cannot be broadcast"):
             thunder.jit(lambda x: x + torch.ones(5))(x)
+
+
+def test_set_default_dtype_inside_a_jitted_function_is_refused():
+    def f(x):
+        torch.set_default_dtype(torch.float64)
+        return x + torch.ones(2)
+
+    with pytest.raises(NotImplementedError, match="torch.set_default_dtype inside a jitted function"):
+        thunder.jit(f)(torch.zeros(2))
+    assert torch.get_default_dtype() == torch.float32 and torch.set_default_dtype.__module__ == "torch"

@@ -182,3 +182,22 @@ def test_embedding_with_max_norm_renormalizes_and_trains_as_eager(norm_type):
         idx = torch.tensor([4, 4, 6])
         torch.testing.assert_close(jm(idx), ref(idx))
         torch.testing.assert_close(mod.weight, ref.weight)
+
+
+def test_parameters_are_parameters_while_tracing():
+    class Scales(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.full((3,), 2.0))
+            self.register_buffer("b", torch.ones(3))
+
+        def forward(self, x):
+            # code that treats parameters differently from buffers
+            out = x
+            for t in (self.w, self.b):
+                out = out * t if isinstance(t, torch.nn.Parameter) else out + t
+            return out
+
+    m = Scales()
+    x = torch.randn(3)
+    torch.testing.assert_close(thunder.jit(m)(x), m(x))

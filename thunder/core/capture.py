@@ -436,6 +436,14 @@ def _manual_seed_while_tracing(seed):
         "while tracing, not when the program runs. Seed outside the jitted function")
 
 
+def _set_default_dtype_while_tracing(d):
+    if not _TRACING.modes:  # another thread, not tracing
+        return _set_default_dtype_eager(d)
+    raise NotImplementedError(
+        "thunder cannot trace torch.set_default_dtype inside a jitted function: the default would "
+        "change only while tracing, not when the program runs. Set it outside the jitted function")
+
+
 class _ApplyOf:
     """A torch.autograd.Function's own apply, as a callable the program runs (by torch, opaque)."""
 
@@ -486,6 +494,8 @@ _TRACING_PATCHES.append((torch.nn.RNNBase, "flatten_parameters", _flatten_parame
 _manual_seed_eager = torch.manual_seed
 _TRACING_PATCHES.append((torch, "manual_seed", _manual_seed_while_tracing))
 _TRACING_PATCHES.append((torch.random, "manual_seed", _manual_seed_while_tracing))
+_set_default_dtype_eager = torch.set_default_dtype
+_TRACING_PATCHES.append((torch, "set_default_dtype", _set_default_dtype_while_tracing))
 _function_apply_eager = torch.autograd.Function.__dict__["apply"].__func__
 _TRACING_PATCHES.append((torch.autograd.Function, "apply", classmethod(_function_apply_while_tracing)))
 # As each owner holds them (a classmethod object, not the bound method getattr gives).

@@ -296,6 +296,8 @@ class _Compiler:
                 proxy = session.new_input(tensor, "t_" + qualname.replace(".", "_"), counter[0])
                 counter[1].append((tensor, qualname))
                 proxy._thunder_input = True
+                if isinstance(tensor, torch.nn.Parameter):
+                    proxy._is_param = True  # isinstance(p, nn.Parameter) holds, as in eager
                 counter[0] += 1
                 swapped.append((d, key, tensor))
                 d[key] = proxy
