@@ -1,7 +1,8 @@
 """Accuracy and time of long float32 sums: eager against thunder's fused CPU kernels, side by side in
 one process. Relative error against a float64 sum of the same values; time as the median of a few
-calls. Prints a table and writes JSON (--out).
-    PYTHONPATH=. python scripts/sum_accuracy.py [--out sum_accuracy.json]"""
+calls (CUDA: synchronized; times on the GPU are indicative only, see benchmarks/fusion_gpu.py for
+bandwidth). Prints a table and writes JSON (--out).
+    PYTHONPATH=. python scripts/sum_accuracy.py [--device cuda] [--out sum_accuracy.json]"""
 import argparse
 import json
 import statistics
@@ -28,12 +29,19 @@ CASES = {
 }
 
 
+def _sync(x):
+    if x.is_cuda:
+        torch.cuda.synchronize(x.device)
+
+
 def median_ms(fn, x, repeats=7):
     fn(x)
     times = []
     for _ in range(repeats):
+        _sync(x)
         t = time.perf_counter()
         fn(x)
+        _sync(x)
         times.append((time.perf_counter() - t) * 1e3)
     return statistics.median(times)
 
@@ -45,12 +53,13 @@ def rel_error(got, exact):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="sum_accuracy.json")
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     rows = []
     print("| case | eager rel. error | thunder rel. error | eager ms | thunder ms |")
     print("|---|---:|---:|---:|---:|")
     for name, (fn, make) in CASES.items():
-        x = make()
+        x = make().to(args.device)
         exact = fn(x.double())
         jfn = thunder.jit(fn, executors=[FUSE_ALL])
         row = {"case": name, "eager_rel_error": rel_error(fn(x), exact),
@@ -60,7 +69,8 @@ def main():
         print(f"| {name} | {row['eager_rel_error']:.1e} | {row['thunder_rel_error']:.1e} | "
               f"{row['eager_ms']:.2f} | {row['thunder_ms']:.2f} |")
     with open(args.out, "w") as f:
-        json.dump({"torch": torch.__version__, "threads": torch.get_num_threads(), "rows": rows}, f, indent=1)
+        json.dump({"torch": torch.__version__, "device": args.device, "threads": torch.get_num_threads(),
+                   "rows": rows}, f, indent=1)
 
 
 if __name__ == "__main__":
