@@ -1001,6 +1001,29 @@ def test_cpu_long_float_sums_are_as_accurate_as_eager():
         assert err_thunder <= max(4 * err_eager, 1e-7), (err_thunder, err_eager)
 
 
+@pytest.mark.parametrize("shape", [(4_000_000,), (4000, 1000), (8, 3, 256, 256), (999_983,), (3, 1 << 18)],
+                         ids=str)
+def test_full_reductions_run_over_rows(shape):
+    # x.sum() or a loss's mean over every element was one row (one thread, one GPU block): the domain
+    # is split into rows of a few thousand columns whose values are reduced over the rows. A length
+    # without a divisor in range (a prime) keeps its single row.
+    torch.manual_seed(0)
+    x = torch.randn(shape)
+    cases = [lambda t: t.sum(), lambda t: ((t - 0.5) ** 2).mean(), lambda t: t.amax() + t.amin(),
+             lambda t: F.l1_loss(t, t * 0.5)]
+    for fn in cases:
+        for arg in (x, x.bfloat16(), x.t() if x.ndim == 2 else x):
+            jf = thunder.jit(fn, executors=[FUSE_ALL])
+            torch.testing.assert_close(jf(arg), fn(arg), rtol=1e-5 if arg.dtype == torch.float32 else 1.6e-2,
+                                       atol=1e-5 * x.numel() ** 0.5)
+            (kernel,) = fusionex.fusion_kernels(jf)
+            first_axis = kernel.kernel_ir.split("[")[1].split("]")[0].split(", ")[0]
+            assert first_axis.endswith("r") == (shape == (999_983,)), kernel.kernel_ir
+    # Two passes (a variance) keep the single row, and are still right.
+    jf = thunder.jit(lambda t: t.var(), executors=[FUSE_ALL])
+    torch.testing.assert_close(jf(x), x.var())
+
+
 @pytest.mark.parametrize("rows", [4096, 65536])
 def test_cpu_column_float_sums_are_as_accurate_as_eager(rows):
     # A column's float accumulator adding 65536 rows of 0.1 lost 6e-4 (eager 1.5e-7), and 4096-row

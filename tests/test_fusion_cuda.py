@@ -718,6 +718,26 @@ def test_emulated_reductions_over_rows(shape):
 
 
 @requires_emulator
+@pytest.mark.parametrize("shape", [(1 << 16,), (4, 128, 130), (300, 257)], ids=str)
+def test_emulated_full_reductions_split_over_blocks(shape):
+    # A reduction of every element (x.sum(), a loss's mean) ran as one row, in one block; its domain
+    # is split into rows of a few thousand columns (inside an axis where needed), one block's worth
+    # each, and the last block to finish combines the rows' values in order.
+    torch.manual_seed(0)
+    x = torch.randn(shape)
+    fns = [lambda t: t.sum(), lambda t: (t * t).mean(), lambda t: t.amax() - t.abs().amin(),
+           lambda t: (t > 0).sum()]
+    for fn in fns:
+        ((_, _, grid, _, _),) = _cuda_sources(fn, (x,))
+        assert grid >= 16
+        got, want, ir = _emulate(fn, (x,))
+        assert ir.startswith("inner") and not ir.split("[")[1].split("]")[0].split(", ")[0].endswith("r")  # rows first
+        torch.testing.assert_close(got, want)
+    got, want, _ = _emulate(lambda t: t.sum(), (x.t() if x.ndim == 2 else x,), blocks=3)  # fewer blocks
+    torch.testing.assert_close(got, want)
+
+
+@requires_emulator
 def test_emulated_column_sum_beside_full_size_outputs_splits_rows_over_more_blocks():
     # gelu's backward beside its bias gradient: an element-wise output and a column sum in one
     # kernel, the rows split over more blocks than a column sum alone (512 here, not 256; a row

@@ -1068,6 +1068,126 @@ void merge_equal_nodes(KernelDef& k) {
   for (int& o : k.output_nodes) o = remap[o];
 }
 
+// The columns a split full reduction's rows get: at least kSplitMinCols (a row wide enough for
+// vector loads across a block), at most kSplitMaxCols, about kSplitCols where the sizes allow.
+constexpr int64_t kSplitMinElements = int64_t{1} << 16;
+constexpr int64_t kSplitMinCols = 1024, kSplitCols = 4096, kSplitMaxCols = 65536;
+
+// A kernel that reduces every axis to scalars in one pass (x.sum(), a mean squared error) is a row
+// kernel over one row: a single block on a GPU (16 MB summed at 43 GB/s on an H200), a single thread
+// on the CPU. Its domain is split into rows and columns instead, each reduction becoming the row
+// reduction of its operand then the reduction of the rows' values over the rows (KNode::over_rows),
+// which the backends spread over blocks (threads) and combine in a fixed order. The split falls
+// between axes where their sizes allow, else inside one axis (its loads get a reshape: an axis of
+// n elements becomes n / d rows of d). Kernels with more than one pass, an output that is not a
+// scalar, or indices along the axes (iota, gathers, random draws) keep their single row.
+void split_full_reductions(KernelDef& k) {
+  const int n = k.num_axes();
+  if (k.kind != KernelDef::Kind::kInner || n == 0 || n >= 63 || k.reduced != (uint64_t{1} << n) - 1) {
+    return;
+  }
+  int64_t total = 1;
+  for (int64_t s : k.sizes) total *= s;
+  if (total < kSplitMinElements) return;
+  const std::vector<int> need = available_from(k);
+  for (size_t i = 0; i < k.nodes.size(); ++i) {
+    const KNode& nd = k.nodes[i];
+    if (nd.over_rows || nd.op == "iota" || nd.op == "gather" || nd.op == "rand") return;
+    if (is_reduce_op(nd.op) && (nd.axes != 0 || need[nd.args.at(0)] != 0)) return;
+    if (need[i] > 0 && nd.axes != 0) return;  // a value per element computed from a reduction
+  }
+  // The split: the axes before j and the outer m / d of axis j's m elements are rows; its inner d and
+  // the axes after it are columns (d == m: the split falls before axis j; d == 1: after it).
+  int j = n - 1;
+  int64_t after = 1;  // the elements of the axes after j
+  while (j > 0 && after * k.sizes[j] <= kSplitCols) after *= k.sizes[j--];
+  const int64_t m = k.sizes[j];
+  const int64_t target = std::max<int64_t>(kSplitCols / after, 1);
+  int64_t d = 0;
+  for (int64_t delta = 0; d == 0; ++delta) {
+    const int64_t lo = target - delta, hi = target + delta;
+    if (lo < 1 && hi > m) return;  // no divisor of m gives columns within bounds
+    for (int64_t c : {lo, hi}) {
+      if (c >= 1 && c <= m && m % c == 0 && c * after >= kSplitMinCols && c * after <= kSplitMaxCols &&
+          (c < m || j > 0)) {
+        d = c;
+        break;
+      }
+    }
+  }
+  if (d == 1) {  // axis j is all rows: the split falls after it
+    after *= m;
+    ++j;
+  }
+  const bool inside = d != 1 && d != m;
+  // Old axis a -> new axis; with `inside`, axis j becomes axes j (rows) and j + 1 (columns).
+  auto axis = [&](int a) { return inside && a > j ? a + 1 : a; };
+  auto remap = [&](uint64_t mask) {
+    uint64_t out = 0;
+    for (int a = 0; a < n; ++a) {
+      if (!(mask >> a & 1)) continue;
+      out |= uint64_t{1} << axis(a);
+      if (inside && a == j) out |= uint64_t{1} << (j + 1);
+    }
+    return out;
+  };
+  std::vector<int64_t> sizes;
+  for (int a = 0; a < n; ++a) {
+    if (inside && a == j) {
+      sizes.push_back(m / d);
+      sizes.push_back(d);
+    } else {
+      sizes.push_back(k.sizes[a]);
+    }
+  }
+  const int rows_end = inside ? j + 1 : j;  // new axes [0, rows_end) are rows
+  const uint64_t rows = (uint64_t{1} << rows_end) - 1;
+  const uint64_t cols = ((uint64_t{1} << sizes.size()) - 1) & ~rows;
+  std::vector<KNode> out;
+  std::vector<int> index(k.nodes.size());
+  for (size_t i = 0; i < k.nodes.size(); ++i) {
+    KNode nd = k.nodes[i];
+    for (int& a : nd.args) a = index[a];
+    nd.axes = remap(nd.axes);
+    if (nd.op == "load") {
+      std::vector<int> dims;
+      std::vector<int64_t> shape;
+      bool split_here = false;
+      for (size_t v = 0; v < nd.dims.size(); ++v) {
+        const int a = nd.dims[v];
+        if (inside && a == j) {
+          split_here = true;
+          dims.insert(dims.end(), {j, j + 1});
+          shape.insert(shape.end(), {m / d, d});
+        } else {
+          dims.push_back(a < 0 ? a : axis(a));
+          shape.push_back(nd.view_shape[v]);
+        }
+      }
+      if (split_here) nd.view.push_back({ViewOp::Kind::kReshape, shape, {}, {}});
+      nd.dims = std::move(dims);
+      nd.view_shape = std::move(shape);
+    }
+    if (is_reduce_op(nd.op)) {
+      KNode per_row = nd;  // over the columns, per row
+      per_row.axes = out[nd.args[0]].axes & rows;
+      out.push_back(std::move(per_row));
+      nd.args = {static_cast<int>(out.size()) - 1};
+      nd.over_rows = true;
+      nd.axes = 0;
+    }
+    index[i] = static_cast<int>(out.size());
+    out.push_back(std::move(nd));
+  }
+  for (int& o : k.output_nodes) o = index[o];
+  for (auto& od : k.output_dims) {
+    for (int& a : od) a = a < 0 ? a : axis(a);
+  }
+  k.nodes = std::move(out);
+  k.sizes = std::move(sizes);
+  k.reduced = cols;
+}
+
 }  // namespace
 
 std::optional<KernelDef> build_kernel(const std::vector<BSymRef>& prims,
@@ -1078,6 +1198,7 @@ std::optional<KernelDef> build_kernel(const std::vector<BSymRef>& prims,
   if (k) {
     merge_equal_nodes(*k);
     fold_one_hot_sums(*k);
+    split_full_reductions(*k);
   }
   return k;
 }
