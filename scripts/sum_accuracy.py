@@ -1,7 +1,6 @@
 """Accuracy and time of long float32 sums: eager against thunder's fused CPU kernels, side by side in
 one process. Relative error against a float64 sum of the same values; time as the median of a few
-calls (CUDA: synchronized; times on the GPU are indicative only, see benchmarks/fusion_gpu.py for
-bandwidth). Prints a table and writes JSON (--out).
+calls (CUDA: 20 calls between events, each call's host time included). Prints a table and writes JSON (--out).
     PYTHONPATH=. python scripts/sum_accuracy.py [--device cuda] [--out sum_accuracy.json]"""
 import argparse
 import json
@@ -26,22 +25,27 @@ CASES = {
                                         lambda: torch.randn(65536, 1024, generator=torch.Generator().manual_seed(0)).abs()),
     "column sums 4096 x 4096 randn": (lambda x: x.sum(0),
                                       lambda: torch.randn(4096, 4096, generator=torch.Generator().manual_seed(0)).abs()),
+    "mean squared error 8 x 3 x 512 x 512": (lambda x: ((x - 0.5) ** 2).mean(),
+                                             lambda: torch.rand(8, 3, 512, 512, generator=torch.Generator().manual_seed(0))),
+    "sum of 64M randn": (lambda x: x.sum(), lambda: torch.randn(64 << 20, generator=torch.Generator().manual_seed(0))),
 }
-
-
-def _sync(x):
-    if x.is_cuda:
-        torch.cuda.synchronize(x.device)
 
 
 def median_ms(fn, x, repeats=7):
     fn(x)
     times = []
     for _ in range(repeats):
-        _sync(x)
+        if x.is_cuda:  # 20 calls back to back between events (includes each call's host time)
+            start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            for _ in range(20):
+                fn(x)
+            stop.record()
+            stop.synchronize()
+            times.append(start.elapsed_time(stop) / 20)
+            continue
         t = time.perf_counter()
         fn(x)
-        _sync(x)
         times.append((time.perf_counter() - t) * 1e3)
     return statistics.median(times)
 
