@@ -53,7 +53,8 @@ class CaptureSession {
   std::vector<std::string> opaque_names() const { return opaque_names_; }
   // The indices (in input order) of the inputs updated in place.
   std::vector<int> updated_inputs() const;
-  // Whether the trace reads this tensor as a constant (a tensor attribute or global it closed over).
+  // Whether the trace reads this tensor as a constant (a tensor attribute or global it closed
+  // over).
   bool holds_constant(nb::handle tensor) const { return constants_.count(tensor.ptr()) != 0; }
 
   Value to_value(nb::handle h);

@@ -50,7 +50,8 @@ inline bool is_low_precision(DType d) { return d == DType::kFloat16 || d == DTyp
 DType promote_types(DType a, DType b);
 
 // torch.get_default_dtype() as the code being traced sees it: the dtype of Python floats in type
-// promotion and of creation ops without a dtype. Set per thread when tracing starts (float32 before).
+// promotion and of creation ops without a dtype. Set per thread when tracing starts (float32
+// before).
 DType default_float_dtype();
 void set_default_float_dtype(DType d);
 // The real dtype of a complex one (complex64 -> float32); identity otherwise.

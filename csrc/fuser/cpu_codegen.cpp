@@ -133,8 +133,8 @@ class CpuGen {
       if (float_sum(n)) {
         // Thousands of partials added in order: in double, as one float sum would lose digits.
         os << in << "double " << a << "_d = 0;\n"
-           << in << "for (int64_t i = 0; i < " << items << "; ++i) " << a << "_d += " << scratch(j) + at
-           << ";\n"
+           << in << "for (int64_t i = 0; i < " << items << "; ++i) " << a
+           << "_d += " << scratch(j) + at << ";\n"
            << in << compute_type(n.dtype) << " " << a << " = (" << compute_type(n.dtype) << ")" << a
            << "_d;\n";
       } else {
@@ -682,14 +682,15 @@ class CpuGen {
       if (float_sum(n) && red > 2 * kColumnSumBlock) {
         std::string tot = "tot" + std::to_string(r);
         accs += "    double " + tot + "[" + std::to_string(block) + "] = {};\n";
-        fold += "      for (int64_t j = 0; j < " + std::to_string(block) + "; ++j) { " + tot + "[j] += " +
-                acc + "[j]; " + acc + "[j] = 0; }\n";
-        unfold += "    for (int64_t j = 0; j < " + std::to_string(block) + "; ++j) " + acc + "[j] = (float)(" +
-                  tot + "[j] + " + acc + "[j]);\n";
+        fold += "      for (int64_t j = 0; j < " + std::to_string(block) + "; ++j) { " + tot +
+                "[j] += " + acc + "[j]; " + acc + "[j] = 0; }\n";
+        unfold += "    for (int64_t j = 0; j < " + std::to_string(block) + "; ++j) " + acc +
+                  "[j] = (float)(" + tot + "[j] + " + acc + "[j]);\n";
       }
     }
     if (!fold.empty()) {
-      fold = "      if ((row + 1) % " + std::to_string(kColumnSumBlock) + " == 0) {\n" + fold + "      }\n";
+      fold = "      if ((row + 1) % " + std::to_string(kColumnSumBlock) + " == 0) {\n" + fold +
+             "      }\n";
     }
     std::vector<size_t> col_outputs;
     for (size_t o = 0; o < k_.outputs.size(); ++o) {
@@ -712,12 +713,15 @@ class CpuGen {
     std::string epi_pro = item_prologue();
     os << "  for (int64_t item = begin; item < end; ++item) {\n"
        << "    const int64_t c0 = item * " << block << "LL;\n"
-       << "    const int64_t c1 = c0 + " << block << "LL < " << cols_ << "LL ? c0 + " << block << "LL : " << cols_ << "LL;\n"
-       << accs << "    for (int64_t row = 0; row < " << red << "LL; ++row) {\n" << loop_pro
-       << "#pragma omp simd\n    for (int64_t c = c0; c < c1; ++c) {\n" << body.code << "    }\n"
-       << fold << "    }\n" << unfold
-       << "    { const int64_t row = 0; (void)row;\n" << epi_pro
-       << "    for (int64_t c = c0; c < c1; ++c) {\n" << epi.code << "    }\n    }\n  }\n";
+       << "    const int64_t c1 = c0 + " << block << "LL < " << cols_ << "LL ? c0 + " << block
+       << "LL : " << cols_ << "LL;\n"
+       << accs << "    for (int64_t row = 0; row < " << red << "LL; ++row) {\n"
+       << loop_pro << "#pragma omp simd\n    for (int64_t c = c0; c < c1; ++c) {\n"
+       << body.code << "    }\n"
+       << fold << "    }\n"
+       << unfold << "    { const int64_t row = 0; (void)row;\n"
+       << epi_pro << "    for (int64_t c = c0; c < c1; ++c) {\n"
+       << epi.code << "    }\n    }\n  }\n";
     (void)red_axes;
     return os.str();
   }

@@ -1954,14 +1954,15 @@ class CudaGen {
                 "[l] = " + reduce_identity(n.op, n.dtype, Backend::kCuda) + ";\n";
         if (n.op == "sum" && ct == "float") {
           // A thread's float sum over hundreds of rows: folded into a double every kColFoldSteps
-          // steps of kColRows rows (65536 rows of 0.1 summed to 2.5e-6 of their value, eager's 5.2e-7).
+          // steps of kColRows rows (65536 rows of 0.1 summed to 2.5e-6 of their value,
+          // eager's 5.2e-7).
           std::string tot = "tot" + std::to_string(r);
-          init += "    double " + tot + "[" + vs + "];\n#pragma unroll\n    for (int l = 0; l < " + vs +
-                  "; ++l) " + tot + "[l] = 0.0;\n";
-          fold += "#pragma unroll\n        for (int l = 0; l < " + vs + "; ++l) { " + tot + "[l] += " + acc +
-                  "[l]; " + acc + "[l] = 0.0f; }\n";
-          unfold += "#pragma unroll\n    for (int l = 0; l < " + vs + "; ++l) " + acc + "[l] = (float)(" +
-                    tot + "[l] + " + acc + "[l]);\n";
+          init += "    double " + tot + "[" + vs + "];\n#pragma unroll\n    for (int l = 0; l < " +
+                  vs + "; ++l) " + tot + "[l] = 0.0;\n";
+          fold += "#pragma unroll\n        for (int l = 0; l < " + vs + "; ++l) { " + tot +
+                  "[l] += " + acc + "[l]; " + acc + "[l] = 0.0f; }\n";
+          unfold += "#pragma unroll\n    for (int l = 0; l < " + vs + "; ++l) " + acc +
+                    "[l] = (float)(" + tot + "[l] + " + acc + "[l]);\n";
         }
         std::string val = col_value(n.args[0], s);
         s.lane += "        " + acc + "[l] = " + reduce_combine(n.op, n.dtype, acc + "[l]", val) + ";\n";
@@ -2016,14 +2017,17 @@ class CudaGen {
         << "      " << rname << " R[" << us << "];\n"
         << "#pragma unroll\n      for (int u = 0; u < " << us << "; ++u) {\n"
         << "        const idx_t r = rb + (idx_t)u * " << ty << ";\n"
-        << "        if (r < r1) {\n" << s.pre << "        }\n      }\n"
+        << "        if (r < r1) {\n"
+        << s.pre << "        }\n      }\n"
         << "#pragma unroll\n      for (int u = 0; u < " << us << "; ++u) {\n"
         << "        const idx_t r = rb + (idx_t)u * " << ty << ";\n"
-        << "        if (r < r1) {\n" << lane_loop(s) << "        }\n      }\n"
+        << "        if (r < r1) {\n"
+        << lane_loop(s) << "        }\n      }\n"
         << (fold.empty() ? std::string()
-                         : "      if ((rb - r0 - ty) % " + std::to_string(int64_t{ty} * kColRows * kColFoldSteps) +
-                               " == " + std::to_string(int64_t{ty} * kColRows * (kColFoldSteps - 1)) + ") {\n" +
-                               fold + "      }\n")
+                         : "      if ((rb - r0 - ty) % " +
+                               std::to_string(int64_t{ty} * kColRows * kColFoldSteps) + " == " +
+                               std::to_string(int64_t{ty} * kColRows * (kColFoldSteps - 1)) +
+                               ") {\n" + fold + "      }\n")
         << "    }\n    }\n"
         << unfold << store_acc << "    __syncthreads();\n"
         << "    for (int h = " << ty / 2 << "; h > 0; h >>= 1) {\n"
@@ -2039,17 +2043,20 @@ class CudaGen {
           std::string ws = "((" + ct + "*)(th_ws + " + std::to_string(ws_offset[j]) + "))";
           write += "#pragma unroll\n      for (int l = 0; l < " + vs + "; ++l) " + ws +
                    "[split * " + lit(cols_) + " + c + l] = " + acc + "[l];\n";
-          const std::string part = "((volatile " + ct + "*)" + ws + ")[sp * " + lit(cols_) + " + c + l]";
+          const std::string part =
+              "((volatile " + ct + "*)" + ws + ")[sp * " + lit(cols_) + " + c + l]";
           if (n.op == "sum" && ct == "float") {  // the splits' partials added in double
-            gather += "#pragma unroll\n      for (int l = 0; l < " + vs + "; ++l) {\n        double g = 0.0;\n" +
-                      "        for (long long sp = 0; sp < " + std::to_string(splits) + "LL; ++sp) g += " + part +
-                      ";\n        " + acc + "[l] = (float)g;\n      }\n";
+            gather += "#pragma unroll\n      for (int l = 0; l < " + vs +
+                      "; ++l) {\n        double g = 0.0;\n" +
+                      "        for (long long sp = 0; sp < " + std::to_string(splits) +
+                      "LL; ++sp) g += " + part + ";\n        " + acc + "[l] = (float)g;\n      }\n";
             continue;
           }
           gather += "#pragma unroll\n      for (int l = 0; l < " + vs + "; ++l) {\n        " + acc +
                     "[l] = " + reduce_identity(n.op, n.dtype, Backend::kCuda) + ";\n" +
                     "        for (long long sp = 0; sp < " + std::to_string(splits) + "LL; ++sp) " +
-                    acc + "[l] = " + reduce_combine(n.op, n.dtype, acc + "[l]", part) + ";\n      }\n";
+                    acc + "[l] = " + reduce_combine(n.op, n.dtype, acc + "[l]", part) +
+                    ";\n      }\n";
         }
         f << "    if (ty == 0 && q < " << lit(nqv) << ") {\n"
           << combine << write << "    }\n"

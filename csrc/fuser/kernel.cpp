@@ -1074,20 +1074,23 @@ void merge_equal_nodes(KernelDef& k) {
 // the sizes allow. On an H200 a 64M-element sum in rows of 4096 ran at 0.70 of eager's speed (the
 // last block combining 16384 rows' values).
 constexpr int64_t kSplitMinElements = int64_t{1} << 16;
-constexpr int64_t kSplitMinCols = 1024, kSplitCols = 4096, kSplitWideCols = 32768, kSplitMaxCols = 65536;
+constexpr int64_t kSplitMinCols = 1024, kSplitCols = 4096, kSplitWideCols = 32768,
+                  kSplitMaxCols = 65536;
 constexpr int64_t kSplitRows = 2048;
 
 // A kernel that reduces every axis to scalars in one pass (x.sum(), a mean squared error) is a row
-// kernel over one row: a single block on a GPU (16 MB summed at 43 GB/s on an H200), a single thread
-// on the CPU. Its domain is split into rows and columns instead, each reduction becoming the row
-// reduction of its operand then the reduction of the rows' values over the rows (KNode::over_rows),
-// which the backends spread over blocks (threads) and combine in a fixed order. The split falls
-// between axes where their sizes allow, else inside one axis (its loads get a reshape: an axis of
-// n elements becomes n / d rows of d). Kernels with more than one pass, an output that is not a
-// scalar, a product, or indices along the axes (iota, gathers, random draws) keep their single row.
+// kernel over one row: a single block on a GPU (16 MB summed at 43 GB/s on an H200), a single
+// thread on the CPU. Its domain is split into rows and columns instead, each reduction becoming the
+// row reduction of its operand then the reduction of the rows' values over the rows
+// (KNode::over_rows), which the backends spread over blocks (threads) and combine in a fixed order.
+// The split falls between axes where their sizes allow, else inside one axis (its loads get a
+// reshape: an axis of n elements becomes n / d rows of d). Kernels with more than one pass, an
+// output that is not a scalar, a product, or indices along the axes (iota, gathers, random draws)
+// keep their single row.
 void split_full_reductions(KernelDef& k) {
   const int n = k.num_axes();
-  if (k.kind != KernelDef::Kind::kInner || n == 0 || n >= 63 || k.reduced != (uint64_t{1} << n) - 1) {
+  if (k.kind != KernelDef::Kind::kInner || n == 0 || n >= 63 ||
+      k.reduced != (uint64_t{1} << n) - 1) {
     return;
   }
   int64_t total = 1;
@@ -1099,11 +1102,12 @@ void split_full_reductions(KernelDef& k) {
     if (nd.over_rows || nd.op == "iota" || nd.op == "gather" || nd.op == "rand") return;
     // prod keeps its single row: float products of values near 1 lose more per row (a row's 4000
     // products of 1 + 1e-4 * randn lost 1.8e-2, eager's whole product 2.2e-3).
-    if (is_reduce_op(nd.op) && (nd.op == "prod" || nd.axes != 0 || need[nd.args.at(0)] != 0)) return;
+    if (is_reduce_op(nd.op) && (nd.op == "prod" || nd.axes != 0 || need[nd.args.at(0)] != 0))
+      return;
     if (need[i] > 0 && nd.axes != 0) return;  // a value per element computed from a reduction
   }
-  // The split: the axes before j and the outer m / d of axis j's m elements are rows; its inner d and
-  // the axes after it are columns (d == m: the split falls before axis j; d == 1: after it).
+  // The split: the axes before j and the outer m / d of axis j's m elements are rows; its inner d
+  // and the axes after it are columns (d == m: the split falls before axis j; d == 1: after it).
   const int64_t cols_wanted = std::clamp(total / kSplitRows, kSplitCols, kSplitWideCols);
   int j = n - 1;
   int64_t after = 1;  // the elements of the axes after j
@@ -1115,8 +1119,8 @@ void split_full_reductions(KernelDef& k) {
     const int64_t lo = target - delta, hi = target + delta;
     if (lo < 1 && hi > m) return;  // no divisor of m gives columns within bounds
     for (int64_t c : {lo, hi}) {
-      if (c >= 1 && c <= m && m % c == 0 && c * after >= kSplitMinCols && c * after <= kSplitMaxCols &&
-          (c < m || j > 0)) {
+      if (c >= 1 && c <= m && m % c == 0 && c * after >= kSplitMinCols &&
+          c * after <= kSplitMaxCols && (c < m || j > 0)) {
         d = c;
         break;
       }

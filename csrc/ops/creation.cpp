@@ -153,9 +153,9 @@ Value fill_inplace_meta(Builder& b, const BoundArgs& a) {
 }
 
 // The random in-place fills x.uniform_(from, to), x.normal_(mean, std) and x.bernoulli_(p): the new
-// version is a fresh draw of the input's shape and device, made in fp32 for lower-precision floats and
-// converted to the input's dtype. A generator cannot be honoured (the primitives draw from the default
-// generator), so it is refused rather than ignored.
+// version is a fresh draw of the input's shape and device, made in fp32 for lower-precision floats
+// and converted to the input's dtype. A generator cannot be honoured (the primitives draw from the
+// default generator), so it is refused rather than ignored.
 void reject_generator(const BoundArgs& a, size_t i) {
   if (!a[i].is_none()) {
     throw NotImplementedError(a.symbol().name +
@@ -164,8 +164,9 @@ void reject_generator(const BoundArgs& a, size_t i) {
 }
 
 TensorRef draw_uniform(Builder& b, const TensorRef& x, DType dtype, double lo, double hi) {
-  return b.call(prims::uniform(), {Value::shape(x->shape()), Value(lo), Value(hi)},
-                {{"device", Value(x->device())}, {"dtype", Value(dtype)}})
+  return b
+      .call(prims::uniform(), {Value::shape(x->shape()), Value(lo), Value(hi)},
+            {{"device", Value(x->device())}, {"dtype", Value(dtype)}})
       .as_tensor();
 }
 
@@ -181,7 +182,8 @@ Value random_fill_inplace_meta(Builder& b, const BoundArgs& a) {
   DType compute = x->dtype() == DType::kFloat64 ? DType::kFloat64 : DType::kFloat32;
   TensorRef r;
   if (kNormal) {
-    if (!(p2 >= 0.0)) throw Error("normal expects std >= 0.0, but found std " + python_repr(Value(p2)));
+    if (!(p2 >= 0.0))
+      throw Error("normal expects std >= 0.0, but found std " + python_repr(Value(p2)));
     r = b.call(prims::randn(), {Value::shape(x->shape())},
                {{"device", Value(x->device())}, {"dtype", Value(compute)}})
             .as_tensor();
@@ -562,14 +564,30 @@ void register_creation_ops(SymbolTable& table) {
   // In-place fills: the new version is a filled tensor of the input's shape, dtype and device.
   std::vector<OpDef> inplace = {
       {"zero_", "input", zero_inplace_meta, {"torch.Tensor.zero_", "torch.zero_"}, {}, kTagInplace},
-      {"fill_", "input, value", fill_inplace_meta, {"torch.Tensor.fill_", "torch.fill_"}, {},
+      {"fill_",
+       "input, value",
+       fill_inplace_meta,
+       {"torch.Tensor.fill_", "torch.fill_"},
+       {},
        kTagInplace},
-      {"uniform_", "input, from=0.0, to=1.0, *, generator=None", random_fill_inplace_meta<false>,
-       {"torch.Tensor.uniform_"}, {}, kTagInplace | kTagRandom},
-      {"normal_", "input, mean=0.0, std=1.0, *, generator=None", random_fill_inplace_meta<true>,
-       {"torch.Tensor.normal_"}, {}, kTagInplace | kTagRandom},
-      {"bernoulli_", "input, p=0.5, *, generator=None", bernoulli_inplace_meta,
-       {"torch.Tensor.bernoulli_"}, {}, kTagInplace | kTagRandom},
+      {"uniform_",
+       "input, from=0.0, to=1.0, *, generator=None",
+       random_fill_inplace_meta<false>,
+       {"torch.Tensor.uniform_"},
+       {},
+       kTagInplace | kTagRandom},
+      {"normal_",
+       "input, mean=0.0, std=1.0, *, generator=None",
+       random_fill_inplace_meta<true>,
+       {"torch.Tensor.normal_"},
+       {},
+       kTagInplace | kTagRandom},
+      {"bernoulli_",
+       "input, p=0.5, *, generator=None",
+       bernoulli_inplace_meta,
+       {"torch.Tensor.bernoulli_"},
+       {},
+       kTagInplace | kTagRandom},
   };
   register_ops(table, inplace);
 }

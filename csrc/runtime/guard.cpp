@@ -89,7 +89,8 @@ Guard::Node Guard::build_node(nb::handle h, bool strides) {
     n.kind = PyTuple_Check(o) ? Node::Kind::kTuple : Node::Kind::kList;
     if (!PyTuple_CheckExact(o) && !PyList_CheckExact(o)) n.obj = nb::borrow(reinterpret_cast<PyObject*>(Py_TYPE(o)));
     Py_ssize_t len = PySequence_Size(o);
-    for (Py_ssize_t i = 0; i < len; ++i) n.items.push_back(build_node(nb::steal(PySequence_GetItem(o, i)), strides));
+    for (Py_ssize_t i = 0; i < len; ++i)
+      n.items.push_back(build_node(nb::steal(PySequence_GetItem(o, i)), strides));
   } else if (PyDict_Check(o)) {
     n.kind = Node::Kind::kDict;
     nb::list keys;
@@ -242,8 +243,8 @@ Guard Guard::build(nb::handle args, nb::handle kwargs, nb::handle params, nb::ha
 bool Guard::check(PyObject* args, PyObject* kwargs, PyObject* const* params, size_t num_params,
                   const std::vector<bool>& flags, bool grad, int64_t autocast,
                   PyObject* default_dtype, std::vector<PyObject*>& tensors) const {
-  if (grad != grad_ || autocast != autocast_ || default_dtype != default_dtype_ || flags != flags_ ||
-      num_params != params_.size()) {
+  if (grad != grad_ || autocast != autocast_ || default_dtype != default_dtype_ ||
+      flags != flags_ || num_params != params_.size()) {
     return false;
   }
   if (!check_node(args, args_, tensors)) return false;

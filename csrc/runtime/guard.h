@@ -1,8 +1,9 @@
 // Guards: the conditions under which a compiled program may run on a call's arguments. A guard is a
-// tree mirroring the argument structure; tensors are checked for shape, dtype, device, requires_grad
-// and contiguity (and the exact strides of non-contiguous ones when the traced code read a layout:
-// `x.stride()`, `x.is_contiguous()`), Python numbers and strings by value, other objects by identity.
-// Checking walks the arguments once and collects the tensors the program takes as inputs.
+// tree mirroring the argument structure; tensors are checked for shape, dtype, device,
+// requires_grad and contiguity (and the exact strides of non-contiguous ones when the traced code
+// read a layout: `x.stride()`, `x.is_contiguous()`), Python numbers and strings by value, other
+// objects by identity. Checking walks the arguments once and collects the tensors the program takes
+// as inputs.
 #pragma once
 
 #include <nanobind/nanobind.h>
@@ -23,16 +24,17 @@ inline bool same_float(double a, double b) {
 
 class Guard {
  public:
-  // Builds the guard that accepts exactly calls like this one. `params` is a list of tensors (module
-  // parameters and buffers), `flags` a list of bools (module training flags), `grad` the grad mode.
-  // `autocast` is the autocast state key (0: off). `strides`: the non-contiguous tensors' strides are
-  // part of the guard (the program's code branched on a layout, which contiguity alone does not fix).
+  // Builds the guard that accepts exactly calls like this one. `params` is a list of tensors
+  // (module parameters and buffers), `flags` a list of bools (module training flags), `grad` the
+  // grad mode. `autocast` is the autocast state key (0: off). `strides`: the non-contiguous
+  // tensors' strides are part of the guard (the program's code branched on a layout, which
+  // contiguity alone does not fix).
   static Guard build(nb::handle args, nb::handle kwargs, nb::handle params, nb::handle flags,
                      bool grad, int64_t autocast = 0, bool strides = false);
 
-  // True when the call matches; appends the tensors of args, kwargs and params, in order, to `tensors`.
-  // `default_dtype` is torch.get_default_dtype() now (the program's creation ops and Python floats
-  // took the one of the first call).
+  // True when the call matches; appends the tensors of args, kwargs and params, in order, to
+  // `tensors`. `default_dtype` is torch.get_default_dtype() now (the program's creation ops and
+  // Python floats took the one of the first call).
   bool check(PyObject* args, PyObject* kwargs, PyObject* const* params, size_t num_params,
              const std::vector<bool>& flags, bool grad, int64_t autocast, PyObject* default_dtype,
              std::vector<PyObject*>& tensors) const;

@@ -37,14 +37,15 @@ Trace functionalize(const Trace& trace) {
   }
   Builder builder(trace);
   // The function returns an updated input (`x.add_(1); return x`): it returns the input itself, as
-  // eager does (the write-back's result is the caller's tensor), not a copy of its new value. Inputs
-  // that require grad keep the new value as the output (its history is the program's).
+  // eager does (the write-back's result is the caller's tensor), not a copy of its new value.
+  // Inputs that require grad keep the new value as the output (its history is the program's).
   ProxyMap returned;
   for (const TensorRef& in : trace.inputs) {
     auto it = latest.find(in.get());
     if (it == latest.end()) continue;
     Value written = builder.call(prims::copy_(), {Value(it->second), Value(in)});
-    if (!in->requires_grad() && written.is_tensor()) returned[it->second.get()] = written.as_tensor();
+    if (!in->requires_grad() && written.is_tensor())
+      returned[it->second.get()] = written.as_tensor();
   }
   for (BSymRef& b : builder.take()) out.push_back(std::move(b));
   Trace result = trace.with_bsyms(std::move(out), "functionalize");
