@@ -428,20 +428,23 @@ def _rng_kept():
             torch.cuda.set_rng_state_all(cuda)
 
 
-def _manual_seed_while_tracing(seed):
-    if not _TRACING.modes:  # another thread, not tracing
-        return _manual_seed_eager(seed)
-    raise NotImplementedError(
-        "thunder cannot trace torch.manual_seed inside a jitted function: the seed would be set only "
-        "while tracing, not when the program runs. Seed outside the jitted function")
+def _refused_while_tracing(eager, what, effect):
+    """`eager` on threads that are not tracing; refused on one that is: a change of global state
+    (`effect`) would happen while tracing only, not when the program runs."""
+    def replacement(*args, **kwargs):
+        if not _TRACING.modes:  # another thread, not tracing
+            return eager(*args, **kwargs)
+        raise NotImplementedError(
+            f"thunder cannot trace {what} inside a jitted function: {effect} only while tracing, not "
+            f"when the program runs. Call it outside the jitted function")
+
+    return replacement
 
 
-def _set_default_dtype_while_tracing(d):
-    if not _TRACING.modes:  # another thread, not tracing
-        return _set_default_dtype_eager(d)
-    raise NotImplementedError(
-        "thunder cannot trace torch.set_default_dtype inside a jitted function: the default would "
-        "change only while tracing, not when the program runs. Set it outside the jitted function")
+_manual_seed_while_tracing = _refused_while_tracing(torch.manual_seed, "torch.manual_seed",
+                                                    "the seed would be set")
+_set_default_dtype_while_tracing = _refused_while_tracing(torch.set_default_dtype, "torch.set_default_dtype",
+                                                          "the default would change")
 
 
 class _ApplyOf:
@@ -491,10 +494,8 @@ except (ImportError, AttributeError):  # a torch without it
     pass
 _flatten_parameters_eager = torch.nn.RNNBase.flatten_parameters
 _TRACING_PATCHES.append((torch.nn.RNNBase, "flatten_parameters", _flatten_parameters_while_tracing))
-_manual_seed_eager = torch.manual_seed
 _TRACING_PATCHES.append((torch, "manual_seed", _manual_seed_while_tracing))
 _TRACING_PATCHES.append((torch.random, "manual_seed", _manual_seed_while_tracing))
-_set_default_dtype_eager = torch.set_default_dtype
 _TRACING_PATCHES.append((torch, "set_default_dtype", _set_default_dtype_while_tracing))
 _function_apply_eager = torch.autograd.Function.__dict__["apply"].__func__
 _TRACING_PATCHES.append((torch.autograd.Function, "apply", classmethod(_function_apply_while_tracing)))
