@@ -537,3 +537,21 @@ def test_set_default_dtype_inside_a_jitted_function_is_refused():
     with pytest.raises(NotImplementedError, match="torch.set_default_dtype inside a jitted function"):
         thunder.jit(f)(torch.zeros(2))
     assert torch.get_default_dtype() == torch.float32 and torch.set_default_dtype.__module__ == "torch"
+
+
+def test_gradients_inside_a_jitted_function_are_refused_clearly():
+    lin = torch.nn.Linear(4, 1)
+
+    def step(x):
+        loss = lin(x).pow(2).mean()
+        loss.backward()
+        return loss
+
+    def penalty(x):
+        (g,) = torch.autograd.grad(lin(x).sum(), x, create_graph=True)
+        return g.norm()
+
+    for fn, name in ((step, "torch.Tensor.backward"), (penalty, "torch.autograd.grad")):
+        with pytest.raises(NotImplementedError, match=f"cannot trace {name} inside a jitted function") as e:
+            thunder.jit(fn)(torch.randn(3, 4, requires_grad=True))
+        assert "test_errors.py" in str(e.value)

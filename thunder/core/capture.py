@@ -651,6 +651,14 @@ class CaptureMode(TorchFunctionMode):
                 self.layout_read = True
                 if getattr(args[0], "_thunder_strides", None) is not None:
                     return func(_to_meta(args[0]), *args[1:], **kwargs)
+            if func in _GRADIENT_CALLS:
+                module, name = _callable_name(func)
+                raise NotImplementedError(
+                    f"thunder cannot trace {module}.{name} inside a jitted function: gradients of a "
+                    f"traced function come from its program's backward, after the program runs (a "
+                    f"gradient penalty or higher-order gradients inside the function are not supported "
+                    f"yet). Return the loss and call backward() / torch.autograd.grad outside the "
+                    f"jitted function")
             if func == _GRAD_GET and args and getattr(args[0], "_thunder_input", False):
                 # An input's .grad is the caller's tensor (or None): the program cannot read it, and
                 # None would silently skip an update (`if p.grad is None: continue`).
@@ -891,6 +899,7 @@ for _name in ("max", "min", "sort", "topk", "kthvalue", "mode", "median", "nanme
             _RETURN_TYPES[_f] = _rt
 
 _LAYOUT_QUERIES = {torch.Tensor.stride, torch.Tensor.is_contiguous}
+_GRADIENT_CALLS = {torch.autograd.grad, torch.autograd.backward, torch.Tensor.backward}
 _GRAD_GET = torch.Tensor.grad.__get__
 _IS_LEAF_GET = torch.Tensor.is_leaf.__get__
 _GRAD_FN_GET = torch.Tensor.grad_fn.__get__
