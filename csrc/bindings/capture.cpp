@@ -241,7 +241,8 @@ void CaptureSession::after_view(const Value& in, const Value& out, const BSymRef
     members_[r].push_back(t.get());
     ref_of_[t.get()] = t;
     if (bsym)
-      view_def_[t.get()] = ViewDef{in.as_tensor().get(), bsym, multi ? k : -1, grad_enabled()};
+      view_def_[t.get()] =
+          ViewDef{in.as_tensor().get(), bsym, multi ? k : -1, runtime::grad_enabled()};
   });
 }
 
@@ -383,7 +384,7 @@ void CaptureSession::refresh_views(const TensorProxy* r, const TensorRef& nr) {
   std::vector<const TensorProxy*> members = members_[r];
   // Each view is replayed in the grad mode it was taken in (a view taken before a leaf's update
   // under no_grad still differentiates with respect to the leaf), then the mode is put back.
-  const bool mode = grad_enabled();
+  const bool mode = runtime::grad_enabled();
   bool recorded = mode;
   for (const TensorProxy* m : members) {
     std::optional<TensorRef> now;
@@ -406,11 +407,6 @@ void CaptureSession::refresh_views(const TensorProxy* r, const TensorRef& nr) {
     repoint(m, *now);
   }
   if (recorded != mode) builder_.call(prims::set_grad_enabled(), {Value(mode)});
-}
-
-bool CaptureSession::grad_enabled() {
-  static nb::object is_enabled = nb::module_::import_("torch").attr("is_grad_enabled");
-  return nb::cast<bool>(is_enabled());
 }
 
 std::vector<int> CaptureSession::updated_inputs() const {
@@ -453,7 +449,8 @@ nb::object CaptureSession::after_inplace(nb::handle self_obj, const TensorRef& o
   const TensorRef& updated = out.as_tensor();
   const TensorProxy* r = root(old.get());
   if (input_set_.count(r)) updated_.insert(r);
-  if (grad_nonleaf_inputs_.count(r) && grad_enabled() && warned_nonleaf_.insert(r).second) {
+  if (grad_nonleaf_inputs_.count(r) && runtime::grad_enabled() &&
+      warned_nonleaf_.insert(r).second) {
     // Eager makes the update part of the tensor's history; the program writes the new values back
     // into the caller's tensor without it. The function's own results are right; what the caller
     // computes from that tensor afterwards would differentiate without the update.
@@ -468,7 +465,7 @@ nb::object CaptureSession::after_inplace(nb::handle self_obj, const TensorRef& o
   const bool grad_leaf = grad_leaf_inputs_.count(r) > 0;
   if (grad_leaf) {
     // With grad on, eager refuses to update such a leaf, or a view of it that is not detached.
-    if (grad_enabled() && (r == old.get() || !detached(old.get()))) {
+    if (runtime::grad_enabled() && (r == old.get() || !detached(old.get()))) {
       throw Error(std::string(r == old.get() ? "a leaf Variable" : "a view of a leaf Variable") +
                   " that requires grad is being used in an in-place operation (the input '" +
                   r->name() + "')" + at_source() +

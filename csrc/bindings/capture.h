@@ -90,8 +90,6 @@ class CaptureSession {
   TensorRef leaf_update(const TensorRef& leaf, const TensorRef& value);
   // True when `view` reaches its root through a detach (.detach(), .data).
   bool detached(const TensorProxy* view) const;
-  // torch's grad mode now.
-  static bool grad_enabled();
   bool invertible(const ViewDef& def);
   // Why a stale alias cannot be read (with the current source line).
   std::string stale_reason() const;

@@ -366,6 +366,13 @@ NB_MODULE(_core, m) {
                   nb::arg("flags"), nb::arg("grad"), nb::arg("autocast") = 0,
                   nb::arg("strides") = false)
       .def("describe", &Guard::describe);
+  m.def(
+      "same_guard_value",
+      [](nb::handle v, nb::handle snapshot) {
+        return runtime::same_value(v.ptr(), snapshot.ptr());
+      },
+      nb::arg("value").none(), nb::arg("snapshot").none(),
+      "Whether a guarded value equals its snapshot as the cache compares them.");
 
   nb::class_<CacheEntry>(m, "CacheEntry")
       .def(

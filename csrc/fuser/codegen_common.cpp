@@ -11,6 +11,8 @@
 
 namespace thunder::fuser {
 
+bool float_sum(const KNode& n) { return n.op == "sum" && compute_type(n.dtype) == "float"; }
+
 std::string compute_type(DType d) {
   switch (d) {
     case DType::kBool: return "bool";

@@ -15,6 +15,8 @@ enum class Backend { kCpu, kCuda };
 
 // The type computations happen in: float for bf16/fp16/fp32, double, bool, or the integer type.
 std::string compute_type(DType d);
+// A sum accumulated in float (bf16/fp16/fp32): the code generators fold its long runs into doubles.
+bool float_sum(const KNode& n);
 // The type a tensor element is stored as (bf16 and fp16 as unsigned short).
 std::string storage_type(DType d);
 // A stored element (an lvalue expression) as its compute type, and a compute value as stored type.

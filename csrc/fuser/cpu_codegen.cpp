@@ -163,11 +163,6 @@ class CpuGen {
     return os.str();
   }
 
-  // A sum accumulated in float (not in double already): its long runs are folded into doubles.
-  static bool float_sum(const KNode& n) {
-    return n.op == "sum" && is_floating(n.dtype) && compute_type(n.dtype) == "float";
-  }
-
   static uint64_t axis_mask(int a) { return uint64_t{1} << a; }
 
   // The axes a node varies over, in merged-layout axes (from the load strides and stores).

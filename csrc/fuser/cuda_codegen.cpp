@@ -1952,7 +1952,7 @@ class CudaGen {
         std::string acc = "acc" + std::to_string(r), ct = compute_type(n.dtype);
         init += "    " + ct + " " + acc + "[" + vs + "];\n#pragma unroll\n    for (int l = 0; l < " + vs + "; ++l) " + acc +
                 "[l] = " + reduce_identity(n.op, n.dtype, Backend::kCuda) + ";\n";
-        if (n.op == "sum" && ct == "float") {
+        if (float_sum(n)) {
           // A thread's float sum over hundreds of rows: folded into a double every kColFoldSteps
           // steps of kColRows rows (65536 rows of 0.1 summed to 2.5e-6 of their value,
           // eager's 5.2e-7).
@@ -2045,7 +2045,7 @@ class CudaGen {
                    "[split * " + lit(cols_) + " + c + l] = " + acc + "[l];\n";
           const std::string part =
               "((volatile " + ct + "*)" + ws + ")[sp * " + lit(cols_) + " + c + l]";
-          if (n.op == "sum" && ct == "float") {  // the splits' partials added in double
+          if (float_sum(n)) {  // the splits' partials added in double
             gather += "#pragma unroll\n      for (int l = 0; l < " + vs +
                       "; ++l) {\n        double g = 0.0;\n" +
                       "        for (long long sp = 0; sp < " + std::to_string(splits) +

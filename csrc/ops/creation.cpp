@@ -163,12 +163,8 @@ void reject_generator(const BoundArgs& a, size_t i) {
   }
 }
 
-TensorRef draw_uniform(Builder& b, const TensorRef& x, DType dtype, double lo, double hi) {
-  return b
-      .call(prims::uniform(), {Value::shape(x->shape()), Value(lo), Value(hi)},
-            {{"device", Value(x->device())}, {"dtype", Value(dtype)}})
-      .as_tensor();
-}
+// The dtype a random fill of an x of dtype `d` draws in: float64 for float64, else float32.
+DType draw_dtype(DType d) { return d == DType::kFloat64 ? DType::kFloat64 : DType::kFloat32; }
 
 template <bool kNormal>
 Value random_fill_inplace_meta(Builder& b, const BoundArgs& a) {
@@ -179,7 +175,7 @@ Value random_fill_inplace_meta(Builder& b, const BoundArgs& a) {
                 " not implemented for '" + dtype_name(x->dtype()) + "'");
   }
   double p1 = a.number(1), p2 = a.number(2);
-  DType compute = x->dtype() == DType::kFloat64 ? DType::kFloat64 : DType::kFloat32;
+  const DType compute = draw_dtype(x->dtype());
   TensorRef r;
   if (kNormal) {
     if (!(p2 >= 0.0))
@@ -194,7 +190,7 @@ Value random_fill_inplace_meta(Builder& b, const BoundArgs& a) {
       throw Error("uniform_ expects to return a [from, to) range, but found from=" +
                   python_repr(Value(p1)) + " > to=" + python_repr(Value(p2)));
     }
-    r = draw_uniform(b, x, compute, p1, p2);
+    r = lang::uniform(b, x->shape(), p1, p2, x->device(), compute);
   }
   return lang::convert(b, r, x->dtype());
 }
@@ -203,7 +199,7 @@ Value random_fill_inplace_meta(Builder& b, const BoundArgs& a) {
 Value bernoulli_inplace_meta(Builder& b, const BoundArgs& a) {
   const TensorRef& x = a.tensor(0);
   reject_generator(a, 2);
-  DType compute = x->dtype() == DType::kFloat64 ? DType::kFloat64 : DType::kFloat32;
+  const DType compute = draw_dtype(x->dtype());
   Value p = a[1];
   if (p.is_tensor()) {
     TensorRef pt = p.as_tensor();
@@ -218,7 +214,7 @@ Value bernoulli_inplace_meta(Builder& b, const BoundArgs& a) {
       throw Error("bernoulli_ expects p to be in [0, 1], but got p=" + python_repr(Value(pv)));
     }
   }
-  TensorRef u = draw_uniform(b, x, compute, 0.0, 1.0);
+  TensorRef u = lang::uniform(b, x->shape(), 0.0, 1.0, x->device(), compute);
   return lang::convert(b, lang::call_t(b, prims::lt(), {Value(u), p}), x->dtype());
 }
 

@@ -225,6 +225,14 @@ TensorRef full(Builder& b, const Shape& shape, const Value& fill, Device device,
       .as_tensor();
 }
 
+TensorRef uniform(Builder& b, const Shape& shape, double lo, double hi, Device device,
+                  DType dtype) {
+  return b
+      .call(prims::uniform(), {Value::shape(shape), Value(lo), Value(hi)},
+            {{"device", Value(device)}, {"dtype", Value(dtype)}})
+      .as_tensor();
+}
+
 Value unary(Builder& b, const Symbol& prim, const Value& a, Promotion kind) {
   if (!a.is_tensor()) throw TypeError(prim.name + "(): argument 'input' must be a Tensor, not " + a.type_name());
   PromotionResult p = elementwise_promotion({a}, kind);

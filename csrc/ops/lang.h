@@ -73,6 +73,8 @@ TensorRef transpose(Builder& b, const TensorRef& t, const std::vector<int64_t>& 
 // Inserts size-1 dims at `dims` (of the output) by broadcast_in_dim.
 TensorRef unsqueeze(Builder& b, const TensorRef& t, const std::vector<int64_t>& dims);
 TensorRef full(Builder& b, const Shape& shape, const Value& fill, Device device, DType dtype);
+// A tensor of `shape` drawn uniformly from [lo, hi) (prims.uniform: torch's default generator).
+TensorRef uniform(Builder& b, const Shape& shape, double lo, double hi, Device device, DType dtype);
 
 // Elementwise ops with promotion and broadcasting, as PyTorch's functions do them.
 Value unary(Builder& b, const Symbol& prim, const Value& a, Promotion kind);

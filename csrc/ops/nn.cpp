@@ -786,9 +786,7 @@ Value batch_norm_meta(Builder& b, const BoundArgs& a) {
 // x * mask / (1 - p) with mask = uniform(0, 1) < 1 - p; `x` is in its compute dtype.
 TensorRef dropout_core(Builder& b, const TensorRef& x, double p) {
   if (p == 1.0) return bin(b, prims::mul(), Value(x), Value(0.0));
-  TensorRef u = b.call(prims::uniform(), {Value::shape(x->shape()), Value(0.0), Value(1.0)},
-                       {{"device", Value(x->device())}, {"dtype", Value(x->dtype())}})
-                    .as_tensor();
+  TensorRef u = lang::uniform(b, x->shape(), 0.0, 1.0, x->device(), x->dtype());
   TensorRef keep = cmp(b, prims::lt(), Value(u), Value(1.0 - p));
   TensorRef scaled = bin(b, prims::mul(), Value(x), Value(1.0 / (1.0 - p)));
   return where(b, keep, scaled, Value(0.0));

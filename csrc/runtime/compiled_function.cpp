@@ -83,31 +83,6 @@ bool CacheEntry::inputs_alias(const std::vector<PyObject*>& tensors) const {
   return overlapping_update(tensors, updated_inputs, arg_tensors).has_value();
 }
 
-namespace {
-
-// A guarded value against its snapshot, as the program would see it: floats by same_float (-0.0 is
-// not 0.0, NaN matches NaN), inside tuples and lists too; anything else by ==.
-bool same_value(PyObject* v, PyObject* snapshot) {
-  if (v == snapshot) return true;
-  if (Py_TYPE(v) != Py_TYPE(snapshot)) return false;
-  if (PyFloat_CheckExact(v)) return same_float(PyFloat_AS_DOUBLE(v), PyFloat_AS_DOUBLE(snapshot));
-  if (PyTuple_CheckExact(v) || PyList_CheckExact(v)) {
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(v);
-    if (n != PySequence_Fast_GET_SIZE(snapshot)) return false;
-    for (Py_ssize_t i = 0; i < n; ++i) {
-      if (!same_value(PySequence_Fast_GET_ITEM(v, i), PySequence_Fast_GET_ITEM(snapshot, i))) {
-        return false;
-      }
-    }
-    return true;
-  }
-  int eq = PyObject_RichCompareBool(v, snapshot, Py_EQ);
-  if (eq < 0) throw nb::python_error();
-  return eq != 0;
-}
-
-}  // namespace
-
 bool CacheEntry::attributes_match() const {
   for (const SizeGuard& g : size_guards) {
     if (PyDict_Size(g.dict.ptr()) != g.size) return false;

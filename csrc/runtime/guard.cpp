@@ -61,6 +61,25 @@ bool read_strides(PyObject* o, std::vector<int64_t>& out) {
 
 }  // namespace
 
+bool same_value(PyObject* v, PyObject* snapshot) {
+  if (v == snapshot) return true;
+  if (Py_TYPE(v) != Py_TYPE(snapshot)) return false;
+  if (PyFloat_CheckExact(v)) return same_float(PyFloat_AS_DOUBLE(v), PyFloat_AS_DOUBLE(snapshot));
+  if (PyTuple_CheckExact(v) || PyList_CheckExact(v)) {
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(v);
+    if (n != PySequence_Fast_GET_SIZE(snapshot)) return false;
+    for (Py_ssize_t i = 0; i < n; ++i) {
+      if (!same_value(PySequence_Fast_GET_ITEM(v, i), PySequence_Fast_GET_ITEM(snapshot, i))) {
+        return false;
+      }
+    }
+    return true;
+  }
+  int eq = PyObject_RichCompareBool(v, snapshot, Py_EQ);
+  if (eq < 0) throw nb::python_error();
+  return eq != 0;
+}
+
 Guard::Node Guard::build_node(nb::handle h, bool strides) {
   PyObject* o = h.ptr();
   Node n;

@@ -22,6 +22,10 @@ inline bool same_float(double a, double b) {
   return (a == b && std::signbit(a) == std::signbit(b)) || (std::isnan(a) && std::isnan(b));
 }
 
+// A guarded value against its snapshot, as the program would see it: floats by same_float (-0.0 is
+// not 0.0, NaN matches NaN), inside tuples and lists too; anything else by ==.
+bool same_value(PyObject* v, PyObject* snapshot);
+
 class Guard {
  public:
   // Builds the guard that accepts exactly calls like this one. `params` is a list of tensors

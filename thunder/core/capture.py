@@ -732,9 +732,7 @@ class CaptureMode(TorchFunctionMode):
         if tuple(result.shape) != tuple(x.shape):
             raise RuntimeError(f"{module}.{name}: the result of shape {tuple(result.shape)} cannot be "
                                f"written into a tensor of shape {tuple(x.shape)} in place")
-        if not torch.can_cast(result.dtype, x.dtype):
-            raise RuntimeError(f"result type {_dtype_name(result.dtype)} can't be cast to the desired "
-                               f"output type {_dtype_name(x.dtype)}")
+        _check_castable(result, x)
         return self._record(self.table.copy_, (x, result), {})
 
     def _write_out(self, func, result, out):
@@ -747,9 +745,7 @@ class CaptureMode(TorchFunctionMode):
             return named(written) if named is not None else type(out)(written)
         if not isinstance(out, torch.Tensor) or not isinstance(result, torch.Tensor):
             raise TypeError(f"{module}.{name}: out= must match its result's structure")
-        if not torch.can_cast(result.dtype, out.dtype):
-            raise RuntimeError(f"result type {_dtype_name(result.dtype)} can't be cast to the desired "
-                               f"output type {_dtype_name(out.dtype)}")
+        _check_castable(result, out)
         if tuple(out.shape) != tuple(result.shape):
             raise NotImplementedError(
                 f"thunder does not support {module}.{name} with an out= tensor of shape "
@@ -970,6 +966,14 @@ _INPLACE_DUNDERS = {f"__i{op}__" for op in ("add", "sub", "mul", "truediv", "flo
 _METADATA_INPLACE = {"t_", "transpose_", "swapdims_", "swapaxes_", "squeeze_", "unsqueeze_",
                      "as_strided_", "resize_", "resize_as_", "set_", "detach_", "requires_grad_",
                      "share_memory_", "map_", "map2_", "apply_", "rename_"}
+
+
+def _check_castable(result, dst):
+    """Eager's refusal to write a result into a tensor of a dtype it cannot be cast to (in-place and
+    out= calls)."""
+    if not torch.can_cast(result.dtype, dst.dtype):
+        raise RuntimeError(f"result type {_dtype_name(result.dtype)} can't be cast to the desired "
+                           f"output type {_dtype_name(dst.dtype)}")
 
 
 def _functional_of_inplace(func, args):

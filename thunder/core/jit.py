@@ -11,7 +11,6 @@ import collections
 import enum
 import functools
 import inspect
-import math
 import sys
 import time
 import warnings
@@ -310,8 +309,9 @@ class _Compiler:
         updated = session.updated_inputs()
         _refuse_aliased_updates(updated, counter[1])
         assigned = _attributes_set_to_proxies(self.module_dicts)
-        attributes = _without_written_attributes(attributes, assigned, session)
-        _warn_changed_while_tracing(attributes, assigned)
+        written = {(id(d), k) for d, k, _ in assigned}
+        attributes = _without_written_attributes(attributes, written, session)
+        _warn_changed_while_tracing(attributes, written)
         try:
             restore = _result_types(result)
             if assigned:
@@ -499,12 +499,12 @@ def _attributes_set_to_proxies(module_dicts):
     return out
 
 
-def _without_written_attributes(attributes, assigned, session):
+def _without_written_attributes(attributes, written, session):
     """The attribute guards, less those of tensor attributes the traced code set without reading
     them (the program sets them again on each call, so guarding the old tensor would recompile on
     every call). An attribute it both read and set (state carried from call to call) keeps its
-    guard, so each call recompiles: a warning says so."""
-    written = {(id(d), k) for d, k, _ in assigned}
+    guard, so each call recompiles: a warning says so. `written`: (id(dict), name) of the
+    attributes set to traced tensors."""
     out = []
     for a in attributes:
         if len(a) == 4 and (id(a[0]), a[1]) in written and isinstance(a[2], torch.Tensor):
@@ -520,14 +520,14 @@ def _without_written_attributes(attributes, assigned, session):
     return out
 
 
-def _warn_changed_while_tracing(attributes, assigned):
+def _warn_changed_while_tracing(attributes, written):
     """A warning for each guarded value (a module attribute, global or enclosing variable compared by
     value) the traced code itself changed (`self.calls += 1`): the program's guard holds the value
     before the call, so no later call matches it and each call compiles again. Attributes set to
-    traced tensors (replayed on each call) are left out: they recompile once, from None say."""
-    replayed = {(id(d), k) for d, k, _ in assigned}
+    traced tensors (`written`, replayed on each call) are left out: they recompile once, from None
+    say."""
     for a in attributes:
-        if len(a) != 3 or (id(a[0]), a[1]) in replayed:
+        if len(a) != 3 or (id(a[0]), a[1]) in written:
             continue
         where, name, snapshot = a
         if _guard_value(snapshot) is _NOT_GUARDED:  # a structure guard (a submodule by identity)
@@ -541,13 +541,7 @@ def _warn_changed_while_tracing(attributes, assigned):
                 now = where.cell_contents
             except ValueError:
                 continue
-        now = _guard_value(now)
-        if type(now) is float and type(snapshot) is float:  # as the guard compares: -0.0 is not 0.0
-            same = (now == snapshot and math.copysign(1, now) == math.copysign(1, snapshot)) or (
-                math.isnan(now) and math.isnan(snapshot))
-        else:
-            same = type(now) is type(snapshot) and now == snapshot
-        if not same:
+        if not _core.same_guard_value(_guard_value(now), snapshot):  # as the cache compares them
             warnings.warn(
                 f"thunder.jit: the traced code changed {name!r}, a value the program was compiled "
                 f"for (a counter such as `self.{name} += 1`?): each call compiles again, and the change "
