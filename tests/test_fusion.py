@@ -1027,6 +1027,25 @@ def test_full_reductions_run_over_rows(shape):
         assert kernel.kernel_ir.split("[")[1].split("]")[0].split(", ")[0].endswith("r"), kernel.kernel_ir
 
 
+@pytest.mark.parametrize("shape", [(1000, 999), (3, 70000), (512, 512, 3), (49152,)], ids=str)
+def test_split_full_reductions_write_their_elementwise_outputs_through_the_split(shape):
+    # A kernel that writes a per-element value beside its full reduction: the split of an axis into
+    # rows and columns applies to that output too (it was written at the unsplit axis's strides: a
+    # wrong result, 99.9 % of the elements off).
+    torch.manual_seed(0)
+    x = torch.randn(shape)
+
+    def fn(t):
+        y = t * 2
+        return y, y.sum(), (y * y).amax(), torch.sigmoid(t)
+
+    jf = thunder.jit(fn, executors=[FUSE_ALL])
+    for got, want in zip(jf(x), fn(x)):
+        torch.testing.assert_close(got, want)
+    (kernel,) = fusionex.fusion_kernels(jf)
+    assert kernel.kernel_ir.count("  out") == 4
+
+
 @pytest.mark.parametrize("rows", [4096, 65536])
 def test_cpu_column_float_sums_are_as_accurate_as_eager(rows):
     # A column's float accumulator adding 65536 rows of 0.1 lost 6e-4 (eager 1.5e-7), and 4096-row

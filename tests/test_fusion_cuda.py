@@ -726,7 +726,7 @@ def test_emulated_full_reductions_split_over_blocks(shape):
     torch.manual_seed(0)
     x = torch.randn(shape)
     fns = [lambda t: t.sum(), lambda t: (t * t).mean(), lambda t: t.amax() - t.abs().amin(),
-           lambda t: (t > 0).sum()]
+           lambda t: (t > 0).sum(), lambda t: (t * 2, (t * 2).sum())]  # an element-wise output too
     for fn in fns:
         ((_, _, grid, _, _),) = _cuda_sources(fn, (x,))
         assert grid >= 16

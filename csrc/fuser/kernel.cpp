@@ -1191,8 +1191,26 @@ void split_full_reductions(KernelDef& k) {
     out.push_back(std::move(nd));
   }
   for (int& o : k.output_nodes) o = index[o];
-  for (auto& od : k.output_dims) {
-    for (int& a : od) a = a < 0 ? a : axis(a);
+  k.output_shapes.resize(k.output_dims.size());
+  for (size_t o = 0; o < k.output_dims.size(); ++o) {
+    // An output over axis j (a per-element value the kernel also writes) is written through the
+    // same split: its dim of size m becomes two, m / d and d.
+    std::vector<int> dims;
+    std::vector<int64_t> shape;
+    const std::vector<int64_t>& own = k.output_shapes[o];
+    for (size_t v = 0; v < k.output_dims[o].size(); ++v) {
+      const int a = k.output_dims[o][v];
+      const int64_t size = own.empty() ? k.outputs[o]->shape()[v].value() : own[v];
+      if (inside && a == j) {
+        dims.insert(dims.end(), {j, j + 1});
+        shape.insert(shape.end(), {m / d, d});
+      } else {
+        dims.push_back(a < 0 ? a : axis(a));
+        shape.push_back(size);
+      }
+    }
+    k.output_dims[o] = std::move(dims);
+    k.output_shapes[o] = inside ? std::move(shape) : std::vector<int64_t>{};
   }
   k.nodes = std::move(out);
   k.sizes = std::move(sizes);

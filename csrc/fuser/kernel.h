@@ -78,6 +78,9 @@ struct KernelDef {
   std::vector<TensorRef> outputs;  // values the kernel writes (contiguous, their own shape)
   std::vector<int> output_nodes;   // node per output
   std::vector<std::vector<int>> output_dims;  // per output dim: its axis or -1
+  // Per output: the shape `output_dims` indexes, when a split of the domain (a full or long-row
+  // reduction's rows) split one of its dims in two; empty: the output's own shape.
+  std::vector<std::vector<int64_t>> output_shapes;
   Device device;
 
   int num_axes() const { return static_cast<int>(sizes.size()); }

@@ -156,7 +156,11 @@ bool specialize(const KernelDef& k, const std::vector<TensorMeta>& inputs, Layou
   std::vector<Access> stores;
   for (size_t o = 0; o < k.outputs.size(); ++o) {
     std::vector<int64_t> shape;
-    for (Dim d : k.outputs[o]->shape()) shape.push_back(d.value());
+    if (o < k.output_shapes.size() && !k.output_shapes[o].empty()) {
+      shape = k.output_shapes[o];
+    } else {
+      for (Dim d : k.outputs[o]->shape()) shape.push_back(d.value());
+    }
     std::vector<int64_t> cs = contiguous_strides(shape);
     Access a;
     a.strides.assign(n, 0);

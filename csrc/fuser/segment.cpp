@@ -474,6 +474,7 @@ std::string kernel_signature(const KernelDef& k) {
   for (size_t o = 0; o < k.output_nodes.size(); ++o) {
     os << k.output_nodes[o] << ':';
     for (int d : k.output_dims[o]) os << d << ',';
+    if (o < k.output_shapes.size()) ints(k.output_shapes[o]);
     os << ' ';
   }
   return os.str();
