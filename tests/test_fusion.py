@@ -1046,6 +1046,69 @@ def test_split_full_reductions_write_their_elementwise_outputs_through_the_split
     assert kernel.kernel_ir.count("  out") == 4
 
 
+def _sum_error_bound(terms, dims, roundings=8):
+    """Allowed error of a float32 sum of `terms` over `dims`: a few roundings of the sum of their
+    magnitudes (any order of additions is within it)."""
+    return roundings * 2.0**-24 * terms.double().abs().sum(dims)
+
+
+@pytest.mark.parametrize("shape", [(4, 1, 256, 257), (3, 5, 100, 100), (2, 1, 1, 65536), (8, 2, 96, 96)], ids=str)
+def test_few_long_rows_are_split_into_groups_of_rows(shape):
+    # A reduction of few long rows (per-sample losses: `mean(dim=(1, 2, 3))` of an image batch) was
+    # a block a row on a GPU. Each row is split into rows of a few thousand columns whose values are
+    # reduced over the rows of their group; what is computed from them is per group (a weight per
+    # sample read, an element-wise output written beside them).
+    torch.manual_seed(0)
+    a, b, w = torch.randn(shape), torch.randn(shape), torch.rand(shape[0], 1) + 0.5
+    dims = (1, 2, 3)
+    exact = {
+        "mse": lambda a, b, w: ((a.double() - b.double()) ** 2).mean(dims),
+        "weighted": lambda a, b, w: (a.double() * b.double()).sum(dims).unsqueeze(1) * w.double() + w.double().exp(),
+    }
+    cases = {
+        "mse": (lambda a, b, w: ((a - b) ** 2).mean(dim=(1, 2, 3)), lambda a, b, w: (a - b) ** 2 / a[0].numel()),
+        "weighted": (lambda a, b, w: (a * b).sum(dim=(1, 2, 3)).unsqueeze(1) * w + w.exp(),
+                     lambda a, b, w: (a * b) * w.view(-1, 1, 1, 1)),
+    }
+    for name, (fn, terms) in cases.items():
+        jf = thunder.jit(fn, executors=[FUSE_ALL])
+        got, want = jf(a, b, w), fn(a, b, w)
+        (kernel,) = fusionex.fusion_kernels(jf)
+        assert "groups over 1" in kernel.kernel_ir.splitlines()[0], kernel.kernel_ir
+        bound = _sum_error_bound(terms(a, b, w), dims).view(want.shape) + 1e-6 * want.abs().double()
+        err = (got.double() - exact[name](a, b, w)).abs()
+        assert (err <= bound).all(), (name, err.max())
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    exact_cases = [lambda a, b, w: a.amax(dim=(1, 2, 3)) - (a * b).amin(dim=(1, 2, 3)),
+                   lambda a, b, w: (a > 0.5).sum(dim=(1, 2, 3)),
+                   lambda a, b, w: (a * 2, (a * 2).amax(dim=(1, 2, 3)))]
+    for fn in exact_cases:
+        for dt in (torch.float32, torch.bfloat16):
+            jf = thunder.jit(fn, executors=[FUSE_ALL])
+            args = (a.to(dt), b.to(dt), w)
+            torch.testing.assert_close(jf(*args), fn(*args), rtol=0, atol=0)
+            (kernel,) = fusionex.fusion_kernels(jf)
+            assert "groups over 1" in kernel.kernel_ir.splitlines()[0], kernel.kernel_ir
+    # bf16 sums: computed in float, rounded once.
+    fn = lambda a, b, w: a.sum(dim=(1, 2, 3))
+    jf = thunder.jit(fn, executors=[FUSE_ALL])
+    torch.testing.assert_close(jf(a.bfloat16(), b, w), a.bfloat16().double().sum(dims).bfloat16(), rtol=1e-2, atol=0.1)
+
+
+def test_many_or_short_rows_keep_their_rows():
+    # Rows enough for the device (more than 256) or short rows (under 16384) stay rows; so do
+    # second passes (a variance per sample) and a row's sum written along the row (split, it was
+    # stored once a row: a wrong result).
+    for shape, fn in (((300, 16384), lambda x: x.sum(1)), ((8, 12000), lambda x: x.sum(1)),
+                      ((4, 65536), lambda x: x.var(1)),
+                      ((4, 20000), lambda x: (x * 2, (x.sum(1, keepdim=True) * 0.05).expand_as(x) + 0))):
+        x = torch.randn(shape)
+        jf = thunder.jit(fn, executors=[FUSE_ALL])
+        torch.testing.assert_close(jf(x), fn(x), rtol=1e-5, atol=1e-5 * x.shape[1] ** 0.5)  # sums of randn
+        (kernel,) = fusionex.fusion_kernels(jf)
+        assert "groups" not in kernel.kernel_ir, kernel.kernel_ir
+
+
 @pytest.mark.parametrize("rows", [4096, 65536])
 def test_cpu_column_float_sums_are_as_accurate_as_eager(rows):
     # A column's float accumulator adding 65536 rows of 0.1 lost 6e-4 (eager 1.5e-7), and 4096-row

@@ -738,6 +738,28 @@ def test_emulated_full_reductions_split_over_blocks(shape):
 
 
 @requires_emulator
+@pytest.mark.parametrize("shape", [(4, 1, 256, 257), (3, 5, 100, 100), (2, 1, 1, 65536)], ids=str)
+def test_emulated_few_long_rows_split_into_groups_of_blocks(shape):
+    # A few long rows (per-sample losses) ran a block a row: each row is split into rows of a few
+    # thousand columns, a fixed number of blocks a group of rows; the last block of a group to finish
+    # combines the group's partials and stores its outputs (a count per group, left at zero).
+    torch.manual_seed(0)
+    a, b, w = torch.randn(shape), torch.randn(shape), torch.rand(shape[0], 1) + 0.5
+    fns = [lambda a, b, w: ((a - b) ** 2).mean(dim=(1, 2, 3)),
+           lambda a, b, w: (a * b).sum(dim=(1, 2, 3)).unsqueeze(1) * w + w.exp(),
+           lambda a, b, w: a.amax(dim=(1, 2, 3)) - (a * b).amin(dim=(1, 2, 3)),
+           lambda a, b, w: (a > 0).sum(dim=(1, 2, 3)),
+           lambda a, b, w: (a * 2, (a * 2).sum(dim=(1, 2, 3)))]
+    for fn in fns:
+        ((_, src, grid, _, _),) = _cuda_sources(fn, (a, b, w))
+        assert grid % shape[0] == 0 and grid > shape[0]
+        got, want, ir = _emulate(fn, (a, b, w))
+        assert "groups over 1" in ir, ir
+        # Sums in another order than eager's: within a few roundings of the terms' magnitudes.
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * a[0].numel() ** 0.5)
+
+
+@requires_emulator
 def test_emulated_column_sum_beside_full_size_outputs_splits_rows_over_more_blocks():
     # gelu's backward beside its bias gradient: an element-wise output and a column sum in one
     # kernel, the rows split over more blocks than a column sum alone (512 here, not 256; a row
@@ -846,6 +868,26 @@ def test_cuda_fused_matches_eager_fp32(fn, shape):
     torch.testing.assert_close(jfn(*args), fn(*args), equal_nan=True)
     if 0 not in shape and fn is not bias_grad or len(shape) == 2:
         assert fusionex.fusion_kernels(jfn) or 0 in shape
+
+
+@requires_cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("shape", [(8, 3, 512, 512), (4, 1, 1, 1 << 20), (3, 5, 100, 100)], ids=str)
+def test_cuda_few_long_rows_split_into_groups_of_blocks(shape, dtype):
+    torch.manual_seed(0)
+    a, b = torch.randn(shape, device="cuda", dtype=dtype), torch.randn(shape, device="cuda", dtype=dtype)
+    w = torch.rand(shape[0], 1, device="cuda") + 0.5
+    fns = [lambda a, b, w: ((a - b) ** 2).mean(dim=(1, 2, 3)),
+           lambda a, b, w: (a.float() * b.float()).sum(dim=(1, 2, 3)).unsqueeze(1) * w + w.exp(),
+           lambda a, b, w: a.amax(dim=(1, 2, 3)) - (a * b).amin(dim=(1, 2, 3)),
+           lambda a, b, w: (a > 0).sum(dim=(1, 2, 3)),
+           lambda a, b, w: (a * 2, (a * 2).sum(dim=(1, 2, 3)))]
+    tol = {} if dtype == torch.float32 else {"rtol": 1.6e-2, "atol": 0.1}
+    for fn in fns:
+        jfn = _jit(fn)
+        for _ in range(2):  # the counters left at zero for the next call
+            torch.testing.assert_close(jfn(a, b, w), fn(a, b, w), **(tol or {"rtol": 1e-5, "atol": 1e-5 * a[0].numel() ** 0.5}))
+        assert any("groups over 1" in k.kernel_ir for k in fusionex.fusion_kernels(jfn))
 
 
 @requires_cuda

@@ -162,3 +162,27 @@ def test_random_program_gradients_match_eager(seed, device, shape):
         return sum((o * g).sum() for o, g in zip(_run(steps, outs, a, b, c, w), cots))
 
     check_gradients(loss, (a, b, c), FUSE_ALL, f"seed {seed}, {steps}, {outs}")
+
+
+# Shapes whose reductions the fuser splits into rows of a few thousand columns (KernelDef): the
+# whole tensor (300 x 257, over 65536 elements) and a few long rows (4 x 20000: groups of rows). An
+# element-wise value written beside a split reduction was once written at the unsplit axis's
+# strides (a wrong result that these small shapes above never reach).
+SPLIT_SHAPES = [(300, 257), (4, 20000)]
+
+
+@pytest.mark.parametrize("shape", SPLIT_SHAPES, ids=str)
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("seed", range(12))
+def test_random_program_with_split_reductions_matches_eager(seed, device, shape):
+    steps, outs = _program(2000 + seed)
+    steps = [s if s[0] != "matmul" else ("unary", 0, s[1]) for s in steps]  # no 20000 x 20000 weight
+    gen = torch.Generator().manual_seed(seed)
+    a, b, c = (torch.randn(shape, generator=gen).to(device) for _ in range(3))
+
+    def fn(a, b, c):
+        vals = _run(steps, outs, a, b, c, None)
+        # The program's values, and reductions of them in the same kernels: to scalars and per row.
+        return (*vals, *(v.mean() for v in vals), *(v.mean(1) for v in vals), *(v.amax(1) for v in vals))
+
+    check_forward(fn, (a, b, c), device, FUSE_ALL, f"seed {seed}, {steps}, {outs}")

@@ -121,15 +121,27 @@ class CpuGen {
     os << "extern \"C\" int64_t thunder_scratch_bytes() { return "
        << static_cast<int64_t>(grid_reds_.size()) * scratch_slot_bytes() << "LL; }\n"
        << "extern \"C\" void thunder_finish(char** ptrs) {\n"
-       << pointers() << "  const int64_t row = 0; (void)row;\n";
+       << pointers();
     const bool per_column = columns_over_rows_;
-    const std::string in = per_column ? "    " : "  ";
-    const std::string at = per_column ? "[i * " + std::to_string(cols_) + "LL + c]" : "[i]";
+    // Per group of rows (KernelDef::group_axes): its rows' values, then its outputs.
+    int64_t groups = 1;
+    for (int a = 0; a < k_.group_axes; ++a) groups *= k_.sizes[a];
+    const bool grouped = groups > 1;
+    const int64_t per_group = grouped ? rows_ / groups : rows_;
+    if (grouped) {
+      os << "  for (int64_t grp = 0; grp < " << groups << "LL; ++grp) {\n"
+         << "  const int64_t row = grp * " << per_group << "LL;\n";
+    } else {
+      os << "  const int64_t row = 0; (void)row;\n";
+    }
+    const std::string in = per_column || grouped ? "    " : "  ";
+    const std::string at = per_column ? "[i * " + std::to_string(cols_) + "LL + c]"
+                                      : grouped ? "[row + i]" : "[i]";
     if (per_column) os << "  for (int64_t c = 0; c < " << cols_ << "LL; ++c) {\n";
     for (size_t j = 0; j < grid_reds_.size(); ++j) {
       const KNode& n = k_.nodes[grid_reds_[j]];
       std::string a = "gfin" + std::to_string(grid_reds_[j]);
-      const std::string items = std::to_string(per_column ? row_items() : rows_) + "LL";
+      const std::string items = std::to_string(per_column ? row_items() : per_group) + "LL";
       if (float_sum(n)) {
         // Thousands of partials added in order: in double, as one float sum would lose digits.
         os << in << "double " << a << "_d = 0;\n"
@@ -153,12 +165,13 @@ class CpuGen {
     std::string stores;
     for (size_t o : grid_outputs_) {
       std::string v = value(k_.output_nodes[o], col);
-      stores += per_column
-                    ? store_stmt(o, v, "c")
-                    : "  out" + std::to_string(o) + "[" + std::to_string(L_.stores[o].offset) +
-                          "LL] = " + store_expr(k_.outputs[o]->dtype(), v) + ";\n";
+      stores += per_column ? store_stmt(o, v, "c")
+                : grouped    ? store_stmt(o, v, "")
+                             : "  out" + std::to_string(o) + "[" +
+                                std::to_string(L_.stores[o].offset) + "LL] = " +
+                                store_expr(k_.outputs[o]->dtype(), v) + ";\n";
     }
-    os << row_.code << col.code << stores << (per_column ? "  }\n" : "") << "}\n";
+    os << row_.code << col.code << stores << (per_column || grouped ? "  }\n" : "") << "}\n";
     row_.code.clear();
     return os.str();
   }

@@ -549,7 +549,7 @@ void cuda_launch(const CudaFunction& f, const Layout& layout, const KernelDef& k
   for (size_t i = 0; i < n; ++i) {
     params[i] = i < by_value.size() && by_value[i] ? static_cast<void*>(ptrs[i]) : &ptrs[i];
   }
-  int64_t grid = std::min<int64_t>(f.launch.grid, f.max_grid);
+  int64_t grid = f.launch.exact_grid ? f.launch.grid : std::min<int64_t>(f.launch.grid, f.max_grid);
   auto launch = [&](void* fn, int64_t blocks, int threads, int smem) {
     CUresult r =
         d.cuLaunchKernel(fn, static_cast<unsigned>(blocks), 1, 1, static_cast<unsigned>(threads), 1,

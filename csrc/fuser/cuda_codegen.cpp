@@ -74,6 +74,9 @@ int64_t column_accumulators() {
   return env_count("THUNDER_CUDA_COLUMN_ACCUMULATORS", 32, 1, "accumulators");
 }
 constexpr int kFinishRows = 32;
+// Blocks a group of rows runs on when a row kernel reduces over the rows of each group (their
+// partials are combined by the group's last block, a thread each).
+constexpr int64_t kMaxGroupBlocks = 256;
 // Column accumulators in shared memory instead of registers (THUNDER_CUDA_COLUMN_SMEM=1): each
 // thread owns its slots, so no barrier until the block combines its row groups.
 bool column_smem() {
@@ -1000,10 +1003,17 @@ class CudaGen {
   // atomic count, after a fence that publishes the block's partials) combines the partials in a
   // fixed order (deterministic for a device's grid), read from L2 (__ldcg), and stores the scalars
   // computed from them. It leaves the count at 0 for the next kernel on the stream.
+  // Reductions over the rows of each group (group_blocks > 0 blocks a group): the count, the
+  // partials combined and the outputs stored are the group's.
   std::string over_rows_epilogue(const RowPlan& p, const std::vector<int64_t>& ws_offset,
-                                 int64_t count_offset) {
+                                 int64_t count_offset, int64_t group_blocks) {
     std::vector<int> reds = over_rows_reductions(k_);
     std::ostringstream os;
+    const bool grouped = group_blocks > 0;
+    const std::string nb = std::to_string(group_blocks) + "u";
+    const std::string counter =
+        "((unsigned*)(th_ws + " + std::to_string(count_offset) + ")" +
+        (grouped ? " + blockIdx.x / " + nb : std::string()) + ")";
     if (p.warp_mode) {
       for (int g : reds) {
         os << "  if ((threadIdx.x & 31) == 0) gsm" << g << "[threadIdx.x >> 5] = gacc" << g
@@ -1026,8 +1036,8 @@ class CudaGen {
          << "))] = gacc" << reds[j] << ";\n";
     }
     os << "    __threadfence();\n"
-       << "    th_last = atomicAdd((unsigned*)(th_ws + " << count_offset
-       << "), 1u) == gridDim.x - 1u;\n"
+       << "    th_last = atomicAdd(" << counter << ", 1u) == "
+       << (grouped ? nb : std::string("gridDim.x")) << " - 1u;\n"
        << "  }\n  __syncthreads();\n  if (th_last) {\n";
     // The partials of every reduction in one loop of 16-byte loads, all in flight together: this is
     // the kernel's critical path (a loop of 4-byte loads per reduction and a fence before them made
@@ -1053,7 +1063,23 @@ class CudaGen {
           reduce_combine(n.op, n.dtype, a, ws + "[(gridDim.x - 1) * (8 / sizeof(" + ct + "))]") +
           ";";
     }
-    os << vec_loop << " }\n" << tail << " }\n";
+    if (grouped) {
+      // The group's few partials (at most kMaxGroupBlocks), a thread each.
+      os << "    for (unsigned b = threadIdx.x; b < " << nb << "; b += blockDim.x) {\n"
+         << "      const unsigned q = blockIdx.x / " << nb << " * " << nb << " + b;\n";
+      for (size_t j = 0; j < reds.size(); ++j) {
+        const KNode& n = k_.nodes[reds[j]];
+        std::string ct = compute_type(n.dtype), a = "gfin" + std::to_string(reds[j]);
+        os << "      " << a << " = "
+           << reduce_combine(n.op, n.dtype, a,
+                             "__ldcg((const " + ct + "*)(th_ws + " + std::to_string(ws_offset[j]) +
+                                 ") + q * (8 / sizeof(" + ct + ")))")
+           << ";\n";
+      }
+      os << "    }\n";
+    } else {
+      os << vec_loop << " }\n" << tail << " }\n";
+    }
     for (int g : reds)
       os << shuffle_reduce(k_.nodes[g].op, k_.nodes[g].dtype, "gfin" + std::to_string(g));
     os << "    __syncthreads();\n";
@@ -1077,11 +1103,15 @@ class CudaGen {
     for (size_t o : p.grid_outputs) {
       std::string val = row_value(k_.output_nodes[o]);
       stores += "      out" + std::to_string(o) + "[" + lit(L_.stores[o].offset) +
+                (grouped ? " + " + unravel(row_axes_, L_.stores[o].strides, "r") : "") +
                 "] = " + store_expr(k_.outputs[o]->dtype(), val) + ";\n";
     }
-    os << "      const idx_t r = 0; (void)r;\n"
-       << row_code_ << stores << "      *(unsigned*)(th_ws + " << count_offset
-       << ") = 0u;\n    }\n  }\n";
+    // The group's first row: values over the group's axes are read and written at it.
+    os << "      const idx_t r = "
+       << (grouped ? "(idx_t)(blockIdx.x / " + nb + ") * " + lit(rows_ / over_rows_groups())
+                   : std::string("0"))
+       << "; (void)r;\n"
+       << row_code_ << stores << "      *" << counter << " = 0u;\n    }\n  }\n";
     row_code_.clear();
     return os.str();
   }
@@ -1617,10 +1647,20 @@ class CudaGen {
     // one block.
     int64_t grid = rows_ == 0 ? (grid_reds.empty() ? 0 : 1) : ceil_div(rows_, row_groups);
     if (p.columns) grid = std::min(grid, kMaxColumnPartials);
+    // Reductions over the rows of each group (KernelDef::group_axes): a fixed number of blocks a
+    // group, each looping over its share of the group's rows; a count of finished blocks a group.
+    const int64_t groups = over_rows_groups();
+    int64_t group_blocks = 0;
+    if (groups > 1 && !grid_reds.empty()) {
+      group_blocks =
+          std::clamp<int64_t>(ceil_div(rows_ / groups, row_groups), 1, kMaxGroupBlocks);
+      grid = groups * group_blocks;
+    }
     std::string grid_decls;
     std::vector<int64_t> ws_offset;
     const int64_t count_offset = 0;  // the count of finished blocks, then the blocks' partials
-    int64_t ws_bytes = grid_reds.empty() ? 0 : 16;
+    int64_t ws_bytes = grid_reds.empty() ? 0 : ceil_div(4 * std::max<int64_t>(groups, 1), 16) * 16;
+    const int64_t counters = ws_bytes;
     for (int g : grid_reds) {
       std::string ct = compute_type(k_.nodes[g].dtype);
       ws_offset.push_back(ws_bytes);
@@ -1647,7 +1687,22 @@ class CudaGen {
       std::ostringstream f;
       f << "TH_INLINE void th_rows" << v << "(" << params_ << smem_params << ") {\n";
       const std::string rows = std::to_string(rows_) + "LL";
-      if (p.warp_mode) {
+      if (group_blocks > 0) {
+        // Block b of group g: the group's rows b * R + i, b * R + i + B * R, ... (R rows a block
+        // at once, row group i).
+        const std::string per = std::to_string(rows_ / groups) + "LL";
+        const std::string at_once = std::to_string(row_groups);
+        const std::string nb = std::to_string(group_blocks);
+        f << (p.warp_mode ? "  const int tid = threadIdx.x & 31, grp = threadIdx.x >> 5;\n"
+              : p.groups > 1
+                  ? "  const int grp = " + group_of + ", tid = threadIdx.x % " +
+                        std::to_string(p.threads) + ";\n"
+                  : "  const int tid = threadIdx.x, grp = 0; (void)grp;\n")
+          << "  const long long th_g0 = (long long)(blockIdx.x / " << nb << "u) * " << per
+          << ", th_g1 = th_g0 + " << per << ";\n"
+          << "  for (long long row = th_g0 + (long long)(blockIdx.x % " << nb << "u) * " << at_once
+          << " + grp; row < th_g1; row += " << group_blocks * row_groups << "LL) {\n";
+      } else if (p.warp_mode) {
         f << "  const int tid = threadIdx.x & 31;\n"
           << column_init(p, v) << "  for (long long row = (long long)blockIdx.x * "
           << p.rows_per_block << " + (threadIdx.x >> 5); row < " << rows
@@ -1687,14 +1742,15 @@ class CudaGen {
     if (p.columns) {
       os << "  if (blockIdx.x == 0 && threadIdx.x == 0) *(unsigned*)th_ws = gridDim.x;\n";
     } else if (!grid_reds.empty()) {
-      os << over_rows_epilogue(p, ws_offset, count_offset);
+      os << over_rows_epilogue(p, ws_offset, count_offset, group_blocks);
     }
     os << "}\n";
     launch->block = block;
     launch->grid = grid;
+    launch->exact_grid = group_blocks > 0;
     launch->shared_bytes = static_cast<int>(smem);
     launch->workspace_bytes = ws_bytes;
-    launch->counter_bytes = ws_bytes > 0 && !p.columns ? 16 : 0;
+    launch->counter_bytes = ws_bytes > 0 && !p.columns ? counters : 0;
     if (p.columns) {
       os << column_finish(ws_offset);
       launch->finish_name = name_ + "_finish";
@@ -1709,6 +1765,14 @@ class CudaGen {
   static std::string row_sync(const RowPlan& p) {
     return p.groups > 1 ? "th_bar_sync(1 + grp, " + std::to_string(p.threads) + ");"
                         : "__syncthreads();";
+  }
+
+  // The groups of rows of a row kernel's reductions over rows (KernelDef::group_axes): 1 when
+  // they reduce over every row.
+  int64_t over_rows_groups() const {
+    int64_t g = 1;
+    for (int a = 0; a < k_.group_axes; ++a) g *= k_.sizes[a];
+    return g;
   }
 
   // The bytes of node id's compute type (compute_type).

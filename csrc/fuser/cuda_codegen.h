@@ -58,6 +58,9 @@ struct CudaLaunch {
   int64_t finish_grid = 0;
   int finish_block = 0;
   bool resident_grid = false;
+  // The kernel needs exactly `grid` blocks (blocks are assigned to groups of rows by their index):
+  // the launch does not cap it.
+  bool exact_grid = false;
 };
 
 // Source exporting `extern "C" __global__ void <launch->name>(...)` with the pointers as individual

@@ -18,6 +18,19 @@ namespace thunder::fuser {
 
 namespace {
 
+// The columns a split full reduction's rows get: at least kSplitMinCols (a row wide enough for
+// vector loads across a block), at most kSplitMaxCols; about the elements over kSplitRows (rows
+// enough for every multiprocessor of a GPU a few times), within [kSplitCols, kSplitWideCols], where
+// the sizes allow. On an H200 a 64M-element sum in rows of 4096 ran at 0.70 of eager's speed (the
+// last block combining 16384 rows' values).
+constexpr int64_t kSplitMinElements = int64_t{1} << 16;
+constexpr int64_t kSplitMinCols = 1024, kSplitCols = 4096, kSplitWideCols = 32768,
+                  kSplitMaxCols = 65536;
+constexpr int64_t kSplitRows = 2048;
+// Rows split only where few (at most kSplitMaxGroups: one block a row leaves most of a GPU idle)
+// and long (at least kSplitLongRow elements).
+constexpr int64_t kSplitMaxGroups = 256, kSplitLongRow = 16384;
+
 const std::unordered_set<std::string>& unary_ops() {
   static const std::unordered_set<std::string> s = {
       "abs",   "neg",   "exp",   "exp2",  "expm1", "log",        "log1p",       "log2",  "log10",
@@ -80,7 +93,7 @@ std::vector<int> over_rows_reductions(const KernelDef& k) {
 
 bool columns_over_rows(const KernelDef& k) {
   for (const KNode& n : k.nodes) {
-    if (n.over_rows && n.axes != 0) return true;
+    if (n.over_rows && (n.axes & k.reduced) != 0) return true;
   }
   return false;
 }
@@ -625,6 +638,32 @@ class Builder {
     for (int v : red_vars) {
       if (row_red.count(find(v))) return false;
     }
+    // A scalar of few long rows (a mean of per-sample losses) is left to a kernel of its own: the
+    // rows' kernel is then split into groups of rows (split_reduction_rows), which a reduction over
+    // its rows would forbid.
+    if (!per_column && one_pass_so_far()) {
+      int64_t rows = 1, row = 1;
+      for (int v : red_vars) rows *= var_size_[find(v)];
+      for (int v : first) row *= var_size_[find(v)];
+      if (rows <= kSplitMaxGroups && row >= kSplitLongRow && rows * row >= kSplitMinElements)
+        return false;
+    }
+    return true;
+  }
+
+  // True while the kernel's reductions so far could be split over groups of rows
+  // (split_reduction_rows): one pass, no products, no indices along the axes.
+  bool one_pass_so_far() const {
+    std::vector<int> need(nodes_.size(), 0);
+    for (size_t i = 0; i < nodes_.size(); ++i) {
+      const KNode& n = nodes_[i];
+      if (n.op == "iota" || n.op == "gather" || n.op == "rand" || n.op == "prod") return false;
+      for (int a : n.args) need[i] = std::max(need[i], need[a]);
+      if (is_reduce_op(n.op)) {
+        if (need[i] > 0) return false;
+        need[i] = 1;
+      }
+    }
     return true;
   }
 
@@ -1068,50 +1107,57 @@ void merge_equal_nodes(KernelDef& k) {
   for (int& o : k.output_nodes) o = remap[o];
 }
 
-// The columns a split full reduction's rows get: at least kSplitMinCols (a row wide enough for
-// vector loads across a block), at most kSplitMaxCols; about the elements over kSplitRows (rows
-// enough for every multiprocessor of a GPU a few times), within [kSplitCols, kSplitWideCols], where
-// the sizes allow. On an H200 a 64M-element sum in rows of 4096 ran at 0.70 of eager's speed (the
-// last block combining 16384 rows' values).
-constexpr int64_t kSplitMinElements = int64_t{1} << 16;
-constexpr int64_t kSplitMinCols = 1024, kSplitCols = 4096, kSplitWideCols = 32768,
-                  kSplitMaxCols = 65536;
-constexpr int64_t kSplitRows = 2048;
 
 // A kernel that reduces every axis to scalars in one pass (x.sum(), a mean squared error) is a row
 // kernel over one row: a single block on a GPU (16 MB summed at 43 GB/s on an H200), a single
-// thread on the CPU. Its domain is split into rows and columns instead, each reduction becoming the
-// row reduction of its operand then the reduction of the rows' values over the rows
-// (KNode::over_rows), which the backends spread over blocks (threads) and combine in a fixed order.
-// The split falls between axes where their sizes allow, else inside one axis (its loads get a
-// reshape: an axis of n elements becomes n / d rows of d). Kernels with more than one pass, an
-// output that is not a scalar, a product, or indices along the axes (iota, gathers, random draws)
-// keep their single row.
-void split_full_reductions(KernelDef& k) {
+// thread on the CPU. Likewise a few long rows (per-sample losses, `x.mean(dim=(1, 2, 3))` of an
+// image batch: a block each). The reduced axes are split into rows and columns instead, each
+// reduction becoming the row reduction of its operand then the reduction of the rows' values over
+// the rows of its group (KNode::over_rows; KernelDef::group_axes: the kept axes, none for a full
+// reduction), which the backends spread over blocks (threads) and combine in a fixed order. The
+// split falls between axes where their sizes allow, else inside one axis (its loads and outputs
+// get a reshape: an axis of n elements becomes n / d rows of d). Kernels with more than one pass,
+// a product, or indices along the axes (iota, gathers, random draws) keep their rows.
+void split_reduction_rows(KernelDef& k) {
   const int n = k.num_axes();
-  if (k.kind != KernelDef::Kind::kInner || n == 0 || n >= 63 ||
-      k.reduced != (uint64_t{1} << n) - 1) {
-    return;
-  }
-  int64_t total = 1;
-  for (int64_t s : k.sizes) total *= s;
-  if (total < kSplitMinElements) return;
+  if (k.kind != KernelDef::Kind::kInner || n == 0 || n >= 63 || k.group_axes != 0) return;
+  // THUNDER_FUSION_SPLIT_ROWS=0 keeps the rows as they are (to compare).
+  const char* off = std::getenv("THUNDER_FUSION_SPLIT_ROWS");
+  if (off && std::string(off) == "0") return;
+  int first = 0;  // the kept axes lead (a row kernel's layout)
+  while (first < n && !(k.reduced >> first & 1)) ++first;
+  if (k.reduced != (((uint64_t{1} << n) - 1) & ~((uint64_t{1} << first) - 1))) return;
+  int64_t total = 1, groups = 1;
+  for (int a = 0; a < n; ++a) total *= k.sizes[a];
+  for (int a = 0; a < first; ++a) groups *= k.sizes[a];
+  if (total < kSplitMinElements || groups > kSplitMaxGroups) return;
+  const int64_t row = groups == 0 ? 0 : total / groups;
+  if (first > 0 && row < kSplitLongRow) return;
   const std::vector<int> need = available_from(k);
   for (size_t i = 0; i < k.nodes.size(); ++i) {
     const KNode& nd = k.nodes[i];
     if (nd.over_rows || nd.op == "iota" || nd.op == "gather" || nd.op == "rand") return;
     // prod keeps its single row: float products of values near 1 lose more per row (a row's 4000
     // products of 1 + 1e-4 * randn lost 1.8e-2, eager's whole product 2.2e-3).
-    if (is_reduce_op(nd.op) && (nd.op == "prod" || nd.axes != 0 || need[nd.args.at(0)] != 0))
-      return;
-    if (need[i] > 0 && nd.axes != 0) return;  // a value per element computed from a reduction
+    if (is_reduce_op(nd.op) && (nd.op == "prod" || need[nd.args.at(0)] != 0)) return;
+    // A value per element computed from a reduction (a second pass).
+    if (need[i] > 0 && (nd.axes & k.reduced) != 0) return;
+  }
+  // An output computed from a reduction written along the reduced axes (a row's sum broadcast to
+  // the row's shape): the rows' reductions over rows store a value a group, once.
+  for (size_t o = 0; o < k.output_nodes.size(); ++o) {
+    if (need[k.output_nodes[o]] == 0) continue;
+    for (int a : k.output_dims[o]) {
+      if (a >= 0 && (k.reduced >> a & 1)) return;
+    }
   }
   // The split: the axes before j and the outer m / d of axis j's m elements are rows; its inner d
   // and the axes after it are columns (d == m: the split falls before axis j; d == 1: after it).
   const int64_t cols_wanted = std::clamp(total / kSplitRows, kSplitCols, kSplitWideCols);
+  if (first > 0 && cols_wanted * 2 > row) return;
   int j = n - 1;
   int64_t after = 1;  // the elements of the axes after j
-  while (j > 0 && after * k.sizes[j] <= cols_wanted) after *= k.sizes[j--];
+  while (j > first && after * k.sizes[j] <= cols_wanted) after *= k.sizes[j--];
   const int64_t m = k.sizes[j];
   const int64_t target = std::max<int64_t>(cols_wanted / after, 1);
   int64_t d = 0;
@@ -1120,7 +1166,7 @@ void split_full_reductions(KernelDef& k) {
     if (lo < 1 && hi > m) return;  // no divisor of m gives columns within bounds
     for (int64_t c : {lo, hi}) {
       if (c >= 1 && c <= m && m % c == 0 && c * after >= kSplitMinCols &&
-          c * after <= kSplitMaxCols && (c < m || j > 0)) {
+          c * after <= kSplitMaxCols && (c < m || j > first)) {
         d = c;
         break;
       }
@@ -1184,8 +1230,7 @@ void split_full_reductions(KernelDef& k) {
       per_row.axes = out[nd.args[0]].axes & rows;
       out.push_back(std::move(per_row));
       nd.args = {static_cast<int>(out.size()) - 1};
-      nd.over_rows = true;
-      nd.axes = 0;
+      nd.over_rows = true;  // its axes: the kept ones (a value per group of rows)
     }
     index[i] = static_cast<int>(out.size());
     out.push_back(std::move(nd));
@@ -1215,6 +1260,7 @@ void split_full_reductions(KernelDef& k) {
   k.nodes = std::move(out);
   k.sizes = std::move(sizes);
   k.reduced = cols;
+  k.group_axes = first;
 }
 
 }  // namespace
@@ -1227,7 +1273,7 @@ std::optional<KernelDef> build_kernel(const std::vector<BSymRef>& prims,
   if (k) {
     merge_equal_nodes(*k);
     fold_one_hot_sums(*k);
-    split_full_reductions(*k);
+    split_reduction_rows(*k);
   }
   return k;
 }
@@ -1239,7 +1285,9 @@ std::string KernelDef::str() const {
   for (size_t i = 0; i < sizes.size(); ++i) {
     os << (i ? ", " : "") << sizes[i] << ((reduced >> i & 1) ? "r" : "");
   }
-  os << "]\n";
+  os << "]";
+  if (group_axes > 0) os << " groups over " << group_axes;
+  os << "\n";
   for (size_t i = 0; i < nodes.size(); ++i) {
     const KNode& n = nodes[i];
     os << "  n" << i << " = " << n.op << (n.over_rows ? "_rows" : "");

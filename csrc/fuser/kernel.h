@@ -73,6 +73,10 @@ struct KernelDef {
   Kind kind = Kind::kPointwise;
   std::vector<int64_t> sizes;  // per axis; kInner: kept axes then reduced; kOuter: reduced then kept
   uint64_t reduced = 0;        // bitmask of reduced axes
+  // kInner: the leading axes whose points a reduction over rows keeps; its values are per group of
+  // rows (the rows a point of these axes holds, consecutive). 0: reductions over rows reduce every
+  // row (to scalars or to columns).
+  int group_axes = 0;
   std::vector<KNode> nodes;    // topological order
   std::vector<TensorRef> inputs;   // region inputs read by loads
   std::vector<TensorRef> outputs;  // values the kernel writes (contiguous, their own shape)

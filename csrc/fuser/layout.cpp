@@ -200,6 +200,7 @@ bool specialize(const KernelDef& k, const std::vector<TensorMeta>& inputs, Layou
     int64_t size = 1;
     for (int a : g) size *= k.sizes[a];
     if (is_red(g.front())) L.reduced |= uint64_t{1} << L.sizes.size();
+    if (g.front() < k.group_axes) L.group_axes |= uint64_t{1} << L.sizes.size();
     L.sizes.push_back(size);
   }
   auto merge = [&](const Access& acc) {
@@ -248,7 +249,8 @@ std::vector<uint64_t> varying_axes(const KernelDef& k, const Layout& layout) {
     } else if (node.op == "const") {
       m[id] = 0;
     } else if (node.over_rows) {
-      m[id] = node.axes != 0 ? layout.reduced : 0;  // a value per column, or a scalar
+      // A value per column, per group of rows, or a scalar.
+      m[id] = (node.axes & k.reduced) != 0 ? layout.reduced : layout.group_axes;
     } else if (is_reduce_op(node.op)) {
       // A column reduction's result lives per column (its accumulators), whatever its operand
       // varies over: a column sum of a broadcast scalar is still read at its column.

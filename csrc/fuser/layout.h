@@ -24,6 +24,7 @@ struct Access {
 struct Layout {
   std::vector<int64_t> sizes;  // merged axes
   uint64_t reduced = 0;        // merged reduced axes
+  uint64_t group_axes = 0;     // merged axes holding KernelDef::group_axes
   int num_outer = 0;           // kInner: kept axes first; kOuter: reduced axes first
   std::vector<Access> loads;   // per node (empty for non-loads)
   std::vector<Access> stores;  // per kernel output

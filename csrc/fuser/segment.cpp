@@ -470,7 +470,7 @@ std::string kernel_signature(const KernelDef& k) {
       ints(v.c);
     }
   }
-  os << "\no";
+  os << "\ng" << k.group_axes << "\no";
   for (size_t o = 0; o < k.output_nodes.size(); ++o) {
     os << k.output_nodes[o] << ':';
     for (int d : k.output_dims[o]) os << d << ',';
