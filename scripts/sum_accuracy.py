@@ -35,6 +35,8 @@ CASES = {
     # Few long rows: a block (a thread) each unless split.
     "per-sample MSE 8 x 3 x 512 x 512": (lambda x: ((x - 0.5) ** 2).mean(dim=(1, 2, 3)),
                                          lambda: torch.rand(8, 3, 512, 512, generator=torch.Generator().manual_seed(0))),
+    "mean of per-sample MSEs 8 x 3 x 512 x 512": (lambda x: ((x - 0.5) ** 2).mean(dim=(1, 2, 3)).mean(),
+                                                  lambda: torch.rand(8, 3, 512, 512, generator=torch.Generator().manual_seed(0))),
     "row sums 4 x 1M randn": (lambda x: x.sum(1), lambda: torch.randn(4, 1 << 20, generator=torch.Generator().manual_seed(0))),
     "row maxima 16 x 256K randn": (lambda x: x.amax(1), lambda: torch.randn(16, 1 << 18, generator=torch.Generator().manual_seed(0))),
     "per-image means 64 x 3 x 224 x 224": (lambda x: x.mean(dim=(1, 2, 3)),
