@@ -136,7 +136,8 @@ class CpuGen {
     }
     const std::string in = per_column || grouped ? "    " : "  ";
     const std::string at = per_column ? "[i * " + std::to_string(cols_) + "LL + c]"
-                                      : grouped ? "[row + i]" : "[i]";
+                           : grouped  ? "[row + i]"
+                                      : "[i]";
     if (per_column) os << "  for (int64_t c = 0; c < " << cols_ << "LL; ++c) {\n";
     for (size_t j = 0; j < grid_reds_.size(); ++j) {
       const KNode& n = k_.nodes[grid_reds_[j]];
@@ -166,10 +167,10 @@ class CpuGen {
     for (size_t o : grid_outputs_) {
       std::string v = value(k_.output_nodes[o], col);
       stores += per_column ? store_stmt(o, v, "c")
-                : grouped    ? store_stmt(o, v, "")
-                             : "  out" + std::to_string(o) + "[" +
-                                std::to_string(L_.stores[o].offset) + "LL] = " +
-                                store_expr(k_.outputs[o]->dtype(), v) + ";\n";
+                : grouped
+                    ? store_stmt(o, v, "")
+                    : "  out" + std::to_string(o) + "[" + std::to_string(L_.stores[o].offset) +
+                          "LL] = " + store_expr(k_.outputs[o]->dtype(), v) + ";\n";
     }
     os << row_.code << col.code << stores << (per_column || grouped ? "  }\n" : "") << "}\n";
     row_.code.clear();

@@ -1011,9 +1011,8 @@ class CudaGen {
     std::ostringstream os;
     const bool grouped = group_blocks > 0;
     const std::string nb = std::to_string(group_blocks) + "u";
-    const std::string counter =
-        "((unsigned*)(th_ws + " + std::to_string(count_offset) + ")" +
-        (grouped ? " + blockIdx.x / " + nb : std::string()) + ")";
+    const std::string counter = "((unsigned*)(th_ws + " + std::to_string(count_offset) + ")" +
+                                (grouped ? " + blockIdx.x / " + nb : std::string()) + ")";
     if (p.warp_mode) {
       for (int g : reds) {
         os << "  if ((threadIdx.x & 31) == 0) gsm" << g << "[threadIdx.x >> 5] = gacc" << g
@@ -1036,8 +1035,8 @@ class CudaGen {
          << "))] = gacc" << reds[j] << ";\n";
     }
     os << "    __threadfence();\n"
-       << "    th_last = atomicAdd(" << counter << ", 1u) == "
-       << (grouped ? nb : std::string("gridDim.x")) << " - 1u;\n"
+       << "    th_last = atomicAdd(" << counter
+       << ", 1u) == " << (grouped ? nb : std::string("gridDim.x")) << " - 1u;\n"
        << "  }\n  __syncthreads();\n  if (th_last) {\n";
     // The partials of every reduction in one loop of 16-byte loads, all in flight together: this is
     // the kernel's critical path (a loop of 4-byte loads per reduction and a fence before them made
@@ -1652,8 +1651,7 @@ class CudaGen {
     const int64_t groups = over_rows_groups();
     int64_t group_blocks = 0;
     if (groups > 1 && !grid_reds.empty()) {
-      group_blocks =
-          std::clamp<int64_t>(ceil_div(rows_ / groups, row_groups), 1, kMaxGroupBlocks);
+      group_blocks = std::clamp<int64_t>(ceil_div(rows_ / groups, row_groups), 1, kMaxGroupBlocks);
       grid = groups * group_blocks;
     }
     std::string grid_decls;
@@ -1693,11 +1691,9 @@ class CudaGen {
         const std::string per = std::to_string(rows_ / groups) + "LL";
         const std::string at_once = std::to_string(row_groups);
         const std::string nb = std::to_string(group_blocks);
+        // (Kernels of groups of rows sum no columns: a row group is a warp or the whole block.)
         f << (p.warp_mode ? "  const int tid = threadIdx.x & 31, grp = threadIdx.x >> 5;\n"
-              : p.groups > 1
-                  ? "  const int grp = " + group_of + ", tid = threadIdx.x % " +
-                        std::to_string(p.threads) + ";\n"
-                  : "  const int tid = threadIdx.x, grp = 0; (void)grp;\n")
+                          : "  const int tid = threadIdx.x, grp = 0; (void)grp;\n")
           << "  const long long th_g0 = (long long)(blockIdx.x / " << nb << "u) * " << per
           << ", th_g1 = th_g0 + " << per << ";\n"
           << "  for (long long row = th_g0 + (long long)(blockIdx.x % " << nb << "u) * " << at_once

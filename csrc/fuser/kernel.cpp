@@ -1107,7 +1107,6 @@ void merge_equal_nodes(KernelDef& k) {
   for (int& o : k.output_nodes) o = remap[o];
 }
 
-
 // A kernel that reduces every axis to scalars in one pass (x.sum(), a mean squared error) is a row
 // kernel over one row: a single block on a GPU (16 MB summed at 43 GB/s on an H200), a single
 // thread on the CPU. Likewise a few long rows (per-sample losses, `x.mean(dim=(1, 2, 3))` of an
