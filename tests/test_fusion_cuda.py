@@ -751,7 +751,7 @@ def test_emulated_few_long_rows_split_into_groups_of_blocks(shape):
            lambda a, b, w: (a > 0).sum(dim=(1, 2, 3)),
            lambda a, b, w: (a * 2, (a * 2).sum(dim=(1, 2, 3)))]
     for fn in fns:
-        ((_, src, grid, _, _),) = _cuda_sources(fn, (a, b, w))
+        ((_, _, grid, _, _),) = _cuda_sources(fn, (a, b, w))
         assert grid % shape[0] == 0 and grid > shape[0]
         got, want, ir = _emulate(fn, (a, b, w))
         assert "groups over 1" in ir, ir
