@@ -192,13 +192,30 @@ def test_digamma_gradient_from_torch():
     assert "prims.digamma(" in str(thunder.last_traces(jfn)[-1])
 
 
-def test_opaque_function_updating_buffers_in_training():
-    # instance_norm with running statistics has no thunder rule: torch's autograd records it with
-    # only the tensors that require grad (its running statistics, updated in place, must not).
+class _OpaqueBatchNorm(torch.nn.Module):
+    # torch.batch_norm (the function below F.batch_norm) has no thunder rule: it runs as its torch call.
+    def __init__(self, c):
+        super().__init__()
+        self.weight, self.bias = torch.nn.Parameter(torch.rand(c) + 0.5), torch.nn.Parameter(torch.randn(c))
+        self.register_buffer("running_mean", torch.zeros(c))
+        self.register_buffer("running_var", torch.ones(c))
+
+    def forward(self, x):
+        return torch.batch_norm(x, self.weight, self.bias, self.running_mean, self.running_var, self.training,
+                                0.1, 1e-5, False)
+
+
+@pytest.mark.parametrize("make", [lambda: _OpaqueBatchNorm(4).double(),
+                                  lambda: torch.nn.InstanceNorm1d(4, track_running_stats=True, affine=True).double()],
+                         ids=["opaque", "instance_norm"])
+def test_opaque_function_updating_buffers_in_training(make):
+    # An opaque function updating running statistics: torch's autograd records it with only the
+    # tensors that require grad (its running statistics, updated in place, must not). instance_norm,
+    # which has thunder's rule, beside it.
     import copy
 
     torch.manual_seed(0)
-    m = torch.nn.InstanceNorm1d(4, track_running_stats=True, affine=True).double()
+    m = make()
     m2 = copy.deepcopy(m)
     jm = thunder.jit(m)
     for _ in range(2):

@@ -5,6 +5,7 @@ executor and decomposed to primitives."""
 from __future__ import annotations
 
 import ast
+import copy
 import re
 
 import pytest
@@ -427,6 +428,58 @@ def test_batch_norm_training_without_stats_and_errors(decompose):
     check(lambda x: F.batch_norm(x, None, None), (randn(4, 3),), decompose=decompose)
     bn = torch.nn.BatchNorm2d(3).eval()
     check(bn, (randn(2, 3, 4, 4),), decompose=decompose)
+
+
+@DECOMPOSE
+@DTYPES
+def test_instance_norm(dtype, decompose):
+    # Each (sample, channel) over its spatial elements; InstanceNorm1d/2d/3d modules; eval with
+    # running statistics.
+    kw = {"decompose": decompose, "dtype": dtype}
+    x = randn(2, 3, 4, 5, dtype=dtype)
+    check(lambda x: F.instance_norm(x), (x,), **kw)
+    check(lambda x, w, b: F.instance_norm(x, weight=w, bias=b, eps=1e-3),
+          (x, randn(3, dtype=dtype), randn(3, dtype=dtype)), **kw)
+    check(lambda x: F.instance_norm(x), (randn(2, 3, 7, dtype=dtype),), **kw)
+    check(lambda x: F.instance_norm(x), (randn(1, 2, 3, 2, 4, dtype=dtype),), **kw)
+    rm, rv = randn(3), torch.rand(3) + 0.5
+    if dtype is not torch.bfloat16:
+        rm, rv = rm.to(dtype), rv.to(dtype)
+    check(lambda x, m, v: F.instance_norm(x, m, v, use_input_stats=False), (x, rm, rv), **kw)
+
+
+@DECOMPOSE
+@DTYPES
+def test_instance_norm_with_running_stats_updates_them(dtype, decompose):
+    # InstanceNorm2d(track_running_stats=True) in training: the batch's mean of the instances'
+    # means and unbiased variances go into the running statistics (in place), as in eager.
+    x = randn(3, 4, 5, 6, dtype=dtype)
+    eager = torch.nn.InstanceNorm2d(4, affine=True, track_running_stats=True, momentum=0.3)
+    with torch.no_grad():
+        eager.weight.copy_(randn(4))
+        eager.bias.copy_(randn(4))
+    mine = copy.deepcopy(eager)
+    eager, mine = eager.to(dtype), mine.to(dtype)
+    jm = thunder.jit(mine, decompose_to_prims=decompose)
+    tol = _tolerances(dtype, decompose)
+    for _ in range(2):
+        torch.testing.assert_close(jm(x), eager(x), **tol)
+        torch.testing.assert_close(mine.running_mean, eager.running_mean, **tol)
+        torch.testing.assert_close(mine.running_var, eager.running_var, **tol)
+    eager.eval(), mine.eval()
+    torch.testing.assert_close(jm(x), eager(x), **tol)
+
+
+def test_instance_norm_errors():
+    x = randn(2, 3, 4)
+    for fn, err, text in ((lambda x: F.instance_norm(x[:, :, :1]), ValueError, "more than 1 spatial element"),
+                          (lambda x: F.instance_norm(x, weight=torch.ones(4)), RuntimeError, "weight should contain 3"),
+                          (lambda x: F.instance_norm(x, use_input_stats=False), RuntimeError,
+                           "running_mean and running_var to be defined"),
+                          (lambda x: F.instance_norm(x, torch.zeros(3), torch.ones(3), momentum=None),
+                           NotImplementedError, "momentum=None")):
+        with pytest.raises(err, match=text):
+            thunder.jit(fn)(x)
 
 
 # ---- dropout -----------------------------------------------------------------------------------

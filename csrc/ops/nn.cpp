@@ -711,6 +711,23 @@ Value group_norm_meta(Builder& b, const BoundArgs& a) {
   return lang::convert(b, y, x0->dtype());
 }
 
+// (x - mean) * rsqrt(var + eps), then times the weight and plus the bias per channel: the tail of
+// batch_norm and instance_norm, whose arguments 3, 4 and 7 are weight, bias and eps.
+TensorRef normalized_per_channel(Builder& b, const BoundArgs& a, const TensorRef& x,
+                                 const TensorRef& mean, const TensorRef& var) {
+  const int64_t rank = x->rank();
+  TensorRef rstd = un(b, prims::rsqrt(), bin(b, prims::add(), Value(var), Value(a.number(7))));
+  TensorRef y =
+      bin(b, prims::mul(), Value(bin(b, prims::sub(), Value(x), Value(mean))), Value(rstd));
+  if (!a[3].is_none())
+    y = bin(b, prims::mul(), Value(y),
+            Value(channel_view(b, lang::convert(b, a.tensor(3), x->dtype()), rank)));
+  if (!a[4].is_none())
+    y = bin(b, prims::add(), Value(y),
+            Value(channel_view(b, lang::convert(b, a.tensor(4), x->dtype()), rank)));
+  return y;
+}
+
 // F.batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps). In
 // training the running statistics are updated in place (recorded as prims.copy_), with the unbiased
 // variance.
@@ -768,16 +785,76 @@ Value batch_norm_meta(Builder& b, const BoundArgs& a) {
     mean = channel_view(b, lang::convert(b, a.tensor(1), compute), rank);
     var = channel_view(b, lang::convert(b, a.tensor(2), compute), rank);
   }
-  TensorRef rstd = un(b, prims::rsqrt(), bin(b, prims::add(), Value(var), Value(a.number(7))));
-  TensorRef y =
-      bin(b, prims::mul(), Value(bin(b, prims::sub(), Value(x), Value(mean))), Value(rstd));
-  if (!a[3].is_none())
-    y = bin(b, prims::mul(), Value(y),
-            Value(channel_view(b, lang::convert(b, a.tensor(3), compute), rank)));
-  if (!a[4].is_none())
-    y = bin(b, prims::add(), Value(y),
-            Value(channel_view(b, lang::convert(b, a.tensor(4), compute), rank)));
-  return lang::convert(b, y, x0->dtype());
+  return lang::convert(b, normalized_per_channel(b, a, x, mean, var), x0->dtype());
+}
+
+// F.instance_norm(input, running_mean, running_var, weight, bias, use_input_stats, momentum, eps):
+// each (sample, channel) normalised over its spatial elements. With use_input_stats and running
+// statistics, these are updated in place (prims.copy_) with the batch's mean of the instances'
+// means and unbiased variances, as eager's batch_norm over the instances then averaged; without
+// use_input_stats, the running statistics normalise.
+Value instance_norm_meta(Builder& b, const BoundArgs& a) {
+  const TensorRef& x0 = a.tensor(0);
+  const bool use_input_stats = a.bool_(5);
+  if (x0->rank() < 2) {
+    throw ValueError("instance_norm: expected an input of at least 2 dims (N, C, ...), got shape " +
+                     shape_str(x0->shape()));
+  }
+  const int64_t n = x0->shape()[0].value(), c = x0->shape()[1].value();
+  int64_t spatial = 1;
+  for (int64_t i = 2; i < x0->rank(); ++i) spatial *= x0->shape()[static_cast<size_t>(i)].value();
+  if (use_input_stats && spatial == 1) {
+    throw ValueError("Expected more than 1 spatial element when training, got input size " +
+                     shape_str(x0->shape()));
+  }
+  for (size_t i = 1; i < 5; ++i) {
+    if (!a[i].is_none() && a.tensor(i)->numel() != c) {
+      static const char* names[] = {"", "running_mean", "running_var", "weight", "bias"};
+      throw Error(std::string(names[i]) + " should contain " + std::to_string(c) +
+                  " elements (the input's channels) not " + std::to_string(a.tensor(i)->numel()));
+    }
+  }
+  require_floating(x0->dtype(), "instance_norm");
+  DType compute = opmath(x0->dtype());
+  TensorRef x = lang::convert(b, x0, compute);
+  const int64_t rank = x->rank();
+  std::vector<int64_t> dims;
+  for (int64_t i = 2; i < rank; ++i) dims.push_back(i);
+  TensorRef mean, var;  // (N, C, 1, ...) from the input, (1, C, 1, ...) from running statistics
+  if (use_input_stats) {
+    mean = mean_keep(b, x, dims, static_cast<double>(spatial));
+    var = var_keep(b, x, dims);
+    if (a[6].is_none() && (!a[1].is_none() || !a[2].is_none())) {
+      throw NotImplementedError(
+          "instance_norm: momentum=None (a cumulative average) is not supported");
+    }
+    const double momentum = a[6].is_none() ? 0.0 : a.number(6);
+    auto update = [&](size_t i, const TensorRef& stat) {
+      if (a[i].is_none()) return;
+      const TensorRef& run = a.tensor(i);
+      TensorRef per_batch =
+          mean_keep(b, lang::reshape(b, stat, {n, c}), {0}, static_cast<double>(n));
+      TensorRef r = lang::convert(b, run, compute);
+      TensorRef upd =
+          bin(b, prims::add(), Value(bin(b, prims::mul(), Value(r), Value(1.0 - momentum))),
+              Value(bin(b, prims::mul(), Value(lang::reshape(b, per_batch, run->shape())),
+                        Value(momentum))));
+      lang::call(b, prims::copy_(), {Value(lang::convert(b, upd, run->dtype())), Value(run)});
+    };
+    update(1, mean);
+    if (!a[2].is_none()) {
+      const double unbias = static_cast<double>(spatial) / static_cast<double>(spatial - 1);
+      update(2, bin(b, prims::mul(), Value(var), Value(unbias)));
+    }
+  } else {
+    if (a[1].is_none() || a[2].is_none()) {
+      throw Error(
+          "Expected running_mean and running_var to be defined when use_input_stats is false");
+    }
+    mean = channel_view(b, lang::convert(b, a.tensor(1), compute), rank);
+    var = channel_view(b, lang::convert(b, a.tensor(2), compute), rank);
+  }
+  return lang::convert(b, normalized_per_channel(b, a, x, mean, var), x0->dtype());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1122,6 +1199,11 @@ void register_nn_ops(SymbolTable& table) {
        "eps=1e-05",
        batch_norm_meta,
        {"torch.nn.functional.batch_norm"}},
+      {"instance_norm",
+       "input, running_mean=None, running_var=None, weight=None, bias=None, use_input_stats=True, "
+       "momentum=0.1, eps=1e-05",
+       instance_norm_meta,
+       {"torch.nn.functional.instance_norm"}},
       {"dropout",
        "input, p=0.5, training=True, inplace=False",
        dropout_meta,
