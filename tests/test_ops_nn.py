@@ -482,6 +482,36 @@ def test_instance_norm_errors():
             thunder.jit(fn)(x)
 
 
+@pytest.mark.parametrize(("shape", "kw"), [
+    ((2, 3, 5, 7), {"scale_factor": 2}), ((2, 3, 5, 7), {"size": (9, 4)}), ((1, 2, 7), {"scale_factor": 1.7}),
+    ((1, 2, 3, 4, 5), {"scale_factor": (2, 0.5, 1.5)}), ((2, 3, 5, 7), {"scale_factor": 3, "mode": "nearest-exact"}),
+    ((2, 3, 50, 70), {"size": (33, 101), "mode": "nearest-exact"}),
+    ((2, 3, 13, 7), {"scale_factor": 1.3, "recompute_scale_factor": True}), ((2, 3, 5, 5), {"scale_factor": 1.1}),
+    ((1, 1, 1000), {"scale_factor": 1.001, "mode": "nearest-exact"}), ((1, 1, 999), {"size": 1000})], ids=str)
+def test_interpolate_nearest_takes_eagers_elements(shape, kw):
+    # The source index of each output element as eager's kernels compute it (float arithmetic),
+    # exactly: the same elements, in fp32, bf16 and uint8; no opaque call.
+    for dtype in (torch.float32, torch.bfloat16, torch.uint8):
+        x = (randn(*shape) * 50).to(dtype)
+        jfn = thunder.jit(lambda x: F.interpolate(x, **kw))
+        torch.testing.assert_close(jfn(x), F.interpolate(x, **kw), rtol=0, atol=0)
+        assert not thunder.examine.opaque_ops(jfn)
+
+
+def test_interpolate_other_modes_and_errors():
+    x = randn(2, 3, 5, 7)
+    jfn = thunder.jit(lambda x: F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False))
+    torch.testing.assert_close(jfn(x), F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False))
+    assert thunder.examine.opaque_ops(jfn) == ["torch.nn.functional.interpolate"]  # its torch call
+    up = torch.nn.Upsample(scale_factor=2)
+    torch.testing.assert_close(thunder.jit(up)(x), up(x))
+    for kw, text in (({}, "either size or scale_factor"), ({"size": 3, "scale_factor": 2}, "only one of"),
+                     ({"size": (3,)}, "same number of spatial dimensions"),
+                     ({"scale_factor": 2, "align_corners": True}, "align_corners option")):
+        with pytest.raises(ValueError, match=text):
+            thunder.jit(lambda x: F.interpolate(x, **kw))(x)
+
+
 # ---- dropout -----------------------------------------------------------------------------------
 
 

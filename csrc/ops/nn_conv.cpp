@@ -524,6 +524,99 @@ Value pad_meta(Builder& b, const BoundArgs& a) {
   return y;
 }
 
+// F.interpolate(input, size, scale_factor, mode, align_corners, recompute_scale_factor,
+// antialias) in modes 'nearest' and 'nearest-exact' (the other modes run as their torch call: see
+// thunder/core/capture.py): per spatial dim, the input's elements at eager's source indices,
+// computed as eager's kernels compute them (in float: floor(dst * scale), or floor((dst + 0.5) *
+// scale), at most the last index; scale = 1 / scale_factor when one is given and not recomputed,
+// else in / out), taken along the dim.
+Value interpolate_meta(Builder& b, const BoundArgs& a) {
+  const TensorRef& x = a.tensor(0);
+  const std::string& mode = a[3].as_string();
+  const bool exact = mode == "nearest-exact";
+  if (mode != "nearest" && !exact) {
+    throw NotImplementedError("interpolate: mode '" + mode + "' has no thunder rule");
+  }
+  const int64_t dims = x->rank() - 2;
+  if (dims < 1 || dims > 3) {
+    throw NotImplementedError("Input Error: Only 3D, 4D and 5D input Tensors supported (got " +
+                              std::to_string(x->rank()) + "D) for the modes: nearest | linear | " +
+                              "bilinear | bicubic | trilinear | area | nearest-exact (got " + mode +
+                              ")");
+  }
+  if (!a[4].is_none()) {
+    throw ValueError(
+        "align_corners option can only be set with the interpolating modes: linear | bilinear | "
+        "bicubic | trilinear");
+  }
+  if (!a[6].is_none() && a[6].as_bool()) {
+    throw NotImplementedError(
+        "Anti-alias option is restricted to bilinear and bicubic modes and "
+        "requires a 4-D tensor as input");
+  }
+  if (a[1].is_none() == a[2].is_none()) {
+    throw ValueError(a[1].is_none() ? "either size or scale_factor should be defined"
+                                    : "only one of size or scale_factor should be defined");
+  }
+  std::string spatial = "[";
+  for (int64_t d = 0; d < dims; ++d) {
+    spatial += (d ? ", " : "") + std::to_string(x->shape()[static_cast<size_t>(d + 2)].value());
+  }
+  spatial += "]";
+  auto per_dim = [&](size_t i, const char* what) {
+    std::vector<Value> v;
+    if (a[i].is_seq()) {
+      v = a[i].items();
+      if (static_cast<int64_t>(v.size()) != dims) {
+        throw ValueError(std::string("Input and ") + what +
+                         " must have the same number of spatial "
+                         "dimensions, but got input with spatial dimensions of " +
+                         spatial + " and " + what + " of " + std::to_string(v.size()) + " values.");
+      }
+    } else {
+      v.assign(static_cast<size_t>(dims), a[i]);
+    }
+    return v;
+  };
+  const bool recompute = !a[5].is_none() && a[5].as_bool();
+  std::vector<int64_t> out(static_cast<size_t>(dims));
+  std::vector<double> scale_factor(static_cast<size_t>(dims), 0.0);  // 0: none
+  if (!a[1].is_none()) {
+    std::vector<Value> size = per_dim(1, "output size");
+    for (int64_t d = 0; d < dims; ++d) out[d] = size[d].as_int();
+  } else {
+    std::vector<Value> sf = per_dim(2, "scale_factor");
+    for (int64_t d = 0; d < dims; ++d) {
+      const double f = sf[d].as_double();
+      const int64_t in = x->shape()[static_cast<size_t>(d + 2)].value();
+      out[d] = static_cast<int64_t>(std::floor(static_cast<double>(in) * f));
+      if (!recompute) scale_factor[d] = f;
+    }
+  }
+  TensorRef y = x;
+  for (int64_t d = 0; d < dims; ++d) {
+    const int64_t in = x->shape()[static_cast<size_t>(d + 2)].value();
+    if (out[d] <= 0 || in <= 0) {
+      throw Error("Input and output sizes should be greater than 0, but got input (" + spatial +
+                  ") and output size " + std::to_string(out[d]) + " at spatial dim " +
+                  std::to_string(d));
+    }
+    if (out[d] == in && !exact) continue;  // eager's index is the output's own
+    const float scale = scale_factor[d] > 0 ? static_cast<float>(1.0 / scale_factor[d])
+                                            : static_cast<float>(in) / static_cast<float>(out[d]);
+    TensorRef dst =
+        lang::convert(b, iota(b, out[d], 0, x->device(), DType::kInt64), DType::kFloat32);
+    if (exact) dst = bin(b, prims::add(), Value(dst), Value(0.5));
+    TensorRef src =
+        un(b, prims::floor(), bin(b, prims::mul(), Value(dst), Value(static_cast<double>(scale))));
+    src = lang::convert(b, src, DType::kInt64);
+    src = bin(b, prims::minimum(), Value(src), Value(in - 1));
+    y = lang::call_t(b, prims::take(), {Value(y), Value(src), Value(d + 2)});
+  }
+  if (y == x) y = lang::call_t(b, prims::convert_element_type(), {Value(x), Value(x->dtype())});
+  return y;
+}
+
 }  // namespace
 
 void register_nn_conv_ops(SymbolTable& table) {
@@ -579,6 +672,11 @@ void register_nn_conv_ops(SymbolTable& table) {
        adaptive_avg_pool_meta<2>,
        {"torch.nn.functional.adaptive_avg_pool2d"}},
       {"pad", "input, pad, mode='constant', value=None", pad_meta, {"torch.nn.functional.pad"}},
+      {"interpolate",
+       "input, size=None, scale_factor=None, mode='nearest', align_corners=None, "
+       "recompute_scale_factor=None, antialias=False",
+       interpolate_meta,
+       {"torch.nn.functional.interpolate"}},
   };
   register_ops(table, defs);
 }

@@ -345,14 +345,19 @@ def _logit_eps_needs_grad(args, kwargs):
     return eps is not None and eps >= 0 and _needs_grad(args[:1], {})
 
 
+def _interpolate_not_nearest(args, kwargs):
+    mode = args[3] if len(args) > 3 else kwargs.get("mode", "nearest")
+    return mode not in ("nearest", "nearest-exact")
+
+
 def _training(position):
     def check(args, kwargs):
         return bool(args[position] if len(args) > position else kwargs.get("training", False))
     return check
 
 
-# Calls that run as opaque torch calls though thunder has a rule for the function: the rules of
-# logaddexp, nan_to_num and float_power cover real tensors (eager takes complex ones too), rrelu's
+# Calls that run as opaque torch calls though thunder has a rule for the function: interpolate's
+# covers the nearest modes; the rules of logaddexp, nan_to_num and float_power cover real tensors (eager takes complex ones too), rrelu's
 # its eval form (in training its slopes are random), heaviside's and soft_margin_loss's target's no
 # gradient (eager has no derivative for them and raises, which their torch calls keep), logit's with
 # eps when its input needs a gradient (at a NaN input eager's backward gives 0 in its vectorised
@@ -366,6 +371,8 @@ _TORCH_CALL_WHEN = {
     torch.logit: _logit_eps_needs_grad, torch.Tensor.logit: _logit_eps_needs_grad,
     torch.special.logit: _logit_eps_needs_grad,
     torch.nn.functional.rrelu: _training(3),
+    # interpolate's rule covers the nearest modes; the interpolating ones run as its torch call
+    torch.nn.functional.interpolate: _interpolate_not_nearest,
     # digamma's derivative is polygamma(1, x), which has no primitive: torch's autograd gives it
     torch.digamma: _needs_grad, torch.Tensor.digamma: _needs_grad, torch.special.digamma: _needs_grad,
     torch.special.psi: _needs_grad,
