@@ -891,6 +891,25 @@ def test_cuda_few_long_rows_split_into_groups_of_blocks(shape, dtype):
 
 
 @requires_cuda
+def test_cuda_interpolate_nearest_and_instance_norm():
+    # Nearest upsampling's source indices (float arithmetic, as eager's CUDA kernels) and instance
+    # norm through the fused kernels, forward and backward.
+    torch.manual_seed(0)
+    x = torch.randn(2, 64, 37, 45, device="cuda", requires_grad=True)
+    w, b = torch.randn(64, device="cuda"), torch.randn(64, device="cuda")
+    for kw in ({"scale_factor": 2}, {"scale_factor": 1.7}, {"size": (50, 101), "mode": "nearest-exact"}):
+        fn = lambda x: F.silu(F.instance_norm(F.interpolate(x, **kw), weight=w, bias=b))  # noqa: E731
+        jfn = _jit(fn)
+        got, want = jfn(x), fn(x)
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+        g = torch.randn_like(want)
+        torch.testing.assert_close(torch.autograd.grad(got, x, g)[0], torch.autograd.grad(want, x, g)[0],
+                                   rtol=1e-4, atol=1e-4)
+        exact = _jit(lambda x: F.interpolate(x, **kw))
+        torch.testing.assert_close(exact(x.detach()), F.interpolate(x.detach(), **kw), rtol=0, atol=0)
+
+
+@requires_cuda
 @pytest.mark.parametrize("n", [1, 7, 1001, 4096 + 3, 1 << 20])
 def test_cuda_pointwise_sizes_and_scalar_tails(n):
     torch.manual_seed(0)
