@@ -512,6 +512,39 @@ def test_interpolate_other_modes_and_errors():
             thunder.jit(lambda x: F.interpolate(x, **kw))(x)
 
 
+@pytest.mark.parametrize(("fn", "shape"), [
+    (lambda x: F.pixel_shuffle(x, 2), (2, 8, 3, 5)), (lambda x: F.pixel_shuffle(x, 3), (9, 4, 2)),
+    (lambda x: torch.pixel_shuffle(x, 2), (2, 3, 4, 5, 6)), (lambda x: F.pixel_unshuffle(x, 2), (2, 3, 4, 6)),
+    (lambda x: F.pixel_unshuffle(x, 3), (3, 6, 9)), (lambda x: F.channel_shuffle(x, 2), (2, 6, 3, 3)),
+    (lambda x: F.channel_shuffle(x, 3), (2, 6, 5)), (lambda x: torch.nn.PixelShuffle(2)(x) * 2, (1, 4, 3, 3))],
+    ids=["shuffle2", "shuffle3_unbatched", "shuffle_batch_dims", "unshuffle2", "unshuffle3", "channels2",
+         "channels3_1d", "module"])
+def test_pixel_and_channel_shuffles(fn, shape):
+    # Reshape, permutation, reshape: eager's elements exactly, gradients, no opaque call.
+    x = randn(*shape).requires_grad_()
+    jfn = thunder.jit(fn)
+    got, want = jfn(x), fn(x)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    g = randn(*want.shape)
+    torch.testing.assert_close(torch.autograd.grad(got, x, g)[0], torch.autograd.grad(want, x, g)[0])
+    assert not thunder.examine.opaque_ops(jfn)
+
+
+@pytest.mark.parametrize(("fn", "text"), [
+    (lambda: F.pixel_shuffle(torch.ones(3, 4), 2), "at least 3 dimensions"),
+    (lambda: F.pixel_shuffle(torch.ones(1, 3, 4, 4), 2), "divisible by the square of upscale_factor"),
+    (lambda: F.pixel_shuffle(torch.ones(1, 4, 4, 4), 0), "positive upscale_factor"),
+    (lambda: F.pixel_unshuffle(torch.ones(1, 1, 5, 4), 2), "height to be divisible"),
+    (lambda: F.pixel_unshuffle(torch.ones(1, 1, 4, 5), 2), "width to be divisible"),
+    (lambda: F.channel_shuffle(torch.ones(1, 3, 2, 2), 2), "divisible by groups"),
+    (lambda: F.channel_shuffle(torch.ones(4), 2), "> 2 dims")])
+def test_pixel_and_channel_shuffle_errors(fn, text):
+    with pytest.raises(RuntimeError, match=text):
+        fn()
+    with pytest.raises(RuntimeError, match=text):
+        thunder.jit(fn)()
+
+
 # ---- dropout -----------------------------------------------------------------------------------
 
 

@@ -115,6 +115,85 @@ TensorRef swap_dims(Builder& b, const TensorRef& x, int64_t d0, int64_t d1) {
   return lang::transpose(b, x, perm);
 }
 
+// torch.pixel_shuffle / pixel_unshuffle (input, factor r): channels C * r * r of each pixel moved
+// into an r x r block of pixels, and back: a reshape, a permutation and a reshape.
+template <bool kShuffle>
+Value pixel_shuffle_meta(Builder& b, const BoundArgs& a) {
+  const TensorRef& x = a.tensor(0);
+  const int64_t r = a.int_(1);
+  const std::string op = kShuffle ? "pixel_shuffle" : "pixel_unshuffle";
+  if (x->rank() < 3) {
+    throw Error(op + " expects input to have at least 3 dimensions, but got input with " +
+                std::to_string(x->rank()) + " dimension(s)");
+  }
+  if (r <= 0) {
+    throw Error(op + " expects a positive " + (kShuffle ? "upscale_factor" : "downscale_factor") +
+                ", but got " + std::to_string(r));
+  }
+  const Shape& s = x->shape();
+  const size_t k = s.size();
+  const int64_t c = s[k - 3].value(), h = s[k - 2].value(), w = s[k - 1].value();
+  Shape batch(s.begin(), s.end() - 3);
+  const int64_t nb = static_cast<int64_t>(batch.size());
+  std::vector<int64_t> perm;
+  for (int64_t i = 0; i < nb; ++i) perm.push_back(i);
+  auto with_batch = [&](std::vector<int64_t> tail) {
+    Shape out = batch;
+    for (int64_t t : tail) out.push_back(Dim(t));
+    return out;
+  };
+  if (kShuffle) {
+    if (c % (r * r) != 0) {
+      throw Error(
+          "pixel_shuffle expects its input's 'channel' dimension to be divisible by the "
+          "square of upscale_factor, but input.size(-3)=" +
+          std::to_string(c) + " is not divisible by " + std::to_string(r * r));
+    }
+    const int64_t oc = c / (r * r);
+    // (oc, r, r, h, w) -> (oc, h, r, w, r)
+    TensorRef y = lang::reshape(b, x, with_batch({oc, r, r, h, w}));
+    for (int64_t p : {0, 3, 1, 4, 2}) perm.push_back(nb + p);
+    y = lang::transpose(b, y, perm);
+    return lang::reshape(b, y, with_batch({oc, h * r, w * r}));
+  }
+  if (h % r != 0 || w % r != 0) {
+    const bool height = h % r != 0;
+    throw Error(std::string("pixel_unshuffle expects ") + (height ? "height" : "width") +
+                " to be divisible by downscale_factor, but input.size(" + (height ? "-2" : "-1") +
+                ")=" + std::to_string(height ? h : w) + " is not divisible by " +
+                std::to_string(r));
+  }
+  // (c, h / r, r, w / r, r) -> (c, r, r, h / r, w / r)
+  TensorRef y = lang::reshape(b, x, with_batch({c, h / r, r, w / r, r}));
+  for (int64_t p : {0, 2, 4, 1, 3}) perm.push_back(nb + p);
+  y = lang::transpose(b, y, perm);
+  return lang::reshape(b, y, with_batch({c * r * r, h / r, w / r}));
+}
+
+// torch.channel_shuffle(input, groups): channels (g, C / g) reordered as (C / g, g).
+Value channel_shuffle_meta(Builder& b, const BoundArgs& a) {
+  const TensorRef& x = a.tensor(0);
+  const int64_t g = a.int_(1);
+  if (x->rank() <= 2) {
+    throw Error("channel_shuffle expects input with > 2 dims, but got input with sizes " +
+                ints_str(dims_of(x)));
+  }
+  if (g <= 0) {
+    throw Error("Number of groups to divide channels in must be positive. Value of groups:" +
+                std::to_string(g));
+  }
+  const int64_t c = x->shape()[1].value();
+  if (c % g != 0) {
+    throw Error("Number of channels must be divisible by groups. Got " + std::to_string(c) +
+                " channels and " + std::to_string(g) + " groups.");
+  }
+  Shape split = x->shape();
+  split[1] = Dim(g);
+  split.insert(split.begin() + 2, Dim(c / g));
+  TensorRef y = swap_dims(b, lang::reshape(b, x, split), 1, 2);
+  return lang::reshape(b, y, x->shape());
+}
+
 Value transpose_meta(Builder& b, const BoundArgs& a) {
   return swap_dims(b, a.tensor(0), a.int_(1), a.int_(2));
 }
@@ -823,6 +902,19 @@ void register_shape_ops(SymbolTable& table) {
        {},
        kView},
       {"t", "input", t_meta, {"torch.t", "torch.Tensor.t"}, {}, kView},
+      {"pixel_shuffle",
+       "input, upscale_factor",
+       pixel_shuffle_meta<true>,
+       {"torch.pixel_shuffle", "torch.nn.functional.pixel_shuffle"}},
+      {"pixel_unshuffle",
+       "input, downscale_factor",
+       pixel_shuffle_meta<false>,
+       {"torch.pixel_unshuffle", "torch.nn.functional.pixel_unshuffle"}},
+      {"channel_shuffle",
+       "input, groups",
+       channel_shuffle_meta,
+       {"torch.channel_shuffle", "torch.nn.functional.channel_shuffle",
+        "torch.native_channel_shuffle"}},
       {"movedim",
        "input, source, destination",
        movedim_meta,
