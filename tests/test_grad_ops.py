@@ -246,6 +246,7 @@ CASES = [
     ("instance_norm_1d", lambda x: F.instance_norm(x, eps=1e-3), lambda: (r(2, 3, 6),)),
     ("interpolate_nearest", lambda x: F.interpolate(x, scale_factor=(2, 1.5)), lambda: (r(2, 3, 4, 5),)),
     ("interpolate_nearest_exact", lambda x: F.interpolate(x, size=3, mode="nearest-exact"), lambda: (r(2, 3, 7),)),
+    ("cosine_similarity", lambda a, b: F.cosine_similarity(a, b, dim=-1), lambda: (r(3, 5, 6), r(1, 5, 6))),
     ("max_pool2d", lambda x: F.max_pool2d(x, 2), lambda: (r(2, 3, 4, 4),)),
     ("avg_pool2d", lambda x: F.avg_pool2d(x, 2, stride=1), lambda: (r(2, 3, 4, 4),)),
 ]

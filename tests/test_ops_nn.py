@@ -545,6 +545,29 @@ def test_pixel_and_channel_shuffle_errors(fn, text):
         thunder.jit(fn)()
 
 
+@pytest.mark.parametrize(("a", "b", "kw"), [((4, 8), (4, 8), {}), ((2, 1), (2, 3), {}),
+                                          ((3, 5, 6), (1, 5, 6), {"dim": -1}), ((7,), (7,), {"dim": 0}),
+                                          ((4, 8), (4, 8), {"eps": 0.5})], ids=str)
+def test_cosine_similarity(a, b, kw):
+    # Broadcast operands (a (2, 1) operand expanded before its norm), eps, values and gradients; a
+    # zero row (its norm clamped to eps) and bf16.
+    for dtype in (torch.float32, torch.float64):
+        x, y = randn(*a, dtype=dtype).requires_grad_(), randn(*b, dtype=dtype).requires_grad_()
+        fn = lambda x, y: F.cosine_similarity(x, y, **kw)  # noqa: E731
+        jfn = thunder.jit(fn)
+        got, want = jfn(x, y), fn(x, y)
+        torch.testing.assert_close(got, want)
+        g = randn(*want.shape, dtype=dtype)
+        torch.testing.assert_close(torch.autograd.grad(got, (x, y), g), torch.autograd.grad(want, (x, y), g))
+        assert not thunder.examine.opaque_ops(jfn)
+    x, y = torch.zeros(2, 3), randn(2, 3)
+    torch.testing.assert_close(thunder.jit(F.cosine_similarity)(x, y), F.cosine_similarity(x, y))
+    xb = randn(4, 64).bfloat16()
+    check(lambda x: F.cosine_similarity(x, x * 2 + 1), (xb,), dtype=torch.bfloat16)
+    with pytest.raises(RuntimeError, match="expected common dtype to be floating point"):
+        thunder.jit(F.cosine_similarity)(torch.tensor([[1, 2]]), torch.tensor([[1, 0]]))
+
+
 # ---- dropout -----------------------------------------------------------------------------------
 
 

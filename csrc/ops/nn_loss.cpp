@@ -432,6 +432,29 @@ Value cosine_embedding_loss_meta(Builder& b, const BoundArgs& a) {
   return reduce_as_aten(b, call(b, "add", {out_pos, out_neg}), reduction);
 }
 
+// F.cosine_similarity(x1, x2, dim, eps), as ATen's composite: the operands broadcast together, each
+// divided by its 2-norm along dim (at least eps), the products summed along dim. (ATen clamps the
+// norms outside autograd's view; here the clamp is differentiated, which differs only for norms
+// between 0 and eps.)
+Value cosine_similarity_meta(Builder& b, const BoundArgs& a) {
+  const TensorRef& x1 = a.tensor(0);
+  const TensorRef& x2 = a.tensor(1);
+  const DType common = promote_types(x1->dtype(), x2->dtype());
+  if (!is_floating(common)) {
+    throw Error(std::string("expected common dtype to be floating point, yet common dtype is ") +
+                dtype_name(common));
+  }
+  const Shape shape = lang::broadcast_shapes(x1->shape(), x2->shape());
+  const int64_t dim = lang::canonical_dim(a.int_(2), static_cast<int64_t>(shape.size()));
+  Value eps = Value(a.number(3));
+  auto unit = [&](const TensorRef& x) {
+    Value e = Value(lang::expand_to(b, lang::convert(b, x, common), shape));
+    Value norm = call(b, "vector_norm", {e, Value(2.0), Value::ints({dim}), Value(true)});
+    return call(b, "div", {e, call(b, "clamp_min", {norm, eps})});
+  };
+  return call(b, "sum", {call(b, "mul", {unit(x1), unit(x2)}), Value(dim)});
+}
+
 // F.poisson_nll_loss(input, target, log_input, full, size_average, eps, reduce, reduction):
 // exp(input) - target * input (log_input), else input - target * log(input + eps); with full, the
 // Stirling term target * log(target) - target + 0.5 * log(2 pi target) added where target > 1.
@@ -517,6 +540,10 @@ void register_nn_loss_ops(SymbolTable& table) {
        "input1, input2, target, margin=0, size_average=None, reduce=None, reduction='mean'",
        cosine_embedding_loss_meta,
        {"torch.nn.functional.cosine_embedding_loss"}},
+      {"cosine_similarity",
+       "x1, x2, dim=1, eps=1e-08",
+       cosine_similarity_meta,
+       {"torch.nn.functional.cosine_similarity", "torch.cosine_similarity"}},
       {"poisson_nll_loss",
        "input, target, log_input=True, full=False, size_average=None, eps=1e-08, reduce=None, "
        "reduction='mean'",
