@@ -507,7 +507,8 @@ def test_interpolate_other_modes_and_errors():
     torch.testing.assert_close(thunder.jit(up)(x), up(x))
     for kw, text in (({}, "either size or scale_factor"), ({"size": 3, "scale_factor": 2}, "only one of"),
                      ({"size": (3,)}, "same number of spatial dimensions"),
-                     ({"scale_factor": 2, "align_corners": True}, "align_corners option")):
+                     ({"scale_factor": 2, "align_corners": True}, "align_corners option"),
+                     ({"scale_factor": 2, "antialias": True}, "Anti-alias option")):
         with pytest.raises(ValueError, match=text):
             thunder.jit(lambda x: F.interpolate(x, **kw))(x)
 

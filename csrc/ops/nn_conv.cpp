@@ -550,7 +550,7 @@ Value interpolate_meta(Builder& b, const BoundArgs& a) {
         "bicubic | trilinear");
   }
   if (!a[6].is_none() && a[6].as_bool()) {
-    throw NotImplementedError(
+    throw ValueError(
         "Anti-alias option is restricted to bilinear and bicubic modes and "
         "requires a 4-D tensor as input");
   }
