@@ -247,6 +247,8 @@ CASES = [
     ("interpolate_nearest", lambda x: F.interpolate(x, scale_factor=(2, 1.5)), lambda: (r(2, 3, 4, 5),)),
     ("interpolate_nearest_exact", lambda x: F.interpolate(x, size=3, mode="nearest-exact"), lambda: (r(2, 3, 7),)),
     ("cosine_similarity", lambda a, b: F.cosine_similarity(a, b, dim=-1), lambda: (r(3, 5, 6), r(1, 5, 6))),
+    ("einsum_attention", lambda q, k: torch.einsum("bhqd,bhkd->bhqk", q, k), lambda: (r(2, 3, 5, 4), r(2, 3, 6, 4))),
+    ("einsum_chain", lambda a, b, c: torch.einsum("bn,anm,bm->ba", a, b, c), lambda: (r(2, 3), r(4, 3, 5), r(2, 5))),
     ("max_pool2d", lambda x: F.max_pool2d(x, 2), lambda: (r(2, 3, 4, 4),)),
     ("avg_pool2d", lambda x: F.avg_pool2d(x, 2, stride=1), lambda: (r(2, 3, 4, 4),)),
 ]

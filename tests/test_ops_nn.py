@@ -569,6 +569,51 @@ def test_cosine_similarity(a, b, kw):
         thunder.jit(F.cosine_similarity)(torch.tensor([[1, 2]]), torch.tensor([[1, 0]]))
 
 
+EINSUM_CASES = [
+    ("ij,jk->ik", [(3, 4), (4, 5)]), ("bij,bjk->bik", [(2, 3, 4), (2, 4, 5)]), ("i,j->ij", [(3,), (4,)]),
+    ("ij,ij->ij", [(3, 4), (3, 4)]), ("ij->ji", [(3, 4)]), ("ij->", [(3, 4)]), ("ij", [(3, 4)]),
+    ("ij,jk", [(3, 4), (4, 5)]), ("bhqd,bhkd->bhqk", [(2, 3, 5, 4), (2, 3, 6, 4)]),
+    ("...ij,...jk->...ik", [(2, 3, 4), (4, 5)]), ("bchw,bchw->bc", [(2, 3, 4, 5), (2, 3, 4, 5)]),
+    ("i,i->", [(5,), (5,)]), ("ij,jk,kl->il", [(2, 3), (3, 4), (4, 5)]),
+    ("bn,anm,bm->ba", [(2, 3), (4, 3, 5), (2, 5)]), ("ij,kj->ik", [(3, 1), (4, 5)]), ("Ab,bC->AC", [(2, 3), (3, 4)]),
+    ("...i,...i", [(2, 3, 4), (3, 4)]), ("i,j,k->ijk", [(2,), (3,), (4,)]), ("ab,cd->", [(2, 3), (4, 5)])]
+
+
+@pytest.mark.parametrize(("eq", "shapes"), EINSUM_CASES, ids=[c[0] for c in EINSUM_CASES])
+def test_einsum(eq, shapes):
+    # Contractions as matmuls of permuted operands, products, sums, ellipses, broadcast size-1
+    # subscripts, implicit outputs; values and gradients against eager, bf16 values; no opaque call.
+    args = [randn(*s, dtype=torch.float64).requires_grad_() for s in shapes]
+    jfn = thunder.jit(lambda *t: torch.einsum(eq, *t))
+    got, want = jfn(*args), torch.einsum(eq, *args)
+    torch.testing.assert_close(got, want)
+    g = randn(*want.shape, dtype=torch.float64)
+    torch.testing.assert_close(torch.autograd.grad(got, args, g), torch.autograd.grad(want, args, g))
+    assert not thunder.examine.opaque_ops(jfn)
+    low = [a.detach().bfloat16() for a in args]
+    torch.testing.assert_close(jfn(*low), torch.einsum(eq, *low), rtol=2e-2, atol=5e-2)
+
+
+def test_einsum_operand_list_diagonals_and_errors():
+    a, b = randn(3, 4), randn(4, 2)
+    torch.testing.assert_close(thunder.jit(lambda a, b: torch.einsum("ij,jk->ik", [a, b]))(a, b),
+                               torch.einsum("ij,jk->ik", a, b))
+    jfn = thunder.jit(lambda a: torch.einsum("ii->i", a))  # a diagonal: einsum's torch call
+    sq = randn(3, 3)
+    torch.testing.assert_close(jfn(sq), torch.einsum("ii->i", sq))
+    assert thunder.examine.opaque_ops(jfn) == ["torch.einsum"]
+    for eq, shapes, text in (("ij,jk->ik", [(3, 4), (5, 2)], "do not broadcast"),
+                             ("ij->ijk", [(3, 4)], "does not appear in the equation"),
+                             ("ij,jk->ik", [(3, 4)], "fewer operands"),
+                             ("ijk->i", [(3, 4)], "number of subscripts"),
+                             ("i,i->ii", [(3,), (3,)], "more than once")):
+        args = [randn(*s) for s in shapes]
+        with pytest.raises(RuntimeError):
+            torch.einsum(eq, *args)
+        with pytest.raises(RuntimeError, match=text):
+            thunder.jit(lambda *t: torch.einsum(eq, *t))(*args)
+
+
 # ---- dropout -----------------------------------------------------------------------------------
 
 

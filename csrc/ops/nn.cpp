@@ -1219,6 +1219,7 @@ void register_nn_ops(SymbolTable& table) {
   register_ops(table, defs);
   register_nn_loss_ops(table);
   register_nn_conv_ops(table);
+  register_einsum_ops(table);
 }
 
 }  // namespace thunder

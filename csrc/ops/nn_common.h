@@ -20,6 +20,7 @@ namespace thunder {
 
 void register_nn_loss_ops(SymbolTable& table);
 void register_nn_conv_ops(SymbolTable& table);
+void register_einsum_ops(SymbolTable& table);
 
 namespace detail::nn {
 

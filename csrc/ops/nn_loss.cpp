@@ -442,7 +442,7 @@ Value cosine_similarity_meta(Builder& b, const BoundArgs& a) {
   const DType common = promote_types(x1->dtype(), x2->dtype());
   if (!is_floating(common)) {
     throw Error(std::string("expected common dtype to be floating point, yet common dtype is ") +
-                dtype_name(common));
+                torch_type_name(common));
   }
   const Shape shape = lang::broadcast_shapes(x1->shape(), x2->shape());
   const int64_t dim = lang::canonical_dim(a.int_(2), static_cast<int64_t>(shape.size()));

@@ -350,6 +350,13 @@ def _interpolate_not_nearest(args, kwargs):
     return mode not in ("nearest", "nearest-exact")
 
 
+def _einsum_diagonal(args, kwargs):
+    """einsum with a subscript repeated within one operand (a diagonal): its torch call."""
+    eq = args[0] if args and isinstance(args[0], str) else kwargs.get("equation", "")
+    return any(len(t.replace("...", "")) != len(set(t.replace("...", "")))
+               for t in eq.replace(" ", "").split("->")[0].split(","))
+
+
 def _training(position):
     def check(args, kwargs):
         return bool(args[position] if len(args) > position else kwargs.get("training", False))
@@ -357,7 +364,7 @@ def _training(position):
 
 
 # Calls that run as opaque torch calls though thunder has a rule for the function: interpolate's
-# covers the nearest modes; the rules of logaddexp, nan_to_num and float_power cover real tensors (eager takes complex ones too), rrelu's
+# covers the nearest modes, einsum's subscripts that appear once an operand; the rules of logaddexp, nan_to_num and float_power cover real tensors (eager takes complex ones too), rrelu's
 # its eval form (in training its slopes are random), heaviside's and soft_margin_loss's target's no
 # gradient (eager has no derivative for them and raises, which their torch calls keep), logit's with
 # eps when its input needs a gradient (at a NaN input eager's backward gives 0 in its vectorised
@@ -373,6 +380,7 @@ _TORCH_CALL_WHEN = {
     torch.nn.functional.rrelu: _training(3),
     # interpolate's rule covers the nearest modes; the interpolating ones run as its torch call
     torch.nn.functional.interpolate: _interpolate_not_nearest,
+    torch.einsum: _einsum_diagonal,
     # digamma's derivative is polygamma(1, x), which has no primitive: torch's autograd gives it
     torch.digamma: _needs_grad, torch.Tensor.digamma: _needs_grad, torch.special.digamma: _needs_grad,
     torch.special.psi: _needs_grad,
