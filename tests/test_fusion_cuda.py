@@ -897,15 +897,21 @@ def test_cuda_interpolate_nearest_and_instance_norm():
     torch.manual_seed(0)
     x = torch.randn(2, 64, 37, 45, device="cuda", requires_grad=True)
     w, b = torch.randn(64, device="cuda"), torch.randn(64, device="cuda")
+    def upsample_norm(kw):
+        return lambda x: F.silu(F.instance_norm(F.interpolate(x, **kw), weight=w, bias=b))
+
+    def upsample(kw):
+        return lambda x: F.interpolate(x, **kw)
+
     for kw in ({"scale_factor": 2}, {"scale_factor": 1.7}, {"size": (50, 101), "mode": "nearest-exact"}):
-        fn = lambda x: F.silu(F.instance_norm(F.interpolate(x, **kw), weight=w, bias=b))  # noqa: E731
+        fn = upsample_norm(kw)
         jfn = _jit(fn)
         got, want = jfn(x), fn(x)
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
         g = torch.randn_like(want)
         torch.testing.assert_close(torch.autograd.grad(got, x, g)[0], torch.autograd.grad(want, x, g)[0],
                                    rtol=1e-4, atol=1e-4)
-        exact = _jit(lambda x: F.interpolate(x, **kw))
+        exact = _jit(upsample(kw))
         torch.testing.assert_close(exact(x.detach()), F.interpolate(x.detach(), **kw), rtol=0, atol=0)
 
 

@@ -510,7 +510,7 @@ def test_interpolate_other_modes_and_errors():
                      ({"scale_factor": 2, "align_corners": True}, "align_corners option"),
                      ({"scale_factor": 2, "antialias": True}, "Anti-alias option")):
         with pytest.raises(ValueError, match=text):
-            thunder.jit(lambda x: F.interpolate(x, **kw))(x)
+            thunder.jit(lambda x, kw=kw: F.interpolate(x, **kw))(x)
 
 
 @pytest.mark.parametrize(("fn", "shape"), [
@@ -554,7 +554,9 @@ def test_cosine_similarity(a, b, kw):
     # zero row (its norm clamped to eps) and bf16.
     for dtype in (torch.float32, torch.float64):
         x, y = randn(*a, dtype=dtype).requires_grad_(), randn(*b, dtype=dtype).requires_grad_()
-        fn = lambda x, y: F.cosine_similarity(x, y, **kw)  # noqa: E731
+        def fn(x, y):
+            return F.cosine_similarity(x, y, **kw)
+
         jfn = thunder.jit(fn)
         got, want = jfn(x, y), fn(x, y)
         torch.testing.assert_close(got, want)
@@ -611,7 +613,7 @@ def test_einsum_operand_list_diagonals_and_errors():
         with pytest.raises(RuntimeError):
             torch.einsum(eq, *args)
         with pytest.raises(RuntimeError, match=text):
-            thunder.jit(lambda *t: torch.einsum(eq, *t))(*args)
+            thunder.jit(lambda *t, eq=eq: torch.einsum(eq, *t))(*args)
 
 
 # ---- dropout -----------------------------------------------------------------------------------
