@@ -124,8 +124,7 @@ class CpuGen {
        << pointers();
     const bool per_column = columns_over_rows_;
     // Per group of rows (KernelDef::group_axes): its rows' values, then its outputs.
-    int64_t groups = 1;
-    for (int a = 0; a < k_.group_axes; ++a) groups *= k_.sizes[a];
+    const int64_t groups = over_rows_groups(k_);
     const bool grouped = groups > 1;
     const int64_t per_group = grouped ? rows_ / groups : rows_;
     if (grouped) {

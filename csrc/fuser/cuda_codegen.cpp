@@ -1107,7 +1107,7 @@ class CudaGen {
     }
     // The group's first row: values over the group's axes are read and written at it.
     os << "      const idx_t r = "
-       << (grouped ? "(idx_t)(blockIdx.x / " + nb + ") * " + lit(rows_ / over_rows_groups())
+       << (grouped ? "(idx_t)(blockIdx.x / " + nb + ") * " + lit(rows_ / over_rows_groups(k_))
                    : std::string("0"))
        << "; (void)r;\n"
        << row_code_ << stores << "      *" << counter << " = 0u;\n    }\n  }\n";
@@ -1648,7 +1648,7 @@ class CudaGen {
     if (p.columns) grid = std::min(grid, kMaxColumnPartials);
     // Reductions over the rows of each group (KernelDef::group_axes): a fixed number of blocks a
     // group, each looping over its share of the group's rows; a count of finished blocks a group.
-    const int64_t groups = over_rows_groups();
+    const int64_t groups = over_rows_groups(k_);
     int64_t group_blocks = 0;
     if (groups > 1 && !grid_reds.empty()) {
       group_blocks = std::clamp<int64_t>(ceil_div(rows_ / groups, row_groups), 1, kMaxGroupBlocks);
@@ -1761,14 +1761,6 @@ class CudaGen {
   static std::string row_sync(const RowPlan& p) {
     return p.groups > 1 ? "th_bar_sync(1 + grp, " + std::to_string(p.threads) + ");"
                         : "__syncthreads();";
-  }
-
-  // The groups of rows of a row kernel's reductions over rows (KernelDef::group_axes): 1 when
-  // they reduce over every row.
-  int64_t over_rows_groups() const {
-    int64_t g = 1;
-    for (int a = 0; a < k_.group_axes; ++a) g *= k_.sizes[a];
-    return g;
   }
 
   // The bytes of node id's compute type (compute_type).

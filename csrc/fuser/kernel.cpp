@@ -98,6 +98,29 @@ bool columns_over_rows(const KernelDef& k) {
   return false;
 }
 
+int64_t over_rows_groups(const KernelDef& k) {
+  int64_t g = 1;
+  for (int a = 0; a < k.group_axes; ++a) g *= k.sizes[a];
+  return g;
+}
+
+// True when `nodes` reduce in one pass (no reduction of a value computed from another), with no
+// product and no index along the axes (iota, gather, random draws): what a split of a row kernel's
+// rows into rows over the rows (split_reduction_rows) requires of them.
+static bool one_pass_without_indices(const std::vector<KNode>& nodes) {
+  std::vector<int> need(nodes.size(), 0);
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    const KNode& n = nodes[i];
+    if (n.op == "iota" || n.op == "gather" || n.op == "rand" || n.op == "prod") return false;
+    for (int a : n.args) need[i] = std::max(need[i], need[a]);
+    if (is_reduce_op(n.op)) {
+      if (need[i] > 0) return false;
+      need[i] = 1;
+    }
+  }
+  return true;
+}
+
 bool host_input(const KernelDef& k, size_t i) {
   for (const KNode& n : k.nodes) {
     if (n.op == "rand" && n.input == static_cast<int>(i)) return true;
@@ -641,7 +664,7 @@ class Builder {
     // A scalar of few long rows (a mean of per-sample losses) is left to a kernel of its own: the
     // rows' kernel is then split into groups of rows (split_reduction_rows), which a reduction over
     // its rows would forbid.
-    if (!per_column && one_pass_so_far()) {
+    if (!per_column && one_pass_without_indices(nodes_)) {
       int64_t rows = 1, row = 1;
       for (int v : red_vars) rows *= var_size_[find(v)];
       for (int v : first) row *= var_size_[find(v)];
@@ -651,21 +674,6 @@ class Builder {
     return true;
   }
 
-  // True while the kernel's reductions so far could be split over groups of rows
-  // (split_reduction_rows): one pass, no products, no indices along the axes.
-  bool one_pass_so_far() const {
-    std::vector<int> need(nodes_.size(), 0);
-    for (size_t i = 0; i < nodes_.size(); ++i) {
-      const KNode& n = nodes_[i];
-      if (n.op == "iota" || n.op == "gather" || n.op == "rand" || n.op == "prod") return false;
-      for (int a : n.args) need[i] = std::max(need[i], need[a]);
-      if (is_reduce_op(n.op)) {
-        if (need[i] > 0) return false;
-        need[i] = 1;
-      }
-    }
-    return true;
-  }
 
   // The dim variables of every value and load: what axes a merge or a union may not make collide.
   std::vector<const std::vector<int>*> all_vars() const {
@@ -1132,13 +1140,13 @@ void split_reduction_rows(KernelDef& k) {
   if (total < kSplitMinElements || groups > kSplitMaxGroups) return;
   const int64_t row = groups == 0 ? 0 : total / groups;
   if (first > 0 && row < kSplitLongRow) return;
+  // prod keeps its single row: float products of values near 1 lose more per row (a row's 4000
+  // products of 1 + 1e-4 * randn lost 1.8e-2, eager's whole product 2.2e-3).
+  if (!one_pass_without_indices(k.nodes)) return;
   const std::vector<int> need = available_from(k);
   for (size_t i = 0; i < k.nodes.size(); ++i) {
     const KNode& nd = k.nodes[i];
-    if (nd.over_rows || nd.op == "iota" || nd.op == "gather" || nd.op == "rand") return;
-    // prod keeps its single row: float products of values near 1 lose more per row (a row's 4000
-    // products of 1 + 1e-4 * randn lost 1.8e-2, eager's whole product 2.2e-3).
-    if (is_reduce_op(nd.op) && (nd.op == "prod" || need[nd.args.at(0)] != 0)) return;
+    if (nd.over_rows) return;
     // A value per element computed from a reduction (a second pass).
     if (need[i] > 0 && (nd.axes & k.reduced) != 0) return;
   }
@@ -1196,6 +1204,26 @@ void split_reduction_rows(KernelDef& k) {
       sizes.push_back(k.sizes[a]);
     }
   }
+  // The dims of a load's view or an output (their axes, and their sizes by `size_of(v)`) through
+  // the split: a dim on axis j becomes two, of m / d and d.
+  auto split_dims = [&](std::vector<int>& dims, std::vector<int64_t>& shape, auto size_of) {
+    std::vector<int> new_dims;
+    std::vector<int64_t> new_shape;
+    for (size_t v = 0; v < dims.size(); ++v) {
+      const int a = dims[v];
+      if (inside && a == j) {
+        new_dims.insert(new_dims.end(), {j, j + 1});
+        new_shape.insert(new_shape.end(), {m / d, d});
+      } else {
+        new_dims.push_back(a < 0 ? a : axis(a));
+        new_shape.push_back(size_of(v));
+      }
+    }
+    const bool split = new_dims.size() != dims.size();
+    dims = std::move(new_dims);
+    shape = std::move(new_shape);
+    return split;
+  };
   const int rows_end = inside ? j + 1 : j;  // new axes [0, rows_end) are rows
   const uint64_t rows = (uint64_t{1} << rows_end) - 1;
   const uint64_t cols = ((uint64_t{1} << sizes.size()) - 1) & ~rows;
@@ -1206,23 +1234,8 @@ void split_reduction_rows(KernelDef& k) {
     for (int& a : nd.args) a = index[a];
     nd.axes = remap(nd.axes);
     if (nd.op == "load") {
-      std::vector<int> dims;
-      std::vector<int64_t> shape;
-      bool split_here = false;
-      for (size_t v = 0; v < nd.dims.size(); ++v) {
-        const int a = nd.dims[v];
-        if (inside && a == j) {
-          split_here = true;
-          dims.insert(dims.end(), {j, j + 1});
-          shape.insert(shape.end(), {m / d, d});
-        } else {
-          dims.push_back(a < 0 ? a : axis(a));
-          shape.push_back(nd.view_shape[v]);
-        }
-      }
-      if (split_here) nd.view.push_back({ViewOp::Kind::kReshape, shape, {}, {}});
-      nd.dims = std::move(dims);
-      nd.view_shape = std::move(shape);
+      if (split_dims(nd.dims, nd.view_shape, [&](size_t v) { return nd.view_shape[v]; }))
+        nd.view.push_back({ViewOp::Kind::kReshape, nd.view_shape, {}, {}});
     }
     if (is_reduce_op(nd.op)) {
       KNode per_row = nd;  // over the columns, per row
@@ -1238,23 +1251,13 @@ void split_reduction_rows(KernelDef& k) {
   k.output_shapes.resize(k.output_dims.size());
   for (size_t o = 0; o < k.output_dims.size(); ++o) {
     // An output over axis j (a per-element value the kernel also writes) is written through the
-    // same split: its dim of size m becomes two, m / d and d.
-    std::vector<int> dims;
+    // same split.
     std::vector<int64_t> shape;
-    const std::vector<int64_t>& own = k.output_shapes[o];
-    for (size_t v = 0; v < k.output_dims[o].size(); ++v) {
-      const int a = k.output_dims[o][v];
-      const int64_t size = own.empty() ? k.outputs[o]->shape()[v].value() : own[v];
-      if (inside && a == j) {
-        dims.insert(dims.end(), {j, j + 1});
-        shape.insert(shape.end(), {m / d, d});
-      } else {
-        dims.push_back(a < 0 ? a : axis(a));
-        shape.push_back(size);
-      }
+    const Shape& own = k.outputs[o]->shape();
+    if (!split_dims(k.output_dims[o], shape, [&](size_t v) { return own[v].value(); })) {
+      shape.clear();  // its own shape
     }
-    k.output_dims[o] = std::move(dims);
-    k.output_shapes[o] = inside ? std::move(shape) : std::vector<int64_t>{};
+    k.output_shapes[o] = std::move(shape);
   }
   k.nodes = std::move(out);
   k.sizes = std::move(sizes);

@@ -115,6 +115,10 @@ std::vector<int> over_rows_reductions(const KernelDef& k);
 // True when `k`'s reductions over rows reduce to values per column (not to scalars).
 bool columns_over_rows(const KernelDef& k);
 
+// The groups of rows `k`'s reductions over rows reduce each (KernelDef::group_axes): the points of
+// its group axes; 1 when they reduce over every row.
+int64_t over_rows_groups(const KernelDef& k);
+
 // True when input `i` is host data: a random state ([seed, offset], int64 on the CPU) that CUDA
 // kernels take by value.
 bool host_input(const KernelDef& k, size_t i);

@@ -3,6 +3,7 @@
 // nn_conv.cpp. Float16/bfloat16 inputs are computed in float32 and converted back, as PyTorch's
 // kernels do.
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <sstream>
 
@@ -728,6 +729,29 @@ TensorRef normalized_per_channel(Builder& b, const BoundArgs& a, const TensorRef
   return y;
 }
 
+// The running statistics (arguments 1 and 2, running_mean and running_var, where given) updated in
+// place (prims.copy_) with momentum (argument 6): (1 - momentum) * running + momentum * stat(i),
+// the statistic reshaped to the running one's shape and computed only for a running statistic
+// given. The training forms of batch_norm and instance_norm.
+void update_running_stats(Builder& b, const BoundArgs& a, const std::string& op, DType compute,
+                          const std::function<TensorRef(size_t)>& stat) {
+  if (a[1].is_none() && a[2].is_none()) return;
+  if (a[6].is_none()) {
+    throw NotImplementedError(op + ": momentum=None (a cumulative average) is not supported");
+  }
+  const double momentum = a.number(6);
+  for (size_t i : {size_t{1}, size_t{2}}) {
+    if (a[i].is_none()) continue;
+    const TensorRef& run = a.tensor(i);
+    TensorRef s = lang::reshape(b, stat(i), run->shape());
+    TensorRef old =
+        bin(b, prims::mul(), Value(lang::convert(b, run, compute)), Value(1.0 - momentum));
+    TensorRef upd =
+        bin(b, prims::add(), Value(old), Value(bin(b, prims::mul(), Value(s), Value(momentum))));
+    lang::call(b, prims::copy_(), {Value(lang::convert(b, upd, run->dtype())), Value(run)});
+  }
+}
+
 // F.batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps). In
 // training the running statistics are updated in place (recorded as prims.copy_), with the unbiased
 // variance.
@@ -760,24 +784,11 @@ Value batch_norm_meta(Builder& b, const BoundArgs& a) {
   if (training) {
     mean = mean_keep(b, x, dims, static_cast<double>(count));
     var = var_keep(b, x, dims);
-    double momentum = a[6].is_none() ? 0.0 : a.number(6);
-    if (a[6].is_none() && (!a[1].is_none() || !a[2].is_none())) {
-      throw NotImplementedError(
-          "batch_norm: momentum=None (a cumulative average) is not supported");
-    }
-    auto update = [&](size_t i, const TensorRef& stat) {
-      if (a[i].is_none()) return;
-      const TensorRef& run = a.tensor(i);
-      TensorRef s = lang::reshape(b, stat, run->shape());
-      TensorRef r = lang::convert(b, run, compute);
-      TensorRef old = bin(b, prims::mul(), Value(r), Value(1.0 - momentum));
-      TensorRef upd =
-          bin(b, prims::add(), Value(old), Value(bin(b, prims::mul(), Value(s), Value(momentum))));
-      lang::call(b, prims::copy_(), {Value(lang::convert(b, upd, run->dtype())), Value(run)});
-    };
-    update(1, mean);
-    double unbias = count > 1 ? static_cast<double>(count) / static_cast<double>(count - 1) : 1.0;
-    update(2, bin(b, prims::mul(), Value(var), Value(unbias)));
+    const double unbias =
+        count > 1 ? static_cast<double>(count) / static_cast<double>(count - 1) : 1.0;
+    update_running_stats(b, a, "batch_norm", compute, [&](size_t i) {
+      return i == 1 ? mean : bin(b, prims::mul(), Value(var), Value(unbias));
+    });
   } else {
     if (a[1].is_none() || a[2].is_none()) {
       throw Error("running_mean and running_var must be defined in evaluation mode");
@@ -824,28 +835,11 @@ Value instance_norm_meta(Builder& b, const BoundArgs& a) {
   if (use_input_stats) {
     mean = mean_keep(b, x, dims, static_cast<double>(spatial));
     var = var_keep(b, x, dims);
-    if (a[6].is_none() && (!a[1].is_none() || !a[2].is_none())) {
-      throw NotImplementedError(
-          "instance_norm: momentum=None (a cumulative average) is not supported");
-    }
-    const double momentum = a[6].is_none() ? 0.0 : a.number(6);
-    auto update = [&](size_t i, const TensorRef& stat) {
-      if (a[i].is_none()) return;
-      const TensorRef& run = a.tensor(i);
-      TensorRef per_batch =
-          mean_keep(b, lang::reshape(b, stat, {n, c}), {0}, static_cast<double>(n));
-      TensorRef r = lang::convert(b, run, compute);
-      TensorRef upd =
-          bin(b, prims::add(), Value(bin(b, prims::mul(), Value(r), Value(1.0 - momentum))),
-              Value(bin(b, prims::mul(), Value(lang::reshape(b, per_batch, run->shape())),
-                        Value(momentum))));
-      lang::call(b, prims::copy_(), {Value(lang::convert(b, upd, run->dtype())), Value(run)});
-    };
-    update(1, mean);
-    if (!a[2].is_none()) {
-      const double unbias = static_cast<double>(spatial) / static_cast<double>(spatial - 1);
-      update(2, bin(b, prims::mul(), Value(var), Value(unbias)));
-    }
+    const double unbias = static_cast<double>(spatial) / static_cast<double>(spatial - 1);
+    update_running_stats(b, a, "instance_norm", compute, [&](size_t i) {
+      TensorRef stat = i == 1 ? mean : bin(b, prims::mul(), Value(var), Value(unbias));
+      return mean_keep(b, lang::reshape(b, stat, {n, c}), {0}, static_cast<double>(n));
+    });
   } else {
     if (a[1].is_none() || a[2].is_none()) {
       throw Error(

@@ -558,11 +558,7 @@ Value interpolate_meta(Builder& b, const BoundArgs& a) {
     throw ValueError(a[1].is_none() ? "either size or scale_factor should be defined"
                                     : "only one of size or scale_factor should be defined");
   }
-  std::string spatial = "[";
-  for (int64_t d = 0; d < dims; ++d) {
-    spatial += (d ? ", " : "") + std::to_string(x->shape()[static_cast<size_t>(d + 2)].value());
-  }
-  spatial += "]";
+  const std::string spatial = shape_str(Shape(x->shape().begin() + 2, x->shape().end()));
   auto per_dim = [&](size_t i, const char* what) {
     std::vector<Value> v;
     if (a[i].is_seq()) {

@@ -364,7 +364,8 @@ def _training(position):
 
 
 # Calls that run as opaque torch calls though thunder has a rule for the function: interpolate's
-# covers the nearest modes, einsum's subscripts that appear once an operand; the rules of logaddexp, nan_to_num and float_power cover real tensors (eager takes complex ones too), rrelu's
+# covers the nearest modes, einsum's subscripts that appear once an operand; the rules of
+# logaddexp, nan_to_num and float_power cover real tensors (eager takes complex ones too), rrelu's
 # its eval form (in training its slopes are random), heaviside's and soft_margin_loss's target's no
 # gradient (eager has no derivative for them and raises, which their torch calls keep), logit's with
 # eps when its input needs a gradient (at a NaN input eager's backward gives 0 in its vectorised
@@ -378,7 +379,6 @@ _TORCH_CALL_WHEN = {
     torch.logit: _logit_eps_needs_grad, torch.Tensor.logit: _logit_eps_needs_grad,
     torch.special.logit: _logit_eps_needs_grad,
     torch.nn.functional.rrelu: _training(3),
-    # interpolate's rule covers the nearest modes; the interpolating ones run as its torch call
     torch.nn.functional.interpolate: _interpolate_not_nearest,
     torch.einsum: _einsum_diagonal,
     # digamma's derivative is polygamma(1, x), which has no primitive: torch's autograd gives it
