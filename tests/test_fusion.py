@@ -612,6 +612,67 @@ def test_fused_norms_center_constant_rows_exactly(width):
         torch.testing.assert_close(got.grad.double(), f64.grad, atol=1e-5, rtol=1.3e-6)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_group_norm_in_one_domain(dtype):
+    # group_norm computes over (n, groups, channels / groups, spatial): its forward is one row kernel
+    # (statistics, normalization, per-channel weight and bias); the backward reads x and the
+    # gradient, no torch call beside its kernels but views. Shapes: spatial dims of 2 and 3 dims,
+    # none (rank 2), one group, a group a channel, without weight and bias. Values and gradients
+    # against eager's autograd.
+    torch.manual_seed(0)
+    cases = [((2, 64, 16, 16), 8, True), ((3, 6, 5), 3, True), ((4, 6), 2, True),
+             ((2, 4, 3, 2, 5), 2, False), ((2, 6, 7), 1, True), ((2, 6, 7), 6, True)]
+    for shape, groups, affine in cases:
+        x = torch.randn(shape) * 3 + 1
+        w, b = torch.randn(shape[1]), torch.randn(shape[1])
+        g = torch.randn(shape)
+        # Without weight and bias, of a computed value (a kernel of its own: its reshape to the
+        # groups is not indexing of a computed value).
+        fn = (lambda x, w, b: F.group_norm(x, groups, w, b, eps=1e-4)) if affine else (
+            lambda x, w, b: F.group_norm(x * 2, groups) + w.sum() * b.sum())
+        jfn = _jit(fn)
+        ins = [tuple(t.to(dtype).requires_grad_() for t in (x, w, b)) for _ in range(2)]
+        outs = [f(*args) for f, args in zip((jfn, fn), ins)]
+        tol = {} if dtype == torch.float32 else {"atol": 3e-2, "rtol": 2e-2}
+        torch.testing.assert_close(outs[0], outs[1], **tol)
+        for out in outs:
+            out.backward(g.to(dtype))
+        for got, want in zip(*ins):
+            torch.testing.assert_close(got.grad, want.grad, **({"atol": 1e-4, "rtol": 1e-4} if not tol else
+                                                              {"atol": 0.1, "rtol": 5e-2}))
+        if affine:
+            forward = thunder.last_traces(jfn)[-1]
+            assert len(forward.fusion_callables) == 1, str(forward)
+            calls = [line for line in _calls(forward) if " = torch." in line]
+            assert all(" = torch.reshape(" in line for line in calls), str(forward)
+            # The backward: the input gradient's row kernel (which also writes each group's mean
+            # and rstd), then the weight and bias gradients' kernel, which reads x and the gradient
+            # again instead of a normalized x written for it.
+            backward = thunder.last_backward_traces(jfn)[-1]
+            assert len(backward.fusion_callables) == 2, str(backward)
+            full = [t for k in backward.fusion_callables for t in k.kernel_ir.split("\n") if t.startswith("  out")]
+            assert len(full) <= 5, str(backward)
+
+
+def test_group_norm_of_channels_last_and_strided_inputs():
+    # A channels-last input (its reshape to the groups is not a view of its strides: the kernel
+    # reads it made contiguous) and a sliced one, values and gradients against eager.
+    torch.manual_seed(0)
+    x = torch.randn(2, 8, 6, 5).to(memory_format=torch.channels_last)
+    xs = torch.randn(2, 8, 6, 10)[..., ::2]
+    w, b = torch.randn(8), torch.randn(8)
+    fn = lambda x, w, b: F.group_norm(x, 4, w, b)  # noqa: E731
+    for inp in (x, xs):
+        ins = [tuple(t.clone().requires_grad_() for t in (inp, w, b)) for _ in range(2)]
+        outs = [f(*args) for f, args in zip((_jit(fn), fn), ins)]
+        torch.testing.assert_close(outs[0], outs[1])
+        g = torch.randn_like(outs[1])
+        for out in outs:
+            out.backward(g)
+        for got, want in zip(*ins):
+            torch.testing.assert_close(got.grad, want.grad, atol=1e-4, rtol=1e-4)
+
+
 def test_fused_glu_softmin_normalize_and_losses_with_gradients():
     # glu, softmin, normalize (a zero row), smooth_l1/huber (both sides of beta / delta) and kl_div
     # (targets with zeros: their input gradients are 0, their target gradients NaN, as in eager)

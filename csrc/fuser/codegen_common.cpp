@@ -570,6 +570,22 @@ TH_HALF2_SW(th_mul2_bf16, bf16, *)
 )" + std::string(cuda_helpers);
 }
 
+std::vector<std::pair<int64_t, int64_t>> access_runs(const std::vector<int>& axes,
+                                                     const std::vector<int64_t>& strides,
+                                                     const std::vector<int64_t>& sizes) {
+  std::vector<std::pair<int64_t, int64_t>> runs;  // (size, stride)
+  for (int a : axes) {
+    const int64_t size = sizes[a], stride = strides[a];
+    if (size == 1) continue;
+    if (!runs.empty() && runs.back().second == stride * size) {
+      runs.back() = {runs.back().first * size, stride};
+      continue;
+    }
+    runs.emplace_back(size, stride);
+  }
+  return runs;
+}
+
 int64_t env_count(const char* name, int64_t fallback, int64_t least, const char* what) {
   const char* e = std::getenv(name);
   if (!e || !*e) return fallback;

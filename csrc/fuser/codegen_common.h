@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "fuser/kernel.h"
@@ -51,6 +52,14 @@ bool erf_offset_by_unit(const KernelDef& k, int id);
 std::string reduce_identity(const std::string& op, DType d, Backend be);
 std::string reduce_combine(const std::string& op, DType d, const std::string& acc,
                            const std::string& v);
+// The (size, stride) runs an access walks over `axes` (outermost first) of a layout with these
+// sizes: neighbours the access walks contiguously (the outer's stride the inner's times its size,
+// zero strides too) are one run, and size-1 axes are dropped. A tensor read whole along a row whose
+// other loads do not merge its axes (group_norm's x beside its weight per channel) then indexes
+// the row as one run.
+std::vector<std::pair<int64_t, int64_t>> access_runs(const std::vector<int>& axes,
+                                                     const std::vector<int64_t>& strides,
+                                                     const std::vector<int64_t>& sizes);
 // Helpers every generated source starts with.
 std::string prelude(Backend be);
 // An integer schedule setting from the environment variable `name` (`fallback` when unset); Error

@@ -192,23 +192,21 @@ class CpuGen {
   // Offset of an access over the given axes, for index variable `idx`.
   std::string unravel(const std::vector<int>& axes, const std::vector<int64_t>& strides,
                       const std::string& idx) {
-    std::vector<int> used;
-    for (int a : axes) {
-      if (strides[a] != 0) used.push_back(a);
-    }
-    if (used.empty()) return "0";
-    if (axes.size() == 1) return "(" + idx + ") * " + std::to_string(strides[axes[0]]) + "LL";
+    const std::vector<std::pair<int64_t, int64_t>> runs = access_runs(axes, strides, L_.sizes);
+    // The index is below the product of the axes' sizes: the outermost run takes no remainder.
     std::string e;
     int64_t inner = 1;
-    for (int j = static_cast<int>(axes.size()) - 1; j >= 0; --j) {
-      int a = axes[j];
-      if (strides[a] != 0) {
-        e += (e.empty() ? "" : " + ") + std::string("(((") + idx + ") / " + std::to_string(inner) +
-             "LL) % " + std::to_string(L_.sizes[a]) + "LL) * " + std::to_string(strides[a]) + "LL";
+    for (size_t j = runs.size(); j-- > 0;) {
+      const auto [size, stride] = runs[j];
+      if (stride != 0) {
+        std::string q = inner == 1 ? idx : "(" + idx + ") / " + std::to_string(inner) + "LL";
+        if (j > 0) q = "(" + q + ") % " + std::to_string(size) + "LL";
+        e += (e.empty() ? "" : " + ") + std::string("(") + q + ") * " + std::to_string(stride) +
+             "LL";
       }
-      inner *= L_.sizes[a];
+      inner *= size;
     }
-    return "(" + e + ")";
+    return e.empty() ? "0" : "(" + e + ")";
   }
 
   // Per-row base offset variable of node `id`'s load (emitted into the row scope once).

@@ -301,16 +301,17 @@ class CudaGen {
   // The offset of an access over `axes` for the linear index `idx` over those axes.
   std::string unravel(const std::vector<int>& axes, const std::vector<int64_t>& strides,
                       const std::string& idx) const {
+    const std::vector<std::pair<int64_t, int64_t>> runs = access_runs(axes, strides, L_.sizes);
     std::string e;
     int64_t inner = 1;
-    for (int j = static_cast<int>(axes.size()) - 1; j >= 0; --j) {
-      int a = axes[j];
-      if (strides[a] != 0 && L_.sizes[a] > 1) {
+    for (size_t j = runs.size(); j-- > 0;) {
+      const auto [size, stride] = runs[j];
+      if (stride != 0) {
         std::string q = inner == 1 ? idx : "(" + idx + ") / " + lit(inner);
-        if (j > 0) q = "(" + q + ") % " + lit(L_.sizes[a]);
-        e += (e.empty() ? "" : " + ") + std::string("(") + q + ") * " + lit(strides[a]);
+        if (j > 0) q = "(" + q + ") % " + lit(size);
+        e += (e.empty() ? "" : " + ") + std::string("(") + q + ") * " + lit(stride);
       }
-      inner *= L_.sizes[a];
+      inner *= size;
     }
     return e.empty() ? lit(0) : "(" + e + ")";
   }

@@ -1081,6 +1081,73 @@ void fold_one_hot_sums(KernelDef& k) {
   }
 }
 
+// Nodes no output needs are dropped, and then the axes nothing lies on: a load of an input in the
+// shape it had before a reshape the kernel took in as indexing (group_norm's x viewed as
+// (n, g, c / g, spatial)) would otherwise leave that shape's axes in the kernel's domain, whose
+// rows a row kernel would loop over.
+void drop_dead_nodes(KernelDef& k) {
+  std::vector<bool> live(k.nodes.size(), false);
+  for (int o : k.output_nodes) live[o] = true;
+  for (size_t i = k.nodes.size(); i-- > 0;) {
+    if (!live[i]) continue;
+    for (int a : k.nodes[i].args) live[a] = true;
+  }
+  if (std::find(live.begin(), live.end(), false) != live.end()) {
+    std::vector<int> remap(k.nodes.size(), -1);
+    std::vector<KNode> out;
+    for (size_t i = 0; i < k.nodes.size(); ++i) {
+      if (!live[i]) continue;
+      KNode nd = std::move(k.nodes[i]);
+      for (int& a : nd.args) a = remap[a];
+      remap[i] = static_cast<int>(out.size());
+      out.push_back(std::move(nd));
+    }
+    k.nodes = std::move(out);
+    for (int& o : k.output_nodes) o = remap[o];
+  }
+  const int n = k.num_axes();
+  uint64_t used = k.reduced;
+  auto use = [&](int a) {
+    if (a >= 0) used |= uint64_t{1} << a;
+  };
+  for (const KNode& nd : k.nodes) {
+    used |= nd.axes;
+    for (int a : nd.dims) use(a);
+    use(nd.gather_axis);
+  }
+  for (const std::vector<int>& dims : k.output_dims) {
+    for (int a : dims) use(a);
+  }
+  if (n >= 64 || used == (uint64_t{1} << n) - 1) return;
+  std::vector<int> axis(static_cast<size_t>(n), -1);
+  std::vector<int64_t> sizes;
+  for (int a = 0; a < n; ++a) {
+    if (!(used >> a & 1)) continue;
+    axis[static_cast<size_t>(a)] = static_cast<int>(sizes.size());
+    sizes.push_back(k.sizes[static_cast<size_t>(a)]);
+  }
+  auto mask = [&](uint64_t m) {
+    uint64_t out = 0;
+    for (int a = 0; a < n; ++a) {
+      if (m >> a & 1) out |= uint64_t{1} << axis[static_cast<size_t>(a)];
+    }
+    return out;
+  };
+  auto renumber = [&](int& a) {
+    if (a >= 0) a = axis[static_cast<size_t>(a)];
+  };
+  for (KNode& nd : k.nodes) {
+    nd.axes = mask(nd.axes);
+    for (int& a : nd.dims) renumber(a);
+    renumber(nd.gather_axis);
+  }
+  for (std::vector<int>& dims : k.output_dims) {
+    for (int& a : dims) renumber(a);
+  }
+  k.reduced = mask(k.reduced);
+  k.sizes = std::move(sizes);
+}
+
 // Equal nodes (the same operation of the same operands) become one. The builder's memo keys a
 // reduction by the dims it reduces when it is built, and dims unified later leave equal reductions
 // apart (cross-entropy's count of non-ignored targets, once for the mean and once saved for the
@@ -1275,6 +1342,7 @@ std::optional<KernelDef> build_kernel(const std::vector<BSymRef>& prims,
   if (k) {
     merge_equal_nodes(*k);
     fold_one_hot_sums(*k);
+    drop_dead_nodes(*k);
     split_reduction_rows(*k);
   }
   return k;

@@ -160,12 +160,31 @@ void recompute_pointwise_inputs(const std::vector<BSymRef>& prims,
   // recomputed in another kernel, whose vector math may round an ulp differently, no element might
   // equal the maximum.
   std::unordered_set<const TensorProxy*> compared = compared_for_equality(prims);
-  // Takes into `seg` the chain of one value it reads, when that pays; false when none does.
+  // The segment whose primitives define `t`, if any.
+  auto defining_segment = [&](const TensorProxy* t) -> Segment* {
+    for (Segment& s : *segs) {
+      for (const BSymRef& p : s.prims) {
+        for (const TensorRef& o : p->output_tensors()) {
+          if (o.get() == t) return &s;
+        }
+      }
+    }
+    return nullptr;
+  };
+  // Takes into `seg` the chain of one value it reads, when that pays; false when none does. The
+  // chain stops at values far smaller than the one recomputed (row statistics: group_norm's
+  // normalized x in its weight gradient's kernel is recomputed from x and each group's mean and
+  // rstd), which the kernels computing them then also write, when they can.
   auto take_one = [&](Segment& seg) {
     for (const TensorRef& t : seg.inputs) {
       auto pit = producer.find(t.get());
       if (pit == producer.end() || compared.count(t.get())) continue;  // a region input; compared
-      // The elementwise chain computing t from region inputs.
+      const int64_t small = numel(t) / 64;
+      auto is_leaf = [&](const TensorRef& a) {
+        return !producer.count(a.get()) || region_out.count(a.get()) ||
+               (numel(a) <= small && a.get() != t.get());
+      };
+      // The elementwise chain computing t from region inputs (and small values).
       std::set<size_t> chain;
       std::vector<size_t> stack = {pit->second};
       bool ok = true;
@@ -175,8 +194,7 @@ void recompute_pointwise_inputs(const std::vector<BSymRef>& prims,
         if (!chain.insert(i).second) continue;
         ok = pointwise_prim(*prims[i]) && chain.size() <= 32;
         for (const TensorRef& a : prims[i]->input_tensors()) {
-          auto q = producer.find(a.get());
-          if (q != producer.end() && !region_out.count(a.get())) stack.push_back(q->second);
+          if (!is_leaf(a)) stack.push_back(producer.at(a.get()));
         }
       }
       if (!ok) continue;
@@ -184,10 +202,15 @@ void recompute_pointwise_inputs(const std::vector<BSymRef>& prims,
       for (const TensorRef& in : seg.inputs) have.insert(in.get());
       int64_t added = 0;
       std::unordered_set<const TensorProxy*> counted;
+      std::vector<TensorRef> computed_leaves;  // small values other kernels compute
       for (size_t i : chain) {
         for (const TensorRef& a : prims[i]->input_tensors()) {
-          bool leaf = !producer.count(a.get()) || region_out.count(a.get());
-          if (leaf && !have.count(a.get()) && counted.insert(a.get()).second) added += nbytes(a);
+          if (!is_leaf(a) || have.count(a.get()) || !counted.insert(a.get()).second) continue;
+          if (producer.count(a.get()) && !region_out.count(a.get())) {
+            computed_leaves.push_back(a);  // written and read once: a 64th of t at most
+          } else {
+            added += nbytes(a);
+          }
         }
       }
       std::vector<size_t> rd = readers(t.get());
@@ -202,6 +225,34 @@ void recompute_pointwise_inputs(const std::vector<BSymRef>& prims,
       trial.outputs = seg.outputs;
       trial.kernel = build_kernel(trial.prims, trial.inputs, trial.outputs, nullptr);
       if (!trial.kernel || !domain_fits(*trial.kernel, trial.prims)) continue;
+      // The kernels defining the small values write them too.
+      std::vector<std::pair<Segment*, Segment>> writers;
+      for (const TensorRef& a : computed_leaves) {
+        Segment* def = defining_segment(a.get());
+        if (def == &seg) continue;  // computed beside the chain
+        if (def == nullptr || !def->kernel) {
+          ok = false;
+          break;
+        }
+        Segment* target = def;
+        for (auto& [s, w] : writers) {
+          if (s == def) target = &w;
+        }
+        if (target == def) {
+          writers.emplace_back(def, *def);
+          target = &writers.back().second;
+        }
+        if (std::none_of(target->outputs.begin(), target->outputs.end(),
+                         [&](const TensorRef& o) { return o.get() == a.get(); }))
+          target->outputs.push_back(a);
+      }
+      for (auto& [s, w] : writers) {
+        if (!ok) break;
+        w.kernel = build_kernel(w.prims, w.inputs, w.outputs, nullptr);
+        ok = w.kernel.has_value();
+      }
+      if (!ok) continue;
+      for (auto& [s, w] : writers) *s = std::move(w);
       seg = std::move(trial);
       return true;
     }
@@ -275,23 +326,27 @@ int reduction_side(const BoundSymbol& b) {
   return std::find(pattern.begin() + k, pattern.end(), true) == pattern.end() ? -1 : 0;
 }
 
+bool reduces(const BoundSymbol& b) { return is_reduce_op(b.sym->name) || b.sym->name == "var"; }
+
 // A region with row reductions and column reductions: the column reductions (and what is computed
 // from them) move to the end, after the row reductions, so that a row kernel can take them as
 // reductions over its rows (rms_norm's backward sums its weight gradient before it reduces the
-// input gradient's rows). Moving a primitive later with everything that reads it keeps the order
-// topological.
+// input gradient's rows). Reductions over other dims (group_norm's weight gradient: over the
+// samples and the spatial dims, each group's channels kept) move with them: in their trace order
+// they would cut the row kernel short, and each value read across the cut would be written out.
+// Moving a primitive later with everything that reads it keeps the order topological.
 std::vector<BSymRef> columns_last(std::vector<BSymRef> prims) {
   bool rows = false, columns = false;
   for (const BSymRef& p : prims) {
     int side = reduction_side(*p);
     rows = rows || side > 0;
-    columns = columns || side < 0;
+    columns = columns || (reduces(*p) && side <= 0);
   }
   if (!rows || !columns) return prims;
   std::unordered_set<const TensorProxy*> moved_out;
   std::vector<BSymRef> kept, moved;
   for (const BSymRef& p : prims) {
-    bool move = reduction_side(*p) < 0;
+    bool move = reduces(*p) && reduction_side(*p) <= 0;
     for (const TensorRef& t : p->input_tensors()) move = move || moved_out.count(t.get()) != 0;
     if (move) {
       for (const TensorRef& t : p->output_tensors()) moved_out.insert(t.get());

@@ -694,22 +694,27 @@ Value group_norm_meta(Builder& b, const BoundArgs& a) {
     }
   }
   require_floating(x0->dtype(), "GroupNormKernelImpl");
-  TensorRef x = lang::convert(b, x0, opmath(x0->dtype()));
-  int64_t per_group = n * g == 0 ? 0 : x->numel() / (n * g);
-  TensorRef xg = lang::reshape(b, x, {n, g, per_group});
-  TensorRef mean = mean_keep(b, xg, {2}, static_cast<double>(per_group));
-  TensorRef var = var_keep(b, xg, {2});
+  // Computed over (n, g, c / g, spatial): the statistics reduce the last two dims, and the weight
+  // and bias, viewed as (g, c / g), broadcast over the others. One domain for the whole function,
+  // so its forward and its backward fuse without reshapes of computed values between them.
+  // Reshaped before they are converted: a reshape of an input is indexing in a fused kernel.
+  const int64_t cg = c / g;
+  const int64_t spatial = n * c == 0 ? 0 : x0->numel() / (n * c);
+  const Shape grouped{n, g, cg, spatial};
+  TensorRef xg = lang::convert(b, lang::reshape(b, x0, grouped), opmath(x0->dtype()));
+  TensorRef mean = mean_keep(b, xg, {2, 3}, static_cast<double>(cg * spatial));
+  TensorRef var = var_keep(b, xg, {2, 3});
   TensorRef rstd = un(b, prims::rsqrt(), bin(b, prims::add(), Value(var), Value(a.number(4))));
   TensorRef y =
       bin(b, prims::mul(), Value(bin(b, prims::sub(), Value(xg), Value(mean))), Value(rstd));
-  y = lang::reshape(b, y, x->shape());
-  if (!a[2].is_none())
-    y = bin(b, prims::mul(), Value(y),
-            Value(channel_view(b, lang::convert(b, a.tensor(2), y->dtype()), y->rank())));
-  if (!a[3].is_none())
-    y = bin(b, prims::add(), Value(y),
-            Value(channel_view(b, lang::convert(b, a.tensor(3), y->dtype()), y->rank())));
-  return lang::convert(b, y, x0->dtype());
+  auto per_group_channel = [&](size_t i) {
+    TensorRef t = lang::convert(b, lang::reshape(b, a.tensor(i), {g, cg}), y->dtype());
+    return lang::call_t(b, prims::broadcast_in_dim(),
+                        {Value(t), Value::ints({n, g, cg, spatial}), Value::ints({1, 2})});
+  };
+  if (!a[2].is_none()) y = bin(b, prims::mul(), Value(y), Value(per_group_channel(2)));
+  if (!a[3].is_none()) y = bin(b, prims::add(), Value(y), Value(per_group_channel(3)));
+  return lang::reshape(b, lang::convert(b, y, x0->dtype()), x0->shape());
 }
 
 // (x - mean) * rsqrt(var + eps), then times the weight and plus the bias per channel: the tail of
