@@ -760,6 +760,25 @@ def test_emulated_few_long_rows_split_into_groups_of_blocks(shape):
 
 
 @requires_emulator
+@pytest.mark.parametrize("misalign", [False, True], ids=["aligned", "misaligned"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_emulated_group_norm_indexes_its_rows_as_one_run(dtype, misalign):
+    # group_norm's kernel: rows of (channels / groups) x spatial elements, x read as one run per row
+    # (no division per element) beside the weight and bias per channel (a division by the spatial
+    # size); values against eager.
+    torch.manual_seed(0)
+    x = (torch.randn(2, 64, 9, 7) * 2 + 1).to(dtype)
+    w, b = torch.randn(64).to(dtype), torch.randn(64).to(dtype)
+    fn = lambda x, w, b: F.group_norm(x, 8, w, b)  # noqa: E731
+    got, want, ir = _emulate(fn, (x, w, b), misalign=misalign)
+    assert ir.startswith("inner axes [2, 8, 8r, 63r]"), ir
+    # x's row is one run of 8 x 63 elements; the weight's index divides by the 63.
+    assert "in0 + rb0 + ((c) * ((idx_t)1))" in _emulate.last_source
+    assert re.search(r"rb\d+ \+ \(\(\(c\) / \(\(idx_t\)63\)\) \* \(\(idx_t\)1\)\)", _emulate.last_source)
+    torch.testing.assert_close(got, want, **({} if dtype == torch.float32 else {"atol": 2e-2, "rtol": 1e-2}))
+
+
+@requires_emulator
 def test_emulated_column_sum_beside_full_size_outputs_splits_rows_over_more_blocks():
     # gelu's backward beside its bias gradient: an element-wise output and a column sum in one
     # kernel, the rows split over more blocks than a column sum alone (512 here, not 256; a row
@@ -913,6 +932,28 @@ def test_cuda_interpolate_nearest_and_instance_norm():
                                    rtol=1e-4, atol=1e-4)
         exact = _jit(upsample(kw))
         torch.testing.assert_close(exact(x.detach()), F.interpolate(x.detach(), **kw), rtol=0, atol=0)
+
+
+@requires_cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_cuda_group_norm_forward_and_backward(dtype):
+    # group_norm in its one domain on the GPU: image batches of many and of few groups (a long row
+    # each), values and gradients against eager.
+    torch.manual_seed(0)
+    for shape, groups in [((8, 64, 16, 16), 32), ((1, 320, 32, 32), 32), ((2, 6, 5), 3)]:
+        x = torch.randn(shape, device="cuda", dtype=dtype)
+        w, b = torch.randn(shape[1], device="cuda", dtype=dtype), torch.randn(shape[1], device="cuda", dtype=dtype)
+        fn = lambda x, w, b: F.group_norm(x, groups, w, b)  # noqa: E731
+        ins = [tuple(t.clone().requires_grad_() for t in (x, w, b)) for _ in range(2)]
+        outs = [f(*a) for f, a in zip((_jit(fn), fn), ins)]
+        tol = {"atol": 1e-4, "rtol": 1e-4} if dtype == torch.float32 else {"atol": 5e-2, "rtol": 2e-2}
+        torch.testing.assert_close(outs[0], outs[1], **tol)
+        g = torch.randn_like(outs[1])
+        for out in outs:
+            out.backward(g)
+        for got, want in zip(*ins):
+            scale = want.grad.abs().max().item()
+            torch.testing.assert_close(got.grad, want.grad, atol=tol["atol"] * max(scale, 1), rtol=tol["rtol"])
 
 
 @requires_cuda

@@ -1,0 +1,128 @@
+"""group_norm on the GPU: thunder's fused kernels next to eager PyTorch and torch.compile on the same
+inputs in the same run, and to a device-to-device copy of the same bytes.
+
+Rows are image batches (n, c, h, w) with 32 groups, as in diffusion UNets: many groups of a few
+thousand elements, and few groups of tens of thousands (one long row each). "fwd" is the forward
+(counted as reading x and writing y); "fwd+bwd" a training step, `group_norm(x, 32, w, b).backward(g)`
+(counted as 5 passes over x's bytes: x read and y written, then g and x read and x's gradient
+written). "whole" is the call timed by triton's do_bench (L2 cleared before each call, the host's
+per-call work included); "kernels" the device time of the call's kernels from torch.profiler (L2
+cleared before each call). Ratios are to a copy's bandwidth over the same bytes. Values and
+gradients are checked against eager before any timing.
+
+    python benchmarks/group_norm_gpu.py [--no-compile] [--label NAME] [--out group_norm_gpu.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+from fusion_gpu import bench, copy_bandwidth, kernel_time  # noqa: E402  (sets the kernel cache dir)
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+import thunder  # noqa: E402
+
+SHAPES = [(8, 256, 64, 64), (32, 128, 32, 32), (2, 512, 64, 64), (1, 320, 64, 64)]
+GROUPS = 32
+
+
+def group_norm(x, w, b):
+    return F.group_norm(x, GROUPS, w, b)
+
+
+def step_of(fn):
+    def step(x, w, b, g):
+        for t in (x, w, b):
+            t.grad = None
+        fn(x, w, b).backward(g)
+        return x.grad, w.grad, b.grad
+    return step
+
+
+def check(got, want, dtype):
+    tol = {} if dtype == torch.float32 else {"atol": 5e-2, "rtol": 2e-2}
+    for a, e in zip(got, want):
+        scale = max(e.abs().max().item(), 1.0)
+        torch.testing.assert_close(a, e, atol=tol.get("atol", 1e-4) * scale, rtol=tol.get("rtol", 1e-4))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--no-compile", action="store_true")
+    ap.add_argument("--label", default="thunder")
+    ap.add_argument("--dtypes", default="float32,bfloat16")
+    ap.add_argument("--out", default="group_norm_gpu.json")
+    args = ap.parse_args()
+    rows = []
+    print(f"{'operation':<34} {'dtype':<9} {'thunder':>8} {'eager':>8} {'compile':>8}  "
+          f"{'kern thr':>8} {'kern eag':>8}  {'thr/copy':>8} {'eag/copy':>8} {'cmp/copy':>8}  "
+          f"{'kthr/copy':>9} {'keag/copy':>9} kernels")
+    for dtype in [getattr(torch, d) for d in args.dtypes.split(",")]:
+        for shape in SHAPES:
+            torch.manual_seed(0)
+            x = torch.randn(shape, device="cuda", dtype=dtype)
+            w = torch.randn(shape[1], device="cuda", dtype=dtype)
+            b = torch.randn(shape[1], device="cuda", dtype=dtype)
+            g = torch.randn_like(x)
+            nbytes = x.numel() * x.element_size()
+            for op in ("fwd", "fwd+bwd"):
+                jfn = thunder.jit(group_norm)
+                cfn = None if args.no_compile else torch.compile(group_norm)
+                if op == "fwd":
+                    ins = (x, w, b)
+                    calls = {"thunder": lambda: jfn(*ins), "eager": lambda: group_norm(*ins)}
+                    if cfn is not None:
+                        calls["compile"] = lambda: cfn(*ins)
+                    with torch.no_grad():
+                        check((calls["thunder"](),), (calls["eager"](),), dtype)
+                    moved = 2 * nbytes
+                else:
+                    def leaf():
+                        return tuple(t.detach().clone().requires_grad_() for t in (x, w, b))
+                    ins_t, ins_e, ins_c = leaf(), leaf(), leaf()
+                    calls = {"thunder": lambda: step_of(jfn)(*ins_t, g), "eager": lambda: step_of(group_norm)(*ins_e, g)}
+                    if cfn is not None:
+                        calls["compile"] = lambda: step_of(cfn)(*ins_c, g)
+                    check(calls["thunder"](), calls["eager"](), dtype)
+                    moved = 5 * nbytes
+                copy = copy_bandwidth(2 * nbytes)
+                if op == "fwd":
+                    with torch.no_grad():
+                        times = {k: bench(f) for k, f in calls.items()}
+                        kthr, keag = kernel_time(calls["thunder"]), kernel_time(calls["eager"])
+                else:
+                    times = {k: bench(f) for k, f in calls.items()}
+                    kthr, keag = kernel_time(calls["thunder"]), kernel_time(calls["eager"])
+                kernels = len(thunder.last_traces(jfn)[-1].fusion_callables)
+                if op != "fwd":
+                    kernels = f"{kernels}+{len(thunder.last_backward_traces(jfn)[-1].fusion_callables)}"
+                name = f"group_norm {op} {'x'.join(map(str, shape))}"
+                row = {"operation": name, "dtype": str(dtype).split(".")[-1], "label": args.label,
+                       "bytes": moved, "copy_GBps": copy / 1e9, "kernels": str(kernels),
+                       "kernels_thunder_us": kthr * 1e6, "kernels_eager_us": keag * 1e6}
+                for k, t in times.items():
+                    row[f"{k}_us"] = t * 1e6
+                    row[f"{k}_over_copy"] = moved / t / copy
+                row["kernels_thunder_over_copy"] = moved / kthr / copy
+                row["kernels_eager_over_copy"] = moved / keag / copy
+                rows.append(row)
+                cmp = row.get("compile_over_copy")
+                print(f"{name:<34} {row['dtype']:<9} {row['thunder_us']:8.1f} {row['eager_us']:8.1f} "
+                      f"{row.get('compile_us', float('nan')):8.1f}  {row['kernels_thunder_us']:8.1f} "
+                      f"{row['kernels_eager_us']:8.1f}  {row['thunder_over_copy']:8.2f} {row['eager_over_copy']:8.2f} "
+                      f"{cmp if cmp is not None else float('nan'):8.2f}  {row['kernels_thunder_over_copy']:9.2f} "
+                      f"{row['kernels_eager_over_copy']:9.2f} {kernels}", flush=True)
+    device = torch.cuda.get_device_name()
+    with open(args.out, "w") as f:
+        json.dump({"device": device, "torch": torch.__version__, "label": args.label, "rows": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
