@@ -11,6 +11,10 @@ Cases (fp32; x is 1024 x 4096 = 4M floats, w and b are 4096-vectors broadcast ov
                  function's backward through thunder's autograd
   softmax_bwd    (torch.softmax(x, -1) * g).sum().backward(): forward + backward
   cross_entropy_bwd  F.cross_entropy(x, y).backward(): forward + backward
+  group_norm_bwd (F.group_norm(xi, 32, wc, bc) * gi).sum().backward(), xi the same 4M floats as an image
+                 batch 16 x 256 x 32 x 32, wc and bc 256-vectors: forward + backward
+  batch_norm_bwd (F.batch_norm(xi, None, None, wc, bc, training=True) * gi).sum().backward(): the
+                 same, each channel normalized over the batch and its 32 x 32 positions
   dropout_bwd    (y + F.dropout(x, 0.1)).sum().backward() jitted with fuse_random=True: the mask is
                  drawn inside the fused kernels (forward and backward) instead of by torch; checked by
                  its structure (each element kept and scaled, or zero, in both directions; 90% kept)
@@ -68,6 +72,19 @@ def _cases(torch, F):
     def sm_fwd(x, g):
         return torch.softmax(x, -1) * g
 
+    image = (16, 256, 32, 32)  # the same 4M floats as an image batch
+    xi, gi = x.reshape(image), gout.reshape(image)
+    wc, bc = w[: image[1]].clone(), b[: image[1]].clone()
+
+    def gn_fwd(x, w, b, g):
+        return F.group_norm(x, 32, w, b) * g
+
+    def bn_fwd(x, w, b, g):
+        return F.batch_norm(x, None, None, w, b, training=True) * g
+
+    def image_step():
+        return (xi.clone().requires_grad_(), wc.clone().requires_grad_(), bc.clone().requires_grad_(), gi)
+
     nbytes = ROWS * COLS * f4
     vec = COLS * f4
     return {
@@ -84,6 +101,8 @@ def _cases(torch, F):
         # forward: read x, write out (+ saved stats); backward: read x, g, write dx (+ dw, db)
         "layer_norm_bwd": (ln_fwd, lambda: (x.clone().requires_grad_(), w.clone().requires_grad_(),
                                             b.clone().requires_grad_(), gout), 5 * nbytes, True),
+        "group_norm_bwd": (gn_fwd, image_step, 5 * nbytes, True),
+        "batch_norm_bwd": (bn_fwd, image_step, 5 * nbytes, True),
         "softmax_bwd": (sm_fwd, lambda: (x.clone().requires_grad_(), gout), 5 * nbytes, True),
         # forward: read x; backward: read x (or what was saved of it), write dx
         "cross_entropy_bwd": (lambda x, y: F.cross_entropy(x, y), lambda: (x.clone().requires_grad_(), y),

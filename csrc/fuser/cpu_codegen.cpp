@@ -30,17 +30,30 @@ constexpr int kLanes = 16;  // lanes of a row reduction's accumulators (one 512-
 // A lane loop's body (columns first .. first + kLanes - 1, `first` a multiple of kLanes) with the
 // column `c` divided by multiples of kLanes (an access constant over runs of columns: group_norm's
 // weight per channel along rows of channels x spatial elements) divided as `first` instead: the
-// lanes share the quotient, one load instead of a gather. Unchanged when a divisor is not such a
-// multiple.
+// lanes share the quotient, one load instead of a gather; and `c` modulo such a multiple (a row
+// read in runs) as the first lane's remainder plus the lane, contiguous. Unchanged when a divisor
+// is not such a multiple.
 std::string lanes_share_quotients(std::string code, const std::string& first) {
-  static const std::string pat = "((c) / ";
-  for (size_t pos = code.find(pat); pos != std::string::npos; pos = code.find(pat, pos + 1)) {
-    const int64_t d = std::strtoll(code.c_str() + pos + pat.size(), nullptr, 10);
-    if (d <= 0 || d % kLanes != 0) return code;
+  static const std::string div = "((c) / ", rem = "(c) % ";
+  for (const std::string& pat : {div, rem}) {
+    for (size_t pos = code.find(pat); pos != std::string::npos; pos = code.find(pat, pos + 1)) {
+      const int64_t d = std::strtoll(code.c_str() + pos + pat.size(), nullptr, 10);
+      if (d <= 0 || d % kLanes != 0) return code;
+    }
   }
   const std::string with = "((" + first + ") / ";
-  for (size_t pos = code.find(pat); pos != std::string::npos; pos = code.find(pat, pos + with.size()))
-    code.replace(pos, pat.size(), with);
+  for (size_t pos = code.find(div); pos != std::string::npos;
+       pos = code.find(div, pos + with.size()))
+    code.replace(pos, div.size(), with);
+  // The remainder of the innermost run: the first lane's plus the lane (c - first).
+  for (size_t pos = code.find(rem); pos != std::string::npos; pos = code.find(rem, pos + 1)) {
+    const size_t end = code.find("LL", pos + rem.size());
+    const std::string d = code.substr(pos + rem.size(), end - pos - rem.size());
+    const std::string with_rem =
+        "(c) - (" + first + ") + (" + first + ") % " + d;  // the caller's parentheses close it
+    code.replace(pos, end - pos, with_rem);
+    pos += with_rem.size();
+  }
   return code;
 }
 constexpr int kUnroll = 4;  // vectors per step of a row reduction's main loop

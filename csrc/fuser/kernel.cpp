@@ -30,6 +30,9 @@ constexpr int64_t kSplitRows = 2048;
 // Rows split only where few (at most kSplitMaxGroups: one block a row leaves most of a GPU idle)
 // and long (at least kSplitLongRow elements).
 constexpr int64_t kSplitMaxGroups = 256, kSplitLongRow = 16384;
+// The innermost reduced elements from which a reduction over dims that are not all innermost is a
+// row reduction read in runs (each kept point's elements) rather than a column reduction.
+constexpr int64_t kRowRun = 64;
 
 const std::unordered_set<std::string>& unary_ops() {
   static const std::unordered_set<std::string> s = {
@@ -525,15 +528,27 @@ class Builder {
         if (reductions_.empty()) first_reduction_operand_ = {a.vars, red};
         reductions_.push_back({n, red_vars});
         if (first_reduction_vars_.empty()) {
-          // Whether the reduced dims are the operand's innermost (ignoring size-1 dims).
+          // Whether the reduced dims are the operand's innermost (ignoring size-1 dims), or its
+          // innermost dims are reduced over at least kRowRun elements: then each kept point is a
+          // row read in runs (group_norm's weight gradient, summed over the samples and the
+          // spatial dims of each channel), not a column whose elements lie a run apart.
           bool seen_reduced = false;
           reduced_innermost_ = true;
+          int64_t trailing = 1;
+          bool trailing_open = true;
+          for (size_t d = a.vars.size(); d-- > 0;) {
+            if (a.vars[d] < 0) continue;
+            bool r = red.count(static_cast<int64_t>(d)) != 0;
+            if (r && trailing_open) trailing *= var_size_[find(a.vars[d])];
+            trailing_open = trailing_open && r;
+          }
           for (size_t d = 0; d < a.vars.size(); ++d) {
             if (a.vars[d] < 0) continue;
             bool r = red.count(static_cast<int64_t>(d)) != 0;
             if (r) seen_reduced = true;
             if (!r && seen_reduced) reduced_innermost_ = false;
           }
+          if (trailing >= kRowRun) reduced_innermost_ = true;
           first_reduction_vars_ = red_vars;
         }
         return n;

@@ -1,8 +1,11 @@
-"""group_norm on the GPU: thunder's fused kernels next to eager PyTorch and torch.compile on the same
-inputs in the same run, and to a device-to-device copy of the same bytes.
+"""group_norm and batch_norm on the GPU: thunder's fused kernels next to eager PyTorch and torch.compile
+on the same inputs in the same run, and to a device-to-device copy of the same bytes.
 
-Rows are image batches (n, c, h, w) with 32 groups, as in diffusion UNets: many groups of a few
-thousand elements, and few groups of tens of thousands (one long row each). "fwd" is the forward
+group_norm's rows are image batches (n, c, h, w) with 32 groups, as in diffusion UNets: many groups
+of a few thousand elements, and few groups of tens of thousands (one long row each). batch_norm's
+are training steps of nn.BatchNorm2d (its forward, which updates the running statistics, runs as
+torch's batch_norm; its backward is thunder's: the weight and bias gradients are sums over the
+samples and the spatial dims of each channel). "fwd" is the forward
 (counted as reading x and writing y); "fwd+bwd" a training step, `group_norm(x, 32, w, b).backward(g)`
 (counted as 5 passes over x's bytes: x read and y written, then g and x read and x's gradient
 written). "whole" is the call timed by triton's do_bench (L2 cleared before each call, the host's
@@ -10,7 +13,7 @@ per-call work included); "kernels" the device time of the call's kernels from to
 cleared before each call). Ratios are to a copy's bandwidth over the same bytes. Values and
 gradients are checked against eager before any timing.
 
-    python benchmarks/group_norm_gpu.py [--no-compile] [--label NAME] [--out group_norm_gpu.json]
+    python benchmarks/image_norm_gpu.py [--no-compile] [--label NAME] [--out image_norm_gpu.json]
 """
 
 from __future__ import annotations
@@ -21,20 +24,24 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from fusion_gpu import bench, copy_bandwidth, kernel_time  # noqa: E402  (sets the kernel cache dir)
-
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import torch
+import torch.nn.functional as F
+from fusion_gpu import bench, copy_bandwidth, kernel_time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-import thunder  # noqa: E402
+import thunder
 
 SHAPES = [(8, 256, 64, 64), (32, 128, 32, 32), (2, 512, 64, 64), (1, 320, 64, 64)]
+BN_SHAPES = [(32, 64, 64, 64), (64, 256, 16, 16)]
 GROUPS = 32
 
 
 def group_norm(x, w, b):
     return F.group_norm(x, GROUPS, w, b)
+
+
+def batch_norm_train(x, w, b):
+    return F.batch_norm(x, None, None, w, b, training=True)
 
 
 def step_of(fn):
@@ -53,19 +60,46 @@ def check(got, want, dtype):
         torch.testing.assert_close(a, e, atol=tol.get("atol", 1e-4) * scale, rtol=tol.get("rtol", 1e-4))
 
 
+def make_calls(fn, op, inputs, g, use_compile, dtype):
+    """thunder's jitted fn and the calls timed (thunder, eager, torch.compile) of the forward or
+    the training step, checked against eager first."""
+    jfn = thunder.jit(fn)
+    cfn = None
+    if use_compile:
+        torch._dynamo.reset()  # each row its own compile (rows share the functions' code)
+        cfn = torch.compile(fn)
+    if op == "fwd":
+        calls = {"thunder": lambda: jfn(*inputs), "eager": lambda: fn(*inputs)}
+        if cfn is not None:
+            calls["compile"] = lambda: cfn(*inputs)
+        with torch.no_grad():
+            check((calls["thunder"](),), (calls["eager"](),), dtype)
+        return jfn, calls
+
+    def leaf():
+        return tuple(t.detach().clone().requires_grad_() for t in inputs)
+
+    ins_t, ins_e, ins_c = leaf(), leaf(), leaf()
+    calls = {"thunder": lambda: step_of(jfn)(*ins_t, g), "eager": lambda: step_of(fn)(*ins_e, g)}
+    if cfn is not None:
+        calls["compile"] = lambda: step_of(cfn)(*ins_c, g)
+    check(calls["thunder"](), calls["eager"](), dtype)
+    return jfn, calls
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--label", default="thunder")
     ap.add_argument("--dtypes", default="float32,bfloat16")
-    ap.add_argument("--out", default="group_norm_gpu.json")
+    ap.add_argument("--out", default="image_norm_gpu.json")
     args = ap.parse_args()
     rows = []
     print(f"{'operation':<34} {'dtype':<9} {'thunder':>8} {'eager':>8} {'compile':>8}  "
           f"{'kern thr':>8} {'kern eag':>8}  {'thr/copy':>8} {'eag/copy':>8} {'cmp/copy':>8}  "
           f"{'kthr/copy':>9} {'keag/copy':>9} kernels")
     for dtype in [getattr(torch, d) for d in args.dtypes.split(",")]:
-        for shape in SHAPES:
+        for fn, shape in [(group_norm, s) for s in SHAPES] + [(batch_norm_train, s) for s in BN_SHAPES]:
             torch.manual_seed(0)
             x = torch.randn(shape, device="cuda", dtype=dtype)
             w = torch.randn(shape[1], device="cuda", dtype=dtype)
@@ -73,27 +107,8 @@ def main():
             g = torch.randn_like(x)
             nbytes = x.numel() * x.element_size()
             for op in ("fwd", "fwd+bwd"):
-                jfn = thunder.jit(group_norm)
-                if not args.no_compile:
-                    torch._dynamo.reset()  # each row its own compile (rows share the function's code)
-                cfn = None if args.no_compile else torch.compile(group_norm)
-                if op == "fwd":
-                    ins = (x, w, b)
-                    calls = {"thunder": lambda: jfn(*ins), "eager": lambda: group_norm(*ins)}
-                    if cfn is not None:
-                        calls["compile"] = lambda: cfn(*ins)
-                    with torch.no_grad():
-                        check((calls["thunder"](),), (calls["eager"](),), dtype)
-                    moved = 2 * nbytes
-                else:
-                    def leaf():
-                        return tuple(t.detach().clone().requires_grad_() for t in (x, w, b))
-                    ins_t, ins_e, ins_c = leaf(), leaf(), leaf()
-                    calls = {"thunder": lambda: step_of(jfn)(*ins_t, g), "eager": lambda: step_of(group_norm)(*ins_e, g)}
-                    if cfn is not None:
-                        calls["compile"] = lambda: step_of(cfn)(*ins_c, g)
-                    check(calls["thunder"](), calls["eager"](), dtype)
-                    moved = 5 * nbytes
+                jfn, calls = make_calls(fn, op, (x, w, b), g, not args.no_compile, dtype)
+                moved = (2 if op == "fwd" else 5) * nbytes
                 copy = copy_bandwidth(2 * nbytes)
                 if op == "fwd":
                     with torch.no_grad():
@@ -105,7 +120,7 @@ def main():
                 kernels = len(thunder.last_traces(jfn)[-1].fusion_callables)
                 if op != "fwd":
                     kernels = f"{kernels}+{len(thunder.last_backward_traces(jfn)[-1].fusion_callables)}"
-                name = f"group_norm {op} {'x'.join(map(str, shape))}"
+                name = f"{fn.__name__.split('_train')[0]} {op} {'x'.join(map(str, shape))}"
                 row = {"operation": name, "dtype": str(dtype).split(".")[-1], "label": args.label,
                        "bytes": moved, "copy_GBps": copy / 1e9, "kernels": str(kernels),
                        "kernels_thunder_us": kthr * 1e6, "kernels_eager_us": keag * 1e6}
