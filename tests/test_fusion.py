@@ -654,6 +654,45 @@ def test_group_norm_in_one_domain(dtype):
             assert len(full) <= 5, str(backward)
 
 
+def test_reductions_over_the_innermost_dims_and_outer_ones_are_rows_read_in_runs():
+    # A sum over the samples and the spatial dims of each channel (batch_norm's statistics, its
+    # weight and bias gradients) is a row kernel over the channels, each row read in runs of the
+    # spatial elements; with a short innermost run (3 elements) a column kernel. Values against eager.
+    torch.manual_seed(0)
+    x, wide, short = torch.randn(4, 24, 9, 11), torch.randn(4, 6, 5, 80), torch.randn(512, 16, 3)
+    for t, dims, kind in [(x, (0, 2, 3), "inner"), (wide, (0, 3), "inner"), (x, (0, 3), "outer"),
+                          (short, (0, 2), "outer")]:
+        fn = lambda t, dims=dims: (t * 2).sum(dims)  # noqa: E731
+        jfn = _jit(fn)
+        torch.testing.assert_close(jfn(t), fn(t), rtol=1e-5, atol=1e-4)
+        (kernel,) = fusionex.fusion_kernels(jfn)
+        assert kernel.kernel_ir.startswith(kind), kernel.kernel_ir
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_batch_norm_training_is_one_kernel_each_way(dtype):
+    # F.batch_norm in training without running statistics: the statistics and the normalization in
+    # one row kernel a channel, the input, weight and bias gradients in one backward kernel. Values
+    # and gradients against eager's autograd.
+    torch.manual_seed(0)
+    x, w, b = torch.randn(8, 16, 12, 10) * 2 + 1, torch.randn(16), torch.randn(16)
+    g = torch.randn(8, 16, 12, 10)
+    fn = lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True, eps=1e-3)  # noqa: E731
+    jfn = _jit(fn)
+    ins = [tuple(t.to(dtype).requires_grad_() for t in (x, w, b)) for _ in range(2)]
+    outs = [f(*a) for f, a in zip((jfn, fn), ins)]
+    tol = {"atol": 1e-4, "rtol": 1e-4} if dtype == torch.float32 else {"atol": 5e-2, "rtol": 2e-2}
+    torch.testing.assert_close(outs[0], outs[1], **tol)
+    for out in outs:
+        out.backward(g.to(dtype))
+    for got, want in zip(*ins):
+        scale = max(want.grad.abs().max().item(), 1.0)
+        torch.testing.assert_close(got.grad, want.grad, atol=tol["atol"] * scale, rtol=tol["rtol"])
+    assert len(thunder.last_traces(jfn)[-1].fusion_callables) == 1
+    backward = thunder.last_backward_traces(jfn)[-1]
+    assert len(backward.fusion_callables) == 1, str(backward)
+
+
 def test_group_norm_of_channels_last_and_strided_inputs():
     # A channels-last input (its reshape to the groups is not a view of its strides: the kernel
     # reads it made contiguous) and a sliced one, values and gradients against eager.
