@@ -693,6 +693,31 @@ def test_batch_norm_training_is_one_kernel_each_way(dtype):
     assert len(backward.fusion_callables) == 1, str(backward)
 
 
+def test_element_wise_operations_after_a_reshape_of_a_computed_value_join_its_kernel():
+    # group_norm's result is reshaped from its groups back to (n, c, h, w): the element-wise
+    # operations after it (silu, a product with an input, a per-sample per-channel bias broadcast
+    # over the positions) are computed over the groups' shape in the norm's kernel, and reshaped
+    # after it. The forward is one kernel; values and gradients against eager.
+    torch.manual_seed(0)
+    x, g = torch.randn(2, 64, 8, 8), torch.randn(2, 64, 8, 8)
+    w, b, temb = torch.randn(64), torch.randn(64), torch.randn(2, 64)
+    cases = [lambda x, w, b, g, e: F.silu(F.group_norm(x, 8, w, b)),
+             lambda x, w, b, g, e: F.group_norm(x, 8, w, b) * g - x,
+             lambda x, w, b, g, e: F.silu(F.group_norm(x, 8, w, b) + e[:, :, None, None])]
+    for fn in cases:
+        jfn = _jit(fn)
+        ins = [tuple(t.clone().requires_grad_() for t in (x, w, b, g, temb)) for _ in range(2)]
+        outs = [f(*a) for f, a in zip((jfn, fn), ins)]
+        torch.testing.assert_close(outs[0], outs[1])
+        cot = torch.randn_like(outs[1])
+        for out in outs:
+            out.backward(cot)
+        for got, want in zip(*ins):
+            torch.testing.assert_close(got.grad, want.grad, atol=1e-4, rtol=1e-4)
+        forward = thunder.last_traces(jfn)[-1]
+        assert len(forward.fusion_callables) == 1, str(forward)
+
+
 def test_group_norm_of_channels_last_and_strided_inputs():
     # A channels-last input (its reshape to the groups is not a view of its strides: the kernel
     # reads it made contiguous) and a sliced one, values and gradients against eager.

@@ -66,6 +66,11 @@ bool is_reduce_op(const std::string& op) {
   return op == "sum" || op == "amax" || op == "amin" || op == "prod";
 }
 
+bool is_elementwise_op(const std::string& op) {
+  return unary_ops().count(op) != 0 || binary_ops().count(op) != 0 || op == "where" ||
+         op == "convert_element_type";
+}
+
 std::vector<int> available_from(const KernelDef& k) {
   std::vector<int> need(k.nodes.size(), 0);
   for (size_t i = 0; i < k.nodes.size(); ++i) {

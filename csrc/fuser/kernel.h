@@ -94,6 +94,9 @@ struct KernelDef {
 
 // True for the reduction ops of the kernel IR (sum, amax, amin, prod).
 bool is_reduce_op(const std::string& op);
+// True for the element-wise primitives a kernel computes (unary and binary math, comparisons,
+// where, conversions).
+bool is_elementwise_op(const std::string& op);
 
 // The widest row (elements) whose columns a row kernel reduces over its rows.
 constexpr int64_t kMaxColumnsOverRows = 16384;

@@ -2,6 +2,7 @@
 #include "fuser/segment.h"
 
 #include <algorithm>
+#include <array>
 #include <cstdio>
 #include <cstdlib>
 #include <set>
@@ -359,6 +360,165 @@ std::vector<BSymRef> columns_last(std::vector<BSymRef> prims) {
   return kept;
 }
 
+// The dims of two shapes of one element count in groups of consecutive dims with equal products,
+// as {from_begin, from_end, to_begin, to_end}; empty for a shape with a 0.
+std::vector<std::array<size_t, 4>> reshape_groups(const Shape& from, const Shape& to) {
+  std::vector<std::array<size_t, 4>> groups;
+  for (Dim d : from) {
+    if (d.value() == 0) return {};
+  }
+  size_t i = 0, j = 0;
+  while (i < from.size() || j < to.size()) {
+    const size_t i0 = i, j0 = j;
+    int64_t pf = i < from.size() ? from[i++].value() : 1;
+    int64_t pt = j < to.size() ? to[j++].value() : 1;
+    while (pf != pt) {
+      if (pf < pt && i < from.size()) {
+        pf *= from[i++].value();
+      } else if (pt < pf && j < to.size()) {
+        pt *= to[j++].value();
+      } else {
+        return {};
+      }
+    }
+    groups.push_back({i0, i, j0, j});
+  }
+  return groups;
+}
+
+// Reshapes of computed values move past the element-wise primitives that read them: a kernel takes
+// a reshape of an input as indexing, never one of a computed value, so `silu(group_norm(x))` (the
+// norm computed over (n, groups, channels / groups, spatial), its result reshaped to (n, c, h, w))
+// would start a kernel at the silu. In program order, y = reshape(t) gives y the twin t; an
+// element-wise z = f(y, u, ...) whose operands have twins of one shape, or are region inputs, or
+// broadcasts of a region input along whole groups of dims (a bias per channel), becomes
+// z' = f(t, u', ...) over the twins' shape and z = reshape(z'), and z has the twin z'. Reshapes
+// nothing reads any more are dropped afterwards (`live`); whatever cannot be moved stays.
+std::vector<BSymRef> sink_reshapes(const std::vector<BSymRef>& prims) {
+  std::unordered_map<const TensorProxy*, BSymRef> producer;
+  std::unordered_map<const TensorProxy*, TensorRef> twin;
+  // For u a chain of broadcasts of a tensor no primitive here defines: that tensor, and per dim of
+  // u the tensor's dim it comes from (-1: broadcast); {nullptr, {}} otherwise.
+  auto broadcast_base = [&](const TensorRef& u) -> std::pair<TensorRef, std::vector<int>> {
+    std::vector<int> src(u->shape().size());
+    for (size_t d = 0; d < src.size(); ++d) src[d] = static_cast<int>(d);
+    TensorRef cur = u;
+    while (producer.count(cur.get())) {
+      const BSymRef& pb = producer.at(cur.get());
+      if (pb->sym->name != "broadcast_in_dim") return {nullptr, {}};
+      const TensorRef& v = pb->args[0].as_tensor();
+      const std::vector<int64_t> bdims = pb->args[2].as_int_list();
+      std::vector<int> of_out(cur->shape().size(), -1);  // dim of cur -> dim of v
+      for (size_t d = 0; d < bdims.size(); ++d) {
+        if (v->shape()[d].value() != 1) of_out[static_cast<size_t>(bdims[d])] = static_cast<int>(d);
+      }
+      for (int& d : src) d = d < 0 ? -1 : of_out[static_cast<size_t>(d)];
+      cur = v;
+    }
+    return {cur, src};
+  };
+  std::vector<BSymRef> out;
+  auto record = [&](const BSymRef& b) {
+    for (const TensorRef& o : b->output_tensors()) producer[o.get()] = b;
+    out.push_back(b);
+  };
+  auto make = [&](const BSymRef& like, const Symbol& sym, std::vector<Value> args, const Shape& sh,
+                  const TensorRef& named) {
+    auto o = std::make_shared<const TensorProxy>(named->name() + "_g", sh, named->dtype(),
+                                                 named->device(), named->requires_grad());
+    record(BoundSymbol::make(&sym, std::move(args), Value(TensorRef(o)), {}, like->source));
+    return TensorRef(o);
+  };
+  for (const BSymRef& p : prims) {
+    const std::string& op = p->sym->name;
+    if (op == "reshape") {
+      const TensorRef& t = p->args[0].as_tensor();
+      const TensorRef y = p->output_tensors()[0];
+      auto pt = producer.find(t.get());
+      if (pt != producer.end() && computes(*pt->second) &&
+          !reshape_groups(t->shape(), y->shape()).empty())
+        twin[y.get()] = t;
+      record(p);
+      continue;
+    }
+    const std::vector<TensorRef> ins = p->input_tensors();
+    const std::vector<TensorRef> outs = p->output_tensors();
+    const TensorRef* first = nullptr;  // an operand with a twin
+    for (const TensorRef& a : ins) {
+      if (twin.count(a.get())) first = &a;
+    }
+    if (!is_elementwise_op(op) || first == nullptr || outs.size() != 1) {
+      record(p);
+      continue;
+    }
+    const TensorRef& z = outs[0];
+    const Shape& inner = twin.at(first->get())->shape();
+    const std::vector<std::array<size_t, 4>> groups = reshape_groups(inner, z->shape());
+    bool ok = !groups.empty();
+    for (const TensorRef& a : ins) {
+      if (!ok) break;
+      if (a->shape() != z->shape()) {
+        ok = false;
+      } else if (twin.count(a.get())) {
+        ok = twin.at(a.get())->shape() == inner;
+      } else if (producer.count(a.get())) {
+        ok = broadcast_base(a).first != nullptr && !producer.count(broadcast_base(a).first.get());
+      }
+    }
+    // Each operand's twin, a reshape of an input, or the broadcast redone over `inner`.
+    std::unordered_map<const TensorProxy*, TensorRef> sub;
+    const size_t mark = out.size();
+    for (const TensorRef& a : ins) {
+      if (!ok || sub.count(a.get())) continue;
+      if (twin.count(a.get())) {
+        sub[a.get()] = twin.at(a.get());
+      } else if (!producer.count(a.get())) {
+        sub[a.get()] = make(p, prims::reshape(), {Value(a), Value::shape(inner)}, inner, a);
+      } else {
+        const auto [v, src] = broadcast_base(a);
+        Shape vshape;
+        std::vector<int64_t> vdims;
+        int last = -1;
+        for (const auto& g : groups) {
+          int present = 0, want = 0;
+          for (size_t d = g[2]; d < g[3]; ++d) {
+            want += z->shape()[d].value() != 1 ? 1 : 0;
+            if (src[d] < 0) continue;
+            ok = ok && src[d] > last;  // the input's dims in order
+            last = src[d];
+            ++present;
+          }
+          if (present == 0) continue;
+          ok = ok && present == want;  // not broadcast along part of a group
+          for (size_t d = g[0]; d < g[1]; ++d) {
+            vshape.push_back(inner[d]);
+            vdims.push_back(static_cast<int64_t>(d));
+          }
+        }
+        if (!ok) break;
+        TensorRef v2 = make(p, prims::reshape(), {Value(v), Value::shape(vshape)}, vshape, v);
+        sub[a.get()] = make(p, prims::broadcast_in_dim(),
+                            {Value(v2), Value::shape(inner), Value::ints(vdims)}, inner, a);
+      }
+    }
+    if (!ok) {
+      out.resize(mark);  // the operands' reshapes made for it
+      record(p);
+      continue;
+    }
+    std::vector<Value> args;
+    for (const Value& v : p->args) {
+      args.push_back(
+          v.is_tensor() && sub.count(v.as_tensor().get()) ? Value(sub.at(v.as_tensor().get())) : v);
+    }
+    TensorRef z1 = make(p, *p->sym, std::move(args), inner, z);
+    record(BoundSymbol::make(&prims::reshape(), {Value(z1), Value::shape(z->shape())}, Value(z), {},
+                             p->source));
+    twin[z.get()] = z1;
+  }
+  return out;
+}
+
 }  // namespace
 
 std::vector<Segment> segment_region(const std::vector<BSymRef>& all_prims,
@@ -369,7 +529,8 @@ std::vector<Segment> segment_region(const std::vector<BSymRef>& all_prims,
   // decomposes through) are dropped: they would only add their axes to a kernel's domain.
   // A value defined twice (a composite's decomposition beside the same primitive recomputed on its
   // own, as a backward may hold) is computed once: its first definition.
-  std::vector<BSymRef> prims = columns_last(live(first_definitions(all_prims), region_out));
+  std::vector<BSymRef> prims =
+      columns_last(live(sink_reshapes(first_definitions(all_prims)), region_out));
   std::vector<Segment> out;
   static const bool debug = std::getenv("THUNDER_FUSION_DEBUG") != nullptr;
   auto try_build = [&](const std::vector<size_t>& members, Segment* seg) {
