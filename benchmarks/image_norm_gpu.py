@@ -1,7 +1,7 @@
 """group_norm and batch_norm on the GPU: thunder's fused kernels next to eager PyTorch and torch.compile
 on the same inputs in the same run, and to a device-to-device copy of the same bytes.
 
-group_norm's rows are image batches (n, c, h, w) with 32 groups, as in diffusion UNets: many groups
+group_norm's rows (and those of silu(group_norm), as diffusion UNets use it) are image batches (n, c, h, w) with 32 groups, as in diffusion UNets: many groups
 of a few thousand elements, and few groups of tens of thousands (one long row each). batch_norm's
 are training steps of nn.BatchNorm2d (its forward, which updates the running statistics, runs as
 torch's batch_norm; its backward is thunder's: the weight and bias gradients are sums over the
@@ -38,6 +38,10 @@ GROUPS = 32
 
 def group_norm(x, w, b):
     return F.group_norm(x, GROUPS, w, b)
+
+
+def group_norm_silu(x, w, b):
+    return F.silu(F.group_norm(x, GROUPS, w, b))
 
 
 def batch_norm_train(x, w, b):
@@ -92,6 +96,7 @@ def main():
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--label", default="thunder")
     ap.add_argument("--dtypes", default="float32,bfloat16")
+    ap.add_argument("--only", default="", help="the rows of the functions whose name contains this text")
     ap.add_argument("--out", default="image_norm_gpu.json")
     args = ap.parse_args()
     rows = []
@@ -99,7 +104,10 @@ def main():
           f"{'kern thr':>8} {'kern eag':>8}  {'thr/copy':>8} {'eag/copy':>8} {'cmp/copy':>8}  "
           f"{'kthr/copy':>9} {'keag/copy':>9} kernels")
     for dtype in [getattr(torch, d) for d in args.dtypes.split(",")]:
-        for fn, shape in [(group_norm, s) for s in SHAPES] + [(batch_norm_train, s) for s in BN_SHAPES]:
+        for fn, shape in ([(group_norm, s) for s in SHAPES] + [(group_norm_silu, s) for s in SHAPES[:2]] +
+                          [(batch_norm_train, s) for s in BN_SHAPES]):
+            if args.only and args.only not in fn.__name__:
+                continue
             torch.manual_seed(0)
             x = torch.randn(shape, device="cuda", dtype=dtype)
             w = torch.randn(shape[1], device="cuda", dtype=dtype)

@@ -626,8 +626,8 @@ def test_group_norm_in_one_domain(dtype):
         x = torch.randn(shape) * 3 + 1
         w, b = torch.randn(shape[1]), torch.randn(shape[1])
         g = torch.randn(shape)
-        # Without weight and bias, of a computed value (a kernel of its own: its reshape to the
-        # groups is not indexing of a computed value).
+        # Without weight and bias, of a computed value (x * 2 is computed over the groups' shape:
+        # its reshape to the groups moves ahead of it).
         fn = (lambda x, w, b: F.group_norm(x, groups, w, b, eps=1e-4)) if affine else (
             lambda x, w, b: F.group_norm(x * 2, groups) + w.sum() * b.sum())
         jfn = _jit(fn)
@@ -716,6 +716,30 @@ def test_element_wise_operations_after_a_reshape_of_a_computed_value_join_its_ke
             torch.testing.assert_close(got.grad, want.grad, atol=1e-4, rtol=1e-4)
         forward = thunder.last_traces(jfn)[-1]
         assert len(forward.fusion_callables) == 1, str(forward)
+
+
+def test_element_wise_operations_before_a_reshape_are_computed_over_its_shape():
+    # A reshape of a value computed element-wise from inputs (x * 2 + 1 before group_norm's reshape
+    # to its groups; silu's gradient before group_norm's backward reshapes it) moves ahead of those
+    # operations: group_norm(x * 2 + 1) is one forward kernel, silu(group_norm(x))'s backward two
+    # (the input gradient's rows, then the weight and bias gradients). Values and gradients against
+    # eager.
+    torch.manual_seed(0)
+    x, w, b = torch.randn(2, 64, 8, 8), torch.randn(64), torch.randn(64)
+    for fn, kernels in [(lambda x, w, b: F.group_norm(x * 2 + 1, 8, w, b), (1, 2)),
+                        (lambda x, w, b: F.silu(F.group_norm(x, 8, w, b)), (1, 2))]:
+        jfn = _jit(fn)
+        ins = [tuple(t.clone().requires_grad_() for t in (x, w, b)) for _ in range(2)]
+        outs = [f(*a) for f, a in zip((jfn, fn), ins)]
+        torch.testing.assert_close(outs[0], outs[1])
+        cot = torch.randn_like(outs[1])
+        for out in outs:
+            out.backward(cot)
+        for got, want in zip(*ins):
+            torch.testing.assert_close(got.grad, want.grad, atol=1e-4, rtol=1e-4)
+        got_kernels = (len(thunder.last_traces(jfn)[-1].fusion_callables),
+                       len(thunder.last_backward_traces(jfn)[-1].fusion_callables))
+        assert got_kernels == kernels, got_kernels
 
 
 def test_group_norm_of_channels_last_and_strided_inputs():

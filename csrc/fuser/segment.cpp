@@ -5,6 +5,7 @@
 #include <array>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <set>
 #include <sstream>
 #include <unordered_map>
@@ -386,6 +387,54 @@ std::vector<std::array<size_t, 4>> reshape_groups(const Shape& from, const Shape
   return groups;
 }
 
+// For u a chain of broadcasts of a tensor `producer` does not define: that tensor, and per dim of u
+// the tensor's dim it comes from (-1: broadcast); {nullptr, {}} otherwise.
+std::pair<TensorRef, std::vector<int>> broadcast_base(
+    const TensorRef& u, const std::unordered_map<const TensorProxy*, BSymRef>& producer) {
+  std::vector<int> src(u->shape().size());
+  for (size_t d = 0; d < src.size(); ++d) src[d] = static_cast<int>(d);
+  TensorRef cur = u;
+  while (producer.count(cur.get())) {
+    const BSymRef& pb = producer.at(cur.get());
+    if (pb->sym->name != "broadcast_in_dim") return {nullptr, {}};
+    const TensorRef& v = pb->args[0].as_tensor();
+    const std::vector<int64_t> bdims = pb->args[2].as_int_list();
+    std::vector<int> of_out(cur->shape().size(), -1);  // dim of cur -> dim of v
+    for (size_t d = 0; d < bdims.size(); ++d) {
+      if (v->shape()[d].value() != 1) of_out[static_cast<size_t>(bdims[d])] = static_cast<int>(d);
+    }
+    for (int& d : src) d = d < 0 ? -1 : of_out[static_cast<size_t>(d)];
+    cur = v;
+  }
+  return {cur, src};
+}
+
+// The shape and dims of a broadcast's base re-broadcast over `inner` (the twins' shape) where the
+// broadcast output `outer` is `inner` reshaped (groups from reshape_groups(inner, outer)): the
+// base's dims must cover whole groups, in order. False when they do not.
+bool rebroadcast(const std::vector<std::array<size_t, 4>>& groups, const Shape& inner,
+                 const Shape& outer, const std::vector<int>& src, Shape* vshape,
+                 std::vector<int64_t>* vdims) {
+  int last = -1;
+  for (const auto& g : groups) {
+    int present = 0, want = 0;
+    for (size_t d = g[2]; d < g[3]; ++d) {
+      want += outer[d].value() != 1 ? 1 : 0;
+      if (src[d] < 0) continue;
+      if (src[d] <= last) return false;  // the base's dims out of order
+      last = src[d];
+      ++present;
+    }
+    if (present == 0) continue;
+    if (present != want) return false;  // broadcast along part of a group
+    for (size_t d = g[0]; d < g[1]; ++d) {
+      vshape->push_back(inner[d]);
+      vdims->push_back(static_cast<int64_t>(d));
+    }
+  }
+  return true;
+}
+
 // Reshapes of computed values move past the element-wise primitives that read them: a kernel takes
 // a reshape of an input as indexing, never one of a computed value, so `silu(group_norm(x))` (the
 // norm computed over (n, groups, channels / groups, spatial), its result reshaped to (n, c, h, w))
@@ -397,26 +446,6 @@ std::vector<std::array<size_t, 4>> reshape_groups(const Shape& from, const Shape
 std::vector<BSymRef> sink_reshapes(const std::vector<BSymRef>& prims) {
   std::unordered_map<const TensorProxy*, BSymRef> producer;
   std::unordered_map<const TensorProxy*, TensorRef> twin;
-  // For u a chain of broadcasts of a tensor no primitive here defines: that tensor, and per dim of
-  // u the tensor's dim it comes from (-1: broadcast); {nullptr, {}} otherwise.
-  auto broadcast_base = [&](const TensorRef& u) -> std::pair<TensorRef, std::vector<int>> {
-    std::vector<int> src(u->shape().size());
-    for (size_t d = 0; d < src.size(); ++d) src[d] = static_cast<int>(d);
-    TensorRef cur = u;
-    while (producer.count(cur.get())) {
-      const BSymRef& pb = producer.at(cur.get());
-      if (pb->sym->name != "broadcast_in_dim") return {nullptr, {}};
-      const TensorRef& v = pb->args[0].as_tensor();
-      const std::vector<int64_t> bdims = pb->args[2].as_int_list();
-      std::vector<int> of_out(cur->shape().size(), -1);  // dim of cur -> dim of v
-      for (size_t d = 0; d < bdims.size(); ++d) {
-        if (v->shape()[d].value() != 1) of_out[static_cast<size_t>(bdims[d])] = static_cast<int>(d);
-      }
-      for (int& d : src) d = d < 0 ? -1 : of_out[static_cast<size_t>(d)];
-      cur = v;
-    }
-    return {cur, src};
-  };
   std::vector<BSymRef> out;
   auto record = [&](const BSymRef& b) {
     for (const TensorRef& o : b->output_tensors()) producer[o.get()] = b;
@@ -462,7 +491,8 @@ std::vector<BSymRef> sink_reshapes(const std::vector<BSymRef>& prims) {
       } else if (twin.count(a.get())) {
         ok = twin.at(a.get())->shape() == inner;
       } else if (producer.count(a.get())) {
-        ok = broadcast_base(a).first != nullptr && !producer.count(broadcast_base(a).first.get());
+        const TensorRef base = broadcast_base(a, producer).first;
+        ok = base != nullptr && !producer.count(base.get());
       }
     }
     // Each operand's twin, a reshape of an input, or the broadcast redone over `inner`.
@@ -475,26 +505,10 @@ std::vector<BSymRef> sink_reshapes(const std::vector<BSymRef>& prims) {
       } else if (!producer.count(a.get())) {
         sub[a.get()] = make(p, prims::reshape(), {Value(a), Value::shape(inner)}, inner, a);
       } else {
-        const auto [v, src] = broadcast_base(a);
+        const auto [v, src] = broadcast_base(a, producer);
         Shape vshape;
         std::vector<int64_t> vdims;
-        int last = -1;
-        for (const auto& g : groups) {
-          int present = 0, want = 0;
-          for (size_t d = g[2]; d < g[3]; ++d) {
-            want += z->shape()[d].value() != 1 ? 1 : 0;
-            if (src[d] < 0) continue;
-            ok = ok && src[d] > last;  // the input's dims in order
-            last = src[d];
-            ++present;
-          }
-          if (present == 0) continue;
-          ok = ok && present == want;  // not broadcast along part of a group
-          for (size_t d = g[0]; d < g[1]; ++d) {
-            vshape.push_back(inner[d]);
-            vdims.push_back(static_cast<int64_t>(d));
-          }
-        }
+        ok = rebroadcast(groups, inner, z->shape(), src, &vshape, &vdims);
         if (!ok) break;
         TensorRef v2 = make(p, prims::reshape(), {Value(v), Value::shape(vshape)}, vshape, v);
         sub[a.get()] = make(p, prims::broadcast_in_dim(),
@@ -519,6 +533,111 @@ std::vector<BSymRef> sink_reshapes(const std::vector<BSymRef>& prims) {
   return out;
 }
 
+// Reshapes of computed values move ahead of the element-wise primitives that compute them: for
+// y = reshape(t) with t computed element-wise from region inputs (and broadcasts of them along
+// whole groups of dims), t's primitives are computed again over y's shape from their inputs
+// reshaped, the last of them defining y. group_norm's backward reshapes the gradient of what
+// follows the norm (silu's backward) to the groups' shape; `group_norm(x * 2)` reshapes x * 2. The
+// originals stay where something else reads them.
+std::vector<BSymRef> hoist_reshapes(const std::vector<BSymRef>& prims) {
+  std::unordered_map<const TensorProxy*, BSymRef> producer;
+  for (const BSymRef& p : prims) {
+    for (const TensorRef& o : p->output_tensors()) producer[o.get()] = p;
+  }
+  // The shape each value is computed again over (at most one), and the reshape outputs that are
+  // those values: value -> y.
+  std::unordered_map<const TensorProxy*, Shape> target;
+  std::unordered_map<const TensorProxy*, TensorRef> root;
+  std::unordered_set<const BoundSymbol*> dropped;  // reshapes replaced
+  // Whether v can be computed over `shape`, marking its cone in `cone`.
+  std::function<bool(const TensorRef&, const Shape&, std::vector<const TensorProxy*>&, int)>
+      hoistable = [&](const TensorRef& v, const Shape& shape, std::vector<const TensorProxy*>& cone,
+                      int depth) {
+        auto pit = producer.find(v.get());
+        if (pit == producer.end()) return true;  // an input: reshaped
+        auto tt = target.find(v.get());
+        if (tt != target.end()) return tt->second == shape;
+        if (std::find(cone.begin(), cone.end(), v.get()) != cone.end()) return true;
+        const BoundSymbol& p = *pit->second;
+        const auto groups = reshape_groups(shape, v->shape());
+        if (groups.empty()) return false;
+        if (p.sym->name == "broadcast_in_dim") {
+          const auto [base, src] = broadcast_base(v, producer);
+          Shape vs;
+          std::vector<int64_t> vd;
+          return base != nullptr && rebroadcast(groups, shape, v->shape(), src, &vs, &vd);
+        }
+        if (!is_elementwise_op(p.sym->name) || p.output_tensors().size() != 1 || depth > 32)
+          return false;
+        for (const TensorRef& a : p.input_tensors()) {
+          if (a->shape() != v->shape() || !hoistable(a, shape, cone, depth + 1)) return false;
+        }
+        cone.push_back(v.get());
+        return true;
+      };
+  for (const BSymRef& r : prims) {
+    if (r->sym->name != "reshape") continue;
+    const TensorRef& t = r->args[0].as_tensor();
+    const TensorRef y = r->output_tensors()[0];
+    auto pt = producer.find(t.get());
+    if (pt == producer.end() || !is_elementwise_op(pt->second->sym->name) || root.count(t.get()) ||
+        target.count(t.get()))
+      continue;
+    std::vector<const TensorProxy*> cone;
+    if (!hoistable(t, y->shape(), cone, 0)) continue;
+    for (const TensorProxy* c : cone) target[c] = y->shape();
+    root[t.get()] = y;
+    dropped.insert(r.get());
+  }
+  if (root.empty()) return prims;
+  std::unordered_map<const TensorProxy*, TensorRef> twin;
+  std::vector<BSymRef> out;
+  auto emit = [&](const BSymRef& like, const Symbol& sym, std::vector<Value> args, const Shape& sh,
+                  const TensorRef& named, TensorRef as = nullptr) {
+    if (!as) {
+      as = std::make_shared<const TensorProxy>(named->name() + "_h", sh, named->dtype(),
+                                               named->device(), named->requires_grad());
+    }
+    out.push_back(BoundSymbol::make(&sym, std::move(args), Value(as), {}, like->source));
+    return as;
+  };
+  // The operand a over `shape`: its twin, an input reshaped, or a broadcast redone.
+  auto operand = [&](const BSymRef& like, const TensorRef& a, const Shape& shape) -> TensorRef {
+    auto tw = twin.find(a.get());
+    if (tw != twin.end()) return tw->second;
+    if (!producer.count(a.get())) {
+      TensorRef m = emit(like, prims::reshape(), {Value(a), Value::shape(shape)}, shape, a);
+      twin[a.get()] = m;
+      return m;
+    }
+    const auto [base, src] = broadcast_base(a, producer);
+    Shape vs;
+    std::vector<int64_t> vd;
+    rebroadcast(reshape_groups(shape, a->shape()), shape, a->shape(), src, &vs, &vd);
+    TensorRef v2 = emit(like, prims::reshape(), {Value(base), Value::shape(vs)}, vs, base);
+    TensorRef m = emit(like, prims::broadcast_in_dim(),
+                       {Value(v2), Value::shape(shape), Value::ints(vd)}, shape, a);
+    twin[a.get()] = m;
+    return m;
+  };
+  for (const BSymRef& p : prims) {
+    if (dropped.count(p.get())) continue;
+    out.push_back(p);
+    const std::vector<TensorRef> outs = p->output_tensors();
+    if (outs.size() != 1 || !target.count(outs[0].get()) || p->sym->name == "broadcast_in_dim")
+      continue;
+    const TensorRef& v = outs[0];
+    const Shape& shape = target.at(v.get());
+    std::vector<Value> args;
+    for (const Value& a : p->args)
+      args.push_back(a.is_tensor() ? Value(operand(p, a.as_tensor(), shape)) : a);
+    auto rt = root.find(v.get());
+    twin[v.get()] =
+        emit(p, *p->sym, std::move(args), shape, v, rt == root.end() ? nullptr : rt->second);
+  }
+  return out;
+}
+
 }  // namespace
 
 std::vector<Segment> segment_region(const std::vector<BSymRef>& all_prims,
@@ -530,7 +649,7 @@ std::vector<Segment> segment_region(const std::vector<BSymRef>& all_prims,
   // A value defined twice (a composite's decomposition beside the same primitive recomputed on its
   // own, as a backward may hold) is computed once: its first definition.
   std::vector<BSymRef> prims =
-      columns_last(live(sink_reshapes(first_definitions(all_prims)), region_out));
+      columns_last(live(sink_reshapes(hoist_reshapes(first_definitions(all_prims))), region_out));
   std::vector<Segment> out;
   static const bool debug = std::getenv("THUNDER_FUSION_DEBUG") != nullptr;
   auto try_build = [&](const std::vector<size_t>& members, Segment* seg) {
