@@ -352,6 +352,19 @@ def _loss_and_grad_match(jfn, fn, x, y, cot=None, **tol):
     torch.testing.assert_close(xt.grad, xe.grad, **tol)
 
 
+def _values_and_grads_match(jfn, fn, inputs, **tol):
+    """Asserts jfn(*inputs) and every input's gradient (the backward through one random cotangent)
+    equal fn's computed eagerly, each on its own copies of the inputs (all of them requiring grad)."""
+    ins = [tuple(t.clone().requires_grad_() for t in inputs) for _ in range(2)]
+    outs = [f(*a) for f, a in zip((jfn, fn), ins)]
+    torch.testing.assert_close(outs[0], outs[1], **tol)
+    cot = torch.randn_like(outs[1])
+    for out in outs:
+        out.backward(cot)
+    for got, want in zip(*ins):
+        torch.testing.assert_close(got.grad, want.grad, **(tol or {"atol": 1e-4, "rtol": 1e-4}))
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_cross_entropy_training_fuses_forward_and_backward(reduction, dtype):
@@ -628,8 +641,8 @@ def test_group_norm_in_one_domain(dtype):
         g = torch.randn(shape)
         # Without weight and bias, of a computed value (x * 2 is computed over the groups' shape:
         # its reshape to the groups moves ahead of it).
-        fn = (lambda x, w, b: F.group_norm(x, groups, w, b, eps=1e-4)) if affine else (
-            lambda x, w, b: F.group_norm(x * 2, groups) + w.sum() * b.sum())
+        fn = (lambda x, w, b, groups=groups: F.group_norm(x, groups, w, b, eps=1e-4)) if affine else (
+            lambda x, w, b, groups=groups: F.group_norm(x * 2, groups) + w.sum() * b.sum())
         jfn = _jit(fn)
         ins = [tuple(t.to(dtype).requires_grad_() for t in (x, w, b)) for _ in range(2)]
         outs = [f(*args) for f, args in zip((jfn, fn), ins)]
@@ -706,14 +719,7 @@ def test_element_wise_operations_after_a_reshape_of_a_computed_value_join_its_ke
              lambda x, w, b, g, e: F.silu(F.group_norm(x, 8, w, b) + e[:, :, None, None])]
     for fn in cases:
         jfn = _jit(fn)
-        ins = [tuple(t.clone().requires_grad_() for t in (x, w, b, g, temb)) for _ in range(2)]
-        outs = [f(*a) for f, a in zip((jfn, fn), ins)]
-        torch.testing.assert_close(outs[0], outs[1])
-        cot = torch.randn_like(outs[1])
-        for out in outs:
-            out.backward(cot)
-        for got, want in zip(*ins):
-            torch.testing.assert_close(got.grad, want.grad, atol=1e-4, rtol=1e-4)
+        _values_and_grads_match(jfn, fn, (x, w, b, g, temb))
         forward = thunder.last_traces(jfn)[-1]
         assert len(forward.fusion_callables) == 1, str(forward)
 
@@ -729,14 +735,7 @@ def test_element_wise_operations_before_a_reshape_are_computed_over_its_shape():
     for fn, kernels in [(lambda x, w, b: F.group_norm(x * 2 + 1, 8, w, b), (1, 2)),
                         (lambda x, w, b: F.silu(F.group_norm(x, 8, w, b)), (1, 2))]:
         jfn = _jit(fn)
-        ins = [tuple(t.clone().requires_grad_() for t in (x, w, b)) for _ in range(2)]
-        outs = [f(*a) for f, a in zip((jfn, fn), ins)]
-        torch.testing.assert_close(outs[0], outs[1])
-        cot = torch.randn_like(outs[1])
-        for out in outs:
-            out.backward(cot)
-        for got, want in zip(*ins):
-            torch.testing.assert_close(got.grad, want.grad, atol=1e-4, rtol=1e-4)
+        _values_and_grads_match(jfn, fn, (x, w, b))
         got_kernels = (len(thunder.last_traces(jfn)[-1].fusion_callables),
                        len(thunder.last_backward_traces(jfn)[-1].fusion_callables))
         assert got_kernels == kernels, got_kernels

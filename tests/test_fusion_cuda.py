@@ -943,7 +943,7 @@ def test_cuda_group_norm_forward_and_backward(dtype):
     for shape, groups in [((8, 64, 16, 16), 32), ((1, 320, 32, 32), 32), ((2, 6, 5), 3)]:
         x = torch.randn(shape, device="cuda", dtype=dtype)
         w, b = torch.randn(shape[1], device="cuda", dtype=dtype), torch.randn(shape[1], device="cuda", dtype=dtype)
-        fn = lambda x, w, b: F.group_norm(x, groups, w, b)  # noqa: E731
+        fn = lambda x, w, b, groups=groups: F.group_norm(x, groups, w, b)  # noqa: E731
         ins = [tuple(t.clone().requires_grad_() for t in (x, w, b)) for _ in range(2)]
         outs = [f(*a) for f, a in zip((_jit(fn), fn), ins)]
         tol = {"atol": 1e-4, "rtol": 1e-4} if dtype == torch.float32 else {"atol": 5e-2, "rtol": 2e-2}
