@@ -549,7 +549,9 @@ std::vector<BSymRef> hoist_reshapes(const std::vector<BSymRef>& prims) {
   std::unordered_map<const TensorProxy*, Shape> target;
   std::unordered_map<const TensorProxy*, TensorRef> root;
   std::unordered_set<const BoundSymbol*> dropped;  // reshapes replaced
-  // Whether v can be computed over `shape`, marking its cone in `cone`.
+  // Whether v can be computed over `shape`, marking its cone in `cone` (values found not to be, in
+  // `failed`: each value is explored once per reshape).
+  std::unordered_set<const TensorProxy*> failed;
   std::function<bool(const TensorRef&, const Shape&, std::vector<const TensorProxy*>&, int)>
       hoistable = [&](const TensorRef& v, const Shape& shape, std::vector<const TensorProxy*>& cone,
                       int depth) {
@@ -558,6 +560,7 @@ std::vector<BSymRef> hoist_reshapes(const std::vector<BSymRef>& prims) {
         auto tt = target.find(v.get());
         if (tt != target.end()) return tt->second == shape;
         if (std::find(cone.begin(), cone.end(), v.get()) != cone.end()) return true;
+        if (failed.count(v.get())) return false;
         const BoundSymbol& p = *pit->second;
         const auto groups = reshape_groups(shape, v->shape());
         if (groups.empty()) return false;
@@ -570,7 +573,10 @@ std::vector<BSymRef> hoist_reshapes(const std::vector<BSymRef>& prims) {
         if (!is_elementwise_op(p.sym->name) || p.output_tensors().size() != 1 || depth > 32)
           return false;
         for (const TensorRef& a : p.input_tensors()) {
-          if (a->shape() != v->shape() || !hoistable(a, shape, cone, depth + 1)) return false;
+          if (a->shape() != v->shape() || !hoistable(a, shape, cone, depth + 1)) {
+            failed.insert(v.get());
+            return false;
+          }
         }
         cone.push_back(v.get());
         return true;
@@ -584,6 +590,7 @@ std::vector<BSymRef> hoist_reshapes(const std::vector<BSymRef>& prims) {
         target.count(t.get()))
       continue;
     std::vector<const TensorProxy*> cone;
+    failed.clear();
     if (!hoistable(t, y->shape(), cone, 0)) continue;
     for (const TensorProxy* c : cone) target[c] = y->shape();
     root[t.get()] = y;
