@@ -741,6 +741,26 @@ def test_element_wise_operations_before_a_reshape_are_computed_over_its_shape():
         assert got_kernels == kernels, got_kernels
 
 
+def test_tensors_added_by_moving_reshapes_take_names_no_other_tensor_has():
+    # The reshapes moved across element-wise operations add tensors (x reshaped to the groups'
+    # shape, hinted "x_h"); an argument of that name keeps its own. Values against eager, and every
+    # name the program defines defined once.
+    torch.manual_seed(0)
+    x, x_h, w, b = torch.randn(2, 64, 8, 8), torch.randn(2, 64, 8, 8), torch.randn(64), torch.randn(64)
+
+    def fn(x, x_h, w, b):
+        y = F.group_norm(x * 2 + 1, 8, w, b) + x_h
+        return y.sum(dim=(2, 3)), y * x_h
+
+    jfn = _jit(fn)
+    for got, want in zip(jfn(x, x_h, w, b), fn(x, x_h, w, b)):
+        torch.testing.assert_close(got, want)
+    names = [line.split(" = ")[0].strip() for line in str(thunder.last_traces(jfn)[-1]).splitlines()
+             if " = " in line and line.strip() and not line.strip().startswith("#")]
+    defined = [n.strip("() ") for line in names for n in line.split(",") if n.strip("() ")]
+    assert "x_h" not in defined and len(defined) == len(set(defined)), defined
+
+
 def test_group_norm_of_channels_last_and_strided_inputs():
     # A channels-last input (its reshape to the groups is not a view of its strides: the kernel
     # reads it made contiguous) and a sliced one, values and gradients against eager.

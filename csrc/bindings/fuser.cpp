@@ -155,7 +155,7 @@ void bind_fuser(nb::module_& m) {
       // A lone elementwise torch operation is one torch kernel already.
       if (r.bsyms.size() == 1 && !worth_a_kernel_alone(prims)) return std::nullopt;
       if (fuser::cpu_region_below(prims, min_cpu_numel)) return std::nullopt;
-      std::vector<fuser::Segment> segs = fuser::segment_region(prims, r.outputs);
+      std::vector<fuser::Segment> segs = fuser::segment_region(prims, r.outputs, ctx.fresh_name);
       std::vector<BSymRef> out;
       nb::gil_scoped_acquire gil;
       for (const fuser::Segment& seg : segs) {

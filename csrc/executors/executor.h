@@ -34,6 +34,8 @@ struct FusionContext {
   // Claims a bound symbol (a claimed symbol or a primitive of its decomposition) with the other
   // executors, for the parts of a region a fusion executor leaves to them.
   std::function<std::vector<BSymRef>(const BSymRef&)> claim;
+  // A name for a new tensor no other tensor of the trace has: `hint`, or `hint` with a suffix.
+  std::function<std::string(const std::string&)> fresh_name;
 };
 struct FusionHooks {
   std::function<bool(const BoundSymbol&)> can_fuse;

@@ -1,9 +1,25 @@
 // The fusion stage over claim markers.
 #include "executors/fusion_pass.h"
 
+#include <string>
+#include <unordered_set>
+
 #include "core/error.h"
 
 namespace thunder {
+
+namespace {
+
+// Every tensor name of `bsyms` and their decompositions.
+void collect_names(const std::vector<BSymRef>& bsyms, std::unordered_set<std::string>& names) {
+  for (const BSymRef& b : bsyms) {
+    for (const TensorRef& t : b->input_tensors()) names.insert(t->name());
+    for (const TensorRef& t : b->output_tensors()) names.insert(t->name());
+    collect_names(b->subsymbols, names);
+  }
+}
+
+}  // namespace
 
 Trace fuse_regions(const Trace& trace, const std::vector<const Executor*>& executors) {
   Trace t = trace;
@@ -19,6 +35,14 @@ Trace fuse_regions(const Trace& trace, const std::vector<const Executor*>& execu
       return out;
     };
     FusionContext ctx;
+    std::unordered_set<std::string> names;
+    for (const TensorRef& in : t.inputs) names.insert(in->name());
+    collect_names(t.bsyms, names);
+    ctx.fresh_name = [&names](const std::string& hint) {
+      std::string name = hint;
+      for (int i = 1; !names.insert(name).second; ++i) name = hint + "_" + std::to_string(i);
+      return name;
+    };
     ctx.claim = [&](const BSymRef& b) {
       std::vector<BSymRef> out;
       claim_bsym(b, others, out);

@@ -15,6 +15,8 @@ namespace thunder::fuser {
 
 namespace {
 
+using NameFn = std::function<std::string(const std::string&)>;
+
 bool computes(const BoundSymbol& b) {
   const std::string& n = b.sym->name;
   return !(n == "broadcast_in_dim" || n == "reshape" || n == "transpose" || n == "squeeze" ||
@@ -443,7 +445,7 @@ bool rebroadcast(const std::vector<std::array<size_t, 4>>& groups, const Shape& 
 // broadcasts of a region input along whole groups of dims (a bias per channel), becomes
 // z' = f(t, u', ...) over the twins' shape and z = reshape(z'), and z has the twin z'. Reshapes
 // nothing reads any more are dropped afterwards (`live`); whatever cannot be moved stays.
-std::vector<BSymRef> sink_reshapes(const std::vector<BSymRef>& prims) {
+std::vector<BSymRef> sink_reshapes(const std::vector<BSymRef>& prims, const NameFn& fresh_name) {
   std::unordered_map<const TensorProxy*, BSymRef> producer;
   std::unordered_map<const TensorProxy*, TensorRef> twin;
   std::vector<BSymRef> out;
@@ -453,8 +455,9 @@ std::vector<BSymRef> sink_reshapes(const std::vector<BSymRef>& prims) {
   };
   auto make = [&](const BSymRef& like, const Symbol& sym, std::vector<Value> args, const Shape& sh,
                   const TensorRef& named) {
-    auto o = std::make_shared<const TensorProxy>(named->name() + "_g", sh, named->dtype(),
-                                                 named->device(), named->requires_grad());
+    auto o =
+        std::make_shared<const TensorProxy>(fresh_name(named->name() + "_g"), sh, named->dtype(),
+                                            named->device(), named->requires_grad());
     record(BoundSymbol::make(&sym, std::move(args), Value(TensorRef(o)), {}, like->source));
     return TensorRef(o);
   };
@@ -539,7 +542,7 @@ std::vector<BSymRef> sink_reshapes(const std::vector<BSymRef>& prims) {
 // reshaped, the last of them defining y. group_norm's backward reshapes the gradient of what
 // follows the norm (silu's backward) to the groups' shape; `group_norm(x * 2)` reshapes x * 2. The
 // originals stay where something else reads them.
-std::vector<BSymRef> hoist_reshapes(const std::vector<BSymRef>& prims) {
+std::vector<BSymRef> hoist_reshapes(const std::vector<BSymRef>& prims, const NameFn& fresh_name) {
   std::unordered_map<const TensorProxy*, BSymRef> producer;
   for (const BSymRef& p : prims) {
     for (const TensorRef& o : p->output_tensors()) producer[o.get()] = p;
@@ -602,7 +605,7 @@ std::vector<BSymRef> hoist_reshapes(const std::vector<BSymRef>& prims) {
   auto emit = [&](const BSymRef& like, const Symbol& sym, std::vector<Value> args, const Shape& sh,
                   const TensorRef& named, TensorRef as = nullptr) {
     if (!as) {
-      as = std::make_shared<const TensorProxy>(named->name() + "_h", sh, named->dtype(),
+      as = std::make_shared<const TensorProxy>(fresh_name(named->name() + "_h"), sh, named->dtype(),
                                                named->device(), named->requires_grad());
     }
     out.push_back(BoundSymbol::make(&sym, std::move(args), Value(as), {}, like->source));
@@ -648,15 +651,17 @@ std::vector<BSymRef> hoist_reshapes(const std::vector<BSymRef>& prims) {
 }  // namespace
 
 std::vector<Segment> segment_region(const std::vector<BSymRef>& all_prims,
-                                    const std::vector<TensorRef>& region_outputs) {
+                                    const std::vector<TensorRef>& region_outputs,
+                                    const NameFn& fresh_name) {
   std::unordered_set<const TensorProxy*> region_out;
   for (const TensorRef& t : region_outputs) region_out.insert(t.get());
   // Primitives whose results nothing reads (left by decompositions, e.g. the slice a setitem
   // decomposes through) are dropped: they would only add their axes to a kernel's domain.
   // A value defined twice (a composite's decomposition beside the same primitive recomputed on its
   // own, as a backward may hold) is computed once: its first definition.
-  std::vector<BSymRef> prims =
-      columns_last(live(sink_reshapes(hoist_reshapes(first_definitions(all_prims))), region_out));
+  std::vector<BSymRef> prims = columns_last(
+      live(sink_reshapes(hoist_reshapes(first_definitions(all_prims), fresh_name), fresh_name),
+           region_out));
   std::vector<Segment> out;
   static const bool debug = std::getenv("THUNDER_FUSION_DEBUG") != nullptr;
   auto try_build = [&](const std::vector<size_t>& members, Segment* seg) {

@@ -6,6 +6,7 @@
 // executors.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -21,8 +22,11 @@ struct Segment {
   std::optional<KernelDef> kernel; // nullopt: left to other executors
 };
 
-std::vector<Segment> segment_region(const std::vector<BSymRef>& prims,
-                                    const std::vector<TensorRef>& region_outputs);
+// `fresh_name(hint)` names the tensors the region's rewriting adds (reshapes of computed values
+// moved across element-wise primitives): names no other tensor of the program has.
+std::vector<Segment> segment_region(
+    const std::vector<BSymRef>& prims, const std::vector<TensorRef>& region_outputs,
+    const std::function<std::string(const std::string&)>& fresh_name);
 
 // A string that identifies a kernel's computation exactly (nodes, views, constants, axes, the
 // shapes and dtypes of its inputs and outputs, the device): equal signatures compute the same
