@@ -19,6 +19,7 @@ gradients are checked against eager before any timing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -118,11 +119,7 @@ def main():
                 jfn, calls = make_calls(fn, op, (x, w, b), g, not args.no_compile, dtype)
                 moved = (2 if op == "fwd" else 5) * nbytes
                 copy = copy_bandwidth(2 * nbytes)
-                if op == "fwd":
-                    with torch.no_grad():
-                        times = {k: bench(f) for k, f in calls.items()}
-                        kthr, keag = kernel_time(calls["thunder"]), kernel_time(calls["eager"])
-                else:
+                with torch.no_grad() if op == "fwd" else contextlib.nullcontext():
                     times = {k: bench(f) for k, f in calls.items()}
                     kthr, keag = kernel_time(calls["thunder"]), kernel_time(calls["eager"])
                 kernels = len(thunder.last_traces(jfn)[-1].fusion_callables)

@@ -35,10 +35,15 @@ Trace fuse_regions(const Trace& trace, const std::vector<const Executor*>& execu
       return out;
     };
     FusionContext ctx;
+    // The trace's names, collected at the first request (most regions add no tensor).
     std::unordered_set<std::string> names;
-    for (const TensorRef& in : t.inputs) names.insert(in->name());
-    collect_names(t.bsyms, names);
-    ctx.fresh_name = [&names](const std::string& hint) {
+    bool collected = false;
+    ctx.fresh_name = [&](const std::string& hint) {
+      if (!collected) {
+        for (const TensorRef& in : t.inputs) names.insert(in->name());
+        collect_names(t.bsyms, names);
+        collected = true;
+      }
       std::string name = hint;
       for (int i = 1; !names.insert(name).second; ++i) name = hint + "_" + std::to_string(i);
       return name;

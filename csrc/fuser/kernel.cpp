@@ -106,6 +106,22 @@ bool columns_over_rows(const KernelDef& k) {
   return false;
 }
 
+uint64_t used_axes(const KernelDef& k) {
+  uint64_t used = k.reduced;
+  auto use = [&](int a) {
+    if (a >= 0) used |= uint64_t{1} << a;
+  };
+  for (const KNode& nd : k.nodes) {
+    used |= nd.axes;
+    for (int a : nd.dims) use(a);
+    use(nd.gather_axis);
+  }
+  for (const std::vector<int>& dims : k.output_dims) {
+    for (int a : dims) use(a);
+  }
+  return used;
+}
+
 int64_t over_rows_groups(const KernelDef& k) {
   int64_t g = 1;
   for (int a = 0; a < k.group_axes; ++a) g *= k.sizes[a];
@@ -537,23 +553,21 @@ class Builder {
           // innermost dims are reduced over at least kRowRun elements: then each kept point is a
           // row read in runs (group_norm's weight gradient, summed over the samples and the
           // spatial dims of each channel), not a column whose elements lie a run apart.
-          bool seen_reduced = false;
-          reduced_innermost_ = true;
+          // The innermost run of reduced dims: its elements, and its dims against all reduced.
           int64_t trailing = 1;
-          bool trailing_open = true;
+          size_t in_run = 0, reduced_dims = 0;
+          bool open = true;
           for (size_t d = a.vars.size(); d-- > 0;) {
             if (a.vars[d] < 0) continue;
-            bool r = red.count(static_cast<int64_t>(d)) != 0;
-            if (r && trailing_open) trailing *= var_size_[find(a.vars[d])];
-            trailing_open = trailing_open && r;
+            const bool r = red.count(static_cast<int64_t>(d)) != 0;
+            reduced_dims += r ? 1 : 0;
+            open = open && r;
+            if (open) {
+              trailing *= var_size_[find(a.vars[d])];
+              ++in_run;
+            }
           }
-          for (size_t d = 0; d < a.vars.size(); ++d) {
-            if (a.vars[d] < 0) continue;
-            bool r = red.count(static_cast<int64_t>(d)) != 0;
-            if (r) seen_reduced = true;
-            if (!r && seen_reduced) reduced_innermost_ = false;
-          }
-          if (trailing >= kRowRun) reduced_innermost_ = true;
+          reduced_innermost_ = in_run == reduced_dims || trailing >= kRowRun;
           first_reduction_vars_ = red_vars;
         }
         return n;
@@ -1126,18 +1140,7 @@ void drop_dead_nodes(KernelDef& k) {
     for (int& o : k.output_nodes) o = remap[o];
   }
   const int n = k.num_axes();
-  uint64_t used = k.reduced;
-  auto use = [&](int a) {
-    if (a >= 0) used |= uint64_t{1} << a;
-  };
-  for (const KNode& nd : k.nodes) {
-    used |= nd.axes;
-    for (int a : nd.dims) use(a);
-    use(nd.gather_axis);
-  }
-  for (const std::vector<int>& dims : k.output_dims) {
-    for (int a : dims) use(a);
-  }
+  const uint64_t used = used_axes(k);
   if (n >= 64 || used == (uint64_t{1} << n) - 1) return;
   std::vector<int> axis(static_cast<size_t>(n), -1);
   std::vector<int64_t> sizes;

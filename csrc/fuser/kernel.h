@@ -118,6 +118,10 @@ std::vector<int> over_rows_reductions(const KernelDef& k);
 // True when `k`'s reductions over rows reduce to values per column (not to scalars).
 bool columns_over_rows(const KernelDef& k);
 
+// The axes something of `k` lies on: reduced axes, the axes values vary over, the axes of loads'
+// and outputs' dims, gathers' axes.
+uint64_t used_axes(const KernelDef& k);
+
 // The groups of rows `k`'s reductions over rows reduce each (KernelDef::group_axes): the points of
 // its group axes; 1 when they reduce over every row.
 int64_t over_rows_groups(const KernelDef& k);

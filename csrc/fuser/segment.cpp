@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <map>
 #include <set>
 #include <sstream>
 #include <unordered_map>
@@ -86,13 +87,7 @@ bool domain_fits(const KernelDef& k, const std::vector<BSymRef>& prims) {
   // Axes no value varies over cost nothing (the layout drops them); an output written over an axis
   // its value does not vary over (a row's sum broadcast to the row's shape on another axis) is
   // written at every index of it, so the axis counts.
-  uint64_t used = k.reduced;
-  for (const KNode& n : k.nodes) used |= n.axes;
-  for (const std::vector<int>& dims : k.output_dims) {
-    for (int a : dims) {
-      if (a >= 0) used |= uint64_t{1} << a;
-    }
-  }
+  const uint64_t used = used_axes(k);
   int64_t domain = 1;
   for (int a = 0; a < k.num_axes(); ++a) {
     int64_t s = k.sizes[a];
@@ -411,12 +406,13 @@ std::pair<TensorRef, std::vector<int>> broadcast_base(
   return {cur, src};
 }
 
-// The shape and dims of a broadcast's base re-broadcast over `inner` (the twins' shape) where the
-// broadcast output `outer` is `inner` reshaped (groups from reshape_groups(inner, outer)): the
-// base's dims must cover whole groups, in order. False when they do not.
-bool rebroadcast(const std::vector<std::array<size_t, 4>>& groups, const Shape& inner,
-                 const Shape& outer, const std::vector<int>& src, Shape* vshape,
+// The shape and dims of a broadcast's base re-broadcast over `inner` where the broadcast output
+// `outer` is `inner` reshaped: the base's dims must cover whole groups of dims (reshape_groups),
+// in order. False when they do not, or the shapes do not group.
+bool rebroadcast(const Shape& inner, const Shape& outer, const std::vector<int>& src, Shape* vshape,
                  std::vector<int64_t>* vdims) {
+  const std::vector<std::array<size_t, 4>> groups = reshape_groups(inner, outer);
+  if (groups.empty()) return false;
   int last = -1;
   for (const auto& g : groups) {
     int present = 0, want = 0;
@@ -437,31 +433,80 @@ bool rebroadcast(const std::vector<std::array<size_t, 4>>& groups, const Shape& 
   return true;
 }
 
+// What the two moves of reshapes below share: primitives appended to `out` whose new tensors take
+// fresh names from a hint, and a tensor the primitives do not compute (a region input, or a chain
+// of broadcasts of one) over another shape of its elements, made once per shape.
+class ShapeMover {
+ public:
+  ShapeMover(const std::unordered_map<const TensorProxy*, BSymRef>& producer,
+             const NameFn& fresh_name, std::string suffix, std::vector<BSymRef>& out)
+      : producer_(producer), fresh_name_(fresh_name), suffix_(std::move(suffix)), out_(out) {}
+
+  // `sym(args)` over `shape`, defining `as`, or a new tensor named after `named`.
+  TensorRef emit(const BSymRef& like, const Symbol& sym, std::vector<Value> args,
+                 const Shape& shape, const TensorRef& named, TensorRef as = nullptr) {
+    if (!as) {
+      as = std::make_shared<const TensorProxy>(fresh_name_(named->name() + suffix_), shape,
+                                               named->dtype(), named->device(),
+                                               named->requires_grad());
+    }
+    out_.push_back(BoundSymbol::make(&sym, std::move(args), Value(as), {}, like->source));
+    return as;
+  }
+
+  // Whether `a` can be given over `shape` (its elements reshaped): a region input, or broadcasts of
+  // one along whole groups of dims (a bias per channel).
+  bool can_move(const TensorRef& a, const Shape& shape) const {
+    if (!producer_.count(a.get())) return !reshape_groups(shape, a->shape()).empty();
+    const auto [base, src] = broadcast_base(a, producer_);
+    Shape vshape;
+    std::vector<int64_t> vdims;
+    return base != nullptr && rebroadcast(shape, a->shape(), src, &vshape, &vdims);
+  }
+
+  // `a` over `shape` (can_move holds): a reshape of the input, or the broadcast redone over it.
+  TensorRef moved(const BSymRef& like, const TensorRef& a, const Shape& shape) {
+    const std::pair<const TensorProxy*, Shape> key = {a.get(), shape};
+    auto it = made_.find(key);
+    if (it != made_.end()) return it->second;
+    TensorRef m;
+    if (!producer_.count(a.get())) {
+      m = emit(like, prims::reshape(), {Value(a), Value::shape(shape)}, shape, a);
+    } else {
+      const auto [base, src] = broadcast_base(a, producer_);
+      Shape vshape;
+      std::vector<int64_t> vdims;
+      rebroadcast(shape, a->shape(), src, &vshape, &vdims);
+      TensorRef v = emit(like, prims::reshape(), {Value(base), Value::shape(vshape)}, vshape, base);
+      m = emit(like, prims::broadcast_in_dim(), {Value(v), Value::shape(shape), Value::ints(vdims)},
+               shape, a);
+    }
+    return made_[key] = m;
+  }
+
+ private:
+  const std::unordered_map<const TensorProxy*, BSymRef>& producer_;
+  const NameFn& fresh_name_;
+  std::string suffix_;
+  std::vector<BSymRef>& out_;
+  std::map<std::pair<const TensorProxy*, Shape>, TensorRef> made_;  // (tensor, shape) -> moved
+};
+
 // Reshapes of computed values move past the element-wise primitives that read them: a kernel takes
 // a reshape of an input as indexing, never one of a computed value, so `silu(group_norm(x))` (the
 // norm computed over (n, groups, channels / groups, spatial), its result reshaped to (n, c, h, w))
 // would start a kernel at the silu. In program order, y = reshape(t) gives y the twin t; an
-// element-wise z = f(y, u, ...) whose operands have twins of one shape, or are region inputs, or
-// broadcasts of a region input along whole groups of dims (a bias per channel), becomes
-// z' = f(t, u', ...) over the twins' shape and z = reshape(z'), and z has the twin z'. Reshapes
-// nothing reads any more are dropped afterwards (`live`); whatever cannot be moved stays.
+// element-wise z = f(y, u, ...) whose operands have twins of one shape, or can be moved to that
+// shape (ShapeMover::can_move), becomes z' = f(t, u', ...) over the twins' shape and
+// z = reshape(z'), and z has the twin z'. Reshapes nothing reads any more are dropped afterwards
+// (`live`); whatever cannot be moved stays.
 std::vector<BSymRef> sink_reshapes(const std::vector<BSymRef>& prims, const NameFn& fresh_name) {
   std::unordered_map<const TensorProxy*, BSymRef> producer;
   std::unordered_map<const TensorProxy*, TensorRef> twin;
   std::vector<BSymRef> out;
-  auto record = [&](const BSymRef& b) {
-    for (const TensorRef& o : b->output_tensors()) producer[o.get()] = b;
-    out.push_back(b);
-  };
-  auto make = [&](const BSymRef& like, const Symbol& sym, std::vector<Value> args, const Shape& sh,
-                  const TensorRef& named) {
-    auto o =
-        std::make_shared<const TensorProxy>(fresh_name(named->name() + "_g"), sh, named->dtype(),
-                                            named->device(), named->requires_grad());
-    record(BoundSymbol::make(&sym, std::move(args), Value(TensorRef(o)), {}, like->source));
-    return TensorRef(o);
-  };
+  ShapeMover mover(producer, fresh_name, "_g", out);
   for (const BSymRef& p : prims) {
+    for (const TensorRef& o : p->output_tensors()) producer[o.get()] = p;
     const std::string& op = p->sym->name;
     if (op == "reshape") {
       const TensorRef& t = p->args[0].as_tensor();
@@ -470,7 +515,7 @@ std::vector<BSymRef> sink_reshapes(const std::vector<BSymRef>& prims, const Name
       if (pt != producer.end() && computes(*pt->second) &&
           !reshape_groups(t->shape(), y->shape()).empty())
         twin[y.get()] = t;
-      record(p);
+      out.push_back(p);
       continue;
     }
     const std::vector<TensorRef> ins = p->input_tensors();
@@ -480,57 +525,33 @@ std::vector<BSymRef> sink_reshapes(const std::vector<BSymRef>& prims, const Name
       if (twin.count(a.get())) first = &a;
     }
     if (!is_elementwise_op(op) || first == nullptr || outs.size() != 1) {
-      record(p);
+      out.push_back(p);
       continue;
     }
     const TensorRef& z = outs[0];
     const Shape& inner = twin.at(first->get())->shape();
-    const std::vector<std::array<size_t, 4>> groups = reshape_groups(inner, z->shape());
-    bool ok = !groups.empty();
+    bool ok = true;
     for (const TensorRef& a : ins) {
-      if (!ok) break;
-      if (a->shape() != z->shape()) {
-        ok = false;
-      } else if (twin.count(a.get())) {
-        ok = twin.at(a.get())->shape() == inner;
-      } else if (producer.count(a.get())) {
-        const TensorRef base = broadcast_base(a, producer).first;
-        ok = base != nullptr && !producer.count(base.get());
-      }
-    }
-    // Each operand's twin, a reshape of an input, or the broadcast redone over `inner`.
-    std::unordered_map<const TensorProxy*, TensorRef> sub;
-    const size_t mark = out.size();
-    for (const TensorRef& a : ins) {
-      if (!ok || sub.count(a.get())) continue;
-      if (twin.count(a.get())) {
-        sub[a.get()] = twin.at(a.get());
-      } else if (!producer.count(a.get())) {
-        sub[a.get()] = make(p, prims::reshape(), {Value(a), Value::shape(inner)}, inner, a);
-      } else {
-        const auto [v, src] = broadcast_base(a, producer);
-        Shape vshape;
-        std::vector<int64_t> vdims;
-        ok = rebroadcast(groups, inner, z->shape(), src, &vshape, &vdims);
-        if (!ok) break;
-        TensorRef v2 = make(p, prims::reshape(), {Value(v), Value::shape(vshape)}, vshape, v);
-        sub[a.get()] = make(p, prims::broadcast_in_dim(),
-                            {Value(v2), Value::shape(inner), Value::ints(vdims)}, inner, a);
-      }
+      auto tw = twin.find(a.get());
+      ok = ok && a->shape() == z->shape() &&
+           (tw != twin.end() ? tw->second->shape() == inner : mover.can_move(a, inner));
     }
     if (!ok) {
-      out.resize(mark);  // the operands' reshapes made for it
-      record(p);
+      out.push_back(p);
       continue;
     }
     std::vector<Value> args;
     for (const Value& v : p->args) {
-      args.push_back(
-          v.is_tensor() && sub.count(v.as_tensor().get()) ? Value(sub.at(v.as_tensor().get())) : v);
+      if (!v.is_tensor()) {
+        args.push_back(v);
+        continue;
+      }
+      auto tw = twin.find(v.as_tensor().get());
+      args.push_back(Value(tw != twin.end() ? tw->second : mover.moved(p, v.as_tensor(), inner)));
     }
-    TensorRef z1 = make(p, *p->sym, std::move(args), inner, z);
-    record(BoundSymbol::make(&prims::reshape(), {Value(z1), Value::shape(z->shape())}, Value(z), {},
-                             p->source));
+    TensorRef z1 = mover.emit(p, *p->sym, std::move(args), inner, z);
+    mover.emit(p, prims::reshape(), {Value(z1), Value::shape(z->shape())}, z->shape(), z, z);
+    producer[z.get()] = out.back();  // z is a reshape now: no twin for a reshape of it
     twin[z.get()] = z1;
   }
   return out;
@@ -547,6 +568,8 @@ std::vector<BSymRef> hoist_reshapes(const std::vector<BSymRef>& prims, const Nam
   for (const BSymRef& p : prims) {
     for (const TensorRef& o : p->output_tensors()) producer[o.get()] = p;
   }
+  std::vector<BSymRef> out;
+  ShapeMover mover(producer, fresh_name, "_h", out);
   // The shape each value is computed again over (at most one), and the reshape outputs that are
   // those values: value -> y.
   std::unordered_map<const TensorProxy*, Shape> target;
@@ -559,21 +582,15 @@ std::vector<BSymRef> hoist_reshapes(const std::vector<BSymRef>& prims, const Nam
       hoistable = [&](const TensorRef& v, const Shape& shape, std::vector<const TensorProxy*>& cone,
                       int depth) {
         auto pit = producer.find(v.get());
-        if (pit == producer.end()) return true;  // an input: reshaped
+        if (pit == producer.end() || pit->second->sym->name == "broadcast_in_dim")
+          return mover.can_move(v, shape);
         auto tt = target.find(v.get());
         if (tt != target.end()) return tt->second == shape;
         if (std::find(cone.begin(), cone.end(), v.get()) != cone.end()) return true;
         if (failed.count(v.get())) return false;
         const BoundSymbol& p = *pit->second;
-        const auto groups = reshape_groups(shape, v->shape());
-        if (groups.empty()) return false;
-        if (p.sym->name == "broadcast_in_dim") {
-          const auto [base, src] = broadcast_base(v, producer);
-          Shape vs;
-          std::vector<int64_t> vd;
-          return base != nullptr && rebroadcast(groups, shape, v->shape(), src, &vs, &vd);
-        }
-        if (!is_elementwise_op(p.sym->name) || p.output_tensors().size() != 1 || depth > 32)
+        if (reshape_groups(shape, v->shape()).empty() || !is_elementwise_op(p.sym->name) ||
+            p.output_tensors().size() != 1 || depth > 32)
           return false;
         for (const TensorRef& a : p.input_tensors()) {
           if (a->shape() != v->shape() || !hoistable(a, shape, cone, depth + 1)) {
@@ -601,49 +618,25 @@ std::vector<BSymRef> hoist_reshapes(const std::vector<BSymRef>& prims, const Nam
   }
   if (root.empty()) return prims;
   std::unordered_map<const TensorProxy*, TensorRef> twin;
-  std::vector<BSymRef> out;
-  auto emit = [&](const BSymRef& like, const Symbol& sym, std::vector<Value> args, const Shape& sh,
-                  const TensorRef& named, TensorRef as = nullptr) {
-    if (!as) {
-      as = std::make_shared<const TensorProxy>(fresh_name(named->name() + "_h"), sh, named->dtype(),
-                                               named->device(), named->requires_grad());
-    }
-    out.push_back(BoundSymbol::make(&sym, std::move(args), Value(as), {}, like->source));
-    return as;
-  };
-  // The operand a over `shape`: its twin, an input reshaped, or a broadcast redone.
-  auto operand = [&](const BSymRef& like, const TensorRef& a, const Shape& shape) -> TensorRef {
-    auto tw = twin.find(a.get());
-    if (tw != twin.end()) return tw->second;
-    if (!producer.count(a.get())) {
-      TensorRef m = emit(like, prims::reshape(), {Value(a), Value::shape(shape)}, shape, a);
-      twin[a.get()] = m;
-      return m;
-    }
-    const auto [base, src] = broadcast_base(a, producer);
-    Shape vs;
-    std::vector<int64_t> vd;
-    rebroadcast(reshape_groups(shape, a->shape()), shape, a->shape(), src, &vs, &vd);
-    TensorRef v2 = emit(like, prims::reshape(), {Value(base), Value::shape(vs)}, vs, base);
-    TensorRef m = emit(like, prims::broadcast_in_dim(),
-                       {Value(v2), Value::shape(shape), Value::ints(vd)}, shape, a);
-    twin[a.get()] = m;
-    return m;
-  };
   for (const BSymRef& p : prims) {
     if (dropped.count(p.get())) continue;
     out.push_back(p);
     const std::vector<TensorRef> outs = p->output_tensors();
-    if (outs.size() != 1 || !target.count(outs[0].get()) || p->sym->name == "broadcast_in_dim")
-      continue;
+    if (outs.size() != 1 || !target.count(outs[0].get())) continue;
     const TensorRef& v = outs[0];
     const Shape& shape = target.at(v.get());
     std::vector<Value> args;
-    for (const Value& a : p->args)
-      args.push_back(a.is_tensor() ? Value(operand(p, a.as_tensor(), shape)) : a);
+    for (const Value& a : p->args) {
+      if (!a.is_tensor()) {
+        args.push_back(a);
+        continue;
+      }
+      auto tw = twin.find(a.as_tensor().get());
+      args.push_back(Value(tw != twin.end() ? tw->second : mover.moved(p, a.as_tensor(), shape)));
+    }
     auto rt = root.find(v.get());
     twin[v.get()] =
-        emit(p, *p->sym, std::move(args), shape, v, rt == root.end() ? nullptr : rt->second);
+        mover.emit(p, *p->sym, std::move(args), shape, v, rt == root.end() ? nullptr : rt->second);
   }
   return out;
 }
