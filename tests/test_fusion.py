@@ -763,21 +763,23 @@ def test_tensors_added_by_moving_reshapes_take_names_no_other_tensor_has():
 
 def test_group_norm_of_channels_last_and_strided_inputs():
     # A channels-last input (its reshape to the groups is not a view of its strides: the kernel
-    # reads it made contiguous) and a sliced one, values and gradients against eager.
+    # reads it made contiguous) and a sliced one (every other element of a leaf's last dim, the
+    # gradient the leaf's), values and gradients against eager.
     torch.manual_seed(0)
     x = torch.randn(2, 8, 6, 5).to(memory_format=torch.channels_last)
-    xs = torch.randn(2, 8, 6, 10)[..., ::2]
     w, b = torch.randn(8), torch.randn(8)
     fn = lambda x, w, b: F.group_norm(x, 4, w, b)  # noqa: E731
-    for inp in (x, xs):
-        ins = [tuple(t.clone().requires_grad_() for t in (inp, w, b)) for _ in range(2)]
-        outs = [f(*args) for f, args in zip((_jit(fn), fn), ins)]
-        torch.testing.assert_close(outs[0], outs[1])
-        g = torch.randn_like(outs[1])
-        for out in outs:
-            out.backward(g)
-        for got, want in zip(*ins):
-            torch.testing.assert_close(got.grad, want.grad, atol=1e-4, rtol=1e-4)
+    _values_and_grads_match(_jit(fn), fn, (x, w, b))
+    base = torch.randn(2, 8, 6, 10)
+    leaves = [tuple(t.clone().requires_grad_() for t in (base, w, b)) for _ in range(2)]
+    outs = [f(base[..., ::2], wi, bi) for f, (base, wi, bi) in zip((_jit(fn), fn), leaves)]
+    assert not leaves[0][0][..., ::2].is_contiguous()
+    torch.testing.assert_close(outs[0], outs[1])
+    g = torch.randn_like(outs[1])
+    for out in outs:
+        out.backward(g)
+    for got, want in zip(*leaves):
+        torch.testing.assert_close(got.grad, want.grad, atol=1e-4, rtol=1e-4)
 
 
 def test_fused_glu_softmin_normalize_and_losses_with_gradients():
