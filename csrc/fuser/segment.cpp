@@ -464,6 +464,23 @@ class ShapeMover {
     return base != nullptr && rebroadcast(shape, a->shape(), src, &vshape, &vdims);
   }
 
+  // p's arguments over `shape`: each tensor's twin (a value already computed over it), else the
+  // tensor moved.
+  std::vector<Value> args_over(const BSymRef& p,
+                               const std::unordered_map<const TensorProxy*, TensorRef>& twin,
+                               const Shape& shape) {
+    std::vector<Value> args;
+    for (const Value& v : p->args) {
+      if (!v.is_tensor()) {
+        args.push_back(v);
+        continue;
+      }
+      auto tw = twin.find(v.as_tensor().get());
+      args.push_back(Value(tw != twin.end() ? tw->second : moved(p, v.as_tensor(), shape)));
+    }
+    return args;
+  }
+
   // `a` over `shape` (can_move holds): a reshape of the input, or the broadcast redone over it.
   TensorRef moved(const BSymRef& like, const TensorRef& a, const Shape& shape) {
     const std::pair<const TensorProxy*, Shape> key = {a.get(), shape};
@@ -540,16 +557,7 @@ std::vector<BSymRef> sink_reshapes(const std::vector<BSymRef>& prims, const Name
       out.push_back(p);
       continue;
     }
-    std::vector<Value> args;
-    for (const Value& v : p->args) {
-      if (!v.is_tensor()) {
-        args.push_back(v);
-        continue;
-      }
-      auto tw = twin.find(v.as_tensor().get());
-      args.push_back(Value(tw != twin.end() ? tw->second : mover.moved(p, v.as_tensor(), inner)));
-    }
-    TensorRef z1 = mover.emit(p, *p->sym, std::move(args), inner, z);
+    TensorRef z1 = mover.emit(p, *p->sym, mover.args_over(p, twin, inner), inner, z);
     mover.emit(p, prims::reshape(), {Value(z1), Value::shape(z->shape())}, z->shape(), z, z);
     producer[z.get()] = out.back();  // z is a reshape now: no twin for a reshape of it
     twin[z.get()] = z1;
@@ -625,18 +633,9 @@ std::vector<BSymRef> hoist_reshapes(const std::vector<BSymRef>& prims, const Nam
     if (outs.size() != 1 || !target.count(outs[0].get())) continue;
     const TensorRef& v = outs[0];
     const Shape& shape = target.at(v.get());
-    std::vector<Value> args;
-    for (const Value& a : p->args) {
-      if (!a.is_tensor()) {
-        args.push_back(a);
-        continue;
-      }
-      auto tw = twin.find(a.as_tensor().get());
-      args.push_back(Value(tw != twin.end() ? tw->second : mover.moved(p, a.as_tensor(), shape)));
-    }
     auto rt = root.find(v.get());
-    twin[v.get()] =
-        mover.emit(p, *p->sym, std::move(args), shape, v, rt == root.end() ? nullptr : rt->second);
+    twin[v.get()] = mover.emit(p, *p->sym, mover.args_over(p, twin, shape), shape, v,
+                               rt == root.end() ? nullptr : rt->second);
   }
   return out;
 }
