@@ -94,6 +94,10 @@ CASES = [
     # normalization, softmax, activations
     ("layer_norm", lambda x, w, b: F.layer_norm(x, (6,), w, b), lambda: (r(2, 3, 6), r(6), r(6))),
     ("layer_norm_no_affine", lambda x: F.layer_norm(x, (3, 6)), lambda: (r(2, 3, 6),)),
+    ("group_norm", lambda x, w, b: F.group_norm(x, 2, w, b), lambda: (r(2, 6, 3, 4), r(6), r(6))),
+    ("group_norm_no_affine", lambda x: F.group_norm(x, 3, eps=1e-3), lambda: (r(3, 6, 5),)),
+    ("group_norm_weight_only", lambda x, w: F.group_norm(x, 1, w), lambda: (r(2, 4, 2, 3), r(4))),
+    ("group_norm_2d", lambda x, w, b: F.group_norm(x, 2, w, b), lambda: (r(5, 4), r(4), r(4))),
     ("rms_norm", lambda x, w: F.rms_norm(x, (6,), w, eps=1e-6), lambda: (r(2, 3, 6), r(6))),
     ("rms_norm_2d_no_weight", lambda x: F.rms_norm(x, (3, 6)), lambda: (r(2, 3, 6),)),
     ("softplus", F.softplus, lambda: (r(4, 5),)),
@@ -289,3 +293,31 @@ def test_vjp_is_the_adjoint_of_jvp(name, fn, make):
     lhs = sum((ju * v).sum() for ju, v in zip(jus, vs))
     rhs = sum((u * (g if g is not None else torch.zeros_like(u))).sum() for u, g in zip(us, vjps))
     torch.testing.assert_close(lhs, rhs, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("executors", [["torch"], None], ids=["torch", "default"])
+def test_group_norm_gradients_of_its_edge_cases(executors):
+    # group_norm's rule saves each group's mean and rstd for ATen's native_group_norm_backward or its
+    # fused decomposition (the default executors fuse these 4096-element inputs): a bf16 input with
+    # float32 weight and bias (statistics and parameter gradients in float32, as ATen gives them),
+    # an empty batch, and a bias without a weight, whose gradient eager's backward does not give
+    # (it raises): there against eager with a weight of ones, the same function.
+    torch.manual_seed(0)
+    jit = (lambda f: thunder.jit(f, executors=executors)) if executors else thunder.jit
+    x16, w, b = torch.randn(2, 8, 16, 16).bfloat16() * 3 + 1, torch.randn(8), torch.randn(8)
+    cases = [(lambda x, w, b: F.group_norm(x, 4, w, b), lambda x, w, b: F.group_norm(x, 4, w, b),
+              (x16, w, b), {"atol": 3e-2, "rtol": 2e-2}),
+             (lambda x, w: F.group_norm(x, 2, w), lambda x, w: F.group_norm(x, 2, w),
+              (torch.randn(0, 6, 5), torch.randn(6)), {}),
+             (lambda x, b: F.group_norm(x, 4, None, b), lambda x, b: F.group_norm(x, 4, torch.ones(8), b),
+              (torch.randn(2, 8, 16, 16), b), {})]
+    for fn, ref, args, tol in cases:
+        ins = [[a.detach().clone().requires_grad_() for a in args] for _ in range(2)]
+        got, want = jit(fn)(*ins[0]), ref(*ins[1])
+        torch.testing.assert_close(got, want, **tol)
+        cot = torch.randn_like(want)
+        got.backward(cot)
+        want.backward(cot)
+        for a, e in zip(*ins):
+            assert a.grad.dtype == e.dtype
+            torch.testing.assert_close(a.grad, e.grad, **tol)

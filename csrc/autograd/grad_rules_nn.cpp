@@ -192,6 +192,49 @@ void register_nn_grad_rules() {
     rule("layer_norm", std::move(r));
   }
 
+  {
+    // group_norm(input, num_groups, weight=None, bias=None, eps=1e-05): the forward saves each
+    // group's mean and rstd, the backward reads them (it does not compute them again from the
+    // input), as ATen's native_group_norm pair does.
+    GradRule r;
+    auto sizes = [](const BoundArgs& a) {
+      const TensorRef& x = a.tensor(0);
+      const int64_t n = x->shape()[0].value(), c = x->shape()[1].value();
+      return std::array<V, 3>{V(n), V(c), V(n * c == 0 ? int64_t{0} : x->numel() / (n * c))};
+    };
+    r.augmented_forward = [sizes](ForwardContext& c) {
+      auto [n, ch, hw] = sizes(c.args);
+      V out = lang::call(c.b, op("native_group_norm"),
+                         {c.args[0], c.args[2], c.args[3], n, ch, hw, c.args[1], c.args[4]});
+      const auto& items = out.items();
+      return AugmentedForward{items[0], {items[1], items[2]}};
+    };
+    r.backward = [sizes](BackwardContext& c) {
+      TensorRef g = c.grad_out();
+      if (!g) return;
+      auto [n, ch, hw] = sizes(c.args);
+      const bool has_w = c.args[2].is_tensor();
+      V mask = V::tuple({V(c.needs(0)), V(c.needs(2)), V(has_w && c.needs(3))});
+      V r = lang::call(
+          c.b, op("native_group_norm_backward"),
+          {V(g), c.args[0], c.residuals[0], c.residuals[1], c.args[2], n, ch, hw, c.args[1], mask});
+      const auto& items = r.items();
+      if (items[0].is_tensor()) c.put_grad(0, items[0].as_tensor());
+      if (items[1].is_tensor()) c.put_grad(2, items[1].as_tensor());
+      if (items[2].is_tensor()) c.put_grad(3, items[2].as_tensor());
+      if (!has_w && c.needs(3)) {
+        // A bias without a weight (ATen's backward gives no bias gradient then): a sum over every
+        // dim but the channels.
+        std::vector<int64_t> dims{0};
+        for (int64_t i = 2; i < g->rank(); ++i) dims.push_back(i);
+        TensorRef db = c.b.call(op("sum"), {V(g), V::ints(dims)}).as_tensor();
+        const DType bd = c.args.tensor(3)->dtype();
+        c.put_grad(3, db->dtype() == bd ? db : lang::convert(c.b, db, bd));
+      }
+    };
+    rule("group_norm", std::move(r));
+  }
+
   // rms_norm(input, normalized_shape, weight=None, eps=None): one backward call that recomputes
   // the rstd (a cheap reduction) instead of saving it; the forward stays one F.rms_norm call.
   rule("rms_norm", backward_only([](BackwardContext& c) {

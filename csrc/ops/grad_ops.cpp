@@ -121,6 +121,100 @@ Value native_layer_norm_backward_meta(Builder& b, const BoundArgs& a) {
   return Value::tuple(std::move(out));
 }
 
+// N, C and HxW of native_group_norm and its backward (arguments i, i + 1, i + 2) checked against
+// the input `x`: ATen reads the input as (N, C, HxW).
+void check_group_norm_sizes(const BoundArgs& a, size_t i, const TensorRef& x) {
+  const int64_t n = a.int_(i), c = a.int_(i + 1), hw = a.int_(i + 2);
+  const int64_t xn = x->rank() >= 1 ? x->shape()[0].value() : -1;
+  const int64_t xc = x->rank() >= 2 ? x->shape()[1].value() : -1;
+  if (x->rank() < 2 || xn != n || xc != c || n * c * hw != x->numel()) {
+    throw ValueError(a.symbol().qualname() + ": N=" + std::to_string(n) +
+                     ", C=" + std::to_string(c) + ", HxW=" + std::to_string(hw) +
+                     " do not describe input " + x->type_string());
+  }
+}
+
+// native_group_norm(input, weight, bias, N, C, HxW, group, eps) -> (out, mean, rstd), mean and
+// rstd shaped (N, group) (group_norm's decomposition).
+Value native_group_norm_meta(Builder& b, const BoundArgs& a) {
+  check_group_norm_sizes(a, 3, a.tensor(0));
+  auto [out, mean, rstd] =
+      detail::nn::group_norm_parts(b, a.tensor(0), a.int_(6), a[1], a[2], a.number(7));
+  return Value::tuple({Value(out), Value(mean), Value(rstd)});
+}
+
+// native_group_norm_backward(grad_out, input, mean, rstd, weight, N, C, HxW, group, output_mask)
+// -> (grad_input, grad_weight, grad_bias), None where output_mask is False. Over (N, group,
+// C / group, HxW), with xhat = (x - mean) * rstd and gw = grad_out * weight, each group's M
+// elements: grad_input = rstd / M * (M * gw - sum(gw) - xhat * sum(gw * xhat)); grad_weight and
+// grad_bias are per-channel sums over N and HxW of grad_out * xhat and grad_out.
+Value native_group_norm_backward_meta(Builder& b, const BoundArgs& a) {
+  using namespace detail::nn;
+  const TensorRef& x0 = a.tensor(1);
+  check_group_norm_sizes(a, 5, x0);
+  const int64_t n = a.int_(5), c = a.int_(6), hw = a.int_(7), grp = a.int_(8);
+  if (grp <= 0 || c % grp != 0) {
+    throw ValueError(a.symbol().qualname() + ": group=" + std::to_string(grp) +
+                     " does not divide C=" + std::to_string(c));
+  }
+  const Shape grouped{n, grp, c / grp, hw};
+  for (size_t i : {size_t{2}, size_t{3}}) {
+    if (a.tensor(i)->shape() != Shape{n, grp}) {
+      throw ValueError(a.symbol().qualname() + ": " + (i == 2 ? "mean " : "rstd ") +
+                       a.tensor(i)->type_string() + " is not shaped (N, group) = (" +
+                       std::to_string(n) + ", " + std::to_string(grp) + ")");
+    }
+  }
+  if (a.tensor(0)->shape() != x0->shape()) {
+    throw ValueError(a.symbol().qualname() + ": gradient " + a.tensor(0)->type_string() +
+                     " does not match input " + x0->type_string());
+  }
+  std::vector<int64_t> mask = a.ints(9);
+  DType cd = opmath(x0->dtype());
+  auto grouped_f = [&](const TensorRef& t) {
+    return lang::convert(b, lang::reshape(b, t, grouped), cd);
+  };
+  // A (N, group) statistic or a (C) parameter, broadcast over the grouped shape.
+  auto spread = [&](const TensorRef& t, const Shape& as, std::vector<int64_t> dims) {
+    return lang::call_t(b, prims::broadcast_in_dim(),
+                        {Value(lang::convert(b, lang::reshape(b, t, as), cd)),
+                         Value::ints({n, grp, c / grp, hw}), Value::ints(std::move(dims))});
+  };
+  TensorRef x = grouped_f(x0), g = grouped_f(a.tensor(0));
+  TensorRef rstd = spread(a.tensor(3), {n, grp}, {0, 1});
+  TensorRef xhat =
+      bin(b, prims::mul(),
+          Value(bin(b, prims::sub(), Value(x), Value(spread(a.tensor(2), {n, grp}, {0, 1})))),
+          Value(rstd));
+  std::vector<Value> out(3);
+  const bool has_w = a[4].is_tensor();
+  if (mask.at(0)) {
+    const double m = static_cast<double>((c / grp) * hw);
+    TensorRef gw =
+        has_w ? bin(b, prims::mul(), Value(g), Value(spread(a.tensor(4), {grp, c / grp}, {1, 2})))
+              : g;
+    TensorRef s1 = sum_keep(b, gw, {2, 3});
+    TensorRef s2 = sum_keep(b, bin(b, prims::mul(), Value(gw), Value(xhat)), {2, 3});
+    TensorRef inner = bin(
+        b, prims::sub(),
+        Value(bin(b, prims::sub(), Value(bin(b, prims::mul(), Value(gw), Value(m))), Value(s1))),
+        Value(bin(b, prims::mul(), Value(xhat), Value(s2))));
+    TensorRef scale = bin(b, prims::div(), Value(rstd), Value(m));
+    TensorRef gx = lang::convert(b, bin(b, prims::mul(), Value(scale), Value(inner)), x0->dtype());
+    out[0] = Value(lang::reshape(b, gx, x0->shape()));
+  }
+  // Per-channel sums over N and HxW, (group, C / group) reshaped to (C).
+  auto per_channel = [&](const TensorRef& t, DType d) {
+    TensorRef s = lang::call_t(b, prims::sum(), {Value(t), Value::ints({0, 3})});
+    return Value(lang::reshape(b, lang::convert(b, s, d), {c}));
+  };
+  if (mask.at(1) && has_w) {
+    out[1] = per_channel(bin(b, prims::mul(), Value(g), Value(xhat)), a.tensor(4)->dtype());
+  }
+  if (mask.at(2)) out[2] = per_channel(g, has_w ? a.tensor(4)->dtype() : x0->dtype());
+  return Value::tuple(std::move(out));
+}
+
 // embedding_dense_backward(grad_output, indices, num_weights, padding_idx, scale_grad_by_freq)
 Value embedding_backward_meta(Builder& b, const BoundArgs& a) {
   const TensorRef& g = a.tensor(0);
@@ -525,6 +619,16 @@ void register_grad_ops(SymbolTable& table) {
        native_layer_norm_backward_meta,
        {},
        "torch.ops.aten.native_layer_norm_backward"},
+      {"native_group_norm",
+       "input, weight, bias, N, C, HxW, group, eps",
+       native_group_norm_meta,
+       {},
+       "torch.ops.aten.native_group_norm"},
+      {"native_group_norm_backward",
+       "grad_out, input, mean, rstd, weight, N, C, HxW, group, output_mask",
+       native_group_norm_backward_meta,
+       {},
+       "torch.ops.aten.native_group_norm_backward"},
       {"embedding_backward",
        "grad_output, indices, num_weights, padding_idx, scale_grad_by_freq",
        embedding_backward_meta,

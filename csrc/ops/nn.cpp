@@ -672,49 +672,7 @@ Value rms_norm_meta(Builder& b, const BoundArgs& a) {
 }
 
 Value group_norm_meta(Builder& b, const BoundArgs& a) {
-  const TensorRef& x0 = a.tensor(0);
-  int64_t g = a.int_(1);
-  if (x0->rank() < 2) {
-    throw Error("Expected at least 2 dimensions for input tensor but received " +
-                std::to_string(x0->rank()));
-  }
-  int64_t n = x0->shape()[0].value(), c = x0->shape()[1].value();
-  if (g <= 0 || c % g != 0) {
-    throw Error(
-        "Expected number of channels in input to be divisible by num_groups, but got input "
-        "of shape " +
-        shape_str(x0->shape()) + " and num_groups=" + std::to_string(g));
-  }
-  for (size_t i : {size_t{2}, size_t{3}}) {
-    if (!a[i].is_none() && (a.tensor(i)->rank() != 1 || a.tensor(i)->shape()[0].value() != c)) {
-      throw Error(std::string("Expected ") + (i == 2 ? "weight" : "bias") +
-                  " to be a vector of size equal to the number of channels in input, but got " +
-                  (i == 2 ? "weight" : "bias") + " of shape " + shape_str(a.tensor(i)->shape()) +
-                  " and input of shape " + shape_str(x0->shape()));
-    }
-  }
-  require_floating(x0->dtype(), "GroupNormKernelImpl");
-  // Computed over (n, g, c / g, spatial): the statistics reduce the last two dims, and the weight
-  // and bias, viewed as (g, c / g), broadcast over the others. One domain for the whole function,
-  // so its forward and its backward fuse without reshapes of computed values between them.
-  // Reshaped before they are converted: a reshape of an input is indexing in a fused kernel.
-  const int64_t cg = c / g;
-  const int64_t spatial = n * c == 0 ? 0 : x0->numel() / (n * c);
-  const Shape grouped{n, g, cg, spatial};
-  TensorRef xg = lang::convert(b, lang::reshape(b, x0, grouped), opmath(x0->dtype()));
-  TensorRef mean = mean_keep(b, xg, {2, 3}, static_cast<double>(cg * spatial));
-  TensorRef var = var_keep(b, xg, {2, 3});
-  TensorRef rstd = un(b, prims::rsqrt(), bin(b, prims::add(), Value(var), Value(a.number(4))));
-  TensorRef y =
-      bin(b, prims::mul(), Value(bin(b, prims::sub(), Value(xg), Value(mean))), Value(rstd));
-  auto per_group_channel = [&](size_t i) {
-    TensorRef t = lang::convert(b, lang::reshape(b, a.tensor(i), {g, cg}), y->dtype());
-    return lang::call_t(b, prims::broadcast_in_dim(),
-                        {Value(t), Value::ints({n, g, cg, spatial}), Value::ints({1, 2})});
-  };
-  if (!a[2].is_none()) y = bin(b, prims::mul(), Value(y), Value(per_group_channel(2)));
-  if (!a[3].is_none()) y = bin(b, prims::add(), Value(y), Value(per_group_channel(3)));
-  return lang::reshape(b, lang::convert(b, y, x0->dtype()), x0->shape());
+  return Value(group_norm_parts(b, a.tensor(0), a.int_(1), a[2], a[3], a.number(4))[0]);
 }
 
 // (x - mean) * rsqrt(var + eps), then times the weight and plus the bias per channel: the tail of
@@ -999,6 +957,64 @@ TensorRef rms_norm_rstd(Builder& b, const TensorRef& x, const std::vector<int64_
   TensorRef ms = bin(b, prims::div(),
                      Value(sum_keep(b, bin(b, prims::mul(), Value(x), Value(x)), dims)), Value(n));
   return un(b, prims::rsqrt(), bin(b, prims::add(), Value(ms), Value(e)));
+}
+
+// The dtype of group_norm's mean and rstd, as ATen's native_group_norm gives them: the input's,
+// or float32 for a reduced-precision input with a float32 weight or bias.
+DType group_norm_stat_dtype(DType x, const Value& weight, const Value& bias) {
+  bool mixed = false;
+  for (const Value* p : {&weight, &bias}) {
+    if (p->is_tensor() && p->as_tensor()->dtype() == DType::kFloat32) mixed = true;
+  }
+  return mixed && (x == DType::kBFloat16 || x == DType::kFloat16) ? DType::kFloat32 : x;
+}
+
+std::array<TensorRef, 3> group_norm_parts(Builder& b, const TensorRef& x0, int64_t g,
+                                          const Value& weight, const Value& bias, double eps) {
+  if (x0->rank() < 2) {
+    throw Error("Expected at least 2 dimensions for input tensor but received " +
+                std::to_string(x0->rank()));
+  }
+  int64_t n = x0->shape()[0].value(), c = x0->shape()[1].value();
+  if (g <= 0 || c % g != 0) {
+    throw Error(
+        "Expected number of channels in input to be divisible by num_groups, but got input "
+        "of shape " +
+        shape_str(x0->shape()) + " and num_groups=" + std::to_string(g));
+  }
+  for (const Value* p : {&weight, &bias}) {
+    const char* what = p == &weight ? "weight" : "bias";
+    if (!p->is_none() && (p->as_tensor()->rank() != 1 || p->as_tensor()->shape()[0].value() != c)) {
+      throw Error(std::string("Expected ") + what +
+                  " to be a vector of size equal to the number of channels in input, but got " +
+                  what + " of shape " + shape_str(p->as_tensor()->shape()) +
+                  " and input of shape " + shape_str(x0->shape()));
+    }
+  }
+  require_floating(x0->dtype(), "GroupNormKernelImpl");
+  // Computed over (n, g, c / g, spatial): the statistics reduce the last two dims, and the weight
+  // and bias, viewed as (g, c / g), broadcast over the others. One domain for the whole function,
+  // so its forward and its backward fuse without reshapes of computed values between them.
+  // Reshaped before they are converted: a reshape of an input is indexing in a fused kernel.
+  const int64_t cg = c / g;
+  const int64_t spatial = n * c == 0 ? 0 : x0->numel() / (n * c);
+  const Shape grouped{n, g, cg, spatial};
+  TensorRef xg = lang::convert(b, lang::reshape(b, x0, grouped), opmath(x0->dtype()));
+  TensorRef mean = mean_keep(b, xg, {2, 3}, static_cast<double>(cg * spatial));
+  TensorRef var = var_keep(b, xg, {2, 3});
+  TensorRef rstd = un(b, prims::rsqrt(), bin(b, prims::add(), Value(var), Value(eps)));
+  TensorRef y =
+      bin(b, prims::mul(), Value(bin(b, prims::sub(), Value(xg), Value(mean))), Value(rstd));
+  auto per_group_channel = [&](const Value& p) {
+    TensorRef t = lang::convert(b, lang::reshape(b, p.as_tensor(), {g, cg}), y->dtype());
+    return lang::call_t(b, prims::broadcast_in_dim(),
+                        {Value(t), Value::ints({n, g, cg, spatial}), Value::ints({1, 2})});
+  };
+  if (!weight.is_none()) y = bin(b, prims::mul(), Value(y), Value(per_group_channel(weight)));
+  if (!bias.is_none()) y = bin(b, prims::add(), Value(y), Value(per_group_channel(bias)));
+  const DType sd = group_norm_stat_dtype(x0->dtype(), weight, bias);
+  auto stat = [&](const TensorRef& t) { return lang::convert(b, lang::reshape(b, t, {n, g}), sd); };
+  return {lang::reshape(b, lang::convert(b, y, x0->dtype()), x0->shape()), stat(mean), stat(rstd)};
 }
 
 std::array<TensorRef, 3> layer_norm_parts(Builder& b, const BoundArgs& a) {

@@ -117,6 +117,24 @@ TEST_F(AutogradTest, LayerNormForwardSavesMeanAndRstd) {
   for (const Value& g : j.input_grads) EXPECT_TRUE(g.is_tensor());
 }
 
+TEST_F(AutogradTest, GroupNormForwardSavesMeanAndRstdPerGroup) {
+  TensorRef x = param("x", {2, 6, 5});
+  TensorRef w = param("w", {6});
+  TensorRef bb = param("b", {6});
+  Value y = call("group_norm", {Value(x), Value(int64_t{3}), Value(w), Value(bb)});
+  ForwardBackward fb = split_forward_backward(rematerialize(vjp(finish(call("sum", {y})))));
+  EXPECT_TRUE(contains(names(fb.forward.bsyms), "ltorch.native_group_norm"));
+  EXPECT_TRUE(contains(names(fb.backward.bsyms), "ltorch.native_group_norm_backward"));
+  // The backward computes no statistic again: it reads the saved (N, groups) mean and rstd.
+  EXPECT_FALSE(contains(names(fb.backward.bsyms), "ltorch.native_group_norm"));
+  int stats = 0;
+  for (size_t i = 0; i < fb.num_saved; ++i) {
+    const TensorRef& t = fb.backward.inputs.at(i);
+    stats += t->shape() == Shape{2, 3};
+  }
+  EXPECT_EQ(stats, 2);
+}
+
 TEST_F(AutogradTest, DropoutSavesItsMask) {
   TensorRef x = param("x", {16});
   Value y = call("dropout", {Value(x), Value(0.25)});
