@@ -14,6 +14,7 @@ namespace {
 struct RuleTable {
   std::mutex mu;
   std::unordered_map<const Symbol*, GradRule> rules;
+  std::unordered_map<const Symbol*, RecomputeRecipe> recipes;
 };
 
 RuleTable& table() {
@@ -49,6 +50,20 @@ void register_grad_rule(const Symbol* sym, GradRule rule) {
 }
 
 void register_nondifferentiable(const Symbol* sym) { register_grad_rule(sym, GradRule{}); }
+
+const RecomputeRecipe* find_recompute_recipe(const Symbol* sym) {
+  ensure_builtin_rules();
+  RuleTable& t = table();
+  std::lock_guard<std::mutex> lock(t.mu);
+  auto it = t.recipes.find(sym);
+  return it == t.recipes.end() ? nullptr : &it->second;
+}
+
+void register_recompute_recipe(const Symbol* sym, RecomputeRecipe recipe) {
+  RuleTable& t = table();
+  std::lock_guard<std::mutex> lock(t.mu);
+  t.recipes[sym] = std::move(recipe);
+}
 
 namespace {
 MissingRuleHook& missing_rule_hook() {

@@ -128,6 +128,19 @@ const GradRule* find_grad_rule(const Symbol* sym);
 void register_grad_rule(const Symbol* sym, GradRule rule);
 // Marks `sym` as having no gradient: its outputs never carry cotangents.
 void register_nondifferentiable(const Symbol* sym);
+
+// One output of a symbol that is not recomputable as a whole (it reduces), computed again
+// element-wise from the symbol's inputs and its other outputs: group_norm's normalized output from
+// the input, the saved statistics, the weight and the bias. The rematerialization may then save
+// the small statistics instead of the output. `recompute` emits the operations into the builder
+// (for the bound symbol given) and returns the value, equal to the symbol's output bit for bit.
+struct RecomputeRecipe {
+  size_t output = 0;  // the output's index (Value::for_each_tensor order)
+  std::function<TensorRef(Builder&, const BoundSymbol&)> recompute;
+};
+// The recipe of `sym`, or nullptr.
+const RecomputeRecipe* find_recompute_recipe(const Symbol* sym);
+void register_recompute_recipe(const Symbol* sym, RecomputeRecipe recipe);
 // Called when differentiation reaches an opaque symbol (a torch function thunder has no rules for)
 // that has no rule; true when it registered one (the Python layer registers one that asks torch's
 // own autograd for the gradient).

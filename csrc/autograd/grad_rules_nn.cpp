@@ -8,6 +8,7 @@
 #include "autograd/grad_rule.h"
 #include "core/error.h"
 #include "ops/lang.h"
+#include "ops/nn_common.h"
 
 namespace thunder::autograd::detail {
 
@@ -234,6 +235,16 @@ void register_nn_grad_rules() {
     };
     rule("group_norm", std::move(r));
   }
+  // native_group_norm's output, from its input, weight, bias and float32 statistics: a
+  // silu(group_norm(x)) saves x and the statistics, not the normalized x its backward reads.
+  register_recompute_recipe(
+      &op("native_group_norm"),
+      RecomputeRecipe{0, [](Builder& b, const BoundSymbol& s) {
+                        BoundArgs a(*s.sym, s.args);
+                        std::vector<TensorRef> outs = s.output_tensors();
+                        return thunder::detail::nn::group_norm_output(b, a.tensor(0), a.int_(6), outs.at(1),
+                                                             outs.at(2), a[1], a[2]);
+                      }});
 
   // rms_norm(input, normalized_shape, weight=None, eps=None): one backward call that recomputes
   // the rstd (a cheap reduction) instead of saving it; the forward stays one F.rms_norm call.

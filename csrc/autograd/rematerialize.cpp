@@ -3,9 +3,14 @@
 
 #include <algorithm>
 #include <limits>
+#include <optional>
 #include <queue>
 #include <unordered_map>
 #include <unordered_set>
+
+#include "autograd/grad_rule.h"
+#include "ir/builder.h"
+#include "transforms/substitute.h"
 
 namespace thunder::autograd {
 
@@ -231,16 +236,34 @@ RematPlan plan_rematerialization(const JointTrace& j, const RematOptions& option
     g.add_edge(2 * v, 2 * v + 1, w);
     if (is_input) g.add_edge(source, 2 * v, kInf);
   }
+  // A value the backward may compute by its producer's recipe: it reads the producer's inputs and
+  // its other outputs.
+  auto recipe_reads = [&](const TensorRef& t) -> std::optional<std::vector<TensorRef>> {
+    auto it = ix.producer.find(t.get());
+    if (it == ix.producer.end() || recomputable(*it->second)) return std::nullopt;
+    const BoundSymbol& b = *it->second;
+    // Only for fused kernels: the recipe is a chain of primitives, which a fused backward kernel
+    // computes where it reads them, and the torch executor would run one by one.
+    const RecomputeRecipe* r = options.enabled && fusing() ? find_recompute_recipe(b.sym) : nullptr;
+    std::vector<TensorRef> outs = b.output_tensors();
+    if (r == nullptr || r->output >= outs.size() || outs[r->output] != t) return std::nullopt;
+    std::vector<TensorRef> reads = b.input_tensors();
+    for (const TensorRef& o : outs) {
+      if (o != t) reads.push_back(o);
+    }
+    return reads;
+  };
   for (const BSymRef& b : j.forward.bsyms) {
     bool cheap = recomputable(*b);
     std::vector<TensorRef> ins = b->input_tensors();
     b->output.for_each_tensor([&](const TensorRef& o) {
       int ov = id.at(o.get());
-      if (!cheap) {
+      std::optional<std::vector<TensorRef>> reads;
+      if (!cheap && !(reads = recipe_reads(o))) {
         g.add_edge(source, 2 * ov, kInf);
         return;
       }
-      for (const TensorRef& i : ins) {
+      for (const TensorRef& i : reads ? *reads : ins) {
         auto it = id.find(i.get());
         if (it != id.end()) g.add_edge(2 * it->second + 1, 2 * ov, kInf);
       }
@@ -256,7 +279,8 @@ RematPlan plan_rematerialization(const JointTrace& j, const RematOptions& option
   // What the backward recomputes: the producers between the cut and the values it reads.
   std::unordered_set<const TensorProxy*> visited;
   std::unordered_set<const BoundSymbol*> chosen;
-  std::unordered_set<const TensorProxy*> used;  // the saved values something actually reads
+  std::unordered_set<const TensorProxy*> used;        // the saved values something actually reads
+  std::unordered_set<const TensorProxy*> by_recipe;
   std::function<void(const TensorRef&)> need = [&](const TensorRef& t) {
     if (saved.count(t.get())) {
       used.insert(t.get());
@@ -264,6 +288,13 @@ RematPlan plan_rematerialization(const JointTrace& j, const RematOptions& option
     }
     if (!visited.insert(t.get()).second) return;
     auto it = ix.producer.find(t.get());
+    if (it != ix.producer.end() && !recomputable(*it->second)) {
+      if (std::optional<std::vector<TensorRef>> reads = recipe_reads(t)) {
+        by_recipe.insert(t.get());
+        for (const TensorRef& i : *reads) need(i);
+        return;
+      }
+    }
     if (it == ix.producer.end() || !recomputable(*it->second)) {
       saved.insert(t.get());  // an input, or a value that cannot be recomputed: save it
       used.insert(t.get());
@@ -280,6 +311,7 @@ RematPlan plan_rematerialization(const JointTrace& j, const RematOptions& option
   for (const BSymRef& b : j.forward.bsyms) {
     b->output.for_each_tensor([&](const TensorRef& t) {
       if (used.count(t.get())) plan.saved.push_back(t);
+      if (by_recipe.count(t.get())) plan.by_recipe.push_back(t);
     });
     if (chosen.count(b.get())) plan.recomputed.push_back(b);
   }
@@ -288,14 +320,35 @@ RematPlan plan_rematerialization(const JointTrace& j, const RematOptions& option
 
 JointTrace rematerialize(const JointTrace& j, const RematOptions& options) {
   RematPlan plan = plan_rematerialization(j, options);
-  if (plan.recomputed.empty()) return j;
+  if (plan.recomputed.empty() && plan.by_recipe.empty()) return j;
   ForwardIndex ix = index_forward(j.forward);
   std::unordered_set<const BoundSymbol*> pending;
   for (const BSymRef& b : plan.recomputed) pending.insert(b.get());
+  std::unordered_set<const TensorProxy*> recipes_pending;
+  for (const TensorRef& t : plan.by_recipe) recipes_pending.insert(t.get());
+  // New names for the recipes' values: none of the forward's or the backward's.
+  std::optional<Builder> names;
+  if (!plan.by_recipe.empty()) {
+    Trace all;
+    all.inputs = j.forward.inputs;
+    all.bsyms = j.forward.bsyms;
+    all.bsyms.insert(all.bsyms.end(), j.backward.begin(), j.backward.end());
+    names.emplace(all);
+  }
   std::vector<BSymRef> out;
   std::function<void(const TensorRef&)> ensure = [&](const TensorRef& t) {
     auto it = ix.producer.find(t.get());
-    if (it == ix.producer.end() || !pending.count(it->second.get())) return;
+    if (it == ix.producer.end()) return;
+    if (recipes_pending.erase(t.get())) {
+      const BoundSymbol& b = *it->second;
+      for (const TensorRef& i : b.input_tensors()) ensure(i);
+      for (const TensorRef& o : b.output_tensors()) ensure(o);
+      TensorRef made = find_recompute_recipe(b.sym)->recompute(*names, b);
+      ProxyMap as_t{{made.get(), t}};  // the recipe's last value is the forward's
+      for (const BSymRef& s : names->take()) out.push_back(substitute(s, as_t));
+      return;
+    }
+    if (!pending.count(it->second.get())) return;
     pending.erase(it->second.get());
     for (const TensorRef& i : it->second->input_tensors()) ensure(i);
     out.push_back(it->second);

@@ -7,7 +7,8 @@
 // forward graph, as AOTAutograd's min-cut partitioner does: each forward value is an edge of
 // capacity = its size in bytes (trace inputs and values the forward returns anyway cost nothing);
 // values made by operations that must not be recomputed (reductions, matrix products, random draws,
-// opaque calls, symbols without a decomposition) hang off the source; values the backward reads
+// opaque calls, symbols without a decomposition) hang off the source, except an output with a
+// RecomputeRecipe (grad_rule.h), which hangs off its symbol's inputs and other outputs; values the backward reads
 // lead to the sink. The cut is the set of saved values; everything between the cut and the backward
 // is recomputed at the start of the backward, right before its first use.
 //
@@ -33,6 +34,7 @@ struct RematOptions {
 struct RematPlan {
   std::vector<TensorRef> saved;       // forward values the forward returns for the backward
   std::vector<BSymRef> recomputed;    // forward bound symbols the backward runs again
+  std::vector<TensorRef> by_recipe;   // forward values the backward computes by their recipe
 };
 
 RematPlan plan_rematerialization(const JointTrace& joint, const RematOptions& options = {});

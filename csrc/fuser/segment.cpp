@@ -171,9 +171,21 @@ void recompute_pointwise_inputs(const std::vector<BSymRef>& prims,
     return nullptr;
   };
   // Takes into `seg` the chain of one value it reads, when that pays; false when none does. The
-  // chain stops at values far smaller than the one recomputed (row statistics: group_norm's
-  // normalized x in its weight gradient's kernel is recomputed from x and each group's mean and
-  // rstd), which the kernels computing them then also write, when they can.
+  // chain stops at values far smaller than the one recomputed that a reduction computes (row
+  // statistics: group_norm's normalized x in its weight gradient's kernel is recomputed from x and
+  // each group's mean and rstd), which the kernels computing them then also write, when they can.
+  // Whether a value depends on a reduction (memoized): small values that do not (a weight
+  // reshaped and converted) are computed again like the rest of a chain.
+  std::unordered_map<const TensorProxy*, bool> reduced_memo;
+  std::function<bool(const TensorRef&)> reduced = [&](const TensorRef& a) {
+    auto pit = producer.find(a.get());
+    if (pit == producer.end()) return false;
+    auto m = reduced_memo.find(a.get());
+    if (m != reduced_memo.end()) return m->second;
+    bool r = !pointwise_prim(*prims[pit->second]);
+    for (const TensorRef& i : prims[pit->second]->input_tensors()) r = r || reduced(i);
+    return reduced_memo[a.get()] = r;
+  };
   auto take_one = [&](Segment& seg) {
     for (const TensorRef& t : seg.inputs) {
       auto pit = producer.find(t.get());
@@ -181,7 +193,7 @@ void recompute_pointwise_inputs(const std::vector<BSymRef>& prims,
       const int64_t small = numel(t) / 64;
       auto is_leaf = [&](const TensorRef& a) {
         return !producer.count(a.get()) || region_out.count(a.get()) ||
-               (numel(a) <= small && a.get() != t.get());
+               (numel(a) <= small && a.get() != t.get() && reduced(a));
       };
       // The elementwise chain computing t from region inputs (and small values).
       std::set<size_t> chain;
@@ -191,7 +203,7 @@ void recompute_pointwise_inputs(const std::vector<BSymRef>& prims,
         size_t i = stack.back();
         stack.pop_back();
         if (!chain.insert(i).second) continue;
-        ok = pointwise_prim(*prims[i]) && chain.size() <= 32;
+        ok = pointwise_prim(*prims[i]) && chain.size() <= 64;
         for (const TensorRef& a : prims[i]->input_tensors()) {
           if (!is_leaf(a)) stack.push_back(producer.at(a.get()));
         }
@@ -586,12 +598,22 @@ std::vector<BSymRef> hoist_reshapes(const std::vector<BSymRef>& prims, const Nam
   // Whether v can be computed over `shape`, marking its cone in `cone` (values found not to be, in
   // `failed`: each value is explored once per reshape).
   std::unordered_set<const TensorProxy*> failed;
+  // Reshapes read on the way whose input is already over the shape wanted: the input is their
+  // value there (group_norm's output computed again over the groups, reshaped for the silu's
+  // backward that follows, whose gradient is reshaped back to the groups).
+  std::unordered_map<const TensorProxy*, TensorRef> undone;
   std::function<bool(const TensorRef&, const Shape&, std::vector<const TensorProxy*>&, int)>
       hoistable = [&](const TensorRef& v, const Shape& shape, std::vector<const TensorProxy*>& cone,
                       int depth) {
         auto pit = producer.find(v.get());
         if (pit == producer.end() || pit->second->sym->name == "broadcast_in_dim")
           return mover.can_move(v, shape);
+        if (pit->second->sym->name == "reshape") {
+          const TensorRef& u = pit->second->args[0].as_tensor();
+          if (u->shape() != shape) return false;
+          undone[v.get()] = u;
+          return true;
+        }
         auto tt = target.find(v.get());
         if (tt != target.end()) return tt->second == shape;
         if (std::find(cone.begin(), cone.end(), v.get()) != cone.end()) return true;
@@ -625,7 +647,7 @@ std::vector<BSymRef> hoist_reshapes(const std::vector<BSymRef>& prims, const Nam
     dropped.insert(r.get());
   }
   if (root.empty()) return prims;
-  std::unordered_map<const TensorProxy*, TensorRef> twin;
+  std::unordered_map<const TensorProxy*, TensorRef> twin = undone;
   for (const BSymRef& p : prims) {
     if (dropped.count(p.get())) continue;
     out.push_back(p);

@@ -135,7 +135,10 @@ void check_group_norm_sizes(const BoundArgs& a, size_t i, const TensorRef& x) {
 }
 
 // native_group_norm(input, weight, bias, N, C, HxW, group, eps) -> (out, mean, rstd), mean and
-// rstd shaped (N, group) (group_norm's decomposition).
+// rstd shaped (N, group) in the compute dtype (group_norm's decomposition). ATen's kernel gives them
+// in the input's dtype (a bf16 mean for a bf16 input): the torch executor runs it through
+// torchex.native_group_norm, which returns them as float32, so that the backward can compute the
+// forward's output again from them exactly.
 Value native_group_norm_meta(Builder& b, const BoundArgs& a) {
   check_group_norm_sizes(a, 3, a.tensor(0));
   auto [out, mean, rstd] =
@@ -623,12 +626,12 @@ void register_grad_ops(SymbolTable& table) {
        "input, weight, bias, N, C, HxW, group, eps",
        native_group_norm_meta,
        {},
-       "torch.ops.aten.native_group_norm"},
+       "thunder.executors.torchex.native_group_norm"},
       {"native_group_norm_backward",
        "grad_out, input, mean, rstd, weight, N, C, HxW, group, output_mask",
        native_group_norm_backward_meta,
        {},
-       "torch.ops.aten.native_group_norm_backward"},
+       "thunder.executors.torchex.native_group_norm_backward"},
       {"embedding_backward",
        "grad_output, indices, num_weights, padding_idx, scale_grad_by_freq",
        embedding_backward_meta,

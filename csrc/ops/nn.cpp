@@ -959,18 +959,10 @@ TensorRef rms_norm_rstd(Builder& b, const TensorRef& x, const std::vector<int64_
   return un(b, prims::rsqrt(), bin(b, prims::add(), Value(ms), Value(e)));
 }
 
-// The dtype of group_norm's mean and rstd, as ATen's native_group_norm gives them: the input's,
-// or float32 for a reduced-precision input with a float32 weight or bias.
-DType group_norm_stat_dtype(DType x, const Value& weight, const Value& bias) {
-  bool mixed = false;
-  for (const Value* p : {&weight, &bias}) {
-    if (p->is_tensor() && p->as_tensor()->dtype() == DType::kFloat32) mixed = true;
-  }
-  return mixed && (x == DType::kBFloat16 || x == DType::kFloat16) ? DType::kFloat32 : x;
-}
+namespace {
 
-std::array<TensorRef, 3> group_norm_parts(Builder& b, const TensorRef& x0, int64_t g,
-                                          const Value& weight, const Value& bias, double eps) {
+// x0's (n, groups, channels / groups, spatial) shape, checked against group_norm's arguments.
+Shape group_norm_groups(const TensorRef& x0, int64_t g, const Value& weight, const Value& bias) {
   if (x0->rank() < 2) {
     throw Error("Expected at least 2 dimensions for input tensor but received " +
                 std::to_string(x0->rank()));
@@ -992,29 +984,62 @@ std::array<TensorRef, 3> group_norm_parts(Builder& b, const TensorRef& x0, int64
     }
   }
   require_floating(x0->dtype(), "GroupNormKernelImpl");
+  return {n, g, c / g, n * c == 0 ? 0 : x0->numel() / (n * c)};
+}
+
+// The normalized `y` (grouped, compute dtype) times the weight and plus the bias, each viewed as
+// (groups, channels / groups), back in x0's dtype and shape.
+TensorRef group_norm_affine(Builder& b, TensorRef y, const TensorRef& x0, const Shape& grouped,
+                            const Value& weight, const Value& bias) {
+  auto per_group_channel = [&](const Value& p) {
+    TensorRef t =
+        lang::convert(b, lang::reshape(b, p.as_tensor(), {grouped[1], grouped[2]}), y->dtype());
+    return lang::call_t(b, prims::broadcast_in_dim(),
+                        {Value(t), Value::ints({grouped[0].value(), grouped[1].value(),
+                                                grouped[2].value(), grouped[3].value()}),
+                         Value::ints({1, 2})});
+  };
+  if (!weight.is_none()) y = bin(b, prims::mul(), Value(y), Value(per_group_channel(weight)));
+  if (!bias.is_none()) y = bin(b, prims::add(), Value(y), Value(per_group_channel(bias)));
+  return lang::reshape(b, lang::convert(b, y, x0->dtype()), x0->shape());
+}
+
+}  // namespace
+
+std::array<TensorRef, 3> group_norm_parts(Builder& b, const TensorRef& x0, int64_t g,
+                                          const Value& weight, const Value& bias, double eps) {
   // Computed over (n, g, c / g, spatial): the statistics reduce the last two dims, and the weight
   // and bias, viewed as (g, c / g), broadcast over the others. One domain for the whole function,
   // so its forward and its backward fuse without reshapes of computed values between them.
   // Reshaped before they are converted: a reshape of an input is indexing in a fused kernel.
-  const int64_t cg = c / g;
-  const int64_t spatial = n * c == 0 ? 0 : x0->numel() / (n * c);
-  const Shape grouped{n, g, cg, spatial};
+  const Shape grouped = group_norm_groups(x0, g, weight, bias);
+  const double count = static_cast<double>(grouped[2].value() * grouped[3].value());
   TensorRef xg = lang::convert(b, lang::reshape(b, x0, grouped), opmath(x0->dtype()));
-  TensorRef mean = mean_keep(b, xg, {2, 3}, static_cast<double>(cg * spatial));
+  TensorRef mean = mean_keep(b, xg, {2, 3}, count);
   TensorRef var = var_keep(b, xg, {2, 3});
   TensorRef rstd = un(b, prims::rsqrt(), bin(b, prims::add(), Value(var), Value(eps)));
   TensorRef y =
       bin(b, prims::mul(), Value(bin(b, prims::sub(), Value(xg), Value(mean))), Value(rstd));
-  auto per_group_channel = [&](const Value& p) {
-    TensorRef t = lang::convert(b, lang::reshape(b, p.as_tensor(), {g, cg}), y->dtype());
+  const Shape stat{grouped[0], grouped[1]};
+  return {group_norm_affine(b, y, x0, grouped, weight, bias), lang::reshape(b, mean, stat),
+          lang::reshape(b, rstd, stat)};
+}
+
+TensorRef group_norm_output(Builder& b, const TensorRef& x0, int64_t g, const TensorRef& mean,
+                            const TensorRef& rstd, const Value& weight, const Value& bias) {
+  const Shape grouped = group_norm_groups(x0, g, weight, bias);
+  const DType cd = opmath(x0->dtype());
+  auto spread = [&](const TensorRef& t) {
     return lang::call_t(b, prims::broadcast_in_dim(),
-                        {Value(t), Value::ints({n, g, cg, spatial}), Value::ints({1, 2})});
+                        {Value(lang::convert(b, t, cd)),
+                         Value::ints({grouped[0].value(), grouped[1].value(), grouped[2].value(),
+                                      grouped[3].value()}),
+                         Value::ints({0, 1})});
   };
-  if (!weight.is_none()) y = bin(b, prims::mul(), Value(y), Value(per_group_channel(weight)));
-  if (!bias.is_none()) y = bin(b, prims::add(), Value(y), Value(per_group_channel(bias)));
-  const DType sd = group_norm_stat_dtype(x0->dtype(), weight, bias);
-  auto stat = [&](const TensorRef& t) { return lang::convert(b, lang::reshape(b, t, {n, g}), sd); };
-  return {lang::reshape(b, lang::convert(b, y, x0->dtype()), x0->shape()), stat(mean), stat(rstd)};
+  TensorRef xg = lang::convert(b, lang::reshape(b, x0, grouped), cd);
+  TensorRef y = bin(b, prims::mul(), Value(bin(b, prims::sub(), Value(xg), Value(spread(mean)))),
+                    Value(spread(rstd)));
+  return group_norm_affine(b, y, x0, grouped, weight, bias);
 }
 
 std::array<TensorRef, 3> layer_norm_parts(Builder& b, const BoundArgs& a) {

@@ -199,10 +199,13 @@ TensorRef reduce_weighted(Builder& b, const TensorRef& loss, const TensorRef& w,
 std::array<TensorRef, 3> layer_norm_parts(Builder& b, const BoundArgs& a);
 
 // group_norm(x0, g, weight, bias, eps) decomposed: (output, mean, rstd), mean and rstd shaped
-// (N, g) in the dtype ATen's native_group_norm gives them (group_norm_stat_dtype).
+// (N, g) in the compute dtype.
 std::array<TensorRef, 3> group_norm_parts(Builder& b, const TensorRef& x0, int64_t g,
                                           const Value& weight, const Value& bias, double eps);
-DType group_norm_stat_dtype(DType x, const Value& weight, const Value& bias);
+// group_norm's output computed again from its (N, g) mean and rstd: the same operations on the
+// same values as group_norm_parts' output (its statistics in the compute dtype).
+TensorRef group_norm_output(Builder& b, const TensorRef& x0, int64_t g, const TensorRef& mean,
+                            const TensorRef& rstd, const Value& weight, const Value& bias);
 
 // rms_norm's rsqrt(mean(x^2) + eps) over `dims` (kept as size 1) of `x` in its compute dtype; `eps`
 // None is the compute dtype's machine epsilon, as torch's.

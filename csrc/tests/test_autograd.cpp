@@ -135,6 +135,27 @@ TEST_F(AutogradTest, GroupNormForwardSavesMeanAndRstdPerGroup) {
   EXPECT_EQ(stats, 2);
 }
 
+TEST_F(AutogradTest, FusedGroupNormOutputIsComputedAgainFromItsStatistics) {
+  // silu(group_norm(x)): silu's backward reads the norm's output. For fused kernels the backward
+  // computes it again from x, the statistics, the weight and the bias (native_group_norm's recipe)
+  // instead of the forward saving it; without a fusion executor it is saved.
+  TensorRef x = param("x", {2, 6, 5});
+  TensorRef w = param("w", {6});
+  TensorRef bb = param("b", {6});
+  for (bool fused : {false, true}) {
+    autograd::FusingScope scope(fused, false);
+    Value y = call("group_norm", {Value(x), Value(int64_t{3}), Value(w), Value(bb)});
+    Value s = call("silu", {y});
+    ForwardBackward fb = split_forward_backward(rematerialize(vjp(finish(call("sum", {s})))));
+    int full = 0;  // saved values of x's shape that are not x
+    for (size_t i = 0; i < fb.num_saved; ++i) {
+      const TensorRef& t = fb.backward.inputs.at(i);
+      full += t->shape() == x->shape() && t->name() != "x";
+    }
+    EXPECT_EQ(full, fused ? 0 : 1) << fb.backward.python();
+  }
+}
+
 TEST_F(AutogradTest, DropoutSavesItsMask) {
   TensorRef x = param("x", {16});
   Value y = call("dropout", {Value(x), Value(0.25)});

@@ -367,6 +367,28 @@ def is_number(x):
 # Torch-level ops whose torch function does not accept the bound arguments of their signature.
 
 
+def native_group_norm(input, weight, bias, N, C, HxW, group, eps):
+    """ATen's native_group_norm with its mean and rstd in the compute dtype (float32, float64 for a
+    float64 input) as thunder's decomposition gives them. ATen gives them in the input's dtype (or
+    float32 beside float32 parameters), rounded: for a bf16 or fp16 input they are computed here in
+    float32, so that a backward computing the output again from them gets the forward's."""
+    out, mean, rstd = torch.ops.aten.native_group_norm(input, weight, bias, N, C, HxW, group, eps)
+    if input.dtype in (torch.bfloat16, torch.float16):
+        var, mean = torch.var_mean(input.reshape(N, group, -1).float(), dim=-1, correction=0)
+        return out, mean, (var + eps).rsqrt()
+    return out, mean, rstd
+
+
+def native_group_norm_backward(grad_out, input, mean, rstd, weight, N, C, HxW, group, output_mask):
+    """ATen's native_group_norm_backward, the statistics in the dtype its kernel reads them in and the
+    tensors contiguous, as eager's autograd passes them."""
+    reduced = input.dtype in (torch.bfloat16, torch.float16)
+    stat = torch.float32 if reduced and weight is not None and weight.dtype == torch.float32 else input.dtype
+    return torch.ops.aten.native_group_norm_backward(
+        grad_out.contiguous(), input.contiguous(), mean.to(stat), rstd.to(stat), weight, N, C, HxW, group,
+        list(output_mask))
+
+
 def ltorch_prod(input, dim=None, keepdim=False, *, dtype=None):
     if dim is None:
         return torch.prod(input, dtype=dtype)
