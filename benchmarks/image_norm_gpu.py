@@ -1,7 +1,8 @@
 """group_norm and batch_norm on the GPU: thunder's fused kernels next to eager PyTorch and torch.compile
 on the same inputs in the same run, and to a device-to-device copy of the same bytes.
 
-group_norm's rows (and those of silu(group_norm), as diffusion UNets use it) are image batches (n, c, h, w) with 32 groups, as in diffusion UNets: many groups
+group_norm's rows (and those of silu(group_norm) and silu(group_norm(x + temb)), as diffusion UNets use
+them) are image batches (n, c, h, w) with 32 groups, as in diffusion UNets: many groups
 of a few thousand elements, and few groups of tens of thousands (one long row each). batch_norm's
 are training steps of nn.BatchNorm2d (its forward, which updates the running statistics, runs as
 torch's batch_norm; its backward is thunder's: the weight and bias gradients are sums over the
@@ -45,16 +46,23 @@ def group_norm_silu(x, w, b):
     return F.silu(F.group_norm(x, GROUPS, w, b))
 
 
+def temb_group_norm_silu(x, w, b, temb):
+    """A diffusion UNet's resnet block between its convolutions: the time embedding added per sample
+    and channel, then group_norm and silu."""
+    return F.silu(F.group_norm(x + temb, GROUPS, w, b))
+
+
 def batch_norm_train(x, w, b):
     return F.batch_norm(x, None, None, w, b, training=True)
 
 
 def step_of(fn):
-    def step(x, w, b, g):
-        for t in (x, w, b):
+    def step(*args):
+        *inputs, g = args
+        for t in inputs:
             t.grad = None
-        fn(x, w, b).backward(g)
-        return x.grad, w.grad, b.grad
+        fn(*inputs).backward(g)
+        return tuple(t.grad for t in inputs)
     return step
 
 
@@ -106,6 +114,7 @@ def main():
           f"{'kthr/copy':>9} {'keag/copy':>9} kernels")
     for dtype in [getattr(torch, d) for d in args.dtypes.split(",")]:
         for fn, shape in ([(group_norm, s) for s in SHAPES] + [(group_norm_silu, s) for s in SHAPES[:2]] +
+                          [(temb_group_norm_silu, s) for s in SHAPES[:2]] +
                           [(batch_norm_train, s) for s in BN_SHAPES]):
             if args.only and args.only not in fn.__name__:
                 continue
@@ -114,9 +123,12 @@ def main():
             w = torch.randn(shape[1], device="cuda", dtype=dtype)
             b = torch.randn(shape[1], device="cuda", dtype=dtype)
             g = torch.randn_like(x)
+            inputs = (x, w, b)
+            if fn is temb_group_norm_silu:
+                inputs += (torch.randn(shape[0], shape[1], 1, 1, device="cuda", dtype=dtype),)
             nbytes = x.numel() * x.element_size()
             for op in ("fwd", "fwd+bwd"):
-                jfn, calls = make_calls(fn, op, (x, w, b), g, not args.no_compile, dtype)
+                jfn, calls = make_calls(fn, op, inputs, g, not args.no_compile, dtype)
                 moved = (2 if op == "fwd" else 5) * nbytes
                 copy = copy_bandwidth(2 * nbytes)
                 with torch.no_grad() if op == "fwd" else contextlib.nullcontext():

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 import thunder
 from thunder.executors import fusionex
 
-from fusion_patterns import bias_grad, gelu_chain, layer_norm, log_softmax, rms_norm, softmax  # noqa: F401
+from fusion_patterns import bias_grad, gelu_chain, layer_norm, log_softmax, norm_values_and_grads_match, rms_norm, softmax  # noqa: F401
 
 pytestmark = pytest.mark.skipif(not fusionex.available("cpu"), reason="no C++ compiler")
 
@@ -697,15 +697,7 @@ def test_batch_norm_training_is_one_kernel_each_way(dtype):
     g = torch.randn(8, 16, 12, 10)
     fn = lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True, eps=1e-3)  # noqa: E731
     jfn = _jit(fn)
-    ins = [tuple(t.to(dtype).requires_grad_() for t in (x, w, b)) for _ in range(2)]
-    outs = [f(*a) for f, a in zip((jfn, fn), ins)]
-    tol = {"atol": 1e-4, "rtol": 1e-4} if dtype == torch.float32 else {"atol": 5e-2, "rtol": 2e-2}
-    torch.testing.assert_close(outs[0], outs[1], **tol)
-    for out in outs:
-        out.backward(g.to(dtype))
-    for got, want in zip(*ins):
-        scale = max(want.grad.abs().max().item(), 1.0)
-        torch.testing.assert_close(got.grad, want.grad, atol=tol["atol"] * scale, rtol=tol["rtol"])
+    norm_values_and_grads_match(jfn, fn, (x, w, b), dtype, cotangent=g)
     assert len(thunder.last_traces(jfn)[-1].fusion_callables) == 1
     backward = thunder.last_backward_traces(jfn)[-1]
     assert len(backward.fusion_callables) == 1, str(backward)
@@ -759,16 +751,7 @@ def test_silu_of_group_norm_saves_the_statistics_not_the_normalized_input(dtype)
     x, w, b = torch.randn(4, 64, 8, 8) * 3 + 40, torch.randn(64), torch.randn(64)
     fn = lambda x, w, b: F.silu(F.group_norm(x, 8, w, b))  # noqa: E731
     jfn = _jit(fn)
-    ins = [tuple(t.to(dtype).requires_grad_() for t in (x, w, b)) for _ in range(2)]
-    outs = [f(*a) for f, a in zip((jfn, fn), ins)]
-    tol = {"atol": 1e-4, "rtol": 1e-4} if dtype == torch.float32 else {"atol": 5e-2, "rtol": 2e-2}
-    torch.testing.assert_close(outs[0], outs[1], **tol)
-    cot = torch.randn_like(outs[1])
-    for out in outs:
-        out.backward(cot)
-    for got, want in zip(*ins):
-        scale = max(want.grad.abs().max().item(), 1.0)
-        torch.testing.assert_close(got.grad, want.grad, atol=tol["atol"] * scale, rtol=tol["rtol"])
+    norm_values_and_grads_match(jfn, fn, (x, w, b), dtype)
     backward = thunder.last_backward_traces(jfn)[-1]
     header = [line for line in str(backward).split("\n") if line.startswith("  # ")]
     assert sum("[4, 64, 8, 8]" in line for line in header) == 2, str(backward)  # x and the gradient

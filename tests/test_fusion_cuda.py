@@ -22,7 +22,7 @@ import thunder
 from thunder import _core
 from thunder.executors import fusionex
 
-from fusion_patterns import bias_grad, gelu_chain, layer_norm, log_softmax, rms_norm, softmax  # noqa: F401
+from fusion_patterns import bias_grad, gelu_chain, layer_norm, log_softmax, norm_values_and_grads_match, rms_norm, softmax  # noqa: F401
 
 import cuda_emulator
 
@@ -944,16 +944,7 @@ def test_cuda_group_norm_forward_and_backward(dtype):
         x = torch.randn(shape, device="cuda", dtype=dtype)
         w, b = torch.randn(shape[1], device="cuda", dtype=dtype), torch.randn(shape[1], device="cuda", dtype=dtype)
         fn = lambda x, w, b, groups=groups: F.group_norm(x, groups, w, b)  # noqa: E731
-        ins = [tuple(t.clone().requires_grad_() for t in (x, w, b)) for _ in range(2)]
-        outs = [f(*a) for f, a in zip((_jit(fn), fn), ins)]
-        tol = {"atol": 1e-4, "rtol": 1e-4} if dtype == torch.float32 else {"atol": 5e-2, "rtol": 2e-2}
-        torch.testing.assert_close(outs[0], outs[1], **tol)
-        g = torch.randn_like(outs[1])
-        for out in outs:
-            out.backward(g)
-        for got, want in zip(*ins):
-            scale = want.grad.abs().max().item()
-            torch.testing.assert_close(got.grad, want.grad, atol=tol["atol"] * max(scale, 1), rtol=tol["rtol"])
+        norm_values_and_grads_match(_jit(fn), fn, (x, w, b), dtype)
 
 
 @requires_cuda

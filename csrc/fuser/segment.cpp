@@ -219,7 +219,7 @@ void recompute_pointwise_inputs(const std::vector<BSymRef>& prims,
           if (!is_leaf(a) || have.count(a.get()) || !counted.insert(a.get()).second) continue;
           if (producer.count(a.get()) && !region_out.count(a.get())) {
             computed_leaves.push_back(a);  // written and read once: a 64th of t at most
-          } else {
+          } else if (numel(a) > small) {   // (a weight or a row statistic adds next to nothing)
             added += nbytes(a);
           }
         }
@@ -396,16 +396,29 @@ std::vector<std::array<size_t, 4>> reshape_groups(const Shape& from, const Shape
   return groups;
 }
 
-// For u a chain of broadcasts of a tensor `producer` does not define: that tensor, and per dim of u
-// the tensor's dim it comes from (-1: broadcast); {nullptr, {}} otherwise.
-std::pair<TensorRef, std::vector<int>> broadcast_base(
-    const TensorRef& u, const std::unordered_map<const TensorProxy*, BSymRef>& producer) {
+// For u a chain of broadcasts (and dtype conversions) of a tensor `producer` does not define: that
+// tensor, per dim of u the tensor's dim it comes from (-1: broadcast), and the conversions in the
+// order they apply to the tensor; {nullptr, {}, {}} otherwise. A bf16 bias added to a bf16 input is
+// converted to float32 before it is broadcast.
+struct BroadcastBase {
+  TensorRef base;
+  std::vector<int> src;
+  std::vector<DType> converts;
+};
+BroadcastBase broadcast_base(const TensorRef& u,
+                             const std::unordered_map<const TensorProxy*, BSymRef>& producer) {
   std::vector<int> src(u->shape().size());
   for (size_t d = 0; d < src.size(); ++d) src[d] = static_cast<int>(d);
+  std::vector<DType> converts;
   TensorRef cur = u;
   while (producer.count(cur.get())) {
     const BSymRef& pb = producer.at(cur.get());
-    if (pb->sym->name != "broadcast_in_dim") return {nullptr, {}};
+    if (pb->sym->name == "convert_element_type") {
+      converts.insert(converts.begin(), cur->dtype());
+      cur = pb->args[0].as_tensor();
+      continue;
+    }
+    if (pb->sym->name != "broadcast_in_dim") return {};
     const TensorRef& v = pb->args[0].as_tensor();
     const std::vector<int64_t> bdims = pb->args[2].as_int_list();
     std::vector<int> of_out(cur->shape().size(), -1);  // dim of cur -> dim of v
@@ -415,7 +428,8 @@ std::pair<TensorRef, std::vector<int>> broadcast_base(
     for (int& d : src) d = d < 0 ? -1 : of_out[static_cast<size_t>(d)];
     cur = v;
   }
-  return {cur, src};
+  if (cur == u) return {};  // not a broadcast or a conversion
+  return {cur, src, converts};
 }
 
 // The shape and dims of a broadcast's base re-broadcast over `inner` where the broadcast output
@@ -470,10 +484,10 @@ class ShapeMover {
   // one along whole groups of dims (a bias per channel).
   bool can_move(const TensorRef& a, const Shape& shape) const {
     if (!producer_.count(a.get())) return !reshape_groups(shape, a->shape()).empty();
-    const auto [base, src] = broadcast_base(a, producer_);
+    const BroadcastBase bb = broadcast_base(a, producer_);
     Shape vshape;
     std::vector<int64_t> vdims;
-    return base != nullptr && rebroadcast(shape, a->shape(), src, &vshape, &vdims);
+    return bb.base != nullptr && rebroadcast(shape, a->shape(), bb.src, &vshape, &vdims);
   }
 
   // p's arguments over `shape`: each tensor's twin (a value already computed over it), else the
@@ -502,11 +516,17 @@ class ShapeMover {
     if (!producer_.count(a.get())) {
       m = emit(like, prims::reshape(), {Value(a), Value::shape(shape)}, shape, a);
     } else {
-      const auto [base, src] = broadcast_base(a, producer_);
+      const BroadcastBase bb = broadcast_base(a, producer_);
       Shape vshape;
       std::vector<int64_t> vdims;
-      rebroadcast(shape, a->shape(), src, &vshape, &vdims);
-      TensorRef v = emit(like, prims::reshape(), {Value(base), Value::shape(vshape)}, vshape, base);
+      rebroadcast(shape, a->shape(), bb.src, &vshape, &vdims);
+      TensorRef v =
+          emit(like, prims::reshape(), {Value(bb.base), Value::shape(vshape)}, vshape, bb.base);
+      for (DType d : bb.converts) {
+        TensorRef c = std::make_shared<const TensorProxy>(fresh_name_(v->name()), vshape, d,
+                                                          v->device(), v->requires_grad());
+        v = emit(like, prims::convert_element_type(), {Value(v), Value(d)}, vshape, v, c);
+      }
       m = emit(like, prims::broadcast_in_dim(), {Value(v), Value::shape(shape), Value::ints(vdims)},
                shape, a);
     }
@@ -631,13 +651,23 @@ std::vector<BSymRef> hoist_reshapes(const std::vector<BSymRef>& prims, const Nam
         cone.push_back(v.get());
         return true;
       };
+  // Further reshapes of a value already computed over their shape: each defined by the value's
+  // primitive computed once more over it (the backward's input gradient and the group_norm output
+  // it computes again both reshape x + temb to the groups).
+  std::unordered_map<const TensorProxy*, std::vector<TensorRef>> more_roots;
   for (const BSymRef& r : prims) {
     if (r->sym->name != "reshape") continue;
     const TensorRef& t = r->args[0].as_tensor();
     const TensorRef y = r->output_tensors()[0];
     auto pt = producer.find(t.get());
+    auto tt = target.find(t.get());
+    if (tt != target.end() && tt->second == y->shape()) {
+      more_roots[t.get()].push_back(y);
+      dropped.insert(r.get());
+      continue;
+    }
     if (pt == producer.end() || !is_elementwise_op(pt->second->sym->name) || root.count(t.get()) ||
-        target.count(t.get()))
+        tt != target.end())
       continue;
     std::vector<const TensorProxy*> cone;
     failed.clear();
@@ -658,6 +688,10 @@ std::vector<BSymRef> hoist_reshapes(const std::vector<BSymRef>& prims, const Nam
     auto rt = root.find(v.get());
     twin[v.get()] = mover.emit(p, *p->sym, mover.args_over(p, twin, shape), shape, v,
                                rt == root.end() ? nullptr : rt->second);
+    auto more = more_roots.find(v.get());
+    if (more == more_roots.end()) continue;
+    for (const TensorRef& y : more->second)
+      mover.emit(p, *p->sym, mover.args_over(p, twin, shape), shape, v, y);
   }
   return out;
 }
