@@ -759,6 +759,24 @@ def test_silu_of_group_norm_saves_the_statistics_not_the_normalized_input(dtype)
     assert (len(thunder.last_traces(jfn)[-1].fusion_callables), len(backward.fusion_callables)) == (1, 2)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_time_embedding_added_before_or_after_group_norm(dtype):
+    # A diffusion UNet adds a per-sample, per-channel time embedding next to group_norm and silu. In
+    # bf16 the embedding is converted before it is broadcast, and the backward reshapes x + temb to
+    # the groups twice (the input gradient, and the norm's output computed again): one forward
+    # kernel; the backward's input gradient rows, the weight and bias sums, and the embedding's
+    # gradient (a sum over (h, w) of the input gradient). Values and gradients against eager.
+    torch.manual_seed(0)
+    x, w, b, temb = torch.randn(2, 64, 8, 8), torch.randn(64), torch.randn(64), torch.randn(2, 64, 1, 1)
+    for fn in (lambda x, w, b, t: F.silu(F.group_norm(x + t, 8, w, b)),
+               lambda x, w, b, t: F.silu(F.group_norm(x, 8, w, b) + t)):
+        jfn = _jit(fn)
+        norm_values_and_grads_match(jfn, fn, (x, w, b, temb), dtype)
+        kernels = (len(thunder.last_traces(jfn)[-1].fusion_callables),
+                   len(thunder.last_backward_traces(jfn)[-1].fusion_callables))
+        assert kernels == (1, 3), kernels
+
+
 def test_tensors_added_by_moving_reshapes_take_names_no_other_tensor_has():
     # The reshapes moved across element-wise operations add tensors (x reshaped to the groups'
     # shape, hinted "x_h"); an argument of that name keeps its own. Values against eager, and every
