@@ -672,6 +672,44 @@ def test_group_norm_in_one_domain(dtype):
             assert sum(f'f32[{shape[0]}, {groups}]"' in line for line in header) == 2, str(backward)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_norms_updating_running_statistics_are_one_kernel_and_copies(dtype):
+    # nn.BatchNorm2d in training updates its running statistics in place: the statistics, the
+    # output and the statistics' new values are one fused kernel, the copies into the buffers
+    # torch calls after it (torch's batch_norm ran it all before). InstanceNorm2d with running
+    # statistics (a mean of its rows' statistics, which would be kernels of their own) stays
+    # torch's call. Three steps: outputs, input and parameter gradients, and the buffers against
+    # eager's. Tiny inputs (below the default executors' fusion size) stay one torch call.
+    torch.manual_seed(0)
+    for make in (lambda: torch.nn.BatchNorm2d(16), lambda: torch.nn.InstanceNorm2d(16, affine=True,
+                                                                                  track_running_stats=True)):
+        eager = make().to(dtype)
+        with torch.no_grad():
+            eager.weight.uniform_(0.5, 1.5)
+            eager.bias.uniform_(-0.5, 0.5)
+        mine = copy.deepcopy(eager)
+        jm = _jit(mine)
+        for step in range(3):
+            x = (torch.randn(8, 16, 12, 10) * 2 + step).to(dtype)
+            norm_values_and_grads_match(jm, eager, (x,), dtype, cotangent=torch.randn(8, 16, 12, 10))
+            tol = 1e-4 if dtype == torch.float32 else 2e-2
+            for (name, got), want in zip(mine.named_parameters(), eager.parameters()):
+                scale = max(want.grad.abs().max().item(), 1.0)
+                torch.testing.assert_close(got.grad, want.grad, atol=tol * 2.5 * scale, rtol=tol, msg=name)
+                got.grad = want.grad = None
+            for (name, got), want in zip(mine.named_buffers(), eager.buffers()):
+                torch.testing.assert_close(got, want, atol=tol, rtol=tol, msg=name)
+        forward = thunder.last_traces(jm)[-1]
+        fused = isinstance(eager, torch.nn.BatchNorm2d)
+        assert len(forward.fusion_callables) == (1 if fused else 0), str(forward)
+        calls = [line for line in _calls(forward) if " = torch" in line and "copy_" not in line]
+        assert any("_norm(" in line for line in calls) != fused, str(forward)
+    tiny = torch.nn.BatchNorm2d(3)
+    jt = thunder.jit(tiny)
+    torch.testing.assert_close(jt(torch.randn(2, 3, 4, 4)).shape, torch.Size([2, 3, 4, 4]))
+    assert "batch_norm(" in str(thunder.last_traces(jt)[-1])
+
+
 def test_reductions_over_the_innermost_dims_and_outer_ones_are_rows_read_in_runs():
     # A sum over the samples and the spatial dims of each channel (batch_norm's statistics, its
     # weight and bias gradients) is a row kernel over the channels, each row read in runs of the

@@ -146,6 +146,9 @@ void bind_fuser(nb::module_& m) {
       b.output.for_each_tensor(check);
       return ok && fuser::prim_fusible(b);
     };
+    hooks.worth_fusing = [min_cpu_numel](const std::vector<BSymRef>& prims) {
+      return !fuser::cpu_region_below(prims, min_cpu_numel);
+    };
     hooks.fuse = [name, min_cpu_numel](const Region& r, FusionContext& ctx) -> std::optional<std::vector<BSymRef>> {
       std::vector<BSymRef> prims;
       for (const BSymRef& marker : r.bsyms) {

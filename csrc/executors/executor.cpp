@@ -1,7 +1,10 @@
 // Executor registration and the claiming pass.
 #include "executors/executor.h"
 
+#include <algorithm>
+
 #include "core/error.h"
+#include "executors/partition.h"
 
 namespace thunder {
 
@@ -79,6 +82,34 @@ bool fusible_whole(const BoundSymbol& b, const Executor& ex) {
   return true;
 }
 
+// True when `b` is a composite whose decomposition `ex` could fuse but for its copies into its
+// inputs (a batch_norm updating its running statistics), that reduces its largest operand (one
+// kernel is then worth the torch calls the copies become; instance_norm's running statistics, a
+// mean of its rows' statistics, would be kernels of their own), at a size `ex` fuses.
+bool fusible_but_copies(const BSymRef& b, const Executor& ex) {
+  if (b->sym->kind != SymbolKind::kComposite || b->subsymbols.empty()) return false;
+  std::vector<BSymRef> prims = flatten_to_prims(b);
+  bool copies = false;
+  int64_t largest = 0;
+  std::vector<int64_t> reduced;  // the element counts of the reductions' operands
+  for (const BSymRef& p : prims) {
+    const std::string& n = p->sym->name;
+    if (p->sym->is_prim() && n == "copy_") {
+      copies = true;
+      continue;
+    }
+    if (!p->sym->is_prim() || !ex.fusion().can_fuse(*p)) return false;
+    for (const TensorRef& t : p->input_tensors()) largest = std::max(largest, t->numel());
+    if (n == "sum" || n == "var" || n == "amax" || n == "amin" || n == "prod")
+      reduced.push_back(p->input_tensors().at(0)->numel());
+  }
+  const bool one_pass =
+      !reduced.empty() && std::all_of(reduced.begin(), reduced.end(),
+                                      [&](int64_t k) { return k == largest; });
+  const auto& worth = ex.fusion().worth_fusing;
+  return copies && one_pass && (!worth || worth(prims));
+}
+
 }  // namespace
 
 void claim_bsym(const BSymRef& b, const std::vector<const Executor*>& executors,
@@ -92,6 +123,10 @@ void claim_bsym(const BSymRef& b, const std::vector<const Executor*>& executors,
     if (ex->is_fusion()) {
       if (fusible_whole(*b, *ex)) {
         out.push_back(BoundSymbol::make(ex->claim_marker(*b->sym), b->args, b->output, {b}, b->source));
+        return;
+      }
+      if (fusible_but_copies(b, *ex)) {  // its primitives claimed one by one: fused, and copies
+        for (const BSymRef& s : b->subsymbols) claim_bsym(s, executors, out);
         return;
       }
       continue;

@@ -42,6 +42,9 @@ struct FusionHooks {
   std::function<std::optional<std::vector<BSymRef>>(const Region&, FusionContext&)> fuse;
   // Whether it fuses anything on devices of this type (unset: every type).
   std::function<bool(DeviceType)> runs_on;
+  // Whether a region of these primitives is worth its kernels (unset: always); false for one it
+  // would leave to torch whole (a CPU region of tiny tensors).
+  std::function<bool(const std::vector<BSymRef>&)> worth_fusing;
 };
 
 class Executor {

@@ -703,6 +703,7 @@ void update_running_stats(Builder& b, const BoundArgs& a, const std::string& op,
     throw NotImplementedError(op + ": momentum=None (a cumulative average) is not supported");
   }
   const double momentum = a.number(6);
+  std::vector<std::pair<TensorRef, TensorRef>> updates;  // (new value, running statistic)
   for (size_t i : {size_t{1}, size_t{2}}) {
     if (a[i].is_none()) continue;
     const TensorRef& run = a.tensor(i);
@@ -711,8 +712,10 @@ void update_running_stats(Builder& b, const BoundArgs& a, const std::string& op,
         bin(b, prims::mul(), Value(lang::convert(b, run, compute)), Value(1.0 - momentum));
     TensorRef upd =
         bin(b, prims::add(), Value(old), Value(bin(b, prims::mul(), Value(s), Value(momentum))));
-    lang::call(b, prims::copy_(), {Value(lang::convert(b, upd, run->dtype())), Value(run)});
+    updates.emplace_back(lang::convert(b, upd, run->dtype()), run);
   }
+  // The copies after every new value (each copy is a barrier to the partitioner).
+  for (const auto& [upd, run] : updates) lang::call(b, prims::copy_(), {Value(upd), Value(run)});
 }
 
 // F.batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps). In
@@ -744,22 +747,25 @@ Value batch_norm_meta(Builder& b, const BoundArgs& a) {
   std::vector<int64_t> dims = {0};
   for (int64_t i = 2; i < rank; ++i) dims.push_back(i);
   TensorRef mean, var;  // shaped (1, C, 1, ...)
-  if (training) {
-    mean = mean_keep(b, x, dims, static_cast<double>(count));
-    var = var_keep(b, x, dims);
-    const double unbias =
-        count > 1 ? static_cast<double>(count) / static_cast<double>(count - 1) : 1.0;
-    update_running_stats(b, a, "batch_norm", compute, [&](size_t i) {
-      return i == 1 ? mean : bin(b, prims::mul(), Value(var), Value(unbias));
-    });
-  } else {
+  if (!training) {
     if (a[1].is_none() || a[2].is_none()) {
       throw Error("running_mean and running_var must be defined in evaluation mode");
     }
     mean = channel_view(b, lang::convert(b, a.tensor(1), compute), rank);
     var = channel_view(b, lang::convert(b, a.tensor(2), compute), rank);
+    return lang::convert(b, normalized_per_channel(b, a, x, mean, var), x0->dtype());
   }
-  return lang::convert(b, normalized_per_channel(b, a, x, mean, var), x0->dtype());
+  mean = mean_keep(b, x, dims, static_cast<double>(count));
+  var = var_keep(b, x, dims);
+  TensorRef y = lang::convert(b, normalized_per_channel(b, a, x, mean, var), x0->dtype());
+  // The running statistics' copies last: a fused kernel computes the output and their new values
+  // together, the copies (barriers to the partitioner) follow it.
+  const double unbias =
+      count > 1 ? static_cast<double>(count) / static_cast<double>(count - 1) : 1.0;
+  update_running_stats(b, a, "batch_norm", compute, [&](size_t i) {
+    return i == 1 ? mean : bin(b, prims::mul(), Value(var), Value(unbias));
+  });
+  return y;
 }
 
 // F.instance_norm(input, running_mean, running_var, weight, bias, use_input_stats, momentum, eps):
@@ -795,23 +801,24 @@ Value instance_norm_meta(Builder& b, const BoundArgs& a) {
   std::vector<int64_t> dims;
   for (int64_t i = 2; i < rank; ++i) dims.push_back(i);
   TensorRef mean, var;  // (N, C, 1, ...) from the input, (1, C, 1, ...) from running statistics
-  if (use_input_stats) {
-    mean = mean_keep(b, x, dims, static_cast<double>(spatial));
-    var = var_keep(b, x, dims);
-    const double unbias = static_cast<double>(spatial) / static_cast<double>(spatial - 1);
-    update_running_stats(b, a, "instance_norm", compute, [&](size_t i) {
-      TensorRef stat = i == 1 ? mean : bin(b, prims::mul(), Value(var), Value(unbias));
-      return mean_keep(b, lang::reshape(b, stat, {n, c}), {0}, static_cast<double>(n));
-    });
-  } else {
+  if (!use_input_stats) {
     if (a[1].is_none() || a[2].is_none()) {
       throw Error(
           "Expected running_mean and running_var to be defined when use_input_stats is false");
     }
     mean = channel_view(b, lang::convert(b, a.tensor(1), compute), rank);
     var = channel_view(b, lang::convert(b, a.tensor(2), compute), rank);
+    return lang::convert(b, normalized_per_channel(b, a, x, mean, var), x0->dtype());
   }
-  return lang::convert(b, normalized_per_channel(b, a, x, mean, var), x0->dtype());
+  mean = mean_keep(b, x, dims, static_cast<double>(spatial));
+  var = var_keep(b, x, dims);
+  TensorRef y = lang::convert(b, normalized_per_channel(b, a, x, mean, var), x0->dtype());
+  const double unbias = static_cast<double>(spatial) / static_cast<double>(spatial - 1);
+  update_running_stats(b, a, "instance_norm", compute, [&](size_t i) {  // last, as batch_norm's
+    TensorRef stat = i == 1 ? mean : bin(b, prims::mul(), Value(var), Value(unbias));
+    return mean_keep(b, lang::reshape(b, stat, {n, c}), {0}, static_cast<double>(n));
+  });
+  return y;
 }
 
 // ---------------------------------------------------------------------------------------------
