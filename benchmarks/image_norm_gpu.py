@@ -4,8 +4,8 @@ on the same inputs in the same run, and to a device-to-device copy of the same b
 group_norm's rows (and those of silu(group_norm) and silu(group_norm(x + temb)), as diffusion UNets use
 them) are image batches (n, c, h, w) with 32 groups, as in diffusion UNets: many groups
 of a few thousand elements, and few groups of tens of thousands (one long row each). batch_norm's
-are training steps of nn.BatchNorm2d (its forward, which updates the running statistics, runs as
-torch's batch_norm; its backward is thunder's: the weight and bias gradients are sums over the
+are training steps of F.batch_norm without running statistics and of nn.BatchNorm2d, which updates
+its running statistics in place at each call (the weight and bias gradients are sums over the
 samples and the spatial dims of each channel). "fwd" is the forward
 (counted as reading x and writing y); "fwd+bwd" a training step, `group_norm(x, 32, w, b).backward(g)`
 (counted as 5 passes over x's bytes: x read and y written, then g and x read and x's gradient
@@ -54,6 +54,13 @@ def temb_group_norm_silu(x, w, b, temb):
 
 def batch_norm_train(x, w, b):
     return F.batch_norm(x, None, None, w, b, training=True)
+
+
+def batch_norm_module(channels, dtype):
+    """nn.BatchNorm2d in training: its running statistics updated in place at each call."""
+    m = torch.nn.BatchNorm2d(channels).to("cuda", dtype)
+    m.__name__ = "BatchNorm2d"
+    return m
 
 
 def step_of(fn):
@@ -115,7 +122,8 @@ def main():
     for dtype in [getattr(torch, d) for d in args.dtypes.split(",")]:
         for fn, shape in ([(group_norm, s) for s in SHAPES] + [(group_norm_silu, s) for s in SHAPES[:2]] +
                           [(temb_group_norm_silu, s) for s in SHAPES[:2]] +
-                          [(batch_norm_train, s) for s in BN_SHAPES]):
+                          [(batch_norm_train, s) for s in BN_SHAPES] +
+                          [(batch_norm_module, s) for s in BN_SHAPES]):
             if args.only and args.only not in fn.__name__:
                 continue
             torch.manual_seed(0)
@@ -126,6 +134,8 @@ def main():
             inputs = (x, w, b)
             if fn is temb_group_norm_silu:
                 inputs += (torch.randn(shape[0], shape[1], 1, 1, device="cuda", dtype=dtype),)
+            if fn is batch_norm_module:  # one module for thunder's, eager's and torch.compile's calls
+                fn, inputs = batch_norm_module(shape[1], dtype), (x,)
             nbytes = x.numel() * x.element_size()
             for op in ("fwd", "fwd+bwd"):
                 jfn, calls = make_calls(fn, op, inputs, g, not args.no_compile, dtype)
