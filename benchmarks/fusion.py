@@ -13,6 +13,7 @@ Cases (fp32; x is 1024 x 4096 = 4M floats, w and b are 4096-vectors broadcast ov
   cross_entropy_bwd  F.cross_entropy(x, y).backward(): forward + backward
   group_norm_bwd (F.group_norm(xi, 32, wc, bc) * gi).sum().backward(), xi the same 4M floats as an image
                  batch 16 x 256 x 32 x 32, wc and bc 256-vectors: forward + backward
+  silu_group_norm_bwd  the same with F.silu after the group_norm (a diffusion UNet's block)
   batch_norm_bwd (F.batch_norm(xi, None, None, wc, bc, training=True) * gi).sum().backward(): the
                  same, each channel normalized over the batch and its 32 x 32 positions
   dropout_bwd    (y + F.dropout(x, 0.1)).sum().backward() jitted with fuse_random=True: the mask is
@@ -79,6 +80,9 @@ def _cases(torch, F):
     def gn_fwd(x, w, b, g):
         return F.group_norm(x, 32, w, b) * g
 
+    def silu_gn_fwd(x, w, b, g):
+        return F.silu(F.group_norm(x, 32, w, b)) * g
+
     def bn_fwd(x, w, b, g):
         return F.batch_norm(x, None, None, w, b, training=True) * g
 
@@ -102,6 +106,7 @@ def _cases(torch, F):
         "layer_norm_bwd": (ln_fwd, lambda: (x.clone().requires_grad_(), w.clone().requires_grad_(),
                                             b.clone().requires_grad_(), gout), 5 * nbytes, True),
         "group_norm_bwd": (gn_fwd, image_step, 5 * nbytes, True),
+        "silu_group_norm_bwd": (silu_gn_fwd, image_step, 5 * nbytes, True),
         "batch_norm_bwd": (bn_fwd, image_step, 5 * nbytes, True),
         "softmax_bwd": (sm_fwd, lambda: (x.clone().requires_grad_(), gout), 5 * nbytes, True),
         # forward: read x; backward: read x (or what was saved of it), write dx
