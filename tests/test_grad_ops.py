@@ -98,6 +98,15 @@ CASES = [
     ("group_norm_no_affine", lambda x: F.group_norm(x, 3, eps=1e-3), lambda: (r(3, 6, 5),)),
     ("group_norm_weight_only", lambda x, w: F.group_norm(x, 1, w), lambda: (r(2, 4, 2, 3), r(4))),
     ("group_norm_2d", lambda x, w, b: F.group_norm(x, 2, w, b), lambda: (r(5, 4), r(4), r(4))),
+    ("batch_norm_train", lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True),
+     lambda: (r(4, 3, 5, 2), r(3), r(3))),
+    ("batch_norm_train_running_stats",
+     lambda x, w, b: F.batch_norm(x, torch.zeros(3, dtype=D), torch.ones(3, dtype=D), w, b, True, 0.2, 1e-3),
+     lambda: (r(4, 3, 5), r(3), r(3))),
+    ("batch_norm_train_no_affine", lambda x: F.batch_norm(x, None, None, training=True), lambda: (r(6, 4),)),
+    ("batch_norm_eval", lambda x, w, b: F.batch_norm(x, torch.linspace(-1, 1, 3, dtype=D),
+                                                      torch.linspace(0.5, 1.5, 3, dtype=D), w, b),
+     lambda: (r(4, 3, 5), r(3), r(3))),
     ("rms_norm", lambda x, w: F.rms_norm(x, (6,), w, eps=1e-6), lambda: (r(2, 3, 6), r(6))),
     ("rms_norm_2d_no_weight", lambda x: F.rms_norm(x, (3, 6)), lambda: (r(2, 3, 6),)),
     ("softplus", F.softplus, lambda: (r(4, 5),)),
@@ -321,3 +330,33 @@ def test_group_norm_gradients_of_its_edge_cases(executors):
         for a, e in zip(*ins):
             assert a.grad.dtype == e.dtype
             torch.testing.assert_close(a.grad, e.grad, **tol)
+
+
+@pytest.mark.parametrize("executors", [["torch"], None], ids=["torch", "default"])
+def test_batch_norm_training_gradients_of_its_edge_cases(executors):
+    # batch_norm's rule in training saves each channel's mean and rstd for ATen's
+    # native_batch_norm_backward or its fused decomposition (the default executors fuse these
+    # 4096-element inputs): a bf16 input with float32 weight and bias (parameter gradients in
+    # float32, as eager's), running statistics updated as eager's, and a bias without a weight.
+    torch.manual_seed(0)
+    jit = (lambda f: thunder.jit(f, executors=executors)) if executors else thunder.jit
+    x16, w, b = torch.randn(8, 16, 32).bfloat16() * 3 + 1, torch.randn(16), torch.randn(16)
+    cases = [((x16, w, b), {"atol": 3e-2, "rtol": 2e-2}, lambda: (None, None)),
+             ((torch.randn(8, 16, 32), w, b), {}, lambda: (torch.zeros(16), torch.ones(16))),
+             ((torch.randn(8, 16, 32), None, b), {}, lambda: (None, None))]
+    for args, tol, running in cases:
+        stats = [running() for _ in range(2)]
+        fns = [lambda x, w, b, s=s: F.batch_norm(x, s[0], s[1], w, b, True, 0.1, 1e-5) for s in stats]
+        ins = [[a if a is None else a.detach().clone().requires_grad_() for a in args] for _ in range(2)]
+        got, want = jit(fns[0])(*ins[0]), fns[1](*ins[1])
+        torch.testing.assert_close(got, want, **tol)
+        cot = torch.randn_like(want)
+        got.backward(cot)
+        want.backward(cot)
+        for a, e in zip(*ins):
+            if a is not None:
+                assert a.grad.dtype == e.grad.dtype
+                torch.testing.assert_close(a.grad, e.grad, **tol)
+        for s_got, s_want in zip(*stats):
+            if s_want is not None:
+                torch.testing.assert_close(s_got, s_want)

@@ -235,6 +235,44 @@ void register_nn_grad_rules() {
     };
     rule("group_norm", std::move(r));
   }
+  {
+    // batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
+    // momentum=0.1, eps=1e-05) in training: the forward saves each channel's mean and rstd
+    // (native_batch_norm, which also updates the running statistics), the backward reads them
+    // instead of computing them again from the input. In evaluation the decomposition is
+    // differentiated (the running statistics are constants).
+    GradRule r;
+    r.applies = [](const BoundSymbol& b) { return BoundArgs(*b.sym, b.args).bool_(5); };
+    r.augmented_forward = [](ForwardContext& c) {
+      const auto& a = c.args;
+      V out = lang::call(c.b, op("native_batch_norm"),
+                         {a[0], a[3], a[4], a[1], a[2], a[5], a[6], a[7]});
+      const auto& items = out.items();
+      return AugmentedForward{items[0], {items[1], items[2]}};
+    };
+    r.backward = [](BackwardContext& c) {
+      TensorRef g = c.grad_out();
+      if (!g) return;
+      const auto& a = c.args;
+      const bool has_w = a[3].is_tensor();
+      V mask = V::tuple({V(c.needs(0)), V(c.needs(3)), V(has_w && c.needs(4))});
+      V r = lang::call(c.b, op("native_batch_norm_backward"),
+                       {V(g), a[0], a[3], V(), V(), c.residuals[0], c.residuals[1], V(true), a[7],
+                        mask});  // (in training the running statistics take no part)
+      const auto& items = r.items();
+      if (items[0].is_tensor()) c.put_grad(0, items[0].as_tensor());
+      if (items[1].is_tensor()) c.put_grad(3, items[1].as_tensor());
+      if (items[2].is_tensor()) c.put_grad(4, items[2].as_tensor());
+      if (!has_w && c.needs(4)) {  // a bias without a weight: a sum over all but the channels
+        std::vector<int64_t> dims{0};
+        for (int64_t i = 2; i < g->rank(); ++i) dims.push_back(i);
+        TensorRef db = c.b.call(op("sum"), {V(g), V::ints(dims)}).as_tensor();
+        const DType bd = a.tensor(4)->dtype();
+        c.put_grad(4, db->dtype() == bd ? db : lang::convert(c.b, db, bd));
+      }
+    };
+    rule("batch_norm", std::move(r));
+  }
   // native_group_norm's output, from its input, weight, bias and float32 statistics: a
   // silu(group_norm(x)) saves x and the statistics, not the normalized x its backward reads.
   register_recompute_recipe(

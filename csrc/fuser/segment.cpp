@@ -428,7 +428,6 @@ BroadcastBase broadcast_base(const TensorRef& u,
     for (int& d : src) d = d < 0 ? -1 : of_out[static_cast<size_t>(d)];
     cur = v;
   }
-  if (cur == u) return {};  // not a broadcast or a conversion
   return {cur, src, converts};
 }
 

@@ -135,10 +135,10 @@ void check_group_norm_sizes(const BoundArgs& a, size_t i, const TensorRef& x) {
 }
 
 // native_group_norm(input, weight, bias, N, C, HxW, group, eps) -> (out, mean, rstd), mean and
-// rstd shaped (N, group) in the compute dtype (group_norm's decomposition). ATen's kernel gives them
-// in the input's dtype (a bf16 mean for a bf16 input): the torch executor runs it through
-// torchex.native_group_norm, which returns them as float32, so that the backward can compute the
-// forward's output again from them exactly.
+// rstd shaped (N, group) in the compute dtype (group_norm's decomposition). ATen's kernel gives
+// them in the input's dtype (a bf16 mean for a bf16 input): the torch executor runs it through
+// torchex.native_group_norm, which returns them in the compute dtype, so that the backward can
+// compute the forward's output again from them exactly.
 Value native_group_norm_meta(Builder& b, const BoundArgs& a) {
   check_group_norm_sizes(a, 3, a.tensor(0));
   auto [out, mean, rstd] =
@@ -215,6 +215,82 @@ Value native_group_norm_backward_meta(Builder& b, const BoundArgs& a) {
     out[1] = per_channel(bin(b, prims::mul(), Value(g), Value(xhat)), a.tensor(4)->dtype());
   }
   if (mask.at(2)) out[2] = per_channel(g, has_w ? a.tensor(4)->dtype() : x0->dtype());
+  return Value::tuple(std::move(out));
+}
+
+// native_batch_norm(input, weight, bias, running_mean, running_var, training, momentum, eps) ->
+// (out, save_mean, save_invstd): batch_norm in training (the running statistics, where given,
+// updated in place), each channel's mean and rstd shaped (C) in the compute dtype (ATen's CPU
+// kernel gives them in a bf16 input's dtype: torchex.native_batch_norm returns them converted).
+Value native_batch_norm_meta(Builder& b, const BoundArgs& a) {
+  if (!a.bool_(5)) {
+    throw NotImplementedError(a.symbol().qualname() + ": only training=True is recorded");
+  }
+  // F.batch_norm's argument order: input, running_mean, running_var, weight, bias, training,
+  // momentum, eps.
+  const std::vector<Value> bn_args{a[0], a[3], a[4], a[1], a[2], a[5], a[6], a[7]};
+  BoundArgs as_bn(ltorch_symbol("batch_norm"), bn_args);  // (it keeps a reference to the values)
+  auto [out, mean, rstd] = detail::nn::batch_norm_training_parts(b, as_bn);
+  return Value::tuple({Value(out), Value(mean), Value(rstd)});
+}
+
+// native_batch_norm_backward(grad_out, input, weight, running_mean, running_var, save_mean,
+// save_invstd, train, eps, output_mask) -> (grad_input, grad_weight, grad_bias), None where
+// output_mask is False; train=True only. Over each channel's M elements (the batch and the
+// positions), with xhat = (x - mean) * invstd and gw = grad_out * weight: grad_input = invstd / M *
+// (M * gw - sum(gw) - xhat * sum(gw * xhat)); grad_weight and grad_bias are the channel's sums of
+// grad_out * xhat and grad_out.
+Value native_batch_norm_backward_meta(Builder& b, const BoundArgs& a) {
+  using namespace detail::nn;
+  const TensorRef& x0 = a.tensor(1);
+  if (!a.bool_(7)) {
+    throw NotImplementedError(a.symbol().qualname() + ": only train=True is recorded");
+  }
+  if (x0->rank() < 2 || a.tensor(0)->shape() != x0->shape()) {
+    throw ValueError(a.symbol().qualname() + ": gradient " + a.tensor(0)->type_string() +
+                     " does not match input " + x0->type_string() + " of at least 2 dims");
+  }
+  const int64_t c = x0->shape()[1].value(), rank = x0->rank();
+  for (size_t i : {size_t{5}, size_t{6}}) {
+    if (a.tensor(i)->shape() != Shape{c}) {
+      throw ValueError(a.symbol().qualname() + ": " + (i == 5 ? "save_mean " : "save_invstd ") +
+                       a.tensor(i)->type_string() + " is not shaped (C) = (" + std::to_string(c) +
+                       ")");
+    }
+  }
+  std::vector<int64_t> mask = a.ints(9);
+  const DType cd = opmath(x0->dtype());
+  const double m = c == 0 ? 0.0 : static_cast<double>(x0->numel() / c);
+  std::vector<int64_t> dims = {0};
+  for (int64_t i = 2; i < rank; ++i) dims.push_back(i);
+  auto per_channel = [&](const TensorRef& t) {
+    return channel_view(b, lang::convert(b, t, cd), rank);
+  };
+  TensorRef x = lang::convert(b, x0, cd), g = lang::convert(b, a.tensor(0), cd);
+  TensorRef rstd = per_channel(a.tensor(6));
+  TensorRef xhat =
+      bin(b, prims::mul(), Value(bin(b, prims::sub(), Value(x), Value(per_channel(a.tensor(5))))),
+          Value(rstd));
+  const bool has_w = a[2].is_tensor();
+  std::vector<Value> out(3);
+  if (mask.at(0)) {
+    TensorRef gw = has_w ? bin(b, prims::mul(), Value(g), Value(per_channel(a.tensor(2)))) : g;
+    TensorRef s1 = sum_keep(b, gw, dims);
+    TensorRef s2 = sum_keep(b, bin(b, prims::mul(), Value(gw), Value(xhat)), dims);
+    TensorRef inner = bin(
+        b, prims::sub(),
+        Value(bin(b, prims::sub(), Value(bin(b, prims::mul(), Value(gw), Value(m))), Value(s1))),
+        Value(bin(b, prims::mul(), Value(xhat), Value(s2))));
+    TensorRef scale = bin(b, prims::div(), Value(rstd), Value(m));
+    out[0] = Value(lang::convert(b, bin(b, prims::mul(), Value(scale), Value(inner)), x0->dtype()));
+  }
+  const DType pd = has_w ? a.tensor(2)->dtype() : x0->dtype();
+  auto channel_sum = [&](const TensorRef& t) {
+    return Value(
+        lang::convert(b, lang::call_t(b, prims::sum(), {Value(t), Value::ints(dims)}), pd));
+  };
+  if (mask.at(1) && has_w) out[1] = channel_sum(bin(b, prims::mul(), Value(g), Value(xhat)));
+  if (mask.at(2)) out[2] = channel_sum(g);
   return Value::tuple(std::move(out));
 }
 
@@ -632,6 +708,17 @@ void register_grad_ops(SymbolTable& table) {
        native_group_norm_backward_meta,
        {},
        "thunder.executors.torchex.native_group_norm_backward"},
+      {"native_batch_norm",
+       "input, weight, bias, running_mean, running_var, training, momentum, eps",
+       native_batch_norm_meta,
+       {},
+       "thunder.executors.torchex.native_batch_norm"},
+      {"native_batch_norm_backward",
+       "grad_out, input, weight, running_mean, running_var, save_mean, save_invstd, train, eps, "
+       "output_mask",
+       native_batch_norm_backward_meta,
+       {},
+       "thunder.executors.torchex.native_batch_norm_backward"},
       {"embedding_backward",
        "grad_output, indices, num_weights, padding_idx, scale_grad_by_freq",
        embedding_backward_meta,

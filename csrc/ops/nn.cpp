@@ -718,15 +718,13 @@ void update_running_stats(Builder& b, const BoundArgs& a, const std::string& op,
   for (const auto& [upd, run] : updates) lang::call(b, prims::copy_(), {Value(upd), Value(run)});
 }
 
-// F.batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps). In
-// training the running statistics are updated in place (recorded as prims.copy_), with the unbiased
-// variance.
-Value batch_norm_meta(Builder& b, const BoundArgs& a) {
+// F.batch_norm's arguments (input, running_mean, running_var, weight, bias, training, momentum,
+// eps) checked as eager checks them.
+void check_batch_norm(const BoundArgs& a) {
   const TensorRef& x0 = a.tensor(0);
   if (x0->rank() < 2) {
     throw ValueError("Expected 2D or 3D input (got " + std::to_string(x0->rank()) + "D input)");
   }
-  bool training = a.bool_(5);
   int64_t c = x0->shape()[1].value();
   int64_t count = c == 0 ? 0 : x0->numel() / c;
   for (size_t i = 1; i < 5; ++i) {
@@ -736,28 +734,31 @@ Value batch_norm_meta(Builder& b, const BoundArgs& a) {
                   " elements not " + std::to_string(a.tensor(i)->numel()));
     }
   }
-  if (training && count == 1) {
+  if (a.bool_(5) && count == 1) {
     throw ValueError("Expected more than 1 value per channel when training, got input size " +
                      shape_str(x0->shape()));
   }
   require_floating(x0->dtype(), "batch_norm");
-  DType compute = opmath(x0->dtype());
+}
+
+}  // namespace
+
+namespace detail::nn {
+
+std::array<TensorRef, 3> batch_norm_training_parts(Builder& b, const BoundArgs& a) {
+  const TensorRef& x0 = a.tensor(0);
+  check_batch_norm(a);
+  const DType compute = opmath(x0->dtype());
   TensorRef x = lang::convert(b, x0, compute);
-  int64_t rank = x->rank();
+  const int64_t c = x0->shape()[1].value();
+  const int64_t count = c == 0 ? 0 : x0->numel() / c;
   std::vector<int64_t> dims = {0};
-  for (int64_t i = 2; i < rank; ++i) dims.push_back(i);
-  TensorRef mean, var;  // shaped (1, C, 1, ...)
-  if (!training) {
-    if (a[1].is_none() || a[2].is_none()) {
-      throw Error("running_mean and running_var must be defined in evaluation mode");
-    }
-    mean = channel_view(b, lang::convert(b, a.tensor(1), compute), rank);
-    var = channel_view(b, lang::convert(b, a.tensor(2), compute), rank);
-    return lang::convert(b, normalized_per_channel(b, a, x, mean, var), x0->dtype());
-  }
-  mean = mean_keep(b, x, dims, static_cast<double>(count));
-  var = var_keep(b, x, dims);
+  for (int64_t i = 2; i < x->rank(); ++i) dims.push_back(i);
+  TensorRef mean = mean_keep(b, x, dims, static_cast<double>(count));
+  TensorRef var = var_keep(b, x, dims);
   TensorRef y = lang::convert(b, normalized_per_channel(b, a, x, mean, var), x0->dtype());
+  TensorRef rstd = un(b, prims::rsqrt(), bin(b, prims::add(), Value(var), Value(a.number(7))));
+  std::array<TensorRef, 3> out{y, lang::reshape(b, mean, {c}), lang::reshape(b, rstd, {c})};
   // The running statistics' copies last: a fused kernel computes the output and their new values
   // together, the copies (barriers to the partitioner) follow it.
   const double unbias =
@@ -765,7 +766,28 @@ Value batch_norm_meta(Builder& b, const BoundArgs& a) {
   update_running_stats(b, a, "batch_norm", compute, [&](size_t i) {
     return i == 1 ? mean : bin(b, prims::mul(), Value(var), Value(unbias));
   });
-  return y;
+  return out;
+}
+
+}  // namespace detail::nn
+
+namespace {
+
+// F.batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps). In
+// training the running statistics are updated in place (recorded as prims.copy_), with the unbiased
+// variance.
+Value batch_norm_meta(Builder& b, const BoundArgs& a) {
+  check_batch_norm(a);
+  if (a.bool_(5)) return Value(batch_norm_training_parts(b, a)[0]);
+  const TensorRef& x0 = a.tensor(0);
+  if (a[1].is_none() || a[2].is_none()) {
+    throw Error("running_mean and running_var must be defined in evaluation mode");
+  }
+  DType compute = opmath(x0->dtype());
+  TensorRef x = lang::convert(b, x0, compute);
+  TensorRef mean = channel_view(b, lang::convert(b, a.tensor(1), compute), x->rank());
+  TensorRef var = channel_view(b, lang::convert(b, a.tensor(2), compute), x->rank());
+  return lang::convert(b, normalized_per_channel(b, a, x, mean, var), x0->dtype());
 }
 
 // F.instance_norm(input, running_mean, running_var, weight, bias, use_input_stats, momentum, eps):

@@ -198,6 +198,11 @@ TensorRef reduce_weighted(Builder& b, const TensorRef& loss, const TensorRef& w,
 // rstd over the normalized dims kept as size-1 dims, in the compute dtype.
 std::array<TensorRef, 3> layer_norm_parts(Builder& b, const BoundArgs& a);
 
+// batch_norm in training (its arguments as F.batch_norm's, checked) decomposed: (output, mean,
+// rstd), mean and rstd of each channel shaped (C) in the compute dtype; the running statistics,
+// where given, updated in place after them.
+std::array<TensorRef, 3> batch_norm_training_parts(Builder& b, const BoundArgs& a);
+
 // group_norm(x0, g, weight, bias, eps) decomposed: (output, mean, rstd), mean and rstd shaped
 // (N, g) in the compute dtype.
 std::array<TensorRef, 3> group_norm_parts(Builder& b, const TensorRef& x0, int64_t g,

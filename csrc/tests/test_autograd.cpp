@@ -135,6 +135,19 @@ TEST_F(AutogradTest, GroupNormForwardSavesMeanAndRstdPerGroup) {
   EXPECT_EQ(stats, 2);
 }
 
+TEST_F(AutogradTest, BatchNormInTrainingSavesMeanAndRstdPerChannel) {
+  TensorRef x = param("x", {4, 3, 5});
+  TensorRef w = param("w", {3});
+  TensorRef bb = param("b", {3});
+  Value y = call("batch_norm", {Value(x), Value(), Value(), Value(w), Value(bb), Value(true)});
+  ForwardBackward fb = split_forward_backward(rematerialize(vjp(finish(call("sum", {y})))));
+  EXPECT_TRUE(contains(names(fb.forward.bsyms), "ltorch.native_batch_norm"));
+  EXPECT_TRUE(contains(names(fb.backward.bsyms), "ltorch.native_batch_norm_backward"));
+  int stats = 0;
+  for (size_t i = 0; i < fb.num_saved; ++i) stats += fb.backward.inputs.at(i)->shape() == Shape{3};
+  EXPECT_EQ(stats, 3);  // the weight, the mean and the rstd
+}
+
 TEST_F(AutogradTest, FusedGroupNormOutputIsComputedAgainFromItsStatistics) {
   // silu(group_norm(x)): silu's backward reads the norm's output. For fused kernels the backward
   // computes it again from x, the statistics, the weight and the bias (native_group_norm's recipe)

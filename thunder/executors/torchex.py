@@ -389,6 +389,28 @@ def native_group_norm_backward(grad_out, input, mean, rstd, weight, N, C, HxW, g
         list(output_mask))
 
 
+def native_batch_norm(input, weight, bias, running_mean, running_var, training, momentum, eps):
+    """ATen's native_batch_norm with its saved mean and invstd in the compute dtype (float32, float64
+    for a float64 input), as thunder's decomposition gives them (ATen's CPU kernel gives a bf16
+    input's in bf16)."""
+    out, mean, invstd = torch.ops.aten.native_batch_norm(input, weight, bias, running_mean, running_var,
+                                                         training, momentum, eps)
+    compute = torch.float64 if input.dtype == torch.float64 else torch.float32
+    return out, mean.to(compute), invstd.to(compute)
+
+
+def native_batch_norm_backward(grad_out, input, weight, running_mean, running_var, save_mean, save_invstd,
+                               train, eps, output_mask):
+    """ATen's native_batch_norm_backward, the saved statistics in the dtype its kernel reads them in:
+    float32 for a bf16 or fp16 input on CUDA or beside float32 parameters, else the input's."""
+    reduced = input.dtype in (torch.bfloat16, torch.float16)
+    mixed = reduced and weight is not None and weight.dtype == torch.float32
+    stat = torch.float32 if reduced and (input.is_cuda or mixed) else input.dtype
+    return torch.ops.aten.native_batch_norm_backward(
+        grad_out, input, weight, running_mean, running_var, save_mean.to(stat), save_invstd.to(stat), train,
+        eps, list(output_mask))
+
+
 def ltorch_prod(input, dim=None, keepdim=False, *, dtype=None):
     if dim is None:
         return torch.prod(input, dtype=dtype)
