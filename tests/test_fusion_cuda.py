@@ -935,6 +935,31 @@ def test_cuda_interpolate_nearest_and_instance_norm():
 
 
 @requires_cuda
+@pytest.mark.parametrize("param_dtype", [None, torch.float32], ids=["same", "fp32_params"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_cuda_norms_saving_statistics_through_the_torch_executor(dtype, param_dtype):
+    # group_norm's and batch_norm's rules save statistics in the compute dtype; ATen's CUDA kernels
+    # (the torch executor's, through torchex's wrappers) read them in theirs. Values and gradients
+    # against eager, parameters in the input's dtype or float32.
+    torch.manual_seed(0)
+    x = torch.randn(4, 32, 8, 8, device="cuda", dtype=dtype)
+    pd = param_dtype or dtype
+    w, b = torch.randn(32, device="cuda", dtype=pd), torch.randn(32, device="cuda", dtype=pd)
+    for fn in (lambda x, w, b: F.group_norm(x, 8, w, b),
+               lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True)):
+        ins = [tuple(t.detach().clone().requires_grad_() for t in (x, w, b)) for _ in range(2)]
+        outs = [f(*a) for f, a in zip((thunder.jit(fn, executors=["torch"]), fn), ins)]
+        tol = {} if dtype == torch.float32 else {"atol": 5e-2, "rtol": 2e-2}
+        torch.testing.assert_close(outs[0], outs[1], **tol)
+        cot = torch.randn_like(outs[1])
+        for out in outs:
+            out.backward(cot)
+        for got, want in zip(*ins):
+            assert got.grad.dtype == want.grad.dtype
+            torch.testing.assert_close(got.grad, want.grad, **tol)
+
+
+@requires_cuda
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 def test_cuda_group_norm_forward_and_backward(dtype):
     # group_norm in its one domain on the GPU: image batches of many and of few groups (a long row
