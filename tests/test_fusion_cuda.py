@@ -940,7 +940,8 @@ def test_cuda_interpolate_nearest_and_instance_norm():
 def test_cuda_norms_saving_statistics_through_the_torch_executor(dtype, param_dtype):
     # group_norm's and batch_norm's rules save statistics in the compute dtype; ATen's CUDA kernels
     # (the torch executor's, through torchex's wrappers) read them in theirs. Values and gradients
-    # against eager, parameters in the input's dtype or float32.
+    # against eager, parameters in the input's dtype or float32; where eager raises (ATen's CUDA
+    # group_norm takes no float32 parameters beside a bf16 input), thunder raises as eager does.
     torch.manual_seed(0)
     x = torch.randn(4, 32, 8, 8, device="cuda", dtype=dtype)
     pd = param_dtype or dtype
@@ -948,7 +949,14 @@ def test_cuda_norms_saving_statistics_through_the_torch_executor(dtype, param_dt
     for fn in (lambda x, w, b: F.group_norm(x, 8, w, b),
                lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True)):
         ins = [tuple(t.detach().clone().requires_grad_() for t in (x, w, b)) for _ in range(2)]
-        outs = [f(*a) for f, a in zip((thunder.jit(fn, executors=["torch"]), fn), ins)]
+        jfn = thunder.jit(fn, executors=["torch"])
+        try:
+            want = fn(*ins[1])
+        except RuntimeError:
+            with pytest.raises(RuntimeError):
+                jfn(*ins[0])
+            continue
+        outs = [jfn(*ins[0]), want]
         tol = {} if dtype == torch.float32 else {"atol": 5e-2, "rtol": 2e-2}
         torch.testing.assert_close(outs[0], outs[1], **tol)
         cot = torch.randn_like(outs[1])
