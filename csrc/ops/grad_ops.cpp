@@ -82,6 +82,22 @@ TensorRef sum_leading(Builder& b, const TensorRef& t, int64_t lead) {
   return lang::call_t(b, prims::sum(), {Value(t), Value::ints(dims)});
 }
 
+// A normalization's input gradient over `dims` (of m elements each), in the compute dtype: with
+// gw the incoming gradient times the weight and xhat the normalized input,
+// rstd / m * (m * gw - sum(gw) - xhat * sum(gw * xhat)).
+TensorRef norm_input_grad(Builder& b, const TensorRef& gw, const TensorRef& xhat,
+                          const TensorRef& rstd, const std::vector<int64_t>& dims, double m) {
+  using detail::nn::bin;
+  TensorRef s1 = detail::nn::sum_keep(b, gw, dims);
+  TensorRef s2 = detail::nn::sum_keep(b, bin(b, prims::mul(), Value(gw), Value(xhat)), dims);
+  TensorRef inner =
+      bin(b, prims::sub(),
+          Value(bin(b, prims::sub(), Value(bin(b, prims::mul(), Value(gw), Value(m))), Value(s1))),
+          Value(bin(b, prims::mul(), Value(xhat), Value(s2))));
+  TensorRef scale = bin(b, prims::div(), Value(rstd), Value(m));
+  return bin(b, prims::mul(), Value(scale), Value(inner));
+}
+
 // native_layer_norm_backward(grad_out, input, normalized_shape, mean, rstd, weight, bias,
 // output_mask) -> (grad_input, grad_weight, grad_bias), None where output_mask is False. With
 // xhat = (x - mean) * rstd and gw = grad_out * weight, over the N normalized elements:
@@ -102,14 +118,7 @@ Value native_layer_norm_backward_meta(Builder& b, const BoundArgs& a) {
     TensorRef gw = a[5].is_tensor()
                        ? bin(b, prims::mul(), Value(g), Value(lang::convert(b, a.tensor(5), cd)))
                        : g;
-    TensorRef s1 = sum_keep(b, gw, dims);
-    TensorRef s2 = sum_keep(b, bin(b, prims::mul(), Value(gw), Value(xhat)), dims);
-    TensorRef inner = bin(
-        b, prims::sub(),
-        Value(bin(b, prims::sub(), Value(bin(b, prims::mul(), Value(gw), Value(n))), Value(s1))),
-        Value(bin(b, prims::mul(), Value(xhat), Value(s2))));
-    TensorRef scale = bin(b, prims::div(), Value(rstd), Value(n));
-    out[0] = Value(lang::convert(b, bin(b, prims::mul(), Value(scale), Value(inner)), x0->dtype()));
+    out[0] = Value(lang::convert(b, norm_input_grad(b, gw, xhat, rstd, dims, n), x0->dtype()));
   }
   if (mask.at(1) && a[5].is_tensor()) {
     TensorRef gx = bin(b, prims::mul(), Value(g), Value(xhat));
@@ -196,14 +205,7 @@ Value native_group_norm_backward_meta(Builder& b, const BoundArgs& a) {
     TensorRef gw =
         has_w ? bin(b, prims::mul(), Value(g), Value(spread(a.tensor(4), {grp, c / grp}, {1, 2})))
               : g;
-    TensorRef s1 = sum_keep(b, gw, {2, 3});
-    TensorRef s2 = sum_keep(b, bin(b, prims::mul(), Value(gw), Value(xhat)), {2, 3});
-    TensorRef inner = bin(
-        b, prims::sub(),
-        Value(bin(b, prims::sub(), Value(bin(b, prims::mul(), Value(gw), Value(m))), Value(s1))),
-        Value(bin(b, prims::mul(), Value(xhat), Value(s2))));
-    TensorRef scale = bin(b, prims::div(), Value(rstd), Value(m));
-    TensorRef gx = lang::convert(b, bin(b, prims::mul(), Value(scale), Value(inner)), x0->dtype());
+    TensorRef gx = lang::convert(b, norm_input_grad(b, gw, xhat, rstd, {2, 3}, m), x0->dtype());
     out[0] = Value(lang::reshape(b, gx, x0->shape()));
   }
   // Per-channel sums over N and HxW, (group, C / group) reshaped to (C).
@@ -275,14 +277,7 @@ Value native_batch_norm_backward_meta(Builder& b, const BoundArgs& a) {
   std::vector<Value> out(3);
   if (mask.at(0)) {
     TensorRef gw = has_w ? bin(b, prims::mul(), Value(g), Value(per_channel(a.tensor(2)))) : g;
-    TensorRef s1 = sum_keep(b, gw, dims);
-    TensorRef s2 = sum_keep(b, bin(b, prims::mul(), Value(gw), Value(xhat)), dims);
-    TensorRef inner = bin(
-        b, prims::sub(),
-        Value(bin(b, prims::sub(), Value(bin(b, prims::mul(), Value(gw), Value(m))), Value(s1))),
-        Value(bin(b, prims::mul(), Value(xhat), Value(s2))));
-    TensorRef scale = bin(b, prims::div(), Value(rstd), Value(m));
-    out[0] = Value(lang::convert(b, bin(b, prims::mul(), Value(scale), Value(inner)), x0->dtype()));
+    out[0] = Value(lang::convert(b, norm_input_grad(b, gw, xhat, rstd, dims, m), x0->dtype()));
   }
   const DType pd = has_w ? a.tensor(2)->dtype() : x0->dtype();
   auto channel_sum = [&](const TensorRef& t) {
