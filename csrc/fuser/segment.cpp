@@ -138,13 +138,11 @@ std::vector<BSymRef> live(const std::vector<BSymRef>& prims,
 // copy.
 void recompute_pointwise_inputs(const std::vector<BSymRef>& prims,
                                 const std::unordered_set<const TensorProxy*>& region_out,
-                                const NameFn& fresh_name, std::vector<Segment>* segs) {
+                                std::vector<Segment>* segs) {
   std::unordered_map<const TensorProxy*, size_t> producer;  // tensor -> index in prims
-  // Each primitive's place: (index in prims, 0), and for those read_narrow adds (the index of the
-  // reader they precede, -2 or -1).
-  std::unordered_map<const BoundSymbol*, std::pair<size_t, int>> index;
+  std::unordered_map<const BoundSymbol*, size_t> index;
   for (size_t i = 0; i < prims.size(); ++i) {
-    index[prims[i].get()] = {i, 0};
+    index[prims[i].get()] = i;
     for (const TensorRef& t : prims[i]->output_tensors()) producer[t.get()] = i;
   }
   // Readers of each tensor: the segments whose primitives read it without defining it.
@@ -188,83 +186,10 @@ void recompute_pointwise_inputs(const std::vector<BSymRef>& prims,
     for (const TensorRef& i : prims[pit->second]->input_tensors()) r = r || reduced(i);
     return reduced_memo[a.get()] = r;
   };
-  // Float32 copies of bf16 / fp16 values that a kernel also writes: a = convert(u) widening,
-  // o = convert(a) back to u's dtype is a kernel's output, so a equals convert(o) exactly (bf16
-  // autograd takes such round trips: a gradient widened for a float32 sum, narrowed again for
-  // the input it flows to). a -> o.
-  std::unordered_set<const TensorProxy*> written;
-  for (const Segment& sg : *segs) {
-    if (!sg.kernel) continue;
-    for (const TensorRef& o : sg.outputs) written.insert(o.get());
-  }
-  std::unordered_map<const TensorProxy*, TensorRef> widened_output;
-  for (const BSymRef& p : prims) {
-    if (p->sym->name != "convert_element_type") continue;
-    const TensorRef o = p->output_tensors()[0];
-    const TensorRef& a = p->args[0].as_tensor();
-    auto ap = producer.find(a.get());
-    if (!written.count(o.get()) || ap == producer.end()) continue;
-    const BoundSymbol& w = *prims[ap->second];
-    if (w.sym->name != "convert_element_type") continue;
-    const TensorRef& u = w.args[0].as_tensor();
-    const bool narrow = u->dtype() == DType::kBFloat16 || u->dtype() == DType::kFloat16;
-    const bool wide = a->dtype() == DType::kFloat32 || a->dtype() == DType::kFloat64;
-    if (narrow && wide && o->dtype() == u->dtype()) widened_output.emplace(a.get(), o);
-  }
-  // `seg` reading the narrow output o in place of its widened copy t: each reshape of t becomes a
-  // reshape of o (an input's reshape is indexing) widened after it, other readers read t widened
-  // from o first.
-  auto read_narrow = [&](const Segment& seg, const TensorRef& t, const TensorRef& o) {
-    std::vector<BSymRef> out;
-    bool widened = false;
-    for (const BSymRef& p : seg.prims) {
-      const std::vector<TensorRef> ins = p->input_tensors();
-      if (std::none_of(ins.begin(), ins.end(), [&](const TensorRef& i) { return i == t; })) {
-        out.push_back(p);
-        continue;
-      }
-      const size_t at = index.at(p.get()).first;
-      auto add = [&](BSymRef b, int place) {
-        index[b.get()] = {at, place};
-        out.push_back(std::move(b));
-      };
-      if (p->sym->name == "reshape") {
-        const TensorRef r = p->output_tensors()[0];
-        TensorRef on = std::make_shared<const TensorProxy>(fresh_name(o->name() + "_r"), r->shape(),
-                                                           o->dtype(), o->device(), false);
-        add(BoundSymbol::make(&prims::reshape(), {Value(o), p->args[1]}, Value(on), {}, p->source),
-            -2);
-        add(BoundSymbol::make(&prims::convert_element_type(), {Value(on), Value(r->dtype())},
-                              Value(r), {}, p->source),
-            -1);
-        continue;
-      }
-      if (!widened) {
-        add(BoundSymbol::make(&prims::convert_element_type(), {Value(o), Value(t->dtype())},
-                              Value(t), {}, p->source),
-            -1);
-        widened = true;
-      }
-      out.push_back(p);
-    }
-    return out;
-  };
   auto take_one = [&](Segment& seg) {
     for (const TensorRef& t : seg.inputs) {
       auto pit = producer.find(t.get());
       if (pit == producer.end() || compared.count(t.get())) continue;  // a region input; compared
-      auto wo = widened_output.find(t.get());
-      if (wo != widened_output.end()) {  // read the narrow output, widened here
-        Segment trial;
-        trial.prims = read_narrow(seg, t, wo->second);
-        trial.inputs = inputs_of(trial.prims.begin(), trial.prims.end());
-        trial.outputs = seg.outputs;
-        trial.kernel = build_kernel(trial.prims, trial.inputs, trial.outputs, nullptr);
-        if (trial.kernel && domain_fits(*trial.kernel, trial.prims)) {
-          seg = std::move(trial);
-          return true;
-        }
-      }
       const int64_t small = numel(t) / 64;
       auto is_leaf = [&](const TensorRef& a) {
         return !producer.count(a.get()) || region_out.count(a.get()) ||
@@ -303,21 +228,9 @@ void recompute_pointwise_inputs(const std::vector<BSymRef>& prims,
       bool only_reader = rd.size() == 1 && !region_out.count(t.get());
       if (added > nbytes(t) * (only_reader ? 2 : 1)) continue;
       Segment trial;
-      trial.prims = seg.prims;
-      std::unordered_set<const TensorProxy*> defined;  // (read_narrow may define a chain's value)
-      for (const BSymRef& p : seg.prims) {
-        for (const TensorRef& o : p->output_tensors()) defined.insert(o.get());
-      }
-      for (size_t i : chain) {
-        const std::vector<TensorRef> outs = prims[i]->output_tensors();
-        if (std::none_of(outs.begin(), outs.end(),
-                         [&](const TensorRef& o) { return defined.count(o.get()) != 0; }))
-          trial.prims.push_back(prims[i]);
-      }
-      std::stable_sort(trial.prims.begin(), trial.prims.end(),
-                       [&](const BSymRef& a, const BSymRef& b) {
-                         return index.at(a.get()) < index.at(b.get());
-                       });
+      std::set<size_t> members = chain;
+      for (const BSymRef& p : seg.prims) members.insert(index.at(p.get()));
+      for (size_t i : members) trial.prims.push_back(prims[i]);
       if (trial.prims.size() == seg.prims.size()) continue;  // nothing new: no progress to make
       trial.inputs = inputs_of(trial.prims.begin(), trial.prims.end());
       trial.outputs = seg.outputs;
@@ -908,7 +821,7 @@ std::vector<Segment> segment_region(const std::vector<BSymRef>& all_prims,
     out.push_back(std::move(best));
     begin = end;
   }
-  recompute_pointwise_inputs(prims, region_out, fresh_name, &out);
+  recompute_pointwise_inputs(prims, region_out, &out);
   return out;
 }
 
