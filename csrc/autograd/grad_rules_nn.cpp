@@ -26,6 +26,30 @@ GradRule backward_only(BackwardFn f) {
   return r;
 }
 
+// The output mask of a per-channel normalization's backward call (group_norm's, batch_norm's):
+// which of the input, weight (argument `w`) and bias (argument `bias`) gradients it computes;
+// ATen's gives a bias gradient only beside a weight.
+V norm_grad_mask(const BackwardContext& c, size_t w, size_t bias) {
+  return V::tuple({V(c.needs(0)), V(c.needs(w)), V(c.args[w].is_tensor() && c.needs(bias))});
+}
+
+// The (input, weight, bias) gradients `r` of a per-channel normalization's backward call
+// (group_norm's, batch_norm's), the weight and bias being arguments `w` and `bias`; a bias without
+// a weight (ATen's backward gives no bias gradient then) takes the sum of the cotangent `g` over
+// every dim but the channels.
+void put_norm_grads(BackwardContext& c, const V& r, const TensorRef& g, size_t w, size_t bias) {
+  const auto& items = r.items();
+  if (items[0].is_tensor()) c.put_grad(0, items[0].as_tensor());
+  if (items[1].is_tensor()) c.put_grad(w, items[1].as_tensor());
+  if (items[2].is_tensor()) c.put_grad(bias, items[2].as_tensor());
+  if (c.args[w].is_tensor() || !c.needs(bias)) return;
+  std::vector<int64_t> dims{0};
+  for (int64_t i = 2; i < g->rank(); ++i) dims.push_back(i);
+  TensorRef db = c.b.call(op("sum"), {V(g), V::ints(dims)}).as_tensor();
+  const DType bd = c.args.tensor(bias)->dtype();
+  c.put_grad(bias, db->dtype() == bd ? db : lang::convert(c.b, db, bd));
+}
+
 // softmax/log_softmax(input, dim=None, _stacklevel=3, dtype=None)
 int64_t softmax_dim(const BoundArgs& a) {
   int64_t rank = a.tensor(0)->rank();
@@ -214,24 +238,11 @@ void register_nn_grad_rules() {
       TensorRef g = c.grad_out();
       if (!g) return;
       auto [n, ch, hw] = sizes(c.args);
-      const bool has_w = c.args[2].is_tensor();
-      V mask = V::tuple({V(c.needs(0)), V(c.needs(2)), V(has_w && c.needs(3))});
+      V mask = norm_grad_mask(c, 2, 3);
       V r = lang::call(
           c.b, op("native_group_norm_backward"),
           {V(g), c.args[0], c.residuals[0], c.residuals[1], c.args[2], n, ch, hw, c.args[1], mask});
-      const auto& items = r.items();
-      if (items[0].is_tensor()) c.put_grad(0, items[0].as_tensor());
-      if (items[1].is_tensor()) c.put_grad(2, items[1].as_tensor());
-      if (items[2].is_tensor()) c.put_grad(3, items[2].as_tensor());
-      if (!has_w && c.needs(3)) {
-        // A bias without a weight (ATen's backward gives no bias gradient then): a sum over every
-        // dim but the channels.
-        std::vector<int64_t> dims{0};
-        for (int64_t i = 2; i < g->rank(); ++i) dims.push_back(i);
-        TensorRef db = c.b.call(op("sum"), {V(g), V::ints(dims)}).as_tensor();
-        const DType bd = c.args.tensor(3)->dtype();
-        c.put_grad(3, db->dtype() == bd ? db : lang::convert(c.b, db, bd));
-      }
+      put_norm_grads(c, r, g, 2, 3);
     };
     rule("group_norm", std::move(r));
   }
@@ -254,22 +265,11 @@ void register_nn_grad_rules() {
       TensorRef g = c.grad_out();
       if (!g) return;
       const auto& a = c.args;
-      const bool has_w = a[3].is_tensor();
-      V mask = V::tuple({V(c.needs(0)), V(c.needs(3)), V(has_w && c.needs(4))});
+      V mask = norm_grad_mask(c, 3, 4);
       V r = lang::call(c.b, op("native_batch_norm_backward"),
                        {V(g), a[0], a[3], V(), V(), c.residuals[0], c.residuals[1], V(true), a[7],
                         mask});  // (in training the running statistics take no part)
-      const auto& items = r.items();
-      if (items[0].is_tensor()) c.put_grad(0, items[0].as_tensor());
-      if (items[1].is_tensor()) c.put_grad(3, items[1].as_tensor());
-      if (items[2].is_tensor()) c.put_grad(4, items[2].as_tensor());
-      if (!has_w && c.needs(4)) {  // a bias without a weight: a sum over all but the channels
-        std::vector<int64_t> dims{0};
-        for (int64_t i = 2; i < g->rank(); ++i) dims.push_back(i);
-        TensorRef db = c.b.call(op("sum"), {V(g), V::ints(dims)}).as_tensor();
-        const DType bd = a.tensor(4)->dtype();
-        c.put_grad(4, db->dtype() == bd ? db : lang::convert(c.b, db, bd));
-      }
+      put_norm_grads(c, r, g, 3, 4);
     };
     rule("batch_norm", std::move(r));
   }

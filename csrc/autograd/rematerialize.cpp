@@ -287,14 +287,12 @@ RematPlan plan_rematerialization(const JointTrace& j, const RematOptions& option
       return;
     }
     if (!visited.insert(t.get()).second) return;
-    auto it = ix.producer.find(t.get());
-    if (it != ix.producer.end() && !recomputable(*it->second)) {
-      if (std::optional<std::vector<TensorRef>> reads = recipe_reads(t)) {
-        by_recipe.insert(t.get());
-        for (const TensorRef& i : *reads) need(i);
-        return;
-      }
+    if (std::optional<std::vector<TensorRef>> reads = recipe_reads(t)) {
+      by_recipe.insert(t.get());
+      for (const TensorRef& i : *reads) need(i);
+      return;
     }
+    auto it = ix.producer.find(t.get());
     if (it == ix.producer.end() || !recomputable(*it->second)) {
       saved.insert(t.get());  // an input, or a value that cannot be recomputed: save it
       used.insert(t.get());
@@ -341,8 +339,8 @@ JointTrace rematerialize(const JointTrace& j, const RematOptions& options) {
     if (it == ix.producer.end()) return;
     if (recipes_pending.erase(t.get())) {
       const BoundSymbol& b = *it->second;
+      // (Its other outputs are saved: the symbol is not recomputable.)
       for (const TensorRef& i : b.input_tensors()) ensure(i);
-      for (const TensorRef& o : b.output_tensors()) ensure(o);
       TensorRef made = find_recompute_recipe(b.sym)->recompute(*names, b);
       ProxyMap as_t{{made.get(), t}};  // the recipe's last value is the forward's
       for (const BSymRef& s : names->take()) out.push_back(substitute(s, as_t));

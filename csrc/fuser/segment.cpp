@@ -16,8 +16,6 @@ namespace thunder::fuser {
 
 namespace {
 
-using NameFn = std::function<std::string(const std::string&)>;
-
 bool computes(const BoundSymbol& b) {
   const std::string& n = b.sym->name;
   return !(n == "broadcast_in_dim" || n == "reshape" || n == "transpose" || n == "squeeze" ||

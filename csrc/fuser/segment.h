@@ -22,11 +22,14 @@ struct Segment {
   std::optional<KernelDef> kernel; // nullopt: left to other executors
 };
 
+// A name for a new tensor from a hint: one no other tensor of the program has.
+using NameFn = std::function<std::string(const std::string&)>;
+
 // `fresh_name(hint)` names the tensors the region's rewriting adds (reshapes of computed values
-// moved across element-wise primitives): names no other tensor of the program has.
-std::vector<Segment> segment_region(
-    const std::vector<BSymRef>& prims, const std::vector<TensorRef>& region_outputs,
-    const std::function<std::string(const std::string&)>& fresh_name);
+// moved across element-wise primitives).
+std::vector<Segment> segment_region(const std::vector<BSymRef>& prims,
+                                    const std::vector<TensorRef>& region_outputs,
+                                    const NameFn& fresh_name);
 
 // A string that identifies a kernel's computation exactly (nodes, views, constants, axes, the
 // shapes and dtypes of its inputs and outputs, the device): equal signatures compute the same

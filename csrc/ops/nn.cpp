@@ -676,11 +676,14 @@ Value group_norm_meta(Builder& b, const BoundArgs& a) {
 }
 
 // (x - mean) * rsqrt(var + eps), then times the weight and plus the bias per channel: the tail of
-// batch_norm and instance_norm, whose arguments 3, 4 and 7 are weight, bias and eps.
+// batch_norm and instance_norm, whose arguments 3, 4 and 7 are weight, bias and eps. The
+// rsqrt(var + eps) it computes goes to `rstd_out` where given.
 TensorRef normalized_per_channel(Builder& b, const BoundArgs& a, const TensorRef& x,
-                                 const TensorRef& mean, const TensorRef& var) {
+                                 const TensorRef& mean, const TensorRef& var,
+                                 TensorRef* rstd_out = nullptr) {
   const int64_t rank = x->rank();
   TensorRef rstd = un(b, prims::rsqrt(), bin(b, prims::add(), Value(var), Value(a.number(7))));
+  if (rstd_out != nullptr) *rstd_out = rstd;
   TensorRef y =
       bin(b, prims::mul(), Value(bin(b, prims::sub(), Value(x), Value(mean))), Value(rstd));
   if (!a[3].is_none())
@@ -756,8 +759,8 @@ std::array<TensorRef, 3> batch_norm_training_parts(Builder& b, const BoundArgs& 
   for (int64_t i = 2; i < x->rank(); ++i) dims.push_back(i);
   TensorRef mean = mean_keep(b, x, dims, static_cast<double>(count));
   TensorRef var = var_keep(b, x, dims);
-  TensorRef y = lang::convert(b, normalized_per_channel(b, a, x, mean, var), x0->dtype());
-  TensorRef rstd = un(b, prims::rsqrt(), bin(b, prims::add(), Value(var), Value(a.number(7))));
+  TensorRef rstd;
+  TensorRef y = lang::convert(b, normalized_per_channel(b, a, x, mean, var, &rstd), x0->dtype());
   std::array<TensorRef, 3> out{y, lang::reshape(b, mean, {c}), lang::reshape(b, rstd, {c})};
   // The running statistics' copies last: a fused kernel computes the output and their new values
   // together, the copies (barriers to the partitioner) follow it.
@@ -777,8 +780,8 @@ namespace {
 // training the running statistics are updated in place (recorded as prims.copy_), with the unbiased
 // variance.
 Value batch_norm_meta(Builder& b, const BoundArgs& a) {
+  if (a.bool_(5)) return Value(batch_norm_training_parts(b, a)[0]);  // (which checks `a`)
   check_batch_norm(a);
-  if (a.bool_(5)) return Value(batch_norm_training_parts(b, a)[0]);
   const TensorRef& x0 = a.tensor(0);
   if (a[1].is_none() || a[2].is_none()) {
     throw Error("running_mean and running_var must be defined in evaluation mode");

@@ -379,11 +379,18 @@ def native_group_norm(input, weight, bias, N, C, HxW, group, eps):
     return out, mean, rstd
 
 
+def _aten_norm_stat_dtype(input, weight, accumulate_on_cuda):
+    """The dtype ATen's norm backward kernels read saved statistics in: float32 for a bf16 or fp16 input
+    beside a float32 weight (or on CUDA, where `accumulate_on_cuda`), else the input's."""
+    reduced = input.dtype in (torch.bfloat16, torch.float16)
+    mixed = reduced and weight is not None and weight.dtype == torch.float32
+    return torch.float32 if mixed or (reduced and accumulate_on_cuda and input.is_cuda) else input.dtype
+
+
 def native_group_norm_backward(grad_out, input, mean, rstd, weight, N, C, HxW, group, output_mask):
     """ATen's native_group_norm_backward, the statistics in the dtype its kernel reads them in and the
     tensors contiguous, as eager's autograd passes them."""
-    reduced = input.dtype in (torch.bfloat16, torch.float16)
-    stat = torch.float32 if reduced and weight is not None and weight.dtype == torch.float32 else input.dtype
+    stat = _aten_norm_stat_dtype(input, weight, accumulate_on_cuda=False)
     return torch.ops.aten.native_group_norm_backward(
         grad_out.contiguous(), input.contiguous(), mean.to(stat), rstd.to(stat), weight, N, C, HxW, group,
         list(output_mask))
@@ -401,11 +408,8 @@ def native_batch_norm(input, weight, bias, running_mean, running_var, training, 
 
 def native_batch_norm_backward(grad_out, input, weight, running_mean, running_var, save_mean, save_invstd,
                                train, eps, output_mask):
-    """ATen's native_batch_norm_backward, the saved statistics in the dtype its kernel reads them in:
-    float32 for a bf16 or fp16 input on CUDA or beside float32 parameters, else the input's."""
-    reduced = input.dtype in (torch.bfloat16, torch.float16)
-    mixed = reduced and weight is not None and weight.dtype == torch.float32
-    stat = torch.float32 if reduced and (input.is_cuda or mixed) else input.dtype
+    """ATen's native_batch_norm_backward, the saved statistics in the dtype its kernel reads them in."""
+    stat = _aten_norm_stat_dtype(input, weight, accumulate_on_cuda=True)
     return torch.ops.aten.native_batch_norm_backward(
         grad_out, input, weight, running_mean, running_var, save_mean.to(stat), save_invstd.to(stat), train,
         eps, list(output_mask))
