@@ -12,6 +12,10 @@ over `--repeats` repeats, and the ratio is the median of the per-repeat ratios:
      vs the same plain Python function; the difference is thunder's guard check + dispatch.
   3. mlp3: the 3-op MLP of DESIGN.md (Linear 16->32, ReLU, Linear 32->16; input 8 x 16), forward only,
      parameters requiring grad: eager vs thunder vs torch.compile (n/a if torch.compile fails here).
+  4. train_step: a small classifier's training step, forward and backward (Linear 16->32, ReLU,
+     Linear 32->10, cross-entropy against 8 labels; `loss.backward()` each call): eager vs thunder vs
+     torch.compile. Its tensors are below the fuser's CPU size, so thunder runs torch's kernels: the
+     figure is the cost of thunder's programs and autograd bridge against eager's autograd.
 Writes benchmarks/results/call_overhead.json.
 
     .venv/bin/python benchmarks/call_overhead.py [--calls 2000] [--repeats 15] [--no-torch-compile]
@@ -55,6 +59,38 @@ def ten_ops(a, b, c, d, e):
 
 def identity5(a, b, c, d, e):
     return a
+
+
+class Classifier(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+
+    def forward(self, x, labels):
+        return torch.nn.functional.cross_entropy(self.net(x), labels)
+
+
+def _train_step(model):
+    def step(x, labels):
+        model(x, labels).backward()
+    return step
+
+
+def _check_train_step(models: dict, x, labels):
+    """Each variant's loss and gradients against eager's, from zeroed gradients."""
+    ref = None
+    for m in models.values():
+        for p in m.parameters():
+            p.grad = None
+        loss = m(x, labels)
+        loss.backward()
+        got = (loss.detach(), [p.grad.clone() for p in m.parameters()])
+        if ref is None:
+            ref = got
+        else:
+            torch.testing.assert_close(got[0], ref[0])
+            for a, b in zip(got[1], ref[1]):
+                torch.testing.assert_close(a, b)
 
 
 def _time_calls(fn, args, calls):
@@ -145,6 +181,19 @@ def main():
     results["mlp3"] = summarize(compare(fns, (x,), args.calls, args.repeats))
     results["mlp3"]["torch_compile_note"] = tc_note
 
+    # 4. training step of a small classifier
+    clf = Classifier()
+    labels = torch.randint(0, 10, (8,))
+    steps = {"eager": clf, "thunder": thunder.jit(clf)}
+    if "torch.compile" in fns:
+        steps["torch.compile"] = torch.compile(clf)
+    _check_train_step(steps, x, labels)
+    results["train_step"] = summarize(
+        compare({n: _train_step(m) for n, m in steps.items()}, (x, labels), args.calls // 4, args.repeats)
+    )
+    results["train_step"]["thunder"]["final_traces"] = [
+        str(thunder.last_traces(steps["thunder"])[-1]), str(thunder.last_backward_traces(steps["thunder"])[-1])]
+
     # report
     ten, mlp3 = results["ten_op"], results["mlp3"]
     ratio = ten["thunder"]["ratio_to_eager"]
@@ -179,6 +228,17 @@ def main():
     )
     if tc_note:
         print(f"  torch.compile: {tc_note}")
+    st = results["train_step"]
+    tc_col = (
+        f"{st['torch.compile']['median_us']:.2f} us ({st['torch.compile']['ratio_to_eager']:.2f}x)"
+        if "torch.compile" in st
+        else "n/a"
+    )
+    print(
+        f"{'classifier training step (8x16), f+b':40s}{st['eager']['median_us']:10.2f}"
+        f"{st['thunder']['median_us']:12.2f}{st['thunder']['ratio_to_eager']:8.2f}"
+        f"   torch.compile: {tc_col}"
+    )
 
     if not args.no_json:
         os.makedirs(os.path.dirname(RESULTS), exist_ok=True)

@@ -130,13 +130,38 @@ def test_training_groups_the_weight_casts_into_multi_tensor_copies():
         eout.float().square().sum().backward()
     for (name, p), q in zip(m.named_parameters(), e.parameters()):
         torch.testing.assert_close(p.grad, q.grad, msg=name)
-    # The forward casts the parameters in one group; the backward casts them again in one group and
-    # the weights' bf16 gradients back to float32 in another.
-    for trace, groups in ((thunder.last_traces(jm)[-1], 1), (thunder.last_backward_traces(jm)[-1], 2)):
+    # The forward casts the parameters in one group; the backward casts the weights' bf16 gradients
+    # back to float32 in another. It reads the forward's bf16 weights: values this small are saved
+    # rather than cast again (test_training_casts_large_weights_again_in_the_backward).
+    for trace, groups in ((thunder.last_traces(jm)[-1], 1), (thunder.last_backward_traces(jm)[-1], 1)):
         src = str(trace)
         top = [line for line in src.splitlines() if line.startswith("  ") and not line.startswith("   ")]
         assert sum("convert_tensors(" in line for line in top) == groups, src
         assert not any("ltorch_to(" in line or "convert_element_type(" in line for line in top), src
+
+
+def test_training_casts_large_weights_again_in_the_backward():
+    # A bf16 copy of a weight of 4096 elements or more is not saved for the backward: the backward
+    # casts the weight again, the casts in one multi-tensor copy; the small biases' copies are not
+    # read by the backward at all. Gradients as eager's.
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.GELU(), torch.nn.Linear(128, 64))
+    e = copy.deepcopy(m)
+    jm = thunder.jit(m)
+    x = torch.randn(8, 64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, eout = jm(x), e(x)
+    torch.testing.assert_close(out, eout)
+    out.float().square().sum().backward()
+    eout.float().square().sum().backward()
+    for (name, p), q in zip(m.named_parameters(), e.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, msg=name)
+    bwd = str(thunder.last_backward_traces(jm)[-1])
+    top = [line for line in bwd.splitlines() if line.startswith("  ") and not line.startswith("   ")]
+    casts = [line for line in top if "convert_tensors(" in line]
+    assert len(casts) == 2, bwd  # the weights again; the gradients back to float32
+    again = [c for c in casts if "torch.bfloat16)" in c]
+    assert len(again) == 1 and "bf16[128, 64]" in again[0] and "bf16[64, 128]" in again[0], bwd
 
 
 def test_program_runs_with_autocast_off_and_restores_it():

@@ -21,6 +21,9 @@ pytestmark = pytest.mark.skipif(not fusionex.available("cpu"), reason="no C++ co
 
 # Fuses every region, however small (the default executor leaves tiny CPU regions to torch).
 FUSE_ALL = thunder.extend.register_executor(fusionex.ThunderFusionExecutor("fusion_all", min_cpu_numel=0))
+# The default executors' fuser: CPU regions of fewer than 4096 elements are left to torch.
+FUSE_DEFAULT_SIZE = thunder.extend.register_executor(fusionex.ThunderFusionExecutor("fusion_default_size",
+                                                                                    min_cpu_numel=4096))
 
 
 def _jit(fn):
@@ -403,13 +406,47 @@ def test_cross_entropy_training_saves_row_statistics_not_log_probabilities():
 def test_cross_entropy_keeps_log_softmax_where_no_fusion_executor_runs():
     # The written-out form pays off only in fused kernels: with the fuser off this device (or absent),
     # the forward calls torch's log_softmax and the backward its log_softmax_backward.
+    # So does a CPU fuser for logits smaller than the regions it fuses (min_cpu_numel): the backward
+    # then saves the log-probabilities and computes nothing of the forward again.
     off_cpu = thunder.extend.register_executor(fusionex.ThunderFusionExecutor("fusion_off_cpu", cpu=False))
     x, y = torch.randn(64, 1000), torch.randint(0, 1000, (64,))
-    for executors, written_out in (([FUSE_ALL], True), ([off_cpu], False), (["torch"], False)):
+    small = (torch.randn(8, 10), torch.randint(0, 10, (8,)))
+    cases = (([FUSE_ALL], (x, y), True), ([off_cpu], (x, y), False), (["torch"], (x, y), False),
+             ([FUSE_DEFAULT_SIZE], (x, y), True), ([FUSE_DEFAULT_SIZE], small, False))
+    for executors, args, written_out in cases:
         jfn = thunder.jit(F.cross_entropy, executors=executors)
-        _loss_and_grad_match(jfn, F.cross_entropy, x, y)
-        forward = str(thunder.last_traces(jfn)[-1])
+        _loss_and_grad_match(jfn, F.cross_entropy, *args)
+        forward, backward = (str(t) for t in (thunder.last_traces(jfn)[-1], thunder.last_backward_traces(jfn)[-1]))
         assert ("log_softmax" not in forward) == written_out, forward
+        if not written_out:
+            assert [c.split(" = ")[1].split("(")[0] for c in _calls(backward) if " = " in c] == [
+                "torch.ops.aten.nll_loss_backward", "torch.ops.aten._log_softmax_backward_data"], backward
+
+
+def test_small_classifier_step_runs_eagers_composites_and_computes_nothing_again():
+    # A classifier's training step whose tensors are all below the CPU fuser's region size: no
+    # kernel of thunder's, so each operation is one torch call. The forward runs log_softmax and
+    # nll_loss (not cross-entropy written out for a kernel), the backward their backward calls and one
+    # linear_backward per layer (not the input's matmul and the bias's sum apart), and recomputes
+    # nothing of the forward: its small values are saved. Loss and gradients as eager's.
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+    ref = copy.deepcopy(net)
+    x, y = torch.randn(8, 16), torch.randint(0, 10, (8,))
+    jstep = thunder.jit(lambda a, t: F.cross_entropy(net(a), t), executors=[FUSE_DEFAULT_SIZE])
+    loss, want = jstep(x, y), F.cross_entropy(ref(x), y)
+    torch.testing.assert_close(loss, want)
+    loss.backward()
+    want.backward()
+    for (name, p), q in zip(net.named_parameters(), ref.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, msg=name)
+    ops = [[c.split(" = ")[1].split("(")[0] for c in _calls(t) if " = " in c]
+           for t in (thunder.last_traces(jstep)[-1], thunder.last_backward_traces(jstep)[-1])]
+    assert ops[0] == ["torch.nn.functional.linear", "torch.relu", "torch.nn.functional.linear",
+                      "torch.nn.functional.log_softmax", "torch.ops.aten.nll_loss_forward"], ops[0]
+    assert ops[1] == ["torch.ops.aten.nll_loss_backward", "torch.ops.aten._log_softmax_backward_data",
+                      "thunder.core.autograd.linear_backward", "torch.ops.aten.threshold_backward",
+                      "thunder.core.autograd.linear_backward"], ops[1]
 
 
 def _rows_then_all(x):

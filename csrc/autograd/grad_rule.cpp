@@ -82,18 +82,26 @@ bool call_missing_rule_hook(const BoundSymbol& bsym) {
 namespace {
 thread_local bool g_fusing = false;
 thread_local bool g_fusing_random = false;
+thread_local int64_t g_min_cpu_numel = 0;
 }  // namespace
 
 bool fusing() { return g_fusing; }
 bool fusing_random() { return g_fusing_random; }
-FusingScope::FusingScope(bool on, bool random)
-    : previous_(g_fusing), previous_random_(g_fusing_random) {
+bool fuses(const TensorProxy& t) {
+  return g_fusing && (t.device().type != DeviceType::kCPU || t.numel() >= g_min_cpu_numel);
+}
+FusingScope::FusingScope(bool on, bool random, int64_t min_cpu_numel)
+    : previous_(g_fusing),
+      previous_random_(g_fusing_random),
+      previous_min_cpu_numel_(g_min_cpu_numel) {
   g_fusing = on;
   g_fusing_random = on && random;
+  g_min_cpu_numel = min_cpu_numel;
 }
 FusingScope::~FusingScope() {
   g_fusing = previous_;
   g_fusing_random = previous_random_;
+  g_min_cpu_numel = previous_min_cpu_numel_;
 }
 
 AugmentedForward ForwardContext::emit_unchanged() const {

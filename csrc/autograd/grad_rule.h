@@ -41,19 +41,24 @@ struct AugmentedForward {
 // its rows' maximum and sum of exponentials instead of the log-probabilities). Set by the training
 // pipeline for the thread that runs it.
 bool fusing();
+// True while fusing() and the fusion executor takes kernels over `t`: on the CPU only tensors of at
+// least its min_cpu_numel elements (a region of smaller ones is left to torch, one call per
+// operation, where eager's composite kernel is the cheaper choice).
+bool fuses(const TensorProxy& t);
 // True while fusing() and the program asked for random numbers drawn inside fused kernels
 // (`fuse_random=True`): dropout then draws its mask with uniform_philox from a saved [seed, offset]
 // and its backward draws the same mask again instead of saving it.
 bool fusing_random();
 class FusingScope {
  public:
-  explicit FusingScope(bool on, bool random = false);
+  explicit FusingScope(bool on, bool random = false, int64_t min_cpu_numel = 0);
   ~FusingScope();
   FusingScope(const FusingScope&) = delete;
   FusingScope& operator=(const FusingScope&) = delete;
 
  private:
   bool previous_, previous_random_;
+  int64_t previous_min_cpu_numel_;
 };
 
 class ForwardContext {

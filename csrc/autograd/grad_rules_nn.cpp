@@ -168,12 +168,12 @@ void register_nn_grad_rules() {
       if (!g) return;
       // Under a fuser the bias gradient is a sum over the leading dimensions in the trace, so it
       // fuses with the kernel that makes the gradient (a dropout's or activation's backward).
-      const bool bias_apart = fusing() && c.needs(2) && g->rank() >= 2;
+      const bool bias_apart = fuses(*g) && c.needs(2) && g->rank() >= 2;
       // Under a fuser the input's gradient is its own matmul g @ weight, apart from the weight's:
       // it does not read the input, so a kernel that needs it (an activation's backward) can run
       // before the weight's gradient, together with the activation that the weight's gradient
       // reads when that is recomputed (gelu(x) beside gelu_backward(g, x): x read once).
-      const bool split = fusing() && c.needs(0) && c.needs(1);
+      const bool split = fuses(*g) && c.needs(0) && c.needs(1);
       if (split) c.put_grad(0, c.b.call(op("matmul"), {V(g), c.args[1]}).as_tensor());
       V mask = V::tuple({V(c.needs(0) && !split), V(c.needs(1)), V(c.needs(2) && !bias_apart)});
       V r = lang::call(c.b, op("linear_backward"), {V(g), c.args[0], c.args[1], mask});
@@ -525,10 +525,11 @@ void register_nn_grad_rules() {
   {
     // cross_entropy with class indices: log_softmax then nll_loss, as eager computes it, so the
     // backward saves log-probabilities and uses torch's log_softmax backward. Where a fusion
-    // executor runs the program (fp32/fp64 logits), log_softmax is written out as eager's kernel
-    // computes it, (x - m) - log(sum(exp(x - m))) with m the rows' maximum (detached: the result
-    // does not depend on it): the forward kernel then saves m and the sum ([N, 1] each) rather than
-    // writing the log-probabilities, and the backward recomputes exp(x - m) from the logits.
+    // executor takes the logits (fp32/fp64, not a few on the CPU), log_softmax is written out as
+    // eager's kernel computes it, (x - m) - log(sum(exp(x - m))) with m the rows' maximum
+    // (detached: the result does not depend on it): the forward kernel then saves m and the sum
+    // ([N, 1] each) rather than writing the log-probabilities, and the backward recomputes
+    // exp(x - m) from the logits.
     GradRule r;
     r.rewrites = true;
     r.applies = [](const BoundSymbol& b) {
@@ -541,7 +542,7 @@ void register_nn_grad_rules() {
       const TensorRef& x = c.args.tensor(0);
       int64_t class_dim = x->rank() >= 2 ? 1 : 0;
       V logp;
-      if (fusing() && (x->dtype() == DType::kFloat32 || x->dtype() == DType::kFloat64)) {
+      if (fuses(*x) && (x->dtype() == DType::kFloat32 || x->dtype() == DType::kFloat64)) {
         V dim = V::ints({class_dim});
         V m = c.b.call(op("detach"), {c.b.call(op("amax"), {c.args[0], dim, V(true)})});
         V d = c.b.call(op("sub"), {c.args[0], m});

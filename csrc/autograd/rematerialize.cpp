@@ -167,6 +167,17 @@ bool is_recomputable(const BoundSymbol& b) {
   return true;
 }
 
+// Recomputing a value pays where a fused kernel computes it again as it reads it, or where saving
+// it would hold much memory. A small value no fused kernel takes is saved: computed again, it would
+// cost the backward a torch call for a few kilobytes.
+constexpr int64_t kSmallValueNumel = 4096;
+bool worth_recomputing(const BoundSymbol& b) {
+  bool worth = false;
+  b.output.for_each_tensor(
+      [&](const TensorRef& t) { worth = worth || fuses(*t) || t->numel() >= kSmallValueNumel; });
+  return worth;
+}
+
 RematPlan plan_rematerialization(const JointTrace& j, const RematOptions& options) {
   ForwardIndex ix = index_forward(j.forward);
   std::vector<TensorRef> needed = backward_reads(j, ix);
@@ -181,7 +192,7 @@ RematPlan plan_rematerialization(const JointTrace& j, const RematOptions& option
     bool exact = false;
     b.output.for_each_tensor([&](const TensorRef& t) { exact = exact || compared.count(t.get()); });
     if (exact) return false;
-    if (options.enabled && is_recomputable(b)) return true;
+    if (options.enabled && is_recomputable(b) && worth_recomputing(b)) return true;
     if (forbidden(b)) return false;
     bool inside = false;
     b.output.for_each_tensor([&](const TensorRef& t) { inside = inside || checkpointed.count(t.get()); });
@@ -244,7 +255,8 @@ RematPlan plan_rematerialization(const JointTrace& j, const RematOptions& option
     const BoundSymbol& b = *it->second;
     // Only for fused kernels: the recipe is a chain of primitives, which a fused backward kernel
     // computes where it reads them, and the torch executor would run one by one.
-    const RecomputeRecipe* r = options.enabled && fusing() ? find_recompute_recipe(b.sym) : nullptr;
+    const RecomputeRecipe* r =
+        options.enabled && fuses(*t) ? find_recompute_recipe(b.sym) : nullptr;
     std::vector<TensorRef> outs = b.output_tensors();
     if (r == nullptr || r->output >= outs.size() || outs[r->output] != t) return std::nullopt;
     std::vector<TensorRef> reads = b.input_tensors();

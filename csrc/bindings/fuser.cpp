@@ -146,6 +146,7 @@ void bind_fuser(nb::module_& m) {
       b.output.for_each_tensor(check);
       return ok && fuser::prim_fusible(b);
     };
+    hooks.min_cpu_numel = min_cpu_numel;
     hooks.worth_fusing = [min_cpu_numel](const std::vector<BSymRef>& prims) {
       return !fuser::cpu_region_below(prims, min_cpu_numel);
     };

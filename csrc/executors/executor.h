@@ -45,6 +45,9 @@ struct FusionHooks {
   // Whether a region of these primitives is worth its kernels (unset: always); false for one it
   // would leave to torch whole (a CPU region of tiny tensors).
   std::function<bool(const std::vector<BSymRef>&)> worth_fusing;
+  // A CPU region whose tensors all have fewer elements is left to torch (what worth_fusing decides
+  // for a region; gradient rules read it per tensor, before there are regions).
+  int64_t min_cpu_numel = 0;
 };
 
 class Executor {

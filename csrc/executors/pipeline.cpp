@@ -1,8 +1,10 @@
 // The compilation pipeline.
 #include "executors/pipeline.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <unordered_set>
 #include <vector>
 
@@ -29,13 +31,19 @@ bool dump_enabled(const std::string& stage) {
   return s.find(",all,") != std::string::npos || s.find("," + stage + ",") != std::string::npos;
 }
 
-// Whether a fusion executor runs on the device of the program (of its first input).
-bool fuser_runs_on_program(const Trace& t, const std::vector<const Executor*>& executors) {
+// Whether a fusion executor runs on the device of the program (of its first input): if one does,
+// the smallest CPU region (in elements) that such an executor fuses.
+std::optional<int64_t> fuser_on_program(const Trace& t,
+                                        const std::vector<const Executor*>& executors) {
   DeviceType device = t.inputs.empty() ? DeviceType::kCPU : t.inputs[0]->device().type;
+  std::optional<int64_t> min_cpu_numel;
   for (const Executor* e : executors) {
-    if (e->is_fusion() && (!e->fusion().runs_on || e->fusion().runs_on(device))) return true;
+    if (e->is_fusion() && (!e->fusion().runs_on || e->fusion().runs_on(device))) {
+      min_cpu_numel =
+          std::min(min_cpu_numel.value_or(e->fusion().min_cpu_numel), e->fusion().min_cpu_numel);
+    }
   }
-  return false;
+  return min_cpu_numel;
 }
 
 }  // namespace
@@ -57,7 +65,7 @@ PipelineResult run_pipeline(const Trace& captured, const std::vector<const Execu
   stage("functionalize", functionalize);
   stage("dce", dce);
   stage("cse", cse);
-  if (options.fuse_random && fuser_runs_on_program(r.traces.back(), executors)) {
+  if (options.fuse_random && fuser_on_program(r.traces.back(), executors)) {
     stage("fuse_random", [](const Trace& t) { return draw_dropout_in_kernels(t); });
   }
   if (options.decompose_to_prims) stage("decompose", decompose);
@@ -141,7 +149,8 @@ TrainingPipelineResult run_training_pipeline(const Trace& captured,
   stage_in(f, "functionalize", functionalize);
   stage_in(f, "dce", dce);
   stage_in(f, "cse", cse);
-  const bool fusing = fuser_runs_on_program(f.traces.back(), executors);
+  const std::optional<int64_t> fuser = fuser_on_program(f.traces.back(), executors);
+  const bool fusing = fuser.has_value();
   if (options.fuse_random && fusing) {
     stage_in(f, "fuse_random", [](const Trace& t) {
       return draw_dropout_in_kernels(t, {.skip_inputs_requiring_grad = true});
@@ -150,7 +159,7 @@ TrainingPipelineResult run_training_pipeline(const Trace& captured,
   stage_in(f, "forward", [&](const Trace& t) {
     // Gradient rules may write composites for a fusion executor when one runs on the program's
     // device.
-    autograd::FusingScope scope(fusing, options.fuse_random);
+    autograd::FusingScope scope(fusing, options.fuse_random, fuser.value_or(0));
     autograd::JointTrace joint = autograd::vjp(t);
     autograd::RematOptions ro;
     ro.enabled = options.rematerialize;

@@ -315,9 +315,9 @@ TEST_F(AutogradTest, SplitBackwardIsOneCat) {
 // gelu's backward) and gelu's output (for the second linear's weight gradient). Saving the input
 // and recomputing the cheap gelu is the cut of least bytes.
 TEST_F(AutogradTest, MinCutRecomputesElementwiseAndSavesMatmulOutputs) {
-  TensorRef x = param("x", {8, 16}, false);
-  TensorRef w1 = param("w1", {32, 16});
-  TensorRef w2 = param("w2", {4, 32});
+  TensorRef x = param("x", {128, 16}, false);
+  TensorRef w1 = param("w1", {64, 16});
+  TensorRef w2 = param("w2", {4, 64});
   TensorRef h = call("linear", {Value(x), Value(w1)}).as_tensor();
   TensorRef a = call("gelu", {Value(h)}).as_tensor();
   TensorRef o = call("linear", {Value(a), Value(w2)}).as_tensor();
@@ -342,6 +342,25 @@ TEST_F(AutogradTest, MinCutRecomputesElementwiseAndSavesMatmulOutputs) {
   EXPECT_EQ(tensor_names(std::vector<TensorRef>(fb.backward.inputs.begin(),
                                                 fb.backward.inputs.begin() + fb.num_saved)),
             saved);
+}
+
+TEST_F(AutogradTest, MinCutSavesSmallValuesNoFusedKernelTakes) {
+  // gelu's output of 256 elements: computed again in the backward it would cost a torch call for
+  // 1 KB, so it is saved, unless a fusion executor takes tensors of its size (CPU regions of fewer
+  // than min_cpu_numel elements it leaves to torch).
+  TensorRef x = param("x", {8, 16}, false);
+  TensorRef w1 = param("w1", {32, 16});
+  TensorRef w2 = param("w2", {4, 32});
+  for (int64_t min_cpu_numel : {int64_t{-1}, int64_t{4096}, int64_t{0}}) {
+    autograd::FusingScope scope(min_cpu_numel >= 0, false, std::max<int64_t>(min_cpu_numel, 0));
+    TensorRef h = call("linear", {Value(x), Value(w1)}).as_tensor();
+    TensorRef a = call("gelu", {Value(h)}).as_tensor();
+    TensorRef o = call("linear", {Value(a), Value(w2)}).as_tensor();
+    RematPlan plan = plan_rematerialization(vjp(finish(call("sum", {Value(o)}))));
+    const bool fused = min_cpu_numel == 0;
+    EXPECT_EQ(tensor_names(plan.saved).count(a->name()), fused ? 0u : 1u) << min_cpu_numel;
+    EXPECT_EQ(plan.recomputed.size(), fused ? 1u : 0u) << min_cpu_numel;
+  }
 }
 
 TEST_F(AutogradTest, MinCutNeverRecomputesReductions) {
