@@ -105,11 +105,12 @@ def linear_backward(grad_output, input, weight, output_mask):
     """Runs ltorch.linear_backward: the gradients of F.linear for a 2-D weight, as eager's
     addmm/mm backward computes them."""
     gi = gw = gb = None
-    g2 = grad_output.reshape(-1, grad_output.shape[-1])
+    flat = grad_output.dim() == 2  # a batch of rows already: no reshapes (a call each)
+    g2 = grad_output if flat else grad_output.reshape(-1, grad_output.shape[-1])
     if output_mask[0]:
-        gi = grad_output.matmul(weight)
+        gi = grad_output.mm(weight) if flat else grad_output.matmul(weight)
     if output_mask[1]:
-        gw = g2.t().mm(input.reshape(-1, input.shape[-1]))
+        gw = g2.t().mm(input if flat else input.reshape(-1, input.shape[-1]))
     if output_mask[2]:
         gb = g2.sum(0)
     return gi, gw, gb
