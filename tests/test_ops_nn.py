@@ -1065,6 +1065,39 @@ def test_pairwise_distance(shapes, kw):
         torch.testing.assert_close(torch.zeros_like(x) if g is None else g, torch.zeros_like(x) if w is None else w)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("case", ["plain", "stride_none_pair", "padded_ceil", "dilated", "unbatched", "channels_last",
+                                  "nan_inf"])
+def test_max_pool2d_training_runs_atens_kernel_with_indices(case, dtype):
+    # Training runs max_pool2d as eager's autograd does: ATen's kernel keeping each window's first
+    # maximum's index, and its backward reading them (not windows unfolded, an argmax and a
+    # scatter). Values and gradients as eager's, NaN and infinities included.
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 9, 10, dtype=dtype)
+    f = {
+        "plain": lambda a: F.max_pool2d(a, 2),
+        "stride_none_pair": lambda a: F.max_pool2d(a, (3, 2), stride=None),
+        "padded_ceil": lambda a: F.max_pool2d(a, 3, 2, 1, ceil_mode=True),
+        "dilated": lambda a: F.max_pool2d(a, 2, 1, dilation=(2, 3)),
+        "unbatched": lambda a: F.max_pool2d(a[0], 3, 2),
+        "channels_last": lambda a: F.max_pool2d(a.to(memory_format=torch.channels_last), 2),
+        "nan_inf": lambda a: F.max_pool2d(a, 2),
+    }[case]
+    if case == "nan_inf":
+        x[0, 0, 0, 0], x[0, 1, 2, 3], x[1, 2, 4, 4] = float("nan"), float("inf"), -float("inf")
+    xe, xj = x.clone().requires_grad_(), x.clone().requires_grad_()
+    jf = thunder.jit(f)
+    want, got = f(xe), jf(xj)
+    torch.testing.assert_close(got, want, equal_nan=True)
+    cot = torch.randn_like(want)
+    want.backward(cot)
+    got.backward(cot)
+    torch.testing.assert_close(xj.grad, xe.grad, equal_nan=True)
+    fwd, bwd = (str(t) for t in (thunder.last_traces(jf)[-1], thunder.last_backward_traces(jf)[-1]))
+    assert "torch.ops.aten.max_pool2d_with_indices(" in fwd and "unfold" not in fwd, fwd
+    assert "torch.ops.aten.max_pool2d_with_indices_backward(" in bwd and "scatter" not in bwd, bwd
+
+
 @pytest.mark.parametrize("case", ["ties_2d", "ties_1d", "relu_zeros", "dilated_ceil", "overlap_1d"])
 def test_max_pool_gradient_goes_to_each_windows_first_maximum_as_in_eager(case):
     # amax shares a window's cotangent among tied maxima; eager's max_pool routes it to the first

@@ -310,9 +310,43 @@ void register_nn_grad_rules() {
                                      c.args[5]}));
        }));
 
-  // max_pool{1,2}d: differentiated as each window's first maximum gathered (eager's routing of the
+  {
+    // max_pool2d: ATen's kernel with indices, as eager's autograd runs it. The forward keeps each
+    // window's first maximum's index (int64, the output's size), the backward sends each window's
+    // gradient to that element (ties, such as a ReLU's zeros, are not shared).
+    GradRule r;
+    r.applies = [](const BoundSymbol& b) {
+      BoundArgs a(*b.sym, b.args);
+      return !a.bool_(6) && is_floating(a.tensor(0)->dtype());
+    };
+    auto pairs = [](const BoundArgs& a) {
+      auto pair = [&](size_t i) {
+        std::vector<int64_t> v = a.ints(i);
+        return V::ints(v.size() == 1 ? std::vector<int64_t>{v[0], v[0]} : v);
+      };
+      // stride None (or empty): the kernel's size, as F.max_pool2d takes it.
+      V stride = a[2].is_none() || a[2].as_int_list().empty() ? pair(1) : pair(2);
+      return std::array<V, 5>{pair(1), stride, pair(3), pair(4), V(a.bool_(5))};
+    };
+    r.augmented_forward = [pairs](ForwardContext& c) {
+      auto [k, s, p, d, ceil] = pairs(c.args);
+      V out = lang::call(c.b, op("max_pool2d_with_indices"), {c.args[0], k, s, p, d, ceil});
+      const auto& items = out.items();
+      return AugmentedForward{items[0], {items[1]}};
+    };
+    r.backward = [pairs](BackwardContext& c) {
+      TensorRef g = c.grad_out();
+      if (!g || !c.needs(0)) return;
+      auto [k, s, p, d, ceil] = pairs(c.args);
+      c.put_grad(0, lang::call_t(c.b, op("max_pool2d_with_indices_backward"),
+                                 {V(g), c.args[0], k, s, p, d, ceil, c.residuals[0]}));
+    };
+    rule("max_pool2d", std::move(r));
+  }
+
+  // max_pool1d: differentiated as each window's first maximum gathered (eager's routing of the
   // gradient; the forward's amax would share it among ties, such as a ReLU's zeros).
-  for (const char* name : {"max_pool1d", "max_pool2d"}) {
+  for (const char* name : {"max_pool1d"}) {
     GradRule r;
     r.rewrite_if = [](const BoundSymbol&) { return true; };
     r.rewrite = [name](ForwardContext& c) {

@@ -276,6 +276,31 @@ Value max_pool_meta(Builder& b, const BoundArgs& a) {
   return unbatch(b, r, batched);
 }
 
+// max_pool2d_with_indices(input, kernel_size, stride, padding, dilation, ceil_mode)
+// -> (output, indices): ATen's pooling kernel, which also keeps each window's first maximum as its
+// flat index into the input's plane; its backward, max_pool2d_with_indices_backward(grad_output,
+// input, kernel_size, stride, padding, dilation, ceil_mode, indices), sends each window's gradient
+// there. What max_pool2d's gradient rule runs, with every size given as a pair.
+Value max_pool2d_with_indices_meta(Builder& b, const BoundArgs& a) {
+  const TensorRef& x = a.tensor(0);
+  if (x->rank() != 3 && x->rank() != 4) {
+    throw Error("max_pool2d_with_indices: expected a 3-D or 4-D input, got " + shape_str(x->shape()));
+  }
+  PoolGeometry g = pool_geometry(a, x, 2, a.bool_(5), expand_param(a, 1, 2, "kernel_size"),
+                                 expand_param(a, 2, 2, "stride"), expand_param(a, 3, 2, "padding"),
+                                 expand_param(a, 4, 2, "dilation"));
+  Shape s(x->shape().begin(), x->shape().end() - 2);
+  s.push_back(Dim(g.out[0]));
+  s.push_back(Dim(g.out[1]));
+  return Value::tuple({Value(b.new_tensor(s, x->dtype(), x->device(), false)),
+                       Value(b.new_tensor(s, DType::kInt64, x->device(), false))});
+}
+
+Value max_pool2d_with_indices_backward_meta(Builder& b, const BoundArgs& a) {
+  const TensorRef& x = a.tensor(1);
+  return b.new_tensor(x->shape(), a.tensor(0)->dtype(), x->device(), false);
+}
+
 // The number of elements each avg_pool window averages over, per spatial dim (torch's
 // avg_pool2d_out_frame): clipped to the padded input, and to the input itself without
 // count_include_pad.
@@ -649,6 +674,16 @@ void register_nn_conv_ops(SymbolTable& table) {
        "return_indices=False",
        max_pool_meta<2, true>,
        {}},
+      {"max_pool2d_with_indices",
+       "input, kernel_size, stride, padding, dilation, ceil_mode",
+       max_pool2d_with_indices_meta,
+       {},
+       "torch.ops.aten.max_pool2d_with_indices"},
+      {"max_pool2d_with_indices_backward",
+       "grad_output, input, kernel_size, stride, padding, dilation, ceil_mode, indices",
+       max_pool2d_with_indices_backward_meta,
+       {},
+       "torch.ops.aten.max_pool2d_with_indices_backward"},
       {"avg_pool1d",
        "input, kernel_size, stride=None, padding=0, ceil_mode=False, "
        "count_include_pad=True",
