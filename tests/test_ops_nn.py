@@ -482,12 +482,15 @@ def test_instance_norm_errors():
             thunder.jit(fn)(x)
 
 
-@pytest.mark.parametrize(("shape", "kw"), [
+INTERPOLATE_NEAREST = [
     ((2, 3, 5, 7), {"scale_factor": 2}), ((2, 3, 5, 7), {"size": (9, 4)}), ((1, 2, 7), {"scale_factor": 1.7}),
     ((1, 2, 3, 4, 5), {"scale_factor": (2, 0.5, 1.5)}), ((2, 3, 5, 7), {"scale_factor": 3, "mode": "nearest-exact"}),
     ((2, 3, 50, 70), {"size": (33, 101), "mode": "nearest-exact"}),
     ((2, 3, 13, 7), {"scale_factor": 1.3, "recompute_scale_factor": True}), ((2, 3, 5, 5), {"scale_factor": 1.1}),
-    ((1, 1, 1000), {"scale_factor": 1.001, "mode": "nearest-exact"}), ((1, 1, 999), {"size": 1000})], ids=str)
+    ((1, 1, 1000), {"scale_factor": 1.001, "mode": "nearest-exact"}), ((1, 1, 999), {"size": 1000})]
+
+
+@pytest.mark.parametrize(("shape", "kw"), INTERPOLATE_NEAREST, ids=str)
 def test_interpolate_nearest_takes_eagers_elements(shape, kw):
     # The source index of each output element as eager's kernels compute it (float arithmetic),
     # exactly: the same elements, in fp32, bf16 and uint8; no opaque call.
@@ -496,6 +499,27 @@ def test_interpolate_nearest_takes_eagers_elements(shape, kw):
         jfn = thunder.jit(lambda x: F.interpolate(x, **kw))
         torch.testing.assert_close(jfn(x), F.interpolate(x, **kw), rtol=0, atol=0)
         assert not thunder.examine.opaque_ops(jfn)
+
+
+@pytest.mark.parametrize(("shape", "kw"), INTERPOLATE_NEAREST, ids=str)
+def test_interpolate_nearest_gradient_is_atens_backward(shape, kw):
+    # The gradient of nearest interpolation is ATen's upsample backward (one call, given the
+    # forward's scale factors), not scatters undoing the forward's gathers; as eager's, in fp32
+    # and bf16.
+    torch.manual_seed(0)
+    for dtype in (torch.float32, torch.bfloat16):
+        x = randn(*shape, dtype=dtype)
+        f = lambda a: F.interpolate(a, **kw)  # noqa: E731
+        xe, xj = x.clone().requires_grad_(), x.clone().requires_grad_()
+        jf = thunder.jit(f)
+        want, got = f(xe), jf(xj)
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+        cot = torch.randn_like(want)
+        want.backward(cot)
+        got.backward(cot)
+        torch.testing.assert_close(xj.grad, xe.grad)
+        bwd = str(thunder.last_backward_traces(jf)[-1])
+        assert "upsample_nearest_backward(" in bwd and "scatter" not in bwd, bwd
 
 
 def test_interpolate_other_modes_and_errors():
@@ -1096,6 +1120,27 @@ def test_max_pool2d_training_runs_atens_kernel_with_indices(case, dtype):
     fwd, bwd = (str(t) for t in (thunder.last_traces(jf)[-1], thunder.last_backward_traces(jf)[-1]))
     assert "torch.ops.aten.max_pool2d_with_indices(" in fwd and "unfold" not in fwd, fwd
     assert "torch.ops.aten.max_pool2d_with_indices_backward(" in bwd and "scatter" not in bwd, bwd
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("kwargs", POOL_ARGS + [{"kernel_size": 3, "padding": 1, "count_include_pad": False},
+                                                {"kernel_size": 2, "divisor_override": 3}], ids=str)
+def test_avg_pool2d_gradient_is_atens_backward(kwargs, dtype):
+    # avg_pool2d's backward is ATen's avg_pool2d_backward (one call, as in eager's autograd), not
+    # the windows' unfold undone; gradients as eager's, batched and unbatched.
+    torch.manual_seed(0)
+    for x in (torch.randn(2, 3, 7, 8, dtype=dtype), torch.randn(3, 7, 8, dtype=dtype)):
+        f = lambda a: F.avg_pool2d(a, **kwargs)  # noqa: E731
+        xe, xj = x.clone().requires_grad_(), x.clone().requires_grad_()
+        jf = thunder.jit(f)
+        want, got = f(xe), jf(xj)
+        torch.testing.assert_close(got, want)
+        cot = torch.randn_like(want)
+        want.backward(cot)
+        got.backward(cot)
+        torch.testing.assert_close(xj.grad, xe.grad)
+        bwd = str(thunder.last_backward_traces(jf)[-1])
+        assert "torch.ops.aten.avg_pool2d_backward(" in bwd and "unfold_backward" not in bwd, bwd
 
 
 @pytest.mark.parametrize("case", ["ties_2d", "ties_1d", "relu_zeros", "dilated_ceil", "overlap_1d"])

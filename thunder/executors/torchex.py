@@ -367,6 +367,14 @@ def is_number(x):
 # Torch-level ops whose torch function does not accept the bound arguments of their signature.
 
 
+def upsample_nearest_backward(grad_output, output_size, input_size, scales, exact):
+    """Runs ltorch.upsample_nearest_backward: ATen's backward of nearest (or nearest-exact)
+    interpolation over len(output_size) spatial dims; `scales` the forward's scale factors, or None."""
+    n = len(output_size)
+    name = f"_upsample_nearest_exact{n}d_backward" if exact else f"upsample_nearest{n}d_backward"
+    return getattr(torch.ops.aten, name)(grad_output, output_size, input_size, *(scales or (None,) * n))
+
+
 def native_group_norm(input, weight, bias, N, C, HxW, group, eps):
     """ATen's native_group_norm with its mean and rstd in the compute dtype (float32, float64 for a
     float64 input) as thunder's decomposition gives them. ATen gives them in the input's dtype (or
