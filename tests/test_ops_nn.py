@@ -1122,27 +1122,6 @@ def test_max_pool2d_training_runs_atens_kernel_with_indices(case, dtype):
     assert "torch.ops.aten.max_pool2d_with_indices_backward(" in bwd and "scatter" not in bwd, bwd
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
-@pytest.mark.parametrize("kwargs", POOL_ARGS + [{"kernel_size": 3, "padding": 1, "count_include_pad": False},
-                                                {"kernel_size": 2, "divisor_override": 3}], ids=str)
-def test_avg_pool2d_gradient_is_atens_backward(kwargs, dtype):
-    # avg_pool2d's backward is ATen's avg_pool2d_backward (one call, as in eager's autograd), not
-    # the windows' unfold undone; gradients as eager's, batched and unbatched.
-    torch.manual_seed(0)
-    for x in (torch.randn(2, 3, 7, 8, dtype=dtype), torch.randn(3, 7, 8, dtype=dtype)):
-        f = lambda a: F.avg_pool2d(a, **kwargs)  # noqa: E731
-        xe, xj = x.clone().requires_grad_(), x.clone().requires_grad_()
-        jf = thunder.jit(f)
-        want, got = f(xe), jf(xj)
-        torch.testing.assert_close(got, want)
-        cot = torch.randn_like(want)
-        want.backward(cot)
-        got.backward(cot)
-        torch.testing.assert_close(xj.grad, xe.grad)
-        bwd = str(thunder.last_backward_traces(jf)[-1])
-        assert "torch.ops.aten.avg_pool2d_backward(" in bwd and "unfold_backward" not in bwd, bwd
-
-
 @pytest.mark.parametrize("case", ["ties_2d", "ties_1d", "relu_zeros", "dilated_ceil", "overlap_1d"])
 def test_max_pool_gradient_goes_to_each_windows_first_maximum_as_in_eager(case):
     # amax shares a window's cotangent among tied maxima; eager's max_pool routes it to the first

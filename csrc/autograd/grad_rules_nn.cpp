@@ -344,29 +344,6 @@ void register_nn_grad_rules() {
     rule("max_pool2d", std::move(r));
   }
 
-  // avg_pool2d: ATen's backward, as eager's autograd runs it (the forward stays avg_pool2d,
-  // which a fusion executor may take).
-  {
-    GradRule r = backward_only([](BackwardContext& c) {
-      TensorRef g = c.grad_out();
-      if (!g || !c.needs(0)) return;
-      const BoundArgs& a = c.args;
-      auto pair = [&](size_t i) {
-        std::vector<int64_t> v = a.ints(i);
-        return V::ints(v.size() == 1 ? std::vector<int64_t>{v[0], v[0]} : v);
-      };
-      V stride = a[2].is_none() || a[2].as_int_list().empty() ? pair(1) : pair(2);
-      V divisor = a.size() > 6 ? a[6] : V();
-      c.put_grad(0, lang::call_t(c.b, op("avg_pool2d_backward"),
-                                 {V(g), a[0], pair(1), stride, pair(3), V(a.bool_(4)),
-                                  V(a.bool_(5)), divisor}));
-    });
-    r.applies = [](const BoundSymbol& b) {
-      return is_floating(BoundArgs(*b.sym, b.args).tensor(0)->dtype());
-    };
-    rule("avg_pool2d", std::move(r));
-  }
-
   // interpolate in the nearest modes: ATen's backward (one call, as in eager's autograd), not the
   // scatters undoing the forward's gathers. It is given the forward's scale factors where the
   // forward's source indices came from them (not recomputed from the sizes).

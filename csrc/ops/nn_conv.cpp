@@ -301,14 +301,6 @@ Value max_pool2d_with_indices_backward_meta(Builder& b, const BoundArgs& a) {
   return b.new_tensor(x->shape(), a.tensor(0)->dtype(), x->device(), false);
 }
 
-// avg_pool2d_backward(grad_output, input, kernel_size, stride, padding, ceil_mode,
-// count_include_pad, divisor_override): ATen's gradient of avg_pool2d, each window's gradient
-// spread over the input elements it averaged.
-Value avg_pool2d_backward_meta(Builder& b, const BoundArgs& a) {
-  const TensorRef& x = a.tensor(1);
-  return b.new_tensor(x->shape(), a.tensor(0)->dtype(), x->device(), false);
-}
-
 // upsample_nearest_backward(grad_output, output_size, input_size, scales, exact): ATen's gradient
 // of nearest (exact: nearest-exact) interpolation over 1-3 spatial dims, each output element's
 // gradient added to the input element it copied; `scales` the forward's scale factors per spatial
@@ -702,12 +694,6 @@ void register_nn_conv_ops(SymbolTable& table) {
        max_pool2d_with_indices_backward_meta,
        {},
        "torch.ops.aten.max_pool2d_with_indices_backward"},
-      {"avg_pool2d_backward",
-       "grad_output, input, kernel_size, stride, padding, ceil_mode, count_include_pad, "
-       "divisor_override",
-       avg_pool2d_backward_meta,
-       {},
-       "torch.ops.aten.avg_pool2d_backward"},
       {"upsample_nearest_backward",
        "grad_output, output_size, input_size, scales, exact",
        upsample_nearest_backward_meta,
