@@ -113,16 +113,12 @@ def test_training_under_autocast_matches_eager_gradients():
         torch.testing.assert_close(p.grad, q.grad, msg=name)
 
 
-def test_training_groups_the_weight_casts_into_multi_tensor_copies():
-    # Autocast's casts run as multi-tensor copies, not one kernel per parameter; the gradients stay
-    # eager's.
-    torch.manual_seed(0)
-    m = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.GELU(), torch.nn.Linear(32, 32), torch.nn.GELU(),
-                            torch.nn.Linear(32, 4))
+def _bf16_training_matches_eager(m, x, steps):
+    """`steps` forward and backward runs of thunder.jit(m) and of a copy of m under CPU bf16 autocast:
+    outputs and accumulated gradients as eager's. Returns the jitted module."""
     e = copy.deepcopy(m)
     jm = thunder.jit(m)
-    x = torch.randn(8, 16)
-    for _ in range(2):
+    for _ in range(steps):
         with torch.autocast("cpu", dtype=torch.bfloat16):
             out, eout = jm(x), e(x)
         torch.testing.assert_close(out, eout)
@@ -130,6 +126,16 @@ def test_training_groups_the_weight_casts_into_multi_tensor_copies():
         eout.float().square().sum().backward()
     for (name, p), q in zip(m.named_parameters(), e.parameters()):
         torch.testing.assert_close(p.grad, q.grad, msg=name)
+    return jm
+
+
+def test_training_groups_the_weight_casts_into_multi_tensor_copies():
+    # Autocast's casts run as multi-tensor copies, not one kernel per parameter; the gradients stay
+    # eager's.
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.GELU(), torch.nn.Linear(32, 32), torch.nn.GELU(),
+                            torch.nn.Linear(32, 4))
+    jm = _bf16_training_matches_eager(m, torch.randn(8, 16), steps=2)
     # The forward casts the parameters in one group; the backward casts the weights' bf16 gradients
     # back to float32 in another. It reads the forward's bf16 weights: values this small are saved
     # rather than cast again (test_training_casts_large_weights_again_in_the_backward).
@@ -146,16 +152,7 @@ def test_training_casts_large_weights_again_in_the_backward():
     # read by the backward at all. Gradients as eager's.
     torch.manual_seed(0)
     m = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.GELU(), torch.nn.Linear(128, 64))
-    e = copy.deepcopy(m)
-    jm = thunder.jit(m)
-    x = torch.randn(8, 64)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        out, eout = jm(x), e(x)
-    torch.testing.assert_close(out, eout)
-    out.float().square().sum().backward()
-    eout.float().square().sum().backward()
-    for (name, p), q in zip(m.named_parameters(), e.parameters()):
-        torch.testing.assert_close(p.grad, q.grad, msg=name)
+    jm = _bf16_training_matches_eager(m, torch.randn(8, 64), steps=1)
     bwd = str(thunder.last_backward_traces(jm)[-1])
     top = [line for line in bwd.splitlines() if line.startswith("  ") and not line.startswith("   ")]
     casts = [line for line in top if "convert_tensors(" in line]
