@@ -77,9 +77,9 @@ def main():
                 variants["compile"] = torch.compile(fn)
             calls = {k: step_of(f, x.clone().requires_grad_(), g) for k, f in variants.items()}
             want = calls["eager"]()
-            for k in calls:
-                tol = {} if dtype == torch.float32 else {"atol": 2e-2, "rtol": 2e-2}
-                torch.testing.assert_close(calls[k](), want, **tol)
+            tol = {} if dtype == torch.float32 else {"atol": 2e-2, "rtol": 2e-2}
+            for call in calls.values():
+                torch.testing.assert_close(call(), want, **tol)
             times = {k: bench(f) for k, f in calls.items()}
             kthr, keag = kernel_time(calls["thunder"]), kernel_time(calls["eager"])
             name = f"{fn.__name__} fwd+bwd {'x'.join(map(str, shape))}"

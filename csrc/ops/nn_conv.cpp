@@ -284,7 +284,8 @@ Value max_pool_meta(Builder& b, const BoundArgs& a) {
 Value max_pool2d_with_indices_meta(Builder& b, const BoundArgs& a) {
   const TensorRef& x = a.tensor(0);
   if (x->rank() != 3 && x->rank() != 4) {
-    throw Error("max_pool2d_with_indices: expected a 3-D or 4-D input, got " + shape_str(x->shape()));
+    throw Error("max_pool2d_with_indices: expected a 3-D or 4-D input, got " +
+                shape_str(x->shape()));
   }
   PoolGeometry g = pool_geometry(a, x, 2, a.bool_(5), expand_param(a, 1, 2, "kernel_size"),
                                  expand_param(a, 2, 2, "stride"), expand_param(a, 3, 2, "padding"),
