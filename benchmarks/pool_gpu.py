@@ -1,8 +1,9 @@
-"""Training steps of CNN and UNet pooling and upsampling on the GPU: thunder next to eager PyTorch (and
+"""Training steps of CNN and UNet pooling, upsampling and padding on the GPU: thunder next to eager PyTorch (and
 torch.compile) on the same inputs in the same run.
 
 Rows: max_pool2d as a ResNet stem uses it (kernel 3, stride 2, padding 1), after a ReLU; max_pool2d
-and avg_pool2d over 2 x 2 windows; nearest upsampling by 2 as diffusion UNets' upsamplers do. Each
+and avg_pool2d over 2 x 2 windows; nearest upsampling by 2 as diffusion UNets' upsamplers do; reflect
+padding by 1 (convolutions with padding_mode="reflect"). Each
 row is a training step `fn(x).backward(g)` with g the output's shape. "whole" is the call timed by
 triton's do_bench (L2 cleared before each call, the host's per-call work included); "kernels" the
 device time of the call's kernels from torch.profiler (L2 cleared before each call). Values and
@@ -43,8 +44,12 @@ def upsample_nearest_2x(x):
     return F.interpolate(x, scale_factor=2.0, mode="nearest")
 
 
+def reflect_pad_1(x):
+    return F.pad(x, (1, 1, 1, 1), mode="reflect")
+
+
 ROWS = [(relu_max_pool_stem, (32, 64, 112, 112)), (max_pool_2x2, (32, 128, 56, 56)),
-        (avg_pool_2x2, (32, 128, 56, 56)), (upsample_nearest_2x, (8, 256, 64, 64))]
+        (avg_pool_2x2, (32, 128, 56, 56)), (upsample_nearest_2x, (8, 256, 64, 64)), (reflect_pad_1, (8, 128, 128, 128))]
 
 
 def step_of(fn, x, g):
@@ -60,6 +65,7 @@ def main():
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--label", default="thunder")
     ap.add_argument("--dtypes", default="float32,bfloat16")
+    ap.add_argument("--only", default="", help="the rows of the functions whose name contains this text")
     ap.add_argument("--out", default="pool_gpu.json")
     args = ap.parse_args()
     rows = []
@@ -67,6 +73,8 @@ def main():
           f"{'whole thr/eag':>13} {'kern thr/eag':>12}")
     for dtype in [getattr(torch, d) for d in args.dtypes.split(",")]:
         for fn, shape in ROWS:
+            if args.only and args.only not in fn.__name__:
+                continue
             torch.manual_seed(0)
             x = torch.randn(shape, device="cuda", dtype=dtype)
             with torch.no_grad():

@@ -1054,6 +1054,29 @@ def test_pad_non_constant(mode, dtype, decompose):
           **kw)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("mode", ["reflect", "replicate"])
+def test_pad_reflect_and_replicate_gradients_are_atens_backward(mode, dtype):
+    # The gradient of reflect and replicate padding is ATen's backward (one call, as eager's
+    # autograd runs it), not scatters into zeros; as eager's over 1, 2 and 3 padded dims, batched
+    # and unbatched.
+    torch.manual_seed(0)
+    for pad, shape in (((2, 1), (2, 3, 4)), ((2, 1), (3, 4)), ((1, 2, 2, 0), (2, 3, 4, 5)), ((1, 2, 2, 0), (3, 4, 5)),
+                       ((1, 1, 1, 1, 1, 1), (1, 2, 3, 4, 5))):
+        x = torch.randn(shape, dtype=dtype)
+        f = lambda a, pad=pad: F.pad(a, pad, mode=mode)  # noqa: E731
+        xe, xj = x.clone().requires_grad_(), x.clone().requires_grad_()
+        jf = thunder.jit(f)
+        want, got = f(xe), jf(xj)
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+        cot = torch.randn_like(want)
+        want.backward(cot)
+        got.backward(cot)
+        torch.testing.assert_close(xj.grad, xe.grad)
+        bwd = str(thunder.last_backward_traces(jf)[-1])
+        assert "pad_backward(" in bwd and "scatter" not in bwd, bwd
+
+
 @DECOMPOSE
 def test_pad_errors(decompose):
     x = randn(1, 2, 3, 3)

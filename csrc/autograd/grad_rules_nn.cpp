@@ -374,6 +374,25 @@ void register_nn_grad_rules() {
     rule("interpolate", std::move(r));
   }
 
+  // pad in the reflect and replicate modes: ATen's backward (one call, as in eager's autograd), not
+  // scatters into zeros undoing the forward's gathers.
+  {
+    GradRule r = backward_only([](BackwardContext& c) {
+      TensorRef g = c.grad_out();
+      if (!g || !c.needs(0)) return;
+      c.put_grad(0, lang::call_t(c.b, op("pad_backward"), {V(g), c.args[0], c.args[1], c.args[2]}));
+    });
+    r.applies = [](const BoundSymbol& b) {
+      BoundArgs a(*b.sym, b.args);
+      const std::string& mode = a[2].as_string();
+      bool nonnegative = true;
+      for (int64_t p : a.ints(1)) nonnegative = nonnegative && p >= 0;
+      return (mode == "reflect" || mode == "replicate") && nonnegative &&
+             is_floating(a.tensor(0)->dtype());
+    };
+    rule("pad", std::move(r));
+  }
+
   // max_pool1d: differentiated as each window's first maximum gathered (eager's routing of the
   // gradient; the forward's amax would share it among ties, such as a ReLU's zeros).
   for (const char* name : {"max_pool1d"}) {

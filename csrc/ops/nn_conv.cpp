@@ -302,6 +302,14 @@ Value max_pool2d_with_indices_backward_meta(Builder& b, const BoundArgs& a) {
   return b.new_tensor(x->shape(), a.tensor(0)->dtype(), x->device(), false);
 }
 
+// pad_backward(grad_output, input, pad, mode): ATen's gradient of reflect or replicate padding
+// over the last len(pad) / 2 dims (reflection_pad{1,2,3}d_backward, replication_pad...): each
+// padded element's gradient added to the element it copied.
+Value pad_backward_meta(Builder& b, const BoundArgs& a) {
+  const TensorRef& x = a.tensor(1);
+  return b.new_tensor(x->shape(), a.tensor(0)->dtype(), x->device(), false);
+}
+
 // upsample_nearest_backward(grad_output, output_size, input_size, scales, exact): ATen's gradient
 // of nearest (exact: nearest-exact) interpolation over 1-3 spatial dims, each output element's
 // gradient added to the input element it copied; `scales` the forward's scale factors per spatial
@@ -695,6 +703,11 @@ void register_nn_conv_ops(SymbolTable& table) {
        max_pool2d_with_indices_backward_meta,
        {},
        "torch.ops.aten.max_pool2d_with_indices_backward"},
+      {"pad_backward",
+       "grad_output, input, pad, mode",
+       pad_backward_meta,
+       {},
+       "thunder.executors.torchex.pad_backward"},
       {"upsample_nearest_backward",
        "grad_output, output_size, input_size, scales, exact",
        upsample_nearest_backward_meta,

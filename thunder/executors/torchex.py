@@ -367,6 +367,13 @@ def is_number(x):
 # Torch-level ops whose torch function does not accept the bound arguments of their signature.
 
 
+def pad_backward(grad_output, input, pad, mode):
+    """Runs ltorch.pad_backward: ATen's backward of reflect or replicate padding over the last
+    len(pad) // 2 dims."""
+    kind = "reflection" if mode == "reflect" else "replication"
+    return getattr(torch.ops.aten, f"{kind}_pad{len(pad) // 2}d_backward")(grad_output, input, list(pad))
+
+
 def upsample_nearest_backward(grad_output, output_size, input_size, scales, exact):
     """Runs ltorch.upsample_nearest_backward: ATen's backward of nearest (or nearest-exact)
     interpolation over len(output_size) spatial dims; `scales` the forward's scale factors, or None."""
