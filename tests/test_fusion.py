@@ -747,6 +747,34 @@ def test_norms_updating_running_statistics_are_one_kernel_and_copies(dtype):
     assert "batch_norm(" in str(thunder.last_traces(jt)[-1])
 
 
+def test_batch_norm_and_relu_are_one_kernel_beside_the_running_statistics_copies():
+    # The copies into the running statistics are ordered only with the readers of those buffers:
+    # the ReLU after nn.BatchNorm2d joins the kernel that computes the statistics' new values (it
+    # writes the ReLU's output, not the norm's), and the copies follow that kernel. Two steps of
+    # conv, BatchNorm2d, ReLU, conv, BatchNorm2d, ReLU: outputs, gradients and buffers as eager's.
+    torch.manual_seed(0)
+    eager = torch.nn.Sequential(torch.nn.Conv2d(8, 16, 3, padding=1), torch.nn.BatchNorm2d(16), torch.nn.ReLU(),
+                                torch.nn.Conv2d(16, 16, 3, padding=1), torch.nn.BatchNorm2d(16), torch.nn.ReLU())
+    mine = copy.deepcopy(eager)
+    jm = _jit(mine)
+    for _ in range(2):
+        x = torch.randn(4, 8, 12, 10)
+        got, want = jm(x), eager(x)
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+        cot = torch.randn_like(want)
+        got.backward(cot)
+        want.backward(cot)
+        for (name, p), q in zip(mine.named_parameters(), eager.parameters()):
+            torch.testing.assert_close(p.grad, q.grad, atol=1e-3, rtol=1e-4, msg=name)
+        for (name, b), c in zip(mine.named_buffers(), eager.buffers()):
+            torch.testing.assert_close(b, c, atol=1e-5, rtol=1e-5, msg=name)
+    forward = thunder.last_traces(jm)[-1]
+    assert len(forward.fusion_callables) == 2, str(forward)
+    assert not any("relu" in line for line in _calls(forward)), str(forward)
+    order = [line.split(" = ")[1].split("(")[0] for line in _calls(forward) if " = " in line]
+    assert order.count("torchex.copy_") == 6 and order.index("torchex.copy_") > order.index("fusion_all0"), order
+
+
 def test_reductions_over_the_innermost_dims_and_outer_ones_are_rows_read_in_runs():
     # A sum over the samples and the spatial dims of each channel (batch_norm's statistics, its
     # weight and bias gradients) is a row kernel over the channels, each row read in runs of the

@@ -8,12 +8,25 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "ir/symbol.h"
+
 namespace thunder {
 
 namespace {
 
+// A copy into a tensor (prims.copy_, functionalization's write-back into a buffer or an argument)
+// is ordered only with the symbols that read its destination: after those before it (they read the
+// old contents), before those after it (the new). Other symbols may be grouped across it: a
+// BatchNorm's ReLU joins the kernel that computes the running statistics the copies write back.
+// (An executor's claim of a copy has the copy as its one subsymbol.)
+bool is_copy(const BoundSymbol& b) {
+  const bool copy = b.sym == &prims::copy_() ||
+                    (b.subsymbols.size() == 1 && b.subsymbols[0]->sym == &prims::copy_());
+  return copy && b.args.size() > 1 && b.args[1].is_tensor();
+}
+
 bool is_barrier(const BoundSymbol& b) {
-  return b.sym->has_tag(kTagDontDce) || b.sym->has_tag(kTagInplace);
+  return !is_copy(b) && (b.sym->has_tag(kTagDontDce) || b.sym->has_tag(kTagInplace));
 }
 
 bool is_ordered(const BoundSymbol& b) {
@@ -41,6 +54,9 @@ Trace partition_regions(const Trace& trace, const RegionPredicate& is_fusible,
   const size_t n = trace.bsyms.size();
   // Dependences: data, barriers, and the order of random/opaque symbols.
   std::unordered_map<const TensorProxy*, size_t> producer;
+  // Per copy destination: the symbols that read it so far, and the last copy into it.
+  std::unordered_map<const TensorProxy*, std::vector<size_t>> dst_readers;
+  std::unordered_map<const TensorProxy*, size_t> last_copy;
   std::vector<std::vector<size_t>> preds(n);
   int64_t last_barrier = -1, last_ordered = -1;
   for (size_t i = 0; i < n; ++i) {
@@ -48,6 +64,16 @@ Trace partition_regions(const Trace& trace, const RegionPredicate& is_fusible,
     for (const TensorRef& t : b.input_tensors()) {
       auto it = producer.find(t.get());
       if (it != producer.end()) preds[i].push_back(it->second);
+      auto c = last_copy.find(t.get());
+      if (c != last_copy.end()) preds[i].push_back(c->second);
+      dst_readers[t.get()].push_back(i);
+    }
+    if (is_copy(b)) {
+      const TensorProxy* dst = b.args[1].as_tensor().get();
+      for (size_t r : dst_readers[dst]) {
+        if (r != i) preds[i].push_back(r);
+      }
+      last_copy[dst] = i;
     }
     if (is_barrier(b)) {
       for (size_t j = static_cast<size_t>(last_barrier + 1); j < i; ++j) preds[i].push_back(j);

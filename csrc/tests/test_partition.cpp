@@ -169,6 +169,35 @@ TEST_F(PartitionTest, GradModeSwitchIsABarrier) {
             (std::vector<std::string>{"fusion0", "prims.set_grad_enabled", "fusion1"}));
 }
 
+TEST_F(PartitionTest, ACopyIsOrderedOnlyWithTheReadersOfItsDestination) {
+  // A write-back into buffer m between two steps of one chain: the chain stays one region (the
+  // copy does not split it), the copy comes after the region that computes what it writes and after
+  // the old contents' reader, and a later reader of m comes after the copy.
+  auto x = input("x", {4}), m = input("m", {4});
+  Value t0 = b.call(prims::mul(), {x, m});        // reads m's old contents
+  Value t1 = b.call(prims::add(), {t0, x});
+  b.call(prims::copy_(), {t1, Value(m)});         // m = t1
+  Value t2 = b.call(prims::exp(), {t0});          // the chain goes on past the copy
+  Value t3 = b.call(prims::matmul(), {m, m});     // reads m's new contents
+  Trace out = run(finish({x, m}, Value::tuple({t2, t3})));
+  EXPECT_EQ(names(out), (std::vector<std::string>{"fusion0", "prims.copy_", "prims.matmul"}));
+  ASSERT_EQ(regions.size(), 1u);
+  EXPECT_EQ(regions[0].bsyms.size(), 3u);
+}
+
+TEST_F(PartitionTest, ACopyAfterAReaderOfItsDestinationStaysAfterIt) {
+  // exp(m) reads m's old contents and has no data path to the copy, and its region ends after the
+  // copy (add): the copy still waits for the region, which is emitted before it.
+  auto x = input("x", {4}), m = input("m", {4});
+  Value t0 = b.call(prims::exp(), {m});
+  b.call(prims::copy_(), {Value(x), Value(m)});
+  Value t1 = b.call(prims::add(), {t0, x});
+  Trace out = run(finish({x, m}, t1));
+  EXPECT_EQ(names(out), (std::vector<std::string>{"fusion0", "prims.copy_"}));
+  ASSERT_EQ(regions.size(), 1u);
+  EXPECT_EQ(regions[0].bsyms.size(), 2u);
+}
+
 TEST_F(PartitionTest, NothingFusibleLeavesTheTraceAlone) {
   auto x = input("x", {4, 4}), w = input("w", {4, 4});
   Value t0 = b.call(prims::matmul(), {x, w});
