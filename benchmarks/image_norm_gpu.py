@@ -63,6 +63,13 @@ def batch_norm_module(channels, dtype):
     return m
 
 
+def batch_norm_relu_module(channels, dtype):
+    """nn.BatchNorm2d and a ReLU in training, as a ResNet's blocks run them."""
+    m = torch.nn.Sequential(torch.nn.BatchNorm2d(channels), torch.nn.ReLU()).to("cuda", dtype)
+    m.__name__ = "BatchNorm2d+ReLU"
+    return m
+
+
 def step_of(fn):
     def step(*args):
         *inputs, g = args
@@ -123,7 +130,8 @@ def main():
         for fn, shape in ([(group_norm, s) for s in SHAPES] + [(group_norm_silu, s) for s in SHAPES[:2]] +
                           [(temb_group_norm_silu, s) for s in SHAPES[:2]] +
                           [(batch_norm_train, s) for s in BN_SHAPES] +
-                          [(batch_norm_module, s) for s in BN_SHAPES]):
+                          [(batch_norm_module, s) for s in BN_SHAPES] +
+                          [(batch_norm_relu_module, s) for s in BN_SHAPES]):
             if args.only and args.only not in fn.__name__:
                 continue
             torch.manual_seed(0)
@@ -134,8 +142,8 @@ def main():
             inputs = (x, w, b)
             if fn is temb_group_norm_silu:
                 inputs += (torch.randn(shape[0], shape[1], 1, 1, device="cuda", dtype=dtype),)
-            if fn is batch_norm_module:  # one module for thunder's, eager's and torch.compile's calls
-                fn, inputs = batch_norm_module(shape[1], dtype), (x,)
+            if fn in (batch_norm_module, batch_norm_relu_module):  # one module for every variant's calls
+                fn, inputs = fn(shape[1], dtype), (x,)
             nbytes = x.numel() * x.element_size()
             for op in ("fwd", "fwd+bwd"):
                 jfn, calls = make_calls(fn, op, inputs, g, not args.no_compile, dtype)
