@@ -369,7 +369,9 @@ void register_nn_grad_rules() {
                                   V(a[3].as_string() == "nearest-exact")}));
     });
     r.applies = [](const BoundSymbol& b) {
-      return is_floating(BoundArgs(*b.sym, b.args).tensor(0)->dtype());
+      BoundArgs a(*b.sym, b.args);
+      const std::string& mode = a[3].as_string();
+      return (mode == "nearest" || mode == "nearest-exact") && is_floating(a.tensor(0)->dtype());
     };
     rule("interpolate", std::move(r));
   }
@@ -395,15 +397,15 @@ void register_nn_grad_rules() {
 
   // max_pool1d: differentiated as each window's first maximum gathered (eager's routing of the
   // gradient; the forward's amax would share it among ties, such as a ReLU's zeros).
-  for (const char* name : {"max_pool1d"}) {
+  {
     GradRule r;
     r.rewrite_if = [](const BoundSymbol&) { return true; };
-    r.rewrite = [name](ForwardContext& c) {
+    r.rewrite = [](ForwardContext& c) {
       AugmentedForward af;
-      af.output = c.b.call(op((std::string(name) + "_first_index").c_str()), c.bsym.args);
+      af.output = c.b.call(op("max_pool1d_first_index"), c.bsym.args);
       return af;
     };
-    rule(name, std::move(r));
+    rule("max_pool1d", std::move(r));
   }
 
   rule("gelu", activation_rule("gelu_backward", false, true));

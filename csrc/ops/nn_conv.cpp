@@ -688,11 +688,6 @@ void register_nn_conv_ops(SymbolTable& table) {
        "return_indices=False",
        max_pool_meta<1, true>,
        {}},
-      {"max_pool2d_first_index",
-       "input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, "
-       "return_indices=False",
-       max_pool_meta<2, true>,
-       {}},
       {"max_pool2d_with_indices",
        "input, kernel_size, stride, padding, dilation, ceil_mode",
        max_pool2d_with_indices_meta,
