@@ -9,8 +9,10 @@
 //   one symbol keeps the program acyclic. A region grows along data dependences (a fusible symbol joins
 //   the region of one of its producers when that creates no cycle); independent chains are separate
 //   regions (a fuser that wants horizontal fusion merges them itself).
-// - Symbols with side effects (kTagDontDce, kTagInplace: a grad-mode switch, `copy_`) are barriers:
-//   no region spans one. Random and opaque symbols keep their relative order.
+// - Symbols with side effects (kTagDontDce, kTagInplace: a grad-mode switch, an in-place op) are
+//   barriers: no region spans one. A `copy_` into a tensor (functionalization's write-back into a
+//   buffer or an argument) is ordered only with the symbols that read its destination: after the
+//   earlier ones, before the later ones. Random and opaque symbols keep their relative order.
 // - Region.inputs are the tensors members read that are defined outside the region (trace inputs or
 //   other symbols' outputs), in first-use order; Region.outputs are the tensors members define that
 //   are read after the region or returned by the trace, in definition order.
