@@ -60,6 +60,18 @@ def bench(fn, reps_ms=120):
         return statistics.median(times)
 
 
+def row_benchmark_args(out):
+    """The command line of the per-operation GPU benchmarks that time rows side by side (--no-compile,
+    --label, --dtypes, --only, --out with the default `out`)."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--no-compile", action="store_true")
+    ap.add_argument("--label", default="thunder")
+    ap.add_argument("--dtypes", default="float32,bfloat16")
+    ap.add_argument("--only", default="", help="the rows of the functions whose name contains this text")
+    ap.add_argument("--out", default=out)
+    return ap.parse_args()
+
+
 def _device_us(prof):
     return sum(getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0)
                for e in prof.key_averages())

@@ -19,7 +19,6 @@ gradients are checked against eager before any timing.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -28,7 +27,7 @@ import sys
 sys.path.insert(0, os.path.dirname(__file__))
 import torch
 import torch.nn.functional as F
-from fusion_gpu import bench, copy_bandwidth, kernel_time
+from fusion_gpu import bench, copy_bandwidth, kernel_time, row_benchmark_args
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import thunder
@@ -115,13 +114,7 @@ def make_calls(fn, op, inputs, g, use_compile, dtype):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--no-compile", action="store_true")
-    ap.add_argument("--label", default="thunder")
-    ap.add_argument("--dtypes", default="float32,bfloat16")
-    ap.add_argument("--only", default="", help="the rows of the functions whose name contains this text")
-    ap.add_argument("--out", default="image_norm_gpu.json")
-    args = ap.parse_args()
+    args = row_benchmark_args("image_norm_gpu.json")
     rows = []
     print(f"{'operation':<34} {'dtype':<9} {'thunder':>8} {'eager':>8} {'compile':>8}  "
           f"{'kern thr':>8} {'kern eag':>8}  {'thr/copy':>8} {'eag/copy':>8} {'cmp/copy':>8}  "

@@ -14,7 +14,6 @@ gradients are checked against eager before any timing.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -22,7 +21,7 @@ import sys
 sys.path.insert(0, os.path.dirname(__file__))
 import torch
 import torch.nn.functional as F
-from fusion_gpu import bench, kernel_time
+from fusion_gpu import bench, kernel_time, row_benchmark_args
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import thunder
@@ -61,13 +60,7 @@ def step_of(fn, x, g):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--no-compile", action="store_true")
-    ap.add_argument("--label", default="thunder")
-    ap.add_argument("--dtypes", default="float32,bfloat16")
-    ap.add_argument("--only", default="", help="the rows of the functions whose name contains this text")
-    ap.add_argument("--out", default="pool_gpu.json")
-    args = ap.parse_args()
+    args = row_benchmark_args("pool_gpu.json")
     rows = []
     print(f"{'step':<40} {'dtype':<9} {'thunder':>8} {'eager':>8} {'compile':>8}  {'kern thr':>8} {'kern eag':>8}  "
           f"{'whole thr/eag':>13} {'kern thr/eag':>12}")

@@ -24,10 +24,12 @@ import statistics
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import torch
 import torch.nn.functional as F
 from torch import nn
+from training_gpu import interleaved_step_times, step_fn  # a bf16-autocast training step
 
 import thunder
 
@@ -64,17 +66,6 @@ class ResNet18(nn.Module):
     def forward(self, x, labels):
         h = self.layers(self.stem(x))
         return F.cross_entropy(self.fc(torch.flatten(F.adaptive_avg_pool2d(h, 1), 1)), labels)
-
-
-def step_fn(model, opt, x, y):
-    def step():
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = model(x, y)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        return loss
-    return step
 
 
 def main():
@@ -121,15 +112,7 @@ def main():
         report[f"{name} first step s"] = time.perf_counter() - t0
         for _ in range(args.warmup):
             steps[name]()
-    times = {name: [] for name in steps}
-    for r in range(args.repeats):
-        for name in (list(steps) if r % 2 == 0 else list(reversed(list(steps)))):
-            torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            for _ in range(args.steps):
-                steps[name]()
-            torch.cuda.synchronize()
-            times[name].append((time.perf_counter() - t0) / args.steps)
+    times = interleaved_step_times(steps, args.repeats, args.steps)
     print(f"{report['device']}, torch {torch.__version__}; ResNet-18, batch {args.batch} x 3 x 224 x 224, "
           "bf16 autocast, channels_last, SGD")
     print(f"{'variant':<16} {'ms/step':>8} {'vs eager':>9} {'first step s':>13}")

@@ -76,6 +76,21 @@ def step_fn(model, opt, idx, tgt, mark_step=False):
     return step
 
 
+def interleaved_step_times(steps: dict, repeats: int, n: int) -> dict:
+    """Seconds per step of each callable in `steps`: `repeats` blocks of `n` steps between CUDA
+    synchronisations, the callables interleaved and the order reversed every other repeat."""
+    times = {name: [] for name in steps}
+    for r in range(repeats):
+        for name in list(steps) if r % 2 == 0 else list(reversed(list(steps))):
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            for _ in range(n):
+                steps[name]()
+            torch.cuda.synchronize()
+            times[name].append((time.perf_counter() - t0) / n)
+    return times
+
+
 def check(base, idx, tgt, no_compile):
     """One step's loss and gradients of each variant against eager's (dropout 0, then 0.1 for the
     variant whose masks are eager's)."""
@@ -212,16 +227,7 @@ def main():
             steps[name]()
         print(f"  {name}: first step {first[name]:.2f} s ({nvrtc[name][0]} kernels compiled, "
               f"{nvrtc[name][1]:.2f} s of NVRTC summed over them)", flush=True)
-    times = {name: [] for name in variants}
-    for r in range(args.repeats):
-        order = list(variants) if r % 2 == 0 else list(reversed(list(variants)))
-        for name in order:
-            torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            for _ in range(args.steps):
-                steps[name]()
-            torch.cuda.synchronize()
-            times[name].append((time.perf_counter() - t0) / args.steps)
+    times = interleaved_step_times(steps, args.repeats, args.steps)
     eager = statistics.median(times["eager"])
     rows = {}
     toks = args.batch * args.tokens

@@ -53,6 +53,20 @@ def randn(*shape, dtype=torch.float32):
     return torch.randn(shape, dtype=dtype)
 
 
+def jit_of_matching_step(f, x, **value_tol):
+    """Runs f(x).backward(cot) under thunder.jit and eagerly, each on its own copy of x: values
+    (within value_tol; NaN equal to NaN) and x's gradients must match. Returns the jitted f."""
+    xe, xj = x.clone().requires_grad_(), x.clone().requires_grad_()
+    jf = thunder.jit(f)
+    want, got = f(xe), jf(xj)
+    torch.testing.assert_close(got, want, equal_nan=True, **value_tol)
+    cot = torch.randn_like(want)
+    want.backward(cot)
+    got.backward(cot)
+    torch.testing.assert_close(xj.grad, xe.grad, equal_nan=True)
+    return jf
+
+
 def noncontig(*shape, dtype=torch.float32):
     """A transposed (non-contiguous) tensor of the given shape."""
     return torch.randn(tuple(reversed(shape)), dtype=dtype).permute(
@@ -509,15 +523,7 @@ def test_interpolate_nearest_gradient_is_atens_backward(shape, kw):
     torch.manual_seed(0)
     for dtype in (torch.float32, torch.bfloat16):
         x = randn(*shape, dtype=dtype)
-        f = lambda a: F.interpolate(a, **kw)  # noqa: E731
-        xe, xj = x.clone().requires_grad_(), x.clone().requires_grad_()
-        jf = thunder.jit(f)
-        want, got = f(xe), jf(xj)
-        torch.testing.assert_close(got, want, rtol=0, atol=0)
-        cot = torch.randn_like(want)
-        want.backward(cot)
-        got.backward(cot)
-        torch.testing.assert_close(xj.grad, xe.grad)
+        jf = jit_of_matching_step(lambda a: F.interpolate(a, **kw), x, rtol=0, atol=0)
         bwd = str(thunder.last_backward_traces(jf)[-1])
         assert "upsample_nearest_backward(" in bwd and "scatter" not in bwd, bwd
 
@@ -1064,15 +1070,7 @@ def test_pad_reflect_and_replicate_gradients_are_atens_backward(mode, dtype):
     for pad, shape in (((2, 1), (2, 3, 4)), ((2, 1), (3, 4)), ((1, 2, 2, 0), (2, 3, 4, 5)), ((1, 2, 2, 0), (3, 4, 5)),
                        ((1, 1, 1, 1, 1, 1), (1, 2, 3, 4, 5))):
         x = torch.randn(shape, dtype=dtype)
-        f = lambda a, pad=pad: F.pad(a, pad, mode=mode)  # noqa: E731
-        xe, xj = x.clone().requires_grad_(), x.clone().requires_grad_()
-        jf = thunder.jit(f)
-        want, got = f(xe), jf(xj)
-        torch.testing.assert_close(got, want, rtol=0, atol=0)
-        cot = torch.randn_like(want)
-        want.backward(cot)
-        got.backward(cot)
-        torch.testing.assert_close(xj.grad, xe.grad)
+        jf = jit_of_matching_step(lambda a, pad=pad: F.pad(a, pad, mode=mode), x, rtol=0, atol=0)
         bwd = str(thunder.last_backward_traces(jf)[-1])
         assert "pad_backward(" in bwd and "scatter" not in bwd, bwd
 
@@ -1132,14 +1130,7 @@ def test_max_pool2d_training_runs_atens_kernel_with_indices(case, dtype):
     }[case]
     if case == "nan_inf":
         x[0, 0, 0, 0], x[0, 1, 2, 3], x[1, 2, 4, 4] = float("nan"), float("inf"), -float("inf")
-    xe, xj = x.clone().requires_grad_(), x.clone().requires_grad_()
-    jf = thunder.jit(f)
-    want, got = f(xe), jf(xj)
-    torch.testing.assert_close(got, want, equal_nan=True)
-    cot = torch.randn_like(want)
-    want.backward(cot)
-    got.backward(cot)
-    torch.testing.assert_close(xj.grad, xe.grad, equal_nan=True)
+    jf = jit_of_matching_step(f, x)
     fwd, bwd = (str(t) for t in (thunder.last_traces(jf)[-1], thunder.last_backward_traces(jf)[-1]))
     assert "torch.ops.aten.max_pool2d_with_indices(" in fwd and "unfold" not in fwd, fwd
     assert "torch.ops.aten.max_pool2d_with_indices_backward(" in bwd and "scatter" not in bwd, bwd
