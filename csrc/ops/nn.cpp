@@ -717,7 +717,8 @@ void update_running_stats(Builder& b, const BoundArgs& a, const std::string& op,
         bin(b, prims::add(), Value(old), Value(bin(b, prims::mul(), Value(s), Value(momentum))));
     updates.emplace_back(lang::convert(b, upd, run->dtype()), run);
   }
-  // The copies after every new value (each copy is a barrier to the partitioner).
+  // The copies after every new value (the partitioner orders each copy only with the readers of
+  // its buffer, so their place splits no kernel).
   for (const auto& [upd, run] : updates) lang::call(b, prims::copy_(), {Value(upd), Value(run)});
 }
 
@@ -763,7 +764,7 @@ std::array<TensorRef, 3> batch_norm_training_parts(Builder& b, const BoundArgs& 
   TensorRef y = lang::convert(b, normalized_per_channel(b, a, x, mean, var, &rstd), x0->dtype());
   std::array<TensorRef, 3> out{y, lang::reshape(b, mean, {c}), lang::reshape(b, rstd, {c})};
   // The running statistics' copies last: a fused kernel computes the output and their new values
-  // together, the copies (barriers to the partitioner) follow it.
+  // together, the copies follow it.
   const double unbias =
       count > 1 ? static_cast<double>(count) / static_cast<double>(count - 1) : 1.0;
   update_running_stats(b, a, "batch_norm", compute, [&](size_t i) {

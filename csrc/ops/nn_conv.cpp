@@ -297,15 +297,12 @@ Value max_pool2d_with_indices_meta(Builder& b, const BoundArgs& a) {
                        Value(b.new_tensor(s, DType::kInt64, x->device(), false))});
 }
 
-Value max_pool2d_with_indices_backward_meta(Builder& b, const BoundArgs& a) {
-  const TensorRef& x = a.tensor(1);
-  return b.new_tensor(x->shape(), a.tensor(0)->dtype(), x->device(), false);
-}
-
-// pad_backward(grad_output, input, pad, mode): ATen's gradient of reflect or replicate padding
-// over the last len(pad) / 2 dims (reflection_pad{1,2,3}d_backward, replication_pad...): each
-// padded element's gradient added to the element it copied.
-Value pad_backward_meta(Builder& b, const BoundArgs& a) {
+// The input gradient of a backward call whose arguments start (grad_output, input): the input's
+// shape, the gradient's dtype. max_pool2d_with_indices_backward's, and pad_backward(grad_output,
+// input, pad, mode)'s: ATen's gradient of reflect or replicate padding over the last len(pad) / 2
+// dims (reflection_pad{1,2,3}d_backward, replication_pad...), each padded element's gradient added
+// to the element it copied.
+Value input_grad_meta(Builder& b, const BoundArgs& a) {
   const TensorRef& x = a.tensor(1);
   return b.new_tensor(x->shape(), a.tensor(0)->dtype(), x->device(), false);
 }
@@ -695,12 +692,12 @@ void register_nn_conv_ops(SymbolTable& table) {
        "torch.ops.aten.max_pool2d_with_indices"},
       {"max_pool2d_with_indices_backward",
        "grad_output, input, kernel_size, stride, padding, dilation, ceil_mode, indices",
-       max_pool2d_with_indices_backward_meta,
+       input_grad_meta,
        {},
        "torch.ops.aten.max_pool2d_with_indices_backward"},
       {"pad_backward",
        "grad_output, input, pad, mode",
-       pad_backward_meta,
+       input_grad_meta,
        {},
        "thunder.executors.torchex.pad_backward"},
       {"upsample_nearest_backward",
