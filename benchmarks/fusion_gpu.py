@@ -60,10 +60,12 @@ def bench(fn, reps_ms=120):
         return statistics.median(times)
 
 
-def row_benchmark_args(out):
+def row_benchmark_args(out, extra=None):
     """The command line of the per-operation GPU benchmarks that time rows side by side (--no-compile,
-    --label, --dtypes, --only, --out with the default `out`)."""
+    --label, --dtypes, --only, --out with the default `out`; `extra(parser)` adds a benchmark's own)."""
     ap = argparse.ArgumentParser()
+    if extra is not None:
+        extra(ap)
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--label", default="thunder")
     ap.add_argument("--dtypes", default="float32,bfloat16")

@@ -12,9 +12,11 @@ samples and the spatial dims of each channel). "fwd" is the forward
 written). "whole" is the call timed by triton's do_bench (L2 cleared before each call, the host's
 per-call work included); "kernels" the device time of the call's kernels from torch.profiler (L2
 cleared before each call). Ratios are to a copy's bandwidth over the same bytes. Values and
-gradients are checked against eager before any timing.
+gradients are checked against eager before any timing. With --channels-last, x and its gradient are
+channels_last tensors (as a CNN trained in that memory format feeds them), and the shapes include a
+ResNet stem's (32 x 64 x 112 x 112).
 
-    python benchmarks/image_norm_gpu.py [--no-compile] [--label NAME] [--out image_norm_gpu.json]
+    python benchmarks/image_norm_gpu.py [--no-compile] [--channels-last] [--label NAME] [--out image_norm_gpu.json]
 """
 
 from __future__ import annotations
@@ -114,7 +116,10 @@ def make_calls(fn, op, inputs, g, use_compile, dtype):
 
 
 def main():
-    args = row_benchmark_args("image_norm_gpu.json")
+    args = row_benchmark_args("image_norm_gpu.json", extra=lambda ap: ap.add_argument(
+        "--channels-last", action="store_true", help="x and its gradient in channels_last"))
+    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
+    bn_shapes = BN_SHAPES + ([(32, 64, 112, 112)] if args.channels_last else [])
     rows = []
     print(f"{'operation':<34} {'dtype':<9} {'thunder':>8} {'eager':>8} {'compile':>8}  "
           f"{'kern thr':>8} {'kern eag':>8}  {'thr/copy':>8} {'eag/copy':>8} {'cmp/copy':>8}  "
@@ -122,16 +127,16 @@ def main():
     for dtype in [getattr(torch, d) for d in args.dtypes.split(",")]:
         for fn, shape in ([(group_norm, s) for s in SHAPES] + [(group_norm_silu, s) for s in SHAPES[:2]] +
                           [(temb_group_norm_silu, s) for s in SHAPES[:2]] +
-                          [(batch_norm_train, s) for s in BN_SHAPES] +
-                          [(batch_norm_module, s) for s in BN_SHAPES] +
-                          [(batch_norm_relu_module, s) for s in BN_SHAPES]):
+                          [(batch_norm_train, s) for s in bn_shapes] +
+                          [(batch_norm_module, s) for s in bn_shapes] +
+                          [(batch_norm_relu_module, s) for s in bn_shapes]):
             if args.only and args.only not in fn.__name__:
                 continue
             torch.manual_seed(0)
-            x = torch.randn(shape, device="cuda", dtype=dtype)
+            x = torch.randn(shape, device="cuda", dtype=dtype).to(memory_format=fmt)
             w = torch.randn(shape[1], device="cuda", dtype=dtype)
             b = torch.randn(shape[1], device="cuda", dtype=dtype)
-            g = torch.randn_like(x)
+            g = torch.randn_like(x)  # x's memory format
             inputs = (x, w, b)
             if fn is temb_group_norm_silu:
                 inputs += (torch.randn(shape[0], shape[1], 1, 1, device="cuda", dtype=dtype),)
@@ -149,6 +154,8 @@ def main():
                 if op != "fwd":
                     kernels = f"{kernels}+{len(thunder.last_backward_traces(jfn)[-1].fusion_callables)}"
                 name = f"{fn.__name__.split('_train')[0]} {op} {'x'.join(map(str, shape))}"
+                if args.channels_last:
+                    name += " cl"
                 row = {"operation": name, "dtype": str(dtype).split(".")[-1], "label": args.label,
                        "bytes": moved, "copy_GBps": copy / 1e9, "kernels": str(kernels),
                        "kernels_thunder_us": kthr * 1e6, "kernels_eager_us": keag * 1e6}

@@ -11,7 +11,12 @@ Correctness: with `--check`, the loss and the gradients of one step of each vari
 Timing: `--warmup` steps, then `--steps` steps between CUDA synchronisations, repeated `--repeats`
 times with the variants interleaved; the figure is the median step time. Writes --out (JSON).
 
-    python benchmarks/resnet_gpu.py [--batch 32] [--check] [--compile] [--out resnet_gpu.json]
+With `--profile`, each variant's kernels over three steps (torch.profiler), largest first and summed
+by kind (convolutions, normalisation, pooling, thunder's fused kernels, ...); with `--traces DIR`,
+thunder's final forward and backward programs are written there.
+
+    python benchmarks/resnet_gpu.py [--batch 32] [--check] [--compile] [--profile] [--traces DIR]
+                                    [--out resnet_gpu.json]
 """
 
 from __future__ import annotations
@@ -29,7 +34,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import torch
 import torch.nn.functional as F
 from torch import nn
-from training_gpu import interleaved_step_times, step_fn  # a bf16-autocast training step
+from training_gpu import (  # a bf16-autocast training step
+    interleaved_step_times,
+    kernel_profiles,
+    step_fn,
+)
 
 import thunder
 
@@ -68,6 +77,24 @@ class ResNet18(nn.Module):
         return F.cross_entropy(self.fc(torch.flatten(F.adaptive_avg_pool2d(h, 1), 1)), labels)
 
 
+# Kernel kinds by name, first match wins (cuDNN's and CUTLASS's convolution kernels have many names).
+KINDS = (("thunder fused", ("thunder_",)), ("torch.compile fused", ("triton_",)),
+         ("convolution", ("conv", "xmma", "cudnn", "implicit", "gemm", "wgrad", "dgrad", "cutlass", "sm90", "sm80",
+                          "nhwc", "nchw")),
+         ("batch_norm", ("batch_norm", "bn_")), ("pooling", ("pool",)),
+         ("reduction", ("reduce",)), ("elementwise", ("elementwise", "vectorized", "unrolled")))
+
+
+def kinds_of(profile: dict) -> dict:
+    """Microseconds a step by kernel kind."""
+    out = {}
+    for row in profile["top"]:
+        name = row["kernel"].lower()
+        kind = next((k for k, keys in KINDS if any(key in name for key in keys)), "other")
+        out[kind] = out.get(kind, 0.0) + row["us_per_step"]
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--batch", type=int, default=32)
@@ -76,6 +103,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--check", action="store_true")
     ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--traces", default="")
     ap.add_argument("--out", default="resnet_gpu.json")
     args = ap.parse_args()
     torch.manual_seed(0)
@@ -121,6 +150,18 @@ def main():
         med = statistics.median(ts)
         report[name] = {"ms_per_step": med * 1e3, "vs_eager": med / eager, "samples_ms": [t * 1e3 for t in ts]}
         print(f"{name:<16} {med * 1e3:8.2f} {med / eager:9.3f} {report[f'{name} first step s']:13.2f}")
+    if args.profile:
+        report["profile"] = kernel_profiles(steps, top=25, keep=1000)
+        for name, prof in report["profile"].items():
+            prof["kinds_us"] = kinds_of(prof)
+            print(f"{name}: " + ", ".join(f"{k} {v:.0f} us" for k, v in sorted(prof["kinds_us"].items(),
+                                                                               key=lambda kv: -kv[1])))
+    if args.traces:
+        os.makedirs(args.traces, exist_ok=True)
+        for stage, traces in (("forward", thunder.last_traces(models["thunder"])),
+                              ("backward", thunder.last_backward_traces(models["thunder"]))):
+            with open(os.path.join(args.traces, f"resnet18_{stage}.py"), "w") as f:
+                f.write(str(traces[-1]))
     with open(args.out, "w") as f:
         json.dump(report, f, indent=1)
 

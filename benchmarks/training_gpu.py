@@ -91,6 +91,26 @@ def interleaved_step_times(steps: dict, repeats: int, n: int) -> dict:
     return times
 
 
+def kernel_profiles(steps: dict, n: int = 3, top: int = 18, keep: int = 40) -> dict:
+    """Each step's CUDA kernels over `n` steps (torch.profiler), per step and largest first: the
+    `keep` largest are returned, the `top` largest printed."""
+    out = {}
+    for name, step in steps.items():
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+            for _ in range(n):
+                step()
+            torch.cuda.synchronize()
+        kernels = sorted(((e.key, e.device_time_total / n, e.count // n) for e in prof.key_averages()
+                          if e.device_time_total > 0), key=lambda r: -r[1])
+        total = sum(t for _, t, _ in kernels)
+        out[name] = {"kernel_ms_per_step": total / 1e3,
+                     "top": [{"kernel": k, "us_per_step": t, "calls_per_step": c} for k, t, c in kernels[:keep]]}
+        print(f"\n{name}: {total / 1e3:.2f} ms of kernels per step; largest:")
+        for k, t, c in kernels[:top]:
+            print(f"  {t / 1e3:7.3f} ms  {c:4d}x  {k[:110]}")
+    return out
+
+
 def check(base, idx, tgt, no_compile):
     """One step's loss and gradients of each variant against eager's (dropout 0, then 0.1 for the
     variant whose masks are eager's)."""
@@ -242,21 +262,7 @@ def main():
         print(f"{name:24s} {t * 1e3:9.1f} {t / eager:9.3f} {toks / t:10.0f} {first[name]:13.2f}")
     results["rows"] = rows
     if args.profile:
-        results["profile"] = {}
-        for name in variants:
-            with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-                for _ in range(3):
-                    steps[name]()
-                torch.cuda.synchronize()
-            kernels = sorted(((e.key, e.device_time_total / 3, e.count // 3) for e in prof.key_averages()
-                              if e.device_time_total > 0), key=lambda r: -r[1])
-            total = sum(t for _, t, _ in kernels)
-            results["profile"][name] = {"kernel_ms_per_step": total / 1e3,
-                                        "top": [{"kernel": k, "us_per_step": t, "calls_per_step": c}
-                                                for k, t, c in kernels[:40]]}
-            print(f"\n{name}: {total / 1e3:.1f} ms of kernels per step; largest:")
-            for k, t, c in kernels[:18]:
-                print(f"  {t / 1e3:7.2f} ms  {c:4d}x  {k[:110]}")
+        results["profile"] = kernel_profiles(steps)
     if args.host:
         results["host"] = host_times(variants, idx, tgt)
     results["date"] = time.strftime("%Y-%m-%d %H:%M")

@@ -810,6 +810,25 @@ def test_emulated_column_float_sums_over_many_rows_are_as_accurate_as_eager():
 
 
 @requires_emulator
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.int32], ids=str)
+def test_emulated_split_column_partials_are_combined_by_every_thread_of_the_last_block(dtype):
+    # 64 columns (a channels_last batch's channels) over 20001 rows: one tile of columns, its rows
+    # split over many blocks; the last block's threads each combine a stride of the splits'
+    # partials, then a tree over the block's rows. Sums (float ones in double), maxima and minima.
+    torch.manual_seed(0)
+    x = (torch.randn(20001, 64) * 100).to(dtype)
+    if dtype.is_floating_point:
+        x[5, 3], x[17, 9] = float("nan"), float("inf")
+    fn = lambda t: (t.sum(0), t.amax(0), t.amin(0))  # noqa: E731
+    got, want, ir = _emulate(fn, (x,))
+    assert ir.startswith("outer") and "th_comb" in _emulate.last_source
+    tol = {"atol": 0, "rtol": 0} if dtype == torch.int32 else ({"atol": 1e-2, "rtol": 1e-5} if dtype == torch.float32
+                                                               else {"atol": 0.5, "rtol": 1e-2})
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, equal_nan=True, **tol)
+
+
+@requires_emulator
 def test_emulated_gather_out_of_range_gives_nan():
     # Eager raises a device-side assert there; the CUDA kernel makes that row NaN (the CPU kernels
     # raise IndexError).

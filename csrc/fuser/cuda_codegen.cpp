@@ -1953,7 +1953,9 @@ class CudaGen {
       for (int r : reds) b += int64_t{y} * tx * v * (compute_type(k_.nodes[r].dtype) == "double" || compute_type(k_.nodes[r].dtype) == "int64_t" ? 8 : 4);
       return b;
     };
-    while (ty > 1 && smem_bytes(vec_, ty) > 40000) ty /= 2;
+    // With split rows, the last block's combination buffer too (8 bytes a thread and lane).
+    while (ty > 1 && smem_bytes(vec_, ty) + (split_rows ? int64_t{ty} * tx * vec_ * 8 : 0) > 40000)
+      ty /= 2;
     threads = tx * ty;
     // Split rows: about 256 blocks in all, at least 4 rows per thread. Each block writes its
     // partial results to a workspace; the last block of a tile to finish (an atomic count per tile)
@@ -2047,6 +2049,7 @@ class CudaGen {
       std::ostringstream f;
       std::string smp;
       for (int r : reds) smp += ", " + compute_type(k_.nodes[r].dtype) + "* sm" + std::to_string(r);
+      if (splits > 1) smp += ", double* th_comb";
       const int64_t ntiles = ceil_div(nqv, tx);
       const std::string rname = "th_cregs" + vs, us = std::to_string(kColRows);
       f << "struct " << rname << " {\n" << (s.regs.empty() ? "  char unused;\n" : s.regs) << "};\n";
@@ -2088,8 +2091,13 @@ class CudaGen {
       if (splits == 1) {
         f << "    if (ty == 0 && q < " << lit(nqv) << ") {\n" << combine;
       } else {
-        // This block's partials, then the count of the tile's finished blocks.
+        // This block's partials, then the count of the tile's finished blocks. The last block
+        // combines the partials with all its threads: thread (tx, ty) takes splits ty, ty + TY, ...
+        // of its columns (float sums in double), then a tree over ty in shared memory, in a fixed
+        // order. (One thread a column walking every split, each load an L2 round trip, took about
+        // 20 us at 256 splits: more than the column sums of a 16 MB tensor.)
         std::string write, gather;
+        const std::string tys = std::to_string(ty), tile_s = std::to_string(tile_cols);
         for (size_t j = 0; j < reds.size(); ++j) {
           const KNode& n = k_.nodes[reds[j]];
           std::string acc = "acc" + std::to_string(reds[j]), ct = compute_type(n.dtype);
@@ -2098,18 +2106,30 @@ class CudaGen {
                    "[split * " + lit(cols_) + " + c + l] = " + acc + "[l];\n";
           const std::string part =
               "((volatile " + ct + "*)" + ws + ")[sp * " + lit(cols_) + " + c + l]";
-          if (float_sum(n)) {  // the splits' partials added in double
-            gather += "#pragma unroll\n      for (int l = 0; l < " + vs +
-                      "; ++l) {\n        double g = 0.0;\n" +
-                      "        for (long long sp = 0; sp < " + std::to_string(splits) +
-                      "LL; ++sp) g += " + part + ";\n        " + acc + "[l] = (float)g;\n      }\n";
-            continue;
-          }
-          gather += "#pragma unroll\n      for (int l = 0; l < " + vs + "; ++l) {\n        " + acc +
-                    "[l] = " + reduce_identity(n.op, n.dtype, Backend::kCuda) + ";\n" +
-                    "        for (long long sp = 0; sp < " + std::to_string(splits) + "LL; ++sp) " +
-                    acc + "[l] = " + reduce_combine(n.op, n.dtype, acc + "[l]", part) +
-                    ";\n      }\n";
+          const std::string gt = float_sum(n) ? "double" : ct;
+          const std::string cb = "((" + gt + "*)th_comb)";
+          const std::string here = cb + "[ty * " + tile_s + " + tx * " + vs + " + l]";
+          const std::string there = cb + "[(ty + h) * " + tile_s + " + tx * " + vs + " + l]";
+          const std::string id =
+              float_sum(n) ? "0.0" : reduce_identity(n.op, n.dtype, Backend::kCuda);
+          const std::string comb =
+              float_sum(n) ? "g + " + part : reduce_combine(n.op, n.dtype, "g", part);
+          const std::string tree =
+              float_sum(n) ? here + " + " + there : reduce_combine(n.op, n.dtype, here, there);
+          gather += "#pragma unroll\n      for (int l = 0; l < " + vs + "; ++l) {\n        " + gt +
+                    " g = " + id + ";\n        if (q < " + lit(nqv) +
+                    ")\n          for (long long sp = ty; sp < " + std::to_string(splits) +
+                    "LL; sp += " + tys + ") g = " + comb + ";\n        " + here +
+                    " = g;\n      }\n      __syncthreads();\n      for (int h = " +
+                    std::to_string(ty / 2) +
+                    "; h > 0; h >>= 1) {\n        if (ty < h) {\n#pragma unroll\n          for "
+                    "(int l = 0; l < " +
+                    vs + "; ++l) " + here + " = " + tree +
+                    ";\n        }\n        __syncthreads();\n      }\n" +
+                    "      if (ty == 0 && q < " + lit(nqv) +
+                    ") {\n#pragma unroll\n        for (int l = 0; l < " + vs + "; ++l) " + acc +
+                    "[l] = (" + ct + ")" + cb + "[tx * " + vs + " + l];\n      }\n" +
+                    "      __syncthreads();\n";
         }
         f << "    if (ty == 0 && q < " << lit(nqv) << ") {\n"
           << combine << write << "    }\n"
@@ -2119,9 +2139,10 @@ class CudaGen {
           << "    __syncthreads();\n"
           << "    if (th_last && threadIdx.x == 0) ((unsigned*)th_ws)[tile] = 0u;  // for the next "
              "kernel\n"
-          << "    if (th_last && ty == 0 && q < " << lit(nqv) << ") {\n"
+          << "    if (th_last) {\n"
           << "      __threadfence();\n"
-          << gather;
+          << gather << "    }\n"
+          << "    if (th_last && ty == 0 && q < " << lit(nqv) << ") {\n";
       }
       f << "      const idx_t r = 0; (void)r;\n"
         << lane_loop(e) << "    }\n"
@@ -2135,6 +2156,10 @@ class CudaGen {
       std::string ct = compute_type(k_.nodes[r].dtype), sm = "sm" + std::to_string(r);
       decls += "  __shared__ " + ct + " " + sm + "[" + std::to_string(int64_t{ty} * tx * vec_) + "];\n";
       sargs += ", " + sm;
+    }
+    if (splits > 1) {  // the last block's combination of the splits' partials (8-byte slots)
+      decls += "  __shared__ double th_comb[" + std::to_string(int64_t{ty} * tx * vec_) + "];\n";
+      sargs += ", th_comb";
     }
     os << "extern \"C\" __global__ void __launch_bounds__(" << threads << ") " << name_ << "("
        << kparams << ") {\n"

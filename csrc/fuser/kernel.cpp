@@ -397,6 +397,7 @@ class Builder {
       const bool no_op = op == "convert_element_type" && operands[0].is_tensor() &&
                          operands[0].as_tensor()->dtype() == out->dtype();
       r.node = no_op ? args[0] : op_node(op, out->dtype(), std::move(args));
+      copies_ = copies_ || no_op;
       r.vars = std::move(vars);
       r.shape = oshape;
       define(b.output, std::move(r));
@@ -568,6 +569,7 @@ class Builder {
             }
           }
           reduced_innermost_ = in_run == reduced_dims || trailing >= kRowRun;
+          trailing_reduction_ = in_run == reduced_dims;
           first_reduction_vars_ = red_vars;
         }
         return n;
@@ -935,6 +937,10 @@ class Builder {
         }
       }
     }
+    // Eager's softmax, log_softmax, layer_norm and cross-entropy (reductions over the last dims)
+    // give contiguous results whatever their input's strides; batch_norm and element-wise
+    // operations follow their input's.
+    k.contiguous_outputs = copies_ || (k.kind == KernelDef::Kind::kInner && trailing_reduction_);
     return k;
   }
 
@@ -989,6 +995,8 @@ class Builder {
   std::pair<std::vector<int>, std::set<int64_t>>
       first_reduction_operand_;  // its vars, reduced dims
   bool reduced_innermost_ = true;
+  bool copies_ = false;              // a conversion to the dtype a tensor has (contiguous())
+  bool trailing_reduction_ = false;  // the first reduction's reduced dims are its operand's last
   std::vector<int> parent_;
   std::vector<int64_t> var_size_;
 };

@@ -79,13 +79,18 @@ struct KernelDef {
   int group_axes = 0;
   std::vector<KNode> nodes;    // topological order
   std::vector<TensorRef> inputs;   // region inputs read by loads
-  std::vector<TensorRef> outputs;  // values the kernel writes (contiguous, their own shape)
+  std::vector<TensorRef> outputs;  // values the kernel writes (their own shape)
   std::vector<int> output_nodes;   // node per output
   std::vector<std::vector<int>> output_dims;  // per output dim: its axis or -1
   // Per output: the shape `output_dims` indexes, when a split of the domain (a full or long-row
   // reduction's rows) split one of its dims in two; empty: the output's own shape.
   std::vector<std::vector<int64_t>> output_shapes;
   Device device;
+  // Outputs contiguous whatever the inputs' memory order, as eager gives them: the region copies a
+  // tensor to its own dtype (contiguous()), or it reduces rows over their last dims (softmax,
+  // layer_norm). Otherwise outputs follow the order of the inputs' strides (Layout::out_strides),
+  // as eager's element-wise operations and batch_norm do.
+  bool contiguous_outputs = false;
 
   int num_axes() const { return static_cast<int>(sizes.size()); }
   // A readable dump for tests and error messages.

@@ -99,6 +99,70 @@ bool apply_view(const ViewOp& op, std::vector<int64_t>& shape, std::vector<int64
   return false;
 }
 
+// Whether axis a lies inside axis b in memory (-1), outside (1), neither is known (0), or the
+// loads disagree (2): decided by the loads read without a view that walk both (nonzero strides).
+int compare_axes(const KernelDef& k, const std::vector<Access>& loads, int a, int b) {
+  if (k.sizes[a] == 1 || k.sizes[b] == 1) return 0;
+  int r = 0;
+  for (size_t i = 0; i < k.nodes.size(); ++i) {
+    const KNode& n = k.nodes[i];
+    if (n.op != "load" || !n.view.empty() || loads[i].strides.empty()) continue;
+    const int64_t sa = loads[i].strides[a], sb = loads[i].strides[b];
+    if (sa == 0 || sb == 0 || sa == sb) continue;
+    const int c = sa < sb ? -1 : 1;
+    if (r != 0 && r != c) return 2;
+    r = c;
+  }
+  return r;
+}
+
+// The kernel's axes innermost first: the last axis innermost unless the loads order two axes the
+// other way (an insertion sort that moves an axis inward only past axes it is known to lie
+// inside). Where two loads disagree on any two axes (x * y.mT), the kernel's own order: eager's
+// result then follows its first operand, which the kernel does not know.
+std::vector<int> memory_order(const KernelDef& k, const std::vector<Access>& loads) {
+  const int n = k.num_axes();
+  std::vector<int> order;
+  for (int a = n - 1; a >= 0; --a) order.push_back(a);
+  for (int a = 0; a < n; ++a) {
+    for (int b = a + 1; b < n; ++b) {
+      if (compare_axes(k, loads, a, b) == 2) return order;
+    }
+  }
+  for (int i = 1; i < n; ++i) {
+    for (int j = i; j > 0 && compare_axes(k, loads, order[j], order[j - 1]) < 0; --j) {
+      std::swap(order[j], order[j - 1]);
+    }
+  }
+  return order;
+}
+
+// Dense strides of an output of `shape` whose dims lie on `dims` (axis or -1), its dims ordered as
+// their axes are in `order` (innermost first); dims on no axis (size 1) keep their place.
+std::vector<int64_t> dense_strides(const std::vector<int64_t>& shape, const std::vector<int>& dims,
+                                   const std::vector<int>& order) {
+  const size_t r = shape.size();
+  std::vector<int> rank(order.size());
+  for (size_t i = 0; i < order.size(); ++i) rank[order[i]] = static_cast<int>(i);
+  std::vector<size_t> inner;  // the output's dims, innermost first
+  for (size_t d = r; d-- > 0;) inner.push_back(d);
+  auto before = [&](size_t d0, size_t d1) {  // d0 known to lie inside d1
+    const int a0 = d0 < dims.size() ? dims[d0] : -1, a1 = d1 < dims.size() ? dims[d1] : -1;
+    return a0 >= 0 && a1 >= 0 && shape[d0] != 1 && shape[d1] != 1 && rank[a0] < rank[a1];
+  };
+  for (size_t i = 1; i < r; ++i) {
+    for (size_t j = i; j > 0 && before(inner[j], inner[j - 1]); --j)
+      std::swap(inner[j], inner[j - 1]);
+  }
+  std::vector<int64_t> strides(r, 1);
+  int64_t s = 1;
+  for (size_t d : inner) {
+    strides[d] = s;
+    s *= std::max<int64_t>(shape[d], 1);
+  }
+  return strides;
+}
+
 }  // namespace
 
 std::string Layout::key() const {
@@ -108,6 +172,12 @@ std::string Layout::key() const {
     for (int64_t s : a.strides) add(s);
     add(a.offset);
     k += ";";
+  }
+  // Loads read alike by two layouts may still be written differently (a transposed pair of inputs
+  // merges to the same single axis as a contiguous pair, their outputs are transposed).
+  for (const std::vector<int64_t>& st : out_strides) {
+    k += "|";
+    for (int64_t s : st) add(s);
   }
   return k;
 }
@@ -153,27 +223,46 @@ bool specialize(const KernelDef& k, const std::vector<TensorMeta>& inputs, Layou
     }
     loads[i] = std::move(a);
   }
+  const std::vector<int> order = memory_order(k, loads);
   std::vector<Access> stores;
+  std::vector<std::vector<int64_t>> out_strides;
   for (size_t o = 0; o < k.outputs.size(); ++o) {
     std::vector<int64_t> shape;
-    if (o < k.output_shapes.size() && !k.output_shapes[o].empty()) {
+    const bool own_shape = o >= k.output_shapes.size() || k.output_shapes[o].empty();
+    if (!own_shape) {
       shape = k.output_shapes[o];
     } else {
       for (Dim d : k.outputs[o]->shape()) shape.push_back(d.value());
     }
     std::vector<int64_t> cs = contiguous_strides(shape);
+    if (own_shape && !k.contiguous_outputs) cs = dense_strides(shape, k.output_dims[o], order);
     Access a;
     a.strides.assign(n, 0);
     for (size_t d = 0; d < k.output_dims[o].size(); ++d) {
       if (k.output_dims[o][d] >= 0) a.strides[k.output_dims[o][d]] = cs[d];
     }
     stores.push_back(std::move(a));
+    if (!own_shape) {  // split dims: the output is contiguous in its own shape
+      std::vector<int64_t> own;
+      for (Dim d : k.outputs[o]->shape()) own.push_back(d.value());
+      cs = contiguous_strides(own);
+    }
+    out_strides.push_back(std::move(cs));
   }
   // Merge: drop size-1 axes, then join neighbours of one group walked contiguously by every access.
+  // A pointwise kernel's axes in memory order (outermost first), so that its innermost axis is the
+  // one its accesses walk contiguously (a channels_last tensor's channels); other kernels keep
+  // their kept and reduced axes apart, in the kernel's order.
+  std::vector<int> axes;
+  if (k.kind == KernelDef::Kind::kPointwise) {
+    axes.assign(order.rbegin(), order.rend());
+  } else {
+    for (int a = 0; a < n; ++a) axes.push_back(a);
+  }
   std::vector<int> keep;
   bool any_zero = false;
   for (int a = 0; a < n; ++a) any_zero = any_zero || k.sizes[a] == 0;
-  for (int a = 0; a < n; ++a) {
+  for (int a : axes) {
     if (k.sizes[a] != 1 || any_zero) keep.push_back(a);
   }
   auto is_red = [&](int a) { return (k.reduced >> a & 1) != 0; };
@@ -211,6 +300,7 @@ bool specialize(const KernelDef& k, const std::vector<TensorMeta>& inputs, Layou
   };
   for (const Access& acc : loads) L.loads.push_back(acc.strides.empty() ? Access{} : merge(acc));
   for (const Access& acc : stores) L.stores.push_back(merge(acc));
+  L.out_strides = std::move(out_strides);
   int outer = 0;
   for (size_t a = 0; a < L.sizes.size(); ++a) {
     bool red = (L.reduced >> a & 1) != 0;

@@ -28,6 +28,11 @@ struct Layout {
   int num_outer = 0;           // kInner: kept axes first; kOuter: reduced axes first
   std::vector<Access> loads;   // per node (empty for non-loads)
   std::vector<Access> stores;  // per kernel output
+  // Per kernel output, per dim of its shape: the strides it is allocated with. Dense, in the
+  // memory order of the inputs read without a view (as eager orders an element-wise result's
+  // dims by its operands' strides: a channels_last input gives channels_last outputs);
+  // contiguous where the inputs suggest no other order or KernelDef::contiguous_outputs.
+  std::vector<std::vector<int64_t>> out_strides;
   // A signature of the strides, for caching one compiled variant per layout.
   std::string key() const;
 };

@@ -106,22 +106,48 @@ char* stream_workspace(const nb::object& device, int index, void* stream, int64_
 FusedKernel::FusedKernel(fuser::KernelDef k, std::string name) : k_(std::move(k)), name_(std::move(name)) {
   cuda_ = k_.device.type == DeviceType::kCUDA;
   for (const TensorRef& t : k_.outputs) {
-    std::vector<int64_t> shape;
-    for (Dim d : t->shape()) shape.push_back(d.value());
-    nb::list sizes, strides;
-    for (int64_t s : shape) sizes.append(s);
-    for (int64_t s : fuser::contiguous_strides(shape)) strides.append(s);
+    nb::list sizes;
+    for (Dim d : t->shape()) sizes.append(d.value());
     out_sizes_.push_back(nb::tuple(sizes));
-    out_strides_.push_back(nb::tuple(strides));
   }
   for (const fuser::KNode& n : k_.nodes) {
     if (!cuda_ && n.op == "gather" && n.gather_axis >= 0) gather_size_ = k_.sizes[n.gather_axis];
   }
 }
 
+// THUNDER_FUSION_PASS_SPLIT=0 keeps row kernels whose rows lie across memory as row kernels.
+bool pass_split_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("THUNDER_FUSION_PASS_SPLIT");
+    return e == nullptr || std::string(e) != "0";
+  }();
+  return on;
+}
+
 std::shared_ptr<FusedKernel::Variant> FusedKernel::build_variant(const fuser::Layout& layout) {
   auto v = std::make_shared<Variant>();
   v->layout = layout;
+  for (const std::vector<int64_t>& st : layout.out_strides) {
+    nb::list strides;
+    for (int64_t x : st) strides.append(x);
+    v->out_strides.push_back(nb::tuple(strides));
+  }
+  if (pass_split_enabled() && fuser::rows_across_memory(k_, layout)) {
+    if (!split_) {
+      if (std::optional<fuser::PassSplit> plan = fuser::split_passes(k_)) {
+        split_ = std::make_unique<Split>();
+        split_->plan = std::move(*plan);
+        for (size_t i = 0; i < split_->plan.kernels.size(); ++i) {
+          split_->kernels.push_back(std::make_unique<FusedKernel>(
+              split_->plan.kernels[i], name_ + "_pass" + std::to_string(i)));
+        }
+      }
+    }
+    if (split_) {
+      v->by_passes = true;
+      return v;
+    }
+  }
   if (cuda_) {
     fuser::CudaLaunch launch;
     int dev = k_.device.index < 0 ? 0 : k_.device.index;
@@ -204,6 +230,11 @@ void FusedKernel::prefetch() {
 std::string FusedKernel::source() {
   {
     std::lock_guard<std::mutex> lock(mu_);
+    if (last_ && last_->by_passes) {
+      std::string all;
+      for (const auto& sub : split_->kernels) all += sub->source();
+      return all;
+    }
     if (last_) return last_->source;
   }
   fuser::Layout layout;
@@ -211,25 +242,75 @@ std::string FusedKernel::source() {
   return cuda_ ? fuser::cuda_source(k_, layout) : fuser::cpu_source(k_, layout);
 }
 
+namespace {
+
+// The strides of `inputs`, with the shapes of `k`'s inputs.
+std::vector<fuser::TensorMeta> input_metas(const fuser::KernelDef& k,
+                                           const std::vector<nb::object>& inputs) {
+  std::vector<fuser::TensorMeta> metas(inputs.size());
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    PyObject* st = PyObject_CallMethodNoArgs(inputs[i].ptr(), torch_fns().s_stride);
+    if (!st) throw nb::python_error();
+    metas[i].strides = int_tuple(st);
+    Py_DECREF(st);
+    for (Dim d : k.inputs[i]->shape()) metas[i].shape.push_back(d.value());
+  }
+  return metas;
+}
+
+}  // namespace
+
 nb::object FusedKernel::call(nb::args args) {
-  TorchFns& tf = torch_fns();
   size_t ni = k_.inputs.size();
   if (args.size() != ni) {
     throw Error(name_ + " expects " + std::to_string(ni) + " tensors, got " + std::to_string(args.size()));
   }
   std::vector<nb::object> inputs(ni);
-  std::vector<fuser::TensorMeta> metas(ni);
   for (size_t i = 0; i < ni; ++i) {
     inputs[i] = nb::borrow(args[i]);
     if (!is_tensor(inputs[i].ptr())) throw TypeError(name_ + ": argument " + std::to_string(i) + " is not a tensor");
-    PyObject* st = PyObject_CallMethodNoArgs(inputs[i].ptr(), tf.s_stride);
-    if (!st) throw nb::python_error();
-    metas[i].strides = int_tuple(st);
-    Py_DECREF(st);
-    for (Dim d : k_.inputs[i]->shape()) metas[i].shape.push_back(d.value());
   }
+  std::vector<fuser::TensorMeta> metas = input_metas(k_, inputs);
+  std::vector<nb::object> outs = run(std::move(inputs), metas);
+  if (outs.size() == 1) return outs[0];
+  nb::list l;
+  for (auto& o : outs) l.append(o);
+  return nb::tuple(l);
+}
+
+std::vector<nb::object> FusedKernel::run_by_passes(const std::vector<nb::object>& inputs) {
+  const fuser::PassSplit& plan = split_->plan;
+  std::vector<nb::object> inter(plan.intermediates), outs(k_.outputs.size());
+  for (size_t s = 0; s < plan.kernels.size(); ++s) {
+    std::vector<nb::object> in;
+    for (int src : plan.sources[s]) in.push_back(src >= 0 ? inputs[src] : inter[-1 - src]);
+    std::vector<fuser::TensorMeta> metas = input_metas(plan.kernels[s], in);
+    std::vector<nb::object> got = split_->kernels[s]->run(std::move(in), metas);
+    for (size_t o = 0; o < got.size(); ++o) {
+      const int sink = plan.sinks[s][o];
+      if (sink < 0) {
+        inter[-1 - sink] = got[o];
+        continue;
+      }
+      outs[sink] = got[o];
+      for (int j = 0; j < plan.intermediates; ++j) {
+        if (plan.inter_output[j] == sink) inter[j] = got[o];
+      }
+    }
+  }
+  for (const nb::object& o : outs) {
+    if (!o.is_valid())
+      throw Error(name_ + ": internal: an output no kernel of its passes computes");
+  }
+  return outs;
+}
+
+std::vector<nb::object> FusedKernel::run(std::vector<nb::object> inputs,
+                                         const std::vector<fuser::TensorMeta>& metas) {
+  size_t ni = k_.inputs.size();
   std::shared_ptr<Variant> v = variant_for(metas, &inputs);
   last_ = v;
+  if (v->by_passes) return run_by_passes(inputs);
   std::vector<char*> ptrs;
   for (size_t i = 0; i < ni; ++i) ptrs.push_back(data_ptr(inputs[i].ptr()));
   size_t no = k_.outputs.size();
@@ -237,7 +318,7 @@ nb::object FusedKernel::call(nb::args args) {
   if (!device_.is_valid()) device_ = device_object(k_.device);
   for (size_t o = 0; o < no; ++o) {
     outs[o] =
-        new_output(out_sizes_[o].ptr(), out_strides_[o].ptr(), k_.outputs[o]->dtype(), device_);
+        new_output(out_sizes_[o].ptr(), v->out_strides[o].ptr(), k_.outputs[o]->dtype(), device_);
     ptrs.push_back(data_ptr(outs[o].ptr()));
   }
   // CPU kernels that gather report an index out of range through two int64 (a flag, the index).
@@ -282,10 +363,7 @@ nb::object FusedKernel::call(nb::args args) {
         " (an index of torch.gather / take_along_dim, or a class target of cross_entropy / "
         "nll_loss)");
   }
-  if (no == 1) return outs[0];
-  nb::list l;
-  for (auto& o : outs) l.append(o);
-  return nb::tuple(l);
+  return outs;
 }
 
 void* current_cuda_stream(int device) {

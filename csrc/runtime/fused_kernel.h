@@ -15,6 +15,7 @@
 
 #include "fuser/kernel.h"
 #include "fuser/layout.h"
+#include "fuser/pass_split.h"
 
 namespace thunder::runtime {
 
@@ -39,9 +40,20 @@ class FusedKernel {
     fuser::Layout layout;
     std::string source;
     std::shared_ptr<void> binary;  // CpuBinary or CudaFunction
+    bool by_passes = false;        // run as `split_`'s kernels (rows across memory)
+    std::vector<nb::object> out_strides;  // per output, the tuple torch.empty_strided takes
+  };
+  // A row kernel whose rows lie across memory, as one kernel per pass (fuser/pass_split.h).
+  struct Split {
+    fuser::PassSplit plan;
+    std::vector<std::unique_ptr<FusedKernel>> kernels;
   };
   std::shared_ptr<Variant> variant_for(const std::vector<fuser::TensorMeta>& metas, std::vector<nb::object>* inputs);
   std::shared_ptr<Variant> build_variant(const fuser::Layout& layout);
+  // The outputs of the kernel for these inputs (their strides in `metas`).
+  std::vector<nb::object> run(std::vector<nb::object> inputs,
+                              const std::vector<fuser::TensorMeta>& metas);
+  std::vector<nb::object> run_by_passes(const std::vector<nb::object>& inputs);
 
   fuser::KernelDef k_;
   std::string name_;
@@ -49,11 +61,12 @@ class FusedKernel {
   std::mutex mu_;
   std::unordered_map<std::string, std::shared_ptr<Variant>> variants_;
   std::shared_ptr<Variant> last_;
+  std::unique_ptr<Split> split_;  // made by the first variant that runs by passes
   // The input strides `last_` was specialised for without copying any input (calls with the same
   // strides skip the specialisation).
   std::vector<std::vector<int64_t>> last_strides_;
-  // Per output: its sizes and contiguous strides as tuples, the arguments of torch.empty_strided.
-  std::vector<nb::object> out_sizes_, out_strides_;
+  // Per output: its sizes as a tuple, torch.empty_strided's first argument.
+  std::vector<nb::object> out_sizes_;
   nb::object device_;  // the kernel's torch.device, made on the first call
   // The size of the axis a CPU kernel gathers along (it then reports an index out of range); -1.
   int64_t gather_size_ = -1;
