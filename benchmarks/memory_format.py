@@ -43,7 +43,7 @@ def main():
             x = torch.randn(shape, device=dev).to(memory_format=fmt).requires_grad_()
             g = torch.randn(shape, device=dev).to(memory_format=fmt)
 
-            def step(mod):
+            def step(mod, x=x, g=g):
                 x.grad = None
                 y = mod(x)
                 y.backward(g)
