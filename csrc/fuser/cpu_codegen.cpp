@@ -12,6 +12,7 @@
 
 #include "core/error.h"
 #include "fuser/codegen_common.h"
+#include "fuser/pass_split.h"
 
 namespace thunder::fuser {
 
@@ -792,6 +793,10 @@ class CpuGen {
 
 }  // namespace
 
-std::string cpu_source(const KernelDef& k, const Layout& layout) { return CpuGen(k, layout).run(); }
+std::string cpu_source(const KernelDef& k, const Layout& layout) {
+  if (needs_passes(k))
+    throw Error("internal: a column kernel that needs passes has no kernel of its own");
+  return CpuGen(k, layout).run();
+}
 
 }  // namespace thunder::fuser

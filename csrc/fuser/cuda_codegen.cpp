@@ -17,6 +17,7 @@
 
 #include "core/error.h"
 #include "fuser/codegen_common.h"
+#include "fuser/pass_split.h"
 
 namespace thunder::fuser {
 
@@ -2214,6 +2215,8 @@ class CudaGen {
 
 std::string cuda_source(const KernelDef& k, const Layout& layout, CudaLaunch* launch,
                         int smem_limit) {
+  if (needs_passes(k))
+    throw Error("internal: a column kernel that needs passes has no kernel of its own");
   return CudaGen(k, layout, smem_limit).run(launch);
 }
 

@@ -922,24 +922,9 @@ class Builder {
       out_axes.push_back(oaxes);
     }
     k.nodes = std::move(nodes_);
-    if (k.kind == KernelDef::Kind::kOuter) {
-      // Column reductions run one accumulation pass: no reduction may need another.
-      std::vector<int> need = available_from(k);
-      for (size_t i = 0; i < k.nodes.size(); ++i) {
-        if (is_reduce_op(k.nodes[i].op) && need[i] > 1) reject("a column reduction needs another");
-      }
-      // An output over the reduced axes is stored in the accumulation pass; one computed from a
-      // column reduction would need another pass over the rows, even where it is the same in
-      // every row (a broadcast written out at full size, as a gradient through prod can be).
-      for (size_t o = 0; o < k.outputs.size(); ++o) {
-        if ((out_axes[o] & k.reduced) && need[k.output_nodes[o]] > 0) {
-          reject("a full-size output needs a column reduction");
-        }
-      }
-    }
-    // Eager's softmax, log_softmax, layer_norm and cross-entropy (reductions over the last dims)
-    // give contiguous results whatever their input's strides; batch_norm and element-wise
-    // operations follow their input's.
+    // A column kernel whose reductions need others (batch_norm's statistics over a channels_last
+    // tensor's few spatial points), or whose full-size outputs need its reductions, runs as one
+    // kernel per pass (fuser/pass_split.h): a column kernel itself accumulates in one pass.
     k.contiguous_outputs = copies_ || (k.kind == KernelDef::Kind::kInner && trailing_reduction_);
     return k;
   }

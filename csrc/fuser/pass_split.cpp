@@ -87,8 +87,20 @@ class Extract {
 
 }  // namespace
 
+bool needs_passes(const KernelDef& k) {
+  if (k.kind != KernelDef::Kind::kOuter) return false;
+  const std::vector<int> need = available_from(k);
+  for (size_t i = 0; i < k.nodes.size(); ++i) {
+    if (is_reduce_op(k.nodes[i].op) && need[i] > 1) return true;
+  }
+  for (int o : k.output_nodes) {
+    if ((k.nodes[o].axes & k.reduced) != 0 && need[o] > 0) return true;
+  }
+  return false;
+}
+
 std::optional<PassSplit> split_passes(const KernelDef& k) {
-  if (k.kind != KernelDef::Kind::kInner || k.group_axes != 0) return std::nullopt;
+  if (k.kind == KernelDef::Kind::kPointwise || k.group_axes != 0) return std::nullopt;
   for (const KNode& n : k.nodes) {
     if (n.over_rows || n.op == "gather") return std::nullopt;
   }
@@ -107,9 +119,20 @@ std::optional<PassSplit> split_passes(const KernelDef& k) {
   for (size_t i = 0; i < k.nodes.size(); ++i) {
     for (int a : k.nodes[i].args) users[a].push_back(static_cast<int>(i));
   }
+  // Outputs written over the reduced axes (full size, even a row-level value broadcast out) come
+  // from the pointwise kernel; the others (row-level) from their pass's column kernel.
+  std::vector<bool> over_row(k.outputs.size(), false);
+  for (size_t o = 0; o < k.outputs.size(); ++o) {
+    for (int a : k.output_dims[o]) over_row[o] = over_row[o] || (a >= 0 && (k.reduced >> a & 1));
+  }
+  std::vector<bool> full_output(k.nodes.size(), false);
+  for (size_t o = 0; o < k.outputs.size(); ++o) {
+    if (over_row[o]) full_output[k.output_nodes[o]] = true;
+  }
   std::vector<int> output_of(k.nodes.size(), -1);
   for (size_t o = 0; o < k.output_nodes.size(); ++o) {
-    if (output_of[k.output_nodes[o]] < 0) output_of[k.output_nodes[o]] = static_cast<int>(o);
+    if (!over_row[o] && output_of[k.output_nodes[o]] < 0)
+      output_of[k.output_nodes[o]] = static_cast<int>(o);
   }
   // The intermediates: row-level values of a pass that a later pass, a value over the row or a
   // reduction reads.
@@ -122,7 +145,7 @@ std::optional<PassSplit> split_passes(const KernelDef& k) {
   for (size_t i = 0; i < k.nodes.size(); ++i) {
     const KNode& n = k.nodes[i];
     if (need[i] < 1 || !row_level(k, n) || n.op == "const") continue;
-    bool crosses = false;
+    bool crosses = full_output[i];  // a row-level value written out at full size
     for (int u : users[i]) {
       const KNode& un = k.nodes[u];
       crosses = crosses || need[u] > need[i] || !row_level(k, un) || is_reduce_op(un.op);
@@ -194,8 +217,7 @@ std::optional<PassSplit> split_passes(const KernelDef& k) {
     std::vector<std::pair<int, int>> outs;
     for (size_t o = 0; o < k.outputs.size(); ++o) {
       const int n = k.output_nodes[o];
-      if (row_level(k, k.nodes[n]) && std::max(need[n], 1) == p)
-        outs.push_back({n, static_cast<int>(o)});
+      if (!over_row[o] && std::max(need[n], 1) == p) outs.push_back({n, static_cast<int>(o)});
     }
     for (size_t j = 0; j < inter.size(); ++j) {
       if (need[inter[j].node] == p && inter[j].output < 0)
@@ -209,8 +231,7 @@ std::optional<PassSplit> split_passes(const KernelDef& k) {
   Extract ex(k, same, inter);
   std::vector<std::pair<int, int>> outs;
   for (size_t o = 0; o < k.outputs.size(); ++o) {
-    const int n = k.output_nodes[o];
-    if (!row_level(k, k.nodes[n])) outs.push_back({n, static_cast<int>(o)});
+    if (over_row[o]) outs.push_back({k.output_nodes[o], static_cast<int>(o)});
   }
   for (auto [node, sink] : outs) ex.node(node, passes + 1, need);
   if (!outs.empty()) finish(ex, KernelDef::Kind::kPointwise, same, outs);

@@ -9,7 +9,8 @@
 // kept point, read along memory) per pass, each computing that pass's reductions and the row-level
 // values later passes read (written to small intermediate tensors, loaded by the later kernels),
 // then one pointwise kernel for the outputs that vary over the row. Each pass reads the input once,
-// as the row kernel's passes do when a row does not fit on chip.
+// as the row kernel's passes do when a row does not fit on chip. A column kernel whose reductions
+// need others (batch_norm over few spatial points) always runs this way.
 #pragma once
 
 #include <optional>
@@ -31,9 +32,13 @@ struct PassSplit {
   std::vector<int> inter_output;
 };
 
-// The kernels of `k`'s passes; nullopt where `k` is not a row kernel or has what only the row
-// schedule computes (reductions over rows, gathers, split rows).
+// The kernels of `k`'s passes; nullopt where `k` has no reduction or is a row kernel with what only
+// the row schedule computes (reductions over rows, gathers, split rows).
 std::optional<PassSplit> split_passes(const KernelDef& k);
+
+// True for a column kernel (kOuter) that one accumulation pass cannot compute: a reduction needs
+// another, or an output over the reduced axes needs a reduction. It runs by passes.
+bool needs_passes(const KernelDef& k);
 
 // True when `layout` (of row kernel `k`) reads its rows across memory: the rows' largest input
 // walks a kept axis with stride 1 and none of the reduced axes with stride 1.

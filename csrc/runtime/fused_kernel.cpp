@@ -124,6 +124,19 @@ bool pass_split_enabled() {
   return on;
 }
 
+bool FusedKernel::ensure_split() {
+  if (split_) return true;
+  std::optional<fuser::PassSplit> plan = fuser::split_passes(k_);
+  if (!plan) return false;
+  split_ = std::make_unique<Split>();
+  split_->plan = std::move(*plan);
+  for (size_t i = 0; i < split_->plan.kernels.size(); ++i) {
+    split_->kernels.push_back(std::make_unique<FusedKernel>(split_->plan.kernels[i],
+                                                            name_ + "_pass" + std::to_string(i)));
+  }
+  return true;
+}
+
 std::shared_ptr<FusedKernel::Variant> FusedKernel::build_variant(const fuser::Layout& layout) {
   auto v = std::make_shared<Variant>();
   v->layout = layout;
@@ -132,21 +145,13 @@ std::shared_ptr<FusedKernel::Variant> FusedKernel::build_variant(const fuser::La
     for (int64_t x : st) strides.append(x);
     v->out_strides.push_back(nb::tuple(strides));
   }
-  if (pass_split_enabled() && fuser::rows_across_memory(k_, layout)) {
-    if (!split_) {
-      if (std::optional<fuser::PassSplit> plan = fuser::split_passes(k_)) {
-        split_ = std::make_unique<Split>();
-        split_->plan = std::move(*plan);
-        for (size_t i = 0; i < split_->plan.kernels.size(); ++i) {
-          split_->kernels.push_back(std::make_unique<FusedKernel>(
-              split_->plan.kernels[i], name_ + "_pass" + std::to_string(i)));
-        }
-      }
-    }
-    if (split_) {
+  if (fuser::needs_passes(k_) || (pass_split_enabled() && fuser::rows_across_memory(k_, layout))) {
+    if (ensure_split()) {
       v->by_passes = true;
       return v;
     }
+    if (fuser::needs_passes(k_))
+      throw Error(name_ + ": internal: a column kernel that needs passes has none");
   }
   if (cuda_) {
     fuser::CudaLaunch launch;
@@ -213,6 +218,9 @@ void FusedKernel::precompile() {
 }
 
 void FusedKernel::prefetch() {
+  if (fuser::needs_passes(k_)) {  // its pass kernels compile at the first call
+    return;
+  }
   fuser::Layout layout;
   try {
     if (!fuser::contiguous_layout(k_, &layout)) return;
@@ -236,6 +244,14 @@ std::string FusedKernel::source() {
       return all;
     }
     if (last_) return last_->source;
+  }
+  if (fuser::needs_passes(k_)) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!ensure_split())
+      throw Error(name_ + ": internal: a column kernel that needs passes has none");
+    std::string all;
+    for (const auto& sub : split_->kernels) all += sub->source();
+    return all;
   }
   fuser::Layout layout;
   fuser::contiguous_layout(k_, &layout);

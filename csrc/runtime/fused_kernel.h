@@ -50,6 +50,8 @@ class FusedKernel {
   };
   std::shared_ptr<Variant> variant_for(const std::vector<fuser::TensorMeta>& metas, std::vector<nb::object>* inputs);
   std::shared_ptr<Variant> build_variant(const fuser::Layout& layout);
+  // Makes `split_` where the kernel splits into passes (with `mu_` held); false where it does not.
+  bool ensure_split();
   // The outputs of the kernel for these inputs (their strides in `metas`).
   std::vector<nb::object> run(std::vector<nb::object> inputs,
                               const std::vector<fuser::TensorMeta>& metas);
