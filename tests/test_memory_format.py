@@ -165,6 +165,9 @@ def test_reductions_written_out_at_full_size(device):
     got, expected = _jit(fn)(x), fn(x)
     for a, e in zip(got, expected):
         torch.testing.assert_close(a, e)
+    # Alone (one pass): the broadcast output still needs the pass's sum.
+    alone = lambda t: (t * 1.5).sum(1, keepdim=True).expand(t.shape) * 2  # noqa: E731
+    torch.testing.assert_close(_jit(alone)(x), alone(x))
 
 
 def test_layer_norm_of_a_transposed_input_with_gradients():

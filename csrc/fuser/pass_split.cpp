@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <string>
 
+#include "core/error.h"
+
 namespace thunder::fuser {
 
 namespace {
@@ -19,9 +21,9 @@ struct Intermediate {
   int output = -1;
 };
 
-// Builds one kernel of the split: the nodes `roots` need, in `k`'s node order, over `k`'s axes
-// renumbered by `axis_of` (old axis -> new axis). A row-level node that `loaded` marks (its
-// intermediate's index, or -1) is read from that intermediate instead of computed.
+// Builds the nodes of one kernel of the split: those the requested nodes need, over `k`'s axes
+// renumbered by `axis_of` (old axis -> new axis); a row-level value of an earlier pass is loaded
+// from its intermediate instead of computed.
 class Extract {
  public:
   Extract(const KernelDef& k, const std::vector<int>& axis_of,
@@ -38,7 +40,8 @@ class Extract {
     KNode out;
     if (need[id] >= 1 && need[id] < load_below && row_level(k_, n)) {
       size_t j = 0;
-      while (inter_[j].node != id) ++j;
+      while (j < inter_.size() && inter_[j].node != id) ++j;
+      if (j == inter_.size()) throw Error("internal: a pass reads a value no earlier pass kept");
       out.op = "load";
       out.dtype = n.dtype;
       out.input = input(-1 - static_cast<int>(j));
@@ -93,8 +96,10 @@ bool needs_passes(const KernelDef& k) {
   for (size_t i = 0; i < k.nodes.size(); ++i) {
     if (is_reduce_op(k.nodes[i].op) && need[i] > 1) return true;
   }
-  for (int o : k.output_nodes) {
-    if ((k.nodes[o].axes & k.reduced) != 0 && need[o] > 0) return true;
+  for (size_t o = 0; o < k.outputs.size(); ++o) {
+    bool over_row = false;  // written over the reduced axes (a broadcast too)
+    for (int a : k.output_dims[o]) over_row = over_row || (a >= 0 && (k.reduced >> a & 1));
+    if (over_row && need[k.output_nodes[o]] > 0) return true;
   }
   return false;
 }

@@ -113,6 +113,7 @@ FusedKernel::FusedKernel(fuser::KernelDef k, std::string name) : k_(std::move(k)
   for (const fuser::KNode& n : k_.nodes) {
     if (!cuda_ && n.op == "gather" && n.gather_axis >= 0) gather_size_ = k_.sizes[n.gather_axis];
   }
+  passes_only_ = fuser::needs_passes(k_);
 }
 
 // THUNDER_FUSION_PASS_SPLIT=0 keeps row kernels whose rows lie across memory as row kernels.
@@ -145,13 +146,12 @@ std::shared_ptr<FusedKernel::Variant> FusedKernel::build_variant(const fuser::La
     for (int64_t x : st) strides.append(x);
     v->out_strides.push_back(nb::tuple(strides));
   }
-  if (fuser::needs_passes(k_) || (pass_split_enabled() && fuser::rows_across_memory(k_, layout))) {
+  if (passes_only_ || (pass_split_enabled() && fuser::rows_across_memory(k_, layout))) {
     if (ensure_split()) {
       v->by_passes = true;
       return v;
     }
-    if (fuser::needs_passes(k_))
-      throw Error(name_ + ": internal: a column kernel that needs passes has none");
+    if (passes_only_) throw Error(name_ + ": internal: a column kernel that needs passes has none");
   }
   if (cuda_) {
     fuser::CudaLaunch launch;
@@ -218,9 +218,7 @@ void FusedKernel::precompile() {
 }
 
 void FusedKernel::prefetch() {
-  if (fuser::needs_passes(k_)) {  // its pass kernels compile at the first call
-    return;
-  }
+  if (passes_only_) return;  // its pass kernels compile at the first call
   fuser::Layout layout;
   try {
     if (!fuser::contiguous_layout(k_, &layout)) return;
@@ -236,23 +234,15 @@ void FusedKernel::prefetch() {
 }
 
 std::string FusedKernel::source() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (last_ && last_->by_passes) {
-      std::string all;
-      for (const auto& sub : split_->kernels) all += sub->source();
-      return all;
-    }
-    if (last_) return last_->source;
-  }
-  if (fuser::needs_passes(k_)) {
-    std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> lock(mu_);
+  if ((last_ && last_->by_passes) || (!last_ && passes_only_)) {
     if (!ensure_split())
       throw Error(name_ + ": internal: a column kernel that needs passes has none");
-    std::string all;
+    std::string all;  // each pass's kernel, in launch order
     for (const auto& sub : split_->kernels) all += sub->source();
     return all;
   }
+  if (last_) return last_->source;
   fuser::Layout layout;
   fuser::contiguous_layout(k_, &layout);
   return cuda_ ? fuser::cuda_source(k_, layout) : fuser::cpu_source(k_, layout);

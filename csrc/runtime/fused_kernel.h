@@ -64,6 +64,7 @@ class FusedKernel {
   std::unordered_map<std::string, std::shared_ptr<Variant>> variants_;
   std::shared_ptr<Variant> last_;
   std::unique_ptr<Split> split_;  // made by the first variant that runs by passes
+  bool passes_only_ = false;      // a column kernel that runs by passes whatever the layout
   // The input strides `last_` was specialised for without copying any input (calls with the same
   // strides skip the specialisation).
   std::vector<std::vector<int64_t>> last_strides_;
