@@ -1,8 +1,9 @@
-"""Fused kernels and memory formats, against eager on the CPU: outputs follow the memory order of the
-inputs as eager's (channels_last in, channels_last out; a transposed input gives a transposed result;
-contiguous() stays contiguous), and row kernels whose rows lie across memory (batch_norm on a
-channels_last tensor, softmax over a transposed matrix's columns) run as one column kernel per pass
-and a pointwise kernel, with eager's values, gradients and running statistics."""
+"""Fused kernels and memory formats, against eager on the CPU (and on the GPU where present): outputs
+follow the memory order of the inputs as eager's (channels_last in, channels_last out; a transposed
+input gives a transposed result; contiguous(), softmax and layer_norm give contiguous results), and
+reductions that need passes over rows lying across memory (batch_norm on a channels_last tensor,
+softmax over a transposed matrix's rows or a leading dim) run as one column kernel per pass and a
+pointwise kernel, with eager's values, gradients and running statistics."""
 
 from __future__ import annotations
 
