@@ -897,7 +897,6 @@ class Builder {
     }
     check_over_rows(k, kept);
     const std::vector<bool> grid = over_rows_values(nodes_);
-    std::vector<uint64_t> out_axes;
     for (size_t o = 0; o < outs.size(); ++o) {
       std::vector<int> dims;
       uint64_t oaxes = 0;
@@ -919,7 +918,6 @@ class Builder {
       }
       k.output_nodes.push_back(outs[o]->node);
       k.output_dims.push_back(std::move(dims));
-      out_axes.push_back(oaxes);
     }
     k.nodes = std::move(nodes_);
     // A column kernel whose reductions need others (batch_norm's statistics over a channels_last

@@ -1,4 +1,4 @@
-// A row kernel run as one kernel per pass (see pass_split.h).
+// A reduction kernel run as one kernel per pass (see pass_split.h).
 #include "fuser/pass_split.h"
 
 #include <algorithm>
@@ -11,6 +11,15 @@ namespace thunder::fuser {
 namespace {
 
 bool row_level(const KernelDef& k, const KNode& n) { return (n.axes & k.reduced) == 0; }
+
+// Whether output o is written over the reduced axes (full size, even a row-level value broadcast
+// out).
+bool writes_over_rows(const KernelDef& k, size_t o) {
+  for (int a : k.output_dims[o]) {
+    if (a >= 0 && (k.reduced >> a & 1)) return true;
+  }
+  return false;
+}
 
 // A row-level value later kernels load: its tensor (a new one of the kept axes' sizes, or the
 // output it is) and, per dim of that tensor, its axis of the row kernel or -1.
@@ -26,19 +35,19 @@ struct Intermediate {
 // from its intermediate instead of computed.
 class Extract {
  public:
-  Extract(const KernelDef& k, const std::vector<int>& axis_of,
+  Extract(const KernelDef& k, const std::vector<int>& need, const std::vector<int>& axis_of,
           const std::vector<Intermediate>& inter)
-      : k_(k), axis_of_(axis_of), inter_(inter), map_(k.nodes.size(), -1) {}
+      : k_(k), need_(need), axis_of_(axis_of), inter_(inter), map_(k.nodes.size(), -1) {}
 
   int mapped(int id) const { return map_[id]; }
 
   // `load_below`: row-level nodes available from a pass below this one (read from their
   // intermediates).
-  int node(int id, int load_below, const std::vector<int>& need) {
+  int node(int id, int load_below) {
     if (map_[id] >= 0) return map_[id];
     const KNode& n = k_.nodes[id];
     KNode out;
-    if (need[id] >= 1 && need[id] < load_below && row_level(k_, n)) {
+    if (need_[id] >= 1 && need_[id] < load_below && row_level(k_, n)) {
       size_t j = 0;
       while (j < inter_.size() && inter_[j].node != id) ++j;
       if (j == inter_.size()) throw Error("internal: a pass reads a value no earlier pass kept");
@@ -50,7 +59,7 @@ class Extract {
     } else {
       out = n;
       out.args.clear();
-      for (int a : n.args) out.args.push_back(node(a, load_below, need));
+      for (int a : n.args) out.args.push_back(node(a, load_below));
       if (n.op == "load" || n.op == "rand") out.input = input(n.input);
       for (int& d : out.dims) d = d < 0 ? -1 : axis_of_[d];
       out.over_rows = false;
@@ -83,6 +92,7 @@ class Extract {
 
  private:
   const KernelDef& k_;
+  const std::vector<int>& need_;  // available_from(k_)
   const std::vector<int>& axis_of_;
   const std::vector<Intermediate>& inter_;
   std::vector<int> map_;
@@ -97,9 +107,7 @@ bool needs_passes(const KernelDef& k) {
     if (is_reduce_op(k.nodes[i].op) && need[i] > 1) return true;
   }
   for (size_t o = 0; o < k.outputs.size(); ++o) {
-    bool over_row = false;  // written over the reduced axes (a broadcast too)
-    for (int a : k.output_dims[o]) over_row = over_row || (a >= 0 && (k.reduced >> a & 1));
-    if (over_row && need[k.output_nodes[o]] > 0) return true;
+    if (writes_over_rows(k, o) && need[k.output_nodes[o]] > 0) return true;
   }
   return false;
 }
@@ -119,17 +127,16 @@ std::optional<PassSplit> split_passes(const KernelDef& k) {
     if (is_reduce_op(k.nodes[i].op)) passes = std::max(passes, need[i]);
   }
   if (passes == 0) return std::nullopt;
-  // Per node: its users, and the first output it is.
+  // Per node: its users.
   std::vector<std::vector<int>> users(k.nodes.size());
   for (size_t i = 0; i < k.nodes.size(); ++i) {
     for (int a : k.nodes[i].args) users[a].push_back(static_cast<int>(i));
   }
   // Outputs written over the reduced axes (full size, even a row-level value broadcast out) come
   // from the pointwise kernel; the others (row-level) from their pass's column kernel.
+  // Per node: whether an output writes it over the rows, and the first output that does not.
   std::vector<bool> over_row(k.outputs.size(), false);
-  for (size_t o = 0; o < k.outputs.size(); ++o) {
-    for (int a : k.output_dims[o]) over_row[o] = over_row[o] || (a >= 0 && (k.reduced >> a & 1));
-  }
+  for (size_t o = 0; o < k.outputs.size(); ++o) over_row[o] = writes_over_rows(k, o);
   std::vector<bool> full_output(k.nodes.size(), false);
   for (size_t o = 0; o < k.outputs.size(); ++o) {
     if (over_row[o]) full_output[k.output_nodes[o]] = true;
@@ -218,7 +225,7 @@ std::optional<PassSplit> split_passes(const KernelDef& k) {
   // that need no reduction go with the first pass). An intermediate that is an output is stored as
   // that output.
   for (int p = 1; p <= passes; ++p) {
-    Extract ex(k, col_axis, inter);
+    Extract ex(k, need, col_axis, inter);
     std::vector<std::pair<int, int>> outs;
     for (size_t o = 0; o < k.outputs.size(); ++o) {
       const int n = k.output_nodes[o];
@@ -229,16 +236,16 @@ std::optional<PassSplit> split_passes(const KernelDef& k) {
         outs.push_back({inter[j].node, -1 - static_cast<int>(j)});
     }
     if (outs.empty()) continue;
-    for (auto [node, sink] : outs) ex.node(node, p, need);
+    for (auto [node, sink] : outs) ex.node(node, p);
     finish(ex, KernelDef::Kind::kOuter, col_axis, outs);
   }
   // The outputs over the row: one pointwise kernel.
-  Extract ex(k, same, inter);
+  Extract ex(k, need, same, inter);
   std::vector<std::pair<int, int>> outs;
   for (size_t o = 0; o < k.outputs.size(); ++o) {
     if (over_row[o]) outs.push_back({k.output_nodes[o], static_cast<int>(o)});
   }
-  for (auto [node, sink] : outs) ex.node(node, passes + 1, need);
+  for (auto [node, sink] : outs) ex.node(node, passes + 1);
   if (!outs.empty()) finish(ex, KernelDef::Kind::kPointwise, same, outs);
   return split;
 }

@@ -116,6 +116,8 @@ FusedKernel::FusedKernel(fuser::KernelDef k, std::string name) : k_(std::move(k)
   passes_only_ = fuser::needs_passes(k_);
 }
 
+namespace {
+
 // THUNDER_FUSION_PASS_SPLIT=0 keeps row kernels whose rows lie across memory as row kernels.
 bool pass_split_enabled() {
   static const bool on = [] {
@@ -124,6 +126,8 @@ bool pass_split_enabled() {
   }();
   return on;
 }
+
+}  // namespace
 
 bool FusedKernel::ensure_split() {
   if (split_) return true;
