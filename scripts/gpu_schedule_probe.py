@@ -15,12 +15,17 @@ by side in one process (bandwidth over a device-to-device copy's, bytes read onc
     column kernel of their own, or with their accumulators in shared memory (blocks of 512 or
     1024 threads), beside eager (PROBE_COLUMN_VARIANTS picks variants by name,
     PROBE_PTXAS=1 prints the backward kernels' registers);
+  - with --outer, column kernels over ResNet-18's channels_last activations at batch 128 (a column
+    sum, a variance about given means, batch_norm's two backward sums; rows x channels) and
+    channels_last batch_norm's forward and training step, under the variables of the column
+    kernels whose rows split over blocks (PROBE_OUTER_VARIANTS picks variants by name), beside
+    eager: device time with L2 cleared, bandwidth over a copy's;
   - with --warp-rows, the device time of row kernels (layer_norm's forward and backward as under
     bf16 autocast, a bf16 softmax) over 8192 rows of GPT-like widths, with rows of up to 4, 8, 16
     and 32 chunks a lane on a warp each (THUNDER_CUDA_WARP_ROW_CHUNKS), beside eager.
 Run on the GPU machine after building:
   python3 scripts/gpu_schedule_probe.py [--pointwise-only | --kernels | --ce-forward | --warp-rows |
-      --gelu-backward | --column-sums] [--out probe.json]"""
+      --gelu-backward | --column-sums | --outer] [--out probe.json]"""
 import argparse
 import json
 import os
@@ -31,7 +36,16 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from fusion_gpu import bench, copy_bandwidth, cross_entropy, gelu_chain, layer_norm, softmax, training_step
+from fusion_gpu import (
+    bench,
+    copy_bandwidth,
+    cross_entropy,
+    gelu_chain,
+    kernel_time,
+    layer_norm,
+    softmax,
+    training_step,
+)
 
 import thunder
 from thunder.executors import fusionex
@@ -224,6 +238,82 @@ def column_sums():
     return rows
 
 
+OUTER_VARIANTS = {
+    "default": {},
+    "512 blocks": {"THUNDER_CUDA_OUTER_BLOCKS": "512"},
+    "1024 blocks": {"THUNDER_CUDA_OUTER_BLOCKS": "1024"},
+    "2048 blocks": {"THUNDER_CUDA_OUTER_BLOCKS": "2048"},
+    "8 rows": {"THUNDER_CUDA_OUTER_ROWS": "8"},
+    "1024 blocks 8 rows": {"THUNDER_CUDA_OUTER_BLOCKS": "1024", "THUNDER_CUDA_OUTER_ROWS": "8"},
+    "512 threads 1024 blocks": {"THUNDER_CUDA_OUTER_THREADS": "512", "THUNDER_CUDA_OUTER_BLOCKS": "1024"},
+}
+
+
+def outer():
+    """Column kernels of channels_last batch_norm at ResNet-18's shapes (batch 128), under each of
+    OUTER_VARIANTS, beside eager's kernels for the same results."""
+    import torch.nn.functional as F
+
+    variants = dict(OUTER_VARIANTS)
+    if os.environ.get("PROBE_OUTER_VARIANTS"):
+        keep = os.environ["PROBE_OUTER_VARIANTS"].split(",")
+        variants = {k: v for k, v in variants.items() if k in keep}
+    shapes = [tuple(int(v) for v in s.split("x")) for s in
+              os.environ.get("PROBE_SHAPES", "128x64x112x112,128x64x56x56,128x128x28x28,128x256x14x14,128x512x7x7").split(",")]
+    dtypes = [getattr(torch, d) for d in os.environ.get("PROBE_DTYPES", "bfloat16").split(",")]
+
+    def col_sum(x):
+        return x.float().sum(0)
+
+    def col_var(x, m):
+        return ((x.float() - m) ** 2).sum(0)
+
+    def bwd_sums(g, x, m):
+        gf = g.float()
+        return gf.sum(0), (gf * (x.float() - m)).sum(0)
+
+    def bn(x):
+        return F.batch_norm(x, None, None, training=True)
+
+    eager = {"sum": lambda x: torch.sum(x, 0, dtype=torch.float32),
+             "var": lambda x, m: torch.var_mean(x.float(), 0, correction=0)[0],
+             "bwd sums": bwd_sums, "batch_norm fwd": bn}
+    rows = []
+    for dt in dtypes:
+        for n, c, h, w in shapes:
+            x4 = torch.randn(n, c, h, w, device="cuda", dtype=dt).to(memory_format=torch.channels_last)
+            x4.requires_grad_(True)
+            g4 = torch.randn_like(x4)
+            x = x4.detach().permute(0, 2, 3, 1).reshape(-1, c)  # the same memory, rows x channels
+            g = g4.permute(0, 2, 3, 1).reshape(-1, c)
+            m = x.float().mean(0)
+            es = x.element_size()
+            cases = [("sum", col_sum, (x,), x.numel() * es), ("var", col_var, (x, m), x.numel() * es),
+                     ("bwd sums", bwd_sums, (g, x, m), 2 * x.numel() * es),
+                     ("batch_norm fwd", bn, (x4.detach(),), 2 * x.numel() * es),
+                     ("batch_norm fwd+bwd", bn, (x4, g4), 5 * x.numel() * es)]
+            for op, fn, args, nbytes in cases:
+                copy = copy_bandwidth(nbytes)
+                step = op.endswith("fwd+bwd")
+                for vname, env in [("eager", None)] + list(variants.items()):
+                    f = eager.get(op, fn) if env is None else jit_with(fn, env)
+                    call = training_step(f, cotangent=True) if step else f
+                    if env is not None:
+                        os.environ.update(env)
+                        try:
+                            call(*args)  # builds the kernels
+                        finally:
+                            for k in env:
+                                os.environ.pop(k, None)
+                    t = kernel_time(lambda call=call, args=args: call(*args))
+                    r = nbytes / t / copy
+                    name = f"{op} {n}x{c}x{h}x{w} {dt} {vname}"
+                    print(f"{name:64s} {t * 1e6:9.1f} us {r:6.2f} of copy", flush=True)
+                    rows.append({"name": name, "us": t * 1e6, "vs_copy": r})
+            del x4, g4, x, g
+    return rows
+
+
 def gelu_backward(h, g):
     """GPT-2's MLP backward around gelu: gelu(h) (tanh form) recomputed for the next matmul's weight
     gradient, its backward against g, and the bias gradient (a column sum): one column kernel."""
@@ -300,8 +390,10 @@ def main():
                     help="only layer_norm's and rms_norm's steps with and without column sums over rows")
     ap.add_argument("--gelu-backward", action="store_true",
                     help="only the gelu backward's column kernel against a pointwise kernel and a column sum")
+    ap.add_argument("--outer", action="store_true",
+                    help="only channels_last batch_norm's column kernels under the split-row variables")
     args = ap.parse_args()
-    only = (ce_forward if args.ce_forward else kernels if args.kernels else warp_rows if args.warp_rows
+    only = (outer if args.outer else ce_forward if args.ce_forward else kernels if args.kernels else warp_rows if args.warp_rows
             else gelu_backward_split if args.gelu_backward else column_sums if args.column_sums else None)
     if only:
         rows = only()

@@ -38,9 +38,23 @@ constexpr int kPointwiseThreads = 256;
 constexpr int kUnrollNarrow = 4;
 constexpr int kPointwiseThreadsNarrow = 128;
 constexpr int64_t kNarrowMinNumel = int64_t{1} << 22;
-// Rows a column kernel's thread reads ahead before computing them.
+// Rows a column kernel's thread reads ahead before computing them (THUNDER_CUDA_OUTER_ROWS sets it).
 constexpr int kColRows = 4;
 constexpr int kColFoldSteps = 4;  // steps of kColRows rows a column's float sum takes before a fold
+int outer_rows() { return static_cast<int>(std::min<int64_t>(16, env_count("THUNDER_CUDA_OUTER_ROWS", kColRows, 1, "rows"))); }
+// Column kernels whose rows are split over blocks: threads a block and the blocks aimed at, for
+// kernels that only reduce and for those that also stream full-size outputs
+// (THUNDER_CUDA_OUTER_THREADS, THUNDER_CUDA_OUTER_BLOCKS, THUNDER_CUDA_OUTER_STREAM_BLOCKS).
+int outer_threads() {
+  const int64_t b = env_count("THUNDER_CUDA_OUTER_THREADS", 256, 32, "threads");
+  if (b > 1024 || (b & (b - 1)) != 0)
+    throw Error("THUNDER_CUDA_OUTER_THREADS must be a power of two up to 1024, got " + std::to_string(b));
+  return static_cast<int>(b);
+}
+int64_t outer_blocks(bool streams) {
+  return streams ? env_count("THUNDER_CUDA_OUTER_STREAM_BLOCKS", 1024, 1, "blocks")
+                 : env_count("THUNDER_CUDA_OUTER_BLOCKS", 256, 1, "blocks");
+}
 
 int64_t narrow_min_numel() {
   return env_count("THUNDER_CUDA_UNROLL_NUMEL", kNarrowMinNumel, 0, "elements");
@@ -130,6 +144,10 @@ struct ColScope {
   int j = 0;
   std::unordered_map<int, std::string> memo1, pairs;
   std::unordered_map<int, std::string> arrays;  // loads read into registers (load_array)
+  // Column kernels: values that vary over no reduced axis are computed once per chunk, before the
+  // row loop, in `hoist` (arrays `hv<id>` over the lanes, declared in `hoist_decl`).
+  ColScope* hoist = nullptr;
+  std::string hoist_decl;
 };
 
 class CudaGen {
@@ -460,6 +478,14 @@ class CudaGen {
     if (m != memo.end()) return m->second;
     const KNode& n = k_.nodes[id];
     std::string ct = compute_type(n.dtype);
+    if (s.hoist != nullptr && (varies(id) & L_.reduced) == 0 && n.op != "const" &&
+        !is_reduce_op(n.op)) {
+      // The same in every row (a per-column shift, a weight): once per chunk, not per row.
+      const std::string h = "hv" + std::to_string(id), val = col_value(id, *s.hoist, c);
+      s.hoist_decl += "    " + ct + " " + h + "[" + std::to_string(s.v) + "];\n";
+      s.hoist->lane += "        " + h + "[l] = " + val + ";\n";
+      return memo[id] = h + "[" + lane_index(s) + "]";
+    }
     std::string v = tmp();
     std::string e;
     const std::string li = lane_index(s);
@@ -1946,16 +1972,21 @@ class CudaGen {
     int64_t tiles = ceil_div(nq, tx);
     // Too few column tiles to occupy the device (768 bf16 columns are 12 tiles) and rows enough:
     // the rows are split over blocks of 256 threads (below), each thread summing several rows.
-    const bool split_rows = tiles < 128 && rows_ >= int64_t{8} * (256 / tx);
-    int threads = split_rows ? 256 : tiles < 256 ? 1024 : 512;
+    const int split_threads = std::max(outer_threads(), tx);
+    const int col_rows = outer_rows();
+    const bool split_rows = tiles < 128 && rows_ >= int64_t{8} * (split_threads / tx);
+    int threads = split_rows ? split_threads : tiles < 256 ? 1024 : 512;
     int ty = threads / tx;
     auto smem_bytes = [&](int v, int y) {
       int64_t b = 0;
       for (int r : reds) b += int64_t{y} * tx * v * (compute_type(k_.nodes[r].dtype) == "double" || compute_type(k_.nodes[r].dtype) == "int64_t" ? 8 : 4);
       return b;
     };
-    // With split rows, the last block's combination buffer too (8 bytes a thread and lane).
-    while (ty > 1 && smem_bytes(vec_, ty) + (split_rows ? int64_t{ty} * tx * vec_ * 8 : 0) > 40000)
+    // With split rows, the last block's combination buffer too (8 bytes a thread and lane), which
+    // shares the reductions' buffers: it is filled only after their trees are read. (Two float64
+    // sums of bf16 columns, batch_norm's statistics, kept 128 threads a block with the buffers
+    // apart.)
+    while (ty > 1 && std::max(smem_bytes(vec_, ty), split_rows ? int64_t{ty} * tx * vec_ * 8 : 0) > 40000)
       ty /= 2;
     threads = tx * ty;
     // Split rows: about 256 blocks in all, at least 4 rows per thread. Each block writes its
@@ -1968,7 +1999,7 @@ class CudaGen {
     for (size_t o = 0; o < k_.outputs.size(); ++o) streams_rows = streams_rows || per_row_output(o);
     int64_t splits = 1;
     if (split_rows) {
-      const int64_t target = streams_rows ? 1024 : 256;
+      const int64_t target = outer_blocks(streams_rows);
       splits = std::max<int64_t>(1, std::min(ceil_div(target, tiles), rows_ / (int64_t{4} * ty)));
     }
     const int64_t rows_per_split = ceil_div(rows_, splits);
@@ -2002,6 +2033,9 @@ class CudaGen {
       // loop of one row at a time unrolled 4 times; a plain bf16 column sum 18.4 -> 17.0 us.
       s.split = true;
       s.reg = "R[u]";
+      ColScope hoisted;
+      hoisted.v = v;
+      s.hoist = &hoisted;
       std::string init, store_acc, tree, combine, epilogue_code, fold, unfold;
       for (int r : reds) {
         const KNode& n = k_.nodes[r];
@@ -2052,7 +2086,7 @@ class CudaGen {
       for (int r : reds) smp += ", " + compute_type(k_.nodes[r].dtype) + "* sm" + std::to_string(r);
       if (splits > 1) smp += ", double* th_comb";
       const int64_t ntiles = ceil_div(nqv, tx);
-      const std::string rname = "th_cregs" + vs, us = std::to_string(kColRows);
+      const std::string rname = "th_cregs" + vs, us = std::to_string(col_rows);
       f << "struct " << rname << " {\n" << (s.regs.empty() ? "  char unused;\n" : s.regs) << "};\n";
       f << "TH_INLINE void th_cols" << v << "(" << kparams << smp << ") {\n"
         << "  const int tx = threadIdx.x % " << tx << ", ty = threadIdx.x / " << tx << ";\n";
@@ -2070,7 +2104,8 @@ class CudaGen {
       f << "    const idx_t q = (idx_t)tile * " << tx << " + tx;\n"
         << "    const idx_t c = q * " << vs << ";\n"
         << init << "    if (q < " << lit(nqv) << ") {\n"
-        << "    for (idx_t rb = r0 + ty; rb < r1; rb += " << int64_t{ty} * kColRows << ") {\n"
+        << (hoisted.lane.empty() ? std::string() : s.hoist_decl + lane_loop(hoisted))
+        << "    for (idx_t rb = r0 + ty; rb < r1; rb += " << int64_t{ty} * col_rows << ") {\n"
         << "      " << rname << " R[" << us << "];\n"
         << "#pragma unroll\n      for (int u = 0; u < " << us << "; ++u) {\n"
         << "        const idx_t r = rb + (idx_t)u * " << ty << ";\n"
@@ -2082,8 +2117,8 @@ class CudaGen {
         << lane_loop(s) << "        }\n      }\n"
         << (fold.empty() ? std::string()
                          : "      if ((rb - r0 - ty) % " +
-                               std::to_string(int64_t{ty} * kColRows * kColFoldSteps) + " == " +
-                               std::to_string(int64_t{ty} * kColRows * (kColFoldSteps - 1)) +
+                               std::to_string(int64_t{ty} * col_rows * kColFoldSteps) + " == " +
+                               std::to_string(int64_t{ty} * col_rows * (kColFoldSteps - 1)) +
                                ") {\n" + fold + "      }\n")
         << "    }\n    }\n"
         << unfold << store_acc << "    __syncthreads();\n"
@@ -2152,16 +2187,21 @@ class CudaGen {
     };
     os << fn(1);
     if (vec_ > 1) os << fn(vec_);
-    std::string decls, sargs;
+    // One pool: each reduction's tree buffer, and over them the last block's combination of the
+    // splits' partials (8-byte slots).
+    std::string sargs;
+    int64_t pool = 0;
     for (int r : reds) {
-      std::string ct = compute_type(k_.nodes[r].dtype), sm = "sm" + std::to_string(r);
-      decls += "  __shared__ " + ct + " " + sm + "[" + std::to_string(int64_t{ty} * tx * vec_) + "];\n";
-      sargs += ", " + sm;
+      const std::string ct = compute_type(k_.nodes[r].dtype);
+      sargs += ", (" + ct + "*)((unsigned char*)th_pool + " + std::to_string(pool) + ")";
+      pool += int64_t{ty} * tx * vec_ * (ct == "double" || ct == "int64_t" ? 8 : 4);
     }
-    if (splits > 1) {  // the last block's combination of the splits' partials (8-byte slots)
-      decls += "  __shared__ double th_comb[" + std::to_string(int64_t{ty} * tx * vec_) + "];\n";
-      sargs += ", th_comb";
+    if (splits > 1) {
+      pool = std::max(pool, int64_t{ty} * tx * vec_ * 8);
+      sargs += ", th_pool";
     }
+    const std::string decls =
+        pool == 0 ? "" : "  __shared__ double th_pool[" + std::to_string(ceil_div(pool, 8)) + "];\n";
     os << "extern \"C\" __global__ void __launch_bounds__(" << threads << ") " << name_ << "("
        << kparams << ") {\n"
        << decls;
