@@ -38,17 +38,22 @@ constexpr int kPointwiseThreads = 256;
 constexpr int kUnrollNarrow = 4;
 constexpr int kPointwiseThreadsNarrow = 128;
 constexpr int64_t kNarrowMinNumel = int64_t{1} << 22;
-// Rows a column kernel's thread reads ahead before computing them (THUNDER_CUDA_OUTER_ROWS sets it).
+// Rows a column kernel's thread reads ahead before computing them (THUNDER_CUDA_OUTER_ROWS sets
+// it).
 constexpr int kColRows = 4;
 constexpr int kColFoldSteps = 4;  // steps of kColRows rows a column's float sum takes before a fold
-int outer_rows() { return static_cast<int>(std::min<int64_t>(16, env_count("THUNDER_CUDA_OUTER_ROWS", kColRows, 1, "rows"))); }
+int outer_rows() {
+  return static_cast<int>(
+      std::min<int64_t>(16, env_count("THUNDER_CUDA_OUTER_ROWS", kColRows, 1, "rows")));
+}
 // Column kernels whose rows are split over blocks: threads a block and the blocks aimed at, for
 // kernels that only reduce and for those that also stream full-size outputs
 // (THUNDER_CUDA_OUTER_THREADS, THUNDER_CUDA_OUTER_BLOCKS, THUNDER_CUDA_OUTER_STREAM_BLOCKS).
 int outer_threads() {
   const int64_t b = env_count("THUNDER_CUDA_OUTER_THREADS", 256, 32, "threads");
   if (b > 1024 || (b & (b - 1)) != 0)
-    throw Error("THUNDER_CUDA_OUTER_THREADS must be a power of two up to 1024, got " + std::to_string(b));
+    throw Error("THUNDER_CUDA_OUTER_THREADS must be a power of two up to 1024, got " +
+                std::to_string(b));
   return static_cast<int>(b);
 }
 int64_t outer_blocks(bool streams) {
@@ -1986,7 +1991,8 @@ class CudaGen {
     // shares the reductions' buffers: it is filled only after their trees are read. (Two float64
     // sums of bf16 columns, batch_norm's statistics, kept 128 threads a block with the buffers
     // apart.)
-    while (ty > 1 && std::max(smem_bytes(vec_, ty), split_rows ? int64_t{ty} * tx * vec_ * 8 : 0) > 40000)
+    while (ty > 1 &&
+           std::max(smem_bytes(vec_, ty), split_rows ? int64_t{ty} * tx * vec_ * 8 : 0) > 40000)
       ty /= 2;
     threads = tx * ty;
     // Split rows: about 256 blocks in all, at least 4 rows per thread. Each block writes its
@@ -2201,7 +2207,8 @@ class CudaGen {
       sargs += ", th_pool";
     }
     const std::string decls =
-        pool == 0 ? "" : "  __shared__ double th_pool[" + std::to_string(ceil_div(pool, 8)) + "];\n";
+        pool == 0 ? ""
+                  : "  __shared__ double th_pool[" + std::to_string(ceil_div(pool, 8)) + "];\n";
     os << "extern \"C\" __global__ void __launch_bounds__(" << threads << ") " << name_ << "("
        << kparams << ") {\n"
        << decls;

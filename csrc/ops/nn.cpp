@@ -723,19 +723,21 @@ void update_running_stats(Builder& b, const BoundArgs& a, const std::string& op,
 }
 
 // Each channel's mean and biased variance over `dims` (of `count` elements each) of x, x0 in its
-// compute dtype, kept as size-1 dims, in one pass over x: with k the channel's first element (0 where that is not finite) and
-// d = x - k in float64 (exact for float32 and narrower inputs), mean = k + s1 / n and var =
-// s2 / n - (s1 / n)^2 (never below 0) in float64 from the sums s1 of d and s2 of d * d. The two-pass
-// form (the mean, then the squares about it) reads x once more, which for a channels_last input,
-// whose channels are columns of memory, is a kernel of its own. The shift keeps the squares' sum
-// near the variance, and float64 keeps what cancels exact enough: a channel whose first element
-// is 1000 stds from its mean is within 1e-6 of the float64 statistics (in float32 sums, 7e-2). A
-// constant channel has d = 0: its mean is k and its variance 0 exactly.
-std::pair<TensorRef, TensorRef> shifted_mean_var(Builder& b, const TensorRef& x0, const TensorRef& x,
+// compute dtype, kept as size-1 dims, in one pass over x: with k the channel's first element (0
+// where that is not finite) and d = x - k in float64 (exact for float32 and narrower inputs), mean
+// = k + s1 / n and var = s2 / n - (s1 / n)^2 (never below 0) in float64 from the sums s1 of d and
+// s2 of d * d. The two-pass form (the mean, then the squares about it) reads x once more, which for
+// a channels_last input, whose channels are columns of memory, is a kernel of its own. The shift
+// keeps the squares' sum near the variance, and float64 keeps what cancels exact enough: a channel
+// whose first element is 1000 stds from its mean is within 1e-6 of the float64 statistics (in
+// float32 sums, 7e-2). A constant channel has d = 0: its mean is k and its variance 0 exactly.
+std::pair<TensorRef, TensorRef> shifted_mean_var(Builder& b, const TensorRef& x0,
+                                                 const TensorRef& x,
                                                  const std::vector<int64_t>& dims, int64_t count) {
   // (Sliced from the input, not from its conversion: a fused kernel reads the slice as a load.)
   TensorRef k = x0;
-  for (int64_t d : dims) k = lang::slice_dim(b, k, d, 0, std::min<int64_t>(1, x->shape()[d].value()));
+  for (int64_t d : dims)
+    k = lang::slice_dim(b, k, d, 0, std::min<int64_t>(1, x->shape()[d].value()));
   k = lang::convert(b, k, x->dtype());
   k = where(b, un(b, prims::isfinite(), k), k, Value(0.0));
   const DType wide = DType::kFloat64;
@@ -745,10 +747,10 @@ std::pair<TensorRef, TensorRef> shifted_mean_var(Builder& b, const TensorRef& x0
   TensorRef m1 = bin(b, prims::div(), Value(sum_keep(b, d, dims)), Value(n));
   TensorRef m2 = bin(b, prims::div(),
                      Value(sum_keep(b, bin(b, prims::mul(), Value(d), Value(d)), dims)), Value(n));
-  TensorRef var = bin(b, prims::maximum(),
-                      Value(bin(b, prims::sub(), Value(m2),
-                                Value(bin(b, prims::mul(), Value(m1), Value(m1))))),
-                      Value(0.0));
+  TensorRef var =
+      bin(b, prims::maximum(),
+          Value(bin(b, prims::sub(), Value(m2), Value(bin(b, prims::mul(), Value(m1), Value(m1))))),
+          Value(0.0));
   return {lang::convert(b, bin(b, prims::add(), Value(kw), Value(m1)), x->dtype()),
           lang::convert(b, var, x->dtype())};
 }
