@@ -1982,9 +1982,15 @@ class CudaGen {
     const bool split_rows = tiles < 128 && rows_ >= int64_t{8} * (split_threads / tx);
     int threads = split_rows ? split_threads : tiles < 256 ? 1024 : 512;
     int ty = threads / tx;
+    // A reduction's slot in shared memory and in the workspace: 8 bytes for 8-byte accumulators,
+    // else 4.
+    auto item_bytes = [&](int r) -> int64_t {
+      const std::string ct = compute_type(k_.nodes[r].dtype);
+      return ct == "double" || ct == "int64_t" ? 8 : 4;
+    };
     auto smem_bytes = [&](int v, int y) {
       int64_t b = 0;
-      for (int r : reds) b += int64_t{y} * tx * v * (compute_type(k_.nodes[r].dtype) == "double" || compute_type(k_.nodes[r].dtype) == "int64_t" ? 8 : 4);
+      for (int r : reds) b += int64_t{y} * tx * v * item_bytes(r);
       return b;
     };
     // With split rows, the last block's combination buffer too (8 bytes a thread and lane), which
@@ -2018,9 +2024,7 @@ class CudaGen {
       ws_bytes = count_bytes;
       for (int r : reds) {
         ws_offset.push_back(ws_bytes);
-        std::string ct = compute_type(k_.nodes[r].dtype);
-        int64_t item = ct == "double" || ct == "int64_t" ? 8 : 4;
-        ws_bytes += ceil_div(splits * cols_ * item, 16) * 16;
+        ws_bytes += ceil_div(splits * cols_ * item_bytes(r), 16) * 16;
       }
     }
     const std::string kparams = params_ + (splits > 1 ? ", unsigned char* __restrict__ th_ws" : "");
@@ -2198,9 +2202,9 @@ class CudaGen {
     std::string sargs;
     int64_t pool = 0;
     for (int r : reds) {
-      const std::string ct = compute_type(k_.nodes[r].dtype);
-      sargs += ", (" + ct + "*)((unsigned char*)th_pool + " + std::to_string(pool) + ")";
-      pool += int64_t{ty} * tx * vec_ * (ct == "double" || ct == "int64_t" ? 8 : 4);
+      sargs += ", (" + compute_type(k_.nodes[r].dtype) + "*)((unsigned char*)th_pool + " +
+               std::to_string(pool) + ")";
+      pool += int64_t{ty} * tx * vec_ * item_bytes(r);
     }
     if (splits > 1) {
       pool = std::max(pool, int64_t{ty} * tx * vec_ * 8);
