@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import math
 import os
 import statistics
 import sys
@@ -140,6 +141,12 @@ def residual_dropout(x, y):
     return y + F.dropout(x, 0.1, training=True)
 
 
+def rope(q, cos, sin):
+    """Rotary position embedding as Llama-family models write it (rotate_half by a cat)."""
+    half = q.shape[-1] // 2
+    return q * cos + torch.cat((-q[..., half:], q[..., :half]), dim=-1) * sin
+
+
 def training_step(fn, cotangent):
     """fn(*inputs).backward(g) with the gradients cleared first (so no call accumulates into them);
     returns the differentiable inputs' gradients (a tuple; `flat` joins them). With `cotangent`, the
@@ -180,10 +187,17 @@ def cases(quick, dts=(torch.float32, torch.bfloat16)):
             out.append(("cross_entropy fwd", f"2048x{w}", dt, cross_entropy, (2048, w), "ce"))
             out.append(("cross_entropy fwd+bwd", f"2048x{w}", dt, cross_entropy, (2048, w), "ceb"))
         out.append(("residual dropout fwd+bwd", "8192x4096", dt, residual_dropout, (8192, 4096), "drop_b"))
+        # q of 8 sequences of 2048 tokens, 32 heads of 128: one kernel with the cat as indexing.
+        out.append(("rotary embedding", "8x32x2048x128", dt, rope, (8, 32, 2048, 128), "rope"))
+        out.append(("rotary embedding fwd+bwd", "8x32x2048x128", dt, rope, (8, 32, 2048, 128), "rope_b"))
     return out
 
 
 def make_inputs(shape, dt, kind):
+    if kind.startswith("rope"):  # q; cos and sin per position and channel; the cotangent of a step
+        q = torch.randn(shape, device="cuda", dtype=dt, requires_grad=kind == "rope_b")
+        cos, sin = (torch.randn(shape[-2:], device="cuda", dtype=dt) for _ in range(2))
+        return (q, cos, sin) + ((torch.randn_like(q),) if kind == "rope_b" else ())
     x = torch.randn(shape, device="cuda", dtype=dt)
     w = torch.randn(shape[-1], device="cuda", dtype=dt)
     b = torch.randn(shape[-1], device="cuda", dtype=dt)
@@ -207,12 +221,14 @@ def make_inputs(shape, dt, kind):
 
 
 def moved_bytes(kind, shape, dt):
-    n = shape[0] * shape[1]
+    n = math.prod(shape)
     es = torch.finfo(dt).bits // 8
     if kind == "ce":  # read the logits once; the per-row losses are negligible
         return n * es
     if kind == "ceb":  # forward: read the logits; backward: read them (or what was saved), write the gradient
         return 3 * n * es
+    if kind == "rope_b":  # forward: read q, write the output; backward: read g, write q's gradient
+        return 4 * n * es
     if kind.endswith("_b"):  # forward: read x, write y; backward: read g and x, write x's gradient
         return 5 * n * es
     return 2 * n * es  # read x once, write the result once (weights are small)

@@ -326,6 +326,52 @@ def test_emulated_rows_in_shared_memory_arrive_by_asynchronous_copies(width, mis
         torch.testing.assert_close(got, ref, equal_nan=True)
 
 
+def _rope(q, cos, sin):
+    half = q.shape[-1] // 2
+    return q * cos + torch.cat((-q[..., half:], q[..., :half]), -1) * sin
+
+
+def _pool3x3(x):
+    p = F.pad(x, (1, 1, 1, 1), value=float("-inf"))
+    h, w = x.shape[-2] // 2, x.shape[-1] // 2
+    m = p[..., 0:2 * h:2, 0:2 * w:2]
+    for i in range(3):
+        for j in range(3):
+            m = torch.maximum(m, p[..., i:i + 2 * h:2, j:j + 2 * w:2])
+    return m
+
+
+PADDED_CASES = [
+    # 16-byte chunks whose pad bounds fall on chunk edges: one bound check a chunk.
+    ("rope bf16", _rope, lambda: (torch.randn(2, 3, 5, 64).bfloat16(), torch.randn(5, 64).bfloat16(),
+                                  torch.randn(5, 64).bfloat16()), "th_ldv<unsigned short, 8>"),
+    ("rope fp32", _rope, lambda: (torch.randn(2, 3, 5, 64), torch.randn(5, 64), torch.randn(5, 64)), "th_ldv<float, 4>"),
+    # Bounds inside chunks: checked per lane.
+    ("pad inside chunks", lambda x, y: F.pad(x[:, :5], (0, 3), value=0.5) + y,
+     lambda: (torch.randn(4, 8), torch.randn(4, 8)), "(e + l)"),
+    ("rope odd halves", _rope, lambda: (torch.randn(2, 5, 10), torch.randn(5, 10), torch.randn(5, 10)), None),
+    ("pool windows", _pool3x3, lambda: (-torch.rand(2, 3, 8, 10) - 0.5,), None),
+    ("pad of a broadcast row", lambda x, w: x * F.pad(w.expand(3, 5), (2, 1), value=2.0),
+     lambda: (torch.randn(3, 8), torch.randn(5)), None),
+    ("pad of a computed value", lambda x: F.pad(x.exp() - 1, (1, 3, 0, 1), value=-1.0) * 2,
+     lambda: (torch.randn(4, 12),), None),
+    ("slice of a computed value", lambda x: (x.exp() * 2)[:, 1:15:2] + 1, lambda: (torch.randn(4, 16),), None),
+]
+
+
+@requires_emulator
+@pytest.mark.parametrize("misalign", [False, True], ids=["vector", "scalar"])
+@pytest.mark.parametrize("name,fn,make,marker", PADDED_CASES, ids=[c[0] for c in PADDED_CASES])
+def test_emulated_padded_loads(name, fn, make, marker, misalign):
+    # cat and constant pad as loads that read memory inside their bounds, the fill outside.
+    torch.manual_seed(0)
+    got, ref, ir = _emulate(fn, make(), misalign=misalign)
+    assert ir.startswith("pointwise")
+    torch.testing.assert_close(got, ref)
+    if marker and not misalign:
+        assert marker in _kernel_body(_emulate.last_source)
+
+
 @requires_emulator
 def test_emulated_layer_norm_over_two_dims_copies_its_rows_asynchronously():
     # A row of two reduced dims (64 x 800 floats, 200 KB): the asynchronous copies address each

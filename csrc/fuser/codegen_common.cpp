@@ -68,6 +68,16 @@ std::string const_expr(const KNode& n, Backend be) {
   return "((" + ct + ")" + std::to_string(n.ivalue) + "LL)";
 }
 
+std::string fill_expr(const KNode& load, Backend be) {
+  KNode c = load;
+  c.op = "const";
+  const std::string v = const_expr(c, be);
+  // The value the load's dtype holds (a bf16 tensor padded with 0.1 holds bf16(0.1)).
+  if (load.dtype == DType::kBFloat16) return "th_round_bf16(" + v + ")";
+  if (load.dtype == DType::kFloat16) return "th_round_f16(" + v + ")";
+  return v;
+}
+
 std::string iota_expr(const KNode& n, const std::string& idx) {
   return "((" + compute_type(n.dtype) + ")(" + std::to_string(n.ivalue) + "LL + " +
          std::to_string(n.step) + "LL * (long long)(" + idx + ")))";

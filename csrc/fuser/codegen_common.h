@@ -25,6 +25,8 @@ std::string load_expr(DType d, const std::string& element);
 std::string store_expr(DType d, const std::string& value);
 // A constant node in its compute type.
 std::string const_expr(const KNode& n, Backend be);
+// A padded load's fill value (KNode::fvalue / ivalue) in its compute type.
+std::string fill_expr(const KNode& load, Backend be);
 // The value of an iota node at element offset `idx` (an integer expression).
 std::string iota_expr(const KNode& n, const std::string& idx);
 // uniform_philox's value at element index `idx` of its stream (seed, offset).

@@ -241,6 +241,29 @@ class CpuGen {
     return e.empty() ? "0" : "(" + e + ")";
   }
 
+  // The index along `axis` of row `row` and column `col`.
+  std::string axis_index(int axis, const std::string& col) const {
+    const bool in_row = std::find(row_axes_.begin(), row_axes_.end(), axis) != row_axes_.end();
+    const std::vector<int>& axes = in_row ? row_axes_ : col_axes_;
+    int64_t inner = 1;
+    for (size_t j = axes.size(); j-- > 0 && axes[j] != axis;) inner *= L_.sizes[axes[j]];
+    return "((" + std::string(in_row ? "row" : col) + ") / " + std::to_string(inner) + "LL % " +
+           std::to_string(L_.sizes[axis]) + "LL)";
+  }
+
+  // Where a padded load reads memory (its bounds at row `row`, column `col`).
+  std::string mask_cond(const Access& a, const std::string& col) const {
+    if (a.never) return "false";
+    std::string c;
+    for (const AxisMask& m : a.masks) {
+      const std::string p = "(" + std::to_string(m.start) + "LL + " + std::to_string(m.step) +
+                            "LL * " + axis_index(m.axis, col) + ")";
+      c += (c.empty() ? "(" : " && (") + p + " >= 0 && " + p + " < " + std::to_string(m.size) +
+           "LL)";
+    }
+    return c;
+  }
+
   // Per-row base offset variable of node `id`'s load (emitted into the row scope once).
   std::string load_base(int id) {
     auto it = bases_.find(id);
@@ -285,6 +308,10 @@ class CpuGen {
       e = n.op == "iota"   ? iota_expr(n, idx)
           : n.op == "rand" ? rand_expr(in + "[0]", in + "[1]", idx)
                            : load_expr(n.dtype, in + "[" + idx + "]");
+      if (n.op == "load" && L_.loads[id].masked()) {
+        e = "(" + mask_cond(L_.loads[id], s.col) + " ? " + e + " : " + fill_expr(n, Backend::kCpu) +
+            ")";
+      }
     } else if (n.op == "const") {
       e = const_expr(n, Backend::kCpu);
     } else if (is_reduce_op(n.op)) {

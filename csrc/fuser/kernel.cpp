@@ -152,6 +152,14 @@ bool host_input(const KernelDef& k, size_t i) {
   return false;
 }
 
+bool padded_load(const KNode& n) {
+  if (n.op != "load") return false;
+  for (const ViewOp& v : n.view) {
+    if (v.kind == ViewOp::Kind::kPad) return true;
+  }
+  return false;
+}
+
 bool prim_fusible(const BoundSymbol& b) {
   if (!b.sym->is_prim()) return false;
   const std::string& op = b.sym->name;
@@ -191,6 +199,16 @@ bool prim_fusible(const BoundSymbol& b) {
     return true;
   }
   if (op == "slice") return b.args[0].is_tensor();
+  // Constant pads (no interior padding, nothing cut off) and cats: indexing in pointwise kernels.
+  if (op == "pad") {
+    if (!b.args[1].is_number()) return false;
+    for (const Value& c : b.args[2].items()) {
+      std::vector<int64_t> v = c.as_int_list();
+      if (v.size() != 3 || v[0] < 0 || v[1] < 0 || v[2] != 0) return false;
+    }
+    return true;
+  }
+  if (op == "cat") return b.args[0].is_seq();
   if (op == "sum" || op == "amax" || op == "amin" || op == "prod") {
     return !is_bool(out->dtype());
   }
@@ -343,6 +361,96 @@ class Builder {
     return s;
   }
 
+  // A padded load's fill value (a pad's number).
+  void set_fill(int load, const Value& v) {
+    KNode& n = nodes_[load];
+    const int64_t i = v.is_float() ? 0 : v.is_bool() ? int64_t{v.as_bool()} : v.as_int();
+    n.is_float_const = v.is_float();
+    n.fvalue = v.is_float() ? v.as_double() : static_cast<double>(i);
+    n.ivalue = i;
+  }
+
+  // An int64 index along var `v` (0, 1, ...).
+  int index_along(int v) {
+    KNode n;
+    n.op = "iota";
+    n.dtype = DType::kInt64;
+    n.ivalue = 0;
+    n.step = 1;
+    const int id = add_node(std::move(n));
+    load_vars_[id] = {v};
+    return id;
+  }
+
+  // True when node `id` varies over var root `from` (through its loads).
+  bool varies_over(int id, int from, std::unordered_map<int, bool>& memo) {
+    auto it = memo.find(id);
+    if (it != memo.end()) return it->second;
+    bool r = false;
+    auto lv = load_vars_.find(id);
+    if (lv != load_vars_.end()) {
+      for (int v : lv->second) r = r || (v >= 0 && find(v) == from);
+    }
+    for (int a : nodes_[id].args) r = r || varies_over(a, from, memo);
+    return memo[id] = r;
+  }
+
+  // A pad (lo, hi) or a slice (start, stop, step) of one dim, applied to the loads a computed
+  // value is read from.
+  struct DimView {
+    ViewOp::Kind kind;
+    int64_t a, b, c;
+  };
+
+  // Node `id`'s value through `dv` along the dim that lies on var root `from`: every load that
+  // varies over `from` reads through `dv` on that dim, which lies on var `to` (-1: one element)
+  // after it (a pad's positions outside the value's own read the pad's fill, which the caller
+  // does not select). Nodes that do not vary over `from` are shared; element-wise nodes are
+  // rebuilt over their operands' values; anything else that varies over `from` (a reduction's
+  // result, an index, random numbers) is refused.
+  int reindex(int id, int from, int to, const DimView& dv, std::unordered_map<int, int>& memo) {
+    auto it = memo.find(id);
+    if (it != memo.end()) return it->second;
+    std::unordered_map<int, bool> vmemo;
+    if (!varies_over(id, from, vmemo)) return memo[id] = id;
+    const KNode n = nodes_[id];
+    int r;
+    if (n.op == "load") {
+      const std::vector<int> vars = load_vars_.at(id);
+      std::vector<int64_t> shape = n.view_shape;
+      std::vector<int64_t> a, b, c;
+      std::vector<int> nv = vars;
+      for (size_t d = 0; d < vars.size(); ++d) {
+        const bool on = vars[d] >= 0 && find(vars[d]) == from;
+        if (dv.kind == ViewOp::Kind::kPad) {
+          a.push_back(on ? dv.a : 0);
+          b.push_back(on ? dv.b : 0);
+          if (on) shape[d] += dv.a + dv.b;
+        } else {
+          a.push_back(on ? dv.a : 0);
+          b.push_back(on ? dv.b : shape[d]);
+          c.push_back(on ? dv.c : 1);
+          if (on) shape[d] = dv.b > dv.a ? (dv.b - dv.a + dv.c - 1) / dv.c : 0;
+        }
+        if (on) nv[d] = to;
+      }
+      std::vector<ViewOp> chain = n.view;
+      chain.push_back({dv.kind, a, b, c});
+      r = make_load(n.input, std::move(chain), shape, nv);
+      nodes_[r].fvalue = n.fvalue;
+      nodes_[r].ivalue = n.ivalue;
+      nodes_[r].is_float_const = n.is_float_const;
+    } else if (unary_ops().count(n.op) || binary_ops().count(n.op) || n.op == "where" ||
+               n.op == "convert_element_type") {
+      std::vector<int> args;
+      for (int x : n.args) args.push_back(reindex(x, from, to, dv, memo));
+      r = op_node(n.op, n.dtype, std::move(args));
+    } else {
+      reject("a view of a value computed by " + n.op);
+    }
+    return memo[id] = r;
+  }
+
   // A view primitive on a view of an input becomes a new load; on a computed value it is refused.
   void view_load(const BoundSymbol& b, const VInfo& a, ViewOp op) {
     if (a.input < 0) reject(b.sym->name + " of a computed value is not indexing");
@@ -353,6 +461,14 @@ class Builder {
     v.chain = a.chain;
     v.chain.push_back(std::move(op));
     v.node = make_load(v.input, v.chain, v.shape, v.vars);
+    // A view of a padded view reads the pad's fill too.
+    const KNode& src = nodes_[a.node];
+    if (src.op == "load") {
+      KNode& n = nodes_[v.node];
+      n.fvalue = src.fvalue;
+      n.ivalue = src.ivalue;
+      n.is_float_const = src.is_float_const;
+    }
     define(b.output, std::move(v));
   }
 
@@ -491,7 +607,120 @@ class Builder {
       std::vector<int64_t> start = b.args[1].as_int_list(), stop = b.args[2].as_int_list();
       std::vector<int64_t> step = b.args[3].is_none() ? std::vector<int64_t>(start.size(), 1)
                                                       : b.args[3].as_int_list();
-      view_load(b, a, {ViewOp::Kind::kSlice, start, stop, step});
+      if (a.input >= 0) {
+        view_load(b, a, {ViewOp::Kind::kSlice, start, stop, step});
+        return;
+      }
+      // A slice of a computed value: the value computed from loads sliced alike.
+      VInfo r;
+      r.shape = oshape;
+      r.vars = a.vars;
+      r.node = a.node;
+      for (size_t d = 0; d < start.size(); ++d) {
+        if (start[d] == 0 && stop[d] == a.shape[d] && step[d] == 1) continue;
+        const int to = oshape[d] == 1 ? -1 : new_var(oshape[d]);
+        if (a.vars[d] >= 0) {
+          std::unordered_map<int, int> memo;
+          r.node = reindex(r.node, find(a.vars[d]), to,
+                           {ViewOp::Kind::kSlice, start[d], stop[d], step[d]}, memo);
+        }
+        r.vars[d] = to;
+      }
+      define(b.output, std::move(r));
+      return;
+    }
+    if (op == "pad") {
+      // A constant pad: of a view of an input, a load that reads its fill value outside the
+      // input; of a computed value, the value computed from loads padded alike, its fill selected
+      // outside.
+      const VInfo a = info(b.args[0].as_tensor());
+      std::vector<int64_t> lo, hi;
+      for (const Value& c : b.args[2].items()) {
+        std::vector<int64_t> v = c.as_int_list();
+        lo.push_back(v[0]);
+        hi.push_back(v[1]);
+      }
+      if (a.input >= 0) {
+        view_load(b, a, {ViewOp::Kind::kPad, lo, hi, {}});
+        set_fill(values_.at(out.get()).node, b.args[1]);
+        return;
+      }
+      VInfo r;
+      r.shape = oshape;
+      r.vars = a.vars;
+      r.node = a.node;
+      const int fill = const_of(b.args[1], out->dtype());
+      for (size_t d = 0; d < lo.size(); ++d) {
+        if (lo[d] == 0 && hi[d] == 0) continue;
+        const int to = new_var(oshape[d]);
+        if (a.vars[d] >= 0) {
+          std::unordered_map<int, int> memo;
+          r.node =
+              reindex(r.node, find(a.vars[d]), to, {ViewOp::Kind::kPad, lo[d], hi[d], 0}, memo);
+        }
+        // Outside [lo, lo + n) along the dim: the fill.
+        const int i = index_along(to);
+        const int below =
+            op_node("lt", DType::kBool, {i, const_node(0, lo[d], false, DType::kInt64)});
+        const int inside = op_node("lt", DType::kBool,
+                                   {i, const_node(0, lo[d] + a.shape[d], false, DType::kInt64)});
+        r.node = op_node("where", out->dtype(),
+                         {below, fill, op_node("where", out->dtype(), {inside, r.node, fill})});
+        r.vars[d] = to;
+      }
+      define(b.output, std::move(r));
+      return;
+    }
+    if (op == "cat") {
+      // Each operand computed from loads padded to the whole dim (its part in place), the part an
+      // index along the dim falls in selected.
+      const auto& items = b.args[0].items();
+      const int64_t dim = b.args[1].as_int() < 0
+                              ? b.args[1].as_int() + static_cast<int64_t>(oshape.size())
+                              : b.args[1].as_int();
+      const int64_t total = oshape[dim];
+      const int to = total == 1 ? -1 : new_var(total);
+      std::vector<int> parts;
+      std::vector<int64_t> ends;
+      std::vector<int> vars;
+      int64_t off = 0;
+      for (const Value& v : items) {
+        const VInfo a = info(v.as_tensor());
+        const int64_t n = a.shape[dim];
+        if (n == 0) continue;
+        if (vars.empty()) {
+          vars = a.vars;
+        } else {
+          for (size_t d = 0; d < vars.size(); ++d) {
+            if (static_cast<int64_t>(d) != dim) vars[d] = unite(vars[d], a.vars[d]);
+          }
+        }
+        int node = a.node;
+        if (a.vars[dim] >= 0 && to >= 0) {
+          std::unordered_map<int, int> memo;
+          node = reindex(node, find(a.vars[dim]), to, {ViewOp::Kind::kPad, off, total - off - n, 0},
+                         memo);
+        }
+        parts.push_back(node);
+        off += n;
+        ends.push_back(off);
+      }
+      if (parts.empty()) reject("cat of empty tensors");
+      VInfo r;
+      r.shape = oshape;
+      r.vars = vars;
+      for (int& v : r.vars) v = v < 0 ? v : find(v);
+      r.vars[dim] = to;
+      r.node = parts.back();
+      if (parts.size() > 1) {
+        const int i = index_along(to);
+        for (size_t p = parts.size() - 1; p-- > 0;) {
+          const int before =
+              op_node("lt", DType::kBool, {i, const_node(0, ends[p], false, DType::kInt64)});
+          r.node = op_node("where", out->dtype(), {before, parts[p], r.node});
+        }
+      }
+      define(b.output, std::move(r));
       return;
     }
     if (op == "sum" || op == "amax" || op == "amin" || op == "prod" || op == "var") {
@@ -848,6 +1077,10 @@ class Builder {
       k.kind = KernelDef::Kind::kPointwise;
     } else {
       k.kind = reduced_innermost_ ? KernelDef::Kind::kInner : KernelDef::Kind::kOuter;
+      // The code generators bound padded loads in pointwise kernels only.
+      for (const KNode& n : nodes_) {
+        if (padded_load(n)) reject("a pad or cat beside a reduction");
+      }
     }
     std::vector<int> order = kept_roots;
     if (k.kind == KernelDef::Kind::kOuter) {
@@ -1376,6 +1609,7 @@ std::string KernelDef::str() const {
     const KNode& n = nodes[i];
     os << "  n" << i << " = " << n.op << (n.over_rows ? "_rows" : "");
     if (n.op == "load" || n.op == "rand") os << " in" << n.input;
+    if (padded_load(n)) os << " padded " << n.number();
     if (n.op == "const") os << " " << (n.is_float_const ? n.fvalue : static_cast<double>(n.ivalue));
     if (n.op == "iota") os << " " << n.ivalue << " step " << n.step;
     for (int a : n.args) os << " n" << a;

@@ -28,10 +28,14 @@
 namespace thunder::fuser {
 
 // One view primitive applied to a load's source tensor.
+// kPad widens dims by a = low and b = high padding (per dim, >= 0): positions outside the source
+// read the load's fill value (KNode::fvalue / ivalue) instead of memory. Only slices, transposes
+// and broadcasts that add dims follow a pad in a chain, and only pointwise kernels read padded
+// loads (fused cat and constant pad).
 struct ViewOp {
-  enum class Kind : uint8_t { kBroadcast, kReshape, kTranspose, kSlice, kSqueeze } kind;
+  enum class Kind : uint8_t { kBroadcast, kReshape, kTranspose, kSlice, kSqueeze, kPad } kind;
   std::vector<int64_t> a, b, c;  // broadcast: shape, dims; reshape: shape; transpose: perm;
-                                 // slice: start, stop, step; squeeze: dims
+                                 // slice: start, stop, step; squeeze: dims; pad: low, high
 };
 
 struct KNode {
@@ -47,7 +51,7 @@ struct KNode {
   std::vector<ViewOp> view;       // applied to the input's (shape, strides, offset)
   std::vector<int64_t> view_shape;  // the shape after `view`
   std::vector<int> dims;  // per dim of the loaded view (iota: of its one dim): its axis, or -1
-  // const
+  // const; a load with a kPad view: its fill value
   double fvalue = 0;
   int64_t ivalue = 0;
   bool is_float_const = false;
@@ -134,6 +138,9 @@ int64_t over_rows_groups(const KernelDef& k);
 // True when input `i` is host data: a random state ([seed, offset], int64 on the CPU) that CUDA
 // kernels take by value.
 bool host_input(const KernelDef& k, size_t i);
+
+// True for a load whose view pads (ViewOp::Kind::kPad).
+bool padded_load(const KNode& n);
 
 // True when the primitive can be part of a fused kernel (dtypes, argument kinds).
 bool prim_fusible(const BoundSymbol& b);

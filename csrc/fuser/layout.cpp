@@ -49,41 +49,88 @@ std::optional<std::vector<int64_t>> view_strides(const std::vector<int64_t>& sha
   return newstride;
 }
 
+// A padded view's bound along one of its dims (AxisMask before the dims lie on axes).
+struct DimMask {
+  bool on = false;
+  int64_t start = 0, step = 1, size = 0;
+  bool holds_at(int64_t i) const {
+    return !on || (start + step * i >= 0 && start + step * i < size);
+  }
+};
+
+// A dim of one element leaves the view (squeezed, or broadcast to more): its bound is decided at
+// index 0, and a dim in the padding makes the whole load read its fill value.
+void drop_mask(const DimMask& m, bool* never) {
+  if (!m.holds_at(0)) *never = true;
+}
+
 bool apply_view(const ViewOp& op, std::vector<int64_t>& shape, std::vector<int64_t>& stride,
-                int64_t& offset) {
+                int64_t& offset, std::vector<DimMask>& masks, bool* never) {
   switch (op.kind) {
     case ViewOp::Kind::kBroadcast: {
       std::vector<int64_t> ns(op.a.size(), 0);
+      std::vector<DimMask> nm(op.a.size());
       for (size_t i = 0; i < op.b.size(); ++i) {
-        if (shape[i] == op.a[op.b[i]]) ns[op.b[i]] = stride[i];
+        if (shape[i] == op.a[op.b[i]]) {
+          ns[op.b[i]] = stride[i];
+          nm[op.b[i]] = masks[i];
+        } else {
+          drop_mask(masks[i], never);
+        }
       }
       shape = op.a;
       stride = ns;
+      masks = std::move(nm);
+      return true;
+    }
+    case ViewOp::Kind::kPad: {
+      for (size_t d = 0; d < shape.size(); ++d) {
+        const int64_t lo = op.a[d], hi = op.b[d];
+        if (lo == 0 && hi == 0) continue;
+        DimMask& m = masks[d];
+        if (!m.on) m = DimMask{true, 0, 1, shape[d]};
+        m.start -= m.step * lo;
+        offset -= lo * stride[d];
+        shape[d] += lo + hi;
+      }
       return true;
     }
     case ViewOp::Kind::kReshape: {
+      for (const DimMask& m : masks) {
+        if (m.on) throw Error("internal: a reshape of a padded view");
+      }
       auto ns = view_strides(shape, stride, op.a);
       if (!ns) return false;
       shape = op.a;
       stride = *ns;
+      masks.assign(shape.size(), DimMask{});
       return true;
     }
     case ViewOp::Kind::kTranspose: {
       std::vector<int64_t> sh, st;
-      for (int64_t p : op.a) sh.push_back(shape[p]), st.push_back(stride[p]);
+      std::vector<DimMask> nm;
+      for (int64_t p : op.a)
+        sh.push_back(shape[p]), st.push_back(stride[p]), nm.push_back(masks[p]);
       shape = sh;
       stride = st;
+      masks = std::move(nm);
       return true;
     }
     case ViewOp::Kind::kSqueeze: {
       std::vector<int64_t> sh, st;
+      std::vector<DimMask> nm;
       for (size_t d = 0; d < shape.size(); ++d) {
         bool drop = false;
         for (int64_t x : op.a) drop = drop || (x < 0 ? x + static_cast<int64_t>(shape.size()) : x) == static_cast<int64_t>(d);
-        if (!drop) sh.push_back(shape[d]), st.push_back(stride[d]);
+        if (drop) {
+          drop_mask(masks[d], never);
+        } else {
+          sh.push_back(shape[d]), st.push_back(stride[d]), nm.push_back(masks[d]);
+        }
       }
       shape = sh;
       stride = st;
+      masks = std::move(nm);
       return true;
     }
     case ViewOp::Kind::kSlice: {
@@ -92,6 +139,10 @@ bool apply_view(const ViewOp& op, std::vector<int64_t>& shape, std::vector<int64
         offset += start * stride[d];
         shape[d] = stop > start ? (stop - start + step - 1) / step : 0;
         stride[d] *= step;
+        if (masks[d].on) {
+          masks[d].start += masks[d].step * start;
+          masks[d].step *= step;
+        }
       }
       return true;
     }
@@ -171,6 +222,11 @@ std::string Layout::key() const {
   for (const Access& a : loads) {
     for (int64_t s : a.strides) add(s);
     add(a.offset);
+    if (a.never) k += "never";
+    for (const AxisMask& m : a.masks) {
+      k += "m";
+      for (int64_t v : {int64_t{m.axis}, m.start, m.step, m.size}) add(v);
+    }
     k += ";";
   }
   // Loads read alike by two layouts may still be written differently (a transposed pair of inputs
@@ -208,9 +264,11 @@ bool specialize(const KernelDef& k, const std::vector<TensorMeta>& inputs, Layou
     if (node.op != "load") continue;
     const TensorMeta& m = inputs.at(node.input);
     std::vector<int64_t> shape = m.shape, stride = m.strides;
+    std::vector<DimMask> masks(shape.size());
     int64_t offset = 0;
+    bool never = false;
     for (const ViewOp& op : node.view) {
-      if (!apply_view(op, shape, stride, offset)) {
+      if (!apply_view(op, shape, stride, offset, masks, &never)) {
         if (bad_input) *bad_input = node.input;
         return false;
       }
@@ -219,8 +277,21 @@ bool specialize(const KernelDef& k, const std::vector<TensorMeta>& inputs, Layou
     a.strides.assign(n, 0);
     a.offset = offset;
     for (size_t d = 0; d < node.dims.size(); ++d) {
-      if (node.dims[d] >= 0) a.strides[node.dims[d]] += stride[d];
+      const int axis = node.dims[d];
+      if (axis >= 0) a.strides[axis] += stride[d];
+      const DimMask& dm = masks[d];
+      if (!dm.on) continue;
+      // Bounds that every index of the axis meets are dropped; an axis of one index decides it.
+      const int64_t last = (axis >= 0 ? k.sizes[axis] : 1) - 1;
+      const bool first_in = dm.holds_at(0), last_in = dm.holds_at(std::max<int64_t>(last, 0));
+      if (axis < 0 || last <= 0) {
+        if (!first_in) never = true;
+      } else if (!(first_in && last_in)) {
+        a.masks.push_back({axis, dm.start, dm.step, dm.size});
+      }
     }
+    a.never = never;
+    if (never) a.masks.clear();
     loads[i] = std::move(a);
   }
   const std::vector<int> order = memory_order(k, loads);
@@ -274,6 +345,7 @@ bool specialize(const KernelDef& k, const std::vector<TensorMeta>& inputs, Layou
       auto check = [&](const Access& acc) {
         if (acc.strides.empty()) return;
         if (acc.strides[prev] != acc.strides[a] * k.sizes[a]) ok = false;
+        for (const AxisMask& m : acc.masks) ok = ok && m.axis != prev && m.axis != a;
       };
       for (const Access& acc : loads) check(acc);
       for (const Access& acc : stores) check(acc);
@@ -295,7 +367,17 @@ bool specialize(const KernelDef& k, const std::vector<TensorMeta>& inputs, Layou
   auto merge = [&](const Access& acc) {
     Access m;
     m.offset = acc.offset;
+    m.never = acc.never;
     for (const auto& g : groups) m.strides.push_back(acc.strides[g.back()]);
+    for (const AxisMask& mask : acc.masks) {  // a masked axis is a group of its own
+      for (size_t j = 0; j < groups.size(); ++j) {
+        if (groups[j].size() == 1 && groups[j][0] == mask.axis) {
+          AxisMask mm = mask;
+          mm.axis = static_cast<int>(j);
+          m.masks.push_back(mm);
+        }
+      }
+    }
     return m;
   };
   for (const Access& acc : loads) L.loads.push_back(acc.strides.empty() ? Access{} : merge(acc));
@@ -336,6 +418,7 @@ std::vector<uint64_t> varying_axes(const KernelDef& k, const Layout& layout) {
       for (int a = 0; a < n; ++a) {
         if (layout.loads[id].strides[a] != 0) m[id] |= uint64_t{1} << a;
       }
+      for (const AxisMask& mask : layout.loads[id].masks) m[id] |= uint64_t{1} << mask.axis;
     } else if (node.op == "const") {
       m[id] = 0;
     } else if (node.over_rows) {

@@ -16,9 +16,22 @@ struct TensorMeta {
   std::vector<int64_t> strides;  // in elements
 };
 
+// A padded load's bound along one axis: the load reads memory where 0 <= start + step * i < size
+// (i the index along `axis`), its fill value elsewhere.
+struct AxisMask {
+  int axis = -1;
+  int64_t start = 0, step = 1, size = 0;
+  bool operator==(const AxisMask&) const = default;
+};
+
 struct Access {
   std::vector<int64_t> strides;  // per (merged) axis, in elements
   int64_t offset = 0;            // in elements, from the tensor's data pointer
+  // Padded loads: the bounds (at most one per axis; masked axes are never merged), and whether
+  // the load reads no memory at all (a size-1 dim that lies in the padding).
+  std::vector<AxisMask> masks;
+  bool never = false;
+  bool masked() const { return never || !masks.empty(); }
 };
 
 struct Layout {

@@ -813,8 +813,11 @@ std::vector<Segment> segment_region(const std::vector<BSymRef>& all_prims,
       best = std::move(s);
       --end;
     }
+    // A kernel that would only move data (views, cats, pads) is left to torch's copies.
     bool any_compute = false;
-    for (const BSymRef& b : best.prims) any_compute = any_compute || computes(*b);
+    for (const BSymRef& b : best.prims) {
+      any_compute = any_compute || (computes(*b) && b->sym->name != "cat" && b->sym->name != "pad");
+    }
     if (!any_compute || best.outputs.empty()) best.kernel.reset();
     out.push_back(std::move(best));
     begin = end;

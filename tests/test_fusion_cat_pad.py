@@ -1,0 +1,251 @@
+"""cat, constant pad and slices of computed values inside fused kernels: indexing, not copies.
+
+A cat's operands (views of inputs or values computed from them element-wise) are computed from loads
+padded to the whole cat dim, and an index along the dim selects the part; a constant pad is a load
+that reads its fill value outside the input (or, of a computed value, the fill selected outside).
+A slice of a computed value is the value computed from loads sliced alike. Rotary embeddings'
+`cat((-x2, x1), -1)` (and its backward's slices and pads) and a pad before strided windows each fuse
+into one kernel.
+Values against eager on the CPU, and on CUDA where it exists.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import thunder
+from thunder.executors import fusionex
+
+requires_compiler = pytest.mark.skipif(not fusionex.available("cpu"), reason="no C++ compiler")
+
+# Every size fused (CPU regions under a size threshold are otherwise left to torch).
+FUSE_ALL = thunder.extend.register_executor(fusionex.ThunderFusionExecutor("fusion_cat_pad_all", min_cpu_numel=0))
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() and fusionex.available("cuda") else [])
+
+
+def _jit(fn):
+    return thunder.jit(fn, executors=[FUSE_ALL])
+
+
+def _one_kernel(jfn):
+    """The final trace runs one fused region and no torch cat or pad."""
+    trace = str(thunder.last_traces(jfn)[-1])
+    assert len(fusionex.fusion_kernels(jfn)) == 1, trace
+    assert "torch.cat" not in trace and "torch.nn.functional.pad" not in trace and "torchex.pad" not in trace, trace
+
+
+def rope(q, cos, sin):
+    half = q.shape[-1] // 2
+    rot = torch.cat((-q[..., half:], q[..., :half]), dim=-1)
+    return q * cos + rot * sin
+
+
+@requires_compiler
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("head_dim", [64, 6])
+def test_rotary_embedding_is_one_kernel(device, dtype, head_dim):
+    torch.manual_seed(0)
+    q = torch.randn(2, 4, 33, head_dim, device=device, dtype=dtype)
+    cos = torch.randn(33, head_dim, device=device, dtype=dtype)
+    sin = torch.randn(33, head_dim, device=device, dtype=dtype)
+    jfn = _jit(rope)
+    torch.testing.assert_close(jfn(q, cos, sin), rope(q, cos, sin))
+    _one_kernel(jfn)
+    assert " padded " in fusionex.fusion_kernels(jfn)[0].kernel_ir
+
+
+@requires_compiler
+@pytest.mark.parametrize("device", DEVICES)
+def test_rotary_embedding_gradients(device):
+    torch.manual_seed(0)
+    q = torch.randn(2, 3, 16, 8, device=device, requires_grad=True)
+    cos = torch.randn(16, 8, device=device)
+    sin = torch.randn(16, 8, device=device)
+    g = torch.randn(2, 3, 16, 8, device=device)
+    jfn = _jit(rope)
+    out = jfn(q, cos, sin)
+    (dq,) = torch.autograd.grad(out, q, g)
+    ref = rope(q, cos, sin)
+    (dq_ref,) = torch.autograd.grad(ref, q, g)
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(dq, dq_ref)
+    # The backward's slices of g * sin, padded back and added: one kernel too.
+    assert len(thunder.last_backward_traces(jfn)[-1].fusion_callables) == 1
+
+
+def _cat_used_twice(a, b):
+    t = torch.cat((a, b), -2)
+    return t * 2 + t.exp()
+
+
+def _chunks_multiplied(x):
+    a, b = (x * 2).chunk(2, -1)
+    return a * b.sigmoid()
+
+
+CATS = [
+    ("last dim, three parts", lambda a, b, c: torch.cat((a, b * 2, c.exp()), -1), [(3, 5, 4), (3, 5, 3), (3, 5, 1)]),
+    ("first dim", lambda a, b: torch.cat((a.sin(), b), 0) + 1, [(2, 7), (5, 7)]),
+    ("middle dim", lambda a, b: torch.cat((a, b), 1).relu(), [(2, 3, 8), (2, 1, 8)]),
+    ("an empty part", lambda a, b, c: torch.cat((a, b, c), -1) * 3, [(4, 5), (4, 0), (4, 2)]),
+    ("one part", lambda a: torch.cat((a * 2,), 0) - 1, [(6, 3)]),
+    ("of a broadcast value", lambda a, w: torch.cat((a, a * w), -1) + w.sum(), [(5, 6), (6,)]),
+    ("used twice", _cat_used_twice, [(3, 4), (2, 4)]),
+    ("then transposed", lambda a, b: torch.cat((a, b), 0).t() * 2, [(3, 4), (5, 4)]),
+]
+
+
+@requires_compiler
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name,fn,shapes", CATS, ids=[c[0] for c in CATS])
+def test_cat_fused(device, name, fn, shapes):
+    torch.manual_seed(0)
+    args = [torch.randn(s, device=device) for s in shapes]
+    jfn = _jit(fn)
+    torch.testing.assert_close(jfn(*args), fn(*args))
+    assert "torch.cat" not in str(thunder.last_traces(jfn)[-1])
+
+
+@requires_compiler
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.bool, torch.float16])
+def test_cat_and_pad_of_other_dtypes(device, dtype):
+    def fn(a, b):
+        c = torch.cat((a, b), -1)
+        return F.pad(c, (1, 2), value=1) == F.pad(b, (1, c.shape[-1] - b.shape[-1] + 2), value=0)
+
+    a = torch.randint(0, 3, (4, 3), device=device).to(dtype)
+    b = torch.randint(0, 3, (4, 5), device=device).to(dtype)
+    jfn = _jit(fn)
+    torch.testing.assert_close(jfn(a, b), fn(a, b))
+
+
+@requires_compiler
+@pytest.mark.parametrize("device", DEVICES)
+def test_cat_of_channels_last_inputs(device):
+    torch.manual_seed(0)
+    a = torch.randn(2, 3, 5, 6, device=device).to(memory_format=torch.channels_last)
+    b = torch.randn(2, 4, 5, 6, device=device).to(memory_format=torch.channels_last)
+
+    def fn(a, b):
+        return torch.cat((a.relu(), b * 2), 1) + 1
+
+    jfn = _jit(fn)
+    torch.testing.assert_close(jfn(a, b), fn(a, b))
+
+
+PADS = [
+    ("last dim", lambda x: F.pad(x, (2, 3)) * 2, (4, 5), None),
+    ("two dims, a value", lambda x: F.pad(x, (1, 1, 2, 0), value=0.5) + 1, (2, 3, 4, 5), None),
+    ("-inf", lambda x: F.pad(x, (1, 1, 1, 1), value=float("-inf")).exp(), (2, 3, 4), None),
+    ("of a computed value", lambda x: F.pad(x.relu() - 1, (3, 1), value=1.5) * x.sum(), (3, 6), None),
+    ("of a computed value, two dims", lambda x: F.pad(x.sigmoid(), (1, 2, 1, 0), value=-2.0) + 1, (2, 3, 4), None),
+    ("bf16 fill rounded", lambda x: F.pad(x, (1, 1), value=0.1) * 3, (3, 8), torch.bfloat16),
+    ("odd sizes", lambda x: F.pad(x, (3, 1, 0, 2)) - x.mean(), (3, 7, 5), None),
+]
+
+
+@requires_compiler
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name,fn,shape,dtype", PADS, ids=[p[0] for p in PADS])
+def test_constant_pad_fused(device, name, fn, shape, dtype):
+    torch.manual_seed(0)
+    x = torch.randn(shape, device=device, dtype=dtype or torch.float32)
+    jfn = _jit(fn)
+    torch.testing.assert_close(jfn(x), fn(x))
+    trace = str(thunder.last_traces(jfn)[-1])
+    assert "torchex.pad" not in trace and "torch.nn.functional.pad" not in trace, trace
+
+
+@requires_compiler
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_pad_then_strided_windows(device, dtype):
+    # A 3x3 stride-2 max pool written out: the input padded with -inf, nine strided windows, their
+    # maximum and the first window that holds it; one kernel.
+    def pool(x):
+        p = F.pad(x, (1, 1, 1, 1), value=float("-inf"))
+        h, w = x.shape[-2] // 2, x.shape[-1] // 2
+        wins = [p[..., i:i + 2 * h:2, j:j + 2 * w:2] for i in range(3) for j in range(3)]
+        m = wins[0]
+        for v in wins[1:]:
+            m = torch.maximum(m, v)
+        return m
+
+    torch.manual_seed(0)
+    # Negative values: a window over the padding must not see anything above -inf there.
+    x = -torch.rand(2, 3, 8, 10, device=device, dtype=dtype) - 0.5
+    jfn = _jit(pool)
+    out = jfn(x)
+    torch.testing.assert_close(out, pool(x))
+    torch.testing.assert_close(out, F.max_pool2d(x, 3, 2, 1))
+    _one_kernel(jfn)
+
+
+@requires_compiler
+@pytest.mark.parametrize("device", DEVICES)
+def test_cat_beside_a_reduction(device):
+    # A reduction kernel does not read padded loads: the cat's kernel ends before the sum.
+    torch.manual_seed(0)
+    a, b = torch.randn(4, 6, device=device), torch.randn(4, 2, device=device)
+
+    def fn(a, b):
+        c = torch.cat((a.exp(), b), -1)
+        return c.softmax(-1), c * 2
+
+    jfn = _jit(fn)
+    for got, want in zip(jfn(a, b), fn(a, b)):
+        torch.testing.assert_close(got, want)
+    assert "torch.cat" not in str(thunder.last_traces(jfn)[-1])
+
+
+SLICES = [
+    ("strided", lambda x: (x.exp() * 2)[:, 1:5:2] + 1, (4, 7)),
+    ("every third of the last dim", lambda x: x.relu()[..., ::3] * 2, (3, 4, 10)),
+    ("chunks multiplied", _chunks_multiplied, (5, 12)),
+    ("two dims", lambda x: (x.tanh() + 1)[1:, 2:7:2] - 3, (4, 9)),
+    ("to one element", lambda x: (x * 3)[:, 4:5] + x, (3, 6)),
+    ("before a row sum", lambda x: (x * 2)[:, :5].sum(-1), (6, 9)),
+    ("before a softmax", lambda x: x.exp()[:, 2:].softmax(-1), (6, 9)),
+]
+
+
+@requires_compiler
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name,fn,shape", SLICES, ids=[c[0] for c in SLICES])
+def test_slice_of_a_computed_value_is_indexing(device, name, fn, shape):
+    # The sliced value is computed from loads sliced alike: no kernel writes it whole.
+    torch.manual_seed(0)
+    x = torch.randn(shape, device=device)
+    jfn = _jit(fn)
+    torch.testing.assert_close(jfn(x), fn(x))
+    assert len(fusionex.fusion_kernels(jfn)) == 1, str(thunder.last_traces(jfn)[-1])
+
+
+@requires_compiler
+def test_cat_with_nan_and_inf_selects_not_mixes():
+    # Each position takes its own part's value: an operand's inf or NaN never leaks into another part.
+    a = torch.tensor([[float("inf"), 1.0], [float("nan"), 2.0]])
+    b = torch.tensor([[3.0], [float("-inf")]])
+
+    def fn(a, b):
+        return torch.cat((a * 2, b.exp()), -1)
+
+    jfn = _jit(fn)
+    torch.testing.assert_close(jfn(a, b), fn(a, b), equal_nan=True)
+
+
+@requires_compiler
+def test_a_cat_alone_is_left_to_torch():
+    # Nothing to compute: torch's cat copies at memory speed.
+    def fn(a, b):
+        return torch.cat((a, b[:, 1:]), -1)
+
+    a, b = torch.randn(4, 3), torch.randn(4, 5)
+    jfn = _jit(fn)
+    torch.testing.assert_close(jfn(a, b), fn(a, b))
+    assert not fusionex.fusion_kernels(jfn)
