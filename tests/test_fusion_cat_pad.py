@@ -146,6 +146,9 @@ PADS = [
     ("of a computed value, two dims", lambda x: F.pad(x.sigmoid(), (1, 2, 1, 0), value=-2.0) + 1, (2, 3, 4), None),
     ("bf16 fill rounded", lambda x: F.pad(x, (1, 1), value=0.1) * 3, (3, 8), torch.bfloat16),
     ("odd sizes", lambda x: F.pad(x, (3, 1, 0, 2)) - x.mean(), (3, 7, 5), None),
+    ("unsqueezed, then sliced", lambda x: F.pad(x, (1, 2), value=3.0).unsqueeze(0)[..., 1:6:2] * 2, (4, 5), None),
+    ("squeezed", lambda x: F.pad(x, (0, 0, 1, 1), value=-1.0).squeeze(-1) + 1, (2, 3, 1), None),
+    ("a one-element dim in the padding", lambda x: F.pad(x, (0, 0, 2, 0), value=7.0)[1:2] * x, (2, 3), None),
 ]
 
 

@@ -96,8 +96,35 @@ bool apply_view(const ViewOp& op, std::vector<int64_t>& shape, std::vector<int64
       return true;
     }
     case ViewOp::Kind::kReshape: {
-      for (const DimMask& m : masks) {
-        if (m.on) throw Error("internal: a reshape of a padded view");
+      bool any = false;
+      for (const DimMask& m : masks) any = any || m.on;
+      if (any) {
+        // Of a padded view only reshapes that add or drop dims of one element: the bounds stay
+        // with their dims.
+        std::vector<size_t> kept;
+        for (size_t d = 0; d < shape.size(); ++d) {
+          if (shape[d] != 1) {
+            kept.push_back(d);
+          } else {
+            drop_mask(masks[d], never);
+          }
+        }
+        std::vector<int64_t> ns(op.a.size(), 0);
+        std::vector<DimMask> nm(op.a.size());
+        size_t k = 0;
+        for (size_t d = 0; d < op.a.size(); ++d) {
+          if (op.a[d] == 1) continue;
+          if (k >= kept.size() || shape[kept[k]] != op.a[d])
+            throw Error("internal: a reshape of a padded view");
+          ns[d] = stride[kept[k]];
+          nm[d] = masks[kept[k]];
+          ++k;
+        }
+        if (k != kept.size()) throw Error("internal: a reshape of a padded view");
+        shape = op.a;
+        stride = std::move(ns);
+        masks = std::move(nm);
+        return true;
       }
       auto ns = view_strides(shape, stride, op.a);
       if (!ns) return false;
