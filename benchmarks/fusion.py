@@ -89,6 +89,17 @@ def _cases(torch, F):
     def image_step():
         return (xi.clone().requires_grad_(), wc.clone().requires_grad_(), bc.clone().requires_grad_(), gi)
 
+    # Rotary embedding over the same 4M floats as q of 4 x 8 heads x 1024 positions x 128.
+    q = x.reshape(4, 8, 1024, 128)
+    cos, sin = torch.randn(1024, 128, generator=g), torch.randn(1024, 128, generator=g)
+
+    def rope(q, cos, sin):
+        half = q.shape[-1] // 2
+        return q * cos + torch.cat((-q[..., half:], q[..., :half]), -1) * sin
+
+    def rope_fwd(q, cos, sin, g):
+        return rope(q, cos, sin) * g
+
     nbytes = ROWS * COLS * f4
     vec = COLS * f4
     return {
@@ -115,6 +126,11 @@ def _cases(torch, F):
         # forward: read x and y, write the sum; backward: write dx (the cotangent is a broadcast 1)
         "dropout_bwd": (lambda x, y: y + F.dropout(x, 0.1, training=True),
                         lambda: (x.clone().requires_grad_(), gout), 4 * nbytes, True),
+        # read q, write the result (cos and sin are small); one kernel with the cat as indexing
+        "rope": (rope, lambda: (q, cos, sin), 2 * nbytes, False),
+        # forward: read q and g, write out; backward: read g, write dq
+        "rope_bwd": (rope_fwd, lambda: (q.clone().requires_grad_(), cos, sin, gout.reshape(q.shape)),
+                     5 * nbytes, True),
     }
 
 
