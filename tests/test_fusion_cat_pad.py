@@ -252,3 +252,30 @@ def test_a_cat_alone_is_left_to_torch():
     jfn = _jit(fn)
     torch.testing.assert_close(jfn(a, b), fn(a, b))
     assert not fusionex.fusion_kernels(jfn)
+
+
+@requires_compiler
+def test_llama_style_model_trains_like_eager_without_torch_cat():
+    # benchmarks/gpt_model.py's Llama blocks (RMSNorm, rotary embeddings by torch.cat, SwiGLU): loss
+    # and every gradient as eager's, and no cat left to torch in the forward.
+    import copy
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+    from gpt_model import GPT, GPTConfig, WithLoss
+
+    torch.manual_seed(0)
+    cfg = GPTConfig(block_size=32, vocab_size=256, n_layer=2, n_head=4, n_embd=64, bias=False, llama=True,
+                    mlp_hidden=176)
+    model = WithLoss(GPT(cfg))
+    jmodel = thunder.jit(copy.deepcopy(model))
+    idx, tgt = torch.randint(0, 256, (2, 32)), torch.randint(0, 256, (2, 32))
+    ref = model(idx, tgt)
+    ref.backward()
+    loss = jmodel(idx, tgt)
+    loss.backward()
+    torch.testing.assert_close(loss, ref)
+    for (name, p), q in zip(model.named_parameters(), jmodel.parameters()):
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-5, msg=lambda m, n=name: f"{n}: {m}")
+    assert "torch.cat" not in str(thunder.last_traces(jmodel)[-1])
