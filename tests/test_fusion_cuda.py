@@ -356,6 +356,9 @@ PADDED_CASES = [
     ("pad of a computed value", lambda x: F.pad(x.exp() - 1, (1, 3, 0, 1), value=-1.0) * 2,
      lambda: (torch.randn(4, 12),), None),
     ("slice of a computed value", lambda x: (x.exp() * 2)[:, 1:15:2] + 1, lambda: (torch.randn(4, 16),), None),
+    # The same value along the innermost axis but its bounds: a value per lane all the same.
+    ("pad of a broadcast column", lambda x: F.pad(x[:, :1].expand(4, 8), (4, 4), value=3.0) * 2,
+     lambda: (torch.randn(4, 16),), None),
 ]
 
 

@@ -152,6 +152,9 @@ bool host_input(const KernelDef& k, size_t i) {
   return false;
 }
 
+// The most non-empty parts a fused cat takes: each is computed at every position of the result.
+constexpr size_t kMaxCatParts = 4;
+
 bool padded_load(const KNode& n) {
   if (n.op != "load") return false;
   for (const ViewOp& v : n.view) {
@@ -706,6 +709,9 @@ class Builder {
         ends.push_back(off);
       }
       if (parts.empty()) reject("cat of empty tensors");
+      // Every part is computed at every position (the index selects one): a few parts only.
+      if (parts.size() > kMaxCatParts)
+        reject("a cat of more than " + std::to_string(kMaxCatParts) + " parts");
       VInfo r;
       r.shape = oshape;
       r.vars = vars;
