@@ -305,26 +305,3 @@ def test_llama_style_model_trains_like_eager_without_torch_cat():
     for (name, p), q in zip(model.named_parameters(), jmodel.parameters()):
         torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-5, msg=lambda m, n=name: f"{n}: {m}")
     assert not _torch_cat(jmodel), str(thunder.last_traces(jmodel)[-1])
-
-
-@requires_compiler
-@pytest.mark.parametrize("device", DEVICES)
-def test_swiglu_backward_computes_its_cat(device):
-    # The gradient of `gate, up = h.split(n, -1)` is a cat of the halves' gradients, which a kernel
-    # over the halves' own shape computes beside silu(gate) * up: the cat's kernel computes them
-    # again from h and the incoming gradient rather than copying them (no torch cat).
-    def mlp(h, w):
-        gate, up = h.split(32, -1)
-        return (F.silu(gate) * up) @ w
-
-    torch.manual_seed(0)
-    h = torch.randn(4, 8, 64, device=device, requires_grad=True)
-    w = torch.randn(32, 16, device=device, requires_grad=True)
-    g = torch.randn(4, 8, 16, device=device)
-    jfn = thunder.jit(mlp, executors=[FUSE_ALL, "torch"])
-    dh, dw = torch.autograd.grad(jfn(h, w), (h, w), g)
-    rh, rw = torch.autograd.grad(mlp(h, w), (h, w), g)
-    torch.testing.assert_close(dh, rh)
-    torch.testing.assert_close(dw, rw)
-    bwd = str(thunder.last_backward_traces(jfn)[-1])
-    assert "cat(" not in "\n".join(line for line in bwd.splitlines() if not line.lstrip().startswith("#")), bwd

@@ -128,14 +128,6 @@ std::vector<BSymRef> live(const std::vector<BSymRef>& prims,
   return out;
 }
 
-// True when a segment's primitives only move data: views, cats and constant pads.
-bool moves_only(const Segment& seg) {
-  for (const BSymRef& b : seg.prims) {
-    if (computes(*b) && b->sym->name != "cat" && b->sym->name != "pad") return false;
-  }
-  return true;
-}
-
 // A kernel that reads a value an earlier kernel of the region computes by elementwise operations
 // alone (no reduction) from the region's inputs or outputs (written anyway) recomputes it instead,
 // when the inputs that adds are fewer bytes than the value's write and read: layer_norm's backward
@@ -192,109 +184,86 @@ void recompute_pointwise_inputs(const std::vector<BSymRef>& prims,
     for (const TensorRef& i : prims[pit->second]->input_tensors()) r = r || reduced(i);
     return reduced_memo[a.get()] = r;
   };
-  // The elementwise chain computing `t` from region inputs (and small values), into `chain`;
-  // false when t is a region input, compared, or not computed element-wise.
-  auto chain_of = [&](const TensorRef& t, std::set<size_t>* chain) {
-    auto pit = producer.find(t.get());
-    if (pit == producer.end() || compared.count(t.get())) return false;
-    const int64_t small = numel(t) / 64;
-    std::vector<size_t> stack = {pit->second};
-    while (!stack.empty()) {
-      size_t i = stack.back();
-      stack.pop_back();
-      if (!chain->insert(i).second) continue;
-      if (!pointwise_prim(*prims[i]) || chain->size() > 64) return false;
-      for (const TensorRef& a : prims[i]->input_tensors()) {
-        const bool leaf = !producer.count(a.get()) || region_out.count(a.get()) ||
-                          (numel(a) <= small && a.get() != t.get() && reduced(a));
-        if (!leaf) stack.push_back(producer.at(a.get()));
-      }
-    }
-    return true;
-  };
-  // Takes into `seg` the chains of `values` (which it reads) when the inputs they add are fewer
-  // bytes than the values' writes and reads; false when that does not pay or one kernel cannot
-  // compute the result.
-  auto take = [&](Segment& seg, const std::vector<TensorRef>& values) {
-    std::set<size_t> chain;
-    int64_t saved = 0;
-    for (const TensorRef& t : values) {
-      if (!chain_of(t, &chain)) return false;
-      std::vector<size_t> rd = readers(t.get());
-      const bool only_reader = rd.size() == 1 && !region_out.count(t.get());
-      saved += nbytes(t) * (only_reader ? 2 : 1);
-    }
-    std::unordered_set<const TensorProxy*> have, taken;
-    for (const TensorRef& in : seg.inputs) have.insert(in.get());
-    for (size_t i : chain) {
-      for (const TensorRef& o : prims[i]->output_tensors()) taken.insert(o.get());
-    }
-    // Leaves: what the chain reads and does not compute. Values other kernels compute (a row
-    // statistic, a 64th of the value at most) are written by them; region inputs and outputs are
-    // read.
-    int64_t added = 0;
-    std::unordered_set<const TensorProxy*> counted;
-    std::vector<TensorRef> computed_leaves;
-    for (size_t i : chain) {
-      for (const TensorRef& a : prims[i]->input_tensors()) {
-        if (taken.count(a.get()) || have.count(a.get()) || !counted.insert(a.get()).second) continue;
-        if (producer.count(a.get()) && !region_out.count(a.get())) {
-          computed_leaves.push_back(a);
-        } else if (numel(a) > numel(values.front()) / 64) {  // (a weight adds next to nothing)
-          added += nbytes(a);
+  auto take_one = [&](Segment& seg) {
+    for (const TensorRef& t : seg.inputs) {
+      auto pit = producer.find(t.get());
+      if (pit == producer.end() || compared.count(t.get())) continue;  // a region input; compared
+      const int64_t small = numel(t) / 64;
+      auto is_leaf = [&](const TensorRef& a) {
+        return !producer.count(a.get()) || region_out.count(a.get()) ||
+               (numel(a) <= small && a.get() != t.get() && reduced(a));
+      };
+      // The elementwise chain computing t from region inputs (and small values).
+      std::set<size_t> chain;
+      std::vector<size_t> stack = {pit->second};
+      bool ok = true;
+      while (ok && !stack.empty()) {
+        size_t i = stack.back();
+        stack.pop_back();
+        if (!chain.insert(i).second) continue;
+        ok = pointwise_prim(*prims[i]) && chain.size() <= 64;
+        for (const TensorRef& a : prims[i]->input_tensors()) {
+          if (!is_leaf(a)) stack.push_back(producer.at(a.get()));
         }
       }
-    }
-    if (added > saved) return false;
-    Segment trial;
-    std::set<size_t> members = chain;
-    for (const BSymRef& p : seg.prims) members.insert(index.at(p.get()));
-    for (size_t i : members) trial.prims.push_back(prims[i]);
-    if (trial.prims.size() == seg.prims.size()) return false;  // nothing new: no progress to make
-    trial.inputs = inputs_of(trial.prims.begin(), trial.prims.end());
-    trial.outputs = seg.outputs;
-    trial.kernel = build_kernel(trial.prims, trial.inputs, trial.outputs, nullptr);
-    if (!trial.kernel || !domain_fits(*trial.kernel, trial.prims)) return false;
-    // The kernels defining the small values write them too.
-    std::vector<std::pair<Segment*, Segment>> writers;
-    for (const TensorRef& a : computed_leaves) {
-      Segment* def = defining_segment(a.get());
-      if (def == &seg) continue;  // computed beside the chain
-      if (def == nullptr || !def->kernel) return false;
-      Segment* target = def;
-      for (auto& [sg, w] : writers) {
-        if (sg == def) target = &w;
+      if (!ok) continue;
+      std::unordered_set<const TensorProxy*> have;
+      for (const TensorRef& in : seg.inputs) have.insert(in.get());
+      int64_t added = 0;
+      std::unordered_set<const TensorProxy*> counted;
+      std::vector<TensorRef> computed_leaves;  // small values other kernels compute
+      for (size_t i : chain) {
+        for (const TensorRef& a : prims[i]->input_tensors()) {
+          if (!is_leaf(a) || have.count(a.get()) || !counted.insert(a.get()).second) continue;
+          if (producer.count(a.get()) && !region_out.count(a.get())) {
+            computed_leaves.push_back(a);  // written and read once: a 64th of t at most
+          } else if (numel(a) > small) {   // (a weight or a row statistic adds next to nothing)
+            added += nbytes(a);
+          }
+        }
       }
-      if (target == def) {
-        writers.emplace_back(def, *def);
-        target = &writers.back().second;
+      std::vector<size_t> rd = readers(t.get());
+      bool only_reader = rd.size() == 1 && !region_out.count(t.get());
+      if (added > nbytes(t) * (only_reader ? 2 : 1)) continue;
+      Segment trial;
+      std::set<size_t> members = chain;
+      for (const BSymRef& p : seg.prims) members.insert(index.at(p.get()));
+      for (size_t i : members) trial.prims.push_back(prims[i]);
+      if (trial.prims.size() == seg.prims.size()) continue;  // nothing new: no progress to make
+      trial.inputs = inputs_of(trial.prims.begin(), trial.prims.end());
+      trial.outputs = seg.outputs;
+      trial.kernel = build_kernel(trial.prims, trial.inputs, trial.outputs, nullptr);
+      if (!trial.kernel || !domain_fits(*trial.kernel, trial.prims)) continue;
+      // The kernels defining the small values write them too.
+      std::vector<std::pair<Segment*, Segment>> writers;
+      for (const TensorRef& a : computed_leaves) {
+        Segment* def = defining_segment(a.get());
+        if (def == &seg) continue;  // computed beside the chain
+        if (def == nullptr || !def->kernel) {
+          ok = false;
+          break;
+        }
+        Segment* target = def;
+        for (auto& [s, w] : writers) {
+          if (s == def) target = &w;
+        }
+        if (target == def) {
+          writers.emplace_back(def, *def);
+          target = &writers.back().second;
+        }
+        if (std::none_of(target->outputs.begin(), target->outputs.end(),
+                         [&](const TensorRef& o) { return o.get() == a.get(); }))
+          target->outputs.push_back(a);
       }
-      if (std::none_of(target->outputs.begin(), target->outputs.end(),
-                       [&](const TensorRef& o) { return o.get() == a.get(); }))
-        target->outputs.push_back(a);
-    }
-    for (auto& [sg, w] : writers) {
-      w.kernel = build_kernel(w.prims, w.inputs, w.outputs, nullptr);
-      if (!w.kernel) return false;
-    }
-    for (auto& [sg, w] : writers) *sg = std::move(w);
-    seg = std::move(trial);
-    return true;
-  };
-  // One value's chain at a time; a kernel that only moves data (a cat of values an earlier kernel
-  // computes) takes all of its inputs' chains at once, or none (each part's inputs alone may cost
-  // more than its write, all parts' together less: the halves of a SwiGLU's gradient read the
-  // same two tensors).
-  auto take_one = [&](Segment& seg) {
-    if (moves_only(seg)) {
-      std::vector<TensorRef> computed;
-      for (const TensorRef& t : seg.inputs) {
-        if (producer.count(t.get())) computed.push_back(t);
+      for (auto& [s, w] : writers) {
+        if (!ok) break;
+        w.kernel = build_kernel(w.prims, w.inputs, w.outputs, nullptr);
+        ok = w.kernel.has_value();
       }
-      return !computed.empty() && take(seg, computed);
-    }
-    for (const TensorRef& t : seg.inputs) {
-      if (take(seg, {t})) return true;
+      if (!ok) continue;
+      for (auto& [s, w] : writers) *s = std::move(w);
+      seg = std::move(trial);
+      return true;
     }
     return false;
   };
@@ -844,18 +813,16 @@ std::vector<Segment> segment_region(const std::vector<BSymRef>& all_prims,
       best = std::move(s);
       --end;
     }
-    // A kernel of views alone computes nothing; one that only moves data (cats, pads) is left to
-    // torch's copies below, unless it takes in the chains computing its inputs.
+    // A kernel that would only move data (views, cats, pads) is left to torch's copies.
     bool any_compute = false;
-    for (const BSymRef& b : best.prims) any_compute = any_compute || computes(*b);
+    for (const BSymRef& b : best.prims) {
+      any_compute = any_compute || (computes(*b) && b->sym->name != "cat" && b->sym->name != "pad");
+    }
     if (!any_compute || best.outputs.empty()) best.kernel.reset();
     out.push_back(std::move(best));
     begin = end;
   }
   recompute_pointwise_inputs(prims, region_out, &out);
-  for (Segment& seg : out) {
-    if (seg.kernel && moves_only(seg)) seg.kernel.reset();
-  }
   return out;
 }
 
