@@ -373,6 +373,14 @@ class Builder {
     n.ivalue = i;
   }
 
+  // Load `to` reads the fill value of load `from`'s padding.
+  void copy_fill(int to, const KNode& from) {
+    KNode& n = nodes_[to];
+    n.fvalue = from.fvalue;
+    n.ivalue = from.ivalue;
+    n.is_float_const = from.is_float_const;
+  }
+
   // An int64 index along var `v` (0, 1, ...).
   int index_along(int v) {
     KNode n;
@@ -411,11 +419,14 @@ class Builder {
   // does not select). Nodes that do not vary over `from` are shared; element-wise nodes are
   // rebuilt over their operands' values; anything else that varies over `from` (a reduction's
   // result, an index, random numbers) is refused.
-  int reindex(int id, int from, int to, const DimView& dv, std::unordered_map<int, int>& memo) {
-    auto it = memo.find(id);
-    if (it != memo.end()) return it->second;
-    std::unordered_map<int, bool> vmemo;
-    if (!varies_over(id, from, vmemo)) return memo[id] = id;
+  struct ReindexMemo {
+    std::unordered_map<int, int> nodes;    // node -> its value through the view
+    std::unordered_map<int, bool> varies;  // node -> whether it varies over `from`
+  };
+  int reindex(int id, int from, int to, const DimView& dv, ReindexMemo& memo) {
+    auto it = memo.nodes.find(id);
+    if (it != memo.nodes.end()) return it->second;
+    if (!varies_over(id, from, memo.varies)) return memo.nodes[id] = id;
     const KNode n = nodes_[id];
     int r;
     if (n.op == "load") {
@@ -440,9 +451,7 @@ class Builder {
       std::vector<ViewOp> chain = n.view;
       chain.push_back({dv.kind, a, b, c});
       r = make_load(n.input, std::move(chain), shape, nv);
-      nodes_[r].fvalue = n.fvalue;
-      nodes_[r].ivalue = n.ivalue;
-      nodes_[r].is_float_const = n.is_float_const;
+      copy_fill(r, n);
     } else if (unary_ops().count(n.op) || binary_ops().count(n.op) || n.op == "where" ||
                n.op == "convert_element_type") {
       std::vector<int> args;
@@ -451,7 +460,7 @@ class Builder {
     } else {
       reject("a view of a value computed by " + n.op);
     }
-    return memo[id] = r;
+    return memo.nodes[id] = r;
   }
 
   // A view primitive on a view of an input becomes a new load; on a computed value it is refused.
@@ -465,13 +474,7 @@ class Builder {
     v.chain.push_back(std::move(op));
     v.node = make_load(v.input, v.chain, v.shape, v.vars);
     // A view of a padded view reads the pad's fill too.
-    const KNode& src = nodes_[a.node];
-    if (src.op == "load") {
-      KNode& n = nodes_[v.node];
-      n.fvalue = src.fvalue;
-      n.ivalue = src.ivalue;
-      n.is_float_const = src.is_float_const;
-    }
+    if (nodes_[a.node].op == "load") copy_fill(v.node, nodes_[a.node]);
     define(b.output, std::move(v));
   }
 
@@ -623,7 +626,7 @@ class Builder {
         if (start[d] == 0 && stop[d] == a.shape[d] && step[d] == 1) continue;
         const int to = oshape[d] == 1 ? -1 : new_var(oshape[d]);
         if (a.vars[d] >= 0) {
-          std::unordered_map<int, int> memo;
+          ReindexMemo memo;
           r.node = reindex(r.node, find(a.vars[d]), to,
                            {ViewOp::Kind::kSlice, start[d], stop[d], step[d]}, memo);
         }
@@ -657,7 +660,7 @@ class Builder {
         if (lo[d] == 0 && hi[d] == 0) continue;
         const int to = new_var(oshape[d]);
         if (a.vars[d] >= 0) {
-          std::unordered_map<int, int> memo;
+          ReindexMemo memo;
           r.node =
               reindex(r.node, find(a.vars[d]), to, {ViewOp::Kind::kPad, lo[d], hi[d], 0}, memo);
         }
@@ -700,7 +703,7 @@ class Builder {
         }
         int node = a.node;
         if (a.vars[dim] >= 0 && to >= 0) {
-          std::unordered_map<int, int> memo;
+          ReindexMemo memo;
           node = reindex(node, find(a.vars[dim]), to, {ViewOp::Kind::kPad, off, total - off - n, 0},
                          memo);
         }
