@@ -146,7 +146,12 @@ def test_cat_of_channels_last_inputs(device):
         return torch.cat((a.relu(), b * 2), 1) + 1
 
     jfn = _jit(fn)
-    torch.testing.assert_close(jfn(a, b), fn(a, b))
+    out, ref = jfn(a, b), fn(a, b)
+    torch.testing.assert_close(out, ref)
+    # Written in the parts' memory format, as eager's cat writes it.
+    assert ref.is_contiguous(memory_format=torch.channels_last)
+    assert out.is_contiguous(memory_format=torch.channels_last) and out.stride() == ref.stride()
+    assert not _torch_cat(jfn)
 
 
 PADS = [

@@ -1,6 +1,7 @@
 // Layout specialisation: view chains applied to real strides, then axis merging.
 #include "fuser/layout.h"
 
+#include <algorithm>
 #include <optional>
 
 #include "core/error.h"
@@ -178,13 +179,16 @@ bool apply_view(const ViewOp& op, std::vector<int64_t>& shape, std::vector<int64
 }
 
 // Whether axis a lies inside axis b in memory (-1), outside (1), neither is known (0), or the
-// loads disagree (2): decided by the loads read without a view that walk both (nonzero strides).
+// loads disagree (2): decided by the loads read without a view (or only padded: a cat's parts)
+// that walk both (nonzero strides).
 int compare_axes(const KernelDef& k, const std::vector<Access>& loads, int a, int b) {
   if (k.sizes[a] == 1 || k.sizes[b] == 1) return 0;
   int r = 0;
   for (size_t i = 0; i < k.nodes.size(); ++i) {
     const KNode& n = k.nodes[i];
-    if (n.op != "load" || !n.view.empty() || loads[i].strides.empty()) continue;
+    const bool as_stored = std::all_of(n.view.begin(), n.view.end(),
+                                       [](const ViewOp& v) { return v.kind == ViewOp::Kind::kPad; });
+    if (n.op != "load" || !as_stored || loads[i].strides.empty()) continue;
     const int64_t sa = loads[i].strides[a], sb = loads[i].strides[b];
     if (sa == 0 || sb == 0 || sa == sb) continue;
     const int c = sa < sb ? -1 : 1;
