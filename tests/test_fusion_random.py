@@ -3,8 +3,9 @@ where present: chains of elementwise functions (activations, logaddexp and thres
 that meet, values read by several kernels (recomputed or written), reductions with kept dims,
 matmuls between fused regions (symbols the fuser does not take, which regions must not enclose),
 several outputs, reductions broadcast back without kept dims, a value's row and column reductions
-together, transposes of computed values (square values), bf16 round trips and selects. Each program
-is built from a seed, so a failure names a reproducible case."""
+together, transposes of computed values (square values), bf16 round trips and selects; and, in
+programs of their own, cats, constant pads and slices of computed values. Each program is built
+from a seed, so a failure names a reproducible case."""
 
 from __future__ import annotations
 
@@ -31,14 +32,20 @@ BINARY = [torch.add, torch.mul, torch.sub, torch.maximum, lambda a, b: torch.whe
           torch.logaddexp, torch.logaddexp2, lambda a, b: F.threshold(a, 0.1, -0.5) + b]
 
 
-def _program(seed):
+KINDS = ["unary", "unary", "binary", "binary", "binary", "reduce", "matmul", "reduce_nokeep", "transpose", "where",
+         "round_bf16", "reduce_both", "norm", "pairs", "total", "int_mod", "remainder", "clamp"]
+# Cats, constant pads and slices of computed values (indexing inside the kernels), each keeping the
+# value's shape: a rotary-style half swap, a roll by a cat, a pad sliced back (a column of fill),
+# rows shifted down by a pad.
+INDEXING_KINDS = ["rotate", "roll", "pad_slice", "shift_rows"]
+
+
+def _program(seed, kinds=KINDS):
     rng = random.Random(seed)
     steps = []
     n_values = 3  # the inputs a, b, c
     for _ in range(rng.randint(4, 14)):
-        kind = rng.choice(["unary", "unary", "binary", "binary", "binary", "reduce", "matmul", "reduce_nokeep",
-                           "transpose", "where", "round_bf16", "reduce_both", "norm", "pairs", "total",
-                           "int_mod", "remainder", "clamp"])
+        kind = rng.choice(kinds)
         pick = functools.partial(rng.randrange, n_values)
         if kind == "unary":
             steps.append(("unary", rng.randrange(len(UNARY)), pick()))
@@ -50,7 +57,7 @@ def _program(seed):
             steps.append((kind, rng.randrange(3), pick()))
         elif kind in ("int_mod", "remainder"):  # of an input: steps (truncation, wrap) turn ulps into units
             steps.append((kind, rng.randrange(3), pick()))
-        elif kind in ("transpose", "reduce_both", "pairs", "total", "clamp"):
+        elif kind in ("transpose", "reduce_both", "pairs", "total", "clamp", *INDEXING_KINDS):
             steps.append((kind, pick(), pick()))
         elif kind == "norm":
             steps.append((kind, rng.choice(["softmax", "log_softmax", "layer_norm", "rms"]), pick(), rng.choice([0, 1])))
@@ -115,6 +122,19 @@ def _run(steps, outs, a, b, c, w):
             vals.append(torch.clamp(vals[s[1]], -0.5, 0.5) * vals[s[2]])
         elif s[0] == "where":
             vals.append(torch.where(vals[s[1]] > 0, vals[s[2]], vals[s[3]] * 2))
+        elif s[0] == "rotate":
+            x = vals[s[1]]
+            h = x.shape[1] // 2
+            vals.append(torch.cat((-x[:, h:], x[:, :h]), 1) * 0.5 + vals[s[2]])
+        elif s[0] == "roll":
+            x = vals[s[1]]
+            vals.append(torch.cat((x[:, 1:], x[:, :1]), 1) + vals[s[2]])
+        elif s[0] == "pad_slice":
+            x = vals[s[1]]
+            vals.append(F.pad(x, (2, 1), value=0.3)[:, 1:1 + x.shape[1]] * vals[s[2]])
+        elif s[0] == "shift_rows":
+            x = vals[s[1]]
+            vals.append(F.pad(torch.tanh(x), (0, 0, 1, 0), value=-1.0)[:-1] - vals[s[2]])
         else:
             vals.append(torch.tanh(vals[s[1]] @ w))
     return tuple(vals[i] for i in outs)
@@ -186,3 +206,32 @@ def test_random_program_with_split_reductions_matches_eager(seed, device, shape)
         return (*vals, *(v.mean() for v in vals), *(v.mean(1) for v in vals), *(v.amax(1) for v in vals))
 
     check_forward(fn, (a, b, c), device, FUSE_ALL, f"seed {seed}, {steps}, {outs}")
+
+
+# Programs with cats, pads and slices of computed values among the other steps (their own seeds:
+# the programs above stay as they were).
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("seed", range(16))
+def test_random_program_with_indexing_matches_eager(seed, device, shape):
+    steps, outs = _program(3000 + seed, KINDS + INDEXING_KINDS * 3)
+    gen, a, b, c, w = _inputs(seed, device, shape)
+
+    def fn(a, b, c):
+        return _run(steps, outs, a, b, c, w)
+
+    check_forward(fn, (a, b, c), device, FUSE_ALL, f"seed {seed}, {steps}, {outs}")
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("seed", range(8))
+def test_random_program_with_indexing_gradients_match_eager(seed, device, shape):
+    steps, outs = _program(4000 + seed, KINDS + INDEXING_KINDS * 3)
+    gen, a, b, c, w = _inputs(seed, device, shape)
+    cots = [torch.randn(shape, generator=gen).to(device) for _ in outs]
+
+    def loss(a, b, c):
+        return sum((o * g).sum() for o, g in zip(_run(steps, outs, a, b, c, w), cots))
+
+    check_gradients(loss, (a, b, c), FUSE_ALL, f"seed {seed}, {steps}, {outs}")
