@@ -215,7 +215,7 @@ def test_random_program_with_split_reductions_matches_eager(seed, device, shape)
 @pytest.mark.parametrize("seed", range(16))
 def test_random_program_with_indexing_matches_eager(seed, device, shape):
     steps, outs = _program(3000 + seed, KINDS + INDEXING_KINDS * 3)
-    gen, a, b, c, w = _inputs(seed, device, shape)
+    _, a, b, c, w = _inputs(seed, device, shape)
 
     def fn(a, b, c):
         return _run(steps, outs, a, b, c, w)
