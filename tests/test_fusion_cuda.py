@@ -362,6 +362,25 @@ PADDED_CASES = [
 ]
 
 
+# Slices of computed values in row and column kernels: the value computed from loads sliced alike
+# (offsets off the vector width, strided columns).
+SLICED_REDUCTIONS = [
+    ("softmax of a sliced value", lambda x: x.exp()[:, 3:].softmax(-1), (6, 1027), "inner"),
+    ("strided row sums", lambda x: (x * 2 + 1)[:, 1::2].sum(-1), (5, 301), "inner"),
+    ("column sums of sliced rows", lambda x: (x.sigmoid() * x)[2:, 1:].sum(0), (67, 130), "outer"),
+]
+
+
+@requires_emulator
+@pytest.mark.parametrize("misalign", [False, True], ids=["vector", "scalar"])
+@pytest.mark.parametrize("name,fn,shape,kind", SLICED_REDUCTIONS, ids=[c[0] for c in SLICED_REDUCTIONS])
+def test_emulated_slices_of_computed_values_in_reductions(name, fn, shape, kind, misalign):
+    torch.manual_seed(0)
+    got, ref, ir = _emulate(fn, (torch.randn(shape),), misalign=misalign, smem_limit=H100_SMEM)
+    assert ir.startswith(kind)
+    torch.testing.assert_close(got, ref)
+
+
 @requires_emulator
 @pytest.mark.parametrize("misalign", [False, True], ids=["vector", "scalar"])
 @pytest.mark.parametrize("name,fn,make,marker", PADDED_CASES, ids=[c[0] for c in PADDED_CASES])
