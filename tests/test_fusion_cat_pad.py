@@ -101,12 +101,18 @@ CATS = [
     ("middle dim", lambda a, b: torch.cat((a, b), 1).relu(), [(2, 3, 8), (2, 1, 8)]),
     ("an empty part", lambda a, b, c: torch.cat((a, b, c), -1) * 3, [(4, 5), (4, 0), (4, 2)]),
     ("one part", lambda a: torch.cat((a * 2,), 0) - 1, [(6, 3)]),
-    ("of a broadcast value", lambda a, w: torch.cat((a, a * w), -1) + w.sum(), [(5, 6), (6,)]),
+    ("of a broadcast value", lambda a, w: torch.cat((a, a * w), -1) * 2, [(5, 6), (6,)]),
     ("used twice", _cat_used_twice, [(3, 4), (2, 4)]),
     ("then transposed", lambda a, b: torch.cat((a, b), 0).t() * 2, [(3, 4), (5, 4)]),
     ("of one tensor twice", lambda a: torch.cat((a, a), 0) * 2, [(3, 4)]),
     ("of transposed parts", lambda a, b: torch.cat((a.t(), b.t() + 1), 0) * 2, [(3, 4), (3, 2)]),
     ("of a column broadcast along the dim", lambda a: torch.cat((a[:, :1].expand(3, 3), a * 2), -1) + 1, [(3, 4)]),
+    # Functions written with cat and slices.
+    ("stack, last dim", lambda a: torch.stack((a.sin(), a.cos()), -1) * 2, [(4, 6)]),
+    ("stack, first dim", lambda a: torch.stack((a, a * 2, a.exp()), 0) + 1, [(4, 6)]),
+    ("roll", lambda a: torch.roll(a.exp(), 2, 1) + a, [(4, 6)]),
+    ("chunks swapped", lambda a: torch.cat(a.tanh().chunk(2, -1)[::-1], -1), [(4, 6)]),
+    ("hstack", lambda a: torch.hstack((a.relu(), a)) * 3, [(4, 6)]),
 ]
 
 
@@ -119,6 +125,7 @@ def test_cat_fused(device, name, fn, shapes):
     jfn = _jit(fn)
     torch.testing.assert_close(jfn(*args), fn(*args))
     assert not _torch_cat(jfn), str(thunder.last_traces(jfn)[-1])
+    assert len(fusionex.fusion_kernels(jfn)) == 1, str(thunder.last_traces(jfn)[-1])
 
 
 @requires_compiler
