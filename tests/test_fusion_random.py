@@ -152,17 +152,35 @@ def _inputs(seed, device, shape):
     return gen, a, b, c, w
 
 
-@pytest.mark.parametrize("shape", SHAPES, ids=str)
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("seed", range(40))
-def test_random_program_matches_eager(seed, device, shape):
-    steps, outs = _program(seed)
+def _check_program_values(program_seed, seed, device, shape, kinds=KINDS):
+    """Program `program_seed` on inputs of `seed`: its values against eager's."""
+    steps, outs = _program(program_seed, kinds)
     _, a, b, c, w = _inputs(seed, device, shape)
 
     def fn(a, b, c):
         return _run(steps, outs, a, b, c, w)
 
     check_forward(fn, (a, b, c), device, FUSE_ALL, f"seed {seed}, {steps}, {outs}")
+
+
+def _check_program_gradients(program_seed, seed, device, shape, kinds=KINDS):
+    """Program `program_seed` on inputs of `seed`, differentiated against random cotangents: its
+    backward programs are fused too."""
+    steps, outs = _program(program_seed, kinds)
+    gen, a, b, c, w = _inputs(seed, device, shape)
+    cots = [torch.randn(shape, generator=gen).to(device) for _ in outs]
+
+    def loss(a, b, c):
+        return sum((o * g).sum() for o, g in zip(_run(steps, outs, a, b, c, w), cots))
+
+    check_gradients(loss, (a, b, c), FUSE_ALL, f"seed {seed}, {steps}, {outs}")
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("seed", range(40))
+def test_random_program_matches_eager(seed, device, shape):
+    _check_program_values(seed, seed, device, shape)
 
 
 # Seeds past the first 20 that once failed (with the shorter op lists of the time): 87, 112 and 180 (a
@@ -173,15 +191,7 @@ def test_random_program_matches_eager(seed, device, shape):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("seed", [*range(20), 87, 112, 180, 384])
 def test_random_program_gradients_match_eager(seed, device, shape):
-    # The same programs differentiated: their backward programs are fused too.
-    steps, outs = _program(1000 + seed)
-    gen, a, b, c, w = _inputs(seed, device, shape)
-    cots = [torch.randn(shape, generator=gen).to(device) for _ in outs]
-
-    def loss(a, b, c):
-        return sum((o * g).sum() for o, g in zip(_run(steps, outs, a, b, c, w), cots))
-
-    check_gradients(loss, (a, b, c), FUSE_ALL, f"seed {seed}, {steps}, {outs}")
+    _check_program_gradients(1000 + seed, seed, device, shape)
 
 
 # Shapes whose reductions the fuser splits into rows of a few thousand columns (KernelDef): the
@@ -214,24 +224,11 @@ def test_random_program_with_split_reductions_matches_eager(seed, device, shape)
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("seed", range(16))
 def test_random_program_with_indexing_matches_eager(seed, device, shape):
-    steps, outs = _program(3000 + seed, KINDS + INDEXING_KINDS * 3)
-    _, a, b, c, w = _inputs(seed, device, shape)
-
-    def fn(a, b, c):
-        return _run(steps, outs, a, b, c, w)
-
-    check_forward(fn, (a, b, c), device, FUSE_ALL, f"seed {seed}, {steps}, {outs}")
+    _check_program_values(3000 + seed, seed, device, shape, KINDS + INDEXING_KINDS * 3)
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("seed", range(8))
 def test_random_program_with_indexing_gradients_match_eager(seed, device, shape):
-    steps, outs = _program(4000 + seed, KINDS + INDEXING_KINDS * 3)
-    gen, a, b, c, w = _inputs(seed, device, shape)
-    cots = [torch.randn(shape, generator=gen).to(device) for _ in outs]
-
-    def loss(a, b, c):
-        return sum((o * g).sum() for o, g in zip(_run(steps, outs, a, b, c, w), cots))
-
-    check_gradients(loss, (a, b, c), FUSE_ALL, f"seed {seed}, {steps}, {outs}")
+    _check_program_gradients(4000 + seed, seed, device, shape, KINDS + INDEXING_KINDS * 3)

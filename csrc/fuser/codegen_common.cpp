@@ -78,6 +78,17 @@ std::string fill_expr(const KNode& load, Backend be) {
   return v;
 }
 
+std::string bounds_cond(const Access& a, const std::function<std::string(int)>& index,
+                        const std::function<std::string(int64_t)>& lit) {
+  if (a.never) return "false";
+  std::string cond;
+  for (const AxisMask& m : a.masks) {
+    const std::string p = "(" + lit(m.start) + " + " + lit(m.step) + " * " + index(m.axis) + ")";
+    cond += (cond.empty() ? "(" : " && (") + p + " >= 0 && " + p + " < " + lit(m.size) + ")";
+  }
+  return cond;
+}
+
 std::string iota_expr(const KNode& n, const std::string& idx) {
   return "((" + compute_type(n.dtype) + ")(" + std::to_string(n.ivalue) + "LL + " +
          std::to_string(n.step) + "LL * (long long)(" + idx + ")))";

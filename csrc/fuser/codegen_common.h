@@ -4,11 +4,13 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "fuser/kernel.h"
+#include "fuser/layout.h"
 
 namespace thunder::fuser {
 
@@ -27,6 +29,10 @@ std::string store_expr(DType d, const std::string& value);
 std::string const_expr(const KNode& n, Backend be);
 // A padded load's fill value (KNode::fvalue / ivalue) in its compute type.
 std::string fill_expr(const KNode& load, Backend be);
+// Where a padded load reads memory: every bound of `a` met ("false" for a load that never does),
+// `index(axis)` the element's index along an axis, `lit` a backend's integer literal.
+std::string bounds_cond(const Access& a, const std::function<std::string(int)>& index,
+                        const std::function<std::string(int64_t)>& lit);
 // The value of an iota node at element offset `idx` (an integer expression).
 std::string iota_expr(const KNode& n, const std::string& idx);
 // uniform_philox's value at element index `idx` of its stream (seed, offset).

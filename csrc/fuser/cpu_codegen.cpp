@@ -253,15 +253,9 @@ class CpuGen {
 
   // Where a padded load reads memory (its bounds at row `row`, column `col`).
   std::string mask_cond(const Access& a, const std::string& col) const {
-    if (a.never) return "false";
-    std::string c;
-    for (const AxisMask& m : a.masks) {
-      const std::string p = "(" + std::to_string(m.start) + "LL + " + std::to_string(m.step) +
-                            "LL * " + axis_index(m.axis, col) + ")";
-      c += (c.empty() ? "(" : " && (") + p + " >= 0 && " + p + " < " + std::to_string(m.size) +
-           "LL)";
-    }
-    return c;
+    return bounds_cond(
+        a, [&](int axis) { return axis_index(axis, col); },
+        [](int64_t v) { return std::to_string(v) + "LL"; });
   }
 
   // Per-row base offset variable of node `id`'s load (emitted into the row scope once).

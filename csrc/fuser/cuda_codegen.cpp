@@ -447,14 +447,8 @@ class CudaGen {
 
   // Where a padded load reads memory, at column index `c` (pointwise kernels: the element's).
   std::string mask_cond(const Access& a, const std::string& c) const {
-    if (a.never) return "false";
-    std::string cond;
-    for (const AxisMask& m : a.masks) {
-      const std::string p =
-          "(" + lit(m.start) + " + " + lit(m.step) + " * " + axis_index(m.axis, c) + ")";
-      cond += (cond.empty() ? "(" : " && (") + p + " >= 0 && " + p + " < " + lit(m.size) + ")";
-    }
-    return cond;
+    return bounds_cond(
+        a, [&](int axis) { return axis_index(axis, c); }, [&](int64_t v) { return lit(v); });
   }
 
   // True when load `id`'s registers hold a value per lane: it varies along the innermost axis
@@ -485,6 +479,11 @@ class CudaGen {
     std::string vs = std::to_string(s.v);
     std::string nm = s.split ? s.reg + "." + ld : ld;
     std::string arr = lane_array(id) ? "[" + vs + "]" : "";
+    if (s.split) {
+      s.regs += "  " + st + " " + ld + arr + ";\n";
+    } else {
+      s.pre += "      " + st + " " + ld + arr + ";\n";
+    }
     if (a.masked()) {
       if (k_.kind != KernelDef::Kind::kPointwise)
         throw Error("internal: a padded load outside a pointwise kernel");
@@ -494,11 +493,6 @@ class CudaGen {
           chunk_edges = false;
       }
       const std::string fill = store_expr(n.dtype, fill_expr(n, Backend::kCuda));
-      if (s.split) {
-        s.regs += "  " + st + " " + ld + arr + ";\n";
-      } else {
-        s.pre += "      " + st + " " + ld + arr + ";\n";
-      }
       if (arr.empty()) {
         s.pre += "      " + nm + " = " + mask_cond(a, c) + " ? " + ptr + "[" + addr +
                  "] : " + fill + ";\n";
@@ -513,11 +507,6 @@ class CudaGen {
                  " + (idx_t)l * " + lit(is) + "] : " + fill + ";\n";
       }
       return s.arrays[id] = nm;
-    }
-    if (s.split) {
-      s.regs += "  " + st + " " + ld + arr + ";\n";
-    } else {
-      s.pre += "      " + st + " " + ld + arr + ";\n";
     }
     const bool inv = s.grouped && same_in_every_row(id);
     std::string& pre = inv ? s.pre_inv : s.pre;
