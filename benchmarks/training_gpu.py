@@ -103,9 +103,10 @@ def kernel_profiles(steps: dict, n: int = 3, top: int = 18, keep: int = 40) -> d
         kernels = sorted(((e.key, e.device_time_total / n, e.count // n) for e in prof.key_averages()
                           if e.device_time_total > 0), key=lambda r: -r[1])
         total = sum(t for _, t, _ in kernels)
-        out[name] = {"kernel_ms_per_step": total / 1e3,
+        launches = sum(c for _, _, c in kernels)
+        out[name] = {"kernel_ms_per_step": total / 1e3, "launches_per_step": launches,
                      "top": [{"kernel": k, "us_per_step": t, "calls_per_step": c} for k, t, c in kernels[:keep]]}
-        print(f"\n{name}: {total / 1e3:.2f} ms of kernels per step; largest:")
+        print(f"\n{name}: {total / 1e3:.2f} ms of kernels per step, {launches} launches; largest:")
         for k, t, c in kernels[:top]:
             print(f"  {t / 1e3:7.3f} ms  {c:4d}x  {k[:110]}")
     return out
@@ -149,6 +150,41 @@ def check(base, idx, tgt, no_compile):
     return report
 
 
+def instruction_profile(m, idx, tgt, n=5, top=30):
+    """Host time of thunder's programs per instruction symbol (fusions counted together), over `n`
+    forward + backward calls (the GPU synchronised before each), against the calls' wall time."""
+    from thunder import _core
+
+    _core.program_profile(reset=True)
+    wall = 0.0
+    for _ in range(n):
+        torch.cuda.synchronize()
+        _core.set_program_profiling(True)
+        t0 = time.perf_counter()
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = m(idx, tgt)
+        loss.backward()
+        wall += time.perf_counter() - t0
+        _core.set_program_profiling(False)
+        for p in m.parameters():
+            p.grad = None
+    torch.cuda.synchronize()
+    sums = {}
+    for name, (calls, secs) in _core.program_profile(reset=True).items():
+        key = "fusion kernels" if name.rstrip("0123456789") == "fusion" else name
+        c, s = sums.get(key, (0, 0.0))
+        sums[key] = (c + calls, s + secs)
+    # The entry program's one instruction runs the forward program inside torch.autograd: nested.
+    total = sum(s for k, (_, s) in sums.items() if k != "thunder.run_autograd_function")
+    print(f"  thunder's instructions per forward + backward: {total / n * 1e3:.2f} ms of "
+          f"{wall / n * 1e3:.2f} ms wall, {sum(c for c, _ in sums.values()) / n - 1:.0f} instructions")
+    rows = sorted(sums.items(), key=lambda kv: -kv[1][1])
+    for name, (calls, secs) in rows[:top]:
+        print(f"    {secs / n * 1e3:7.3f} ms  {calls / n:6.1f}x  {secs / calls * 1e6:7.1f} us each  {name}")
+    return {"wall_ms": wall / n * 1e3, "instructions_ms": total / n * 1e3,
+            "by_symbol": {k: {"calls": c / n, "ms": s / n * 1e3} for k, (c, s) in rows}}
+
+
 def host_times(variants, idx, tgt, n=10):
     """Host time of each variant's forward and backward: the calls return before their kernels finish
     (the GPU's queue is far from full), so the wall time of each call is the host's work."""
@@ -172,6 +208,7 @@ def host_times(variants, idx, tgt, n=10):
         print(f"  host {name:22s} forward {out[name]['forward_host_ms']:6.2f} ms, "
               f"backward {out[name]['backward_host_ms']:6.2f} ms", flush=True)
     m = variants["thunder"]
+    out["thunder_instructions"] = instruction_profile(m, idx, tgt)
     prof = cProfile.Profile()
     for _ in range(3):
         torch.cuda.synchronize()

@@ -358,6 +358,19 @@ NB_MODULE(_core, m) {
            "Runs on the list's items, taking them out of the list (each is freed after its last use "
            "when nothing else refers to it).")
       .def_prop_ro("num_instructions", &Program::num_instructions);
+  m.def("set_program_profiling", &runtime::set_program_profiling, "on"_a,
+        "Sums each program instruction's host time by symbol while on (a debug aid).");
+  m.def(
+      "program_profile",
+      [](bool reset) {
+        nb::dict d;
+        for (const auto& [name, t] : runtime::program_profile(reset)) {
+          d[nb::str(name.c_str())] = nb::make_tuple(t.calls, t.seconds);
+        }
+        return d;
+      },
+      "reset"_a = false,
+      "{symbol name: (calls, seconds)} of the instructions timed while profiling was on.");
   m.def("live_objects", &runtime::live_objects,
         "The number of Python objects the core's object table holds (a debug counter).");
 

@@ -1,10 +1,12 @@
 // Lowering a final trace to a Program, and running it.
 #include "runtime/program.h"
 
+#include <nanobind/stl/string.h>
+
+#include <atomic>
+#include <chrono>
 #include <functional>
 #include <unordered_map>
-
-#include <nanobind/stl/string.h>
 
 #include "core/error.h"
 #include "ir/printer.h"
@@ -294,6 +296,26 @@ nb::object Program::run_consuming(nb::list inputs) const {
   return run_owned(std::move(owned));
 }
 
+namespace {
+
+std::atomic<bool> g_profiling{false};
+
+// Guarded by the GIL: instructions are timed and summed with it held.
+std::unordered_map<std::string, InstrTime>& profile_sums() {
+  static auto* m = new std::unordered_map<std::string, InstrTime>();
+  return *m;
+}
+
+}  // namespace
+
+void set_program_profiling(bool on) { g_profiling.store(on); }
+
+std::vector<std::pair<std::string, InstrTime>> program_profile(bool reset) {
+  std::vector<std::pair<std::string, InstrTime>> out(profile_sums().begin(), profile_sums().end());
+  if (reset) profile_sums().clear();
+  return out;
+}
+
 nb::object Program::run_owned(std::vector<PyObject*> inputs) const {
   std::vector<PyObject*> slots(num_slots_, nullptr);
   struct Cleanup {
@@ -325,7 +347,11 @@ nb::object Program::run_owned(std::vector<PyObject*> inputs) const {
     }
   } restore{grad_switch_, grad_at_entry};
   PyObject* stack[64];
+  const bool profiling = g_profiling.load(std::memory_order_relaxed);
+  using Clock = std::chrono::steady_clock;
   for (const Instr& ins : instrs_) {
+    Clock::time_point t0;
+    if (profiling) t0 = Clock::now();
     size_t nargs = ins.args.size();
     std::vector<PyObject*> big;
     PyObject** argv = stack;
@@ -347,6 +373,11 @@ nb::object Program::run_owned(std::vector<PyObject*> inputs) const {
     for (int s : ins.release) {
       Py_XDECREF(slots[s]);
       slots[s] = nullptr;
+    }
+    if (profiling) {
+      InstrTime& t = profile_sums()[ins.name];
+      t.calls += 1;
+      t.seconds += std::chrono::duration<double>(Clock::now() - t0).count();
     }
   }
   restore.armed = false;

@@ -67,6 +67,17 @@ class Program {
   Arg output_;
 };
 
+// Host time per instruction, summed by the instruction's symbol while enabled: where a program's
+// time goes between its kernels (the call of each implementation, its output stored, dead slots
+// freed).
+struct InstrTime {
+  int64_t calls = 0;
+  double seconds = 0;
+};
+void set_program_profiling(bool on);
+// The sums since the last reset, by symbol name; `reset` clears them.
+std::vector<std::pair<std::string, InstrTime>> program_profile(bool reset);
+
 // A Python object for a constant value (a number, dtype, device, slice, sequence...).
 nb::object constant_object(const Value& v);
 
