@@ -144,3 +144,97 @@ def test_sdpa_cuda_forward_and_backward(dtype):
     mask = torch.rand(64, 64, device="cuda") > 0.2
     mask[:, 0] = True
     check(_run(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=mask), q, k, v))
+
+
+# The attention of CUDA training programs (ltorch.sdpa_autograd_forward / _backward): torch's own
+# kernel choice, its flash, memory-efficient and cuDNN kernels called directly, F.sdpa under torch
+# autograd otherwise.
+
+
+def _attention_grads(fn_forward, q, k, v, g, mask, p, causal, gqa=False):
+    from thunder.core import autograd as ag
+
+    out, handle = fn_forward(q, k, v, mask, p, causal, None, gqa)
+    grads = ag.sdpa_autograd_backward(g, handle, q, k, v, (True, False, True))
+    return out, grads, handle
+
+
+def _eager_attention(q, k, v, g, mask, p, causal, gqa=False):
+    q, k, v = (t.detach().requires_grad_(True) for t in (q, k, v))
+    kw = {"enable_gqa": True} if gqa else {}
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=causal, **kw)
+    out.backward(g)
+    return out.detach(), (q.grad, None, v.grad)
+
+
+@pytest.mark.parametrize("kind", ["plain", "causal", "mask", "gqa"])
+def test_attention_through_torch_autograd_matches_eager_on_the_cpu(kind):
+    # Off CUDA (and for calls the direct kernels do not take) the forward runs F.sdpa under torch
+    # autograd and the backward asks torch for the gradients.
+    from thunder.core import autograd as ag
+
+    torch.manual_seed(0)
+    kv_heads = 2 if kind == "gqa" else 4
+    q = torch.randn(2, 4, 9, 16)
+    k, v = torch.randn(2, kv_heads, 9, 16), torch.randn(2, kv_heads, 9, 16)
+    g = torch.randn(2, 4, 9, 16)
+    mask = torch.randn(9, 9) if kind == "mask" else None
+    gqa = kind == "gqa"
+    out, grads, handle = _attention_grads(ag.sdpa_autograd_forward, q, k, v, g, mask, 0.0,
+                                          kind == "causal", gqa)
+    assert not hasattr(handle, "_thunder_sdpa") and handle.numel() == 0
+    want_out, want = _eager_attention(q, k, v, g, mask, 0.0, kind == "causal", gqa)
+    torch.testing.assert_close(out, want_out)
+    assert grads[1] is None
+    torch.testing.assert_close(grads[0], want[0])
+    torch.testing.assert_close(grads[2], want[2])
+    # A second backward (retain_graph) gives the same gradients.
+    again = ag.sdpa_autograd_backward(g, handle, q, k, v, (True, False, True))
+    torch.testing.assert_close(again[0], grads[0])
+
+
+def test_attention_direct_calls_check_the_ops_signatures(monkeypatch):
+    from thunder.core import autograd as ag
+
+    monkeypatch.setattr(ag, "_sdpa_direct_ok", {})
+    assert not ag._sdpa_backend_direct(0) and not ag._sdpa_backend_direct(4)  # math, overrideable
+    for choice in (1, 2, 3):  # this torch's flash, efficient and cuDNN ops take the written arguments
+        assert ag._sdpa_backend_direct(choice)
+    # Another signature (as cuDNN's before torch 2.5): not called directly.
+    sigs = dict(ag._SDPA_SIGNATURES)
+    (fwd, args), bwd = sigs[3]
+    sigs[3] = ((fwd, args.replace("attn_bias compute_log_sumexp ", "")), bwd)
+    monkeypatch.setattr(ag, "_SDPA_SIGNATURES", sigs)
+    monkeypatch.setattr(ag, "_sdpa_direct_ok", {})
+    assert not ag._sdpa_backend_direct(3) and ag._sdpa_backend_direct(1)
+
+
+@requires_cuda
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32], ids=str)
+@pytest.mark.parametrize("case", ["plain", "causal", "dropout", "head_dim_40", "mask", "gqa"])
+def test_cuda_attention_direct_kernels_match_eager(case, dtype):
+    from thunder.core import autograd as ag
+
+    e = 40 if case == "head_dim_40" else 64
+    kv_heads = 2 if case == "gqa" else 4
+    torch.manual_seed(0)
+    q = torch.randn(2, 4, 33, e, device="cuda", dtype=dtype)
+    k = torch.randn(2, kv_heads, 33, e, device="cuda", dtype=dtype)
+    v = torch.randn(2, kv_heads, 33, e, device="cuda", dtype=dtype)
+    g = torch.randn(2, 4, 33, e, device="cuda", dtype=dtype)
+    mask = torch.randn(33, 33, device="cuda", dtype=dtype) if case == "mask" else None
+    p = 0.3 if case == "dropout" else 0.0
+    causal = case in ("causal", "dropout")
+    gqa = case == "gqa"
+    torch.manual_seed(7)
+    out, grads, handle = _attention_grads(ag.sdpa_autograd_forward, q, k, v, g, mask, p, causal, gqa)
+    choice = -1 if gqa else int(torch._fused_sdp_choice(q, k, v, mask, p, causal))
+    direct = mask is None and not gqa and (choice in (2, 3) or (choice == 1 and e % 8 == 0))
+    assert hasattr(handle, "_thunder_sdpa") == direct, (choice, case)
+    torch.manual_seed(7)
+    want_out, want = _eager_attention(q, k, v, g, mask, p, causal, gqa)
+    tol = {} if dtype is torch.float32 else {"rtol": 1e-2, "atol": 1e-2}
+    torch.testing.assert_close(out, want_out, **tol)  # dropout: the same random stream as eager
+    torch.testing.assert_close(grads[0], want[0], **tol)
+    torch.testing.assert_close(grads[2], want[2], **tol)
+    assert grads[1] is None

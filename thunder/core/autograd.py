@@ -139,11 +139,84 @@ def rms_norm_backward(grad_output, input, normalized_shape, weight, eps, output_
     return gx, gw
 
 
+# torch's fused attention backends (torch.nn.attention.SDPBackend's values), as _fused_sdp_choice
+# returns them.
+_SDPA_FLASH, _SDPA_EFFICIENT, _SDPA_CUDNN = 1, 2, 3
+_aten = torch.ops.aten
+# The argument names each direct call is written for (the private ops' signatures differ across
+# torch versions: cuDNN's took no mask and no logsumexp flag before 2.5).
+_SDPA_SIGNATURES = {
+    _SDPA_FLASH: (
+        ("_scaled_dot_product_flash_attention",
+         "query key value dropout_p is_causal return_debug_mask scale"),
+        ("_scaled_dot_product_flash_attention_backward",
+         ("grad_out query key value out logsumexp cum_seq_q cum_seq_k max_q max_k dropout_p "
+          "is_causal philox_seed philox_offset scale"))),
+    _SDPA_EFFICIENT: (
+        ("_scaled_dot_product_efficient_attention",
+         "query key value attn_bias compute_log_sumexp dropout_p is_causal scale"),
+        ("_scaled_dot_product_efficient_attention_backward",
+         ("grad_out_ query key value attn_bias out logsumexp philox_seed philox_offset "
+          "dropout_p grad_input_mask is_causal scale"))),
+    _SDPA_CUDNN: (
+        ("_scaled_dot_product_cudnn_attention",
+         ("query key value attn_bias compute_log_sumexp dropout_p is_causal return_debug_mask "
+          "scale")),
+        ("_scaled_dot_product_cudnn_attention_backward",
+         ("grad_out query key value out logsumexp philox_seed philox_offset attn_bias cum_seq_q "
+          "cum_seq_k max_q max_k dropout_p is_causal scale"))),
+}
+_sdpa_direct_ok = {}
+
+
+def _sdpa_backend_direct(choice):
+    """Whether this torch's ops of backend `choice` have the signatures the direct calls use."""
+    ok = _sdpa_direct_ok.get(choice)
+    if ok is None:
+        ok = choice in _SDPA_SIGNATURES
+        for name, args in _SDPA_SIGNATURES.get(choice, ()):
+            op = getattr(_aten, name, None)
+            ok = ok and op is not None and [a.name for a in op.default._schema.arguments] == args.split()
+        _sdpa_direct_ok[choice] = ok
+    return ok
+
+
+def _sdpa_direct(query, key, value, dropout_p, is_causal, scale):
+    """The kernel F.scaled_dot_product_attention would run, called directly when it is CUDA's flash,
+    memory-efficient or cuDNN attention and F.scaled_dot_product_attention would pass the inputs
+    unchanged (no mask; for flash, head dims a multiple of 8): no torch graph is recorded, and the
+    backward calls the kernel's own backward. Returns (output, state for the backward), or None
+    (eager's path then)."""
+    choice = int(torch._fused_sdp_choice(query, key, value, None, dropout_p, is_causal, scale=scale))
+    if not _sdpa_backend_direct(choice):
+        return None
+    if choice == _SDPA_FLASH:
+        if query.shape[-1] % 8 or value.shape[-1] % 8:
+            return None  # F.scaled_dot_product_attention pads the head dims
+        r = _aten._scaled_dot_product_flash_attention(query, key, value, dropout_p, is_causal, False,
+                                                      scale=scale)
+        return r[0], (choice, r[0], r[1:8], dropout_p, is_causal, scale)
+    if choice == _SDPA_EFFICIENT:
+        r = _aten._scaled_dot_product_efficient_attention(query, key, value, None, True, dropout_p,
+                                                          is_causal, scale=scale)
+        return r[0], (choice, r[0], r[1:4], dropout_p, is_causal, scale)
+    r = _aten._scaled_dot_product_cudnn_attention(query, key, value, None, True, dropout_p,
+                                                  is_causal, False, scale=scale)
+    return r[0], (choice, r[0], r[1:8], dropout_p, is_causal, scale)
+
+
 def sdpa_autograd_forward(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa):
-    """Runs ltorch.sdpa_autograd_forward: F.scaled_dot_product_attention under torch autograd, so
-    torch picks the fused kernel eager would (flash, cuDNN, ...) and saves what its backward needs.
-    Returns (output, handle): the handle, an empty tensor, carries the graph to the backward and lives
-    as long as torch.autograd keeps the saved tensors."""
+    """Runs ltorch.sdpa_autograd_forward: the fused kernel eager would run (flash, cuDNN, ...) and what
+    its backward needs. CUDA's flash, memory-efficient and cuDNN kernels are called directly; otherwise
+    F.scaled_dot_product_attention runs under torch autograd. Returns (output, handle): the handle,
+    an empty tensor, carries the kernel's saved state (or torch's graph) to the backward and lives as
+    long as torch.autograd keeps the saved tensors."""
+    handle = torch.empty((0,), dtype=torch.int64, device=query.device)
+    if query.is_cuda and attn_mask is None and not enable_gqa:
+        direct = _sdpa_direct(query, key, value, dropout_p, is_causal, scale)
+        if direct is not None:
+            handle._thunder_sdpa = direct[1]
+            return direct[0], handle
     q, k, v = (t.detach().requires_grad_(True) for t in (query, key, value))
     kwargs = {"attn_mask": attn_mask, "dropout_p": dropout_p, "is_causal": is_causal,
               "scale": scale}
@@ -151,13 +224,31 @@ def sdpa_autograd_forward(query, key, value, attn_mask, dropout_p, is_causal, sc
         kwargs["enable_gqa"] = True
     with torch.enable_grad():
         out = torch.nn.functional.scaled_dot_product_attention(q, k, v, **kwargs)
-    handle = torch.empty((0,), dtype=torch.int64, device=query.device)
     handle._thunder_torch_graph = (out, (q, k, v))
     return out.detach(), handle
 
 
 def sdpa_autograd_backward(grad_out, handle, query, key, value, needs):
-    """Runs ltorch.sdpa_autograd_backward: torch's backward of the attention its forward ran."""
+    """Runs ltorch.sdpa_autograd_backward: the backward of the attention its forward ran."""
+    state = getattr(handle, "_thunder_sdpa", None)
+    if state is not None:
+        kind, out, saved, dropout_p, is_causal, scale = state
+        if kind == _SDPA_FLASH:
+            lse, cum_q, cum_k, max_q, max_k, seed, offset = saved
+            grads = _aten._scaled_dot_product_flash_attention_backward(
+                grad_out, query, key, value, out, lse, cum_q, cum_k, max_q, max_k, dropout_p,
+                is_causal, seed, offset, scale=scale)
+        elif kind == _SDPA_CUDNN:
+            lse, cum_q, cum_k, max_q, max_k, seed, offset = saved
+            grads = _aten._scaled_dot_product_cudnn_attention_backward(
+                grad_out, query, key, value, out, lse, seed, offset, None, cum_q, cum_k, max_q, max_k,
+                dropout_p, is_causal, scale=scale)
+        else:
+            lse, seed, offset = saved
+            grads = _aten._scaled_dot_product_efficient_attention_backward(
+                grad_out, query, key, value, None, out, lse, seed, offset, dropout_p,
+                [bool(n) for n in needs] + [False], is_causal, scale=scale)
+        return tuple(g if n else None for g, n in zip(grads, needs))
     out, inputs = handle._thunder_torch_graph
     wanted = [x for x, n in zip(inputs, needs) if n]
     grads = iter(torch.autograd.grad(out, wanted, grad_out, retain_graph=True))
