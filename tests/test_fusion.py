@@ -1437,3 +1437,23 @@ def test_cpu_column_float_sums_are_as_accurate_as_eager(rows):
         err_eager = float(((want.double() - exact * scale) / (exact * scale)).abs().max())
         assert err_thunder <= max(4 * err_eager, 2e-7), (err_thunder, err_eager)
         torch.testing.assert_close(got, want)
+
+
+def test_small_converted_tables_are_recomputed_by_each_region_reading_them():
+    # A table rounded to bf16 and broadcast (a rotary embedding's cos) read by two regions a matmul
+    # separates: each computes it from the table; no kernel writes it and no view of it runs alone.
+    def fn(x, w, cos):
+        c = cos.to(torch.bfloat16).float()
+        y = torch.tanh(x * c) @ w
+        return torch.sigmoid(y * c) + 1
+
+    x, w, cos = torch.randn(128, 64, 32), torch.randn(32, 32) / 6, torch.randn(64, 32)
+    jfn = _jit(fn)
+    torch.testing.assert_close(jfn(x, w, cos), fn(x, w, cos))
+    calls = _calls(thunder.last_traces(jfn)[-1])
+    fused = [line for line in calls if "= fusion" in line]
+    assert len(fused) == 2 and all("(cos" in line or " cos," in line for line in fused), fused
+    assert not any("[64, 32]" in line.split("#")[-1] for line in calls if "cos" not in line.split("=")[0])
+    assert not any("broadcast_in_dim" in line for line in calls)
+    # The backward reads the table the same way; gradients against eager.
+    _values_and_grads_match(jfn, fn, [x, w, cos])

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cstdint>
 #include <queue>
+#include <set>
+#include <string>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -47,6 +49,110 @@ std::vector<BSymRef> flatten_to_prims(const BSymRef& b) {
     out.insert(out.end(), sub.begin(), sub.end());
   }
   return out;
+}
+
+namespace {
+
+// Whether every primitive a claim marker stands for converts or only views its input (`views`:
+// only views).
+bool converts_or_views(const BSymRef& b, bool views = false) {
+  if (b->subsymbols.empty()) return false;
+  for (const BSymRef& p : flatten_to_prims(b)) {
+    const std::string& n = p->sym->name;
+    const bool view =
+        n == "broadcast_in_dim" || n == "reshape" || n == "transpose" || n == "squeeze";
+    if (!(view || (!views && n == "convert_element_type"))) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+// A group that reads a value another group computes by conversions and views of small tensors (a
+// rotary table converted to the activations' dtype and broadcast over heads, in the backward
+// computed beside other work) computes it again itself, from tensors already available outside
+// their groups: one kernel and one view fewer for a few kilobytes read through the cache.
+// Returns, per group, the symbols it recomputes; `readers` loses the values no longer read.
+std::vector<std::vector<size_t>> pull_small_chains(
+    const Trace& trace, const std::vector<int>& group,
+    const std::vector<std::vector<size_t>>& members,
+    const std::unordered_set<const TensorProxy*>& returned,
+    std::unordered_map<const TensorProxy*, std::unordered_set<int>>& readers) {
+  constexpr size_t kMaxChain = 8;
+  std::vector<std::vector<size_t>> pulled(members.size());
+  std::unordered_map<const TensorProxy*, size_t> producer;
+  for (size_t i = 0; i < trace.bsyms.size(); ++i) {
+    for (const TensorRef& t : trace.bsyms[i]->output_tensors()) producer[t.get()] = i;
+  }
+  // A value another symbol can read as it is: computed outside groups or written by its group.
+  auto available = [&](const TensorProxy* t) {
+    auto p = producer.find(t);
+    if (p == producer.end() || group[p->second] < 0 || returned.count(t)) return true;
+    auto r = readers.find(t);
+    if (r == readers.end()) return false;
+    for (int g : r->second) {
+      if (g != group[p->second]) return true;
+    }
+    return false;
+  };
+  for (size_t g = 0; g < members.size(); ++g) {
+    if (members[g].empty()) continue;
+    int64_t largest = 0;
+    for (size_t i : members[g]) {
+      for (const TensorRef& t : trace.bsyms[i]->output_tensors())
+        largest = std::max(largest, t->numel());
+    }
+    const int64_t small = largest / 64;
+    std::unordered_set<const TensorProxy*> inputs;
+    for (size_t i : members[g]) {
+      for (const TensorRef& t : trace.bsyms[i]->input_tensors()) inputs.insert(t.get());
+    }
+    std::set<size_t> taken;
+    for (const TensorProxy* t : inputs) {
+      auto p = producer.find(t);
+      if (p == producer.end() || group[p->second] < 0 || group[p->second] == static_cast<int>(g))
+        continue;
+      std::set<size_t> chain;
+      std::vector<size_t> stack = {p->second};
+      bool ok = true;
+      while (ok && !stack.empty()) {
+        size_t i = stack.back();
+        stack.pop_back();
+        if (taken.count(i) || !chain.insert(i).second) continue;
+        const BoundSymbol& b = *trace.bsyms[i];
+        ok = group[i] >= 0 && converts_or_views(trace.bsyms[i]) && chain.size() <= kMaxChain;
+        const bool view = converts_or_views(trace.bsyms[i], true);
+        for (const TensorRef& o : b.output_tensors()) ok = ok && (view || o->numel() <= small);
+        for (const TensorRef& in : b.input_tensors()) {
+          if (!ok || available(in.get())) continue;
+          stack.push_back(producer.at(in.get()));
+        }
+      }
+      if (!ok) continue;
+      taken.insert(chain.begin(), chain.end());
+    }
+    if (taken.empty()) continue;
+    pulled[g].assign(taken.begin(), taken.end());
+    // The values the chains define are read here no more; the tensors they start from are.
+    std::unordered_set<const TensorProxy*> defined;
+    for (size_t i : taken) {
+      for (const TensorRef& o : trace.bsyms[i]->output_tensors()) defined.insert(o.get());
+    }
+    for (const TensorProxy* t : defined) {
+      bool read_by_members = false;
+      for (size_t i : members[g]) {
+        for (const TensorRef& in : trace.bsyms[i]->input_tensors())
+          read_by_members |= in.get() == t;
+      }
+      if (read_by_members) readers[t].erase(static_cast<int>(g));
+    }
+    for (size_t i : taken) {
+      for (const TensorRef& in : trace.bsyms[i]->input_tensors()) {
+        if (!defined.count(in.get())) readers[in.get()].insert(static_cast<int>(g));
+      }
+    }
+  }
+  return pulled;
 }
 
 Trace partition_regions(const Trace& trace, const RegionPredicate& is_fusible,
@@ -243,11 +349,16 @@ Trace partition_regions(const Trace& trace, const RegionPredicate& is_fusible,
   for (size_t i = 0; i < n; ++i) {
     for (const TensorRef& t : trace.bsyms[i]->input_tensors()) readers[t.get()].insert(group[i]);
   }
+  std::vector<std::vector<size_t>> pulled =
+      pull_small_chains(trace, group, members, returned, readers);
 
   auto build_region = [&](int g) {
     Region r;
     std::unordered_set<const TensorProxy*> defined, seen_in;
-    for (size_t i : members[g]) {
+    std::vector<size_t> all = pulled[g];  // recomputed here, never its outputs
+    all.insert(all.end(), members[g].begin(), members[g].end());
+    std::sort(all.begin(), all.end());
+    for (size_t i : all) {
       const BSymRef& b = trace.bsyms[i];
       r.bsyms.push_back(b);
       for (const TensorRef& t : b->input_tensors()) {

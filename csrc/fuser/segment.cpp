@@ -224,7 +224,13 @@ void recompute_pointwise_inputs(const std::vector<BSymRef>& prims,
       }
       std::vector<size_t> rd = readers(t.get());
       bool only_reader = rd.size() == 1 && !region_out.count(t.get());
-      if (added > nbytes(t) * (only_reader ? 2 : 1)) continue;
+      // A value broadcast over this kernel (a 64th of its domain at most, from inputs few times
+      // its size: a rotary table converted to the activations' dtype) costs a kernel of its own
+      // more than every reader computing it again from inputs read through the cache.
+      int64_t domain = 1;
+      for (int64_t n : seg.kernel->sizes) domain *= n;
+      const bool broadcast = numel(t) * 64 <= domain && added <= 4 * nbytes(t);
+      if (!broadcast && added > nbytes(t) * (only_reader ? 2 : 1)) continue;
       Segment trial;
       std::set<size_t> members = chain;
       for (const BSymRef& p : seg.prims) members.insert(index.at(p.get()));

@@ -62,6 +62,9 @@ def convert_element_type(a, dtype):
 
 
 def broadcast_in_dim(a, shape, broadcast_dimensions):
+    lead = len(shape) - a.ndim
+    if all(d == lead + i for i, d in enumerate(broadcast_dimensions)):
+        return a.expand(tuple(shape))  # new leading dims only: torch's broadcasting
     view = [1] * len(shape)
     for i, d in enumerate(broadcast_dimensions):
         view[d] = a.shape[i]
