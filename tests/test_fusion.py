@@ -1457,3 +1457,25 @@ def test_small_converted_tables_are_recomputed_by_each_region_reading_them():
     assert not any("broadcast_in_dim" in line for line in calls)
     # The backward reads the table the same way; gradients against eager.
     _values_and_grads_match(jfn, fn, [x, w, cos])
+
+
+def test_program_profile_sums_host_time_per_symbol():
+    from thunder import _core
+
+    jfn = _jit(lambda x: torch.relu(x @ x) + 1)
+    x = torch.randn(16, 16)
+    jfn(x)
+    _core.program_profile(reset=True)
+    _core.set_program_profiling(True)
+    try:
+        for _ in range(3):
+            jfn(x)
+    finally:
+        _core.set_program_profiling(False)
+    jfn(x)  # not counted
+    prof = _core.program_profile(reset=True)
+    calls = {name: c for name, (c, _) in prof.items()}
+    assert calls.get("torch.matmul") == 3, prof
+    assert sum(c for name, c in calls.items() if name.startswith("fusion")) == 3, prof
+    assert all(secs > 0 for _, secs in prof.values())
+    assert _core.program_profile() == {}
