@@ -1479,3 +1479,18 @@ def test_program_profile_sums_host_time_per_symbol():
     assert sum(c for name, c in calls.items() if name.startswith("fusion")) == 3, prof
     assert all(secs > 0 for _, secs in prof.values())
     assert _core.program_profile() == {}
+
+
+def test_a_small_table_broadcast_over_two_kernels_is_computed_by_each():
+    # q and k's rotary products are two kernels (k's is written transposed); the bf16-rounded table
+    # both read is computed by each from the table, not by a kernel of its own.
+    def fn(q, k, cos):
+        c = cos.to(torch.bfloat16).float()
+        return torch.tanh(q * c), torch.sigmoid(k * c).transpose(-1, -2).contiguous() * 2
+
+    q, k, cos = torch.randn(8, 4, 64, 32), torch.randn(8, 4, 64, 32), torch.randn(64, 32)
+    jfn = _jit(fn)
+    for got, want in zip(jfn(q, k, cos), fn(q, k, cos)):
+        torch.testing.assert_close(got, want)
+    fused = [line for line in _calls(thunder.last_traces(jfn)[-1]) if "= fusion" in line]
+    assert len(fused) == 2 and all("(cos, " in line for line in fused), fused

@@ -225,11 +225,25 @@ void recompute_pointwise_inputs(const std::vector<BSymRef>& prims,
       std::vector<size_t> rd = readers(t.get());
       bool only_reader = rd.size() == 1 && !region_out.count(t.get());
       // A value broadcast over this kernel (a 64th of its domain at most, from inputs few times
-      // its size: a rotary table converted to the activations' dtype) costs a kernel of its own
-      // more than every reader computing it again from inputs read through the cache.
+      // its size, by conversions, views and the simplest arithmetic: a rotary table converted to
+      // the activations' dtype) costs a kernel of its own more than every reader computing it
+      // again from inputs read through the cache.
       int64_t domain = 1;
       for (int64_t n : seg.kernel->sizes) domain *= n;
-      const bool broadcast = numel(t) * 64 <= domain && added <= 4 * nbytes(t);
+      bool cheap = true;
+      for (size_t i : chain) {
+        static const std::unordered_set<std::string> kCheap = {"convert_element_type",
+                                                               "broadcast_in_dim",
+                                                               "reshape",
+                                                               "transpose",
+                                                               "squeeze",
+                                                               "neg",
+                                                               "add",
+                                                               "sub",
+                                                               "mul"};
+        cheap = cheap && kCheap.count(prims[i]->sym->name) != 0;
+      }
+      const bool broadcast = cheap && numel(t) * 64 <= domain && added <= 4 * nbytes(t);
       if (!broadcast && added > nbytes(t) * (only_reader ? 2 : 1)) continue;
       Segment trial;
       std::set<size_t> members = chain;
