@@ -317,3 +317,63 @@ def test_llama_style_model_trains_like_eager_without_torch_cat():
     for (name, p), q in zip(model.named_parameters(), jmodel.parameters()):
         torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-5, msg=lambda m, n=name: f"{n}: {m}")
     assert not _torch_cat(jmodel), str(thunder.last_traces(jmodel)[-1])
+    # In the backward, q, k and v's gradients are written into their join by the rotary backward's
+    # kernel; the one cat left per layer joins the SwiGLU halves' gradients (library outputs).
+    backward = [line for line in str(thunder.last_backward_traces(jmodel)[-1]).splitlines()
+                if not line.lstrip().startswith("#")]
+    cats = [line for line in backward if "torchex.cat(" in line or "torch.cat(" in line]
+    assert len(cats) == cfg.n_layer, cats
+
+
+def _heads_joined(q, k, v, cos):
+    # Attention's q, k and v gradients joined as a qkv projection's: each [B, H, T, D] transposed to
+    # [B, T, H, D], its heads merged, the three concatenated along the features.
+    b, h, t, d = q.shape
+    parts = [(q * cos).transpose(1, 2), (k * 2).transpose(1, 2), v.transpose(1, 2)]
+    return torch.cat([p.reshape(b, t, h * d) for p in parts], -1)
+
+
+@requires_compiler
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cat_of_merged_heads_is_one_kernel_and_a_view(device, dtype):
+    # The cat of reshapes is a cat along a new dim, [B, T, 3, H, D], reshaped: one kernel computes the
+    # parts where the cat is written, the reshape to [B, T, 3 * H * D] is a view of it.
+    q, k, v = (torch.randn(2, 4, 16, 8, device=device, dtype=dtype, requires_grad=True) for _ in range(3))
+    cos = torch.randn(16, 8, device=device, dtype=dtype)
+    jfn = _jit(_heads_joined)
+    out = jfn(q, k, v, cos)
+    ref_inputs = [t.detach().clone().requires_grad_() for t in (q, k, v)]
+    ref = _heads_joined(*ref_inputs, cos)
+    torch.testing.assert_close(out, ref)
+    assert out.is_contiguous()
+    _one_kernel(jfn)
+    g = torch.randn_like(ref)
+    out.backward(g)
+    ref.backward(g)
+    for got, want in zip((q, k, v), ref_inputs):
+        torch.testing.assert_close(got.grad, want.grad)
+    with torch.profiler.profile() as prof:
+        jfn(q, k, v, cos)
+    assert not {"aten::copy_", "aten::clone", "aten::cat"} & {e.name for e in prof.events()}
+
+
+@requires_compiler
+def test_a_reduction_after_a_cat_of_merged_heads_reads_its_view():
+    # A bias gradient summed over the joined gradients (GPT-2's qkv projection): the sum's kernel
+    # reads the cat's view; it does not write the cat a second time.
+    def fn(q, k, v, cos):
+        joined = _heads_joined(q, k, v, cos)
+        return joined, joined.float().sum((0, 1))
+
+    q, k, v = (torch.randn(2, 4, 16, 8) for _ in range(3))
+    cos = torch.randn(16, 8)
+    jfn = _jit(fn)
+    for got, want in zip(jfn(q, k, v, cos), fn(q, k, v, cos)):
+        torch.testing.assert_close(got, want)
+    lines = [line for line in str(thunder.last_traces(jfn)[-1]).splitlines()
+             if line.strip() and not line.lstrip().startswith("#")]
+    fused = [line for line in lines if "= fusion" in line]
+    assert len(fused) == 2, lines
+    assert sum("[2, 16, 96]" in line.split("#", 1)[-1] for line in fused) == 0, fused
+    assert any("torch.reshape(" in line for line in lines), lines

@@ -331,6 +331,12 @@ def _rope(q, cos, sin):
     return q * cos + torch.cat((-q[..., half:], q[..., :half]), -1) * sin
 
 
+def _heads_joined(q, k, v, cos):
+    b, h, t, d = q.shape
+    parts = [(q * cos).transpose(1, 2), (k * 2).transpose(1, 2), v.transpose(1, 2)]
+    return torch.cat([p.reshape(b, t, h * d) for p in parts], -1)
+
+
 def _pool3x3(x):
     p = F.pad(x, (1, 1, 1, 1), value=float("-inf"))
     h, w = x.shape[-2] // 2, x.shape[-1] // 2
@@ -359,6 +365,13 @@ PADDED_CASES = [
     # The same value along the innermost axis but its bounds: a value per lane all the same.
     ("pad of a broadcast column", lambda x: F.pad(x[:, :1].expand(4, 8), (4, 4), value=3.0) * 2,
      lambda: (torch.randn(4, 16),), None),
+    # q, k and v's gradients joined by a cat of merged heads: a cat along a new dim of transposed
+    # parts, two computed, written as [B, T, 3, H, D].
+    ("cat of merged heads bf16", _heads_joined,
+     lambda: tuple(torch.randn(2, 4, 6, 16).bfloat16() for _ in range(3)) + (torch.randn(6, 16).bfloat16(),),
+     None),
+    ("cat of merged heads fp32", _heads_joined,
+     lambda: tuple(torch.randn(2, 3, 5, 12) for _ in range(3)) + (torch.randn(5, 12),), None),
 ]
 
 

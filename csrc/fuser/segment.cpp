@@ -713,6 +713,73 @@ std::vector<BSymRef> hoist_reshapes(const std::vector<BSymRef>& prims, const Nam
   return out;
 }
 
+// A cat of reshapes that each merge one group of dims of their values (one shape) into the cat's
+// dim (q, k and v's gradients, [B, T, H, D] each, joined as [B, T, 3 * H * D]) becomes a cat of the
+// values along a new dim where the group starts ([B, T, 1, H, D] each: size-1 dims, which a kernel
+// indexes), reshaped to the cat's shape (merging dims a kernel writes in order: a view): the parts
+// are then computed where the cat is written, instead of each written, copied into its reshape and
+// copied again by the cat.
+// The reshapes merging the new dims back are recorded in `merges`: each runs as torch's view of the
+// cat, never inside a later kernel (which would write the cat again as its own output).
+std::vector<BSymRef> cat_before_reshapes(const std::vector<BSymRef>& prims,
+                                         const NameFn& fresh_name,
+                                         std::unordered_set<const BoundSymbol*>* merges) {
+  std::unordered_map<const TensorProxy*, BSymRef> producer;
+  std::vector<BSymRef> out;
+  ShapeMover mover(producer, fresh_name, "_c", out);
+  for (const BSymRef& p : prims) {
+    for (const TensorRef& o : p->output_tensors()) producer[o.get()] = p;
+    if (p->sym != &prims::cat() || !p->args[0].is_seq() || p->args[0].items().size() < 2) {
+      out.push_back(p);
+      continue;
+    }
+    const TensorRef z = p->output_tensors()[0];
+    const int64_t rank = static_cast<int64_t>(z->shape().size());
+    const int64_t dim = p->args[1].as_int() < 0 ? p->args[1].as_int() + rank : p->args[1].as_int();
+    std::vector<TensorRef> values;
+    bool ok = true;
+    for (const Value& v : p->args[0].items()) {
+      auto pr = v.is_tensor() ? producer.find(v.as_tensor().get()) : producer.end();
+      ok = ok && pr != producer.end() && pr->second->sym == &prims::reshape();
+      if (!ok) break;
+      values.push_back(pr->second->args[0].as_tensor());
+      ok = values.back()->shape() == values[0]->shape() &&
+           v.as_tensor()->shape() == p->args[0].items()[0].as_tensor()->shape();
+    }
+    // The group of the values' dims that the parts' cat dim (alone) is.
+    size_t start = 0;
+    bool found = false;
+    if (ok) {
+      for (const auto& g :
+           reshape_groups(values[0]->shape(), p->args[0].items()[0].as_tensor()->shape())) {
+        if (g[2] == static_cast<size_t>(dim) && g[3] == g[2] + 1 && g[1] - g[0] >= 2) {
+          start = g[0];
+          found = true;
+        }
+      }
+    }
+    if (!found) {
+      out.push_back(p);
+      continue;
+    }
+    Shape one = values[0]->shape(), joined = values[0]->shape();
+    one.insert(one.begin() + static_cast<std::ptrdiff_t>(start), Dim(1));
+    joined.insert(joined.begin() + static_cast<std::ptrdiff_t>(start),
+                  Dim(static_cast<int64_t>(values.size())));
+    std::vector<Value> parts;
+    for (const TensorRef& x : values)
+      parts.push_back(
+          Value(mover.emit(p, prims::reshape(), {Value(x), Value::shape(one)}, one, x)));
+    TensorRef w =
+        mover.emit(p, prims::cat(),
+                   {Value::list(std::move(parts)), Value(static_cast<int64_t>(start))}, joined, z);
+    mover.emit(p, prims::reshape(), {Value(w), Value::shape(z->shape())}, z->shape(), z, z);
+    producer[z.get()] = out.back();
+    merges->insert(out.back().get());
+  }
+  return out;
+}
+
 }  // namespace
 
 std::vector<Segment> segment_region(const std::vector<BSymRef>& all_prims,
@@ -724,8 +791,11 @@ std::vector<Segment> segment_region(const std::vector<BSymRef>& all_prims,
   // decomposes through) are dropped: they would only add their axes to a kernel's domain.
   // A value defined twice (a composite's decomposition beside the same primitive recomputed on its
   // own, as a backward may hold) is computed once: its first definition.
+  std::unordered_set<const BoundSymbol*> merges;
   std::vector<BSymRef> prims = columns_last(
-      live(sink_reshapes(hoist_reshapes(first_definitions(all_prims), fresh_name), fresh_name),
+      live(cat_before_reshapes(
+               sink_reshapes(hoist_reshapes(first_definitions(all_prims), fresh_name), fresh_name),
+               fresh_name, &merges),
            region_out));
   std::vector<Segment> out;
   static const bool debug = std::getenv("THUNDER_FUSION_DEBUG") != nullptr;
@@ -745,6 +815,11 @@ std::vector<Segment> segment_region(const std::vector<BSymRef>& all_prims,
   constexpr size_t kMaxScan = 64;
   size_t begin = 0;
   while (begin < prims.size()) {
+    if (merges.count(prims[begin].get())) {  // a view of a cat: torch's
+      out.push_back(segment_of(prims, {begin}, region_out));
+      begin += 1;
+      continue;
+    }
     // Grow while one kernel computes the run. A primitive that does not join is deferred, with
     // everything that reads it; later independent primitives may still join (rms_norm's backward:
     // the input-gradient rows join the rstd rows past the weight gradient's column sum). The
