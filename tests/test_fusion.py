@@ -1494,3 +1494,21 @@ def test_a_small_table_broadcast_over_two_kernels_is_computed_by_each():
         torch.testing.assert_close(got, want)
     fused = [line for line in _calls(thunder.last_traces(jfn)[-1]) if "= fusion" in line]
     assert len(fused) == 2 and all("(cos, " in line for line in fused), fused
+
+
+def test_recomputed_small_tables_in_regions_left_to_torch():
+    # Regions under the CPU size threshold are left to torch: a region that would recompute the
+    # table runs its conversions itself, and the program still defines every value once.
+    def fn(x, w, cos):
+        c = cos.to(torch.bfloat16).float()
+        y = torch.tanh(x * c) @ w
+        return torch.sigmoid(y * c) + 1
+
+    # The table is a 64th of the regions' largest tensor (recomputed), all under 4096 elements.
+    x, w, cos = torch.randn(64, 2, 4), torch.randn(4, 4), torch.randn(2, 4)
+    jfn = thunder.jit(fn, executors=[FUSE_DEFAULT_SIZE])
+    torch.testing.assert_close(jfn(x, w, cos), fn(x, w, cos))
+    assert not fusionex.fusion_kernels(jfn)
+    defined = [line.split("=")[0].strip() for line in _calls(thunder.last_traces(jfn)[-1]) if " = " in line]
+    assert len(defined) == len(set(defined)), defined
+    _values_and_grads_match(jfn, fn, [x, w, cos])

@@ -110,8 +110,15 @@ std::vector<std::vector<size_t>> pull_small_chains(
     std::set<size_t> taken;
     for (const TensorProxy* t : inputs) {
       auto p = producer.find(t);
-      if (p == producer.end() || group[p->second] < 0 || group[p->second] == static_cast<int>(g))
+      if (p == producer.end() || group[p->second] < 0 || group[p->second] == static_cast<int>(g) ||
+          returned.count(t))
         continue;
+      // Only where its group then need not write it (read by this group and its own alone): a
+      // region left to other executors runs what it recomputes itself, the value defined once.
+      bool others = false;
+      for (int r : readers.at(t))
+        others = others || (r != static_cast<int>(g) && r != group[p->second]);
+      if (others) continue;
       std::set<size_t> chain;
       std::vector<size_t> stack = {p->second};
       bool ok = true;
@@ -385,14 +392,24 @@ Trace partition_regions(const Trace& trace, const RegionPredicate& is_fusible,
     if (exists[v] && indegree[v] == 0) ready.push({key[v], v});
   }
   std::vector<BSymRef> out;
+  // Tensors defined so far: a region left to other executors runs the small values it recomputes
+  // (pull_small_chains) unless an earlier one (their own group, left alike) defined them already.
+  std::unordered_set<const TensorProxy*> defined;
+  auto emit = [&](const BSymRef& b) {
+    const std::vector<TensorRef> outs = b->output_tensors();
+    if (!outs.empty() && std::all_of(outs.begin(), outs.end(),
+                                     [&](const TensorRef& t) { return defined.count(t.get()); }))
+      return;
+    for (const TensorRef& t : outs) defined.insert(t.get());
+    out.push_back(b);
+  };
   while (!ready.empty()) {
     size_t v = ready.top().second;
     ready.pop();
     if (v < n) {
-      out.push_back(trace.bsyms[v]);
+      emit(trace.bsyms[v]);
     } else {
-      std::vector<BSymRef> rep = fuse(build_region(static_cast<int>(v - n)));
-      out.insert(out.end(), rep.begin(), rep.end());
+      for (const BSymRef& b : fuse(build_region(static_cast<int>(v - n)))) emit(b);
     }
     for (size_t w : succ[v]) {
       if (--indegree[w] == 0) ready.push({key[w], w});
