@@ -66,8 +66,6 @@ bool converts_or_views(const BSymRef& b, bool views = false) {
   return true;
 }
 
-}  // namespace
-
 // A group that reads a value another group computes by conversions and views of small tensors (a
 // rotary table converted to the activations' dtype and broadcast over heads, in the backward
 // computed beside other work) computes it again itself, from tensors already available outside
@@ -103,9 +101,12 @@ std::vector<std::vector<size_t>> pull_small_chains(
         largest = std::max(largest, t->numel());
     }
     const int64_t small = largest / 64;
-    std::unordered_set<const TensorProxy*> inputs;
+    std::vector<const TensorProxy*> inputs;  // in first-read order
+    std::unordered_set<const TensorProxy*> seen;
     for (size_t i : members[g]) {
-      for (const TensorRef& t : trace.bsyms[i]->input_tensors()) inputs.insert(t.get());
+      for (const TensorRef& t : trace.bsyms[i]->input_tensors()) {
+        if (seen.insert(t.get()).second) inputs.push_back(t.get());
+      }
     }
     std::set<size_t> taken;
     for (const TensorProxy* t : inputs) {
@@ -146,12 +147,7 @@ std::vector<std::vector<size_t>> pull_small_chains(
       for (const TensorRef& o : trace.bsyms[i]->output_tensors()) defined.insert(o.get());
     }
     for (const TensorProxy* t : defined) {
-      bool read_by_members = false;
-      for (size_t i : members[g]) {
-        for (const TensorRef& in : trace.bsyms[i]->input_tensors())
-          read_by_members |= in.get() == t;
-      }
-      if (read_by_members) readers[t].erase(static_cast<int>(g));
+      if (seen.count(t)) readers[t].erase(static_cast<int>(g));
     }
     for (size_t i : taken) {
       for (const TensorRef& in : trace.bsyms[i]->input_tensors()) {
@@ -161,6 +157,8 @@ std::vector<std::vector<size_t>> pull_small_chains(
   }
   return pulled;
 }
+
+}  // namespace
 
 Trace partition_regions(const Trace& trace, const RegionPredicate& is_fusible,
                         const RegionFuser& fuse) {
