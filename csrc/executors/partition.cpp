@@ -391,12 +391,14 @@ Trace partition_regions(const Trace& trace, const RegionPredicate& is_fusible,
   }
   std::vector<BSymRef> out;
   // Tensors defined so far: a region left to other executors runs the small values it recomputes
-  // (pull_small_chains) unless an earlier one (their own group, left alike) defined them already.
+  // (pull_small_chains: conversions and views) unless an earlier one (their own group, left alike)
+  // defined them already.
   std::unordered_set<const TensorProxy*> defined;
   auto emit = [&](const BSymRef& b) {
     const std::vector<TensorRef> outs = b->output_tensors();
-    if (!outs.empty() && std::all_of(outs.begin(), outs.end(),
-                                     [&](const TensorRef& t) { return defined.count(t.get()); }))
+    if (!outs.empty() && converts_or_views(b) &&
+        std::all_of(outs.begin(), outs.end(),
+                    [&](const TensorRef& t) { return defined.count(t.get()); }))
       return;
     for (const TensorRef& t : outs) defined.insert(t.get());
     out.push_back(b);
