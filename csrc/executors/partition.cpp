@@ -53,10 +53,9 @@ std::vector<BSymRef> flatten_to_prims(const BSymRef& b) {
 
 namespace {
 
-// Whether every primitive a claim marker stands for converts or only views its input (`views`:
-// only views).
+// Whether every primitive a symbol stands for (a claim marker's, or the primitive itself) converts
+// or only views its input (`views`: only views).
 bool converts_or_views(const BSymRef& b, bool views = false) {
-  if (b->subsymbols.empty()) return false;
   for (const BSymRef& p : flatten_to_prims(b)) {
     const std::string& n = p->sym->name;
     const bool view =

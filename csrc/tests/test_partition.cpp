@@ -24,9 +24,13 @@ class PartitionTest : public ::testing::Test {
   }
   // Partitions with elementwise prims fusible; each region becomes one `fusionN` symbol whose
   // sub-symbols are the members. Records the regions seen.
-  Trace run(const Trace& t) {
+  Trace run(const Trace& t, bool broadcasts_fusible = false) {
     return partition_regions(
-        t, [](const BoundSymbol& s) { return s.sym->has_tag(kTagElementwise); },
+        t,
+        [broadcasts_fusible](const BoundSymbol& s) {
+          return s.sym->has_tag(kTagElementwise) ||
+                 (broadcasts_fusible && s.sym == &prims::broadcast_in_dim());
+        },
         [&](const Region& r) -> std::vector<BSymRef> {
           regions.push_back(r);
           static std::vector<std::unique_ptr<Symbol>> syms;
@@ -205,6 +209,46 @@ TEST_F(PartitionTest, NothingFusibleLeavesTheTraceAlone) {
   Trace out = run(finish({x, w}, t1));
   EXPECT_EQ(names(out), (std::vector<std::string>{"prims.matmul", "prims.matmul"}));
   EXPECT_TRUE(regions.empty());
+}
+
+TEST_F(PartitionTest, SmallConvertedTableIsRecomputedByTheRegionReadingIt) {
+  // A table rounded to bf16, back to f32 and broadcast, computed in the first region and read by
+  // the second (a matmul apart): the second recomputes it from the table, so the first need not
+  // write it.
+  auto x = input("x", {64, 8, 4}), w = input("w", {4, 4}), cos = input("cos", {8, 4});
+  Value c0 = b.call(prims::convert_element_type(), {cos, Value(DType::kBFloat16)});
+  Value c1 = b.call(prims::convert_element_type(), {c0, Value(DType::kFloat32)});
+  Value cb = b.call(prims::broadcast_in_dim(),
+                    {c1, Value::shape(Shape{64, 8, 4}), Value::ints(std::vector<int64_t>{1, 2})});
+  Value t0 = b.call(prims::exp(), {b.call(prims::mul(), {x, cb})});
+  Value t1 = b.call(prims::matmul(), {t0, w});
+  Value t2 = b.call(prims::mul(), {t1, cb});
+  Trace out = run(finish({x, w, cos}, t2), /*broadcasts_fusible=*/true);
+  EXPECT_EQ(names(out), (std::vector<std::string>{"fusion0", "prims.matmul", "fusion1"}));
+  ASSERT_EQ(regions.size(), 2u);
+  EXPECT_EQ(names(regions[0].outputs), (std::vector<std::string>{t0.as_tensor()->name()}));
+  EXPECT_EQ(names(regions[1].inputs), (std::vector<std::string>{"cos", t1.as_tensor()->name()}));
+  EXPECT_EQ(regions[1].bsyms.size(), 4u);  // the two conversions, the broadcast, the product
+}
+
+TEST_F(PartitionTest, ConvertedValueReturnedIsReadAsItIs) {
+  // The table converted back to f32 is also returned, so its region writes it: the second region
+  // reads it and recomputes only the broadcast.
+  auto x = input("x", {64, 8, 4}), w = input("w", {4, 4}), cos = input("cos", {8, 4});
+  Value c0 = b.call(prims::convert_element_type(), {cos, Value(DType::kBFloat16)});
+  Value c1 = b.call(prims::convert_element_type(), {c0, Value(DType::kFloat32)});
+  Value cb = b.call(prims::broadcast_in_dim(),
+                    {c1, Value::shape(Shape{64, 8, 4}), Value::ints(std::vector<int64_t>{1, 2})});
+  Value t0 = b.call(prims::exp(), {b.call(prims::mul(), {x, cb})});
+  Value t1 = b.call(prims::matmul(), {t0, w});
+  Value t2 = b.call(prims::mul(), {t1, cb});
+  run(finish({x, w, cos}, Value::tuple({t2, c1})), /*broadcasts_fusible=*/true);
+  ASSERT_EQ(regions.size(), 2u);
+  EXPECT_EQ(names(regions[0].outputs),
+            (std::vector<std::string>{c1.as_tensor()->name(), t0.as_tensor()->name()}));
+  EXPECT_EQ(names(regions[1].inputs),
+            (std::vector<std::string>{c1.as_tensor()->name(), t1.as_tensor()->name()}));
+  EXPECT_EQ(regions[1].bsyms.size(), 2u);  // the broadcast and the product
 }
 
 }  // namespace
