@@ -169,8 +169,7 @@ TEST_F(PartitionTest, GradModeSwitchIsABarrier) {
   b.call(prims::set_grad_enabled(), {Value(false)});
   Value t1 = b.call(prims::exp(), {t0});
   Trace out = run(finish({x}, t1));
-  EXPECT_EQ(names(out),
-            (std::vector<std::string>{"fusion0", "prims.set_grad_enabled", "fusion1"}));
+  EXPECT_EQ(names(out), (std::vector<std::string>{"fusion0", "prims.set_grad_enabled", "fusion1"}));
 }
 
 TEST_F(PartitionTest, ACopyIsOrderedOnlyWithTheReadersOfItsDestination) {
@@ -178,11 +177,11 @@ TEST_F(PartitionTest, ACopyIsOrderedOnlyWithTheReadersOfItsDestination) {
   // copy does not split it), the copy comes after the region that computes what it writes and after
   // the old contents' reader, and a later reader of m comes after the copy.
   auto x = input("x", {4}), m = input("m", {4});
-  Value t0 = b.call(prims::mul(), {x, m});        // reads m's old contents
+  Value t0 = b.call(prims::mul(), {x, m});  // reads m's old contents
   Value t1 = b.call(prims::add(), {t0, x});
-  b.call(prims::copy_(), {t1, Value(m)});         // m = t1
-  Value t2 = b.call(prims::exp(), {t0});          // the chain goes on past the copy
-  Value t3 = b.call(prims::matmul(), {m, m});     // reads m's new contents
+  b.call(prims::copy_(), {t1, Value(m)});      // m = t1
+  Value t2 = b.call(prims::exp(), {t0});       // the chain goes on past the copy
+  Value t3 = b.call(prims::matmul(), {m, m});  // reads m's new contents
   Trace out = run(finish({x, m}, Value::tuple({t2, t3})));
   EXPECT_EQ(names(out), (std::vector<std::string>{"fusion0", "prims.copy_", "prims.matmul"}));
   ASSERT_EQ(regions.size(), 1u);
@@ -211,43 +210,48 @@ TEST_F(PartitionTest, NothingFusibleLeavesTheTraceAlone) {
   EXPECT_TRUE(regions.empty());
 }
 
-TEST_F(PartitionTest, SmallConvertedTableIsRecomputedByTheRegionReadingIt) {
-  // A table rounded to bf16, back to f32 and broadcast, computed in the first region and read by
-  // the second (a matmul apart): the second recomputes it from the table, so the first need not
-  // write it.
-  auto x = input("x", {64, 8, 4}), w = input("w", {4, 4}), cos = input("cos", {8, 4});
+// A table rounded to bf16, back to f32 and broadcast over x, read by two regions a matmul apart:
+// t2 = (exp(x * table) @ w) * table.
+struct TableProgram {
+  Value c1, t0, t1, t2;
+};
+
+TableProgram table_program(Builder& b, const TensorRef& x, const TensorRef& w,
+                           const TensorRef& cos) {
+  TableProgram p;
   Value c0 = b.call(prims::convert_element_type(), {cos, Value(DType::kBFloat16)});
-  Value c1 = b.call(prims::convert_element_type(), {c0, Value(DType::kFloat32)});
+  p.c1 = b.call(prims::convert_element_type(), {c0, Value(DType::kFloat32)});
   Value cb = b.call(prims::broadcast_in_dim(),
-                    {c1, Value::shape(Shape{64, 8, 4}), Value::ints(std::vector<int64_t>{1, 2})});
-  Value t0 = b.call(prims::exp(), {b.call(prims::mul(), {x, cb})});
-  Value t1 = b.call(prims::matmul(), {t0, w});
-  Value t2 = b.call(prims::mul(), {t1, cb});
-  Trace out = run(finish({x, w, cos}, t2), /*broadcasts_fusible=*/true);
+                    {p.c1, Value::shape(x->shape()), Value::ints(std::vector<int64_t>{1, 2})});
+  p.t0 = b.call(prims::exp(), {b.call(prims::mul(), {x, cb})});
+  p.t1 = b.call(prims::matmul(), {p.t0, w});
+  p.t2 = b.call(prims::mul(), {p.t1, cb});
+  return p;
+}
+
+TEST_F(PartitionTest, SmallConvertedTableIsRecomputedByTheRegionReadingIt) {
+  // The second region recomputes the table from `cos`, so the first need not write it.
+  auto x = input("x", {64, 8, 4}), w = input("w", {4, 4}), cos = input("cos", {8, 4});
+  TableProgram p = table_program(b, x, w, cos);
+  Trace out = run(finish({x, w, cos}, p.t2), /*broadcasts_fusible=*/true);
   EXPECT_EQ(names(out), (std::vector<std::string>{"fusion0", "prims.matmul", "fusion1"}));
   ASSERT_EQ(regions.size(), 2u);
-  EXPECT_EQ(names(regions[0].outputs), (std::vector<std::string>{t0.as_tensor()->name()}));
-  EXPECT_EQ(names(regions[1].inputs), (std::vector<std::string>{"cos", t1.as_tensor()->name()}));
+  EXPECT_EQ(names(regions[0].outputs), (std::vector<std::string>{p.t0.as_tensor()->name()}));
+  EXPECT_EQ(names(regions[1].inputs), (std::vector<std::string>{"cos", p.t1.as_tensor()->name()}));
   EXPECT_EQ(regions[1].bsyms.size(), 4u);  // the two conversions, the broadcast, the product
 }
 
 TEST_F(PartitionTest, ConvertedValueReturnedIsReadAsItIs) {
-  // The table converted back to f32 is also returned, so its region writes it: the second region
-  // reads it and recomputes only the broadcast.
+  // The table back in f32 is also returned, so its region writes it: the second region reads it
+  // and recomputes only the broadcast.
   auto x = input("x", {64, 8, 4}), w = input("w", {4, 4}), cos = input("cos", {8, 4});
-  Value c0 = b.call(prims::convert_element_type(), {cos, Value(DType::kBFloat16)});
-  Value c1 = b.call(prims::convert_element_type(), {c0, Value(DType::kFloat32)});
-  Value cb = b.call(prims::broadcast_in_dim(),
-                    {c1, Value::shape(Shape{64, 8, 4}), Value::ints(std::vector<int64_t>{1, 2})});
-  Value t0 = b.call(prims::exp(), {b.call(prims::mul(), {x, cb})});
-  Value t1 = b.call(prims::matmul(), {t0, w});
-  Value t2 = b.call(prims::mul(), {t1, cb});
-  run(finish({x, w, cos}, Value::tuple({t2, c1})), /*broadcasts_fusible=*/true);
+  TableProgram p = table_program(b, x, w, cos);
+  run(finish({x, w, cos}, Value::tuple({p.t2, p.c1})), /*broadcasts_fusible=*/true);
   ASSERT_EQ(regions.size(), 2u);
   EXPECT_EQ(names(regions[0].outputs),
-            (std::vector<std::string>{c1.as_tensor()->name(), t0.as_tensor()->name()}));
+            (std::vector<std::string>{p.c1.as_tensor()->name(), p.t0.as_tensor()->name()}));
   EXPECT_EQ(names(regions[1].inputs),
-            (std::vector<std::string>{c1.as_tensor()->name(), t1.as_tensor()->name()}));
+            (std::vector<std::string>{p.c1.as_tensor()->name(), p.t1.as_tensor()->name()}));
   EXPECT_EQ(regions[1].bsyms.size(), 2u);  // the broadcast and the product
 }
 
