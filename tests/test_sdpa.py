@@ -238,3 +238,12 @@ def test_cuda_attention_direct_kernels_match_eager(case, dtype):
     torch.testing.assert_close(grads[0], want[0], **tol)
     torch.testing.assert_close(grads[2], want[2], **tol)
     assert grads[1] is None
+
+
+def test_attention_without_torchs_kernel_choice_runs_through_autograd(monkeypatch):
+    # A torch without the private _fused_sdp_choice: the direct calls step aside, nothing fails.
+    from thunder.core import autograd as ag
+
+    monkeypatch.delattr(torch, "_fused_sdp_choice")
+    q = torch.randn(1, 2, 5, 8)
+    assert ag._sdpa_direct(q, q, q, 0.0, True, None) is None

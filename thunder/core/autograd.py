@@ -187,7 +187,10 @@ def _sdpa_direct(query, key, value, dropout_p, is_causal, scale):
     unchanged (no mask; for flash, head dims a multiple of 8): no torch graph is recorded, and the
     backward calls the kernel's own backward. Returns (output, state for the backward), or None
     (eager's path then)."""
-    choice = int(torch._fused_sdp_choice(query, key, value, None, dropout_p, is_causal, scale=scale))
+    choose = getattr(torch, "_fused_sdp_choice", None)  # private: eager's path where it is gone
+    if choose is None:
+        return None
+    choice = int(choose(query, key, value, None, dropout_p, is_causal, scale=scale))
     if not _sdpa_backend_direct(choice):
         return None
     if choice == _SDPA_FLASH:
