@@ -151,10 +151,10 @@ def test_sdpa_cuda_forward_and_backward(dtype):
 # autograd otherwise.
 
 
-def _attention_grads(fn_forward, q, k, v, g, mask, p, causal, gqa=False):
+def _attention_grads(q, k, v, g, mask, p, causal, gqa=False):
     from thunder.core import autograd as ag
 
-    out, handle = fn_forward(q, k, v, mask, p, causal, None, gqa)
+    out, handle = ag.sdpa_autograd_forward(q, k, v, mask, p, causal, None, gqa)
     grads = ag.sdpa_autograd_backward(g, handle, q, k, v, (True, False, True))
     return out, grads, handle
 
@@ -180,8 +180,7 @@ def test_attention_through_torch_autograd_matches_eager_on_the_cpu(kind):
     g = torch.randn(2, 4, 9, 16)
     mask = torch.randn(9, 9) if kind == "mask" else None
     gqa = kind == "gqa"
-    out, grads, handle = _attention_grads(ag.sdpa_autograd_forward, q, k, v, g, mask, 0.0,
-                                          kind == "causal", gqa)
+    out, grads, handle = _attention_grads(q, k, v, g, mask, 0.0, kind == "causal", gqa)
     assert not hasattr(handle, "_thunder_sdpa") and handle.numel() == 0
     want_out, want = _eager_attention(q, k, v, g, mask, 0.0, kind == "causal", gqa)
     torch.testing.assert_close(out, want_out)
@@ -213,8 +212,6 @@ def test_attention_direct_calls_check_the_ops_signatures(monkeypatch):
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32], ids=str)
 @pytest.mark.parametrize("case", ["plain", "causal", "dropout", "head_dim_40", "mask", "gqa"])
 def test_cuda_attention_direct_kernels_match_eager(case, dtype):
-    from thunder.core import autograd as ag
-
     e = 40 if case == "head_dim_40" else 64
     kv_heads = 2 if case == "gqa" else 4
     torch.manual_seed(0)
@@ -227,7 +224,7 @@ def test_cuda_attention_direct_kernels_match_eager(case, dtype):
     causal = case in ("causal", "dropout")
     gqa = case == "gqa"
     torch.manual_seed(7)
-    out, grads, handle = _attention_grads(ag.sdpa_autograd_forward, q, k, v, g, mask, p, causal, gqa)
+    out, grads, handle = _attention_grads(q, k, v, g, mask, p, causal, gqa)
     choice = -1 if gqa else int(torch._fused_sdp_choice(q, k, v, mask, p, causal))
     direct = mask is None and not gqa and (choice in (2, 3) or (choice == 1 and e % 8 == 0))
     assert hasattr(handle, "_thunder_sdpa") == direct, (choice, case)

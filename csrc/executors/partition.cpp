@@ -395,9 +395,10 @@ Trace partition_regions(const Trace& trace, const RegionPredicate& is_fusible,
   std::unordered_set<const TensorProxy*> defined;
   auto emit = [&](const BSymRef& b) {
     const std::vector<TensorRef> outs = b->output_tensors();
-    if (!outs.empty() && converts_or_views(b) &&
+    if (!outs.empty() &&
         std::all_of(outs.begin(), outs.end(),
-                    [&](const TensorRef& t) { return defined.count(t.get()); }))
+                    [&](const TensorRef& t) { return defined.count(t.get()); }) &&
+        converts_or_views(b))
       return;
     for (const TensorRef& t : outs) defined.insert(t.get());
     out.push_back(b);

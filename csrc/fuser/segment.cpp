@@ -185,6 +185,8 @@ void recompute_pointwise_inputs(const std::vector<BSymRef>& prims,
     return reduced_memo[a.get()] = r;
   };
   auto take_one = [&](Segment& seg) {
+    int64_t domain = 1;  // the kernel's iteration space
+    for (int64_t n : seg.kernel->sizes) domain *= n;
     for (const TensorRef& t : seg.inputs) {
       auto pit = producer.find(t.get());
       if (pit == producer.end() || compared.count(t.get())) continue;  // a region input; compared
@@ -228,8 +230,6 @@ void recompute_pointwise_inputs(const std::vector<BSymRef>& prims,
       // its size, by conversions, views and the simplest arithmetic: a rotary table converted to
       // the activations' dtype) costs a kernel of its own more than every reader computing it
       // again from inputs read through the cache.
-      int64_t domain = 1;
-      for (int64_t n : seg.kernel->sizes) domain *= n;
       bool cheap = true;
       for (size_t i : chain) {
         static const std::unordered_set<std::string> kCheap = {"convert_element_type",
