@@ -288,6 +288,7 @@ def _emulate(fn, args, misalign=False, ref=None, smem_limit=48 * 1024, blocks=No
     src, grid, block, smem = _core.fuser_cuda_source(kernel, smem_limit)
     assert smem <= smem_limit
     _emulate.last_source = src
+    _emulate.jfn = jfn
     expected = fn(*args) if ref is None else ref
     several = isinstance(expected, tuple)
     outs = [torch.zeros_like(e).share_memory_() for e in (expected if several else (expected,))]
@@ -405,6 +406,41 @@ def test_emulated_padded_loads(name, fn, make, marker, misalign):
     torch.testing.assert_close(got, ref)
     if marker and not misalign:
         assert marker in _kernel_body(_emulate.last_source)
+
+
+def _swiglu_backward(h, g):
+    a, b = h.chunk(2, -1)
+    s = torch.sigmoid(a)
+    silu = a * s
+    return silu * b, torch.cat((g * b * s * (1 + a * (1 - s)), g * silu), -1)
+
+
+CATS_IN_PARTS = [
+    # SwiGLU's halves' gradients written into their join by the kernel computing them (beside the
+    # product it also writes): 16-byte stores at the second half's offset; odd halves: scalars.
+    ("swiglu bf16", _swiglu_backward, lambda: (torch.randn(3, 5, 64).bfloat16(), torch.randn(3, 5, 32).bfloat16()),
+     "th_stv<unsigned short, 8>(out1 + ((idx_t)32)"),
+    ("swiglu fp32", _swiglu_backward, lambda: (torch.randn(3, 5, 64), torch.randn(3, 5, 32)),
+     "th_stv<float, 4>(out1 + ((idx_t)32)"),
+    ("swiglu odd halves", _swiglu_backward, lambda: (torch.randn(4, 10), torch.randn(4, 5)), None),
+    ("stacked", lambda x, y: torch.stack((x + y, x * y, x.exp()), 1), lambda: (torch.randn(6, 16), torch.randn(6, 16)),
+     "th_stv<float, 4>(out0 + ((idx_t)32)"),
+]
+
+
+@requires_emulator
+@pytest.mark.parametrize("misalign", [False, True], ids=["vector", "scalar"])
+@pytest.mark.parametrize("name,fn,make,marker", CATS_IN_PARTS, ids=[c[0] for c in CATS_IN_PARTS])
+def test_emulated_cat_written_in_parts(name, fn, make, marker, misalign):
+    # Each part stored at its place in the cat's tensor through the tensor's one pointer.
+    torch.manual_seed(0)
+    got, ref, ir = _emulate(fn, make(), misalign=misalign)
+    assert ir.startswith("pointwise")
+    torch.testing.assert_close(got, ref)
+    if marker:
+        assert marker in _kernel_body(_emulate.last_source)
+    (kernel,) = fusionex.fusion_kernels(_emulate.jfn)
+    assert "(part at " in kernel.kernel_ir and " padded " not in kernel.kernel_ir
 
 
 @requires_emulator

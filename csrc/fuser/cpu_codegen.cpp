@@ -113,14 +113,17 @@ class CpuGen {
   // report, then (reductions over rows) the scratch memory of the rows' values.
   std::string pointers() const {
     std::ostringstream os;
-    size_t ni = k_.inputs.size(), slot = ni + k_.outputs.size();
+    size_t ni = k_.inputs.size(), slot = ni + k_.tensor_outputs();
     for (size_t i = 0; i < ni; ++i) {
       os << "  const " << storage_type(k_.inputs[i]->dtype()) << "* __restrict in" << i << " = (const "
          << storage_type(k_.inputs[i]->dtype()) << "*)ptrs[" << i << "];\n";
     }
     for (size_t o = 0; o < k_.outputs.size(); ++o) {
+      // A cat's later parts store into the first part's tensor (elements no other part writes).
+      const std::string at = k_.tensor_of(o) == o ? "ptrs[" + std::to_string(ni + o) + "]"
+                                                  : "out" + std::to_string(k_.tensor_of(o));
       os << "  " << storage_type(k_.outputs[o]->dtype()) << "* __restrict out" << o << " = ("
-         << storage_type(k_.outputs[o]->dtype()) << "*)ptrs[" << ni + o << "];\n";
+         << storage_type(k_.outputs[o]->dtype()) << "*)" << at << ";\n";
     }
     bool gathers = false;
     for (const KNode& n : k_.nodes) gathers = gathers || n.op == "gather";

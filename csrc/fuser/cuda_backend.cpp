@@ -541,7 +541,7 @@ void cuda_launch(const CudaFunction& f, const Layout& layout, const KernelDef& k
   if (f.launch.grid <= 0) return;
   const Driver& d = driver();
   ContextGuard context(f.context);
-  size_t n = k.inputs.size() + k.outputs.size() + (f.launch.workspace_bytes > 0 ? 1 : 0);
+  size_t n = k.inputs.size() + k.tensor_outputs() + (f.launch.workspace_bytes > 0 ? 1 : 0);
   std::vector<void*> params(n);
   // Host inputs (random states) are passed by value: the driver copies the argument from their
   // data.

@@ -191,6 +191,7 @@ class CudaGen {
       args_ += std::string(args_.empty() ? "" : ", ") + "in" + std::to_string(i);
     }
     for (size_t o = 0; o < k_.outputs.size(); ++o) {
+      if (k_.tensor_of(o) != o) continue;  // a cat's later part: stored through its first's pointer
       std::string st = storage_type(k_.outputs[o]->dtype());
       params_ += std::string(params_.empty() ? "" : ", ") + st + "* __restrict__ out" + std::to_string(o);
       args_ += std::string(args_.empty() ? "" : ", ") + "out" + std::to_string(o);
@@ -810,7 +811,7 @@ class CudaGen {
     const Access& a = L_.stores[o];
     const DType d = k_.outputs[o]->dtype();
     std::string st = storage_type(d);
-    std::string ptr = "out" + std::to_string(o);
+    std::string ptr = "out" + std::to_string(k_.tensor_of(o));
     std::string row = row_axes_.empty() ? "" : " + " + unravel(row_axes_, a.strides, "r");
     std::string rg = row_axes_.empty() ? "" : guard(o, row_axes_, "r");
     int64_t is = inner_ >= 0 ? a.strides[inner_] : 0;
@@ -893,7 +894,7 @@ class CudaGen {
               std::to_string(vec_ * storage_bytes(n.dtype) - 1) + "ull)";
     }
     for (size_t o = 0; o < k_.outputs.size(); ++o) {
-      if (L_.stores[o].strides[inner_] != 1) continue;
+      if (L_.stores[o].strides[inner_] != 1 || k_.tensor_of(o) != o) continue;
       cond += std::string(cond.empty() ? "" : " | ") + "((unsigned long long)out" + std::to_string(o) + " & " +
               std::to_string(vec_ * storage_bytes(k_.outputs[o]->dtype()) - 1) + "ull)";
     }
@@ -1187,7 +1188,7 @@ class CudaGen {
     std::string stores;
     for (size_t o : p.grid_outputs) {
       std::string val = row_value(k_.output_nodes[o]);
-      stores += "      out" + std::to_string(o) + "[" + lit(L_.stores[o].offset) +
+      stores += "      out" + std::to_string(k_.tensor_of(o)) + "[" + lit(L_.stores[o].offset) +
                 (grouped ? " + " + unravel(row_axes_, L_.stores[o].strides, "r") : "") +
                 "] = " + store_expr(k_.outputs[o]->dtype(), val) + ";\n";
     }
@@ -1596,7 +1597,7 @@ class CudaGen {
       std::string val = row_value(k_.output_nodes[o]);
       const Access& a = L_.stores[o];
       std::string g = guard(o, row_axes_, "r");
-      std::string stmt = "out" + std::to_string(o) + "[" + lit(a.offset) + " + " + unravel(row_axes_, a.strides, "r") +
+      std::string stmt = "out" + std::to_string(k_.tensor_of(o)) + "[" + lit(a.offset) + " + " + unravel(row_axes_, a.strides, "r") +
                          "] = " + store_expr(k_.outputs[o]->dtype(), val) + ";";
       stores += "      " + (g.empty() ? stmt : "if (" + g + ") " + stmt) + "\n";
     }

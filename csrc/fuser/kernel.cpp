@@ -245,7 +245,10 @@ struct VInfo {
 
 class Builder {
  public:
-  Builder(const std::vector<TensorRef>& inputs) : inputs_(inputs) {
+  // split_cats: a cat no later primitive of the kernel reads is written in parts (see
+  // KernelDef::output_parts) where its parts have one size along the cat's dim.
+  Builder(const std::vector<TensorRef>& inputs, bool split_cats)
+      : inputs_(inputs), split_cats_on_(split_cats) {
     for (size_t i = 0; i < inputs.size(); ++i) input_index_[inputs[i].get()] = static_cast<int>(i);
   }
 
@@ -312,6 +315,7 @@ class Builder {
   VInfo& info(const TensorRef& t) {
     auto it = values_.find(t.get());
     if (it != values_.end()) return it->second;
+    if (split_cats_.count(t.get())) reject("a cat written in parts is read by the kernel");
     auto in = input_index_.find(t.get());
     if (in == input_index_.end()) reject("internal: " + t->name() + " is neither computed nor an input");
     VInfo v;
@@ -684,6 +688,7 @@ class Builder {
       const int64_t dim = b.args[1].as_int() < 0
                               ? b.args[1].as_int() + static_cast<int64_t>(oshape.size())
                               : b.args[1].as_int();
+      if (split_cats_on_ && split_cat(items, dim, out)) return;
       const int64_t total = oshape[dim];
       const int to = total == 1 ? -1 : new_var(total);
       std::vector<int> parts;
@@ -1036,11 +1041,40 @@ class Builder {
     // Reference order: the output (or reduction operand) with the most distinct axes.
     std::vector<const std::vector<int>*> candidates;
     std::vector<VInfo*> outs;
-    for (const TensorRef& t : outputs) {
+    std::vector<KernelDef::OutputPart> parts(outputs.size()), later_parts;
+    std::vector<TensorRef> later;
+    std::vector<VInfo*> later_outs;
+    for (size_t o = 0; o < outputs.size(); ++o) {
+      const TensorRef& t = outputs[o];
+      auto sc = split_cats_.find(t.get());
+      if (sc != split_cats_.end()) {
+        // The first part stands for the cat's tensor; the others follow every other output.
+        SplitCat& c = sc->second;
+        for (size_t p = 0; p < c.parts.size(); ++p) {
+          KernelDef::OutputPart part{p == 0 ? -1 : static_cast<int>(o), static_cast<int>(c.dim),
+                                     c.starts[p]};
+          if (p == 0) {
+            parts[o] = part;
+            outs.push_back(&c.parts[p]);
+          } else {
+            later_parts.push_back(part);
+            later.push_back(t);
+            later_outs.push_back(&c.parts[p]);
+          }
+          candidates.push_back(&c.parts[p].vars);
+        }
+        continue;
+      }
       auto it = values_.find(t.get());
       if (it == values_.end()) reject("an output is not computed by the kernel");
       outs.push_back(&it->second);
       candidates.push_back(&it->second.vars);
+    }
+    if (!split_cats_.empty()) {
+      k.outputs.insert(k.outputs.end(), later.begin(), later.end());
+      outs.insert(outs.end(), later_outs.begin(), later_outs.end());
+      parts.insert(parts.end(), later_parts.begin(), later_parts.end());
+      k.output_parts = std::move(parts);
     }
     for (auto& [n, vars] : load_vars_) candidates.push_back(&vars);
     size_t best = 0;
@@ -1090,6 +1124,7 @@ class Builder {
       for (const KNode& n : nodes_) {
         if (padded_load(n)) reject("a pad or cat beside a reduction");
       }
+      if (!split_cats_.empty()) reject("a cat written in parts beside a reduction");
     }
     std::vector<int> order = kept_roots;
     if (k.kind == KernelDef::Kind::kOuter) {
@@ -1207,7 +1242,36 @@ class Builder {
     }
   }
 
+  // A cat written in parts: each non-empty part's value, over the parts' dims (united), written at
+  // its place along `dim`. False when the parts differ in size along the dim, or there is one.
+  struct SplitCat {
+    int64_t dim = 0;
+    std::vector<VInfo> parts;
+    std::vector<int64_t> starts;
+  };
+  bool split_cat(const std::vector<Value>& items, int64_t dim, const TensorRef& out) {
+    SplitCat sc;
+    sc.dim = dim;
+    int64_t off = 0;
+    for (const Value& v : items) {
+      const int64_t n = v.as_tensor()->shape()[static_cast<size_t>(dim)].value();
+      if (n == 0) continue;
+      if (!sc.parts.empty() && n != sc.parts[0].shape[static_cast<size_t>(dim)]) return false;
+      sc.parts.push_back(info(v.as_tensor()));
+      sc.starts.push_back(off);
+      off += n;
+    }
+    if (sc.parts.size() < 2) return false;
+    for (size_t p = 1; p < sc.parts.size(); ++p) {
+      for (size_t d = 0; d < sc.parts[0].vars.size(); ++d) unite(sc.parts[0].vars[d], sc.parts[p].vars[d]);
+    }
+    split_cats_[out.get()] = std::move(sc);
+    return true;
+  }
+
   const std::vector<TensorRef>& inputs_;
+  bool split_cats_on_ = false;
+  std::unordered_map<const TensorProxy*, SplitCat> split_cats_;
   std::unordered_map<const TensorProxy*, int> input_index_;
   std::unordered_map<const TensorProxy*, VInfo> values_;
   std::vector<KNode> nodes_;
@@ -1593,8 +1657,14 @@ void split_reduction_rows(KernelDef& k) {
 std::optional<KernelDef> build_kernel(const std::vector<BSymRef>& prims,
                                       const std::vector<TensorRef>& inputs,
                                       const std::vector<TensorRef>& outputs, std::string* why) {
-  Builder b(inputs);
-  std::optional<KernelDef> k = b.build(prims, outputs, why);
+  // A cat no operation of the kernel reads is written in parts, each where it is computed; where
+  // that cannot be (the kernel reads the cat, or its parts differ in size), each part is computed
+  // from loads padded to the whole cat.
+  std::optional<KernelDef> k;
+  const bool cats = std::any_of(prims.begin(), prims.end(),
+                                [](const BSymRef& p) { return p->sym->name == "cat"; });
+  if (cats) k = Builder(inputs, true).build(prims, outputs, why);
+  if (!k) k = Builder(inputs, false).build(prims, outputs, why);
   if (k) {
     merge_equal_nodes(*k);
     fold_one_hot_sums(*k);
@@ -1624,7 +1694,14 @@ std::string KernelDef::str() const {
     for (int a : n.args) os << " n" << a;
     os << "  : " << dtype_short_name(n.dtype) << " axes=" << n.axes << "\n";
   }
-  for (size_t o = 0; o < output_nodes.size(); ++o) os << "  out" << o << " = n" << output_nodes[o] << "\n";
+  for (size_t o = 0; o < output_nodes.size(); ++o) {
+    os << "  out" << o << " = n" << output_nodes[o];
+    if (o < output_parts.size() && output_parts[o].dim >= 0) {
+      os << " (part at " << output_parts[o].start << " along dim " << output_parts[o].dim << " of out"
+         << tensor_of(o) << ")";
+    }
+    os << "\n";
+  }
   return os.str();
 }
 

@@ -89,6 +89,18 @@ struct KernelDef {
   // Per output: the shape `output_dims` indexes, when a split of the domain (a full or long-row
   // reduction's rows) split one of its dims in two; empty: the output's own shape.
   std::vector<std::vector<int64_t>> output_shapes;
+  // Outputs written in parts: a cat that no operation of the kernel reads, of parts of one size
+  // along its dim (SwiGLU's two halves' gradients), is written where its parts are computed, over
+  // the parts' axes, each part stored `start` indexes along `dim` into the cat's tensor (its
+  // output_dims index that tensor's shape). The first part is the cat's output (allocated and
+  // returned); the others follow every other output, `of` naming the output whose tensor they
+  // write into (no tensor of their own, neither allocated nor returned). Empty: no such output.
+  struct OutputPart {
+    int of = -1;
+    int dim = -1;  // -1: a whole output
+    int64_t start = 0;
+  };
+  std::vector<OutputPart> output_parts;
   Device device;
   // Outputs contiguous whatever the inputs' memory order, as eager gives them: the region copies a
   // tensor to its own dtype (contiguous()), or it reduces rows over their last dims (softmax,
@@ -97,6 +109,17 @@ struct KernelDef {
   bool contiguous_outputs = false;
 
   int num_axes() const { return static_cast<int>(sizes.size()); }
+  // The output whose tensor output `o` is stored into (o itself, or a cat's first part).
+  size_t tensor_of(size_t o) const {
+    return o < output_parts.size() && output_parts[o].of >= 0 ? static_cast<size_t>(output_parts[o].of) : o;
+  }
+  // The outputs that are tensors of their own (allocated, returned, passed to the kernel): the
+  // first ones.
+  size_t tensor_outputs() const {
+    size_t n = 0;
+    for (size_t o = 0; o < outputs.size(); ++o) n += tensor_of(o) == o ? 1 : 0;
+    return n;
+  }
   // A readable dump for tests and error messages.
   std::string str() const;
 };

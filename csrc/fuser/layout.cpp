@@ -221,6 +221,21 @@ std::vector<int> memory_order(const KernelDef& k, const std::vector<Access>& loa
 
 // Dense strides of an output of `shape` whose dims lie on `dims` (axis or -1), its dims ordered as
 // their axes are in `order` (innermost first); dims on no axis (size 1) keep their place.
+// The channels_last (4 dims) or channels_last_3d (5 dims) strides of a shape; empty for other ranks.
+std::vector<int64_t> channels_last_strides(const std::vector<int64_t>& shape) {
+  if (shape.size() != 4 && shape.size() != 5) return {};
+  std::vector<int64_t> strides(shape.size());
+  int64_t s = 1;
+  strides[1] = s;
+  s *= std::max<int64_t>(shape[1], 1);
+  for (size_t d = shape.size(); d-- > 2;) {
+    strides[d] = s;
+    s *= std::max<int64_t>(shape[d], 1);
+  }
+  strides[0] = s;
+  return strides;
+}
+
 std::vector<int64_t> dense_strides(const std::vector<int64_t>& shape, const std::vector<int>& dims,
                                    const std::vector<int>& order) {
   const size_t r = shape.size();
@@ -338,11 +353,20 @@ bool specialize(const KernelDef& k, const std::vector<TensorMeta>& inputs, Layou
     }
     std::vector<int64_t> cs = contiguous_strides(shape);
     if (own_shape && !k.contiguous_outputs) cs = dense_strides(shape, k.output_dims[o], order);
+    if (o < k.output_parts.size() && k.output_parts[o].dim >= 0) {
+      if (k.tensor_of(o) != o) {
+        cs = out_strides[k.tensor_of(o)];  // a cat's later part: stored into its first's tensor
+      } else if (cs != channels_last_strides(shape)) {
+        cs = contiguous_strides(shape);  // eager's cat: contiguous unless its parts are channels_last
+      }
+    }
     Access a;
     a.strides.assign(n, 0);
     for (size_t d = 0; d < k.output_dims[o].size(); ++d) {
       if (k.output_dims[o][d] >= 0) a.strides[k.output_dims[o][d]] = cs[d];
     }
+    if (o < k.output_parts.size() && k.output_parts[o].dim >= 0)
+      a.offset = k.output_parts[o].start * cs[static_cast<size_t>(k.output_parts[o].dim)];
     stores.push_back(std::move(a));
     if (!own_shape) {  // split dims: the output is contiguous in its own shape
       std::vector<int64_t> own;

@@ -323,7 +323,8 @@ std::vector<nb::object> FusedKernel::run(std::vector<nb::object> inputs,
   if (v->by_passes) return run_by_passes(inputs);
   std::vector<char*> ptrs;
   for (size_t i = 0; i < ni; ++i) ptrs.push_back(data_ptr(inputs[i].ptr()));
-  size_t no = k_.outputs.size();
+  // Outputs with tensors of their own: the first ones (a cat's later parts store into its first's).
+  size_t no = k_.tensor_outputs();
   std::vector<nb::object> outs(no);
   if (!device_.is_valid()) device_ = device_object(k_.device);
   for (size_t o = 0; o < no; ++o) {
