@@ -1,7 +1,9 @@
 """cat, constant pad and slices of computed values inside fused kernels: indexing, not copies.
 
-A cat's operands (views of inputs or values computed from them element-wise) are computed from loads
-padded to the whole cat dim, and an index along the dim selects the part; a constant pad is a load
+A cat no later operation of its kernel reads is written in parts (each part stored at its place in
+the cat's tensor where the kernel computes it); a cat the kernel reads has its operands (views of
+inputs or values computed from them element-wise) computed from loads padded to the whole cat dim,
+and an index along the dim selects the part. A constant pad is a load
 that reads its fill value outside the input (or, of a computed value, the fill selected outside).
 A slice of a computed value is the value computed from loads sliced alike. Rotary embeddings'
 `cat((-x2, x1), -1)` (and its backward's slices and pads) and a pad before strided windows each fuse
