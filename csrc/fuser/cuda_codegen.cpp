@@ -1597,7 +1597,8 @@ class CudaGen {
       std::string val = row_value(k_.output_nodes[o]);
       const Access& a = L_.stores[o];
       std::string g = guard(o, row_axes_, "r");
-      std::string stmt = "out" + std::to_string(k_.tensor_of(o)) + "[" + lit(a.offset) + " + " + unravel(row_axes_, a.strides, "r") +
+      std::string stmt = "out" + std::to_string(k_.tensor_of(o)) + "[" + lit(a.offset) + " + " +
+                         unravel(row_axes_, a.strides, "r") +
                          "] = " + store_expr(k_.outputs[o]->dtype(), val) + ";";
       stores += "      " + (g.empty() ? stmt : "if (" + g + ") " + stmt) + "\n";
     }

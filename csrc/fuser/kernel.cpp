@@ -1263,7 +1263,8 @@ class Builder {
     }
     if (sc.parts.size() < 2) return false;
     for (size_t p = 1; p < sc.parts.size(); ++p) {
-      for (size_t d = 0; d < sc.parts[0].vars.size(); ++d) unite(sc.parts[0].vars[d], sc.parts[p].vars[d]);
+      for (size_t d = 0; d < sc.parts[0].vars.size(); ++d)
+        unite(sc.parts[0].vars[d], sc.parts[p].vars[d]);
     }
     split_cats_[out.get()] = std::move(sc);
     return true;
@@ -1697,8 +1698,8 @@ std::string KernelDef::str() const {
   for (size_t o = 0; o < output_nodes.size(); ++o) {
     os << "  out" << o << " = n" << output_nodes[o];
     if (o < output_parts.size() && output_parts[o].dim >= 0) {
-      os << " (part at " << output_parts[o].start << " along dim " << output_parts[o].dim << " of out"
-         << tensor_of(o) << ")";
+      os << " (part at " << output_parts[o].start << " along dim " << output_parts[o].dim
+         << " of out" << tensor_of(o) << ")";
     }
     os << "\n";
   }

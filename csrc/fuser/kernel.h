@@ -111,7 +111,9 @@ struct KernelDef {
   int num_axes() const { return static_cast<int>(sizes.size()); }
   // The output whose tensor output `o` is stored into (o itself, or a cat's first part).
   size_t tensor_of(size_t o) const {
-    return o < output_parts.size() && output_parts[o].of >= 0 ? static_cast<size_t>(output_parts[o].of) : o;
+    return o < output_parts.size() && output_parts[o].of >= 0
+               ? static_cast<size_t>(output_parts[o].of)
+               : o;
   }
   // The outputs that are tensors of their own (allocated, returned, passed to the kernel): the
   // first ones.

@@ -219,9 +219,8 @@ std::vector<int> memory_order(const KernelDef& k, const std::vector<Access>& loa
   return order;
 }
 
-// Dense strides of an output of `shape` whose dims lie on `dims` (axis or -1), its dims ordered as
-// their axes are in `order` (innermost first); dims on no axis (size 1) keep their place.
-// The channels_last (4 dims) or channels_last_3d (5 dims) strides of a shape; empty for other ranks.
+// The channels_last (4 dims) or channels_last_3d (5 dims) strides of a shape; empty for other
+// ranks.
 std::vector<int64_t> channels_last_strides(const std::vector<int64_t>& shape) {
   if (shape.size() != 4 && shape.size() != 5) return {};
   std::vector<int64_t> strides(shape.size());
@@ -236,6 +235,8 @@ std::vector<int64_t> channels_last_strides(const std::vector<int64_t>& shape) {
   return strides;
 }
 
+// Dense strides of an output of `shape` whose dims lie on `dims` (axis or -1), its dims ordered as
+// their axes are in `order` (innermost first); dims on no axis (size 1) keep their place.
 std::vector<int64_t> dense_strides(const std::vector<int64_t>& shape, const std::vector<int>& dims,
                                    const std::vector<int>& order) {
   const size_t r = shape.size();
@@ -357,7 +358,8 @@ bool specialize(const KernelDef& k, const std::vector<TensorMeta>& inputs, Layou
       if (k.tensor_of(o) != o) {
         cs = out_strides[k.tensor_of(o)];  // a cat's later part: stored into its first's tensor
       } else if (cs != channels_last_strides(shape)) {
-        cs = contiguous_strides(shape);  // eager's cat: contiguous unless its parts are channels_last
+        // As eager's cat: contiguous unless its parts are channels_last.
+        cs = contiguous_strides(shape);
       }
     }
     Access a;

@@ -966,7 +966,8 @@ std::string kernel_signature(const KernelDef& k) {
     for (int d : k.output_dims[o]) os << d << ',';
     if (o < k.output_shapes.size()) ints(k.output_shapes[o]);
     if (o < k.output_parts.size())
-      os << 'p' << k.output_parts[o].of << ',' << k.output_parts[o].dim << ',' << k.output_parts[o].start;
+      os << 'p' << k.output_parts[o].of << ',' << k.output_parts[o].dim << ','
+         << k.output_parts[o].start;
     os << ' ';
   }
   return os.str();

@@ -39,7 +39,8 @@ TEST_F(KernelBuilderTest, CatNoOperationReadsIsWrittenInParts) {
   EXPECT_EQ(k->output_parts[1].start, 8);
   fuser::Layout L;
   ASSERT_TRUE(fuser::contiguous_layout(*k, &L));
-  // y's rows are 16 wide: the second part's stores start 8 elements in; both parts' strides are y's.
+  // y's rows are 16 wide: the second part's stores start 8 elements in; both parts' strides are
+  // y's.
   ASSERT_EQ(L.stores.size(), 2u);
   EXPECT_EQ(L.stores[0].offset, 0);
   EXPECT_EQ(L.stores[1].offset, 8);
