@@ -1512,3 +1512,47 @@ def test_recomputed_small_tables_in_regions_left_to_torch():
     defined = [line.split("=")[0].strip() for line in _calls(thunder.last_traces(jfn)[-1]) if " = " in line]
     assert len(defined) == len(set(defined)), defined
     _values_and_grads_match(jfn, fn, [x, w, cos])
+
+
+def _qkv_heads(x, cos):
+    # q, k and v split from one projection: q and k computed (one kernel for both, each reading its
+    # slice of x with its heads split), v only viewed (left to torch's views, never written).
+    b, t, c3 = x.shape
+    q, k, v = x.split(c3 // 3, dim=2)
+    heads = lambda z: z.reshape(b, t, 4, c3 // 12).transpose(1, 2)  # noqa: E731
+    return heads(q) * cos, heads(k) * cos + 1, heads(v)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_slices_of_one_projection_join_the_kernels_reading_them(dtype):
+    x = torch.randn(2, 8, 192, dtype=dtype)
+    cos = torch.randn(8, 16, dtype=dtype)
+    jfn = _jit(_qkv_heads)
+    got, ref = jfn(x, cos), _qkv_heads(x, cos)
+    for g, r in zip(got, ref):
+        torch.testing.assert_close(g, r)
+    assert got[2].data_ptr() == x.data_ptr() + 128 * x.element_size()  # v: a view of x
+    trace = str(thunder.last_traces(jfn)[-1])
+    (kernel,) = fusionex.fusion_kernels(jfn)
+    assert kernel.kernel_ir.count("  out") == 2, kernel.kernel_ir
+    calls = [line for line in trace.splitlines() if not line.lstrip().startswith("#")]
+    assert sum("torchex.slice(" in line for line in calls) == 1, trace
+
+
+def test_outputs_of_one_shape_iterate_together_unless_transposed():
+    # Two outputs of one shape computed apart share the kernel's axes; an output beside its own
+    # transpose (a square input) does not lay one value along two of its dims.
+    a, b = torch.randn(16, 32), torch.randn(16, 32)
+    sq = torch.randn(24, 24)
+    cases = [
+        (lambda a, b: (a[:, :16].exp() + b[:, 16:], a[:, 16:] * 2), (a, b), 1),
+        (lambda x: (x * 2, x.t() * 3 + 1), (sq,), None),
+        (lambda x: (x[:, :5].reshape(-1) * 2, x[:, 5:10].reshape(-1) + 1), (sq,), None),  # merges
+        (lambda x: (x[:, 4:12].reshape(24, 2, 4) * 2, x[4:8].reshape(4, 4, 6).exp()), (sq,), None),
+    ]
+    for fn, args, kernels in cases:
+        jfn = _jit(fn)
+        for g, r in zip(jfn(*args), fn(*args)):
+            torch.testing.assert_close(g, r)
+        if kernels is not None:
+            assert len(fusionex.fusion_kernels(jfn)) == kernels, str(thunder.last_traces(jfn)[-1])

@@ -243,6 +243,25 @@ struct VInfo {
   std::vector<ViewOp> chain;    // the views applied to it
 };
 
+// True when reshaping `from` to `to` only splits dims (and adds or drops dims of one element):
+// each dim of `to` lies within one dim of `from`.
+bool splits_only(const std::vector<int64_t>& from, const std::vector<int64_t>& to) {
+  std::vector<int64_t> f, t;
+  for (int64_t s : from) {
+    if (s != 1) f.push_back(s);
+  }
+  for (int64_t s : to) {
+    if (s != 1) t.push_back(s);
+  }
+  size_t j = 0;
+  for (int64_t s : f) {
+    int64_t p = 1;
+    while (p < s && j < t.size()) p *= t[j++];
+    if (p != s) return false;
+  }
+  return j == t.size();
+}
+
 class Builder {
  public:
   // split_cats: a cat no later primitive of the kernel reads is written in parts (see
@@ -603,12 +622,16 @@ class Builder {
         define(b.output, std::move(r));
         return;
       }
-      // A reshape that is indexing: of an input directly (viewable, or made contiguous at call time).
+      // A reshape that is indexing: of an input directly (viewable, or made contiguous at call
+      // time), or one that only splits dims (q sliced from a qkv projection, its heads split):
+      // viewable whatever the strides before it.
+      bool plain = true, padded = false;
       for (const ViewOp& v : a.chain) {
-        if (v.kind != ViewOp::Kind::kReshape && v.kind != ViewOp::Kind::kSqueeze) {
-          reject("reshape of a transposed, sliced or broadcast input");
-        }
+        plain = plain && (v.kind == ViewOp::Kind::kReshape || v.kind == ViewOp::Kind::kSqueeze);
+        padded = padded || v.kind == ViewOp::Kind::kPad;
       }
+      if (!plain && (padded || !splits_only(a.shape, oshape)))
+        reject("reshape of a transposed, sliced or broadcast input");
       view_load(b, a, {ViewOp::Kind::kReshape, oshape, {}, {}});
       return;
     }
@@ -1025,6 +1048,7 @@ class Builder {
     for (const TensorRef& t : outputs) {
       if (!(t->device() == k.device)) reject("tensors on different devices");
     }
+    if (reductions_.empty()) unite_independent_outputs(outputs);
     merge_row_axes();
     // Uniting dims of equal sizes (reductions over unrelated dims) must not put two dims of one
     // value on one axis: `x.sum(1), x.sum(0)` of a square x would read its diagonal.
@@ -1239,6 +1263,42 @@ class Builder {
         if (k.reduced >> a & 1) width *= k.sizes[a];
       }
       if (width > kMaxColumnsOverRows) reject("a reduction over rows of rows wider than 16384");
+    }
+  }
+
+  // Outputs of one shape computed apart (q's and k's rotary embeddings, each from its own slice of
+  // one projection) iterate together: one domain, one kernel, instead of a domain over both
+  // outputs' axes (which the segmentation cuts into two kernels). Each dim pair must be one axis
+  // already or two axes neither output has elsewhere, so that no value lies along two of its own
+  // dims (an output and its transpose stay apart).
+  void unite_independent_outputs(const std::vector<TensorRef>& outputs) {
+    std::vector<const std::vector<int>*> done;
+    for (const TensorRef& t : outputs) {
+      auto it = values_.find(t.get());
+      if (it == values_.end()) continue;  // a cat written in parts, or not computed (rejected later)
+      const std::vector<int>& vars = it->second.vars;
+      for (const std::vector<int>* other : done) {
+        if (other->size() != vars.size()) continue;
+        bool same = true;
+        std::set<int> mine, theirs;
+        for (size_t d = 0; d < vars.size() && same; ++d) {
+          const int64_t a = vars[d] < 0 ? 1 : var_size_[find(vars[d])];
+          const int64_t b = (*other)[d] < 0 ? 1 : var_size_[find((*other)[d])];
+          same = a == b && (vars[d] < 0) == ((*other)[d] < 0);
+          if (vars[d] >= 0) mine.insert(find(vars[d]));
+          if ((*other)[d] >= 0) theirs.insert(find((*other)[d]));
+        }
+        // Dim by dim: already one axis, or two axes neither output has elsewhere.
+        for (size_t d = 0; d < vars.size() && same; ++d) {
+          if (vars[d] < 0) continue;
+          const int r1 = find(vars[d]), r2 = find((*other)[d]);
+          same = r1 == r2 || (!theirs.count(r1) && !mine.count(r2));
+        }
+        if (!same) continue;
+        for (size_t d = 0; d < vars.size(); ++d) unite(vars[d], (*other)[d]);
+        break;
+      }
+      done.push_back(&vars);
     }
   }
 

@@ -388,6 +388,41 @@ std::vector<BSymRef> columns_last(std::vector<BSymRef> prims) {
   return kept;
 }
 
+// Views each moved to just before the first primitive of the region that reads them (a chain of
+// views with it): kernels grow in order, and a view that nothing after it reads soon (q, k and v
+// sliced from one projection, v read by torch's views alone) would add an axis no value of the
+// run's kernel relates to, cutting the kernel before the work that reads the other views.
+// Moving a primitive later, ahead of its readers, keeps the order topological. Views read by
+// nothing in the region (its outputs) go last: a kernel leaves views at its end to torch (a view of
+// an input returned as it is, not written by a kernel).
+std::vector<BSymRef> views_to_readers(const std::vector<BSymRef>& prims) {
+  std::unordered_map<const TensorProxy*, size_t> first_reader;
+  for (size_t i = prims.size(); i-- > 0;) {
+    for (const TensorRef& t : prims[i]->input_tensors()) first_reader[t.get()] = i;
+  }
+  // Per primitive, the views to emit just before it; a view's place is its earliest reader's (a
+  // view moved before a view takes that view's place in turn, resolved from the last one).
+  std::vector<size_t> place(prims.size());
+  for (size_t i = prims.size(); i-- > 0;) {
+    place[i] = i;
+    if (computes(*prims[i])) continue;
+    size_t at = prims.size();  // read by nothing: after every primitive
+    for (const TensorRef& t : prims[i]->output_tensors()) {
+      auto r = first_reader.find(t.get());
+      if (r != first_reader.end()) at = std::min(at, place[r->second]);
+    }
+    place[i] = at;
+  }
+  std::vector<std::vector<size_t>> before(prims.size() + 1);
+  for (size_t i = 0; i < prims.size(); ++i) before[place[i]].push_back(i);
+  std::vector<BSymRef> out;
+  out.reserve(prims.size());
+  for (size_t i = 0; i <= prims.size(); ++i) {
+    for (size_t j : before[i]) out.push_back(prims[j]);
+  }
+  return out;
+}
+
 // The dims of two shapes of one element count in groups of consecutive dims with equal products,
 // as {from_begin, from_end, to_begin, to_end}; empty for a shape with a 0.
 std::vector<std::array<size_t, 4>> reshape_groups(const Shape& from, const Shape& to) {
@@ -792,11 +827,11 @@ std::vector<Segment> segment_region(const std::vector<BSymRef>& all_prims,
   // A value defined twice (a composite's decomposition beside the same primitive recomputed on its
   // own, as a backward may hold) is computed once: its first definition.
   std::unordered_set<const BoundSymbol*> merges;
-  std::vector<BSymRef> prims = columns_last(
+  std::vector<BSymRef> prims = columns_last(views_to_readers(
       live(cat_before_reshapes(
                sink_reshapes(hoist_reshapes(first_definitions(all_prims), fresh_name), fresh_name),
                fresh_name, &merges),
-           region_out));
+           region_out)));
   std::vector<Segment> out;
   static const bool debug = std::getenv("THUNDER_FUSION_DEBUG") != nullptr;
   auto try_build = [&](const std::vector<size_t>& members, Segment* seg) {

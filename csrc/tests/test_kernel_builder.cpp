@@ -77,5 +77,23 @@ TEST_F(KernelBuilderTest, CatOfPartsOfDifferentSizesIsComputedFromPaddedLoads) {
   EXPECT_EQ(k->sizes, (std::vector<int64_t>{4, 11}));
 }
 
+TEST_F(KernelBuilderTest, ReshapeOfASliceIsIndexingWhereItOnlySplitsDims) {
+  // q = x[:, :, 0:8] of x [2, 3, 24], its heads split ([2, 3, 2, 4]): a load through both views.
+  // Merging the slice's dims ([6, 8]) is not indexing whatever the strides: refused.
+  auto x = input("x", {2, 3, 24});
+  Value q = b.call(prims::slice(), {x, Value::ints({0, 0, 0}), Value::ints({2, 3, 8}), Value::ints({1, 1, 1})});
+  Value split = b.call(prims::reshape(), {q, Value::shape(Shape{2, 3, 2, 4})});
+  Value y = b.call(prims::mul(), {split, Value(2.0)});
+  std::vector<BSymRef> prims = b.take();
+  std::string why;
+  EXPECT_TRUE(fuser::build_kernel(prims, {x}, {y.as_tensor()}, &why).has_value()) << why;
+  Value q2 = b.call(prims::slice(), {x, Value::ints({0, 0, 0}), Value::ints({2, 3, 8}), Value::ints({1, 1, 1})});
+  Value merged = b.call(prims::reshape(), {q2, Value::shape(Shape{6, 8})});
+  Value y2 = b.call(prims::mul(), {merged, Value(2.0)});
+  prims = b.take();
+  EXPECT_FALSE(fuser::build_kernel(prims, {x}, {y2.as_tensor()}, &why).has_value());
+  EXPECT_NE(why.find("reshape of a transposed, sliced or broadcast input"), std::string::npos) << why;
+}
+
 }  // namespace
 }  // namespace thunder
