@@ -110,22 +110,6 @@ bool fusible_but_copies(const BSymRef& b, const Executor& ex) {
   return copies && one_pass && (!worth || worth(prims));
 }
 
-// True when `b` is a composite with several outputs whose decomposition is views alone, each
-// defining one output (split, chunk, unbind): claimed whole, every region reading one of its
-// outputs would have to take all of them, and the views would stay with torch.
-bool views_of_several_outputs(const BoundSymbol& b) {
-  if (b.sym->kind != SymbolKind::kComposite || b.subsymbols.size() < 2) return false;
-  if (b.output_tensors().size() != b.subsymbols.size()) return false;
-  for (const BSymRef& s : b.subsymbols) {
-    const std::string& n = s->sym->name;
-    if (!s->sym->is_prim() || s->output_tensors().size() != 1 ||
-        !(n == "slice" || n == "reshape" || n == "squeeze" || n == "transpose" ||
-          n == "broadcast_in_dim"))
-      return false;
-  }
-  return true;
-}
-
 }  // namespace
 
 void claim_bsym(const BSymRef& b, const std::vector<const Executor*>& executors,
@@ -138,10 +122,6 @@ void claim_bsym(const BSymRef& b, const std::vector<const Executor*>& executors,
   for (const Executor* ex : executors) {
     if (ex->is_fusion()) {
       if (fusible_whole(*b, *ex)) {
-        if (views_of_several_outputs(*b)) {  // each view claimed alone: it joins its reader
-          for (const BSymRef& s : b->subsymbols) claim_bsym(s, executors, out);
-          return;
-        }
         out.push_back(BoundSymbol::make(ex->claim_marker(*b->sym), b->args, b->output, {b}, b->source));
         return;
       }
