@@ -1271,14 +1271,22 @@ class Builder {
   // outputs' axes (which the segmentation cuts into two kernels). Each dim pair must be one axis
   // already or two axes neither output has elsewhere, so that no value lies along two of its own
   // dims (an output and its transpose stay apart).
+  // Only outputs computed from one input at least (q and k from one projection): two tensors read
+  // in different memory orders (one transposed) keep a kernel each, each in its own order.
   void unite_independent_outputs(const std::vector<TensorRef>& outputs) {
     std::vector<const std::vector<int>*> done;
+    std::vector<std::set<int>> done_inputs;
     for (const TensorRef& t : outputs) {
       auto it = values_.find(t.get());
       if (it == values_.end()) continue;  // a cat written in parts, or not computed (rejected later)
       const std::vector<int>& vars = it->second.vars;
-      for (const std::vector<int>* other : done) {
+      std::set<int> inputs = inputs_read(it->second.node);
+      for (size_t j = 0; j < done.size(); ++j) {
+        const std::vector<int>* other = done[j];
         if (other->size() != vars.size()) continue;
+        bool shared = false;
+        for (int i : inputs) shared = shared || done_inputs[j].count(i) != 0;
+        if (!shared) continue;
         bool same = true;
         std::set<int> mine, theirs;
         for (size_t d = 0; d < vars.size() && same; ++d) {
@@ -1299,7 +1307,23 @@ class Builder {
         break;
       }
       done.push_back(&vars);
+      done_inputs.push_back(std::move(inputs));
     }
+  }
+
+  // The region inputs node `id`'s value is computed from.
+  std::set<int> inputs_read(int id) const {
+    std::set<int> in;
+    std::vector<int> stack = {id};
+    std::set<int> seen;
+    while (!stack.empty()) {
+      const int n = stack.back();
+      stack.pop_back();
+      if (!seen.insert(n).second) continue;
+      if (nodes_[n].op == "load") in.insert(nodes_[n].input);
+      for (int a : nodes_[n].args) stack.push_back(a);
+    }
+    return in;
   }
 
   // A cat written in parts: each non-empty part's value, over the parts' dims (united), written at
