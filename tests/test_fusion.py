@@ -1556,3 +1556,25 @@ def test_outputs_of_one_shape_iterate_together_unless_transposed():
             torch.testing.assert_close(g, r)
         if kernels is not None:
             assert len(fusionex.fusion_kernels(jfn)) == kernels, str(thunder.last_traces(jfn)[-1])
+
+
+def test_contiguous_of_views_alone_is_torchs():
+    # `.transpose(1, 2).contiguous()` with nothing else to compute runs as torch's contiguous(): the
+    # input itself when it is laid out so already (attention's output in q's [B, T, H, D] layout),
+    # a copy otherwise, as eager; no kernel that always copies.
+    def fn(y):
+        return y.transpose(1, 2).contiguous().view(2, 64, -1)
+
+    laid_out = torch.randn(2, 64, 4, 16).transpose(1, 2)
+    heads_first = torch.randn(2, 4, 64, 16)
+    jfn = _jit(fn)
+    for y in (laid_out, heads_first):
+        got = jfn(y)
+        torch.testing.assert_close(got, fn(y))
+        assert got.is_contiguous()
+        assert (got.data_ptr() == y.data_ptr()) == (y is laid_out)
+        assert not fusionex.fusion_kernels(jfn)
+    # Beside other work it is still part of the kernel (no copy of its own).
+    jfn2 = _jit(lambda y: y.transpose(1, 2).contiguous() * 2)
+    torch.testing.assert_close(jfn2(heads_first), heads_first.transpose(1, 2) * 2)
+    assert len(fusionex.fusion_kernels(jfn2)) == 1

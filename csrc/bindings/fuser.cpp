@@ -158,6 +158,13 @@ void bind_fuser(nb::module_& m) {
       }
       // A lone elementwise torch operation is one torch kernel already.
       if (r.bsyms.size() == 1 && !worth_a_kernel_alone(prims)) return std::nullopt;
+      // Views and contiguous() alone are torch's: its contiguous() returns the input itself when
+      // it is laid out so already (attention's output, in q's layout, transposed back to
+      // [B, T, H, D]), where a kernel would copy it.
+      if (std::all_of(r.bsyms.begin(), r.bsyms.end(), [](const BSymRef& m) {
+            return m->subsymbols.at(0)->sym->has_tag(kTagView);
+          }))
+        return std::nullopt;
       if (fuser::cpu_region_below(prims, min_cpu_numel)) return std::nullopt;
       std::vector<fuser::Segment> segs = fuser::segment_region(prims, r.outputs, ctx.fresh_name);
       std::vector<BSymRef> out;
