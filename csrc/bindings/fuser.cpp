@@ -160,11 +160,24 @@ void bind_fuser(nb::module_& m) {
       if (r.bsyms.size() == 1 && !worth_a_kernel_alone(prims)) return std::nullopt;
       // Views and contiguous() alone are torch's: its contiguous() returns the input itself when
       // it is laid out so already (attention's output, in q's layout, transposed back to
-      // [B, T, H, D]), where a kernel would copy it.
+      // [B, T, H, D]), where a kernel would copy it. The views run as primitives, as in a region
+      // left to torch otherwise (a reshape copies where a view of these strides cannot be).
       if (std::all_of(r.bsyms.begin(), r.bsyms.end(), [](const BSymRef& m) {
             return m->subsymbols.at(0)->sym->has_tag(kTagView);
-          }))
-        return std::nullopt;
+          })) {
+        std::vector<BSymRef> out;
+        nb::gil_scoped_acquire gil;
+        for (const BSymRef& m : r.bsyms) {
+          const BSymRef& op = m->subsymbols.at(0);
+          std::vector<BSymRef> parts =
+              op->sym->name == "contiguous" ? std::vector<BSymRef>{op} : flatten_to_prims(op);
+          for (const BSymRef& p : parts) {
+            std::vector<BSymRef> c = ctx.claim(p);
+            out.insert(out.end(), c.begin(), c.end());
+          }
+        }
+        return out;
+      }
       if (fuser::cpu_region_below(prims, min_cpu_numel)) return std::nullopt;
       std::vector<fuser::Segment> segs = fuser::segment_region(prims, r.outputs, ctx.fresh_name);
       std::vector<BSymRef> out;
