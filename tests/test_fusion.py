@@ -1547,6 +1547,8 @@ def test_outputs_of_one_shape_iterate_together_unless_transposed():
     cases = [
         (lambda a, b: (a[:, :16].exp() + b[:, 16:], a[:, 16:] * 2), (a, b), 1),
         (lambda x: (x * 2, x.t() * 3 + 1), (sq,), None),
+        # Two tensors sharing only a small one (a bias): a kernel each, each in its memory order.
+        (lambda a, bt, w: (a.exp() + w, bt.t() * 2 + w), (a, torch.randn(32, 16), a[0]), 2),
         (lambda x: (x[:, :5].reshape(-1) * 2, x[:, 5:10].reshape(-1) + 1), (sq,), None),  # merges
         (lambda x: (x[:, 4:12].reshape(24, 2, 4) * 2, x[4:8].reshape(4, 4, 6).exp()), (sq,), None),
     ]

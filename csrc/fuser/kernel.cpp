@@ -1271,8 +1271,9 @@ class Builder {
   // outputs' axes (which the segmentation cuts into two kernels). Each dim pair must be one axis
   // already or two axes neither output has elsewhere, so that no value lies along two of its own
   // dims (an output and its transpose stay apart).
-  // Only outputs computed from one input at least (q and k from one projection): two tensors read
-  // in different memory orders (one transposed) keep a kernel each, each in its own order.
+  // Only outputs computed from one input at least as large as each (q and k from one projection):
+  // two tensors read in different memory orders (one transposed) keep a kernel each, each in its
+  // own order, whatever small tensors (a bias) they share.
   void unite_independent_outputs(const std::vector<TensorRef>& outputs) {
     std::vector<const std::vector<int>*> done;
     std::vector<std::set<int>> done_inputs;
@@ -1280,7 +1281,12 @@ class Builder {
       auto it = values_.find(t.get());
       if (it == values_.end()) continue;  // a cat written in parts, or not computed (rejected later)
       const std::vector<int>& vars = it->second.vars;
-      std::set<int> inputs = inputs_read(it->second.node);
+      int64_t numel = 1;
+      for (int64_t n : it->second.shape) numel *= n;
+      std::set<int> inputs;
+      for (int i : inputs_read(it->second.node)) {
+        if (inputs_[static_cast<size_t>(i)]->numel() >= numel) inputs.insert(i);
+      }
       for (size_t j = 0; j < done.size(); ++j) {
         const std::vector<int>* other = done[j];
         if (other->size() != vars.size()) continue;
