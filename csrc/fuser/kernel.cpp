@@ -1787,9 +1787,8 @@ std::string KernelDef::str() const {
   }
   for (size_t o = 0; o < output_nodes.size(); ++o) {
     os << "  out" << o << " = n" << output_nodes[o];
-    if (o < output_parts.size() && output_parts[o].dim >= 0) {
-      os << " (part at " << output_parts[o].start << " along dim " << output_parts[o].dim
-         << " of out" << tensor_of(o) << ")";
+    if (const OutputPart* p = part(o)) {
+      os << " (part at " << p->start << " along dim " << p->dim << " of out" << tensor_of(o) << ")";
     }
     os << "\n";
   }

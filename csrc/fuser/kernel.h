@@ -109,6 +109,10 @@ struct KernelDef {
   bool contiguous_outputs = false;
 
   int num_axes() const { return static_cast<int>(sizes.size()); }
+  // Output `o`'s part of a cat written in parts, or nullptr for a whole output.
+  const OutputPart* part(size_t o) const {
+    return o < output_parts.size() && output_parts[o].dim >= 0 ? &output_parts[o] : nullptr;
+  }
   // The output whose tensor output `o` is stored into (o itself, or a cat's first part).
   size_t tensor_of(size_t o) const {
     return o < output_parts.size() && output_parts[o].of >= 0

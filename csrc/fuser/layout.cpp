@@ -354,7 +354,8 @@ bool specialize(const KernelDef& k, const std::vector<TensorMeta>& inputs, Layou
     }
     std::vector<int64_t> cs = contiguous_strides(shape);
     if (own_shape && !k.contiguous_outputs) cs = dense_strides(shape, k.output_dims[o], order);
-    if (o < k.output_parts.size() && k.output_parts[o].dim >= 0) {
+    const KernelDef::OutputPart* part = k.part(o);
+    if (part) {
       if (k.tensor_of(o) != o) {
         cs = out_strides[k.tensor_of(o)];  // a cat's later part: stored into its first's tensor
       } else if (cs != channels_last_strides(shape)) {
@@ -367,8 +368,7 @@ bool specialize(const KernelDef& k, const std::vector<TensorMeta>& inputs, Layou
     for (size_t d = 0; d < k.output_dims[o].size(); ++d) {
       if (k.output_dims[o][d] >= 0) a.strides[k.output_dims[o][d]] = cs[d];
     }
-    if (o < k.output_parts.size() && k.output_parts[o].dim >= 0)
-      a.offset = k.output_parts[o].start * cs[static_cast<size_t>(k.output_parts[o].dim)];
+    if (part) a.offset = part->start * cs[static_cast<size_t>(part->dim)];
     stores.push_back(std::move(a));
     if (!own_shape) {  // split dims: the output is contiguous in its own shape
       std::vector<int64_t> own;
