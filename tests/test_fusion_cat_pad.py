@@ -439,6 +439,63 @@ def test_cat_of_merged_heads_is_one_kernel_and_a_view(device, dtype):
     assert not {"aten::copy_", "aten::clone", "aten::cat"} & {e.name for e in prof.events()}
 
 
+def _views_joined(q, k, v):
+    # GPT-2's join: attention's q, k and v gradients with nothing left to compute, only transposed,
+    # merged and concatenated.
+    b, h, t, d = q.shape
+    return torch.cat([p.transpose(1, 2).reshape(b, t, h * d) for p in (q, k, v)], -1)
+
+
+@requires_compiler
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cat_of_transposed_parts_is_one_kernel(device, dtype):
+    # Nothing to compute, but torch's cat would copy each transposed part on its own (a strided copy
+    # each): one kernel writes the cat, [B, T, 3, H, D], and the merge to [B, T, 3 * H * D] is a view.
+    q, k, v = (torch.randn(2, 4, 16, 8, device=device, dtype=dtype) for _ in range(3))
+    jfn = _jit(_views_joined)
+    out = jfn(q, k, v)
+    torch.testing.assert_close(out, _views_joined(q, k, v), rtol=0, atol=0)
+    assert out.is_contiguous()
+    _one_kernel(jfn)
+    (kernel,) = fusionex.fusion_kernels(jfn)
+    assert kernel.kernel_ir.count("(part at ") == 3, kernel.kernel_ir
+    # A non-contiguous part (a slice of a wider tensor) read through its strides: as eager's.
+    q2 = torch.randn(2, 4, 16, 12, device=device, dtype=dtype)[..., 2:10]
+    torch.testing.assert_close(jfn(q2, k, v), _views_joined(q2, k, v), rtol=0, atol=0)
+
+
+@requires_compiler
+def test_gpt2_style_model_joins_qkv_gradients_in_one_kernel():
+    # benchmarks/gpt_model.py's GPT-2 blocks: loss and every gradient as eager's, and the backward's
+    # join of q, k and v's gradients is a fused kernel, not torch's cat.
+    import copy
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+    from gpt_model import GPT, GPTConfig, WithLoss
+
+    torch.manual_seed(0)
+    cfg = GPTConfig(block_size=32, vocab_size=256, n_layer=2, n_head=4, n_embd=64, dropout=0.0)
+    model = WithLoss(GPT(cfg))
+    jmodel = thunder.jit(copy.deepcopy(model))
+    idx, tgt = torch.randint(0, 256, (2, 32)), torch.randint(0, 256, (2, 32))
+    ref = model(idx, tgt)
+    ref.backward()
+    loss = jmodel(idx, tgt)
+    loss.backward()
+    torch.testing.assert_close(loss, ref)
+    for (name, p), q in zip(model.named_parameters(), jmodel.parameters()):
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-5, msg=lambda m, n=name: f"{n}: {m}")
+    backward = [line for line in str(thunder.last_backward_traces(jmodel)[-1]).splitlines()
+                if not line.lstrip().startswith("#")]
+    cats = [line for line in backward if "torchex.cat(" in line or "torch.cat(" in line]
+    assert not cats, cats
+    irs = [k.kernel_ir for k in thunder.last_backward_traces(jmodel)[-1].fusion_callables]
+    assert sum(ir.count("(part at ") == 3 for ir in irs) == cfg.n_layer, irs
+
+
 @requires_compiler
 def test_a_reduction_after_a_cat_of_merged_heads_reads_its_view():
     # A bias gradient summed over the joined gradients (GPT-2's qkv projection): the sum's kernel

@@ -943,12 +943,18 @@ std::vector<Segment> segment_region(const std::vector<BSymRef>& all_prims,
       best = std::move(s);
       --end;
     }
-    // A kernel that would only move data (views, cats, pads) is left to torch's copies.
-    bool any_compute = false;
+    // A kernel that would only move data (views, cats, pads) is left to torch's copies, except a
+    // cat of transposed parts: torch copies such parts one strided copy each (attention's q, k and
+    // v gradients, [B, H, T, D], joined as [B, T, 3, H, D]), where the kernel writes the cat at
+    // once.
+    bool any_compute = false, cat = false, transposed = false;
     for (const BSymRef& b : best.prims) {
-      any_compute = any_compute || (computes(*b) && b->sym->name != "cat" && b->sym->name != "pad");
+      const std::string& n = b->sym->name;
+      any_compute = any_compute || (computes(*b) && n != "cat" && n != "pad");
+      cat = cat || n == "cat";
+      transposed = transposed || n == "transpose";
     }
-    if (!any_compute || best.outputs.empty()) best.kernel.reset();
+    if ((!any_compute && !(cat && transposed)) || best.outputs.empty()) best.kernel.reset();
     out.push_back(std::move(best));
     begin = end;
   }
