@@ -13,7 +13,8 @@ dropout is also compared at dropout 0.1 under the same seed (its masks are eager
 
 Timing: `--warmup` steps, then `--steps` steps between CUDA synchronisations, repeated `--repeats`
 times with the variants interleaved; the figure is the median step time. Also the first step's time
-(compilation included). Writes benchmarks/results/training_gpu.json.
+(compilation included), and the memory a step takes above what is allocated before it (its peak:
+activations saved for the backward, gradients, temporaries). Writes benchmarks/results/training_gpu.json.
 
     python benchmarks/training_gpu.py [--config gpt2] [--batch 8] [--tokens 1024] [--no-compile]
 """
@@ -267,7 +268,7 @@ def main():
     if args.variants:
         keep = {"eager", *(v.strip() for v in args.variants.split(","))}
         variants = {k: v for k, v in variants.items() if k in keep}
-    steps, first, nvrtc = {}, {}, {}
+    steps, first, nvrtc, peak = {}, {}, {}, {}
     for name, m in variants.items():
         opt = torch.optim.AdamW(params_of(m), lr=1e-4, fused=True)
         steps[name] = step_fn(m, opt, idx, tgt, mark_step="reduce-overhead" in name)
@@ -282,6 +283,14 @@ def main():
         assert torch.isfinite(loss), f"{name}: loss {loss}"
         for _ in range(args.warmup):
             steps[name]()
+        # Memory a step takes above what is allocated before it (every variant's weights and
+        # optimizer states stay allocated throughout; gradients are freed after each step).
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before_step = torch.cuda.memory_allocated()
+        steps[name]()
+        torch.cuda.synchronize()
+        peak[name] = (torch.cuda.max_memory_allocated() - before_step) / 2**20
         print(f"  {name}: first step {first[name]:.2f} s ({nvrtc[name][0]} kernels compiled, "
               f"{nvrtc[name][1]:.2f} s of NVRTC summed over them)", flush=True)
     times = interleaved_step_times(steps, args.repeats, args.steps)
@@ -290,13 +299,15 @@ def main():
     toks = args.batch * args.tokens
     print(f"\n{results['device']}, torch {torch.__version__}; {args.config}, batch {args.batch} x {args.tokens} "
           f"tokens, dropout {args.dropout}, bf16 autocast, fused AdamW")
-    print(f"{'variant':24s} {'ms/step':>9s} {'vs eager':>9s} {'tokens/s':>10s} {'first step s':>13s}")
+    print(f"{'variant':24s} {'ms/step':>9s} {'vs eager':>9s} {'tokens/s':>10s} {'first step s':>13s} "
+          f"{'step peak MiB':>14s}")
     for name in variants:
         t = statistics.median(times[name])
         rows[name] = {"ms_per_step": t * 1e3, "vs_eager": t / eager, "tokens_per_s": toks / t,
                       "first_step_s": first[name], "all_ms": [x * 1e3 for x in times[name]],
-                      "nvrtc_kernels": nvrtc[name][0], "nvrtc_seconds_summed": nvrtc[name][1]}
-        print(f"{name:24s} {t * 1e3:9.1f} {t / eager:9.3f} {toks / t:10.0f} {first[name]:13.2f}")
+                      "nvrtc_kernels": nvrtc[name][0], "nvrtc_seconds_summed": nvrtc[name][1],
+                      "step_peak_mib": peak[name]}
+        print(f"{name:24s} {t * 1e3:9.1f} {t / eager:9.3f} {toks / t:10.0f} {first[name]:13.2f} {peak[name]:14.0f}")
     results["rows"] = rows
     if args.profile:
         results["profile"] = kernel_profiles(steps)

@@ -136,6 +136,69 @@ std::vector<TensorRef> backward_reads(const JointTrace& j, const ForwardIndex& i
   return out;
 }
 
+// Whether `b` hands its tensor arguments to a library kernel (a matrix product, a convolution, an
+// attention, a gather or scatter by index), which reads them from memory: opaque and executor
+// calls, symbols without a decomposition, and composites with such a primitive inside.
+bool library_call(const BoundSymbol& b) {
+  if (b.sym->kind == SymbolKind::kOpaque || b.sym->kind == SymbolKind::kExecutor) return true;
+  if (b.sym->is_prim()) {
+    const std::string& n = b.sym->name;
+    return n == "matmul" || n == "linear" || n == "take" || n == "index_put" || n == "scatter_add";
+  }
+  if (b.subsymbols.empty()) return true;
+  for (const BSymRef& s : b.subsymbols) {
+    if (library_call(*s)) return true;
+  }
+  return false;
+}
+
+// Whether `b` only views or reshapes its first tensor argument (a shape primitive, or a composite
+// of only those).
+bool shape_only(const BoundSymbol& b) {
+  if (b.sym->kind == SymbolKind::kPrim) return b.sym->has_tag(kTagShape);
+  if (b.subsymbols.empty()) return false;
+  for (const BSymRef& s : b.subsymbols) {
+    if (!shape_only(*s)) return false;
+  }
+  return true;
+}
+
+// Forward values the backward reads in a call no fused kernel computes (a matrix product, an
+// attention backward), directly or through views: the backward holds each of them in memory
+// whatever the plan, so computing one again would add its write (and often a kernel) to the
+// backward. Such values are saved, as AOTAutograd's partitioner does for values "materialized in
+// the backward" (gelu's output the down projection's weight gradient reads; the rotated q and k
+// attention's backward reads).
+std::unordered_set<const TensorProxy*> materialized_in_backward(const JointTrace& j,
+                                                                const ForwardIndex& ix) {
+  std::unordered_map<const TensorProxy*, const TensorProxy*> base;  // a backward view -> its value
+  auto root = [&](const TensorRef& t) {
+    auto it = base.find(t.get());
+    return it == base.end() ? t.get() : it->second;
+  };
+  std::unordered_set<const TensorProxy*> out;
+  for (const BSymRef& b : j.backward) {
+    std::vector<TensorRef> ins = b->input_tensors();
+    if (shape_only(*b) && !ins.empty()) {
+      const TensorProxy* r = root(ins[0]);
+      b->output.for_each_tensor([&](const TensorRef& o) { base[o.get()] = r; });
+      continue;
+    }
+    if (!library_call(*b)) continue;
+    for (const TensorRef& t : ins) {
+      auto p = ix.producer.find(root(t));
+      if (p == ix.producer.end()) continue;
+      // A value of the trace's inputs alone (a weight's bf16 copy under autocast) is computed
+      // again: saved, each would hold a copy of its parameter from the forward to the backward.
+      bool of_inputs = true;
+      for (const TensorRef& i : p->second->input_tensors())
+        of_inputs = of_inputs && ix.inputs.count(i.get());
+      if (!of_inputs) out.insert(p->first);
+    }
+  }
+  return out;
+}
+
 void collect_mutated(const BoundSymbol& b, const std::unordered_set<const TensorProxy*>& inputs,
                      std::unordered_set<const TensorProxy*>& out) {
   if (b.sym->has_tag(kTagInplace) && !b.args.empty()) {
@@ -188,11 +251,15 @@ RematPlan plan_rematerialization(const JointTrace& j, const RematOptions& option
   // Values the backward compares with their maximum keep the forward's bits: saved, never
   // recomputed (in another kernel an ulp apart, no element might equal the maximum).
   std::unordered_set<const TensorProxy*> compared = compared_for_equality(j.backward);
+  std::unordered_set<const TensorProxy*> materialized = materialized_in_backward(j, ix);
   auto recomputable = [&](const BoundSymbol& b) {
-    bool exact = false;
-    b.output.for_each_tensor([&](const TensorRef& t) { exact = exact || compared.count(t.get()); });
+    bool exact = false, held = false;
+    b.output.for_each_tensor([&](const TensorRef& t) {
+      exact = exact || compared.count(t.get());
+      held = held || materialized.count(t.get());
+    });
     if (exact) return false;
-    if (options.enabled && is_recomputable(b) && worth_recomputing(b)) return true;
+    if (options.enabled && !held && is_recomputable(b) && worth_recomputing(b)) return true;
     if (forbidden(b)) return false;
     bool inside = false;
     b.output.for_each_tensor([&](const TensorRef& t) { inside = inside || checkpointed.count(t.get()); });
@@ -255,8 +322,9 @@ RematPlan plan_rematerialization(const JointTrace& j, const RematOptions& option
     const BoundSymbol& b = *it->second;
     // Only for fused kernels: the recipe is a chain of primitives, which a fused backward kernel
     // computes where it reads them, and the torch executor would run one by one.
-    const RecomputeRecipe* r =
-        options.enabled && fuses(*t) ? find_recompute_recipe(b.sym) : nullptr;
+    const RecomputeRecipe* r = options.enabled && fuses(*t) && !materialized.count(t.get())
+                                   ? find_recompute_recipe(b.sym)
+                                   : nullptr;
     std::vector<TensorRef> outs = b.output_tensors();
     if (r == nullptr || r->output >= outs.size() || outs[r->output] != t) return std::nullopt;
     std::vector<TensorRef> reads = b.input_tensors();

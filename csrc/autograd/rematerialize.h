@@ -3,21 +3,25 @@
 //
 // The backward of a JointTrace reads forward values. Saving all of them costs memory; recomputing
 // cheap ones (elementwise and shape operations, directly or through their decomposition) from other
-// saved values costs a little time. `plan_rematerialization` solves this as one minimum cut over the
-// forward graph, as AOTAutograd's min-cut partitioner does: each forward value is an edge of
+// saved values costs a little time. `plan_rematerialization` solves this as one minimum cut over
+// the forward graph, as AOTAutograd's min-cut partitioner does: each forward value is an edge of
 // capacity = its size in bytes (trace inputs and values the forward returns anyway cost nothing);
 // values made by operations that must not be recomputed (reductions, matrix products, random draws,
 // opaque calls, symbols without a decomposition) hang off the source, except an output with a
-// RecomputeRecipe (grad_rule.h), which hangs off its symbol's inputs and other outputs; values the backward reads
-// lead to the sink. The cut is the set of saved values; everything between the cut and the backward
-// is recomputed at the start of the backward, right before its first use.
+// RecomputeRecipe (grad_rule.h), which hangs off its symbol's inputs and other outputs; values the
+// backward reads lead to the sink. The cut is the set of saved values; everything between the cut
+// and the backward is recomputed at the start of the backward, right before its first use. A value
+// a library call of the backward reads (a matmul, an attention backward), directly or through
+// views, is never recomputed unless it comes from the trace's inputs alone (a weight's cast): the
+// backward holds it in memory anyway, and computing it again would only add its write.
 //
 // `rematerialize` applies the plan. Requires: a JointTrace from vjp. Guarantees: the backward reads
 // only the saved values and the cotangents; the forward is unchanged.
 //
-//   before: forward: t0 = ltorch.linear(x, w); t1 = ltorch.gelu(t0); t2 = ltorch.linear(t1, w2)
-//           backward reads t0 (gelu's backward) and t1 (linear's weight gradient)
+//   before: forward: t0 = ltorch.linear(x, w); t1 = ltorch.gelu(t0); t2 = ltorch.mul(t1, t1)
+//           backward reads t0 (gelu's backward) and t1 (mul's backward)
 //   after:  saved: t0; backward starts with t1 = ltorch.gelu(t0)
+//   (with t2 = ltorch.linear(t1, w2) instead, t1 is read by the weight gradient's matmul: saved)
 #pragma once
 
 #include <unordered_set>

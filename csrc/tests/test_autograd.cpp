@@ -311,16 +311,15 @@ TEST_F(AutogradTest, SplitBackwardIsOneCat) {
   EXPECT_FALSE(contains(bw, "prims.pad"));
 }
 
-// The min-cut partitioner: for linear -> gelu -> linear, the backward needs gelu's input (for
-// gelu's backward) and gelu's output (for the second linear's weight gradient). Saving the input
-// and recomputing the cheap gelu is the cut of least bytes.
+// The min-cut partitioner: for linear -> gelu -> square, the backward needs gelu's input (for
+// gelu's backward) and gelu's output (for the square's). Saving the input and recomputing the cheap
+// gelu is the cut of least bytes.
 TEST_F(AutogradTest, MinCutRecomputesElementwiseAndSavesMatmulOutputs) {
   TensorRef x = param("x", {128, 16}, false);
   TensorRef w1 = param("w1", {64, 16});
-  TensorRef w2 = param("w2", {4, 64});
   TensorRef h = call("linear", {Value(x), Value(w1)}).as_tensor();
   TensorRef a = call("gelu", {Value(h)}).as_tensor();
-  TensorRef o = call("linear", {Value(a), Value(w2)}).as_tensor();
+  TensorRef o = call("mul", {Value(a), Value(a)}).as_tensor();
   JointTrace j = vjp(finish(call("sum", {Value(o)})));
   RematPlan plan = plan_rematerialization(j);
   std::set<std::string> saved = tensor_names(plan.saved);
@@ -344,18 +343,39 @@ TEST_F(AutogradTest, MinCutRecomputesElementwiseAndSavesMatmulOutputs) {
             saved);
 }
 
+// linear -> gelu -> linear: the second linear's weight gradient is a matrix product reading gelu's
+// output, which the backward must then hold in memory whatever the plan. Computed again, it would
+// only add its write to the backward: it is saved (and gelu's input too, for gelu's backward). A
+// weight's cast, a value of the trace's inputs alone, is still computed again.
+TEST_F(AutogradTest, MinCutSavesValuesALibraryCallReadsInTheBackward) {
+  TensorRef x = param("x", {128, 16}, false);
+  TensorRef w1 = param("w1", {64, 16});
+  TensorRef w2 = param("w2", {4, 64});
+  autograd::FusingScope scope(true, false, 0);
+  TensorRef h = call("linear", {Value(x), Value(w1)}).as_tensor();
+  TensorRef a = call("gelu", {Value(h)}).as_tensor();
+  TensorRef w2h = call("to", {Value(w2), Value(DType::kBFloat16)}).as_tensor();
+  TensorRef ah = call("to", {Value(a), Value(DType::kBFloat16)}).as_tensor();
+  TensorRef o = call("linear", {Value(ah), Value(w2h)}).as_tensor();
+  RematPlan plan = plan_rematerialization(vjp(finish(call("sum", {Value(o)}))));
+  std::set<std::string> saved = tensor_names(plan.saved);
+  EXPECT_TRUE(saved.count(h->name()) && saved.count(ah->name())) << ::testing::PrintToString(saved);
+  EXPECT_FALSE(saved.count(w2h->name())) << ::testing::PrintToString(saved);
+  ASSERT_EQ(plan.recomputed.size(), 1u);
+  EXPECT_EQ(plan.recomputed[0]->sym->qualname(), "ltorch.to");
+}
+
 TEST_F(AutogradTest, MinCutSavesSmallValuesNoFusedKernelTakes) {
   // gelu's output of 256 elements: computed again in the backward it would cost a torch call for
   // 1 KB, so it is saved, unless a fusion executor takes tensors of its size (CPU regions of fewer
   // than min_cpu_numel elements it leaves to torch).
   TensorRef x = param("x", {8, 16}, false);
   TensorRef w1 = param("w1", {32, 16});
-  TensorRef w2 = param("w2", {4, 32});
   for (int64_t min_cpu_numel : {int64_t{-1}, int64_t{4096}, int64_t{0}}) {
     autograd::FusingScope scope(min_cpu_numel >= 0, false, std::max<int64_t>(min_cpu_numel, 0));
     TensorRef h = call("linear", {Value(x), Value(w1)}).as_tensor();
     TensorRef a = call("gelu", {Value(h)}).as_tensor();
-    TensorRef o = call("linear", {Value(a), Value(w2)}).as_tensor();
+    TensorRef o = call("mul", {Value(a), Value(a)}).as_tensor();
     RematPlan plan = plan_rematerialization(vjp(finish(call("sum", {Value(o)}))));
     const bool fused = min_cpu_numel == 0;
     EXPECT_EQ(tensor_names(plan.saved).count(a->name()), fused ? 0u : 1u) << min_cpu_numel;
