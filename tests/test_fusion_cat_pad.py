@@ -324,14 +324,14 @@ def test_llama_style_model_trains_like_eager_without_torch_cat():
         torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-5, msg=lambda m, n=name: f"{n}: {m}")
     assert not _torch_cat(jmodel), str(thunder.last_traces(jmodel)[-1])
     # In the backward, q, k and v's gradients are written into their join by the rotary backward's
-    # kernel, and the SwiGLU halves' gradients into theirs by the kernel computing them (the product
-    # the down projection's weight gradient reads is saved by the forward): no cat is left to torch.
+    # kernel, and the SwiGLU halves' gradients into theirs by the kernel computing them (beside the
+    # product the down projection's weight gradient reads): no cat is left to torch.
     backward = [line for line in str(thunder.last_backward_traces(jmodel)[-1]).splitlines()
                 if not line.lstrip().startswith("#")]
     cats = [line for line in backward if "torchex.cat(" in line or "torch.cat(" in line]
     assert not cats, cats
     irs = [k.kernel_ir for k in thunder.last_backward_traces(jmodel)[-1].fusion_callables]
-    swiglu = [ir for ir in irs if "(part at 176 along dim 2 of out0)" in ir]
+    swiglu = [ir for ir in irs if "(part at 176 along dim 2 of out1)" in ir]
     assert len(swiglu) == cfg.n_layer, irs
 
 

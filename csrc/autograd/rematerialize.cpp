@@ -164,11 +164,15 @@ bool shape_only(const BoundSymbol& b) {
 }
 
 // Forward values the backward reads in a call no fused kernel computes (a matrix product, an
-// attention backward), directly or through views: the backward holds each of them in memory
-// whatever the plan, so computing one again would add its write (and often a kernel) to the
-// backward. Such values are saved, as AOTAutograd's partitioner does for values "materialized in
-// the backward" (gelu's output the down projection's weight gradient reads; the rotated q and k
-// attention's backward reads).
+// attention backward), directly or through views, that computing again would take a kernel of its
+// own: the backward holds each of them in memory whatever the plan, and a kernel computing it
+// again would read its operands and write it, besides a launch. Such values are saved, as
+// AOTAutograd's partitioner does for values "materialized in the backward" (the rotated q and k
+// attention's backward reads). Where a fused backward kernel reads the activations the value is
+// computed from anyway (gelu's input, for gelu's backward), computing it there costs only its
+// write, and the memory saved is worth it: such a value (gelu's output the next linear's weight
+// gradient multiplies) is still computed again, as is a value of the trace's inputs alone (a
+// weight's bf16 copy under autocast, which would otherwise hold a copy of the parameter).
 std::unordered_set<const TensorProxy*> materialized_in_backward(const JointTrace& j,
                                                                 const ForwardIndex& ix) {
   std::unordered_map<const TensorProxy*, const TensorProxy*> base;  // a backward view -> its value
@@ -176,25 +180,65 @@ std::unordered_set<const TensorProxy*> materialized_in_backward(const JointTrace
     auto it = base.find(t.get());
     return it == base.end() ? t.get() : it->second;
   };
-  std::unordered_set<const TensorProxy*> out;
+  // The backward's live symbols (the joint trace may hold gradients nothing reads, removed later).
+  std::unordered_set<const TensorProxy*> wanted;
+  for (const Value& g : j.input_grads)
+    g.for_each_tensor([&](const TensorRef& t) { wanted.insert(t.get()); });
+  std::unordered_set<const BoundSymbol*> live;
+  for (auto it = j.backward.rbegin(); it != j.backward.rend(); ++it) {
+    const BoundSymbol& b = **it;
+    bool used = b.sym->has_tag(kTagDontDce) || b.sym->has_tag(kTagInplace);
+    b.output.for_each_tensor([&](const TensorRef& o) { used = used || wanted.count(o.get()); });
+    if (!used) continue;
+    live.insert(&b);
+    for (const TensorRef& t : b.input_tensors()) wanted.insert(t.get());
+  }
+  std::unordered_set<const TensorProxy*> library_read, fused_read;
   for (const BSymRef& b : j.backward) {
+    if (!live.count(b.get())) continue;
     std::vector<TensorRef> ins = b->input_tensors();
     if (shape_only(*b) && !ins.empty()) {
       const TensorProxy* r = root(ins[0]);
       b->output.for_each_tensor([&](const TensorRef& o) { base[o.get()] = r; });
       continue;
     }
-    if (!library_call(*b)) continue;
-    for (const TensorRef& t : ins) {
-      auto p = ix.producer.find(root(t));
-      if (p == ix.producer.end()) continue;
-      // A value of the trace's inputs alone (a weight's bf16 copy under autocast) is computed
-      // again: saved, each would hold a copy of its parameter from the forward to the backward.
-      bool of_inputs = true;
-      for (const TensorRef& i : p->second->input_tensors())
-        of_inputs = of_inputs && ix.inputs.count(i.get());
-      if (!of_inputs) out.insert(p->first);
+    if (library_call(*b)) {
+      for (const TensorRef& t : ins) library_read.insert(root(t));
+      continue;
     }
+    // A fused kernel reading a forward view (SwiGLU's halves) reads the value it is a view of.
+    for (const TensorRef& t : ins) {
+      const TensorProxy* r = root(t);
+      for (auto p = ix.producer.find(r); p != ix.producer.end() && shape_only(*p->second);
+           p = ix.producer.find(r)) {
+        std::vector<TensorRef> pin = p->second->input_tensors();
+        if (pin.empty()) break;
+        r = pin[0].get();
+      }
+      fused_read.insert(r);
+    }
+  }
+  std::unordered_set<const TensorProxy*> out;
+  for (const TensorProxy* v : library_read) {
+    // The activations v is computed from through cheap operations (the leaves of its cone).
+    std::vector<const TensorProxy*> stack = {v}, leaves;
+    std::unordered_set<const TensorProxy*> seen = {v};
+    while (!stack.empty() && seen.size() < 256) {
+      const TensorProxy* t = stack.back();
+      stack.pop_back();
+      auto p = ix.producer.find(t);
+      if (p == ix.producer.end()) continue;  // a trace input
+      if (t != v && !is_recomputable(*p->second)) {
+        leaves.push_back(t);
+        continue;
+      }
+      for (const TensorRef& i : p->second->input_tensors()) {
+        if (seen.insert(i.get()).second) stack.push_back(i.get());
+      }
+    }
+    bool joins = false;
+    for (const TensorProxy* l : leaves) joins = joins || fused_read.count(l);
+    if (ix.producer.count(v) && !leaves.empty() && !joins) out.insert(v);
   }
   return out;
 }

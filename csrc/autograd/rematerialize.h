@@ -12,8 +12,9 @@
 // backward reads lead to the sink. The cut is the set of saved values; everything between the cut
 // and the backward is recomputed at the start of the backward, right before its first use. A value
 // a library call of the backward reads (a matmul, an attention backward), directly or through
-// views, is never recomputed unless it comes from the trace's inputs alone (a weight's cast): the
-// backward holds it in memory anyway, and computing it again would only add its write.
+// views, is saved when the activations it is computed from are read by no fused part of the
+// backward: the backward holds it in memory anyway, and computing it again would take a kernel of
+// its own.
 //
 // `rematerialize` applies the plan. Requires: a JointTrace from vjp. Guarantees: the backward reads
 // only the saved values and the cotangents; the forward is unchanged.
@@ -21,7 +22,8 @@
 //   before: forward: t0 = ltorch.linear(x, w); t1 = ltorch.gelu(t0); t2 = ltorch.mul(t1, t1)
 //           backward reads t0 (gelu's backward) and t1 (mul's backward)
 //   after:  saved: t0; backward starts with t1 = ltorch.gelu(t0)
-//   (with t2 = ltorch.linear(t1, w2) instead, t1 is read by the weight gradient's matmul: saved)
+//   (with t2 = ltorch.linear(t1, w2), the weight gradient's matmul reads t1: still computed again,
+//   in the kernel of gelu's backward, which reads t0 anyway)
 #pragma once
 
 #include <unordered_set>
