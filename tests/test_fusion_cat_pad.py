@@ -298,10 +298,9 @@ def test_a_cat_alone_is_left_to_torch():
     assert not fusionex.fusion_kernels(jfn)
 
 
-@requires_compiler
-def test_llama_style_model_trains_like_eager_without_torch_cat():
-    # benchmarks/gpt_model.py's Llama blocks (RMSNorm, rotary embeddings by torch.cat, SwiGLU): loss
-    # and every gradient as eager's, and no cat left to torch in the forward.
+def _small_gpt_trains_like_eager(**config):
+    """A 2-layer benchmarks/gpt_model.py GPT (with `config`) jitted with the default executors: one
+    training step's loss and every gradient against eager's. Returns the config and the jitted model."""
     import copy
     import os
     import sys
@@ -310,8 +309,7 @@ def test_llama_style_model_trains_like_eager_without_torch_cat():
     from gpt_model import GPT, GPTConfig, WithLoss
 
     torch.manual_seed(0)
-    cfg = GPTConfig(block_size=32, vocab_size=256, n_layer=2, n_head=4, n_embd=64, bias=False, llama=True,
-                    mlp_hidden=176)
+    cfg = GPTConfig(block_size=32, vocab_size=256, n_layer=2, n_head=4, n_embd=64, **config)
     model = WithLoss(GPT(cfg))
     jmodel = thunder.jit(copy.deepcopy(model))
     idx, tgt = torch.randint(0, 256, (2, 32)), torch.randint(0, 256, (2, 32))
@@ -322,6 +320,14 @@ def test_llama_style_model_trains_like_eager_without_torch_cat():
     torch.testing.assert_close(loss, ref)
     for (name, p), q in zip(model.named_parameters(), jmodel.parameters()):
         torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-5, msg=lambda m, n=name: f"{n}: {m}")
+    return cfg, jmodel
+
+
+@requires_compiler
+def test_llama_style_model_trains_like_eager_without_torch_cat():
+    # benchmarks/gpt_model.py's Llama blocks (RMSNorm, rotary embeddings by torch.cat, SwiGLU): loss
+    # and every gradient as eager's, and no cat left to torch in the forward.
+    cfg, jmodel = _small_gpt_trains_like_eager(bias=False, llama=True, mlp_hidden=176)
     assert not _torch_cat(jmodel), str(thunder.last_traces(jmodel)[-1])
     # In the backward, q, k and v's gradients are written into their join by the rotary backward's
     # kernel, and the SwiGLU halves' gradients into theirs by the kernel computing them (beside the
@@ -469,25 +475,7 @@ def test_cat_of_transposed_parts_is_one_kernel(device, dtype):
 def test_gpt2_style_model_joins_qkv_gradients_in_one_kernel():
     # benchmarks/gpt_model.py's GPT-2 blocks: loss and every gradient as eager's, and the backward's
     # join of q, k and v's gradients is a fused kernel, not torch's cat.
-    import copy
-    import os
-    import sys
-
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
-    from gpt_model import GPT, GPTConfig, WithLoss
-
-    torch.manual_seed(0)
-    cfg = GPTConfig(block_size=32, vocab_size=256, n_layer=2, n_head=4, n_embd=64, dropout=0.0)
-    model = WithLoss(GPT(cfg))
-    jmodel = thunder.jit(copy.deepcopy(model))
-    idx, tgt = torch.randint(0, 256, (2, 32)), torch.randint(0, 256, (2, 32))
-    ref = model(idx, tgt)
-    ref.backward()
-    loss = jmodel(idx, tgt)
-    loss.backward()
-    torch.testing.assert_close(loss, ref)
-    for (name, p), q in zip(model.named_parameters(), jmodel.parameters()):
-        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-5, msg=lambda m, n=name: f"{n}: {m}")
+    cfg, jmodel = _small_gpt_trains_like_eager(dropout=0.0)
     backward = [line for line in str(thunder.last_backward_traces(jmodel)[-1]).splitlines()
                 if not line.lstrip().startswith("#")]
     cats = [line for line in backward if "torchex.cat(" in line or "torch.cat(" in line]

@@ -152,17 +152,6 @@ bool library_call(const BoundSymbol& b) {
   return false;
 }
 
-// Whether `b` only views or reshapes its first tensor argument (a shape primitive, or a composite
-// of only those).
-bool shape_only(const BoundSymbol& b) {
-  if (b.sym->kind == SymbolKind::kPrim) return b.sym->has_tag(kTagShape);
-  if (b.subsymbols.empty()) return false;
-  for (const BSymRef& s : b.subsymbols) {
-    if (!shape_only(*s)) return false;
-  }
-  return true;
-}
-
 // Forward values the backward reads in a call no fused kernel computes (a matrix product, an
 // attention backward), directly or through views, that computing again would take a kernel of its
 // own: the backward holds each of them in memory whatever the plan, and a kernel computing it

@@ -39,8 +39,6 @@ std::vector<TensorRef> BoundSymbol::input_tensors() const {
 
 std::vector<TensorRef> BoundSymbol::output_tensors() const { return unique_tensors({&output}); }
 
-namespace {
-
 bool shape_only(const BoundSymbol& b) {
   if (b.sym->kind == SymbolKind::kPrim) return b.sym->has_tag(kTagShape);
   if (b.subsymbols.empty()) return false;
@@ -49,8 +47,6 @@ bool shape_only(const BoundSymbol& b) {
   }
   return true;
 }
-
-}  // namespace
 
 std::unordered_set<const TensorProxy*> compared_for_equality(const std::vector<BSymRef>& bsyms) {
   std::unordered_set<const TensorProxy*> out;

@@ -36,6 +36,10 @@ struct BoundSymbol {
 // x with max(x), so x must keep the bits the maximum was taken from, not be recomputed elsewhere.
 std::unordered_set<const TensorProxy*> compared_for_equality(const std::vector<BSymRef>& bsyms);
 
+// Whether `b` only views or reshapes its first tensor argument: a shape primitive, or a composite
+// of only those.
+bool shape_only(const BoundSymbol& b);
+
 // `bsyms` (in program order) without those whose outputs were all defined before: flattened, a
 // composite recomputed beside one of its own primitives recomputed alone (clamp's backward holds
 // clamp and maximum(x, lo)) defines that value twice; the first definition stays.
