@@ -471,6 +471,34 @@ def test_cat_of_transposed_parts_is_one_kernel(device, dtype):
     torch.testing.assert_close(jfn(q2, k, v), _views_joined(q2, k, v), rtol=0, atol=0)
 
 
+TRANSPOSED_CATS = [
+    # (name, fn, shapes): parts transposed, of unequal sizes (padded loads), with an empty part (one
+    # part left), computed or only moved; eager's result is contiguous whatever its parts' layout.
+    ("unequal", lambda a, b: torch.cat([a.t(), b.t()], 1), [(7, 5), (3, 5)]),
+    ("unequal computed", lambda a, b: torch.cat([a.t().sin(), b.t() * 2], 1), [(7, 5), (3, 5)]),
+    ("empty part", lambda a, b: torch.cat([a.t(), b.t()], 1), [(3, 4), (0, 4)]),
+    ("empty part computed", lambda a, b: torch.cat([a.t().sin(), b.t() * 2], 1), [(3, 4), (0, 4)]),
+    ("one element", lambda a, b: torch.cat([a.t(), b.t()], 0), [(1, 1), (1, 1)]),
+    ("odd widths", lambda a, b: torch.cat([a.transpose(1, 2), b.transpose(1, 2)], -1), [(3, 33, 17), (3, 33, 17)]),
+]
+
+
+@requires_compiler
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.int64, torch.bool])
+@pytest.mark.parametrize("name,fn,shapes", TRANSPOSED_CATS, ids=[c[0] for c in TRANSPOSED_CATS])
+def test_cat_of_transposed_parts_has_eagers_values_and_strides(device, dtype, name, fn, shapes):
+    if "computed" in name and dtype in (torch.int64, torch.bool):
+        pytest.skip("sin of an integer or bool tensor is a float tensor: not a cat of its dtype")
+    torch.manual_seed(0)
+    args = [(torch.randn(s, device=device) * 4).to(dtype) for s in shapes]
+    jfn = _jit(fn)
+    got, ref = jfn(*args), fn(*args)
+    exact = {} if "computed" in name else {"rtol": 0, "atol": 0}  # sin: within an ulp of eager's
+    torch.testing.assert_close(got, ref, **exact)
+    assert got.stride() == ref.stride(), (got.stride(), ref.stride())
+
+
 @requires_compiler
 def test_gpt2_style_model_joins_qkv_gradients_in_one_kernel():
     # benchmarks/gpt_model.py's GPT-2 blocks: loss and every gradient as eager's, and the backward's

@@ -178,6 +178,30 @@ bool apply_view(const ViewOp& op, std::vector<int64_t>& shape, std::vector<int64
   return false;
 }
 
+// Whether `strides` (per kernel axis) walk the axes row-major (each axis inside the ones before it)
+// or, over 4 or 5 axes, channels_last (axis 1 innermost, then the last axes in order, then axis 0):
+// the orders of eager's cat and constant pad results. Axes of one element or stride 0 are ignored.
+bool eager_pad_order(const KernelDef& k, const std::vector<int64_t>& strides) {
+  const int n = static_cast<int>(strides.size());
+  auto ordered = [&](const std::vector<int>& outer_first) {
+    int64_t last = -1;
+    for (int a : outer_first) {
+      if (a >= n || k.sizes[a] == 1 || strides[a] == 0) continue;
+      if (last >= 0 && strides[a] > last) return false;
+      last = strides[a];
+    }
+    return true;
+  };
+  std::vector<int> rows(n);
+  for (int a = 0; a < n; ++a) rows[a] = a;
+  if (ordered(rows)) return true;
+  if (n != 4 && n != 5) return false;
+  std::vector<int> cl = {0};
+  for (int a = 2; a < n; ++a) cl.push_back(a);
+  cl.push_back(1);
+  return ordered(cl);
+}
+
 // Whether axis a lies inside axis b in memory (-1), outside (1), neither is known (0), or the
 // loads disagree (2): decided by the loads read without a view (or only padded: a cat's parts)
 // that walk both (nonzero strides).
@@ -189,6 +213,10 @@ int compare_axes(const KernelDef& k, const std::vector<Access>& loads, int a, in
     const bool as_stored = std::all_of(n.view.begin(), n.view.end(),
                                        [](const ViewOp& v) { return v.kind == ViewOp::Kind::kPad; });
     if (n.op != "load" || !as_stored || loads[i].strides.empty()) continue;
+    // A padded load (a cat's part, a constant pad's input) orders the axes only as eager's cat and
+    // pad order their results: row-major, or channels_last where the operand is; a transposed
+    // part leaves a contiguous cat.
+    if (!n.view.empty() && !eager_pad_order(k, loads[i].strides)) continue;
     const int64_t sa = loads[i].strides[a], sb = loads[i].strides[b];
     if (sa == 0 || sb == 0 || sa == sb) continue;
     const int c = sa < sb ? -1 : 1;
