@@ -284,7 +284,8 @@ RematPlan plan_rematerialization(const JointTrace& j, const RematOptions& option
   // Values the backward compares with their maximum keep the forward's bits: saved, never
   // recomputed (in another kernel an ulp apart, no element might equal the maximum).
   std::unordered_set<const TensorProxy*> compared = compared_for_equality(j.backward);
-  std::unordered_set<const TensorProxy*> materialized = materialized_in_backward(j, ix);
+  std::unordered_set<const TensorProxy*> materialized;
+  if (options.enabled) materialized = materialized_in_backward(j, ix);
   auto recomputable = [&](const BoundSymbol& b) {
     bool exact = false, held = false;
     b.output.for_each_tensor([&](const TensorRef& t) {
