@@ -10,6 +10,7 @@
 
 #include "autograd/grad_rule.h"
 #include "ir/builder.h"
+#include "transforms/dce.h"
 #include "transforms/substitute.h"
 
 namespace thunder::autograd {
@@ -169,22 +170,10 @@ std::unordered_set<const TensorProxy*> materialized_in_backward(const JointTrace
     auto it = base.find(t.get());
     return it == base.end() ? t.get() : it->second;
   };
-  // The backward's live symbols (the joint trace may hold gradients nothing reads, removed later).
-  std::unordered_set<const TensorProxy*> wanted;
-  for (const Value& g : j.input_grads)
-    g.for_each_tensor([&](const TensorRef& t) { wanted.insert(t.get()); });
-  std::unordered_set<const BoundSymbol*> live;
-  for (auto it = j.backward.rbegin(); it != j.backward.rend(); ++it) {
-    const BoundSymbol& b = **it;
-    bool used = b.sym->has_tag(kTagDontDce) || b.sym->has_tag(kTagInplace);
-    b.output.for_each_tensor([&](const TensorRef& o) { used = used || wanted.count(o.get()); });
-    if (!used) continue;
-    live.insert(&b);
-    for (const TensorRef& t : b.input_tensors()) wanted.insert(t.get());
-  }
+  // The backward's live symbols only (the joint trace may hold gradients nothing reads, which dce
+  // removes later).
   std::unordered_set<const TensorProxy*> library_read, fused_read;
-  for (const BSymRef& b : j.backward) {
-    if (!live.count(b.get())) continue;
+  for (const BSymRef& b : live_bsyms(j.backward, Value::list(j.input_grads))) {
     std::vector<TensorRef> ins = b->input_tensors();
     if (shape_only(*b) && !ins.empty()) {
       const TensorProxy* r = root(ins[0]);

@@ -186,7 +186,7 @@ bool eager_pad_order(const KernelDef& k, const std::vector<int64_t>& strides) {
   auto ordered = [&](const std::vector<int>& outer_first) {
     int64_t last = -1;
     for (int a : outer_first) {
-      if (a >= n || k.sizes[a] == 1 || strides[a] == 0) continue;
+      if (k.sizes[a] == 1 || strides[a] == 0) continue;
       if (last >= 0 && strides[a] > last) return false;
       last = strides[a];
     }

@@ -23,11 +23,11 @@ bool has_effect(const BoundSymbol& b) {
 
 }  // namespace
 
-Trace dce(const Trace& trace) {
+std::vector<BSymRef> live_bsyms(const std::vector<BSymRef>& bsyms, const Value& roots) {
   std::unordered_set<const TensorProxy*> live;
-  trace.output.for_each_tensor([&](const TensorRef& t) { live.insert(t.get()); });
+  roots.for_each_tensor([&](const TensorRef& t) { live.insert(t.get()); });
   std::vector<BSymRef> kept;
-  for (auto it = trace.bsyms.rbegin(); it != trace.bsyms.rend(); ++it) {
+  for (auto it = bsyms.rbegin(); it != bsyms.rend(); ++it) {
     const BoundSymbol& b = **it;
     bool keep = has_effect(b);
     if (!keep) {
@@ -37,7 +37,11 @@ Trace dce(const Trace& trace) {
     for (const TensorRef& t : b.input_tensors()) live.insert(t.get());
     kept.push_back(*it);
   }
-  return trace.with_bsyms(std::vector<BSymRef>(kept.rbegin(), kept.rend()), "dce");
+  return std::vector<BSymRef>(kept.rbegin(), kept.rend());
+}
+
+Trace dce(const Trace& trace) {
+  return trace.with_bsyms(live_bsyms(trace.bsyms, trace.output), "dce");
 }
 
 }  // namespace thunder

@@ -17,4 +17,8 @@ namespace thunder {
 
 Trace dce(const Trace& trace);
 
+// The bound symbols of `bsyms` (in program order) that compute a tensor of `roots`, or one a kept
+// symbol reads, or that have an effect: what dce keeps.
+std::vector<BSymRef> live_bsyms(const std::vector<BSymRef>& bsyms, const Value& roots);
+
 }  // namespace thunder

@@ -78,16 +78,10 @@ def transpose(a, permutation):
 def slice(a, start_indices, end_indices, strides=None):  # noqa: A001 - the primitive's name
     # One dim cut at unit step (a projection's q, k or v) is torch's narrow, a call a third the cost
     # of indexing by a tuple of slices.
-    cut = -1
-    for d, (s, e, size) in enumerate(zip(start_indices, end_indices, a.shape)):
-        if s != 0 or e != size or (strides is not None and strides[d] != 1):
-            if cut >= 0 or (strides is not None and strides[d] != 1):
-                cut = -2
-                break
-            cut = d
-    if cut >= 0:
-        s = start_indices[cut]
-        return a.narrow(cut, s, max(0, min(end_indices[cut], a.shape[cut]) - s))
+    cuts = [d for d, (s, e, n) in enumerate(zip(start_indices, end_indices, a.shape)) if s != 0 or e != n]
+    if len(cuts) == 1 and (strides is None or all(st == 1 for st in strides)):
+        d, s = cuts[0], start_indices[cuts[0]]
+        return a.narrow(d, s, max(0, min(end_indices[d], a.shape[d]) - s))
     if strides is None:
         strides = [1] * a.ndim
     idx = tuple(
