@@ -94,7 +94,6 @@ int64_t column_accumulators() {
   return env_count("THUNDER_CUDA_COLUMN_ACCUMULATORS", 32, 1, "accumulators");
 }
 constexpr int kFinishRows = 32;
-constexpr int kFinishLoads = 8;  // partials a finishing thread loads at once, per sum
 // Blocks a group of rows runs on when a row kernel reduces over the rows of each group (their
 // partials are combined by the group's last block, a thread each).
 constexpr int64_t kMaxGroupBlocks = 256;
@@ -528,43 +527,6 @@ class CudaGen {
     return s.arrays[id] = inv ? "r0." + ld : nm;
   }
 
-  // Lane `lane` of a chunk array `arr` of `v` values, widened to its compute type. A bf16 lane is
-  // widened from the 32-bit pair holding it (a shift or a mask of the register the vector load
-  // filled; read one lane at a time, the upper lane took an extract and a shift).
-  static std::string lane_load(DType d, const std::string& arr, const std::string& lane, int v) {
-    if (d == DType::kBFloat16 && v % 2 == 0) {
-      return "th_half_bf16(th_pair(" + arr + ", (" + lane + ") & ~1), (" + lane + ") & 1)";
-    }
-    return load_expr(d, arr + "[" + lane + "]");
-  }
-
-  // `acc` combined with node `id`'s value in scope `s`. A float sum of a product that nothing else
-  // reads takes one fused multiply-add: the product is not rounded on its own, which is as exact
-  // or more so (the kernel's summation order is its own anyway); elsewhere operations round one
-  // by one (--fmad=false).
-  std::string accumulate(const KNode& red, int id, ColScope& s, const std::string& acc) {
-    const KNode& m = k_.nodes[id];
-    if (red.op == "sum" && red.dtype == DType::kFloat32 && m.op == "mul" &&
-        m.dtype == DType::kFloat32 && m.args.size() == 2 &&
-        k_.nodes[m.args[0]].dtype == DType::kFloat32 &&
-        k_.nodes[m.args[1]].dtype == DType::kFloat32 && readers(id) == 1 && !row_level(id) &&
-        !(s.j ? s.memo1 : s.memo).count(id) && !(s.paired && pair_first(id))) {
-      return "fmaf(" + col_value(m.args[0], s) + ", " + col_value(m.args[1], s) + ", " + acc + ")";
-    }
-    return reduce_combine(red.op, red.dtype, acc, col_value(id, s));
-  }
-
-  // How many nodes and outputs read node `id`.
-  int readers(int id) {
-    if (readers_.empty()) {
-      readers_.assign(k_.nodes.size(), 0);
-      for (const KNode& n : k_.nodes)
-        for (int a : n.args) ++readers_[static_cast<size_t>(a)];
-      for (int o : k_.output_nodes) ++readers_[static_cast<size_t>(o)];
-    }
-    return readers_[static_cast<size_t>(id)];
-  }
-
   // A value in a column scope, for lane `l` (lane_index) of the chunk at column `c`.
   std::string col_value(int id, ColScope& s, const std::string& c = "c") {
     if (row_level(id)) return row_value(id);
@@ -593,16 +555,14 @@ class CudaGen {
       if (s.preloaded.count(id)) {
         e = load_expr(n.dtype, s.preloaded.at(id));
       } else if (s.cached && cached_.count(id)) {
-        e = lane_load(n.dtype, "cache" + std::to_string(id) + "[k]", "l", s.v);
+        e = load_expr(n.dtype, "cache" + std::to_string(id) + "[k][l]");
       } else if (smem_cached_.count(id) && c == "c" && smem_filled_.count(id)) {
         std::string vs = std::to_string(s.v);
         s.pre += "      " + st + " " + ld + "[" + vs + "];\n      th_ldv<" + st + ", " + vs + ">(" +
                  smem_ptr(id) + " + c, " + ld + ");\n";
-        e = lane_load(n.dtype, ld, "l", s.v);
-      } else if (lane_array(id)) {
-        e = lane_load(n.dtype, load_array(id, s, c), li, s.v);
+        e = load_expr(n.dtype, ld + "[l]");
       } else {
-        e = load_expr(n.dtype, load_array(id, s, c));
+        e = load_expr(n.dtype, load_array(id, s, c) + (lane_array(id) ? "[" + li + "]" : ""));
       }
     } else if (n.op == "iota" || n.op == "rand") {
       const Access& a = L_.loads[id];
@@ -1552,7 +1512,8 @@ class CudaGen {
         std::string acc = "acc" + std::to_string(r);
         init += "    " + compute_type(n.dtype) + " " + acc + " = " + reduce_identity(n.op, n.dtype, Backend::kCuda) + ";\n";
         if (paired.count(r)) continue;
-        s.lane += "        " + acc + " = " + accumulate(n, n.args[0], s, acc) + ";\n";
+        std::string val = col_value(n.args[0], s);
+        s.lane += "        " + acc + " = " + reduce_combine(n.op, n.dtype, acc, val) + ";\n";
       }
       for (int r : p.pass_reductions[q]) {
         auto it = p.online.find(r);
@@ -1568,7 +1529,8 @@ class CudaGen {
           std::string acc = "cacc" + std::to_string(g) +
                             (p.column_smem ? "[(k * " + vs + " + l) * " + std::to_string(t) + " + tid]"
                                            : "[k][l]");
-          s.lane += "        " + acc + " = " + accumulate(n, n.args[0], s, acc) + ";\n";
+          s.lane += "        " + acc + " = " +
+                    reduce_combine(n.op, n.dtype, acc, col_value(n.args[0], s)) + ";\n";
         }
       }
       os << row_code_;
@@ -1874,7 +1836,7 @@ class CudaGen {
     launch->workspace_bytes = ws_bytes;
     launch->counter_bytes = ws_bytes > 0 && !p.columns ? counters : 0;
     if (p.columns) {
-      os << column_finish(ws_offset, grid);
+      os << column_finish(ws_offset);
       launch->finish_name = name_ + "_finish";
       launch->finish_grid = ceil_div(cols_, 32);
       launch->finish_block = 32 * kFinishRows;
@@ -2008,7 +1970,7 @@ class CudaGen {
   // kFinishRows threads that take every kFinishRows-th block's partial, their loads in flight
   // together, then combined in order), the blocks' partials in block order, then the column's
   // outputs.
-  std::string column_finish(const std::vector<int64_t>& ws_offset, int64_t partials) {
+  std::string column_finish(const std::vector<int64_t>& ws_offset) {
     reset();
     std::vector<int> reds = over_rows_reductions(k_);
     const std::string fr = std::to_string(kFinishRows);
@@ -2018,31 +1980,22 @@ class CudaGen {
        << "  const unsigned th_nb = *(const volatile unsigned*)th_ws;\n"
        << "  const int x = threadIdx.x & 31, y = threadIdx.x >> 5;\n"
        << "  const idx_t c = (idx_t)blockIdx.x * 32 + x;\n";
-    // Each round loads kFinishLoads partials a thread at once (a loop of unknown count took them
-    // one at a time), whichever the workspace holds (its `partials` rows), before the count of
-    // blocks that wrote them has arrived; only those are combined.
-    const std::string fl = std::to_string(kFinishLoads);
-    std::string init, load, step, keep;
+    std::string init, step, keep;
     for (size_t j = 0; j < reds.size(); ++j) {
       const KNode& n = k_.nodes[reds[j]];
       const std::string ct = compute_type(n.dtype), g = std::to_string(reds[j]);
-      const std::string id = reduce_identity(n.op, n.dtype, Backend::kCuda);
       os << "  __shared__ " << ct << " fsm" << g << "[" << fr << "][32];\n";
-      init += "  " + ct + " a" + g + " = " + id + ";\n";
-      load += "        t" + g + "[i] = b < " + std::to_string(partials) + "u ? __ldcg((const " +
-              ct + "*)(th_ws + " + std::to_string(ws_offset[j]) + ") + (idx_t)b * " + lit(cols_) +
-              " + c) : " + id + ";\n";
-      step += "        if (b0 + i * " + fr + " < th_nb) a" + g + " = " +
-              reduce_combine(n.op, n.dtype, "a" + g, "t" + g + "[i]") + ";\n";
+      init += "  " + ct + " a" + g + " = " + reduce_identity(n.op, n.dtype, Backend::kCuda) + ";\n";
+      step += "      a" + g + " = " +
+              reduce_combine(n.op, n.dtype, "a" + g,
+                             "__ldcg((const " + ct + "*)(th_ws + " + std::to_string(ws_offset[j]) +
+                                 ") + (idx_t)b * " + lit(cols_) + " + c)") +
+              ";\n";
       keep += "  fsm" + g + "[y][x] = a" + g + ";\n";
-      init += "  " + ct + " t" + g + "[" + fl + "];\n";
     }
-    os << init << "  if (c < " << lit(cols_) << ") {\n    unsigned b0 = y;\n    do {\n"
-       << "#pragma unroll\n      for (int i = 0; i < " << fl
-       << "; ++i) {\n        const unsigned b = b0 + i * " << fr << ";\n"
-       << load << "      }\n#pragma unroll\n      for (int i = 0; i < " << fl << "; ++i) {\n"
-       << step << "      }\n      b0 += " << kFinishLoads * kFinishRows
-       << ";\n    } while (b0 < th_nb);\n  }\n"
+    os << init << "  if (c < " << lit(cols_)
+       << ") {\n#pragma unroll 8\n    for (unsigned b = y; b < th_nb; b += " << fr << ") {\n"
+       << step << "    }\n  }\n"
        << keep << "  __syncthreads();\n  if (y == 0 && c < " << lit(cols_) << ") {\n";
     for (int r : reds) {
       const KNode& n = k_.nodes[r];
@@ -2166,7 +2119,8 @@ class CudaGen {
           unfold += "#pragma unroll\n    for (int l = 0; l < " + vs + "; ++l) " + acc +
                     "[l] = (float)(" + tot + "[l] + " + acc + "[l]);\n";
         }
-        s.lane += "        " + acc + "[l] = " + accumulate(n, n.args[0], s, acc + "[l]") + ";\n";
+        std::string val = col_value(n.args[0], s);
+        s.lane += "        " + acc + "[l] = " + reduce_combine(n.op, n.dtype, acc + "[l]", val) + ";\n";
         std::string sm = "sm" + std::to_string(r);
         store_acc += "#pragma unroll\n    for (int l = 0; l < " + vs + "; ++l) " + sm + "[ty * " + std::to_string(tile_cols) +
                      " + tx * " + vs + " + l] = " + acc + "[l];\n";
@@ -2360,7 +2314,6 @@ class CudaGen {
   std::unordered_map<int, std::unordered_map<int, std::string>>
       gathered_;                  // gather: its loads read early
   std::vector<uint64_t> varies_;  // per node: the axes it varies over
-  std::vector<int> readers_;      // per node: readers(), filled on first use
   int counter_ = 0;
 };
 
