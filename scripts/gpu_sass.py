@@ -37,6 +37,13 @@ def cases():
         big = torch.randn(64, 50304, device=dev, dtype=dt)
         y = torch.randint(0, 50304, (64,), device=dev)
         yield f"cross_entropy fwd 50304 {name}", lambda a, t: F.cross_entropy(a.float(), t), (big, y)
+        # Training steps: the backward's kernels too (their inputs require grad, the output's
+        # gradient a random tensor).
+        xg = torch.randn(2048, 4096, device=dev, dtype=dt, requires_grad=True)
+        wg = torch.randn(4096, device=dev, dtype=dt, requires_grad=True)
+        bg = torch.randn(4096, device=dev, dtype=dt, requires_grad=True)
+        yield f"layer_norm fwd+bwd 4096 {name}", lambda x, w, b: F.layer_norm(x, (4096,), w, b), (xg, wg, bg)
+        yield f"rms_norm fwd+bwd 4096 {name}", lambda x, w: F.rms_norm(x, (4096,), w, 1e-5), (xg, wg)
 
 
 def histogram(sass):
@@ -62,8 +69,11 @@ def main():
             continue
         before = set(os.listdir(cache))
         jfn = thunder.jit(fn, executors=[thunder.fusion_executor])
-        jfn(*inputs)
-        torch.cuda.synchronize()
+        res = jfn(*inputs)
+        if res.requires_grad:
+            res.backward(torch.randn_like(res))
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
         cubins = sorted(f for f in set(os.listdir(cache)) - before if f.endswith(".cubin"))
         for i, cubin in enumerate(cubins):
             stem = os.path.join(out, re.sub(r"\W+", "_", name) + f"_{i}")
@@ -73,7 +83,10 @@ def main():
             ops = histogram(r.stdout)
             print(f"{name} binary {i}: {sum(ops.values())} instructions{'' if r.returncode == 0 else ' ' + r.stderr[:300]}")
             print("   " + ", ".join(f"{op} {n}" for op, n in ops.most_common(40)))
-        for i, k in enumerate(fusionex.fusion_kernels(jfn)):
+        kernels = list(fusionex.fusion_kernels(jfn))
+        if res.requires_grad:
+            kernels += [k for t in thunder.last_backward_traces(jfn)[-1:] for k in t.fusion_callables]
+        for i, k in enumerate(kernels):
             with open(os.path.join(out, re.sub(r"\W+", "_", name) + f"_{i}.cu"), "w") as f:
                 f.write(k.source())
 
