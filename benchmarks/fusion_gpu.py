@@ -9,8 +9,8 @@ The "fwd+bwd" rows are training steps (thunder's forward and backward programs a
 and torch.compile's): cross_entropy's (`F.cross_entropy(x.float(), y).backward()`) is counted as reading
 the logits in each direction and writing their gradient once; layer_norm and rms_norm fwd+bwd call `.backward(g)` on the
 output and are counted as reading x and writing y, then reading g and x and writing x's gradient.
-Training steps also report their kernels' bandwidth ("kernels thr/eag/copy": the same bytes over the
-device time torch.profiler records per step, for thunder and eager): small steps are host-bound, and
+Training steps also report their kernels' bandwidth ("kernels thr/eag/cmp/copy": the same bytes over the
+device time torch.profiler records per step, for thunder, eager and torch.compile): small steps are host-bound, and
 this column compares the kernels themselves.
 "residual dropout fwd+bwd" is `(y + F.dropout(x, 0.1)).backward(g)` with thunder jitted with
 fuse_random=True (the mask drawn inside the fused kernels, saved as its 16-byte random state): counted
@@ -255,9 +255,9 @@ def main():
                "cache_dir": os.environ["THUNDER_CACHE_DIR"], "rows": []}
     big = torch.empty(512 * 2**20, dtype=torch.uint8, device="cuda").random_()
     results["copy_GBps_512MB"] = 2 * big.numel() / bench(lambda: big.clone()) / 1e9
-    del big
+    big = None  # freed before the rows run
     header = (f"{'operation':30s} {'size':12s} {'dtype':9s} {'thunder':>9s} {'eager':>9s} {'compile':>9s} "
-              f"{'copy':>9s} {'thr/copy':>8s} {'eag/copy':>8s} {'cmp/copy':>8s} {'nvrtc s':>8s} {'kernels thr/eag/copy':>20s}")
+              f"{'copy':>9s} {'thr/copy':>8s} {'eag/copy':>8s} {'cmp/copy':>8s} {'nvrtc s':>8s} {'kernels thr/eag/cmp/copy':>30s}")
     lines = []
     print(header, flush=True)
     for name, size, dt, fn, shape, kind in cases(args.quick, [getattr(torch, d.strip()) for d in args.dtypes.split(",")]):
@@ -309,7 +309,8 @@ def main():
         copy_bw = copy_bandwidth(nbytes if kind != "ce" else 2 * nbytes)
         t_thunder = bench(lambda: timed_jfn(*inp))  # the whole jitted call (guards, allocation, launch)
         t_eager = bench(eager)
-        t_compile = float("nan")
+        t_compile = k_compile = float("nan")
+        cfn = None
         if not args.no_compile:
             try:
                 cfn = torch.compile(fn)
@@ -324,6 +325,8 @@ def main():
         if step:
             try:
                 k_thunder, k_eager = kernel_time(lambda: timed_jfn(*inp)), kernel_time(eager)
+                if cfn is not None and t_compile == t_compile:
+                    k_compile = kernel_time(lambda: cfn(*inp))
             except Exception as e:  # noqa: BLE001 - reported, the run goes on
                 print(f"profiling failed on {name}: {type(e).__name__}: {e}"[:300])
         bw = {k: nbytes / t / 1e9 for k, t in (("thunder", t_thunder), ("eager", t_eager), ("compile", t_compile))}
@@ -335,17 +338,19 @@ def main():
                    thunder_kernel_us=k_thunder * 1e6, eager_kernel_us=k_eager * 1e6,
                    thunder_kernels_vs_copy=nbytes / k_thunder / copy_bw,
                    eager_kernels_vs_copy=nbytes / k_eager / copy_bw,
+                   compile_kernel_us=k_compile * 1e6, compile_kernels_vs_copy=nbytes / k_compile / copy_bw,
                    nvrtc_compile_s=compile_s, check=check, kernel_ir=[k.kernel_ir.splitlines()[0] for k in kernels])
         results["rows"].append(row)
         line = (f"{name:30s} {size:12s} {row['dtype']:9s} {bw['thunder']:9.0f} {bw['eager']:9.0f} {bw['compile']:9.0f} "
                 f"{copy_bw / 1e9:9.0f} {row['thunder_vs_copy']:8.2f} {row['eager_vs_copy']:8.2f} "
                 f"{row['compile_vs_copy']:8.2f} {compile_s:8.3f}"
-                + (f"  {row['thunder_kernels_vs_copy']:9.2f} {row['eager_kernels_vs_copy']:9.2f}" if step else "")
+                + (f"  {row['thunder_kernels_vs_copy']:9.2f} {row['eager_kernels_vs_copy']:9.2f}"
+                   f" {row['compile_kernels_vs_copy']:9.2f}" if step else "")
                 + ("" if check == "ok" else "  " + check))
         lines.append(line)
         print(line, flush=True)
         _write(args.out, results)
-        del inp, got, ref
+        inp = got = ref = None  # freed before the next row
     st = fusionex.cache_stats()
     results["nvrtc_compiles"] = st["compiles"]
     results["nvrtc_seconds_total"] = st["compile_seconds"]
