@@ -363,3 +363,29 @@ def test_contiguous_memory_format_keyword(fmt):
     x = torch.randn(2, 3, 4, 5)
     jf = thunder.jit(f)
     torch.testing.assert_close(jf(x), f(x))
+
+
+def test_torch_executor_slice_matches_indexing_whatever_the_arguments():
+    # torchex.slice keeps its plan per (shape, indices, strides): the same indices on other shapes,
+    # ends past the dim (clamped), empty cuts, steps and list arguments each take their own plan.
+    from thunder.executors import torchex
+
+    x = torch.randn(4, 6, 10)
+    cases = [
+        ((0, 0, 3), (4, 6, 7), (1, 1, 1)),  # one cut: narrow
+        ((0, 0, 3), (4, 6, 7), None),
+        ((0, 0, 3), (4, 6, 70), None),  # end past the dim
+        ((0, 0, 7), (4, 6, 7), (1, 1, 1)),  # empty
+        ((1, 0, 3), (3, 6, 7), (1, 1, 1)),  # two cuts
+        ((0, 0, 1), (4, 6, 10), (1, 1, 3)),  # a step
+        ([0, 2, 0], [4, 5, 10], [1, 1, 1]),  # lists
+    ]
+    for _ in range(2):  # the second round reads the kept plans
+        for a in (x, x[:, :, :8], x.transpose(0, 1)):
+            for start, end, step in cases:
+                step_ = step or [1] * 3
+                ref = a[tuple(slice(s, e, st) for s, e, st in zip(start, end, step_))]
+                got = torchex.slice(a, start, end, step)
+                assert got.shape == ref.shape and got.stride() == ref.stride(), (start, end, step, a.shape)
+                assert_close(got, ref)
+                assert got.data_ptr() == ref.data_ptr() or ref.numel() == 0
