@@ -310,7 +310,6 @@ def main():
         t_thunder = bench(lambda: timed_jfn(*inp))  # the whole jitted call (guards, allocation, launch)
         t_eager = bench(eager)
         t_compile = k_compile = float("nan")
-        cfn = None
         if not args.no_compile:
             try:
                 cfn = torch.compile(fn)
@@ -325,7 +324,7 @@ def main():
         if step:
             try:
                 k_thunder, k_eager = kernel_time(lambda: timed_jfn(*inp)), kernel_time(eager)
-                if cfn is not None and t_compile == t_compile:
+                if not math.isnan(t_compile):  # torch.compile built and ran the step
                     k_compile = kernel_time(lambda: cfn(*inp))
             except Exception as e:  # noqa: BLE001 - reported, the run goes on
                 print(f"profiling failed on {name}: {type(e).__name__}: {e}"[:300])

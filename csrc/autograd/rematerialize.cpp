@@ -214,8 +214,8 @@ std::unordered_set<const TensorProxy*> materialized_in_backward(const JointTrace
         if (seen.insert(i.get()).second) stack.push_back(i.get());
       }
     }
-    bool joins = false;
-    for (const TensorProxy* l : leaves) joins = joins || fused_read.count(l);
+    const bool joins = std::any_of(leaves.begin(), leaves.end(),
+                                   [&](const TensorProxy* l) { return fused_read.count(l) > 0; });
     if (ix.producer.count(v) && !leaves.empty() && !joins) out.insert(v);
   }
   return out;
