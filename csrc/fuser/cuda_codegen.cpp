@@ -94,6 +94,7 @@ int64_t column_accumulators() {
   return env_count("THUNDER_CUDA_COLUMN_ACCUMULATORS", 32, 1, "accumulators");
 }
 constexpr int kFinishRows = 32;
+constexpr int kFinishLoads = 8;  // partials a thread of that kernel loads at once
 // Blocks a group of rows runs on when a row kernel reduces over the rows of each group (their
 // partials are combined by the group's last block, a thread each).
 constexpr int64_t kMaxGroupBlocks = 256;
@@ -1818,9 +1819,16 @@ class CudaGen {
     // Column accumulators in shared memory leave the registers of two blocks a multiprocessor.
     const bool two_blocks =
         (block >= 1024 && smem == 0) || (p.column_smem && block <= 512 && 2 * smem <= smem_limit_);
+    // THUNDER_CUDA_COLUMN_MIN_BLOCKS: the blocks a multiprocessor must hold at once for kernels
+    // summing columns in registers (their register bound; a schedule to compare by benchmark).
+    const int64_t min_blocks =
+        p.columns && !p.column_smem && std::getenv("THUNDER_CUDA_COLUMN_MIN_BLOCKS")
+            ? env_count("THUNDER_CUDA_COLUMN_MIN_BLOCKS", 1, 1, "blocks")
+            : (two_blocks ? 2 : 1);
     os << "extern \"C\" __global__ void __launch_bounds__(" << block
-       << (two_blocks ? ", 2" : "") << ") " << name_ << "(" << params_
-       << (grid_reds.empty() ? "" : ", unsigned char* __restrict__ th_ws") << ") {\n"
+       << (min_blocks > 1 ? ", " + std::to_string(min_blocks) : std::string()) << ") " << name_
+       << "(" << params_ << (grid_reds.empty() ? "" : ", unsigned char* __restrict__ th_ws")
+       << ") {\n"
        << smem_decls << grid_decls;
     os << vector_or_scalar("th_rows", args_ + smem_args);
     if (p.columns) {
@@ -1967,35 +1975,42 @@ class CudaGen {
   }
 
   // The second kernel of reductions over rows per column: per column (32 a block, each on
-  // kFinishRows threads that take every kFinishRows-th block's partial, their loads in flight
-  // together, then combined in order), the blocks' partials in block order, then the column's
-  // outputs.
+  // kFinishRows threads that take every kFinishRows-th block's partial), the blocks' partials in
+  // block order, then the column's outputs. A thread loads kFinishLoads partials at once, each
+  // predicated on the block count (known only from the workspace): a loop over the count itself
+  // went one L2 round trip a partial (a count of 4-9 a thread is all remainder of an unrolled
+  // loop).
   std::string column_finish(const std::vector<int64_t>& ws_offset) {
     reset();
     std::vector<int> reds = over_rows_reductions(k_);
-    const std::string fr = std::to_string(kFinishRows);
+    const std::string fr = std::to_string(kFinishRows), fl = std::to_string(kFinishLoads);
     std::ostringstream os;
     os << "extern \"C\" __global__ void __launch_bounds__(" << 32 * kFinishRows << ") " << name_
        << "_finish(" << params_ << ", unsigned char* __restrict__ th_ws) {\n"
        << "  const unsigned th_nb = *(const volatile unsigned*)th_ws;\n"
        << "  const int x = threadIdx.x & 31, y = threadIdx.x >> 5;\n"
        << "  const idx_t c = (idx_t)blockIdx.x * 32 + x;\n";
-    std::string init, step, keep;
+    std::string init, load, step, keep;
     for (size_t j = 0; j < reds.size(); ++j) {
       const KNode& n = k_.nodes[reds[j]];
       const std::string ct = compute_type(n.dtype), g = std::to_string(reds[j]);
+      const std::string id = reduce_identity(n.op, n.dtype, Backend::kCuda);
       os << "  __shared__ " << ct << " fsm" << g << "[" << fr << "][32];\n";
-      init += "  " + ct + " a" + g + " = " + reduce_identity(n.op, n.dtype, Backend::kCuda) + ";\n";
-      step += "      a" + g + " = " +
-              reduce_combine(n.op, n.dtype, "a" + g,
-                             "__ldcg((const " + ct + "*)(th_ws + " + std::to_string(ws_offset[j]) +
-                                 ") + (idx_t)b * " + lit(cols_) + " + c)") +
-              ";\n";
+      init += "  " + ct + " a" + g + " = " + id + ";\n";
+      load += "      " + ct + " p" + g + "[" + fl +
+              "];\n#pragma unroll\n      for (int j = 0; j < " + fl + "; ++j) p" + g +
+              "[j] = b0 + j * " + fr + " < th_nb ? __ldcg((const " + ct + "*)(th_ws + " +
+              std::to_string(ws_offset[j]) + ") + (idx_t)(b0 + j * " + fr + ") * " + lit(cols_) +
+              " + c) : " + id + ";\n";
+      step += "        if (b0 + j * " + fr + " < th_nb) a" + g + " = " +
+              reduce_combine(n.op, n.dtype, "a" + g, "p" + g + "[j]") + ";\n";
       keep += "  fsm" + g + "[y][x] = a" + g + ";\n";
     }
     os << init << "  if (c < " << lit(cols_)
-       << ") {\n#pragma unroll 8\n    for (unsigned b = y; b < th_nb; b += " << fr << ") {\n"
-       << step << "    }\n  }\n"
+       << ") {\n    for (unsigned b0 = y; b0 < th_nb; b0 += " << kFinishRows * kFinishLoads
+       << ") {\n"
+       << load << "#pragma unroll\n      for (int j = 0; j < " << fl << "; ++j) {\n"
+       << step << "      }\n    }\n  }\n"
        << keep << "  __syncthreads();\n  if (y == 0 && c < " << lit(cols_) << ") {\n";
     for (int r : reds) {
       const KNode& n = k_.nodes[r];
