@@ -990,11 +990,11 @@ def test_cpu_softmax_keeps_its_exponentials_in_the_output_row():
     assert "[1000];" in fusionex.fusion_source(jfn, 0)
 
 
-def test_cpu_softmax_prefetches_the_next_row_while_it_exponentiates():
+def test_cpu_row_kernels_prefetch_the_next_row_in_their_second_pass():
     # The exp pass (the second of three) brings the next row of x into cache for the max pass; rows
     # of a width that is not a multiple of the unrolled step, and every row of each thread's range
-    # (its last has no next row). log_softmax and layer_norm read x again in their last pass, and
-    # do not prefetch.
+    # (its last has no next row). log_softmax and layer_norm read x again in their last pass: their
+    # prefetch asks for L2 only (hint 2), not to evict the row that pass reads.
     torch.manual_seed(0)
     x = torch.randn(301, 1037)
     x[7] = -float("inf")
@@ -1002,10 +1002,12 @@ def test_cpu_softmax_prefetches_the_next_row_while_it_exponentiates():
     torch.testing.assert_close(jfn(x), softmax(x), equal_nan=True)
     src = fusionex.fusion_source(jfn, 0)
     assert src.count("__builtin_prefetch") == 1 and "(row + 1)" in src and "if (row + 1 < end)" in src
+    assert "+ q, 0, 3);" in src
     for fn, args in ((log_softmax, (x,)), (layer_norm, (x.nan_to_num(neginf=0.0), torch.randn(1037), torch.randn(1037)))):
         jfn = _jit(fn)
         torch.testing.assert_close(jfn(*args), fn(*args), equal_nan=True)
-        assert "__builtin_prefetch" not in fusionex.fusion_source(jfn, 0), fn
+        src = fusionex.fusion_source(jfn, 0)
+        assert src.count("__builtin_prefetch") == 1 and "+ q, 0, 2);" in src and "if (row + 1 < end)" in src, fn
 
 
 @pytest.mark.parametrize("scale", [1.0, 40.0])

@@ -700,11 +700,14 @@ class CpuGen {
 
   // The second of three or more passes over a row reads it from cache while the arithmetic runs:
   // it also brings the next row's first-pass loads into cache, which the first pass would otherwise
-  // wait for from memory. Only loads the later passes do not read again (they would be evicted):
-  // softmax's input, whose last pass reads the row of exponentials (1024x4096 fp32, 2 threads:
-  // 0.59- 0.64x eager against 0.68-0.72x); log_softmax's and layer_norm's last passes read the
-  // input again (log_softmax was 8 % slower with it). Lines of the kUnroll * kLanes columns at
-  // `cb`, for loads contiguous along the row that vary by row.
+  // wait for from memory. Loads the later passes do not read again go to every level (softmax's
+  // input, whose last pass reads the row of exponentials: 1024x4096 fp32, 2 threads, 0.59-0.64x
+  // eager against 0.68-0.72x). Loads a later pass reads again (log_softmax's and layer_norm's
+  // input) are prefetched to L2 only (hint 2, prefetcht1), where they cannot evict the row that
+  // pass reads from L1: to every level, log_softmax was 8 % slower on an Intel host; on an AMD
+  // EPYC host (whose prefetches fill L1 whatever the hint) the prefetch made layer_norm's and
+  // log_softmax's kernels 8-10 % faster. Lines of the kUnroll * kLanes columns at `cb`, for loads
+  // contiguous along the row that vary by row.
   std::string next_row_prefetch(const std::unordered_set<int>& first,
                                 const std::unordered_set<int>& read_late, const std::string& cb) {
     if (col_axes_.size() != 1) return "";
@@ -715,12 +718,12 @@ class CpuGen {
       const KNode& n = k_.nodes[id];
       if (n.op != "load" || (varies(id) & ~col_mask_) == 0) continue;
       const Access& a = L_.loads[id];
-      if (a.strides[col_axes_[0]] != 1 || read_late.count(id)) continue;
+      if (a.strides[col_axes_[0]] != 1) continue;
       const int64_t bytes = int64_t{kUnroll} * kLanes * dtype_size(n.dtype);
       code += "      for (int64_t q = 0; q < " + std::to_string(bytes) +
               "LL; q += 64) __builtin_prefetch((const char*)(in" + std::to_string(n.input) + " + " +
               std::to_string(a.offset) + "LL + " + unravel(row_axes_, a.strides, "(row + 1)") +
-              " + " + cb + ") + q, 0, 3);\n";
+              " + " + cb + ") + q, 0, " + (read_late.count(id) ? "2" : "3") + ");\n";
     }
     return code.empty() ? "" : "      if (row + 1 < end) {\n" + code + "      }\n";
   }
