@@ -1010,6 +1010,35 @@ def test_cpu_row_kernels_prefetch_the_next_row_in_their_second_pass():
         assert src.count("__builtin_prefetch") == 1 and "+ q, 0, 2);" in src and "if (row + 1 < end)" in src, fn
 
 
+def test_cpu_group_rows_keep_an_expensive_value_for_their_later_passes():
+    # silu(group_norm(x))'s backward: a group's row spans two axes (channels of the group, positions);
+    # the sigmoid its two passes read is computed once, kept in a row buffer; the exponential under
+    # it is needed only by the pass that fills the buffer, so it gets no buffer of its own. Values
+    # and every gradient against torch.autograd, with a NaN and an inf in two groups.
+    torch.manual_seed(0)
+    x = torch.randn(2, 32, 16, 16) * 3 + 1
+    x[0, 5, 3, 4] = float("nan")
+    x[1, 20, 0, 0] = float("inf")
+    w, b, g = torch.randn(32), torch.randn(32), torch.randn(2, 32, 16, 16)
+
+    def fn(x, w, b):
+        return F.silu(F.group_norm(x, 4, w, b)) * g
+
+    args = [t.clone().requires_grad_(True) for t in (x, w, b)]
+    ref_args = [t.clone().requires_grad_(True) for t in (x, w, b)]
+    jfn = _jit(fn)
+    out = jfn(*args)
+    ref = fn(*ref_args)
+    torch.testing.assert_close(out, ref, equal_nan=True)
+    got = torch.autograd.grad(out, args, g)
+    want = torch.autograd.grad(ref, ref_args, g)
+    for a, e in zip(got, want):
+        torch.testing.assert_close(a, e, equal_nan=True, rtol=1e-4, atol=1e-4)
+    sources = [k.source() for k in thunder.last_backward_traces(jfn)[-1].fusion_callables]
+    row = [s for s in sources if "2048LL" in s and "float buf" in s]
+    assert len(row) == 1 and row[0].count("float buf") == 1, sources
+
+
 @pytest.mark.parametrize("scale", [1.0, 40.0])
 def test_cpu_exponentials_of_row_excess_are_inlined_and_within_float_rounding(scale):
     # exp(x - amax(x)) has an argument at most 0: an inlined, vectorisable exponential instead of

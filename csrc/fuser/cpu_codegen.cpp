@@ -490,11 +490,44 @@ class CpuGen {
       const Access& st = L_.stores[o];
       if (st.strides[col_axes_[0]] == 1 && store_guard(o, row_axes_, "row").empty()) in_output = o;
     }
-    if (cols_ <= 16384 && col_axes_.size() == 1) {
+    if (cols_ <= 16384) {
+      // A kept value is read from its buffer by the passes after the first that computes it, so
+      // its operands are not computed there: later values are decided first, and a value counts
+      // only the passes that still compute it (group_norm's silu backward keeps the sigmoid, and
+      // the exponential under it is needed only in the pass that fills that buffer).
+      std::vector<int> first(k_.nodes.size(), 0);
       for (size_t i = 0; i < k_.nodes.size(); ++i) {
+        for (int p = passes; p >= 1; --p) {
+          if (uses[p].count(static_cast<int>(i))) first[i] = p;
+        }
+      }
+      std::unordered_set<int> kept;
+      auto passes_computing = [&](int target) {
         int count = 0;
-        for (int p = 1; p <= passes; ++p) count += uses[p].count(static_cast<int>(i));
-        if (count > 1 && is_expensive(k_.nodes[i].op)) {
+        for (int p = 1; p <= passes; ++p) {
+          if (!uses[p].count(target)) continue;
+          std::unordered_set<int> seen;
+          std::function<bool(int)> walk = [&](int id) -> bool {
+            if (id == target) return true;
+            if ((varies(id) & col_mask_) == 0 || !seen.insert(id).second) return false;
+            if (kept.count(id) && first[id] < p) return false;
+            return std::any_of(k_.nodes[id].args.begin(), k_.nodes[id].args.end(), walk);
+          };
+          bool found = false;
+          for (int r : pass_reductions[p]) found = found || walk(k_.nodes[r].args[0]);
+          for (int o : pass_outputs[p]) found = found || walk(k_.output_nodes[o]);
+          if (columns_over_rows_ && p == column_pass) {
+            for (int g : grid_reds_) found = found || walk(k_.nodes[g].args[0]);
+          }
+          count += found ? 1 : 0;
+        }
+        return count;
+      };
+      for (int i = static_cast<int>(k_.nodes.size()) - 1; i >= 0; --i) {
+        if (is_expensive(k_.nodes[i].op) && passes_computing(i) > 1) kept.insert(i);
+      }
+      for (size_t i = 0; i < k_.nodes.size(); ++i) {
+        if (kept.count(static_cast<int>(i))) {
           std::string b = "buf" + std::to_string(i);
           buffered_[static_cast<int>(i)] = b;
           const std::string ct = compute_type(k_.nodes[i].dtype);
