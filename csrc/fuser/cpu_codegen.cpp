@@ -463,6 +463,17 @@ class CpuGen {
       for (int g : grid_reds_) column_pass = std::max(column_pass, need[k_.nodes[g].args[0]] + 1);
       grow(column_pass);
     }
+    // The values pass p computes from: its reductions' operands, its outputs, the column sums'
+    // operands in their pass.
+    auto pass_roots = [&](int p) {
+      std::vector<int> roots;
+      for (int r : pass_reductions[p]) roots.push_back(k_.nodes[r].args[0]);
+      for (int o : pass_outputs[p]) roots.push_back(k_.output_nodes[o]);
+      if (columns_over_rows_ && p == column_pass) {
+        for (int g : grid_reds_) roots.push_back(k_.nodes[g].args[0]);
+      }
+      return roots;
+    };
     // Expensive full-level values needed by more than one pass are kept in a row buffer.
     std::vector<std::unordered_set<int>> uses(passes + 1);
     std::function<void(int, int)> visit = [&](int id, int p) {
@@ -471,11 +482,7 @@ class CpuGen {
       for (int a : k_.nodes[id].args) visit(a, p);
     };
     for (int p = 1; p <= passes; ++p) {
-      for (int r : pass_reductions[p]) visit(k_.nodes[r].args[0], p);
-      for (int o : pass_outputs[p]) visit(k_.output_nodes[o], p);
-    }
-    if (columns_over_rows_) {
-      for (int g : grid_reds_) visit(k_.nodes[g].args[0], column_pass);
+      for (int root : pass_roots(p)) visit(root, p);
     }
     std::string buffers;
     // The last pass's one output, when it is stored like a buffer's values (float32 from float32
@@ -513,13 +520,8 @@ class CpuGen {
             if (kept.count(id) && first[id] < p) return false;
             return std::any_of(k_.nodes[id].args.begin(), k_.nodes[id].args.end(), walk);
           };
-          bool found = false;
-          for (int r : pass_reductions[p]) found = found || walk(k_.nodes[r].args[0]);
-          for (int o : pass_outputs[p]) found = found || walk(k_.output_nodes[o]);
-          if (columns_over_rows_ && p == column_pass) {
-            for (int g : grid_reds_) found = found || walk(k_.nodes[g].args[0]);
-          }
-          count += found ? 1 : 0;
+          const std::vector<int> roots = pass_roots(p);
+          count += std::any_of(roots.begin(), roots.end(), walk) ? 1 : 0;
         }
         return count;
       };
