@@ -434,6 +434,48 @@ def test_emulated_padded_loads_and_cats_in_parts(name, fn, make, marker, misalig
         assert "(part at " in kernel.kernel_ir and " padded " not in kernel.kernel_ir
 
 
+def _mul_add(a, b, c):
+    return a * b + c
+
+
+def _mul_sub(a, b, c):
+    return a * b - c
+
+
+def _sub_mul(a, b, c):
+    return c - a * b
+
+
+def _sum_of_products(a, b, c):
+    return (a * b).sum(-1) + c[:, 0]
+
+
+def _scaled_softmax(a, b, c):
+    return torch.softmax(a * 0.1, -1) + b - c
+
+
+@requires_emulator
+@pytest.mark.parametrize("fn", [_mul_add, _mul_sub, _sub_mul, _sum_of_products, _scaled_softmax],
+                         ids=lambda f: f.__name__)
+@pytest.mark.parametrize("misalign", [False, True], ids=["vector", "scalar"])
+def test_emulated_products_read_once_are_multiply_adds(fn, misalign):
+    # A float product read only by one add, subtract or sum is one fused multiply-add (rounded once,
+    # as eager's CUDA kernels compute); a product read twice (softmax(a * 0.1): its row maximum and
+    # its difference from it) stays one rounded value at both reads. Values against eager, with
+    # inf and NaN among the inputs.
+    torch.manual_seed(0)
+    a, b, c = (torch.randn(6, 1000) for _ in range(3))
+    a[0, 3], b[1, 5], c[2, 7], a[3, 9] = float("inf"), float("nan"), float("-inf"), 3e38
+    b[3, 9] = 3.0
+    got, ref, _ = _emulate(fn, (a, b, c), misalign)
+    torch.testing.assert_close(got, ref, equal_nan=True)
+    body = _kernel_body(_emulate.last_source)
+    if fn is _scaled_softmax:
+        assert "__fmaf_rn" not in body
+    else:
+        assert "__fmaf_rn(" in body
+
+
 @requires_emulator
 def test_emulated_layer_norm_over_two_dims_copies_its_rows_asynchronously():
     # A row of two reduced dims (64 x 800 floats, 200 KB): the asynchronous copies address each
