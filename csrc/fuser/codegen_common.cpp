@@ -384,20 +384,9 @@ template <> struct __align__(2) th_raw<2> { unsigned short x; };
 template <> struct __align__(4) th_raw<4> { unsigned int x; };
 template <> struct __align__(8) th_raw<8> { unsigned int x, y; };
 template <> struct __align__(16) th_raw<16> { unsigned int x, y, z, w; };
-// 2-byte values go through 32-bit words, each lane shifted or masked out of its word: lanes
-// reassembled from a union of 16-bit values cost a byte permute or two per lane (and per pair
-// stored) in the machine code.
 template <typename T, int V> TH_INLINE void th_ldv(const T* __restrict__ p, T* o) {
   constexpr int B = (int)sizeof(T) * V;
-  if constexpr (sizeof(T) == 2 && V % 2 == 0 && (B == 4 || B == 8 || B == 16)) {
-    union { th_raw<B> r; unsigned w[B / 4]; } u;
-    u.r = *reinterpret_cast<const th_raw<B>*>(p);
-#pragma unroll
-    for (int i = 0; i < V / 2; ++i) {
-      o[2 * i] = (T)(u.w[i] & 0xffffu);
-      o[2 * i + 1] = (T)(u.w[i] >> 16);
-    }
-  } else if constexpr (V > 1 && (B == 2 || B == 4 || B == 8 || B == 16)) {
+  if constexpr (V > 1 && (B == 2 || B == 4 || B == 8 || B == 16)) {
     union { th_raw<B> r; T e[V]; } u;
     u.r = *reinterpret_cast<const th_raw<B>*>(p);
 #pragma unroll
@@ -431,12 +420,7 @@ template <typename T> TH_INLINE void th_ldcg16(const T* p, T* o) {
 }
 template <typename T, int V> TH_INLINE void th_stv(T* __restrict__ p, const T* v) {
   constexpr int B = (int)sizeof(T) * V;
-  if constexpr (sizeof(T) == 2 && V % 2 == 0 && (B == 4 || B == 8 || B == 16)) {
-    union { th_raw<B> r; unsigned w[B / 4]; } u;
-#pragma unroll
-    for (int i = 0; i < V / 2; ++i) u.w[i] = (unsigned)v[2 * i] | ((unsigned)v[2 * i + 1] << 16);
-    *reinterpret_cast<th_raw<B>*>(p) = u.r;
-  } else if constexpr (V > 1 && (B == 2 || B == 4 || B == 8 || B == 16)) {
+  if constexpr (V > 1 && (B == 2 || B == 4 || B == 8 || B == 16)) {
     union { th_raw<B> r; T e[V]; } u;
 #pragma unroll
     for (int l = 0; l < V; ++l) u.e[l] = v[l];
