@@ -976,6 +976,25 @@ def test_fused_activations_with_gradients():
         torch.testing.assert_close(got_in.grad, want_in.grad, equal_nan=True)
 
 
+def test_cpu_sums_of_products_read_once_are_multiply_adds():
+    # A float sum of a product nothing else reads (a dot product over rows, layer_norm's sum of
+    # squared deviations, the column sums of its weight gradient) accumulates by fused multiply-adds
+    # where the machine has them; the element-wise a * b + c rounds twice, bit for bit eager's.
+    torch.manual_seed(0)
+    a, b, c = (torch.randn(33, 1037) for _ in range(3))
+    a[0, 3], b[1, 5], c[2, 7] = float("inf"), float("nan"), float("-inf")
+    dot = _jit(lambda a, b, c: (a * b).sum(-1) + c[:, 0])
+    torch.testing.assert_close(dot(a, b, c), (a * b).sum(-1) + c[:, 0], equal_nan=True)
+    assert "th_fma(" in fusionex.fusion_source(dot, 0).split("TH_INLINE float th_exp_nonpos")[1]
+    mul_add = _jit(lambda a, b, c: a * b + c)
+    torch.testing.assert_close(mul_add(a, b, c), a * b + c, rtol=0, atol=0, equal_nan=True)
+    assert "th_fma(" not in fusionex.fusion_source(mul_add, 0).split("TH_INLINE float th_exp_nonpos")[1]
+    ln = _jit(layer_norm)
+    norm_values_and_grads_match(ln, layer_norm, (a[3:] * 3 + 1, b[3], c[3]), torch.float32)
+    sources = [k.source() for k in fusionex.fusion_kernels(ln) + thunder.last_backward_traces(ln)[-1].fusion_callables]
+    assert all("th_fma(" in src.split("TH_INLINE float th_exp_nonpos")[1] for src in sources)
+
+
 def test_cpu_softmax_keeps_its_exponentials_in_the_output_row():
     # The row buffer of exp(x - max) is the output's row (float32 like the buffer): the exp pass
     # writes it, the last pass rescales it in place. A bf16 output keeps a separate buffer.

@@ -439,10 +439,6 @@ def _mul_add(a, b, c):
 
 
 def _mul_sub(a, b, c):
-    return a * b - c
-
-
-def _sub_mul(a, b, c):
     return c - a * b
 
 
@@ -450,30 +446,32 @@ def _sum_of_products(a, b, c):
     return (a * b).sum(-1) + c[:, 0]
 
 
+def _sum_of_squares(a, b, c):
+    return (a * a).sum(-1) - (b * c).sum(-1)
+
+
 def _scaled_softmax(a, b, c):
     return torch.softmax(a * 0.1, -1) + b - c
 
 
 @requires_emulator
-@pytest.mark.parametrize("fn", [_mul_add, _mul_sub, _sub_mul, _sum_of_products, _scaled_softmax],
+@pytest.mark.parametrize("fn", [_mul_add, _mul_sub, _sum_of_products, _sum_of_squares, _scaled_softmax],
                          ids=lambda f: f.__name__)
 @pytest.mark.parametrize("misalign", [False, True], ids=["vector", "scalar"])
-def test_emulated_products_read_once_are_multiply_adds(fn, misalign):
-    # A float product read only by one add, subtract or sum is one fused multiply-add (rounded once,
-    # as eager's CUDA kernels compute); a product read twice (softmax(a * 0.1): its row maximum and
-    # its difference from it) stays one rounded value at both reads. Values against eager, with
-    # inf and NaN among the inputs.
+def test_emulated_sums_of_products_read_once_are_multiply_adds(fn, misalign):
+    # A float sum of a product that nothing else reads accumulates by fused multiply-adds; an
+    # element-wise a * b + c rounds twice as eager's two calls do, and a product read twice
+    # (softmax(a * 0.1): its row maximum and its difference from it) is one rounded value at both
+    # reads. Values against eager, with inf and NaN among the inputs.
     torch.manual_seed(0)
     a, b, c = (torch.randn(6, 1000) for _ in range(3))
-    a[0, 3], b[1, 5], c[2, 7], a[3, 9] = float("inf"), float("nan"), float("-inf"), 3e38
-    b[3, 9] = 3.0
+    a[0, 3], b[1, 5], c[2, 7] = float("inf"), float("nan"), float("-inf")
     got, ref, _ = _emulate(fn, (a, b, c), misalign)
     torch.testing.assert_close(got, ref, equal_nan=True)
     body = _kernel_body(_emulate.last_source)
-    if fn is _scaled_softmax:
-        assert "__fmaf_rn" not in body
-    else:
-        assert "__fmaf_rn(" in body
+    assert ("__fmaf_rn(" in body) == (fn in (_sum_of_products, _sum_of_squares))
+    if fn is _mul_add:  # bit for bit eager's
+        torch.testing.assert_close(got, ref, rtol=0, atol=0, equal_nan=True)
 
 
 @requires_emulator

@@ -212,6 +212,33 @@ bool erf_rounded_to_half(const KernelDef& k, int id, bool fp16_too) {
   return rounded(id);
 }
 
+std::vector<int> node_uses(const KernelDef& k) {
+  std::vector<int> uses(k.nodes.size(), 0);
+  for (const KNode& n : k.nodes) {
+    for (int a : n.args) ++uses[a];
+  }
+  for (int o : k.output_nodes) ++uses[o];
+  return uses;
+}
+
+bool sum_of_single_use_product(const KernelDef& k, const std::vector<int>& uses, int reduction) {
+  const KNode& r = k.nodes[reduction];
+  if (r.op != "sum" || r.dtype != DType::kFloat32 || r.args.size() != 1) return false;
+  const int id = r.args[0];
+  const KNode& m = k.nodes[id];
+  if (m.op != "mul" || m.dtype != DType::kFloat32 || m.args.size() != 2 || uses[id] != 1) {
+    return false;
+  }
+  return compute_type(k.nodes[m.args[0]].dtype) == "float" &&
+         compute_type(k.nodes[m.args[1]].dtype) == "float";
+}
+
+std::string fma_expr(Backend be, const std::string& x, const std::string& y,
+                     const std::string& acc) {
+  return std::string(be == Backend::kCuda ? "__fmaf_rn(" : "th_fma(") + x + ", " + y + ", " + acc +
+         ")";
+}
+
 bool erf_offset_by_unit(const KernelDef& k, int id) {
   bool used = false;
   for (int o : k.output_nodes) {
@@ -345,6 +372,13 @@ static inline bool th_signbit(float f) { unsigned u; TH_BITCAST(u, f); return (u
 static inline bool th_signbit_d(double f) { unsigned long long u; TH_BITCAST(u, f); return (u >> 63) != 0; }
 TH_INLINE float th_ld_f16(unsigned short h) { _Float16 x; __builtin_memcpy(&x, &h, 2); return (float)x; }
 TH_INLINE unsigned short th_st_f16(float f) { _Float16 x = (_Float16)f; unsigned short h; __builtin_memcpy(&h, &x, 2); return h; }
+// x * y + z rounded once: one instruction where the target has fused multiply-adds; elsewhere the
+// two roundings (a library fmaf would be a call per element).
+#if defined(__FMA__) || defined(__ARM_FEATURE_FMA)
+TH_INLINE float th_fma(float x, float y, float z) { return __builtin_fmaf(x, y, z); }
+#else
+TH_INLINE float th_fma(float x, float y, float z) { return x * y + z; }
+#endif
 // exp(x) for x <= 0 or NaN (a value minus its row's maximum), vectorisable: 2^n 2^f with
 // n = round(x log2 e), |f| <= 1/2, 2^f by a degree-6 polynomial. Relative error about 2^-22 plus
 // |x| * 2^-24 from the multiply's rounding, so the absolute error stays below 2^-21 (the results

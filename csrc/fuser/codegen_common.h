@@ -56,6 +56,19 @@ bool erf_rounded_to_half(const KernelDef& k, int id, bool fp16_too);
 // th_erf_as's absolute error is then relative to the sums, and the small-argument polynomial of
 // th_erf_lp has nothing to add.
 bool erf_offset_by_unit(const KernelDef& k, int id);
+// Multiply-adds. Kernels compile without contraction (--fmad=false, -ffp-contract=off): every
+// element-wise operation rounds as eager's kernel for it does (x * 0.1 + 0.5 rounds twice, as two
+// eager calls do), so that element-wise results are eager's bit for bit. Sums differ from eager's
+// in their order of addition anyway: a float sum of a product read by that sum alone accumulates
+// by one fused multiply-add (the product unrounded), as eager's own reductions over products do
+// (layer_norm's backward, a dot product).
+// Each node's uses: operands of other nodes, and outputs.
+std::vector<int> node_uses(const KernelDef& k);
+// True for a float sum whose operand is a float multiply of float operands read by it alone.
+bool sum_of_single_use_product(const KernelDef& k, const std::vector<int>& uses, int reduction);
+// acc + x * y rounded once.
+std::string fma_expr(Backend be, const std::string& x, const std::string& y,
+                     const std::string& acc);
 // Reductions: the identity, and acc (+) v.
 std::string reduce_identity(const std::string& op, DType d, Backend be);
 std::string reduce_combine(const std::string& op, DType d, const std::string& acc,

@@ -64,7 +64,8 @@ constexpr int64_t kPointwiseBlock = 16384;  // elements per work item of a point
 
 class CpuGen {
  public:
-  CpuGen(const KernelDef& k, const Layout& L) : k_(k), L_(L), n_(static_cast<int>(L.sizes.size())) {}
+  CpuGen(const KernelDef& k, const Layout& L)
+      : k_(k), L_(L), n_(static_cast<int>(L.sizes.size())), uses_(node_uses(k)) {}
 
   std::string run() {
     std::ostringstream os;
@@ -357,6 +358,21 @@ class CpuGen {
     return v;
   }
 
+  // Reduction `r`'s accumulator `acc` combined with its operand's value in scope `s`: a float sum
+  // of a product read by it alone, computed per element and kept in no row buffer, is one
+  // multiply-add (see node_uses).
+  std::string accumulate(int r, const std::string& acc, Scope& s) {
+    const KNode& n = k_.nodes[r];
+    const int a = n.args[0];
+    if (sum_of_single_use_product(k_, uses_, r) && (varies(a) & col_mask_) != 0 &&
+        buffered_.count(a) == 0) {
+      const KNode& m = k_.nodes[a];
+      const std::string x = value(m.args[0], s), y = value(m.args[1], s);
+      return fma_expr(Backend::kCpu, x, y, acc);
+    }
+    return reduce_combine(n.op, n.dtype, acc, value(a, s));
+  }
+
   // 1 / value(id), a row-level value, emitted once per row.
   std::string reciprocal(int id, const std::string& ct) {
     auto it = reciprocals_.find(id);
@@ -590,11 +606,10 @@ class CpuGen {
       for (int r : pass_reductions[p]) {
         const KNode& n = k_.nodes[r];
         std::string ct = compute_type(n.dtype);
-        std::string v = value(n.args[0], body);
         std::string acc = "acc" + std::to_string(r);
         accs += "    " + ct + " " + acc + "[" + std::to_string(kLanes) + "];\n    for (int l = 0; l < " +
                 std::to_string(kLanes) + "; ++l) " + acc + "[l] = " + reduce_identity(n.op, n.dtype, Backend::kCpu) + ";\n";
-        body.code += "    " + acc + "[LANE] = " + reduce_combine(n.op, n.dtype, acc + "[LANE]", v) + ";\n";
+        body.code += "    " + acc + "[LANE] = " + accumulate(r, acc + "[LANE]", body) + ";\n";
         std::string res = "red" + std::to_string(r);
         combine_lanes += "    " + ct + " " + res + " = " + acc + "[0];\n    for (int l = 1; l < " +
                          std::to_string(kLanes) + "; ++l) " + res + " = " +
@@ -606,10 +621,8 @@ class CpuGen {
       }
       if (columns_over_rows_ && p == column_pass) {
         for (int g : grid_reds_) {
-          const KNode& n = k_.nodes[g];
           std::string cp = "cp" + std::to_string(g) + "[c]";
-          std::string v = value(n.args[0], body);
-          body.code += "    " + cp + " = " + reduce_combine(n.op, n.dtype, cp, v) + ";\n";
+          body.code += "    " + cp + " = " + accumulate(g, cp, body) + ";\n";
         }
       }
       for (auto& [id, b] : buffered_) {
@@ -786,8 +799,7 @@ class CpuGen {
       std::string acc = "acc" + std::to_string(r);
       accs += "    " + compute_type(n.dtype) + " " + acc + "[" + std::to_string(block) + "];\n    for (int64_t j = 0; j < " +
               std::to_string(block) + "; ++j) " + acc + "[j] = " + reduce_identity(n.op, n.dtype, Backend::kCpu) + ";\n";
-      std::string v = value(n.args[0], body);
-      body.code += "    " + acc + "[c - c0] = " + reduce_combine(n.op, n.dtype, acc + "[c - c0]", v) + ";\n";
+      body.code += "    " + acc + "[c - c0] = " + accumulate(r, acc + "[c - c0]", body) + ";\n";
       if (float_sum(n) && red > 2 * kColumnSumBlock) {
         std::string tot = "tot" + std::to_string(r);
         accs += "    double " + tot + "[" + std::to_string(block) + "] = {};\n";
@@ -850,6 +862,7 @@ class CpuGen {
   std::unordered_map<int, std::string> bases_;
   std::unordered_map<int, std::string> reduced_;
   std::unordered_map<int, std::string> buffered_;
+  std::vector<int> uses_;  // node_uses
   std::unordered_map<int, std::string> reciprocals_;
 };
 

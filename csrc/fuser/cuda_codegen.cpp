@@ -170,11 +170,7 @@ class CudaGen {
     for (int a : col_axes_) cols_ *= L_.sizes[a];
     for (int a : col_axes_) col_mask_ |= uint64_t{1} << a;
     inner_ = col_axes_.empty() ? -1 : col_axes_.back();
-    uses_.assign(k_.nodes.size(), 0);
-    for (const KNode& n : k_.nodes) {
-      for (int a : n.args) ++uses_[a];
-    }
-    for (int o : k_.output_nodes) ++uses_[o];
+    uses_ = node_uses(k_);
     wide_ = needs_wide();
     vec_ = vector_width();
   }
@@ -617,13 +613,6 @@ class CudaGen {
       // softmax and normalization kernels do).
       std::string num = col_value(n.args[0], s, c);
       e = "((" + ct + ")(" + num + " * " + reciprocal(n.args[1], ct) + "))";
-    } else if (int i = contracted_operand(id, s); i >= 0) {
-      const KNode& m = k_.nodes[n.args[i]];
-      const std::string x = col_value(m.args[0], s, c), y = col_value(m.args[1], s, c);
-      const std::string other = col_value(n.args[1 - i], s, c);
-      e = n.op == "add" ? fma_expr(x, y, other)
-          : i == 0      ? fma_expr(x, y, "-(" + other + ")")
-                        : fma_expr("-(" + x + ")", y, other);
     } else {
       std::vector<std::string> args;
       std::vector<DType> dts;
@@ -638,53 +627,17 @@ class CudaGen {
     return v;
   }
 
-  // ---- multiply-adds ------------------------------------------------------------------------
-  //
-  // Kernels compile with --fmad=false, so that a product read twice is the same rounded value at
-  // both reads (x * 0.1 - max(x * 0.1) is 0 at the maximum). A float product read only by one
-  // float add, subtract or sum is contracted into it explicitly: one fused multiply-add, rounded
-  // once, as eager's CUDA kernels compute (nvcc contracts by default). It is computed per element
-  // (a product once per row, or one hoisted out of a column kernel's row loop, stays apart).
-
-  static std::string fma_expr(const std::string& x, const std::string& y, const std::string& z) {
-    return "__fmaf_rn(" + x + ", " + y + ", " + z + ")";
-  }
-
-  bool contractible(int id, const ColScope& s) {
-    const KNode& m = k_.nodes[id];
-    if (m.op != "mul" || m.dtype != DType::kFloat32 || m.args.size() != 2 || uses_[id] != 1)
-      return false;
-    for (int a : m.args) {
-      if (compute_type(k_.nodes[a].dtype) != "float") return false;
-    }
-    if (row_level(id)) return false;
-    return s.hoist == nullptr || (varies(id) & L_.reduced) != 0;
-  }
-
-  // The operand (0 or 1) of float add or subtract `id` that is a contractible product; -1 if none.
-  int contracted_operand(int id, const ColScope& s) {
-    const KNode& n = k_.nodes[id];
-    if ((n.op != "add" && n.op != "sub") || n.dtype != DType::kFloat32 || n.args.size() != 2)
-      return -1;
-    if (compute_type(k_.nodes[n.args[0]].dtype) != "float" ||
-        compute_type(k_.nodes[n.args[1]].dtype) != "float") {
-      return -1;
-    }
-    for (int i = 0; i < 2; ++i) {
-      if (contractible(n.args[i], s)) return i;
-    }
-    return -1;
-  }
-
   // Reduction `r`'s accumulator `acc` combined with its operand's value for the lane: a float sum
-  // of a contractible product is one multiply-add.
+  // of a product read by it alone is one multiply-add (see node_uses), where the product is
+  // computed per element (one hoisted out of a column kernel's row loop stays apart).
   std::string accumulate(int r, const std::string& acc, ColScope& s, const std::string& c = "c") {
     const KNode& n = k_.nodes[r];
     const int a = n.args[0];
-    if (n.op == "sum" && n.dtype == DType::kFloat32 && contractible(a, s)) {
+    if (sum_of_single_use_product(k_, uses_, r) && !row_level(a) &&
+        (s.hoist == nullptr || (varies(a) & L_.reduced) != 0)) {
       const KNode& m = k_.nodes[a];
       const std::string x = col_value(m.args[0], s, c), y = col_value(m.args[1], s, c);
-      return fma_expr(x, y, acc);
+      return fma_expr(Backend::kCuda, x, y, acc);
     }
     return reduce_combine(n.op, n.dtype, acc, col_value(a, s, c));
   }
