@@ -1,6 +1,7 @@
 // Expressions shared by the CPU and CUDA code generators.
 #include "fuser/codegen_common.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -212,25 +213,22 @@ bool erf_rounded_to_half(const KernelDef& k, int id, bool fp16_too) {
   return rounded(id);
 }
 
-std::vector<int> node_uses(const KernelDef& k) {
-  std::vector<int> uses(k.nodes.size(), 0);
-  for (const KNode& n : k.nodes) {
-    for (int a : n.args) ++uses[a];
-  }
-  for (int o : k.output_nodes) ++uses[o];
-  return uses;
-}
-
-bool sum_of_single_use_product(const KernelDef& k, const std::vector<int>& uses, int reduction) {
+bool sum_of_single_use_product(const KernelDef& k, int reduction) {
   const KNode& r = k.nodes[reduction];
   if (r.op != "sum" || r.dtype != DType::kFloat32 || r.args.size() != 1) return false;
   const int id = r.args[0];
   const KNode& m = k.nodes[id];
-  if (m.op != "mul" || m.dtype != DType::kFloat32 || m.args.size() != 2 || uses[id] != 1) {
+  if (m.op != "mul" || m.dtype != DType::kFloat32 || m.args.size() != 2) return false;
+  if (compute_type(k.nodes[m.args[0]].dtype) != "float" ||
+      compute_type(k.nodes[m.args[1]].dtype) != "float") {
     return false;
   }
-  return compute_type(k.nodes[m.args[0]].dtype) == "float" &&
-         compute_type(k.nodes[m.args[1]].dtype) == "float";
+  // Read by the sum alone: no output, and no other operand slot of any node.
+  int reads = 0;
+  for (const KNode& w : k.nodes)
+    reads += static_cast<int>(std::count(w.args.begin(), w.args.end(), id));
+  for (int o : k.output_nodes) reads += o == id ? 1 : 0;
+  return reads == 1;
 }
 
 std::string fma_expr(Backend be, const std::string& x, const std::string& y,

@@ -62,10 +62,8 @@ bool erf_offset_by_unit(const KernelDef& k, int id);
 // in their order of addition anyway: a float sum of a product read by that sum alone accumulates
 // by one fused multiply-add (the product unrounded), as eager's own reductions over products do
 // (layer_norm's backward, a dot product).
-// Each node's uses: operands of other nodes, and outputs.
-std::vector<int> node_uses(const KernelDef& k);
 // True for a float sum whose operand is a float multiply of float operands read by it alone.
-bool sum_of_single_use_product(const KernelDef& k, const std::vector<int>& uses, int reduction);
+bool sum_of_single_use_product(const KernelDef& k, int reduction);
 // acc + x * y rounded once.
 std::string fma_expr(Backend be, const std::string& x, const std::string& y,
                      const std::string& acc);

@@ -65,7 +65,7 @@ constexpr int64_t kPointwiseBlock = 16384;  // elements per work item of a point
 class CpuGen {
  public:
   CpuGen(const KernelDef& k, const Layout& L)
-      : k_(k), L_(L), n_(static_cast<int>(L.sizes.size())), uses_(node_uses(k)) {}
+      : k_(k), L_(L), n_(static_cast<int>(L.sizes.size())) {}
 
   std::string run() {
     std::ostringstream os;
@@ -360,11 +360,11 @@ class CpuGen {
 
   // Reduction `r`'s accumulator `acc` combined with its operand's value in scope `s`: a float sum
   // of a product read by it alone, computed per element and kept in no row buffer, is one
-  // multiply-add (see node_uses).
+  // multiply-add (see sum_of_single_use_product).
   std::string accumulate(int r, const std::string& acc, Scope& s) {
     const KNode& n = k_.nodes[r];
     const int a = n.args[0];
-    if (sum_of_single_use_product(k_, uses_, r) && (varies(a) & col_mask_) != 0 &&
+    if (sum_of_single_use_product(k_, r) && (varies(a) & col_mask_) != 0 &&
         buffered_.count(a) == 0) {
       const KNode& m = k_.nodes[a];
       const std::string x = value(m.args[0], s), y = value(m.args[1], s);
@@ -862,7 +862,6 @@ class CpuGen {
   std::unordered_map<int, std::string> bases_;
   std::unordered_map<int, std::string> reduced_;
   std::unordered_map<int, std::string> buffered_;
-  std::vector<int> uses_;  // node_uses
   std::unordered_map<int, std::string> reciprocals_;
 };
 

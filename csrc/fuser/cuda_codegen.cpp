@@ -170,7 +170,6 @@ class CudaGen {
     for (int a : col_axes_) cols_ *= L_.sizes[a];
     for (int a : col_axes_) col_mask_ |= uint64_t{1} << a;
     inner_ = col_axes_.empty() ? -1 : col_axes_.back();
-    uses_ = node_uses(k_);
     wide_ = needs_wide();
     vec_ = vector_width();
   }
@@ -628,12 +627,12 @@ class CudaGen {
   }
 
   // Reduction `r`'s accumulator `acc` combined with its operand's value for the lane: a float sum
-  // of a product read by it alone is one multiply-add (see node_uses), where the product is
-  // computed per element (one hoisted out of a column kernel's row loop stays apart).
+  // of a product read by it alone is one multiply-add (see sum_of_single_use_product), where the
+  // product is computed per element (one hoisted out of a column kernel's row loop stays apart).
   std::string accumulate(int r, const std::string& acc, ColScope& s, const std::string& c = "c") {
     const KNode& n = k_.nodes[r];
     const int a = n.args[0];
-    if (sum_of_single_use_product(k_, uses_, r) && !row_level(a) &&
+    if (sum_of_single_use_product(k_, r) && !row_level(a) &&
         (s.hoist == nullptr || (varies(a) & L_.reduced) != 0)) {
       const KNode& m = k_.nodes[a];
       const std::string x = col_value(m.args[0], s, c), y = col_value(m.args[1], s, c);
@@ -2332,7 +2331,6 @@ class CudaGen {
   std::unordered_map<int, std::string> bases_;
   std::unordered_map<int, std::string> reduced_;
   std::unordered_set<int> cached_;
-  std::vector<int> uses_;  // each node's uses: operands of other nodes and outputs
   int smem_limit_ = kDefaultSmemLimit;
   std::unordered_map<int, int64_t> smem_cached_;        // load -> byte offset of its row in th_smem
   std::unordered_set<int> smem_filled_, smem_filling_;  // stored by an earlier pass; by this one
