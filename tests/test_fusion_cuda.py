@@ -298,11 +298,12 @@ def _emulate(fn, args, misalign=False, ref=None, smem_limit=48 * 1024, blocks=No
     workspace = _core.fuser_cuda_workspace(kernel, smem_limit)
     scratch = [torch.zeros(workspace, dtype=torch.uint8).share_memory_()] if workspace else []
     # `blocks` caps the grid as the launch does to the blocks a device runs at once.
-    cuda_emulator.launch(src, grid if blocks is None else min(grid, blocks), block, inputs + outs + scratch)
+    grid = grid if blocks is None else min(grid, blocks)
+    cuda_emulator.launch(src, grid, block, inputs + outs + scratch)
     finish = _core.fuser_cuda_finish(kernel, smem_limit)
     if finish:  # reductions over rows per column: the blocks' partials, combined by a second kernel
-        name, fgrid, fblock = finish
-        cuda_emulator.launch(src, fgrid, fblock, inputs + outs + scratch, kernel=name)
+        name, fgrid, fblock = finish  # (told the row kernel's block count)
+        cuda_emulator.launch(src, fgrid, fblock, inputs + outs + scratch + [_by_value(grid)], kernel=name)
     elif workspace:  # kernels on one stream share a workspace: its counters are left at zero
         counters = _core.fuser_cuda_workspace_counters(kernel, smem_limit)
         assert counters > 0 and not scratch[0][:counters].any()
@@ -310,6 +311,11 @@ def _emulate(fn, args, misalign=False, ref=None, smem_limit=48 * 1024, blocks=No
 
 
 H100_SMEM = 227 * 1024
+
+
+def _by_value(v):
+    """A kernel's unsigned parameter passed by value, as the emulator reads one: from a tensor's data."""
+    return torch.tensor([v], dtype=torch.int32)
 
 
 @requires_emulator
@@ -1494,6 +1500,19 @@ def test_emulated_row_kernel_sums_columns_over_its_rows(shape, misalign):
 
 
 @requires_emulator
+def test_emulated_column_partials_of_more_blocks_than_one_load_batch():
+    # 263 blocks of 16 warp rows: more partials per column than the second kernel's threads load in
+    # one batch (16 rows of threads, 16 loads each), so its loop over the block count runs twice.
+    torch.manual_seed(0)
+    x, g, w = torch.randn(4200, 40) * 2 + 1, torch.randn(4200, 40), torch.randn(40)
+    ((k, _, grid, _, _),) = _cuda_sources(layer_norm_grads, (x, g, w))
+    assert grid == 263 and _core.fuser_cuda_finish(k)[2] == 512
+    got, ref, _ = _emulate(layer_norm_grads, (x, g, w))
+    for a, b in zip(got, ref):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+@requires_emulator
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=str)
 def test_emulated_two_column_sums_keep_two_rows_a_block(dtype):
     # layer_norm's backward 8192 wide: its two column sums would leave one 512-thread row a block
@@ -1593,8 +1612,10 @@ def test_cuda_source_of_column_sums_over_rows():
     x, g, w = torch.randn(8192, 768), torch.randn(8192, 768), torch.randn(768)
     ((k, src, grid, block, _),) = _cuda_sources(layer_norm_grads, (x, g, w))
     name, fgrid, fblock = _core.fuser_cuda_finish(k)
-    assert grid <= 512 and block == 512 and fgrid == 768 // 32 and fblock == 1024
+    assert grid <= 512 and block == 512 and fgrid == 768 // 32 and fblock == 512
     assert f" {name}(" in src and "th_bar_sync(1 + grp, 128)" in src
+    # The second kernel is told the row kernel's block count (its launch's grid) by an argument.
+    assert f" {name}(" in src and "const unsigned th_nb)" in src[src.index(f" {name}("):]
     assert _core.fuser_cuda_workspace_counters(k) == 0  # no counters: the second kernel combines
     # Rows wider than 16384 leave the column sums to a column kernel.
     x, g, w = torch.randn(4, 16400), torch.randn(4, 16400), torch.randn(16400)

@@ -542,7 +542,7 @@ void cuda_launch(const CudaFunction& f, const Layout& layout, const KernelDef& k
   const Driver& d = driver();
   ContextGuard context(f.context);
   size_t n = k.inputs.size() + k.tensor_outputs() + (f.launch.workspace_bytes > 0 ? 1 : 0);
-  std::vector<void*> params(n);
+  std::vector<void*> params(n + (f.finish ? 1 : 0));  // (and the second kernel's block count)
   // Host inputs (random states) are passed by value: the driver copies the argument from their
   // data.
   const std::vector<bool>& by_value = f.launch.by_value;
@@ -557,8 +557,11 @@ void cuda_launch(const CudaFunction& f, const Layout& layout, const KernelDef& k
     if (r != kCudaSuccess) throw Error("fuser: cuLaunchKernel failed: " + cu_error(r));
   };
   launch(f.function, grid, f.launch.block, f.launch.shared_bytes);
-  // The kernel combining the partials per column (reductions over rows per column), after it.
+  // The kernel combining the partials per column (reductions over rows per column), after it, told
+  // the row kernel's block count.
   if (f.finish && f.launch.finish_grid > 0) {
+    unsigned blocks = static_cast<unsigned>(grid);
+    params[n] = &blocks;
     launch(f.finish, f.launch.finish_grid, f.launch.finish_block, 0);
   }
 }

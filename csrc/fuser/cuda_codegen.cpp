@@ -93,8 +93,13 @@ constexpr int64_t kMaxColumnPartials = 512;
 int64_t column_accumulators() {
   return env_count("THUNDER_CUDA_COLUMN_ACCUMULATORS", 32, 1, "accumulators");
 }
-constexpr int kFinishRows = 32;
-constexpr int kFinishLoads = 8;  // partials a thread of that kernel loads at once
+// The kernel combining the row kernel's partials per column: rows of 32 threads a block (a column
+// each) and the partials a thread loads at once, so that a resident grid's blocks (132-264 on an
+// H200) are one batch. H200, the norms' training steps at 2048 x 4096 and 2048 x 8192
+// (scripts/gpu_schedule_probe.py --column-sums): 2.5 and 3.3 us against 3.6 and 5.3 for 32 rows
+// of 8 loads that read the block count from the workspace.
+constexpr int kFinishRows = 16;
+constexpr int kFinishLoads = 16;
 // Blocks a group of rows runs on when a row kernel reduces over the rows of each group (their
 // partials are combined by the group's last block, a thread each).
 constexpr int64_t kMaxGroupBlocks = 256;
@@ -1757,8 +1762,10 @@ class CudaGen {
     }
     std::string grid_decls;
     std::vector<int64_t> ws_offset;
-    const int64_t count_offset = 0;  // the count of finished blocks, then the blocks' partials
-    int64_t ws_bytes = grid_reds.empty() ? 0 : ceil_div(4 * std::max<int64_t>(groups, 1), 16) * 16;
+    // The counts of finished blocks, then the blocks' partials (column sums: the partials alone).
+    const int64_t count_offset = 0;
+    int64_t ws_bytes =
+        grid_reds.empty() || p.columns ? 0 : ceil_div(4 * std::max<int64_t>(groups, 1), 16) * 16;
     const int64_t counters = ws_bytes;
     for (int g : grid_reds) {
       std::string ct = compute_type(k_.nodes[g].dtype);
@@ -1843,9 +1850,7 @@ class CudaGen {
        << ") {\n"
        << smem_decls << grid_decls;
     os << vector_or_scalar("th_rows", args_ + smem_args);
-    if (p.columns) {
-      os << "  if (blockIdx.x == 0 && threadIdx.x == 0) *(unsigned*)th_ws = gridDim.x;\n";
-    } else if (!grid_reds.empty()) {
+    if (!p.columns && !grid_reds.empty()) {
       os << over_rows_epilogue(p, ws_offset, count_offset, group_blocks);
     }
     os << "}\n";
@@ -1988,18 +1993,16 @@ class CudaGen {
 
   // The second kernel of reductions over rows per column: per column (32 a block, each on
   // kFinishRows threads that take every kFinishRows-th block's partial), the blocks' partials in
-  // block order, then the column's outputs. A thread loads kFinishLoads partials at once, each
-  // predicated on the block count (known only from the workspace): a loop over the count itself
-  // went one L2 round trip a partial (a count of 4-9 a thread is all remainder of an unrolled
-  // loop).
+  // block order, then the column's outputs. th_nb is the row kernel's block count (its launch's
+  // grid). A thread loads kFinishLoads partials at once, each predicated on that count: a loop over
+  // the count itself went one L2 round trip a partial.
   std::string column_finish(const std::vector<int64_t>& ws_offset) {
     reset();
     std::vector<int> reds = over_rows_reductions(k_);
     const std::string fr = std::to_string(kFinishRows), fl = std::to_string(kFinishLoads);
     std::ostringstream os;
     os << "extern \"C\" __global__ void __launch_bounds__(" << 32 * kFinishRows << ") " << name_
-       << "_finish(" << params_ << ", unsigned char* __restrict__ th_ws) {\n"
-       << "  const unsigned th_nb = *(const volatile unsigned*)th_ws;\n"
+       << "_finish(" << params_ << ", unsigned char* __restrict__ th_ws, const unsigned th_nb) {\n"
        << "  const int x = threadIdx.x & 31, y = threadIdx.x >> 5;\n"
        << "  const idx_t c = (idx_t)blockIdx.x * 32 + x;\n";
     std::string init, load, step, keep;
