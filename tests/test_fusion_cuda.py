@@ -1500,6 +1500,30 @@ def test_emulated_row_kernel_sums_columns_over_its_rows(shape, misalign):
 
 
 @requires_emulator
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("shape", [(5, 4096), (9, 768), (6, 1000)], ids=str)
+def test_emulated_2_byte_column_sum_rows_go_through_32_bit_words(shape, dtype):
+    # The norms' backward row kernels in 2-byte types load and store their vectors as 32-bit words
+    # (th_ldw / th_stw: lanes shifted or masked out of each word); their forwards, and the 8192-wide
+    # layer_norm backward with twice the accumulators, keep 16-bit lanes (th_ldv / th_stv).
+    torch.manual_seed(0)
+    x, g, w = (torch.randn(shape) * 2 + 1).to(dtype), torch.randn(shape).to(dtype), torch.randn(shape[-1]).to(dtype)
+    got, _, _ = _emulate(layer_norm_grads, (x, g, w))
+    body = _kernel_body(_emulate.last_source)
+    assert "th_ldw<unsigned short, 8>(" in body and "th_stw<unsigned short, 8>(" in body
+    assert "th_ldv<" not in body and "th_stv<" not in body
+    ref = layer_norm_grads(*(a.double() for a in (x, g, w)))
+    for a, b in zip(got, ref):  # within a few units of the dtype's last place of the largest
+        scale = b.abs().max().item()
+        torch.testing.assert_close(a.double(), b, rtol=2e-2, atol=2e-2 * scale)
+    xs = torch.randn(4, 8192).to(dtype)
+    fwd = _cuda_sources(lambda x, w: F.layer_norm(x, (8192,), w), (xs, xs[0]))
+    doubled = _cuda_sources(layer_norm_grads, (xs, xs, xs[0]))
+    for k, src, *_ in fwd + doubled:
+        assert "th_ldw<" not in _kernel_body(src) and "th_ldv<unsigned short, 8>(" in _kernel_body(src)
+
+
+@requires_emulator
 def test_emulated_column_partials_of_more_blocks_than_one_load_batch():
     # 263 blocks of 16 warp rows: more partials per column than the second kernel's threads load in
     # one batch (16 rows of threads, 16 loads each), so its loop over the block count runs twice.

@@ -428,6 +428,23 @@ template <typename T, int V> TH_INLINE void th_ldv(const T* __restrict__ p, T* o
     for (int l = 0; l < V; ++l) o[l] = p[l];
   }
 }
+// The same through 32-bit words for 2-byte lanes (each lane shifted or masked out of its word, each
+// pair stored as one): a union of 16-bit lanes costs a byte permute or two a lane (and a pair
+// stored) in the machine code. Row kernels take this form (see CudaGen::words_).
+template <typename T, int V> TH_INLINE void th_ldw(const T* __restrict__ p, T* o) {
+  constexpr int B = (int)sizeof(T) * V;
+  if constexpr (sizeof(T) == 2 && V % 2 == 0 && (B == 4 || B == 8 || B == 16)) {
+    union { th_raw<B> r; unsigned w[B / 4]; } u;
+    u.r = *reinterpret_cast<const th_raw<B>*>(p);
+#pragma unroll
+    for (int i = 0; i < V / 2; ++i) {
+      o[2 * i] = (T)(u.w[i] & 0xffffu);
+      o[2 * i + 1] = (T)(u.w[i] >> 16);
+    }
+  } else {
+    th_ldv<T, V>(p, o);
+  }
+}
 // A barrier over `n` threads of the block (a multiple of 32) on named barrier `id` (1..15; 0 is the
 // whole block's): the row groups of a block synchronise apart. Without a GPU (the emulator): its
 // barrier of that id.
@@ -460,6 +477,17 @@ template <typename T, int V> TH_INLINE void th_stv(T* __restrict__ p, const T* v
   } else {
 #pragma unroll
     for (int l = 0; l < V; ++l) p[l] = v[l];
+  }
+}
+template <typename T, int V> TH_INLINE void th_stw(T* __restrict__ p, const T* v) {
+  constexpr int B = (int)sizeof(T) * V;
+  if constexpr (sizeof(T) == 2 && V % 2 == 0 && (B == 4 || B == 8 || B == 16)) {
+    union { th_raw<B> r; unsigned w[B / 4]; } u;
+#pragma unroll
+    for (int i = 0; i < V / 2; ++i) u.w[i] = (unsigned)v[2 * i] | ((unsigned)v[2 * i + 1] << 16);
+    *reinterpret_cast<th_raw<B>*>(p) = u.r;
+  } else {
+    th_stv<T, V>(p, v);
   }
 }
 // A 16-byte copy from global to shared memory, asynchronous from sm_80 on (cp.async), and the

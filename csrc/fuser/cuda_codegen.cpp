@@ -504,7 +504,7 @@ class CudaGen {
         s.pre += "      " + nm + " = " + mask_cond(a, c) + " ? " + ptr + "[" + addr +
                  "] : " + fill + ";\n";
       } else if (is == 1 && chunk_edges) {
-        s.pre += "      if (" + mask_cond(a, c) + ") th_ldv<" + st + ", " + vs + ">(" + ptr +
+        s.pre += "      if (" + mask_cond(a, c) + ") " + ldv() + "<" + st + ", " + vs + ">(" + ptr +
                  " + " + addr + ", " + nm +
                  ");\n      else {\n#pragma unroll\n        for (int l = 0; l < " + vs + "; ++l) " +
                  nm + "[l] = " + fill + ";\n      }\n";
@@ -518,10 +518,12 @@ class CudaGen {
     const bool inv = s.grouped && same_in_every_row(id);
     std::string& pre = inv ? s.pre_inv : s.pre;
     if (is == 1) {
-      pre += "      th_ldv<" + st + ", " + vs + ">(" + ptr + " + " + addr + ", " + nm + ");\n";
+      pre +=
+          "      " + ldv() + "<" + st + ", " + vs + ">(" + ptr + " + " + addr + ", " + nm + ");\n";
       if (smem_cached_.count(id) && c == "c") {
         // The first pass that reads the load also keeps the chunk for the later passes.
-        s.pre += "      th_stv<" + st + ", " + vs + ">(" + smem_ptr(id) + " + c, " + nm + ");\n";
+        s.pre +=
+            "      " + stv() + "<" + st + ", " + vs + ">(" + smem_ptr(id) + " + c, " + nm + ");\n";
         smem_filling_.insert(id);
       }
     } else if (is == 0) {
@@ -564,8 +566,8 @@ class CudaGen {
         e = load_expr(n.dtype, "cache" + std::to_string(id) + "[k][l]");
       } else if (smem_cached_.count(id) && c == "c" && smem_filled_.count(id)) {
         std::string vs = std::to_string(s.v);
-        s.pre += "      " + st + " " + ld + "[" + vs + "];\n      th_ldv<" + st + ", " + vs + ">(" +
-                 smem_ptr(id) + " + c, " + ld + ");\n";
+        s.pre += "      " + st + " " + ld + "[" + vs + "];\n      " + ldv() + "<" + st + ", " + vs +
+                 ">(" + smem_ptr(id) + " + c, " + ld + ");\n";
         e = load_expr(n.dtype, ld + "[l]");
       } else {
         e = load_expr(n.dtype, load_array(id, s, c) + (lane_array(id) ? "[" + li + "]" : ""));
@@ -871,8 +873,9 @@ class CudaGen {
       }
       std::string g = guard(o, col_axes_, c);  // lane-invariant: the inner axis has stride 1
       if (!rg.empty()) g = g.empty() ? rg : rg + " && " + g;
-      std::string stmt = "th_stv<" + st + ", " + std::to_string(s.v) + ">(" + ptr + " + " + lit(a.offset) + row +
-                         " + " + unravel(col_axes_, a.strides, c) + ", " + sv + ");";
+      std::string stmt = stv() + "<" + st + ", " + std::to_string(s.v) + ">(" + ptr + " + " +
+                         lit(a.offset) + row + " + " + unravel(col_axes_, a.strides, c) + ", " +
+                         sv + ");";
       s.post += pack_post + "      " + (g.empty() ? stmt : "if (" + g + ") " + stmt) + "\n";
     } else {
       for (size_t j = 0; j < vals.size(); ++j) {
@@ -1071,6 +1074,7 @@ class CudaGen {
     // `column_pass`; block mode runs `groups` rows at a time per block (warp mode: rows_per_block).
     bool columns = false;
     int groups = 1;
+    bool doubled = false;  // twice the column accumulators, for two row groups (plan_rows)
     int column_pass = 0;
     // The column accumulators in dynamic shared memory (per row group, slot (k * V + l) * threads +
     // tid for chunk k and lane l: a warp's accesses fall in distinct banks) rather than registers.
@@ -1289,6 +1293,7 @@ class CudaGen {
             threads_for(chunks * 2) < p.threads) {
           chunks *= 2;
           p.threads = threads_for(chunks);
+          p.doubled = true;
         }
         p.groups = std::max(1, block / p.threads);
         if (column_smem() && p.threads < 1024) {
@@ -1479,10 +1484,12 @@ class CudaGen {
       std::string st = storage_type(k_.nodes[id].dtype);
       std::string cv = "cache" + std::to_string(id);
       std::string addr = row_part(id) + " + " + unravel(col_axes_, L_.loads[id].strides, "c");
-      cache_code += "    " + st + " " + cv + "[" + std::to_string(kmax) + "][" + vs + "];\n#pragma unroll\n    for (int k = 0; k < " +
-                    std::to_string(kmax) + "; ++k) {\n      const idx_t q = (idx_t)tid + (idx_t)k * " + std::to_string(t) +
-                    ";\n      if (q < " + lit(nq) + ") { const idx_t c = q * " + vs + "; th_ldv<" + st + ", " + vs + ">(in" +
-                    std::to_string(k_.nodes[id].input) + " + " + addr + ", " + cv + "[k]); }\n    }\n";
+      cache_code += "    " + st + " " + cv + "[" + std::to_string(kmax) + "][" + vs +
+                    "];\n#pragma unroll\n    for (int k = 0; k < " + std::to_string(kmax) +
+                    "; ++k) {\n      const idx_t q = (idx_t)tid + (idx_t)k * " + std::to_string(t) +
+                    ";\n      if (q < " + lit(nq) + ") { const idx_t c = q * " + vs + "; " + ldv() +
+                    "<" + st + ", " + vs + ">(in" + std::to_string(k_.nodes[id].input) + " + " +
+                    addr + ", " + cv + "[k]); }\n    }\n";
     }
     // Rows kept in shared memory arrive by asynchronous 16-byte copies issued for the whole row at
     // once: every load of the row is in flight together and passes through no registers (H200,
@@ -1731,6 +1738,7 @@ class CudaGen {
 
   std::string inner(CudaLaunch* launch) {
     RowPlan p = plan_rows();
+    words_ = p.columns && !p.doubled;
     std::ostringstream os;
     std::string smem_params, smem_args, smem_decls;
     const std::string group_of = "(threadIdx.x / " + std::to_string(p.threads) + ")";
@@ -2327,6 +2335,16 @@ class CudaGen {
   bool wide_ = false;
   int vec_ = 1;
   std::string params_, args_;
+  // 2-byte vectors through 32-bit words (th_ldw / th_stw): row kernels summing columns over their
+  // rows (the norms' backward), but those taking twice the accumulators (RowPlan::doubled). H200,
+  // bf16 (scripts/gpu_schedule_probe.py --column-sums, two runs): rms_norm's backward 2048x8192
+  // 33.3-33.5 -> 31.4-31.7 us, 2048x4096 16.8 -> 16.0-16.2, layer_norm's 8192x768 12.9-13.1 ->
+  // 12.4, 2048x4096 21.6-21.7 -> 21.5-21.6. Elsewhere the form lost: the doubled layer_norm
+  // 2048x8192 backward 51-53 -> 56-60 us, the layer_norm forward 2048x4096 10.5 -> 11.9, a bf16
+  // residual-dropout step (pointwise) 0.80 -> 0.71 of a copy.
+  bool words_ = false;
+  std::string ldv() const { return words_ ? "th_ldw" : "th_ldv"; }
+  std::string stv() const { return words_ ? "th_stw" : "th_stv"; }
   std::string name_;  // set by run()
   std::string row_code_;
   std::unordered_map<int, std::string> row_memo_;
