@@ -202,7 +202,8 @@ def column_sums():
                 "smem 1024": {"THUNDER_CUDA_COLUMN_SMEM": "1", "THUNDER_CUDA_COLUMN_BLOCK": "1024"},
                 "rows 512 2 blocks/SM": {"THUNDER_CUDA_COLUMN_MIN_BLOCKS": "2"},
                 "acc 16 2 blocks/SM": {"THUNDER_CUDA_COLUMN_ACCUMULATORS": "16", "THUNDER_CUDA_COLUMN_MIN_BLOCKS": "2"},
-                "acc 16": {"THUNDER_CUDA_COLUMN_ACCUMULATORS": "16"}}
+                "acc 16": {"THUNDER_CUDA_COLUMN_ACCUMULATORS": "16"},
+                "no hoist": {"THUNDER_CUDA_HOIST_REGS": "0"}, "hoist 16": {"THUNDER_CUDA_HOIST_REGS": "16"}}
     if os.environ.get("PROBE_COLUMN_VARIANTS"):
         keep = os.environ["PROBE_COLUMN_VARIANTS"].split(",")
         variants = {k: v for k, v in variants.items() if k in keep}

@@ -1524,6 +1524,31 @@ def test_emulated_2_byte_column_sum_rows_go_through_32_bit_words(shape, dtype):
 
 
 @requires_emulator
+@pytest.mark.parametrize("misalign", [False, True], ids=["vector", "scalar"])
+@pytest.mark.parametrize("shape", [(5, 4096), (7, 2048), (3, 2, 2056)], ids=str)
+def test_emulated_weights_of_column_sum_rows_are_loaded_once_before_the_rows(shape, misalign):
+    # The bf16 layer_norm backward with 32 column accumulators a thread: its weight, the same in
+    # every row, is loaded once per thread before the row loop (hw<id>) instead of in both passes of
+    # every row; the scalar path (misaligned pointers) reads it as before. Rows of one block and of
+    # several, a width that leaves the last chunks of some threads out.
+    torch.manual_seed(0)
+    x, g, w = (torch.randn(shape) * 2 + 1).bfloat16(), torch.randn(shape).bfloat16(), torch.randn(shape[-1]).bfloat16()
+    got, _, _ = _emulate(layer_norm_grads, (x, g, w), misalign)
+    body = _kernel_body(_emulate.last_source)
+    rows8 = body[body.index("TH_INLINE void th_rows8"):]
+    assert re.search(r"unsigned short hw\d+\[2\]\[8\];", rows8[:rows8.index("for (long long row")])
+    assert "hw" not in body[body.index("TH_INLINE void th_rows1"):body.index("TH_INLINE void th_rows8")]
+    ref = layer_norm_grads(*(a.double() for a in (x, g, w)))
+    for a, b in zip(got, ref):
+        scale = b.abs().max().item()
+        torch.testing.assert_close(a.double(), b, rtol=2e-2, atol=2e-2 * scale)
+    # 16 accumulators a thread (fp32 rows 768 wide, 128 threads a row): no hoisting.
+    xs = torch.randn(4, 768)
+    ((_, src, *_),) = _cuda_sources(layer_norm_grads, (xs, xs, xs[0]))
+    assert " hw" not in _kernel_body(src)
+
+
+@requires_emulator
 def test_emulated_column_partials_of_more_blocks_than_one_load_batch():
     # 263 blocks of 16 warp rows: more partials per column than the second kernel's threads load in
     # one batch (16 rows of threads, 16 loads each), so its loop over the block count runs twice.

@@ -564,6 +564,8 @@ class CudaGen {
         e = load_expr(n.dtype, s.preloaded.at(id));
       } else if (s.cached && cached_.count(id)) {
         e = load_expr(n.dtype, "cache" + std::to_string(id) + "[k][l]");
+      } else if (s.cached && hoisted_.count(id)) {
+        e = load_expr(n.dtype, "hw" + std::to_string(id) + "[k][l]");
       } else if (smem_cached_.count(id) && c == "c" && smem_filled_.count(id)) {
         std::string vs = std::to_string(s.v);
         s.pre += "      " + st + " " + ld + "[" + vs + "];\n      " + ldv() + "<" + st + ", " + vs +
@@ -1417,6 +1419,55 @@ class CudaGen {
     }
   }
 
+  // Loads the same in every row (weights) that each thread reads at the same chunks of every row,
+  // loaded into registers once, before the row loop, instead of in each pass of each row (from L1):
+  // in row kernels summing columns in registers with at least 32 accumulators a thread (past 64
+  // registers, so one block a multiprocessor already), while the loads take at most
+  // THUNDER_CUDA_HOIST_REGS (default 8) 32-bit registers a thread together. H200, the bf16
+  // layer_norm backward at 2048 x 4096 (scripts/gpu_schedule_probe.py --column-sums, two runs):
+  // 21.5 -> 20.3 us. 16 registers lost up to 2x where the kernels reach 128 registers (bf16
+  // rms_norm and layer_norm at 8192 wide); 8 lost a fifth in a kernel they pushed past 64 registers
+  // (fp32 layer_norm backward 8192 x 768, 16 accumulators: two blocks a multiprocessor before).
+  void choose_hoist(const RowPlan& p, int v) {
+    hoisted_.clear();
+    if (inner_ < 0 || rows_ <= 1 || !p.columns || p.column_smem) return;
+    const int64_t k = ceil_div(ceil_div(cols_, v), p.threads);
+    const int64_t sums = static_cast<int64_t>(over_rows_reductions(k_).size());
+    if (k * v * sums < 32) return;
+    const int64_t budget = env_count("THUNDER_CUDA_HOIST_REGS", 8, 0, "registers");
+    int64_t used = 0;
+    for (size_t i = 0; i < k_.nodes.size(); ++i) {
+      const int id = static_cast<int>(i);
+      if (k_.nodes[i].op != "load" || !row_invariant(id) || L_.loads[i].masked() ||
+          L_.loads[i].strides[inner_] != 1)
+        continue;
+      const int64_t regs = ceil_div(k * v * storage_bytes(k_.nodes[i].dtype), 4);
+      if (used + regs > budget) continue;
+      used += regs;
+      hoisted_.insert(id);
+    }
+  }
+
+  // The hoisted loads (choose_hoist), before the row loop of th_rows<v>.
+  std::string hoist_code(const RowPlan& p, int v) {
+    std::string code;
+    const int64_t nq = ceil_div(cols_, v), kmax = ceil_div(nq, p.threads);
+    const std::string vs = std::to_string(v), ks = std::to_string(kmax);
+    for (int id : sorted(hoisted_)) {
+      const KNode& n = k_.nodes[id];
+      const std::string st = storage_type(n.dtype), hv = "hw" + std::to_string(id);
+      const std::string addr =
+          lit(L_.loads[id].offset) + " + " + unravel(col_axes_, L_.loads[id].strides, "c");
+      code += "  " + st + " " + hv + "[" + ks + "][" + vs +
+              "];\n#pragma unroll\n  for (int k = 0; k < " + ks +
+              "; ++k) {\n    const idx_t q = (idx_t)tid + (idx_t)k * " + std::to_string(p.threads) +
+              ";\n    if (q < " + lit(nq) + ") { const idx_t c = q * " + vs + "; " + ldv() + "<" +
+              st + ", " + vs + ">(in" + std::to_string(n.input) + " + " + addr + ", " + hv +
+              "[k]); }\n  }\n";
+    }
+    return code;
+  }
+
   // An online pair's chunk update: the chunk's maximum, then the running sum rescaled to the new
   // maximum plus the chunk's exponentials. A maximum of -inf adds nothing (exp(-inf - -inf) would
   // be NaN where eager's terms are 0); NaN and +inf propagate as in eager.
@@ -1466,8 +1517,10 @@ class CudaGen {
     reset();
     if (use_cache) {
       choose_cache(p, v);
+      choose_hoist(p, v);
     } else {
       cached_.clear();
+      hoisted_.clear();
       smem_cached_.clear();
       smem_bytes_ = 0;
     }
@@ -1528,7 +1581,7 @@ class CudaGen {
     for (int q = 1; q <= p.passes; ++q) {
       ColScope s;
       s.v = v;
-      s.cached = !cached_.empty();
+      s.cached = !cached_.empty() || !hoisted_.empty();
       std::string init, fold;
       std::unordered_set<int> paired;  // the amax and sum of online pairs
       for (int r : p.pass_reductions[q]) {
@@ -1563,6 +1616,7 @@ class CudaGen {
       os << init;
       bool uses_cache = column_pass;  // the column accumulators are indexed by the chunk k
       for (int id : cached_) uses_cache = uses_cache || s.memo.count(id);
+      for (int id : hoisted_) uses_cache = uses_cache || s.memo.count(id);
       if (uses_cache) {
         os << "#pragma unroll\n    for (int k = 0; k < " << kmax << "; ++k) {\n      const idx_t q = (idx_t)tid + (idx_t)k * "
            << t << ";\n      if (q < " << lit(nq) << ") {\n      const idx_t c = q * " << vs << ";\n"
@@ -1810,23 +1864,25 @@ class CudaGen {
         // (Kernels of groups of rows sum no columns: a row group is a warp or the whole block.)
         f << (p.warp_mode ? "  const int tid = threadIdx.x & 31, grp = threadIdx.x >> 5;\n"
                           : "  const int tid = threadIdx.x, grp = 0; (void)grp;\n")
-          << "  const long long th_g0 = (long long)(blockIdx.x / " << nb << "u) * " << per
-          << ", th_g1 = th_g0 + " << per << ";\n"
+          << hoist_code(p, v) << "  const long long th_g0 = (long long)(blockIdx.x / " << nb
+          << "u) * " << per << ", th_g1 = th_g0 + " << per << ";\n"
           << "  for (long long row = th_g0 + (long long)(blockIdx.x % " << nb << "u) * " << at_once
           << " + grp; row < th_g1; row += " << group_blocks * row_groups << "LL) {\n";
       } else if (p.warp_mode) {
         f << "  const int tid = threadIdx.x & 31;\n"
-          << column_init(p, v) << "  for (long long row = (long long)blockIdx.x * "
-          << p.rows_per_block << " + (threadIdx.x >> 5); row < " << rows
-          << "; row += (long long)gridDim.x * " << p.rows_per_block << ") {\n";
+          << column_init(p, v) << hoist_code(p, v)
+          << "  for (long long row = (long long)blockIdx.x * " << p.rows_per_block
+          << " + (threadIdx.x >> 5); row < " << rows << "; row += (long long)gridDim.x * "
+          << p.rows_per_block << ") {\n";
       } else if (p.groups > 1) {
         f << "  const int grp = " << group_of << ", tid = threadIdx.x % " << p.threads << ";\n"
-          << column_init(p, v) << "  for (long long row = (long long)blockIdx.x * " << p.groups
-          << " + grp; row < " << rows << "; row += (long long)gridDim.x * " << p.groups << ") {\n";
+          << column_init(p, v) << hoist_code(p, v)
+          << "  for (long long row = (long long)blockIdx.x * " << p.groups << " + grp; row < "
+          << rows << "; row += (long long)gridDim.x * " << p.groups << ") {\n";
       } else {
         f << "  const int tid = threadIdx.x;\n"
-          << column_init(p, v) << "  for (long long row = blockIdx.x; row < " << rows
-          << "; row += gridDim.x) {\n";
+          << column_init(p, v) << hoist_code(p, v) << "  for (long long row = blockIdx.x; row < "
+          << rows << "; row += gridDim.x) {\n";
       }
       f << "    const idx_t r = (idx_t)row; (void)r;\n" << body;
       if (!p.warp_mode) f << "    " << row_sync(p) << "\n";
@@ -2352,6 +2408,7 @@ class CudaGen {
   std::unordered_map<int, std::string> bases_;
   std::unordered_map<int, std::string> reduced_;
   std::unordered_set<int> cached_;
+  std::unordered_set<int> hoisted_;  // loads read once before the row loop (choose_hoist)
   int smem_limit_ = kDefaultSmemLimit;
   std::unordered_map<int, int64_t> smem_cached_;        // load -> byte offset of its row in th_smem
   std::unordered_set<int> smem_filled_, smem_filling_;  // stored by an earlier pass; by this one
