@@ -1451,21 +1451,27 @@ class CudaGen {
   // The hoisted loads (choose_hoist), before the row loop of th_rows<v>.
   std::string hoist_code(const RowPlan& p, int v) {
     std::string code;
-    const int64_t nq = ceil_div(cols_, v), kmax = ceil_div(nq, p.threads);
-    const std::string vs = std::to_string(v), ks = std::to_string(kmax);
     for (int id : sorted(hoisted_)) {
-      const KNode& n = k_.nodes[id];
-      const std::string st = storage_type(n.dtype), hv = "hw" + std::to_string(id);
       const std::string addr =
           lit(L_.loads[id].offset) + " + " + unravel(col_axes_, L_.loads[id].strides, "c");
-      code += "  " + st + " " + hv + "[" + ks + "][" + vs +
-              "];\n#pragma unroll\n  for (int k = 0; k < " + ks +
-              "; ++k) {\n    const idx_t q = (idx_t)tid + (idx_t)k * " + std::to_string(p.threads) +
-              ";\n    if (q < " + lit(nq) + ") { const idx_t c = q * " + vs + "; " + ldv() + "<" +
-              st + ", " + vs + ">(in" + std::to_string(n.input) + " + " + addr + ", " + hv +
-              "[k]); }\n  }\n";
+      code += chunks_into("  ", "hw" + std::to_string(id), id, addr, p.threads, v);
     }
     return code;
+  }
+
+  // Declares `name`[kmax][v] (load id's storage type) and fills it with the chunks thread tid
+  // reads of a row (chunk tid + k * threads at element offset `addr` of column index c).
+  std::string chunks_into(const std::string& in, const std::string& name, int id,
+                          const std::string& addr, int threads, int v) {
+    const int64_t nq = ceil_div(cols_, v), kmax = ceil_div(nq, threads);
+    const std::string st = storage_type(k_.nodes[id].dtype), vs = std::to_string(v);
+    const std::string ks = std::to_string(kmax);
+    return in + st + " " + name + "[" + ks + "][" + vs + "];\n#pragma unroll\n" + in +
+           "for (int k = 0; k < " + ks + "; ++k) {\n" + in +
+           "  const idx_t q = (idx_t)tid + (idx_t)k * " + std::to_string(threads) + ";\n" + in +
+           "  if (q < " + lit(nq) + ") { const idx_t c = q * " + vs + "; " + ldv() + "<" + st +
+           ", " + vs + ">(in" + std::to_string(k_.nodes[id].input) + " + " + addr + ", " + name +
+           "[k]); }\n" + in + "}\n";
   }
 
   // An online pair's chunk update: the chunk's maximum, then the running sum rescaled to the new
@@ -1534,15 +1540,8 @@ class CudaGen {
     // Cached loads, read once per row.
     std::string cache_code;
     for (int id : sorted(cached_)) {
-      std::string st = storage_type(k_.nodes[id].dtype);
-      std::string cv = "cache" + std::to_string(id);
       std::string addr = row_part(id) + " + " + unravel(col_axes_, L_.loads[id].strides, "c");
-      cache_code += "    " + st + " " + cv + "[" + std::to_string(kmax) + "][" + vs +
-                    "];\n#pragma unroll\n    for (int k = 0; k < " + std::to_string(kmax) +
-                    "; ++k) {\n      const idx_t q = (idx_t)tid + (idx_t)k * " + std::to_string(t) +
-                    ";\n      if (q < " + lit(nq) + ") { const idx_t c = q * " + vs + "; " + ldv() +
-                    "<" + st + ", " + vs + ">(in" + std::to_string(k_.nodes[id].input) + " + " +
-                    addr + ", " + cv + "[k]); }\n    }\n";
+      cache_code += chunks_into("    ", "cache" + std::to_string(id), id, addr, t, v);
     }
     // Rows kept in shared memory arrive by asynchronous 16-byte copies issued for the whole row at
     // once: every load of the row is in flight together and passes through no registers (H200,
@@ -1864,8 +1863,8 @@ class CudaGen {
         // (Kernels of groups of rows sum no columns: a row group is a warp or the whole block.)
         f << (p.warp_mode ? "  const int tid = threadIdx.x & 31, grp = threadIdx.x >> 5;\n"
                           : "  const int tid = threadIdx.x, grp = 0; (void)grp;\n")
-          << hoist_code(p, v) << "  const long long th_g0 = (long long)(blockIdx.x / " << nb
-          << "u) * " << per << ", th_g1 = th_g0 + " << per << ";\n"
+          << "  const long long th_g0 = (long long)(blockIdx.x / " << nb << "u) * " << per
+          << ", th_g1 = th_g0 + " << per << ";\n"
           << "  for (long long row = th_g0 + (long long)(blockIdx.x % " << nb << "u) * " << at_once
           << " + grp; row < th_g1; row += " << group_blocks * row_groups << "LL) {\n";
       } else if (p.warp_mode) {
