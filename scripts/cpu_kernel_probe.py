@@ -1,7 +1,7 @@
 """A fused CPU kernel timed outside Python, against a plain copy of the same bytes: where a row kernel's
 time goes next to the memory traffic it cannot avoid.
 
-Each case (1024 x 4096 fp32: softmax, layer_norm) is jitted once into a fresh kernel cache; its shared
+Each case (1024 x 4096 fp32: softmax, layer_norm, log_softmax, rms_norm) is jitted once into a fresh kernel cache; its shared
 object is then loaded by a small C++ program that calls `thunder_kernel` over all rows on one or two
 threads (rows split in halves), best of 200 calls. `--rotate N` writes each call's output into the
 next of N buffers, as a program that allocates a new output each call does (one buffer stays hot in
@@ -122,6 +122,9 @@ def main():
                     [str(n), f"o{n}"]),
         "layer_norm": (kernel_object(lambda t, a, c: F.layer_norm(t, (cols,), a, c), (x, w, b), cache),
                        [str(n), str(cols), str(cols), f"o{n}"]),
+        "log_softmax": (kernel_object(lambda t: torch.log_softmax(t, -1), (x,), cache), [str(n), f"o{n}"]),
+        "rms_norm": (kernel_object(lambda t, a: F.rms_norm(t, (cols,), a), (x, w), cache),
+                     [str(n), str(cols), f"o{n}"]),
     }
     copy = os.path.join(work, "copy.so")
     with open(copy[:-3] + ".cpp", "w") as f:

@@ -1013,20 +1013,22 @@ def test_cpu_row_kernels_prefetch_the_next_row_in_their_second_pass():
     # The exp pass (the second of three) brings the next row of x into cache for the max pass; rows
     # of a width that is not a multiple of the unrolled step, and every row of each thread's range
     # (its last has no next row). log_softmax and layer_norm read x again in their last pass: their
-    # prefetch asks for L2 only (hint 2), not to evict the row that pass reads.
+    # prefetch asks for L2 only (hint 2), not to evict the row that pass reads. The next row's
+    # output lines, stored by a later pass, are prefetched for writing (rw 1).
     torch.manual_seed(0)
     x = torch.randn(301, 1037)
     x[7] = -float("inf")
     jfn = _jit(softmax)
     torch.testing.assert_close(jfn(x), softmax(x), equal_nan=True)
     src = fusionex.fusion_source(jfn, 0)
-    assert src.count("__builtin_prefetch") == 1 and "(row + 1)" in src and "if (row + 1 < end)" in src
-    assert "+ q, 0, 3);" in src
+    assert src.count("__builtin_prefetch") == 2 and "(row + 1)" in src and "if (row + 1 < end)" in src
+    assert "+ q, 0, 3);" in src and "__builtin_prefetch((char*)(out0 + 0LL + (((row + 1)) * 1037LL) + cb2) + q, 1, 3);" in src
     for fn, args in ((log_softmax, (x,)), (layer_norm, (x.nan_to_num(neginf=0.0), torch.randn(1037), torch.randn(1037)))):
         jfn = _jit(fn)
         torch.testing.assert_close(jfn(*args), fn(*args), equal_nan=True)
         src = fusionex.fusion_source(jfn, 0)
-        assert src.count("__builtin_prefetch") == 1 and "+ q, 0, 2);" in src and "if (row + 1 < end)" in src, fn
+        assert src.count("__builtin_prefetch") == 2 and "+ q, 0, 2);" in src and "if (row + 1 < end)" in src, fn
+        assert "(out0 + 0LL + (((row + 1)) * 1037LL) + cb2) + q, 1, 3);" in src, fn
 
 
 def test_cpu_group_rows_keep_an_expensive_value_for_their_later_passes():
