@@ -765,21 +765,16 @@ class CpuGen {
                                 const std::unordered_set<int>& read_late, const std::string& cb,
                                 const std::vector<std::vector<int>>& pass_outputs) {
     if (col_axes_.size() != 1) return "";
-    std::string outs;
-    const char* e = std::getenv("THUNDER_CPU_PREFETCH_OUTPUTS");
-    if (!e || std::string(e) != "0") {
-      for (size_t p = 2; p < pass_outputs.size(); ++p) {
-        for (int o : pass_outputs[p]) {
-          const Access& a = L_.stores[o];
-          if (a.strides[col_axes_[0]] != 1 || k_.tensor_of(o) != static_cast<size_t>(o)) continue;
-          const int64_t bytes = int64_t{kUnroll} * kLanes * dtype_size(k_.outputs[o]->dtype());
-          outs += "      for (int64_t q = 0; q < " + std::to_string(bytes) +
-                  "LL; q += 64) __builtin_prefetch((char*)(out" + std::to_string(o) + " + " +
-                  std::to_string(a.offset) + "LL + " + unravel(row_axes_, a.strides, "(row + 1)") +
-                  " + " + cb + ") + q, 1, 3);\n";
-        }
-      }
-    }
+    // The lines of the next row's kUnroll * kLanes elements at `cb` of `ptr` (access a): read (rw
+    // 0) with locality `hint`, or written (rw 1).
+    auto lines = [&](const std::string& ptr, const Access& a, DType dtype, int rw, int hint) {
+      const int64_t bytes = int64_t{kUnroll} * kLanes * dtype_size(dtype);
+      return "      for (int64_t q = 0; q < " + std::to_string(bytes) +
+             "LL; q += 64) __builtin_prefetch((" + (rw ? "char*)(" : "const char*)(") + ptr +
+             " + " + std::to_string(a.offset) + "LL + " +
+             unravel(row_axes_, a.strides, "(row + 1)") + " + " + cb + ") + q, " +
+             std::to_string(rw) + ", " + std::to_string(hint) + ");\n";
+    };
     std::vector<int> ids(first.begin(), first.end());
     std::sort(ids.begin(), ids.end());
     std::string code;
@@ -788,13 +783,16 @@ class CpuGen {
       if (n.op != "load" || (varies(id) & ~col_mask_) == 0) continue;
       const Access& a = L_.loads[id];
       if (a.strides[col_axes_[0]] != 1) continue;
-      const int64_t bytes = int64_t{kUnroll} * kLanes * dtype_size(n.dtype);
-      code += "      for (int64_t q = 0; q < " + std::to_string(bytes) +
-              "LL; q += 64) __builtin_prefetch((const char*)(in" + std::to_string(n.input) + " + " +
-              std::to_string(a.offset) + "LL + " + unravel(row_axes_, a.strides, "(row + 1)") +
-              " + " + cb + ") + q, 0, " + (read_late.count(id) ? "2" : "3") + ");\n";
+      code += lines("in" + std::to_string(n.input), a, n.dtype, 0, read_late.count(id) ? 2 : 3);
     }
-    code += outs;
+    const char* e = std::getenv("THUNDER_CPU_PREFETCH_OUTPUTS");
+    for (size_t p = 2; p < pass_outputs.size() && (!e || std::string(e) != "0"); ++p) {
+      for (int o : pass_outputs[p]) {
+        const Access& a = L_.stores[o];
+        if (a.strides[col_axes_[0]] != 1 || k_.tensor_of(o) != static_cast<size_t>(o)) continue;
+        code += lines("out" + std::to_string(o), a, k_.outputs[o]->dtype(), 1, 3);
+      }
+    }
     return code.empty() ? "" : "      if (row + 1 < end) {\n" + code + "      }\n";
   }
 
